@@ -1,0 +1,66 @@
+//! The data directory: its lock file, and the layout of the log inside it.
+//!
+//! ```text
+//! DIR/LOCK                      held (flock) while a process has the log open
+//! DIR/log/00000000000000000000.seg
+//! DIR/log/00000000000000004711.seg
+//! DIR/log/spare.tmp             a prepared, zero-filled segment waiting to be used
+//! DIR/torn/<segment>-<offset>.bin   bytes cut from a torn tail, kept for inspection
+//! ```
+//!
+//! Everything else in DIR (checkpoints, for one) belongs to other crates; the log never touches it.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+pub(crate) const LOCK_FILE: &str = "LOCK";
+pub(crate) const LOG_DIR: &str = "log";
+pub(crate) const TORN_DIR: &str = "torn";
+
+/// Holds the data directory's lock for as long as it lives.
+#[derive(Debug)]
+pub(crate) struct DirLock {
+    _file: File,
+}
+
+impl DirLock {
+    pub(crate) fn acquire(dir: &Path) -> Result<DirLock> {
+        let path = dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io("open lock file", &path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(DirLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked { dir: dir.to_path_buf(), lock: path }),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io("lock", &path, e)),
+        }
+    }
+}
+
+pub(crate) fn log_dir(dir: &Path) -> PathBuf {
+    dir.join(LOG_DIR)
+}
+
+pub(crate) fn torn_dir(dir: &Path) -> PathBuf {
+    dir.join(TORN_DIR)
+}
+
+/// Creates `path` (and parents) and fsyncs its parent, so that the new directory entry survives
+/// a power loss.
+pub(crate) fn create_dir_durable(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(path).map_err(|e| Error::io("create directory", path, e))?;
+    if let Some(parent) = path.parent() {
+        let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+        File::open(parent).and_then(|f| f.sync_all()).map_err(|e| Error::io("fsync directory", parent, e))?;
+    }
+    Ok(())
+}

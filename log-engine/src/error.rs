@@ -1,0 +1,140 @@
+//! The log's one error type. Every variant says what failed and where; corruption carries the
+//! segment, offset and position, and I/O errors carry the operation and the path.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::types::{ExpectedVersion, Position, SegmentId, StreamVersion};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("data directory {} is in use by another process (lock file {} is held)", dir.display(), lock.display())]
+    Locked { dir: PathBuf, lock: PathBuf },
+
+    #[error("corruption in segment {segment} at byte offset {offset}{}: {kind}", position_suffix(.position))]
+    Corrupt { segment: SegmentId, offset: u64, position: Option<Position>, kind: CorruptionKind },
+
+    #[error("torn tail in segment {segment} at byte offset {offset} ({bytes} bytes after the last complete batch) and recovery is strict")]
+    TornTail { segment: SegmentId, offset: u64, bytes: u64 },
+
+    #[error("the log is poisoned by an earlier failure ({cause}); no appends are acknowledged until it is reopened")]
+    Poisoned { cause: String },
+
+    #[error("wrong expected version for stream {stream}: expected {expected}, the stream is {}", describe_actual(.actual))]
+    WrongExpectedVersion { stream: String, expected: ExpectedVersion, actual: Option<StreamVersion> },
+
+    #[error("event id {id} already exists in stream {stream} at position {position} with different content")]
+    IdConflict { stream: String, id: uuid::Uuid, position: Position },
+
+    #[error("invalid stream name {name:?}: {reason}")]
+    InvalidStreamName { name: String, reason: &'static str },
+
+    #[error("invalid input: {what}")]
+    Invalid { what: String },
+
+    #[error("{limit} is {actual}, above the limit of {max}")]
+    LimitExceeded { limit: LimitKind, max: usize, actual: usize },
+
+    #[error("stream {stream} not found")]
+    StreamNotFound { stream: String },
+
+    #[error("position {position} is beyond the head of the log")]
+    PositionNotFound { position: Position },
+
+    #[error("the log is closed")]
+    Closed,
+}
+
+fn position_suffix(position: &Option<Position>) -> String {
+    match position {
+        Some(p) => format!(" (position {p})"),
+        None => String::new(),
+    }
+}
+
+fn describe_actual(actual: &Option<StreamVersion>) -> String {
+    match actual {
+        Some(v) => format!("at version {v}"),
+        None => "absent".to_string(),
+    }
+}
+
+/// Which check found the damage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CorruptionKind {
+    SegmentHeader(String),
+    RecordCrc,
+    RecordFrame(String),
+    RecordBody(String),
+    PositionGap { expected: Position, found: Position },
+    ChainMismatch,
+    Footer(String),
+    SegmentGap(String),
+    /// Damage below the durable watermark: these bytes had been acknowledged.
+    BelowWatermark { watermark: u64, detail: String },
+}
+
+impl fmt::Display for CorruptionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CorruptionKind::SegmentHeader(d) => write!(f, "bad segment header: {d}"),
+            CorruptionKind::RecordCrc => f.write_str("record CRC mismatch"),
+            CorruptionKind::RecordFrame(d) => write!(f, "bad record frame: {d}"),
+            CorruptionKind::RecordBody(d) => write!(f, "bad record body: {d}"),
+            CorruptionKind::PositionGap { expected, found } => {
+                write!(f, "position gap: expected position {expected}, found {found}")
+            }
+            CorruptionKind::ChainMismatch => f.write_str("chain hash mismatch"),
+            CorruptionKind::Footer(d) => write!(f, "bad segment footer: {d}"),
+            CorruptionKind::SegmentGap(d) => write!(f, "segments do not join: {d}"),
+            CorruptionKind::BelowWatermark { watermark, detail } => {
+                write!(f, "{detail}, below the durable watermark {watermark} (acknowledged bytes are damaged)")
+            }
+        }
+    }
+}
+
+/// A named limit, for [`Error::LimitExceeded`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LimitKind {
+    EventSize,
+    BatchEvents,
+    BatchStreams,
+    BatchBytes,
+}
+
+impl fmt::Display for LimitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LimitKind::EventSize => "the event size (EVENT_SIZE_MAX) in bytes",
+            LimitKind::BatchEvents => "the number of events in one append (BATCH_EVENTS_MAX)",
+            LimitKind::BatchStreams => "the number of streams in one append (BATCH_STREAMS_MAX)",
+            LimitKind::BatchBytes => "the size of one append (BATCH_BYTES_MAX) in bytes",
+        })
+    }
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
+        Error::Io { op, path: path.into(), source }
+    }
+
+    /// True for damage found by a check (as opposed to I/O failure or bad input).
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, Error::Corrupt { .. } | Error::TornTail { .. })
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

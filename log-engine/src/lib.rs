@@ -1,0 +1,53 @@
+//! cairn's log engine: a segmented write-ahead log that is the single source of truth.
+//!
+//! - **Appends** go to one writer thread that group-commits: many concurrent appenders share one
+//!   pwrite and one fdatasync, and each is answered only after its events are durable
+//!   ([`Durability::Sync`], the default).
+//! - **Records** carry a salted CRC, their global position and a BLAKE3 chain hash
+//!   `h(p) = BLAKE3(h(p-1) || header(p) || BLAKE3(metadata) || BLAKE3(data))`.
+//! - **Segments** are preallocated files written with pwrite and read through read-only maps;
+//!   sealed segments carry a footer so that open does not rescan them.
+//! - **Recovery** cuts a torn tail of the newest segment (told apart from corruption by the
+//!   durable watermark in every record) and reports any other damage with its location.
+//!
+//! The on-disk format is specified in `docs/format.md`; the invariants in `ARCHITECTURE.md`.
+//! This crate knows nothing of projections or checkpoints.
+//!
+//! ```
+//! # let dir = tempfile::tempdir().unwrap();
+//! use log_engine::{ExpectedVersion, Log, NewEvent, Options, Position};
+//! let log = Log::open(dir.path(), Options::default())?;
+//! log.append("agent-7", ExpectedVersion::Any, vec![NewEvent::json("Started", &serde_json::json!({}))])?;
+//! let events = log.read_all(Position(0), 100)?;
+//! assert_eq!(events[0].event_type, "Started");
+//! assert!(log.verify(None, |_| {})?.ok);
+//! # Ok::<(), log_engine::Error>(())
+//! ```
+
+mod dir;
+mod error;
+pub mod fs;
+mod index;
+mod log;
+mod mmap;
+mod record;
+mod recovery;
+mod segment;
+mod subscribe;
+mod types;
+mod verify;
+mod writer;
+
+#[cfg(feature = "faults")]
+pub mod faults;
+
+pub use crate::error::{CorruptionKind, Error, LimitKind, Result};
+pub use crate::log::{Log, Metrics, Options, SegmentFile, Stats};
+pub use crate::segment::{SEGMENT_SIZE_DEFAULT, SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN};
+pub use crate::subscribe::{Filter, StartFrom, Subscription};
+pub use crate::types::*;
+pub use crate::verify::{VerifyProgress, VerifyReport};
+#[cfg(feature = "faults")]
+pub use crate::writer::Sabotage;
+pub use crate::writer::{FSYNC_BUCKETS_US, IDEMPOTENCY_WINDOW};
+pub use uuid::Uuid;

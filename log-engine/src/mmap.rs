@@ -1,0 +1,74 @@
+//! Read-only memory maps of segment files: the only module allowed `unsafe`.
+//!
+//! # Soundness
+//!
+//! A [`Mapping`] maps a whole segment file read-only and hands out `&[u8]` for a prefix of it,
+//! the *published* prefix, never more. Rust requires that the bytes behind a shared slice do
+//! not change while the slice lives, and that the mapping stays valid. That holds because:
+//!
+//! 1. **One process.** The data directory's lock file is held by this process for as long as
+//!    the log is open (dir.rs), so no other cairn process writes these files.
+//! 2. **Published bytes are immutable.** The writer publishes a prefix only after writing it,
+//!    and never writes below a published offset again: records are appended at increasing
+//!    offsets, the seal footer and trailer go after the last record, and recovery's repairs
+//!    (zeroing a torn tail) run before a segment is mapped. [`Mapping::publish`] asserts that
+//!    the published length only grows.
+//! 3. **Nothing is truncated while mapped.** Segment files are preallocated to their full
+//!    capacity before they are mapped and are never shrunk; a file is removed (unlinked) only by
+//!    operator tools on a closed log, and an unlinked file's pages stay valid while mapped.
+//! 4. **The map outlives every slice.** Slices borrow the `Mapping`, which owns the map; readers
+//!    hold an `Arc<Mapping>` while they decode.
+//!
+//! Outside writers (another program editing a segment under a running cairn) break 1 and are
+//! outside what any mmap-based store can defend against; decoding treats mapped bytes as
+//! untrusted input anyway (record.rs), so such damage becomes a CRC error, not memory unsafety
+//! in cairn's own code.
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+/// A read-only map of one segment file, readable up to its published length.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    raw: MmapRaw,
+    published: AtomicU64,
+}
+
+impl Mapping {
+    /// Maps all of `file` read-only, with `published` bytes readable at once.
+    pub(crate) fn new(file: &File, published: u64) -> io::Result<Mapping> {
+        let raw = MmapOptions::new().map_raw_read_only(file)?;
+        assert!(published <= raw.len() as u64, "published {published} > mapped {}", raw.len());
+        Ok(Mapping { raw, published: AtomicU64::new(published) })
+    }
+
+    /// Makes bytes up to `len` readable. The caller has written them and will never write
+    /// below `len` again (soundness point 2).
+    pub(crate) fn publish(&self, len: u64) {
+        assert!(len <= self.raw.len() as u64, "publish {len} beyond mapped {}", self.raw.len());
+        let old = self.published.swap(len, Ordering::Release);
+        assert!(old <= len, "published length went backwards: {old} -> {len}");
+    }
+
+    pub(crate) fn published_len(&self) -> u64 {
+        self.published.load(Ordering::Acquire)
+    }
+
+    /// The published prefix.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        let len = self.published.load(Ordering::Acquire) as usize;
+        // SAFETY: the pointer is valid for the mapped length, which is at least `len`
+        // (asserted in `publish`); the bytes below `len` never change while `self` lives
+        // (points 1-3), and the returned slice borrows `self`, which owns the map (point 4).
+        unsafe { std::slice::from_raw_parts(self.raw.as_ptr(), len) }
+    }
+
+    /// The whole mapped file, for sealed segments whose every byte is immutable.
+    pub(crate) fn mapped_len(&self) -> u64 {
+        self.raw.len() as u64
+    }
+}

@@ -1,0 +1,483 @@
+//! Record frames: pure encode and decode, no I/O, no `unsafe`. Decoding treats its input as
+//! hostile (it comes from a file that may be damaged): every length is bounded before it sizes
+//! anything, and snappy's claimed length is checked before a buffer is allocated.
+//!
+//! Frame layout (little-endian; see docs/format.md):
+//!
+//! | offset | size | field |
+//! |-------:|-----:|-------|
+//! | 0  | 4  | `crc`: CRC-32 (crc32fast) of [`CRC_SALT`] followed by bytes `4..frame_len` |
+//! | 4  | 4  | `body_len` |
+//! | 8  | 1  | `kind`: 1 event, 2 seal (footer); 0 is never valid |
+//! | 9  | 1  | `flags`: bit 0 body snappy-compressed, bit 1 last record of its batch, bit 2 binary data |
+//! | 10 | 6  | reserved, zero |
+//! | 16 | 8  | `position` (seal: last position of the segment) |
+//! | 24 | 8  | `version` (seal: record count) |
+//! | 32 | 8  | `timestamp_ms` |
+//! | 40 | 8  | `watermark`: bytes of this segment already durable when this record was written |
+//! | 48 | 32 | `hash`: chain hash at `position` |
+//! | 80 | `body_len` | body, then zero padding to a multiple of 8 |
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::types::{ChainHash, Event, NewEvent, Payload, Position, StreamName, StreamVersion, EVENT_SIZE_MAX};
+
+pub(crate) const FRAME_HEADER_LEN: usize = 80;
+pub(crate) const RECORD_ALIGN: usize = 8;
+/// Mixed into every record CRC so that a zero-filled region never validates.
+pub(crate) const CRC_SALT: [u8; 8] = *b"cairnREC";
+
+pub(crate) const KIND_EVENT: u8 = 1;
+pub(crate) const KIND_SEAL: u8 = 2;
+
+pub(crate) const FLAG_COMPRESSED: u8 = 1 << 0;
+pub(crate) const FLAG_BATCH_END: u8 = 1 << 1;
+pub(crate) const FLAG_DATA_BINARY: u8 = 1 << 2;
+const FLAGS_KNOWN: u8 = FLAG_COMPRESSED | FLAG_BATCH_END | FLAG_DATA_BINARY;
+
+/// Bodies at least this large are snappy-compressed when that makes them smaller.
+pub(crate) const COMPRESS_THRESHOLD: usize = 4 * 1024;
+/// Largest event body on disk: the event limit plus msgpack framing.
+pub(crate) const EVENT_BODY_MAX: usize = EVENT_SIZE_MAX + 1024;
+
+const _: () = assert!(FRAME_HEADER_LEN % RECORD_ALIGN == 0);
+const _: () = assert!(EVENT_BODY_MAX < u32::MAX as usize);
+
+/// The fixed part of a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FrameHeader {
+    pub kind: u8,
+    pub flags: u8,
+    pub position: u64,
+    pub version: u64,
+    pub timestamp_ms: u64,
+    pub watermark: u64,
+    pub hash: ChainHash,
+}
+
+/// A frame whose CRC and bounds checked out.
+#[derive(Debug)]
+pub(crate) struct Frame<'a> {
+    pub header: FrameHeader,
+    pub body: &'a [u8],
+    /// Bytes the frame occupies, padding included.
+    pub len: usize,
+}
+
+/// Why bytes at an offset are not a frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FrameError {
+    /// The header is all zeros: unwritten, preallocated space.
+    Zero,
+    /// Fewer bytes remain than the frame claims.
+    Truncated,
+    Kind(u8),
+    Flags(u8),
+    Length(u64),
+    Crc,
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::Zero => f.write_str("zero-filled space"),
+            FrameError::Truncated => f.write_str("frame runs past the end of the segment"),
+            FrameError::Kind(k) => write!(f, "unknown record kind {k}"),
+            FrameError::Flags(x) => write!(f, "unknown flags {x:#04x}"),
+            FrameError::Length(l) => write!(f, "body length {l} out of bounds"),
+            FrameError::Crc => f.write_str("record CRC mismatch"),
+        }
+    }
+}
+
+/// Body length of an already-validated frame at `offset`.
+pub(crate) fn body_len_at(bytes: &[u8], offset: u64) -> usize {
+    u32_at(bytes, offset as usize + 4) as usize
+}
+
+pub(crate) fn frame_len(body_len: usize) -> usize {
+    (FRAME_HEADER_LEN + body_len).next_multiple_of(RECORD_ALIGN)
+}
+
+/// Appends one frame to `buf`, which must end on a record boundary.
+pub(crate) fn encode_frame(buf: &mut Vec<u8>, header: &FrameHeader, body: &[u8]) {
+    let start = buf.len();
+    assert!(start % RECORD_ALIGN == 0, "frame start {start} is not aligned");
+    assert!(header.kind == KIND_EVENT || header.kind == KIND_SEAL, "kind {}", header.kind);
+    let len = frame_len(body.len());
+    buf.reserve(len);
+    buf.extend_from_slice(&[0; 4]);
+    buf.extend_from_slice(&u32::try_from(body.len()).expect("body length bounded").to_le_bytes());
+    buf.push(header.kind);
+    buf.push(header.flags);
+    buf.extend_from_slice(&[0; 6]);
+    buf.extend_from_slice(&header.position.to_le_bytes());
+    buf.extend_from_slice(&header.version.to_le_bytes());
+    buf.extend_from_slice(&header.timestamp_ms.to_le_bytes());
+    buf.extend_from_slice(&header.watermark.to_le_bytes());
+    buf.extend_from_slice(&header.hash.0);
+    debug_assert_eq!(buf.len() - start, FRAME_HEADER_LEN);
+    buf.extend_from_slice(body);
+    buf.resize(start + len, 0);
+    let crc = frame_crc(&buf[start + 4..start + len]);
+    buf[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn frame_crc(bytes_after_crc: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&CRC_SALT);
+    hasher.update(bytes_after_crc);
+    hasher.finalize()
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+/// Decodes the frame at the start of `bytes` (which runs to the end of the usable region).
+/// `body_max` bounds the body length before anything is sized by it.
+pub(crate) fn decode_frame(bytes: &[u8], body_max: usize) -> Result<Frame<'_>, FrameError> {
+    if bytes.len() < FRAME_HEADER_LEN {
+        if bytes.iter().all(|&b| b == 0) {
+            return Err(FrameError::Zero);
+        }
+        return Err(FrameError::Truncated);
+    }
+    let head = &bytes[..FRAME_HEADER_LEN];
+    let kind = head[8];
+    if kind == 0 {
+        if head.iter().all(|&b| b == 0) {
+            return Err(FrameError::Zero);
+        }
+        return Err(FrameError::Kind(0));
+    }
+    if kind != KIND_EVENT && kind != KIND_SEAL {
+        return Err(FrameError::Kind(kind));
+    }
+    let flags = head[9];
+    if flags & !FLAGS_KNOWN != 0 || head[10..16] != [0; 6] {
+        return Err(FrameError::Flags(flags));
+    }
+    let body_len = u32_at(head, 4) as usize;
+    if body_len > body_max {
+        return Err(FrameError::Length(body_len as u64));
+    }
+    let len = frame_len(body_len);
+    if len > bytes.len() {
+        return Err(FrameError::Truncated);
+    }
+    if frame_crc(&bytes[4..len]) != u32_at(head, 0) {
+        return Err(FrameError::Crc);
+    }
+    let mut hash = [0u8; 32];
+    hash.copy_from_slice(&head[48..80]);
+    let header = FrameHeader {
+        kind,
+        flags,
+        position: u64_at(head, 16),
+        version: u64_at(head, 24),
+        timestamp_ms: u64_at(head, 32),
+        watermark: u64_at(head, 40),
+        hash: ChainHash(hash),
+    };
+    Ok(Frame { header, body: &bytes[FRAME_HEADER_LEN..FRAME_HEADER_LEN + body_len], len })
+}
+
+/// The event body as stored (msgpack array of five fields).
+#[derive(Serialize)]
+struct BodyOut<'a> {
+    stream: &'a str,
+    #[serde(with = "serde_bytes")]
+    id: &'a [u8],
+    event_type: &'a str,
+    #[serde(with = "serde_bytes")]
+    metadata: &'a [u8],
+    #[serde(with = "serde_bytes")]
+    data: &'a [u8],
+}
+
+#[derive(Deserialize)]
+struct BodyIn<'a> {
+    #[serde(borrow)]
+    stream: std::borrow::Cow<'a, str>,
+    #[serde(with = "serde_bytes", borrow)]
+    id: std::borrow::Cow<'a, [u8]>,
+    #[serde(borrow)]
+    event_type: std::borrow::Cow<'a, str>,
+    #[serde(with = "serde_bytes", borrow)]
+    metadata: std::borrow::Cow<'a, [u8]>,
+    #[serde(with = "serde_bytes", borrow)]
+    data: std::borrow::Cow<'a, [u8]>,
+}
+
+/// An event prepared by the appender (off the writer thread): body encoded and compressed,
+/// payload digests taken. The writer adds position, version, timestamp and the chain hash.
+#[derive(Debug, Clone)]
+pub(crate) struct PreparedEvent {
+    pub id: Uuid,
+    pub event_type: String,
+    pub data_binary: bool,
+    pub body: Vec<u8>,
+    pub compressed: bool,
+    pub metadata_digest: [u8; 32],
+    pub data_digest: [u8; 32],
+}
+
+impl PreparedEvent {
+    pub(crate) fn new(stream: &StreamName, event: &NewEvent) -> PreparedEvent {
+        let id = event.id.unwrap_or_else(Uuid::new_v4);
+        let data = event.data.as_bytes();
+        let raw = rmp_serde::to_vec(&BodyOut {
+            stream: stream.as_str(),
+            id: id.as_bytes(),
+            event_type: &event.event_type,
+            metadata: &event.metadata,
+            data,
+        })
+        .expect("encoding to a Vec cannot fail");
+        let (body, compressed) = if raw.len() >= COMPRESS_THRESHOLD {
+            let packed = snap::raw::Encoder::new().compress_vec(&raw).expect("snappy input is bounded");
+            if packed.len() < raw.len() {
+                (packed, true)
+            } else {
+                (raw, false)
+            }
+        } else {
+            (raw, false)
+        };
+        assert!(body.len() <= EVENT_BODY_MAX, "body {} above EVENT_BODY_MAX", body.len());
+        PreparedEvent {
+            id,
+            event_type: event.event_type.clone(),
+            data_binary: !event.data.is_json(),
+            body,
+            compressed,
+            metadata_digest: *blake3::hash(&event.metadata).as_bytes(),
+            data_digest: *blake3::hash(data).as_bytes(),
+        }
+    }
+
+    pub(crate) fn flags(&self) -> u8 {
+        let mut flags = 0;
+        if self.compressed {
+            flags |= FLAG_COMPRESSED;
+        }
+        if self.data_binary {
+            flags |= FLAG_DATA_BINARY;
+        }
+        flags
+    }
+}
+
+/// The fields of `header(p)` in the chain rule.
+pub(crate) struct ChainInput<'a> {
+    pub position: u64,
+    pub version: u64,
+    pub timestamp_ms: u64,
+    pub id: &'a [u8; 16],
+    pub stream: &'a str,
+    pub event_type: &'a str,
+    pub data_binary: bool,
+    pub metadata_digest: &'a [u8; 32],
+    pub data_digest: &'a [u8; 32],
+}
+
+/// `h(p) = BLAKE3(h(p-1) || header(p) || BLAKE3(metadata) || BLAKE3(data))`, with `header(p)` as
+/// specified in docs/format.md.
+pub(crate) fn chain_hash(prev: &ChainHash, input: &ChainInput<'_>) -> ChainHash {
+    let mut h = blake3::Hasher::new();
+    h.update(&prev.0);
+    h.update(&input.position.to_le_bytes());
+    h.update(&input.version.to_le_bytes());
+    h.update(&input.timestamp_ms.to_le_bytes());
+    h.update(input.id);
+    h.update(&(input.stream.len() as u32).to_le_bytes());
+    h.update(input.stream.as_bytes());
+    h.update(&(input.event_type.len() as u32).to_le_bytes());
+    h.update(input.event_type.as_bytes());
+    h.update(&[u8::from(input.data_binary)]);
+    h.update(input.metadata_digest);
+    h.update(input.data_digest);
+    ChainHash(*h.finalize().as_bytes())
+}
+
+/// Decodes an event frame's body into an [`Event`], checking the decompressed size first.
+pub(crate) fn decode_event(frame: &Frame<'_>) -> Result<Event, String> {
+    let header = &frame.header;
+    debug_assert_eq!(header.kind, KIND_EVENT);
+    let decompressed;
+    let raw: &[u8] = if header.flags & FLAG_COMPRESSED != 0 {
+        let len = snap::raw::decompress_len(frame.body).map_err(|e| format!("snappy header: {e}"))?;
+        if len > EVENT_BODY_MAX {
+            return Err(format!("decompressed length {len} above EVENT_BODY_MAX"));
+        }
+        decompressed = snap::raw::Decoder::new().decompress_vec(frame.body).map_err(|e| format!("snappy: {e}"))?;
+        &decompressed
+    } else {
+        frame.body
+    };
+    let body: BodyIn<'_> = rmp_serde::from_slice(raw).map_err(|e| format!("msgpack: {e}"))?;
+    let id = Uuid::from_slice(&body.id).map_err(|_| format!("event id has {} bytes, not 16", body.id.len()))?;
+    let data = body.data.into_owned();
+    let data =
+        if header.flags & FLAG_DATA_BINARY != 0 { Payload::Bytes(data) } else { Payload::Json(data) };
+    Ok(Event {
+        position: Position(header.position),
+        stream: body.stream.into_owned(),
+        version: StreamVersion(header.version),
+        id,
+        event_type: body.event_type.into_owned(),
+        timestamp_ms: header.timestamp_ms,
+        metadata: body.metadata.into_owned(),
+        data,
+        hash: header.hash,
+    })
+}
+
+/// Recomputes the chain hash of a decoded event from its predecessor's hash.
+pub(crate) fn event_chain_hash(prev: &ChainHash, event: &Event) -> ChainHash {
+    chain_hash(
+        prev,
+        &ChainInput {
+            position: event.position.0,
+            version: event.version.0,
+            timestamp_ms: event.timestamp_ms,
+            id: event.id.as_bytes(),
+            stream: &event.stream,
+            event_type: &event.event_type,
+            data_binary: !event.data.is_json(),
+            metadata_digest: blake3::hash(&event.metadata).as_bytes(),
+            data_digest: blake3::hash(event.data.as_bytes()).as_bytes(),
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(position: u64, data: &[u8]) -> (Vec<u8>, Event) {
+        let stream = StreamName::new("agent-7").unwrap();
+        let new = NewEvent::bytes("ToolCalled", data.to_vec()).with_metadata(&serde_json::json!({"run": 1}));
+        let prepared = PreparedEvent::new(&stream, &new);
+        let hash = chain_hash(
+            &ChainHash::genesis(),
+            &ChainInput {
+                position,
+                version: 3,
+                timestamp_ms: 1_700_000_000_000,
+                id: prepared.id.as_bytes(),
+                stream: stream.as_str(),
+                event_type: "ToolCalled",
+                data_binary: true,
+                metadata_digest: &prepared.metadata_digest,
+                data_digest: &prepared.data_digest,
+            },
+        );
+        let header = FrameHeader {
+            kind: KIND_EVENT,
+            flags: prepared.flags() | FLAG_BATCH_END,
+            position,
+            version: 3,
+            timestamp_ms: 1_700_000_000_000,
+            watermark: 4096,
+            hash,
+        };
+        let mut buf = Vec::new();
+        encode_frame(&mut buf, &header, &prepared.body);
+        let event = Event {
+            position: Position(position),
+            stream: "agent-7".into(),
+            version: StreamVersion(3),
+            id: prepared.id,
+            event_type: "ToolCalled".into(),
+            timestamp_ms: 1_700_000_000_000,
+            metadata: br#"{"run":1}"#.to_vec(),
+            data: Payload::Bytes(data.to_vec()),
+            hash,
+        };
+        (buf, event)
+    }
+
+    #[test]
+    fn round_trip_small_and_compressed() {
+        for data in [b"hello".to_vec(), vec![7u8; 64 * 1024]] {
+            let (buf, expected) = sample(41, &data);
+            assert_eq!(buf.len() % RECORD_ALIGN, 0);
+            let frame = decode_frame(&buf, EVENT_BODY_MAX).unwrap();
+            assert_eq!(frame.len, buf.len());
+            assert_eq!(frame.header.flags & FLAG_COMPRESSED != 0, data.len() > COMPRESS_THRESHOLD);
+            let event = decode_event(&frame).unwrap();
+            assert_eq!(event, expected);
+            assert_eq!(event_chain_hash(&ChainHash::genesis(), &event), expected.hash);
+        }
+    }
+
+    #[test]
+    fn zeros_never_decode() {
+        for len in [0, 1, 79, 80, 4096] {
+            let zeros = vec![0u8; len];
+            assert_eq!(decode_frame(&zeros, EVENT_BODY_MAX).unwrap_err(), FrameError::Zero);
+        }
+    }
+
+    #[test]
+    fn every_flipped_bit_is_detected() {
+        let (buf, _) = sample(5, b"payload");
+        for bit in 0..buf.len() * 8 {
+            let mut damaged = buf.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            assert!(decode_frame(&damaged, EVENT_BODY_MAX).is_err(), "bit {bit} flipped went unnoticed");
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_detected() {
+        let (buf, _) = sample(5, b"payload");
+        // Cutting only the zero padding loses nothing; every cut into meaningful bytes must show.
+        let meaningful = FRAME_HEADER_LEN + body_len_at(&buf, 0);
+        for cut in 0..meaningful {
+            let mut short = buf[..cut].to_vec();
+            short.resize(buf.len(), 0);
+            assert!(decode_frame(&short, EVENT_BODY_MAX).is_err(), "cut at {cut} went unnoticed");
+        }
+    }
+
+    #[test]
+    fn length_is_bounded_before_use() {
+        let (mut buf, _) = sample(5, b"payload");
+        buf[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(decode_frame(&buf, EVENT_BODY_MAX).unwrap_err(), FrameError::Length(u32::MAX as u64));
+    }
+
+    #[test]
+    fn snappy_bomb_is_refused_before_allocation() {
+        // A body claiming a huge decompressed length with a valid frame CRC.
+        let mut body = Vec::new();
+        let mut n = (EVENT_BODY_MAX as u64 + 1) * 1000;
+        while n >= 0x80 {
+            body.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        body.push(n as u8);
+        let header = FrameHeader {
+            kind: KIND_EVENT,
+            flags: FLAG_COMPRESSED,
+            position: 0,
+            version: 0,
+            timestamp_ms: 0,
+            watermark: 0,
+            hash: ChainHash::genesis(),
+        };
+        let mut buf = Vec::new();
+        encode_frame(&mut buf, &header, &body);
+        let frame = decode_frame(&buf, EVENT_BODY_MAX).unwrap();
+        let err = decode_event(&frame).unwrap_err();
+        assert!(err.contains("above EVENT_BODY_MAX"), "{err}");
+    }
+}

@@ -1,0 +1,225 @@
+//! Recovery of the newest (unsealed) segment at open.
+//!
+//! The scan decodes records from the header on, checking each CRC, position and chain hash,
+//! and stops at zero-filled space. Only complete batches count: records after the last
+//! BATCH_END belong to an append that was never acknowledged.
+//!
+//! Damage is classified with the durable watermark each record carries (the offset that was
+//! already fdatasynced when it was written). Damage at offset X is a *torn tail* when no intact
+//! record anywhere after it claims a watermark above X: those bytes were never acknowledged, so
+//! they are cut (kept in `torn/` for inspection) and the log continues from the last complete
+//! batch. If a later record proves X was durable, it is *corruption*: open fails and names the
+//! location. CRC-valid records with a wrong position or chain hash are always corruption.
+//!
+//! Limitation, stated in docs/format.md: damage inside the newest durable group, with nothing
+//! written after it, cannot be told from a torn write and is cut as one.
+
+use std::path::Path;
+
+use uuid::Uuid;
+
+use crate::dir;
+use crate::error::{CorruptionKind, Error, Result};
+use crate::fs::{FileSystem, StorageFile};
+use crate::mmap::Mapping;
+use crate::record::{self, FrameError, EVENT_BODY_MAX, FLAG_BATCH_END, KIND_EVENT, RECORD_ALIGN};
+use crate::segment::{self, SegmentHeader, HEADER_LEN};
+use crate::types::{Position, Recovery};
+
+/// One intact record found by the scan.
+#[derive(Debug)]
+pub(crate) struct Scanned {
+    pub offset: u64,
+    pub position: u64,
+    pub stream: String,
+    pub version: u64,
+    pub id: Uuid,
+    pub hash: crate::types::ChainHash,
+}
+
+#[derive(Debug)]
+pub(crate) struct Scan {
+    /// Records of complete batches, in order.
+    pub records: Vec<Scanned>,
+    /// End of the last complete batch: where the writer continues.
+    pub end: u64,
+    pub last_timestamp_ms: u64,
+}
+
+struct Damage {
+    offset: u64,
+    position: Option<u64>,
+    kind: CorruptionKind,
+    /// A CRC or framing failure, which a torn write can cause. Anything else cannot.
+    tearable: bool,
+}
+
+pub(crate) fn scan_newest(
+    dir: &Path,
+    fs: &dyn FileSystem,
+    file: &dyn StorageFile,
+    header: &SegmentHeader,
+    mode: Recovery,
+) -> Result<Scan> {
+    let id = header.id;
+    let usable_end = segment::usable_end(header.capacity);
+    let path = dir::log_dir(dir).join(segment::file_name(id));
+    let probe = Mapping::new(file.as_file(), header.capacity).map_err(|e| Error::io("map segment", &path, e))?;
+    let bytes = probe.bytes();
+
+    let mut records: Vec<Scanned> = Vec::new();
+    let mut complete = 0usize;
+    let mut complete_end = HEADER_LEN;
+    let mut last_ts = 0u64;
+    let mut complete_ts = 0u64;
+    let mut prev = header.prev_hash;
+    let mut offset = HEADER_LEN;
+    let mut damage: Option<Damage> = None;
+    while offset < usable_end {
+        let position = id.0 + records.len() as u64;
+        let frame = match segment::frame_at(bytes, offset, usable_end) {
+            Err(FrameError::Zero) => break,
+            Err(e) => {
+                let kind = if e == FrameError::Crc {
+                    CorruptionKind::RecordCrc
+                } else {
+                    CorruptionKind::RecordFrame(e.to_string())
+                };
+                damage = Some(Damage { offset, position: Some(position), kind, tearable: true });
+                break;
+            }
+            Ok(frame) => frame,
+        };
+        if frame.header.kind != KIND_EVENT || frame.body.len() > EVENT_BODY_MAX {
+            // A seal record without its trailer: the seal was torn. The footer is derived
+            // data, so cutting it loses nothing.
+            damage = Some(Damage {
+                offset,
+                position: Some(position),
+                kind: CorruptionKind::RecordFrame("seal record without a trailer".into()),
+                tearable: true,
+            });
+            break;
+        }
+        if frame.header.position != position {
+            damage = Some(Damage {
+                offset,
+                position: Some(position),
+                kind: CorruptionKind::PositionGap { expected: Position(position), found: Position(frame.header.position) },
+                tearable: false,
+            });
+            break;
+        }
+        let event = match record::decode_event(&frame) {
+            Ok(event) => event,
+            Err(d) => {
+                damage =
+                    Some(Damage { offset, position: Some(position), kind: CorruptionKind::RecordBody(d), tearable: false });
+                break;
+            }
+        };
+        if record::event_chain_hash(&prev, &event) != frame.header.hash {
+            damage = Some(Damage { offset, position: Some(position), kind: CorruptionKind::ChainMismatch, tearable: false });
+            break;
+        }
+        prev = frame.header.hash;
+        last_ts = last_ts.max(frame.header.timestamp_ms);
+        records.push(Scanned {
+            offset,
+            position,
+            stream: event.stream,
+            version: event.version.0,
+            id: event.id,
+            hash: frame.header.hash,
+        });
+        offset += frame.len as u64;
+        if frame.header.flags & FLAG_BATCH_END != 0 {
+            complete = records.len();
+            complete_end = offset;
+            complete_ts = last_ts;
+        }
+    }
+
+    let incomplete = records.len() > complete;
+    if damage.is_none() && !incomplete {
+        return Ok(Scan { records, end: complete_end, last_timestamp_ms: last_ts });
+    }
+    // Where the first missing byte is: the damaged frame, or the zeros that cut a batch short.
+    let (damage_at, position, kind, tearable) = match damage {
+        Some(d) => (d.offset, d.position, d.kind, d.tearable),
+        None => (offset, Some(id.0 + records.len() as u64), CorruptionKind::RecordFrame("batch ends early".into()), true),
+    };
+    let proof = if tearable { later_watermark_above(bytes, damage_at, usable_end) } else { None };
+    let corrupt = !tearable || proof.is_some();
+    let tail_end = last_nonzero_end(bytes, complete_end, usable_end);
+    drop(probe);
+
+    if corrupt && mode != Recovery::SalvageNewestSegment {
+        let kind = match proof {
+            Some(watermark) => CorruptionKind::BelowWatermark { watermark, detail: kind.to_string() },
+            None => kind,
+        };
+        return Err(Error::Corrupt { segment: id, offset: damage_at, position: position.map(Position), kind });
+    }
+    if !corrupt && mode == Recovery::Strict {
+        return Err(Error::TornTail { segment: id, offset: complete_end, bytes: tail_end - complete_end });
+    }
+    cut_tail(dir, fs, file, &path, id, complete_end, tail_end)?;
+    if corrupt {
+        tracing::error!(segment = %id, offset = damage_at, cut_from = complete_end, bytes = tail_end - complete_end,
+            "salvage: cut the newest segment at corruption; acknowledged events after it are lost");
+    } else {
+        tracing::warn!(segment = %id, offset = complete_end, bytes = tail_end - complete_end, detail = %kind,
+            "cut a torn tail; the bytes are kept in torn/");
+    }
+    records.truncate(complete);
+    Ok(Scan { records, end: complete_end, last_timestamp_ms: complete_ts })
+}
+
+/// The highest watermark claimed by an intact event record after `damage_at`, if it is above
+/// `damage_at` (proof that the damaged bytes had been durable).
+fn later_watermark_above(bytes: &[u8], damage_at: u64, usable_end: u64) -> Option<u64> {
+    let mut best = None;
+    let mut at = damage_at + RECORD_ALIGN as u64;
+    while at + record::FRAME_HEADER_LEN as u64 <= usable_end {
+        // Cheap reject first: unwritten space has a zero kind byte.
+        if bytes[at as usize + 8] == KIND_EVENT {
+            if let Ok(frame) = segment::frame_at(bytes, at, usable_end) {
+                if frame.header.watermark > damage_at {
+                    best = best.max(Some(frame.header.watermark));
+                }
+            }
+        }
+        at += RECORD_ALIGN as u64;
+    }
+    best
+}
+
+/// End (8-aligned) of the last non-zero byte in `[from, to)`, or `from` if all are zero.
+fn last_nonzero_end(bytes: &[u8], from: u64, to: u64) -> u64 {
+    let region = &bytes[from as usize..to as usize];
+    match region.iter().rposition(|&b| b != 0) {
+        Some(i) => (from + i as u64 + 1).next_multiple_of(RECORD_ALIGN as u64).min(to),
+        None => from,
+    }
+}
+
+/// Keeps `[from, to)` in `torn/` and zeroes it in the segment, durably.
+fn cut_tail(dir: &Path, fs: &dyn FileSystem, file: &dyn StorageFile, path: &Path, id: crate::types::SegmentId, from: u64, to: u64) -> Result<()> {
+    if to <= from {
+        return Ok(());
+    }
+    let mut cut = vec![0u8; (to - from) as usize];
+    file.read_exact_at(&mut cut, from).map_err(|e| Error::io("read torn tail", path, e))?;
+    let torn_dir = dir::torn_dir(dir);
+    dir::create_dir_durable(&torn_dir)?;
+    let keep = torn_dir.join(format!("{id}-{from}.bin"));
+    let _ = fs.remove(&keep);
+    let kept = fs.create(&keep).map_err(|e| Error::io("create", &keep, e))?;
+    kept.write_all_at(&cut, 0).and_then(|()| kept.sync_data()).map_err(|e| Error::io("write", &keep, e))?;
+    fs.sync_dir(&torn_dir).map_err(|e| Error::io("fsync directory", &torn_dir, e))?;
+    cut.fill(0);
+    file.write_all_at(&cut, from).map_err(|e| Error::io("zero torn tail", path, e))?;
+    file.sync_data().map_err(|e| Error::io("fdatasync", path, e))?;
+    Ok(())
+}

@@ -1,0 +1,399 @@
+//! Segment files: layout constants, the header, the seal footer and trailer, and the recovery
+//! scan of the newest segment.
+//!
+//! Lifecycle: *prepared* (a zero-filled `.tmp` file) → *active* (header written, renamed to
+//! `<first position>.seg`, records appended by the writer) → *sealed* (footer and trailer written
+//! after the last record; never written again). Only the newest segment may be active.
+//!
+//! Segment file layout (little-endian; see docs/format.md):
+//!
+//! | offset | size | field |
+//! |-------:|-----:|-------|
+//! | 0 | 4096 | header (128 bytes used, rest zero) |
+//! | 4096 | … | records (record.rs), each 8-byte aligned |
+//! | after the last record | … | seal footer: a record of kind 2 (sealed segments only) |
+//! | capacity − 64 | 64 | trailer: locates the footer (sealed segments only) |
+
+use std::collections::BTreeMap;
+
+use crate::error::CorruptionKind;
+use crate::record::{self, Frame, FrameError, FrameHeader, FRAME_HEADER_LEN, KIND_SEAL, RECORD_ALIGN};
+use crate::types::{ChainHash, SegmentId};
+
+pub(crate) const HEADER_LEN: u64 = 4096;
+pub(crate) const HEADER_USED: usize = 128;
+pub(crate) const TRAILER_LEN: u64 = 64;
+pub(crate) const MAGIC: [u8; 8] = *b"CAIRNSEG";
+pub(crate) const TRAILER_MAGIC: [u8; 8] = *b"CAIRNEND";
+pub(crate) const FORMAT_VERSION: u32 = 1;
+pub(crate) const HEADER_SALT: [u8; 8] = *b"cairnHDR";
+pub(crate) const TRAILER_SALT: [u8; 8] = *b"cairnTRL";
+
+/// Smallest segment capacity accepted by [`crate::Options`].
+pub const SEGMENT_SIZE_MIN: u64 = 64 * 1024;
+/// Default segment capacity.
+pub const SEGMENT_SIZE_DEFAULT: u64 = 128 * 1024 * 1024;
+/// Largest segment capacity (offsets are stored as u32 in the footer).
+pub const SEGMENT_SIZE_MAX: u64 = 1 << 32;
+
+/// Fixed part of the footer body: first position, count, stream count, reserved.
+pub(crate) const FOOTER_FIXED: usize = 24;
+/// Footer bytes per record: offset (4), position in its stream table (8), id (16).
+pub(crate) const FOOTER_PER_RECORD: usize = 4 + 8 + 16;
+/// Footer bytes per distinct stream, beyond its name: name length (2), first version (8), count (4).
+pub(crate) const FOOTER_PER_STREAM: usize = 2 + 8 + 4;
+
+const _: () = assert!(HEADER_LEN % RECORD_ALIGN as u64 == 0);
+const _: () = assert!(HEADER_USED as u64 <= HEADER_LEN);
+const _: () = assert!(TRAILER_LEN % RECORD_ALIGN as u64 == 0);
+const _: () = assert!(SEGMENT_SIZE_MIN > HEADER_LEN + TRAILER_LEN + FRAME_HEADER_LEN as u64 * 16);
+
+/// The file name of a segment: its first position, zero-padded so that name order is log order.
+pub(crate) fn file_name(id: SegmentId) -> String {
+    format!("{:020}.seg", id.0)
+}
+
+/// Parses a segment file name back to its id.
+pub(crate) fn parse_file_name(name: &str) -> Option<SegmentId> {
+    let digits = name.strip_suffix(".seg")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().map(SegmentId)
+}
+
+/// The segment header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SegmentHeader {
+    pub id: SegmentId,
+    pub capacity: u64,
+    /// Chain hash at `id - 1` (the genesis hash for the first segment).
+    pub prev_hash: ChainHash,
+    pub created_ms: u64,
+}
+
+impl SegmentHeader {
+    pub(crate) fn encode(&self) -> [u8; HEADER_USED] {
+        let mut b = [0u8; HEADER_USED];
+        b[0..8].copy_from_slice(&MAGIC);
+        b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[16..24].copy_from_slice(&self.id.0.to_le_bytes());
+        b[24..32].copy_from_slice(&self.capacity.to_le_bytes());
+        b[32..64].copy_from_slice(&self.prev_hash.0);
+        b[64..72].copy_from_slice(&self.created_ms.to_le_bytes());
+        let crc = salted_crc(&HEADER_SALT, &b[..HEADER_USED - 4]);
+        b[HEADER_USED - 4..].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    pub(crate) fn decode(b: &[u8]) -> Result<SegmentHeader, CorruptionKind> {
+        let bad = |d: &str| CorruptionKind::SegmentHeader(d.to_string());
+        if b.len() < HEADER_USED {
+            return Err(bad("file shorter than a header"));
+        }
+        if b[0..8] != MAGIC {
+            return Err(bad("bad magic (not a cairn segment)"));
+        }
+        let crc = u32::from_le_bytes(b[HEADER_USED - 4..HEADER_USED].try_into().expect("4 bytes"));
+        if crc != salted_crc(&HEADER_SALT, &b[..HEADER_USED - 4]) {
+            return Err(bad("header CRC mismatch"));
+        }
+        let version = u32::from_le_bytes(b[8..12].try_into().expect("4 bytes"));
+        if version != FORMAT_VERSION {
+            return Err(CorruptionKind::SegmentHeader(format!(
+                "format version {version}; this build reads version {FORMAT_VERSION}"
+            )));
+        }
+        let mut prev = [0u8; 32];
+        prev.copy_from_slice(&b[32..64]);
+        Ok(SegmentHeader {
+            id: SegmentId(u64_at(b, 16)),
+            capacity: u64_at(b, 24),
+            prev_hash: ChainHash(prev),
+            created_ms: u64_at(b, 64),
+        })
+    }
+}
+
+pub(crate) fn salted_crc(salt: &[u8], bytes: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(salt);
+    h.update(bytes);
+    h.finalize()
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+/// The trailer: the last 64 bytes of a sealed segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Trailer {
+    pub footer_offset: u64,
+    pub footer_len: u64,
+}
+
+impl Trailer {
+    pub(crate) fn encode(&self) -> [u8; TRAILER_LEN as usize] {
+        let mut b = [0u8; TRAILER_LEN as usize];
+        b[0..8].copy_from_slice(&TRAILER_MAGIC);
+        b[8..16].copy_from_slice(&self.footer_offset.to_le_bytes());
+        b[16..24].copy_from_slice(&self.footer_len.to_le_bytes());
+        let crc = salted_crc(&TRAILER_SALT, &b[..TRAILER_LEN as usize - 4]);
+        b[TRAILER_LEN as usize - 4..].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// `None` when the trailer area is not a valid trailer (the segment is not sealed).
+    pub(crate) fn decode(b: &[u8]) -> Option<Trailer> {
+        if b.len() != TRAILER_LEN as usize || b[0..8] != TRAILER_MAGIC {
+            return None;
+        }
+        let crc = u32_at(b, TRAILER_LEN as usize - 4);
+        if crc != salted_crc(&TRAILER_SALT, &b[..TRAILER_LEN as usize - 4]) {
+            return None;
+        }
+        Some(Trailer { footer_offset: u64_at(b, 8), footer_len: u64_at(b, 16) })
+    }
+}
+
+/// One stream's events within a segment, as the footer records them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct FooterStream {
+    pub first_version: u64,
+    pub positions: Vec<u64>,
+    pub ids: Vec<[u8; 16]>,
+}
+
+/// What a sealed segment's footer holds: enough to index the segment without reading it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Footer {
+    pub first_position: u64,
+    /// Byte offset of each record, by position − first_position.
+    pub offsets: Vec<u32>,
+    /// Per stream (sorted by name), the versions, positions and ids of its events here.
+    pub streams: BTreeMap<String, FooterStream>,
+}
+
+impl Footer {
+    /// Footer body bytes for the given shape; the writer tracks this to reserve space.
+    pub(crate) fn body_len(records: usize, stream_name_bytes: usize, streams: usize) -> usize {
+        FOOTER_FIXED + FOOTER_PER_RECORD * records + FOOTER_PER_STREAM * streams + stream_name_bytes
+    }
+
+    pub(crate) fn encode_body(&self) -> Vec<u8> {
+        let names: usize = self.streams.keys().map(String::len).sum();
+        let len = Footer::body_len(self.offsets.len(), names, self.streams.len());
+        let mut b = Vec::with_capacity(len);
+        b.extend_from_slice(&self.first_position.to_le_bytes());
+        b.extend_from_slice(&(self.offsets.len() as u64).to_le_bytes());
+        b.extend_from_slice(&(self.streams.len() as u32).to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
+        for offset in &self.offsets {
+            b.extend_from_slice(&offset.to_le_bytes());
+        }
+        for (name, s) in &self.streams {
+            assert_eq!(s.positions.len(), s.ids.len());
+            b.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            b.extend_from_slice(name.as_bytes());
+            b.extend_from_slice(&s.first_version.to_le_bytes());
+            b.extend_from_slice(&(s.positions.len() as u32).to_le_bytes());
+            for p in &s.positions {
+                b.extend_from_slice(&p.to_le_bytes());
+            }
+            for id in &s.ids {
+                b.extend_from_slice(id);
+            }
+        }
+        assert_eq!(b.len(), len, "footer length accounting");
+        b
+    }
+
+    /// Decodes and cross-checks a footer body. `data_end` is the footer's own offset: every
+    /// record offset must lie below it.
+    pub(crate) fn decode_body(b: &[u8], data_end: u64) -> Result<Footer, String> {
+        let mut r = Reader { b, at: 0 };
+        let first_position = r.u64()?;
+        let count = r.u64()?;
+        let stream_count = r.u32()? as usize;
+        let _reserved = r.u32()?;
+        // Bound the counts by the bytes present before allocating for them.
+        if count > (b.len() / FOOTER_PER_RECORD) as u64 || stream_count > b.len() / FOOTER_PER_STREAM {
+            return Err(format!("counts ({count} records, {stream_count} streams) exceed the footer's {} bytes", b.len()));
+        }
+        let count = count as usize;
+        let mut offsets = Vec::with_capacity(count);
+        let mut prev = 0u64;
+        for i in 0..count {
+            let off = r.u32()?;
+            if u64::from(off) < HEADER_LEN || u64::from(off) >= data_end || (i > 0 && u64::from(off) <= prev) {
+                return Err(format!("record offset {off} of record {i} out of order or out of bounds"));
+            }
+            prev = u64::from(off);
+            offsets.push(off);
+        }
+        let mut streams = BTreeMap::new();
+        let mut seen = 0usize;
+        for _ in 0..stream_count {
+            let name_len = r.u16()? as usize;
+            let name = std::str::from_utf8(r.bytes(name_len)?).map_err(|_| "stream name is not UTF-8".to_string())?;
+            let first_version = r.u64()?;
+            let n = r.u32()? as usize;
+            if n == 0 || n > count - seen {
+                return Err(format!("stream {name:?} claims {n} events"));
+            }
+            seen += n;
+            let mut positions = Vec::with_capacity(n);
+            for _ in 0..n {
+                let p = r.u64()?;
+                if p < first_position || p - first_position >= count as u64 {
+                    return Err(format!("stream {name:?} lists position {p} outside the segment"));
+                }
+                positions.push(p);
+            }
+            let mut ids = Vec::with_capacity(n);
+            for _ in 0..n {
+                ids.push(r.bytes(16)?.try_into().expect("16 bytes"));
+            }
+            if streams.insert(name.to_string(), FooterStream { first_version, positions, ids }).is_some() {
+                return Err(format!("stream {name:?} listed twice"));
+            }
+        }
+        if seen != count {
+            return Err(format!("streams list {seen} events, the segment has {count}"));
+        }
+        if r.at != b.len() {
+            return Err(format!("{} trailing bytes", b.len() - r.at));
+        }
+        Ok(Footer { first_position, offsets, streams })
+    }
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.b.len() - self.at < n {
+            return Err("footer ends early".to_string());
+        }
+        let s = &self.b[self.at..self.at + n];
+        self.at += n;
+        Ok(s)
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.bytes(8)?.try_into().expect("8")))
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.bytes(4)?.try_into().expect("4")))
+    }
+    fn u16(&mut self) -> Result<u16, String> {
+        Ok(u16::from_le_bytes(self.bytes(2)?.try_into().expect("2")))
+    }
+}
+
+/// Reads a sealed segment's footer through its trailer. `Ok(None)`: no valid trailer, the
+/// segment was not sealed. `Err`: a trailer exists but what it points at is damaged.
+pub(crate) fn read_sealed(bytes: &[u8]) -> Result<Option<(FrameHeader, Footer, u64)>, (u64, CorruptionKind)> {
+    let cap = bytes.len() as u64;
+    let trailer_at = cap - TRAILER_LEN;
+    let Some(trailer) = Trailer::decode(&bytes[trailer_at as usize..]) else {
+        return Ok(None);
+    };
+    let bad = |d: String| (trailer_at, CorruptionKind::Footer(d));
+    if trailer.footer_offset < HEADER_LEN
+        || trailer.footer_offset % RECORD_ALIGN as u64 != 0
+        || trailer.footer_offset.checked_add(trailer.footer_len).is_none_or(|end| end > trailer_at)
+    {
+        return Err(bad(format!("trailer points at {}+{}, outside the segment", trailer.footer_offset, trailer.footer_len)));
+    }
+    let region = &bytes[trailer.footer_offset as usize..trailer_at as usize];
+    let frame = record::decode_frame(region, region.len())
+        .map_err(|e| (trailer.footer_offset, CorruptionKind::Footer(e.to_string())))?;
+    if frame.header.kind != KIND_SEAL || frame.len as u64 != trailer.footer_len {
+        return Err((trailer.footer_offset, CorruptionKind::Footer("trailer does not point at a seal record".into())));
+    }
+    let footer = Footer::decode_body(frame.body, trailer.footer_offset)
+        .map_err(|d| (trailer.footer_offset, CorruptionKind::Footer(d)))?;
+    if footer.offsets.is_empty()
+        || frame.header.version != footer.offsets.len() as u64
+        || frame.header.position != footer.first_position + footer.offsets.len() as u64 - 1
+    {
+        return Err((trailer.footer_offset, CorruptionKind::Footer("seal record disagrees with its footer".into())));
+    }
+    Ok(Some((frame.header, footer, trailer.footer_offset)))
+}
+
+/// Decodes the frame at `offset` of a segment whose usable record area ends at `end`.
+pub(crate) fn frame_at(bytes: &[u8], offset: u64, end: u64) -> Result<Frame<'_>, FrameError> {
+    let region = &bytes[offset as usize..end as usize];
+    record::decode_frame(region, record::EVENT_BODY_MAX.max(region.len().min(u32::MAX as usize)))
+}
+
+/// End of the record area: where the trailer begins.
+pub(crate) fn usable_end(capacity: u64) -> u64 {
+    capacity - TRAILER_LEN
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trip_and_every_bit_flip() {
+        let h = SegmentHeader { id: SegmentId(42), capacity: 1 << 20, prev_hash: ChainHash::genesis(), created_ms: 7 };
+        let b = h.encode();
+        assert_eq!(SegmentHeader::decode(&b).unwrap(), h);
+        for bit in 0..HEADER_USED * 8 {
+            let mut d = b;
+            d[bit / 8] ^= 1 << (bit % 8);
+            assert!(SegmentHeader::decode(&d).is_err(), "bit {bit}");
+        }
+    }
+
+    #[test]
+    fn names_sort_as_positions() {
+        assert_eq!(file_name(SegmentId(42)), "00000000000000000042.seg");
+        assert_eq!(parse_file_name("00000000000000000042.seg"), Some(SegmentId(42)));
+        assert_eq!(parse_file_name("42.seg"), None);
+        assert_eq!(parse_file_name("0000000000000000004x.seg"), None);
+    }
+
+    fn footer() -> Footer {
+        let mut streams = BTreeMap::new();
+        streams.insert("a".to_string(), FooterStream { first_version: 3, positions: vec![10, 12], ids: vec![[1; 16], [2; 16]] });
+        streams.insert("bb".to_string(), FooterStream { first_version: 0, positions: vec![11], ids: vec![[3; 16]] });
+        Footer { first_position: 10, offsets: vec![4096, 4200, 4400], streams }
+    }
+
+    #[test]
+    fn footer_round_trip_and_damage() {
+        let f = footer();
+        let b = f.encode_body();
+        assert_eq!(b.len(), Footer::body_len(3, 3, 2));
+        assert_eq!(Footer::decode_body(&b, 5000).unwrap(), f);
+        // An offset at or beyond the footer's own position is refused.
+        assert!(Footer::decode_body(&b, 4400).is_err());
+        for cut in 0..b.len() {
+            assert!(Footer::decode_body(&b[..cut], 5000).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn trailer_round_trip_and_every_bit_flip() {
+        let t = Trailer { footer_offset: 8192, footer_len: 400 };
+        let b = t.encode();
+        assert_eq!(Trailer::decode(&b), Some(t));
+        for bit in 0..b.len() * 8 {
+            let mut d = b;
+            d[bit / 8] ^= 1 << (bit % 8);
+            assert_eq!(Trailer::decode(&d), None, "bit {bit}");
+        }
+    }
+}

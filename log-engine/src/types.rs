@@ -1,0 +1,392 @@
+//! The log's vocabulary: identifiers as newtypes, the event model, and the named limits.
+//!
+//! Everything a caller hands to the log is validated here (stream names, event types, sizes)
+//! before the writer sees it, so a rejected request never touches the disk.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{Error, LimitKind};
+
+/// Longest stream name, in UTF-8 bytes.
+pub const STREAM_NAME_LEN_MAX: usize = 256;
+/// Longest event type, in UTF-8 bytes.
+pub const EVENT_TYPE_LEN_MAX: usize = 256;
+/// Largest event: stream name + type + metadata + data, in bytes, before compression.
+pub const EVENT_SIZE_MAX: usize = 1024 * 1024;
+/// Most events in one append call (across all its streams).
+pub const BATCH_EVENTS_MAX: usize = 10_000;
+/// Most streams in one atomic multi-stream append.
+pub const BATCH_STREAMS_MAX: usize = 1_000;
+/// Largest append call, summed over its events' sizes.
+pub const BATCH_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// A global, gapless log position. The first event is at position 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Position(pub u64);
+
+/// A per-stream version. The first event of a stream has version 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StreamVersion(pub u64);
+
+/// A segment's identity: the position of its first record. Also its file name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SegmentId(pub u64);
+
+/// A BLAKE3 chain hash: `h(p) = BLAKE3(h(p-1) || header(p) || BLAKE3(metadata) || BLAKE3(data))`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChainHash(pub [u8; 32]);
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Display for StreamVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Display for SegmentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:020}", self.0)
+    }
+}
+
+impl ChainHash {
+    /// The hash "before" position 0: BLAKE3 of the ASCII bytes `cairn/log/genesis/v1`.
+    pub fn genesis() -> ChainHash {
+        ChainHash(*blake3::hash(b"cairn/log/genesis/v1").as_bytes())
+    }
+
+    /// Lower-case hex, 64 characters.
+    pub fn to_hex(&self) -> String {
+        blake3::Hash::from_bytes(self.0).to_hex().to_string()
+    }
+
+    /// Parses 64 hex characters.
+    pub fn from_hex(hex: &str) -> Option<ChainHash> {
+        blake3::Hash::from_hex(hex).ok().map(|h| ChainHash(*h.as_bytes()))
+    }
+}
+
+impl fmt::Display for ChainHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for ChainHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChainHash({})", self.to_hex())
+    }
+}
+
+/// A validated stream name: non-empty UTF-8, at most [`STREAM_NAME_LEN_MAX`] bytes, no control
+/// characters, and not starting with `$` (reserved for cairn itself).
+///
+/// Stream names are data: they never become file names.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StreamName(String);
+
+impl StreamName {
+    /// Validates a user-supplied stream name.
+    pub fn new(name: impl Into<String>) -> Result<StreamName, Error> {
+        let name = name.into();
+        if name.starts_with('$') {
+            return Err(Error::InvalidStreamName {
+                name,
+                reason: "names starting with '$' are reserved for cairn",
+            });
+        }
+        StreamName::reserved(name)
+    }
+
+    /// Validates a name that may use the reserved `$` prefix. For cairn's own streams.
+    pub fn reserved(name: impl Into<String>) -> Result<StreamName, Error> {
+        let name = name.into();
+        let reason = if name.is_empty() {
+            Some("a stream name must not be empty")
+        } else if name.len() > STREAM_NAME_LEN_MAX {
+            Some("a stream name must be at most 256 bytes")
+        } else if name.chars().any(char::is_control) {
+            Some("a stream name must not contain control characters")
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => Err(Error::InvalidStreamName { name, reason }),
+            None => Ok(StreamName(name)),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StreamName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for StreamName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for StreamName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What the stream must look like for an append to succeed. Checked atomically by the writer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ExpectedVersion {
+    /// No check.
+    #[default]
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream must have at least one event.
+    Exists,
+    /// The stream's last version must be exactly this.
+    Exact(StreamVersion),
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any"),
+            ExpectedVersion::NoStream => f.write_str("no_stream"),
+            ExpectedVersion::Exists => f.write_str("exists"),
+            ExpectedVersion::Exact(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// An event's payload: JSON text or opaque bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Payload {
+    /// UTF-8 JSON text, stored as given.
+    Json(Vec<u8>),
+    /// Opaque bytes.
+    Bytes(Vec<u8>),
+}
+
+impl Payload {
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Payload::Json(b) | Payload::Bytes(b) => b,
+        }
+    }
+
+    pub fn is_json(&self) -> bool {
+        matches!(self, Payload::Json(_))
+    }
+}
+
+/// An event as the caller hands it to [`crate::Log::append`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEvent {
+    /// Client-supplied id for idempotent retries; generated (v4) when `None`.
+    pub id: Option<Uuid>,
+    pub event_type: String,
+    /// JSON object text. Empty means `{}`.
+    pub metadata: Vec<u8>,
+    pub data: Payload,
+}
+
+impl NewEvent {
+    /// An event whose data is the given JSON value.
+    pub fn json(event_type: impl Into<String>, data: &serde_json::Value) -> NewEvent {
+        NewEvent {
+            id: None,
+            event_type: event_type.into(),
+            metadata: Vec::new(),
+            data: Payload::Json(serde_json::to_vec(data).expect("a Value always serializes")),
+        }
+    }
+
+    /// An event whose data is opaque bytes.
+    pub fn bytes(event_type: impl Into<String>, data: Vec<u8>) -> NewEvent {
+        NewEvent { id: None, event_type: event_type.into(), metadata: Vec::new(), data: Payload::Bytes(data) }
+    }
+
+    pub fn with_id(mut self, id: Uuid) -> NewEvent {
+        self.id = Some(id);
+        self
+    }
+
+    /// Sets the metadata; it must be a JSON object.
+    pub fn with_metadata(mut self, metadata: &serde_json::Value) -> NewEvent {
+        self.metadata = serde_json::to_vec(metadata).expect("a Value always serializes");
+        self
+    }
+
+    /// Bytes this event counts against [`EVENT_SIZE_MAX`].
+    pub(crate) fn size(&self, stream: &StreamName) -> usize {
+        stream.as_str().len() + self.event_type.len() + self.metadata.len() + self.data.as_bytes().len()
+    }
+
+    pub(crate) fn validate(&self, stream: &StreamName) -> Result<(), Error> {
+        if self.event_type.is_empty() || self.event_type.len() > EVENT_TYPE_LEN_MAX {
+            return Err(Error::Invalid {
+                what: format!(
+                    "event type {:?} in stream {stream}: a type must be 1 to {EVENT_TYPE_LEN_MAX} bytes",
+                    truncated(&self.event_type)
+                ),
+            });
+        }
+        if self.event_type.chars().any(char::is_control) {
+            return Err(Error::Invalid {
+                what: format!("event type {:?} in stream {stream} contains control characters", truncated(&self.event_type)),
+            });
+        }
+        let size = self.size(stream);
+        if size > EVENT_SIZE_MAX {
+            return Err(Error::LimitExceeded { limit: LimitKind::EventSize, max: EVENT_SIZE_MAX, actual: size });
+        }
+        if !self.metadata.is_empty() {
+            match serde_json::from_slice::<serde_json::Value>(&self.metadata) {
+                Ok(serde_json::Value::Object(_)) => {}
+                _ => {
+                    return Err(Error::Invalid {
+                        what: format!("metadata of a {} event in stream {stream} must be a JSON object", self.event_type),
+                    })
+                }
+            }
+        }
+        if let Payload::Json(text) = &self.data {
+            if serde_json::from_slice::<serde::de::IgnoredAny>(text).is_err() {
+                return Err(Error::Invalid {
+                    what: format!("data of a {} event in stream {stream} is not valid JSON", self.event_type),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn truncated(s: &str) -> &str {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// The events for one stream in an append call.
+#[derive(Clone, Debug)]
+pub struct StreamAppend {
+    pub stream: StreamName,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+}
+
+/// What an append wrote (or, for an idempotent retry, what it had written before).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendResult {
+    pub stream: StreamName,
+    pub first_position: Position,
+    pub last_position: Position,
+    pub first_version: StreamVersion,
+    pub last_version: StreamVersion,
+    /// Chain hash at `last_position`.
+    pub hash: ChainHash,
+}
+
+/// A committed event, as read back from the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub position: Position,
+    pub stream: String,
+    pub version: StreamVersion,
+    pub id: Uuid,
+    pub event_type: String,
+    /// Server time at append, unix milliseconds; non-decreasing in log order.
+    pub timestamp_ms: u64,
+    /// JSON object text (`{}` when the appender gave none).
+    pub metadata: Vec<u8>,
+    pub data: Payload,
+    /// Chain hash at this position.
+    pub hash: ChainHash,
+}
+
+impl Event {
+    /// The data parsed as JSON (`None` for a binary payload or invalid text).
+    pub fn data_json(&self) -> Option<serde_json::Value> {
+        match &self.data {
+            Payload::Json(text) => serde_json::from_slice(text).ok(),
+            Payload::Bytes(_) => None,
+        }
+    }
+
+    /// The metadata parsed as a JSON object (`{}` when empty).
+    pub fn metadata_json(&self) -> serde_json::Value {
+        if self.metadata.is_empty() {
+            return serde_json::Value::Object(Default::default());
+        }
+        serde_json::from_slice(&self.metadata).unwrap_or_else(|_| serde_json::Value::Object(Default::default()))
+    }
+}
+
+/// When an acknowledged append is durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// fdatasync before every acknowledgement (shared by a group commit). The default and the
+    /// only mode in which an acknowledgement means "survives power loss".
+    #[default]
+    Sync,
+    /// Acknowledge after the write; fdatasync at most this often. For benchmarks and tests:
+    /// a crash can lose up to one interval of acknowledged events.
+    Interval(Duration),
+    /// Never fdatasync (the OS writes back when it likes). Tests and benchmarks only.
+    None,
+}
+
+/// What open does with a damaged newest segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Recovery {
+    /// Cut a torn tail (damage above the durable watermark) to the last complete batch, keeping
+    /// the cut bytes in `torn/`. Damage below the watermark fails the open. The default.
+    #[default]
+    TruncateTornTail,
+    /// Any damage, torn tail included, fails the open.
+    Strict,
+    /// Operator repair: also cut the newest segment at corruption below the watermark, keeping
+    /// the cut bytes in `torn/`. Acknowledged events after the damage are lost; the open logs
+    /// how many bytes were cut. Corruption in a sealed segment still fails the open.
+    SalvageNewestSegment,
+}
+
+/// Where a read or subscription starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Forward,
+    Backward,
+}
+
+/// One row of [`crate::Log::streams`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamInfo {
+    pub stream: String,
+    pub last_version: StreamVersion,
+    pub events: u64,
+}
+
+/// The log's newest committed event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub position: Position,
+    pub hash: ChainHash,
+}

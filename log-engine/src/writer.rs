@@ -1,0 +1,780 @@
+//! The single writer thread and its group commit.
+//!
+//! Appenders prepare their events (encode, compress, digest) on their own threads and send them
+//! here. The writer takes everything queued, checks expected versions and idempotency against the
+//! committed index plus what it has staged in this group, assigns positions, versions, timestamps
+//! and chain hashes, writes the whole group with one pwrite, makes it durable with one fdatasync,
+//! publishes it to readers, and only then answers every appender in the group.
+//!
+//! Invariants:
+//! - Only this thread writes segment files or mutates the index.
+//! - A batch (one append call) never spans segments and ends with a record flagged BATCH_END.
+//! - Readers see a record only after the fdatasync that made it durable (in `Durability::Sync`).
+//! - After a failed write or fdatasync the log is poisoned: nothing more is written or
+//!   acknowledged; every waiter gets [`Error::Poisoned`].
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::error::{Error, LimitKind, Result};
+use crate::fs::StorageFile;
+use crate::log::Shared;
+use crate::mmap::Mapping;
+use crate::record::{self, ChainInput, FrameHeader, PreparedEvent, FLAG_BATCH_END, KIND_EVENT, KIND_SEAL};
+use crate::segment::{self, Footer, FooterStream, SegmentHeader, Trailer, HEADER_LEN, TRAILER_LEN};
+use crate::types::{AppendResult, ChainHash, Durability, ExpectedVersion, Position, SegmentId, StreamName, StreamVersion};
+
+/// Most bytes the writer stages before it commits a group.
+const GROUP_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// How many recent event ids the writer remembers for idempotent retries with any expected
+/// version. Retries with an exact expected version are recognised at any age.
+pub const IDEMPOTENCY_WINDOW: usize = 1 << 18;
+
+pub(crate) type Reply = oneshot::Sender<Result<Vec<AppendResult>>>;
+
+pub(crate) enum Command {
+    Append { appends: Vec<PreparedAppend>, reply: Reply },
+    Shutdown,
+}
+
+#[derive(Debug)]
+pub(crate) struct PreparedAppend {
+    pub stream: StreamName,
+    pub expected: ExpectedVersion,
+    pub events: Vec<PreparedEvent>,
+}
+
+/// Deliberate faults for proving that the reliability suites catch a broken build.
+#[cfg(feature = "faults")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sabotage {
+    #[default]
+    Off,
+    /// Acknowledge without fdatasync.
+    SkipSync,
+    /// Acknowledge before writing.
+    AckBeforeWrite,
+}
+
+/// Ids of recent events, for idempotent retries.
+#[derive(Debug, Default)]
+pub(crate) struct IdWindow {
+    map: HashMap<Uuid, u64>,
+    order: VecDeque<(u64, Uuid)>,
+}
+
+impl IdWindow {
+    pub(crate) fn insert(&mut self, id: Uuid, position: u64) {
+        self.map.insert(id, position);
+        self.order.push_back((position, id));
+        while self.order.len() > IDEMPOTENCY_WINDOW {
+            let (old_position, old_id) = self.order.pop_front().expect("non-empty");
+            if self.map.get(&old_id) == Some(&old_position) {
+                self.map.remove(&old_id);
+            }
+        }
+    }
+
+    fn get(&self, id: &Uuid) -> Option<u64> {
+        self.map.get(id).copied()
+    }
+}
+
+/// What the writer tracks of the active segment for its footer.
+#[derive(Debug, Default)]
+pub(crate) struct FooterBuilder {
+    pub offsets: Vec<u32>,
+    pub streams: BTreeMap<String, FooterStream>,
+    pub name_bytes: usize,
+}
+
+impl FooterBuilder {
+    fn frame_len_with(&self, records: usize, new_streams: usize, new_name_bytes: usize) -> u64 {
+        let body = Footer::body_len(
+            self.offsets.len() + records,
+            self.name_bytes + new_name_bytes,
+            self.streams.len() + new_streams,
+        );
+        record::frame_len(body) as u64
+    }
+
+    pub(crate) fn push(&mut self, offset: u64, stream: &str, version: u64, position: u64, id: Uuid) {
+        self.offsets.push(u32::try_from(offset).expect("segment offsets fit in u32"));
+        if !self.streams.contains_key(stream) {
+            self.name_bytes += stream.len();
+            self.streams.insert(stream.to_string(), FooterStream { first_version: version, ..Default::default() });
+        }
+        let s = self.streams.get_mut(stream).expect("inserted above");
+        assert_eq!(s.first_version + s.positions.len() as u64, version, "stream {stream} version gap in segment");
+        s.positions.push(position);
+        s.ids.push(*id.as_bytes());
+    }
+}
+
+/// The segment the writer appends to.
+pub(crate) struct Active {
+    pub id: SegmentId,
+    pub file: Box<dyn StorageFile>,
+    pub map: Arc<Mapping>,
+    pub capacity: u64,
+    /// Next byte to write.
+    pub write_offset: u64,
+    /// Bytes known durable (the watermark stamped into new records).
+    pub durable_offset: u64,
+    pub footer: FooterBuilder,
+}
+
+/// The state the writer starts from, produced by recovery.
+pub(crate) struct WriterState {
+    pub active: Active,
+    pub next_position: u64,
+    pub last_hash: ChainHash,
+    pub last_timestamp_ms: u64,
+    pub ids: IdWindow,
+}
+
+/// One record staged in the current group, not yet written.
+struct Staged {
+    offset: u64,
+    position: u64,
+    stream: String,
+    version: u64,
+    id: Uuid,
+    body_range: (usize, usize),
+}
+
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+    rx: Receiver<Command>,
+    log_dir: PathBuf,
+    state: WriterState,
+    spare: Option<JoinHandle<std::io::Result<Box<dyn StorageFile>>>>,
+    buf: Vec<u8>,
+    staged: Vec<Staged>,
+    /// Last version (or none) of streams touched in this group; overlays the index.
+    overlay: HashMap<String, Option<u64>>,
+    replies: Vec<(Reply, Result<Vec<AppendResult>>)>,
+    last_sync: Instant,
+    unsynced: bool,
+    poisoned: Option<String>,
+}
+
+/// What one stream-append of a request will do.
+enum Plan {
+    Write { first_version: u64 },
+    Duplicate(AppendResult),
+}
+
+impl Writer {
+    pub(crate) fn new(shared: Arc<Shared>, rx: Receiver<Command>, log_dir: PathBuf, state: WriterState) -> Writer {
+        let mut writer = Writer {
+            shared,
+            rx,
+            log_dir,
+            state,
+            spare: None,
+            buf: Vec::with_capacity(GROUP_BYTES_MAX + 1024 * 1024),
+            staged: Vec::new(),
+            overlay: HashMap::new(),
+            replies: Vec::new(),
+            last_sync: Instant::now(),
+            unsynced: false,
+            poisoned: None,
+        };
+        writer.start_spare();
+        writer
+    }
+
+    pub(crate) fn run(mut self) {
+        let mut pending: Vec<Command> = Vec::new();
+        loop {
+            let first = match self.shared.options.durability {
+                Durability::Interval(every) if self.unsynced => match self.rx.recv_timeout(every) {
+                    Ok(cmd) => cmd,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.interval_sync();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+                _ => match self.rx.recv() {
+                    Ok(cmd) => cmd,
+                    Err(_) => break,
+                },
+            };
+            pending.push(first);
+            let mut bytes = 0usize;
+            while bytes < GROUP_BYTES_MAX {
+                match self.rx.try_recv() {
+                    Ok(cmd) => {
+                        if let Command::Append { appends, .. } = &cmd {
+                            bytes += appends.iter().flat_map(|a| &a.events).map(|e| e.body.len()).sum::<usize>();
+                        }
+                        pending.push(cmd);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let mut shutdown = false;
+            for cmd in pending.drain(..) {
+                match cmd {
+                    Command::Append { appends, reply } => self.handle_append(appends, reply),
+                    Command::Shutdown => shutdown = true,
+                }
+            }
+            self.commit();
+            if shutdown {
+                break;
+            }
+        }
+        self.commit();
+        if self.poisoned.is_none() && self.unsynced {
+            // A clean close leaves nothing unsynced, whatever the durability mode.
+            if let Err(e) = self.state.active.file.sync_data() {
+                tracing::error!(error = %e, "fdatasync at close failed");
+            }
+        }
+        if let Some(spare) = self.spare.take() {
+            let _ = spare.join();
+        }
+    }
+
+    fn handle_append(&mut self, appends: Vec<PreparedAppend>, reply: Reply) {
+        if let Some(cause) = &self.poisoned {
+            let _ = reply.send(Err(Error::Poisoned { cause: cause.clone() }));
+            return;
+        }
+        match self.stage(appends) {
+            Ok(results) => self.replies.push((reply, Ok(results))),
+            Err(e) => {
+                // Nothing of this request was staged; answer at once.
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// Last version of `stream` as of everything staged so far.
+    fn current_version(&self, stream: &str) -> Option<u64> {
+        if let Some(v) = self.overlay.get(stream) {
+            return *v;
+        }
+        let index = self.shared.index.read();
+        index.streams.get(stream).map(|positions| positions.len() as u64 - 1)
+    }
+
+    /// Checks and stages one request. On error nothing of it is staged.
+    fn stage(&mut self, appends: Vec<PreparedAppend>) -> Result<Vec<AppendResult>> {
+        // Plan every stream-append first: a request is all or nothing.
+        let mut plans = Vec::with_capacity(appends.len());
+        let mut local: HashMap<&str, Option<u64>> = HashMap::new();
+        for append in &appends {
+            let name = append.stream.as_str();
+            let current = match local.get(name) {
+                Some(v) => *v,
+                None => self.current_version(name),
+            };
+            if let Some(result) = self.find_duplicate(append, current)? {
+                plans.push(Plan::Duplicate(result));
+                continue;
+            }
+            let ok = match append.expected {
+                ExpectedVersion::Any => true,
+                ExpectedVersion::NoStream => current.is_none(),
+                ExpectedVersion::Exists => current.is_some(),
+                ExpectedVersion::Exact(v) => current == Some(v.0),
+            };
+            if !ok {
+                return Err(Error::WrongExpectedVersion {
+                    stream: name.to_string(),
+                    expected: append.expected,
+                    actual: current.map(StreamVersion),
+                });
+            }
+            let first_version = current.map_or(0, |v| v + 1);
+            local.insert(name, Some(first_version + append.events.len() as u64 - 1));
+            plans.push(Plan::Write { first_version });
+        }
+
+        // Make room: the whole request goes into one segment, with space left for its footer.
+        let frames: u64 = appends
+            .iter()
+            .zip(&plans)
+            .filter(|(_, p)| matches!(p, Plan::Write { .. }))
+            .flat_map(|(a, _)| &a.events)
+            .map(|e| record::frame_len(e.body.len()) as u64)
+            .sum();
+        if frames > 0 && !self.fits(&appends, &plans, frames) {
+            self.commit();
+            if let Some(cause) = &self.poisoned {
+                return Err(Error::Poisoned { cause: cause.clone() });
+            }
+            self.roll()?;
+            if !self.fits(&appends, &plans, frames) {
+                return Err(Error::LimitExceeded {
+                    limit: LimitKind::BatchBytes,
+                    max: (self.state.active.capacity - HEADER_LEN - TRAILER_LEN) as usize,
+                    actual: frames as usize,
+                });
+            }
+        }
+
+        let mut results = Vec::with_capacity(appends.len());
+        let now = now_ms().max(self.state.last_timestamp_ms);
+        let mut written = 0usize;
+        let total_records: usize = appends
+            .iter()
+            .zip(&plans)
+            .filter(|(_, p)| matches!(p, Plan::Write { .. }))
+            .map(|(a, _)| a.events.len())
+            .sum();
+        for (append, plan) in appends.iter().zip(plans) {
+            let first_version = match plan {
+                Plan::Duplicate(result) => {
+                    results.push(result);
+                    continue;
+                }
+                Plan::Write { first_version } => first_version,
+            };
+            let name = append.stream.as_str();
+            let first_position = self.state.next_position;
+            for (i, event) in append.events.iter().enumerate() {
+                written += 1;
+                let position = self.state.next_position;
+                let version = first_version + i as u64;
+                let hash = record::chain_hash(
+                    &self.state.last_hash,
+                    &ChainInput {
+                        position,
+                        version,
+                        timestamp_ms: now,
+                        id: event.id.as_bytes(),
+                        stream: name,
+                        event_type: &event.event_type,
+                        data_binary: event.data_binary,
+                        metadata_digest: &event.metadata_digest,
+                        data_digest: &event.data_digest,
+                    },
+                );
+                let mut flags = event.flags();
+                if written == total_records {
+                    flags |= FLAG_BATCH_END;
+                }
+                let header = FrameHeader {
+                    kind: KIND_EVENT,
+                    flags,
+                    position,
+                    version,
+                    timestamp_ms: now,
+                    watermark: self.state.active.durable_offset,
+                    hash,
+                };
+                let offset = self.state.active.write_offset + self.buf.len() as u64;
+                let start = self.buf.len();
+                record::encode_frame(&mut self.buf, &header, &event.body);
+                let body_start = start + record::FRAME_HEADER_LEN;
+                self.staged.push(Staged {
+                    offset,
+                    position,
+                    stream: name.to_string(),
+                    version,
+                    id: event.id,
+                    body_range: (body_start, body_start + event.body.len()),
+                });
+                self.state.active.footer.push(offset, name, version, position, event.id);
+                self.state.ids.insert(event.id, position);
+                self.state.next_position += 1;
+                self.state.last_hash = hash;
+            }
+            self.state.last_timestamp_ms = now;
+            self.overlay.insert(name.to_string(), Some(first_version + append.events.len() as u64 - 1));
+            results.push(AppendResult {
+                stream: append.stream.clone(),
+                first_position: Position(first_position),
+                last_position: Position(self.state.next_position - 1),
+                first_version: StreamVersion(first_version),
+                last_version: StreamVersion(first_version + append.events.len() as u64 - 1),
+                hash: self.state.last_hash,
+            });
+        }
+        assert!(
+            self.state.active.write_offset + self.buf.len() as u64 <= segment::usable_end(self.state.active.capacity),
+            "staged bytes overrun the segment"
+        );
+        Ok(results)
+    }
+
+    fn fits(&self, appends: &[PreparedAppend], plans: &[Plan], frames: u64) -> bool {
+        let active = &self.state.active;
+        let mut new_streams = 0;
+        let mut new_name_bytes = 0;
+        let mut records = 0;
+        let mut seen: Vec<&str> = Vec::new();
+        for (append, plan) in appends.iter().zip(plans) {
+            if let Plan::Write { .. } = plan {
+                records += append.events.len();
+                let name = append.stream.as_str();
+                if !active.footer.streams.contains_key(name) && !seen.contains(&name) {
+                    seen.push(name);
+                    new_streams += 1;
+                    new_name_bytes += name.len();
+                }
+            }
+        }
+        let end = active.write_offset + self.buf.len() as u64 + frames;
+        end + active.footer.frame_len_with(records, new_streams, new_name_bytes) <= segment::usable_end(active.capacity)
+    }
+
+    /// An idempotent retry: the request's events are already in the stream with the same
+    /// content. `Ok(None)`: not a retry. Different content under a known id: an error.
+    fn find_duplicate(&self, append: &PreparedAppend, current: Option<u64>) -> Result<Option<AppendResult>> {
+        let first = &append.events[0];
+        let name = append.stream.as_str();
+        // Where would the first event be, if this is a retry?
+        let candidate = match (append.expected, current) {
+            (ExpectedVersion::Exact(v), Some(cur)) if cur > v.0 => self.position_of(name, v.0 + 1),
+            _ => None,
+        }
+        .or_else(|| self.state.ids.get(&first.id));
+        let Some(first_position) = candidate else {
+            return Ok(None);
+        };
+        let mut last = None;
+        for (i, event) in append.events.iter().enumerate() {
+            let position = first_position + i as u64;
+            match self.stored(position) {
+                Some((stream, id, body, version, hash)) if stream == name && id == event.id => {
+                    if body != event.body {
+                        return Err(Error::IdConflict { stream: name.to_string(), id: event.id, position: Position(position) });
+                    }
+                    if i == 0 {
+                        last = Some((version, version, hash));
+                    } else if let Some(l) = last.as_mut() {
+                        l.1 = version;
+                        l.2 = hash;
+                    }
+                }
+                Some((stream, id, ..)) if stream == name && i == 0 && id != event.id => return Ok(None),
+                Some((stream, ..)) if stream != name && i == 0 => return Ok(None),
+                _ => {
+                    // Part of the request matches an earlier append and part does not.
+                    return Err(Error::IdConflict { stream: name.to_string(), id: event.id, position: Position(position) });
+                }
+            }
+        }
+        let (first_version, last_version, hash) = last.expect("at least one event");
+        Ok(Some(AppendResult {
+            stream: append.stream.clone(),
+            first_position: Position(first_position),
+            last_position: Position(first_position + append.events.len() as u64 - 1),
+            first_version: StreamVersion(first_version),
+            last_version: StreamVersion(last_version),
+            hash,
+        }))
+    }
+
+    /// Position of `version` of `stream`, committed or staged.
+    fn position_of(&self, stream: &str, version: u64) -> Option<u64> {
+        if let Some(s) = self.staged.iter().find(|s| s.stream == stream && s.version == version) {
+            return Some(s.position);
+        }
+        let index = self.shared.index.read();
+        index.streams.get(stream)?.get(version as usize).copied()
+    }
+
+    /// Stream, id, stored body, version and hash of the record at `position`, staged or committed.
+    fn stored(&self, position: u64) -> Option<(String, Uuid, Vec<u8>, u64, ChainHash)> {
+        if let Some(s) = self.staged.iter().find(|s| s.position == position) {
+            let body = self.buf[s.body_range.0..s.body_range.1].to_vec();
+            let hash_at = s.body_range.0 - 32;
+            let hash = ChainHash(self.buf[hash_at..s.body_range.0].try_into().expect("32 bytes"));
+            return Some((s.stream.clone(), s.id, body, s.version, hash));
+        }
+        let location = self.shared.index.read().locate(position)?;
+        let bytes = location.map.bytes();
+        let frame = record::decode_frame(&bytes[location.offset as usize..], record::EVENT_BODY_MAX).ok()?;
+        let event = record::decode_event(&frame).ok()?;
+        Some((event.stream, event.id, frame.body.to_vec(), event.version.0, event.hash))
+    }
+
+    /// Writes, syncs and publishes everything staged, then answers the group.
+    fn commit(&mut self) {
+        if self.buf.is_empty() {
+            self.answer();
+            return;
+        }
+        if let Some(cause) = &self.poisoned {
+            let cause = cause.clone();
+            self.fail_group(cause);
+            return;
+        }
+        #[cfg(feature = "faults")]
+        if self.shared.options.sabotage == Sabotage::AckBeforeWrite {
+            self.answer();
+        }
+        let started = Instant::now();
+        let offset = self.state.active.write_offset;
+        if let Err(e) = self.state.active.file.write_all_at(&self.buf, offset) {
+            let path = self.shared.log_dir().join(segment::file_name(self.state.active.id));
+            self.poison(format!("write of {} bytes at offset {offset} of {} failed: {e}", self.buf.len(), path.display()));
+            return;
+        }
+        let sync = match self.shared.options.durability {
+            Durability::Sync => true,
+            Durability::Interval(every) => self.last_sync.elapsed() >= every,
+            Durability::None => false,
+        };
+        #[cfg(feature = "faults")]
+        let sync = sync && self.shared.options.sabotage != Sabotage::SkipSync;
+        let end = offset + self.buf.len() as u64;
+        if sync {
+            let sync_started = Instant::now();
+            if let Err(e) = self.state.active.file.sync_data() {
+                let path = self.shared.log_dir().join(segment::file_name(self.state.active.id));
+                self.poison(format!("fdatasync of {} failed: {e}", path.display()));
+                return;
+            }
+            self.shared.metrics.record_fsync(sync_started.elapsed());
+            self.state.active.durable_offset = end;
+            self.last_sync = Instant::now();
+            self.unsynced = false;
+        } else {
+            self.unsynced = true;
+        }
+        self.publish(end);
+        self.shared.metrics.record_commit(self.staged.len() as u64, self.buf.len() as u64, started.elapsed());
+        self.buf.clear();
+        self.staged.clear();
+        self.overlay.clear();
+        self.answer();
+    }
+
+    /// Makes the staged records visible: the bytes first, then the index, then wake subscribers.
+    fn publish(&mut self, end: u64) {
+        self.state.active.map.publish(end);
+        let mut index = self.shared.index.write();
+        for s in &self.staged {
+            index.streams.entry(s.stream.clone()).or_default().push(s.position);
+            debug_assert_eq!(index.streams[&s.stream].len() as u64 - 1, s.version);
+        }
+        let active = index.active_mut();
+        assert_eq!(active.id, self.state.active.id, "index and writer disagree on the active segment");
+        for s in &self.staged {
+            assert_eq!(active.next_position(), s.position, "publishing out of order");
+            active.offsets.push(u32::try_from(s.offset).expect("offsets fit in u32"));
+        }
+        active.data_end = end;
+        index.next_position = self.state.next_position;
+        index.head_hash = self.state.last_hash;
+        drop(index);
+        self.shared.head_tx.send_replace(self.state.next_position);
+    }
+
+    fn answer(&mut self) {
+        for (reply, result) in self.replies.drain(..) {
+            let _ = reply.send(result);
+        }
+    }
+
+    fn fail_group(&mut self, cause: String) {
+        for (reply, _) in self.replies.drain(..) {
+            let _ = reply.send(Err(Error::Poisoned { cause: cause.clone() }));
+        }
+        self.buf.clear();
+        self.staged.clear();
+        self.overlay.clear();
+    }
+
+    fn poison(&mut self, cause: String) {
+        tracing::error!(%cause, "log poisoned");
+        *self.shared.poison.lock() = Some(cause.clone());
+        self.poisoned = Some(cause.clone());
+        self.fail_group(cause);
+    }
+
+    fn interval_sync(&mut self) {
+        if self.poisoned.is_some() || !self.unsynced {
+            return;
+        }
+        if let Err(e) = self.state.active.file.sync_data() {
+            self.poison(format!("fdatasync of segment {} failed: {e}", self.state.active.id));
+            return;
+        }
+        self.state.active.durable_offset = self.state.active.write_offset;
+        self.last_sync = Instant::now();
+        self.unsynced = false;
+    }
+
+    fn start_spare(&mut self) {
+        let fs = self.shared.options.fs.clone();
+        let path = self.log_dir.join(crate::log::SPARE_FILE);
+        let capacity = self.shared.options.segment_size;
+        self.spare = Some(std::thread::spawn(move || {
+            let _ = fs.remove(&path);
+            let file = fs.create(&path)?;
+            file.preallocate(capacity)?;
+            file.sync_data()?;
+            Ok(file)
+        }));
+    }
+
+    /// Seals the active segment and starts the next one. Preparing the new file comes first:
+    /// if that fails (ENOSPC, say) the request gets an error and the log stays as it was.
+    fn roll(&mut self) -> Result<()> {
+        debug_assert!(self.buf.is_empty());
+        let spare_path = self.log_dir.join(crate::log::SPARE_FILE);
+        let file = match self.spare.take().map(|h| h.join()) {
+            Some(Ok(Ok(file))) => file,
+            Some(Ok(Err(e))) => {
+                self.start_spare();
+                return Err(Error::io("prepare segment", spare_path, e));
+            }
+            Some(Err(_)) | None => {
+                self.start_spare();
+                return Err(Error::io("prepare segment", spare_path, std::io::Error::other("preparer thread failed")));
+            }
+        };
+        if self.state.active.footer.offsets.is_empty() {
+            // Nothing to seal; an empty active segment is as good as a new one.
+            let _ = self.shared.options.fs.remove(&spare_path);
+            drop(file);
+            self.start_spare();
+            return Ok(());
+        }
+        if let Err(e) = self.seal() {
+            self.poison(e.to_string());
+            return Err(e);
+        }
+        let id = SegmentId(self.state.next_position);
+        let capacity = self.shared.options.segment_size;
+        let header = SegmentHeader { id, capacity, prev_hash: self.state.last_hash, created_ms: now_ms() };
+        let final_path = self.log_dir.join(segment::file_name(id));
+        let fs = self.shared.options.fs.clone();
+        let installed = file
+            .write_all_at(&header.encode(), 0)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| Error::io("write segment header", &spare_path, e))
+            .and_then(|()| fs.rename(&spare_path, &final_path).map_err(|e| Error::io("rename segment", &final_path, e)))
+            // The new name is not durable until its directory is fsynced.
+            .and_then(|()| fs.sync_dir(&self.log_dir).map_err(|e| Error::io("fsync directory", &self.log_dir, e)));
+        if let Err(e) = installed {
+            self.poison(e.to_string());
+            return Err(e);
+        }
+        let map = Mapping::new(file.as_file(), HEADER_LEN).map_err(|e| Error::io("map segment", &final_path, e));
+        let map = match map {
+            Ok(map) => Arc::new(map),
+            Err(e) => {
+                self.poison(e.to_string());
+                return Err(e);
+            }
+        };
+        {
+            let mut index = self.shared.index.write();
+            let old = index.active_mut();
+            old.sealed = true;
+            old.map.publish(old.map.mapped_len());
+            index.segments.push(crate::index::SegmentState {
+                id,
+                path: final_path,
+                map: map.clone(),
+                offsets: Vec::new(),
+                data_end: HEADER_LEN,
+                sealed: false,
+            });
+        }
+        self.state.active = Active {
+            id,
+            file,
+            map,
+            capacity,
+            write_offset: HEADER_LEN,
+            durable_offset: HEADER_LEN,
+            footer: FooterBuilder::default(),
+        };
+        self.unsynced = false;
+        self.start_spare();
+        tracing::debug!(segment = %id, "rolled to a new segment");
+        Ok(())
+    }
+
+    /// Writes the footer and trailer after the last record and makes them durable.
+    fn seal(&mut self) -> Result<()> {
+        let active = &self.state.active;
+        let footer = Footer {
+            first_position: active.id.0,
+            offsets: active.footer.offsets.clone(),
+            streams: active.footer.streams.clone(),
+        };
+        let body = footer.encode_body();
+        let header = FrameHeader {
+            kind: KIND_SEAL,
+            flags: 0,
+            position: self.state.next_position - 1,
+            version: footer.offsets.len() as u64,
+            timestamp_ms: self.state.last_timestamp_ms,
+            watermark: active.durable_offset,
+            hash: self.state.last_hash,
+        };
+        let mut frame = Vec::with_capacity(record::frame_len(body.len()));
+        record::encode_frame(&mut frame, &header, &body);
+        let footer_offset = active.write_offset;
+        assert!(
+            footer_offset + frame.len() as u64 <= segment::usable_end(active.capacity),
+            "footer of {} bytes at {footer_offset} overruns segment {}",
+            frame.len(),
+            active.id
+        );
+        let trailer = Trailer { footer_offset, footer_len: frame.len() as u64 };
+        let path = self.shared.log_dir().join(segment::file_name(active.id));
+        active
+            .file
+            .write_all_at(&frame, footer_offset)
+            .and_then(|()| active.file.write_all_at(&trailer.encode(), active.capacity - TRAILER_LEN))
+            .and_then(|()| active.file.sync_data())
+            .map_err(|e| Error::io("seal segment", path, e))
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Counters the server exports as metrics.
+#[derive(Debug, Default)]
+pub(crate) struct MetricsInner {
+    pub commits: std::sync::atomic::AtomicU64,
+    pub events: std::sync::atomic::AtomicU64,
+    pub bytes: std::sync::atomic::AtomicU64,
+    pub fsyncs: std::sync::atomic::AtomicU64,
+    pub fsync_nanos: std::sync::atomic::AtomicU64,
+    /// fsync latency histogram, bucket upper bounds in [`FSYNC_BUCKETS_US`].
+    pub fsync_buckets: [std::sync::atomic::AtomicU64; FSYNC_BUCKETS_US.len() + 1],
+}
+
+/// Upper bounds (microseconds) of the fsync latency histogram's buckets.
+pub const FSYNC_BUCKETS_US: [u64; 10] = [50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 50_000, 250_000];
+
+impl MetricsInner {
+    fn record_fsync(&self, took: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.fsyncs.fetch_add(1, Relaxed);
+        self.fsync_nanos.fetch_add(took.as_nanos() as u64, Relaxed);
+        let us = took.as_micros() as u64;
+        let bucket = FSYNC_BUCKETS_US.iter().position(|&b| us <= b).unwrap_or(FSYNC_BUCKETS_US.len());
+        self.fsync_buckets[bucket].fetch_add(1, Relaxed);
+    }
+
+    fn record_commit(&self, events: u64, bytes: u64, _took: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.commits.fetch_add(1, Relaxed);
+        self.events.fetch_add(events, Relaxed);
+        self.bytes.fetch_add(bytes, Relaxed);
+    }
+}

@@ -1,0 +1,1 @@
+//! cairn checkpoints: incremental, hash-chained snapshots of the projections, bound to the log.
