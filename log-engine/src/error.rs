@@ -77,12 +77,18 @@ pub enum CorruptionKind {
     RecordCrc,
     RecordFrame(String),
     RecordBody(String),
-    PositionGap { expected: Position, found: Position },
+    PositionGap {
+        expected: Position,
+        found: Position,
+    },
     ChainMismatch,
     Footer(String),
     SegmentGap(String),
     /// Damage below the durable watermark: these bytes had been acknowledged.
-    BelowWatermark { watermark: u64, detail: String },
+    BelowWatermark {
+        watermark: u64,
+        detail: String,
+    },
 }
 
 impl fmt::Display for CorruptionKind {

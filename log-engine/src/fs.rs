@@ -21,6 +21,9 @@ pub trait StorageFile: Send + Sync + Debug {
     /// fdatasync.
     fn sync_data(&self) -> io::Result<()>;
     fn len(&self) -> io::Result<u64>;
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
     /// The real file, for read-only mapping.
     fn as_file(&self) -> &File;
 }

@@ -23,7 +23,9 @@ use crate::mmap::Mapping;
 use crate::record::{self, FrameError, FLAG_BATCH_END, KIND_EVENT, KIND_SEAL};
 use crate::segment::{self, SegmentHeader, HEADER_LEN, SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN};
 use crate::types::*;
-use crate::writer::{self, Active, Command, FooterBuilder, IdWindow, MetricsInner, PreparedAppend, Writer, WriterState};
+use crate::writer::{
+    self, Active, Command, FooterBuilder, IdWindow, MetricsInner, PreparedAppend, Writer, WriterState,
+};
 
 pub(crate) const SPARE_FILE: &str = "spare.tmp";
 
@@ -158,7 +160,7 @@ impl Log {
         let dir = dir.as_ref().to_path_buf();
         if options.segment_size < SEGMENT_SIZE_MIN
             || options.segment_size > SEGMENT_SIZE_MAX
-            || options.segment_size % 4096 != 0
+            || !options.segment_size.is_multiple_of(4096)
         {
             return Err(Error::Invalid {
                 what: format!(
@@ -277,7 +279,11 @@ impl Log {
             return Err(Error::Invalid { what: "an append needs at least one stream".into() });
         }
         if appends.len() > BATCH_STREAMS_MAX {
-            return Err(Error::LimitExceeded { limit: LimitKind::BatchStreams, max: BATCH_STREAMS_MAX, actual: appends.len() });
+            return Err(Error::LimitExceeded {
+                limit: LimitKind::BatchStreams,
+                max: BATCH_STREAMS_MAX,
+                actual: appends.len(),
+            });
         }
         let count: usize = appends.iter().map(|a| a.events.len()).sum();
         if count > BATCH_EVENTS_MAX {
@@ -379,7 +385,13 @@ impl Log {
 
     /// Events of one stream from version `from` (default: the first, or the last when
     /// reading backward), at most `limit`. Costs in proportion to the events returned.
-    pub fn read_stream(&self, stream: &str, from: Option<StreamVersion>, limit: usize, direction: Direction) -> Result<Vec<Event>> {
+    pub fn read_stream(
+        &self,
+        stream: &str,
+        from: Option<StreamVersion>,
+        limit: usize,
+        direction: Direction,
+    ) -> Result<Vec<Event>> {
         let locations: Vec<(u64, crate::index::Location)> = {
             let index = self.shared().index.read();
             let positions =
@@ -397,10 +409,7 @@ impl Log {
             };
             picked.into_iter().map(|p| (p, index.locate(p).expect("indexed positions are committed"))).collect()
         };
-        locations
-            .into_iter()
-            .map(|(p, loc)| decode_committed(loc.map.bytes(), loc.segment, loc.offset, p))
-            .collect()
+        locations.into_iter().map(|(p, loc)| decode_committed(loc.map.bytes(), loc.segment, loc.offset, p)).collect()
     }
 
     /// A stream's last version, or `None` if it has no events.
@@ -477,10 +486,16 @@ pub(crate) fn decode_committed(bytes: &[u8], segment: SegmentId, offset: u64, po
         other => corrupt(CorruptionKind::RecordFrame(other.to_string())),
     })?;
     if frame.header.kind != KIND_EVENT {
-        return Err(corrupt(CorruptionKind::RecordFrame(format!("kind {} where an event was expected", frame.header.kind))));
+        return Err(corrupt(CorruptionKind::RecordFrame(format!(
+            "kind {} where an event was expected",
+            frame.header.kind
+        ))));
     }
     if frame.header.position != position {
-        return Err(corrupt(CorruptionKind::PositionGap { expected: Position(position), found: Position(frame.header.position) }));
+        return Err(corrupt(CorruptionKind::PositionGap {
+            expected: Position(position),
+            found: Position(frame.header.position),
+        }));
     }
     record::decode_event(&frame).map_err(|d| corrupt(CorruptionKind::RecordBody(d)))
 }
@@ -503,7 +518,8 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
     }
     ids.sort();
 
-    let mut index = Index { segments: Vec::new(), streams: HashMap::new(), next_position: 0, head_hash: ChainHash::genesis() };
+    let mut index =
+        Index { segments: Vec::new(), streams: HashMap::new(), next_position: 0, head_hash: ChainHash::genesis() };
     let mut recent_ids: Vec<(u64, Uuid)> = Vec::new();
     let mut last_ts = 0u64;
     let mut active = None;
@@ -611,7 +627,8 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
                     recent_ids.push((r.position, r.id));
                     footer.push(r.offset, &r.stream, r.version, r.position, r.id);
                 }
-                let map = Arc::new(Mapping::new(file.as_file(), scan.end).map_err(|e| Error::io("map segment", &path, e))?);
+                let map =
+                    Arc::new(Mapping::new(file.as_file(), scan.end).map_err(|e| Error::io("map segment", &path, e))?);
                 index.next_position = id.0 + scan.records.len() as u64;
                 if let Some(last) = scan.records.last() {
                     index.head_hash = last.hash;
@@ -674,7 +691,14 @@ fn create_first_active(dir: &Path, options: &Options, index: &mut Index) -> Resu
     fs.rename(&tmp, &path).map_err(|e| Error::io("rename segment", &path, e))?;
     fs.sync_dir(&log_dir).map_err(|e| Error::io("fsync directory", &log_dir, e))?;
     let map = Arc::new(Mapping::new(file.as_file(), HEADER_LEN).map_err(|e| Error::io("map segment", &path, e))?);
-    index.segments.push(SegmentState { id, path, map: map.clone(), offsets: Vec::new(), data_end: HEADER_LEN, sealed: false });
+    index.segments.push(SegmentState {
+        id,
+        path,
+        map: map.clone(),
+        offsets: Vec::new(),
+        data_end: HEADER_LEN,
+        sealed: false,
+    });
     Ok(Active {
         id,
         file,

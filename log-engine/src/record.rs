@@ -41,7 +41,7 @@ pub(crate) const COMPRESS_THRESHOLD: usize = 4 * 1024;
 /// Largest event body on disk: the event limit plus msgpack framing.
 pub(crate) const EVENT_BODY_MAX: usize = EVENT_SIZE_MAX + 1024;
 
-const _: () = assert!(FRAME_HEADER_LEN % RECORD_ALIGN == 0);
+const _: () = assert!(FRAME_HEADER_LEN.is_multiple_of(RECORD_ALIGN));
 const _: () = assert!(EVENT_BODY_MAX < u32::MAX as usize);
 
 /// The fixed part of a frame.
@@ -103,7 +103,7 @@ pub(crate) fn frame_len(body_len: usize) -> usize {
 /// Appends one frame to `buf`, which must end on a record boundary.
 pub(crate) fn encode_frame(buf: &mut Vec<u8>, header: &FrameHeader, body: &[u8]) {
     let start = buf.len();
-    assert!(start % RECORD_ALIGN == 0, "frame start {start} is not aligned");
+    assert!(start.is_multiple_of(RECORD_ALIGN), "frame start {start} is not aligned");
     assert!(header.kind == KIND_EVENT || header.kind == KIND_SEAL, "kind {}", header.kind);
     let len = frame_len(body.len());
     buf.reserve(len);
@@ -324,8 +324,7 @@ pub(crate) fn decode_event(frame: &Frame<'_>) -> Result<Event, String> {
     let body: BodyIn<'_> = rmp_serde::from_slice(raw).map_err(|e| format!("msgpack: {e}"))?;
     let id = Uuid::from_slice(&body.id).map_err(|_| format!("event id has {} bytes, not 16", body.id.len()))?;
     let data = body.data.into_owned();
-    let data =
-        if header.flags & FLAG_DATA_BINARY != 0 { Payload::Bytes(data) } else { Payload::Json(data) };
+    let data = if header.flags & FLAG_DATA_BINARY != 0 { Payload::Bytes(data) } else { Payload::Json(data) };
     Ok(Event {
         position: Position(header.position),
         stream: body.stream.into_owned(),

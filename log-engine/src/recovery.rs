@@ -105,7 +105,10 @@ pub(crate) fn scan_newest(
             damage = Some(Damage {
                 offset,
                 position: Some(position),
-                kind: CorruptionKind::PositionGap { expected: Position(position), found: Position(frame.header.position) },
+                kind: CorruptionKind::PositionGap {
+                    expected: Position(position),
+                    found: Position(frame.header.position),
+                },
                 tearable: false,
             });
             break;
@@ -113,13 +116,18 @@ pub(crate) fn scan_newest(
         let event = match record::decode_event(&frame) {
             Ok(event) => event,
             Err(d) => {
-                damage =
-                    Some(Damage { offset, position: Some(position), kind: CorruptionKind::RecordBody(d), tearable: false });
+                damage = Some(Damage {
+                    offset,
+                    position: Some(position),
+                    kind: CorruptionKind::RecordBody(d),
+                    tearable: false,
+                });
                 break;
             }
         };
         if record::event_chain_hash(&prev, &event) != frame.header.hash {
-            damage = Some(Damage { offset, position: Some(position), kind: CorruptionKind::ChainMismatch, tearable: false });
+            damage =
+                Some(Damage { offset, position: Some(position), kind: CorruptionKind::ChainMismatch, tearable: false });
             break;
         }
         prev = frame.header.hash;
@@ -147,7 +155,9 @@ pub(crate) fn scan_newest(
     // Where the first missing byte is: the damaged frame, or the zeros that cut a batch short.
     let (damage_at, position, kind, tearable) = match damage {
         Some(d) => (d.offset, d.position, d.kind, d.tearable),
-        None => (offset, Some(id.0 + records.len() as u64), CorruptionKind::RecordFrame("batch ends early".into()), true),
+        None => {
+            (offset, Some(id.0 + records.len() as u64), CorruptionKind::RecordFrame("batch ends early".into()), true)
+        }
     };
     let proof = if tearable { later_watermark_above(bytes, damage_at, usable_end) } else { None };
     let corrupt = !tearable || proof.is_some();
@@ -205,7 +215,15 @@ fn last_nonzero_end(bytes: &[u8], from: u64, to: u64) -> u64 {
 }
 
 /// Keeps `[from, to)` in `torn/` and zeroes it in the segment, durably.
-fn cut_tail(dir: &Path, fs: &dyn FileSystem, file: &dyn StorageFile, path: &Path, id: crate::types::SegmentId, from: u64, to: u64) -> Result<()> {
+fn cut_tail(
+    dir: &Path,
+    fs: &dyn FileSystem,
+    file: &dyn StorageFile,
+    path: &Path,
+    id: crate::types::SegmentId,
+    from: u64,
+    to: u64,
+) -> Result<()> {
     if to <= from {
         return Ok(());
     }

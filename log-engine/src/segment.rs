@@ -43,9 +43,9 @@ pub(crate) const FOOTER_PER_RECORD: usize = 4 + 8 + 16;
 /// Footer bytes per distinct stream, beyond its name: name length (2), first version (8), count (4).
 pub(crate) const FOOTER_PER_STREAM: usize = 2 + 8 + 4;
 
-const _: () = assert!(HEADER_LEN % RECORD_ALIGN as u64 == 0);
+const _: () = assert!(HEADER_LEN.is_multiple_of(RECORD_ALIGN as u64));
 const _: () = assert!(HEADER_USED as u64 <= HEADER_LEN);
-const _: () = assert!(TRAILER_LEN % RECORD_ALIGN as u64 == 0);
+const _: () = assert!(TRAILER_LEN.is_multiple_of(RECORD_ALIGN as u64));
 const _: () = assert!(SEGMENT_SIZE_MIN > HEADER_LEN + TRAILER_LEN + FRAME_HEADER_LEN as u64 * 16);
 
 /// The file name of a segment: its first position, zero-padded so that name order is log order.
@@ -223,7 +223,10 @@ impl Footer {
         let _reserved = r.u32()?;
         // Bound the counts by the bytes present before allocating for them.
         if count > (b.len() / FOOTER_PER_RECORD) as u64 || stream_count > b.len() / FOOTER_PER_STREAM {
-            return Err(format!("counts ({count} records, {stream_count} streams) exceed the footer's {} bytes", b.len()));
+            return Err(format!(
+                "counts ({count} records, {stream_count} streams) exceed the footer's {} bytes",
+                b.len()
+            ));
         }
         let count = count as usize;
         let mut offsets = Vec::with_capacity(count);
@@ -300,7 +303,10 @@ impl<'a> Reader<'a> {
 
 /// Reads a sealed segment's footer through its trailer. `Ok(None)`: no valid trailer, the
 /// segment was not sealed. `Err`: a trailer exists but what it points at is damaged.
-pub(crate) fn read_sealed(bytes: &[u8]) -> Result<Option<(FrameHeader, Footer, u64)>, (u64, CorruptionKind)> {
+/// A sealed segment's seal record, its decoded footer, and the footer's offset.
+pub(crate) type Sealed = (FrameHeader, Footer, u64);
+
+pub(crate) fn read_sealed(bytes: &[u8]) -> Result<Option<Sealed>, (u64, CorruptionKind)> {
     let cap = bytes.len() as u64;
     let trailer_at = cap - TRAILER_LEN;
     let Some(trailer) = Trailer::decode(&bytes[trailer_at as usize..]) else {
@@ -311,7 +317,10 @@ pub(crate) fn read_sealed(bytes: &[u8]) -> Result<Option<(FrameHeader, Footer, u
         || trailer.footer_offset % RECORD_ALIGN as u64 != 0
         || trailer.footer_offset.checked_add(trailer.footer_len).is_none_or(|end| end > trailer_at)
     {
-        return Err(bad(format!("trailer points at {}+{}, outside the segment", trailer.footer_offset, trailer.footer_len)));
+        return Err(bad(format!(
+            "trailer points at {}+{}, outside the segment",
+            trailer.footer_offset, trailer.footer_len
+        )));
     }
     let region = &bytes[trailer.footer_offset as usize..trailer_at as usize];
     let frame = record::decode_frame(region, region.len())
@@ -367,7 +376,10 @@ mod tests {
 
     fn footer() -> Footer {
         let mut streams = BTreeMap::new();
-        streams.insert("a".to_string(), FooterStream { first_version: 3, positions: vec![10, 12], ids: vec![[1; 16], [2; 16]] });
+        streams.insert(
+            "a".to_string(),
+            FooterStream { first_version: 3, positions: vec![10, 12], ids: vec![[1; 16], [2; 16]] },
+        );
         streams.insert("bb".to_string(), FooterStream { first_version: 0, positions: vec![11], ids: vec![[3; 16]] });
         Footer { first_position: 10, offsets: vec![4096, 4200, 4400], streams }
     }

@@ -101,10 +101,7 @@ impl StreamName {
     pub fn new(name: impl Into<String>) -> Result<StreamName, Error> {
         let name = name.into();
         if name.starts_with('$') {
-            return Err(Error::InvalidStreamName {
-                name,
-                reason: "names starting with '$' are reserved for cairn",
-            });
+            return Err(Error::InvalidStreamName { name, reason: "names starting with '$' are reserved for cairn" });
         }
         StreamName::reserved(name)
     }
@@ -250,7 +247,10 @@ impl NewEvent {
         }
         if self.event_type.chars().any(char::is_control) {
             return Err(Error::Invalid {
-                what: format!("event type {:?} in stream {stream} contains control characters", truncated(&self.event_type)),
+                what: format!(
+                    "event type {:?} in stream {stream} contains control characters",
+                    truncated(&self.event_type)
+                ),
             });
         }
         let size = self.size(stream);
@@ -262,7 +262,10 @@ impl NewEvent {
                 Ok(serde_json::Value::Object(_)) => {}
                 _ => {
                     return Err(Error::Invalid {
-                        what: format!("metadata of a {} event in stream {stream} must be a JSON object", self.event_type),
+                        what: format!(
+                            "metadata of a {} event in stream {stream} must be a JSON object",
+                            self.event_type
+                        ),
                     })
                 }
             }

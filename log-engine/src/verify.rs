@@ -75,8 +75,13 @@ impl Log {
             for position in start.max(first)..end {
                 let expected_offset = u64::from(offsets[(position - first) as usize]);
                 if offset != expected_offset {
-                    let kind = CorruptionKind::Footer(format!("index says offset {expected_offset}, records say {offset}"));
-                    fail(&mut report, position, Error::Corrupt { segment, offset, position: Some(Position(position)), kind });
+                    let kind =
+                        CorruptionKind::Footer(format!("index says offset {expected_offset}, records say {offset}"));
+                    fail(
+                        &mut report,
+                        position,
+                        Error::Corrupt { segment, offset, position: Some(Position(position)), kind },
+                    );
                     return Ok(report);
                 }
                 let event = match decode_committed(bytes, segment, offset, position) {
@@ -87,20 +92,29 @@ impl Log {
                     }
                 };
                 if record::event_chain_hash(&prev, &event) != event.hash {
-                    let e = Error::Corrupt { segment, offset, position: Some(Position(position)), kind: CorruptionKind::ChainMismatch };
+                    let e = Error::Corrupt {
+                        segment,
+                        offset,
+                        position: Some(Position(position)),
+                        kind: CorruptionKind::ChainMismatch,
+                    };
                     fail(&mut report, position, e);
                     return Ok(report);
                 }
                 prev = event.hash;
                 offset += record::frame_len(record::body_len_at(bytes, offset)) as u64;
                 report.events += 1;
-                if report.events % 65_536 == 0 {
+                if report.events.is_multiple_of(65_536) {
                     progress(VerifyProgress { checked: report.events, total: total - start });
                 }
             }
             if sealed {
                 if let Err((off, kind)) = check_seal(bytes, offset, prev) {
-                    fail(&mut report, end - 1, Error::Corrupt { segment, offset: off, position: Some(Position(end - 1)), kind });
+                    fail(
+                        &mut report,
+                        end - 1,
+                        Error::Corrupt { segment, offset: off, position: Some(Position(end - 1)), kind },
+                    );
                     return Ok(report);
                 }
             }

@@ -29,7 +29,9 @@ use crate::log::Shared;
 use crate::mmap::Mapping;
 use crate::record::{self, ChainInput, FrameHeader, PreparedEvent, FLAG_BATCH_END, KIND_EVENT, KIND_SEAL};
 use crate::segment::{self, Footer, FooterStream, SegmentHeader, Trailer, HEADER_LEN, TRAILER_LEN};
-use crate::types::{AppendResult, ChainHash, Durability, ExpectedVersion, Position, SegmentId, StreamName, StreamVersion};
+use crate::types::{
+    AppendResult, ChainHash, Durability, ExpectedVersion, Position, SegmentId, StreamName, StreamVersion,
+};
 
 /// Most bytes the writer stages before it commits a group.
 const GROUP_BYTES_MAX: usize = 8 * 1024 * 1024;
@@ -451,7 +453,11 @@ impl Writer {
             match self.stored(position) {
                 Some((stream, id, body, version, hash)) if stream == name && id == event.id => {
                     if body != event.body {
-                        return Err(Error::IdConflict { stream: name.to_string(), id: event.id, position: Position(position) });
+                        return Err(Error::IdConflict {
+                            stream: name.to_string(),
+                            id: event.id,
+                            position: Position(position),
+                        });
                     }
                     if i == 0 {
                         last = Some((version, version, hash));
@@ -464,7 +470,11 @@ impl Writer {
                 Some((stream, ..)) if stream != name && i == 0 => return Ok(None),
                 _ => {
                     // Part of the request matches an earlier append and part does not.
-                    return Err(Error::IdConflict { stream: name.to_string(), id: event.id, position: Position(position) });
+                    return Err(Error::IdConflict {
+                        stream: name.to_string(),
+                        id: event.id,
+                        position: Position(position),
+                    });
                 }
             }
         }
@@ -522,7 +532,11 @@ impl Writer {
         let offset = self.state.active.write_offset;
         if let Err(e) = self.state.active.file.write_all_at(&self.buf, offset) {
             let path = self.shared.log_dir().join(segment::file_name(self.state.active.id));
-            self.poison(format!("write of {} bytes at offset {offset} of {} failed: {e}", self.buf.len(), path.display()));
+            self.poison(format!(
+                "write of {} bytes at offset {offset} of {} failed: {e}",
+                self.buf.len(),
+                path.display()
+            ));
             return;
         }
         let sync = match self.shared.options.durability {
@@ -547,6 +561,7 @@ impl Writer {
         } else {
             self.unsynced = true;
         }
+        self.state.active.write_offset = end;
         self.publish(end);
         self.shared.metrics.record_commit(self.staged.len() as u64, self.buf.len() as u64, started.elapsed());
         self.buf.clear();
