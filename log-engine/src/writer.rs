@@ -39,7 +39,22 @@ const GROUP_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// version. Retries with an exact expected version are recognised at any age.
 pub const IDEMPOTENCY_WINDOW: usize = 1 << 18;
 
-pub(crate) type Reply = oneshot::Sender<Result<Vec<AppendResult>>>;
+/// Where the writer sends an append's outcome: a blocking caller waits on a std channel (which
+/// works on any thread, inside an async runtime or not), an async caller awaits a oneshot.
+pub(crate) enum Reply {
+    Blocking(std::sync::mpsc::SyncSender<Result<Vec<AppendResult>>>),
+    Async(oneshot::Sender<Result<Vec<AppendResult>>>),
+}
+
+impl Reply {
+    fn send(self, result: Result<Vec<AppendResult>>) {
+        // A caller that stopped waiting is not an error of the writer's.
+        let _ = match self {
+            Reply::Blocking(tx) => tx.send(result).map_err(|_| ()),
+            Reply::Async(tx) => tx.send(result).map_err(|_| ()),
+        };
+    }
+}
 
 pub(crate) enum Command {
     Append { appends: Vec<PreparedAppend>, reply: Reply },
@@ -190,7 +205,7 @@ impl Writer {
             unsynced: false,
             poisoned: None,
         };
-        writer.start_spare();
+        writer.maybe_start_spare();
         writer
     }
 
@@ -250,14 +265,14 @@ impl Writer {
 
     fn handle_append(&mut self, appends: Vec<PreparedAppend>, reply: Reply) {
         if let Some(cause) = &self.poisoned {
-            let _ = reply.send(Err(Error::Poisoned { cause: cause.clone() }));
+            reply.send(Err(Error::Poisoned { cause: cause.clone() }));
             return;
         }
         match self.stage(appends) {
             Ok(results) => self.replies.push((reply, Ok(results))),
             Err(e) => {
                 // Nothing of this request was staged; answer at once.
-                let _ = reply.send(Err(e));
+                reply.send(Err(e));
             }
         }
     }
@@ -563,6 +578,7 @@ impl Writer {
         }
         self.state.active.write_offset = end;
         self.publish(end);
+        self.maybe_start_spare();
         self.shared.metrics.record_commit(self.staged.len() as u64, self.buf.len() as u64, started.elapsed());
         self.buf.clear();
         self.staged.clear();
@@ -593,13 +609,13 @@ impl Writer {
 
     fn answer(&mut self) {
         for (reply, result) in self.replies.drain(..) {
-            let _ = reply.send(result);
+            reply.send(result);
         }
     }
 
     fn fail_group(&mut self, cause: String) {
         for (reply, _) in self.replies.drain(..) {
-            let _ = reply.send(Err(Error::Poisoned { cause: cause.clone() }));
+            reply.send(Err(Error::Poisoned { cause: cause.clone() }));
         }
         self.buf.clear();
         self.staged.clear();
@@ -626,6 +642,15 @@ impl Writer {
         self.unsynced = false;
     }
 
+    /// Prepares the next segment in the background once the active one is half full, so that
+    /// rolling over does not stall appenders for the zero-fill, and small logs keep one file.
+    fn maybe_start_spare(&mut self) {
+        let active = &self.state.active;
+        if self.spare.is_none() && active.write_offset > active.capacity / 2 {
+            self.start_spare();
+        }
+    }
+
     fn start_spare(&mut self) {
         let fs = self.shared.options.fs.clone();
         let path = self.log_dir.join(crate::log::SPARE_FILE);
@@ -644,24 +669,20 @@ impl Writer {
     fn roll(&mut self) -> Result<()> {
         debug_assert!(self.buf.is_empty());
         let spare_path = self.log_dir.join(crate::log::SPARE_FILE);
-        let file = match self.spare.take().map(|h| h.join()) {
-            Some(Ok(Ok(file))) => file,
-            Some(Ok(Err(e))) => {
-                self.start_spare();
-                return Err(Error::io("prepare segment", spare_path, e));
-            }
-            Some(Err(_)) | None => {
-                self.start_spare();
-                return Err(Error::io("prepare segment", spare_path, std::io::Error::other("preparer thread failed")));
-            }
-        };
         if self.state.active.footer.offsets.is_empty() {
-            // Nothing to seal; an empty active segment is as good as a new one.
-            let _ = self.shared.options.fs.remove(&spare_path);
-            drop(file);
-            self.start_spare();
+            // Nothing to seal: the request does not fit even an empty segment.
             return Ok(());
         }
+        if self.spare.is_none() {
+            self.start_spare();
+        }
+        let file = match self.spare.take().map(|h| h.join()) {
+            Some(Ok(Ok(file))) => file,
+            Some(Ok(Err(e))) => return Err(Error::io("prepare segment", spare_path, e)),
+            Some(Err(_)) | None => {
+                return Err(Error::io("prepare segment", spare_path, std::io::Error::other("preparer thread failed")))
+            }
+        };
         if let Err(e) = self.seal() {
             self.poison(e.to_string());
             return Err(e);
@@ -714,7 +735,6 @@ impl Writer {
             footer: FooterBuilder::default(),
         };
         self.unsynced = false;
-        self.start_spare();
         tracing::debug!(segment = %id, "rolled to a new segment");
         Ok(())
     }
