@@ -153,3 +153,76 @@ fn utf8_key(k: &[u8]) -> Result<String, LoadError> {
         message: format!("entry key {} is not UTF-8", String::from_utf8_lossy(k)),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use log_engine::{ChainHash, Position, StreamVersion, Uuid};
+    use serde_json::json;
+
+    fn event(position: u64, key: &str, version: u64, event_type: &str, ts: u64, data: serde_json::Value) -> Event {
+        Event {
+            position: Position(position),
+            stream: format!("kv:{key}"),
+            version: StreamVersion(version),
+            id: Uuid::nil(),
+            event_type: event_type.to_string(),
+            timestamp_ms: ts,
+            metadata: b"{}".to_vec(),
+            data: Payload::Json(serde_json::to_vec(&data).unwrap()),
+            hash: ChainHash::genesis(),
+        }
+    }
+
+    #[test]
+    fn expiry_is_decided_at_the_events_time_not_the_clock() {
+        let mut kv = KvView::new();
+        kv.apply(&event(0, "n", 0, "kv.set", 1_000, json!({"value": 40, "ttl_ms": 100}))).unwrap();
+        assert_eq!(kv.live("n", 1_099).map(|e| e.expires_at), Some(Some(1_100)));
+        assert!(kv.live("n", 1_100).is_none(), "expired at expires_at");
+        // The increment's writer saw the key alive at 1_050: it counts from 40 and keeps the TTL.
+        kv.apply(&event(1, "n", 1, "kv.incr", 1_200, json!({"delta": 2, "at": 1_050}))).unwrap();
+        let e = kv.keys.get("n").unwrap();
+        assert_eq!((e.value.clone(), e.expires_at), (Stored::Value(json!(42)), Some(1_100)));
+        // An increment without `at` is decided at its timestamp: the key had expired.
+        kv.apply(&event(2, "n", 2, "kv.incr", 1_300, json!({"delta": 2}))).unwrap();
+        let e = kv.keys.get("n").unwrap();
+        assert_eq!((e.value.clone(), e.expires_at, e.version), (Stored::Value(json!(2)), None, 2));
+        // An `at` after the event's own time is clamped to it.
+        kv.apply(&event(3, "t", 0, "kv.set", 2_000, json!({"value": 1, "ttl_ms": 10}))).unwrap();
+        kv.apply(&event(4, "t", 1, "kv.incr", 2_005, json!({"delta": 1, "at": 9_999}))).unwrap();
+        assert_eq!(kv.keys.get("t").unwrap().value, Stored::Value(json!(2)), "alive at 2_005");
+    }
+
+    #[test]
+    fn a_failed_apply_leaves_the_state_as_it_was() {
+        let mut kv = KvView::new();
+        kv.apply(&event(0, "l", 0, "kv.push", 10, json!({"end": "left", "values": [1]}))).unwrap();
+        let before = kv.entries();
+        kv.mark();
+        let err = kv.apply(&event(1, "l", 1, "kv.incr", 11, json!({"delta": 1}))).unwrap_err();
+        assert!(err.message.contains("holds a list"), "{}", err.message);
+        assert_eq!(kv.entries(), before);
+        assert!(kv.changes_since_mark().is_empty());
+        assert!(kv.apply(&event(2, "l", 2, "kv.set", 12, json!({"nope": 1}))).is_err());
+        assert!(kv.apply(&event(3, "l", 3, "kv.unknown", 12, json!({}))).is_ok(), "unknown kv types are skipped");
+        assert_eq!(kv.entries(), before);
+    }
+
+    #[test]
+    fn changes_report_upserts_and_removals_since_the_mark() {
+        let mut kv = KvView::new();
+        kv.apply(&event(0, "a", 0, "kv.set", 1, json!({"value": 1}))).unwrap();
+        kv.apply(&event(1, "b", 0, "kv.set", 1, json!({"value": 2}))).unwrap();
+        kv.mark();
+        kv.apply(&event(2, "a", 1, "kv.delete", 2, json!({}))).unwrap();
+        kv.apply(&event(3, "c", 0, "kv.set", 2, json!({"value": 3}))).unwrap();
+        let changes = kv.changes_since_mark();
+        assert_eq!(changes.removals, vec![b"a".to_vec()]);
+        assert_eq!(changes.upserts.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), vec![b"c".to_vec()]);
+        let mut copy = KvView::new();
+        copy.load(kv.entries()).unwrap();
+        assert_eq!(copy.digest(), kv.digest());
+        assert!(copy.load(vec![(b"x".to_vec(), b"not rmp".to_vec())]).is_err());
+    }
+}
