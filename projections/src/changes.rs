@@ -46,10 +46,11 @@ impl Touched {
     }
 }
 
-/// rmp-serde encoding of an entry value. Encoding an in-memory value cannot fail: every value
-/// the views store is plain data (strings, numbers, maps with string keys).
+/// rmp-serde encoding of an entry value, with field names: structs with optional fields that
+/// are skipped when absent only round-trip as maps. Encoding an in-memory value cannot fail:
+/// every value the views store is plain data (strings, numbers, maps with string keys).
 pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    rmp_serde::to_vec(value).expect("view entries are plain data and always encode")
+    rmp_serde::to_vec_named(value).expect("view entries are plain data and always encode")
 }
 
 /// Decodes an entry value, naming the projection and key in the error.
