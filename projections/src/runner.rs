@@ -344,7 +344,8 @@ impl Runner {
     /// Waits first until all projections are at the same position (after a start from mixed
     /// positions, the runner brings the laggards forward). `f` may call `mark` and read
     /// anything, but must not otherwise change the projections' state: the runner goes on
-    /// from the positions it recorded. Readers wait while `f` runs.
+    /// from the positions it recorded. Readers wait while `f` runs, and `f` must not wait for
+    /// the runner (no `wait_for`, no state-dependent writes through the facades): it is paused.
     pub fn with_paused<R>(&self, f: impl FnOnce(&mut [Box<dyn Projection>], Option<Position>) -> R) -> Result<R> {
         loop {
             {
