@@ -11,6 +11,10 @@
 //!
 //! Run: `cargo bench -p projections --bench views`. The logs are written once per run, in a
 //! temporary directory, without fdatasync (their durability is not what is measured).
+//!
+//! On a shared machine wall time depends on what else runs, so before each rebuild benchmark one
+//! rebuild is also timed in CPU time of the benchmarking thread (from `/proc/thread-self/stat`,
+//! 10 ms resolution) and printed: events per CPU-second is what one dedicated core would do.
 
 use std::hint::black_box;
 
@@ -173,6 +177,33 @@ fn apply(c: &mut Criterion) {
     group.finish();
 }
 
+/// CPU time of the calling thread, in seconds (Linux; `None` elsewhere). The rebuild runs on
+/// the calling thread only.
+fn thread_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // USER_HZ: 100 on Linux.
+    Some(ticks / 100.0)
+}
+
+/// One rebuild timed in wall and CPU time, printed next to criterion's numbers.
+fn cpu_timed_rebuild(name: &str, log: &Log, make: impl Fn() -> Vec<Box<dyn Projection>>) {
+    let mut views = make();
+    let (wall, cpu) = (std::time::Instant::now(), thread_cpu_seconds());
+    rebuild(log, &mut views, None, None).unwrap();
+    let wall = wall.elapsed().as_secs_f64();
+    if let (Some(before), Some(after)) = (cpu, thread_cpu_seconds()) {
+        let cpu = after - before;
+        println!(
+            "{name}: one rebuild of {REBUILD_EVENTS} events: {wall:.2} s wall ({:.0} events/s), {cpu:.2} s CPU ({:.0} events per CPU-second)",
+            REBUILD_EVENTS as f64 / wall,
+            REBUILD_EVENTS as f64 / cpu.max(0.01)
+        );
+    }
+}
+
 fn rebuilds(c: &mut Criterion) {
     let mut group = c.benchmark_group("rebuild");
     group.sample_size(10);
@@ -181,6 +212,7 @@ fn rebuilds(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let log = write_log(dir.path(), REBUILD_EVENTS, kv_op);
     assert_eq!(log.head().unwrap().position.0 + 1, REBUILD_EVENTS as u64);
+    cpu_timed_rebuild("rebuild/kv_1m", &log, || vec![Box::new(KvView::new()) as Box<dyn Projection>]);
     group.bench_function("kv_1m", |b| {
         b.iter_batched(
             || vec![Box::new(KvView::new()) as Box<dyn Projection>],
@@ -196,6 +228,7 @@ fn rebuilds(c: &mut Criterion) {
 
     let dir = tempfile::tempdir().unwrap();
     let log = write_log(dir.path(), REBUILD_EVENTS, mixed_op);
+    cpu_timed_rebuild("rebuild/all_1m", &log, Views::projections);
     group.bench_function("all_1m", |b| {
         b.iter_batched(
             Views::projections,
