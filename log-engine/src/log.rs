@@ -187,9 +187,17 @@ impl Log {
         });
         let (tx, rx) = mpsc::channel();
         let writer = Writer::new(shared.clone(), rx, log_dir, state);
+        let for_writer = shared.clone();
         let thread = std::thread::Builder::new()
             .name("cairn-log-writer".into())
-            .spawn(move || writer.run())
+            .spawn(move || {
+                // A panic is an assertion about the log's state failing: nothing more may be
+                // acknowledged. Waiters see their reply channel close and report the poison.
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| writer.run())).is_err() {
+                    *for_writer.poison.lock() = Some("the writer thread panicked".to_string());
+                    for_writer.head_tx.send_modify(|_| {});
+                }
+            })
             .map_err(|e| Error::io("spawn writer thread", &shared.dir, e))?;
         Ok(Log {
             handle: Arc::new(Handle {
