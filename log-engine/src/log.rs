@@ -527,7 +527,7 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
     ids.sort();
 
     let mut index =
-        Index { segments: Vec::new(), streams: HashMap::new(), next_position: 0, head_hash: ChainHash::genesis() };
+        Index { segments: Vec::new(), streams: HashMap::default(), next_position: 0, head_hash: ChainHash::genesis() };
     let mut recent_ids: Vec<(u64, Uuid)> = Vec::new();
     let mut last_ts = 0u64;
     let mut active = None;
