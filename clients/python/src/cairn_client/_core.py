@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json as _json
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
@@ -551,9 +551,9 @@ class SubscribeState:
             return self._failed(failure)
         raise failure
 
-    def feed(self, chunk: str) -> list[Event]:
-        """The events completed by ``chunk``; raises the server's error for an ``error`` event."""
-        out: list[Event] = []
+    def feed(self, chunk: str) -> Iterator[Event]:
+        """The events completed by ``chunk``, in order; at an ``error`` event (after the events
+        before it) raises the server's error."""
         for message in self._decoder.feed(chunk):
             if message.event == "error":
                 try:
@@ -573,8 +573,7 @@ class SubscribeState:
                 continue
             self.last_position = event.position
             self.failures = 0
-            out.append(event)
-        return out
+            yield event
 
     def disconnected(self, error: BaseException | None = None) -> Retry:
         """The connection ended (``error`` is why, ``None`` for a clean end of the stream)."""
@@ -592,7 +591,7 @@ class SubscribeState:
         if self.failures >= self.max_reconnects:
             resume = f" (last delivered position {self.last_position})" if self.last_position is not None else ""
             raise type(failure)(
-                f"the subscription gave up after {self.failures + 1} failed attempts{resume}: {failure.message}",
+                f"the subscription gave up after {self.failures} reconnection attempts{resume}: {failure.message}",
                 code=failure.code,
                 status=failure.status,
                 body=failure.body,
