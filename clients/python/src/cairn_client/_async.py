@@ -8,7 +8,8 @@ a test keeps their public signatures identical.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Literal, TypeVar
@@ -18,6 +19,7 @@ import httpx
 
 from . import _core as core
 from ._core import Call, Paging, Request, Retry, RetryPolicy, SubscribeState
+from ._errors import CairnError
 from ._types import (
     JSON,
     AppendResult,
@@ -62,16 +64,23 @@ def _headers(token: str | None, extra: Mapping[str, str] | None) -> dict[str, st
 class AsyncSubscription(AsyncIterator[Event]):
     """A live feed of events (``GET /v1/subscribe``): ``async for`` over it; it never ends by itself.
 
+    The connection opens when the ``async with`` block is entered, at :meth:`open`, or at the
+    first event; ``from_position="end"`` means the events committed after that moment.
     After a break it reconnects with ``Last-Event-ID`` set to :attr:`last_position`, so no event
-    is skipped or repeated; it raises once ``max_reconnects`` consecutive attempts have failed.
-    Close it (``await sub.aclose()``, or an ``async with`` block) to drop the connection.
+    is skipped or repeated; it raises once ``max_reconnects`` reconnection attempts in a row
+    have failed. Close it (``await sub.aclose()``, or leave the ``async with`` block) to drop
+    the connection.
     """
 
     def __init__(self, http: httpx.AsyncClient, state: SubscribeState, connect_timeout: float, idle_timeout: float):
         self._http = http
         self._state = state
         self._timeout = httpx.Timeout(connect_timeout, read=idle_timeout)
-        self._events = self._run()
+        self._response: httpx.Response | None = None
+        self._chunks: AsyncIterator[str] | None = None
+        self._pending: deque[Event] = deque()
+        self._error: CairnError | None = None
+        self._closed = False
 
     @property
     def last_position(self) -> int | None:
@@ -83,48 +92,94 @@ class AsyncSubscription(AsyncIterator[Event]):
         """Connections opened so far: 1, plus one per successful reconnection."""
         return self._state.connections
 
+    async def open(self) -> AsyncSubscription:
+        """Connects now (if not yet connected); returns once the server has accepted."""
+        if self._closed:
+            raise ValueError("the subscription is closed")
+        while self._chunks is None:
+            await self._connect()
+        return self
+
     def __aiter__(self) -> AsyncSubscription:
         return self
 
     async def __anext__(self) -> Event:
-        return await self._events.__anext__()
+        while not self._pending:
+            if self._error is not None:
+                error, self._error = self._error, None
+                await self.aclose()
+                raise error
+            if self._closed:
+                raise StopAsyncIteration
+            await self.open()
+            assert self._chunks is not None
+            try:
+                chunk = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                await self._reconnect_after(None)
+                continue
+            except httpx.TransportError as e:
+                await self._reconnect_after(e)
+                continue
+            try:
+                self._pending.extend(self._state.feed(chunk))
+            except CairnError as e:
+                # Deliver the events that came before the server's error, then raise it.
+                self._error = e
+        return self._pending.popleft()
 
     async def aclose(self) -> None:
         """Drops the connection; iteration ends."""
-        await self._events.aclose()
+        self._closed = True
+        await self._drop()
 
     async def __aenter__(self) -> AsyncSubscription:
-        return self
+        return await self.open()
 
     async def __aexit__(
         self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
     ) -> None:
         await self.aclose()
 
-    async def _run(self) -> AsyncGenerator[Event, None]:
-        state = self._state
-        while True:
-            request = state.request()
-            retry: Retry | None
-            try:
-                async with self._http.stream(
+    async def _connect(self) -> None:
+        request = self._state.request()
+        try:
+            response = await self._http.send(
+                self._http.build_request(
                     request.method,
                     request.path,
                     params=list(request.params),
                     headers=dict(request.headers),
                     timeout=self._timeout,
-                ) as response:
-                    if not 200 <= response.status_code < 300:
-                        await response.aread()
-                    retry = state.opened(response)
-                    if retry is None:
-                        async for chunk in response.aiter_text():
-                            for event in state.feed(chunk):
-                                yield event
-                        retry = state.disconnected(None)
-            except httpx.TransportError as e:
-                retry = state.disconnected(e)
+                ),
+                stream=True,
+            )
+        except httpx.TransportError as e:
+            await anyio.sleep(self._state.disconnected(e).delay)
+            return
+        if not 200 <= response.status_code < 300:
+            await response.aread()
+            await response.aclose()
+        try:
+            retry = self._state.opened(response)
+        except BaseException:
+            await response.aclose()
+            raise
+        if retry is not None:
             await anyio.sleep(retry.delay)
+            return
+        self._response = response
+        self._chunks = response.aiter_text()
+
+    async def _reconnect_after(self, error: httpx.TransportError | None) -> None:
+        await self._drop()
+        retry = self._state.disconnected(error)
+        await anyio.sleep(retry.delay)
+
+    async def _drop(self) -> None:
+        response, self._response, self._chunks = self._response, None, None
+        if response is not None:
+            await response.aclose()
 
 
 class AsyncClient:

@@ -8,7 +8,8 @@ public signatures identical.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Literal, TypeVar
@@ -17,6 +18,7 @@ import httpx
 
 from . import _core as core
 from ._core import Call, Paging, Request, Retry, RetryPolicy, SubscribeState
+from ._errors import CairnError
 from ._types import (
     JSON,
     AppendResult,
@@ -61,16 +63,22 @@ def _headers(token: str | None, extra: Mapping[str, str] | None) -> dict[str, st
 class Subscription(Iterator[Event]):
     """A live feed of events (``GET /v1/subscribe``): iterate it; it never ends by itself.
 
+    The connection opens when the ``with`` block is entered, at :meth:`open`, or at the first
+    ``next()``; ``from_position="end"`` means the events committed after that moment.
     After a break it reconnects with ``Last-Event-ID`` set to :attr:`last_position`, so no event
-    is skipped or repeated; it raises once ``max_reconnects`` consecutive attempts have failed.
-    Close it (or use it in a ``with`` block) to drop the connection.
+    is skipped or repeated; it raises once ``max_reconnects`` reconnection attempts in a row
+    have failed. Close it (or leave the ``with`` block) to drop the connection.
     """
 
     def __init__(self, http: httpx.Client, state: SubscribeState, connect_timeout: float, idle_timeout: float):
         self._http = http
         self._state = state
         self._timeout = httpx.Timeout(connect_timeout, read=idle_timeout)
-        self._events = self._run()
+        self._response: httpx.Response | None = None
+        self._chunks: Iterator[str] | None = None
+        self._pending: deque[Event] = deque()
+        self._error: CairnError | None = None
+        self._closed = False
 
     @property
     def last_position(self) -> int | None:
@@ -82,47 +90,94 @@ class Subscription(Iterator[Event]):
         """Connections opened so far: 1, plus one per successful reconnection."""
         return self._state.connections
 
+    def open(self) -> Subscription:
+        """Connects now (if not yet connected); returns once the server has accepted."""
+        if self._closed:
+            raise ValueError("the subscription is closed")
+        while self._chunks is None:
+            self._connect()
+        return self
+
     def __iter__(self) -> Subscription:
         return self
 
     def __next__(self) -> Event:
-        return next(self._events)
+        while not self._pending:
+            if self._error is not None:
+                error, self._error = self._error, None
+                self.close()
+                raise error
+            if self._closed:
+                raise StopIteration
+            self.open()
+            assert self._chunks is not None
+            try:
+                chunk = next(self._chunks)
+            except StopIteration:
+                self._reconnect_after(None)
+                continue
+            except httpx.TransportError as e:
+                self._reconnect_after(e)
+                continue
+            try:
+                self._pending.extend(self._state.feed(chunk))
+            except CairnError as e:
+                # Deliver the events that came before the server's error, then raise it.
+                self._error = e
+        return self._pending.popleft()
 
     def close(self) -> None:
         """Drops the connection; iteration ends."""
-        self._events.close()
+        self._closed = True
+        self._drop()
 
     def __enter__(self) -> Subscription:
-        return self
+        return self.open()
 
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.close()
 
-    def _run(self) -> Generator[Event, None, None]:
-        state = self._state
-        while True:
-            request = state.request()
-            retry: Retry | None
-            try:
-                with self._http.stream(
+    def _connect(self) -> None:
+        request = self._state.request()
+        try:
+            response = self._http.send(
+                self._http.build_request(
                     request.method,
                     request.path,
                     params=list(request.params),
                     headers=dict(request.headers),
                     timeout=self._timeout,
-                ) as response:
-                    if not 200 <= response.status_code < 300:
-                        response.read()
-                    retry = state.opened(response)
-                    if retry is None:
-                        for chunk in response.iter_text():
-                            yield from state.feed(chunk)
-                        retry = state.disconnected(None)
-            except httpx.TransportError as e:
-                retry = state.disconnected(e)
+                ),
+                stream=True,
+            )
+        except httpx.TransportError as e:
+            time.sleep(self._state.disconnected(e).delay)
+            return
+        if not 200 <= response.status_code < 300:
+            response.read()
+            response.close()
+        try:
+            retry = self._state.opened(response)
+        except BaseException:
+            response.close()
+            raise
+        if retry is not None:
             time.sleep(retry.delay)
+            return
+        self._response = response
+        self._chunks = response.iter_text()
+
+    def _reconnect_after(self, error: httpx.TransportError | None) -> None:
+        self._drop()
+        retry = self._state.disconnected(error)
+        time.sleep(retry.delay)
+
+    def _drop(self) -> None:
+        response, self._response, self._chunks = self._response, None, None
+        if response is not None:
+            response.close()
 
 
 class Client:

@@ -14,6 +14,7 @@ PAIRS = [
     (cc.KeyValue, cc.AsyncKeyValue),
     (cc.Audit, cc.AsyncAudit),
     (cc.Meta, cc.AsyncMeta),
+    (cc.Subscription, cc.AsyncSubscription),
 ]
 
 # Sync name -> async name where Python's protocols differ.
@@ -39,8 +40,14 @@ def test_same_methods_and_parameters(sync: type, async_: type) -> None:
             assert not inspect.iscoroutinefunction(twin), "subscribe returns an AsyncSubscription directly"
         elif inspect.isgeneratorfunction(method):
             assert inspect.isasyncgenfunction(twin), f"{name} must be an async iterator"
-        elif name != "__init__":
+        elif name not in ("__init__", "__iter__"):
             assert inspect.iscoroutinefunction(twin), f"{name} must be awaited"
+
+
+def test_properties_match() -> None:
+    for sync, async_ in PAIRS:
+        sync_props = {n for n, v in vars(sync).items() if isinstance(v, property)}
+        assert sync_props == {n for n, v in vars(async_).items() if isinstance(v, property)}, sync.__name__
 
 
 def test_views_are_attached() -> None:
