@@ -43,6 +43,7 @@ __all__ = [
     "KvVersion",
         "NewEvent",
     "Page",
+    "Payload",
     "SchemaVersion",
     "ServiceInstance",
     "StreamAppend",
@@ -55,6 +56,11 @@ __all__ = [
 
 JSON = Any
 """A decoded JSON value (``None``, ``bool``, ``int``, ``float``, ``str``, ``list``, ``dict``)."""
+
+Payload = Any
+"""An event's payload: a decoded JSON value, or ``bytes`` for a binary payload (``data_b64`` on
+the wire). Typed ``Any`` so that ``event.data["tool"]`` type-checks; test ``isinstance(data,
+bytes)`` (or :attr:`Event.is_binary`) where both kinds can occur."""
 
 ExpectedVersion = Union[Literal["any", "no_stream", "exists"], int]
 """What a stream must look like for an append to go through: ``"any"`` (no check),
@@ -103,7 +109,7 @@ def parse_timestamp(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
 
 
-def encode_data(data: JSON | bytes) -> dict[str, Any]:
+def encode_data(data: Payload) -> dict[str, Any]:
     """The wire fields of a payload: ``{"data": value}`` or ``{"data_b64": "..."}``."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         return {"data_b64": base64.b64encode(bytes(data)).decode("ascii")}
@@ -123,7 +129,7 @@ class NewEvent:
     """
 
     type: str
-    data: JSON | bytes = field(default_factory=dict)
+    data: Payload = field(default_factory=dict)
     metadata: Mapping[str, JSON] | None = None
     id: uuid.UUID = field(default_factory=uuid.uuid4)
 
@@ -164,7 +170,7 @@ class Event:
     type: str
     timestamp: datetime
     metadata: Mapping[str, JSON]
-    data: JSON | bytes
+    data: Payload
     hash: str
 
     @property
@@ -179,7 +185,7 @@ class Event:
         if "data_b64" in obj and obj["data_b64"] is not None:
             text = _field(obj, "data_b64", str, what)
             try:
-                data: JSON | bytes = base64.b64decode(text, validate=True)
+                data: Payload = base64.b64decode(text, validate=True)
             except (binascii.Error, ValueError) as e:
                 raise ProtocolError(f"the event's data_b64 is not valid base64: {e}", code="bad_response") from e
         else:
