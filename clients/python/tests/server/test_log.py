@@ -48,12 +48,24 @@ def test_append_then_read_gives_back_what_was_written(client: cc.Client, stream:
     assert read[0].data == {"tool": "search", "query": "cairn", "n": 12345678901234567890}
     assert read[0].metadata == {"run_id": "r-1"}
     assert read[1].is_binary and read[1].data == blob
+    assert read[1].metadata == {}
     assert read[2].data is None
     assert read[3].data == {}
     assert all(e.stream == stream for e in read)
     assert read[-1].hash == result.hash
     assert read[0].timestamp <= read[-1].timestamp
     assert read[0].timestamp.tzinfo is not None
+
+
+@pytest.mark.parametrize("suffix", ["/session/42", " with spaces", "-ünïcödé-🪨", "?x=1&y=#frag", "%2F"])
+def test_stream_names_are_data_not_paths(client: cc.Client, stream: str, suffix: str) -> None:
+    name = stream + suffix
+    result = client.append(name, NewEvent("T"))
+    assert result.stream == name
+    assert [e.stream for e in client.read_stream(name)] == [name]
+    assert [row.stream for row in client.streams(prefix=name)] == [name]
+    with client.subscribe(from_position=result.first_position, stream=name) as sub:
+        assert next(sub).stream == name
 
 
 def test_expected_versions(client: cc.Client, stream: str) -> None:
