@@ -361,7 +361,7 @@ pub(crate) fn parse_file_name(name: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
-    fn sample() -> (Manifest, Vec<ProjectionContent>) {
+    pub(super) fn sample() -> (Manifest, Vec<ProjectionContent>) {
         let content = vec![
             ProjectionContent {
                 name: "a".into(),
@@ -457,6 +457,25 @@ mod tests {
         manifest.content_digest = *blake3::hash(&compressed).as_bytes();
         let err = decode_content(&manifest, &compressed).unwrap_err();
         assert!(matches!(err, FormatError::RawLength { actual, .. } if actual == 3 << 30), "{err}");
+    }
+
+    /// The bytes of `sample()` as format version 1 writes them (docs/checkpoint-format.md walks
+    /// through this file). A change here is a format change: bump FORMAT_VERSION.
+    const FIXTURE_V1: &[u8] = include_bytes!("../tests/fixtures/v1/sample.ckpt");
+
+    #[test]
+    fn version_1_fixture_is_stable() {
+        let (manifest, content) = sample();
+        let encoded = encode(manifest, &content).unwrap();
+        if std::env::var_os("SNAPSHOTTER_WRITE_FIXTURE").is_some() {
+            std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v1/sample.ckpt"), &encoded.bytes)
+                .unwrap();
+        }
+        assert_eq!(encoded.bytes, FIXTURE_V1, "the encoding changed; that needs a new format version");
+        let (m, c) = decode_all(FIXTURE_V1).unwrap();
+        assert_eq!((m, c), (encoded.manifest, content));
+        assert_eq!(&FIXTURE_V1[..8], b"CAIRNCKP");
+        assert_eq!(FIXTURE_V1[HEADER_LEN], 0x9b, "the manifest is a MessagePack array of 11 fields");
     }
 
     #[test]
