@@ -208,12 +208,23 @@ fn later_watermark_above(bytes: &[u8], damage_at: u64, usable_end: u64) -> Optio
 }
 
 /// End (8-aligned) of the last non-zero byte in `[from, to)`, or `from` if all are zero.
+/// Compares whole pages against zeros first (a vectorised memcmp): at open this runs over the
+/// unwritten rest of the active segment.
 fn last_nonzero_end(bytes: &[u8], from: u64, to: u64) -> u64 {
+    const PAGE: usize = 4096;
+    static ZEROS: [u8; PAGE] = [0; PAGE];
     let region = &bytes[from as usize..to as usize];
-    match region.iter().rposition(|&b| b != 0) {
-        Some(i) => (from + i as u64 + 1).next_multiple_of(RECORD_ALIGN as u64).min(to),
-        None => from,
+    let mut end = region.len();
+    while end > 0 {
+        let start = end.saturating_sub(PAGE);
+        let chunk = &region[start..end];
+        if chunk != &ZEROS[..chunk.len()] {
+            let i = start + chunk.iter().rposition(|&b| b != 0).expect("the chunk is not all zeros");
+            return (from + i as u64 + 1).next_multiple_of(RECORD_ALIGN as u64).min(to);
+        }
+        end = start;
     }
+    from
 }
 
 /// Keeps `[from, to)` in `torn/` and zeroes it in the segment, durably.
