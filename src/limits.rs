@@ -76,5 +76,4 @@ mod tests {
         assert_eq!(read_limit(Some(7)), 7);
         assert_eq!(read_limit(Some(usize::MAX)), READ_LIMIT_MAX);
     }
-
 }
