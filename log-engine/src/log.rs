@@ -24,7 +24,7 @@ use crate::record::{self, FrameError, FLAG_BATCH_END, KIND_EVENT, KIND_SEAL};
 use crate::segment::{self, SegmentHeader, HEADER_LEN, SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN};
 use crate::types::*;
 use crate::writer::{
-    self, Active, Command, FooterBuilder, IdWindow, MetricsInner, PreparedAppend, Writer, WriterState,
+    self, Active, Command, FooterBuilder, IdWindow, MetricsInner, PreparedAppend, Reply, Writer, WriterState,
 };
 
 pub(crate) const SPARE_FILE: &str = "spare.tmp";
@@ -187,9 +187,17 @@ impl Log {
         });
         let (tx, rx) = mpsc::channel();
         let writer = Writer::new(shared.clone(), rx, log_dir, state);
+        let for_writer = shared.clone();
         let thread = std::thread::Builder::new()
             .name("cairn-log-writer".into())
-            .spawn(move || writer.run())
+            .spawn(move || {
+                // A panic is an assertion about the log's state failing: nothing more may be
+                // acknowledged. Waiters see their reply channel close and report the poison.
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| writer.run())).is_err() {
+                    *for_writer.poison.lock() = Some("the writer thread panicked".to_string());
+                    for_writer.head_tx.send_modify(|_| {});
+                }
+            })
             .map_err(|e| Error::io("spawn writer thread", &shared.dir, e))?;
         Ok(Log {
             handle: Arc::new(Handle {
@@ -241,8 +249,9 @@ impl Log {
 
     /// Appends to several streams atomically: all of them become visible, or none.
     pub fn append_multi(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>> {
-        let rx = self.submit(appends)?;
-        rx.blocking_recv().map_err(|_| self.closed_error())?
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit(appends, Reply::Blocking(tx))?;
+        rx.recv().map_err(|_| self.closed_error())?
     }
 
     /// [`Log::append`] for async callers.
@@ -259,7 +268,8 @@ impl Log {
 
     /// [`Log::append_multi`] for async callers.
     pub async fn append_multi_async(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>> {
-        let rx = self.submit(appends)?;
+        let (tx, rx) = oneshot::channel();
+        self.submit(appends, Reply::Async(tx))?;
         rx.await.map_err(|_| self.closed_error())?
     }
 
@@ -271,7 +281,7 @@ impl Log {
     }
 
     /// Validates and prepares a request on the caller's thread, then queues it for the writer.
-    fn submit(&self, appends: Vec<StreamAppend>) -> Result<oneshot::Receiver<Result<Vec<AppendResult>>>> {
+    fn submit(&self, appends: Vec<StreamAppend>, reply: Reply) -> Result<()> {
         if let Some(cause) = self.poisoned() {
             return Err(Error::Poisoned { cause });
         }
@@ -310,11 +320,9 @@ impl Log {
                 expected: a.expected,
             })
             .collect();
-        let (reply, rx) = oneshot::channel();
         let tx = self.handle.tx.lock();
         let tx = tx.as_ref().ok_or(Error::Closed)?;
-        tx.send(Command::Append { appends: prepared, reply }).map_err(|_| self.closed_error())?;
-        Ok(rx)
+        tx.send(Command::Append { appends: prepared, reply }).map_err(|_| self.closed_error())
     }
 
     /// The newest committed event's position and chain hash; `None` for an empty log.
@@ -519,7 +527,7 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
     ids.sort();
 
     let mut index =
-        Index { segments: Vec::new(), streams: HashMap::new(), next_position: 0, head_hash: ChainHash::genesis() };
+        Index { segments: Vec::new(), streams: HashMap::default(), next_position: 0, head_hash: ChainHash::genesis() };
     let mut recent_ids: Vec<(u64, Uuid)> = Vec::new();
     let mut last_ts = 0u64;
     let mut active = None;

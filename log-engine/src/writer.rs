@@ -39,7 +39,22 @@ const GROUP_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// version. Retries with an exact expected version are recognised at any age.
 pub const IDEMPOTENCY_WINDOW: usize = 1 << 18;
 
-pub(crate) type Reply = oneshot::Sender<Result<Vec<AppendResult>>>;
+/// Where the writer sends an append's outcome: a blocking caller waits on a std channel (which
+/// works on any thread, inside an async runtime or not), an async caller awaits a oneshot.
+pub(crate) enum Reply {
+    Blocking(std::sync::mpsc::SyncSender<Result<Vec<AppendResult>>>),
+    Async(oneshot::Sender<Result<Vec<AppendResult>>>),
+}
+
+impl Reply {
+    fn send(self, result: Result<Vec<AppendResult>>) {
+        // A caller that stopped waiting is not an error of the writer's.
+        let _ = match self {
+            Reply::Blocking(tx) => tx.send(result).map_err(|_| ()),
+            Reply::Async(tx) => tx.send(result).map_err(|_| ()),
+        };
+    }
+}
 
 pub(crate) enum Command {
     Append { appends: Vec<PreparedAppend>, reply: Reply },
@@ -68,7 +83,7 @@ pub enum Sabotage {
 /// Ids of recent events, for idempotent retries.
 #[derive(Debug, Default)]
 pub(crate) struct IdWindow {
-    map: HashMap<Uuid, u64>,
+    map: HashMap<Uuid, u64, foldhash::fast::RandomState>,
     order: VecDeque<(u64, Uuid)>,
 }
 
@@ -108,15 +123,22 @@ impl FooterBuilder {
     }
 
     pub(crate) fn push(&mut self, offset: u64, stream: &str, version: u64, position: u64, id: Uuid) {
-        self.offsets.push(u32::try_from(offset).expect("segment offsets fit in u32"));
-        if !self.streams.contains_key(stream) {
-            self.name_bytes += stream.len();
-            self.streams.insert(stream.to_string(), FooterStream { first_version: version, ..Default::default() });
-        }
-        let s = self.streams.get_mut(stream).expect("inserted above");
-        assert_eq!(s.first_version + s.positions.len() as u64, version, "stream {stream} version gap in segment");
-        s.positions.push(position);
-        s.ids.push(*id.as_bytes());
+        self.push_run(stream, version, &[(offset, position, id)]);
+    }
+
+    /// Records consecutive events of one stream: (offset, position, id) from `first_version` on.
+    fn push_run(&mut self, stream: &str, first_version: u64, run: &[(u64, u64, Uuid)]) {
+        self.offsets.extend(run.iter().map(|r| u32::try_from(r.0).expect("segment offsets fit in u32")));
+        let s = match self.streams.get_mut(stream) {
+            Some(s) => s,
+            None => {
+                self.name_bytes += stream.len();
+                self.streams.entry(stream.to_string()).or_insert(FooterStream { first_version, ..Default::default() })
+            }
+        };
+        assert_eq!(s.first_version + s.positions.len() as u64, first_version, "stream {stream} version gap in segment");
+        s.positions.extend(run.iter().map(|r| r.1));
+        s.ids.extend(run.iter().map(|r| *r.2.as_bytes()));
     }
 }
 
@@ -146,7 +168,8 @@ pub(crate) struct WriterState {
 struct Staged {
     offset: u64,
     position: u64,
-    stream: String,
+    /// Shared by the records of one stream-append, so runs are found by pointer.
+    stream: Arc<str>,
     version: u64,
     id: Uuid,
     body_range: (usize, usize),
@@ -190,7 +213,7 @@ impl Writer {
             unsynced: false,
             poisoned: None,
         };
-        writer.start_spare();
+        writer.maybe_start_spare();
         writer
     }
 
@@ -250,14 +273,14 @@ impl Writer {
 
     fn handle_append(&mut self, appends: Vec<PreparedAppend>, reply: Reply) {
         if let Some(cause) = &self.poisoned {
-            let _ = reply.send(Err(Error::Poisoned { cause: cause.clone() }));
+            reply.send(Err(Error::Poisoned { cause: cause.clone() }));
             return;
         }
         match self.stage(appends) {
             Ok(results) => self.replies.push((reply, Ok(results))),
             Err(e) => {
                 // Nothing of this request was staged; answer at once.
-                let _ = reply.send(Err(e));
+                reply.send(Err(e));
             }
         }
     }
@@ -345,7 +368,9 @@ impl Writer {
                 Plan::Write { first_version } => first_version,
             };
             let name = append.stream.as_str();
+            let shared_name: Arc<str> = Arc::from(name);
             let first_position = self.state.next_position;
+            let mut run = Vec::with_capacity(append.events.len());
             for (i, event) in append.events.iter().enumerate() {
                 written += 1;
                 let position = self.state.next_position;
@@ -384,16 +409,17 @@ impl Writer {
                 self.staged.push(Staged {
                     offset,
                     position,
-                    stream: name.to_string(),
+                    stream: shared_name.clone(),
                     version,
                     id: event.id,
                     body_range: (body_start, body_start + event.body.len()),
                 });
-                self.state.active.footer.push(offset, name, version, position, event.id);
+                run.push((offset, position, event.id));
                 self.state.ids.insert(event.id, position);
                 self.state.next_position += 1;
                 self.state.last_hash = hash;
             }
+            self.state.active.footer.push_run(name, first_version, &run);
             self.state.last_timestamp_ms = now;
             self.overlay.insert(name.to_string(), Some(first_version + append.events.len() as u64 - 1));
             results.push(AppendResult {
@@ -491,7 +517,7 @@ impl Writer {
 
     /// Position of `version` of `stream`, committed or staged.
     fn position_of(&self, stream: &str, version: u64) -> Option<u64> {
-        if let Some(s) = self.staged.iter().find(|s| s.stream == stream && s.version == version) {
+        if let Some(s) = self.staged.iter().find(|s| &*s.stream == stream && s.version == version) {
             return Some(s.position);
         }
         let index = self.shared.index.read();
@@ -504,7 +530,7 @@ impl Writer {
             let body = self.buf[s.body_range.0..s.body_range.1].to_vec();
             let hash_at = s.body_range.0 - 32;
             let hash = ChainHash(self.buf[hash_at..s.body_range.0].try_into().expect("32 bytes"));
-            return Some((s.stream.clone(), s.id, body, s.version, hash));
+            return Some((s.stream.to_string(), s.id, body, s.version, hash));
         }
         let location = self.shared.index.read().locate(position)?;
         let bytes = location.map.bytes();
@@ -563,6 +589,7 @@ impl Writer {
         }
         self.state.active.write_offset = end;
         self.publish(end);
+        self.maybe_start_spare();
         self.shared.metrics.record_commit(self.staged.len() as u64, self.buf.len() as u64, started.elapsed());
         self.buf.clear();
         self.staged.clear();
@@ -574,9 +601,14 @@ impl Writer {
     fn publish(&mut self, end: u64) {
         self.state.active.map.publish(end);
         let mut index = self.shared.index.write();
-        for s in &self.staged {
-            index.streams.entry(s.stream.clone()).or_default().push(s.position);
-            debug_assert_eq!(index.streams[&s.stream].len() as u64 - 1, s.version);
+        for run in self.staged.chunk_by(|a, b| Arc::ptr_eq(&a.stream, &b.stream)) {
+            let name = &*run[0].stream;
+            let positions = match index.streams.get_mut(name) {
+                Some(positions) => positions,
+                None => index.streams.entry(name.to_string()).or_default(),
+            };
+            assert_eq!(positions.len() as u64, run[0].version, "stream {name} would get a version gap");
+            positions.extend(run.iter().map(|s| s.position));
         }
         let active = index.active_mut();
         assert_eq!(active.id, self.state.active.id, "index and writer disagree on the active segment");
@@ -593,13 +625,13 @@ impl Writer {
 
     fn answer(&mut self) {
         for (reply, result) in self.replies.drain(..) {
-            let _ = reply.send(result);
+            reply.send(result);
         }
     }
 
     fn fail_group(&mut self, cause: String) {
         for (reply, _) in self.replies.drain(..) {
-            let _ = reply.send(Err(Error::Poisoned { cause: cause.clone() }));
+            reply.send(Err(Error::Poisoned { cause: cause.clone() }));
         }
         self.buf.clear();
         self.staged.clear();
@@ -626,6 +658,15 @@ impl Writer {
         self.unsynced = false;
     }
 
+    /// Prepares the next segment in the background once the active one is half full, so that
+    /// rolling over does not stall appenders for the zero-fill, and small logs keep one file.
+    fn maybe_start_spare(&mut self) {
+        let active = &self.state.active;
+        if self.spare.is_none() && active.write_offset > active.capacity / 2 {
+            self.start_spare();
+        }
+    }
+
     fn start_spare(&mut self) {
         let fs = self.shared.options.fs.clone();
         let path = self.log_dir.join(crate::log::SPARE_FILE);
@@ -644,24 +685,20 @@ impl Writer {
     fn roll(&mut self) -> Result<()> {
         debug_assert!(self.buf.is_empty());
         let spare_path = self.log_dir.join(crate::log::SPARE_FILE);
-        let file = match self.spare.take().map(|h| h.join()) {
-            Some(Ok(Ok(file))) => file,
-            Some(Ok(Err(e))) => {
-                self.start_spare();
-                return Err(Error::io("prepare segment", spare_path, e));
-            }
-            Some(Err(_)) | None => {
-                self.start_spare();
-                return Err(Error::io("prepare segment", spare_path, std::io::Error::other("preparer thread failed")));
-            }
-        };
         if self.state.active.footer.offsets.is_empty() {
-            // Nothing to seal; an empty active segment is as good as a new one.
-            let _ = self.shared.options.fs.remove(&spare_path);
-            drop(file);
-            self.start_spare();
+            // Nothing to seal: the request does not fit even an empty segment.
             return Ok(());
         }
+        if self.spare.is_none() {
+            self.start_spare();
+        }
+        let file = match self.spare.take().map(|h| h.join()) {
+            Some(Ok(Ok(file))) => file,
+            Some(Ok(Err(e))) => return Err(Error::io("prepare segment", spare_path, e)),
+            Some(Err(_)) | None => {
+                return Err(Error::io("prepare segment", spare_path, std::io::Error::other("preparer thread failed")))
+            }
+        };
         if let Err(e) = self.seal() {
             self.poison(e.to_string());
             return Err(e);
@@ -714,7 +751,6 @@ impl Writer {
             footer: FooterBuilder::default(),
         };
         self.unsynced = false;
-        self.start_spare();
         tracing::debug!(segment = %id, "rolled to a new segment");
         Ok(())
     }
