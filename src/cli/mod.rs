@@ -31,8 +31,9 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 integrity failure, 4 wrong expected versio
 #[derive(Debug, Parser)]
 #[command(name = "cairn", version, about, after_help = EXAMPLES, max_term_width = 110)]
 pub struct Cli {
-    /// Data directory (created on first use; one process owns it at a time).
-    #[arg(long, global = true, env = "CAIRN_DATA", default_value = "./cairn-data", value_name = "DIR")]
+    /// Data directory (created on first use; one process owns it at a time). Give it before the
+    /// command (`cairn --data DIR read ...`): after `append`, `--data` is the event's data.
+    #[arg(long, env = "CAIRN_DATA", default_value = "./cairn-data", value_name = "DIR")]
     pub data: PathBuf,
 
     /// Output format: text for people, json for one document, ndjson for one object per line.
