@@ -19,7 +19,8 @@ use log_engine::{Log, FSYNC_BUCKETS_US};
 #[derive(Debug)]
 pub struct ServerMetrics {
     started: Instant,
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    /// Requests by route, then by status.
+    requests: Mutex<BTreeMap<String, BTreeMap<u16, u64>>>,
     append_requests: AtomicU64,
     appended_events: AtomicU64,
     pub subscribers: AtomicUsize,
@@ -42,7 +43,13 @@ impl Default for ServerMetrics {
 
 impl ServerMetrics {
     pub fn record_request(&self, route: &str, status: u16) {
-        *self.requests.lock().entry((route.to_string(), status)).or_insert(0) += 1;
+        let mut requests = self.requests.lock();
+        // Look up by &str first: the route's String is allocated once, not per request.
+        let by_status = match requests.get_mut(route) {
+            Some(by_status) => by_status,
+            None => requests.entry(route.to_string()).or_default(),
+        };
+        *by_status.entry(status).or_insert(0) += 1;
     }
 
     pub fn record_append(&self, events: usize) {
@@ -102,8 +109,11 @@ impl ServerMetrics {
         gauge(&mut out, "cairn_subscribers", "Open SSE subscriptions.", self.subscribers.load(Relaxed) as f64);
         let _ = writeln!(out, "# HELP cairn_http_requests_total HTTP requests by route and status.");
         let _ = writeln!(out, "# TYPE cairn_http_requests_total counter");
-        for ((route, status), n) in self.requests.lock().iter() {
-            let _ = writeln!(out, "cairn_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}", escape(route));
+        for (route, by_status) in self.requests.lock().iter() {
+            for (status, n) in by_status {
+                let _ =
+                    writeln!(out, "cairn_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}", escape(route));
+            }
         }
         let (verify, verify_at) = match *self.verify_ok.lock() {
             Some((ok, at)) => {

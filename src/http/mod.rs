@@ -103,10 +103,11 @@ pub fn router(state: Arc<AppState>) -> Router {
 async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    let route = request.extensions().get::<MatchedPath>().map_or("(unmatched)", |p| p.as_str()).to_string();
+    let matched = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
     let status = response.status().as_u16();
-    state.metrics.record_request(&route, status);
+    let route = matched.as_ref().map_or("(unmatched)", MatchedPath::as_str);
+    state.metrics.record_request(route, status);
     let micros = started.elapsed().as_micros() as u64;
     if status >= 500 {
         tracing::warn!(%method, route, status, micros, "request failed");
