@@ -64,6 +64,9 @@ pub enum CliError {
 
     #[error("{0}")]
     Server(String),
+
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
 fn open_hint(e: &log_engine::Error) -> &'static str {
@@ -91,6 +94,7 @@ impl CliError {
             CliError::Integrity(_) => Exit::Integrity,
             CliError::NotFound(_) => Exit::NotFound,
             CliError::Io { .. } | CliError::Server(_) => Exit::Error,
+            CliError::Store(e) => e.exit(),
         }
     }
 }

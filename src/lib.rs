@@ -22,4 +22,5 @@ pub mod error;
 pub mod http;
 pub mod limits;
 pub mod output;
+pub mod store;
 pub mod wire;

@@ -41,13 +41,33 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    /// Extra fields for 409 `wrong_expected_version`.
-    conflict: Option<(String, ExpectedVersionJson, Option<u64>)>,
+    /// Fields beside `error` and `message`: for a 409 `wrong_expected_version`, `stream`,
+    /// `expected` and `actual` (and `key` for the key-value view).
+    extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), conflict: None }
+        ApiError { status, code, message: message.into(), extra: serde_json::Map::new() }
+    }
+
+    /// Adds a field to the body.
+    pub fn with(mut self, field: &str, value: impl Serialize) -> ApiError {
+        self.extra.insert(field.to_string(), serde_json::to_value(value).expect("error fields serialize"));
+        self
+    }
+
+    /// A 409 `wrong_expected_version` naming the stream, what was expected and what was found.
+    pub fn wrong_expected_version(
+        message: String,
+        stream: String,
+        expected: log_engine::ExpectedVersion,
+        actual: Option<log_engine::StreamVersion>,
+    ) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "wrong_expected_version", message)
+            .with("stream", stream)
+            .with("expected", ExpectedVersionJson(expected))
+            .with("actual", actual.map(|v| v.0))
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -90,12 +110,9 @@ impl From<log_engine::Error> for ApiError {
         use log_engine::Error as E;
         let message = e.to_string();
         match e {
-            E::WrongExpectedVersion { stream, expected, actual } => ApiError {
-                status: StatusCode::CONFLICT,
-                code: "wrong_expected_version",
-                message,
-                conflict: Some((stream, ExpectedVersionJson(expected), actual.map(|v| v.0))),
-            },
+            E::WrongExpectedVersion { stream, expected, actual } => {
+                ApiError::wrong_expected_version(message, stream, expected, actual)
+            }
             E::IdConflict { .. } => ApiError::new(StatusCode::CONFLICT, "id_conflict", message),
             E::InvalidStreamName { .. } => ApiError::bad_request("invalid_stream_name", message),
             E::Invalid { .. } => ApiError::bad_request("invalid_input", message),
@@ -121,20 +138,64 @@ impl From<log_engine::Error> for ApiError {
     }
 }
 
+impl From<projections::Error> for ApiError {
+    fn from(e: projections::Error) -> ApiError {
+        use projections::{Error as E, ErrorKind};
+        let message = e.to_string();
+        let key = e.key().map(str::to_string);
+        let error = match e {
+            E::Log(log) => return ApiError::from(log),
+            E::WrongExpectedVersion { stream, expected, actual } => {
+                ApiError::wrong_expected_version(message, stream, expected, actual)
+            }
+            E::WatchedKeyChanged { expected, actual, .. } => {
+                ApiError::new(StatusCode::CONFLICT, "wrong_expected_version", message)
+                    .with("expected", expected.map(|v| v.0))
+                    .with("actual", actual.map(|v| v.0))
+            }
+            E::TooLarge { .. } => ApiError::too_large(e.code(), message),
+            e => {
+                let status = match e.kind() {
+                    ErrorKind::NotFound => StatusCode::NOT_FOUND,
+                    ErrorKind::Conflict => StatusCode::CONFLICT,
+                    ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+                    ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                ApiError::new(status, e.code(), message)
+            }
+        };
+        match key {
+            Some(key) => error.with("key", key),
+            None => error,
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> ApiError {
+        use crate::store::StoreError as E;
+        match e {
+            E::Log(e) => ApiError::from(e),
+            E::Views(e) => ApiError::from(e),
+            E::Checkpoint(snapshotter::Error::Log(e)) => ApiError::from(e),
+            E::Checkpoint(snapshotter::Error::Invalid { what }) => ApiError::bad_request("invalid_input", what),
+            E::Checkpoint(e @ snapshotter::Error::NoParent { .. }) => {
+                ApiError::new(StatusCode::CONFLICT, "no_parent", e.to_string())
+            }
+            E::Checkpoint(e) => ApiError::internal(e.to_string()),
+            e @ E::Empty { .. } => ApiError::new(StatusCode::CONFLICT, "empty_log", e.to_string()),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = match self.conflict {
-            Some((stream, expected, actual)) => serde_json::to_value(ConflictBody {
-                error: self.code.to_string(),
-                message: self.message,
-                stream,
-                expected,
-                actual,
-            }),
-            None => serde_json::to_value(ErrorBody { error: self.code.to_string(), message: self.message }),
-        }
-        .expect("error bodies always serialize");
-        (self.status, axum::Json(body)).into_response()
+        let mut body = serde_json::Map::with_capacity(2 + self.extra.len());
+        body.insert("error".into(), self.code.into());
+        body.insert("message".into(), self.message.into());
+        body.extend(self.extra);
+        (self.status, axum::Json(serde_json::Value::Object(body))).into_response()
     }
 }
 

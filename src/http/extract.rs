@@ -91,7 +91,9 @@ fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else { return Ok(BodyKind::Json) };
     let essence = value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     match essence.as_str() {
-        "application/json" | "" => Ok(BodyKind::Json),
+        // curl -d sends form-urlencoded by default; cairn takes no form data, so such a body
+        // is read as the JSON it almost always is (and refused as invalid JSON otherwise).
+        "application/json" | "" | "application/x-www-form-urlencoded" => Ok(BodyKind::Json),
         "application/msgpack" | "application/x-msgpack" | "application/vnd.msgpack" => Ok(BodyKind::MessagePack),
         other => Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -106,6 +108,26 @@ fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
 /// MessagePack is transcoded to JSON first, so both encodings go through the same parser and
 /// the same checks.
 pub async fn read_body<T: DeserializeOwned>(headers: &HeaderMap, body: Body) -> Result<T, ApiError> {
+    let json = read_json_bytes(headers, body).await?;
+    parse_json(&json)
+}
+
+/// [`read_body`] for endpoints whose body is optional: `None` for an empty body.
+pub async fn read_body_or_empty(headers: &HeaderMap, body: Body) -> Result<Option<serde_json::Value>, ApiError> {
+    let json = read_json_bytes(headers, body).await?;
+    if json.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    parse_json(&json).map(Some)
+}
+
+fn parse_json<T: DeserializeOwned>(json: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(json)
+        .map_err(|e| ApiError::bad_request("invalid_body", format!("the request body is not a valid request: {e}")))
+}
+
+/// The body's bytes as JSON text (transcoded from MessagePack when it is that), bounded.
+async fn read_json_bytes(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError> {
     let kind = body_kind(headers)?;
     let too_large = |n: &dyn std::fmt::Display| {
         ApiError::too_large(
@@ -129,19 +151,18 @@ pub async fn read_body<T: DeserializeOwned>(headers: &HeaderMap, body: Body) -> 
         }
         bytes.extend_from_slice(&chunk);
     }
-    let json = match kind {
-        BodyKind::Json => bytes,
+    match kind {
+        BodyKind::Json => Ok(bytes),
+        BodyKind::MessagePack if bytes.is_empty() => Ok(bytes),
         BodyKind::MessagePack => {
             let mut out = Vec::with_capacity(bytes.len() * 2);
             let mut de = rmp_serde::Deserializer::new(bytes.as_slice());
             serde_transcode::transcode(&mut de, &mut serde_json::Serializer::new(&mut out)).map_err(|e| {
                 ApiError::bad_request("invalid_body", format!("the request body is not valid MessagePack: {e}"))
             })?;
-            out
+            Ok(out)
         }
-    };
-    serde_json::from_slice(&json)
-        .map_err(|e| ApiError::bad_request("invalid_body", format!("the request body is not a valid request: {e}")))
+    }
 }
 
 /// A query string, rejected as 400 `invalid_query` with a sentence.

@@ -13,29 +13,35 @@
 //!
 //! The endpoints live in [`log_api`], [`subscribe`] and [`ops`]; errors in [`error`].
 
+pub mod audit;
+pub mod checkpoints;
 pub mod error;
 pub mod extract;
+pub mod kv;
 pub mod log_api;
+pub mod meta;
 pub mod metrics;
 pub mod ops;
 pub mod subscribe;
+pub mod views;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use log_engine::Log;
 use tokio::sync::watch;
 
 use crate::auth::Auth;
 use crate::error::{CliError, CliResult, Exit};
+use crate::store::Store;
 use crate::wire::InputError;
 
 /// Arguments of `cairn serve`.
@@ -63,6 +69,8 @@ pub struct ServeArgs {
 #[derive(Debug)]
 pub struct AppState {
     pub log: Log,
+    /// The views and checkpoints of `log`.
+    pub store: Store,
     pub dir: PathBuf,
     pub auth: Option<Auth>,
     pub metrics: metrics::ServerMetrics,
@@ -72,9 +80,35 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Metrics text of the views and checkpoints (empty until they are wired in).
+    /// Metrics text of the views and checkpoints.
     pub fn views_metrics(&self) -> String {
-        String::new()
+        use std::fmt::Write as _;
+        let status = self.store.views().status();
+        let mut out = String::new();
+        let _ = writeln!(out, "# HELP cairn_view_lag_events Committed events a view has not applied yet.");
+        let _ = writeln!(out, "# TYPE cairn_view_lag_events gauge");
+        for v in &status.views {
+            let _ = writeln!(out, "cairn_view_lag_events{{view=\"{}\"}} {}", metrics::escape(v.name), v.lag);
+        }
+        let _ = writeln!(out, "# HELP cairn_view_apply_errors_total Events a view understood but could not apply.");
+        let _ = writeln!(out, "# TYPE cairn_view_apply_errors_total counter");
+        for v in &status.views {
+            let _ = writeln!(out, "cairn_view_apply_errors_total{{view=\"{}\"}} {}", metrics::escape(v.name), v.errors);
+        }
+        let stopped = if status.stopped.is_some() { 1.0 } else { 0.0 };
+        metrics::gauge(&mut out, "cairn_views_stopped", "1 if the projection runner has stopped.", stopped);
+        let (age, position) = match self.store.last_checkpoint() {
+            Some((p, age)) => (age, p.0 as f64),
+            None => (-1.0, -1.0),
+        };
+        metrics::gauge(&mut out, "cairn_checkpoint_age_seconds", "Age of the newest checkpoint (-1: none).", age);
+        metrics::gauge(
+            &mut out,
+            "cairn_checkpoint_position",
+            "Log position of the newest checkpoint (-1: none).",
+            position,
+        );
+        out
     }
 }
 
@@ -89,6 +123,37 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/streams", get(log_api::list_streams))
         .route("/v1/head", get(log_api::head))
         .route("/v1/verify", post(log_api::verify))
+        .route("/v1/kv", get(kv::list))
+        .route("/v1/kv:get", post(kv::get_many))
+        .route("/v1/kv:txn", post(kv::txn))
+        .route("/v1/kv/{key}", get(kv::get_key).put(kv::put_key).delete(kv::delete_key))
+        .route("/v1/kv/{key}/incr", post(kv::incr))
+        .route("/v1/kv/{key}/append", post(kv::append))
+        .route("/v1/kv/{key}/push", post(kv::push))
+        .route("/v1/kv/{key}/pop", post(kv::pop))
+        .route("/v1/kv/{key}/range", get(kv::range))
+        .route("/v1/kv/{key}/sadd", post(kv::sadd))
+        .route("/v1/kv/{key}/srem", post(kv::srem))
+        .route("/v1/kv/{key}/members", get(kv::members))
+        .route("/v1/kv/{key}/history", get(kv::history))
+        .route("/v1/audit", post(audit::append).get(audit::query))
+        .route("/v1/audit/{id}", get(audit::get))
+        .route("/v1/audit/{id}/proof", get(audit::proof))
+        .route("/v1/meta/schemas", get(meta::subjects))
+        .route("/v1/meta/schemas/{subject}/versions", post(meta::register_schema))
+        .route("/v1/meta/schemas/{subject}/versions/{version}", get(meta::get_schema))
+        .route("/v1/meta/schemas/{subject}/compatibility", put(meta::set_compatibility).get(meta::get_compatibility))
+        .route("/v1/meta/schemas/{subject}/validate", post(meta::validate))
+        .route("/v1/meta/services", get(meta::services))
+        .route(
+            "/v1/meta/services/{name}/instances/{id}",
+            put(meta::register_instance).delete(meta::deregister_instance),
+        )
+        .route("/v1/meta/config/{key}", put(meta::set_config).get(meta::get_config).delete(meta::delete_config))
+        .route("/v1/meta/config/{key}/history", get(meta::config_history))
+        .route("/v1/meta/relations", post(meta::relate).delete(meta::unrelate))
+        .route("/v1/meta/relations/{entity}", get(meta::relations))
+        .route("/v1/checkpoints", post(checkpoints::take).get(checkpoints::list))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
@@ -117,6 +182,9 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
     response
 }
 
+/// How often the server asks the checkpoint policy whether a checkpoint is due.
+const CHECKPOINT_CHECK_EVERY: Duration = Duration::from_secs(5);
+
 /// `cairn serve`: runs until SIGINT or SIGTERM.
 pub fn serve_blocking(dir: &Path, args: ServeArgs) -> CliResult<Exit> {
     let auth = match &args.auth {
@@ -132,41 +200,90 @@ pub fn serve_blocking(dir: &Path, args: ServeArgs) -> CliResult<Exit> {
         .into());
     }
     let log = crate::cli::open_log(dir)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("cairn-http")
-        .build()
-        .map_err(|e| CliError::io("start the async runtime for", "serve", e))?;
-    let result = runtime.block_on(serve(log.clone(), dir, auth, &args));
-    drop(runtime);
-    // In-flight requests have finished: close the log (syncs and joins the writer).
-    log.close();
-    tracing::info!("log closed; server stopped");
-    result.map(|()| Exit::Ok)
-}
-
-async fn serve(log: Log, dir: &Path, auth: Option<Auth>, args: &ServeArgs) -> CliResult {
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| CliError::Server(format!("cannot listen on {}: {e}", args.listen)))?;
-    let addr = listener.local_addr().map_err(|e| CliError::Server(format!("cannot read the bound address: {e}")))?;
+    let store = match open_store(log.clone()) {
+        Ok(store) => store,
+        Err(e) => {
+            log.close();
+            return Err(e);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("cairn-http").build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            store.close();
+            return Err(CliError::io("start the async runtime for", "serve", e));
+        }
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
-    let principals = auth.as_ref().map(Auth::principals);
     let state = Arc::new(AppState {
         log,
+        store,
         dir: dir.to_path_buf(),
         auth,
         metrics: metrics::ServerMetrics::default(),
         shutdown: stop_rx,
         verify_lock: tokio::sync::Mutex::new(()),
     });
+    let result = runtime.block_on(serve(state.clone(), stop_tx, &args));
+    // Waits for blocking tasks (view writes, checkpoints) that are still running.
+    drop(runtime);
+    // In-flight requests have finished: stop the views, then close the log (which syncs and
+    // joins the writer).
+    state.store.close();
+    tracing::info!("log closed; server stopped");
+    result.map(|()| Exit::Ok)
+}
+
+/// Opens the views (restoring them from checkpoints) and says what the restore did.
+fn open_store(log: Log) -> CliResult<Store> {
+    let started = Instant::now();
+    let (store, restored) = Store::open(log, snapshotter::Policy::default(), &mut |_| {})?;
+    tracing::info!(
+        checkpoint = restored.checkpoint.as_ref().map(|c| c.sequence),
+        checkpoints_loaded = restored.checkpoints_loaded,
+        replayed_events = restored.replayed.events,
+        warnings = restored.warnings.len(),
+        millis = started.elapsed().as_millis() as u64,
+        "views restored"
+    );
+    Ok(store)
+}
+
+/// Takes the checkpoints the policy asks for, until shutdown.
+async fn checkpoint_loop(state: Arc<AppState>) {
+    let mut stop = state.shutdown.clone();
+    let mut tick = tokio::time::interval(CHECKPOINT_CHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tick.tick() => {}
+        }
+        let task_state = state.clone();
+        match tokio::task::spawn_blocking(move || task_state.store.checkpoint_if_due()).await {
+            Ok(Ok(Some(info))) => {
+                tracing::info!(sequence = info.sequence, position = info.position.0, kind = %info.kind, "checkpoint taken")
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "the policy's checkpoint failed; the next check tries again"),
+            Err(e) => tracing::error!(error = %e, "the checkpoint task failed"),
+        }
+    }
+}
+
+async fn serve(state: Arc<AppState>, stop_tx: watch::Sender<bool>, args: &ServeArgs) -> CliResult {
+    let dir = state.dir.clone();
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| CliError::Server(format!("cannot listen on {}: {e}", args.listen)))?;
+    let addr = listener.local_addr().map_err(|e| CliError::Server(format!("cannot read the bound address: {e}")))?;
     let app = router(state.clone());
     {
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "listening on http://{addr}");
         let _ = stdout.flush();
     }
-    match principals {
+    match state.auth.as_ref().map(Auth::principals) {
         Some(n) => tracing::info!(%addr, dir = %dir.display(), principals = n, "cairn serving with auth"),
         None => tracing::warn!(
             %addr,
@@ -174,20 +291,25 @@ async fn serve(log: Log, dir: &Path, auth: Option<Auth>, args: &ServeArgs) -> Cl
             "cairn serving with auth OFF (no --auth): every client that can reach this address may read, append and administer"
         ),
     }
+    let checkpoints = tokio::spawn(checkpoint_loop(state.clone()));
     use axum::serve::ListenerExt as _;
     let listener = listener.tap_io(|tcp| {
         // Small request/response exchanges: do not wait to coalesce packets.
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             tracing::info!("shutting down: no new connections; finishing in-flight requests");
             let _ = stop_tx.send(true);
         })
         .await
-        .map_err(|e| CliError::Server(format!("the server on {addr} failed: {e}")))?;
-    Ok(())
+        .map_err(|e| CliError::Server(format!("the server on {addr} failed: {e}")));
+    if served.is_err() {
+        checkpoints.abort();
+    }
+    let _ = checkpoints.await;
+    served
 }
 
 async fn shutdown_signal() {

@@ -14,7 +14,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::error::{ApiError, ApiResult, ConflictBody, ErrorBody};
 use super::extract::Caller;
-use super::{log_api, subscribe, AppState};
+use super::{audit, checkpoints, kv, log_api, meta, subscribe, AppState};
 use crate::auth::Permission;
 use crate::wire;
 
@@ -109,6 +109,43 @@ impl Modify for BearerAuth {
         log_api::head,
         log_api::verify,
         subscribe::subscribe,
+        kv::get_key,
+        kv::put_key,
+        kv::delete_key,
+        kv::incr,
+        kv::append,
+        kv::push,
+        kv::pop,
+        kv::range,
+        kv::sadd,
+        kv::srem,
+        kv::members,
+        kv::history,
+        kv::list,
+        kv::get_many,
+        kv::txn,
+        audit::append,
+        audit::query,
+        audit::get,
+        audit::proof,
+        meta::register_schema,
+        meta::subjects,
+        meta::set_compatibility,
+        meta::get_compatibility,
+        meta::get_schema,
+        meta::validate,
+        meta::register_instance,
+        meta::deregister_instance,
+        meta::services,
+        meta::set_config,
+        meta::get_config,
+        meta::config_history,
+        meta::delete_config,
+        meta::relate,
+        meta::unrelate,
+        meta::relations,
+        checkpoints::take,
+        checkpoints::list,
         healthz,
         metrics,
         openapi,
@@ -133,6 +170,10 @@ impl Modify for BearerAuth {
     modifiers(&BearerAuth),
     tags(
         (name = "log", description = "Append, read, subscribe, verify."),
+        (name = "kv", description = "The key-value view (Redis semantics where they overlap)."),
+        (name = "audit", description = "The audit view: structured entries, queries, chain-backed proofs."),
+        (name = "meta", description = "The metadata view: schemas, services, configuration, relations."),
+        (name = "checkpoints", description = "Hash-chained checkpoints of the views."),
         (name = "ops", description = "Health, metrics, this document."),
     )
 )]
