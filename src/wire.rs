@@ -386,6 +386,26 @@ impl From<&VerifyReport> for VerifyJson {
     }
 }
 
+/// A view record as the API shows it: serialized, with the views' `timestamp_ms` fields named
+/// `timestamp` (unix milliseconds), at any depth.
+pub fn view_json(value: &impl Serialize) -> serde_json::Value {
+    fn rename(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let Some(ts) = map.remove("timestamp_ms") {
+                    map.insert("timestamp".into(), ts);
+                }
+                map.values_mut().for_each(rename);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(rename),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(value).expect("view records serialize");
+    rename(&mut v);
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -524,13 +524,19 @@ struct StatsJson {
     disk_bytes: u64,
     head_position: Option<u64>,
     head_hash: Option<String>,
+    checkpoints: u64,
+    checkpoints_valid: u64,
 }
 
 pub fn stats(dir: &Path, format: Format) -> CliResult<Exit> {
     let log = open_log(dir)?;
     let s = log.stats();
     let disk_bytes = log.segment_files().iter().map(|f| std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0)).sum();
+    let checkpoints = snapshotter::Snapshotter::open(&log, snapshotter::Policy::default())
+        .and_then(|s| s.list(&log, &mut |_| {}))
+        .map_err(crate::store::StoreError::from);
     log.close();
+    let checkpoints = checkpoints?;
     let stats = StatsJson {
         events: s.events,
         streams: s.streams,
@@ -539,6 +545,8 @@ pub fn stats(dir: &Path, format: Format) -> CliResult<Exit> {
         disk_bytes,
         head_position: s.head.map(|h| h.position.0),
         head_hash: s.head.map(|h| h.hash.to_hex()),
+        checkpoints: checkpoints.len() as u64,
+        checkpoints_valid: checkpoints.iter().filter(|c| c.status == snapshotter::ChainStatus::Valid).count() as u64,
     };
     let mut out = Out::new();
     match format {
@@ -548,6 +556,7 @@ pub fn stats(dir: &Path, format: Format) -> CliResult<Exit> {
             out.line(&format!("segments     {}", stats.segments))?;
             out.line(&format!("record bytes {}", stats.record_bytes))?;
             out.line(&format!("disk bytes   {} (segments are preallocated)", stats.disk_bytes))?;
+            out.line(&format!("checkpoints  {} ({} valid)", stats.checkpoints, stats.checkpoints_valid))?;
             match (&stats.head_position, &stats.head_hash) {
                 (Some(p), Some(h)) => out.line(&format!("head         position {p}, hash {h}"))?,
                 _ => out.line("head         (empty log)")?,

@@ -7,6 +7,8 @@
 //! tokio runtime; the others use the log's blocking API and no runtime at all.
 
 mod log_cmds;
+mod ops_cmds;
+mod view_cmds;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -23,6 +25,8 @@ Examples:
   cairn read agent-7 -o json
   cairn tail --from 0                          # print the log and follow it (Ctrl-C ends)
   cairn verify                                 # check every CRC and the hash chain
+  cairn kv set session/42 '{\"step\":1}'        # the key-value view (also: audit, meta)
+  cairn checkpoint && cairn drill              # checkpoint the views; prove recovery
   cairn serve --listen 127.0.0.1:7070          # the HTTP API (see docs/http-api.md)
 
 Exit codes: 0 ok, 1 error, 2 usage, 3 integrity failure, 4 wrong expected version, 5 not found.";
@@ -118,6 +122,86 @@ Examples:
   cairn stats -o json")]
     Stats,
 
+    /// The key-value view: get, set, del, incr, list, history.
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  cairn kv set session/42 '{\"step\":1}'
+  cairn kv set greeting hello --ttl-ms 60000     # text that is not JSON is stored as a string
+  cairn kv get session/42
+  cairn kv set session/42 '{\"step\":2}' --expected-version 0   # compare-and-set (exit 4 if it moved)
+  cairn kv incr visits --by 5
+  cairn kv list --prefix session/
+  cairn kv history session/42
+
+Exit code 5 when a key is absent, 4 when an expected version does not hold."
+    )]
+    Kv(view_cmds::KvCommand),
+
+    /// The audit view: append structured entries, query them, prove one against the chain.
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  cairn audit append --level info --category agent_activity --event tool.called --actor agent-7 \\
+                     --target-type tool --target web_search --outcome success --trace-id t-1
+  cairn audit query --actor agent-7 --limit 20
+  cairn audit query --category security --level warn --since 2026-11-22T00:00:00Z -o ndjson
+  cairn audit proof 0b6f0c1e-6a43-4f4e-9a51-0d2b8f3a9c11   # exit 3 if it does not verify"
+    )]
+    Audit(view_cmds::AuditCommand),
+
+    /// The metadata view: schemas, services, configuration, relations.
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  cairn meta schema register tool-call '{\"type\":\"object\",\"required\":[\"tool\"]}'
+  cairn meta schema validate tool-call '{\"tool\":\"search\"}'      # exit 3 if invalid
+  cairn meta service register search i-1 --endpoint http://10.0.0.5:80 --tag gpu --ttl-ms 30000
+  cairn meta service list --name search
+  cairn meta config set model '\"gpt-5\"' --scope planner
+  cairn meta config get model --scope planner
+  cairn meta relate agent-7 tool:web_search uses
+  cairn meta relations agent-7 --depth 2"
+    )]
+    Meta(view_cmds::MetaCommand),
+
+    /// Take a checkpoint of the views now.
+    #[command(after_help = "\
+Examples:
+  cairn checkpoint            # incremental if there is a full checkpoint to build on
+  cairn checkpoint --full -o json")]
+    Checkpoint(ops_cmds::CheckpointArgs),
+
+    /// List checkpoints with their chain status (exit 3 if any is not valid).
+    #[command(after_help = "\
+Examples:
+  cairn checkpoints
+  cairn checkpoints -o json")]
+    Checkpoints,
+
+    /// Copy the log and checkpoints into another directory that opens and verifies on its own.
+    #[command(after_help = "\
+Examples:
+  cairn restore --to /backup/cairn-2026-11-22
+  cairn restore --to /backup/cairn --force      # replace an earlier copy
+
+Never writes into a non-empty directory without --force. The copy is verified after it is made
+(exit 3 if it does not verify). --at POSITION is not available yet (it needs log-engine support).")]
+    Restore(ops_cmds::RestoreArgs),
+
+    /// Recovery drill: restore into a scratch directory, verify everything, rebuild the views two
+    /// ways and compare them with the live ones (exit 3 on any mismatch).
+    #[command(after_help = "\
+Examples:
+  cairn drill
+  cairn drill --scratch /tmp/drill -o json   # keep the copy; JSON: ok, events_lost, restore_ms,
+                                             # rebuild_from_checkpoint_ms, rebuild_from_zero_ms,
+                                             # checkpoints_verified, mismatches, ...")]
+    Drill(ops_cmds::DrillArgs),
+
     /// Run the HTTP API.
     #[command(after_help = "\
 Examples:
@@ -210,6 +294,13 @@ fn run(cli: Cli) -> CliResult<Exit> {
         Command::Head => log_cmds::head(&data, format),
         Command::Verify(args) => log_cmds::verify(&data, format, args),
         Command::Stats => log_cmds::stats(&data, format),
+        Command::Kv(command) => view_cmds::kv(&data, format, command),
+        Command::Audit(command) => view_cmds::audit(&data, format, command),
+        Command::Meta(command) => view_cmds::meta(&data, format, command),
+        Command::Checkpoint(args) => ops_cmds::checkpoint(&data, format, args),
+        Command::Checkpoints => ops_cmds::checkpoints(&data, format),
+        Command::Restore(args) => ops_cmds::restore(&data, format, args),
+        Command::Drill(args) => ops_cmds::drill(&data, format, args),
         Command::Serve(args) => crate::http::serve_blocking(&data, args),
         Command::Demo(args) => crate::demo::run(&data, format, args),
         Command::Token(args) => token(format, args),

@@ -26,28 +26,10 @@ use super::extract::{read_body, Caller, Path, Query};
 use super::views::{run, wait_for, MinPosition};
 use super::AppState;
 use crate::auth::Permission;
+use crate::wire::view_json;
 
 /// Relation traversal depth when the request names none.
 const DEPTH_DEFAULT: u32 = 1;
-
-/// Renames the views' `timestamp_ms` to the API's `timestamp` (unix ms), recursively.
-fn api_json(value: impl serde::Serialize) -> Value {
-    fn rename(v: &mut Value) {
-        match v {
-            Value::Object(map) => {
-                if let Some(ts) = map.remove("timestamp_ms") {
-                    map.insert("timestamp".into(), ts);
-                }
-                map.values_mut().for_each(rename);
-            }
-            Value::Array(items) => items.iter_mut().for_each(rename),
-            _ => {}
-        }
-    }
-    let mut v = serde_json::to_value(value).expect("view records serialize");
-    rename(&mut v);
-    v
-}
 
 fn schema_resource(subject: &str) -> String {
     format!("{SCHEMA_STREAM_PREFIX}{subject}")
@@ -185,7 +167,7 @@ pub async fn get_schema(
     let version = version_sel(&version)?;
     wait_for(&state, q.min_position).await?;
     let schema = run(&state, move |s| s.store.views().meta().schema(&subject, version)).await?;
-    Ok(Json(api_json(schema)))
+    Ok(Json(view_json(&schema)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -221,7 +203,7 @@ pub async fn validate(
     wait_for(&state, q.min_position).await?;
     let version = request.version.map_or(VersionSel::Latest, VersionSel::Number);
     let result = run(&state, move |s| s.store.views().meta().validate(&subject, version, &request.payload)).await?;
-    Ok(Json(api_json(result)))
+    Ok(Json(view_json(&result)))
 }
 
 /// Register (or heartbeat) a service instance.
@@ -365,7 +347,7 @@ pub async fn get_config(
     };
     wait_for(&state, q.min_position).await?;
     let version = run(&state, move |s| s.store.views().meta().config(q.scope.as_deref(), &key, as_of)).await?;
-    Ok(Json(api_json(version)))
+    Ok(Json(view_json(&version)))
 }
 
 /// Every version of a configuration key, oldest first (deletes have `value: null`).
@@ -384,7 +366,7 @@ pub async fn config_history(
     caller.require(Permission::Read, &config_resource(q.scope.as_deref(), &key))?;
     wait_for(&state, q.min_position).await?;
     let versions = run(&state, move |s| s.store.views().meta().config_history(q.scope.as_deref(), &key)).await?;
-    Ok(Json(json!({ "versions": api_json(versions) })))
+    Ok(Json(json!({ "versions": view_json(&versions) })))
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -497,5 +479,5 @@ pub async fn relations(
     let depth = q.depth.unwrap_or(DEPTH_DEFAULT);
     let traversal =
         run(&state, move |s| s.store.views().meta().relations(&entity, direction, q.kind.as_deref(), depth)).await?;
-    Ok(Json(api_json(traversal)))
+    Ok(Json(view_json(&traversal)))
 }
