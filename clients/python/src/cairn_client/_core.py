@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json as _json
 import random
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -458,8 +459,15 @@ def verify(from_position: int | None = None, timeout: float | None = None) -> Ca
     return Call(request, _json_of(VerifyReport.from_json))
 
 
-def create_checkpoint(full: bool = False, timeout: float | None = None) -> Call[Checkpoint]:
-    request = Request("POST", "/v1/checkpoints", body={"full": full}, timeout=timeout)
+CheckpointKind = Literal["full", "incremental"]
+
+
+def create_checkpoint(kind: CheckpointKind | None = None, timeout: float | None = None) -> Call[Checkpoint]:
+    if kind is not None and kind not in ("full", "incremental"):
+        raise ValueError(f"a checkpoint kind is 'full' or 'incremental', not {kind!r}")
+    # Without a kind the server's policy decides (full when there is nothing to build on).
+    body = _NO_BODY if kind is None else {"kind": kind}
+    request = Request("POST", "/v1/checkpoints", body=body, timeout=timeout)
     return Call(request, _json_of(lambda v: Checkpoint.from_json(_unwrap(v, "checkpoint"))))
 
 
@@ -614,13 +622,13 @@ def kv_get(key: str, min_position: int | None = None) -> Call[KvEntry]:
 
 
 def kv_set(
-    key: str, value: JSON, ttl_ms: int | None = None, expected_version: int | None = None
+    key: str, value: JSON, ttl_ms: int | None = None, expected: ExpectedVersion | None = None
 ) -> Call[Written[int]]:
     body: dict[str, Any] = {"value": value}
     if ttl_ms is not None:
         body["ttl_ms"] = ttl_ms
-    if expected_version is not None:
-        body["expected_version"] = expected_version
+    if expected is not None:
+        body["expected_version"] = expected_version(expected)
     return Call(Request("PUT", _kv(key), body=body), _json_of(_written("version", "set result", int)))
 
 
@@ -785,16 +793,21 @@ def audit_entry(
     return entry
 
 
-def audit_append(entry: Mapping[str, JSON]) -> Call[AuditReceipt]:
+def audit_append(entry: Mapping[str, JSON], entry_id: uuid.UUID | str | None = None) -> Call[AuditReceipt]:
     for required in ("level", "category", "event", "actor"):
         if required not in entry:
             raise ValueError(f"an audit entry needs {required!r}")
-    return Call(Request("POST", "/v1/audit", body=dict(entry)), _json_of(AuditReceipt.from_json))
+    # The entry carries a client-made id, so a retry of an append that did land is recognised
+    # and answered with the original position: the append is idempotent.
+    body = {**entry, "id": str(entry_id if entry_id is not None else uuid.uuid4())}
+    return Call(Request("POST", "/v1/audit", body=body, idempotent=True), _json_of(AuditReceipt.from_json))
 
 
 def _time(value: int | str | datetime | None) -> int | str | None:
+    """A time parameter: unix ms or RFC 3339 text as given; a ``datetime`` as unix ms (a naive
+    one is taken as local time, as ``datetime.timestamp`` does)."""
     if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
+        return round(value.timestamp() * 1000)
     return value
 
 
@@ -858,9 +871,12 @@ def schema_get(subject: str, version: int | Literal["latest"] = "latest", min_po
     return Call(request, _json_of(SchemaVersion.from_json))
 
 
-def schema_validate(subject: str, payload: JSON) -> Call[Validation]:
+def schema_validate(subject: str, payload: JSON, version: int | None = None) -> Call[Validation]:
+    body: dict[str, Any] = {"payload": payload}
+    if version is not None:
+        body["version"] = version
     # Validation changes nothing: safe to repeat.
-    request = Request("POST", _meta("schemas", segment(subject), "validate"), body={"payload": payload}, idempotent=True)
+    request = Request("POST", _meta("schemas", segment(subject), "validate"), body=body, idempotent=True)
     return Call(request, _json_of(Validation.from_json))
 
 
@@ -906,16 +922,23 @@ def config_set(key: str, value: JSON, scope: str | None = None) -> Call[int]:
 
 
 def config_get(
-    key: str, version: int | None = None, as_of: int | str | datetime | None = None, min_position: int | None = None
+    key: str,
+    version: int | None = None,
+    as_of: int | str | datetime | None = None,
+    scope: str | None = None,
+    min_position: int | None = None,
 ) -> Call[ConfigValue]:
-    params = _params(version=version, as_of=_time(as_of), min_position=min_position)
+    params = _params(scope=scope, version=version, as_of=_time(as_of), min_position=min_position)
     request = Request("GET", _meta("config", segment(key)), params=params, idempotent=True)
     return Call(request, _json_of(ConfigValue.from_json))
 
 
-def config_history(key: str, min_position: int | None = None) -> Call[list[ConfigValue]]:
+def config_history(key: str, scope: str | None = None, min_position: int | None = None) -> Call[list[ConfigValue]]:
     request = Request(
-        "GET", _meta("config", segment(key), "history"), params=_params(min_position=min_position), idempotent=True
+        "GET",
+        _meta("config", segment(key), "history"),
+        params=_params(scope=scope, min_position=min_position),
+        idempotent=True,
     )
     return Call(request, _json_of(_list_of(ConfigValue.from_json, "versions", "history")))
 

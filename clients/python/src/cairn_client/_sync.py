@@ -8,6 +8,7 @@ public signatures identical.
 from __future__ import annotations
 
 import time
+import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -353,12 +354,16 @@ class Client:
         ``timeout`` overrides the client's for this long-running call."""
         return self._call(core.verify(from_position, timeout))
 
-    def create_checkpoint(self, *, full: bool = False, timeout: float | None = None) -> Checkpoint:
-        """Takes a checkpoint now (incremental unless ``full``)."""
-        return self._call(core.create_checkpoint(full, timeout))
+    def create_checkpoint(
+        self, *, kind: Literal["full", "incremental"] | None = None, timeout: float | None = None
+    ) -> Checkpoint:
+        """Takes a checkpoint of every view now: ``"full"``, ``"incremental"`` (only what changed
+        since the last one), or, by default, what the server's policy asks for next.
+        ``timeout`` overrides the client's for this long-running call."""
+        return self._call(core.create_checkpoint(kind, timeout))
 
     def list_checkpoints(self) -> list[Checkpoint]:
-        """The checkpoints the server holds."""
+        """The checkpoints the server holds, oldest first, each with its ``status``."""
         return self._call(core.list_checkpoints())
 
     def healthz(self) -> Mapping[str, JSON]:
@@ -385,10 +390,16 @@ class KeyValue:
         return self._client._call(core.kv_get(key, min_position))
 
     def set(
-        self, key: str, value: JSON, *, ttl_ms: int | None = None, expected_version: int | None = None
+        self,
+        key: str,
+        value: JSON,
+        *,
+        ttl_ms: int | None = None,
+        expected_version: ExpectedVersion | None = None,
     ) -> Written[int]:
         """Sets the key (``value`` of the answer is the key's new version). With
-        ``expected_version`` it is a compare-and-set: :class:`WrongExpectedVersion` if the key moved."""
+        ``expected_version`` (the version ``get`` answered, or ``"no_stream"`` for "never
+        written") it is a compare-and-set: :class:`WrongExpectedVersion` if the key moved."""
         return self._client._call(core.kv_set(key, value, ttl_ms, expected_version))
 
     def delete(self, key: str, *, expected_version: int | None = None) -> KvDeleted:
@@ -484,13 +495,14 @@ class Audit:
         context: Mapping[str, JSON] | None = None,
         outcome: str | None = None,
         metadata: Mapping[str, JSON] | None = None,
+        id: uuid.UUID | str | None = None,
         **extra: JSON,
     ) -> AuditReceipt:
         """Writes an audit entry; answers its id, log position and chain hash. ``actor`` is
         ``{"type": "agent"|"user"|"system", "id": ...}``; ``extra`` fields (e.g. ``source``)
-        are sent as given."""
+        are sent as given. ``id`` defaults to a fresh UUID, which makes retries idempotent."""
         entry = core.audit_entry(level, category, event, actor, target, context, outcome, metadata, extra)
-        return self._client._call(core.audit_append(entry))
+        return self._client._call(core.audit_append(entry, id))
 
     def query_page(
         self, *, after: str | None = None, min_position: int | None = None, **filters: int | str | datetime | None
@@ -536,9 +548,9 @@ class Meta:
         """One version (or the latest) of ``subject``'s schema."""
         return self._client._call(core.schema_get(subject, version, min_position))
 
-    def validate(self, subject: str, payload: JSON) -> Validation:
-        """Checks ``payload`` against ``subject``'s latest schema."""
-        return self._client._call(core.schema_validate(subject, payload))
+    def validate(self, subject: str, payload: JSON, *, version: int | None = None) -> Validation:
+        """Checks ``payload`` against ``subject``'s schema (the latest, or ``version``)."""
+        return self._client._call(core.schema_validate(subject, payload, version))
 
     def register_instance(
         self,
@@ -573,14 +585,18 @@ class Meta:
         *,
         version: int | None = None,
         as_of: int | str | datetime | None = None,
+        scope: str | None = None,
         min_position: int | None = None,
     ) -> ConfigValue:
-        """A configuration value: current, at ``version``, or as it was at time ``as_of``."""
-        return self._client._call(core.config_get(key, version, as_of, min_position))
+        """A configuration value (in ``scope``, default global): current, at ``version``, or as
+        it was at time ``as_of`` (unix ms, RFC 3339 text, or a ``datetime``)."""
+        return self._client._call(core.config_get(key, version, as_of, scope, min_position))
 
-    def config_history(self, key: str, *, min_position: int | None = None) -> list[ConfigValue]:
-        """Every version of a configuration value."""
-        return self._client._call(core.config_history(key, min_position))
+    def config_history(
+        self, key: str, *, scope: str | None = None, min_position: int | None = None
+    ) -> list[ConfigValue]:
+        """Every version of a configuration value (in ``scope``, default global)."""
+        return self._client._call(core.config_history(key, scope, min_position))
 
     def add_relation(
         self, from_: str, to: str, type: str, *, properties: Mapping[str, JSON] | None = None

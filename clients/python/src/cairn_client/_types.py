@@ -310,21 +310,35 @@ class VerifyReport:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A checkpoint as the server describes it. The contract does not fix its fields, so the
-    common ones are lifted out when present and the whole answer is in ``raw``."""
+    """A checkpoint: its ``sequence`` number, ``kind`` (``"full"`` or ``"incremental"``), the log
+    ``position`` it covers and its own ``hash``. In a listing, ``status`` says whether it is
+    usable (``"valid"``, ``"damaged"``, ``"log_mismatch"``, ``"broken_chain"``) and ``detail``
+    why not; a damaged checkpoint may have no ``position``. The contract leaves the rest of the
+    answer open: it is all in ``raw``."""
 
+    sequence: int | None
+    kind: str | None
     position: int | None
     hash: str | None
+    status: str | None
+    detail: str | None
     raw: Mapping[str, JSON]
 
     @staticmethod
     def from_json(value: Any) -> Checkpoint:
         obj = _mapping(value, "checkpoint")
-        position = obj.get("position")
-        digest = obj.get("hash")
+        # A listing row nests the checkpoint's description under "info" (null when unreadable).
+        info = obj.get("info")
+        described: Mapping[str, Any] = info if isinstance(info, Mapping) else obj
+        what = "checkpoint"
+        sequence = _opt(obj, "sequence", int, what)
         return Checkpoint(
-            position=position if isinstance(position, int) and not isinstance(position, bool) else None,
-            hash=digest if isinstance(digest, str) else None,
+            sequence=sequence if sequence is not None else _opt(described, "sequence", int, what),
+            kind=_opt(described, "kind", str, what),
+            position=_opt(described, "position", int, what),
+            hash=_opt(described, "hash", str, what),
+            status=_opt(obj, "status", str, what),
+            detail=_opt(obj, "detail", str, what),
             raw=dict(obj),
         )
 
@@ -428,15 +442,23 @@ class KeyPage:
 
 @dataclass(frozen=True)
 class TxnResult:
-    """The answer of an all-or-nothing key-value transaction (its shape is the server's)."""
+    """The answer of an all-or-nothing key-value transaction: one output per operation (as the
+    single-key call would answer it) and the log position of the transaction's append
+    (``None`` if it wrote nothing)."""
 
+    outputs: tuple[JSON, ...]
     position: int | None
     raw: Mapping[str, JSON]
 
     @staticmethod
     def from_json(value: Any) -> TxnResult:
         obj = _mapping(value, "transaction result")
-        return TxnResult(position=_opt(obj, "position", int, "transaction result"), raw=dict(obj))
+        outputs = obj.get("outputs") or []
+        if not isinstance(outputs, list):
+            raise ProtocolError("the server's transaction outputs are not a list", code="bad_response")
+        return TxnResult(
+            outputs=tuple(outputs), position=_opt(obj, "position", int, "transaction result"), raw=dict(obj)
+        )
 
 
 # --- audit view ---------------------------------------------------------------------------

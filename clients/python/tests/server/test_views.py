@@ -46,9 +46,12 @@ def test_kv_set_get_compare_and_set_delete(kv: cc.KeyValue, key: str) -> None:
     with_ttl = kv.set(key, "short-lived", ttl_ms=3_600_000)
     assert kv.get(key, min_position=with_ttl.position).expires_at is not None
 
-    history = kv.history(key)
-    assert [v.op for v in history][:1] in (["set"],) and len(history) == 3
-    assert {v.position for v in history} >= {written.position, again.position, with_ttl.position}
+    history = kv.history(key)  # newest first
+    assert [v.op for v in history] == ["set", "set", "set"]
+    assert [v.position for v in history] == [with_ttl.position, again.position, written.position]
+    assert history[-1].value == {"turn": 1}
+    with pytest.raises(cc.WrongExpectedVersion):
+        kv.set(key, "only if new", expected_version="no_stream")
 
     gone = kv.delete(key)
     assert gone.deleted
@@ -141,8 +144,14 @@ def test_audit_append_query_and_proof(client: cc.Client, served_paths: frozenset
 def test_meta_schemas(client: cc.Client, served_paths: frozenset[str]) -> None:
     require_endpoints(served_paths, "/v1/meta")
     subject = f"tool.call.{uuid.uuid4().hex[:8]}"
-    v1 = {"type": "object", "properties": {"tool": {"type": "string"}}, "required": ["tool"]}
-    v2 = {"type": "object", "properties": {"tool": {"type": "string"}, "n": {"type": "integer"}}, "required": ["tool"]}
+    # Closed objects: adding an optional field then accepts everything the old version accepted.
+    v1 = {"type": "object", "properties": {"tool": {"type": "string"}}, "required": ["tool"], "additionalProperties": False}
+    v2 = {
+        "type": "object",
+        "properties": {"tool": {"type": "string"}, "n": {"type": "integer"}},
+        "required": ["tool"],
+        "additionalProperties": False,
+    }
     assert client.meta.register_schema(subject, v1) == 1
     client.meta.set_compatibility(subject, "backward")
     assert client.meta.register_schema(subject, v2) == 2
@@ -189,7 +198,15 @@ def test_meta_services_config_and_relations(client: cc.Client, served_paths: fro
 def test_checkpoints(client: cc.Client, served_paths: frozenset[str], stream: str) -> None:
     require_endpoints(served_paths, "/v1/checkpoints")
     appended = client.append(stream, cc.NewEvent("T"))
-    checkpoint = client.create_checkpoint(full=True, timeout=120)
-    assert checkpoint.position is not None and checkpoint.position >= appended.last_position
-    listed = client.list_checkpoints()
-    assert checkpoint.position in [c.position for c in listed]
+    full = client.create_checkpoint(kind="full", timeout=120)
+    assert full.kind == "full" and full.sequence is not None and full.hash
+    assert full.position is not None and full.position >= appended.last_position
+    client.kv.set(f"checkpointed/{stream}", 1)
+    incremental = client.create_checkpoint(kind="incremental", timeout=120)
+    assert incremental.kind == "incremental" and incremental.sequence is not None
+    assert incremental.sequence > full.sequence
+    listed = {c.sequence: c for c in client.list_checkpoints()}
+    assert listed[full.sequence].status == "valid" and listed[full.sequence].position == full.position
+    assert listed[incremental.sequence].status == "valid"
+    with pytest.raises(ValueError):
+        client.create_checkpoint(kind="partial")  # type: ignore[arg-type]

@@ -122,20 +122,26 @@ CASES = [
     ),
     Case(
         "create_checkpoint",
-        lambda c: c.create_checkpoint(full=True),
+        lambda c: c.create_checkpoint(kind="full"),
         "POST",
         "/v1/checkpoints",
-        {"sequence": 2, "position": 41, "hash": "ee" * 32, "kind": "full"},
-        lambda r: r.position == 41 and r.raw["kind"] == "full",
-        body={"full": True},
+        {"sequence": 2, "position": 41, "hash": "ee" * 32, "kind": "full", "log_hash": HASH},
+        lambda r: (r.sequence, r.kind, r.position, r.hash, r.status) == (2, "full", 41, "ee" * 32, None),
+        body={"kind": "full"},
     ),
     Case(
         "list_checkpoints",
         lambda c: c.list_checkpoints(),
         "GET",
         "/v1/checkpoints",
-        [{"sequence": 1, "position": 9}, {"sequence": 2, "position": 41}],
-        lambda r: [x.position for x in r] == [9, 41],
+        {
+            "checkpoints": [
+                {"sequence": 1, "file": "a", "info": {"sequence": 1, "kind": "full", "position": 9}, "status": "valid"},
+                {"sequence": 2, "file": "b", "info": None, "status": "damaged", "detail": "bad crc"},
+            ]
+        },
+        lambda r: [(x.sequence, x.position, x.status, x.detail) for x in r]
+        == [(1, 9, "valid", None), (2, None, "damaged", "bad crc")],
     ),
     Case("healthz", lambda c: c.healthz(), "GET", "/healthz", {"status": "ok"}, lambda r: r == {"status": "ok"}),
     Case(
@@ -149,12 +155,12 @@ CASES = [
     ),
     Case(
         "kv.set",
-        lambda c: c.kv.set("k", [1, 2], ttl_ms=500, expected_version=1),
+        lambda c: c.kv.set("k", [1, 2], ttl_ms=500, expected_version="no_stream"),
         "PUT",
         "/v1/kv/k",
         {"key": "k", "version": 2, "position": 77},
         lambda r: (r.value, r.position) == (2, 77),
-        body={"value": [1, 2], "ttl_ms": 500, "expected_version": 1},
+        body={"value": [1, 2], "ttl_ms": 500, "expected_version": "no_stream"},
     ),
     Case(
         "kv.delete",
@@ -255,14 +261,19 @@ CASES = [
         lambda c: c.kv.txn([{"op": "set", "key": "a", "value": 1}], watch={"a": None}),
         "POST",
         "/v1/kv:txn",
-        {"position": 90, "results": []},
-        lambda r: r.position == 90,
+        {"outputs": [{"version": 0}], "position": 90},
+        lambda r: r.position == 90 and r.outputs == ({"version": 0},),
         body={"ops": [{"op": "set", "key": "a", "value": 1}], "watch": {"a": None}},
     ),
     Case(
         "audit.append",
         lambda c: c.audit.append(
-            level="info", category="agent_activity", event="tool.called", actor={"type": "agent", "id": "a-7"}, outcome="success"
+            level="info",
+            category="agent_activity",
+            event="tool.called",
+            actor={"type": "agent", "id": "a-7"},
+            outcome="success",
+            id=ID,
         ),
         "POST",
         "/v1/audit",
@@ -274,6 +285,7 @@ CASES = [
             "event": "tool.called",
             "actor": {"type": "agent", "id": "a-7"},
             "outcome": "success",
+            "id": str(ID),
         },
     ),
     Case(
@@ -321,12 +333,12 @@ CASES = [
     ),
     Case(
         "meta.validate",
-        lambda c: c.meta.validate("tool.call", {"a": 1}),
+        lambda c: c.meta.validate("tool.call", {"a": 1}, version=2),
         "POST",
         "/v1/meta/schemas/tool.call/validate",
         {"valid": False, "errors": ["a is not allowed"]},
         lambda r: r == cc.Validation(False, ("a is not allowed",)),
-        body={"payload": {"a": 1}},
+        body={"payload": {"a": 1}, "version": 2},
     ),
     Case(
         "meta.register_instance",
@@ -350,7 +362,7 @@ CASES = [
         lambda c: c.meta.services(name="search", tag="gpu"),
         "GET",
         "/v1/meta/services",
-        [{"service": "search", "instance": "i1", "endpoints": ["http://h:1"], "tags": ["gpu"]}],
+        {"instances": [{"service": "search", "instance": "i1", "endpoints": ["http://h:1"], "tags": ["gpu"]}]},
         lambda r: r[0].tags == ["gpu"],
         query={"name": "search", "tag": "gpu"},
     ),
@@ -365,12 +377,12 @@ CASES = [
     ),
     Case(
         "meta.get_config",
-        lambda c: c.meta.get_config("model", as_of=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)),
+        lambda c: c.meta.get_config("model", scope="prod", as_of=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)),
         "GET",
         "/v1/meta/config/model",
         {"key": "model", "value": "gpt", "version": 3},
         lambda r: (r.value, r.version) == ("gpt", 3),
-        query={"as_of": "2026-01-02T03:04:05Z"},
+        query={"scope": "prod", "as_of": str(int(datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc).timestamp() * 1000))},
     ),
     Case(
         "meta.config_history",
@@ -403,7 +415,7 @@ CASES = [
         lambda c: c.meta.relations("agent:1", direction="both", depth=2),
         "GET",
         "/v1/meta/relations/agent%3A1",
-        {"relations": [{"from": "agent:1", "to": "tool:2", "type": "uses"}]},
+        {"edges": [{"from": "agent:1", "to": "tool:2", "type": "uses", "depth": 1}], "truncated": False},
         lambda r: r[0]["to"] == "tool:2",
         query={"direction": "both", "depth": "2"},
     ),
@@ -458,6 +470,16 @@ def test_binary_payloads_decode_to_bytes() -> None:
     assert event.is_binary and event.data == raw
 
 
+def test_audit_appends_get_an_id_and_are_retried_with_it() -> None:
+    receipt = {"id": str(ID), "position": 12, "hash": HASH}
+    script = Script([httpx.ReadTimeout("slow"), ok(receipt)])
+    with cc.Client("http://cairn.test", transport=script.transport(), backoff=0) as client:
+        client.audit.append(level="info", category="security", event="login", actor={"type": "user", "id": "u"})
+    assert len(script.requests) == 2
+    assert script.body(0) == script.body(1)
+    assert uuid.UUID(script.body(0)["id"])
+
+
 def test_a_new_event_keeps_its_id_across_sends() -> None:
     event = NewEvent("T")
     assert event.to_json() == event.to_json()
@@ -493,6 +515,8 @@ def test_answers_missing_contract_fields_raise_protocol_errors() -> None:
         lambda c: c.audit.query_page(colour="red"),
         lambda c: c.audit.query_page(order="up"),
         lambda c: c.subscribe(from_position=-1),
+        lambda c: c.create_checkpoint(kind="partial"),
+        lambda c: c.kv.set("k", 1, expected_version=-2),
     ],
 )
 def test_bad_arguments_are_refused_before_anything_is_sent(call: Callable[[Any], Any]) -> None:
