@@ -94,8 +94,10 @@ DEFAULT_MAX_RECONNECTS = 5
 RETRY_STATUSES = frozenset({502, 503, 504})
 """Answers that may be transient (a proxy or a server starting or draining)."""
 
-NO_RETRY_CODES = frozenset({"poisoned"})
-"""503 codes that a retry cannot fix: a poisoned log stays poisoned until a restart."""
+NO_RETRY_CODES = frozenset({"poisoned", "timeout"})
+"""503 codes not to retry: a poisoned log stays poisoned until a restart, and a
+``min_position`` wait (``timeout``) has already waited the server's documented bound; repeating
+it would silently multiply that bound."""
 
 _NO_BODY: Any = object()
 

@@ -100,18 +100,3 @@ def stream() -> str:
     """A stream name no other test uses."""
     return f"agent-{uuid.uuid4().hex[:12]}"
 
-
-@pytest.fixture(scope="session")
-def served_paths(server: Server) -> frozenset[str]:
-    """The paths the server documents in /openapi.json."""
-    import httpx
-
-    document = httpx.get(f"{server.url}/openapi.json", timeout=10.0).json()
-    return frozenset(document.get("paths", {}))
-
-
-def require_endpoints(paths: frozenset[str], prefix: str) -> None:
-    """Skips (visibly, with the reason) when the server does not serve any endpoint under
-    ``prefix`` yet: the views and checkpoints land in the server after the log endpoints."""
-    if not any(p.startswith(prefix) for p in paths):
-        pytest.skip(f"this cairn serve has no {prefix} endpoints yet (none in /openapi.json)")

@@ -1,5 +1,5 @@
 """The README's Python examples run, in order, against the real server, so the documentation
-cannot drift from the client. The views example runs only where the server serves the views."""
+cannot drift from the client."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from .conftest import require_endpoints
 from .harness import PYTHON_DIR, Server
 
 README = PYTHON_DIR / "README.md"
@@ -20,10 +19,6 @@ DEFAULT_URL = "http://127.0.0.1:7070"
 
 def blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-
-
-def is_views_block(block: str) -> bool:
-    return "client.kv" in block
 
 
 def run(block: str, namespace: dict[str, Any], url: str) -> None:
@@ -51,21 +46,8 @@ def namespace() -> Iterator[dict[str, Any]]:
 def test_readme_examples_run(server: Server, namespace: dict[str, Any]) -> None:
     try:
         for block in blocks():
-            if not is_views_block(block):
-                run(block, namespace, server.url)
+            run(block, namespace, server.url)
         assert namespace["state"].goal == "find cheap flights"
     finally:
         if "client" in namespace:
             namespace["client"].close()
-
-
-def test_readme_views_example_runs(server: Server, served_paths: frozenset[str], namespace: dict[str, Any]) -> None:
-    for prefix in ("/v1/kv", "/v1/audit", "/v1/meta"):
-        require_endpoints(served_paths, prefix)
-    import cairn_client
-
-    with cairn_client.Client(server.url) as client:
-        namespace["client"] = client
-        for block in blocks():
-            if is_views_block(block):
-                run(block, namespace, server.url)

@@ -1,9 +1,6 @@
 """The key-value, audit and metadata views and the checkpoints, against the real server, with
 the contract's semantics: read-your-writes through ``min_position``, compare-and-set and
-transactions that fail as WrongExpectedVersion and write nothing, wrong-type errors, and proofs.
-
-Each group needs its endpoints; a server that does not serve them yet skips the group with the
-reason (see ``require_endpoints``)."""
+transactions that fail as WrongExpectedVersion and write nothing, wrong-type errors, and proofs."""
 
 from __future__ import annotations
 
@@ -13,7 +10,6 @@ import pytest
 
 import cairn_client as cc
 
-from .conftest import require_endpoints
 
 
 @pytest.fixture
@@ -22,8 +18,7 @@ def key() -> str:
 
 
 @pytest.fixture
-def kv(client: cc.Client, served_paths: frozenset[str]) -> cc.KeyValue:
-    require_endpoints(served_paths, "/v1/kv")
+def kv(client: cc.Client) -> cc.KeyValue:
     return client.kv
 
 
@@ -58,6 +53,14 @@ def test_kv_set_get_compare_and_set_delete(kv: cc.KeyValue, key: str) -> None:
     assert not kv.delete(key).deleted
     with pytest.raises(cc.NotFound):
         kv.get(key, min_position=gone.position)
+
+
+def test_min_position_beyond_the_head_is_refused(kv: cc.KeyValue, client: cc.Client, key: str) -> None:
+    head = client.head().position
+    assert head is not None
+    with pytest.raises(cc.Invalid) as info:
+        kv.get(key, min_position=head + 1_000_000)
+    assert info.value.status == 400 and "min_position" in info.value.message
 
 
 def test_kv_counters_strings_lists_and_sets(kv: cc.KeyValue, key: str) -> None:
@@ -108,8 +111,7 @@ def test_kv_listing_get_many_and_transactions(kv: cc.KeyValue, key: str) -> None
     assert kv.get(names[2]).value == 2
 
 
-def test_audit_append_query_and_proof(client: cc.Client, served_paths: frozenset[str]) -> None:
-    require_endpoints(served_paths, "/v1/audit")
+def test_audit_append_query_and_proof(client: cc.Client) -> None:
     actor = f"agent-{uuid.uuid4().hex[:8]}"
     receipts = [
         client.audit.append(
@@ -141,8 +143,7 @@ def test_audit_append_query_and_proof(client: cc.Client, served_paths: frozenset
         client.audit.append(level="loud", category="agent_activity", event="x", actor={"type": "agent", "id": actor})
 
 
-def test_meta_schemas(client: cc.Client, served_paths: frozenset[str]) -> None:
-    require_endpoints(served_paths, "/v1/meta")
+def test_meta_schemas(client: cc.Client) -> None:
     subject = f"tool.call.{uuid.uuid4().hex[:8]}"
     # Closed objects: adding an optional field then accepts everything the old version accepted.
     v1 = {"type": "object", "properties": {"tool": {"type": "string"}}, "required": ["tool"], "additionalProperties": False}
@@ -168,8 +169,7 @@ def test_meta_schemas(client: cc.Client, served_paths: frozenset[str]) -> None:
         client.meta.get_schema(f"{subject}.missing")
 
 
-def test_meta_services_config_and_relations(client: cc.Client, served_paths: frozenset[str]) -> None:
-    require_endpoints(served_paths, "/v1/meta")
+def test_meta_services_config_and_relations(client: cc.Client) -> None:
     name = f"search-{uuid.uuid4().hex[:8]}"
     client.meta.register_instance(name, "i-1", endpoints=["http://127.0.0.1:9"], tags=["gpu"], ttl_ms=600_000)
     client.meta.register_instance(name, "i-2", endpoints=["http://127.0.0.1:10"], tags=["cpu"], ttl_ms=600_000)
@@ -195,8 +195,7 @@ def test_meta_services_config_and_relations(client: cc.Client, served_paths: fro
     assert client.meta.relations(agent) == []
 
 
-def test_checkpoints(client: cc.Client, served_paths: frozenset[str], stream: str) -> None:
-    require_endpoints(served_paths, "/v1/checkpoints")
+def test_checkpoints(client: cc.Client, stream: str) -> None:
     appended = client.append(stream, cc.NewEvent("T"))
     full = client.create_checkpoint(kind="full", timeout=120)
     assert full.kind == "full" and full.sequence is not None and full.hash
