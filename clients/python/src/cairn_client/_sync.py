@@ -185,7 +185,8 @@ class Client:
     """A blocking client of ``cairn serve``.
 
     ``token`` is sent as ``Authorization: Bearer``. ``timeout`` (seconds) bounds connecting,
-    sending, and each wait for answer bytes of every call. Idempotent calls (reads, appends)
+    sending, and each wait for answer bytes of every call. Idempotent calls (reads, appends,
+    audit appends: their client-made ids make a repeat harmless)
     are retried up to ``retries`` times with exponential backoff starting at ``backoff``
     seconds; other calls are retried only if the request never reached the server.
     Use it as a context manager, or call :meth:`close`.
