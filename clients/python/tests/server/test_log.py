@@ -93,19 +93,24 @@ def test_expected_versions(client: cc.Client, stream: str) -> None:
 
 def test_repeating_an_append_returns_the_original_positions(client: cc.Client, stream: str) -> None:
     events = [NewEvent("ToolCalled", {"i": i}) for i in range(3)]
-    first = client.append(stream, events)
+    first = client.append(stream, events, expected_version="no_stream")
     client.append(stream, NewEvent("Other"))
-    again = client.append(stream, events)
+    again = client.append(stream, events, expected_version="no_stream")
     assert again == first
     assert [e.type for e in client.read_stream(stream)] == ["ToolCalled"] * 3 + ["Other"]
 
 
+@pytest.mark.parametrize("expected", ["any", "no_stream"])
 def test_an_append_whose_answer_was_lost_is_retried_without_writing_twice(
-    proxy: Proxy, client: cc.Client, stream: str
+    proxy: Proxy, client: cc.Client, stream: str, expected: cc.ExpectedVersion
 ) -> None:
+    # With an expected version too: the retry finds the stream already moved by the first
+    # attempt, and must still be answered with the original positions, not a conflict.
     with cc.Client(proxy.url, backoff=0.01) as through_proxy:
         proxy.drop_next_answer()
-        result = through_proxy.append(stream, [NewEvent("ToolCalled", {"i": i}) for i in range(2)])
+        result = through_proxy.append(
+            stream, [NewEvent("ToolCalled", {"i": i}) for i in range(2)], expected_version=expected
+        )
     assert len(proxy.requests) == 2, "the first answer was dropped, so the client sent the request again"
     assert proxy.requests[0] == proxy.requests[1], "the retry carried the same body (the same event ids)"
     events = list(client.read_stream(stream))
