@@ -350,18 +350,14 @@ impl FaultFs {
         let meta = file.metadata()?;
         let key = (meta.dev(), meta.ino());
         let mut state = self.state.lock();
-        if !state.files.contains_key(&key) {
-            let keep = file.try_clone()?;
-            state.files.insert(
-                key,
-                FileState {
-                    path: path.to_path_buf(),
-                    file: keep,
-                    durable_len: meta.len(),
-                    dirty: BTreeMap::new(),
-                    orphaned: BTreeMap::new(),
-                },
-            );
+        if let std::collections::btree_map::Entry::Vacant(slot) = state.files.entry(key) {
+            slot.insert(FileState {
+                path: path.to_path_buf(),
+                file: file.try_clone()?,
+                durable_len: meta.len(),
+                dirty: BTreeMap::new(),
+                orphaned: BTreeMap::new(),
+            });
         }
         Ok(Box::new(FaultFile { key, inner: OsFile::new(file), state: self.state.clone() }))
     }
