@@ -17,7 +17,7 @@ use log_engine::{Log, Options, Sabotage};
 use super::*;
 
 /// Crash points are drawn from `0..OPS_MAX` mutating operations (a few segments' worth).
-pub const OPS_MAX: u64 = 700;
+pub const OPS_MAX: u64 = 400;
 /// Crash rounds per scenario at most.
 pub const ROUNDS_MAX: u64 = 3;
 /// Concurrent clients in the concurrent variant.
