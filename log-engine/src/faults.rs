@@ -9,8 +9,9 @@
 //!   lands its first half). A failed fdatasync behaves like Linux: the dirty sectors are marked
 //!   clean without having been written, so a later successful fdatasync does not make them
 //!   durable, and a power loss may still drop them.
-//! - **Crash** ([`FaultFs::crash_after`], [`FaultFs::crash_now`]): after N more mutating
-//!   operations the machine is off: every later operation fails and does nothing.
+//! - **Crash** ([`FaultFs::crash_after`], [`FaultFs::crash_at`], [`FaultFs::crash_now`]):
+//!   after N more mutating operations, or at the N-th operation of a kind on a given file, the
+//!   machine is off: every later operation fails and does nothing.
 //! - **Power loss** ([`FaultFs::power_loss`]): every change not yet made durable is resolved
 //!   on the real files, as a seeded generator decides. Data is modelled per 512-byte sector:
 //!   each sector written since the file's last successful fdatasync lands as one of its versions
@@ -82,6 +83,8 @@ enum Effect {
 #[derive(Debug, Clone)]
 struct Injection {
     op: Op,
+    /// Only operations on paths containing this string count.
+    path_contains: Option<String>,
     /// Operations of this kind to let through before failing.
     skip: u64,
     errno: i32,
@@ -158,10 +161,23 @@ impl PowerLossReport {
     }
 }
 
+/// Cut the power at the operation matching this.
+#[derive(Debug, Clone)]
+struct CrashAt {
+    op: Op,
+    path_contains: String,
+    skip: u64,
+}
+
+fn matches(op: Op, path: &Path, want: Op, path_contains: Option<&str>) -> bool {
+    op == want && path_contains.is_none_or(|p| path.to_string_lossy().contains(p))
+}
+
 #[derive(Debug, Default)]
 struct State {
     /// Mutating operations allowed before the power is cut.
     budget: Option<u64>,
+    crash_at: Option<CrashAt>,
     crashed: bool,
     injections: Vec<Injection>,
     files: BTreeMap<FileKey, FileState>,
@@ -174,9 +190,21 @@ struct State {
 impl State {
     /// Decides whether an operation goes ahead: `Err` for a crash or an injected failure, with
     /// the effect the failure has.
-    fn admit(&mut self, op: Op, what: &dyn Fn() -> String) -> Result<(), (io::Error, Effect)> {
+    fn admit(&mut self, op: Op, path: &Path, what: &dyn Fn() -> String) -> Result<(), (io::Error, Effect)> {
         if self.crashed {
             return Err((machine_off(), Effect::Fail));
+        }
+        if let Some(at) = self.crash_at.as_mut() {
+            if matches(op, path, at.op, Some(&at.path_contains)) {
+                if at.skip == 0 {
+                    self.crash_at = None;
+                    self.crashed = true;
+                    self.stats.crashed = true;
+                    self.note(format!("power cut at {op:?} {}", what()));
+                    return Err((machine_off(), Effect::Fail));
+                }
+                at.skip -= 1;
+            }
         }
         if let Some(budget) = self.budget.as_mut() {
             if *budget == 0 {
@@ -189,7 +217,8 @@ impl State {
         }
         *self.counts.entry(op).or_default() += 1;
         self.stats.ops += 1;
-        if let Some(i) = self.injections.iter().position(|inj| inj.op == op) {
+        if let Some(i) = self.injections.iter().position(|inj| matches(op, path, inj.op, inj.path_contains.as_deref()))
+        {
             if self.injections[i].skip == 0 {
                 let inj =
                     if self.injections[i].always { self.injections[i].clone() } else { self.injections.remove(i) };
@@ -229,18 +258,26 @@ impl FaultFs {
     /// Fails the next operation `op` after letting `skip` more of them through, with `errno`
     /// (for example EIO = 5, ENOSPC = 28). Injections for the same operation queue up.
     pub fn inject(&self, op: Op, skip: u64, errno: i32) {
-        self.push(Injection { op, skip, errno, always: false, effect: Effect::Fail });
+        self.push(Injection { op, path_contains: None, skip, errno, always: false, effect: Effect::Fail });
+    }
+
+    /// Like [`FaultFs::inject`], counting and failing only operations on paths that contain
+    /// `path_contains` (a file name, say).
+    pub fn inject_at(&self, op: Op, path_contains: &str, skip: u64, errno: i32) {
+        let path_contains = Some(path_contains.to_string());
+        self.push(Injection { op, path_contains, skip, errno, always: false, effect: Effect::Fail });
     }
 
     /// Like [`FaultFs::inject`], but every later operation `op` fails too, until
     /// [`FaultFs::clear_injections`].
     pub fn inject_always(&self, op: Op, skip: u64, errno: i32) {
-        self.push(Injection { op, skip, errno, always: true, effect: Effect::Fail });
+        self.push(Injection { op, path_contains: None, skip, errno, always: true, effect: Effect::Fail });
     }
 
     /// Makes the write after `skip` more writes land only its first half, then fail.
     pub fn inject_short_write(&self, skip: u64, errno: i32) {
-        self.push(Injection { op: Op::Write, skip, errno, always: false, effect: Effect::ShortWrite });
+        let effect = Effect::ShortWrite;
+        self.push(Injection { op: Op::Write, path_contains: None, skip, errno, always: false, effect });
     }
 
     /// Removes every pending injection.
@@ -255,6 +292,13 @@ impl FaultFs {
     /// Cuts the power after `ops` more mutating operations.
     pub fn crash_after(&self, ops: u64) {
         self.state.lock().budget = Some(ops);
+    }
+
+    /// Cuts the power when the operation `op` on a path containing `path_contains` is
+    /// attempted for the `skip + 1`-th time from now (that operation does not happen). Counting
+    /// one kind of operation on one file is immune to the scheduling of other threads.
+    pub fn crash_at(&self, op: Op, path_contains: &str, skip: u64) {
+        self.state.lock().crash_at = Some(CrashAt { op, path_contains: path_contains.to_string(), skip });
     }
 
     /// Cuts the power now.
@@ -449,7 +493,7 @@ impl StorageFile for FaultFile {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         let mut state = self.state.lock();
         let path = state.files.get(&self.key).map(|f| f.path.clone()).unwrap_or_default();
-        match state.admit(Op::Write, &|| format!("{} bytes at {offset} of {}", buf.len(), path.display())) {
+        match state.admit(Op::Write, &path, &|| format!("{} bytes at {offset} of {}", buf.len(), path.display())) {
             Ok(()) => self.tracked_write(&mut state, buf, offset),
             Err((e, Effect::ShortWrite)) => {
                 self.tracked_write(&mut state, &buf[..buf.len() / 2], offset)?;
@@ -469,7 +513,7 @@ impl StorageFile for FaultFile {
     fn preallocate(&self, len: u64) -> io::Result<()> {
         let mut state = self.state.lock();
         let path = state.files.get(&self.key).map(|f| f.path.clone()).unwrap_or_default();
-        state.admit(Op::Preallocate, &|| format!("{len} bytes for {}", path.display())).map_err(|(e, _)| e)?;
+        state.admit(Op::Preallocate, &path, &|| format!("{len} bytes for {}", path.display())).map_err(|(e, _)| e)?;
         // The zeros land over space that reads as zeros anyway (a new file); only the length
         // is at stake, and it stays non-durable until an fdatasync.
         self.inner.preallocate(len)
@@ -478,7 +522,7 @@ impl StorageFile for FaultFile {
     fn sync_data(&self) -> io::Result<()> {
         let mut state = self.state.lock();
         let path = state.files.get(&self.key).map(|f| f.path.clone()).unwrap_or_default();
-        match state.admit(Op::Sync, &|| format!("{}", path.display())) {
+        match state.admit(Op::Sync, &path, &|| format!("{}", path.display())) {
             Ok(()) => {
                 let file = state.file_mut(self.key);
                 file.dirty.clear();
@@ -509,7 +553,7 @@ impl StorageFile for FaultFile {
 
 impl FileSystem for FaultFs {
     fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
-        self.state.lock().admit(Op::Create, &|| format!("{}", path.display())).map_err(|(e, _)| e)?;
+        self.state.lock().admit(Op::Create, path, &|| format!("{}", path.display())).map_err(|(e, _)| e)?;
         drop(OsFs.create(path)?);
         let key = key_of(path)?;
         self.state.lock().dir_ops.push(DirOp::Create { path: path.to_path_buf(), key });
@@ -528,7 +572,7 @@ impl FileSystem for FaultFs {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut state = self.state.lock();
-        state.admit(Op::Rename, &|| format!("{} to {}", from.display(), to.display())).map_err(|(e, _)| e)?;
+        state.admit(Op::Rename, to, &|| format!("{} to {}", from.display(), to.display())).map_err(|(e, _)| e)?;
         let key = key_of(from)?;
         if to.exists() {
             let saved = saved_copy(to)?;
@@ -544,7 +588,7 @@ impl FileSystem for FaultFs {
 
     fn remove(&self, path: &Path) -> io::Result<()> {
         let mut state = self.state.lock();
-        state.admit(Op::Remove, &|| format!("{}", path.display())).map_err(|(e, _)| e)?;
+        state.admit(Op::Remove, path, &|| format!("{}", path.display())).map_err(|(e, _)| e)?;
         let saved = saved_copy(path)?;
         std::fs::remove_file(path)?;
         state.dir_ops.push(DirOp::Remove { path: path.to_path_buf(), saved });
@@ -553,7 +597,7 @@ impl FileSystem for FaultFs {
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         let mut state = self.state.lock();
-        state.admit(Op::SyncDir, &|| format!("{}", path.display())).map_err(|(e, _)| e)?;
+        state.admit(Op::SyncDir, path, &|| format!("{}", path.display())).map_err(|(e, _)| e)?;
         state.dir_ops.retain(|op| op.dir() != Some(path));
         Ok(())
     }
