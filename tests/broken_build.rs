@@ -42,7 +42,9 @@ fn skipping_fdatasync_is_caught() {
 fn acknowledging_before_the_write_is_caught() {
     let found = scenarios_until_loss(Sabotage::AckBeforeWrite);
     let (n, lost) = found.unwrap_or_else(|| {
-        panic!("{SCENARIOS_MAX} power-loss scenarios acknowledging before the write lost nothing: the suite cannot fail")
+        panic!(
+            "{SCENARIOS_MAX} power-loss scenarios acknowledging before the write lost nothing: the suite cannot fail"
+        )
     });
     eprintln!("broken_build AckBeforeWrite: caught after {n} scenarios: {lost}");
 }

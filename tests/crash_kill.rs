@@ -83,7 +83,10 @@ fn acknowledged_events_survive_sigkill() {
             }
         }
         let status = child.wait().expect("reap the child");
-        assert!(status.code().is_none(), "cycle {cycle}: the child exited by itself ({status}) instead of being killed");
+        assert!(
+            status.code().is_none(),
+            "cycle {cycle}: the child exited by itself ({status}) instead of being killed"
+        );
         kills += 1;
         acknowledged += seen;
         let report = check(dir.path(), base, &acks);
@@ -141,11 +144,8 @@ fn child(spec: &str) -> ! {
                         eprintln!("child: append failed: {e}");
                         std::process::exit(3)
                     });
-                    let spans: Vec<String> = Ack::new(tag, &results)
-                        .spans
-                        .iter()
-                        .map(|(first, count)| format!("{first}+{count}"))
-                        .collect();
+                    let spans: Vec<String> =
+                        Ack::new(tag, &results).spans.iter().map(|(first, count)| format!("{first}+{count}")).collect();
                     let mut out = std::io::stdout().lock();
                     writeln!(out, "ACK {round} {client} {seq} {} {digest}", spans.join(","))
                         .and_then(|()| out.flush())

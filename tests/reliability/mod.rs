@@ -123,7 +123,11 @@ pub fn batch(seed: u64, tag: Tag) -> Vec<StreamAppend> {
                     e
                 })
                 .collect();
-            StreamAppend { stream: StreamName::new(stream).expect("valid name"), expected: ExpectedVersion::Any, events }
+            StreamAppend {
+                stream: StreamName::new(stream).expect("valid name"),
+                expected: ExpectedVersion::Any,
+                events,
+            }
         })
         .collect()
 }
@@ -309,9 +313,9 @@ pub fn check_open(log: &Log, seed: u64, acks: &[Ack], report: &mut Report) {
     }
     for (tag, (first, seen, total)) in &batches {
         if seen != total {
-            report.violations.push(format!(
-                "partial batch {tag:?}: {seen} of {total} events visible from position {first}"
-            ));
+            report
+                .violations
+                .push(format!("partial batch {tag:?}: {seen} of {total} events visible from position {first}"));
         }
     }
     for ack in acks {
@@ -332,7 +336,11 @@ pub fn check_open(log: &Log, seed: u64, acks: &[Ack], report: &mut Report) {
             }
         }
         if index != planned.len() as u64 {
-            report.violations.push(format!("acknowledgement of {:?} covers {index} of {} events", ack.tag, planned.len()));
+            report.violations.push(format!(
+                "acknowledgement of {:?} covers {index} of {} events",
+                ack.tag,
+                planned.len()
+            ));
         }
     }
     let verified = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| log.verify(None, |_| {})));
@@ -378,7 +386,9 @@ pub fn append_batches(log: &Log, seed: u64, round: u64, client: u64, n: u64) -> 
 
 /// Files in `dir/torn`.
 pub fn torn_files(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir.join("torn")).map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default()
+    std::fs::read_dir(dir.join("torn"))
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default()
 }
 
 /// Copies a data directory's `log/` (the only part the log owns besides `torn/`).
