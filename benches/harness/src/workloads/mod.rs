@@ -1,0 +1,70 @@
+//! The workloads of issue 7, sized by [`Scale`]: `--quick` for development (under five
+//! minutes in all), `--full` for the published report.
+//!
+//! - append.rs: workloads 1-4 (one appender; 8/64/256 concurrent appenders; batches of 100 and
+//!   1,000; appends with an expected-version check). Each run is time-boxed, so slow and fast
+//!   systems get the same wall time and the same chance of meeting a noisy neighbour.
+//! - read.rs: workload 5 (bulk load, read back one stream of 1,000 events, full replay, verify).
+//! - reopen.rs: workload 6 (reopen after SIGKILL, in a fresh process).
+
+pub mod append;
+pub mod read;
+pub mod reopen;
+
+use std::time::Duration;
+
+/// How big and how often.
+#[derive(Debug, Clone, Copy)]
+pub struct Scale {
+    pub name: &'static str,
+    /// Repetitions of every measurement; tables show medians.
+    pub reps: usize,
+    /// Wall time of one time-boxed append run.
+    pub run_for: Duration,
+    /// Concurrency levels of workload 2.
+    pub appenders: [usize; 3],
+    /// Concurrency of the concurrent variant of workload 4.
+    pub checked_appenders: usize,
+    /// Events per commit in workload 3.
+    pub batch_sizes: [usize; 2],
+    /// Streams in the workload-5 data set (each with `stream_events` events).
+    pub streams: usize,
+    pub stream_events: usize,
+    /// Stream read-backs per repetition in workload 5.
+    pub stream_reads: usize,
+    /// Kill-and-reopen cycles in workload 6.
+    pub reopens: usize,
+}
+
+impl Scale {
+    pub const QUICK: Scale = Scale {
+        name: "quick",
+        reps: 3,
+        run_for: Duration::from_millis(600),
+        appenders: [8, 64, 256],
+        checked_appenders: 64,
+        batch_sizes: [100, 1_000],
+        streams: 1_000,
+        stream_events: 1_000,
+        stream_reads: 20,
+        reopens: 2,
+    };
+
+    pub const FULL: Scale = Scale {
+        name: "full",
+        reps: 5,
+        run_for: Duration::from_secs(3),
+        appenders: [8, 64, 256],
+        checked_appenders: 64,
+        batch_sizes: [100, 1_000],
+        streams: 10_000,
+        stream_events: 1_000,
+        stream_reads: 100,
+        reopens: 3,
+    };
+
+    /// Events in the workload-5 log (and the log workload 6 reopens).
+    pub fn log_events(&self) -> u64 {
+        (self.streams * self.stream_events) as u64
+    }
+}
