@@ -15,6 +15,7 @@
 //! The binary also has two hidden child modes used by workload 6 (`--child-kill DIR`,
 //! `--child-open DIR`): the process that gets SIGKILLed, and the fresh process that reopens.
 
+mod cpu;
 mod error;
 mod machine;
 mod raw;

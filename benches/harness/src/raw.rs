@@ -74,6 +74,7 @@ impl RawFile {
             latencies_ns: latencies,
             note: Some(format!("{commit_bytes} bytes per commit")),
             syncs: None,
+            cpu: None,
         })
     }
 }
@@ -97,5 +98,6 @@ pub fn blake3_per_event(events: u64, frame_bytes: usize, payloads: &Payloads) ->
         latencies_ns: Vec::new(),
         note: Some(format!("{frame_bytes} bytes per event")),
         syncs: None,
+        cpu: None,
     }
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::cpu;
 use crate::error::{BenchError, Result};
 use crate::machine::Machine;
 use crate::raw::{self, RawFile};
@@ -81,13 +82,21 @@ pub fn run(plan: &Plan) -> Result<()> {
         let mut raw = RawFile::create(&scratch.join("raw.bin"))?;
         append_phase(&systems, &mut raw, &scale, &payloads, &mut results);
     }
-    let cairn_log = scratch.join("cairn-log");
     {
         let systems = open_systems("log", &scratch, cluster.as_ref(), &mut results, &wanted)?;
-        read_phase(&systems, &scale, &payloads, &mut results);
+        read_phase(&systems, "W5", scale.peer_streams, &scale, &payloads, &mut results);
     }
     drop(cluster);
-    reopen_phase(&cairn_log, &scale, &mut results);
+    let reopen_log = match scale.large_label() {
+        Some(label) => {
+            let dir = scratch.join("cairn-large");
+            let systems: Vec<Box<dyn System>> = vec![Box::new(Cairn::open(&dir)?)];
+            read_phase(&systems, &label, scale.streams, &scale, &payloads, &mut results);
+            dir
+        }
+        None => scratch.join("cairn-log"),
+    };
+    reopen_phase(&reopen_log, &scale, &mut results);
 
     results.seconds = started.elapsed().as_secs_f64();
     std::fs::create_dir_all(&plan.out).map_err(|e| BenchError::io("create the output directory", &plan.out, e))?;
@@ -167,23 +176,39 @@ fn round(
         let is_cairn = system.name() == "cairn";
         if is_cairn && rep.is_multiple_of(2) {
             if let Some(raw) = raw.as_mut() {
-                let m = raw();
+                let m = with_cpu(&mut **raw);
                 results.table_mut(id).record(RAW, rep, m);
             }
         }
-        let before = system.sync_counters();
-        let mut m = f(system);
-        if let (Ok(m), Some(before), Some(after)) = (m.as_mut(), before, system.sync_counters()) {
-            m.syncs = before.until(&after);
-        }
+        let m = observed(system, &mut f);
         results.table_mut(id).record(system.name(), rep, m);
         if is_cairn && rep % 2 == 1 {
             if let Some(raw) = raw.as_mut() {
-                let m = raw();
+                let m = with_cpu(&mut **raw);
                 results.table_mut(id).record(RAW, rep, m);
             }
         }
     }
+}
+
+/// Runs `f`, adding the process CPU time it took.
+fn with_cpu(f: &mut dyn FnMut() -> Result<Measurement>) -> Result<Measurement> {
+    let before = cpu::process_cpu();
+    let mut m = f();
+    if let (Ok(m), Some(before), Some(after)) = (m.as_mut(), before, cpu::process_cpu()) {
+        m.cpu = Some(after.saturating_sub(before));
+    }
+    m
+}
+
+/// Runs `f` on `system`, adding the process CPU time and the engine's sync counters.
+fn observed(system: &dyn System, f: &mut dyn FnMut(&dyn System) -> Result<Measurement>) -> Result<Measurement> {
+    let syncs_before = system.sync_counters();
+    let mut m = with_cpu(&mut || f(system));
+    if let (Ok(m), Some(before), Some(after)) = (m.as_mut(), syncs_before, system.sync_counters()) {
+        m.syncs = before.until(&after);
+    }
+    m
 }
 
 fn append_phase(
@@ -264,77 +289,79 @@ fn skipped_check(s: &dyn System) -> BenchError {
     BenchError::system(s.name(), "run W4", "its expected-version check did not refuse a conflict")
 }
 
-fn read_phase(systems: &[Box<dyn System>], scale: &Scale, payloads: &Payloads, results: &mut Results) {
-    let n = scale.log_events();
+/// Workload 5 on `systems` with a data set of `streams` streams; its tables are `{label} …`.
+fn read_phase(
+    systems: &[Box<dyn System>],
+    label: &str,
+    streams: usize,
+    scale: &Scale,
+    payloads: &Payloads,
+    results: &mut Results,
+) {
+    let n = (streams * scale.stream_events) as u64;
     let events = report::fmt_num(n as f64);
-    results.tables.push(crate::results::Table::new(
-        "W5 load",
-        format!(
-            "loading the W5 log: {events} events, durable commits of 100 streams × 10 events by {} threads (one run)",
-            read::LOADERS
-        ),
-        Kind::Read,
-    ));
-    results.tables.push(crate::results::Table::new(
-        "W5 read-back",
-        format!(
-            "read one whole {}-event stream out of {} streams",
-            scale.stream_events,
-            report::fmt_num(scale.streams as f64)
-        ),
-        Kind::Read,
-    ));
-    results.tables.push(crate::results::Table::new(
-        "W5 replay",
-        format!("replay of the whole {events}-event log"),
-        Kind::Read,
-    ));
-    results.tables.push(crate::results::Table::new(
-        "W5 verify",
-        format!("chain verification of the whole {events}-event log"),
-        Kind::Read,
-    ));
+    let load_id = format!("{label} load");
+    let read_id = format!("{label} read-back");
+    let replay_id = format!("{label} replay");
+    let verify_id = format!("{label} verify");
+    let load_title = format!(
+        "loading the W5 log: {events} events, durable commits of 100 streams × 10 events by {} threads (one run)",
+        read::LOADERS
+    );
+    let read_title = format!(
+        "read one whole {}-event stream out of {} streams ({events} events)",
+        scale.stream_events,
+        report::fmt_num(streams as f64)
+    );
+    for (id, title) in [
+        (&load_id, load_title),
+        (&read_id, read_title),
+        (&replay_id, format!("replay of the whole {events}-event log")),
+        (&verify_id, format!("chain verification of the whole {events}-event log")),
+    ] {
+        results.tables.push(crate::results::Table::new(id.clone(), title, Kind::Read));
+    }
     let frame = results.frame_bytes as usize;
     let mut loaded = Vec::new();
     for s in systems {
         eprintln!("loading {events} events into {}", s.name());
-        let m = read::load(s.as_ref(), scale.streams, scale.stream_events, payloads);
+        let m = observed(s.as_ref(), &mut |s| read::load(s, streams, scale.stream_events, payloads));
         loaded.push(m.is_ok());
-        results.table_mut("W5 load").record(s.name(), 0, m);
+        results.table_mut(&load_id).record(s.name(), 0, m);
     }
     let usable = |s: &dyn System| systems.iter().zip(&loaded).any(|(x, ok)| x.name() == s.name() && *ok);
     let not_loaded = |s: &dyn System| BenchError::system(s.name(), "run W5", "its load failed");
     for rep in 0..scale.reps {
-        eprintln!("reads, repetition {}/{}", rep + 1, scale.reps);
-        round(results, "W5 read-back", rep, systems, None, |s| {
+        eprintln!("reads ({label}), repetition {}/{}", rep + 1, scale.reps);
+        round(results, &read_id, rep, systems, None, |s| {
             if !usable(s) {
                 return Err(not_loaded(s));
             }
-            read::read_back(s, scale.streams, scale.stream_events, scale.stream_reads, rep)
+            read::read_back(s, streams, scale.stream_events, scale.stream_reads, rep)
         });
-        round(results, "W5 replay", rep, systems, None, |s| {
-            if usable(s) {
-                read::replay(s, n)
-            } else {
-                Err(not_loaded(s))
-            }
-        });
-        let mut blake = || Ok(raw::blake3_per_event(n, frame, payloads));
-        let mut blake_once = Some(&mut blake as &mut dyn FnMut() -> Result<Measurement>);
-        for s in systems {
-            if let Some(m) = s.verify() {
-                if rep.is_multiple_of(2) {
-                    if let Some(b) = blake_once.take() {
-                        let m = b();
-                        results.table_mut("W5 verify").record(BLAKE3, rep, m);
-                    }
-                }
-                results.table_mut("W5 verify").record(s.name(), rep, m);
-            }
+        round(
+            results,
+            &replay_id,
+            rep,
+            systems,
+            None,
+            |s| if usable(s) { read::replay(s, n) } else { Err(not_loaded(s)) },
+        );
+        // BLAKE3 over the same bytes runs right before cairn's verify in even repetitions and
+        // right after it in odd ones.
+        let blake = |results: &mut Results| {
+            let m = with_cpu(&mut || Ok(raw::blake3_per_event(n, frame, payloads)));
+            results.table_mut(&verify_id).record(BLAKE3, rep, m);
+        };
+        if rep.is_multiple_of(2) {
+            blake(results);
         }
-        if let Some(b) = blake_once.take() {
-            let m = b();
-            results.table_mut("W5 verify").record(BLAKE3, rep, m);
+        for s in systems.iter().filter(|s| s.verify_supported()) {
+            let m = observed(s.as_ref(), &mut |s| s.verify().expect("verify is supported"));
+            results.table_mut(&verify_id).record(s.name(), rep, m);
+        }
+        if !rep.is_multiple_of(2) {
+            blake(results);
         }
     }
 }
@@ -355,15 +382,16 @@ fn reopen_phase(dir: &Path, scale: &Scale, results: &mut Results) {
         eprintln!("reopen after kill, cycle {}/{}", rep + 1, scale.reopens);
         match reopen::cycle(dir) {
             Ok(r) => {
-                let as_measurement = |d: Duration| Measurement {
+                let as_measurement = |(wall, cpu): (Duration, Duration)| Measurement {
                     events: r.events,
-                    elapsed: d,
-                    latencies_ns: vec![d.as_nanos() as u64],
+                    elapsed: wall,
+                    latencies_ns: vec![wall.as_nanos() as u64],
                     note: Some(format!("{:.2} million events in the log", r.events as f64 / 1e6)),
                     syncs: None,
+                    cpu: Some(cpu),
                 };
                 match r.cold {
-                    Some(d) => results.table_mut("W6 cold").record("cairn", rep, Ok(as_measurement(d))),
+                    Some(times) => results.table_mut("W6 cold").record("cairn", rep, Ok(as_measurement(times))),
                     None => results.table_mut("W6 cold").record(
                         "cairn",
                         rep,

@@ -18,6 +18,8 @@ pub struct Measurement {
     pub note: Option<String>,
     /// What the engine counted during the run (cairn only).
     pub syncs: Option<SyncStats>,
+    /// CPU time the harness process used during the run (all threads).
+    pub cpu: Option<Duration>,
 }
 
 /// Group-commit behaviour of a run, from the engine's own counters.
@@ -44,6 +46,8 @@ impl Measurement {
             seconds: self.elapsed.as_secs_f64(),
             events_per_sync: self.syncs.map(|s| s.events_per_sync),
             sync_us: self.syncs.map(|s| s.mean_sync_us),
+            cpu_us_per_event: self.cpu.filter(|_| self.events > 0).map(|c| c.as_secs_f64() * 1e6 / self.events as f64),
+            cpu_seconds: self.cpu.map(|c| c.as_secs_f64()),
         }
     }
 }
@@ -58,6 +62,10 @@ pub struct Summary {
     pub seconds: f64,
     pub events_per_sync: Option<f64>,
     pub sync_us: Option<f64>,
+    /// Process CPU time per event, microseconds.
+    pub cpu_us_per_event: Option<f64>,
+    /// Process CPU time of the run, seconds.
+    pub cpu_seconds: Option<f64>,
 }
 
 impl Summary {
@@ -75,6 +83,8 @@ impl Summary {
             seconds: median(&runs.iter().map(|s| s.seconds).collect::<Vec<_>>())?,
             events_per_sync: opt(|s| s.events_per_sync),
             sync_us: opt(|s| s.sync_us),
+            cpu_us_per_event: opt(|s| s.cpu_us_per_event),
+            cpu_seconds: opt(|s| s.cpu_seconds),
         })
     }
 }
@@ -132,6 +142,8 @@ mod tests {
             seconds: 1.0,
             events_per_sync: None,
             sync_us: None,
+            cpu_us_per_event: None,
+            cpu_seconds: None,
         };
         let m = Summary::median_of(&[run(10.0, 9.0), run(30.0, 1.0), run(20.0, 5.0)]).expect("three runs");
         assert_eq!(m.events_per_second, 20.0);

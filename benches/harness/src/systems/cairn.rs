@@ -139,6 +139,10 @@ impl System for Cairn {
         })
     }
 
+    fn verify_supported(&self) -> bool {
+        true
+    }
+
     fn verify(&self) -> Option<Result<Measurement>> {
         let started = Instant::now();
         let report = match self.log.verify(None, |_| {}) {
@@ -158,6 +162,7 @@ impl System for Cairn {
             latencies_ns: Vec::new(),
             note: None,
             syncs: None,
+            cpu: None,
         }))
     }
 }

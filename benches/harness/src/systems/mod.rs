@@ -106,6 +106,11 @@ pub trait System: Send + Sync {
         None
     }
 
+    /// Whether [`System::verify`] does anything.
+    fn verify_supported(&self) -> bool {
+        false
+    }
+
     /// Checks the whole store's integrity, where the system can (cairn's chain verify).
     fn verify(&self) -> Option<Result<Measurement>> {
         None
@@ -205,5 +210,6 @@ pub fn finish(results: Vec<AppenderOutcome>, start: Instant) -> Result<Measureme
         latencies_ns: latencies,
         note: None,
         syncs: None,
+        cpu: None,
     })
 }

@@ -53,7 +53,14 @@ pub fn batches(
         latencies.push(t.elapsed().as_nanos() as u64);
         version += size as u64;
     }
-    Ok(Measurement { events: version, elapsed: start.elapsed(), latencies_ns: latencies, note: None, syncs: None })
+    Ok(Measurement {
+        events: version,
+        elapsed: start.elapsed(),
+        latencies_ns: latencies,
+        note: None,
+        syncs: None,
+        cpu: None,
+    })
 }
 
 /// Proves a system's expected-version check bites before it is timed: a second append that

@@ -29,9 +29,11 @@ const SYSTEM: &str = "cairn";
 /// One kill-and-reopen cycle's result.
 #[derive(Debug, Clone, Copy)]
 pub struct Reopen {
-    /// `Log::open` in a fresh process after dropping the page cache; `None` when not permitted.
-    pub cold: Option<Duration>,
-    pub warm: Duration,
+    /// (wall, CPU) of `Log::open` in a fresh process after dropping the page cache; `None`
+    /// when not permitted.
+    pub cold: Option<(Duration, Duration)>,
+    /// (wall, CPU) of the same with the page cache warm.
+    pub warm: (Duration, Duration),
     pub events: u64,
 }
 
@@ -65,9 +67,14 @@ pub fn cycle(dir: &Path) -> Result<Reopen> {
             format!("it ended with {status} instead of SIGKILL"),
         ));
     }
-    let cold = if drop_page_cache() { Some(timed_open(&exe, dir)?.0) } else { None };
-    let (warm, events) = timed_open(&exe, dir)?;
-    Ok(Reopen { cold, warm, events })
+    let cold = if drop_page_cache() {
+        let (wall, _, cpu) = timed_open(&exe, dir)?;
+        Some((wall, cpu))
+    } else {
+        None
+    };
+    let (wall, events, cpu) = timed_open(&exe, dir)?;
+    Ok(Reopen { cold, warm: (wall, cpu), events })
 }
 
 /// Writes back and drops the page cache (root only); false when not permitted.
@@ -76,7 +83,9 @@ fn drop_page_cache() -> bool {
     synced && std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok()
 }
 
-fn timed_open(exe: &Path, dir: &Path) -> Result<(Duration, u64)> {
+/// Wall time of `Log::open`, events in the log, and the CPU time the opening process had used
+/// by then (its start-up included, which is small beside the open).
+fn timed_open(exe: &Path, dir: &Path) -> Result<(Duration, u64, Duration)> {
     let out = Command::new(exe)
         .arg("--child-open")
         .arg(dir)
@@ -84,9 +93,11 @@ fn timed_open(exe: &Path, dir: &Path) -> Result<(Duration, u64)> {
         .map_err(|e| BenchError::io("start the child that reopens", exe, e))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut words = text.split_whitespace();
-    match (words.next(), words.next().and_then(|w| w.parse().ok()), words.next().and_then(|w| w.parse().ok())) {
-        (Some("opened"), Some(nanos), Some(events)) if out.status.success() => {
-            Ok((Duration::from_nanos(nanos), events))
+    let tag = words.next();
+    let mut number = || words.next().and_then(|w| w.parse::<u64>().ok());
+    match (tag, number(), number(), number()) {
+        (Some("opened"), Some(nanos), Some(events), Some(cpu)) if out.status.success() => {
+            Ok((Duration::from_nanos(nanos), events, Duration::from_nanos(cpu)))
         }
         _ => Err(BenchError::system(
             SYSTEM,
@@ -136,7 +147,8 @@ pub fn child_open(dir: &Path) -> Result<()> {
     let started = Instant::now();
     let log = Log::open(dir, Options::default())?;
     let took = started.elapsed();
-    println!("opened {} {}", took.as_nanos(), log.stats().events);
+    let cpu = crate::cpu::process_cpu().unwrap_or_default();
+    println!("opened {} {} {}", took.as_nanos(), log.stats().events, cpu.as_nanos());
     log.close();
     Ok(())
 }
