@@ -202,9 +202,10 @@ fn method_section(w: &mut String, results: &Results, scale: &Scale) {
     if let Some(large) = scale.large_label() {
         let _ = writeln!(
             w,
-            "- {large}: the same on cairn alone with {} streams ({} events), the size issue 2's replay, verify and reopen goals are stated at. The peers load the smaller data set only: loading 10 million events into four peers on this shared 2-core machine takes about half an hour, and their per-event read costs do not depend on it.",
+            "- {large}: the same on cairn alone with {} streams ({} events), the size issue 2's replay, verify and reopen goals are stated at ({} repetitions). The peers load the smaller data set only: loading 10 million events into four peers on this shared 2-core machine takes about half an hour, and their per-event read costs do not depend on it.",
             fmt_num(scale.streams as f64),
-            fmt_num(scale.log_events() as f64)
+            fmt_num(scale.log_events() as f64),
+            scale.large_reps
         );
     }
     let _ = writeln!(w, "- W6: a child process appends to cairn's largest W5 log with 16 async appenders and is SIGKILLed mid-append; then a fresh process times `Log::open` (recovery included), first after `sync` + dropping the page cache (cold), then again (warm). {} cycles.\n", scale.reopens);

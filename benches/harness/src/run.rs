@@ -91,6 +91,7 @@ pub fn run(plan: &Plan) -> Result<()> {
         Some(label) => {
             let dir = scratch.join("cairn-large");
             let systems: Vec<Box<dyn System>> = vec![Box::new(Cairn::open(&dir)?)];
+            let scale = Scale { reps: scale.large_reps, ..scale };
             read_phase(&systems, &label, scale.streams, &scale, &payloads, &mut results);
             dir
         }

@@ -35,6 +35,9 @@ pub struct Scale {
     /// machine takes about half an hour, and the read costs per event do not depend on it.
     pub peer_streams: usize,
     pub stream_events: usize,
+    /// Repetitions of the reads of cairn's large workload-5 log (each replays and verifies
+    /// every event of it once).
+    pub large_reps: usize,
     /// Stream read-backs per repetition in workload 5.
     pub stream_reads: usize,
     /// Kill-and-reopen cycles in workload 6.
@@ -51,6 +54,7 @@ impl Scale {
         batch_sizes: [100, 1_000],
         streams: 300,
         peer_streams: 300,
+        large_reps: 3,
         stream_events: 1_000,
         stream_reads: 20,
         reopens: 2,
@@ -65,6 +69,7 @@ impl Scale {
         batch_sizes: [100, 1_000],
         streams: 10_000,
         peer_streams: 1_000,
+        large_reps: 3,
         stream_events: 1_000,
         stream_reads: 100,
         reopens: 3,
