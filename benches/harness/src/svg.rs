@@ -23,6 +23,7 @@ fn colour(system: &str) -> &'static str {
         "sqlite" => "#4dabf7",
         "fjall" => "#7950f2",
         "redis" => "#c92a2a",
+        crate::report::BLAKE3 => "#495057",
         _ => "#adb5bd",
     }
 }
@@ -63,7 +64,7 @@ pub fn render(results: &Results) -> String {
     let _ = writeln!(s, r##"<rect width="100%" height="100%" fill="#ffffff"/>"##);
     let _ = writeln!(
         s,
-        r#"<text x="{LABEL_WIDTH}" y="18" font-size="14" font-weight="bold">Durable events per second (log scale, median; higher is better)</text>"#
+        r#"<text x="{LABEL_WIDTH}" y="18" font-size="14" font-weight="bold">Events per second: durable appends, reads (log scale, median; higher is better)</text>"#
     );
     // Legend.
     let mut lx = LABEL_WIDTH;
