@@ -755,7 +755,8 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes the footer and trailer after the last record and makes them durable.
+    /// Writes the footer after the last record, makes it durable, and only then writes the
+    /// trailer that points at it: a valid trailer on disk proves its footer durable.
     fn seal(&mut self) -> Result<()> {
         let active = &self.state.active;
         let footer = Footer {
@@ -787,6 +788,7 @@ impl Writer {
         active
             .file
             .write_all_at(&frame, footer_offset)
+            .and_then(|()| active.file.sync_data())
             .and_then(|()| active.file.write_all_at(&trailer.encode(), active.capacity - TRAILER_LEN))
             .and_then(|()| active.file.sync_data())
             .map_err(|e| Error::io("seal segment", path, e))

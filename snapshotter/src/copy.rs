@@ -14,14 +14,15 @@
 //! another process holds its lock file. An interrupted copy leaves a partial target; run it
 //! again with [`Overwrite::Force`].
 //!
-//! Not done here: a copy cut at an earlier position (see the crate docs; it needs the log's
-//! record offsets, which the log-engine does not expose).
+//! [`restore_to_at`] cuts the copy at an earlier position instead: the log up to the end of
+//! the batch holding that position ([`Log::segment_files_through`]; a cut inside an atomic
+//! batch would not be a valid log), and only the checkpoints at or before the cut.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use log_engine::{Head, Log};
+use log_engine::{Head, Log, Position};
 
 use crate::error::{Error, Result};
 use crate::format;
@@ -76,6 +77,18 @@ pub struct Copied {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn restore_to(log: &Log, to: &Path, overwrite: Overwrite, progress: &mut dyn FnMut(Progress)) -> Result<Copied> {
+    restore_to_at(log, to, None, overwrite, progress)
+}
+
+/// [`restore_to`], cut at `at` when given: the copy's log ends with the batch that holds `at`
+/// (its head is that batch's last event) and holds only checkpoints at or before it.
+pub fn restore_to_at(
+    log: &Log,
+    to: &Path,
+    at: Option<Position>,
+    overwrite: Overwrite,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Copied> {
     let source = log.dir();
     if let (Ok(a), Ok(b)) = (source.canonicalize(), to.canonicalize()) {
         if a == b {
@@ -107,9 +120,23 @@ pub fn restore_to(log: &Log, to: &Path, overwrite: Overwrite, progress: &mut dyn
     create_dir_durable(&log_to)?;
     create_dir_durable(&checkpoints_to)?;
 
-    let checkpoints = checkpoint_files(&Snapshotter::checkpoints_dir(source))?;
-    let head = log.head();
-    let segments = log.segment_files();
+    let mut checkpoints = checkpoint_files(&Snapshotter::checkpoints_dir(source))?;
+    let (head, segments) = match at {
+        None => (log.head(), log.segment_files()),
+        Some(at) => {
+            let (segments, last) = log.segment_files_through(at)?;
+            let head = Head { position: last, hash: log.hash_at(last)? };
+            // A checkpoint past the cut would not match the copied log; one that cannot be read
+            // is left out too (restore would skip it anyway).
+            checkpoints.retain(|path| {
+                let sequence = path.file_name().and_then(|n| n.to_str()).and_then(format::parse_file_name);
+                sequence
+                    .and_then(|sequence| crate::store::read_manifest(path, sequence).ok())
+                    .is_some_and(|loaded| loaded.manifest.position <= last.0)
+            });
+            (Some(head), segments)
+        }
+    };
     let mut capacities = Vec::with_capacity(segments.len());
     for s in &segments {
         let len = std::fs::metadata(&s.path).map_err(|e| Error::io("stat segment", &s.path, e))?.len();

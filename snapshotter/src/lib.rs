@@ -79,9 +79,8 @@
 //! # Ok::<(), snapshotter::Error>(())
 //! ```
 //!
-//! Not provided yet: restoring a copy of the log cut at an earlier position (`cairn restore
-//! --at`). Cutting a segment at a record boundary needs the log's record offsets, which the
-//! log-engine does not expose; [`Snapshotter::rebuild_at`] rebuilds views as of a position.
+//! [`restore_to_at`] copies the store cut at an earlier position (`cairn restore --at`): the
+//! log up to the end of the batch holding that position, and the checkpoints at or before it.
 
 mod copy;
 mod drill;
@@ -93,7 +92,7 @@ mod retention;
 mod store;
 mod types;
 
-pub use crate::copy::{restore_to, Copied, Overwrite, COPY_CHUNK};
+pub use crate::copy::{restore_to, restore_to_at, Copied, Overwrite, COPY_CHUNK};
 pub use crate::drill::{drill, DrillReport, Mismatch, MismatchKind};
 pub use crate::error::{Error, Result};
 pub use crate::format::{

@@ -116,3 +116,34 @@ fn a_copy_taken_during_appends_is_a_consistent_prefix() {
         assert_eq!(log.hash_at(head.position).unwrap(), head.hash, "and it is a prefix of the source");
     }
 }
+
+#[test]
+fn a_copy_cut_at_a_position_ends_there_and_keeps_only_earlier_checkpoints() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let log = open_log(src.path());
+    let mut rng = Rng::new(43);
+    let mut live = views();
+    let mut snap = Snapshotter::open(&log, Policy::default()).unwrap();
+    let first = grow(&log, &mut live, &mut rng, 800, 20);
+    snap.checkpoint(&log, &mut live, first, CheckpointKind::Full).unwrap();
+    let cut = grow(&log, &mut live, &mut rng, 400, 20);
+    let after_cut = grow(&log, &mut live, &mut rng, 400, 20);
+    snap.checkpoint(&log, &mut live, after_cut, CheckpointKind::Incremental).unwrap();
+
+    let target = dst.path().join("copy");
+    let copied = snapshotter::restore_to_at(&log, &target, Some(cut), Overwrite::Refuse, &mut |_| {}).unwrap();
+    assert_eq!(copied.checkpoints, 1, "the checkpoint after the cut must be left out");
+    let copy = Log::open(&target, Options::default()).unwrap();
+    let head = copy.head().unwrap();
+    assert!(head.position >= cut && head.position < after_cut, "head {:?}, cut {cut:?}", head.position);
+    assert_eq!(Some(head), copied.head);
+    assert_eq!(head.hash, log.hash_at(head.position).unwrap());
+    assert!(copy.verify(None, |_| {}).unwrap().ok);
+    // The views restored in the copy equal a replay of the source up to the copy's head.
+    let mut copy_snap = Snapshotter::open(&copy, Policy::default()).unwrap();
+    let mut fresh = views();
+    let restored = copy_snap.restore(&copy, &mut fresh, &mut |_| {}).unwrap();
+    assert!(restored.warnings.is_empty(), "{:?}", restored.warnings);
+    assert_eq!(digests(&fresh), replayed_digests(&log, head.position));
+}
