@@ -1,6 +1,6 @@
 //! The operator commands from the command line: `checkpoint` (full and incremental),
 //! `checkpoints` (chain status; exit 3 for a damaged one), `restore` (never overwrites without
-//! --force; the copy verifies; --at is refused until log-engine can cut a copy), and `drill`
+//! --force; the copy verifies; --at cuts it at a position), and `drill`
 //! (JSON per the contract; exit 3 when a checkpoint is damaged).
 
 mod support;
@@ -106,8 +106,16 @@ fn restore_copies_verifies_and_never_overwrites_without_force() {
     assert_eq!((code, value.trim()), (0, "4"), "{err}");
     assert_eq!(cairn(&target, &["verify"]).0, 0);
     assert_eq!(cairn(&target, &["checkpoints"]).0, 0);
-    let (code, _, err) = cairn(&data, &["restore", "--to", dir.path().join("x").to_str().unwrap(), "--at", "1"]);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("not available yet"), "{err}");
-    assert!(!dir.path().join("x").exists(), "a refused restore writes nothing");
+
+    // Point in time: the store as it was at position 1 (keys a and b, not d).
+    let past = dir.path().join("past");
+    let cut = ok_json(&data, &["restore", "--to", past.to_str().unwrap(), "--at", "1", "-o", "json"]);
+    assert_eq!((cut["head_position"].as_u64(), cut["verified"].as_bool()), (Some(1), Some(true)), "{cut}");
+    let (code, value, _) = cairn(&past, &["kv", "get", "b"]);
+    assert_eq!((code, value.trim()), (0, "2"));
+    assert_eq!(cairn(&past, &["kv", "get", "d"]).0, 5, "d was written after position 1");
+    let (code, _, err) = cairn(&data, &["restore", "--to", dir.path().join("x").to_str().unwrap(), "--at", "99"]);
+    assert_eq!(code, 2, "a position beyond the head is refused: {err}");
+    assert!(err.contains("beyond the head"), "{err}");
+    assert!(!dir.path().join("x").exists(), "a refused restore copies nothing");
 }
