@@ -17,7 +17,7 @@
 //! # let dir = tempfile::tempdir().unwrap();
 //! use std::time::Duration;
 //! use log_engine::{Log, Options};
-//! use projections::{now_ms, Actor, ActorType, AuditQuery, Category, Level, NewAuditEntry, Views};
+//! use projections::{Actor, ActorType, AuditQuery, Category, Level, NewAuditEntry, Views};
 //!
 //! let log = Log::open(dir.path(), Options::default())?;
 //! let views = Views::open(log.clone())?;
@@ -28,7 +28,6 @@
 //! let page = views.audit().query(&AuditQuery { actor: Some("agent-7".into()), ..Default::default() })?;
 //! assert_eq!(page.entries[0].id, appended.id);
 //! assert!(views.audit().proof(appended.id)?.verified);
-//! # let _ = now_ms();
 //! views.stop();
 //! # Ok::<(), projections::Error>(())
 //! ```

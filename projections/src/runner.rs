@@ -241,7 +241,19 @@ impl Runner {
             let inner = inner.clone();
             std::thread::Builder::new()
                 .name("cairn-projections".into())
-                .spawn(move || inner.run())
+                .spawn(move || {
+                    // A panic in a projection must not leave waiters hanging until their
+                    // timeouts: record it as the reason the runner stopped.
+                    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.clone().run()));
+                    if let Err(panic) = run {
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "a panic".to_string());
+                        inner.finish(format!("the projection thread panicked: {what}"));
+                    }
+                })
                 .map_err(|e| Error::Stopped { reason: format!("cannot spawn the projection thread: {e}") })?
         };
         Ok(Runner { inner, thread: Mutex::new(Some(thread)) })
@@ -344,7 +356,8 @@ impl Runner {
     /// Waits first until all projections are at the same position (after a start from mixed
     /// positions, the runner brings the laggards forward). `f` may call `mark` and read
     /// anything, but must not otherwise change the projections' state: the runner goes on
-    /// from the positions it recorded. Readers wait while `f` runs.
+    /// from the positions it recorded. Readers wait while `f` runs, and `f` must not wait for
+    /// the runner (no `wait_for`, no state-dependent writes through the facades): it is paused.
     pub fn with_paused<R>(&self, f: impl FnOnce(&mut [Box<dyn Projection>], Option<Position>) -> R) -> Result<R> {
         loop {
             {

@@ -152,6 +152,16 @@ impl Views {
     }
 }
 
+/// The handles are shared with request handlers on other threads.
+const _: () = {
+    const fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<Views>();
+    send_sync::<KvStore>();
+    send_sync::<AuditLog>();
+    send_sync::<MetaStore>();
+    send_sync::<Runner>();
+};
+
 /// What the facades share: the log, the runner, and the write locks.
 pub(crate) struct Core {
     pub(crate) log: Log,

@@ -37,6 +37,7 @@ impl Projection for Counter {
         if event.event_type == "Boom" {
             return Err(ApplyError::new("boom"));
         }
+        assert!(event.event_type != "Panic", "a projection bug");
         self.seen += 1;
         Ok(())
     }
@@ -225,4 +226,15 @@ fn rebuild_replays_a_range_and_reports_progress() {
     assert_eq!(views[0].digest(), kv_digest_at(&log, None), "two steps give the state of one");
     assert!(rebuild(&log, &mut views, Some(Position(100)), Some(Position(200))).is_err(), "beyond the head");
     assert!(rebuild(&log, &mut views, Some(Position(100)), Some(Position(5))).is_err(), "views already past");
+}
+
+#[test]
+fn a_panicking_projection_stops_the_runner_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    let p = log.append("other", ExpectedVersion::Any, vec![NewEvent::json("Panic", &json!({}))]).unwrap();
+    let runner = Runner::start(log.clone(), vec![(Box::new(Counter::default()), None)]).unwrap();
+    let err = runner.wait_for(p.last_position, WAIT).unwrap_err();
+    assert_eq!(err.code(), "unavailable", "waiters fail at once instead of timing out");
+    assert!(runner.status().stopped.unwrap().contains("a projection bug"));
 }

@@ -74,6 +74,7 @@ pub struct AuditPage {
 
 /// What an entry is indexed by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(usize)]
 enum Field {
     Actor,
     Category,
@@ -84,6 +85,8 @@ enum Field {
     Workflow,
     Task,
 }
+
+const FIELDS: usize = Field::Task as usize + 1;
 
 /// An entry as stored in checkpoints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,26 +112,26 @@ impl Stored {
     }
 
     /// The (field, value) pairs this entry is found by.
-    fn keys(&self) -> Vec<(Field, String)> {
+    fn keys(&self) -> Vec<(Field, &str)> {
         let e = &self.entry;
         let c = &e.context;
         let mut keys = vec![
-            (Field::Actor, e.actor.id.clone()),
-            (Field::Category, e.category.as_str().to_string()),
-            (Field::Level, e.level.as_str().to_string()),
+            (Field::Actor, e.actor.id.as_str()),
+            (Field::Category, e.category.as_str()),
+            (Field::Level, e.level.as_str()),
         ];
         if let Some(t) = &e.target {
-            keys.push((Field::Target, t.id.clone()));
+            keys.push((Field::Target, t.id.as_str()));
         }
-        let agent = c.agent_id.clone().or_else(|| (e.actor.kind == ActorType::Agent).then(|| e.actor.id.clone()));
+        let agent = c.agent_id.as_deref().or_else(|| (e.actor.kind == ActorType::Agent).then_some(e.actor.id.as_str()));
         for (field, value) in [
-            (Field::Trace, &c.trace_id),
-            (Field::Agent, &agent),
-            (Field::Workflow, &c.workflow_id),
-            (Field::Task, &c.task_id),
+            (Field::Trace, c.trace_id.as_deref()),
+            (Field::Agent, agent),
+            (Field::Workflow, c.workflow_id.as_deref()),
+            (Field::Task, c.task_id.as_deref()),
         ] {
             if let Some(v) = value {
-                keys.push((field, v.clone()));
+                keys.push((field, v));
             }
         }
         keys
@@ -140,7 +143,8 @@ impl Stored {
 pub struct AuditView {
     entries: Vec<Stored>,
     by_id: HashMap<Uuid, u32>,
-    index: HashMap<(Field, String), Vec<u32>>,
+    /// Per field, each value's posting list.
+    index: [HashMap<Box<str>, Vec<u32>>; FIELDS],
     /// `entries.len()` at the last mark.
     marked: usize,
 }
@@ -162,8 +166,14 @@ impl AuditView {
         if let Some(last) = self.entries.last() {
             assert!(last.position < stored.position, "audit entries arrive in position order");
         }
-        for key in stored.keys() {
-            self.index.entry(key).or_default().push(i);
+        for (field, value) in stored.keys() {
+            let postings = &mut self.index[field as usize];
+            match postings.get_mut(value) {
+                Some(list) => list.push(i),
+                None => {
+                    postings.insert(value.into(), vec![i]);
+                }
+            }
         }
         self.by_id.entry(stored.id).or_insert(i);
         self.entries.push(stored);
@@ -184,15 +194,15 @@ impl AuditView {
                 Order::Desc => hi = hi.min(self.entries.partition_point(|e| e.position < after.0)),
             }
         }
-        let filters: Vec<(Field, String)> = [
-            (Field::Actor, q.actor.clone()),
-            (Field::Category, q.category.map(|c| c.as_str().to_string())),
-            (Field::Level, q.level.map(|l| l.as_str().to_string())),
-            (Field::Target, q.target.clone()),
-            (Field::Trace, q.trace_id.clone()),
-            (Field::Agent, q.agent_id.clone()),
-            (Field::Workflow, q.workflow_id.clone()),
-            (Field::Task, q.task_id.clone()),
+        let filters: Vec<(Field, &str)> = [
+            (Field::Actor, q.actor.as_deref()),
+            (Field::Category, q.category.map(|c| c.as_str())),
+            (Field::Level, q.level.map(|l| l.as_str())),
+            (Field::Target, q.target.as_deref()),
+            (Field::Trace, q.trace_id.as_deref()),
+            (Field::Agent, q.agent_id.as_deref()),
+            (Field::Workflow, q.workflow_id.as_deref()),
+            (Field::Task, q.task_id.as_deref()),
         ]
         .into_iter()
         .filter_map(|(f, v)| v.map(|v| (f, v)))
@@ -201,7 +211,7 @@ impl AuditView {
         if lo < hi {
             let empty: &[u32] = &[];
             let mut lists: Vec<&[u32]> =
-                filters.iter().map(|k| self.index.get(k).map_or(empty, |v| v.as_slice())).collect();
+                filters.iter().map(|(f, v)| self.index[*f as usize].get(*v).map_or(empty, |l| l.as_slice())).collect();
             lists.sort_by_key(|l| l.len());
             let candidates: Box<dyn Iterator<Item = u32>> = match lists.first() {
                 None => {

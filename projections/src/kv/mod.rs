@@ -25,7 +25,7 @@ use serde_json::Value as Json;
 pub use self::ops::{End, TTL_MS_MAX};
 pub use self::view::KvView;
 
-use self::ops::{Entry, Op, Output, Stored};
+use self::ops::{Entry, Op, Output, RawJson, Stored};
 use crate::error::{Error, Result};
 use crate::views::{now_ms, Core, Planned};
 
@@ -152,7 +152,7 @@ impl TxnOp {
 
     fn op(&self) -> Op {
         match self.clone() {
-            TxnOp::Set { value, ttl_ms, .. } => Op::Set { value, ttl_ms },
+            TxnOp::Set { value, ttl_ms, .. } => Op::Set { value: RawJson::from_value(&value), ttl_ms },
             TxnOp::Delete { .. } => Op::Delete,
             TxnOp::Incr { delta, .. } => Op::Incr { delta },
             TxnOp::Append { value, .. } => Op::Append { value },
@@ -240,35 +240,31 @@ impl KvStore {
     /// [`KvStore::members`]).
     pub fn get(&self, key: &str, now_ms: u64) -> Result<KvEntry> {
         validate_key(key)?;
-        self.read(|kv| match kv.live(key, now_ms) {
+        // Copy the text under the lock; parse it after.
+        let found = self.read(|kv| match kv.live(key, now_ms) {
             None => Err(Error::KeyNotFound { key: key.to_string() }),
-            Some(Entry { value: Stored::Value(v), version, expires_at }) => Ok(KvEntry {
-                key: key.to_string(),
-                value: v.clone(),
-                version: StreamVersion(*version),
-                expires_at: *expires_at,
-            }),
+            Some(Entry { value: Stored::Value(v), version, expires_at }) => Ok((v.clone(), *version, *expires_at)),
             Some(other) => {
                 Err(Error::WrongType { key: key.to_string(), op: "get", expected: "value", actual: other.value.kind() })
             }
-        })
+        });
+        let (raw, version, expires_at) = found?;
+        Ok(KvEntry { key: key.to_string(), value: raw.parse(), version: StreamVersion(version), expires_at })
     }
 
     /// MGET: each key's value, `None` for a key that is absent, expired, or holds a list or set.
     pub fn get_many(&self, keys: &[String], now_ms: u64) -> Result<Vec<(String, Option<Json>)>> {
         check_count("the number of keys in one get", MANY_KEYS_MAX, keys.len())?;
         keys.iter().try_for_each(|k| validate_key(k))?;
-        Ok(self.read(|kv| {
+        let raw: Vec<Option<RawJson>> = self.read(|kv| {
             keys.iter()
-                .map(|k| {
-                    let value = match kv.live(k, now_ms) {
-                        Some(Entry { value: Stored::Value(v), .. }) => Some(v.clone()),
-                        _ => None,
-                    };
-                    (k.clone(), value)
+                .map(|k| match kv.live(k, now_ms) {
+                    Some(Entry { value: Stored::Value(v), .. }) => Some(v.clone()),
+                    _ => None,
                 })
                 .collect()
-        }))
+        });
+        Ok(keys.iter().cloned().zip(raw.into_iter().map(|r| r.map(|r| r.parse()))).collect())
     }
 
     /// EXISTS: whether the key holds anything (of any kind) at `now_ms`.
@@ -350,7 +346,7 @@ impl KvStore {
     /// answered. A set clears an earlier TTL, as in Redis.
     pub fn set(&self, key: &str, value: Json, ttl_ms: Option<u64>, expected: ExpectedVersion) -> Result<Written> {
         validate_key(key)?;
-        let op = Op::Set { value, ttl_ms };
+        let op = Op::Set { value: RawJson::from_value(&value), ttl_ms };
         op.validate()?;
         let event = NewEvent::json(op.event_type(), &op.to_data(0));
         let done = self.core.append(&key_stream(key), expected, vec![event])?;
@@ -367,7 +363,7 @@ impl KvStore {
         let mut order = Vec::with_capacity(items.len());
         for (key, value, ttl_ms) in items {
             validate_key(&key)?;
-            let op = Op::Set { value, ttl_ms };
+            let op = Op::Set { value: RawJson::from_value(&value), ttl_ms };
             op.validate()?;
             by_key.entry(key.clone()).or_default().push(NewEvent::json(op.event_type(), &op.to_data(0)));
             order.push(key);

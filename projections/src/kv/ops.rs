@@ -14,6 +14,7 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value as Json;
 
 use crate::error::{Error, Result};
@@ -29,11 +30,44 @@ pub enum End {
     Right,
 }
 
+/// A JSON value kept as the text it was written as. Most values are only ever set and read
+/// back whole, so the view stores the text and parses it only for an operation that looks
+/// inside (increment, append) or a read. Always valid JSON, with no surrounding whitespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct RawJson(String);
+
+impl RawJson {
+    pub(crate) fn from_value(value: &Json) -> RawJson {
+        RawJson(serde_json::to_string(value).expect("a JSON value serializes"))
+    }
+
+    pub(crate) fn from_raw(raw: &RawValue) -> RawJson {
+        RawJson(raw.get().to_string())
+    }
+
+    pub(crate) fn parse(&self) -> Json {
+        serde_json::from_str(&self.0).expect("a stored value is valid JSON")
+    }
+
+    fn is_string(&self) -> bool {
+        self.0.starts_with('"')
+    }
+
+    /// The value as a string, if it is one.
+    fn string(&self) -> Option<String> {
+        if !self.is_string() {
+            return None;
+        }
+        serde_json::from_str(&self.0).ok()
+    }
+}
+
 /// What a key holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum Stored {
     /// Any JSON value (Redis's "string" type).
-    Value(Json),
+    Value(RawJson),
     List(VecDeque<Json>),
     /// Redis set members are strings, so are ours; kept sorted.
     Set(BTreeSet<String>),
@@ -60,6 +94,11 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
+    /// A stand-in left in a slot while its entry is taken out; allocates nothing.
+    pub(crate) fn placeholder() -> Entry {
+        Entry { value: Stored::Value(RawJson(String::new())), version: 0, expires_at: None }
+    }
+
     pub(crate) fn alive(&self, now_ms: u64) -> bool {
         self.expires_at.is_none_or(|at| now_ms < at)
     }
@@ -68,7 +107,7 @@ impl Entry {
 /// An operation on one key, as recorded in its event.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Op {
-    Set { value: Json, ttl_ms: Option<u64> },
+    Set { value: RawJson, ttl_ms: Option<u64> },
     Delete,
     Incr { delta: i64 },
     Append { value: String },
@@ -116,8 +155,8 @@ impl Op {
     pub(crate) fn to_data(&self, at: u64) -> Json {
         use serde_json::json;
         match self {
-            Op::Set { value, ttl_ms: None } => json!({ "value": value }),
-            Op::Set { value, ttl_ms: Some(ttl) } => json!({ "value": value, "ttl_ms": ttl }),
+            Op::Set { value, ttl_ms: None } => json!({ "value": value.parse() }),
+            Op::Set { value, ttl_ms: Some(ttl) } => json!({ "value": value.parse(), "ttl_ms": ttl }),
             Op::Delete => json!({}),
             Op::Incr { delta } => json!({ "delta": delta, "at": at }),
             Op::Append { value } => json!({ "value": value, "at": at }),
@@ -132,8 +171,9 @@ impl Op {
     /// `Some(Err)` for a known type with a bad payload. Returns the op and its `at`, if any.
     pub(crate) fn decode(event_type: &str, data: &[u8]) -> Option<std::result::Result<(Op, Option<u64>), String>> {
         #[derive(Deserialize)]
-        struct SetData {
-            value: Json,
+        struct SetData<'a> {
+            #[serde(borrow)]
+            value: &'a RawValue,
             ttl_ms: Option<u64>,
         }
         #[derive(Deserialize)]
@@ -163,11 +203,13 @@ impl Op {
             members: Vec<String>,
             at: Option<u64>,
         }
-        fn parse<T: serde::de::DeserializeOwned>(data: &[u8]) -> std::result::Result<T, String> {
+        fn parse<'a, T: Deserialize<'a>>(data: &'a [u8]) -> std::result::Result<T, String> {
             serde_json::from_slice(data).map_err(|e| format!("bad payload: {e}"))
         }
         let decoded = match event_type.strip_prefix("kv.")? {
-            "set" => parse::<SetData>(data).map(|d| (Op::Set { value: d.value, ttl_ms: d.ttl_ms }, None)),
+            "set" => {
+                parse::<SetData>(data).map(|d| (Op::Set { value: RawJson::from_raw(d.value), ttl_ms: d.ttl_ms }, None))
+            }
             "delete" => Ok((Op::Delete, None)),
             "incr" => parse::<IncrData>(data).map(|d| (Op::Incr { delta: d.delta }, d.at)),
             "append" => parse::<AppendData>(data).map(|d| (Op::Append { value: d.value }, d.at)),
@@ -212,12 +254,12 @@ fn wrong_type(key: &str, op: &'static str, expected: &'static str, found: &Store
 
 /// Parses a value as Redis would for INCR: a JSON integer, or a string that is exactly the
 /// decimal form of a 64-bit integer (no sign but `-`, no leading zeros or spaces).
-fn as_integer(value: &Json) -> Option<i64> {
-    match value {
+fn as_integer(value: &RawJson) -> Option<i64> {
+    match value.parse() {
         Json::Number(n) => n.as_i64(),
         Json::String(s) => {
             let n: i64 = s.parse().ok()?;
-            (n.to_string() == *s).then_some(n)
+            (n.to_string() == s).then_some(n)
         }
         _ => None,
     }
@@ -242,7 +284,10 @@ pub(crate) fn plan(key: &str, live: Option<&Entry>, op: &Op) -> Result<Output> {
         }
         Op::Append { value: suffix } => match value {
             None => Output::Length(suffix.len() as u64),
-            Some(Stored::Value(Json::String(s))) => Output::Length((s.len() + suffix.len()) as u64),
+            Some(Stored::Value(v)) => match v.string() {
+                Some(s) => Output::Length((s.len() + suffix.len()) as u64),
+                None => return Err(wrong_type(key, "append", "string value", &Stored::Value(v.clone()))),
+            },
             Some(other) => return Err(wrong_type(key, "append", "string value", other)),
         },
         Op::Push { values, .. } => match value {
@@ -303,7 +348,7 @@ pub(crate) fn mutate(slot: &mut Option<Entry>, op: &Op, output: &Output, ts_ms: 
         value: match op {
             Op::Push { .. } | Op::Pop { .. } => Stored::List(VecDeque::new()),
             Op::Sadd { .. } | Op::Srem { .. } => Stored::Set(BTreeSet::new()),
-            _ => Stored::Value(Json::Null),
+            _ => Stored::Value(RawJson("null".to_string())),
         },
         version,
         expires_at: None,
@@ -313,12 +358,13 @@ pub(crate) fn mutate(slot: &mut Option<Entry>, op: &Op, output: &Output, ts_ms: 
         (Op::Incr { .. }, Stored::Value(v)) => {
             let Output::Integer(n) = output else { unreachable!("incr plans an integer") };
             // Keep the kind: a string counter stays a string, as in Redis.
-            *v = if v.is_string() { Json::String(n.to_string()) } else { Json::from(*n) };
+            *v = if v.is_string() { RawJson::from_value(&Json::String(n.to_string())) } else { RawJson(n.to_string()) };
         }
-        (Op::Append { value: suffix }, Stored::Value(v)) => match v {
-            Json::String(s) => s.push_str(suffix),
-            other => *other = Json::String(suffix.clone()),
-        },
+        (Op::Append { value: suffix }, Stored::Value(v)) => {
+            let mut s = v.string().unwrap_or_default();
+            s.push_str(suffix);
+            *v = RawJson::from_value(&Json::String(s));
+        }
         (Op::Push { end, values }, Stored::List(list)) => {
             for value in values {
                 match end {
@@ -353,7 +399,7 @@ pub(crate) fn mutate(slot: &mut Option<Entry>, op: &Op, output: &Output, ts_ms: 
         *slot = None;
     } else if let (Output::Length(n), Some(e)) = (output, slot.as_ref()) {
         let len = match &e.value {
-            Stored::Value(Json::String(s)) => s.len() as u64,
+            Stored::Value(v) => v.string().map_or(0, |s| s.len() as u64),
             Stored::List(list) => list.len() as u64,
             other => unreachable!("a length answered for a {}", other.kind()),
         };
@@ -384,6 +430,10 @@ mod tests {
         Ok(out)
     }
 
+    fn val(v: Json) -> Stored {
+        Stored::Value(RawJson::from_value(&v))
+    }
+
     fn list(values: &[i64]) -> VecDeque<Json> {
         values.iter().map(|v| json!(v)).collect()
     }
@@ -393,18 +443,18 @@ mod tests {
         let mut slot = None;
         assert_eq!(run(&mut slot, Op::Incr { delta: 5 }).unwrap(), Output::Integer(5), "a missing key counts from 0");
         assert_eq!(run(&mut slot, Op::Incr { delta: -7 }).unwrap(), Output::Integer(-2));
-        let mut s = Some(Entry { value: Stored::Value(json!("41")), version: 0, expires_at: Some(99_999) });
+        let mut s = Some(Entry { value: val(json!("41")), version: 0, expires_at: Some(99_999) });
         assert_eq!(run(&mut s, Op::Incr { delta: 1 }).unwrap(), Output::Integer(42));
-        assert_eq!(s.as_ref().unwrap().value, Stored::Value(json!("42")), "a string counter stays a string");
+        assert_eq!(s.as_ref().unwrap().value, val(json!("42")), "a string counter stays a string");
         assert_eq!(s.as_ref().unwrap().expires_at, Some(99_999), "incr keeps the TTL");
         for bad in [json!("4.5"), json!(" 1"), json!("01"), json!(1.5), json!({"a": 1}), json!(u64::MAX)] {
-            let mut s = Some(Entry { value: Stored::Value(bad.clone()), version: 0, expires_at: None });
+            let mut s = Some(Entry { value: val(bad.clone()), version: 0, expires_at: None });
             let err = run(&mut s, Op::Incr { delta: 1 }).unwrap_err();
             assert_eq!(err.code(), "not_an_integer", "{bad}");
         }
-        let mut s = Some(Entry { value: Stored::Value(json!(i64::MAX)), version: 0, expires_at: None });
+        let mut s = Some(Entry { value: val(json!(i64::MAX)), version: 0, expires_at: None });
         assert_eq!(run(&mut s, Op::Incr { delta: 1 }).unwrap_err().code(), "integer_overflow");
-        assert_eq!(s.unwrap().value, Stored::Value(json!(i64::MAX)), "a failed incr changes nothing");
+        assert_eq!(s.unwrap().value, val(json!(i64::MAX)), "a failed incr changes nothing");
     }
 
     #[test]
@@ -415,7 +465,7 @@ mod tests {
         assert_eq!(err.to_string(), "key \"k\" holds a list, but incr needs a value");
         assert_eq!(run(&mut s, Op::Sadd { members: vec!["a".into()] }).unwrap_err().code(), "wrong_type");
         assert_eq!(run(&mut s, Op::Append { value: "x".into() }).unwrap_err().code(), "wrong_type");
-        let mut v = Some(Entry { value: Stored::Value(json!(3)), version: 0, expires_at: None });
+        let mut v = Some(Entry { value: val(json!(3)), version: 0, expires_at: None });
         assert_eq!(run(&mut v, Op::Append { value: "x".into() }).unwrap_err().code(), "wrong_type");
         assert_eq!(run(&mut v, Op::Push { end: End::Left, values: vec![json!(1)] }).unwrap_err().code(), "wrong_type");
         assert_eq!(run(&mut v, Op::Pop { end: End::Left, count: 1 }).unwrap_err().code(), "wrong_type");
@@ -460,10 +510,10 @@ mod tests {
         let mut slot = None;
         assert_eq!(run(&mut slot, Op::Append { value: "hé".into() }).unwrap(), Output::Length(3));
         assert_eq!(run(&mut slot, Op::Append { value: "llo".into() }).unwrap(), Output::Length(6));
-        let mut s = Some(Entry { value: Stored::Value(json!(1)), version: 0, expires_at: Some(5) });
-        run(&mut s, Op::Set { value: json!(2), ttl_ms: None }).unwrap();
+        let mut s = Some(Entry { value: val(json!(1)), version: 0, expires_at: Some(5) });
+        run(&mut s, Op::Set { value: RawJson::from_value(&json!(2)), ttl_ms: None }).unwrap();
         assert_eq!(s.as_ref().unwrap().expires_at, None, "SET without a TTL clears the TTL");
-        run(&mut s, Op::Set { value: json!(2), ttl_ms: Some(50) }).unwrap();
+        run(&mut s, Op::Set { value: RawJson::from_value(&json!(2)), ttl_ms: Some(50) }).unwrap();
         assert_eq!(s.unwrap().expires_at, Some(1050), "the TTL counts from the event's timestamp");
     }
 
@@ -492,7 +542,7 @@ mod tests {
         assert_eq!(op, Op::Pop { end: End::Left, count: 2 });
         assert_eq!(at, Some(9));
         for op in [
-            Op::Set { value: json!({"a": [1]}), ttl_ms: Some(5) },
+            Op::Set { value: RawJson::from_value(&json!({"a": [1]})), ttl_ms: Some(5) },
             Op::Delete,
             Op::Incr { delta: -3 },
             Op::Append { value: "s".into() },

@@ -1,26 +1,53 @@
-//! [`KvView`]: the key-value projection. Folds `kv.*` events of `kv:<key>` streams into a
-//! sorted map of keys to values.
+//! [`KvView`]: the key-value projection. Folds `kv.*` events of `kv:<key>` streams into a map
+//! of keys to values.
 //!
 //! Invariants: a key's entry is a function of its stream's events alone; expiry is decided at
 //! each event's `at` (or its timestamp), never the clock, so replays agree; expired keys stay in
 //! the map (reads treat them as absent) until an event on the key replaces or removes them.
 //! Entries of the projection are `key bytes → rmp(Entry)`.
+//!
+//! Layout, for speed: point operations go to a hash map; an ordered set of the same keys (the
+//! strings are shared) serves prefix listing and is touched only when a key appears or goes.
+//! Change tracking is by epoch: each slot records the epoch of its last write and `mark` starts
+//! a new epoch, so tracking costs nothing per write; removals are kept in a set.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ops::Bound;
+use std::sync::Arc;
 
 use log_engine::{Event, Payload};
 
 use super::ops::{self, Entry, Op, Stored};
 use super::STREAM_PREFIX;
-use crate::changes::{self, Touched};
+use crate::changes;
 use crate::projection::{ApplyError, Changes, LoadError, Projection};
+
+/// Epoch of slots that are not pending in any change set (loaded, or written before a mark).
+const CLEAN: u64 = 0;
+
+#[derive(Debug)]
+struct Slot {
+    entry: Entry,
+    /// The change epoch of the last write.
+    epoch: u64,
+}
 
 /// The key-value view. Create it empty with [`KvView::new`] and hand it to a
 /// [`crate::Runner`] (or use [`crate::Views`], which does both).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct KvView {
-    keys: BTreeMap<String, Entry>,
-    touched: Touched,
+    keys: HashMap<Arc<str>, Slot>,
+    ordered: BTreeSet<Arc<str>>,
+    /// Keys removed in the current epoch (and not written again since).
+    removed: HashSet<Arc<str>>,
+    /// The current change epoch; always above [`CLEAN`].
+    epoch: u64,
+}
+
+impl Default for KvView {
+    fn default() -> KvView {
+        KvView { keys: HashMap::new(), ordered: BTreeSet::new(), removed: HashSet::new(), epoch: CLEAN + 1 }
+    }
 }
 
 impl KvView {
@@ -33,27 +60,63 @@ impl KvView {
 
     /// The key's entry if it exists and has not expired at `now_ms`.
     pub(crate) fn live(&self, key: &str, now_ms: u64) -> Option<&Entry> {
-        self.keys.get(key).filter(|e| e.alive(now_ms))
+        self.keys.get(key).map(|s| &s.entry).filter(|e| e.alive(now_ms))
     }
 
     /// Live keys starting with `prefix` and sorted after `after`, at most `limit`, and whether
     /// more follow.
     pub(crate) fn keys(&self, prefix: &str, after: Option<&str>, limit: usize, now_ms: u64) -> (Vec<String>, bool) {
-        use std::ops::Bound;
         let lower = match after {
             Some(after) if after >= prefix => Bound::Excluded(after),
             _ => Bound::Included(prefix),
         };
-        let mut keys = Vec::new();
         let mut live = self
-            .keys
+            .ordered
             .range::<str, _>((lower, Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .filter(|(_, e)| e.alive(now_ms));
-        for (key, _) in live.by_ref().take(limit) {
-            keys.push(key.clone());
-        }
+            .take_while(|k| k.starts_with(prefix))
+            .filter(|k| self.keys[&***k].entry.alive(now_ms));
+        let keys: Vec<String> = live.by_ref().take(limit).map(|k| k.to_string()).collect();
         (keys, live.next().is_some())
+    }
+
+    /// Stores a key's new entry (or removes the key), recording the change.
+    fn put(&mut self, key: &str, entry: Option<Entry>) {
+        let epoch = self.epoch;
+        match (self.keys.get_mut(key), entry) {
+            (Some(slot), Some(entry)) => *slot = Slot { entry, epoch },
+            (None, Some(entry)) => {
+                let key: Arc<str> = Arc::from(key);
+                if !self.removed.is_empty() {
+                    self.removed.remove(&key);
+                }
+                self.ordered.insert(key.clone());
+                self.keys.insert(key, Slot { entry, epoch });
+            }
+            (Some(_), None) => {
+                let (key, _) = self.keys.remove_entry(key).expect("the key is present");
+                self.ordered.remove(&key);
+                self.removed.insert(key);
+            }
+            (None, None) => {}
+        }
+    }
+
+    fn clear(&mut self) {
+        *self = KvView::new();
+    }
+
+    /// Inserts a loaded entry: not a pending change.
+    fn insert_clean(&mut self, key: String, entry: Entry) {
+        let key: Arc<str> = Arc::from(key);
+        self.removed.remove(&key);
+        self.ordered.insert(key.clone());
+        self.keys.insert(key, Slot { entry, epoch: CLEAN });
+    }
+
+    fn remove_clean(&mut self, key: &str) {
+        if let Some((key, _)) = self.keys.remove_entry(key) {
+            self.ordered.remove(&key);
+        }
     }
 }
 
@@ -76,60 +139,62 @@ impl Projection for KvView {
         let version = event.version.0;
         if let Op::Set { value, ttl_ms } = op {
             // Fast path: a set does not depend on the old entry.
-            let entry =
-                Entry { value: Stored::Value(value), version, expires_at: ttl_ms.map(|t| ts.saturating_add(t)) };
-            match self.keys.get_mut(key) {
-                Some(slot) => *slot = entry,
-                None => {
-                    self.keys.insert(key.to_string(), entry);
-                }
-            }
-            self.touched.touch(key.as_bytes());
+            let expires_at = ttl_ms.map(|t| ts.saturating_add(t));
+            self.put(key, Some(Entry { value: Stored::Value(value), version, expires_at }));
             return Ok(());
         }
         // `at` may not lie after the event: a writer cannot push expiry decisions into the future.
         let at = at.map_or(ts, |at| at.min(ts));
-        let (owned_key, entry) = match self.keys.remove_entry(key) {
-            Some((k, e)) => (k, Some(e)),
-            None => (key.to_string(), None),
-        };
-        let mut live = entry.filter(|e| e.alive(at));
+        // Take the entry out of its slot (a list may be long: no copy), and put it back if the
+        // operation fails. An expired entry is dropped: the operation starts from nothing.
+        let taken = self.keys.get_mut(key).map(|s| std::mem::replace(&mut s.entry, Entry::placeholder()));
+        let mut live = taken.filter(|e| e.alive(at));
         match ops::plan(key, live.as_ref(), &op) {
-            Ok(output) => ops::mutate(&mut live, &op, &output, ts, version),
+            Ok(output) => {
+                ops::mutate(&mut live, &op, &output, ts, version);
+                self.put(key, live);
+                Ok(())
+            }
             Err(e) => {
-                // Only an existing entry can fail an operation; put it back unchanged.
                 let entry = live.expect("an absent key fails no operation");
-                self.keys.insert(owned_key, entry);
-                return Err(ApplyError::new(e.to_string()));
+                self.keys.get_mut(key).expect("the key is present").entry = entry;
+                Err(ApplyError::new(e.to_string()))
             }
         }
-        self.touched.touch(owned_key.as_bytes());
-        if let Some(entry) = live {
-            self.keys.insert(owned_key, entry);
-        }
-        Ok(())
     }
 
     fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
-        self.keys.iter().map(|(k, e)| (k.as_bytes().to_vec(), changes::encode(e))).collect()
+        self.ordered.iter().map(|k| (k.as_bytes().to_vec(), changes::encode(&self.keys[&**k].entry))).collect()
     }
 
     fn changes_since_mark(&self) -> Changes {
-        self.touched.changes(|k| std::str::from_utf8(k).ok().and_then(|k| self.keys.get(k)).map(changes::encode))
+        let mut upserts: Vec<(Vec<u8>, Vec<u8>)> = self
+            .keys
+            .iter()
+            .filter(|(_, s)| s.epoch == self.epoch)
+            .map(|(k, s)| (k.as_bytes().to_vec(), changes::encode(&s.entry)))
+            .collect();
+        upserts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut removals: Vec<Vec<u8>> = self.removed.iter().map(|k| k.as_bytes().to_vec()).collect();
+        removals.sort_unstable();
+        Changes { upserts, removals }
     }
 
     fn mark(&mut self) {
-        self.touched.clear();
+        self.epoch += 1;
+        self.removed.clear();
     }
 
     fn load(&mut self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), LoadError> {
-        let mut keys = BTreeMap::new();
+        let mut decoded = Vec::with_capacity(entries.len());
         for (k, v) in entries {
             let entry: Entry = changes::decode(KvView::NAME, &k, &v)?;
-            keys.insert(utf8_key(&k)?, entry);
+            decoded.push((utf8_key(&k)?, entry));
         }
-        self.keys = keys;
-        self.touched.clear();
+        self.clear();
+        for (key, entry) in decoded {
+            self.insert_clean(key, entry);
+        }
         Ok(())
     }
 
@@ -139,10 +204,16 @@ impl Projection for KvView {
             decoded.push((utf8_key(k)?, changes::decode::<Entry>(KvView::NAME, k, v)?));
         }
         for k in &changes.removals {
-            self.keys.remove(&utf8_key(k)?);
+            self.remove_clean(&utf8_key(k)?);
         }
-        self.keys.extend(decoded);
-        self.touched.clear();
+        for (key, entry) in decoded {
+            self.insert_clean(key, entry);
+        }
+        // The restored state is the mark: nothing written before counts as pending.
+        for slot in self.keys.values_mut() {
+            slot.epoch = CLEAN;
+        }
+        self.removed.clear();
         Ok(())
     }
 }
@@ -159,6 +230,10 @@ mod tests {
     use super::*;
     use log_engine::{ChainHash, Position, StreamVersion, Uuid};
     use serde_json::json;
+
+    fn val(v: serde_json::Value) -> Stored {
+        Stored::Value(ops::RawJson::from_value(&v))
+    }
 
     fn event(position: u64, key: &str, version: u64, event_type: &str, ts: u64, data: serde_json::Value) -> Event {
         Event {
@@ -182,16 +257,16 @@ mod tests {
         assert!(kv.live("n", 1_100).is_none(), "expired at expires_at");
         // The increment's writer saw the key alive at 1_050: it counts from 40 and keeps the TTL.
         kv.apply(&event(1, "n", 1, "kv.incr", 1_200, json!({"delta": 2, "at": 1_050}))).unwrap();
-        let e = kv.keys.get("n").unwrap();
-        assert_eq!((e.value.clone(), e.expires_at), (Stored::Value(json!(42)), Some(1_100)));
+        let e = kv.keys.get("n").unwrap().entry.clone();
+        assert_eq!((e.value.clone(), e.expires_at), (val(json!(42)), Some(1_100)));
         // An increment without `at` is decided at its timestamp: the key had expired.
         kv.apply(&event(2, "n", 2, "kv.incr", 1_300, json!({"delta": 2}))).unwrap();
-        let e = kv.keys.get("n").unwrap();
-        assert_eq!((e.value.clone(), e.expires_at, e.version), (Stored::Value(json!(2)), None, 2));
+        let e = kv.keys.get("n").unwrap().entry.clone();
+        assert_eq!((e.value.clone(), e.expires_at, e.version), (val(json!(2)), None, 2));
         // An `at` after the event's own time is clamped to it.
         kv.apply(&event(3, "t", 0, "kv.set", 2_000, json!({"value": 1, "ttl_ms": 10}))).unwrap();
         kv.apply(&event(4, "t", 1, "kv.incr", 2_005, json!({"delta": 1, "at": 9_999}))).unwrap();
-        assert_eq!(kv.keys.get("t").unwrap().value, Stored::Value(json!(2)), "alive at 2_005");
+        assert_eq!(kv.keys.get("t").unwrap().entry.value, val(json!(2)), "alive at 2_005");
     }
 
     #[test]
