@@ -1,25 +1,38 @@
 //! `cairn demo`: a realistic multi-agent workload on a fresh data directory, then a summary.
 //!
-//! Several agents run concurrently, each appending to its own stream with optimistic
-//! concurrency (exact expected versions): tool calls and their results, messages to other
-//! agents (an atomic append to the sender's stream and the receiver's inbox), and run-state
-//! changes. Their appends share the log's group commits. Then the demo shows an idempotent
-//! retry, a refused stale write, and a full verification, and prints what it did.
+//! Several agents run concurrently (one thread each), and each step of an agent:
+//! - appends its tool call and result (and now and then a state change) to its own stream with
+//!   optimistic concurrency (exact expected versions), and sometimes a message to a peer: an
+//!   atomic append to its own stream and the peer's inbox;
+//! - counts the call in the key-value view (`agent/<n>/tool_calls`) and records its state
+//!   (`agent/<n>/state`) every few steps;
+//! - writes an audit entry (a denied call is a security warning).
 //!
-//! Invariants: the demo never touches a directory that already holds anything: it then runs in
-//! the first free sibling `DIR-demo-N` and says so. Its workload is deterministic (seeded per
-//! agent) apart from timing; all appends are durable (`Durability::Sync`).
+//! Before the agents start, each registers as a service instance and the run's schema and
+//! configuration are registered in the metadata view; afterwards the demo relates agents to the
+//! tools they used, shows an idempotent retry and a refused stale write, takes a full
+//! checkpoint, verifies the whole log and runs a recovery drill. The agents' appends share the
+//! log's group commits.
+//!
+//! Invariants: the demo never touches a directory that already holds anything (it runs in the
+//! first free sibling `DIR-demo-N` and says so). Its workload is deterministic (seeded per
+//! agent) apart from timing. Every append is durable (`Durability::Sync`).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use log_engine::{ExpectedVersion, Log, NewEvent, StreamAppend, StreamName, StreamVersion, Uuid};
+use projections::{
+    Actor, ActorType, Category, InstanceRegistration, Level, NewAuditEntry, Target, TraceContext, Views,
+};
 use serde::Serialize;
 use serde_json::json;
 
 use crate::error::{CliError, CliResult, Exit};
 use crate::output::{self, Format, Out};
+use crate::store::Store;
 use crate::wire::InputError;
 
 /// Most agents the demo runs.
@@ -28,17 +41,22 @@ const AGENTS_MAX: usize = 256;
 const STEPS_MAX: usize = 100_000;
 /// Most `DIR-demo-N` siblings tried before giving up.
 const SIBLINGS_MAX: u32 = 1000;
+/// How long the demo waits for the views to apply the workload before checkpointing.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(60);
+/// An agent records its state in the key-value view every this many steps.
+const STATE_EVERY: usize = 4;
 
 const TOOLS: [&str; 6] = ["web_search", "read_file", "run_tests", "sql_query", "summarize", "send_email"];
 const STATES: [&str; 4] = ["planning", "acting", "waiting", "reviewing"];
+const ROLES: [&str; 3] = ["planner", "researcher", "coder"];
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Concurrent agents.
     #[arg(long, default_value_t = 8)]
     pub agents: usize,
-    /// Steps per agent (each appends 2 to 4 events).
-    #[arg(long, default_value_t = 400)]
+    /// Steps per agent (each appends 4 to 7 events).
+    #[arg(long, default_value_t = 300)]
     pub steps: usize,
 }
 
@@ -48,17 +66,42 @@ struct Summary {
     agents: usize,
     events: u64,
     streams: u64,
-    appends: u64,
+    /// Events the agents' workload appended (the rest are setup and the checks after it).
+    workload_events: u64,
     seconds: f64,
     events_per_second: f64,
     group_commits: u64,
     mean_events_per_commit: f64,
+    kv_keys: u64,
+    audit_entries: u64,
+    services_registered: u64,
     head_position: Option<u64>,
     head_hash: Option<String>,
-    verify_ok: bool,
-    verified_events: u64,
     idempotent_retry_ok: bool,
     stale_write_refused: bool,
+    checkpoint: CheckpointSummary,
+    verify_ok: bool,
+    verified_events: u64,
+    drill: DrillSummary,
+}
+
+#[derive(Debug, Serialize)]
+struct CheckpointSummary {
+    sequence: u64,
+    position: u64,
+    file_bytes: u64,
+    hash: String,
+}
+
+#[derive(Debug, Serialize)]
+struct DrillSummary {
+    ok: bool,
+    events_lost: u64,
+    restore_ms: u64,
+    rebuild_from_checkpoint_ms: u64,
+    rebuild_from_zero_ms: u64,
+    checkpoints_verified: u64,
+    mismatches: Vec<String>,
 }
 
 /// A small deterministic generator (xorshift64*): the workload repeats run to run.
@@ -87,11 +130,18 @@ pub fn run(dir: &Path, format: Format, args: DemoArgs) -> CliResult<Exit> {
     }
     let dir = fresh_dir(dir)?;
     let log = crate::cli::open_log(&dir)?;
-    let result = run_on(&log, &dir, &args);
-    log.close();
+    let store = match Store::open(log.clone(), snapshotter::Policy::default(), &mut |_| {}) {
+        Ok((store, _)) => store,
+        Err(e) => {
+            log.close();
+            return Err(e.into());
+        }
+    };
+    let result = run_on(&store, &dir, &args);
+    store.close();
     let summary = result?;
     print_summary(format, &summary)?;
-    Ok(if summary.verify_ok { Exit::Ok } else { Exit::Integrity })
+    Ok(if summary.verify_ok && summary.drill.ok { Exit::Ok } else { Exit::Integrity })
 }
 
 /// `dir` if it is absent or empty, else the first free sibling `DIR-demo-N`.
@@ -122,109 +172,175 @@ fn fresh_dir(dir: &Path) -> CliResult<PathBuf> {
     )))
 }
 
-fn run_on(log: &Log, dir: &Path, args: &DemoArgs) -> CliResult<Summary> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::io("start the async runtime for", "demo", e))?;
-    let agents = args.agents;
-    let steps = args.steps;
+fn run_on(store: &Store, dir: &Path, args: &DemoArgs) -> CliResult<Summary> {
+    let log = store.log();
+    let views = store.views();
+    let (agents, steps) = (args.agents, args.steps);
+    setup(views, agents)?;
+
     let bar = output::progress_bar((agents * steps) as u64, "agents working");
     let commits_before = log.metrics().commits;
+    let events_before = log.stats().events;
     let started = Instant::now();
-    let appends: u64 = runtime.block_on(async {
-        let mut tasks = Vec::new();
-        for agent in 0..agents {
-            let log = log.clone();
-            let bar = bar.clone();
-            tasks.push(tokio::spawn(async move { agent_loop(&log, agent, agents, steps, &bar).await }));
-        }
-        let mut appends = 0;
-        for task in tasks {
-            appends += task.await.map_err(|e| CliError::Server(format!("a demo agent stopped: {e}")))??;
-        }
-        Ok::<u64, CliError>(appends)
-    })?;
+    let outcomes: Vec<CliResult<AgentReport>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..agents)
+            .map(|agent| {
+                let bar = bar.clone();
+                scope.spawn(move || agent_loop(views, agent, agents, steps, &bar))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(CliError::Server("a demo agent panicked".into()))))
+            .collect()
+    });
     let seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
+    let reports = outcomes.into_iter().collect::<CliResult<Vec<_>>>()?;
+    let workload_events = log.stats().events - events_before;
     let commits = log.metrics().commits - commits_before;
-    let workload_events = log.stats().events;
 
+    // Who used what, as relations of the metadata view.
+    for (agent, report) in reports.iter().enumerate() {
+        for tool in &report.tools {
+            views.meta().relate(&format!("agent-{agent}"), &format!("tool:{tool}"), "uses", None)?;
+        }
+    }
     let idempotent_retry_ok = idempotent_retry(log, dir)?;
     let stale_write_refused = stale_write(log, dir)?;
+
+    store.catch_up(CATCH_UP_WAIT)?;
+    let info = store.checkpoint(Some(snapshotter::CheckpointKind::Full))?;
+    let checkpoint = CheckpointSummary {
+        sequence: info.sequence,
+        position: info.position.0,
+        file_bytes: info.file_bytes,
+        hash: info.hash.to_hex(),
+    };
 
     let stats = log.stats();
     let total = stats.head.map_or(0, |h| h.position.0 + 1);
     let bar = output::progress_bar(total, "verifying");
     let report = log.verify(None, |p| bar.set_position(p.checked)).map_err(|e| CliError::log(dir, e))?;
     bar.finish_and_clear();
+
+    let scratch = std::env::temp_dir().join(format!("cairn-demo-drill-{}-{}", std::process::id(), stats.events));
+    let drilled = store.drill(&scratch, &mut |_| {});
+    let _ = std::fs::remove_dir_all(&scratch);
+    let drilled = drilled?;
+
+    let now = projections::now_ms();
     Ok(Summary {
         data_dir: dir.to_path_buf(),
         agents,
         events: stats.events,
         streams: stats.streams,
-        appends,
+        workload_events,
         seconds,
         events_per_second: workload_events as f64 / seconds.max(1e-9),
         group_commits: commits,
         mean_events_per_commit: if commits == 0 { 0.0 } else { workload_events as f64 / commits as f64 },
+        kv_keys: count_keys(views)?,
+        audit_entries: reports.iter().map(|r| r.audit_entries).sum(),
+        services_registered: views.meta().discover(Some("agents"), None, now).len() as u64,
         head_position: stats.head.map(|h| h.position.0),
         head_hash: stats.head.map(|h| h.hash.to_hex()),
-        verify_ok: report.ok,
-        verified_events: report.events,
         idempotent_retry_ok,
         stale_write_refused,
+        checkpoint,
+        verify_ok: report.ok,
+        verified_events: report.events,
+        drill: DrillSummary {
+            ok: drilled.ok,
+            events_lost: drilled.events_lost,
+            restore_ms: drilled.restore_ms,
+            rebuild_from_checkpoint_ms: drilled.rebuild_from_checkpoint_ms,
+            rebuild_from_zero_ms: drilled.rebuild_from_zero_ms,
+            checkpoints_verified: drilled.checkpoints_verified,
+            mismatches: drilled.mismatches.iter().map(|m| m.detail.clone()).collect(),
+        },
     })
 }
 
-/// One agent: plans, calls tools, messages a peer now and then, changes state. Returns the
-/// number of append calls it made.
-async fn agent_loop(
-    log: &Log,
+/// The run's metadata: a schema for tool calls, its configuration, and every agent as a
+/// service instance.
+fn setup(views: &Views, agents: usize) -> CliResult {
+    let meta = views.meta();
+    meta.register_schema(
+        "ToolCalled",
+        json!({
+            "type": "object",
+            "properties": {"step": {"type": "integer"}, "tool": {"type": "string"}, "args": {"type": "object"}},
+            "required": ["step", "tool"]
+        }),
+    )?;
+    meta.set_config(Some("demo"), "model", json!("planner-large"))?;
+    meta.set_config(Some("demo"), "max_steps", json!(STEPS_MAX))?;
+    for agent in 0..agents {
+        let registration = InstanceRegistration {
+            endpoints: vec![format!("agent://agent-{agent}")],
+            tags: vec![ROLES[agent % ROLES.len()].to_string()],
+            capabilities: TOOLS.iter().map(|t| t.to_string()).collect(),
+            ttl_ms: 10 * 60 * 1000,
+        };
+        meta.register_instance("agents", &format!("agent-{agent}"), registration)?;
+    }
+    Ok(())
+}
+
+struct AgentReport {
+    tools: BTreeSet<&'static str>,
+    audit_entries: u64,
+}
+
+/// One agent: calls tools, messages a peer now and then, changes state, counts and audits.
+fn agent_loop(
+    views: &Views,
     agent: usize,
     agents: usize,
     steps: usize,
     bar: &indicatif::ProgressBar,
-) -> CliResult<u64> {
-    let stream = format!("agent-{agent}");
+) -> CliResult<AgentReport> {
+    let log = views.log();
     let dir = log.dir().to_path_buf();
     let err = |e| CliError::log(&dir, e);
+    let (kv, audit) = (views.kv(), views.audit());
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (agent as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
-    let mut version: Option<u64> = None;
-    let mut appends = 0;
+    let stream = format!("agent-{agent}");
     let run_id = format!("run-{agent}");
     let meta = json!({ "run_id": run_id, "agent_id": stream });
+    let mut version: Option<u64> = None;
+    let mut report = AgentReport { tools: BTreeSet::new(), audit_entries: 0 };
     for step in 0..steps {
         let expected = version.map_or(ExpectedVersion::NoStream, |v| ExpectedVersion::Exact(StreamVersion(v)));
         let tool = TOOLS[rng.below(TOOLS.len())];
+        let denied = tool == "send_email" && rng.below(3) == 0;
+        let ok = !denied && rng.below(10) != 0;
         let mut events = vec![
             NewEvent::json(
                 "ToolCalled",
-                &json!({ "step": step, "tool": tool, "args": { "query": format!("task {} item {}", agent, rng.below(1000)) } }),
+                &json!({ "step": step, "tool": tool, "args": { "query": format!("task {agent} item {}", rng.below(1000)) } }),
             )
             .with_metadata(&meta),
             NewEvent::json(
                 "ToolReturned",
-                &json!({ "step": step, "tool": tool, "ok": rng.below(10) != 0, "latency_ms": 20 + rng.below(900), "tokens": 50 + rng.below(2000) }),
+                &json!({ "step": step, "tool": tool, "ok": ok, "latency_ms": 20 + rng.below(900), "tokens": 50 + rng.below(2000) }),
             )
             .with_metadata(&meta),
         ];
-        let mut appends_now = Vec::new();
+        let state = STATES[(step / 10) % STATES.len()];
         if step % 10 == 0 {
-            events.push(
-                NewEvent::json("StateChanged", &json!({ "step": step, "state": STATES[(step / 10) % STATES.len()] }))
-                    .with_metadata(&meta),
-            );
+            events.push(NewEvent::json("StateChanged", &json!({ "step": step, "state": state })).with_metadata(&meta));
         }
-        let message = agents > 1 && rng.below(4) == 0;
-        let peer = (agent + 1 + rng.below(agents.max(2) - 1)) % agents;
-        if message {
+        let mut appends = Vec::new();
+        if agents > 1 && rng.below(4) == 0 {
+            let peer = (agent + 1 + rng.below(agents - 1)) % agents;
             let text = format!("agent-{agent} to agent-{peer}: partial result of step {step}");
             events.push(
                 NewEvent::json("MessageSent", &json!({ "to": format!("agent-{peer}"), "text": text }))
                     .with_metadata(&meta),
             );
-            appends_now.push(StreamAppend {
+            appends.push(StreamAppend {
                 stream: StreamName::new(format!("inbox-{peer}")).map_err(err)?,
                 expected: ExpectedVersion::Any,
                 events: vec![
@@ -232,16 +348,61 @@ async fn agent_loop(
                 ],
             });
         }
-        let n = events.len() as u64;
-        appends_now.insert(0, StreamAppend { stream: StreamName::new(stream.clone()).map_err(err)?, expected, events });
-        // Sender's stream and receiver's inbox in one atomic append: both or neither.
-        let results = log.append_multi_async(appends_now).await.map_err(err)?;
+        appends.insert(0, StreamAppend { stream: StreamName::new(stream.clone()).map_err(err)?, expected, events });
+        // The sender's stream and the receiver's inbox in one atomic append: both or neither.
+        let results = log.append_multi(appends).map_err(err)?;
         version = Some(results[0].last_version.0);
-        debug_assert_eq!(results[0].last_version.0 - results[0].first_version.0 + 1, n);
-        appends += 1;
+        report.tools.insert(tool);
+
+        kv.incr(&format!("agent/{agent}/tool_calls"), 1)?;
+        if step % STATE_EVERY == 0 {
+            kv.set(
+                &format!("agent/{agent}/state"),
+                json!({ "step": step, "state": state, "last_tool": tool }),
+                None,
+                ExpectedVersion::Any,
+            )?;
+        }
+        let actor = Actor {
+            kind: ActorType::Agent,
+            id: stream.clone(),
+            name: None,
+            roles: vec![ROLES[agent % ROLES.len()].into()],
+        };
+        let (level, category, event, outcome) = if denied {
+            (Level::Warn, Category::Security, "tool.denied", "denied")
+        } else {
+            (Level::Info, Category::AgentActivity, "tool.called", if ok { "success" } else { "failure" })
+        };
+        let mut entry = NewAuditEntry::new(level, category, event, actor);
+        entry.target = Some(Target { kind: "tool".into(), id: tool.into(), name: None, properties: None });
+        entry.outcome = Some(outcome.into());
+        entry.context = TraceContext {
+            trace_id: Some(format!("{run_id}-step-{step}")),
+            workflow_id: Some(run_id.clone()),
+            agent_id: Some(stream.clone()),
+            ..TraceContext::default()
+        };
+        audit.append(&entry, None)?;
+        report.audit_entries += 1;
         bar.inc(1);
     }
-    Ok(appends)
+    Ok(report)
+}
+
+/// Live keys of the key-value view, counted a page at a time.
+fn count_keys(views: &Views) -> CliResult<u64> {
+    let kv = views.kv();
+    let mut after: Option<String> = None;
+    let mut count = 0;
+    loop {
+        let page = kv.list("", after.as_deref(), projections::LIST_LIMIT_MAX, projections::now_ms())?;
+        count += page.keys.len() as u64;
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(count),
+        }
+    }
 }
 
 /// Appends an event with a fixed id twice: the retry must answer the original position.
@@ -264,18 +425,27 @@ fn stale_write(log: &Log, dir: &Path) -> CliResult<bool> {
     }
 }
 
+fn ok_or(ok: bool, yes: &str, no: &str) -> String {
+    if ok { yes } else { no }.to_string()
+}
+
 fn print_summary(format: Format, s: &Summary) -> CliResult {
     let mut out = Out::new();
     match format {
         Format::Json | Format::Ndjson => out.json_line(s)?,
         Format::Text => {
+            let d = &s.drill;
             let lines = [
                 format!("cairn demo in {}", s.data_dir.display()),
                 format!("  agents      {} concurrent: tool calls, results, messages, state changes", s.agents),
-                format!("  events      {} in {} streams ({} atomic appends)", s.events, s.streams, s.appends),
+                format!("  events      {} in {} streams", s.events, s.streams),
                 format!(
-                    "  throughput  {:.0} durable events/s ({:.2} s; {} group commits, {:.1} events each)",
-                    s.events_per_second, s.seconds, s.group_commits, s.mean_events_per_commit
+                    "  throughput  {:.0} durable events/s ({} events in {:.2} s; {} group commits, {:.1} events each)",
+                    s.events_per_second, s.workload_events, s.seconds, s.group_commits, s.mean_events_per_commit
+                ),
+                format!(
+                    "  views       {} keys, {} audit entries, {} agents registered as services",
+                    s.kv_keys, s.audit_entries, s.services_registered
                 ),
                 format!(
                     "  head        position {}, hash {}",
@@ -283,28 +453,43 @@ fn print_summary(format: Format, s: &Summary) -> CliResult {
                     s.head_hash.as_deref().unwrap_or("-")
                 ),
                 format!(
-                    "  verify      {}: {} events, every CRC and the hash chain",
-                    if s.verify_ok { "ok" } else { "DAMAGED" },
-                    s.verified_events
-                ),
-                format!(
                     "  retry       {}",
-                    if s.idempotent_retry_ok {
-                        "an idempotent retry (same event id) returned the original position and wrote nothing"
-                    } else {
+                    ok_or(
+                        s.idempotent_retry_ok,
+                        "an idempotent retry (same event id) returned the original position and wrote nothing",
                         "FAILED: an idempotent retry wrote a second event"
-                    }
+                    )
                 ),
                 format!(
                     "  conflict    {}",
-                    if s.stale_write_refused {
-                        "a write with a stale expected version was refused (409 over HTTP, exit 4 in the CLI)"
-                    } else {
+                    ok_or(
+                        s.stale_write_refused,
+                        "a write with a stale expected version was refused (409 over HTTP, exit 4 in the CLI)",
                         "FAILED: a stale write was accepted"
-                    }
+                    )
+                ),
+                format!(
+                    "  checkpoint  {} (full) at position {}, {} bytes, hash {}",
+                    s.checkpoint.sequence, s.checkpoint.position, s.checkpoint.file_bytes, s.checkpoint.hash
+                ),
+                format!(
+                    "  verify      {}: {} events, every CRC and the hash chain",
+                    ok_or(s.verify_ok, "ok", "DAMAGED"),
+                    s.verified_events
+                ),
+                format!(
+                    "  drill       {}: {} events lost, restore {} ms, rebuild from checkpoint {} ms, from zero {} ms, {} checkpoint(s) verified{}",
+                    ok_or(d.ok, "ok", "FAILED"),
+                    d.events_lost,
+                    d.restore_ms,
+                    d.rebuild_from_checkpoint_ms,
+                    d.rebuild_from_zero_ms,
+                    d.checkpoints_verified,
+                    if d.mismatches.is_empty() { String::new() } else { format!("; mismatches: {}", d.mismatches.join("; ")) }
                 ),
                 String::new(),
                 format!("Next: cairn --data {} read agent-0 --limit 5", s.data_dir.display()),
+                format!("      cairn --data {} kv get agent/0/state", s.data_dir.display()),
                 format!("      cairn --data {} serve", s.data_dir.display()),
             ];
             for line in lines {

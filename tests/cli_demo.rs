@@ -1,6 +1,7 @@
-//! `cairn demo`: runs the multi-agent workload on a fresh directory and reports it; a directory
-//! that already holds data is left alone and the demo runs in a fresh sibling instead. The
-//! resulting log verifies with `cairn verify`.
+//! `cairn demo`: runs the multi-agent workload on a fresh directory and reports it (views,
+//! checkpoint, verification, drill); a directory that already holds data is left alone and the
+//! demo runs in a fresh sibling instead. What it leaves behind is a working store: the log
+//! verifies, the views answer, the checkpoint is valid.
 
 mod support;
 
@@ -17,10 +18,15 @@ fn the_demo_runs_reports_and_leaves_a_verifiable_log() {
     assert_eq!(summary["verify_ok"], true);
     assert_eq!(summary["idempotent_retry_ok"], true);
     assert_eq!(summary["stale_write_refused"], true);
-    assert_eq!(summary["appends"], 4 * 30);
+    assert_eq!(summary["drill"]["ok"], true, "{summary}");
+    assert_eq!(summary["drill"]["events_lost"], 0);
+    assert_eq!(summary["audit_entries"], 4 * 30, "one audit entry per step");
+    assert_eq!(summary["services_registered"], 4);
+    assert_eq!(summary["kv_keys"], 4 * 2, "a counter and a state per agent");
     let events = summary["events"].as_u64().unwrap();
-    assert!(events >= 4 * 30 * 2, "each step appends at least two events: {summary}");
+    assert!(summary["workload_events"].as_u64().unwrap() >= 4 * 30 * 4, "each step appends at least four events");
     assert_eq!(summary["verified_events"], events);
+    assert_eq!(summary["checkpoint"]["position"], events - 1, "the checkpoint covers the whole run");
 
     let (_, head, _) = cairn(&data, &["head", "-o", "json"]);
     let head: Value = serde_json::from_str(&head).unwrap();
@@ -29,6 +35,10 @@ fn the_demo_runs_reports_and_leaves_a_verifiable_log() {
     let (_, streams, _) = cairn(&data, &["streams", "--prefix", "agent-", "-o", "json"]);
     assert_eq!(serde_json::from_str::<Value>(&streams).unwrap().as_array().unwrap().len(), 4);
     assert_eq!(cairn(&data, &["verify"]).0, 0);
+    let (code, calls, err) = cairn(&data, &["kv", "get", "agent/3/tool_calls"]);
+    assert_eq!((code, calls.trim()), (0, "30"), "{err}");
+    let (code, _, err) = cairn(&data, &["checkpoints"]);
+    assert_eq!(code, 0, "the demo's checkpoint is valid: {err}");
 
     // A second run leaves the first one's data alone.
     let (code, out, err) = cairn(&data, &["demo", "--agents", "2", "--steps", "5"]);

@@ -97,6 +97,42 @@ fn tokens_and_prefix_rules_decide_every_request() {
 }
 
 #[test]
+fn views_and_checkpoints_are_authorised_by_their_stream_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "sessions-token";
+    let file = format!(
+        "[[principal]]\nname = \"sessions\"\n{}\nrules = [\n  {{ prefix = \"kv:session/\", allow = [\"read\", \"append\"] }},\n  \
+         {{ prefix = \"audit:agent_activity\", allow = [\"append\"] }},\n]\n\n\
+         [[principal]]\nname = \"ops\"\n{}\nrules = [{{ prefix = \"\", allow = [\"admin\"] }}]\n",
+        hash_line(token),
+        hash_line(OPS)
+    );
+    let path = dir.path().join("auth.toml");
+    std::fs::write(&path, file).unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--auth", path.to_str().unwrap()]).with_token(Some(token));
+    let put = |key: &str| server.request(reqwest::Method::PUT, &format!("/v1/kv/{key}"), Some(&json!({"value": 1}))).0;
+    assert_eq!(put("session%2F1"), 200);
+    assert_eq!(put("billing"), 403);
+    assert_eq!(server.get("/v1/kv/session%2F1").0, 200);
+    assert_eq!(server.get("/v1/kv?prefix=session/").0, 200);
+    assert_eq!(server.get("/v1/kv").0, 403, "listing every key needs read on kv:");
+    assert_eq!(server.post("/v1/kv/session%2F1/incr", &json!({})).0, 200);
+    assert_eq!(server.post("/v1/kv:get", &json!({"keys": ["session/1", "billing"]})).0, 403);
+    let activity =
+        json!({"level": "info", "category": "agent_activity", "event": "e", "actor": {"type": "agent", "id": "a"}});
+    let security =
+        json!({"level": "info", "category": "security", "event": "e", "actor": {"type": "agent", "id": "a"}});
+    assert_eq!(server.post("/v1/audit", &activity).0, 200);
+    assert_eq!(server.post("/v1/audit", &security).0, 403);
+    assert_eq!(server.get("/v1/audit").0, 403, "appending audit entries does not grant reading them");
+    assert_eq!(server.post("/v1/checkpoints", &json!({})).0, 403);
+    assert_eq!(server.get("/v1/checkpoints").0, 403);
+    let server = server.with_token(Some(OPS));
+    assert_eq!(server.post("/v1/checkpoints", &json!({})).0, 200);
+    assert_eq!(server.get("/v1/audit").0, 200);
+}
+
+#[test]
 fn without_auth_only_loopback_is_allowed_unless_told_otherwise() {
     let dir = tempfile::tempdir().unwrap();
     let (code, _, err) = cairn(&dir.path().join("data"), &["serve", "--listen", "0.0.0.0:0"]);

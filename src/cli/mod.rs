@@ -187,9 +187,11 @@ Examples:
 Examples:
   cairn restore --to /backup/cairn-2026-11-22
   cairn restore --to /backup/cairn --force      # replace an earlier copy
+  cairn restore --to /tmp/before-incident --at 41000   # the store as of position 41000
 
 Never writes into a non-empty directory without --force. The copy is verified after it is made
-(exit 3 if it does not verify). --at POSITION is not available yet (it needs log-engine support).")]
+(exit 3 if it does not verify). With --at the copy's log ends with the atomic batch holding that
+position, and only checkpoints at or before it are copied.")]
     Restore(ops_cmds::RestoreArgs),
 
     /// Recovery drill: restore into a scratch directory, verify everything, rebuild the views two

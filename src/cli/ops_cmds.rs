@@ -28,7 +28,8 @@ pub struct RestoreArgs {
     /// The directory to restore into (a data directory that opens on its own).
     #[arg(long, value_name = "DIR")]
     pub to: PathBuf,
-    /// Restore as of this log position (not available yet: see the help).
+    /// Restore as of this log position: the copy's log ends with the atomic batch that holds
+    /// it, and only checkpoints at or before it are copied.
     #[arg(long, value_name = "POSITION")]
     pub at: Option<u64>,
     /// Replace the target's log and checkpoints if it is not empty.
@@ -149,18 +150,23 @@ pub fn checkpoints(dir: &Path, format: Format) -> CliResult<Exit> {
 }
 
 pub fn restore(dir: &Path, format: Format, args: RestoreArgs) -> CliResult<Exit> {
-    if let Some(at) = args.at {
-        return Err(InputError(format!(
-            "restore --at {at} is not available yet: a copy of the log cut at a position needs the log's record \
-             offsets, which log-engine does not expose. Restore the whole log (without --at); the views of the copy \
-             can then be rebuilt as of any position"
-        ))
-        .into());
-    }
     let log = super::open_log(dir)?;
+    if let Some(at) = args.at {
+        let head = log.head().map(|h| h.position.0);
+        if head.is_none_or(|h| at > h) {
+            log.close();
+            return Err(InputError(format!(
+                "restore --at {at} is beyond the head of the log in {} ({}); nothing was copied",
+                dir.display(),
+                head.map_or("the log is empty".to_string(), |h| format!("its head is position {h}"))
+            ))
+            .into());
+        }
+    }
     let (bar, mut progress) = staged_progress();
     let overwrite = if args.force { Overwrite::Force } else { Overwrite::Refuse };
-    let copied = snapshotter::restore_to(&log, &args.to, overwrite, &mut progress).map_err(StoreError::from);
+    let at = args.at.map(log_engine::Position);
+    let copied = snapshotter::restore_to_at(&log, &args.to, at, overwrite, &mut progress).map_err(StoreError::from);
     log.close();
     let copied = match copied {
         Ok(c) => c,
