@@ -167,7 +167,7 @@ impl Image {
                 };
                 for bit in 0..8 {
                     let global = byte * 8 + bit;
-                    if (exact && global % EXACT_STRIDE == 0) || global % SAMPLE_STRIDE == 0 {
+                    if (exact && global.is_multiple_of(EXACT_STRIDE)) || global.is_multiple_of(SAMPLE_STRIDE) {
                         out.push((f, global));
                     }
                 }

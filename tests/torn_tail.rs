@@ -144,7 +144,7 @@ fn cut_at_every_byte_of_the_last_batches_recovers_the_previous_complete_batch() 
         zero(&newest, cut, image.end);
         let (acks, survived_end) = image.surviving(cut);
         let what = format!("cut at byte {cut} of {}", newest.display());
-        expect_recovered(dir.path(), image.seed, &acks, &what, (cut - from) % CONTINUE_EVERY == 0);
+        expect_recovered(dir.path(), image.seed, &acks, &what, (cut - from).is_multiple_of(CONTINUE_EVERY));
         // The cut bytes of a partial batch are kept aside, exactly as they were.
         let torn = torn_files(dir.path());
         if cut > survived_end && image.bytes[survived_end as usize..cut as usize].iter().any(|&b| b != 0) {
