@@ -1,5 +1,5 @@
-//! The `cairn` binary: CLI and HTTP server over the embedded store.
+//! The `cairn` binary: parses the command line and hands over to [`cairn::cli`].
 
-fn main() {
-    println!("cairn");
+fn main() -> std::process::ExitCode {
+    cairn::cli::main()
 }

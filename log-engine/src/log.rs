@@ -187,9 +187,17 @@ impl Log {
         });
         let (tx, rx) = mpsc::channel();
         let writer = Writer::new(shared.clone(), rx, log_dir, state);
+        let for_writer = shared.clone();
         let thread = std::thread::Builder::new()
             .name("cairn-log-writer".into())
-            .spawn(move || writer.run())
+            .spawn(move || {
+                // A panic is an assertion about the log's state failing: nothing more may be
+                // acknowledged. Waiters see their reply channel close and report the poison.
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| writer.run())).is_err() {
+                    *for_writer.poison.lock() = Some("the writer thread panicked".to_string());
+                    for_writer.head_tx.send_modify(|_| {});
+                }
+            })
             .map_err(|e| Error::io("spawn writer thread", &shared.dir, e))?;
         Ok(Log {
             handle: Arc::new(Handle {
@@ -473,6 +481,44 @@ impl Log {
             .collect()
     }
 
+    /// The segment files holding positions `0..=through`, for copying a prefix of the log: the
+    /// last file is cut after the batch that contains `through` (a cut inside an atomic batch
+    /// is not a valid log), and copied as unsealed (`bytes` = end of that batch; zero-fill the
+    /// rest of its capacity). Returns the files and the last position the copy will hold.
+    pub fn segment_files_through(&self, through: Position) -> Result<(Vec<SegmentFile>, Position)> {
+        let index = self.shared().index.read();
+        let segment = index.segment_of(through.0).ok_or(Error::PositionNotFound { position: through })?;
+        let bytes = segment.map.bytes();
+        let mut position = through.0;
+        let mut offset = u64::from(segment.offsets[(position - segment.id.0) as usize]);
+        let end = loop {
+            let (id, at) = (segment.id, Some(Position(position)));
+            let corrupt = move |kind| Error::Corrupt { segment: id, offset, position: at, kind };
+            let frame = record::decode_frame(&bytes[offset as usize..], record::EVENT_BODY_MAX)
+                .map_err(|e| corrupt(CorruptionKind::RecordFrame(e.to_string())))?;
+            offset += frame.len as u64;
+            if frame.header.flags & FLAG_BATCH_END != 0 {
+                break offset;
+            }
+            position += 1;
+            if position >= segment.next_position() {
+                return Err(corrupt(CorruptionKind::RecordFrame("the segment ends inside a batch".into())));
+            }
+        };
+        let mut files: Vec<SegmentFile> = index
+            .segments
+            .iter()
+            .take_while(|s| s.id < segment.id)
+            .map(|s| SegmentFile {
+                path: s.path.clone(),
+                bytes: if s.sealed { s.map.mapped_len() } else { s.map.published_len() },
+                sealed: s.sealed,
+            })
+            .collect();
+        files.push(SegmentFile { path: segment.path.clone(), bytes: end, sealed: false });
+        Ok((files, Position(position)))
+    }
+
     pub(crate) fn shared_arc(&self) -> Arc<Shared> {
         self.shared().clone()
     }
@@ -519,7 +565,7 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
     ids.sort();
 
     let mut index =
-        Index { segments: Vec::new(), streams: HashMap::new(), next_position: 0, head_hash: ChainHash::genesis() };
+        Index { segments: Vec::new(), streams: HashMap::default(), next_position: 0, head_hash: ChainHash::genesis() };
     let mut recent_ids: Vec<(u64, Uuid)> = Vec::new();
     let mut last_ts = 0u64;
     let mut active = None;
@@ -561,7 +607,7 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
         // Map read-only to look for a seal; dropped again before any repair below.
         let sealed = {
             let probe = Mapping::new(file.as_file(), len).map_err(|e| Error::io("map segment", &path, e))?;
-            segment::read_sealed(probe.bytes()).map_err(|(offset, kind)| corrupt(offset, kind))?
+            segment::read_sealed(probe.bytes(), false).map_err(|(offset, kind)| corrupt(offset, kind))?
         };
         match sealed {
             Some((seal, footer, footer_offset)) => {
@@ -578,13 +624,6 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
                         ));
                     }
                     positions.extend_from_slice(&s.positions);
-                }
-                if ids.len() - i <= 2 {
-                    for s in footer.streams.values() {
-                        for (p, raw) in s.positions.iter().zip(&s.ids) {
-                            recent_ids.push((*p, Uuid::from_bytes(*raw)));
-                        }
-                    }
                 }
                 let map = Mapping::new(file.as_file(), len).map_err(|e| Error::io("map segment", &path, e))?;
                 index.next_position = seal.position + 1;
@@ -655,11 +694,30 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
         }
     }
 
+    // The idempotency window: the newest IDEMPOTENCY_WINDOW ids, from the active segment and
+    // as many sealed footers (newest first) as it takes.
+    for segment in index.segments.iter().rev().filter(|s| s.sealed) {
+        if recent_ids.len() >= writer::IDEMPOTENCY_WINDOW {
+            break;
+        }
+        let sealed = segment::read_sealed(segment.map.bytes(), true).map_err(|(offset, kind)| Error::Corrupt {
+            segment: segment.id,
+            offset,
+            position: None,
+            kind,
+        })?;
+        let (_, footer, _) = sealed.expect("a segment sealed a moment ago is still sealed");
+        for s in footer.streams.values() {
+            recent_ids.extend(s.positions.iter().zip(&s.ids).map(|(p, raw)| (*p, Uuid::from_bytes(*raw))));
+        }
+    }
     let active = match active {
         Some(active) => active,
         None => create_first_active(dir, options, &mut index)?,
     };
     recent_ids.sort_unstable_by_key(|(p, _)| *p);
+    let skip = recent_ids.len().saturating_sub(writer::IDEMPOTENCY_WINDOW);
+    recent_ids.drain(..skip);
     let mut window = IdWindow::default();
     for (p, id) in recent_ids {
         window.insert(id, p);

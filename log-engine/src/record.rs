@@ -306,22 +306,34 @@ pub(crate) fn chain_hash(prev: &ChainHash, input: &ChainInput<'_>) -> ChainHash 
     ChainHash(*h.finalize().as_bytes())
 }
 
+/// The body's msgpack bytes: the frame body, or its decompression (length checked first).
+fn raw_body<'a>(frame: &Frame<'a>) -> Result<std::borrow::Cow<'a, [u8]>, String> {
+    if frame.header.flags & FLAG_COMPRESSED == 0 {
+        return Ok(std::borrow::Cow::Borrowed(frame.body));
+    }
+    let len = snap::raw::decompress_len(frame.body).map_err(|e| format!("snappy header: {e}"))?;
+    if len > EVENT_BODY_MAX {
+        return Err(format!("decompressed length {len} above EVENT_BODY_MAX"));
+    }
+    let raw = snap::raw::Decoder::new().decompress_vec(frame.body).map_err(|e| format!("snappy: {e}"))?;
+    Ok(std::borrow::Cow::Owned(raw))
+}
+
+/// Just the stream name and id of an event frame: what the index needs, without copying the
+/// payload.
+pub(crate) fn decode_index_fields(frame: &Frame<'_>) -> Result<(String, Uuid), String> {
+    let raw = raw_body(frame)?;
+    let body: BodyIn<'_> = rmp_serde::from_slice(&raw).map_err(|e| format!("msgpack: {e}"))?;
+    let id = Uuid::from_slice(&body.id).map_err(|_| format!("event id has {} bytes, not 16", body.id.len()))?;
+    Ok((body.stream.into_owned(), id))
+}
+
 /// Decodes an event frame's body into an [`Event`], checking the decompressed size first.
 pub(crate) fn decode_event(frame: &Frame<'_>) -> Result<Event, String> {
     let header = &frame.header;
     debug_assert_eq!(header.kind, KIND_EVENT);
-    let decompressed;
-    let raw: &[u8] = if header.flags & FLAG_COMPRESSED != 0 {
-        let len = snap::raw::decompress_len(frame.body).map_err(|e| format!("snappy header: {e}"))?;
-        if len > EVENT_BODY_MAX {
-            return Err(format!("decompressed length {len} above EVENT_BODY_MAX"));
-        }
-        decompressed = snap::raw::Decoder::new().decompress_vec(frame.body).map_err(|e| format!("snappy: {e}"))?;
-        &decompressed
-    } else {
-        frame.body
-    };
-    let body: BodyIn<'_> = rmp_serde::from_slice(raw).map_err(|e| format!("msgpack: {e}"))?;
+    let raw = raw_body(frame)?;
+    let body: BodyIn<'_> = rmp_serde::from_slice(&raw).map_err(|e| format!("msgpack: {e}"))?;
     let id = Uuid::from_slice(&body.id).map_err(|_| format!("event id has {} bytes, not 16", body.id.len()))?;
     let data = body.data.into_owned();
     let data = if header.flags & FLAG_DATA_BINARY != 0 { Payload::Bytes(data) } else { Payload::Json(data) };

@@ -1,15 +1,19 @@
 //! Recovery of the newest (unsealed) segment at open.
 //!
-//! The scan decodes records from the header on, checking each CRC, position and chain hash,
-//! and stops at zero-filled space. Only complete batches count: records after the last
-//! BATCH_END belong to an append that was never acknowledged.
+//! The scan decodes records from the header on, checking each CRC, frame and position, and
+//! stops at zero-filled space with nothing non-zero after it. Only complete batches count:
+//! records after the last BATCH_END belong to an append that was never acknowledged. The chain
+//! hash is not recomputed here (that costs a BLAKE3 of every payload and would make open cost
+//! several times more); a CRC-valid record with a wrong chain hash can only come from a bug or
+//! deliberate tampering, and `Log::verify` reports it.
 //!
 //! Damage is classified with the durable watermark each record carries (the offset that was
 //! already fdatasynced when it was written). Damage at offset X is a *torn tail* when no intact
 //! record anywhere after it claims a watermark above X: those bytes were never acknowledged, so
 //! they are cut (kept in `torn/` for inspection) and the log continues from the last complete
 //! batch. If a later record proves X was durable, it is *corruption*: open fails and names the
-//! location. CRC-valid records with a wrong position or chain hash are always corruption.
+//! location. CRC-valid records with a wrong position or an undecodable body are always
+//! corruption, and so is a zero-filled hole with intact records after it.
 //!
 //! Limitation, stated in docs/format.md: damage inside the newest durable group, with nothing
 //! written after it, cannot be told from a torn write and is cut as one.
@@ -72,13 +76,24 @@ pub(crate) fn scan_newest(
     let mut complete_end = HEADER_LEN;
     let mut last_ts = 0u64;
     let mut complete_ts = 0u64;
-    let mut prev = header.prev_hash;
     let mut offset = HEADER_LEN;
     let mut damage: Option<Damage> = None;
     while offset < usable_end {
         let position = id.0 + records.len() as u64;
         let frame = match segment::frame_at(bytes, offset, usable_end) {
-            Err(FrameError::Zero) => break,
+            Err(FrameError::Zero) => {
+                // Unwritten space, unless something follows: then this is a hole (a lost or
+                // zeroed sector), and the watermark rule decides what it is.
+                if last_nonzero_end(bytes, offset, usable_end) > offset {
+                    damage = Some(Damage {
+                        offset,
+                        position: Some(position),
+                        kind: CorruptionKind::RecordFrame("zero-filled space before later data".into()),
+                        tearable: true,
+                    });
+                }
+                break;
+            }
             Err(e) => {
                 let kind = if e == FrameError::Crc {
                     CorruptionKind::RecordCrc
@@ -113,8 +128,8 @@ pub(crate) fn scan_newest(
             });
             break;
         }
-        let event = match record::decode_event(&frame) {
-            Ok(event) => event,
+        let (stream, id) = match record::decode_index_fields(&frame) {
+            Ok(fields) => fields,
             Err(d) => {
                 damage = Some(Damage {
                     offset,
@@ -125,21 +140,8 @@ pub(crate) fn scan_newest(
                 break;
             }
         };
-        if record::event_chain_hash(&prev, &event) != frame.header.hash {
-            damage =
-                Some(Damage { offset, position: Some(position), kind: CorruptionKind::ChainMismatch, tearable: false });
-            break;
-        }
-        prev = frame.header.hash;
         last_ts = last_ts.max(frame.header.timestamp_ms);
-        records.push(Scanned {
-            offset,
-            position,
-            stream: event.stream,
-            version: event.version.0,
-            id: event.id,
-            hash: frame.header.hash,
-        });
+        records.push(Scanned { offset, position, stream, version: frame.header.version, id, hash: frame.header.hash });
         offset += frame.len as u64;
         if frame.header.flags & FLAG_BATCH_END != 0 {
             complete = records.len();
@@ -206,12 +208,23 @@ fn later_watermark_above(bytes: &[u8], damage_at: u64, usable_end: u64) -> Optio
 }
 
 /// End (8-aligned) of the last non-zero byte in `[from, to)`, or `from` if all are zero.
+/// Compares whole pages against zeros first (a vectorised memcmp): at open this runs over the
+/// unwritten rest of the active segment.
 fn last_nonzero_end(bytes: &[u8], from: u64, to: u64) -> u64 {
+    const PAGE: usize = 4096;
+    static ZEROS: [u8; PAGE] = [0; PAGE];
     let region = &bytes[from as usize..to as usize];
-    match region.iter().rposition(|&b| b != 0) {
-        Some(i) => (from + i as u64 + 1).next_multiple_of(RECORD_ALIGN as u64).min(to),
-        None => from,
+    let mut end = region.len();
+    while end > 0 {
+        let start = end.saturating_sub(PAGE);
+        let chunk = &region[start..end];
+        if chunk != &ZEROS[..chunk.len()] {
+            let i = start + chunk.iter().rposition(|&b| b != 0).expect("the chunk is not all zeros");
+            return (from + i as u64 + 1).next_multiple_of(RECORD_ALIGN as u64).min(to);
+        }
+        end = start;
     }
+    from
 }
 
 /// Keeps `[from, to)` in `torn/` and zeroes it in the segment, durably.

@@ -214,8 +214,9 @@ impl Footer {
     }
 
     /// Decodes and cross-checks a footer body. `data_end` is the footer's own offset: every
-    /// record offset must lie below it.
-    pub(crate) fn decode_body(b: &[u8], data_end: u64) -> Result<Footer, String> {
+    /// record offset must lie below it. Event ids are decoded only when `with_ids` is set
+    /// (otherwise each stream's `ids` is left empty): open needs them for recent segments only.
+    pub(crate) fn decode_body(b: &[u8], data_end: u64, with_ids: bool) -> Result<Footer, String> {
         let mut r = Reader { b, at: 0 };
         let first_position = r.u64()?;
         let count = r.u64()?;
@@ -258,10 +259,12 @@ impl Footer {
                 }
                 positions.push(p);
             }
-            let mut ids = Vec::with_capacity(n);
-            for _ in 0..n {
-                ids.push(r.bytes(16)?.try_into().expect("16 bytes"));
-            }
+            let raw_ids = r.bytes(16 * n)?;
+            let ids = if with_ids {
+                raw_ids.chunks_exact(16).map(|id| id.try_into().expect("16 bytes")).collect()
+            } else {
+                Vec::new()
+            };
             if streams.insert(name.to_string(), FooterStream { first_version, positions, ids }).is_some() {
                 return Err(format!("stream {name:?} listed twice"));
             }
@@ -306,7 +309,7 @@ impl<'a> Reader<'a> {
 /// A sealed segment's seal record, its decoded footer, and the footer's offset.
 pub(crate) type Sealed = (FrameHeader, Footer, u64);
 
-pub(crate) fn read_sealed(bytes: &[u8]) -> Result<Option<Sealed>, (u64, CorruptionKind)> {
+pub(crate) fn read_sealed(bytes: &[u8], with_ids: bool) -> Result<Option<Sealed>, (u64, CorruptionKind)> {
     let cap = bytes.len() as u64;
     let trailer_at = cap - TRAILER_LEN;
     let Some(trailer) = Trailer::decode(&bytes[trailer_at as usize..]) else {
@@ -328,7 +331,7 @@ pub(crate) fn read_sealed(bytes: &[u8]) -> Result<Option<Sealed>, (u64, Corrupti
     if frame.header.kind != KIND_SEAL || frame.len as u64 != trailer.footer_len {
         return Err((trailer.footer_offset, CorruptionKind::Footer("trailer does not point at a seal record".into())));
     }
-    let footer = Footer::decode_body(frame.body, trailer.footer_offset)
+    let footer = Footer::decode_body(frame.body, trailer.footer_offset, with_ids)
         .map_err(|d| (trailer.footer_offset, CorruptionKind::Footer(d)))?;
     if footer.offsets.is_empty()
         || frame.header.version != footer.offsets.len() as u64
@@ -389,11 +392,14 @@ mod tests {
         let f = footer();
         let b = f.encode_body();
         assert_eq!(b.len(), Footer::body_len(3, 3, 2));
-        assert_eq!(Footer::decode_body(&b, 5000).unwrap(), f);
+        assert_eq!(Footer::decode_body(&b, 5000, true).unwrap(), f);
+        let without_ids = Footer::decode_body(&b, 5000, false).unwrap();
+        assert!(without_ids.streams.values().all(|s| s.ids.is_empty()));
+        assert_eq!(without_ids.offsets, f.offsets);
         // An offset at or beyond the footer's own position is refused.
-        assert!(Footer::decode_body(&b, 4400).is_err());
+        assert!(Footer::decode_body(&b, 4400, true).is_err());
         for cut in 0..b.len() {
-            assert!(Footer::decode_body(&b[..cut], 5000).is_err(), "cut at {cut}");
+            assert!(Footer::decode_body(&b[..cut], 5000, true).is_err(), "cut at {cut}");
         }
     }
 

@@ -393,3 +393,14 @@ pub struct Head {
     pub position: Position,
     pub hash: ChainHash,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn genesis_is_the_documented_value() {
+        // docs/format.md states this value; a change here is a format change.
+        assert_eq!(ChainHash::genesis().to_hex(), "2a26968cb27acec89315331ed0499194fa45374bf57222e3d5f4a4cc0d6323aa");
+    }
+}

@@ -67,7 +67,7 @@ impl Log {
         for (segment, map, offsets, sealed) in spans {
             let first = segment.0;
             let end = first + offsets.len() as u64;
-            if end <= start {
+            if offsets.is_empty() || end <= start {
                 continue;
             }
             let bytes = map.bytes();
@@ -126,7 +126,7 @@ impl Log {
 
 /// The seal record right after a sealed segment's last record must carry the last hash.
 fn check_seal(bytes: &[u8], offset: u64, last: ChainHash) -> Result<(), (u64, CorruptionKind)> {
-    match crate::segment::read_sealed(bytes)? {
+    match crate::segment::read_sealed(bytes, false)? {
         Some((seal, _, footer_offset)) if footer_offset == offset && seal.hash == last => Ok(()),
         Some(_) => Err((offset, CorruptionKind::Footer("seal record does not match the segment's records".into()))),
         None => Err((offset, CorruptionKind::Footer("sealed segment lost its trailer".into()))),

@@ -83,7 +83,7 @@ pub enum Sabotage {
 /// Ids of recent events, for idempotent retries.
 #[derive(Debug, Default)]
 pub(crate) struct IdWindow {
-    map: HashMap<Uuid, u64>,
+    map: HashMap<Uuid, u64, foldhash::fast::RandomState>,
     order: VecDeque<(u64, Uuid)>,
 }
 
@@ -123,15 +123,22 @@ impl FooterBuilder {
     }
 
     pub(crate) fn push(&mut self, offset: u64, stream: &str, version: u64, position: u64, id: Uuid) {
-        self.offsets.push(u32::try_from(offset).expect("segment offsets fit in u32"));
-        if !self.streams.contains_key(stream) {
-            self.name_bytes += stream.len();
-            self.streams.insert(stream.to_string(), FooterStream { first_version: version, ..Default::default() });
-        }
-        let s = self.streams.get_mut(stream).expect("inserted above");
-        assert_eq!(s.first_version + s.positions.len() as u64, version, "stream {stream} version gap in segment");
-        s.positions.push(position);
-        s.ids.push(*id.as_bytes());
+        self.push_run(stream, version, &[(offset, position, id)]);
+    }
+
+    /// Records consecutive events of one stream: (offset, position, id) from `first_version` on.
+    fn push_run(&mut self, stream: &str, first_version: u64, run: &[(u64, u64, Uuid)]) {
+        self.offsets.extend(run.iter().map(|r| u32::try_from(r.0).expect("segment offsets fit in u32")));
+        let s = match self.streams.get_mut(stream) {
+            Some(s) => s,
+            None => {
+                self.name_bytes += stream.len();
+                self.streams.entry(stream.to_string()).or_insert(FooterStream { first_version, ..Default::default() })
+            }
+        };
+        assert_eq!(s.first_version + s.positions.len() as u64, first_version, "stream {stream} version gap in segment");
+        s.positions.extend(run.iter().map(|r| r.1));
+        s.ids.extend(run.iter().map(|r| *r.2.as_bytes()));
     }
 }
 
@@ -161,7 +168,8 @@ pub(crate) struct WriterState {
 struct Staged {
     offset: u64,
     position: u64,
-    stream: String,
+    /// Shared by the records of one stream-append, so runs are found by pointer.
+    stream: Arc<str>,
     version: u64,
     id: Uuid,
     body_range: (usize, usize),
@@ -360,7 +368,9 @@ impl Writer {
                 Plan::Write { first_version } => first_version,
             };
             let name = append.stream.as_str();
+            let shared_name: Arc<str> = Arc::from(name);
             let first_position = self.state.next_position;
+            let mut run = Vec::with_capacity(append.events.len());
             for (i, event) in append.events.iter().enumerate() {
                 written += 1;
                 let position = self.state.next_position;
@@ -399,16 +409,17 @@ impl Writer {
                 self.staged.push(Staged {
                     offset,
                     position,
-                    stream: name.to_string(),
+                    stream: shared_name.clone(),
                     version,
                     id: event.id,
                     body_range: (body_start, body_start + event.body.len()),
                 });
-                self.state.active.footer.push(offset, name, version, position, event.id);
+                run.push((offset, position, event.id));
                 self.state.ids.insert(event.id, position);
                 self.state.next_position += 1;
                 self.state.last_hash = hash;
             }
+            self.state.active.footer.push_run(name, first_version, &run);
             self.state.last_timestamp_ms = now;
             self.overlay.insert(name.to_string(), Some(first_version + append.events.len() as u64 - 1));
             results.push(AppendResult {
@@ -506,7 +517,7 @@ impl Writer {
 
     /// Position of `version` of `stream`, committed or staged.
     fn position_of(&self, stream: &str, version: u64) -> Option<u64> {
-        if let Some(s) = self.staged.iter().find(|s| s.stream == stream && s.version == version) {
+        if let Some(s) = self.staged.iter().find(|s| &*s.stream == stream && s.version == version) {
             return Some(s.position);
         }
         let index = self.shared.index.read();
@@ -519,7 +530,7 @@ impl Writer {
             let body = self.buf[s.body_range.0..s.body_range.1].to_vec();
             let hash_at = s.body_range.0 - 32;
             let hash = ChainHash(self.buf[hash_at..s.body_range.0].try_into().expect("32 bytes"));
-            return Some((s.stream.clone(), s.id, body, s.version, hash));
+            return Some((s.stream.to_string(), s.id, body, s.version, hash));
         }
         let location = self.shared.index.read().locate(position)?;
         let bytes = location.map.bytes();
@@ -590,9 +601,14 @@ impl Writer {
     fn publish(&mut self, end: u64) {
         self.state.active.map.publish(end);
         let mut index = self.shared.index.write();
-        for s in &self.staged {
-            index.streams.entry(s.stream.clone()).or_default().push(s.position);
-            debug_assert_eq!(index.streams[&s.stream].len() as u64 - 1, s.version);
+        for run in self.staged.chunk_by(|a, b| Arc::ptr_eq(&a.stream, &b.stream)) {
+            let name = &*run[0].stream;
+            let positions = match index.streams.get_mut(name) {
+                Some(positions) => positions,
+                None => index.streams.entry(name.to_string()).or_default(),
+            };
+            assert_eq!(positions.len() as u64, run[0].version, "stream {name} would get a version gap");
+            positions.extend(run.iter().map(|s| s.position));
         }
         let active = index.active_mut();
         assert_eq!(active.id, self.state.active.id, "index and writer disagree on the active segment");
@@ -739,7 +755,8 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes the footer and trailer after the last record and makes them durable.
+    /// Writes the footer after the last record, makes it durable, and only then writes the
+    /// trailer that points at it: a valid trailer on disk proves its footer durable.
     fn seal(&mut self) -> Result<()> {
         let active = &self.state.active;
         let footer = Footer {
@@ -771,6 +788,7 @@ impl Writer {
         active
             .file
             .write_all_at(&frame, footer_offset)
+            .and_then(|()| active.file.sync_data())
             .and_then(|()| active.file.write_all_at(&trailer.encode(), active.capacity - TRAILER_LEN))
             .and_then(|()| active.file.sync_data())
             .map_err(|e| Error::io("seal segment", path, e))

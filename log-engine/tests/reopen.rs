@@ -54,3 +54,48 @@ fn second_process_gets_a_clear_lock_error() {
     assert!(matches!(err, log_engine::Error::Locked { .. }), "{err}");
     assert!(err.to_string().contains("in use by another process"), "{err}");
 }
+
+#[test]
+fn a_copied_prefix_opens_as_a_log_ending_at_a_batch_boundary() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_small(dir.path());
+    append_n(&log, "a", 500);
+    // A three-event batch at positions 500..=502.
+    log.append("b", ExpectedVersion::Any, vec![event("b", 0), event("b", 1), event("b", 2)]).unwrap();
+    append_n(&log, "a", 300);
+    let (files, last) = log.segment_files_through(Position(501)).unwrap();
+    assert_eq!(last, Position(502), "the cut must include the whole batch");
+    let expected = log.read_all(Position(0), 503).unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(copy.path().join("log")).unwrap();
+    for f in &files {
+        let mut bytes = std::fs::read(&f.path).unwrap();
+        let capacity = bytes.len();
+        bytes.truncate(f.bytes as usize);
+        bytes.resize(capacity, 0);
+        std::fs::write(copy.path().join("log").join(f.path.file_name().unwrap()), bytes).unwrap();
+    }
+    let restored = open_small(copy.path());
+    assert_eq!(restored.head().unwrap().position, Position(502));
+    assert_eq!(restored.read_all(Position(0), 10_000).unwrap(), expected);
+    assert!(restored.verify(None, |_| {}).unwrap().ok);
+}
+
+#[test]
+fn verify_handles_an_empty_newest_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_small(dir.path());
+    append_n(&log, "a", 400);
+    let newest = log.segment_files().last().unwrap().clone();
+    drop(log);
+    // Cut every record of the newest segment: it is left empty after a sealed one.
+    let mut bytes = std::fs::read(&newest.path).unwrap();
+    let capacity = bytes.len();
+    bytes.truncate(4096);
+    bytes.resize(capacity, 0);
+    std::fs::write(&newest.path, bytes).unwrap();
+    let log = open_small(dir.path());
+    let report = log.verify(None, |_| {}).unwrap();
+    assert!(report.ok, "{:?}", report.detail);
+    assert_eq!(report.events, log.head().unwrap().position.0 + 1);
+}

@@ -6,6 +6,8 @@
 //! BLAKE3 over the entries in key order. Derived indexes (the audit view's query indexes, say)
 //! are not entries: `load` rebuilds them.
 
+use std::any::Any;
+
 use log_engine::{Event, Position};
 
 /// Why an event could not be applied. The runner records it with the event's position and
@@ -55,7 +57,10 @@ impl Changes {
 ///   event it understands but cannot apply, and then leaves the state unchanged.
 /// - `entries`, `changes_since_mark`, `load` and `apply_changes` round-trip: loading the
 ///   entries of a state, then applying later changes, gives the later state.
-pub trait Projection: Send + Sync + 'static {
+///
+/// `Any` is a supertrait so that a caller holding `&dyn Projection` can get back the concrete
+/// view (`(view as &dyn Any).downcast_ref::<KvView>()`); every `'static` type implements it.
+pub trait Projection: Any + Send + Sync + 'static {
     /// Stable name; the key of this view's state in checkpoints.
     fn name(&self) -> &'static str;
 
@@ -70,10 +75,12 @@ pub trait Projection: Send + Sync + 'static {
     /// Starts a new change-tracking epoch (called after a checkpoint captured the changes).
     fn mark(&mut self);
 
-    /// Replaces the whole state with these entries (as produced by `entries`).
+    /// Replaces the whole state with these entries (as produced by `entries`). Leaves no
+    /// pending changes: the loaded state counts as marked.
     fn load(&mut self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), LoadError>;
 
-    /// Applies changes captured by `changes_since_mark` on top of the current state.
+    /// Applies changes captured by `changes_since_mark` on top of the current state. Leaves no
+    /// pending changes, like `load`: the state restored from a checkpoint chain is the mark.
     fn apply_changes(&mut self, changes: &Changes) -> Result<(), LoadError>;
 
     /// BLAKE3 over the entries in key order (see [`digest_entries`]).

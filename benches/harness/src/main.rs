@@ -1,0 +1,80 @@
+//! cairn-bench: cairn's log engine against the stores people would pick instead, in one run,
+//! on one machine, beside the physical limit (raw pwrite + fdatasync, BLAKE3).
+//!
+//! ```text
+//! cargo run --release --manifest-path benches/harness/Cargo.toml -- --quick   # < 5 minutes
+//! cargo run --release --manifest-path benches/harness/Cargo.toml -- --full    # the published run
+//! ```
+//!
+//! It writes `docs/benchmarks.md` and `docs/benchmarks.svg`. Peers that cannot start
+//! (`benches/setup.sh` installs them) are skipped with a message. Module map: `systems/` (one
+//! module per system behind one trait), `workloads/` (what is measured), `raw.rs` (the
+//! physical limits), `stats.rs`, `results.rs`, `report.rs` + `svg.rs` (output), `run.rs`
+//! (the order of everything), `machine.rs`.
+//!
+//! The binary also has two hidden child modes used by workload 6 (`--child-kill DIR`,
+//! `--child-open DIR`): the process that gets SIGKILLed, and the fresh process that reopens.
+
+mod cpu;
+mod error;
+mod machine;
+mod raw;
+mod report;
+mod results;
+mod run;
+mod stats;
+mod svg;
+mod systems;
+mod workloads;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Benchmarks cairn's log engine against PostgreSQL, SQLite, fjall and Redis Streams.
+#[derive(Debug, Parser)]
+#[command(group(clap::ArgGroup::new("scale").args(["quick", "full", "child_kill", "child_open"]).required(true)))]
+struct Args {
+    /// Short runs and a 1-million-event log; under five minutes.
+    #[arg(long)]
+    quick: bool,
+    /// The published sizes: longer runs, more repetitions, a 10-million-event log.
+    #[arg(long)]
+    full: bool,
+    /// Only these systems (comma-separated: cairn,postgres,sqlite,fjall,redis); cairn always runs.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Scratch directory (on the disk to measure); a fresh one under the temp dir by default.
+    #[arg(long)]
+    scratch: Option<PathBuf>,
+    /// Where to write benchmarks.md and benchmarks.svg.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs"))]
+    out: PathBuf,
+    /// Keep the scratch directory afterwards.
+    #[arg(long)]
+    keep: bool,
+    #[arg(long, hide = true, value_name = "DIR")]
+    child_kill: Option<PathBuf>,
+    #[arg(long, hide = true, value_name = "DIR")]
+    child_open: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let outcome = if let Some(dir) = &args.child_kill {
+        workloads::reopen::child_kill(dir)
+    } else if let Some(dir) = &args.child_open {
+        workloads::reopen::child_open(dir)
+    } else {
+        let scale = if args.full { workloads::Scale::FULL } else { workloads::Scale::QUICK };
+        run::run(&run::Plan { scale, only: args.only, scratch: args.scratch, out: args.out, keep: args.keep })
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

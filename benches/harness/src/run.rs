@@ -1,0 +1,419 @@
+//! The order of a run: start the peers, run workloads 1-4 on one set of stores, workload 5 on
+//! fresh stores, workload 6 on cairn's workload-5 log, then write the report.
+//!
+//! Interleaving: each repetition runs every workload on every system back to back (the order
+//! of systems rotates with the repetition), so a noisy minute on the shared machine hits all
+//! systems of a workload alike. The raw baseline runs right before cairn in even repetitions
+//! and right after it in odd ones. A failed run is recorded in its table and the run goes on;
+//! only cairn failing to open, or the scratch area, stops everything.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::cpu;
+use crate::error::{BenchError, Result};
+use crate::machine::Machine;
+use crate::raw::{self, RawFile};
+use crate::report::{self, BLAKE3, RAW};
+use crate::results::{Kind, Results};
+use crate::stats::Measurement;
+use crate::systems::cairn::{self, Cairn};
+use crate::systems::fjall::Fjall;
+use crate::systems::postgres::Cluster;
+use crate::systems::redis::Redis;
+use crate::systems::sqlite::Sqlite;
+use crate::systems::{Payloads, System};
+use crate::workloads::{append, read, reopen, Scale};
+
+/// Seed of the shared payload pool.
+const PAYLOAD_SEED: u64 = 0x5EED_CA1E_2026;
+
+#[derive(Debug)]
+pub struct Plan {
+    pub scale: Scale,
+    pub only: Vec<String>,
+    pub scratch: Option<PathBuf>,
+    pub out: PathBuf,
+    pub keep: bool,
+}
+
+pub fn run(plan: &Plan) -> Result<()> {
+    let started = Instant::now();
+    let scale = plan.scale;
+    let scratch = plan
+        .scratch
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("cairn-bench-{}", std::process::id())));
+    std::fs::create_dir_all(&scratch).map_err(|e| BenchError::io("create the scratch directory", &scratch, e))?;
+    // The PostgreSQL server runs as another user and must be able to reach its directory.
+    std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| BenchError::io("open up the scratch directory", &scratch, e))?;
+    eprintln!("cairn-bench --{}: scratch directory {}", scale.name, scratch.display());
+
+    let machine = Machine::probe(&scratch);
+    let payloads = Payloads::new(PAYLOAD_SEED);
+    let mut results = Results {
+        frame_bytes: cairn::frame_bytes_per_event(&scratch.join("probe"), &payloads)?,
+        started: utc_now(),
+        ..Default::default()
+    };
+    let wanted = |name: &str| plan.only.is_empty() || name == "cairn" || plan.only.iter().any(|o| o == name);
+
+    let cluster = if wanted("postgres") {
+        eprintln!("starting a throwaway PostgreSQL cluster");
+        match Cluster::start(&scratch.join("postgres")) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                skip(&mut results, "postgres", &e.to_string());
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    {
+        let systems = open_systems("appends", &scratch, cluster.as_ref(), &mut results, &wanted)?;
+        for s in &systems {
+            results.systems.push((s.name().to_string(), s.version(), s.concurrency_model().to_string()));
+        }
+        let mut raw = RawFile::create(&scratch.join("raw.bin"))?;
+        append_phase(&systems, &mut raw, &scale, &payloads, &mut results);
+    }
+    {
+        let systems = open_systems("log", &scratch, cluster.as_ref(), &mut results, &wanted)?;
+        read_phase(&systems, "W5", scale.peer_streams, &scale, &payloads, &mut results);
+    }
+    drop(cluster);
+    let reopen_log = match scale.large_label() {
+        Some(label) => {
+            let dir = scratch.join("cairn-large");
+            let systems: Vec<Box<dyn System>> = vec![Box::new(Cairn::open(&dir)?)];
+            let scale = Scale { reps: scale.large_reps, ..scale };
+            read_phase(&systems, &label, scale.streams, &scale, &payloads, &mut results);
+            dir
+        }
+        None => scratch.join("cairn-log"),
+    };
+    reopen_phase(&reopen_log, &scale, &mut results);
+
+    results.seconds = started.elapsed().as_secs_f64();
+    std::fs::create_dir_all(&plan.out).map_err(|e| BenchError::io("create the output directory", &plan.out, e))?;
+    let md = plan.out.join("benchmarks.md");
+    let svg = plan.out.join("benchmarks.svg");
+    std::fs::write(&md, report::render(&results, &machine, &scale))
+        .map_err(|e| BenchError::io("write the report", &md, e))?;
+    std::fs::write(&svg, crate::svg::render(&results)).map_err(|e| BenchError::io("write the plot", &svg, e))?;
+    eprintln!("wrote {} and {} after {:.0} s", md.display(), svg.display(), results.seconds);
+    for g in report::goals(&results, &scale) {
+        let verdict = match g.met {
+            Some(true) => "pass",
+            Some(false) => "MISS",
+            None => "not measured",
+        };
+        eprintln!("  {verdict:>12}  {} (target {}, measured {})", g.what, g.target, g.measured);
+    }
+    if !plan.keep {
+        if let Err(e) = std::fs::remove_dir_all(&scratch) {
+            eprintln!("warning: could not remove the scratch directory {}: {e}", scratch.display());
+        }
+    }
+    Ok(())
+}
+
+fn skip(results: &mut Results, system: &str, reason: &str) {
+    eprintln!("skipping {system}: {reason}");
+    if !results.skipped.iter().any(|(s, _)| s == system) {
+        results.skipped.push((system.to_string(), reason.to_string()));
+    }
+}
+
+/// cairn first, then every wanted peer that starts; `tag` keeps each phase's stores apart.
+fn open_systems(
+    tag: &str,
+    scratch: &Path,
+    cluster: Option<&Cluster>,
+    results: &mut Results,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<Vec<Box<dyn System>>> {
+    let mut systems: Vec<Box<dyn System>> = vec![Box::new(Cairn::open(&scratch.join(format!("cairn-{tag}")))?)];
+    let mut add = |name: &str, opened: Result<Box<dyn System>>| match opened {
+        Ok(s) => systems.push(s),
+        Err(e) => skip(results, name, &e.to_string()),
+    };
+    if let Some(cluster) = cluster {
+        add("postgres", cluster.database(tag).map(|d| Box::new(d) as Box<dyn System>));
+    }
+    if wanted("sqlite") {
+        add("sqlite", Sqlite::open(&scratch.join(format!("sqlite-{tag}.db"))).map(|s| Box::new(s) as Box<dyn System>));
+    }
+    if wanted("fjall") {
+        add("fjall", Fjall::open(&scratch.join(format!("fjall-{tag}"))).map(|s| Box::new(s) as Box<dyn System>));
+    }
+    if wanted("redis") {
+        add("redis", Redis::start(&scratch.join(format!("redis-{tag}"))).map(|s| Box::new(s) as Box<dyn System>));
+    }
+    Ok(systems)
+}
+
+/// Indices of `n` systems, rotated by the repetition number.
+fn rotation(n: usize, rep: usize) -> Vec<usize> {
+    (0..n).map(|i| (i + rep) % n).collect()
+}
+
+/// Runs `f` on every system in this repetition's order (raw next to cairn) and files results.
+fn round(
+    results: &mut Results,
+    id: &str,
+    rep: usize,
+    systems: &[Box<dyn System>],
+    mut raw: Option<&mut dyn FnMut() -> Result<Measurement>>,
+    mut f: impl FnMut(&dyn System) -> Result<Measurement>,
+) {
+    for i in rotation(systems.len(), rep) {
+        let system = systems[i].as_ref();
+        let is_cairn = system.name() == "cairn";
+        if is_cairn && rep.is_multiple_of(2) {
+            if let Some(raw) = raw.as_mut() {
+                let m = with_cpu(&mut **raw);
+                results.table_mut(id).record(RAW, rep, m);
+            }
+        }
+        let m = observed(system, &mut f);
+        results.table_mut(id).record(system.name(), rep, m);
+        if is_cairn && rep % 2 == 1 {
+            if let Some(raw) = raw.as_mut() {
+                let m = with_cpu(&mut **raw);
+                results.table_mut(id).record(RAW, rep, m);
+            }
+        }
+    }
+}
+
+/// Runs `f`, adding the process CPU time it took.
+fn with_cpu(f: &mut dyn FnMut() -> Result<Measurement>) -> Result<Measurement> {
+    let before = cpu::process_cpu();
+    let mut m = f();
+    if let (Ok(m), Some(before), Some(after)) = (m.as_mut(), before, cpu::process_cpu()) {
+        m.cpu = Some(after.saturating_sub(before));
+    }
+    m
+}
+
+/// Runs `f` on `system`, adding the process CPU time and the engine's sync counters.
+fn observed(system: &dyn System, f: &mut dyn FnMut(&dyn System) -> Result<Measurement>) -> Result<Measurement> {
+    let syncs_before = system.sync_counters();
+    let mut m = with_cpu(&mut || f(system));
+    if let (Ok(m), Some(before), Some(after)) = (m.as_mut(), syncs_before, system.sync_counters()) {
+        m.syncs = before.until(&after);
+    }
+    m
+}
+
+fn append_phase(
+    systems: &[Box<dyn System>],
+    raw: &mut RawFile,
+    scale: &Scale,
+    payloads: &Payloads,
+    results: &mut Results,
+) {
+    let [a0, a1, a2] = scale.appenders;
+    let [b0, b1] = scale.batch_sizes;
+    let c = scale.checked_appenders;
+    let tables = [
+        ("W1".to_string(), "1 appender, 1 event per commit".to_string()),
+        (format!("W2 ×{a0}"), format!("{a0} concurrent appenders, 1 event per commit")),
+        (format!("W2 ×{a1}"), format!("{a1} concurrent appenders, 1 event per commit")),
+        (format!("W2 ×{a2}"), format!("{a2} concurrent appenders, 1 event per commit")),
+        (format!("W3 ×{b0}"), format!("1 appender, batches of {b0} events per commit")),
+        (format!("W3 ×{b1}"), format!("1 appender, batches of {b1} events per commit")),
+        ("W4".to_string(), "1 appender, 1 event per commit, with an expected-version check".to_string()),
+        (format!("W4 ×{c}"), format!("{c} concurrent appenders, 1 event per commit, with an expected-version check")),
+    ];
+    for (id, title) in &tables {
+        results.tables.push(crate::results::Table::new(id.clone(), title.clone(), Kind::Append));
+    }
+    let mut checks_ok = Vec::new();
+    for s in systems {
+        let ok = append::check_conflict_is_refused(s.as_ref(), "w4-conflict-probe", payloads);
+        if let Err(e) = &ok {
+            eprintln!("{}: the expected-version check did not hold: {e}", s.name());
+            let msg = e.to_string();
+            for id in ["W4".to_string(), format!("W4 ×{c}")] {
+                results.table_mut(&id).record(
+                    s.name(),
+                    0,
+                    Err(BenchError::system(s.name(), "refuse a conflicting append", msg.clone())),
+                );
+            }
+        }
+        checks_ok.push(ok.is_ok());
+    }
+    let frame = results.frame_bytes as usize;
+    let run_for = scale.run_for;
+    for rep in 0..scale.reps {
+        eprintln!("appends, repetition {}/{}", rep + 1, scale.reps);
+        let mut raw1 = || raw.commits(frame, 1, run_for, payloads);
+        round(results, "W1", rep, systems, Some(&mut raw1), |s| {
+            append::single(s, &format!("w1-r{rep}"), run_for, false, payloads)
+        });
+        for n in scale.appenders {
+            round(results, &format!("W2 ×{n}"), rep, systems, None, |s| {
+                append::concurrent(s, &format!("w2-{n}-r{rep}"), n, run_for, false, payloads)
+            });
+        }
+        for size in scale.batch_sizes {
+            let mut rawb = || raw.commits(frame * size, size as u64, run_for, payloads);
+            round(results, &format!("W3 ×{size}"), rep, systems, Some(&mut rawb), |s| {
+                append::batches(s, &format!("w3-{size}-r{rep}"), size, run_for, payloads)
+            });
+        }
+        let ok = |s: &dyn System| systems.iter().zip(&checks_ok).any(|(x, ok)| x.name() == s.name() && *ok);
+        round(results, "W4", rep, systems, None, |s| {
+            if !ok(s) {
+                return Err(skipped_check(s));
+            }
+            append::single(s, &format!("w4-r{rep}"), run_for, true, payloads)
+        });
+        round(results, &format!("W4 ×{c}"), rep, systems, None, |s| {
+            if !ok(s) {
+                return Err(skipped_check(s));
+            }
+            append::concurrent(s, &format!("w4-{c}-r{rep}"), c, run_for, true, payloads)
+        });
+    }
+}
+
+fn skipped_check(s: &dyn System) -> BenchError {
+    BenchError::system(s.name(), "run W4", "its expected-version check did not refuse a conflict")
+}
+
+/// Workload 5 on `systems` with a data set of `streams` streams; its tables are `{label} …`.
+fn read_phase(
+    systems: &[Box<dyn System>],
+    label: &str,
+    streams: usize,
+    scale: &Scale,
+    payloads: &Payloads,
+    results: &mut Results,
+) {
+    let n = (streams * scale.stream_events) as u64;
+    let events = report::fmt_num(n as f64);
+    let load_id = format!("{label} load");
+    let read_id = format!("{label} read-back");
+    let replay_id = format!("{label} replay");
+    let verify_id = format!("{label} verify");
+    let load_title = format!(
+        "loading the W5 log: {events} events, durable commits of 100 streams × 10 events by {} threads (one run)",
+        read::LOADERS
+    );
+    let read_title = format!(
+        "read one whole {}-event stream out of {} streams ({events} events)",
+        scale.stream_events,
+        report::fmt_num(streams as f64)
+    );
+    for (id, title) in [
+        (&load_id, load_title),
+        (&read_id, read_title),
+        (&replay_id, format!("replay of the whole {events}-event log")),
+        (&verify_id, format!("chain verification of the whole {events}-event log")),
+    ] {
+        results.tables.push(crate::results::Table::new(id.clone(), title, Kind::Read));
+    }
+    let frame = results.frame_bytes as usize;
+    let mut loaded = Vec::new();
+    for s in systems {
+        eprintln!("loading {events} events into {}", s.name());
+        let m = observed(s.as_ref(), &mut |s| read::load(s, streams, scale.stream_events, payloads));
+        loaded.push(m.is_ok());
+        results.table_mut(&load_id).record(s.name(), 0, m);
+    }
+    let usable = |s: &dyn System| systems.iter().zip(&loaded).any(|(x, ok)| x.name() == s.name() && *ok);
+    let not_loaded = |s: &dyn System| BenchError::system(s.name(), "run W5", "its load failed");
+    for rep in 0..scale.reps {
+        eprintln!("reads ({label}), repetition {}/{}", rep + 1, scale.reps);
+        round(results, &read_id, rep, systems, None, |s| {
+            if !usable(s) {
+                return Err(not_loaded(s));
+            }
+            read::read_back(s, streams, scale.stream_events, scale.stream_reads, rep)
+        });
+        round(
+            results,
+            &replay_id,
+            rep,
+            systems,
+            None,
+            |s| if usable(s) { read::replay(s, n) } else { Err(not_loaded(s)) },
+        );
+        // BLAKE3 over the same bytes runs right before cairn's verify in even repetitions and
+        // right after it in odd ones.
+        let blake = |results: &mut Results| {
+            let m = with_cpu(&mut || Ok(raw::blake3_per_event(n, frame, payloads)));
+            results.table_mut(&verify_id).record(BLAKE3, rep, m);
+        };
+        if rep.is_multiple_of(2) {
+            blake(results);
+        }
+        for s in systems.iter().filter(|s| s.verify_supported()) {
+            let m = observed(s.as_ref(), &mut |s| s.verify().expect("verify is supported"));
+            results.table_mut(&verify_id).record(s.name(), rep, m);
+        }
+        if !rep.is_multiple_of(2) {
+            blake(results);
+        }
+    }
+}
+
+fn reopen_phase(dir: &Path, scale: &Scale, results: &mut Results) {
+    let events = report::fmt_num(scale.log_events() as f64);
+    results.tables.push(crate::results::Table::new(
+        "W6 cold",
+        format!("reopen after SIGKILL at {events} events, page cache dropped"),
+        Kind::Reopen,
+    ));
+    results.tables.push(crate::results::Table::new(
+        "W6 warm",
+        format!("reopen after SIGKILL at {events} events, page cache warm"),
+        Kind::Reopen,
+    ));
+    for rep in 0..scale.reopens {
+        eprintln!("reopen after kill, cycle {}/{}", rep + 1, scale.reopens);
+        match reopen::cycle(dir) {
+            Ok(r) => {
+                let as_measurement = |(wall, cpu): (Duration, Duration)| Measurement {
+                    events: r.events,
+                    elapsed: wall,
+                    latencies_ns: vec![wall.as_nanos() as u64],
+                    note: Some(format!("{:.2} million events in the log", r.events as f64 / 1e6)),
+                    syncs: None,
+                    cpu: Some(cpu),
+                };
+                match r.cold {
+                    Some(times) => results.table_mut("W6 cold").record("cairn", rep, Ok(as_measurement(times))),
+                    None => results.table_mut("W6 cold").record(
+                        "cairn",
+                        rep,
+                        Err(BenchError::system(
+                            "cairn",
+                            "drop the page cache",
+                            "only root may; cold reopen not measured",
+                        )),
+                    ),
+                }
+                results.table_mut("W6 warm").record("cairn", rep, Ok(as_measurement(r.warm)));
+            }
+            Err(e) => results.table_mut("W6 warm").record("cairn", rep, Err(e)),
+        }
+    }
+}
+
+fn utc_now() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .map_or_else(|| "at an unknown time".into(), |o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}

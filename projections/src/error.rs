@@ -1,0 +1,204 @@
+//! The crate's one error type for reads and writes through the views.
+//!
+//! Every variant has a stable snake_case [`Error::code`] (the HTTP contract's `"error"` field:
+//! `key_not_found`, `wrong_type`, `not_an_integer`, `wrong_expected_version`,
+//! `incompatible_schema`, ...) and an [`ErrorKind`] that tells a server which status fits.
+//! Messages are sentences naming what failed and where. Errors of applying one event belong to
+//! the runner ([`crate::ApplyError`], recorded with their position), not here.
+
+use log_engine::{ExpectedVersion, Position, StreamVersion};
+
+/// What failed, for a status code: not found, conflict, bad input, unavailable, or internal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The thing asked for does not exist (HTTP 404).
+    NotFound,
+    /// The request is valid but the state does not allow it now (HTTP 409).
+    Conflict,
+    /// The request itself is wrong (HTTP 400; 413 for [`Error::TooLarge`]).
+    Invalid,
+    /// The views or the log cannot answer now: timeout, stopped runner, poisoned log (HTTP 503).
+    Unavailable,
+    /// Damage or an unexpected failure underneath (HTTP 500).
+    Internal,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("key {key:?} not found")]
+    KeyNotFound { key: String },
+
+    #[error("key {key:?} holds a {actual}, but {op} needs a {expected}")]
+    WrongType { key: String, op: &'static str, expected: &'static str, actual: &'static str },
+
+    #[error("the value of key {key:?} is not an integer")]
+    NotAnInteger { key: String },
+
+    #[error("incrementing key {key:?} by {delta} would overflow a 64-bit signed integer")]
+    IntegerOverflow { key: String, delta: i64 },
+
+    /// An expected stream version did not match (a compare-and-set lost, or a raw append).
+    #[error("wrong expected version for stream {stream}: expected {expected}, the stream is {}", describe_version(.actual))]
+    WrongExpectedVersion { stream: String, expected: ExpectedVersion, actual: Option<StreamVersion> },
+
+    /// A watched key of a transaction moved: `expected` and `actual` are key versions, `None`
+    /// meaning "does not exist".
+    #[error("watched key {key:?} changed: expected {}, it is {}", describe_watch(.expected), describe_watch(.actual))]
+    WatchedKeyChanged { key: String, expected: Option<StreamVersion>, actual: Option<StreamVersion> },
+
+    #[error("schema for subject {subject:?} is incompatible with version {against} under compatibility mode {mode}: {}", .reasons.join("; "))]
+    IncompatibleSchema { subject: String, mode: &'static str, against: u32, reasons: Vec<String> },
+
+    #[error("schema for subject {subject:?} is not a valid JSON Schema: {message}")]
+    InvalidSchema { subject: String, message: String },
+
+    #[error("schema subject {subject:?} not found")]
+    SubjectNotFound { subject: String },
+
+    #[error("schema subject {subject:?} has no version {version}")]
+    SchemaVersionNotFound { subject: String, version: u32 },
+
+    #[error("configuration key {key:?} in scope {scope:?} not found")]
+    ConfigNotFound { scope: String, key: String },
+
+    #[error("service {service:?} has no registered instance {instance:?}")]
+    InstanceNotFound { service: String, instance: String },
+
+    #[error("no {kind} relation from {from:?} to {to:?}")]
+    RelationNotFound { from: String, to: String, kind: String },
+
+    #[error("audit entry {id} not found")]
+    AuditEntryNotFound { id: String },
+
+    #[error("invalid input: {what}")]
+    Invalid { what: String },
+
+    #[error("{what} is {actual}, above the limit of {max}")]
+    TooLarge { what: &'static str, max: usize, actual: usize },
+
+    #[error("the views did not reach position {position} within {waited_ms} ms (they have applied through {})", describe_position(.applied))]
+    Timeout { position: Position, applied: Option<Position>, waited_ms: u64 },
+
+    #[error("the projection runner has stopped: {reason}")]
+    Stopped { reason: String },
+
+    #[error("gave up writing to {stream} after {attempts} attempts: other writers kept changing it")]
+    Contention { stream: String, attempts: u32 },
+
+    #[error(transparent)]
+    Log(#[from] log_engine::Error),
+}
+
+fn describe_version(v: &Option<StreamVersion>) -> String {
+    match v {
+        Some(v) => format!("at version {v}"),
+        None => "absent".to_string(),
+    }
+}
+
+fn describe_watch(v: &Option<StreamVersion>) -> String {
+    match v {
+        Some(v) => format!("version {v}"),
+        None => "no key".to_string(),
+    }
+}
+
+fn describe_position(p: &Option<Position>) -> String {
+    match p {
+        Some(p) => format!("position {p}"),
+        None => "nothing yet".to_string(),
+    }
+}
+
+impl Error {
+    /// The stable snake_case code for clients (the HTTP contract's `"error"` field).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::KeyNotFound { .. } => "key_not_found",
+            Error::WrongType { .. } => "wrong_type",
+            Error::NotAnInteger { .. } => "not_an_integer",
+            Error::IntegerOverflow { .. } => "integer_overflow",
+            Error::WrongExpectedVersion { .. } | Error::WatchedKeyChanged { .. } => "wrong_expected_version",
+            Error::IncompatibleSchema { .. } => "incompatible_schema",
+            Error::InvalidSchema { .. } => "invalid_schema",
+            Error::SubjectNotFound { .. } => "subject_not_found",
+            Error::SchemaVersionNotFound { .. } => "version_not_found",
+            Error::ConfigNotFound { .. } => "config_not_found",
+            Error::InstanceNotFound { .. } => "instance_not_found",
+            Error::RelationNotFound { .. } => "relation_not_found",
+            Error::AuditEntryNotFound { .. } => "entry_not_found",
+            Error::Invalid { .. } => "invalid_input",
+            Error::TooLarge { .. } => "too_large",
+            Error::Timeout { .. } => "timeout",
+            Error::Stopped { .. } => "unavailable",
+            Error::Contention { .. } => "contention",
+            Error::Log(e) => match e {
+                log_engine::Error::WrongExpectedVersion { .. } => "wrong_expected_version",
+                log_engine::Error::StreamNotFound { .. } => "stream_not_found",
+                log_engine::Error::PositionNotFound { .. } => "position_not_found",
+                log_engine::Error::InvalidStreamName { .. } | log_engine::Error::Invalid { .. } => "invalid_input",
+                log_engine::Error::LimitExceeded { .. } => "too_large",
+                log_engine::Error::IdConflict { .. } => "id_conflict",
+                log_engine::Error::Poisoned { .. } | log_engine::Error::Closed => "unavailable",
+                _ => "internal",
+            },
+        }
+    }
+
+    /// Which family of failure this is (for choosing a status code).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::KeyNotFound { .. }
+            | Error::SubjectNotFound { .. }
+            | Error::SchemaVersionNotFound { .. }
+            | Error::ConfigNotFound { .. }
+            | Error::InstanceNotFound { .. }
+            | Error::RelationNotFound { .. }
+            | Error::AuditEntryNotFound { .. } => ErrorKind::NotFound,
+            Error::WrongExpectedVersion { .. }
+            | Error::WatchedKeyChanged { .. }
+            | Error::IncompatibleSchema { .. }
+            | Error::Contention { .. } => ErrorKind::Conflict,
+            Error::WrongType { .. }
+            | Error::NotAnInteger { .. }
+            | Error::IntegerOverflow { .. }
+            | Error::InvalidSchema { .. }
+            | Error::Invalid { .. }
+            | Error::TooLarge { .. } => ErrorKind::Invalid,
+            Error::Timeout { .. } | Error::Stopped { .. } => ErrorKind::Unavailable,
+            Error::Log(e) => match e {
+                log_engine::Error::WrongExpectedVersion { .. } | log_engine::Error::IdConflict { .. } => {
+                    ErrorKind::Conflict
+                }
+                log_engine::Error::StreamNotFound { .. } | log_engine::Error::PositionNotFound { .. } => {
+                    ErrorKind::NotFound
+                }
+                log_engine::Error::InvalidStreamName { .. }
+                | log_engine::Error::Invalid { .. }
+                | log_engine::Error::LimitExceeded { .. } => ErrorKind::Invalid,
+                log_engine::Error::Poisoned { .. } | log_engine::Error::Closed => ErrorKind::Unavailable,
+                _ => ErrorKind::Internal,
+            },
+        }
+    }
+
+    /// The key-value key a conflict or type error is about, when there is one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Error::KeyNotFound { key }
+            | Error::WrongType { key, .. }
+            | Error::NotAnInteger { key }
+            | Error::IntegerOverflow { key, .. }
+            | Error::WatchedKeyChanged { key, .. } => Some(key),
+            Error::WrongExpectedVersion { stream, .. } => stream.strip_prefix(crate::kv::STREAM_PREFIX),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn invalid(what: impl Into<String>) -> Error {
+        Error::Invalid { what: what.into() }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

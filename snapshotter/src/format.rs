@@ -1,0 +1,500 @@
+//! The on-disk encoding of one checkpoint file: pure encode and decode, no I/O.
+//!
+//! A checkpoint file (`DIR/checkpoints/<sequence, 20 digits>.ckpt`) is, little-endian
+//! (docs/checkpoint-format.md is the full specification):
+//!
+//! | offset | size | field |
+//! |-------:|-----:|-------|
+//! | 0 | 8 | magic `CAIRNCKP` |
+//! | 8 | 4 | format version (1) |
+//! | 12 | 4 | manifest length `m` (at most [`MANIFEST_LEN_MAX`]) |
+//! | 16 | 32 | checkpoint hash = BLAKE3(manifest bytes) |
+//! | 48 | m | manifest: MessagePack ([`Manifest`]) |
+//! | 48 + m | c | content: snappy (raw block) of MessagePack ([`ProjectionContent`] list) |
+//!
+//! Invariants the decoder enforces, so that every byte of a file is covered by a check: the
+//! magic and version are exact; the stored hash equals BLAKE3 of exactly `m` manifest bytes;
+//! the manifest's `compressed_len` equals the bytes after it (so the file has no slack);
+//! BLAKE3 of the content equals the manifest's `content_digest`; the decompressed length,
+//! read from the snappy preamble and bounded by [`CONTENT_RAW_MAX`] before anything is
+//! allocated, equals `raw_len`; and the decoded content names the manifest's projections in
+//! the same order with the same counts. Hashes are checked before bytes are decoded, so the
+//! MessagePack decoder only ever sees bytes this crate wrote.
+//!
+//! This module does not read files, check the chain between checkpoints, or compare against
+//! the log: store.rs and restore.rs do.
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+/// First bytes of every checkpoint file.
+pub const MAGIC: [u8; 8] = *b"CAIRNCKP";
+/// The format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+const MAGIC_AT: usize = 0;
+const VERSION_AT: usize = MAGIC_AT + MAGIC.len();
+const MANIFEST_LEN_AT: usize = VERSION_AT + 4;
+const HASH_AT: usize = MANIFEST_LEN_AT + 4;
+/// Fixed header before the manifest.
+pub const HEADER_LEN: usize = HASH_AT + 32;
+const _: () = assert!(HEADER_LEN == 48);
+
+/// Largest manifest, in bytes; a longer length field is rejected before anything is read.
+pub const MANIFEST_LEN_MAX: usize = 1 << 20;
+/// Largest decompressed content, in bytes (one snappy block; snappy's own limit is 4 GiB).
+pub const CONTENT_RAW_MAX: u64 = 1 << 31;
+/// Largest compressed content: snappy's worst case for [`CONTENT_RAW_MAX`].
+pub const CONTENT_COMPRESSED_MAX: u64 = 32 + CONTENT_RAW_MAX + CONTENT_RAW_MAX / 6;
+/// Largest checkpoint file.
+pub const FILE_LEN_MAX: u64 = HEADER_LEN as u64 + MANIFEST_LEN_MAX as u64 + CONTENT_COMPRESSED_MAX;
+/// Most projections in one checkpoint.
+pub const PROJECTIONS_MAX: usize = 1024;
+/// Longest projection name, in UTF-8 bytes.
+pub const PROJECTION_NAME_LEN_MAX: usize = 128;
+const _: () = assert!(CONTENT_COMPRESSED_MAX < u32::MAX as u64, "one snappy block must hold the content");
+
+/// `kind` byte of a full checkpoint. Zero is not a kind, so zero-filled bytes never decode.
+pub const KIND_FULL: u8 = 1;
+/// `kind` byte of an incremental checkpoint.
+pub const KIND_INCREMENTAL: u8 = 2;
+
+/// The parent hash of a checkpoint that has no parent: BLAKE3 of `cairn/checkpoint/genesis/v1`.
+pub fn genesis_hash() -> [u8; 32] {
+    *blake3::hash(b"cairn/checkpoint/genesis/v1").as_bytes()
+}
+
+/// The manifest, as stored (MessagePack array, fields in this order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Manifest {
+    pub sequence: u64,
+    pub kind: u8,
+    /// The last log position the state includes.
+    pub position: u64,
+    /// The log's chain hash at `position`.
+    #[serde(with = "serde_bytes")]
+    pub log_hash: [u8; 32],
+    /// Sequence of the parent checkpoint; `None` only with the genesis parent hash.
+    pub parent: Option<u64>,
+    #[serde(with = "serde_bytes")]
+    pub parent_hash: [u8; 32],
+    /// Wall-clock time of writing, unix milliseconds (informational).
+    pub created_ms: u64,
+    /// Sorted by name, names unique.
+    pub projections: Vec<ProjectionManifest>,
+    /// BLAKE3 of the compressed content bytes.
+    #[serde(with = "serde_bytes")]
+    pub content_digest: [u8; 32],
+    pub raw_len: u64,
+    pub compressed_len: u64,
+}
+
+/// One projection's line in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ProjectionManifest {
+    pub name: String,
+    /// The projection's state digest at `position`, after this checkpoint is applied.
+    #[serde(with = "serde_bytes")]
+    pub digest: [u8; 32],
+    /// Entries stored (all of them in a full checkpoint, the changed ones in an incremental).
+    pub upserts: u64,
+    /// Keys removed since the parent (always 0 in a full checkpoint).
+    pub removals: u64,
+}
+
+/// One projection's part of the content. A full checkpoint stores every entry as an upsert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ProjectionContent {
+    pub name: String,
+    /// Sorted by key, keys unique.
+    pub upserts: Vec<(ByteBuf, ByteBuf)>,
+    /// Sorted, unique.
+    pub removals: Vec<ByteBuf>,
+}
+
+/// Why bytes are not a valid checkpoint. Each variant names the check that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FormatError {
+    #[error("the file is {len} bytes, shorter than the {HEADER_LEN}-byte header")]
+    ShortHeader { len: u64 },
+    #[error("bad magic (not a cairn checkpoint file)")]
+    Magic,
+    #[error("format version {found}; this build reads version {FORMAT_VERSION}")]
+    Version { found: u32 },
+    #[error("manifest length {len} exceeds the maximum {MANIFEST_LEN_MAX}")]
+    ManifestTooLong { len: u64 },
+    #[error("the file is {len} bytes, too short for its {manifest_len}-byte manifest")]
+    ShortManifest { len: u64, manifest_len: u64 },
+    #[error("the file is {len} bytes, more than the maximum {FILE_LEN_MAX}")]
+    FileTooLong { len: u64 },
+    #[error("manifest hash mismatch")]
+    ManifestHash,
+    #[error("manifest does not decode: {0}")]
+    ManifestDecode(String),
+    #[error("invalid manifest: {0}")]
+    ManifestInvalid(String),
+    #[error("content is {actual} bytes, the manifest says {expected}")]
+    ContentLength { expected: u64, actual: u64 },
+    #[error("content digest mismatch")]
+    ContentDigest,
+    #[error("content decompresses to {actual} bytes, the manifest says {expected} (at most {CONTENT_RAW_MAX})")]
+    RawLength { expected: u64, actual: u64 },
+    #[error("content does not decompress: {0}")]
+    Decompress(String),
+    #[error("content does not decode: {0}")]
+    ContentDecode(String),
+    #[error("content does not match its manifest: {0}")]
+    ContentMismatch(String),
+    #[error("the content is {len} bytes uncompressed, more than the maximum {CONTENT_RAW_MAX}")]
+    ContentTooLarge { len: u64 },
+    #[error("the manifest is {len} bytes, more than the maximum {MANIFEST_LEN_MAX}")]
+    ManifestTooLarge { len: u64 },
+}
+
+/// The fixed header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub manifest_len: usize,
+    pub hash: [u8; 32],
+}
+
+/// An encoded checkpoint file.
+#[derive(Debug)]
+pub(crate) struct Encoded {
+    pub bytes: Vec<u8>,
+    pub manifest: Manifest,
+    pub hash: [u8; 32],
+}
+
+/// Encodes a checkpoint. `manifest`'s `content_digest`, `raw_len` and `compressed_len` are
+/// filled in here; its projections must line up with `content` (asserted: a mismatch is a bug
+/// in the caller, not bad input).
+pub(crate) fn encode(mut manifest: Manifest, content: &[ProjectionContent]) -> Result<Encoded, FormatError> {
+    assert_eq!(manifest.projections.len(), content.len(), "one manifest line per projection");
+    for (m, c) in manifest.projections.iter().zip(content) {
+        assert_eq!(m.name, c.name, "manifest and content list projections in the same order");
+        assert_eq!((m.upserts, m.removals), (c.upserts.len() as u64, c.removals.len() as u64));
+    }
+    let raw = rmp_serde::to_vec(content).expect("content always serializes");
+    if raw.len() as u64 > CONTENT_RAW_MAX {
+        return Err(FormatError::ContentTooLarge { len: raw.len() as u64 });
+    }
+    let compressed = snap::raw::Encoder::new().compress_vec(&raw).expect("length checked against CONTENT_RAW_MAX");
+    manifest.content_digest = *blake3::hash(&compressed).as_bytes();
+    manifest.raw_len = raw.len() as u64;
+    manifest.compressed_len = compressed.len() as u64;
+    validate_manifest(&manifest).map_err(FormatError::ManifestInvalid)?;
+    let manifest_bytes = rmp_serde::to_vec(&manifest).expect("a manifest always serializes");
+    if manifest_bytes.len() > MANIFEST_LEN_MAX {
+        return Err(FormatError::ManifestTooLarge { len: manifest_bytes.len() as u64 });
+    }
+    let hash = *blake3::hash(&manifest_bytes).as_bytes();
+    let mut bytes = Vec::with_capacity(HEADER_LEN + manifest_bytes.len() + compressed.len());
+    bytes.extend_from_slice(&MAGIC);
+    bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&(manifest_bytes.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&hash);
+    debug_assert_eq!(bytes.len(), HEADER_LEN);
+    bytes.extend_from_slice(&manifest_bytes);
+    bytes.extend_from_slice(&compressed);
+    Ok(Encoded { bytes, manifest, hash })
+}
+
+/// Decodes the fixed header of a file that is `file_len` bytes long.
+pub(crate) fn decode_header(bytes: &[u8], file_len: u64) -> Result<Header, FormatError> {
+    if bytes.len() < HEADER_LEN || file_len < HEADER_LEN as u64 {
+        return Err(FormatError::ShortHeader { len: file_len.min(bytes.len() as u64) });
+    }
+    if bytes[MAGIC_AT..VERSION_AT] != MAGIC {
+        return Err(FormatError::Magic);
+    }
+    let version = u32::from_le_bytes(bytes[VERSION_AT..MANIFEST_LEN_AT].try_into().expect("4 bytes"));
+    if version != FORMAT_VERSION {
+        return Err(FormatError::Version { found: version });
+    }
+    if file_len > FILE_LEN_MAX {
+        return Err(FormatError::FileTooLong { len: file_len });
+    }
+    let manifest_len = u32::from_le_bytes(bytes[MANIFEST_LEN_AT..HASH_AT].try_into().expect("4 bytes")) as u64;
+    if manifest_len > MANIFEST_LEN_MAX as u64 {
+        return Err(FormatError::ManifestTooLong { len: manifest_len });
+    }
+    if HEADER_LEN as u64 + manifest_len > file_len {
+        return Err(FormatError::ShortManifest { len: file_len, manifest_len });
+    }
+    let mut hash = [0u8; 32];
+    hash.copy_from_slice(&bytes[HASH_AT..HEADER_LEN]);
+    Ok(Header { manifest_len: manifest_len as usize, hash })
+}
+
+/// Checks the manifest bytes against the header's hash, decodes and validates them, and
+/// checks that the content that follows has the manifest's length.
+pub(crate) fn decode_manifest(header: &Header, manifest_bytes: &[u8], file_len: u64) -> Result<Manifest, FormatError> {
+    assert_eq!(manifest_bytes.len(), header.manifest_len, "caller reads exactly the manifest");
+    if *blake3::hash(manifest_bytes).as_bytes() != header.hash {
+        return Err(FormatError::ManifestHash);
+    }
+    let manifest: Manifest =
+        rmp_serde::from_slice(manifest_bytes).map_err(|e| FormatError::ManifestDecode(e.to_string()))?;
+    validate_manifest(&manifest).map_err(FormatError::ManifestInvalid)?;
+    let actual = file_len - (HEADER_LEN + header.manifest_len) as u64;
+    if actual != manifest.compressed_len {
+        return Err(FormatError::ContentLength { expected: manifest.compressed_len, actual });
+    }
+    Ok(manifest)
+}
+
+/// Checks and decodes the content bytes (everything after the manifest).
+pub(crate) fn decode_content(manifest: &Manifest, compressed: &[u8]) -> Result<Vec<ProjectionContent>, FormatError> {
+    if compressed.len() as u64 != manifest.compressed_len {
+        return Err(FormatError::ContentLength { expected: manifest.compressed_len, actual: compressed.len() as u64 });
+    }
+    if *blake3::hash(compressed).as_bytes() != manifest.content_digest {
+        return Err(FormatError::ContentDigest);
+    }
+    // The preamble states the decompressed size; bound it before allocating for it.
+    let raw_len = snap::raw::decompress_len(compressed).map_err(|e| FormatError::Decompress(e.to_string()))? as u64;
+    if raw_len != manifest.raw_len || raw_len > CONTENT_RAW_MAX {
+        return Err(FormatError::RawLength { expected: manifest.raw_len, actual: raw_len });
+    }
+    let raw =
+        snap::raw::Decoder::new().decompress_vec(compressed).map_err(|e| FormatError::Decompress(e.to_string()))?;
+    let content: Vec<ProjectionContent> =
+        rmp_serde::from_slice(&raw).map_err(|e| FormatError::ContentDecode(e.to_string()))?;
+    if content.len() != manifest.projections.len() {
+        return Err(FormatError::ContentMismatch(format!(
+            "{} projections in the content, {} in the manifest",
+            content.len(),
+            manifest.projections.len()
+        )));
+    }
+    for (m, c) in manifest.projections.iter().zip(&content) {
+        if m.name != c.name || m.upserts != c.upserts.len() as u64 || m.removals != c.removals.len() as u64 {
+            return Err(FormatError::ContentMismatch(format!(
+                "the manifest lists {} with {} upserts and {} removals, the content has {} with {} and {}",
+                m.name,
+                m.upserts,
+                m.removals,
+                c.name,
+                c.upserts.len(),
+                c.removals.len()
+            )));
+        }
+        if !strictly_sorted(c.upserts.iter().map(|(k, _)| k.as_slice()))
+            || !strictly_sorted(c.removals.iter().map(|k| k.as_slice()))
+        {
+            return Err(FormatError::ContentMismatch(format!("keys of projection {} are not sorted", c.name)));
+        }
+    }
+    Ok(content)
+}
+
+/// Keys in strictly increasing order (sorted, no duplicates).
+pub(crate) fn strictly_sorted<'a>(mut keys: impl Iterator<Item = &'a [u8]>) -> bool {
+    let Some(mut prev) = keys.next() else { return true };
+    for key in keys {
+        if key <= prev {
+            return false;
+        }
+        prev = key;
+    }
+    true
+}
+
+/// Field rules that do not depend on the file around the manifest.
+fn validate_manifest(m: &Manifest) -> Result<(), String> {
+    match m.kind {
+        KIND_FULL => {
+            if let Some(p) = m.projections.iter().find(|p| p.removals != 0) {
+                return Err(format!("full checkpoint lists {} removals for projection {}", p.removals, p.name));
+            }
+        }
+        KIND_INCREMENTAL => {
+            if m.parent.is_none() {
+                return Err("an incremental checkpoint must name its parent".into());
+            }
+        }
+        other => return Err(format!("unknown kind {other}")),
+    }
+    match m.parent {
+        Some(parent) if parent >= m.sequence => {
+            return Err(format!("parent {parent} is not older than sequence {}", m.sequence))
+        }
+        None if m.parent_hash != genesis_hash() => {
+            return Err("a checkpoint without a parent must carry the genesis parent hash".into())
+        }
+        _ => {}
+    }
+    if m.projections.len() > PROJECTIONS_MAX {
+        return Err(format!("{} projections, at most {PROJECTIONS_MAX}", m.projections.len()));
+    }
+    for p in &m.projections {
+        if p.name.is_empty() || p.name.len() > PROJECTION_NAME_LEN_MAX {
+            return Err(format!("projection name of {} bytes (1 to {PROJECTION_NAME_LEN_MAX})", p.name.len()));
+        }
+    }
+    if !m.projections.windows(2).all(|w| w[0].name < w[1].name) {
+        return Err("projections are not sorted by name or a name repeats".into());
+    }
+    if m.raw_len > CONTENT_RAW_MAX || m.compressed_len > CONTENT_COMPRESSED_MAX {
+        return Err(format!("content sizes {} raw, {} compressed exceed the maximum", m.raw_len, m.compressed_len));
+    }
+    Ok(())
+}
+
+/// The file name of checkpoint `sequence`: zero-padded so that name order is sequence order.
+pub(crate) fn file_name(sequence: u64) -> String {
+    format!("{sequence:020}.ckpt")
+}
+
+/// Parses a checkpoint file name back to its sequence.
+pub(crate) fn parse_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".ckpt")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(super) fn sample() -> (Manifest, Vec<ProjectionContent>) {
+        let content = vec![
+            ProjectionContent {
+                name: "a".into(),
+                upserts: vec![(ByteBuf::from(b"k1".to_vec()), ByteBuf::from(vec![1, 2, 3]))],
+                removals: vec![ByteBuf::from(b"k0".to_vec())],
+            },
+            ProjectionContent { name: "b".into(), upserts: vec![], removals: vec![] },
+        ];
+        let manifest = Manifest {
+            sequence: 7,
+            kind: KIND_INCREMENTAL,
+            position: 41,
+            log_hash: [9; 32],
+            parent: Some(6),
+            parent_hash: [5; 32],
+            created_ms: 1,
+            projections: vec![
+                ProjectionManifest { name: "a".into(), digest: [1; 32], upserts: 1, removals: 1 },
+                ProjectionManifest { name: "b".into(), digest: [2; 32], upserts: 0, removals: 0 },
+            ],
+            content_digest: [0; 32],
+            raw_len: 0,
+            compressed_len: 0,
+        };
+        (manifest, content)
+    }
+
+    fn decode_all(bytes: &[u8]) -> Result<(Manifest, Vec<ProjectionContent>), FormatError> {
+        let len = bytes.len() as u64;
+        let header = decode_header(bytes, len)?;
+        let m_end = HEADER_LEN + header.manifest_len;
+        let manifest = decode_manifest(&header, &bytes[HEADER_LEN..m_end], len)?;
+        let content = decode_content(&manifest, &bytes[m_end..])?;
+        Ok((manifest, content))
+    }
+
+    #[test]
+    fn round_trip() {
+        let (manifest, content) = sample();
+        let encoded = encode(manifest, &content).unwrap();
+        let (m, c) = decode_all(&encoded.bytes).unwrap();
+        assert_eq!(m, encoded.manifest);
+        assert_eq!(c, content);
+        assert_eq!(encoded.bytes.len() as u64, HEADER_LEN as u64 + (encoded.bytes.len() - HEADER_LEN) as u64);
+    }
+
+    #[test]
+    fn every_flipped_bit_is_rejected() {
+        let (manifest, content) = sample();
+        let encoded = encode(manifest, &content).unwrap();
+        for i in 0..encoded.bytes.len() {
+            for bit in 0..8 {
+                let mut b = encoded.bytes.clone();
+                b[i] ^= 1 << bit;
+                assert!(decode_all(&b).is_err(), "flipping bit {bit} of byte {i} went unnoticed");
+            }
+        }
+    }
+
+    #[test]
+    fn truncations_and_extensions_are_rejected() {
+        let (manifest, content) = sample();
+        let encoded = encode(manifest, &content).unwrap();
+        for len in 0..encoded.bytes.len() {
+            assert!(decode_all(&encoded.bytes[..len]).is_err(), "truncation to {len} bytes went unnoticed");
+        }
+        let mut longer = encoded.bytes.clone();
+        longer.push(0);
+        assert!(decode_all(&longer).is_err());
+    }
+
+    #[test]
+    fn a_huge_manifest_length_is_refused_before_reading() {
+        let (manifest, content) = sample();
+        let mut bytes = encode(manifest, &content).unwrap().bytes;
+        bytes[MANIFEST_LEN_AT..HASH_AT].copy_from_slice(&u32::MAX.to_le_bytes());
+        let err = decode_header(&bytes, bytes.len() as u64).unwrap_err();
+        assert_eq!(err, FormatError::ManifestTooLong { len: u32::MAX as u64 });
+    }
+
+    #[test]
+    fn a_lying_decompressed_length_is_refused_before_allocating() {
+        let (mut manifest, _) = sample();
+        // A snappy preamble claiming 3 GiB, followed by nothing.
+        let mut compressed = Vec::new();
+        let mut n: u64 = 3 << 30;
+        while n >= 0x80 {
+            compressed.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        compressed.push(n as u8);
+        manifest.compressed_len = compressed.len() as u64;
+        manifest.content_digest = *blake3::hash(&compressed).as_bytes();
+        let err = decode_content(&manifest, &compressed).unwrap_err();
+        assert!(matches!(err, FormatError::RawLength { actual, .. } if actual == 3 << 30), "{err}");
+    }
+
+    /// The bytes of `sample()` as format version 1 writes them (docs/checkpoint-format.md walks
+    /// through this file). A change here is a format change: bump FORMAT_VERSION.
+    const FIXTURE_V1: &[u8] = include_bytes!("../tests/fixtures/v1/sample.ckpt");
+
+    #[test]
+    fn version_1_fixture_is_stable() {
+        let (manifest, content) = sample();
+        let encoded = encode(manifest, &content).unwrap();
+        if std::env::var_os("SNAPSHOTTER_WRITE_FIXTURE").is_some() {
+            std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v1/sample.ckpt"), &encoded.bytes)
+                .unwrap();
+        }
+        assert_eq!(encoded.bytes, FIXTURE_V1, "the encoding changed; that needs a new format version");
+        let (m, c) = decode_all(FIXTURE_V1).unwrap();
+        assert_eq!((m, c), (encoded.manifest, content));
+        assert_eq!(&FIXTURE_V1[..8], b"CAIRNCKP");
+        assert_eq!(FIXTURE_V1[HEADER_LEN], 0x9b, "the manifest is a MessagePack array of 11 fields");
+    }
+
+    #[test]
+    fn limits_fit_snappy() {
+        assert_eq!(snap::raw::max_compress_len(CONTENT_RAW_MAX as usize) as u64, CONTENT_COMPRESSED_MAX);
+    }
+
+    #[test]
+    fn file_names_sort_by_sequence() {
+        assert_eq!(file_name(42), "00000000000000000042.ckpt");
+        assert_eq!(parse_file_name(&file_name(u64::MAX)), Some(u64::MAX));
+        assert_eq!(parse_file_name("42.ckpt"), None);
+        assert_eq!(parse_file_name("00000000000000000042.ckpt.tmp"), None);
+    }
+
+    #[test]
+    fn zero_kind_is_not_a_checkpoint() {
+        let (mut manifest, content) = sample();
+        manifest.kind = 0;
+        assert!(matches!(encode(manifest, &content), Err(FormatError::ManifestInvalid(_))));
+    }
+}

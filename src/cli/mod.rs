@@ -1,0 +1,349 @@
+//! The command line: argument definitions (clap derive), dispatch, and the mapping of results to
+//! the contract's exit codes.
+//!
+//! Every command opens the data directory itself (`--data`, env `CAIRN_DATA`, default
+//! `./cairn-data`), so the log's lock makes a second process fail with a clear message rather
+//! than share the directory. Commands that follow the log (`tail`, `serve`, `demo`) run on a
+//! tokio runtime; the others use the log's blocking API and no runtime at all.
+
+mod log_cmds;
+mod ops_cmds;
+mod view_cmds;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::{CliError, CliResult, Exit};
+use crate::output::Format;
+
+const EXAMPLES: &str = "\
+Examples:
+  cairn demo                                   # a multi-agent workload, then a summary
+  cairn append agent-7 --type ToolCalled --data '{\"tool\":\"search\"}'
+  cairn read agent-7 -o json
+  cairn tail --from 0                          # print the log and follow it (Ctrl-C ends)
+  cairn verify                                 # check every CRC and the hash chain
+  cairn kv set session/42 '{\"step\":1}'        # the key-value view (also: audit, meta)
+  cairn checkpoint && cairn drill              # checkpoint the views; prove recovery
+  cairn serve --listen 127.0.0.1:7070          # the HTTP API (see docs/http-api.md)
+
+Exit codes: 0 ok, 1 error, 2 usage, 3 integrity failure, 4 wrong expected version, 5 not found.";
+
+/// cairn: an append-only, event-sourced log store for AI-agent platforms.
+#[derive(Debug, Parser)]
+#[command(name = "cairn", version, about, after_help = EXAMPLES, max_term_width = 110)]
+pub struct Cli {
+    /// Data directory (created on first use; one process owns it at a time). Give it before the
+    /// command (`cairn --data DIR read ...`): after `append`, `--data` is the event's data.
+    #[arg(long, env = "CAIRN_DATA", default_value = "./cairn-data", value_name = "DIR")]
+    pub data: PathBuf,
+
+    /// Output format: text for people, json for one document, ndjson for one object per line.
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Append one event to a stream, or a batch of events from stdin (--ndjson).
+    #[command(after_help = "\
+Examples:
+  cairn append agent-7 --type ToolCalled --data '{\"tool\":\"search\",\"query\":\"rust\"}'
+  cairn append agent-7 --type Started --expected-version no_stream
+  cairn append agent-7 --type Blob --data-file photo.png --binary
+  printf '{\"type\":\"Note\",\"data\":{\"n\":1}}\\n{\"type\":\"Note\",\"data\":{\"n\":2}}\\n' | cairn append notes --ndjson
+
+Exit code 4 when --expected-version does not hold.")]
+    Append(log_cmds::AppendArgs),
+
+    /// Read a stream's events, oldest first (or newest first with --backward).
+    #[command(after_help = "\
+Examples:
+  cairn read agent-7
+  cairn read agent-7 --from 10 --limit 5 -o json
+  cairn read agent-7 --backward --limit 1      # the newest event
+
+Exit code 5 when the stream does not exist.")]
+    Read(log_cmds::ReadArgs),
+
+    /// Read the global log in position order.
+    #[command(
+        name = "read-all",
+        after_help = "\
+Examples:
+  cairn read-all --limit 20
+  cairn read-all --from 1000 -o ndjson | jq .type"
+    )]
+    ReadAll(log_cmds::ReadAllArgs),
+
+    /// Print events as they are appended, like tail -f (Ctrl-C ends).
+    #[command(after_help = "\
+Examples:
+  cairn tail                      # new events of every stream
+  cairn tail agent-7 --from 0     # all of agent-7, then follow it
+  cairn tail --type-prefix Tool -o ndjson
+
+While `cairn serve` owns the data directory, follow it over HTTP instead:
+  curl -N localhost:7070/v1/subscribe?from=0")]
+    Tail(log_cmds::TailArgs),
+
+    /// List streams: name, last version, event count.
+    #[command(after_help = "\
+Examples:
+  cairn streams
+  cairn streams --prefix agent- -o json")]
+    Streams(log_cmds::StreamsArgs),
+
+    /// Print the log's last position and chain hash.
+    #[command(after_help = "\
+Examples:
+  cairn head
+  cairn head -o json")]
+    Head,
+
+    /// Check every record's CRC and the whole hash chain; exit 3 at the first damage.
+    #[command(after_help = "\
+Examples:
+  cairn verify
+  cairn verify --from 100000 -o json   # trust the stored hash before position 100000
+
+Exit code 3 (and the first bad position) when damage is found.")]
+    Verify(log_cmds::VerifyArgs),
+
+    /// Print counts: events, streams, segments, bytes.
+    #[command(after_help = "\
+Examples:
+  cairn stats
+  cairn stats -o json")]
+    Stats,
+
+    /// The key-value view: get, set, del, incr, list, history.
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  cairn kv set session/42 '{\"step\":1}'
+  cairn kv set greeting hello --ttl-ms 60000     # text that is not JSON is stored as a string
+  cairn kv get session/42
+  cairn kv set session/42 '{\"step\":2}' --expected-version 0   # compare-and-set (exit 4 if it moved)
+  cairn kv incr visits --by 5
+  cairn kv list --prefix session/
+  cairn kv history session/42
+
+Exit code 5 when a key is absent, 4 when an expected version does not hold."
+    )]
+    Kv(view_cmds::KvCommand),
+
+    /// The audit view: append structured entries, query them, prove one against the chain.
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  cairn audit append --level info --category agent_activity --event tool.called --actor agent-7 \\
+                     --target-type tool --target web_search --outcome success --trace-id t-1
+  cairn audit query --actor agent-7 --limit 20
+  cairn audit query --category security --level warn --since 2026-11-22T00:00:00Z -o ndjson
+  cairn audit proof 0b6f0c1e-6a43-4f4e-9a51-0d2b8f3a9c11   # exit 3 if it does not verify"
+    )]
+    Audit(view_cmds::AuditCommand),
+
+    /// The metadata view: schemas, services, configuration, relations.
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  cairn meta schema register tool-call '{\"type\":\"object\",\"required\":[\"tool\"]}'
+  cairn meta schema validate tool-call '{\"tool\":\"search\"}'      # exit 3 if invalid
+  cairn meta service register search i-1 --endpoint http://10.0.0.5:80 --tag gpu --ttl-ms 30000
+  cairn meta service list --name search
+  cairn meta config set model '\"gpt-5\"' --scope planner
+  cairn meta config get model --scope planner
+  cairn meta relate agent-7 tool:web_search uses
+  cairn meta relations agent-7 --depth 2"
+    )]
+    Meta(view_cmds::MetaCommand),
+
+    /// Take a checkpoint of the views now.
+    #[command(after_help = "\
+Examples:
+  cairn checkpoint            # incremental if there is a full checkpoint to build on
+  cairn checkpoint --full -o json")]
+    Checkpoint(ops_cmds::CheckpointArgs),
+
+    /// List checkpoints with their chain status (exit 3 if any is not valid).
+    #[command(after_help = "\
+Examples:
+  cairn checkpoints
+  cairn checkpoints -o json")]
+    Checkpoints,
+
+    /// Copy the log and checkpoints into another directory that opens and verifies on its own.
+    #[command(after_help = "\
+Examples:
+  cairn restore --to /backup/cairn-2026-11-22
+  cairn restore --to /backup/cairn --force      # replace an earlier copy
+
+Never writes into a non-empty directory without --force. The copy is verified after it is made
+(exit 3 if it does not verify). --at POSITION is not available yet (it needs log-engine support).")]
+    Restore(ops_cmds::RestoreArgs),
+
+    /// Recovery drill: restore into a scratch directory, verify everything, rebuild the views two
+    /// ways and compare them with the live ones (exit 3 on any mismatch).
+    #[command(after_help = "\
+Examples:
+  cairn drill
+  cairn drill --scratch /tmp/drill -o json   # keep the copy; JSON: ok, events_lost, restore_ms,
+                                             # rebuild_from_checkpoint_ms, rebuild_from_zero_ms,
+                                             # checkpoints_verified, mismatches, ...")]
+    Drill(ops_cmds::DrillArgs),
+
+    /// Run the HTTP API.
+    #[command(after_help = "\
+Examples:
+  cairn serve                                   # http://127.0.0.1:7070, no auth, loopback only
+  cairn serve --listen 127.0.0.1:0              # any free port; the address is printed on stdout
+  cairn serve --listen 0.0.0.0:7070 --auth auth.toml
+
+Then:
+  curl -X POST localhost:7070/v1/streams/agent-7/events -H 'content-type: application/json' \\
+       -d '{\"events\":[{\"type\":\"ToolCalled\",\"data\":{\"tool\":\"search\"}}]}'
+  curl localhost:7070/v1/streams/agent-7/events
+  curl -N 'localhost:7070/v1/subscribe?from=0'
+
+The endpoints, limits and auth file format are in docs/http-api.md and at /openapi.json.
+SIGINT or SIGTERM stops accepting, finishes in-flight appends and closes the log.")]
+    Serve(crate::http::ServeArgs),
+
+    /// Run a realistic multi-agent workload on a fresh data directory and summarise it.
+    #[command(after_help = "\
+Examples:
+  cairn demo                        # uses ./cairn-data, or a fresh subdirectory if it has data
+  cairn demo --agents 16 --steps 500
+  cairn --data /tmp/demo demo -o json")]
+    Demo(crate::demo::DemoArgs),
+
+    /// Make a new random API token and print it with its auth-file line.
+    #[command(after_help = "\
+Examples:
+  cairn token                  # a new token and its token_hash line
+  cairn token --hash TOKEN     # the token_hash line of an existing token
+
+Put the token_hash line in a [[principal]] of the auth file (see docs/http-api.md) and give the
+token to the client; the server never stores the token itself.")]
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Hash this token instead of making a new one.
+    #[arg(long, value_name = "TOKEN")]
+    pub hash: Option<String>,
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { Exit::Usage as u8 } else { Exit::Ok as u8 });
+        }
+    };
+    let serving = matches!(cli.command, Command::Serve(_));
+    init_tracing(if serving { "info" } else { "warn" }, cli_log_json(&cli));
+    match run(cli) {
+        Ok(exit) => exit.into(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit().into()
+        }
+    }
+}
+
+fn cli_log_json(cli: &Cli) -> bool {
+    matches!(&cli.command, Command::Serve(args) if args.log_json)
+}
+
+/// Structured logs on stderr; `CAIRN_LOG` (e.g. `debug`, `cairn=debug,tower=warn`) overrides
+/// the default level.
+fn init_tracing(default: &str, json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
+    if json {
+        builder.json().init();
+    } else {
+        builder.with_ansi(crate::output::stderr_colour()).init();
+    }
+}
+
+fn run(cli: Cli) -> CliResult<Exit> {
+    let data = cli.data;
+    let format = cli.output;
+    match cli.command {
+        Command::Append(args) => log_cmds::append(&data, format, args),
+        Command::Read(args) => log_cmds::read(&data, format, args),
+        Command::ReadAll(args) => log_cmds::read_all(&data, format, args),
+        Command::Tail(args) => log_cmds::tail(&data, format, args),
+        Command::Streams(args) => log_cmds::streams(&data, format, args),
+        Command::Head => log_cmds::head(&data, format),
+        Command::Verify(args) => log_cmds::verify(&data, format, args),
+        Command::Stats => log_cmds::stats(&data, format),
+        Command::Kv(command) => view_cmds::kv(&data, format, command),
+        Command::Audit(command) => view_cmds::audit(&data, format, command),
+        Command::Meta(command) => view_cmds::meta(&data, format, command),
+        Command::Checkpoint(args) => ops_cmds::checkpoint(&data, format, args),
+        Command::Checkpoints => ops_cmds::checkpoints(&data, format),
+        Command::Restore(args) => ops_cmds::restore(&data, format, args),
+        Command::Drill(args) => ops_cmds::drill(&data, format, args),
+        Command::Serve(args) => crate::http::serve_blocking(&data, args),
+        Command::Demo(args) => crate::demo::run(&data, format, args),
+        Command::Token(args) => token(format, args),
+    }
+}
+
+fn token(format: Format, args: TokenArgs) -> CliResult<Exit> {
+    let token = args.hash.clone().unwrap_or_else(crate::auth::new_token);
+    let line = crate::auth::token_hash_line(&token);
+    let mut out = crate::output::Out::new();
+    match format {
+        Format::Text if args.hash.is_some() => out.line(&line)?,
+        Format::Text => {
+            out.line(&format!("token: {token}"))?;
+            out.line("auth-file line (the server keeps only this hash):")?;
+            out.line(&line)?;
+        }
+        Format::Json | Format::Ndjson => {
+            let hash = format!("blake3:{}", crate::auth::hash_token(&token).to_hex());
+            let mut doc = serde_json::json!({ "token_hash": hash });
+            if args.hash.is_none() {
+                doc["token"] = serde_json::Value::String(token);
+            }
+            out.json_line(&doc)?;
+        }
+    }
+    out.flush()?;
+    Ok(Exit::Ok)
+}
+
+/// Opens the log in `dir` with the default (durable) options.
+pub(crate) fn open_log(dir: &Path) -> CliResult<log_engine::Log> {
+    log_engine::Log::open(dir, log_engine::Options::default())
+        .map_err(|source| CliError::Open { dir: dir.to_path_buf(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

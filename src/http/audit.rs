@@ -1,0 +1,200 @@
+//! The audit view over HTTP: append structured audit entries, query them, and prove one
+//! against the log's hash chain.
+//!
+//! An entry is written to the stream `audit:<category>`; authorisation uses that name
+//! (`append` on `audit:security` to write a security entry; `read` on `audit:` to query all,
+//! or on `audit:<category>` to query one category). Entry timestamps are server time in unix
+//! milliseconds; `since`/`until` take unix ms or RFC 3339.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::Json;
+use log_engine::{Position, Uuid};
+use projections::{AuditQuery, Category, Level, NewAuditEntry, Order, AUDIT_STREAM_PREFIX};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use utoipa::IntoParams;
+
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::{read_body, Caller, Path, Query};
+use super::views::{run, wait_for, MinPosition};
+use super::AppState;
+use crate::auth::Permission;
+
+/// Append an audit entry.
+#[utoipa::path(
+    post, path = "/v1/audit", tag = "audit",
+    request_body(content = Object, description = "`{\"level\", \"category\", \"event\" (or \"action\"), \"actor\": {\"type\", \"id\", \"name\"?, \"roles\"?}, \"target\"?: {\"type\", \"id\", \"name\"?, \"properties\"?}, \"context\"?: {\"trace_id\", \"span_id\", \"parent_span_id\", \"workflow_id\", \"task_id\", \"agent_id\", \"user_id\"}, \"outcome\"?, \"metadata\"?, \"source\"?, \"id\"?: UUID for idempotent retries}`. Levels: trace, debug, info, warn, error, fatal. Categories: authentication, authorization, data_access, system_change, workflow, agent_activity, security, performance."),
+    responses(
+        (status = 200, description = "`{\"id\", \"position\", \"hash\"}`: the entry's id and where the log holds it.", body = Object),
+        (status = 400, description = "`invalid_body` or `invalid_input` naming the field.", body = ErrorBody),
+        (status = 403, description = "The token lacks `append` on `audit:<category>`.", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn append(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    caller.require_any(Permission::Append)?;
+    let mut value: Value = read_body(&headers, body).await?;
+    let id = match value.as_object_mut().and_then(|o| o.remove("id")) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(
+            Uuid::parse_str(&s)
+                .map_err(|_| ApiError::bad_request("invalid_input", format!("id {s:?} is not a UUID")))?,
+        ),
+        Some(other) => return Err(ApiError::bad_request("invalid_input", format!("id {other} is not a UUID"))),
+    };
+    let entry: NewAuditEntry = serde_json::from_value(value)
+        .map_err(|e| ApiError::bad_request("invalid_body", format!("the request body is not an audit entry: {e}")))?;
+    caller.require(Permission::Append, &format!("{AUDIT_STREAM_PREFIX}{}", entry.category.as_str()))?;
+    let done = run(&state, move |s| s.store.views().audit().append(&entry, id)).await?;
+    Ok(Json(json!({"id": done.id, "position": done.position.0, "hash": done.hash.to_hex()})))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct QueryParams {
+    /// Actor id.
+    actor: Option<String>,
+    category: Option<String>,
+    /// Exactly this level.
+    level: Option<String>,
+    /// Target id.
+    target: Option<String>,
+    trace_id: Option<String>,
+    /// `context.agent_id`, or the actor's id when the actor is an agent.
+    agent_id: Option<String>,
+    workflow_id: Option<String>,
+    task_id: Option<String>,
+    /// From this time (inclusive): unix ms or RFC 3339.
+    since: Option<String>,
+    /// Before this time (exclusive): unix ms or RFC 3339.
+    until: Option<String>,
+    /// `desc` (newest first, the default) or `asc`.
+    order: Option<String>,
+    /// Default 100, at most 1000.
+    limit: Option<usize>,
+    /// The previous page's `next`.
+    after: Option<u64>,
+    min_position: Option<u64>,
+}
+
+pub(super) fn time_param(name: &str, text: &str) -> ApiResult<u64> {
+    if let Ok(ms) = text.parse::<u64>() {
+        return Ok(ms);
+    }
+    humantime::parse_rfc3339_weak(text)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as u64)
+        .ok_or_else(|| {
+            ApiError::bad_request("invalid_query", format!("{name}={text:?} is neither unix milliseconds nor RFC 3339"))
+        })
+}
+
+/// Query audit entries (every given filter must match), one page at a time.
+#[utoipa::path(
+    get, path = "/v1/audit", tag = "audit",
+    params(QueryParams),
+    responses(
+        (status = 200, description = "`{\"entries\": [entry + id, timestamp (unix ms), position, hash, stream], \"next\": cursor|null}`.", body = Object),
+        (status = 400, description = "`invalid_query` naming the parameter.", body = ErrorBody),
+        (status = 403, description = "The token lacks `read` on `audit:` (or `audit:<category>` with a category filter).", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn query(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<QueryParams>,
+) -> ApiResult<Json<Value>> {
+    let bad =
+        |name: &str, value: &str| ApiError::bad_request("invalid_query", format!("{name}={value:?} is not known"));
+    let category = q.category.as_deref().map(|c| Category::parse(c).ok_or_else(|| bad("category", c))).transpose()?;
+    let level = q.level.as_deref().map(|l| Level::parse(l).ok_or_else(|| bad("level", l))).transpose()?;
+    let order = match q.order.as_deref() {
+        None | Some("desc") => Order::Desc,
+        Some("asc") => Order::Asc,
+        Some(other) => return Err(bad("order", other)),
+    };
+    let resource = match category {
+        Some(c) => format!("{AUDIT_STREAM_PREFIX}{}", c.as_str()),
+        None => AUDIT_STREAM_PREFIX.to_string(),
+    };
+    caller.require(Permission::Read, &resource)?;
+    let query = AuditQuery {
+        actor: q.actor,
+        category,
+        level,
+        target: q.target,
+        trace_id: q.trace_id,
+        agent_id: q.agent_id,
+        workflow_id: q.workflow_id,
+        task_id: q.task_id,
+        since: q.since.as_deref().map(|t| time_param("since", t)).transpose()?,
+        until: q.until.as_deref().map(|t| time_param("until", t)).transpose()?,
+        order,
+        limit: q.limit,
+        after: q.after.map(Position),
+    };
+    wait_for(&state, q.min_position).await?;
+    let page = run(&state, move |s| s.store.views().audit().query(&query)).await?;
+    let entries: Vec<Value> = page.entries.iter().map(|e| e.to_json()).collect();
+    Ok(Json(json!({"entries": entries, "next": page.next.map(|p| p.0)})))
+}
+
+fn entry_id(id: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(id)
+        .map_err(|_| ApiError::bad_request("invalid_path", format!("audit entry id {id:?} is not a UUID")))
+}
+
+/// One audit entry.
+#[utoipa::path(
+    get, path = "/v1/audit/{id}", tag = "audit",
+    params(("id" = String, Path, description = "The entry's id (UUID)."), MinPosition),
+    responses((status = 200, description = "The entry.", body = Object), (status = 404, description = "`entry_not_found`.", body = ErrorBody)),
+    security(("bearer" = []), ())
+)]
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<MinPosition>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Permission::Read, AUDIT_STREAM_PREFIX)?;
+    let id = entry_id(&id)?;
+    wait_for(&state, q.min_position).await?;
+    let entry = run(&state, move |s| s.store.views().audit().get(id)).await?;
+    Ok(Json(entry.to_json()))
+}
+
+/// Prove an entry: re-read its event from the log (CRC re-checked) and compare it, field by
+/// field and by chain hash, with the view.
+#[utoipa::path(
+    get, path = "/v1/audit/{id}/proof", tag = "audit",
+    params(("id" = String, Path, description = "The entry's id (UUID)."), MinPosition),
+    responses(
+        (status = 200, description = "`{\"entry\", \"position\", \"hash\", \"verified\": bool, \"detail\"?}`.", body = Object),
+        (status = 404, description = "`entry_not_found`.", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn proof(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<MinPosition>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Permission::Read, AUDIT_STREAM_PREFIX)?;
+    let id = entry_id(&id)?;
+    wait_for(&state, q.min_position).await?;
+    let proof = run(&state, move |s| s.store.views().audit().proof(id)).await?;
+    Ok(Json(proof.to_json()))
+}

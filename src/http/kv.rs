@@ -1,0 +1,502 @@
+//! The key-value view over HTTP: `/v1/kv/...`, with Redis semantics where they overlap.
+//!
+//! Keys are percent-encoded path segments (`session%2F42`). Each key lives in the stream
+//! `kv:<key>`, which is also its name for authorisation: a rule on prefix `kv:session/` covers
+//! every key starting with `session/`. Writes answer the `position` they were appended at
+//! (`null` when they changed nothing); reads take `?min_position=` for read-your-writes.
+//! Wrong kinds of value are 400 `wrong_type`; non-integers under `incr` are 400
+//! `not_an_integer`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::Json;
+use log_engine::StreamVersion;
+use projections::{key_stream, now_ms, End, TxnOp, LIST_LIMIT_MAX};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiResult, ErrorBody};
+use super::extract::{read_body, Caller, Path, Query};
+use super::views::{optional_body, position_json, run, wait_for, MinPosition};
+use super::AppState;
+use crate::auth::Permission;
+use crate::wire::ExpectedVersionJson;
+
+/// Keys a listing returns when the request names no `limit`.
+const LIST_LIMIT_DEFAULT: usize = 100;
+/// History entries returned when the request names no `limit`.
+const HISTORY_LIMIT_DEFAULT: usize = 100;
+
+fn end_param(end: Option<EndParam>) -> End {
+    match end {
+        Some(EndParam::Left) => End::Left,
+        _ => End::Right,
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EndParam {
+    Left,
+    Right,
+}
+
+/// GET a key's value.
+#[utoipa::path(
+    get, path = "/v1/kv/{key}", tag = "kv",
+    params(("key" = String, Path, description = "Percent-encoded key."), MinPosition),
+    responses(
+        (status = 200, description = "`{\"key\", \"value\", \"version\", \"expires_at\"}` (`expires_at`: unix ms or null).", body = Object),
+        (status = 400, description = "`wrong_type` for a list or set (use /range or /members).", body = ErrorBody),
+        (status = 404, description = "`key_not_found` (absent or expired).", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn get_key(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(key): Path<String>,
+    Query(q): Query<MinPosition>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Permission::Read, &key_stream(&key))?;
+    wait_for(&state, q.min_position).await?;
+    let entry = run(&state, move |s| s.store.views().kv().get(&key, now_ms())).await?;
+    Ok(Json(serde_json::to_value(entry).expect("an entry serializes")))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutRequest {
+    /// Any JSON value.
+    #[schema(value_type = Object)]
+    value: Value,
+    /// Expire this many milliseconds after the write.
+    ttl_ms: Option<u64>,
+    /// Compare-and-set on the key's version (as `get` answered it), or `"no_stream"` for
+    /// "only if the key was never written".
+    #[serde(default)]
+    expected_version: ExpectedVersionJson,
+}
+
+/// SET a key (with an optional TTL and compare-and-set).
+#[utoipa::path(
+    put, path = "/v1/kv/{key}", tag = "kv",
+    params(("key" = String, Path, description = "Percent-encoded key.")),
+    request_body = PutRequest,
+    responses(
+        (status = 200, description = "`{\"key\", \"version\", \"position\"}`.", body = Object),
+        (status = 409, description = "`wrong_expected_version`, naming the key.", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn put_key(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    caller.require(Permission::Append, &key_stream(&key))?;
+    let request: PutRequest = read_body(&headers, body).await?;
+    let written = {
+        let key = key.clone();
+        run(&state, move |s| s.store.views().kv().set(&key, request.value, request.ttl_ms, request.expected_version.0))
+            .await?
+    };
+    Ok(Json(json!({"key": key, "version": written.version.0, "position": written.position.0})))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteRequest {
+    /// Delete only if the key's version is this.
+    expected_version: Option<u64>,
+}
+
+/// DEL a key.
+#[utoipa::path(
+    delete, path = "/v1/kv/{key}", tag = "kv",
+    params(("key" = String, Path, description = "Percent-encoded key.")),
+    request_body(content = Option<DeleteRequest>, description = "Optional."),
+    responses(
+        (status = 200, description = "`{\"deleted\": bool, \"position\"}`; deleting an absent key writes nothing.", body = Object),
+        (status = 409, description = "`wrong_expected_version`.", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn delete_key(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    caller.require(Permission::Append, &key_stream(&key))?;
+    let request: DeleteRequest = optional_body(&headers, body).await?;
+    let done =
+        run(&state, move |s| s.store.views().kv().delete(&key, request.expected_version.map(StreamVersion))).await?;
+    Ok(Json(json!({"deleted": done.value, "position": position_json(done.written.map(|w| w.position))})))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IncrRequest {
+    /// Default 1.
+    delta: Option<i64>,
+}
+
+/// INCRBY: add to an integer (a missing key counts as 0).
+#[utoipa::path(
+    post, path = "/v1/kv/{key}/incr", tag = "kv",
+    params(("key" = String, Path, description = "Percent-encoded key.")),
+    request_body(content = Option<IncrRequest>, description = "Optional; `delta` defaults to 1."),
+    responses(
+        (status = 200, description = "`{\"value\": n, \"position\"}`.", body = Object),
+        (status = 400, description = "`not_an_integer`, `integer_overflow`, `wrong_type`.", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn incr(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    caller.require(Permission::Append, &key_stream(&key))?;
+    let request: IncrRequest = optional_body(&headers, body).await?;
+    let done = run(&state, move |s| s.store.views().kv().incr(&key, request.delta.unwrap_or(1))).await?;
+    Ok(Json(json!({"value": done.value, "position": position_json(done.written.map(|w| w.position))})))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppendRequest {
+    value: String,
+}
+
+/// APPEND to a string value (a missing key counts as "").
+#[utoipa::path(
+    post, path = "/v1/kv/{key}/append", tag = "kv",
+    params(("key" = String, Path, description = "Percent-encoded key.")),
+    request_body = AppendRequest,
+    responses((status = 200, description = "`{\"length\": bytes, \"position\"}`.", body = Object), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
+    security(("bearer" = []), ())
+)]
+pub async fn append(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    caller.require(Permission::Append, &key_stream(&key))?;
+    let request: AppendRequest = read_body(&headers, body).await?;
+    let done = run(&state, move |s| s.store.views().kv().append(&key, &request.value)).await?;
+    Ok(Json(json!({"length": done.value, "position": position_json(done.written.map(|w| w.position))})))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PushRequest {
+    #[schema(value_type = Vec<Object>)]
+    values: Vec<Value>,
+    /// `right` (default) or `left`.
+    end: Option<EndParam>,
+}
+
+/// LPUSH / RPUSH.
+#[utoipa::path(
+    post, path = "/v1/kv/{key}/push", tag = "kv",
+    params(("key" = String, Path, description = "Percent-encoded key.")),
+    request_body = PushRequest,
+    responses((status = 200, description = "`{\"length\": n, \"position\"}`.", body = Object), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
+    security(("bearer" = []), ())
+)]
+pub async fn push(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    caller.require(Permission::Append, &key_stream(&key))?;
+    let request: PushRequest = read_body(&headers, body).await?;
+    let done = run(&state, move |s| s.store.views().kv().push(&key, end_param(request.end), request.values)).await?;
+    Ok(Json(json!({"length": done.value, "position": position_json(done.written.map(|w| w.position))})))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PopRequest {
+    /// `right` (default) or `left`.
+    end: Option<EndParam>,
+    /// Default 1.
+    count: Option<u64>,
+}
+
+/// LPOP / RPOP.
+#[utoipa::path(
+    post, path = "/v1/kv/{key}/pop", tag = "kv",
+    params(("key" = String, Path, description = "Percent-encoded key.")),
+    request_body(content = Option<PopRequest>, description = "Optional."),
+    responses((status = 200, description = "`{\"values\": [...], \"position\"}`; an empty or missing list answers `[]` and writes nothing.", body = Object), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
+    security(("bearer" = []), ())
+)]
+pub async fn pop(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    caller.require(Permission::Append, &key_stream(&key))?;
+    let request: PopRequest = optional_body(&headers, body).await?;
+    let done = run(&state, move |s| s.store.views().kv().pop(&key, end_param(request.end), request.count)).await?;
+    Ok(Json(json!({"values": done.value, "position": position_json(done.written.map(|w| w.position))})))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RangeQuery {
+    /// First index (negative counts from the end). Default 0.
+    start: Option<i64>,
+    /// Last index, inclusive (negative counts from the end). Default -1.
+    stop: Option<i64>,
+    min_position: Option<u64>,
+}
+
+/// LRANGE.
+#[utoipa::path(
+    get, path = "/v1/kv/{key}/range", tag = "kv",
+    params(("key" = String, Path, description = "Percent-encoded key."), RangeQuery),
+    responses((status = 200, description = "`{\"values\": [...]}` (LRANGE index rules; a missing key is empty).", body = Object), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
+    security(("bearer" = []), ())
+)]
+pub async fn range(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(key): Path<String>,
+    Query(q): Query<RangeQuery>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Permission::Read, &key_stream(&key))?;
+    wait_for(&state, q.min_position).await?;
+    let (start, stop) = (q.start.unwrap_or(0), q.stop.unwrap_or(-1));
+    let values = run(&state, move |s| s.store.views().kv().range(&key, start, stop, now_ms())).await?;
+    Ok(Json(json!({ "values": values })))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MembersRequest {
+    members: Vec<String>,
+}
+
+/// SADD.
+#[utoipa::path(
+    post, path = "/v1/kv/{key}/sadd", tag = "kv",
+    params(("key" = String, Path, description = "Percent-encoded key.")),
+    request_body = MembersRequest,
+    responses((status = 200, description = "`{\"added\": n, \"position\"}`.", body = Object), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
+    security(("bearer" = []), ())
+)]
+pub async fn sadd(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    caller.require(Permission::Append, &key_stream(&key))?;
+    let request: MembersRequest = read_body(&headers, body).await?;
+    let done = run(&state, move |s| s.store.views().kv().sadd(&key, request.members)).await?;
+    Ok(Json(json!({"added": done.value, "position": position_json(done.written.map(|w| w.position))})))
+}
+
+/// SREM.
+#[utoipa::path(
+    post, path = "/v1/kv/{key}/srem", tag = "kv",
+    params(("key" = String, Path, description = "Percent-encoded key.")),
+    request_body = MembersRequest,
+    responses((status = 200, description = "`{\"removed\": n, \"position\"}`.", body = Object), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
+    security(("bearer" = []), ())
+)]
+pub async fn srem(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    caller.require(Permission::Append, &key_stream(&key))?;
+    let request: MembersRequest = read_body(&headers, body).await?;
+    let done = run(&state, move |s| s.store.views().kv().srem(&key, request.members)).await?;
+    Ok(Json(json!({"removed": done.value, "position": position_json(done.written.map(|w| w.position))})))
+}
+
+/// SMEMBERS, sorted.
+#[utoipa::path(
+    get, path = "/v1/kv/{key}/members", tag = "kv",
+    params(("key" = String, Path, description = "Percent-encoded key."), MinPosition),
+    responses((status = 200, description = "`{\"members\": [...]}`, sorted; a missing key is empty.", body = Object), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
+    security(("bearer" = []), ())
+)]
+pub async fn members(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(key): Path<String>,
+    Query(q): Query<MinPosition>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Permission::Read, &key_stream(&key))?;
+    wait_for(&state, q.min_position).await?;
+    let members = run(&state, move |s| s.store.views().kv().members(&key, now_ms())).await?;
+    Ok(Json(json!({ "members": members })))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    /// Newest first, at most this many (default 100, at most 1000).
+    limit: Option<usize>,
+    min_position: Option<u64>,
+}
+
+/// A key's history: every operation, newest first.
+#[utoipa::path(
+    get, path = "/v1/kv/{key}/history", tag = "kv",
+    params(("key" = String, Path, description = "Percent-encoded key."), HistoryQuery),
+    responses((status = 200, description = "`{\"versions\": [{\"version\", \"op\", \"value\", \"timestamp\" (unix ms), \"position\"}]}`.", body = Object)),
+    security(("bearer" = []), ())
+)]
+pub async fn history(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(key): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Permission::Read, &key_stream(&key))?;
+    wait_for(&state, q.min_position).await?;
+    let limit = q.limit.unwrap_or(HISTORY_LIMIT_DEFAULT);
+    let entries = run(&state, move |s| s.store.views().kv().history(&key, limit)).await?;
+    let versions: Vec<Value> = entries
+        .iter()
+        .map(|h| {
+            json!({"version": h.version.0, "op": h.op, "value": h.value, "timestamp": h.timestamp_ms, "position": h.position.0})
+        })
+        .collect();
+    Ok(Json(json!({ "versions": versions })))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only keys starting with this.
+    prefix: Option<String>,
+    /// Only keys after this one (the previous page's `next`).
+    after: Option<String>,
+    /// Default 100, at most 1000.
+    limit: Option<usize>,
+    min_position: Option<u64>,
+}
+
+/// List live keys by prefix, sorted.
+#[utoipa::path(
+    get, path = "/v1/kv", tag = "kv",
+    params(ListQuery),
+    responses((status = 200, description = "`{\"keys\": [...], \"next\": key|null}`.", body = Object), (status = 403, description = "The token lacks `read` on `kv:<prefix>`.", body = ErrorBody)),
+    security(("bearer" = []), ())
+)]
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let prefix = q.prefix.unwrap_or_default();
+    caller.require(Permission::Read, &key_stream(&prefix))?;
+    wait_for(&state, q.min_position).await?;
+    let limit = q.limit.unwrap_or(LIST_LIMIT_DEFAULT).min(LIST_LIMIT_MAX);
+    let page = run(&state, move |s| s.store.views().kv().list(&prefix, q.after.as_deref(), limit, now_ms())).await?;
+    Ok(Json(json!({"keys": page.keys, "next": page.next})))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetManyRequest {
+    keys: Vec<String>,
+}
+
+/// MGET: several keys at once.
+#[utoipa::path(
+    post, path = "/v1/kv:get", tag = "kv",
+    params(MinPosition),
+    request_body = GetManyRequest,
+    responses((status = 200, description = "`{\"values\": {\"key\": value|null}}` (null: absent, expired, or not a plain value).", body = Object)),
+    security(("bearer" = []), ())
+)]
+pub async fn get_many(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<MinPosition>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    caller.require_any(Permission::Read)?;
+    let request: GetManyRequest = read_body(&headers, body).await?;
+    for key in &request.keys {
+        caller.require(Permission::Read, &key_stream(key))?;
+    }
+    wait_for(&state, q.min_position).await?;
+    let values = run(&state, move |s| s.store.views().kv().get_many(&request.keys, now_ms())).await?;
+    let values: serde_json::Map<String, Value> =
+        values.into_iter().map(|(k, v)| (k, v.unwrap_or(Value::Null))).collect();
+    Ok(Json(json!({ "values": values })))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TxnRequest {
+    /// Keys that must still be at these versions (`null`: must not exist).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    watch: BTreeMap<String, Option<u64>>,
+    /// `{"op": "set"|"delete"|"incr"|"append"|"push"|"pop"|"sadd"|"srem", "key", ...}` with the
+    /// fields of the single-key endpoints.
+    #[schema(value_type = Vec<Object>)]
+    ops: Vec<TxnOp>,
+}
+
+/// A transaction: all operations or none, as one atomic append.
+#[utoipa::path(
+    post, path = "/v1/kv:txn", tag = "kv",
+    request_body = TxnRequest,
+    responses(
+        (status = 200, description = "`{\"outputs\": [per op, as the single-key endpoints answer], \"position\"}`.", body = Object),
+        (status = 409, description = "`wrong_expected_version` naming the watched key that moved.", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn txn(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    caller.require_any(Permission::Append)?;
+    let request: TxnRequest = read_body(&headers, body).await?;
+    for key in request.watch.keys() {
+        caller.require(Permission::Read, &key_stream(key))?;
+    }
+    for op in &request.ops {
+        let key = serde_json::to_value(op).ok().and_then(|v| v["key"].as_str().map(str::to_string)).unwrap_or_default();
+        caller.require(Permission::Append, &key_stream(&key))?;
+    }
+    let watch: Vec<(String, Option<StreamVersion>)> =
+        request.watch.into_iter().map(|(k, v)| (k, v.map(StreamVersion))).collect();
+    let result = run(&state, move |s| s.store.views().kv().txn(&watch, request.ops)).await?;
+    Ok(Json(json!({"outputs": result.outputs, "position": position_json(result.position)})))
+}

@@ -1,0 +1,445 @@
+//! The log endpoints: appends (one stream, or several atomically), stream and global reads, one
+//! event by position, stream listing, head and verify.
+//!
+//! Invariants:
+//! - An append answers only after the log has made it durable (the log's default
+//!   `Durability::Sync`); concurrent requests share group commits because every handler
+//!   submits through `append_multi_async` and awaits without blocking a runtime thread.
+//! - Checks run in this order: authentication, authorisation, body size, parsing, limits and
+//!   names; only then is anything submitted. A rejected request writes nothing.
+//! - Reads that touch segment bytes run on the blocking pool, never on a runtime thread, and
+//!   every page is bounded by [`limits::READ_LIMIT_MAX`] events and [`READ_BYTES_MAX`] bytes.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::Json;
+use log_engine::{Direction, NewEvent, Position, StreamAppend, StreamName, StreamVersion};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::error::{ApiError, ApiResult, ConflictBody, ErrorBody};
+use super::extract::{read_body, Caller, Path, Query};
+use super::AppState;
+use crate::auth::Permission;
+use crate::limits::{self, EVENTS_PER_REQUEST_MAX, READ_BYTES_MAX, SCAN_EVENTS_MAX};
+use crate::wire::{
+    AppendRequest, AppendResponse, EventJson, HeadJson, MultiAppendRequest, MultiAppendResponse, NewEventJson,
+    ReadResponse, StreamInfoJson, VerifyJson,
+};
+
+fn stream_name(name: &str) -> ApiResult<StreamName> {
+    StreamName::new(name).map_err(ApiError::from)
+}
+
+fn convert_events(stream: &str, events: Vec<NewEventJson>) -> ApiResult<Vec<NewEvent>> {
+    if events.is_empty() {
+        return Err(ApiError::bad_request("invalid_input", format!("the append to stream {stream} has no events")));
+    }
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            e.into_new_event(i)
+                .map_err(|e| ApiError::bad_request("invalid_input", format!("{} (stream {stream})", e.0)))
+        })
+        .collect()
+}
+
+fn check_event_count(count: usize) -> ApiResult<()> {
+    if count > EVENTS_PER_REQUEST_MAX {
+        return Err(ApiError::too_large(
+            "too_many_events",
+            format!("the request holds {count} events, above the limit of {EVENTS_PER_REQUEST_MAX} (EVENTS_PER_REQUEST_MAX)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Append events to one stream, atomically.
+#[utoipa::path(
+    post,
+    path = "/v1/streams/{stream}/events",
+    tag = "log",
+    params(("stream" = String, Path, description = "Stream name, percent-encoded (e.g. `session%2F42`). Names starting with `$` are reserved.")),
+    request_body(content = AppendRequest, content_type = "application/json", description = "Also accepted as application/msgpack."),
+    responses(
+        (status = 200, description = "Durable: the events' positions, versions and the chain hash at the last one. An idempotent retry (same ids, same content) answers the original positions and writes nothing.", body = AppendResponse),
+        (status = 400, description = "Invalid body, event, or stream name (`invalid_body`, `invalid_input`, `invalid_stream_name`).", body = ErrorBody),
+        (status = 403, description = "The token lacks `append` on this stream.", body = ErrorBody),
+        (status = 409, description = "`wrong_expected_version` (body names stream, expected, actual) or `id_conflict`.", body = ConflictBody),
+        (status = 413, description = "`body_too_large`, `event_too_large`, `too_many_events`, `request_too_large`.", body = ErrorBody),
+        (status = 503, description = "The log is poisoned or shutting down.", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn append(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(stream): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<AppendResponse>> {
+    caller.require(Permission::Append, &stream)?;
+    let name = stream_name(&stream)?;
+    let request: AppendRequest = read_body(&headers, body).await?;
+    check_event_count(request.events.len())?;
+    let events = convert_events(&stream, request.events)?;
+    let count = events.len();
+    let mut results = state
+        .log
+        .append_multi_async(vec![StreamAppend { stream: name, expected: request.expected_version.0, events }])
+        .await?;
+    state.metrics.record_append(count);
+    let result = results.pop().expect("one result per stream");
+    Ok(Json(AppendResponse::from(&result)))
+}
+
+/// Append to several streams atomically: all become visible, or none.
+#[utoipa::path(
+    post,
+    path = "/v1/append",
+    tag = "log",
+    request_body(content = MultiAppendRequest, content_type = "application/json", description = "Also accepted as application/msgpack."),
+    responses(
+        (status = 200, description = "Durable; one result per stream, in request order.", body = MultiAppendResponse),
+        (status = 400, description = "Invalid body, event, or stream name; a stream named twice.", body = ErrorBody),
+        (status = 403, description = "The token lacks `append` on one of the streams.", body = ErrorBody),
+        (status = 409, description = "`wrong_expected_version`, naming the stream; nothing was written.", body = ConflictBody),
+        (status = 413, description = "Too large or too many events or streams.", body = ErrorBody),
+        (status = 503, description = "The log is poisoned or shutting down.", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn append_multi(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<MultiAppendResponse>> {
+    // The streams are in the body; refuse a token that may append nowhere before reading it.
+    caller.require_any(Permission::Append)?;
+    let request: MultiAppendRequest = read_body(&headers, body).await?;
+    if request.appends.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_input",
+            "an atomic append needs at least one stream in \"appends\"",
+        ));
+    }
+    if request.appends.len() > limits::BATCH_STREAMS_MAX {
+        return Err(ApiError::too_large(
+            "too_many_streams",
+            format!(
+                "the request names {} streams, above the limit of {} (BATCH_STREAMS_MAX)",
+                request.appends.len(),
+                limits::BATCH_STREAMS_MAX
+            ),
+        ));
+    }
+    check_event_count(request.appends.iter().map(|a| a.events.len()).sum())?;
+    let mut seen = std::collections::HashSet::new();
+    let mut appends = Vec::with_capacity(request.appends.len());
+    let mut count = 0;
+    for a in request.appends {
+        caller.require(Permission::Append, &a.stream)?;
+        let name = stream_name(&a.stream)?;
+        if !seen.insert(a.stream.clone()) {
+            return Err(ApiError::bad_request(
+                "invalid_input",
+                format!("stream {} appears twice in one atomic append; put its events in one entry", a.stream),
+            ));
+        }
+        let events = convert_events(&a.stream, a.events)?;
+        count += events.len();
+        appends.push(StreamAppend { stream: name, expected: a.expected_version.0, events });
+    }
+    let results = state.log.append_multi_async(appends).await?;
+    state.metrics.record_append(count);
+    Ok(Json(MultiAppendResponse { results: results.iter().map(AppendResponse::from).collect() }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ReadStreamQuery {
+    /// First version to return (default: the first; the last when reading backward).
+    from: Option<u64>,
+    /// Most events to return (default 100, at most 10000).
+    limit: Option<usize>,
+    /// `forward` (default) or `backward`.
+    direction: Option<DirectionParam>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectionParam {
+    Forward,
+    Backward,
+}
+
+/// Read one stream's events.
+#[utoipa::path(
+    get,
+    path = "/v1/streams/{stream}/events",
+    tag = "log",
+    params(("stream" = String, Path, description = "Stream name, percent-encoded."), ReadStreamQuery),
+    responses(
+        (status = 200, description = "A page of events; `next` is the version to pass as `from` for the next page, `null` at the end.", body = ReadResponse),
+        (status = 403, description = "The token lacks `read` on this stream.", body = ErrorBody),
+        (status = 404, description = "`stream_not_found`.", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn read_stream(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(stream): Path<String>,
+    Query(q): Query<ReadStreamQuery>,
+) -> ApiResult<Json<ReadResponse>> {
+    caller.require(Permission::Read, &stream)?;
+    let direction = match q.direction {
+        Some(DirectionParam::Backward) => Direction::Backward,
+        _ => Direction::Forward,
+    };
+    let limit = limits::read_limit(q.limit);
+    let log = state.log.clone();
+    let page = blocking(move || -> ApiResult<ReadResponse> {
+        let events = log.read_stream(&stream, q.from.map(StreamVersion), limit, direction)?;
+        let last_version = log.stream_version(&stream).map_or(0, |v| v.0);
+        let mut out = Vec::with_capacity(events.len());
+        let mut bytes = 0;
+        for e in &events {
+            let json = EventJson::from(e);
+            bytes += json.payload_len();
+            out.push(json);
+            if bytes >= READ_BYTES_MAX {
+                break;
+            }
+        }
+        let next = out.last().and_then(|last| match direction {
+            Direction::Forward => Some(last.version + 1).filter(|&v| v <= last_version),
+            Direction::Backward => last.version.checked_sub(1),
+        });
+        Ok(ReadResponse { events: out, next })
+    })
+    .await??;
+    Ok(Json(page))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ReadAllQuery {
+    /// First position to scan (default 0).
+    from: Option<u64>,
+    /// Most events to return (default 100, at most 10000).
+    limit: Option<usize>,
+    /// Only events of streams whose names start with this.
+    stream_prefix: Option<String>,
+    /// Only events whose types start with this.
+    type_prefix: Option<String>,
+}
+
+/// Read the global log in position order, optionally filtered.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "log",
+    params(ReadAllQuery),
+    responses(
+        (status = 200, description = "A page of events; `next` is the position to pass as `from` to continue (a filtered read scans at most 100000 positions per request, so a page may be empty with a non-null `next`), `null` at the head.", body = ReadResponse),
+        (status = 403, description = "The token lacks `read` on `stream_prefix` (or on the whole log when there is none).", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn read_all(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<ReadAllQuery>,
+) -> ApiResult<Json<ReadResponse>> {
+    caller.require(Permission::Read, q.stream_prefix.as_deref().unwrap_or(""))?;
+    let limit = limits::read_limit(q.limit);
+    let from = q.from.unwrap_or(0);
+    let log = state.log.clone();
+    let page = blocking(move || -> ApiResult<ReadResponse> {
+        let filter = log_engine::Filter { stream: None, stream_prefix: q.stream_prefix, type_prefix: q.type_prefix };
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        let mut next = from;
+        log.for_each(Position(from), SCAN_EVENTS_MAX, |event| {
+            next = event.position.0 + 1;
+            if filter.matches(&event) {
+                let json = EventJson::from(&event);
+                bytes += json.payload_len();
+                out.push(json);
+            }
+            out.len() < limit && bytes < READ_BYTES_MAX
+        })?;
+        let head_next = log.head().map_or(0, |h| h.position.0 + 1);
+        Ok(ReadResponse { events: out, next: Some(next).filter(|&n| n < head_next) })
+    })
+    .await??;
+    Ok(Json(page))
+}
+
+/// Read one event by its log position.
+#[utoipa::path(
+    get,
+    path = "/v1/events/{position}",
+    tag = "log",
+    params(("position" = u64, Path, description = "Log position.")),
+    responses(
+        (status = 200, description = "The event, with its chain hash.", body = EventJson),
+        (status = 403, description = "The token lacks `read` on the event's stream.", body = ErrorBody),
+        (status = 404, description = "`position_not_found`: beyond the head.", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn event_at(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(position): Path<u64>,
+) -> ApiResult<Json<EventJson>> {
+    let log = state.log.clone();
+    let event = blocking(move || log.read_event(Position(position))).await??;
+    caller.require(Permission::Read, &event.stream)?;
+    Ok(Json(EventJson::from(&event)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct StreamsQuery {
+    /// Only streams whose names start with this.
+    prefix: Option<String>,
+    /// Only streams whose names sort after this (for paging).
+    after: Option<String>,
+    /// Most rows (default and maximum 10000).
+    limit: Option<usize>,
+}
+
+/// Most rows of `GET /v1/streams`.
+const STREAMS_LIST_MAX: usize = 10_000;
+
+/// List streams: name, last version, event count, sorted by name.
+#[utoipa::path(
+    get,
+    path = "/v1/streams",
+    tag = "log",
+    params(StreamsQuery),
+    responses(
+        (status = 200, description = "Streams sorted by name; to page, pass the last name as `after`.", body = [StreamInfoJson]),
+        (status = 403, description = "The token lacks `read` on `prefix`.", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn list_streams(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<StreamsQuery>,
+) -> ApiResult<Json<Vec<StreamInfoJson>>> {
+    let prefix = q.prefix.unwrap_or_default();
+    caller.require(Permission::Read, &prefix)?;
+    let limit = q.limit.unwrap_or(STREAMS_LIST_MAX).clamp(1, STREAMS_LIST_MAX);
+    let log = state.log.clone();
+    let rows = blocking(move || {
+        log.streams(&prefix)
+            .iter()
+            .filter(|s| q.after.as_deref().is_none_or(|after| s.stream.as_str() > after))
+            .take(limit)
+            .map(StreamInfoJson::from)
+            .collect::<Vec<_>>()
+    })
+    .await?;
+    Ok(Json(rows))
+}
+
+/// The log's last position and chain hash.
+#[utoipa::path(
+    get,
+    path = "/v1/head",
+    tag = "log",
+    responses(
+        (status = 200, description = "`position` is `null` for an empty log, and `hash` then the chain's genesis value.", body = HeadJson),
+        (status = 403, description = "The token holds no `read` permission.", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn head(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResult<Json<HeadJson>> {
+    caller.require_any(Permission::Read)?;
+    Ok(Json(HeadJson::of(state.log.head())))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyQuery {
+    /// Check from this position on, trusting the stored chain hash just before it.
+    from: Option<u64>,
+}
+
+/// Check every record's CRC and the whole hash chain.
+#[utoipa::path(
+    post,
+    path = "/v1/verify",
+    tag = "log",
+    params(VerifyQuery),
+    responses(
+        (status = 200, description = "The report; `ok` is false and `first_bad_position` set when damage was found.", body = VerifyJson),
+        (status = 403, description = "The token lacks `admin` on the whole log.", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn verify(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<VerifyQuery>,
+) -> ApiResult<Json<VerifyJson>> {
+    caller.require(Permission::Admin, "")?;
+    // One verification at a time: it reads the whole log, and a second one would only compete.
+    let _running = state.verify_lock.lock().await;
+    let log = state.log.clone();
+    let report = blocking(move || -> ApiResult<VerifyJson> {
+        let trusted = match q.from {
+            None | Some(0) => None,
+            Some(p) => {
+                let position = Position(p - 1);
+                Some(log_engine::Head { position, hash: log.hash_at(position)? })
+            }
+        };
+        Ok(VerifyJson::from(&log.verify(trusted, |_| {})?))
+    })
+    .await??;
+    state.metrics.record_verify(report.ok);
+    if !report.ok {
+        tracing::error!(
+            first_bad_position = ?report.first_bad_position,
+            detail = report.detail.as_deref().unwrap_or(""),
+            "verification found damage"
+        );
+    }
+    Ok(Json(report))
+}
+
+/// Runs `f` on the blocking pool: segment reads may fault pages in from disk.
+pub(super) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(format!("a read task failed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_counts_above_the_limit_are_refused_as_too_large() {
+        assert!(check_event_count(EVENTS_PER_REQUEST_MAX).is_ok());
+        let e = check_event_count(EVENTS_PER_REQUEST_MAX + 1).unwrap_err();
+        assert_eq!(e.status, axum::http::StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(e.code, "too_many_events");
+    }
+
+    #[test]
+    fn reserved_and_empty_stream_names_are_refused() {
+        assert_eq!(stream_name("$kv").unwrap_err().code, "invalid_stream_name");
+        assert_eq!(stream_name("").unwrap_err().code, "invalid_stream_name");
+        assert!(stream_name("agent-7").is_ok());
+    }
+}

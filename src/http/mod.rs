@@ -1,0 +1,336 @@
+//! `cairn serve`: the HTTP API (axum on tokio) over one open log.
+//!
+//! Invariants:
+//! - One process owns the data directory: the log is opened (and locked) before the socket is
+//!   bound, so a second server fails with the lock error and binds nothing.
+//! - Without `--auth` the server listens only on a loopback address unless `--allow-remote` is
+//!   given, and it says at start that auth is off.
+//! - The bound address is printed on stdout as `listening on http://ADDR` (so `--listen
+//!   127.0.0.1:0` is usable by scripts and tests); logs go to stderr.
+//! - Shutdown (SIGINT or SIGTERM): stop accepting, end every subscription, let in-flight
+//!   requests finish (their appends are committed and answered), then close the log, which
+//!   syncs and stops its writer.
+//!
+//! The endpoints live in [`log_api`], [`subscribe`] and [`ops`]; errors in [`error`].
+
+pub mod audit;
+pub mod checkpoints;
+pub mod error;
+pub mod extract;
+pub mod kv;
+pub mod log_api;
+pub mod meta;
+pub mod metrics;
+pub mod ops;
+pub mod subscribe;
+pub mod views;
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use axum::Router;
+use log_engine::Log;
+use tokio::sync::watch;
+
+use crate::auth::Auth;
+use crate::error::{CliError, CliResult, Exit};
+use crate::store::Store;
+use crate::wire::InputError;
+
+/// Arguments of `cairn serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+
+    /// Auth file (TOML): bearer-token hashes and per-principal rules. Without it every client
+    /// that can reach the server may do everything, so only loopback addresses are allowed.
+    #[arg(long, value_name = "FILE")]
+    pub auth: Option<PathBuf>,
+
+    /// Allow listening on a non-loopback address without --auth.
+    #[arg(long)]
+    pub allow_remote: bool,
+
+    /// Write logs as JSON lines (structured) instead of text.
+    #[arg(long)]
+    pub log_json: bool,
+}
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    pub log: Log,
+    /// The views and checkpoints of `log`.
+    pub store: Store,
+    pub dir: PathBuf,
+    pub auth: Option<Auth>,
+    pub metrics: metrics::ServerMetrics,
+    /// Becomes true when the server starts shutting down.
+    pub shutdown: watch::Receiver<bool>,
+    pub verify_lock: tokio::sync::Mutex<()>,
+}
+
+impl AppState {
+    /// Metrics text of the views and checkpoints.
+    pub fn views_metrics(&self) -> String {
+        use std::fmt::Write as _;
+        let status = self.store.views().status();
+        let mut out = String::new();
+        let _ = writeln!(out, "# HELP cairn_view_lag_events Committed events a view has not applied yet.");
+        let _ = writeln!(out, "# TYPE cairn_view_lag_events gauge");
+        for v in &status.views {
+            let _ = writeln!(out, "cairn_view_lag_events{{view=\"{}\"}} {}", metrics::escape(v.name), v.lag);
+        }
+        let _ = writeln!(out, "# HELP cairn_view_apply_errors_total Events a view understood but could not apply.");
+        let _ = writeln!(out, "# TYPE cairn_view_apply_errors_total counter");
+        for v in &status.views {
+            let _ = writeln!(out, "cairn_view_apply_errors_total{{view=\"{}\"}} {}", metrics::escape(v.name), v.errors);
+        }
+        let stopped = if status.stopped.is_some() { 1.0 } else { 0.0 };
+        metrics::gauge(&mut out, "cairn_views_stopped", "1 if the projection runner has stopped.", stopped);
+        let (age, position) = match self.store.last_checkpoint() {
+            Some((p, age)) => (age, p.0 as f64),
+            None => (-1.0, -1.0),
+        };
+        metrics::gauge(&mut out, "cairn_checkpoint_age_seconds", "Age of the newest checkpoint (-1: none).", age);
+        metrics::gauge(
+            &mut out,
+            "cairn_checkpoint_position",
+            "Log position of the newest checkpoint (-1: none).",
+            position,
+        );
+        out
+    }
+}
+
+/// The router with every endpoint.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/streams/{stream}/events", post(log_api::append).get(log_api::read_stream))
+        .route("/v1/append", post(log_api::append_multi))
+        .route("/v1/events", get(log_api::read_all))
+        .route("/v1/events/{position}", get(log_api::event_at))
+        .route("/v1/subscribe", get(subscribe::subscribe))
+        .route("/v1/streams", get(log_api::list_streams))
+        .route("/v1/head", get(log_api::head))
+        .route("/v1/verify", post(log_api::verify))
+        .route("/v1/kv", get(kv::list))
+        .route("/v1/kv:get", post(kv::get_many))
+        .route("/v1/kv:txn", post(kv::txn))
+        .route("/v1/kv/{key}", get(kv::get_key).put(kv::put_key).delete(kv::delete_key))
+        .route("/v1/kv/{key}/incr", post(kv::incr))
+        .route("/v1/kv/{key}/append", post(kv::append))
+        .route("/v1/kv/{key}/push", post(kv::push))
+        .route("/v1/kv/{key}/pop", post(kv::pop))
+        .route("/v1/kv/{key}/range", get(kv::range))
+        .route("/v1/kv/{key}/sadd", post(kv::sadd))
+        .route("/v1/kv/{key}/srem", post(kv::srem))
+        .route("/v1/kv/{key}/members", get(kv::members))
+        .route("/v1/kv/{key}/history", get(kv::history))
+        .route("/v1/audit", post(audit::append).get(audit::query))
+        .route("/v1/audit/{id}", get(audit::get))
+        .route("/v1/audit/{id}/proof", get(audit::proof))
+        .route("/v1/meta/schemas", get(meta::subjects))
+        .route("/v1/meta/schemas/{subject}/versions", post(meta::register_schema))
+        .route("/v1/meta/schemas/{subject}/versions/{version}", get(meta::get_schema))
+        .route("/v1/meta/schemas/{subject}/compatibility", put(meta::set_compatibility).get(meta::get_compatibility))
+        .route("/v1/meta/schemas/{subject}/validate", post(meta::validate))
+        .route("/v1/meta/services", get(meta::services))
+        .route(
+            "/v1/meta/services/{name}/instances/{id}",
+            put(meta::register_instance).delete(meta::deregister_instance),
+        )
+        .route("/v1/meta/config/{key}", put(meta::set_config).get(meta::get_config).delete(meta::delete_config))
+        .route("/v1/meta/config/{key}/history", get(meta::config_history))
+        .route("/v1/meta/relations", post(meta::relate).delete(meta::unrelate))
+        .route("/v1/meta/relations/{entity}", get(meta::relations))
+        .route("/v1/checkpoints", post(checkpoints::take).get(checkpoints::list))
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Counts and logs every request by its route (the matched path, not the URL, so that the
+/// metric's label set stays bounded).
+async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let route = matched.as_ref().map_or("(unmatched)", MatchedPath::as_str);
+    state.metrics.record_request(route, status);
+    let micros = started.elapsed().as_micros() as u64;
+    if status >= 500 {
+        tracing::warn!(%method, route, status, micros, "request failed");
+    } else {
+        tracing::debug!(%method, route, status, micros, "request");
+    }
+    response
+}
+
+/// How often the server asks the checkpoint policy whether a checkpoint is due.
+const CHECKPOINT_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// `cairn serve`: runs until SIGINT or SIGTERM.
+pub fn serve_blocking(dir: &Path, args: ServeArgs) -> CliResult<Exit> {
+    let auth = match &args.auth {
+        Some(path) => Some(Auth::load(path).map_err(|e| CliError::Server(e.to_string()))?),
+        None => None,
+    };
+    if auth.is_none() && !args.listen.ip().is_loopback() && !args.allow_remote {
+        return Err(InputError(format!(
+            "refusing to listen on {} without --auth: anyone on the network could read and append. \
+             Pass --auth FILE (see `cairn token`), listen on 127.0.0.1, or pass --allow-remote to accept the risk",
+            args.listen
+        ))
+        .into());
+    }
+    let log = crate::cli::open_log(dir)?;
+    let store = match open_store(log.clone()) {
+        Ok(store) => store,
+        Err(e) => {
+            log.close();
+            return Err(e);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("cairn-http").build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            store.close();
+            return Err(CliError::io("start the async runtime for", "serve", e));
+        }
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let state = Arc::new(AppState {
+        log,
+        store,
+        dir: dir.to_path_buf(),
+        auth,
+        metrics: metrics::ServerMetrics::default(),
+        shutdown: stop_rx,
+        verify_lock: tokio::sync::Mutex::new(()),
+    });
+    let result = runtime.block_on(serve(state.clone(), stop_tx, &args));
+    // Waits for blocking tasks (view writes, checkpoints) that are still running.
+    drop(runtime);
+    // In-flight requests have finished: stop the views, then close the log (which syncs and
+    // joins the writer).
+    state.store.close();
+    tracing::info!("log closed; server stopped");
+    result.map(|()| Exit::Ok)
+}
+
+/// Opens the views (restoring them from checkpoints) and says what the restore did.
+fn open_store(log: Log) -> CliResult<Store> {
+    let started = Instant::now();
+    let (store, restored) = Store::open(log, snapshotter::Policy::default(), &mut |_| {})?;
+    tracing::info!(
+        checkpoint = restored.checkpoint.as_ref().map(|c| c.sequence),
+        checkpoints_loaded = restored.checkpoints_loaded,
+        replayed_events = restored.replayed.events,
+        warnings = restored.warnings.len(),
+        millis = started.elapsed().as_millis() as u64,
+        "views restored"
+    );
+    Ok(store)
+}
+
+/// Takes the checkpoints the policy asks for, until shutdown.
+async fn checkpoint_loop(state: Arc<AppState>) {
+    let mut stop = state.shutdown.clone();
+    let mut tick = tokio::time::interval(CHECKPOINT_CHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tick.tick() => {}
+        }
+        let task_state = state.clone();
+        match tokio::task::spawn_blocking(move || task_state.store.checkpoint_if_due()).await {
+            Ok(Ok(Some(info))) => {
+                tracing::info!(sequence = info.sequence, position = info.position.0, kind = %info.kind, "checkpoint taken")
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "the policy's checkpoint failed; the next check tries again"),
+            Err(e) => tracing::error!(error = %e, "the checkpoint task failed"),
+        }
+    }
+}
+
+async fn serve(state: Arc<AppState>, stop_tx: watch::Sender<bool>, args: &ServeArgs) -> CliResult {
+    let dir = state.dir.clone();
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| CliError::Server(format!("cannot listen on {}: {e}", args.listen)))?;
+    let addr = listener.local_addr().map_err(|e| CliError::Server(format!("cannot read the bound address: {e}")))?;
+    let app = router(state.clone());
+    {
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "listening on http://{addr}");
+        let _ = stdout.flush();
+    }
+    match state.auth.as_ref().map(Auth::principals) {
+        Some(n) => tracing::info!(%addr, dir = %dir.display(), principals = n, "cairn serving with auth"),
+        None => tracing::warn!(
+            %addr,
+            dir = %dir.display(),
+            "cairn serving with auth OFF (no --auth): every client that can reach this address may read, append and administer"
+        ),
+    }
+    let checkpoints = tokio::spawn(checkpoint_loop(state.clone()));
+    use axum::serve::ListenerExt as _;
+    let listener = listener.tap_io(|tcp| {
+        // Small request/response exchanges: do not wait to coalesce packets.
+        let _ = tcp.set_nodelay(true);
+    });
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: no new connections; finishing in-flight requests");
+            let _ = stop_tx.send(true);
+        })
+        .await
+        .map_err(|e| CliError::Server(format!("the server on {addr} failed: {e}")));
+    if served.is_err() {
+        checkpoints.abort();
+    }
+    let _ = checkpoints.await;
+    served
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

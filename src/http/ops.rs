@@ -1,0 +1,181 @@
+//! Operational endpoints: `/healthz`, `/metrics` (Prometheus text), `/openapi.json` (generated
+//! from the handlers' annotations at compile time; nothing is downloaded), and the JSON
+//! answers for unknown routes and methods.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Serialize;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use super::error::{ApiError, ApiResult, ConflictBody, ErrorBody};
+use super::extract::Caller;
+use super::{audit, checkpoints, kv, log_api, meta, subscribe, AppState};
+use crate::auth::Permission;
+use crate::wire;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+}
+
+/// Liveness and readiness: 200 while the log accepts appends, 503 once it is poisoned.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "ops",
+    responses(
+        (status = 200, description = "Serving.", body = Health),
+        (status = 503, description = "`poisoned`: a failed write or fdatasync; restart the server to recover.", body = ErrorBody),
+    )
+)]
+pub async fn healthz(State(state): State<Arc<AppState>>) -> ApiResult<Json<Health>> {
+    if let Some(cause) = state.log.poisoned() {
+        return Err(ApiError::from(log_engine::Error::Poisoned { cause }));
+    }
+    Ok(Json(Health { status: "ok".into() }))
+}
+
+/// Prometheus metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "ops",
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4.", content_type = "text/plain", body = String),
+        (status = 403, description = "With `--auth`: the token lacks `admin`.", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn metrics(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResult<impl IntoResponse> {
+    caller.require_any(Permission::Admin)?;
+    let text = state.metrics.render(&state.log, &state.views_metrics());
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text))
+}
+
+/// This API's OpenAPI document.
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI 3 JSON.")))]
+pub async fn openapi() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("not_found", "no such endpoint; the API is described at /openapi.json")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method; see /openapi.json",
+    )
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("Required when the server runs with --auth (see docs/http-api.md)."))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "cairn",
+        description = "An append-only, event-sourced log store for AI-agent platforms. Errors are `{\"error\": code, \"message\": sentence}`. See docs/http-api.md."
+    ),
+    paths(
+        log_api::append,
+        log_api::append_multi,
+        log_api::read_stream,
+        log_api::read_all,
+        log_api::event_at,
+        log_api::list_streams,
+        log_api::head,
+        log_api::verify,
+        subscribe::subscribe,
+        kv::get_key,
+        kv::put_key,
+        kv::delete_key,
+        kv::incr,
+        kv::append,
+        kv::push,
+        kv::pop,
+        kv::range,
+        kv::sadd,
+        kv::srem,
+        kv::members,
+        kv::history,
+        kv::list,
+        kv::get_many,
+        kv::txn,
+        audit::append,
+        audit::query,
+        audit::get,
+        audit::proof,
+        meta::register_schema,
+        meta::subjects,
+        meta::set_compatibility,
+        meta::get_compatibility,
+        meta::get_schema,
+        meta::validate,
+        meta::register_instance,
+        meta::deregister_instance,
+        meta::services,
+        meta::set_config,
+        meta::get_config,
+        meta::config_history,
+        meta::delete_config,
+        meta::relate,
+        meta::unrelate,
+        meta::relations,
+        checkpoints::take,
+        checkpoints::list,
+        healthz,
+        metrics,
+        openapi,
+    ),
+    components(schemas(
+        wire::AppendRequest,
+        wire::MultiAppendRequest,
+        wire::StreamAppendJson,
+        wire::NewEventJson,
+        wire::AppendResponse,
+        wire::MultiAppendResponse,
+        wire::EventJson,
+        wire::ReadResponse,
+        wire::StreamInfoJson,
+        wire::HeadJson,
+        wire::VerifyJson,
+        wire::ExpectedVersionJson,
+        ErrorBody,
+        ConflictBody,
+        Health,
+    )),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "log", description = "Append, read, subscribe, verify."),
+        (name = "kv", description = "The key-value view (Redis semantics where they overlap)."),
+        (name = "audit", description = "The audit view: structured entries, queries, chain-backed proofs."),
+        (name = "meta", description = "The metadata view: schemas, services, configuration, relations."),
+        (name = "checkpoints", description = "Hash-chained checkpoints of the views."),
+        (name = "ops", description = "Health, metrics, this document."),
+    )
+)]
+#[derive(Debug)]
+pub struct ApiDoc;

@@ -1,0 +1,79 @@
+//! The named bounds of cairn's public surface, and the checks that apply them to requests.
+//!
+//! Invariant: every request is checked against these bounds *before* any work is done for it —
+//! before its body is read past [`REQUEST_BODY_MAX`], before anything is appended — so a
+//! rejected request writes nothing. The log engine re-checks the per-event and per-batch bounds
+//! on its side; the constants here are the same numbers, re-exported, so the two cannot drift.
+//!
+//! This module does not parse requests (see [`crate::wire`]) and does not decide permissions
+//! (see [`crate::auth`]).
+
+use std::time::Duration;
+
+pub use log_engine::{BATCH_BYTES_MAX, BATCH_STREAMS_MAX, EVENT_SIZE_MAX, EVENT_TYPE_LEN_MAX, STREAM_NAME_LEN_MAX};
+
+/// Most events in one append request (one stream or several): the log's batch bound.
+pub const EVENTS_PER_REQUEST_MAX: usize = log_engine::BATCH_EVENTS_MAX;
+
+/// Largest request body in bytes. The log accepts at most [`BATCH_BYTES_MAX`] bytes of events
+/// per append; JSON framing and base64 (4/3 of the binary size) need room on top of that.
+pub const REQUEST_BODY_MAX: usize = BATCH_BYTES_MAX + BATCH_BYTES_MAX / 2;
+
+/// Events returned by one read when the request names no `limit`.
+pub const READ_LIMIT_DEFAULT: usize = 100;
+
+/// Most events one read returns; a larger `limit` is clamped and the response's `next` says
+/// where to continue.
+pub const READ_LIMIT_MAX: usize = 10_000;
+
+/// A read stops adding events once its response holds this many bytes of payload, and answers
+/// with a `next` cursor: a page of large events stays bounded in memory.
+pub const READ_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// Most log positions one filtered global read (`GET /v1/events?stream_prefix=...`) scans
+/// before it answers; a sparse filter gets an empty page with a `next` cursor, never a
+/// request that scans the whole log.
+pub const SCAN_EVENTS_MAX: u64 = 100_000;
+
+/// Most concurrent Server-Sent-Event subscribers; one more gets 503 `too_many_subscribers`.
+pub const SUBSCRIBERS_MAX: usize = 1024;
+
+/// How often an idle subscription sends an SSE comment, so that proxies keep it open and a
+/// vanished client is noticed.
+pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// Longest wait a view read with `?min_position=` may ask for (read-your-writes).
+pub const MIN_POSITION_WAIT_MAX: Duration = Duration::from_secs(5);
+
+/// Events per append when `cairn append --ndjson` batches stdin.
+pub const NDJSON_BATCH_EVENTS: usize = 1_000;
+
+/// Bytes per append when `cairn append --ndjson` batches stdin (whichever bound comes first).
+pub const NDJSON_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// Longest line `cairn append --ndjson` accepts: one event plus its JSON framing.
+pub const NDJSON_LINE_MAX: usize = EVENT_SIZE_MAX * 2;
+
+/// Longest bearer token accepted in an `Authorization` header.
+pub const TOKEN_LEN_MAX: usize = 4096;
+
+// Base64 inflates binary data by 4/3: a full batch of binary events must fit in one body.
+const _: () = assert!(REQUEST_BODY_MAX >= BATCH_BYTES_MAX / 3 * 4);
+
+/// The read page size after clamping to [`READ_LIMIT_MAX`].
+pub fn read_limit(requested: Option<usize>) -> usize {
+    requested.unwrap_or(READ_LIMIT_DEFAULT).clamp(1, READ_LIMIT_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_limit_defaults_and_clamps() {
+        assert_eq!(read_limit(None), READ_LIMIT_DEFAULT);
+        assert_eq!(read_limit(Some(0)), 1);
+        assert_eq!(read_limit(Some(7)), 7);
+        assert_eq!(read_limit(Some(usize::MAX)), READ_LIMIT_MAX);
+    }
+}

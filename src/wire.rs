@@ -1,0 +1,464 @@
+//! The JSON shapes of the contract (events, append requests and results, reads, head, verify),
+//! shared by the CLI's `-o json` output and the HTTP API, and their conversion to and from the
+//! log engine's types.
+//!
+//! Invariants:
+//! - An event's `data` and `metadata` are stored as compact JSON text exactly as the client
+//!   wrote them (whitespace outside strings removed, nothing else changed: no number is
+//!   re-rounded, no key re-ordered), and returned as that text. Compact text keeps NDJSON and
+//!   SSE lines single-line.
+//! - Binary payloads travel as `data_b64` (standard base64 with padding) in both directions.
+//! - Every conversion error is an [`InputError`] whose message names the event (by index) and
+//!   the field.
+//!
+//! This module does no I/O and checks no permissions.
+
+use std::fmt;
+use std::time::{Duration, UNIX_EPOCH};
+
+use base64::Engine as _;
+use log_engine::{AppendResult, Event, ExpectedVersion, NewEvent, Payload, StreamVersion, Uuid, VerifyReport};
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
+use utoipa::ToSchema;
+
+/// Bad input in a request or on the command line: the message says which field of which event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InputError(pub String);
+
+/// RFC 3339 UTC with milliseconds, e.g. `2026-11-22T16:11:51.123Z`.
+pub fn timestamp(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// Removes JSON whitespace outside strings from text that is already valid JSON.
+///
+/// Why not re-serialize through `serde_json::Value`: that would round large numbers to `f64`
+/// and is slower; this keeps every byte of every token.
+pub fn compact_json(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    if !bytes.iter().any(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t')) {
+        return bytes.to_vec();
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in bytes {
+        if in_string {
+            out.push(b);
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+            out.push(b);
+        } else if !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+            out.push(b);
+        }
+    }
+    out
+}
+
+/// An expected version as the contract spells it: `"any"`, `"no_stream"`, `"exists"`, or the
+/// stream's current last version as an integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExpectedVersionJson(pub ExpectedVersion);
+
+impl ExpectedVersionJson {
+    /// Parses the command-line spelling (`any`, `no_stream`, `exists` or a number).
+    pub fn parse(text: &str) -> Result<ExpectedVersionJson, InputError> {
+        Ok(ExpectedVersionJson(match text {
+            "any" => ExpectedVersion::Any,
+            "no_stream" => ExpectedVersion::NoStream,
+            "exists" => ExpectedVersion::Exists,
+            n => ExpectedVersion::Exact(StreamVersion(n.parse().map_err(|_| {
+                InputError(format!(
+                    "expected version {n:?} is not one of any, no_stream, exists or a non-negative integer"
+                ))
+            })?)),
+        }))
+    }
+}
+
+impl Serialize for ExpectedVersionJson {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            ExpectedVersion::Any => s.serialize_str("any"),
+            ExpectedVersion::NoStream => s.serialize_str("no_stream"),
+            ExpectedVersion::Exists => s.serialize_str("exists"),
+            ExpectedVersion::Exact(v) => s.serialize_u64(v.0),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ExpectedVersionJson {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = ExpectedVersionJson;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("\"any\", \"no_stream\", \"exists\" or a non-negative integer")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                match v {
+                    "any" => Ok(ExpectedVersionJson(ExpectedVersion::Any)),
+                    "no_stream" => Ok(ExpectedVersionJson(ExpectedVersion::NoStream)),
+                    "exists" => Ok(ExpectedVersionJson(ExpectedVersion::Exists)),
+                    _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+                }
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(ExpectedVersionJson(ExpectedVersion::Exact(StreamVersion(v))))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                u64::try_from(v)
+                    .map(|v| ExpectedVersionJson(ExpectedVersion::Exact(StreamVersion(v))))
+                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl utoipa::PartialSchema for ExpectedVersionJson {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["any", "no_stream", "exists"])))
+            .item(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)))
+            .description(Some(
+                "What the stream must look like: \"any\" (default), \"no_stream\", \"exists\", or its current last version.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for ExpectedVersionJson {}
+
+/// Deserializes a field that is present as its raw JSON text, so that an explicit `null`
+/// is kept as `null` rather than read as "absent".
+fn present_raw<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(Some)
+}
+
+/// An event in an append request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewEventJson {
+    /// Client-chosen id; a retry with the same id and content is answered with the original
+    /// positions and writes nothing. Generated when absent.
+    #[schema(value_type = Option<String>, format = "uuid")]
+    pub id: Option<Uuid>,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Any JSON value; `{}` when neither `data` nor `data_b64` is given.
+    #[serde(default, deserialize_with = "present_raw")]
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<Box<RawValue>>,
+    /// A binary payload, base64 (standard alphabet, padded). Exclusive with `data`.
+    pub data_b64: Option<String>,
+    /// A JSON object.
+    #[serde(default, deserialize_with = "present_raw")]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Box<RawValue>>,
+}
+
+impl NewEventJson {
+    /// Converts to the log's type. `index` (0-based) names the event in error messages.
+    pub fn into_new_event(self, index: usize) -> Result<NewEvent, InputError> {
+        let data = match (self.data, self.data_b64) {
+            (Some(_), Some(_)) => {
+                return Err(InputError(format!("event {index} has both data and data_b64; give one of them")))
+            }
+            (Some(raw), None) => Payload::Json(compact_json(raw.get())),
+            (None, Some(b64)) => Payload::Bytes(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64.as_bytes())
+                    .map_err(|e| InputError(format!("data_b64 of event {index} is not valid base64: {e}")))?,
+            ),
+            (None, None) => Payload::Json(b"{}".to_vec()),
+        };
+        let metadata = match self.metadata {
+            None => Vec::new(),
+            Some(raw) if raw.get().starts_with('{') => compact_json(raw.get()),
+            Some(_) => return Err(InputError(format!("metadata of event {index} must be a JSON object"))),
+        };
+        Ok(NewEvent { id: self.id, event_type: self.event_type, metadata, data })
+    }
+}
+
+/// `POST /v1/streams/{stream}/events`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppendRequest {
+    #[serde(default)]
+    pub expected_version: ExpectedVersionJson,
+    pub events: Vec<NewEventJson>,
+}
+
+/// One stream's part of `POST /v1/append`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamAppendJson {
+    pub stream: String,
+    #[serde(default)]
+    pub expected_version: ExpectedVersionJson,
+    pub events: Vec<NewEventJson>,
+}
+
+/// `POST /v1/append`: appends to several streams atomically.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MultiAppendRequest {
+    pub appends: Vec<StreamAppendJson>,
+}
+
+/// What an append wrote (or, for an idempotent retry, had written).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct AppendResponse {
+    pub stream: String,
+    pub first_position: u64,
+    pub last_position: u64,
+    pub first_version: u64,
+    pub last_version: u64,
+    /// Chain hash at `last_position`, 64 hex characters.
+    pub hash: String,
+}
+
+impl From<&AppendResult> for AppendResponse {
+    fn from(r: &AppendResult) -> AppendResponse {
+        AppendResponse {
+            stream: r.stream.to_string(),
+            first_position: r.first_position.0,
+            last_position: r.last_position.0,
+            first_version: r.first_version.0,
+            last_version: r.last_version.0,
+            hash: r.hash.to_hex(),
+        }
+    }
+}
+
+/// The answer to `POST /v1/append`, one result per stream in request order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MultiAppendResponse {
+    pub results: Vec<AppendResponse>,
+}
+
+/// A committed event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventJson {
+    pub position: u64,
+    pub stream: String,
+    pub version: u64,
+    #[schema(value_type = String, format = "uuid")]
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Server time at append, RFC 3339 UTC with milliseconds.
+    pub timestamp: String,
+    #[schema(value_type = Object)]
+    pub metadata: Box<RawValue>,
+    /// The JSON payload (absent for a binary payload).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<Box<RawValue>>,
+    /// The binary payload, base64 (absent for a JSON payload).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_b64: Option<String>,
+    /// Chain hash at this position, 64 hex characters.
+    pub hash: String,
+}
+
+/// Stored JSON text as a raw value; `fallback` when the bytes are not JSON (which the log's
+/// append-time validation rules out).
+fn raw_json(bytes: &[u8], fallback: &str) -> Box<RawValue> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .filter(|s| !s.is_empty())
+        .and_then(|s| RawValue::from_string(s.to_string()).ok())
+        .unwrap_or_else(|| RawValue::from_string(fallback.to_string()).expect("the fallback is valid JSON"))
+}
+
+impl From<&Event> for EventJson {
+    fn from(e: &Event) -> EventJson {
+        let (data, data_b64) = match &e.data {
+            Payload::Json(text) => {
+                match std::str::from_utf8(text).ok().and_then(|s| RawValue::from_string(s.into()).ok()) {
+                    Some(raw) => (Some(raw), None),
+                    None => (None, Some(base64::engine::general_purpose::STANDARD.encode(text))),
+                }
+            }
+            Payload::Bytes(bytes) => (None, Some(base64::engine::general_purpose::STANDARD.encode(bytes))),
+        };
+        EventJson {
+            position: e.position.0,
+            stream: e.stream.clone(),
+            version: e.version.0,
+            id: e.id,
+            event_type: e.event_type.clone(),
+            timestamp: timestamp(e.timestamp_ms),
+            metadata: raw_json(&e.metadata, "{}"),
+            data,
+            data_b64,
+            hash: e.hash.to_hex(),
+        }
+    }
+}
+
+impl EventJson {
+    /// Bytes of payload this event adds to a response, for [`crate::limits::READ_BYTES_MAX`].
+    pub fn payload_len(&self) -> usize {
+        self.metadata.get().len()
+            + self.data.as_ref().map_or(0, |d| d.get().len())
+            + self.data_b64.as_ref().map_or(0, String::len)
+    }
+}
+
+/// A page of events: `next` is where to continue (a stream version for stream reads, a log
+/// position for global reads), `null` when there is nothing more now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadResponse {
+    pub events: Vec<EventJson>,
+    pub next: Option<u64>,
+}
+
+/// One row of `GET /v1/streams`.
+#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct StreamInfoJson {
+    pub stream: String,
+    pub last_version: u64,
+    pub events: u64,
+}
+
+impl From<&log_engine::StreamInfo> for StreamInfoJson {
+    fn from(s: &log_engine::StreamInfo) -> StreamInfoJson {
+        StreamInfoJson { stream: s.stream.clone(), last_version: s.last_version.0, events: s.events }
+    }
+}
+
+/// `GET /v1/head`: the newest event's position and chain hash. For an empty log the position
+/// is `null` and the hash is the chain's genesis value.
+#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct HeadJson {
+    pub position: Option<u64>,
+    pub hash: String,
+}
+
+impl HeadJson {
+    pub fn of(head: Option<log_engine::Head>) -> HeadJson {
+        match head {
+            Some(h) => HeadJson { position: Some(h.position.0), hash: h.hash.to_hex() },
+            None => HeadJson { position: None, hash: log_engine::ChainHash::genesis().to_hex() },
+        }
+    }
+}
+
+/// The result of a verification (`cairn verify -o json`, `POST /v1/verify`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct VerifyJson {
+    pub ok: bool,
+    /// Events whose CRC and chain hash were checked.
+    pub events: u64,
+    pub head_position: Option<u64>,
+    pub head_hash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub first_bad_position: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub detail: Option<String>,
+}
+
+impl From<&VerifyReport> for VerifyJson {
+    fn from(r: &VerifyReport) -> VerifyJson {
+        VerifyJson {
+            ok: r.ok,
+            events: r.events,
+            head_position: r.head.map(|h| h.position.0),
+            head_hash: r.head.map(|h| h.hash.to_hex()),
+            first_bad_position: r.first_bad_position.map(|p| p.0),
+            detail: r.detail.clone(),
+        }
+    }
+}
+
+/// A view record as the API shows it: serialized, with the views' `timestamp_ms` fields named
+/// `timestamp` (unix milliseconds), at any depth.
+pub fn view_json(value: &impl Serialize) -> serde_json::Value {
+    fn rename(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let Some(ts) = map.remove("timestamp_ms") {
+                    map.insert("timestamp".into(), ts);
+                }
+                map.values_mut().for_each(rename);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(rename),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(value).expect("view records serialize");
+    rename(&mut v);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_json_keeps_strings_and_numbers_exactly() {
+        let text = "{ \"a b\" : [1.50, 123456789012345678901234567890 ],\n \"s\": \"x \\\" y\\\\\" }";
+        let compact = String::from_utf8(compact_json(text)).unwrap();
+        assert_eq!(compact, "{\"a b\":[1.50,123456789012345678901234567890],\"s\":\"x \\\" y\\\\\"}");
+        let before: serde_json::Value = serde_json::from_str(text).unwrap();
+        let after: serde_json::Value = serde_json::from_str(&compact).unwrap();
+        assert_eq!(before, after);
+    }
+
+    #[test]
+    fn expected_version_round_trips_every_spelling() {
+        for text in ["\"any\"", "\"no_stream\"", "\"exists\"", "7"] {
+            let v: ExpectedVersionJson = serde_json::from_str(text).unwrap();
+            assert_eq!(serde_json::to_string(&v).unwrap(), text);
+        }
+        assert!(serde_json::from_str::<ExpectedVersionJson>("-1").is_err());
+        assert!(serde_json::from_str::<ExpectedVersionJson>("\"latest\"").is_err());
+        assert_eq!(ExpectedVersionJson::parse("3").unwrap().0, ExpectedVersion::Exact(StreamVersion(3)));
+        assert!(ExpectedVersionJson::parse("three").is_err());
+    }
+
+    #[test]
+    fn explicit_null_data_is_kept_and_absent_data_is_an_empty_object() {
+        let e: NewEventJson = serde_json::from_str(r#"{"type":"T","data":null}"#).unwrap();
+        assert_eq!(e.into_new_event(0).unwrap().data, Payload::Json(b"null".to_vec()));
+        let e: NewEventJson = serde_json::from_str(r#"{"type":"T"}"#).unwrap();
+        assert_eq!(e.into_new_event(0).unwrap().data, Payload::Json(b"{}".to_vec()));
+    }
+
+    #[test]
+    fn binary_data_round_trips_through_base64() {
+        let e: NewEventJson = serde_json::from_str(r#"{"type":"T","data_b64":"AAEC/w=="}"#).unwrap();
+        assert_eq!(e.into_new_event(0).unwrap().data, Payload::Bytes(vec![0, 1, 2, 255]));
+    }
+
+    #[test]
+    fn bad_events_are_rejected_with_their_index() {
+        let both: NewEventJson = serde_json::from_str(r#"{"type":"T","data":1,"data_b64":"AA=="}"#).unwrap();
+        assert!(both.into_new_event(3).unwrap_err().0.contains("event 3"));
+        let meta: NewEventJson = serde_json::from_str(r#"{"type":"T","metadata":[1]}"#).unwrap();
+        assert!(meta.into_new_event(1).unwrap_err().0.contains("metadata of event 1"));
+        let b64: NewEventJson = serde_json::from_str(r#"{"type":"T","data_b64":"%%%"}"#).unwrap();
+        assert!(b64.into_new_event(0).is_err());
+        assert!(serde_json::from_str::<NewEventJson>(r#"{"type":"T","extra":1}"#).is_err());
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_with_milliseconds() {
+        assert_eq!(timestamp(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+}

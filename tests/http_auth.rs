@@ -1,0 +1,117 @@
+//! Auth against the real binary: bearer tokens from a TOML file of hashes, per-principal rules
+//! on stream-name prefixes, deny by default, 401 for no or unknown tokens, 403 for a principal
+//! without the permission (appends, reads, subscriptions, verify, metrics). And the rule that
+//! without `--auth` the server refuses a non-loopback address unless told otherwise.
+
+mod support;
+
+use serde_json::json;
+use support::{cairn, Server};
+
+const AGENT: &str = "agent-token-1";
+const READER: &str = "reader-token-2";
+const OPS: &str = "ops-token-3";
+const NOBODY: &str = "nobody-token-4";
+
+fn hash_line(token: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = cairn(dir.path(), &["token", "--hash", token]);
+    assert_eq!(code, 0, "{err}");
+    out.trim().to_string()
+}
+
+fn auth_server(dir: &std::path::Path) -> Server {
+    let file = format!(
+        "[[principal]]\nname = \"agent\"\n{}\nrules = [{{ prefix = \"agent-\", allow = [\"read\", \"append\"] }}]\n\n\
+         [[principal]]\nname = \"reader\"\n{}\nrules = [{{ prefix = \"\", allow = [\"read\"] }}]\n\n\
+         [[principal]]\nname = \"ops\"\n{}\nrules = [{{ prefix = \"\", allow = [\"admin\"] }}]\n\n\
+         [[principal]]\nname = \"nobody\"\n{}\n",
+        hash_line(AGENT),
+        hash_line(READER),
+        hash_line(OPS),
+        hash_line(NOBODY)
+    );
+    let path = dir.join("auth.toml");
+    std::fs::write(&path, file).unwrap();
+    Server::start(&dir.join("data"), &["--auth", path.to_str().unwrap()])
+}
+
+#[test]
+fn tokens_and_prefix_rules_decide_every_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = auth_server(dir.path());
+    let event = json!({"events": [{"type": "T"}]});
+
+    // No token, a malformed one, an unknown one: 401, nothing written.
+    let (status, body) = server.post("/v1/streams/agent-1/events", &event);
+    assert_eq!((status, body["error"].as_str()), (401, Some("unauthorized")), "{body}");
+    server.set_token(Some("not-a-token"));
+    assert_eq!(server.post("/v1/streams/agent-1/events", &event).0, 401);
+
+    server.set_token(Some(AGENT));
+    assert_eq!(server.post("/v1/streams/agent-1/events", &event).0, 200);
+    let (status, body) = server.post("/v1/streams/billing/events", &event);
+    assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("agent"), "the message names the principal: {body}");
+    let (status, _) = server.post(
+        "/v1/append",
+        &json!({"appends": [
+            {"stream": "agent-2", "events": [{"type": "T"}]},
+            {"stream": "billing", "events": [{"type": "T"}]}
+        ]}),
+    );
+    assert_eq!(status, 403, "one forbidden stream refuses the whole atomic append");
+    assert_eq!(server.get("/v1/streams/agent-1/events").0, 200);
+    assert_eq!(server.get("/v1/events?stream_prefix=agent-").0, 200);
+    assert_eq!(server.get("/v1/events").0, 403, "the whole log needs a rule with prefix \"\"");
+    assert_eq!(server.get("/v1/streams").0, 403);
+    assert_eq!(server.get("/v1/streams?prefix=agent-").0, 200);
+    assert_eq!(server.get("/v1/head").0, 200);
+    assert_eq!(server.get("/v1/subscribe?from=end&stream=billing").0, 403);
+    assert_eq!(server.get("/v1/subscribe?from=end").0, 403);
+    assert_eq!(server.post("/v1/verify", &json!({})).0, 403);
+    assert_eq!(server.get("/metrics").0, 403);
+
+    server.set_token(Some(OPS));
+    assert_eq!(server.post("/v1/streams/billing/events", &event).0, 200, "admin implies append");
+    assert_eq!(server.post("/v1/verify", &json!({})).0, 200);
+    assert_eq!(server.get_text("/metrics").0, 200);
+
+    server.set_token(Some(READER));
+    assert_eq!(server.post("/v1/streams/agent-1/events", &event).0, 403);
+    let (status, page) = server.get("/v1/events");
+    assert_eq!(status, 200);
+    assert_eq!(page["events"].as_array().unwrap().len(), 2, "only the permitted appends were written");
+    let mut sse = server.subscribe("from=0", None);
+    assert_eq!(sse.next().unwrap().id.as_deref(), Some("0"));
+    assert_eq!(server.get("/v1/events/1").0, 200);
+
+    server.set_token(Some(NOBODY));
+    assert_eq!(server.get("/v1/head").0, 403, "a principal without rules may do nothing");
+    assert_eq!(server.get("/v1/streams/agent-1/events").0, 403);
+
+    // Unauthenticated endpoints.
+    server.set_token(None);
+    assert_eq!(server.get("/healthz").0, 200);
+    assert_eq!(server.get("/openapi.json").0, 200);
+}
+
+#[test]
+fn without_auth_only_loopback_is_allowed_unless_told_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = cairn(&dir.path().join("data"), &["serve", "--listen", "0.0.0.0:0"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("refusing to listen on 0.0.0.0:0 without --auth"), "{err}");
+    assert!(!dir.path().join("data").exists(), "nothing was opened");
+}
+
+#[test]
+fn a_bad_auth_file_stops_the_server_with_a_located_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("auth.toml");
+    std::fs::write(&path, "[[principal]]\nname = \"a\"\ntoken_hash = \"plain-text\"\n").unwrap();
+    let (code, _, err) =
+        cairn(&dir.path().join("data"), &["serve", "--listen", "127.0.0.1:0", "--auth", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("auth.toml") && err.contains("token_hash of principal \"a\""), "{err}");
+}

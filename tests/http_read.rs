@@ -1,0 +1,140 @@
+//! Reads over HTTP against the real binary: stream pages forward and backward with `next`
+//! cursors, the global log with filters, one event by position, stream listing, head, verify,
+//! and the operational endpoints (healthz, metrics, openapi, unknown routes).
+
+mod support;
+
+use serde_json::{json, Value};
+use support::Server;
+
+fn types(page: &Value) -> Vec<String> {
+    page["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap().to_string()).collect()
+}
+
+fn seeded() -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    for i in 0..5 {
+        server.append("agent-1", &[(&format!("Step{i}"), json!({"i": i}))]);
+        server.append("agent-2", &[(&format!("Tool{i}"), json!({"i": i}))]);
+    }
+    server.append("billing", &[("Charged", json!({"cents": 5}))]);
+    (dir, server)
+}
+
+#[test]
+fn stream_reads_page_forward_and_backward() {
+    let (_dir, server) = seeded();
+    let (status, page) = server.get("/v1/streams/agent-1/events?limit=2");
+    assert_eq!(status, 200);
+    assert_eq!(types(&page), ["Step0", "Step1"]);
+    assert_eq!(page["next"], 2);
+    let (_, page) = server.get("/v1/streams/agent-1/events?from=2&limit=10");
+    assert_eq!(types(&page), ["Step2", "Step3", "Step4"]);
+    assert_eq!(page["next"], Value::Null);
+    let (_, page) = server.get("/v1/streams/agent-1/events?direction=backward&limit=2");
+    assert_eq!(types(&page), ["Step4", "Step3"]);
+    assert_eq!(page["next"], 2);
+    let (_, page) = server.get("/v1/streams/agent-1/events?direction=backward&from=1");
+    assert_eq!(types(&page), ["Step1", "Step0"]);
+    assert_eq!(page["next"], Value::Null);
+
+    let (status, body) = server.get("/v1/streams/nobody/events");
+    assert_eq!((status, body["error"].as_str()), (404, Some("stream_not_found")), "{body}");
+    let (status, body) = server.get("/v1/streams/agent-1/events?direction=sideways");
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_query")), "{body}");
+    let (status, body) = server.get("/v1/streams/agent-1/events?from=-1");
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_query")), "{body}");
+}
+
+#[test]
+fn the_global_log_reads_in_order_with_filters_and_cursors() {
+    let (_dir, server) = seeded();
+    let (_, page) = server.get("/v1/events?limit=3");
+    let positions: Vec<u64> =
+        page["events"].as_array().unwrap().iter().map(|e| e["position"].as_u64().unwrap()).collect();
+    assert_eq!(positions, [0, 1, 2]);
+    assert_eq!(page["next"], 3);
+    let (_, page) = server.get("/v1/events?from=9");
+    assert_eq!(types(&page), ["Tool4", "Charged"]);
+    assert_eq!(page["next"], Value::Null);
+    let (_, page) = server.get("/v1/events?stream_prefix=agent-2&limit=2");
+    assert_eq!(types(&page), ["Tool0", "Tool1"]);
+    let next = page["next"].as_u64().unwrap();
+    let (_, page) = server.get(&format!("/v1/events?stream_prefix=agent-2&from={next}"));
+    assert_eq!(types(&page), ["Tool2", "Tool3", "Tool4"]);
+    let (_, page) = server.get("/v1/events?type_prefix=Char");
+    assert_eq!(types(&page), ["Charged"]);
+
+    let (status, event) = server.get("/v1/events/10");
+    assert_eq!(status, 200);
+    assert_eq!((event["stream"].as_str(), event["position"].as_u64()), (Some("billing"), Some(10)));
+    let (status, body) = server.get("/v1/events/11");
+    assert_eq!((status, body["error"].as_str()), (404, Some("position_not_found")), "{body}");
+    let (status, body) = server.get("/v1/events/x");
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_path")), "{body}");
+}
+
+#[test]
+fn streams_head_and_verify_describe_the_log() {
+    let (_dir, server) = seeded();
+    let (_, streams) = server.get("/v1/streams?prefix=agent-");
+    assert_eq!(
+        streams,
+        json!([
+            {"stream": "agent-1", "last_version": 4, "events": 5},
+            {"stream": "agent-2", "last_version": 4, "events": 5}
+        ])
+    );
+    let (_, page) = server.get("/v1/streams?after=agent-1&limit=1");
+    assert_eq!(page, json!([{"stream": "agent-2", "last_version": 4, "events": 5}]));
+    let (_, head) = server.get("/v1/head");
+    let (_, last) = server.get("/v1/events/10");
+    assert_eq!(head, json!({"position": 10, "hash": last["hash"]}));
+    let (status, report) = server.post("/v1/verify", &json!({}));
+    assert_eq!(status, 200);
+    assert_eq!(report, json!({"ok": true, "events": 11, "head_position": 10, "head_hash": last["hash"]}));
+    let (_, partial) = server.post("/v1/verify?from=8", &json!({}));
+    assert_eq!((partial["ok"].as_bool(), partial["events"].as_u64()), (Some(true), Some(3)));
+}
+
+#[test]
+fn an_empty_log_has_a_null_head_with_the_genesis_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let (status, head) = server.get("/v1/head");
+    assert_eq!(status, 200);
+    assert_eq!(head["position"], Value::Null);
+    assert_eq!(head["hash"].as_str().unwrap().len(), 64);
+    let (_, page) = server.get("/v1/events");
+    assert_eq!(page, json!({"events": [], "next": null}));
+}
+
+#[test]
+fn operational_endpoints_answer() {
+    let (_dir, server) = seeded();
+    assert_eq!(server.get("/healthz"), (200, json!({"status": "ok"})));
+    server.post("/v1/verify", &json!({}));
+    let (status, metrics) = server.get_text("/metrics");
+    assert_eq!(status, 200);
+    for needle in [
+        "cairn_log_appended_events_total 11",
+        "cairn_http_appended_events_total 11",
+        "cairn_log_fsync_seconds_bucket{le=\"+Inf\"}",
+        "cairn_subscribers 0",
+        "cairn_verify_ok 1",
+        "cairn_http_requests_total{route=\"/v1/streams/{stream}/events\",status=\"200\"} 11",
+    ] {
+        assert!(metrics.contains(needle), "metrics lack {needle:?}:\n{metrics}");
+    }
+    let (status, doc) = server.get("/openapi.json");
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with('3'));
+    for path in ["/v1/streams/{stream}/events", "/v1/append", "/v1/events", "/v1/subscribe", "/v1/head", "/v1/verify"] {
+        assert!(doc["paths"].get(path).is_some(), "openapi lacks {path}");
+    }
+    let (status, body) = server.get("/v1/nothing-here");
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+    let (status, body) = server.request(reqwest::Method::DELETE, "/v1/head", None);
+    assert_eq!((status, body["error"].as_str()), (405, Some("method_not_allowed")));
+}
