@@ -19,7 +19,8 @@ pub fn options() -> Options {
 
 pub fn scratch() -> tempfile::TempDir {
     let shm = Path::new("/dev/shm");
-    let builder = tempfile::Builder::new().prefix("cairn-fuzz-").tempdir_in(if shm.is_dir() { shm } else { Path::new("/tmp") });
+    let builder =
+        tempfile::Builder::new().prefix("cairn-fuzz-").tempdir_in(if shm.is_dir() { shm } else { Path::new("/tmp") });
     builder.expect("a scratch directory")
 }
 
