@@ -98,7 +98,12 @@ impl Client for Fjall {
                     return Err(BenchError::Check {
                         system: NAME,
                         workload: "expected-version append".into(),
-                        detail: format!("stream {} is at version {have:?}, expected {want:?}", a.stream),
+                        detail: format!(
+                            "stream {} is at {}, the append expected {}",
+                            a.stream,
+                            crate::systems::describe_version(have),
+                            crate::systems::describe_version(want)
+                        ),
                     });
                 }
             }

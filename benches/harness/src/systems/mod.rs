@@ -68,6 +68,11 @@ pub struct Append<'a> {
     pub events: &'a [&'a [u8]],
 }
 
+/// "version 41" or "no version (the stream does not exist)", for error messages.
+pub fn describe_version(version: Option<u64>) -> String {
+    version.map_or_else(|| "no version (the stream does not exist)".into(), |v| format!("version {v}"))
+}
+
 /// One connection (or handle) used by one appender or reader at a time.
 pub trait Client: Send {
     /// Commits all `appends` atomically and durably. With `checked`, fails unless each

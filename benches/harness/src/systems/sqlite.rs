@@ -100,7 +100,12 @@ impl Client for Sqlite {
                         return Err(BenchError::Check {
                             system: NAME,
                             workload: "expected-version append".into(),
-                            detail: format!("stream {} is at version {have:?}, expected {want:?}", a.stream),
+                            detail: format!(
+                                "stream {} is at {}, the append expected {}",
+                                a.stream,
+                                crate::systems::describe_version(have.map(|v| v as u64)),
+                                crate::systems::describe_version(want.map(|v| v as u64))
+                            ),
                         });
                     }
                 }

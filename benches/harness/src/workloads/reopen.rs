@@ -55,7 +55,7 @@ pub fn cycle(dir: &Path) -> Result<Reopen> {
         return Err(BenchError::system(
             SYSTEM,
             "start writing in the child",
-            format!("the child said {:?}", line.trim()),
+            format!("the child said \"{}\" instead of \"{READY}\"", line.trim()),
         ));
     }
     child.kill().map_err(|e| BenchError::io("SIGKILL the child", &exe, e))?;
