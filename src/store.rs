@@ -38,6 +38,9 @@ pub enum StoreError {
     Empty { dir: PathBuf },
 }
 
+/// How long a checkpoint waits for the views to apply what was committed before it.
+const CHECKPOINT_CATCH_UP_WAIT: Duration = Duration::from_secs(30);
+
 /// The snapshotter's message, in the CLI's and API's words where they differ.
 fn checkpoint_message(e: &snapshotter::Error) -> String {
     match e {
@@ -123,8 +126,12 @@ impl Store {
     }
 
     /// Takes a checkpoint now: `kind`, or what the policy asks for next (full when there is
-    /// nothing to build on). Blocks appliers and readers of the views while it captures them.
+    /// nothing to build on). It covers at least every event committed before the call (the
+    /// views catch up first, for at most `CHECKPOINT_CATCH_UP_WAIT`). Blocks appliers and
+    /// readers of the views while it captures them.
     pub fn checkpoint(&self, kind: Option<CheckpointKind>) -> Result<CheckpointInfo, StoreError> {
+        // "Now" means everything committed before the call: let the views apply it first.
+        self.catch_up(CHECKPOINT_CATCH_UP_WAIT)?;
         let mut snapshotter = self.snapshotter.lock();
         let kind = kind.unwrap_or_else(|| snapshotter.next_kind());
         let info = self.views.runner().with_paused(|views, applied| match applied {

@@ -110,10 +110,11 @@ fn views_and_checkpoints_are_authorised_by_their_stream_names() {
     let path = dir.path().join("auth.toml");
     std::fs::write(&path, file).unwrap();
     let server = Server::start(&dir.path().join("data"), &["--auth", path.to_str().unwrap()]).with_token(Some(token));
-    let put = |key: &str| server.request(reqwest::Method::PUT, &format!("/v1/kv/{key}"), Some(&json!({"value": 1}))).0;
-    assert_eq!(put("session%2F1"), 200);
-    assert_eq!(put("billing"), 403);
-    assert_eq!(server.get("/v1/kv/session%2F1").0, 200);
+    let put = |key: &str| server.request(reqwest::Method::PUT, &format!("/v1/kv/{key}"), Some(&json!({"value": 1})));
+    let (status, written) = put("session%2F1");
+    assert_eq!(status, 200);
+    assert_eq!(put("billing").0, 403);
+    assert_eq!(server.get(&format!("/v1/kv/session%2F1?min_position={}", written["position"])).0, 200);
     assert_eq!(server.get("/v1/kv?prefix=session/").0, 200);
     assert_eq!(server.get("/v1/kv").0, 403, "listing every key needs read on kv:");
     assert_eq!(server.post("/v1/kv/session%2F1/incr", &json!({})).0, 200);
