@@ -568,7 +568,7 @@ pub fn rebuild_with_progress(
                 }
             }
             events += 1;
-            if events % REBUILD_PROGRESS_EVERY == 0 {
+            if events.is_multiple_of(REBUILD_PROGRESS_EVERY) {
                 progress(event.position, target);
             }
             true

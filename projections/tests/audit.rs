@@ -11,7 +11,7 @@ use projections::{
 use serde_json::json;
 
 fn entry(i: usize) -> NewAuditEntry {
-    let actor_kind = if i % 2 == 0 { ActorType::Agent } else { ActorType::User };
+    let actor_kind = if i.is_multiple_of(2) { ActorType::Agent } else { ActorType::User };
     let actor = Actor { kind: actor_kind, id: format!("actor-{}", i % 3), name: None, roles: vec!["ops".into()] };
     let level = [Level::Info, Level::Warn, Level::Error][i % 3];
     let category = [Category::AgentActivity, Category::DataAccess][i % 2];
