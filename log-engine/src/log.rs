@@ -20,7 +20,7 @@ use crate::error::{CorruptionKind, Error, LimitKind, Result};
 use crate::fs::{FileSystem, OsFs, StorageFile};
 use crate::index::{Index, SegmentState};
 use crate::mmap::Mapping;
-use crate::record::{self, FrameError, FLAG_BATCH_END, KIND_EVENT, KIND_SEAL};
+use crate::record::{self, Frame, FrameError, FLAG_BATCH_END, KIND_EVENT, KIND_SEAL};
 use crate::segment::{self, SegmentHeader, HEADER_LEN, SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN};
 use crate::types::*;
 use crate::writer::{
@@ -152,6 +152,26 @@ pub struct SegmentFile {
     pub path: PathBuf,
     pub bytes: u64,
     pub sealed: bool,
+}
+
+/// Events from which [`prepare`] splits the work over two threads.
+const PARALLEL_PREPARE_MIN: usize = 256;
+
+/// Encodes, compresses and digests events on the caller's thread, and for a large batch on a
+/// second one as well: hashing is most of an append's CPU, and the writer only has to chain.
+fn prepare(stream: &StreamName, events: &[NewEvent]) -> Vec<record::PreparedEvent> {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if events.len() < PARALLEL_PREPARE_MIN || cores < 2 {
+        return events.iter().map(|e| record::PreparedEvent::new(stream, e)).collect();
+    }
+    let (front, back) = events.split_at(events.len() / 2);
+    std::thread::scope(|scope| {
+        let back = scope.spawn(|| back.iter().map(|e| record::PreparedEvent::new(stream, e)).collect::<Vec<_>>());
+        let mut all: Vec<_> = front.iter().map(|e| record::PreparedEvent::new(stream, e)).collect();
+        all.extend(back.join().expect("preparing events does not panic"));
+        all
+    })
 }
 
 impl Log {
@@ -314,11 +334,7 @@ impl Log {
         }
         let prepared = appends
             .into_iter()
-            .map(|a| PreparedAppend {
-                events: a.events.iter().map(|e| record::PreparedEvent::new(&a.stream, e)).collect(),
-                stream: a.stream,
-                expected: a.expected,
-            })
+            .map(|a| PreparedAppend { events: prepare(&a.stream, &a.events), stream: a.stream, expected: a.expected })
             .collect();
         let tx = self.handle.tx.lock();
         let tx = tx.as_ref().ok_or(Error::Closed)?;
@@ -526,6 +542,17 @@ impl Log {
 
 /// Decodes the committed record at `offset`, re-checking its CRC and position.
 pub(crate) fn decode_committed(bytes: &[u8], segment: SegmentId, offset: u64, position: u64) -> Result<Event> {
+    let frame = committed_frame(bytes, segment, offset, position)?;
+    record::decode_event(&frame).map_err(|d| Error::Corrupt {
+        segment,
+        offset,
+        position: Some(Position(position)),
+        kind: CorruptionKind::RecordBody(d),
+    })
+}
+
+/// The event frame the index says is at `offset`: CRC, kind and position checked.
+pub(crate) fn committed_frame(bytes: &[u8], segment: SegmentId, offset: u64, position: u64) -> Result<Frame<'_>> {
     let corrupt = |kind| Error::Corrupt { segment, offset, position: Some(Position(position)), kind };
     let frame = record::decode_frame(&bytes[offset as usize..], record::EVENT_BODY_MAX).map_err(|e| match e {
         FrameError::Crc => corrupt(CorruptionKind::RecordCrc),
@@ -543,7 +570,7 @@ pub(crate) fn decode_committed(bytes: &[u8], segment: SegmentId, offset: u64, po
             found: Position(frame.header.position),
         }));
     }
-    record::decode_event(&frame).map_err(|d| corrupt(CorruptionKind::RecordBody(d)))
+    Ok(frame)
 }
 
 /// Opens every segment, checks how they join, recovers the newest, and builds the index.

@@ -290,20 +290,39 @@ pub(crate) struct ChainInput<'a> {
 /// `h(p) = BLAKE3(h(p-1) || header(p) || BLAKE3(metadata) || BLAKE3(data))`, with `header(p)` as
 /// specified in docs/format.md.
 pub(crate) fn chain_hash(prev: &ChainHash, input: &ChainInput<'_>) -> ChainHash {
-    let mut h = blake3::Hasher::new();
-    h.update(&prev.0);
-    h.update(&input.position.to_le_bytes());
-    h.update(&input.version.to_le_bytes());
-    h.update(&input.timestamp_ms.to_le_bytes());
-    h.update(input.id);
-    h.update(&(input.stream.len() as u32).to_le_bytes());
-    h.update(input.stream.as_bytes());
-    h.update(&(input.event_type.len() as u32).to_le_bytes());
-    h.update(input.event_type.as_bytes());
-    h.update(&[u8::from(input.data_binary)]);
-    h.update(input.metadata_digest);
-    h.update(input.data_digest);
-    ChainHash(*h.finalize().as_bytes())
+    // One contiguous buffer and one `hash` call: a dozen small `update`s cost more than the
+    // three compressions the input needs. Within the name limits it stays on the stack; only a
+    // record read from a damaged or forged file can carry longer names.
+    const FIXED: usize = 32 + 8 * 3 + 16 + 4 + 4 + 1 + 32 + 32;
+    let len = FIXED + input.stream.len() + input.event_type.len();
+    let mut stack = [0u8; FIXED + crate::types::STREAM_NAME_LEN_MAX + crate::types::EVENT_TYPE_LEN_MAX];
+    let mut heap = Vec::new();
+    let buf: &mut [u8] = if len <= stack.len() {
+        &mut stack[..len]
+    } else {
+        heap.resize(len, 0);
+        &mut heap
+    };
+    let mut at = 0;
+    for part in [
+        &prev.0[..],
+        &input.position.to_le_bytes(),
+        &input.version.to_le_bytes(),
+        &input.timestamp_ms.to_le_bytes(),
+        input.id,
+        &(input.stream.len() as u32).to_le_bytes(),
+        input.stream.as_bytes(),
+        &(input.event_type.len() as u32).to_le_bytes(),
+        input.event_type.as_bytes(),
+        &[u8::from(input.data_binary)],
+        input.metadata_digest,
+        input.data_digest,
+    ] {
+        buf[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    debug_assert_eq!(at, len);
+    ChainHash(*blake3::hash(buf).as_bytes())
 }
 
 /// The body's msgpack bytes: the frame body, or its decompression (length checked first).
@@ -350,22 +369,28 @@ pub(crate) fn decode_event(frame: &Frame<'_>) -> Result<Event, String> {
     })
 }
 
-/// Recomputes the chain hash of a decoded event from its predecessor's hash.
-pub(crate) fn event_chain_hash(prev: &ChainHash, event: &Event) -> ChainHash {
-    chain_hash(
+/// The chain hash of an event frame, recomputed from its predecessor's hash without copying
+/// the event out (verify's path): only a compressed body is decompressed into a buffer.
+pub(crate) fn frame_chain_hash(prev: &ChainHash, frame: &Frame<'_>) -> Result<ChainHash, String> {
+    let header = &frame.header;
+    let raw = raw_body(frame)?;
+    let body: BodyIn<'_> = rmp_serde::from_slice(&raw).map_err(|e| format!("msgpack: {e}"))?;
+    let id: &[u8; 16] =
+        body.id.as_ref().try_into().map_err(|_| format!("event id has {} bytes, not 16", body.id.len()))?;
+    Ok(chain_hash(
         prev,
         &ChainInput {
-            position: event.position.0,
-            version: event.version.0,
-            timestamp_ms: event.timestamp_ms,
-            id: event.id.as_bytes(),
-            stream: &event.stream,
-            event_type: &event.event_type,
-            data_binary: !event.data.is_json(),
-            metadata_digest: blake3::hash(&event.metadata).as_bytes(),
-            data_digest: blake3::hash(event.data.as_bytes()).as_bytes(),
+            position: header.position,
+            version: header.version,
+            timestamp_ms: header.timestamp_ms,
+            id,
+            stream: &body.stream,
+            event_type: &body.event_type,
+            data_binary: header.flags & FLAG_DATA_BINARY != 0,
+            metadata_digest: blake3::hash(&body.metadata).as_bytes(),
+            data_digest: blake3::hash(&body.data).as_bytes(),
         },
-    )
+    ))
 }
 
 #[cfg(test)]
@@ -425,7 +450,48 @@ mod tests {
             assert_eq!(frame.header.flags & FLAG_COMPRESSED != 0, data.len() > COMPRESS_THRESHOLD);
             let event = decode_event(&frame).unwrap();
             assert_eq!(event, expected);
-            assert_eq!(event_chain_hash(&ChainHash::genesis(), &event), expected.hash);
+            assert_eq!(frame_chain_hash(&ChainHash::genesis(), &frame).unwrap(), expected.hash);
+        }
+    }
+
+    /// The chain rule exactly as docs/format.md spells it, field by field: a change to the hash
+    /// input (order, widths, a field dropped) breaks every existing log and must show here.
+    #[test]
+    fn chain_hash_follows_the_documented_rule() {
+        for (stream, event_type) in
+            [("agent-7".to_string(), "ToolCalled".to_string()), ("s".repeat(600), "t".repeat(300))]
+        {
+            let (metadata_digest, data_digest) = (blake3::hash(b"{}"), blake3::hash(b"payload"));
+            let input = ChainInput {
+                position: 41,
+                version: 3,
+                timestamp_ms: 1_700_000_000_000,
+                id: &[9u8; 16],
+                stream: &stream,
+                event_type: &event_type,
+                data_binary: true,
+                metadata_digest: metadata_digest.as_bytes(),
+                data_digest: data_digest.as_bytes(),
+            };
+            let mut h = blake3::Hasher::new();
+            h.update(blake3::hash(b"cairn/log/genesis/v1").as_bytes());
+            h.update(&41u64.to_le_bytes());
+            h.update(&3u64.to_le_bytes());
+            h.update(&1_700_000_000_000u64.to_le_bytes());
+            h.update(&[9u8; 16]);
+            h.update(&(stream.len() as u32).to_le_bytes());
+            h.update(stream.as_bytes());
+            h.update(&(event_type.len() as u32).to_le_bytes());
+            h.update(event_type.as_bytes());
+            h.update(&[1]);
+            h.update(blake3::hash(b"{}").as_bytes());
+            h.update(blake3::hash(b"payload").as_bytes());
+            assert_eq!(
+                chain_hash(&ChainHash::genesis(), &input).0,
+                *h.finalize().as_bytes(),
+                "stream {}",
+                stream.len()
+            );
         }
     }
 

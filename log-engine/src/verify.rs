@@ -1,12 +1,14 @@
 //! Verification: every record's CRC, the position sequence, the chain hash, and each sealed
 //! segment's footer, from the start of the log or from a trusted (position, hash) pair.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::error::{CorruptionKind, Error, Result};
-use crate::log::{decode_committed, Log};
+use crate::log::{committed_frame, Log};
 use crate::mmap::Mapping;
 use crate::record;
+use crate::segment::SegmentHeader;
 use crate::types::{ChainHash, Head, Position, SegmentId};
 
 /// What [`Log::verify`] found.
@@ -31,6 +33,10 @@ pub struct VerifyProgress {
 impl Log {
     /// Checks CRCs and the chain from `trusted` (whose hash is taken as given) or from
     /// position 0. Damage is a report, not an `Err`; `Err` means the check itself failed.
+    ///
+    /// Segments are checked in parallel, each from the previous-segment hash in its header;
+    /// the headers are then checked to join the segments into one chain. The report is the
+    /// same as a front-to-back scan's: the first bad position, and the events before it.
     pub fn verify(&self, trusted: Option<Head>, mut progress: impl FnMut(VerifyProgress)) -> Result<VerifyReport> {
         let shared = self.shared_arc();
         let (spans, head) = {
@@ -40,7 +46,7 @@ impl Log {
             (spans, index.head().map(|(position, hash)| Head { position, hash }))
         };
         let total = head.map_or(0, |h| h.position.0 + 1);
-        let (start, mut prev) = match trusted {
+        let (start, first_prev) = match trusted {
             Some(t) => {
                 if t.position.0 >= total {
                     return Err(Error::PositionNotFound { position: t.position });
@@ -59,69 +65,187 @@ impl Log {
                 return Ok(report);
             }
         }
-        let fail = |report: &mut VerifyReport, position: u64, e: Error| {
-            report.ok = false;
-            report.first_bad_position = Some(Position(position));
-            report.detail = Some(e.to_string());
+        let jobs: Vec<Span> = spans
+            .into_iter()
+            .filter(|(segment, _, offsets, _)| !offsets.is_empty() && segment.0 + offsets.len() as u64 > start)
+            .enumerate()
+            .map(|(i, (segment, map, offsets, sealed))| Span {
+                from: start.max(segment.0),
+                // Only the first span may start from a hash not in its header (mid-segment).
+                given: (i == 0).then_some(first_prev),
+                segment,
+                map,
+                offsets,
+                sealed,
+            })
+            .collect();
+        let checked = AtomicU64::new(0);
+        let next = AtomicUsize::new(0);
+        let first_failed = AtomicUsize::new(usize::MAX);
+        let work = || {
+            let mut done = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                // A span after a failed one cannot change the report.
+                if i >= jobs.len() || i > first_failed.load(Ordering::Relaxed) {
+                    return done;
+                }
+                let outcome = check_span(&jobs[i], &checked);
+                if outcome.error.is_some() {
+                    first_failed.fetch_min(i, Ordering::Relaxed);
+                }
+                done.push((i, outcome));
+            }
         };
-        for (segment, map, offsets, sealed) in spans {
-            let first = segment.0;
-            let end = first + offsets.len() as u64;
-            if offsets.is_empty() || end <= start {
-                continue;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(jobs.len()).max(1);
+        let mut outcomes: Vec<Option<Outcome>> = (0..jobs.len()).map(|_| None).collect();
+        std::thread::scope(|scope| {
+            let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+            // This thread works too, and draws progress: the callback is not `Send`.
+            let report_progress = |progress: &mut dyn FnMut(VerifyProgress)| {
+                progress(VerifyProgress { checked: checked.load(Ordering::Relaxed), total: total - start })
+            };
+            for (i, outcome) in work() {
+                outcomes[i] = Some(outcome);
+                report_progress(&mut progress);
             }
-            let bytes = map.bytes();
-            let mut offset = u64::from(offsets[(start.max(first) - first) as usize]);
-            for position in start.max(first)..end {
-                let expected_offset = u64::from(offsets[(position - first) as usize]);
-                if offset != expected_offset {
-                    let kind =
-                        CorruptionKind::Footer(format!("index says offset {expected_offset}, records say {offset}"));
-                    fail(
-                        &mut report,
-                        position,
-                        Error::Corrupt { segment, offset, position: Some(Position(position)), kind },
+            for helper in helpers {
+                while !helper.is_finished() {
+                    report_progress(&mut progress);
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                for (i, outcome) in helper.join().expect("verify threads do not panic") {
+                    outcomes[i] = Some(outcome);
+                }
+            }
+        });
+        let mut prev = first_prev;
+        for (job, outcome) in jobs.iter().zip(outcomes) {
+            // Spans after the first failure were skipped.
+            let Some(outcome) = outcome else { break };
+            if let Some(header_prev) = outcome.header_prev {
+                if header_prev != prev {
+                    report.ok = false;
+                    report.first_bad_position = Some(Position(job.from));
+                    report.detail = Some(
+                        Error::Corrupt {
+                            segment: job.segment,
+                            offset: 0,
+                            position: Some(Position(job.from)),
+                            kind: CorruptionKind::SegmentHeader(
+                                "its previous-segment hash is not the chain hash before its first record".into(),
+                            ),
+                        }
+                        .to_string(),
                     );
-                    return Ok(report);
-                }
-                let event = match decode_committed(bytes, segment, offset, position) {
-                    Ok(event) => event,
-                    Err(e) => {
-                        fail(&mut report, position, e);
-                        return Ok(report);
-                    }
-                };
-                if record::event_chain_hash(&prev, &event) != event.hash {
-                    let e = Error::Corrupt {
-                        segment,
-                        offset,
-                        position: Some(Position(position)),
-                        kind: CorruptionKind::ChainMismatch,
-                    };
-                    fail(&mut report, position, e);
-                    return Ok(report);
-                }
-                prev = event.hash;
-                offset += record::frame_len(record::body_len_at(bytes, offset)) as u64;
-                report.events += 1;
-                if report.events.is_multiple_of(65_536) {
-                    progress(VerifyProgress { checked: report.events, total: total - start });
+                    break;
                 }
             }
-            if sealed {
-                if let Err((off, kind)) = check_seal(bytes, offset, prev) {
-                    fail(
-                        &mut report,
-                        end - 1,
-                        Error::Corrupt { segment, offset: off, position: Some(Position(end - 1)), kind },
-                    );
-                    return Ok(report);
-                }
+            report.events += outcome.events;
+            if let Some((position, e)) = outcome.error {
+                report.ok = false;
+                report.first_bad_position = Some(Position(position));
+                report.detail = Some(e.to_string());
+                break;
             }
+            prev = outcome.last;
         }
         progress(VerifyProgress { checked: report.events, total: total - start });
         Ok(report)
     }
+}
+
+/// One segment's part of a verification.
+struct Span {
+    segment: SegmentId,
+    map: Arc<Mapping>,
+    offsets: Vec<u32>,
+    sealed: bool,
+    /// First position to check.
+    from: u64,
+    /// The hash before `from`, when known (the first span); otherwise the header's is used.
+    given: Option<ChainHash>,
+}
+
+/// What checking one span found.
+struct Outcome {
+    /// The header's previous-segment hash, when the span starts at the segment's first record.
+    header_prev: Option<ChainHash>,
+    /// Events that passed, before `error`.
+    events: u64,
+    /// Chain hash of the last event that passed.
+    last: ChainHash,
+    /// The first bad position in the span, and what was wrong.
+    error: Option<(u64, Error)>,
+}
+
+/// Checks one span's records (frame, CRC, position, chain) and, for a sealed segment, its seal.
+fn check_span(span: &Span, checked: &AtomicU64) -> Outcome {
+    let segment = span.segment;
+    let first = segment.0;
+    let end = first + span.offsets.len() as u64;
+    let bytes = span.map.bytes();
+    let header_prev = if span.from == first {
+        match SegmentHeader::decode(bytes) {
+            Ok(header) => Some(header.prev_hash),
+            Err(kind) => {
+                let error = Error::Corrupt { segment, offset: 0, position: Some(Position(first)), kind };
+                return Outcome {
+                    header_prev: None,
+                    events: 0,
+                    last: ChainHash::genesis(),
+                    error: Some((first, error)),
+                };
+            }
+        }
+    } else {
+        None
+    };
+    let mut prev = span.given.or(header_prev).expect("a span starts at its segment's start or has a given hash");
+    let mut outcome = Outcome { header_prev, events: 0, last: prev, error: None };
+    let mut offset = u64::from(span.offsets[(span.from - first) as usize]);
+    let mut unreported = 0u64;
+    for position in span.from..end {
+        let expected_offset = u64::from(span.offsets[(position - first) as usize]);
+        let result = if offset != expected_offset {
+            let kind = CorruptionKind::Footer(format!("index says offset {expected_offset}, records say {offset}"));
+            Err(Error::Corrupt { segment, offset, position: Some(Position(position)), kind })
+        } else {
+            committed_frame(bytes, segment, offset, position).and_then(|frame| {
+                let corrupt = |kind| Error::Corrupt { segment, offset, position: Some(Position(position)), kind };
+                match record::frame_chain_hash(&prev, &frame) {
+                    Ok(hash) if hash == frame.header.hash => Ok((hash, frame.len)),
+                    Ok(_) => Err(corrupt(CorruptionKind::ChainMismatch)),
+                    Err(detail) => Err(corrupt(CorruptionKind::RecordBody(detail))),
+                }
+            })
+        };
+        match result {
+            Ok((hash, len)) => {
+                prev = hash;
+                offset += len as u64;
+                outcome.events += 1;
+                unreported += 1;
+                if unreported == 65_536 {
+                    checked.fetch_add(unreported, Ordering::Relaxed);
+                    unreported = 0;
+                }
+            }
+            Err(e) => {
+                outcome.error = Some((position, e));
+                break;
+            }
+        }
+    }
+    checked.fetch_add(unreported, Ordering::Relaxed);
+    outcome.last = prev;
+    if outcome.error.is_none() && span.sealed {
+        if let Err((off, kind)) = check_seal(bytes, offset, prev) {
+            let error = Error::Corrupt { segment, offset: off, position: Some(Position(end - 1)), kind };
+            outcome.error = Some((end - 1, error));
+        }
+    }
+    outcome
 }
 
 /// The seal record right after a sealed segment's last record must carry the last hash.

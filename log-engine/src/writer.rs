@@ -81,10 +81,21 @@ pub enum Sabotage {
 }
 
 /// Ids of recent events, for idempotent retries.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct IdWindow {
     map: HashMap<Uuid, u64, foldhash::fast::RandomState>,
     order: VecDeque<(u64, Uuid)>,
+}
+
+impl Default for IdWindow {
+    /// Sized for a full window up front: growing (rehashing) a map of this size mid-commit costs
+    /// milliseconds, and a full window is the steady state of any busy log.
+    fn default() -> IdWindow {
+        IdWindow {
+            map: HashMap::with_capacity_and_hasher(IDEMPOTENCY_WINDOW + 1, Default::default()),
+            order: VecDeque::with_capacity(IDEMPOTENCY_WINDOW + 1),
+        }
+    }
 }
 
 impl IdWindow {
@@ -93,8 +104,11 @@ impl IdWindow {
         self.order.push_back((position, id));
         while self.order.len() > IDEMPOTENCY_WINDOW {
             let (old_position, old_id) = self.order.pop_front().expect("non-empty");
-            if self.map.get(&old_id) == Some(&old_position) {
-                self.map.remove(&old_id);
+            // One probe, not a get and a remove: this runs for every event of a full window.
+            if let std::collections::hash_map::Entry::Occupied(e) = self.map.entry(old_id) {
+                if *e.get() == old_position {
+                    e.remove();
+                }
             }
         }
     }

@@ -18,6 +18,12 @@ fn sealed_log() -> (tempfile::TempDir, Vec<log_engine::SegmentFile>) {
     (dir, files)
 }
 
+/// A segment's first position: its file name.
+fn first(file: &log_engine::SegmentFile) -> u64 {
+    let name = file.path.file_name().unwrap().to_str().unwrap();
+    name.split('.').next().unwrap().parse().unwrap()
+}
+
 fn flip(path: &std::path::Path, offset: u64, mask: u8) {
     let f = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
     let mut b = [0u8];
@@ -50,6 +56,49 @@ fn flipped_bit_in_a_sealed_record_is_reported_by_verify_and_reads() {
     assert!(log.read_all(Position(0), 10_000).is_err());
     // Events before the damage still read.
     assert_eq!(log.read_all(Position(0), bad.0 as usize).unwrap().len() as u64, bad.0);
+}
+
+/// Segments are verified in parallel; the report must still be a front-to-back scan's: the
+/// earliest damage, with exactly the events before it counted.
+#[test]
+fn verify_reports_the_earliest_of_several_damaged_segments() {
+    let (dir, files) = sealed_log();
+    let last_sealed = files.iter().rposition(|f| f.sealed).unwrap();
+    assert!(last_sealed >= 1);
+    flip(&files[last_sealed].path, 4096 + 200, 0x01);
+    flip(&files[1].path, 4096 + 200, 0x01);
+    let log = open_small(dir.path());
+    let report = log.verify(None, |_| {}).unwrap();
+    assert!(!report.ok);
+    let bad = report.first_bad_position.unwrap();
+    assert!(bad.0 >= first(&files[1]), "{bad} is before segment 1");
+    assert!(bad.0 < first(&files[2]), "{bad} is not in segment 1 ({})", report.detail.unwrap());
+    assert_eq!(report.events, bad.0, "events before the damage");
+    assert!(report.detail.unwrap().contains(&format!("segment {:020}", first(&files[1]))));
+}
+
+/// From every kind of trusted starting point (segment start, middle, last record of a segment,
+/// head) a clean log verifies, counting exactly the events after the trusted one.
+#[test]
+fn verify_from_trusted_points_across_segments() {
+    let (dir, files) = sealed_log();
+    let log = open_small(dir.path());
+    let head = log.head().unwrap();
+    let mut points = vec![0, first(&files[1]) - 1, first(&files[1]), first(&files[1]) + 3, head.position.0];
+    points.push(first(&files[2]) - 1);
+    for p in points {
+        let hash = log.read_event(Position(p)).unwrap().hash;
+        let trusted = log_engine::Head { position: Position(p), hash };
+        let mut last_progress = None;
+        let report = log.verify(Some(trusted), |p| last_progress = Some(p)).unwrap();
+        assert!(report.ok, "from {p}: {:?}", report.detail);
+        assert_eq!(report.events, head.position.0 - p, "from {p}");
+        assert_eq!(last_progress.unwrap().checked, head.position.0 - p);
+    }
+    let wrong = log_engine::Head { position: Position(5), hash: log.read_event(Position(6)).unwrap().hash };
+    let report = log.verify(Some(wrong), |_| {}).unwrap();
+    assert!(!report.ok);
+    assert_eq!(report.first_bad_position, Some(Position(5)));
 }
 
 #[test]
