@@ -49,5 +49,5 @@ pub use crate::types::*;
 pub use crate::verify::{VerifyProgress, VerifyReport};
 #[cfg(feature = "faults")]
 pub use crate::writer::Sabotage;
-pub use crate::writer::{FSYNC_BUCKETS_US, IDEMPOTENCY_WINDOW};
+pub use crate::writer::{FSYNC_BUCKETS_US, IDEMPOTENCY_WINDOW, SYNC_BATCH_BUCKETS};
 pub use uuid::Uuid;

@@ -131,6 +131,9 @@ pub struct Metrics {
     pub fsync_seconds_total: f64_bits::F64,
     /// Counts per bucket; bounds in [`crate::FSYNC_BUCKETS_US`], the last bucket is +Inf.
     pub fsync_buckets: Vec<u64>,
+    /// Events made durable per fdatasync: counts per bucket, bounds in
+    /// [`crate::SYNC_BATCH_BUCKETS`], the last bucket is +Inf.
+    pub sync_batch_buckets: Vec<u64>,
 }
 
 /// `f64` wrapper so that [`Metrics`] can be `Eq`.
@@ -206,7 +209,8 @@ impl Log {
             metrics: MetricsInner::default(),
         });
         let (tx, rx) = mpsc::channel();
-        let writer = Writer::new(shared.clone(), rx, log_dir, state);
+        let writer = Writer::new(shared.clone(), rx, log_dir, state)
+            .map_err(|e| Error::io("spawn syncer thread", &shared.dir, e))?;
         let for_writer = shared.clone();
         let thread = std::thread::Builder::new()
             .name("cairn-log-writer".into())
@@ -416,24 +420,46 @@ impl Log {
         limit: usize,
         direction: Direction,
     ) -> Result<Vec<Event>> {
-        let locations: Vec<(u64, crate::index::Location)> = {
+        let locations: Vec<(u64, u64, crate::index::Location)> = {
             let index = self.shared().index.read();
             let positions =
                 index.streams.get(stream).ok_or_else(|| Error::StreamNotFound { stream: stream.to_string() })?;
-            let picked: Vec<u64> = match direction {
+            // (version, position) pairs.
+            let picked: Vec<(u64, u64)> = match direction {
                 Direction::Forward => {
                     let start = from.map_or(0, |v| v.0).min(positions.len() as u64) as usize;
-                    positions[start..].iter().take(limit).copied().collect()
+                    positions[start..].iter().take(limit).copied().zip(start as u64..).map(|(p, v)| (v, p)).collect()
                 }
                 Direction::Backward => {
                     let last = positions.len() as u64 - 1;
                     let start = from.map_or(last, |v| v.0.min(last)) as usize;
-                    positions[..=start].iter().rev().take(limit).copied().collect()
+                    positions[..=start].iter().enumerate().rev().take(limit).map(|(v, p)| (v as u64, *p)).collect()
                 }
             };
-            picked.into_iter().map(|p| (p, index.locate(p).expect("indexed positions are committed"))).collect()
+            picked.into_iter().map(|(v, p)| (v, p, index.locate(p).expect("indexed positions are committed"))).collect()
         };
-        locations.into_iter().map(|(p, loc)| decode_committed(loc.map.bytes(), loc.segment, loc.offset, p)).collect()
+        locations
+            .into_iter()
+            .map(|(version, p, loc)| {
+                let event = decode_committed(loc.map.bytes(), loc.segment, loc.offset, p)?;
+                // The index comes from footers and recovery; a record that disagrees with it (a
+                // CRC-valid but forged or misplaced footer) is reported, never returned.
+                if event.stream != stream || event.version.0 != version {
+                    let kind = CorruptionKind::Footer(format!(
+                        "the index puts version {version} of stream {stream} at position {p}, \
+                         but the record there is version {} of stream {}",
+                        event.version, event.stream
+                    ));
+                    return Err(Error::Corrupt {
+                        segment: loc.segment,
+                        offset: loc.offset,
+                        position: Some(Position(p)),
+                        kind,
+                    });
+                }
+                Ok(event)
+            })
+            .collect()
     }
 
     /// A stream's last version, or `None` if it has no events.
@@ -480,6 +506,7 @@ impl Log {
             fsyncs: m.fsyncs.load(Relaxed),
             fsync_seconds_total: f64_bits::F64((m.fsync_nanos.load(Relaxed) as f64 / 1e9).to_bits()),
             fsync_buckets: m.fsync_buckets.iter().map(|b| b.load(Relaxed)).collect(),
+            sync_batch_buckets: m.sync_batch_buckets.iter().map(|b| b.load(Relaxed)).collect(),
         }
     }
 
@@ -710,11 +737,11 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
                 });
                 active = Some(Active {
                     id,
-                    file,
+                    file: Arc::from(file),
                     map,
                     capacity: len,
                     write_offset: scan.end,
-                    durable_offset: scan.end,
+                    durable: Arc::new(std::sync::atomic::AtomicU64::new(scan.end)),
                     footer,
                 });
             }
@@ -786,11 +813,11 @@ fn create_first_active(dir: &Path, options: &Options, index: &mut Index) -> Resu
     });
     Ok(Active {
         id,
-        file,
+        file: Arc::from(file),
         map,
         capacity: options.segment_size,
         write_offset: HEADER_LEN,
-        durable_offset: HEADER_LEN,
+        durable: Arc::new(std::sync::atomic::AtomicU64::new(HEADER_LEN)),
         footer: FooterBuilder::default(),
     })
 }
@@ -798,3 +825,34 @@ fn create_first_active(dir: &Path, options: &Options, index: &mut Index) -> Resu
 /// Unused-kind guard: a seal record is never an event.
 const _: () = assert!(KIND_SEAL != KIND_EVENT);
 const _: () = assert!(FLAG_BATCH_END != 0);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stream read trusts the index only as far as the records agree with it: an index that
+    /// points a stream at another stream's record (as a forged footer would) is corruption.
+    #[test]
+    fn read_stream_refuses_a_record_the_index_misplaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), Options { durability: Durability::None, ..Default::default() }).unwrap();
+        for stream in ["agent-a", "agent-b"] {
+            log.append(stream, ExpectedVersion::Any, vec![NewEvent::bytes("t", b"x".to_vec())]).unwrap();
+        }
+        assert_eq!(log.read_stream("agent-a", None, 10, Direction::Forward).unwrap().len(), 1);
+        {
+            let mut index = log.shared().index.write();
+            let b = index.streams["agent-b"].clone();
+            index.streams.insert("agent-a".into(), b);
+        }
+        for direction in [Direction::Forward, Direction::Backward] {
+            match log.read_stream("agent-a", None, 10, direction).unwrap_err() {
+                Error::Corrupt { position, kind: CorruptionKind::Footer(detail), .. } => {
+                    assert_eq!(position, Some(Position(1)));
+                    assert!(detail.contains("stream agent-b"), "{detail}");
+                }
+                other => panic!("expected corruption, got {other}"),
+            }
+        }
+    }
+}

@@ -17,6 +17,9 @@ use crate::types::{Event, Position};
 
 /// Events read per step while catching up.
 const CHUNK_EVENTS: usize = 512;
+/// Payload bytes a subscription buffers in one chunk; at least one event is always taken, so a
+/// subscriber holds at most this plus one event (`EVENT_SIZE_MAX`) however large events are.
+const CHUNK_BYTES: usize = 1024 * 1024;
 
 /// Where a subscription starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,13 +119,42 @@ impl Subscription {
     fn fill(&mut self) -> Result<()> {
         let filter = &self.filter;
         let buffer = &mut self.buffer;
+        let mut bytes = 0usize;
         let read = self.log.for_each(Position(self.next), CHUNK_EVENTS as u64, |event| {
             if filter.matches(&event) {
+                bytes += event.metadata.len() + event.data.as_bytes().len();
                 buffer.push_back(event);
             }
-            true
+            bytes < CHUNK_BYTES
         })?;
         self.next += read;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Durability, ExpectedVersion, NewEvent, Options};
+
+    /// A subscriber to large events buffers about CHUNK_BYTES, not CHUNK_EVENTS of them
+    /// (512 events of 1 MiB would be half a gigabyte per subscriber), and still sees them all.
+    #[tokio::test]
+    async fn a_chunk_is_bounded_by_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), Options { durability: Durability::None, ..Default::default() }).unwrap();
+        let event_bytes = 300 * 1024;
+        for i in 0..12u8 {
+            log.append("big", ExpectedVersion::Any, vec![NewEvent::bytes("blob", vec![i; event_bytes])]).unwrap();
+        }
+        let mut sub = log.subscribe(StartFrom::Position(Position(0)), Filter::default());
+        let first = sub.next().await.unwrap().unwrap();
+        assert_eq!(first.data.as_bytes()[0], 0);
+        let held = 1 + sub.buffer.len();
+        assert_eq!(held, CHUNK_BYTES.div_ceil(event_bytes), "events read in the first chunk");
+        for i in 1..12u8 {
+            let event = sub.next().await.unwrap().unwrap();
+            assert_eq!((event.position.0, event.data.as_bytes()[0]), (u64::from(i), i));
+        }
     }
 }

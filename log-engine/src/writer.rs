@@ -2,12 +2,17 @@
 //!
 //! Appenders prepare their events (encode, compress, digest) on their own threads and send them
 //! here. The writer takes everything queued, checks expected versions and idempotency against the
-//! committed index plus what it has staged in this group, assigns positions, versions, timestamps
-//! and chain hashes, writes the whole group with one pwrite, makes it durable with one fdatasync,
-//! publishes it to readers, and only then answers every appender in the group.
+//! committed index plus what it has staged or has in flight, assigns positions, versions,
+//! timestamps and chain hashes, and writes the whole group with one pwrite. It then hands the
+//! group to the syncer thread, which makes it durable with one fdatasync, publishes it to readers,
+//! and only then answers every appender in it. While the syncer waits on the disk, the writer
+//! stages and writes the next group: the pipeline is two deep, and groups queued behind a sync
+//! share the next one.
 //!
 //! Invariants:
-//! - Only this thread writes segment files or mutates the index.
+//! - Only the writer writes segment files; only the syncer (and the writer while rolling, with
+//!   the syncer drained) mutates the index.
+//! - Groups are synced, published and answered in the order they were written.
 //! - A batch (one append call) never spans segments and ends with a record flagged BATCH_END.
 //! - Readers see a record only after the fdatasync that made it durable (in `Durability::Sync`).
 //! - After a failed write or fdatasync the log is poisoned: nothing more is written or
@@ -15,7 +20,8 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -35,6 +41,10 @@ use crate::types::{
 
 /// Most bytes the writer stages before it commits a group.
 const GROUP_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Written groups that may wait for the syncer before the writer blocks.
+const SYNC_QUEUE: usize = 4;
+/// Streams the writer tracks for groups in flight before it waits for them to be published.
+const OVERLAY_MAX: usize = 1 << 16;
 /// How many recent event ids the writer remembers for idempotent retries with any expected
 /// version. Retries with an exact expected version are recognised at any age.
 pub const IDEMPOTENCY_WINDOW: usize = 1 << 18;
@@ -159,13 +169,13 @@ impl FooterBuilder {
 /// The segment the writer appends to.
 pub(crate) struct Active {
     pub id: SegmentId,
-    pub file: Box<dyn StorageFile>,
+    pub file: Arc<dyn StorageFile>,
     pub map: Arc<Mapping>,
     pub capacity: u64,
     /// Next byte to write.
     pub write_offset: u64,
-    /// Bytes known durable (the watermark stamped into new records).
-    pub durable_offset: u64,
+    /// Bytes known durable (the watermark stamped into new records); the syncer raises it.
+    pub durable: Arc<AtomicU64>,
     pub footer: FooterBuilder,
 }
 
@@ -197,11 +207,44 @@ pub(crate) struct Writer {
     spare: Option<JoinHandle<std::io::Result<Box<dyn StorageFile>>>>,
     buf: Vec<u8>,
     staged: Vec<Staged>,
-    /// Last version (or none) of streams touched in this group; overlays the index.
+    /// Last version (or none) of streams touched by groups staged or in flight; overlays the
+    /// index, which only has what the syncer has published.
     overlay: HashMap<String, Option<u64>>,
     replies: Vec<(Reply, Result<Vec<AppendResult>>)>,
+    /// Groups written and handed to the syncer; `None` once it has been joined.
+    syncer: Option<(SyncSender<SyncJob>, JoinHandle<()>)>,
+    /// The syncer reports the next position after each group it is done with.
+    done: Receiver<u64>,
+    /// Next position after the last group handed to the syncer, and after the last it finished.
+    sent_through: u64,
+    finished_through: u64,
     last_sync: Instant,
     unsynced: bool,
+    poisoned: Option<String>,
+}
+
+/// A written group on its way to disk: the syncer makes it durable, publishes it, answers it.
+struct SyncJob {
+    segment: SegmentId,
+    file: Arc<dyn StorageFile>,
+    map: Arc<Mapping>,
+    durable: Arc<AtomicU64>,
+    /// End of the group's bytes in the segment.
+    end: u64,
+    /// Whether this group asks for an fdatasync (always, in `Durability::Sync`).
+    sync: bool,
+    staged: Vec<Staged>,
+    replies: Vec<(Reply, Result<Vec<AppendResult>>)>,
+    next_position: u64,
+    head_hash: ChainHash,
+    bytes: u64,
+}
+
+/// The thread that makes written groups durable and visible, in order.
+struct Syncer {
+    shared: Arc<Shared>,
+    rx: Receiver<SyncJob>,
+    done: Sender<u64>,
     poisoned: Option<String>,
 }
 
@@ -212,7 +255,25 @@ enum Plan {
 }
 
 impl Writer {
-    pub(crate) fn new(shared: Arc<Shared>, rx: Receiver<Command>, log_dir: PathBuf, state: WriterState) -> Writer {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        rx: Receiver<Command>,
+        log_dir: PathBuf,
+        state: WriterState,
+    ) -> std::io::Result<Writer> {
+        let (job_tx, job_rx) = std::sync::mpsc::sync_channel(SYNC_QUEUE);
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let syncer = Syncer { shared: shared.clone(), rx: job_rx, done: done_tx, poisoned: None };
+        let for_syncer = shared.clone();
+        let handle = std::thread::Builder::new().name("cairn-log-syncer".into()).spawn(move || {
+            // As for the writer: a failed assertion here poisons the log; waiters see their reply
+            // channel close and report the poison.
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| syncer.run())).is_err() {
+                *for_syncer.poison.lock() = Some("the syncer thread panicked".to_string());
+                for_syncer.head_tx.send_modify(|_| {});
+            }
+        })?;
+        let next = state.next_position;
         let mut writer = Writer {
             shared,
             rx,
@@ -223,12 +284,16 @@ impl Writer {
             staged: Vec::new(),
             overlay: HashMap::new(),
             replies: Vec::new(),
+            syncer: Some((job_tx, handle)),
+            done: done_rx,
+            sent_through: next,
+            finished_through: next,
             last_sync: Instant::now(),
             unsynced: false,
             poisoned: None,
         };
         writer.maybe_start_spare();
-        writer
+        Ok(writer)
     }
 
     pub(crate) fn run(mut self) {
@@ -249,6 +314,7 @@ impl Writer {
                 },
             };
             pending.push(first);
+            self.catch_up();
             let mut bytes = 0usize;
             while bytes < GROUP_BYTES_MAX {
                 match self.rx.try_recv() {
@@ -274,6 +340,12 @@ impl Writer {
             }
         }
         self.commit();
+        self.drain();
+        if let Some((tx, handle)) = self.syncer.take() {
+            drop(tx);
+            let _ = handle.join();
+        }
+        self.catch_up();
         if self.poisoned.is_none() && self.unsynced {
             // A clean close leaves nothing unsynced, whatever the durability mode.
             if let Err(e) = self.state.active.file.sync_data() {
@@ -282,6 +354,38 @@ impl Writer {
         }
         if let Some(spare) = self.spare.take() {
             let _ = spare.join();
+        }
+    }
+
+    /// Takes in what the syncer has finished (and a poisoning it found); forgets the overlay once
+    /// nothing is in flight, since the index then has everything.
+    fn catch_up(&mut self) {
+        while let Ok(through) = self.done.try_recv() {
+            self.finished_through = through;
+        }
+        if self.poisoned.is_none() {
+            self.poisoned = self.shared.poison.lock().clone();
+        }
+        if self.overlay.len() > OVERLAY_MAX {
+            self.drain();
+        }
+        if self.finished_through == self.sent_through && self.staged.is_empty() {
+            self.overlay.clear();
+        }
+    }
+
+    /// Waits until the syncer has finished every group handed to it: then the index holds
+    /// everything written, and the segment can be sealed.
+    fn drain(&mut self) {
+        while self.finished_through < self.sent_through {
+            match self.done.recv() {
+                Ok(through) => self.finished_through = through,
+                // The syncer is gone (it only stops when told to): nothing more will finish.
+                Err(_) => break,
+            }
+        }
+        if self.poisoned.is_none() {
+            self.poisoned = self.shared.poison.lock().clone();
         }
     }
 
@@ -413,7 +517,7 @@ impl Writer {
                     position,
                     version,
                     timestamp_ms: now,
-                    watermark: self.state.active.durable_offset,
+                    watermark: self.state.active.durable.load(Ordering::Acquire),
                     hash,
                 };
                 let offset = self.state.active.write_offset + self.buf.len() as u64;
@@ -475,9 +579,15 @@ impl Writer {
 
     /// An idempotent retry: the request's events are already in the stream with the same
     /// content. `Ok(None)`: not a retry. Different content under a known id: an error.
-    fn find_duplicate(&self, append: &PreparedAppend, current: Option<u64>) -> Result<Option<AppendResult>> {
+    fn find_duplicate(&mut self, append: &PreparedAppend, current: Option<u64>) -> Result<Option<AppendResult>> {
         let first = &append.events[0];
         let name = append.stream.as_str();
+        let maybe_retry = matches!((append.expected, current), (ExpectedVersion::Exact(v), Some(cur)) if cur > v.0)
+            || self.state.ids.get(&first.id).is_some();
+        if maybe_retry {
+            // The original may be in flight: wait until it is in the index and readable.
+            self.drain();
+        }
         // Where would the first event be, if this is a retry?
         let candidate = match (append.expected, current) {
             (ExpectedVersion::Exact(v), Some(cur)) if cur > v.0 => self.position_of(name, v.0 + 1),
@@ -553,9 +663,11 @@ impl Writer {
         Some((event.stream, event.id, frame.body.to_vec(), event.version.0, event.hash))
     }
 
-    /// Writes, syncs and publishes everything staged, then answers the group.
+    /// Writes everything staged with one pwrite and hands it to the syncer, which makes it
+    /// durable, publishes it and answers the group.
     fn commit(&mut self) {
         if self.buf.is_empty() {
+            // Only idempotent retries of published events (or nothing): answer at once.
             self.answer();
             return;
         }
@@ -568,7 +680,6 @@ impl Writer {
         if self.shared.options.sabotage == Sabotage::AckBeforeWrite {
             self.answer();
         }
-        let started = Instant::now();
         let offset = self.state.active.write_offset;
         if let Err(e) = self.state.active.file.write_all_at(&self.buf, offset) {
             let path = self.shared.log_dir().join(segment::file_name(self.state.active.id));
@@ -586,55 +697,38 @@ impl Writer {
         };
         #[cfg(feature = "faults")]
         let sync = sync && self.shared.options.sabotage != Sabotage::SkipSync;
-        let end = offset + self.buf.len() as u64;
         if sync {
-            let sync_started = Instant::now();
-            if let Err(e) = self.state.active.file.sync_data() {
-                let path = self.shared.log_dir().join(segment::file_name(self.state.active.id));
-                self.poison(format!("fdatasync of {} failed: {e}", path.display()));
-                return;
-            }
-            self.shared.metrics.record_fsync(sync_started.elapsed());
-            self.state.active.durable_offset = end;
             self.last_sync = Instant::now();
-            self.unsynced = false;
-        } else {
-            self.unsynced = true;
         }
+        self.unsynced = !sync;
+        let end = offset + self.buf.len() as u64;
         self.state.active.write_offset = end;
-        self.publish(end);
-        self.maybe_start_spare();
-        self.shared.metrics.record_commit(self.staged.len() as u64, self.buf.len() as u64, started.elapsed());
+        let active = &self.state.active;
+        let job = SyncJob {
+            segment: active.id,
+            file: active.file.clone(),
+            map: active.map.clone(),
+            durable: active.durable.clone(),
+            end,
+            sync,
+            staged: std::mem::take(&mut self.staged),
+            replies: std::mem::take(&mut self.replies),
+            next_position: self.state.next_position,
+            head_hash: self.state.last_hash,
+            bytes: self.buf.len() as u64,
+        };
         self.buf.clear();
-        self.staged.clear();
-        self.overlay.clear();
-        self.answer();
-    }
-
-    /// Makes the staged records visible: the bytes first, then the index, then wake subscribers.
-    fn publish(&mut self, end: u64) {
-        self.state.active.map.publish(end);
-        let mut index = self.shared.index.write();
-        for run in self.staged.chunk_by(|a, b| Arc::ptr_eq(&a.stream, &b.stream)) {
-            let name = &*run[0].stream;
-            let positions = match index.streams.get_mut(name) {
-                Some(positions) => positions,
-                None => index.streams.entry(name.to_string()).or_default(),
-            };
-            assert_eq!(positions.len() as u64, run[0].version, "stream {name} would get a version gap");
-            positions.extend(run.iter().map(|s| s.position));
+        self.sent_through = self.state.next_position;
+        let (tx, _) = self.syncer.as_ref().expect("the syncer runs until the writer stops");
+        if let Err(std::sync::mpsc::SendError(job)) = tx.send(job) {
+            // Only if the syncer thread died: nothing of this group can be acknowledged.
+            for (reply, _) in job.replies {
+                reply.send(Err(Error::Poisoned { cause: "the log's syncer thread stopped".into() }));
+            }
+            self.poison("the log's syncer thread stopped".into());
+            return;
         }
-        let active = index.active_mut();
-        assert_eq!(active.id, self.state.active.id, "index and writer disagree on the active segment");
-        for s in &self.staged {
-            assert_eq!(active.next_position(), s.position, "publishing out of order");
-            active.offsets.push(u32::try_from(s.offset).expect("offsets fit in u32"));
-        }
-        active.data_end = end;
-        index.next_position = self.state.next_position;
-        index.head_hash = self.state.last_hash;
-        drop(index);
-        self.shared.head_tx.send_replace(self.state.next_position);
+        self.maybe_start_spare();
     }
 
     fn answer(&mut self) {
@@ -649,7 +743,6 @@ impl Writer {
         }
         self.buf.clear();
         self.staged.clear();
-        self.overlay.clear();
     }
 
     fn poison(&mut self, cause: String) {
@@ -667,7 +760,7 @@ impl Writer {
             self.poison(format!("fdatasync of segment {} failed: {e}", self.state.active.id));
             return;
         }
-        self.state.active.durable_offset = self.state.active.write_offset;
+        self.state.active.durable.fetch_max(self.state.active.write_offset, Ordering::AcqRel);
         self.last_sync = Instant::now();
         self.unsynced = false;
     }
@@ -698,6 +791,11 @@ impl Writer {
     /// if that fails (ENOSPC, say) the request gets an error and the log stays as it was.
     fn roll(&mut self) -> Result<()> {
         debug_assert!(self.buf.is_empty());
+        // Sealing needs every record durable and the index complete.
+        self.drain();
+        if let Some(cause) = &self.poisoned {
+            return Err(Error::Poisoned { cause: cause.clone() });
+        }
         let spare_path = self.log_dir.join(crate::log::SPARE_FILE);
         if self.state.active.footer.offsets.is_empty() {
             // Nothing to seal: the request does not fit even an empty segment.
@@ -757,11 +855,11 @@ impl Writer {
         }
         self.state.active = Active {
             id,
-            file,
+            file: Arc::from(file),
             map,
             capacity,
             write_offset: HEADER_LEN,
-            durable_offset: HEADER_LEN,
+            durable: Arc::new(AtomicU64::new(HEADER_LEN)),
             footer: FooterBuilder::default(),
         };
         self.unsynced = false;
@@ -785,7 +883,7 @@ impl Writer {
             position: self.state.next_position - 1,
             version: footer.offsets.len() as u64,
             timestamp_ms: self.state.last_timestamp_ms,
-            watermark: active.durable_offset,
+            watermark: active.durable.load(Ordering::Acquire),
             hash: self.state.last_hash,
         };
         let mut frame = Vec::with_capacity(record::frame_len(body.len()));
@@ -809,6 +907,83 @@ impl Writer {
     }
 }
 
+impl Syncer {
+    fn run(mut self) {
+        while let Ok(first) = self.rx.recv() {
+            // Everything queued behind the last sync shares the next one.
+            let mut jobs = vec![first];
+            while let Ok(job) = self.rx.try_recv() {
+                jobs.push(job);
+            }
+            let last = jobs.last().expect("one job at least");
+            // The writer drains the syncer before it seals a segment, so a batch is one segment's.
+            debug_assert!(jobs.iter().all(|j| j.segment == last.segment));
+            if self.poisoned.is_none() && jobs.iter().any(|j| j.sync) {
+                let started = Instant::now();
+                match last.file.sync_data() {
+                    Ok(()) => {
+                        let events = jobs.iter().map(|j| j.staged.len() as u64).sum();
+                        self.shared.metrics.record_fsync(started.elapsed(), events);
+                        last.durable.fetch_max(last.end, Ordering::AcqRel);
+                    }
+                    Err(e) => {
+                        let path = self.shared.log_dir().join(segment::file_name(last.segment));
+                        let cause = format!("fdatasync of {} failed: {e}", path.display());
+                        tracing::error!(%cause, "log poisoned");
+                        *self.shared.poison.lock() = Some(cause.clone());
+                        self.poisoned = Some(cause);
+                    }
+                }
+            }
+            for job in jobs {
+                let through = job.next_position;
+                match &self.poisoned {
+                    Some(cause) => {
+                        for (reply, _) in job.replies {
+                            reply.send(Err(Error::Poisoned { cause: cause.clone() }));
+                        }
+                    }
+                    None => {
+                        self.publish(&job);
+                        self.shared.metrics.record_commit(job.staged.len() as u64, job.bytes);
+                        for (reply, result) in job.replies {
+                            reply.send(result);
+                        }
+                    }
+                }
+                // The writer may be gone at close; then nobody needs to know.
+                let _ = self.done.send(through);
+            }
+        }
+    }
+
+    /// Makes a group visible: the bytes first, then the index, then wake subscribers.
+    fn publish(&self, job: &SyncJob) {
+        job.map.publish(job.end);
+        let mut index = self.shared.index.write();
+        for run in job.staged.chunk_by(|a, b| Arc::ptr_eq(&a.stream, &b.stream)) {
+            let name = &*run[0].stream;
+            let positions = match index.streams.get_mut(name) {
+                Some(positions) => positions,
+                None => index.streams.entry(name.to_string()).or_default(),
+            };
+            assert_eq!(positions.len() as u64, run[0].version, "stream {name} would get a version gap");
+            positions.extend(run.iter().map(|s| s.position));
+        }
+        let active = index.active_mut();
+        assert_eq!(active.id, job.segment, "index and syncer disagree on the active segment");
+        for s in &job.staged {
+            assert_eq!(active.next_position(), s.position, "publishing out of order");
+            active.offsets.push(u32::try_from(s.offset).expect("offsets fit in u32"));
+        }
+        active.data_end = job.end;
+        index.next_position = job.next_position;
+        index.head_hash = job.head_hash;
+        drop(index);
+        self.shared.head_tx.send_replace(job.next_position);
+    }
+}
+
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
@@ -823,14 +998,21 @@ pub(crate) struct MetricsInner {
     pub fsync_nanos: std::sync::atomic::AtomicU64,
     /// fsync latency histogram, bucket upper bounds in [`FSYNC_BUCKETS_US`].
     pub fsync_buckets: [std::sync::atomic::AtomicU64; FSYNC_BUCKETS_US.len() + 1],
+    /// Events made durable per fdatasync, bucket upper bounds in [`SYNC_BATCH_BUCKETS`].
+    pub sync_batch_buckets: [std::sync::atomic::AtomicU64; SYNC_BATCH_BUCKETS.len() + 1],
 }
 
 /// Upper bounds (microseconds) of the fsync latency histogram's buckets.
 pub const FSYNC_BUCKETS_US: [u64; 10] = [50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 50_000, 250_000];
 
+/// Upper bounds (events) of the histogram of events made durable by one fdatasync.
+pub const SYNC_BATCH_BUCKETS: [u64; 12] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 1_024, 4_096, 16_384];
+
 impl MetricsInner {
-    fn record_fsync(&self, took: Duration) {
+    fn record_fsync(&self, took: Duration, events: u64) {
         use std::sync::atomic::Ordering::Relaxed;
+        let bucket = SYNC_BATCH_BUCKETS.iter().position(|&b| events <= b).unwrap_or(SYNC_BATCH_BUCKETS.len());
+        self.sync_batch_buckets[bucket].fetch_add(1, Relaxed);
         self.fsyncs.fetch_add(1, Relaxed);
         self.fsync_nanos.fetch_add(took.as_nanos() as u64, Relaxed);
         let us = took.as_micros() as u64;
@@ -838,7 +1020,7 @@ impl MetricsInner {
         self.fsync_buckets[bucket].fetch_add(1, Relaxed);
     }
 
-    fn record_commit(&self, events: u64, bytes: u64, _took: Duration) {
+    fn record_commit(&self, events: u64, bytes: u64) {
         use std::sync::atomic::Ordering::Relaxed;
         self.commits.fetch_add(1, Relaxed);
         self.events.fetch_add(events, Relaxed);

@@ -169,3 +169,32 @@ fn a_large_event_is_compressed_and_reads_back_identical() {
     assert!(stats.record_bytes < 100_000, "stored {} bytes for a 500 KB compressible event", stats.record_bytes);
     assert_eq!(log.read_event(Position(0)).unwrap().data_json().unwrap(), data);
 }
+
+/// The metrics the server exports add up: every appended event is counted once, every
+/// fdatasync lands in one latency bucket and one batch-size bucket, and a sync covers groups.
+#[test]
+fn metrics_account_for_every_event_and_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::sync::Arc::new(open_small(dir.path()));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let stream = format!("agent-{t}");
+                for n in 0..50 {
+                    log.append(&stream, ExpectedVersion::Any, vec![event(&stream, n)]).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let m = log.metrics();
+    assert_eq!(m.events, 400);
+    assert!(m.fsyncs >= 1 && m.fsyncs <= m.commits, "{} fsyncs for {} groups", m.fsyncs, m.commits);
+    assert_eq!(m.fsync_buckets.len(), log_engine::FSYNC_BUCKETS_US.len() + 1);
+    assert_eq!(m.fsync_buckets.iter().sum::<u64>(), m.fsyncs);
+    assert_eq!(m.sync_batch_buckets.len(), log_engine::SYNC_BATCH_BUCKETS.len() + 1);
+    assert_eq!(m.sync_batch_buckets.iter().sum::<u64>(), m.fsyncs);
+}
