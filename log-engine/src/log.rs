@@ -20,7 +20,7 @@ use crate::error::{CorruptionKind, Error, LimitKind, Result};
 use crate::fs::{FileSystem, OsFs, StorageFile};
 use crate::index::{Index, SegmentState};
 use crate::mmap::Mapping;
-use crate::record::{self, Frame, FrameError, FLAG_BATCH_END, KIND_EVENT, KIND_SEAL};
+use crate::record::{self, Frame, FrameError, FLAG_BATCH_END, KIND_EVENT};
 use crate::segment::{self, SegmentHeader, HEADER_LEN, SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN};
 use crate::types::*;
 use crate::writer::{
@@ -822,9 +822,6 @@ fn create_first_active(dir: &Path, options: &Options, index: &mut Index) -> Resu
     })
 }
 
-/// Unused-kind guard: a seal record is never an event.
-const _: () = assert!(KIND_SEAL != KIND_EVENT);
-const _: () = assert!(FLAG_BATCH_END != 0);
 
 #[cfg(test)]
 mod tests {

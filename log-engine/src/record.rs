@@ -43,6 +43,9 @@ pub(crate) const EVENT_BODY_MAX: usize = EVENT_SIZE_MAX + 1024;
 
 const _: () = assert!(FRAME_HEADER_LEN.is_multiple_of(RECORD_ALIGN));
 const _: () = assert!(EVENT_BODY_MAX < u32::MAX as usize);
+// A seal record is never an event, and BATCH_END is a real bit.
+const _: () = assert!(KIND_SEAL != KIND_EVENT);
+const _: () = assert!(FLAG_BATCH_END != 0);
 
 /// The fixed part of a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
