@@ -822,7 +822,6 @@ fn create_first_active(dir: &Path, options: &Options, index: &mut Index) -> Resu
     })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

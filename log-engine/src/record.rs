@@ -373,13 +373,19 @@ pub(crate) fn decode_event(frame: &Frame<'_>) -> Result<Event, String> {
 }
 
 /// The chain hash of an event frame, recomputed from its predecessor's hash without copying
-/// the event out (verify's path): only a compressed body is decompressed into a buffer.
-pub(crate) fn frame_chain_hash(prev: &ChainHash, frame: &Frame<'_>) -> Result<ChainHash, String> {
+/// the event out (verify's path): only a compressed body is decompressed into a buffer. `seen`
+/// gets the event's stream and id, for checks against a footer.
+pub(crate) fn frame_chain_hash(
+    prev: &ChainHash,
+    frame: &Frame<'_>,
+    seen: impl FnOnce(&str, &[u8; 16]),
+) -> Result<ChainHash, String> {
     let header = &frame.header;
     let raw = raw_body(frame)?;
     let body: BodyIn<'_> = rmp_serde::from_slice(&raw).map_err(|e| format!("msgpack: {e}"))?;
     let id: &[u8; 16] =
         body.id.as_ref().try_into().map_err(|_| format!("event id has {} bytes, not 16", body.id.len()))?;
+    seen(&body.stream, id);
     Ok(chain_hash(
         prev,
         &ChainInput {
@@ -453,7 +459,10 @@ mod tests {
             assert_eq!(frame.header.flags & FLAG_COMPRESSED != 0, data.len() > COMPRESS_THRESHOLD);
             let event = decode_event(&frame).unwrap();
             assert_eq!(event, expected);
-            assert_eq!(frame_chain_hash(&ChainHash::genesis(), &frame).unwrap(), expected.hash);
+            let mut seen = None;
+            let hash = frame_chain_hash(&ChainHash::genesis(), &frame, |s, id| seen = Some((s.to_string(), *id)));
+            assert_eq!(hash.unwrap(), expected.hash);
+            assert_eq!(seen, Some((expected.stream.clone(), *expected.id.as_bytes())));
         }
     }
 

@@ -1,6 +1,7 @@
 //! Verification: every record's CRC, the position sequence, the chain hash, and each sealed
 //! segment's footer, from the start of the log or from a trusted (position, hash) pair.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use crate::error::{CorruptionKind, Error, Result};
 use crate::log::{committed_frame, Log};
 use crate::mmap::Mapping;
 use crate::record;
-use crate::segment::SegmentHeader;
+use crate::segment::{self, FooterStream, SegmentHeader};
 use crate::types::{ChainHash, Head, Position, SegmentId};
 
 /// What [`Log::verify`] found.
@@ -179,7 +180,8 @@ struct Outcome {
     error: Option<(u64, Error)>,
 }
 
-/// Checks one span's records (frame, CRC, position, chain) and, for a sealed segment, its seal.
+/// Checks one span's records (frame, CRC, position, chain) and, for a sealed segment, its seal
+/// and that its footer's stream table (which open trusts for the index) matches the records.
 fn check_span(span: &Span, checked: &AtomicU64) -> Outcome {
     let segment = span.segment;
     let first = segment.0;
@@ -201,22 +203,38 @@ fn check_span(span: &Span, checked: &AtomicU64) -> Outcome {
     } else {
         None
     };
+    // A sealed segment's seal and footer; damage there is reported after the records' own.
+    let sealed = span.sealed.then(|| segment::read_sealed(bytes, true));
+    let streams: HashMap<&str, &FooterStream, foldhash::fast::RandomState> = match &sealed {
+        Some(Ok(Some((_, footer, _)))) => footer.streams.iter().map(|(name, s)| (name.as_str(), s)).collect(),
+        _ => HashMap::default(),
+    };
     let mut prev = span.given.or(header_prev).expect("a span starts at its segment's start or has a given hash");
     let mut outcome = Outcome { header_prev, events: 0, last: prev, error: None };
     let mut offset = u64::from(span.offsets[(span.from - first) as usize]);
     let mut unreported = 0u64;
     for position in span.from..end {
         let expected_offset = u64::from(span.offsets[(position - first) as usize]);
+        let corrupt = |offset, kind| Error::Corrupt { segment, offset, position: Some(Position(position)), kind };
         let result = if offset != expected_offset {
             let kind = CorruptionKind::Footer(format!("index says offset {expected_offset}, records say {offset}"));
-            Err(Error::Corrupt { segment, offset, position: Some(Position(position)), kind })
+            Err(corrupt(offset, kind))
         } else {
             committed_frame(bytes, segment, offset, position).and_then(|frame| {
-                let corrupt = |kind| Error::Corrupt { segment, offset, position: Some(Position(position)), kind };
-                match record::frame_chain_hash(&prev, &frame) {
-                    Ok(hash) if hash == frame.header.hash => Ok((hash, frame.len)),
-                    Ok(_) => Err(corrupt(CorruptionKind::ChainMismatch)),
-                    Err(detail) => Err(corrupt(CorruptionKind::RecordBody(detail))),
+                let version = frame.header.version;
+                let mut listed = Ok(());
+                let hash = record::frame_chain_hash(&prev, &frame, |stream, id| {
+                    if !streams.is_empty() {
+                        listed = footer_lists(&streams, stream, version, position, id);
+                    }
+                });
+                match hash {
+                    Ok(hash) if hash != frame.header.hash => Err(corrupt(offset, CorruptionKind::ChainMismatch)),
+                    Ok(hash) => match listed {
+                        Ok(()) => Ok((hash, frame.len)),
+                        Err(detail) => Err(corrupt(offset, CorruptionKind::Footer(detail))),
+                    },
+                    Err(detail) => Err(corrupt(offset, CorruptionKind::RecordBody(detail))),
                 }
             })
         };
@@ -239,20 +257,102 @@ fn check_span(span: &Span, checked: &AtomicU64) -> Outcome {
     }
     checked.fetch_add(unreported, Ordering::Relaxed);
     outcome.last = prev;
-    if outcome.error.is_none() && span.sealed {
-        if let Err((off, kind)) = check_seal(bytes, offset, prev) {
-            let error = Error::Corrupt { segment, offset: off, position: Some(Position(end - 1)), kind };
-            outcome.error = Some((end - 1, error));
+    if outcome.error.is_none() {
+        if let Some(sealed) = sealed {
+            let whole = span.from == first;
+            if let Err((off, kind)) = check_seal(sealed, offset, prev, whole.then_some(span.offsets.len())) {
+                let error = Error::Corrupt { segment, offset: off, position: Some(Position(end - 1)), kind };
+                outcome.error = Some((end - 1, error));
+            }
         }
     }
     outcome
 }
 
-/// The seal record right after a sealed segment's last record must carry the last hash.
-fn check_seal(bytes: &[u8], offset: u64, last: ChainHash) -> Result<(), (u64, CorruptionKind)> {
-    match crate::segment::read_sealed(bytes, false)? {
-        Some((seal, _, footer_offset)) if footer_offset == offset && seal.hash == last => Ok(()),
+/// Whether the footer lists the event at `position` as `version` of `stream` with `id`.
+fn footer_lists(
+    streams: &HashMap<&str, &FooterStream, foldhash::fast::RandomState>,
+    stream: &str,
+    version: u64,
+    position: u64,
+    id: &[u8; 16],
+) -> std::result::Result<(), String> {
+    let listed = streams.get(stream).and_then(|s| {
+        let at = usize::try_from(version.checked_sub(s.first_version)?).ok()?;
+        Some((*s.positions.get(at)?, *s.ids.get(at)?))
+    });
+    match listed {
+        Some((p, listed_id)) if p == position && listed_id == *id => Ok(()),
+        Some((p, _)) if p != position => {
+            Err(format!("the footer puts version {version} of stream {stream} at position {p}, not {position}"))
+        }
+        Some(_) => Err(format!("the footer lists another id for version {version} of stream {stream}")),
+        None => Err(format!("the footer does not list version {version} of stream {stream}")),
+    }
+}
+
+/// The seal record right after a sealed segment's last record must carry the last hash; when
+/// the whole segment was checked, its footer must list exactly its `records` events.
+fn check_seal(
+    sealed: std::result::Result<Option<segment::Sealed>, (u64, CorruptionKind)>,
+    offset: u64,
+    last: ChainHash,
+    records: Option<usize>,
+) -> std::result::Result<(), (u64, CorruptionKind)> {
+    match sealed? {
+        Some((seal, footer, footer_offset)) if footer_offset == offset && seal.hash == last => {
+            let listed: usize = footer.streams.values().map(|s| s.positions.len()).sum();
+            match records {
+                Some(records) if listed != records => Err((
+                    footer_offset,
+                    CorruptionKind::Footer(format!("the footer lists {listed} events, the segment holds {records}")),
+                )),
+                _ => Ok(()),
+            }
+        }
         Some(_) => Err((offset, CorruptionKind::Footer("seal record does not match the segment's records".into()))),
         None => Err((offset, CorruptionKind::Footer("sealed segment lost its trailer".into()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Durability, ExpectedVersion, NewEvent, Options, SEGMENT_SIZE_MIN};
+    use std::os::unix::fs::FileExt;
+
+    /// Open builds the stream index from sealed footers without reading records. A footer that
+    /// passes its CRC but disagrees with the records (a bug, or a forgery) must fail verify.
+    #[test]
+    fn a_crc_valid_footer_that_misstates_an_id_fails_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options { segment_size: SEGMENT_SIZE_MIN, durability: Durability::None, ..Default::default() };
+        let log = Log::open(dir.path(), options.clone()).unwrap();
+        while log.segment_files().len() < 2 {
+            for stream in ["agent-a", "agent-b"] {
+                log.append(stream, ExpectedVersion::Any, vec![NewEvent::bytes("t", vec![1u8; 200])]).unwrap();
+            }
+        }
+        let path = log.segment_files()[0].path.clone();
+        assert!(log.verify(None, |_| {}).unwrap().ok);
+        drop(log);
+
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let (seal, mut footer, footer_offset) = segment::read_sealed(&bytes, true).unwrap().unwrap();
+        let b = footer.streams.get_mut("agent-b").unwrap();
+        let misstated = b.positions[3];
+        b.ids[3][0] ^= 1;
+        let mut frame = Vec::new();
+        record::encode_frame(&mut frame, &seal, &footer.encode_body());
+        file.write_all_at(&frame, footer_offset).unwrap();
+        drop(file);
+
+        let log = Log::open(dir.path(), options).unwrap();
+        let report = log.verify(None, |_| {}).unwrap();
+        assert!(!report.ok);
+        assert_eq!(report.first_bad_position, Some(Position(misstated)));
+        let detail = report.detail.unwrap();
+        assert!(detail.contains("another id for version 3 of stream agent-b"), "{detail}");
     }
 }
