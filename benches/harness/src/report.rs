@@ -240,11 +240,11 @@ fn http_section(w: &mut String, results: &Results, scale: &Scale) {
     let _ = writeln!(w, "## HTTP appends (issue 5)\n");
     let _ = writeln!(
         w,
-        "Durable appends over the network: the release `cairn serve` binary on a loopback port and a fresh data directory (default durability: each append answers after its fdatasync), driven by a load generator in the harness that runs N clients on one thread, each with one kept-alive HTTP/1.1 connection, POSTing one event (256 random bytes as `data_b64`) per request to its own stream. Beside it, `redis-benchmark` (also one thread) runs `XADD` with a 256-character value from N clients against the harness's own Redis (Unix socket, appendonly yes, appendfsync always), sized by a calibration run to about the same {:.1} s; its p50/p99 are the ones it reports. The two alternate in order by repetition; medians over {} repetitions. Events per fdatasync come from the server's `/metrics` before and after each run; after each run the harness checks that `/v1/head` grew by exactly the acknowledged appends.\n",
+        "Durable appends over the network: the release `cairn serve` binary on a loopback port and a fresh data directory (default durability: each append answers after its fdatasync), driven by a load generator in the harness that runs N clients on one thread, each with one kept-alive HTTP/1.1 connection, POSTing one event (256 random bytes as `data_b64`) per request to its own stream. Beside it, `redis-benchmark` (also one thread) runs `XADD` with a 256-character value from N clients against the harness's own Redis (Unix socket, appendonly yes, appendfsync always), sized by a calibration run to about the same {:.1} s; its p50/p99 are the ones it reports. The two alternate in order by repetition; medians over {} repetitions. Events per fdatasync come from the server's `/metrics` before and after each run; after each run the harness checks that `/v1/head` grew by exactly the acknowledged appends. Server CPU is the `cairn serve` process's user + system time per append (from /proc, all its threads; the load generator is not counted), in µs: the cost of an append that does not depend on how busy the shared machine was.\n",
         scale.run_for.as_secs_f64(),
         scale.reps
     );
-    let _ = writeln!(w, "| clients | cairn appends/s | cairn p50 µs | cairn p99 µs | events per fdatasync | Redis XADD/s | Redis p50 µs | Redis p99 µs | cairn ÷ Redis |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(w, "| clients | cairn appends/s | cairn p50 µs | cairn p99 µs | events per fdatasync | server CPU µs per append | Redis XADD/s | Redis p50 µs | Redis p99 µs | cairn ÷ Redis |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for t in &tables {
         let cairn = t.cell("cairn").and_then(|c| c.median());
         let redis = t.cell("redis").and_then(|c| c.median());
@@ -252,12 +252,13 @@ fn http_section(w: &mut String, results: &Results, scale: &Scale) {
             |s: &Option<Summary>, f: fn(&Summary) -> Option<f64>| s.as_ref().and_then(f).map_or("–".into(), fmt_num);
         let _ = writeln!(
             w,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             t.id.trim_start_matches("HTTP ×"),
             num(&cairn, |s| Some(s.events_per_second)),
             num(&cairn, |s| s.p50_us),
             num(&cairn, |s| s.p99_us),
             num(&cairn, |s| s.events_per_sync),
+            num(&cairn, |s| s.cpu_us_per_event),
             num(&redis, |s| Some(s.events_per_second)),
             num(&redis, |s| s.p50_us),
             num(&redis, |s| s.p99_us),

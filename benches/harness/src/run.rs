@@ -422,7 +422,7 @@ fn http_phase(scratch: &Path, scale: &Scale, payloads: &Payloads, results: &mut 
             let streams = format!("http-{n}-r{rep}");
             let cairn_run = |results: &mut Results| {
                 if let Some(server) = &server {
-                    // No CPU time: the harness process is only the load generator here.
+                    // CPU time is the server's (measured inside), not the load generator's.
                     let m = server.appends(&streams, n, scale.run_for, payloads);
                     results.table_mut(&id).record("cairn", rep, m);
                 }

@@ -172,6 +172,7 @@ impl CairnServer {
     ) -> Result<Measurement> {
         let bodies = Arc::new(request_bodies(payloads));
         let (syncs_before, events_before) = (self.sync_counters()?, self.events()?);
+        let cpu_before = crate::cpu::pid_cpu(self.child.id());
         let (outcomes, start) = self.runtime.block_on(async {
             let barrier = Arc::new(tokio::sync::Barrier::new(clients + 1));
             let mut tasks = Vec::with_capacity(clients);
@@ -207,6 +208,7 @@ impl CairnServer {
             (outcomes, start)
         });
         let mut m = crate::systems::finish(outcomes, start)?;
+        let cpu_after = crate::cpu::pid_cpu(self.child.id());
         let (syncs_after, events_after) = (self.sync_counters()?, self.events()?);
         if events_after - events_before != m.events {
             return Err(BenchError::system(
@@ -220,6 +222,8 @@ impl CairnServer {
             ));
         }
         m.syncs = syncs_before.until(&syncs_after);
+        // The server's CPU time, not the harness's (which is only the load generator here).
+        m.cpu = cpu_before.zip(cpu_after).map(|(b, a)| a.saturating_sub(b));
         Ok(m)
     }
 }
