@@ -6,11 +6,6 @@
 //! or on `audit:<category>` to query one category). Entry timestamps are server time in unix
 //! milliseconds; `since`/`until` take unix ms or RFC 3339.
 
-use std::sync::Arc;
-
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::Json;
 use log_engine::{Position, Uuid};
 use projections::{AuditQuery, Category, Level, NewAuditEntry, Order, AUDIT_STREAM_PREFIX};
@@ -19,9 +14,8 @@ use serde_json::{json, Value};
 use utoipa::IntoParams;
 
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{read_body, Caller, Path, Query};
-use super::views::{run, wait_for, MinPosition};
-use super::AppState;
+use super::extract::{Path, Query};
+use super::views::{JsonBody, MinPosition, ReadBody as _, ViewCall};
 use crate::auth::Permission;
 
 /// Append an audit entry.
@@ -35,14 +29,9 @@ use crate::auth::Permission;
     ),
     security(("bearer" = []), ())
 )]
-pub async fn append(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Json<Value>> {
-    caller.require_any(Permission::Append)?;
-    let mut value: Value = read_body(&headers, body).await?;
+pub async fn append(call: ViewCall, body: JsonBody) -> ApiResult<Json<Value>> {
+    call.caller.require_any(Permission::Append)?;
+    let mut value: Value = body.read().await?;
     let id = match value.as_object_mut().and_then(|o| o.remove("id")) {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(
@@ -53,8 +42,8 @@ pub async fn append(
     };
     let entry: NewAuditEntry = serde_json::from_value(value)
         .map_err(|e| ApiError::bad_request("invalid_body", format!("the request body is not an audit entry: {e}")))?;
-    caller.require(Permission::Append, &format!("{AUDIT_STREAM_PREFIX}{}", entry.category.as_str()))?;
-    let done = run(&state, move |s| s.store.views().audit().append(&entry, id)).await?;
+    call.caller.require(Permission::Append, &format!("{AUDIT_STREAM_PREFIX}{}", entry.category.as_str()))?;
+    let done = call.run(move |v| v.audit().append(&entry, id)).await?;
     Ok(Json(json!({"id": done.id, "position": done.position.0, "hash": done.hash.to_hex()})))
 }
 
@@ -110,11 +99,7 @@ pub(super) fn time_param(name: &str, text: &str) -> ApiResult<u64> {
     ),
     security(("bearer" = []), ())
 )]
-pub async fn query(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Query(q): Query<QueryParams>,
-) -> ApiResult<Json<Value>> {
+pub async fn query(call: ViewCall, Query(q): Query<QueryParams>) -> ApiResult<Json<Value>> {
     let bad =
         |name: &str, value: &str| ApiError::bad_request("invalid_query", format!("{name}={value:?} is not known"));
     let category = q.category.as_deref().map(|c| Category::parse(c).ok_or_else(|| bad("category", c))).transpose()?;
@@ -128,7 +113,7 @@ pub async fn query(
         Some(c) => format!("{AUDIT_STREAM_PREFIX}{}", c.as_str()),
         None => AUDIT_STREAM_PREFIX.to_string(),
     };
-    caller.require(Permission::Read, &resource)?;
+    call.caller.require(Permission::Read, &resource)?;
     let query = AuditQuery {
         actor: q.actor,
         category,
@@ -144,13 +129,14 @@ pub async fn query(
         limit: q.limit,
         after: q.after.map(Position),
     };
-    wait_for(&state, q.min_position).await?;
-    let page = run(&state, move |s| s.store.views().audit().query(&query)).await?;
+    let page = call.query(q.min_position, move |v| v.audit().query(&query)).await?;
     let entries: Vec<Value> = page.entries.iter().map(|e| e.to_json()).collect();
     Ok(Json(json!({"entries": entries, "next": page.next.map(|p| p.0)})))
 }
 
-fn entry_id(id: &str) -> ApiResult<Uuid> {
+/// An entry id from the path, once the caller may read the audit view.
+fn entry_id(call: &ViewCall, id: &str) -> ApiResult<Uuid> {
+    call.caller.require(Permission::Read, AUDIT_STREAM_PREFIX)?;
     Uuid::parse_str(id)
         .map_err(|_| ApiError::bad_request("invalid_path", format!("audit entry id {id:?} is not a UUID")))
 }
@@ -162,16 +148,9 @@ fn entry_id(id: &str) -> ApiResult<Uuid> {
     responses((status = 200, description = "The entry.", body = Object), (status = 404, description = "`entry_not_found`.", body = ErrorBody)),
     security(("bearer" = []), ())
 )]
-pub async fn get(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(id): Path<String>,
-    Query(q): Query<MinPosition>,
-) -> ApiResult<Json<Value>> {
-    caller.require(Permission::Read, AUDIT_STREAM_PREFIX)?;
-    let id = entry_id(&id)?;
-    wait_for(&state, q.min_position).await?;
-    let entry = run(&state, move |s| s.store.views().audit().get(id)).await?;
+pub async fn get(call: ViewCall, Path(id): Path<String>, Query(q): Query<MinPosition>) -> ApiResult<Json<Value>> {
+    let id = entry_id(&call, &id)?;
+    let entry = call.query(q.min_position, move |v| v.audit().get(id)).await?;
     Ok(Json(entry.to_json()))
 }
 
@@ -186,15 +165,8 @@ pub async fn get(
     ),
     security(("bearer" = []), ())
 )]
-pub async fn proof(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(id): Path<String>,
-    Query(q): Query<MinPosition>,
-) -> ApiResult<Json<Value>> {
-    caller.require(Permission::Read, AUDIT_STREAM_PREFIX)?;
-    let id = entry_id(&id)?;
-    wait_for(&state, q.min_position).await?;
-    let proof = run(&state, move |s| s.store.views().audit().proof(id)).await?;
+pub async fn proof(call: ViewCall, Path(id): Path<String>, Query(q): Query<MinPosition>) -> ApiResult<Json<Value>> {
+    let id = entry_id(&call, &id)?;
+    let proof = call.query(q.min_position, move |v| v.audit().proof(id)).await?;
     Ok(Json(proof.to_json()))
 }

@@ -8,11 +8,7 @@
 //! `not_an_integer`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::Json;
 use log_engine::StreamVersion;
 use projections::{key_stream, now_ms, End, TxnOp, LIST_LIMIT_MAX};
@@ -21,9 +17,8 @@ use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiResult, ErrorBody};
-use super::extract::{read_body, Caller, Path, Query};
-use super::views::{optional_body, position_json, run, wait_for, MinPosition};
-use super::AppState;
+use super::extract::{Path, Query};
+use super::views::{kv_answer, position_json, JsonBody, MinPosition, OptionalBody, ReadBody as _, ViewCall};
 use crate::auth::Permission;
 use crate::wire::ExpectedVersionJson;
 
@@ -57,15 +52,8 @@ pub enum EndParam {
     ),
     security(("bearer" = []), ())
 )]
-pub async fn get_key(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(key): Path<String>,
-    Query(q): Query<MinPosition>,
-) -> ApiResult<Json<Value>> {
-    caller.require(Permission::Read, &key_stream(&key))?;
-    wait_for(&state, q.min_position).await?;
-    let entry = run(&state, move |s| s.store.views().kv().get(&key, now_ms())).await?;
+pub async fn get_key(call: ViewCall, Path(key): Path<String>, Query(q): Query<MinPosition>) -> ApiResult<Json<Value>> {
+    let entry = call.read(&key_stream(&key), q.min_position, move |v| v.kv().get(&key, now_ms())).await?;
     Ok(Json(serde_json::to_value(entry).expect("an entry serializes")))
 }
 
@@ -94,20 +82,11 @@ pub struct PutRequest {
     ),
     security(("bearer" = []), ())
 )]
-pub async fn put_key(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(key): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Json<Value>> {
-    caller.require(Permission::Append, &key_stream(&key))?;
-    let request: PutRequest = read_body(&headers, body).await?;
-    let written = {
-        let key = key.clone();
-        run(&state, move |s| s.store.views().kv().set(&key, request.value, request.ttl_ms, request.expected_version.0))
-            .await?
-    };
+pub async fn put_key(call: ViewCall, Path(key): Path<String>, body: JsonBody) -> ApiResult<Json<Value>> {
+    let k = key.clone();
+    let written = call
+        .write(&key_stream(&key), body, move |v, r: PutRequest| v.kv().set(&k, r.value, r.ttl_ms, r.expected_version.0))
+        .await?;
     Ok(Json(json!({"key": key, "version": written.version.0, "position": written.position.0})))
 }
 
@@ -129,18 +108,13 @@ pub struct DeleteRequest {
     ),
     security(("bearer" = []), ())
 )]
-pub async fn delete_key(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(key): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Json<Value>> {
-    caller.require(Permission::Append, &key_stream(&key))?;
-    let request: DeleteRequest = optional_body(&headers, body).await?;
-    let done =
-        run(&state, move |s| s.store.views().kv().delete(&key, request.expected_version.map(StreamVersion))).await?;
-    Ok(Json(json!({"deleted": done.value, "position": position_json(done.written.map(|w| w.position))})))
+pub async fn delete_key(call: ViewCall, Path(key): Path<String>, body: OptionalBody) -> ApiResult<Json<Value>> {
+    let done = call
+        .write(&key_stream(&key), body, move |v, r: DeleteRequest| {
+            v.kv().delete(&key, r.expected_version.map(StreamVersion))
+        })
+        .await?;
+    Ok(kv_answer("deleted", done))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -161,17 +135,10 @@ pub struct IncrRequest {
     ),
     security(("bearer" = []), ())
 )]
-pub async fn incr(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(key): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Json<Value>> {
-    caller.require(Permission::Append, &key_stream(&key))?;
-    let request: IncrRequest = optional_body(&headers, body).await?;
-    let done = run(&state, move |s| s.store.views().kv().incr(&key, request.delta.unwrap_or(1))).await?;
-    Ok(Json(json!({"value": done.value, "position": position_json(done.written.map(|w| w.position))})))
+pub async fn incr(call: ViewCall, Path(key): Path<String>, body: OptionalBody) -> ApiResult<Json<Value>> {
+    let done =
+        call.write(&key_stream(&key), body, move |v, r: IncrRequest| v.kv().incr(&key, r.delta.unwrap_or(1))).await?;
+    Ok(kv_answer("value", done))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -188,17 +155,9 @@ pub struct AppendRequest {
     responses((status = 200, description = "`{\"length\": bytes, \"position\"}`.", body = Object), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
     security(("bearer" = []), ())
 )]
-pub async fn append(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(key): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Json<Value>> {
-    caller.require(Permission::Append, &key_stream(&key))?;
-    let request: AppendRequest = read_body(&headers, body).await?;
-    let done = run(&state, move |s| s.store.views().kv().append(&key, &request.value)).await?;
-    Ok(Json(json!({"length": done.value, "position": position_json(done.written.map(|w| w.position))})))
+pub async fn append(call: ViewCall, Path(key): Path<String>, body: JsonBody) -> ApiResult<Json<Value>> {
+    let done = call.write(&key_stream(&key), body, move |v, r: AppendRequest| v.kv().append(&key, &r.value)).await?;
+    Ok(kv_answer("length", done))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -218,17 +177,11 @@ pub struct PushRequest {
     responses((status = 200, description = "`{\"length\": n, \"position\"}`.", body = Object), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
     security(("bearer" = []), ())
 )]
-pub async fn push(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(key): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Json<Value>> {
-    caller.require(Permission::Append, &key_stream(&key))?;
-    let request: PushRequest = read_body(&headers, body).await?;
-    let done = run(&state, move |s| s.store.views().kv().push(&key, end_param(request.end), request.values)).await?;
-    Ok(Json(json!({"length": done.value, "position": position_json(done.written.map(|w| w.position))})))
+pub async fn push(call: ViewCall, Path(key): Path<String>, body: JsonBody) -> ApiResult<Json<Value>> {
+    let done = call
+        .write(&key_stream(&key), body, move |v, r: PushRequest| v.kv().push(&key, end_param(r.end), r.values))
+        .await?;
+    Ok(kv_answer("length", done))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -248,17 +201,11 @@ pub struct PopRequest {
     responses((status = 200, description = "`{\"values\": [...], \"position\"}`; an empty or missing list answers `[]` and writes nothing.", body = Object), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
     security(("bearer" = []), ())
 )]
-pub async fn pop(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(key): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Json<Value>> {
-    caller.require(Permission::Append, &key_stream(&key))?;
-    let request: PopRequest = optional_body(&headers, body).await?;
-    let done = run(&state, move |s| s.store.views().kv().pop(&key, end_param(request.end), request.count)).await?;
-    Ok(Json(json!({"values": done.value, "position": position_json(done.written.map(|w| w.position))})))
+pub async fn pop(call: ViewCall, Path(key): Path<String>, body: OptionalBody) -> ApiResult<Json<Value>> {
+    let done = call
+        .write(&key_stream(&key), body, move |v, r: PopRequest| v.kv().pop(&key, end_param(r.end), r.count))
+        .await?;
+    Ok(kv_answer("values", done))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -278,16 +225,10 @@ pub struct RangeQuery {
     responses((status = 200, description = "`{\"values\": [...]}` (LRANGE index rules; a missing key is empty).", body = Object), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
     security(("bearer" = []), ())
 )]
-pub async fn range(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(key): Path<String>,
-    Query(q): Query<RangeQuery>,
-) -> ApiResult<Json<Value>> {
-    caller.require(Permission::Read, &key_stream(&key))?;
-    wait_for(&state, q.min_position).await?;
+pub async fn range(call: ViewCall, Path(key): Path<String>, Query(q): Query<RangeQuery>) -> ApiResult<Json<Value>> {
     let (start, stop) = (q.start.unwrap_or(0), q.stop.unwrap_or(-1));
-    let values = run(&state, move |s| s.store.views().kv().range(&key, start, stop, now_ms())).await?;
+    let values =
+        call.read(&key_stream(&key), q.min_position, move |v| v.kv().range(&key, start, stop, now_ms())).await?;
     Ok(Json(json!({ "values": values })))
 }
 
@@ -305,17 +246,9 @@ pub struct MembersRequest {
     responses((status = 200, description = "`{\"added\": n, \"position\"}`.", body = Object), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
     security(("bearer" = []), ())
 )]
-pub async fn sadd(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(key): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Json<Value>> {
-    caller.require(Permission::Append, &key_stream(&key))?;
-    let request: MembersRequest = read_body(&headers, body).await?;
-    let done = run(&state, move |s| s.store.views().kv().sadd(&key, request.members)).await?;
-    Ok(Json(json!({"added": done.value, "position": position_json(done.written.map(|w| w.position))})))
+pub async fn sadd(call: ViewCall, Path(key): Path<String>, body: JsonBody) -> ApiResult<Json<Value>> {
+    let done = call.write(&key_stream(&key), body, move |v, r: MembersRequest| v.kv().sadd(&key, r.members)).await?;
+    Ok(kv_answer("added", done))
 }
 
 /// SREM.
@@ -326,17 +259,9 @@ pub async fn sadd(
     responses((status = 200, description = "`{\"removed\": n, \"position\"}`.", body = Object), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
     security(("bearer" = []), ())
 )]
-pub async fn srem(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(key): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Json<Value>> {
-    caller.require(Permission::Append, &key_stream(&key))?;
-    let request: MembersRequest = read_body(&headers, body).await?;
-    let done = run(&state, move |s| s.store.views().kv().srem(&key, request.members)).await?;
-    Ok(Json(json!({"removed": done.value, "position": position_json(done.written.map(|w| w.position))})))
+pub async fn srem(call: ViewCall, Path(key): Path<String>, body: JsonBody) -> ApiResult<Json<Value>> {
+    let done = call.write(&key_stream(&key), body, move |v, r: MembersRequest| v.kv().srem(&key, r.members)).await?;
+    Ok(kv_answer("removed", done))
 }
 
 /// SMEMBERS, sorted.
@@ -346,15 +271,8 @@ pub async fn srem(
     responses((status = 200, description = "`{\"members\": [...]}`, sorted; a missing key is empty.", body = Object), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
     security(("bearer" = []), ())
 )]
-pub async fn members(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(key): Path<String>,
-    Query(q): Query<MinPosition>,
-) -> ApiResult<Json<Value>> {
-    caller.require(Permission::Read, &key_stream(&key))?;
-    wait_for(&state, q.min_position).await?;
-    let members = run(&state, move |s| s.store.views().kv().members(&key, now_ms())).await?;
+pub async fn members(call: ViewCall, Path(key): Path<String>, Query(q): Query<MinPosition>) -> ApiResult<Json<Value>> {
+    let members = call.read(&key_stream(&key), q.min_position, move |v| v.kv().members(&key, now_ms())).await?;
     Ok(Json(json!({ "members": members })))
 }
 
@@ -373,16 +291,9 @@ pub struct HistoryQuery {
     responses((status = 200, description = "`{\"versions\": [{\"version\", \"op\", \"value\", \"timestamp\" (unix ms), \"position\"}]}`.", body = Object)),
     security(("bearer" = []), ())
 )]
-pub async fn history(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(key): Path<String>,
-    Query(q): Query<HistoryQuery>,
-) -> ApiResult<Json<Value>> {
-    caller.require(Permission::Read, &key_stream(&key))?;
-    wait_for(&state, q.min_position).await?;
+pub async fn history(call: ViewCall, Path(key): Path<String>, Query(q): Query<HistoryQuery>) -> ApiResult<Json<Value>> {
     let limit = q.limit.unwrap_or(HISTORY_LIMIT_DEFAULT);
-    let entries = run(&state, move |s| s.store.views().kv().history(&key, limit)).await?;
+    let entries = call.read(&key_stream(&key), q.min_position, move |v| v.kv().history(&key, limit)).await?;
     let versions: Vec<Value> = entries
         .iter()
         .map(|h| {
@@ -411,16 +322,12 @@ pub struct ListQuery {
     responses((status = 200, description = "`{\"keys\": [...], \"next\": key|null}`.", body = Object), (status = 403, description = "The token lacks `read` on `kv:<prefix>`.", body = ErrorBody)),
     security(("bearer" = []), ())
 )]
-pub async fn list(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
+pub async fn list(call: ViewCall, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
     let prefix = q.prefix.unwrap_or_default();
-    caller.require(Permission::Read, &key_stream(&prefix))?;
-    wait_for(&state, q.min_position).await?;
     let limit = q.limit.unwrap_or(LIST_LIMIT_DEFAULT).min(LIST_LIMIT_MAX);
-    let page = run(&state, move |s| s.store.views().kv().list(&prefix, q.after.as_deref(), limit, now_ms())).await?;
+    let page = call
+        .read(&key_stream(&prefix), q.min_position, move |v| v.kv().list(&prefix, q.after.as_deref(), limit, now_ms()))
+        .await?;
     Ok(Json(json!({"keys": page.keys, "next": page.next})))
 }
 
@@ -438,20 +345,13 @@ pub struct GetManyRequest {
     responses((status = 200, description = "`{\"values\": {\"key\": value|null}}` (null: absent, expired, or not a plain value).", body = Object)),
     security(("bearer" = []), ())
 )]
-pub async fn get_many(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Query(q): Query<MinPosition>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Json<Value>> {
-    caller.require_any(Permission::Read)?;
-    let request: GetManyRequest = read_body(&headers, body).await?;
+pub async fn get_many(call: ViewCall, Query(q): Query<MinPosition>, body: JsonBody) -> ApiResult<Json<Value>> {
+    call.caller.require_any(Permission::Read)?;
+    let request: GetManyRequest = body.read().await?;
     for key in &request.keys {
-        caller.require(Permission::Read, &key_stream(key))?;
+        call.caller.require(Permission::Read, &key_stream(key))?;
     }
-    wait_for(&state, q.min_position).await?;
-    let values = run(&state, move |s| s.store.views().kv().get_many(&request.keys, now_ms())).await?;
+    let values = call.query(q.min_position, move |v| v.kv().get_many(&request.keys, now_ms())).await?;
     let values: serde_json::Map<String, Value> =
         values.into_iter().map(|(k, v)| (k, v.unwrap_or(Value::Null))).collect();
     Ok(Json(json!({ "values": values })))
@@ -480,23 +380,18 @@ pub struct TxnRequest {
     ),
     security(("bearer" = []), ())
 )]
-pub async fn txn(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Json<Value>> {
-    caller.require_any(Permission::Append)?;
-    let request: TxnRequest = read_body(&headers, body).await?;
+pub async fn txn(call: ViewCall, body: JsonBody) -> ApiResult<Json<Value>> {
+    call.caller.require_any(Permission::Append)?;
+    let request: TxnRequest = body.read().await?;
     for key in request.watch.keys() {
-        caller.require(Permission::Read, &key_stream(key))?;
+        call.caller.require(Permission::Read, &key_stream(key))?;
     }
     for op in &request.ops {
         let key = serde_json::to_value(op).ok().and_then(|v| v["key"].as_str().map(str::to_string)).unwrap_or_default();
-        caller.require(Permission::Append, &key_stream(&key))?;
+        call.caller.require(Permission::Append, &key_stream(&key))?;
     }
     let watch: Vec<(String, Option<StreamVersion>)> =
         request.watch.into_iter().map(|(k, v)| (k, v.map(StreamVersion))).collect();
-    let result = run(&state, move |s| s.store.views().kv().txn(&watch, request.ops)).await?;
+    let result = call.run(move |v| v.kv().txn(&watch, request.ops)).await?;
     Ok(Json(json!({"outputs": result.outputs, "position": position_json(result.position)})))
 }

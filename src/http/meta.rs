@@ -7,11 +7,6 @@
 //! `meta:relation:<from>` (reading relations needs `read` on `meta:relation:`, since a
 //! traversal crosses entities). Times are unix milliseconds under `timestamp`.
 
-use std::sync::Arc;
-
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::Json;
 use projections::{
     now_ms, AsOf, Compatibility, EdgeDirection, InstanceRegistration, VersionSel, CONFIG_STREAM_PREFIX, DEFAULT_SCOPE,
@@ -22,9 +17,8 @@ use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{read_body, Caller, Path, Query};
-use super::views::{run, wait_for, MinPosition};
-use super::AppState;
+use super::extract::{Path, Query};
+use super::views::{JsonBody, MinPosition, ReadBody as _, ViewCall};
 use crate::auth::Permission;
 use crate::wire::view_json;
 
@@ -33,6 +27,10 @@ const DEPTH_DEFAULT: u32 = 1;
 
 fn schema_resource(subject: &str) -> String {
     format!("{SCHEMA_STREAM_PREFIX}{subject}")
+}
+
+fn service_resource(name: &str) -> String {
+    format!("{SERVICE_STREAM_PREFIX}{name}")
 }
 
 fn version_sel(text: &str) -> ApiResult<VersionSel> {
@@ -64,16 +62,12 @@ pub struct RegisterSchema {
     ),
     security(("bearer" = []), ())
 )]
-pub async fn register_schema(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(subject): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Json<Value>> {
-    caller.require(Permission::Append, &schema_resource(&subject))?;
-    let request: RegisterSchema = read_body(&headers, body).await?;
-    let done = run(&state, move |s| s.store.views().meta().register_schema(&subject, request.schema)).await?;
+pub async fn register_schema(call: ViewCall, Path(subject): Path<String>, body: JsonBody) -> ApiResult<Json<Value>> {
+    let done = call
+        .write(&schema_resource(&subject), body, move |v, r: RegisterSchema| {
+            v.meta().register_schema(&subject, r.schema)
+        })
+        .await?;
     Ok(Json(json!({"version": done.version, "position": done.position.map(|p| p.0)})))
 }
 
@@ -83,14 +77,8 @@ pub async fn register_schema(
     responses((status = 200, description = "`{\"subjects\": [...]}`, sorted.", body = Object)),
     security(("bearer" = []), ())
 )]
-pub async fn subjects(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Query(q): Query<MinPosition>,
-) -> ApiResult<Json<Value>> {
-    caller.require(Permission::Read, SCHEMA_STREAM_PREFIX)?;
-    wait_for(&state, q.min_position).await?;
-    let subjects = run(&state, |s| Ok(s.store.views().meta().subjects())).await?;
+pub async fn subjects(call: ViewCall, Query(q): Query<MinPosition>) -> ApiResult<Json<Value>> {
+    let subjects = call.read(SCHEMA_STREAM_PREFIX, q.min_position, |v| Ok(v.meta().subjects())).await?;
     Ok(Json(json!({ "subjects": subjects })))
 }
 
@@ -110,17 +98,12 @@ pub struct SetCompatibility {
     responses((status = 200, description = "`{\"mode\", \"position\"}`.", body = Object)),
     security(("bearer" = []), ())
 )]
-pub async fn set_compatibility(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(subject): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Json<Value>> {
-    caller.require(Permission::Append, &schema_resource(&subject))?;
-    let request: SetCompatibility = read_body(&headers, body).await?;
-    let mode = request.mode;
-    let position = run(&state, move |s| s.store.views().meta().set_compatibility(&subject, mode)).await?;
+pub async fn set_compatibility(call: ViewCall, Path(subject): Path<String>, body: JsonBody) -> ApiResult<Json<Value>> {
+    let (mode, position) = call
+        .write(&schema_resource(&subject), body, move |v, r: SetCompatibility| {
+            v.meta().set_compatibility(&subject, r.mode).map(|p| (r.mode, p))
+        })
+        .await?;
     Ok(Json(json!({"mode": mode.as_str(), "position": position.0})))
 }
 
@@ -132,14 +115,12 @@ pub async fn set_compatibility(
     security(("bearer" = []), ())
 )]
 pub async fn get_compatibility(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
+    call: ViewCall,
     Path(subject): Path<String>,
     Query(q): Query<MinPosition>,
 ) -> ApiResult<Json<Value>> {
-    caller.require(Permission::Read, &schema_resource(&subject))?;
-    wait_for(&state, q.min_position).await?;
-    let mode = run(&state, move |s| Ok(s.store.views().meta().compatibility(&subject))).await?;
+    let mode =
+        call.read(&schema_resource(&subject), q.min_position, move |v| Ok(v.meta().compatibility(&subject))).await?;
     Ok(Json(json!({"mode": mode.as_str()})))
 }
 
@@ -158,15 +139,13 @@ pub async fn get_compatibility(
     security(("bearer" = []), ())
 )]
 pub async fn get_schema(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
+    call: ViewCall,
     Path((subject, version)): Path<(String, String)>,
     Query(q): Query<MinPosition>,
 ) -> ApiResult<Json<Value>> {
-    caller.require(Permission::Read, &schema_resource(&subject))?;
+    call.caller.require(Permission::Read, &schema_resource(&subject))?;
     let version = version_sel(&version)?;
-    wait_for(&state, q.min_position).await?;
-    let schema = run(&state, move |s| s.store.views().meta().schema(&subject, version)).await?;
+    let schema = call.query(q.min_position, move |v| v.meta().schema(&subject, version)).await?;
     Ok(Json(view_json(&schema)))
 }
 
@@ -191,18 +170,15 @@ pub struct ValidateRequest {
     security(("bearer" = []), ())
 )]
 pub async fn validate(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
+    call: ViewCall,
     Path(subject): Path<String>,
     Query(q): Query<MinPosition>,
-    headers: HeaderMap,
-    body: Body,
+    body: JsonBody,
 ) -> ApiResult<Json<Value>> {
-    caller.require(Permission::Read, &schema_resource(&subject))?;
-    let request: ValidateRequest = read_body(&headers, body).await?;
-    wait_for(&state, q.min_position).await?;
+    call.caller.require(Permission::Read, &schema_resource(&subject))?;
+    let request: ValidateRequest = body.read().await?;
     let version = request.version.map_or(VersionSel::Latest, VersionSel::Number);
-    let result = run(&state, move |s| s.store.views().meta().validate(&subject, version, &request.payload)).await?;
+    let result = call.query(q.min_position, move |v| v.meta().validate(&subject, version, &request.payload)).await?;
     Ok(Json(view_json(&result)))
 }
 
@@ -215,15 +191,15 @@ pub async fn validate(
     security(("bearer" = []), ())
 )]
 pub async fn register_instance(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
+    call: ViewCall,
     Path((name, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
+    body: JsonBody,
 ) -> ApiResult<Json<Value>> {
-    caller.require(Permission::Append, &format!("{SERVICE_STREAM_PREFIX}{name}"))?;
-    let registration: InstanceRegistration = read_body(&headers, body).await?;
-    let position = run(&state, move |s| s.store.views().meta().register_instance(&name, &id, registration)).await?;
+    let position = call
+        .write(&service_resource(&name), body, move |v, r: InstanceRegistration| {
+            v.meta().register_instance(&name, &id, r)
+        })
+        .await?;
     Ok(Json(json!({"position": position.0})))
 }
 
@@ -234,13 +210,9 @@ pub async fn register_instance(
     responses((status = 200, description = "`{\"position\"}`.", body = Object), (status = 404, description = "`instance_not_found`.", body = ErrorBody)),
     security(("bearer" = []), ())
 )]
-pub async fn deregister_instance(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path((name, id)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    caller.require(Permission::Append, &format!("{SERVICE_STREAM_PREFIX}{name}"))?;
-    let position = run(&state, move |s| s.store.views().meta().deregister_instance(&name, &id)).await?;
+pub async fn deregister_instance(call: ViewCall, Path((name, id)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+    call.caller.require(Permission::Append, &service_resource(&name))?;
+    let position = call.run(move |v| v.meta().deregister_instance(&name, &id)).await?;
     Ok(Json(json!({"position": position.0})))
 }
 
@@ -260,16 +232,11 @@ pub struct ServicesQuery {
     responses((status = 200, description = "`{\"instances\": [{\"service\", \"instance\", \"endpoints\", \"tags\", \"capabilities\", \"ttl_ms\", \"registered_ms\", \"heartbeat_ms\", \"position\"}]}`.", body = Object)),
     security(("bearer" = []), ())
 )]
-pub async fn services(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Query(q): Query<ServicesQuery>,
-) -> ApiResult<Json<Value>> {
-    caller.require(Permission::Read, &format!("{SERVICE_STREAM_PREFIX}{}", q.name.as_deref().unwrap_or("")))?;
-    wait_for(&state, q.min_position).await?;
-    let instances =
-        run(&state, move |s| Ok(s.store.views().meta().discover(q.name.as_deref(), q.tag.as_deref(), now_ms())))
-            .await?;
+pub async fn services(call: ViewCall, Query(q): Query<ServicesQuery>) -> ApiResult<Json<Value>> {
+    let resource = service_resource(q.name.as_deref().unwrap_or(""));
+    let instances = call
+        .read(&resource, q.min_position, move |v| Ok(v.meta().discover(q.name.as_deref(), q.tag.as_deref(), now_ms())))
+        .await?;
     Ok(Json(json!({ "instances": instances })))
 }
 
@@ -294,17 +261,11 @@ pub struct SetConfig {
     responses((status = 200, description = "`{\"version\", \"position\"}`.", body = Object)),
     security(("bearer" = []), ())
 )]
-pub async fn set_config(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(key): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Json<Value>> {
-    let request: SetConfig = read_body(&headers, body).await?;
-    caller.require(Permission::Append, &config_resource(request.scope.as_deref(), &key))?;
-    let done =
-        run(&state, move |s| s.store.views().meta().set_config(request.scope.as_deref(), &key, request.value)).await?;
+pub async fn set_config(call: ViewCall, Path(key): Path<String>, body: JsonBody) -> ApiResult<Json<Value>> {
+    // The resource names the scope, which is in the body.
+    let request: SetConfig = body.read().await?;
+    call.caller.require(Permission::Append, &config_resource(request.scope.as_deref(), &key))?;
+    let done = call.run(move |v| v.meta().set_config(request.scope.as_deref(), &key, request.value)).await?;
     Ok(Json(json!({"version": done.version, "position": done.position.0})))
 }
 
@@ -331,12 +292,11 @@ pub struct ConfigQuery {
     security(("bearer" = []), ())
 )]
 pub async fn get_config(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
+    call: ViewCall,
     Path(key): Path<String>,
     Query(q): Query<ConfigQuery>,
 ) -> ApiResult<Json<Value>> {
-    caller.require(Permission::Read, &config_resource(q.scope.as_deref(), &key))?;
+    call.caller.require(Permission::Read, &config_resource(q.scope.as_deref(), &key))?;
     let as_of = match (q.version, q.as_of.as_deref()) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request("invalid_query", "give version or as_of, not both"));
@@ -345,8 +305,7 @@ pub async fn get_config(
         (None, Some(t)) => AsOf::Time(super::audit::time_param("as_of", t)?),
         (None, None) => AsOf::Latest,
     };
-    wait_for(&state, q.min_position).await?;
-    let version = run(&state, move |s| s.store.views().meta().config(q.scope.as_deref(), &key, as_of)).await?;
+    let version = call.query(q.min_position, move |v| v.meta().config(q.scope.as_deref(), &key, as_of)).await?;
     Ok(Json(view_json(&version)))
 }
 
@@ -358,14 +317,13 @@ pub async fn get_config(
     security(("bearer" = []), ())
 )]
 pub async fn config_history(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
+    call: ViewCall,
     Path(key): Path<String>,
     Query(q): Query<ConfigQuery>,
 ) -> ApiResult<Json<Value>> {
-    caller.require(Permission::Read, &config_resource(q.scope.as_deref(), &key))?;
-    wait_for(&state, q.min_position).await?;
-    let versions = run(&state, move |s| s.store.views().meta().config_history(q.scope.as_deref(), &key)).await?;
+    let resource = config_resource(q.scope.as_deref(), &key);
+    let versions =
+        call.read(&resource, q.min_position, move |v| v.meta().config_history(q.scope.as_deref(), &key)).await?;
     Ok(Json(json!({ "versions": view_json(&versions) })))
 }
 
@@ -384,13 +342,12 @@ pub struct ScopeQuery {
     security(("bearer" = []), ())
 )]
 pub async fn delete_config(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
+    call: ViewCall,
     Path(key): Path<String>,
     Query(q): Query<ScopeQuery>,
 ) -> ApiResult<Json<Value>> {
-    caller.require(Permission::Append, &config_resource(q.scope.as_deref(), &key))?;
-    let done = run(&state, move |s| s.store.views().meta().delete_config(q.scope.as_deref(), &key)).await?;
+    call.caller.require(Permission::Append, &config_resource(q.scope.as_deref(), &key))?;
+    let done = call.run(move |v| v.meta().delete_config(q.scope.as_deref(), &key)).await?;
     Ok(Json(json!({"version": done.version, "position": done.position.0})))
 }
 
@@ -406,6 +363,15 @@ pub struct RelationRequest {
     properties: Option<Value>,
 }
 
+/// A relation request, with `append` on its source entity: the token must be able to append
+/// somewhere before the body is read, and on `meta:relation:<from>` once it is.
+async fn relation_request(call: &ViewCall, body: JsonBody) -> ApiResult<RelationRequest> {
+    call.caller.require_any(Permission::Append)?;
+    let r: RelationRequest = body.read().await?;
+    call.caller.require(Permission::Append, &format!("{RELATION_STREAM_PREFIX}{}", r.from))?;
+    Ok(r)
+}
+
 /// Add a typed edge `from → to` (or replace its properties).
 #[utoipa::path(
     post, path = "/v1/meta/relations", tag = "meta",
@@ -413,16 +379,9 @@ pub struct RelationRequest {
     responses((status = 200, description = "`{\"position\"}`.", body = Object)),
     security(("bearer" = []), ())
 )]
-pub async fn relate(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Json<Value>> {
-    caller.require_any(Permission::Append)?;
-    let r: RelationRequest = read_body(&headers, body).await?;
-    caller.require(Permission::Append, &format!("{RELATION_STREAM_PREFIX}{}", r.from))?;
-    let position = run(&state, move |s| s.store.views().meta().relate(&r.from, &r.to, &r.kind, r.properties)).await?;
+pub async fn relate(call: ViewCall, body: JsonBody) -> ApiResult<Json<Value>> {
+    let r = relation_request(&call, body).await?;
+    let position = call.run(move |v| v.meta().relate(&r.from, &r.to, &r.kind, r.properties)).await?;
     Ok(Json(json!({"position": position.0})))
 }
 
@@ -433,16 +392,9 @@ pub async fn relate(
     responses((status = 200, description = "`{\"position\"}`.", body = Object), (status = 404, description = "`relation_not_found`.", body = ErrorBody)),
     security(("bearer" = []), ())
 )]
-pub async fn unrelate(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Json<Value>> {
-    caller.require_any(Permission::Append)?;
-    let r: RelationRequest = read_body(&headers, body).await?;
-    caller.require(Permission::Append, &format!("{RELATION_STREAM_PREFIX}{}", r.from))?;
-    let position = run(&state, move |s| s.store.views().meta().unrelate(&r.from, &r.to, &r.kind)).await?;
+pub async fn unrelate(call: ViewCall, body: JsonBody) -> ApiResult<Json<Value>> {
+    let r = relation_request(&call, body).await?;
+    let position = call.run(move |v| v.meta().unrelate(&r.from, &r.to, &r.kind)).await?;
     Ok(Json(json!({"position": position.0})))
 }
 
@@ -468,16 +420,16 @@ pub struct RelationsQuery {
     security(("bearer" = []), ())
 )]
 pub async fn relations(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
+    call: ViewCall,
     Path(entity): Path<String>,
     Query(q): Query<RelationsQuery>,
 ) -> ApiResult<Json<Value>> {
-    caller.require(Permission::Read, RELATION_STREAM_PREFIX)?;
-    wait_for(&state, q.min_position).await?;
     let direction = q.direction.unwrap_or_default();
     let depth = q.depth.unwrap_or(DEPTH_DEFAULT);
-    let traversal =
-        run(&state, move |s| s.store.views().meta().relations(&entity, direction, q.kind.as_deref(), depth)).await?;
+    let traversal = call
+        .read(RELATION_STREAM_PREFIX, q.min_position, move |v| {
+            v.meta().relations(&entity, direction, q.kind.as_deref(), depth)
+        })
+        .await?;
     Ok(Json(view_json(&traversal)))
 }

@@ -11,10 +11,12 @@
 //!   requests finish (their appends are committed and answered), then close the log, which
 //!   syncs and stops its writer.
 //!
-//! The endpoints live in [`log_api`], [`subscribe`] and [`ops`]; errors in [`error`].
+//! The endpoints live in [`log_api`], [`subscribe`] and [`ops`]; errors in [`error`]; what
+//! becomes of a body a handler answered without reading, in [`drain`].
 
 pub mod audit;
 pub mod checkpoints;
+pub mod drain;
 pub mod error;
 pub mod extract;
 pub mod kv;
@@ -160,6 +162,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .layer(axum::middleware::from_fn(drain::finish_body))
         .with_state(state)
 }
 

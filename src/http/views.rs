@@ -1,5 +1,7 @@
 //! What the view endpoints (key-value, audit, metadata, checkpoints) share: read-your-writes
-//! waits and running view calls off the async threads.
+//! waits, running view calls off the async threads, and [`ViewCall`], the one shape of a view
+//! handler (authorise, then read the body or wait for the views, then run the view call), so
+//! that each handler states only its resource, its body type and its view call.
 //!
 //! Invariants:
 //! - A read with `?min_position=P` answers only after every view has applied P, waiting at most
@@ -8,16 +10,145 @@
 //! - View calls run on the blocking pool: writes wait for an fdatasync, and reads take the
 //!   views' read lock, which a checkpoint holds while it captures them.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 
+use axum::body::Body;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use axum::Json;
 use log_engine::Position;
-use serde::Deserialize;
+use projections::{KvWrite, Views};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use utoipa::IntoParams;
 
 use super::error::{ApiError, ApiResult};
+use super::extract::{read_body, Caller};
 use super::log_api::blocking;
 use super::AppState;
+use crate::auth::Permission;
 use crate::limits::MIN_POSITION_WAIT_MAX;
+
+/// A view request as a handler starts it: the server's state and the authenticated caller.
+///
+/// Extracted before the path, query and body (handlers take it first), so a request without a
+/// valid token gets 401 before anything else about it is looked at.
+#[derive(Debug)]
+pub struct ViewCall {
+    state: Arc<AppState>,
+    pub caller: Caller,
+}
+
+impl FromRequestParts<Arc<AppState>> for ViewCall {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        Ok(ViewCall { state: state.clone(), caller })
+    }
+}
+
+impl ViewCall {
+    /// A read: `read` on `resource`, then [`ViewCall::query`].
+    pub async fn read<T: Send + 'static>(
+        &self,
+        resource: &str,
+        min_position: Option<u64>,
+        f: impl FnOnce(&Views) -> Result<T, projections::Error> + Send + 'static,
+    ) -> ApiResult<T> {
+        self.caller.require(Permission::Read, resource)?;
+        self.query(min_position, f).await
+    }
+
+    /// Once the caller is authorised: waits for `min_position` (read-your-writes), then runs `f`.
+    pub async fn query<T: Send + 'static>(
+        &self,
+        min_position: Option<u64>,
+        f: impl FnOnce(&Views) -> Result<T, projections::Error> + Send + 'static,
+    ) -> ApiResult<T> {
+        wait_for(&self.state, min_position).await?;
+        self.run(f).await
+    }
+
+    /// A write: `append` on `resource`, then the request body (read only now), then `f` with it.
+    pub async fn write<B: Send + 'static, T: Send + 'static>(
+        &self,
+        resource: &str,
+        body: impl ReadBody<B>,
+        f: impl FnOnce(&Views, B) -> Result<T, projections::Error> + Send + 'static,
+    ) -> ApiResult<T> {
+        self.caller.require(Permission::Append, resource)?;
+        let request = body.read().await?;
+        self.run(move |views| f(views, request)).await
+    }
+
+    /// Runs `f` on the blocking pool; the caller's checks are done.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Views) -> Result<T, projections::Error> + Send + 'static,
+    ) -> ApiResult<T> {
+        run(&self.state, move |s| f(s.store.views())).await
+    }
+}
+
+/// A request body, unread until the handler has authorised the caller: JSON or MessagePack,
+/// bounded (see [`read_body`]). Handlers take it last.
+#[derive(Debug)]
+pub struct JsonBody {
+    headers: HeaderMap,
+    body: Body,
+}
+
+/// [`JsonBody`] for endpoints whose body may be empty: an empty body is `T::default()`.
+#[derive(Debug)]
+pub struct OptionalBody(JsonBody);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = Infallible;
+
+    async fn from_request(request: Request, _: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = request.into_parts();
+        Ok(JsonBody { headers: parts.headers, body })
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for OptionalBody {
+    type Rejection = Infallible;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        JsonBody::from_request(request, state).await.map(OptionalBody)
+    }
+}
+
+/// Reads a request body as a `B`.
+pub trait ReadBody<B> {
+    fn read(self) -> impl Future<Output = ApiResult<B>> + Send;
+}
+
+impl<B: DeserializeOwned> ReadBody<B> for JsonBody {
+    async fn read(self) -> ApiResult<B> {
+        read_body(&self.headers, self.body).await
+    }
+}
+
+impl<B: DeserializeOwned + Default> ReadBody<B> for OptionalBody {
+    async fn read(self) -> ApiResult<B> {
+        optional_body(&self.0.headers, self.0.body).await
+    }
+}
+
+/// The answer of a key-value write: `{field: value, "position": P|null}` (`null` when it changed
+/// nothing and so wrote nothing).
+pub fn kv_answer<T: Serialize>(field: &str, done: KvWrite<T>) -> Json<Value> {
+    let mut body = serde_json::Map::with_capacity(2);
+    body.insert(field.to_string(), serde_json::to_value(done.value).expect("a view answer serializes"));
+    body.insert("position".to_string(), position_json(done.written.map(|w| w.position)));
+    Json(Value::Object(body))
+}
 
 /// `?min_position=P`: read-your-writes.
 #[derive(Debug, Default, Deserialize, IntoParams)]

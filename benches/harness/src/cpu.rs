@@ -1,4 +1,5 @@
-//! CPU time consumed by this process (all threads, exited ones included), from /proc/self/stat.
+//! CPU time consumed by this process, or by another one (the HTTP workload's `cairn serve`),
+//! all threads and exited ones included, from /proc/PID/stat.
 //!
 //! On a shared machine, wall-clock throughput of a CPU-bound run says as much about the
 //! neighbours as about the engine; CPU time per event does not. The report shows both.
@@ -24,7 +25,16 @@ fn ticks_per_second() -> u64 {
 
 /// User + system CPU time of this process so far; `None` where /proc is unavailable.
 pub fn process_cpu() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_from("/proc/self/stat")
+}
+
+/// User + system CPU time of process `pid` so far; `None` where /proc is unavailable.
+pub fn pid_cpu(pid: u32) -> Option<Duration> {
+    cpu_from(&format!("/proc/{pid}/stat"))
+}
+
+fn cpu_from(path: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // The command name (field 2) may contain spaces; the fields after its closing parenthesis
     // start at field 3, so utime and stime (fields 14 and 15) are the 12th and 13th after it.
     let after = &stat[stat.rfind(')')? + 1..];

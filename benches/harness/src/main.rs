@@ -6,7 +6,9 @@
 //! cargo run --release --manifest-path benches/harness/Cargo.toml -- --full    # the published run
 //! ```
 //!
-//! It writes `docs/benchmarks.md` and `docs/benchmarks.svg`. Peers that cannot start
+//! It writes `docs/benchmarks.md` and `docs/benchmarks.svg`. The HTTP workload runs the root
+//! workspace's `target/release/cairn` (`cargo build --release -p cairn` first, which rebuilds it
+//! only when stale) as `cairn serve` beside `redis-benchmark`. Peers that cannot start
 //! (`benches/setup.sh` installs them) are skipped with a message. Module map: `systems/` (one
 //! module per system behind one trait), `workloads/` (what is measured), `raw.rs` (the
 //! physical limits), `stats.rs`, `results.rs`, `report.rs` + `svg.rs` (output), `run.rs`
@@ -32,7 +34,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// Benchmarks cairn's log engine against PostgreSQL, SQLite, fjall and Redis Streams.
+/// Benchmarks cairn's log engine (and `cairn serve` over HTTP) against PostgreSQL, SQLite,
+/// fjall and Redis Streams.
 #[derive(Debug, Parser)]
 #[command(group(clap::ArgGroup::new("scale").args(["quick", "full", "child_kill", "child_open"]).required(true)))]
 struct Args {

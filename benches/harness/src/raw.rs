@@ -75,6 +75,7 @@ impl RawFile {
             note: Some(format!("{commit_bytes} bytes per commit")),
             syncs: None,
             cpu: None,
+            reported: None,
         })
     }
 }
@@ -99,5 +100,6 @@ pub fn blake3_per_event(events: u64, frame_bytes: usize, payloads: &Payloads) ->
         note: Some(format!("{frame_bytes} bytes per event")),
         syncs: None,
         cpu: None,
+        reported: None,
     }
 }

@@ -18,6 +18,9 @@ pub const RAW: &str = "raw pwrite+fdatasync";
 /// Name of the BLAKE3 baseline in the tables.
 pub const BLAKE3: &str = "BLAKE3 per event (1 core)";
 
+/// Issue 5's floor for durable appends over HTTP with the most clients, events/s.
+pub const HTTP_APPENDS_TARGET: f64 = 30_000.0;
+
 /// Hand-written analysis, maintained with the harness and included verbatim.
 const ANALYSIS: &str = include_str!("../analysis.md");
 
@@ -54,7 +57,7 @@ pub fn goals(results: &Results, scale: &Scale) -> Vec<Goal> {
     let ratio_goal = |goals: &mut Vec<Goal>, id: &str, peer: &str, target: f64| {
         let r = results.table(id).and_then(|t| t.throughput_ratio(peer));
         goals.push(Goal {
-            source: "issue 7",
+            source: if is_http(id) { "issue 5" } else { "issue 7" },
             what: format!("{id}: cairn ÷ {peer}, events/s"),
             target: format!("≥ {target}x"),
             measured: r.map_or_else(|| "not measured".into(), |r| format!("{r:.1}x")),
@@ -65,6 +68,18 @@ pub fn goals(results: &Results, scale: &Scale) -> Vec<Goal> {
     ratio_goal(&mut goals, "W2 ×64", "sqlite", 10.0);
     for id in ["W1", "W2 ×8", "W2 ×64", "W2 ×256"] {
         ratio_goal(&mut goals, id, "redis", 1.0);
+    }
+    if let Some(&clients) = scale.http_clients.iter().max() {
+        let id = crate::run::http_table(clients);
+        ratio_goal(&mut goals, &id, "redis", 1.0);
+        let measured = eps(&id);
+        goals.push(Goal {
+            source: "issue 5",
+            what: format!("{id}: cairn serve, durable appends/s"),
+            target: format!("≥ {}", fmt_num(HTTP_APPENDS_TARGET)),
+            measured: measured.map_or("not measured".into(), fmt_num),
+            met: measured.map(|m| m >= HTTP_APPENDS_TARGET),
+        });
     }
     let latency = results.table("W1").and_then(|t| t.paired_ratio("cairn", RAW, |s| s.p50_us));
     goals.push(Goal {
@@ -110,9 +125,10 @@ pub fn render(results: &Results, machine: &Machine, scale: &Scale) -> String {
     method_section(w, results, scale);
     let _ = writeln!(w, "## Results per workload\n");
     let _ = writeln!(w, "Medians over the repetitions. Latency is per commit (appends), per stream read (W5 read-back) or per open (W6). \"cairn ÷ x\" is the median of per-repetition ratios of events/s (runs of a repetition are taken side by side).\n");
-    for table in &results.tables {
+    for table in results.tables.iter().filter(|t| !is_http(&t.id)) {
         table_section(w, table);
     }
+    http_section(w, results, scale);
     if !results.skipped.is_empty() {
         let _ = writeln!(w, "## Skipped\n");
         for (system, reason) in &results.skipped {
@@ -146,7 +162,7 @@ fn headline(w: &mut String, results: &Results) {
 }
 
 fn goals_section(w: &mut String, goals: &[Goal]) {
-    let _ = writeln!(w, "## Goals (issues 2 and 7)\n");
+    let _ = writeln!(w, "## Goals (issues 2, 5 and 7)\n");
     let _ = writeln!(w, "| goal | from | target | measured | verdict |\n|---|---|---|---|---|");
     for g in goals {
         let verdict = match g.met {
@@ -209,6 +225,54 @@ fn method_section(w: &mut String, results: &Results, scale: &Scale) {
         );
     }
     let _ = writeln!(w, "- W6: a child process appends to cairn's largest W5 log with 16 async appenders and is SIGKILLed mid-append; then a fresh process times `Log::open` (recovery included), first after `sync` + dropping the page cache (cold), then again (warm). {} cycles.\n", scale.reopens);
+}
+
+/// Whether a table belongs to the HTTP workload (shown in its own section).
+fn is_http(id: &str) -> bool {
+    id.starts_with("HTTP ")
+}
+
+fn http_section(w: &mut String, results: &Results, scale: &Scale) {
+    let tables: Vec<&Table> = results.tables.iter().filter(|t| is_http(&t.id)).collect();
+    if tables.is_empty() {
+        return;
+    }
+    let _ = writeln!(w, "## HTTP appends (issue 5)\n");
+    let _ = writeln!(
+        w,
+        "Durable appends over the network: the release `cairn serve` binary on a loopback port and a fresh data directory (default durability: each append answers after its fdatasync), driven by a load generator in the harness that runs N clients on one thread, each with one kept-alive HTTP/1.1 connection, POSTing one event (256 random bytes as `data_b64`) per request to its own stream. Beside it, `redis-benchmark` (also one thread) runs `XADD` with a 256-character value from N clients against the harness's own Redis (Unix socket, appendonly yes, appendfsync always), sized by a calibration run to about the same {:.1} s; its p50/p99 are the ones it reports. The two alternate in order by repetition; medians over {} repetitions. Events per fdatasync come from the server's `/metrics` before and after each run; after each run the harness checks that `/v1/head` grew by exactly the acknowledged appends. Server CPU is the `cairn serve` process's user + system time per append (from /proc, all its threads; the load generator is not counted), in µs: the cost of an append that does not depend on how busy the shared machine was.\n",
+        scale.run_for.as_secs_f64(),
+        scale.reps
+    );
+    let _ = writeln!(w, "| clients | cairn appends/s | cairn p50 µs | cairn p99 µs | events per fdatasync | server CPU µs per append | Redis XADD/s | Redis p50 µs | Redis p99 µs | cairn ÷ Redis |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for t in &tables {
+        let cairn = t.cell("cairn").and_then(|c| c.median());
+        let redis = t.cell("redis").and_then(|c| c.median());
+        let num =
+            |s: &Option<Summary>, f: fn(&Summary) -> Option<f64>| s.as_ref().and_then(f).map_or("–".into(), fmt_num);
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            t.id.trim_start_matches("HTTP ×"),
+            num(&cairn, |s| Some(s.events_per_second)),
+            num(&cairn, |s| s.p50_us),
+            num(&cairn, |s| s.p99_us),
+            num(&cairn, |s| s.events_per_sync),
+            num(&cairn, |s| s.cpu_us_per_event),
+            num(&redis, |s| Some(s.events_per_second)),
+            num(&redis, |s| s.p50_us),
+            num(&redis, |s| s.p99_us),
+            t.throughput_ratio("redis").map_or("–".into(), |r| format!("{}x", fmt_ratio(r))),
+        );
+    }
+    let _ = writeln!(
+        w,
+        "\nTargets (issue 5), with the most clients: at least Redis's rate, and at least {} appends/s in any case; see the goals table above.\n",
+        fmt_num(HTTP_APPENDS_TARGET)
+    );
+    for table in tables {
+        table_section(w, table);
+    }
 }
 
 fn table_section(w: &mut String, table: &Table) {

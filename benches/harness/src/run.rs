@@ -25,7 +25,7 @@ use crate::systems::postgres::Cluster;
 use crate::systems::redis::Redis;
 use crate::systems::sqlite::Sqlite;
 use crate::systems::{Payloads, System};
-use crate::workloads::{append, read, reopen, Scale};
+use crate::workloads::{append, http, read, reopen, Scale};
 
 /// Seed of the shared payload pool.
 const PAYLOAD_SEED: u64 = 0x5EED_CA1E_2026;
@@ -87,6 +87,7 @@ pub fn run(plan: &Plan) -> Result<()> {
         read_phase(&systems, "W5", scale.peer_streams, &scale, &payloads, &mut results);
     }
     drop(cluster);
+    http_phase(&scratch, &scale, &payloads, &mut results, wanted("redis"));
     let reopen_log = match scale.large_label() {
         Some(label) => {
             let dir = scratch.join("cairn-large");
@@ -367,6 +368,82 @@ fn read_phase(
     }
 }
 
+/// Table id of the HTTP workload at `clients` clients.
+pub fn http_table(clients: usize) -> String {
+    format!("HTTP ×{clients}")
+}
+
+/// The HTTP workload: `cairn serve` and (when wanted) Redis started fresh, then, per
+/// repetition and client count, both side by side (the order alternates by repetition).
+fn http_phase(scratch: &Path, scale: &Scale, payloads: &Payloads, results: &mut Results, with_redis: bool) {
+    for n in scale.http_clients {
+        results.tables.push(crate::results::Table::new(
+            http_table(n),
+            format!(
+                "{n} HTTP client{} appending one 256-byte event per request, durable",
+                if n == 1 { "" } else { "s" }
+            ),
+            Kind::Append,
+        ));
+    }
+    let record_all = |results: &mut Results, system: &str, e: &BenchError| {
+        for n in scale.http_clients {
+            results.table_mut(&http_table(n)).record(
+                system,
+                0,
+                Err(BenchError::system("cairn-bench", "run the HTTP workload", e)),
+            );
+        }
+    };
+    let server = match http::cairn_binary().and_then(|bin| http::CairnServer::start(&bin, &scratch.join("cairn-http")))
+    {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("http: cairn serve did not start: {e}");
+            record_all(results, "cairn", &e);
+            None
+        }
+    };
+    let redis = if with_redis {
+        match Redis::start(&scratch.join("redis-http")) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                skip(results, "redis", &e.to_string());
+                None
+            }
+        }
+    } else {
+        None
+    };
+    for rep in 0..scale.reps {
+        eprintln!("http appends, repetition {}/{}", rep + 1, scale.reps);
+        for n in scale.http_clients {
+            let id = http_table(n);
+            let streams = format!("http-{n}-r{rep}");
+            let cairn_run = |results: &mut Results| {
+                if let Some(server) = &server {
+                    // CPU time is the server's (measured inside), not the load generator's.
+                    let m = server.appends(&streams, n, scale.run_for, payloads);
+                    results.table_mut(&id).record("cairn", rep, m);
+                }
+            };
+            let redis_run = |results: &mut Results| {
+                if let Some(redis) = &redis {
+                    let m = http::redis_benchmark(redis.socket(), &streams, n, scale.run_for, payloads);
+                    results.table_mut(&id).record("redis", rep, m);
+                }
+            };
+            if rep.is_multiple_of(2) {
+                cairn_run(results);
+                redis_run(results);
+            } else {
+                redis_run(results);
+                cairn_run(results);
+            }
+        }
+    }
+}
+
 fn reopen_phase(dir: &Path, scale: &Scale, results: &mut Results) {
     let events = report::fmt_num(scale.log_events() as f64);
     results.tables.push(crate::results::Table::new(
@@ -390,6 +467,7 @@ fn reopen_phase(dir: &Path, scale: &Scale, results: &mut Results) {
                     note: Some(format!("{:.2} million events in the log", r.events as f64 / 1e6)),
                     syncs: None,
                     cpu: Some(cpu),
+                    reported: None,
                 };
                 match r.cold {
                     Some(times) => results.table_mut("W6 cold").record("cairn", rep, Ok(as_measurement(times))),

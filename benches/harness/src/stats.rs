@@ -20,6 +20,16 @@ pub struct Measurement {
     pub syncs: Option<SyncStats>,
     /// CPU time the harness process used during the run (all threads).
     pub cpu: Option<Duration>,
+    /// Latency percentiles a peer's own tool reported (`redis-benchmark`), for runs without
+    /// per-operation samples.
+    pub reported: Option<ReportedLatency>,
+}
+
+/// Percentiles measured by someone else's tool, in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReportedLatency {
+    pub p50_us: f64,
+    pub p99_us: f64,
 }
 
 /// Group-commit behaviour of a run, from the engine's own counters.
@@ -40,8 +50,8 @@ impl Measurement {
         let us = |p: f64| percentile(&sorted, p).map(|ns| ns as f64 / 1_000.0);
         Summary {
             events_per_second: self.events_per_second(),
-            p50_us: us(50.0),
-            p99_us: us(99.0),
+            p50_us: us(50.0).or(self.reported.map(|r| r.p50_us)),
+            p99_us: us(99.0).or(self.reported.map(|r| r.p99_us)),
             p999_us: us(99.9),
             seconds: self.elapsed.as_secs_f64(),
             events_per_sync: self.syncs.map(|s| s.events_per_sync),

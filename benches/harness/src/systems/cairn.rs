@@ -163,6 +163,7 @@ impl System for Cairn {
             note: None,
             syncs: None,
             cpu: None,
+            reported: None,
         }))
     }
 }

@@ -216,5 +216,6 @@ pub fn finish(results: Vec<AppenderOutcome>, start: Instant) -> Result<Measureme
         note: None,
         syncs: None,
         cpu: None,
+        reported: None,
     })
 }

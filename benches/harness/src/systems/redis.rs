@@ -106,6 +106,11 @@ impl Redis {
         Ok(redis)
     }
 
+    /// The server's Unix socket (for `redis-benchmark -s`).
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
     fn connect(&self) -> Result<Connection> {
         let url = format!("redis+unix://{}", self.socket.display());
         redis::Client::open(url).and_then(|c| c.get_connection()).map_err(err("connect"))

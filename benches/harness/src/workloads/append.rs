@@ -60,6 +60,7 @@ pub fn batches(
         note: None,
         syncs: None,
         cpu: None,
+        reported: None,
     })
 }
 

@@ -6,8 +6,11 @@
 //!   systems get the same wall time and the same chance of meeting a noisy neighbour.
 //! - read.rs: workload 5 (bulk load, read back one stream of 1,000 events, full replay, verify).
 //! - reopen.rs: workload 6 (reopen after SIGKILL, in a fresh process).
+//! - http.rs: durable appends over HTTP to `cairn serve`, beside `redis-benchmark` XADD
+//!   (issue 5), at [`Scale::http_clients`] concurrent clients.
 
 pub mod append;
+pub mod http;
 pub mod read;
 pub mod reopen;
 
@@ -42,6 +45,8 @@ pub struct Scale {
     pub stream_reads: usize,
     /// Kill-and-reopen cycles in workload 6.
     pub reopens: usize,
+    /// Concurrent clients of the HTTP workload (each with one kept-alive connection).
+    pub http_clients: [usize; 2],
 }
 
 impl Scale {
@@ -58,6 +63,7 @@ impl Scale {
         stream_events: 1_000,
         stream_reads: 20,
         reopens: 2,
+        http_clients: [64, 1],
     };
 
     pub const FULL: Scale = Scale {
@@ -73,6 +79,7 @@ impl Scale {
         stream_events: 1_000,
         stream_reads: 100,
         reopens: 3,
+        http_clients: [64, 1],
     };
 
     /// Events in cairn's large workload-5 log (the one workload 6 reopens).

@@ -68,7 +68,15 @@ pub fn load(system: &dyn System, streams: usize, stream_events: usize, payloads:
     for r in results {
         events += r?;
     }
-    Ok(Measurement { events, elapsed: start.elapsed(), latencies_ns: Vec::new(), note: None, syncs: None, cpu: None })
+    Ok(Measurement {
+        events,
+        elapsed: start.elapsed(),
+        latencies_ns: Vec::new(),
+        note: None,
+        syncs: None,
+        cpu: None,
+        reported: None,
+    })
 }
 
 /// Reads `reads` whole streams (a fixed pseudo-random choice) and checks each is complete.
@@ -104,6 +112,7 @@ pub fn read_back(
         note: None,
         syncs: None,
         cpu: None,
+        reported: None,
     })
 }
 
@@ -120,5 +129,5 @@ pub fn replay(system: &dyn System, expected: u64) -> Result<Measurement> {
             detail: format!("the replay saw {n} events, not {expected}"),
         });
     }
-    Ok(Measurement { events: n, elapsed, latencies_ns: Vec::new(), note: None, syncs: None, cpu: None })
+    Ok(Measurement { events: n, elapsed, latencies_ns: Vec::new(), note: None, syncs: None, cpu: None, reported: None })
 }
