@@ -121,6 +121,7 @@ fn operational_endpoints_answer() {
         "cairn_log_appended_events_total 11",
         "cairn_http_appended_events_total 11",
         "cairn_log_fsync_seconds_bucket{le=\"+Inf\"}",
+        "cairn_log_sync_batch_events_sum 11",
         "cairn_subscribers 0",
         "cairn_verify_ok 1",
         "cairn_http_requests_total{route=\"/v1/streams/{stream}/events\",status=\"200\"} 11",

@@ -131,6 +131,8 @@ pub struct Metrics {
     pub fsync_seconds_total: f64_bits::F64,
     /// Counts per bucket; bounds in [`crate::FSYNC_BUCKETS_US`], the last bucket is +Inf.
     pub fsync_buckets: Vec<u64>,
+    /// Events made durable by fdatasyncs since open.
+    pub events_synced: u64,
     /// Events made durable per fdatasync: counts per bucket, bounds in
     /// [`crate::SYNC_BATCH_BUCKETS`], the last bucket is +Inf.
     pub sync_batch_buckets: Vec<u64>,
@@ -506,6 +508,7 @@ impl Log {
             fsyncs: m.fsyncs.load(Relaxed),
             fsync_seconds_total: f64_bits::F64((m.fsync_nanos.load(Relaxed) as f64 / 1e9).to_bits()),
             fsync_buckets: m.fsync_buckets.iter().map(|b| b.load(Relaxed)).collect(),
+            events_synced: m.events_synced.load(Relaxed),
             sync_batch_buckets: m.sync_batch_buckets.iter().map(|b| b.load(Relaxed)).collect(),
         }
     }

@@ -998,6 +998,8 @@ pub(crate) struct MetricsInner {
     pub fsync_nanos: std::sync::atomic::AtomicU64,
     /// fsync latency histogram, bucket upper bounds in [`FSYNC_BUCKETS_US`].
     pub fsync_buckets: [std::sync::atomic::AtomicU64; FSYNC_BUCKETS_US.len() + 1],
+    /// Events made durable by fdatasyncs (the histogram's sum).
+    pub events_synced: std::sync::atomic::AtomicU64,
     /// Events made durable per fdatasync, bucket upper bounds in [`SYNC_BATCH_BUCKETS`].
     pub sync_batch_buckets: [std::sync::atomic::AtomicU64; SYNC_BATCH_BUCKETS.len() + 1],
 }
@@ -1013,6 +1015,7 @@ impl MetricsInner {
         use std::sync::atomic::Ordering::Relaxed;
         let bucket = SYNC_BATCH_BUCKETS.iter().position(|&b| events <= b).unwrap_or(SYNC_BATCH_BUCKETS.len());
         self.sync_batch_buckets[bucket].fetch_add(1, Relaxed);
+        self.events_synced.fetch_add(events, Relaxed);
         self.fsyncs.fetch_add(1, Relaxed);
         self.fsync_nanos.fetch_add(took.as_nanos() as u64, Relaxed);
         let us = took.as_micros() as u64;

@@ -197,4 +197,6 @@ fn metrics_account_for_every_event_and_sync() {
     assert_eq!(m.fsync_buckets.iter().sum::<u64>(), m.fsyncs);
     assert_eq!(m.sync_batch_buckets.len(), log_engine::SYNC_BATCH_BUCKETS.len() + 1);
     assert_eq!(m.sync_batch_buckets.iter().sum::<u64>(), m.fsyncs);
+    // Every event was made durable by a sync (none is acknowledged otherwise in Sync mode).
+    assert_eq!(m.events_synced, 400);
 }

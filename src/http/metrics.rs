@@ -13,7 +13,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
-use log_engine::{Log, FSYNC_BUCKETS_US};
+use log_engine::{Log, FSYNC_BUCKETS_US, SYNC_BATCH_BUCKETS};
 
 /// What the server counts.
 #[derive(Debug)]
@@ -83,6 +83,18 @@ impl ServerMetrics {
         let _ = writeln!(out, "cairn_log_fsync_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
         let _ = writeln!(out, "cairn_log_fsync_seconds_sum {}", m.fsync_seconds_total.get());
         let _ = writeln!(out, "cairn_log_fsync_seconds_count {}", m.fsyncs);
+        // Group commit at work: how many events each fdatasync made durable.
+        let _ = writeln!(out, "# HELP cairn_log_sync_batch_events Events made durable by one fdatasync.");
+        let _ = writeln!(out, "# TYPE cairn_log_sync_batch_events histogram");
+        let mut cumulative = 0u64;
+        for (i, bound) in SYNC_BATCH_BUCKETS.iter().enumerate() {
+            cumulative += m.sync_batch_buckets.get(i).copied().unwrap_or(0);
+            let _ = writeln!(out, "cairn_log_sync_batch_events_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        cumulative += m.sync_batch_buckets.get(SYNC_BATCH_BUCKETS.len()).copied().unwrap_or(0);
+        let _ = writeln!(out, "cairn_log_sync_batch_events_bucket{{le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(out, "cairn_log_sync_batch_events_sum {}", m.events_synced);
+        let _ = writeln!(out, "cairn_log_sync_batch_events_count {}", m.fsyncs);
         gauge(&mut out, "cairn_log_events", "Events in the log (head position + 1).", stats.events as f64);
         gauge(&mut out, "cairn_log_streams", "Streams in the log.", stats.streams as f64);
         gauge(&mut out, "cairn_log_segments", "Segment files.", stats.segments as f64);
