@@ -218,6 +218,8 @@ pub(crate) struct Writer {
     /// Next position after the last group handed to the syncer, and after the last it finished.
     sent_through: u64,
     finished_through: u64,
+    /// A command taken off the queue early, to see whether anyone is waiting.
+    early: Option<Command>,
     last_sync: Instant,
     unsynced: bool,
     poisoned: Option<String>,
@@ -288,6 +290,7 @@ impl Writer {
             done: done_rx,
             sent_through: next,
             finished_through: next,
+            early: None,
             last_sync: Instant::now(),
             unsynced: false,
             poisoned: None,
@@ -299,18 +302,21 @@ impl Writer {
     pub(crate) fn run(mut self) {
         let mut pending: Vec<Command> = Vec::new();
         loop {
-            let first = match self.shared.options.durability {
-                Durability::Interval(every) if self.unsynced => match self.rx.recv_timeout(every) {
-                    Ok(cmd) => cmd,
-                    Err(RecvTimeoutError::Timeout) => {
-                        self.interval_sync();
-                        continue;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => break,
-                },
-                _ => match self.rx.recv() {
-                    Ok(cmd) => cmd,
-                    Err(_) => break,
+            let first = match self.early.take() {
+                Some(cmd) => cmd,
+                None => match self.shared.options.durability {
+                    Durability::Interval(every) if self.unsynced => match self.rx.recv_timeout(every) {
+                        Ok(cmd) => cmd,
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.interval_sync();
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    },
+                    _ => match self.rx.recv() {
+                        Ok(cmd) => cmd,
+                        Err(_) => break,
+                    },
                 },
             };
             pending.push(first);
@@ -718,6 +724,26 @@ impl Writer {
             bytes: self.buf.len() as u64,
         };
         self.buf.clear();
+        self.maybe_start_spare();
+        // With nothing in flight and nobody queued, handing the group to the syncer would only add
+        // a thread wake-up to the commit's latency: sync it here. Otherwise the syncer takes it
+        // and the writer goes on to stage what is queued while the disk works.
+        while let Ok(through) = self.done.try_recv() {
+            self.finished_through = through;
+        }
+        if self.early.is_none() {
+            self.early = self.rx.try_recv().ok();
+        }
+        if self.finished_through == self.sent_through && self.early.is_none() {
+            let mut poisoned = None;
+            let finished = complete(&self.shared, vec![job], &mut poisoned);
+            self.sent_through = self.state.next_position;
+            self.finished_through = *finished.last().expect("one group");
+            if poisoned.is_some() {
+                self.poisoned = poisoned;
+            }
+            return;
+        }
         self.sent_through = self.state.next_position;
         let (tx, _) = self.syncer.as_ref().expect("the syncer runs until the writer stops");
         if let Err(std::sync::mpsc::SendError(job)) = tx.send(job) {
@@ -726,9 +752,7 @@ impl Writer {
                 reply.send(Err(Error::Poisoned { cause: "the log's syncer thread stopped".into() }));
             }
             self.poison("the log's syncer thread stopped".into());
-            return;
         }
-        self.maybe_start_spare();
     }
 
     fn answer(&mut self) {
@@ -915,73 +939,83 @@ impl Syncer {
             while let Ok(job) = self.rx.try_recv() {
                 jobs.push(job);
             }
-            let last = jobs.last().expect("one job at least");
-            // The writer drains the syncer before it seals a segment, so a batch is one segment's.
-            debug_assert!(jobs.iter().all(|j| j.segment == last.segment));
-            if self.poisoned.is_none() && jobs.iter().any(|j| j.sync) {
-                let started = Instant::now();
-                match last.file.sync_data() {
-                    Ok(()) => {
-                        let events = jobs.iter().map(|j| j.staged.len() as u64).sum();
-                        self.shared.metrics.record_fsync(started.elapsed(), events);
-                        last.durable.fetch_max(last.end, Ordering::AcqRel);
-                    }
-                    Err(e) => {
-                        let path = self.shared.log_dir().join(segment::file_name(last.segment));
-                        let cause = format!("fdatasync of {} failed: {e}", path.display());
-                        tracing::error!(%cause, "log poisoned");
-                        *self.shared.poison.lock() = Some(cause.clone());
-                        self.poisoned = Some(cause);
-                    }
-                }
-            }
-            for job in jobs {
-                let through = job.next_position;
-                match &self.poisoned {
-                    Some(cause) => {
-                        for (reply, _) in job.replies {
-                            reply.send(Err(Error::Poisoned { cause: cause.clone() }));
-                        }
-                    }
-                    None => {
-                        self.publish(&job);
-                        self.shared.metrics.record_commit(job.staged.len() as u64, job.bytes);
-                        for (reply, result) in job.replies {
-                            reply.send(result);
-                        }
-                    }
-                }
+            for through in complete(&self.shared, jobs, &mut self.poisoned) {
                 // The writer may be gone at close; then nobody needs to know.
                 let _ = self.done.send(through);
             }
         }
     }
+}
 
-    /// Makes a group visible: the bytes first, then the index, then wake subscribers.
-    fn publish(&self, job: &SyncJob) {
-        job.map.publish(job.end);
-        let mut index = self.shared.index.write();
-        for run in job.staged.chunk_by(|a, b| Arc::ptr_eq(&a.stream, &b.stream)) {
-            let name = &*run[0].stream;
-            let positions = match index.streams.get_mut(name) {
-                Some(positions) => positions,
-                None => index.streams.entry(name.to_string()).or_default(),
-            };
-            assert_eq!(positions.len() as u64, run[0].version, "stream {name} would get a version gap");
-            positions.extend(run.iter().map(|s| s.position));
+/// Makes written groups durable with one fdatasync, publishes them in order and answers them;
+/// on a failed fdatasync, poisons the log and answers them with the error. Returns, per group,
+/// the next position after it.
+fn complete(shared: &Shared, jobs: Vec<SyncJob>, poisoned: &mut Option<String>) -> Vec<u64> {
+    let last = jobs.last().expect("one job at least");
+    // The writer drains the syncer before it seals a segment, so a batch is one segment's.
+    debug_assert!(jobs.iter().all(|j| j.segment == last.segment));
+    if poisoned.is_none() && jobs.iter().any(|j| j.sync) {
+        let started = Instant::now();
+        match last.file.sync_data() {
+            Ok(()) => {
+                let events = jobs.iter().map(|j| j.staged.len() as u64).sum();
+                shared.metrics.record_fsync(started.elapsed(), events);
+                last.durable.fetch_max(last.end, Ordering::AcqRel);
+            }
+            Err(e) => {
+                let path = shared.log_dir().join(segment::file_name(last.segment));
+                let cause = format!("fdatasync of {} failed: {e}", path.display());
+                tracing::error!(%cause, "log poisoned");
+                *shared.poison.lock() = Some(cause.clone());
+                *poisoned = Some(cause);
+            }
         }
-        let active = index.active_mut();
-        assert_eq!(active.id, job.segment, "index and syncer disagree on the active segment");
-        for s in &job.staged {
-            assert_eq!(active.next_position(), s.position, "publishing out of order");
-            active.offsets.push(u32::try_from(s.offset).expect("offsets fit in u32"));
-        }
-        active.data_end = job.end;
-        index.next_position = job.next_position;
-        index.head_hash = job.head_hash;
-        drop(index);
-        self.shared.head_tx.send_replace(job.next_position);
     }
+    let mut finished = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        finished.push(job.next_position);
+        match poisoned {
+            Some(cause) => {
+                for (reply, _) in job.replies {
+                    reply.send(Err(Error::Poisoned { cause: cause.clone() }));
+                }
+            }
+            None => {
+                publish(shared, &job);
+                shared.metrics.record_commit(job.staged.len() as u64, job.bytes);
+                for (reply, result) in job.replies {
+                    reply.send(result);
+                }
+            }
+        }
+    }
+    finished
+}
+
+/// Makes a group visible: the bytes first, then the index, then wake subscribers.
+fn publish(shared: &Shared, job: &SyncJob) {
+    job.map.publish(job.end);
+    let mut index = shared.index.write();
+    for run in job.staged.chunk_by(|a, b| Arc::ptr_eq(&a.stream, &b.stream)) {
+        let name = &*run[0].stream;
+        let positions = match index.streams.get_mut(name) {
+            Some(positions) => positions,
+            None => index.streams.entry(name.to_string()).or_default(),
+        };
+        assert_eq!(positions.len() as u64, run[0].version, "stream {name} would get a version gap");
+        positions.extend(run.iter().map(|s| s.position));
+    }
+    let active = index.active_mut();
+    assert_eq!(active.id, job.segment, "index and syncer disagree on the active segment");
+    for s in &job.staged {
+        assert_eq!(active.next_position(), s.position, "publishing out of order");
+        active.offsets.push(u32::try_from(s.offset).expect("offsets fit in u32"));
+    }
+    active.data_end = job.end;
+    index.next_position = job.next_position;
+    index.head_hash = job.head_hash;
+    drop(index);
+    shared.head_tx.send_replace(job.next_position);
 }
 
 pub(crate) fn now_ms() -> u64 {
