@@ -92,7 +92,7 @@ fn request(seed: u64, tag: Tag) -> (String, Vec<Planned>) {
                 i
             );
             let len = ((r >> (16 + i * 8)) % 200) as usize;
-            let data = if (r >> 40) % 4 == 0 {
+            let data = if (r >> 40).is_multiple_of(4) {
                 Err((0..len).map(|j| (j as u64 ^ r ^ i) as u8).collect())
             } else {
                 // Keys in sorted order, so that the server's answer re-serializes to the same text.
