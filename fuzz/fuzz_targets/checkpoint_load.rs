@@ -123,14 +123,14 @@ fn seal(manifest: &[u8], content: &[u8]) -> Vec<u8> {
 fn sealed_with_content(t: &Template, content: &[u8], fallback_raw_len: u64) -> Vec<u8> {
     let manifest_len = u32::from_le_bytes(t.victim_bytes[12..16].try_into().unwrap()) as usize;
     let mut manifest_bytes = &t.victim_bytes[48..48 + manifest_len];
-    let mut manifest = rmpv::decode::read_value(&mut manifest_bytes).expect("the victim's manifest decodes");
-    let fields = manifest.as_array_mut().expect("the manifest is an array");
+    let manifest = rmpv::decode::read_value(&mut manifest_bytes).expect("the victim's manifest decodes");
+    let rmpv::Value::Array(mut fields) = manifest else { panic!("the manifest is an array") };
     let raw_len = snap::raw::decompress_len(content).map_or(fallback_raw_len, |n| n as u64);
     fields[8] = rmpv::Value::Binary(blake3::hash(content).as_bytes().to_vec());
     fields[9] = rmpv::Value::from(raw_len);
     fields[10] = rmpv::Value::from(content.len() as u64);
     let mut out = Vec::new();
-    rmpv::encode::write_value(&mut out, &manifest).expect("encode to memory");
+    rmpv::encode::write_value(&mut out, &rmpv::Value::Array(fields)).expect("encode to memory");
     seal(&out, content)
 }
 
