@@ -72,9 +72,8 @@ fn template() -> &'static Template {
         let views = Views::start(log.clone(), Views::projections().into_iter().map(|p| (p, None)).collect())
             .expect("start the views");
         let mut infos = Vec::new();
-        for (round, kind) in [CheckpointKind::Full, CheckpointKind::Incremental, CheckpointKind::Incremental]
-            .into_iter()
-            .enumerate()
+        for (round, kind) in
+            [CheckpointKind::Full, CheckpointKind::Incremental, CheckpointKind::Incremental].into_iter().enumerate()
         {
             write_some(&views, round as u64);
             let head = log.head().expect("events were written").position;
