@@ -44,6 +44,10 @@ const _: () = assert!(HEADER_LEN == 48);
 pub const MANIFEST_LEN_MAX: usize = 1 << 20;
 /// Largest decompressed content, in bytes (one snappy block; snappy's own limit is 4 GiB).
 pub const CONTENT_RAW_MAX: u64 = 1 << 31;
+/// Most bytes one byte of snappy data can expand to: the densest element is a 3-byte copy of
+/// 64 bytes (ratio 21⅓). A preamble announcing more than `compressed length × this` is a lie,
+/// refused before the decoder allocates for it.
+pub const SNAPPY_EXPANSION_MAX: u64 = 22;
 /// Largest compressed content: snappy's worst case for [`CONTENT_RAW_MAX`].
 pub const CONTENT_COMPRESSED_MAX: u64 = 32 + CONTENT_RAW_MAX + CONTENT_RAW_MAX / 6;
 /// Largest checkpoint file.
@@ -150,6 +154,10 @@ pub enum FormatError {
     ContentTooLarge { len: u64 },
     #[error("the manifest is {len} bytes, more than the maximum {MANIFEST_LEN_MAX}")]
     ManifestTooLarge { len: u64 },
+    #[error(
+        "the content claims to decompress to {raw_len} bytes, more than its {compressed_len} compressed bytes can hold (at most {SNAPPY_EXPANSION_MAX} per byte)"
+    )]
+    Expansion { raw_len: u64, compressed_len: u64 },
 }
 
 /// The fixed header.
@@ -258,6 +266,10 @@ pub(crate) fn decode_content(manifest: &Manifest, compressed: &[u8]) -> Result<V
     if raw_len != manifest.raw_len || raw_len > CONTENT_RAW_MAX {
         return Err(FormatError::RawLength { expected: manifest.raw_len, actual: raw_len });
     }
+    // The decoder allocates the announced length up front: a few bytes must not claim 2 GiB.
+    if raw_len > (compressed.len() as u64).saturating_mul(SNAPPY_EXPANSION_MAX) {
+        return Err(FormatError::Expansion { raw_len, compressed_len: compressed.len() as u64 });
+    }
     let raw =
         snap::raw::Decoder::new().decompress_vec(compressed).map_err(|e| FormatError::Decompress(e.to_string()))?;
     let content: Vec<ProjectionContent> =
@@ -288,6 +300,21 @@ pub(crate) fn decode_content(manifest: &Manifest, compressed: &[u8]) -> Result<V
         }
     }
     Ok(content)
+}
+
+/// Decodes a whole checkpoint file held in memory, with every check of [`decode_header`],
+/// [`decode_manifest`] and [`decode_content`] (not the file-name check, which needs a name).
+/// Returns the number of projections and of keys decoded. An entry point for the fuzz target
+/// `checkpoint_load`; not part of the API.
+#[doc(hidden)]
+pub fn decode_file_for_fuzzing(bytes: &[u8]) -> Result<(usize, usize), FormatError> {
+    let len = bytes.len() as u64;
+    let header = decode_header(bytes, len)?;
+    let manifest_end = HEADER_LEN + header.manifest_len;
+    let manifest = decode_manifest(&header, &bytes[HEADER_LEN..manifest_end], len)?;
+    let content = decode_content(&manifest, &bytes[manifest_end..])?;
+    let keys = content.iter().map(|c| c.upserts.len() + c.removals.len()).sum();
+    Ok((content.len(), keys))
 }
 
 /// Keys in strictly increasing order (sorted, no duplicates).
@@ -457,6 +484,33 @@ mod tests {
         manifest.content_digest = *blake3::hash(&compressed).as_bytes();
         let err = decode_content(&manifest, &compressed).unwrap_err();
         assert!(matches!(err, FormatError::RawLength { actual, .. } if actual == 3 << 30), "{err}");
+    }
+
+    #[test]
+    fn a_decompressed_length_beyond_what_the_bytes_can_hold_is_refused_before_allocating() {
+        // A 5-byte content whose snappy preamble announces 1 GiB (under CONTENT_RAW_MAX), with
+        // a manifest that agrees: the decoder would allocate 1 GiB before finding the data
+        // missing (the checkpoint_load fuzz target's hash-sealing mode builds such inputs).
+        let (mut manifest, _) = sample();
+        let compressed = vec![0x80, 0x80, 0x80, 0x80, 0x04];
+        assert_eq!(snap::raw::decompress_len(&compressed).unwrap(), 1 << 30);
+        manifest.raw_len = 1 << 30;
+        manifest.compressed_len = compressed.len() as u64;
+        manifest.content_digest = *blake3::hash(&compressed).as_bytes();
+        let err = decode_content(&manifest, &compressed).unwrap_err();
+        assert_eq!(err, FormatError::Expansion { raw_len: 1 << 30, compressed_len: 5 });
+        // The densest real content still decodes: 1 MiB of one repeated byte.
+        let raw = vec![7u8; 1 << 20];
+        let compressed = snap::raw::Encoder::new().compress_vec(&raw).unwrap();
+        assert!((raw.len() as u64) <= compressed.len() as u64 * SNAPPY_EXPANSION_MAX, "{}", compressed.len());
+    }
+
+    #[test]
+    fn the_fuzzing_entry_point_decodes_what_encode_wrote() {
+        let (manifest, content) = sample();
+        let encoded = encode(manifest, &content).unwrap();
+        assert_eq!(decode_file_for_fuzzing(&encoded.bytes), Ok((2, 2)));
+        assert_eq!(decode_file_for_fuzzing(&encoded.bytes[..47]), Err(FormatError::ShortHeader { len: 47 }));
     }
 
     /// The bytes of `sample()` as format version 1 writes them (docs/checkpoint-format.md walks

@@ -95,9 +95,11 @@ mod types;
 pub use crate::copy::{restore_to, restore_to_at, Copied, Overwrite, COPY_CHUNK};
 pub use crate::drill::{drill, DrillReport, Mismatch, MismatchKind};
 pub use crate::error::{Error, Result};
+#[doc(hidden)]
+pub use crate::format::decode_file_for_fuzzing;
 pub use crate::format::{
     genesis_hash, FormatError, CONTENT_COMPRESSED_MAX, CONTENT_RAW_MAX, FILE_LEN_MAX, FORMAT_VERSION, HEADER_LEN,
-    MAGIC, MANIFEST_LEN_MAX, PROJECTIONS_MAX, PROJECTION_NAME_LEN_MAX,
+    MAGIC, MANIFEST_LEN_MAX, PROJECTIONS_MAX, PROJECTION_NAME_LEN_MAX, SNAPPY_EXPANSION_MAX,
 };
 pub use crate::policy::{Policy, EVERY_EVENTS_DEFAULT, EVERY_INTERVAL_DEFAULT, FULL_EVERY_DEFAULT, KEEP_FULL_DEFAULT};
 pub use crate::restore::{replay, Replayed, Restored, REPLAY_PROGRESS_EVERY};

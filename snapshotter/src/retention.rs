@@ -54,13 +54,16 @@ impl Snapshotter {
             _ => BTreeSet::new(),
         };
         let mut deleted = Vec::new();
-        for (&sequence, entry) in catalog.entries.range(..cutoff) {
+        // Newest first: a crash part-way leaves an older full checkpoint with a prefix of its
+        // incrementals (a valid chain), never an incremental whose parent is gone.
+        for (&sequence, entry) in catalog.entries.range(..cutoff).rev() {
             if protected.contains(&sequence) {
                 continue;
             }
             std::fs::remove_file(&entry.file).map_err(|e| Error::io("remove old checkpoint", &entry.file, e))?;
             deleted.push(sequence);
         }
+        deleted.reverse();
         if !deleted.is_empty() {
             sync_dir(&self.dir)?;
             tracing::info!(deleted = deleted.len(), cutoff, "old checkpoints removed by retention");

@@ -401,3 +401,4 @@ pub fn copy_log(from: &Path, to: &Path) {
 }
 
 pub mod power;
+pub mod views;
