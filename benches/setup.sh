@@ -2,7 +2,13 @@
 # Installs what the benchmark harness's peers need (Debian/Ubuntu), then checks it.
 #
 #   sudo bash benches/setup.sh      # or as root
-#   cargo run --release --manifest-path benches/harness/Cargo.toml -- --quick
+#   cargo run --release --manifest-path benches/harness/Cargo.toml -- --quick   # or --full
+#   # after editing benches/harness/analysis.md: rewrite the report from the run's saved
+#   # numbers (docs/benchmarks.json, written by every run), running nothing
+#   cargo run --release --manifest-path benches/harness/Cargo.toml -- --report-from docs/benchmarks.json
+#
+# A run writes docs/benchmarks.md, .svg and .json (--out DIR for elsewhere); --report-from
+# needs none of the peers below.
 #
 # - Redis: the redis-server package (the harness starts its own throwaway server with
 #   appendonly yes + appendfsync always on a Unix socket; the system service is not used).

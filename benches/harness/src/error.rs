@@ -13,6 +13,8 @@ pub enum BenchError {
     Engine(#[from] log_engine::Error),
     #[error("the {system} run of {workload} is wrong: {detail}")]
     Check { system: &'static str, workload: String, detail: String },
+    #[error("{path} is not a saved run this harness can read: {detail}")]
+    Saved { path: PathBuf, detail: String },
 }
 
 impl BenchError {

@@ -6,12 +6,26 @@
 //! cargo run --release --manifest-path benches/harness/Cargo.toml -- --full    # the published run
 //! ```
 //!
-//! It writes `docs/benchmarks.md` and `docs/benchmarks.svg`. The HTTP workload runs the root
-//! workspace's `target/release/cairn` (`cargo build --release -p cairn` first, which rebuilds it
+//! A run writes `docs/benchmarks.md`, `docs/benchmarks.svg` and `docs/benchmarks.json` (`--out
+//! DIR` puts them elsewhere). The JSON file holds the run's numbers (per-repetition summaries,
+//! not raw samples) and the facts the report states about the run: sizes, machine, peer
+//! versions, start time, duration. So the analysis (`analysis.md`, included verbatim) can be
+//! written after seeing a run's numbers, and the report rewritten without running again:
+//!
+//! ```text
+//! cargo run --release --manifest-path benches/harness/Cargo.toml -- --report-from docs/benchmarks.json
+//! ```
+//!
+//! That writes `benchmarks.md` and `benchmarks.svg` into `--out` (docs/ by default) with the
+//! current analysis and wording: the report the run wrote, plus one line saying when it was
+//! regenerated (its header still says when and at which scale the numbers were measured). It
+//! runs no workload and starts no peer.
+//!
+//! The HTTP workload runs the root workspace's `target/release/cairn` (`cargo build --release -p cairn` first, which rebuilds it
 //! only when stale) as `cairn serve` beside `redis-benchmark`. Peers that cannot start
 //! (`benches/setup.sh` installs them) are skipped with a message. Module map: `systems/` (one
 //! module per system behind one trait), `workloads/` (what is measured), `raw.rs` (the
-//! physical limits), `stats.rs`, `results.rs`, `report.rs` + `svg.rs` (output), `run.rs`
+//! physical limits), `stats.rs`, `results.rs`, `report.rs` + `svg.rs` (output), `saved.rs` (benchmarks.json), `run.rs`
 //! (the order of everything), `machine.rs`.
 //!
 //! The binary also has two hidden child modes used by workload 6 (`--child-kill DIR`,
@@ -24,6 +38,7 @@ mod raw;
 mod report;
 mod results;
 mod run;
+mod saved;
 mod stats;
 mod svg;
 mod systems;
@@ -37,7 +52,9 @@ use clap::Parser;
 /// Benchmarks cairn's log engine (and `cairn serve` over HTTP) against PostgreSQL, SQLite,
 /// fjall and Redis Streams.
 #[derive(Debug, Parser)]
-#[command(group(clap::ArgGroup::new("scale").args(["quick", "full", "child_kill", "child_open"]).required(true)))]
+#[command(group(
+    clap::ArgGroup::new("mode").args(["quick", "full", "report_from", "child_kill", "child_open"]).required(true)
+))]
 struct Args {
     /// Short runs and a 1-million-event log; under five minutes.
     #[arg(long)]
@@ -51,7 +68,11 @@ struct Args {
     /// Scratch directory (on the disk to measure); a fresh one under the temp dir by default.
     #[arg(long)]
     scratch: Option<PathBuf>,
-    /// Where to write benchmarks.md and benchmarks.svg.
+    /// Write the report again from a saved run's benchmarks.json (with the current analysis.md),
+    /// running nothing.
+    #[arg(long, value_name = "FILE.json", conflicts_with_all = ["only", "scratch", "keep"])]
+    report_from: Option<PathBuf>,
+    /// Where to write benchmarks.md, benchmarks.svg and (after a run) benchmarks.json.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs"))]
     out: PathBuf,
     /// Keep the scratch directory afterwards.
@@ -69,6 +90,8 @@ fn main() -> ExitCode {
         workloads::reopen::child_kill(dir)
     } else if let Some(dir) = &args.child_open {
         workloads::reopen::child_open(dir)
+    } else if let Some(file) = &args.report_from {
+        saved::regenerate(file, &args.out)
     } else {
         let scale = if args.full { workloads::Scale::FULL } else { workloads::Scale::QUICK };
         run::run(&run::Plan { scale, only: args.only, scratch: args.scratch, out: args.out, keep: args.keep })

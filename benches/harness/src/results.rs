@@ -1,11 +1,13 @@
 //! What a run collected: one table per workload variant, one cell per system, one summary per
 //! repetition (kept by repetition index, so that ratios pair runs taken side by side).
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::Result;
 use crate::stats::{median, Measurement, Summary};
 
 /// How a table's numbers read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Kind {
     /// Durable appends: events/s and commit latency.
     Append,
@@ -15,7 +17,7 @@ pub enum Kind {
     Reopen,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cell {
     pub system: String,
     pub runs: Vec<Option<Summary>>,
@@ -29,7 +31,7 @@ impl Cell {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Table {
     /// Short id used in the ratio table and the plot, e.g. `W2 ×64`.
     pub id: String,
@@ -104,7 +106,7 @@ impl Table {
 }
 
 /// Everything a run measured, plus what could not be measured and why.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Results {
     pub tables: Vec<Table>,
     /// (system, reason) for peers that could not start.
@@ -113,7 +115,9 @@ pub struct Results {
     pub systems: Vec<(String, String, String)>,
     /// Bytes one 256-byte event takes in cairn's log (frame included).
     pub frame_bytes: u64,
+    /// When the run started, e.g. `2026-11-22 20:39 UTC`.
     pub started: String,
+    /// Wall time of the whole run.
     pub seconds: f64,
 }
 

@@ -1,5 +1,6 @@
 //! The order of a run: start the peers, run workloads 1-4 on one set of stores, workload 5 on
-//! fresh stores, workload 6 on cairn's workload-5 log, then write the report.
+//! fresh stores, workload 6 on cairn's workload-5 log, then save the numbers (benchmarks.json)
+//! and write the report from them.
 //!
 //! Interleaving: each repetition runs every workload on every system back to back (the order
 //! of systems rotates with the repetition), so a noisy minute on the shared machine hits all
@@ -18,6 +19,7 @@ use crate::machine::Machine;
 use crate::raw::{self, RawFile};
 use crate::report::{self, BLAKE3, RAW};
 use crate::results::{Kind, Results};
+use crate::saved::{self, SavedRun};
 use crate::stats::Measurement;
 use crate::systems::cairn::{self, Cairn};
 use crate::systems::fjall::Fjall;
@@ -101,21 +103,13 @@ pub fn run(plan: &Plan) -> Result<()> {
     reopen_phase(&reopen_log, &scale, &mut results);
 
     results.seconds = started.elapsed().as_secs_f64();
-    std::fs::create_dir_all(&plan.out).map_err(|e| BenchError::io("create the output directory", &plan.out, e))?;
-    let md = plan.out.join("benchmarks.md");
-    let svg = plan.out.join("benchmarks.svg");
-    std::fs::write(&md, report::render(&results, &machine, &scale))
-        .map_err(|e| BenchError::io("write the report", &md, e))?;
-    std::fs::write(&svg, crate::svg::render(&results)).map_err(|e| BenchError::io("write the plot", &svg, e))?;
-    eprintln!("wrote {} and {} after {:.0} s", md.display(), svg.display(), results.seconds);
-    for g in report::goals(&results, &scale) {
-        let verdict = match g.met {
-            Some(true) => "pass",
-            Some(false) => "MISS",
-            None => "not measured",
-        };
-        eprintln!("  {verdict:>12}  {} (target {}, measured {})", g.what, g.target, g.measured);
-    }
+    let saved = SavedRun::new(results, machine, scale);
+    // The numbers first: should writing the report fail, they can still be rendered later.
+    let json = saved.write(&plan.out)?;
+    let md = report::write(&plan.out, &saved, None)?;
+    eprintln!("wrote {}, {} and benchmarks.svg after {:.0} s", json.display(), md.display(), saved.results.seconds);
+    saved::check_reproducible(&json, &saved);
+    report::print_goals(&saved);
     if !plan.keep {
         if let Err(e) = std::fs::remove_dir_all(&scratch) {
             eprintln!("warning: could not remove the scratch directory {}: {e}", scratch.display());
@@ -488,7 +482,8 @@ fn reopen_phase(dir: &Path, scale: &Scale, results: &mut Results) {
     }
 }
 
-fn utc_now() -> String {
+/// The current time as the report states it, e.g. `2026-11-22 20:39 UTC`.
+pub fn utc_now() -> String {
     Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
         .output()

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 /// One timed run of a workload on one system.
 #[derive(Debug, Clone, Default)]
 pub struct Measurement {
@@ -62,8 +64,8 @@ impl Measurement {
     }
 }
 
-/// What a table shows of one run.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// What a table shows of one run (and what benchmarks.json keeps of it: no raw samples).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub events_per_second: f64,
     pub p50_us: Option<f64>,

@@ -16,10 +16,19 @@ pub mod reopen;
 
 use std::time::Duration;
 
-/// How big and how often.
-#[derive(Debug, Clone, Copy)]
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// `&'static str` behind an alias: serde's derive would otherwise make every `Scale` borrow
+/// from its input for `'static`, although [`scale_name`] maps the name onto a constant.
+pub type ScaleName = &'static str;
+
+/// How big and how often. Saved in benchmarks.json, so that a regenerated report states the
+/// sizes the numbers were measured at, not the current ones.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Scale {
-    pub name: &'static str,
+    /// `quick` or `full`: the flag that selected this scale.
+    #[serde(deserialize_with = "scale_name")]
+    pub name: ScaleName,
     /// Repetitions of every measurement; tables show medians.
     pub reps: usize,
     /// Wall time of one time-boxed append run.
@@ -96,4 +105,17 @@ impl Scale {
     pub fn large_label(&self) -> Option<String> {
         (self.streams > self.peer_streams).then(|| format!("W5 {}M", self.log_events() / 1_000_000))
     }
+}
+
+/// Reads a saved scale's name as one of the two the harness knows (the field is `&'static str`
+/// so that `Scale` stays `Copy` and its constants stay constants).
+fn scale_name<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    let name = String::deserialize(d)?;
+    [Scale::QUICK.name, Scale::FULL.name].into_iter().find(|n| *n == name).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "unknown scale name {name:?} (expected {:?} or {:?})",
+            Scale::QUICK.name,
+            Scale::FULL.name
+        ))
+    })
 }
