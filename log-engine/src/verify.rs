@@ -2,7 +2,7 @@
 //! segment's footer, from the start of the log or from a trusted (position, hash) pair.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::error::{CorruptionKind, Error, Result};
@@ -80,10 +80,12 @@ impl Log {
                 sealed,
             })
             .collect();
-        let checked = AtomicU64::new(0);
         let next = AtomicUsize::new(0);
         let first_failed = AtomicUsize::new(usize::MAX);
-        let work = || {
+        // Workers send progress (events checked since their last message) here; this thread
+        // only draws it, since the callback is not `Send`.
+        let (progress_tx, progress_rx) = std::sync::mpsc::channel::<u64>();
+        let work = |progress_tx: std::sync::mpsc::Sender<u64>| {
             let mut done = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -91,7 +93,7 @@ impl Log {
                 if i >= jobs.len() || i > first_failed.load(Ordering::Relaxed) {
                     return done;
                 }
-                let outcome = check_span(&jobs[i], &checked);
+                let outcome = check_span(&jobs[i], &progress_tx);
                 if outcome.error.is_some() {
                     first_failed.fetch_min(i, Ordering::Relaxed);
                 }
@@ -100,22 +102,24 @@ impl Log {
         };
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(jobs.len()).max(1);
         let mut outcomes: Vec<Option<Outcome>> = (0..jobs.len()).map(|_| None).collect();
+        let mut drawn = 0u64;
         std::thread::scope(|scope| {
-            let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
-            // This thread works too, and draws progress: the callback is not `Send`.
-            let report_progress = |progress: &mut dyn FnMut(VerifyProgress)| {
-                progress(VerifyProgress { checked: checked.load(Ordering::Relaxed), total: total - start })
-            };
-            for (i, outcome) in work() {
-                outcomes[i] = Some(outcome);
-                report_progress(&mut progress);
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    let tx = progress_tx.clone();
+                    scope.spawn(move || work(tx))
+                })
+                .collect();
+            drop(progress_tx);
+            // Ends when every worker has finished (and dropped its sender).
+            for checked in progress_rx {
+                drawn += checked;
+                progress(VerifyProgress { checked: drawn, total: total - start });
             }
-            for helper in helpers {
-                while !helper.is_finished() {
-                    report_progress(&mut progress);
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                for (i, outcome) in helper.join().expect("verify threads do not panic") {
+            for worker in workers {
+                // A panic here is a bug in verify: let it surface on the caller's thread.
+                let done = worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                for (i, outcome) in done {
                     outcomes[i] = Some(outcome);
                 }
             }
@@ -151,7 +155,10 @@ impl Log {
             }
             prev = outcome.last;
         }
-        progress(VerifyProgress { checked: report.events, total: total - start });
+        // After damage, spans past it may have been counted above; the bar never goes back.
+        if report.events >= drawn {
+            progress(VerifyProgress { checked: report.events, total: total - start });
+        }
         Ok(report)
     }
 }
@@ -182,7 +189,7 @@ struct Outcome {
 
 /// Checks one span's records (frame, CRC, position, chain) and, for a sealed segment, its seal
 /// and that its footer's stream table (which open trusts for the index) matches the records.
-fn check_span(span: &Span, checked: &AtomicU64) -> Outcome {
+fn check_span(span: &Span, progress: &std::sync::mpsc::Sender<u64>) -> Outcome {
     let segment = span.segment;
     let first = segment.0;
     let end = first + span.offsets.len() as u64;
@@ -205,6 +212,7 @@ fn check_span(span: &Span, checked: &AtomicU64) -> Outcome {
     };
     // A sealed segment's seal and footer; damage there is reported after the records' own.
     let sealed = span.sealed.then(|| segment::read_sealed(bytes, true));
+    let has_footer = matches!(sealed, Some(Ok(Some(_))));
     let streams: HashMap<&str, &FooterStream, foldhash::fast::RandomState> = match &sealed {
         Some(Ok(Some((_, footer, _)))) => footer.streams.iter().map(|(name, s)| (name.as_str(), s)).collect(),
         _ => HashMap::default(),
@@ -224,7 +232,7 @@ fn check_span(span: &Span, checked: &AtomicU64) -> Outcome {
                 let version = frame.header.version;
                 let mut listed = Ok(());
                 let hash = record::frame_chain_hash(&prev, &frame, |stream, id| {
-                    if !streams.is_empty() {
+                    if has_footer {
                         listed = footer_lists(&streams, stream, version, position, id);
                     }
                 });
@@ -245,7 +253,8 @@ fn check_span(span: &Span, checked: &AtomicU64) -> Outcome {
                 outcome.events += 1;
                 unreported += 1;
                 if unreported == 65_536 {
-                    checked.fetch_add(unreported, Ordering::Relaxed);
+                    // The receiver lives until every worker is done.
+                    let _ = progress.send(unreported);
                     unreported = 0;
                 }
             }
@@ -255,7 +264,9 @@ fn check_span(span: &Span, checked: &AtomicU64) -> Outcome {
             }
         }
     }
-    checked.fetch_add(unreported, Ordering::Relaxed);
+    if unreported > 0 {
+        let _ = progress.send(unreported);
+    }
     outcome.last = prev;
     if outcome.error.is_none() {
         if let Some(sealed) = sealed {

@@ -386,8 +386,14 @@ impl Writer {
         while self.finished_through < self.sent_through {
             match self.done.recv() {
                 Ok(through) => self.finished_through = through,
-                // The syncer is gone (it only stops when told to): nothing more will finish.
-                Err(_) => break,
+                // The syncer is gone (it only stops when told to, so it panicked): nothing
+                // more will finish, and what was in flight is lost. Poison now; its own handler
+                // may not have run yet.
+                Err(_) => {
+                    let mut poison = self.shared.poison.lock();
+                    poison.get_or_insert_with(|| "the log's syncer thread stopped".to_string());
+                    break;
+                }
             }
         }
         if self.poisoned.is_none() {
@@ -593,6 +599,10 @@ impl Writer {
         if maybe_retry {
             // The original may be in flight: wait until it is in the index and readable.
             self.drain();
+            if let Some(cause) = &self.poisoned {
+                // What was in flight is not in the index and never will be.
+                return Err(Error::Poisoned { cause: cause.clone() });
+            }
         }
         // Where would the first event be, if this is a retry?
         let candidate = match (append.expected, current) {
@@ -677,6 +687,10 @@ impl Writer {
             self.answer();
             return;
         }
+        // The syncer may have poisoned the log since this group was staged: write nothing more.
+        if self.poisoned.is_none() {
+            self.poisoned = self.shared.poison.lock().clone();
+        }
         if let Some(cause) = &self.poisoned {
             let cause = cause.clone();
             self.fail_group(cause);
@@ -735,7 +749,9 @@ impl Writer {
             self.early = self.rx.try_recv().ok();
         }
         if self.finished_through == self.sent_through && self.early.is_none() {
-            let mut poisoned = None;
+            // The syncer poisons the log before it reports a group done: a poisoning in the
+            // groups just finished is visible here, and this group must not be published.
+            let mut poisoned = self.shared.poison.lock().clone();
             let finished = complete(&self.shared, vec![job], &mut poisoned);
             self.sent_through = self.state.next_position;
             self.finished_through = *finished.last().expect("one group");
@@ -992,26 +1008,37 @@ fn complete(shared: &Shared, jobs: Vec<SyncJob>, poisoned: &mut Option<String>) 
     finished
 }
 
-/// Makes a group visible: the bytes first, then the index, then wake subscribers.
+/// Makes a group visible: the bytes first, then the index, then wake subscribers. Everything is
+/// checked before anything changes, so a failed assertion leaves readers' view as it was.
 fn publish(shared: &Shared, job: &SyncJob) {
-    job.map.publish(job.end);
     let mut index = shared.index.write();
+    // A group may hold several runs of one stream (from different requests).
+    let mut added: HashMap<&str, u64> = HashMap::new();
+    for run in job.staged.chunk_by(|a, b| Arc::ptr_eq(&a.stream, &b.stream)) {
+        let name = &*run[0].stream;
+        let earlier = added.entry(name).or_default();
+        let have = index.streams.get(name).map_or(0, |p| p.len() as u64) + *earlier;
+        assert_eq!(have, run[0].version, "stream {name} would get a version gap");
+        *earlier += run.len() as u64;
+    }
+    let active = index.active_mut();
+    assert_eq!(active.id, job.segment, "index and syncer disagree on the active segment");
+    for (i, s) in job.staged.iter().enumerate() {
+        assert_eq!(active.next_position() + i as u64, s.position, "publishing out of order");
+    }
+    job.map.publish(job.end);
+    for s in &job.staged {
+        active.offsets.push(u32::try_from(s.offset).expect("offsets fit in u32"));
+    }
+    active.data_end = job.end;
     for run in job.staged.chunk_by(|a, b| Arc::ptr_eq(&a.stream, &b.stream)) {
         let name = &*run[0].stream;
         let positions = match index.streams.get_mut(name) {
             Some(positions) => positions,
             None => index.streams.entry(name.to_string()).or_default(),
         };
-        assert_eq!(positions.len() as u64, run[0].version, "stream {name} would get a version gap");
         positions.extend(run.iter().map(|s| s.position));
     }
-    let active = index.active_mut();
-    assert_eq!(active.id, job.segment, "index and syncer disagree on the active segment");
-    for s in &job.staged {
-        assert_eq!(active.next_position(), s.position, "publishing out of order");
-        active.offsets.push(u32::try_from(s.offset).expect("offsets fit in u32"));
-    }
-    active.data_end = job.end;
     index.next_position = job.next_position;
     index.head_hash = job.head_hash;
     drop(index);

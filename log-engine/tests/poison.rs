@@ -75,3 +75,56 @@ fn enospc_preparing_a_segment_is_an_ordinary_error() {
     log.append("s", ExpectedVersion::Any, vec![event("s", acknowledged)]).unwrap();
     assert!(log.verify(None, |_| {}).unwrap().ok);
 }
+
+/// With many appenders, groups are in flight on the syncer thread while the writer stages the
+/// next: a failed fdatasync there must still leave readers exactly the acknowledged events,
+/// an index that agrees with the records, and every later append refused.
+#[test]
+fn failed_fdatasync_under_concurrent_appenders_keeps_readers_consistent() {
+    for skip in [3u64, 10, 25, 60] {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FaultFs::new();
+        let log = Arc::new(Log::open(dir.path(), Options { fs: Arc::new(fs.clone()), ..small_options() }).unwrap());
+        fs.inject(Op::Sync, skip, EIO);
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    let stream = format!("agent-{}", t % 3);
+                    let mut acked = Vec::new();
+                    for n in 0.. {
+                        match log.append(&stream, ExpectedVersion::Any, vec![event(&stream, n)]) {
+                            Ok(done) => acked.push((stream.clone(), done.first_version, done.first_position)),
+                            Err(Error::Poisoned { .. }) => return acked,
+                            Err(other) => panic!("skip {skip}: expected poisoning, got {other}"),
+                        }
+                    }
+                    unreachable!()
+                })
+            })
+            .collect();
+        let acked: Vec<_> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        let visible = log.read_all(Position(0), usize::MAX).unwrap();
+        assert_eq!(visible.len() as u64, log.head().map_or(0, |h| h.position.0 + 1), "skip {skip}");
+        for (stream, version, position) in &acked {
+            let event = &visible[position.0 as usize];
+            assert_eq!((&event.stream, event.version), (stream, *version), "skip {skip}: ack at {position}");
+        }
+        for s in 0..3 {
+            let stream = format!("agent-{s}");
+            let read = log.read_stream(&stream, None, usize::MAX, log_engine::Direction::Forward).unwrap_or_default();
+            assert_eq!(log.stream_version(&stream).map(|v| v.0 + 1).unwrap_or(0), read.len() as u64, "skip {skip}");
+        }
+        assert!(matches!(
+            log.append("late", ExpectedVersion::Any, vec![event("late", 0)]),
+            Err(Error::Poisoned { .. })
+        ));
+        drop(log);
+        let log = Log::open(dir.path(), small_options()).unwrap();
+        for (stream, version, position) in &acked {
+            let event = log.read_event(*position).unwrap();
+            assert_eq!((&event.stream, event.version), (stream, *version), "skip {skip}: lost at reopen");
+        }
+        assert!(log.verify(None, |_| {}).unwrap().ok);
+    }
+}
