@@ -220,7 +220,7 @@ impl Log {
                 // A panic is an assertion about the log's state failing: nothing more may be
                 // acknowledged. Waiters see their reply channel close and report the poison.
                 if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| writer.run())).is_err() {
-                    *for_writer.poison.lock() = Some("the writer thread panicked".to_string());
+                    for_writer.poison.lock().get_or_insert_with(|| "the writer thread panicked".to_string());
                     for_writer.head_tx.send_modify(|_| {});
                 }
             })

@@ -271,7 +271,7 @@ impl Writer {
             // As for the writer: a failed assertion here poisons the log; waiters see their reply
             // channel close and report the poison.
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| syncer.run())).is_err() {
-                *for_syncer.poison.lock() = Some("the syncer thread panicked".to_string());
+                for_syncer.poison.lock().get_or_insert_with(|| "the syncer thread panicked".to_string());
                 for_syncer.head_tx.send_modify(|_| {});
             }
         })?;

@@ -84,7 +84,9 @@ fn failed_fdatasync_under_concurrent_appenders_keeps_readers_consistent() {
     for skip in [3u64, 10, 25, 60] {
         let dir = tempfile::tempdir().unwrap();
         let fs = FaultFs::new();
-        let log = Arc::new(Log::open(dir.path(), Options { fs: Arc::new(fs.clone()), ..small_options() }).unwrap());
+        // Segments large enough that no roll happens: only group commits sync.
+        let options = Options { fs: Arc::new(fs.clone()), segment_size: 4 << 20, ..Options::default() };
+        let log = Arc::new(Log::open(dir.path(), options).unwrap());
         fs.inject(Op::Sync, skip, EIO);
         let threads: Vec<_> = (0..8)
             .map(|t| {
