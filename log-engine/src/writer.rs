@@ -10,8 +10,9 @@
 //! share the next one.
 //!
 //! Invariants:
-//! - Only the writer writes segment files; only the syncer (and the writer while rolling, with
-//!   the syncer drained) mutates the index.
+//! - Only the writer writes segment files. The index changes only in `publish`, run by the
+//!   syncer, or by the writer for a lone commit while nothing is in flight, and in `roll`, run by
+//!   the writer with the syncer drained: never by both threads at once.
 //! - Groups are synced, published and answered in the order they were written.
 //! - A batch (one append call) never spans segments and ends with a record flagged BATCH_END.
 //! - Readers see a record only after the fdatasync that made it durable (in `Durability::Sync`).
@@ -366,9 +367,7 @@ impl Writer {
     /// Takes in what the syncer has finished (and a poisoning it found); forgets the overlay once
     /// nothing is in flight, since the index then has everything.
     fn catch_up(&mut self) {
-        while let Ok(through) = self.done.try_recv() {
-            self.finished_through = through;
-        }
+        self.take_finished();
         if self.poisoned.is_none() {
             self.poisoned = self.shared.poison.lock().clone();
         }
@@ -377,6 +376,13 @@ impl Writer {
         }
         if self.finished_through == self.sent_through && self.staged.is_empty() {
             self.overlay.clear();
+        }
+    }
+
+    /// Notes the groups the syncer has finished since the last look, without waiting.
+    fn take_finished(&mut self) {
+        while let Ok(through) = self.done.try_recv() {
+            self.finished_through = through;
         }
     }
 
@@ -594,23 +600,23 @@ impl Writer {
     fn find_duplicate(&mut self, append: &PreparedAppend, current: Option<u64>) -> Result<Option<AppendResult>> {
         let first = &append.events[0];
         let name = append.stream.as_str();
-        let maybe_retry = matches!((append.expected, current), (ExpectedVersion::Exact(v), Some(cur)) if cur > v.0)
-            || self.state.ids.get(&first.id).is_some();
-        if maybe_retry {
-            // The original may be in flight: wait until it is in the index and readable.
-            self.drain();
-            if let Some(cause) = &self.poisoned {
-                // What was in flight is not in the index and never will be.
-                return Err(Error::Poisoned { cause: cause.clone() });
-            }
-        }
-        // Where would the first event be, if this is a retry?
-        let candidate = match (append.expected, current) {
-            (ExpectedVersion::Exact(v), Some(cur)) if cur > v.0 => self.position_of(name, v.0 + 1),
+        // Where would the first event be, if this is a retry? The version after the expected one,
+        // or where the first event's id was seen.
+        let exact_next = match (append.expected, current) {
+            (ExpectedVersion::Exact(v), Some(cur)) if cur > v.0 => Some(v.0 + 1),
             _ => None,
+        };
+        let by_id = self.state.ids.get(&first.id);
+        if exact_next.is_none() && by_id.is_none() {
+            return Ok(None);
         }
-        .or_else(|| self.state.ids.get(&first.id));
-        let Some(first_position) = candidate else {
+        // The original may be in flight: wait until it is in the index and readable.
+        self.drain();
+        if let Some(cause) = &self.poisoned {
+            // What was in flight is not in the index and never will be.
+            return Err(Error::Poisoned { cause: cause.clone() });
+        }
+        let Some(first_position) = exact_next.and_then(|v| self.position_of(name, v)).or(by_id) else {
             return Ok(None);
         };
         let mut last = None;
@@ -742,9 +748,7 @@ impl Writer {
         // With nothing in flight and nobody queued, handing the group to the syncer would only add
         // a thread wake-up to the commit's latency: sync it here. Otherwise the syncer takes it
         // and the writer goes on to stage what is queued while the disk works.
-        while let Ok(through) = self.done.try_recv() {
-            self.finished_through = through;
-        }
+        self.take_finished();
         if self.early.is_none() {
             self.early = self.rx.try_recv().ok();
         }
