@@ -626,29 +626,11 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
     let mut recent_ids: Vec<(u64, Uuid)> = Vec::new();
     let mut last_ts = 0u64;
     let mut active = None;
-    for (i, &id) in ids.iter().enumerate() {
+    let probes = probe_segments(&log_dir, fs.as_ref(), &ids);
+    for (i, probe) in probes.into_iter().enumerate() {
         let newest = i + 1 == ids.len();
-        let path = log_dir.join(segment::file_name(id));
-        let file = fs.open(&path).map_err(|e| Error::io("open segment", &path, e))?;
-        let len = file.len().map_err(|e| Error::io("stat segment", &path, e))?;
+        let Probe { id, path, file, len, header, sealed } = probe?;
         let corrupt = |offset, kind| Error::Corrupt { segment: id, offset, position: None, kind };
-        if !(SEGMENT_SIZE_MIN..=SEGMENT_SIZE_MAX).contains(&len) {
-            return Err(corrupt(0, CorruptionKind::SegmentHeader(format!("file is {len} bytes"))));
-        }
-        let header = {
-            let mut b = [0u8; segment::HEADER_USED];
-            file.read_exact_at(&mut b, 0).map_err(|e| Error::io("read segment header", &path, e))?;
-            SegmentHeader::decode(&b).map_err(|k| corrupt(0, k))?
-        };
-        if header.id != id || header.capacity != len {
-            return Err(corrupt(
-                0,
-                CorruptionKind::SegmentHeader(format!(
-                    "header says segment {} of {} bytes; the file is {} of {len} bytes",
-                    header.id, header.capacity, id
-                )),
-            ));
-        }
         if id.0 != index.next_position || header.prev_hash != index.head_hash {
             return Err(corrupt(
                 0,
@@ -661,15 +643,14 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
                 )),
             ));
         }
-        // Map read-only to look for a seal; dropped again before any repair below.
-        let sealed = {
-            let probe = Mapping::new(file.as_file(), len).map_err(|e| Error::io("map segment", &path, e))?;
-            segment::read_sealed(probe.bytes(), false).map_err(|(offset, kind)| corrupt(offset, kind))?
-        };
-        match sealed {
-            Some((seal, footer, footer_offset)) => {
-                for (name, s) in &footer.streams {
-                    let positions = index.streams.entry(name.clone()).or_default();
+        match sealed? {
+            Some((map, sealed)) => {
+                let segment::Sealed { seal, footer, footer_offset } = sealed;
+                for (name, s) in footer.streams {
+                    let positions = match index.streams.get_mut(&name) {
+                        Some(positions) => positions,
+                        None => index.streams.entry(name.clone()).or_default(),
+                    };
                     if positions.len() as u64 != s.first_version {
                         return Err(corrupt(
                             footer_offset,
@@ -682,7 +663,6 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
                     }
                     positions.extend_from_slice(&s.positions);
                 }
-                let map = Mapping::new(file.as_file(), len).map_err(|e| Error::io("map segment", &path, e))?;
                 index.next_position = seal.position + 1;
                 index.head_hash = seal.hash;
                 last_ts = last_ts.max(seal.timestamp_ms);
@@ -704,24 +684,31 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
             None => {
                 let scan = crate::recovery::scan_newest(dir, fs.as_ref(), &*file, &header, options.recovery)?;
                 let mut footer = FooterBuilder::default();
-                for r in &scan.records {
-                    let positions = index.streams.entry(r.stream.clone()).or_default();
-                    if positions.len() as u64 != r.version {
-                        return Err(Error::Corrupt {
-                            segment: id,
-                            offset: r.offset,
-                            position: Some(Position(r.position)),
-                            kind: CorruptionKind::RecordBody(format!(
-                                "stream {} version {} follows version {}",
-                                r.stream,
-                                r.version,
-                                positions.len() as i64 - 1
-                            )),
-                        });
+                for run in scan.records.chunk_by(|a, b| a.stream == b.stream) {
+                    let stream = &run[0].stream;
+                    let positions = match index.streams.get_mut(stream) {
+                        Some(positions) => positions,
+                        None => index.streams.entry(stream.clone()).or_default(),
+                    };
+                    for r in run {
+                        if positions.len() as u64 != r.version {
+                            return Err(Error::Corrupt {
+                                segment: id,
+                                offset: r.offset,
+                                position: Some(Position(r.position)),
+                                kind: CorruptionKind::RecordBody(format!(
+                                    "stream {} version {} follows version {}",
+                                    r.stream,
+                                    r.version,
+                                    positions.len() as i64 - 1
+                                )),
+                            });
+                        }
+                        positions.push(r.position);
+                        recent_ids.push((r.position, r.id));
                     }
-                    positions.push(r.position);
-                    recent_ids.push((r.position, r.id));
-                    footer.push(r.offset, &r.stream, r.version, r.position, r.id);
+                    let entries: Vec<_> = run.iter().map(|r| (r.offset, r.position, r.id)).collect();
+                    footer.push_run(stream, run[0].version, &entries);
                 }
                 let map =
                     Arc::new(Mapping::new(file.as_file(), scan.end).map_err(|e| Error::io("map segment", &path, e))?);
@@ -763,8 +750,8 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
             position: None,
             kind,
         })?;
-        let (_, footer, _) = sealed.expect("a segment sealed a moment ago is still sealed");
-        for s in footer.streams.values() {
+        let sealed = sealed.expect("a segment sealed a moment ago is still sealed");
+        for s in sealed.footer.streams.values() {
             recent_ids.extend(s.positions.iter().zip(&s.ids).map(|(p, raw)| (*p, Uuid::from_bytes(*raw))));
         }
     }
@@ -788,6 +775,71 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
     };
     tracing::info!(dir = %dir.display(), events = index.next_position, segments = index.segments.len(), "log opened");
     Ok((index, state))
+}
+
+/// What open learns of one segment file before it checks how the segments join.
+struct Probe {
+    id: SegmentId,
+    path: PathBuf,
+    file: Box<dyn StorageFile>,
+    len: u64,
+    header: SegmentHeader,
+    /// The segment's footer (without ids) and its mapping if it is sealed; damage found there is
+    /// reported only after the segment's header has been found to join its predecessor.
+    sealed: Result<Option<(Mapping, segment::Sealed)>>,
+}
+
+/// Opens every segment, checks its header and reads its footer if it is sealed, on as many
+/// threads as there are cores: decoding footers is most of the time open spends on a large log.
+/// Results are in `ids` order, so the caller reports the earliest damage first.
+fn probe_segments(log_dir: &Path, fs: &dyn FileSystem, ids: &[SegmentId]) -> Vec<Result<Probe>> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(ids.len()).max(1);
+    let mut results: Vec<(usize, Result<Probe>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                scope.spawn(move || {
+                    (w..ids.len()).step_by(workers).map(|i| (i, probe_segment(log_dir, fs, ids[i]))).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("probing a segment does not panic")).collect()
+    });
+    results.sort_unstable_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, probe)| probe).collect()
+}
+
+fn probe_segment(log_dir: &Path, fs: &dyn FileSystem, id: SegmentId) -> Result<Probe> {
+    let path = log_dir.join(segment::file_name(id));
+    let file = fs.open(&path).map_err(|e| Error::io("open segment", &path, e))?;
+    let len = file.len().map_err(|e| Error::io("stat segment", &path, e))?;
+    let corrupt = |offset, kind| Error::Corrupt { segment: id, offset, position: None, kind };
+    if !(SEGMENT_SIZE_MIN..=SEGMENT_SIZE_MAX).contains(&len) {
+        return Err(corrupt(0, CorruptionKind::SegmentHeader(format!("file is {len} bytes"))));
+    }
+    let header = {
+        let mut b = [0u8; segment::HEADER_USED];
+        file.read_exact_at(&mut b, 0).map_err(|e| Error::io("read segment header", &path, e))?;
+        SegmentHeader::decode(&b).map_err(|k| corrupt(0, k))?
+    };
+    if header.id != id || header.capacity != len {
+        return Err(corrupt(
+            0,
+            CorruptionKind::SegmentHeader(format!(
+                "header says segment {} of {} bytes; the file is {} of {len} bytes",
+                header.id, header.capacity, id
+            )),
+        ));
+    }
+    // A sealed segment keeps this mapping; an unsealed one is dropped again before recovery
+    // (which may repair the file) maps it afresh.
+    let sealed = Mapping::new(file.as_file(), len).map_err(|e| Error::io("map segment", &path, e)).and_then(|map| {
+        match segment::read_sealed(map.bytes(), false) {
+            Ok(Some(sealed)) => Ok(Some((map, sealed))),
+            Ok(None) => Ok(None),
+            Err((offset, kind)) => Err(corrupt(offset, kind)),
+        }
+    });
+    Ok(Probe { id, path, file, len, header, sealed })
 }
 
 /// Starts a new active segment after the newest sealed one (or the first of an empty log).

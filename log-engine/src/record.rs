@@ -30,6 +30,8 @@ pub(crate) const CRC_SALT: [u8; 8] = *b"cairnREC";
 
 pub(crate) const KIND_EVENT: u8 = 1;
 pub(crate) const KIND_SEAL: u8 = 2;
+/// A sealed segment's event ids, right after its seal record (segment.rs).
+pub(crate) const KIND_IDS: u8 = 3;
 
 pub(crate) const FLAG_COMPRESSED: u8 = 1 << 0;
 pub(crate) const FLAG_BATCH_END: u8 = 1 << 1;
@@ -43,8 +45,8 @@ pub(crate) const EVENT_BODY_MAX: usize = EVENT_SIZE_MAX + 1024;
 
 const _: () = assert!(FRAME_HEADER_LEN.is_multiple_of(RECORD_ALIGN));
 const _: () = assert!(EVENT_BODY_MAX < u32::MAX as usize);
-// A seal record is never an event, and BATCH_END is a real bit.
-const _: () = assert!(KIND_SEAL != KIND_EVENT);
+// Seal and id records are never events, and BATCH_END is a real bit.
+const _: () = assert!(KIND_SEAL != KIND_EVENT && KIND_IDS != KIND_EVENT && KIND_IDS != KIND_SEAL);
 const _: () = assert!(FLAG_BATCH_END != 0);
 
 /// The fixed part of a frame.
@@ -107,7 +109,7 @@ pub(crate) fn frame_len(body_len: usize) -> usize {
 pub(crate) fn encode_frame(buf: &mut Vec<u8>, header: &FrameHeader, body: &[u8]) {
     let start = buf.len();
     assert!(start.is_multiple_of(RECORD_ALIGN), "frame start {start} is not aligned");
-    assert!(header.kind == KIND_EVENT || header.kind == KIND_SEAL, "kind {}", header.kind);
+    assert!(matches!(header.kind, KIND_EVENT | KIND_SEAL | KIND_IDS), "kind {}", header.kind);
     let len = frame_len(body.len());
     buf.reserve(len);
     buf.extend_from_slice(&[0; 4]);
@@ -159,7 +161,7 @@ pub(crate) fn decode_frame(bytes: &[u8], body_max: usize) -> Result<Frame<'_>, F
         }
         return Err(FrameError::Kind(0));
     }
-    if kind != KIND_EVENT && kind != KIND_SEAL {
+    if !matches!(kind, KIND_EVENT | KIND_SEAL | KIND_IDS) {
         return Err(FrameError::Kind(kind));
     }
     let flags = head[9];

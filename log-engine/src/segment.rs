@@ -12,12 +12,13 @@
 //! | 0 | 4096 | header (128 bytes used, rest zero) |
 //! | 4096 | … | records (record.rs), each 8-byte aligned |
 //! | after the last record | … | seal footer: a record of kind 2 (sealed segments only) |
+//! | after the seal record | … | event ids: a record of kind 3 (sealed segments only) |
 //! | capacity − 64 | 64 | trailer: locates the footer (sealed segments only) |
 
 use std::collections::BTreeMap;
 
 use crate::error::CorruptionKind;
-use crate::record::{self, Frame, FrameError, FrameHeader, FRAME_HEADER_LEN, KIND_SEAL, RECORD_ALIGN};
+use crate::record::{self, Frame, FrameError, FrameHeader, FRAME_HEADER_LEN, KIND_IDS, KIND_SEAL, RECORD_ALIGN};
 use crate::types::{ChainHash, SegmentId};
 
 pub(crate) const HEADER_LEN: u64 = 4096;
@@ -25,7 +26,8 @@ pub(crate) const HEADER_USED: usize = 128;
 pub(crate) const TRAILER_LEN: u64 = 64;
 pub(crate) const MAGIC: [u8; 8] = *b"CAIRNSEG";
 pub(crate) const TRAILER_MAGIC: [u8; 8] = *b"CAIRNEND";
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// 2: a sealed segment's event ids moved out of the footer into their own record.
+pub(crate) const FORMAT_VERSION: u32 = 2;
 pub(crate) const HEADER_SALT: [u8; 8] = *b"cairnHDR";
 pub(crate) const TRAILER_SALT: [u8; 8] = *b"cairnTRL";
 
@@ -38,8 +40,10 @@ pub const SEGMENT_SIZE_MAX: u64 = 1 << 32;
 
 /// Fixed part of the footer body: first position, count, stream count, reserved.
 pub(crate) const FOOTER_FIXED: usize = 24;
-/// Footer bytes per record: offset (4), position in its stream table (8), id (16).
-pub(crate) const FOOTER_PER_RECORD: usize = 4 + 8 + 16;
+/// Footer bytes per record: offset (4), position in its stream table (8).
+pub(crate) const FOOTER_PER_RECORD: usize = 4 + 8;
+/// Id-record bytes per record: the event id.
+pub(crate) const IDS_PER_RECORD: usize = 16;
 /// Footer bytes per distinct stream, beyond its name: name length (2), first version (8), count (4).
 pub(crate) const FOOTER_PER_STREAM: usize = 2 + 8 + 4;
 
@@ -135,6 +139,8 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 pub(crate) struct Trailer {
     pub footer_offset: u64,
     pub footer_len: u64,
+    /// Length of the id record, which starts at `footer_offset + footer_len`.
+    pub ids_len: u64,
 }
 
 impl Trailer {
@@ -143,6 +149,7 @@ impl Trailer {
         b[0..8].copy_from_slice(&TRAILER_MAGIC);
         b[8..16].copy_from_slice(&self.footer_offset.to_le_bytes());
         b[16..24].copy_from_slice(&self.footer_len.to_le_bytes());
+        b[24..32].copy_from_slice(&self.ids_len.to_le_bytes());
         let crc = salted_crc(&TRAILER_SALT, &b[..TRAILER_LEN as usize - 4]);
         b[TRAILER_LEN as usize - 4..].copy_from_slice(&crc.to_le_bytes());
         b
@@ -157,7 +164,7 @@ impl Trailer {
         if crc != salted_crc(&TRAILER_SALT, &b[..TRAILER_LEN as usize - 4]) {
             return None;
         }
-        Some(Trailer { footer_offset: u64_at(b, 8), footer_len: u64_at(b, 16) })
+        Some(Trailer { footer_offset: u64_at(b, 8), footer_len: u64_at(b, 16), ids_len: u64_at(b, 24) })
     }
 }
 
@@ -169,20 +176,29 @@ pub(crate) struct FooterStream {
     pub ids: Vec<[u8; 16]>,
 }
 
-/// What a sealed segment's footer holds: enough to index the segment without reading it.
+/// What a sealed segment's footer holds: enough to index the segment without reading it. The
+/// event ids are kept in a record of their own after the footer, with their own CRC, so that open
+/// reads them only for the few newest segments the idempotency window needs.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct Footer {
     pub first_position: u64,
     /// Byte offset of each record, by position − first_position.
     pub offsets: Vec<u32>,
-    /// Per stream (sorted by name), the versions, positions and ids of its events here.
+    /// Per stream (sorted by name), the versions, positions and (when read) ids of its events here.
     pub streams: BTreeMap<String, FooterStream>,
 }
 
 impl Footer {
-    /// Footer body bytes for the given shape; the writer tracks this to reserve space.
+    /// Footer body bytes for the given shape.
     pub(crate) fn body_len(records: usize, stream_name_bytes: usize, streams: usize) -> usize {
         FOOTER_FIXED + FOOTER_PER_RECORD * records + FOOTER_PER_STREAM * streams + stream_name_bytes
+    }
+
+    /// Bytes of the footer and id records together, for the given shape; the writer tracks this
+    /// to reserve space for the seal.
+    pub(crate) fn seal_len(records: usize, stream_name_bytes: usize, streams: usize) -> usize {
+        record::frame_len(Footer::body_len(records, stream_name_bytes, streams))
+            + record::frame_len(IDS_PER_RECORD * records)
     }
 
     pub(crate) fn encode_body(&self) -> Vec<u8> {
@@ -205,18 +221,39 @@ impl Footer {
             for p in &s.positions {
                 b.extend_from_slice(&p.to_le_bytes());
             }
-            for id in &s.ids {
-                b.extend_from_slice(id);
-            }
         }
         assert_eq!(b.len(), len, "footer length accounting");
         b
     }
 
-    /// Decodes and cross-checks a footer body. `data_end` is the footer's own offset: every
-    /// record offset must lie below it. Event ids are decoded only when `with_ids` is set
-    /// (otherwise each stream's `ids` is left empty): open needs them for recent segments only.
-    pub(crate) fn decode_body(b: &[u8], data_end: u64, with_ids: bool) -> Result<Footer, String> {
+    /// The id record's body: every stream's ids, in the footer's stream order.
+    pub(crate) fn encode_ids(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(IDS_PER_RECORD * self.offsets.len());
+        for s in self.streams.values() {
+            assert_eq!(s.positions.len(), s.ids.len());
+            for id in &s.ids {
+                b.extend_from_slice(id);
+            }
+        }
+        assert_eq!(b.len(), IDS_PER_RECORD * self.offsets.len(), "id record length accounting");
+        b
+    }
+
+    /// Fills each stream's `ids` from an id record's body.
+    pub(crate) fn attach_ids(&mut self, b: &[u8]) -> Result<(), String> {
+        if b.len() != IDS_PER_RECORD * self.offsets.len() {
+            return Err(format!("id record holds {} bytes for {} events", b.len(), self.offsets.len()));
+        }
+        let mut ids = b.chunks_exact(IDS_PER_RECORD).map(|id| <[u8; 16]>::try_from(id).expect("16 bytes"));
+        for s in self.streams.values_mut() {
+            s.ids = ids.by_ref().take(s.positions.len()).collect();
+        }
+        Ok(())
+    }
+
+    /// Decodes and cross-checks a footer body (each stream's `ids` is left empty). `data_end` is
+    /// the footer's own offset: every record offset must lie below it.
+    pub(crate) fn decode_body(b: &[u8], data_end: u64) -> Result<Footer, String> {
         let mut r = Reader { b, at: 0 };
         let first_position = r.u64()?;
         let count = r.u64()?;
@@ -259,13 +296,7 @@ impl Footer {
                 }
                 positions.push(p);
             }
-            let raw_ids = r.bytes(16 * n)?;
-            let ids = if with_ids {
-                raw_ids.chunks_exact(16).map(|id| id.try_into().expect("16 bytes")).collect()
-            } else {
-                Vec::new()
-            };
-            if streams.insert(name.to_string(), FooterStream { first_version, positions, ids }).is_some() {
+            if streams.insert(name.to_string(), FooterStream { first_version, positions, ids: Vec::new() }).is_some() {
                 return Err(format!("stream {name:?} listed twice"));
             }
         }
@@ -304,11 +335,18 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Reads a sealed segment's footer through its trailer. `Ok(None)`: no valid trailer, the
-/// segment was not sealed. `Err`: a trailer exists but what it points at is damaged.
-/// A sealed segment's seal record, its decoded footer, and the footer's offset.
-pub(crate) type Sealed = (FrameHeader, Footer, u64);
+/// A sealed segment's seal record, its decoded footer, and where the footer lies.
+#[derive(Debug)]
+pub(crate) struct Sealed {
+    pub seal: FrameHeader,
+    pub footer: Footer,
+    pub footer_offset: u64,
+}
 
+/// Reads a sealed segment's footer through its trailer, and its id record when `with_ids` is set
+/// (otherwise each stream's `ids` is left empty and the id record is not read). `Ok(None)`: no
+/// valid trailer, the segment was not sealed. `Err`: a trailer exists but what it points at is
+/// damaged.
 pub(crate) fn read_sealed(bytes: &[u8], with_ids: bool) -> Result<Option<Sealed>, (u64, CorruptionKind)> {
     let cap = bytes.len() as u64;
     let trailer_at = cap - TRAILER_LEN;
@@ -316,30 +354,47 @@ pub(crate) fn read_sealed(bytes: &[u8], with_ids: bool) -> Result<Option<Sealed>
         return Ok(None);
     };
     let bad = |d: String| (trailer_at, CorruptionKind::Footer(d));
+    let ids_offset = trailer.footer_offset.checked_add(trailer.footer_len);
     if trailer.footer_offset < HEADER_LEN
         || trailer.footer_offset % RECORD_ALIGN as u64 != 0
-        || trailer.footer_offset.checked_add(trailer.footer_len).is_none_or(|end| end > trailer_at)
+        || ids_offset.and_then(|at| at.checked_add(trailer.ids_len)).is_none_or(|end| end > trailer_at)
     {
         return Err(bad(format!(
-            "trailer points at {}+{}, outside the segment",
-            trailer.footer_offset, trailer.footer_len
+            "trailer points at {}+{}+{}, outside the segment",
+            trailer.footer_offset, trailer.footer_len, trailer.ids_len
         )));
     }
-    let region = &bytes[trailer.footer_offset as usize..trailer_at as usize];
+    let ids_offset = ids_offset.expect("checked above");
+    let region = &bytes[trailer.footer_offset as usize..ids_offset as usize];
     let frame = record::decode_frame(region, region.len())
         .map_err(|e| (trailer.footer_offset, CorruptionKind::Footer(e.to_string())))?;
     if frame.header.kind != KIND_SEAL || frame.len as u64 != trailer.footer_len {
         return Err((trailer.footer_offset, CorruptionKind::Footer("trailer does not point at a seal record".into())));
     }
-    let footer = Footer::decode_body(frame.body, trailer.footer_offset, with_ids)
+    let mut footer = Footer::decode_body(frame.body, trailer.footer_offset)
         .map_err(|d| (trailer.footer_offset, CorruptionKind::Footer(d)))?;
-    if footer.offsets.is_empty()
-        || frame.header.version != footer.offsets.len() as u64
-        || frame.header.position != footer.first_position + footer.offsets.len() as u64 - 1
+    let count = footer.offsets.len() as u64;
+    if count == 0
+        || frame.header.version != count
+        || frame.header.position != footer.first_position + count - 1
+        || trailer.ids_len != record::frame_len(IDS_PER_RECORD * count as usize) as u64
     {
         return Err((trailer.footer_offset, CorruptionKind::Footer("seal record disagrees with its footer".into())));
     }
-    Ok(Some((frame.header, footer, trailer.footer_offset)))
+    if with_ids {
+        let bad = |d: String| (ids_offset, CorruptionKind::Footer(format!("id record: {d}")));
+        let region = &bytes[ids_offset as usize..(ids_offset + trailer.ids_len) as usize];
+        let ids = record::decode_frame(region, region.len()).map_err(|e| bad(e.to_string()))?;
+        if ids.header.kind != KIND_IDS
+            || ids.len as u64 != trailer.ids_len
+            || ids.header.position != frame.header.position
+            || ids.header.version != count
+        {
+            return Err(bad("does not match the seal record".into()));
+        }
+        footer.attach_ids(ids.body).map_err(bad)?;
+    }
+    Ok(Some(Sealed { seal: frame.header, footer, footer_offset: trailer.footer_offset }))
 }
 
 /// Decodes the frame at `offset` of a segment whose usable record area ends at `end`.
@@ -392,20 +447,25 @@ mod tests {
         let f = footer();
         let b = f.encode_body();
         assert_eq!(b.len(), Footer::body_len(3, 3, 2));
-        assert_eq!(Footer::decode_body(&b, 5000, true).unwrap(), f);
-        let without_ids = Footer::decode_body(&b, 5000, false).unwrap();
-        assert!(without_ids.streams.values().all(|s| s.ids.is_empty()));
-        assert_eq!(without_ids.offsets, f.offsets);
+        let mut decoded = Footer::decode_body(&b, 5000).unwrap();
+        assert!(decoded.streams.values().all(|s| s.ids.is_empty()));
+        assert_eq!(decoded.offsets, f.offsets);
+        let ids = f.encode_ids();
+        assert_eq!(ids.len(), 3 * IDS_PER_RECORD);
+        decoded.attach_ids(&ids).unwrap();
+        assert_eq!(decoded, f);
+        // An id record of the wrong length is refused.
+        assert!(decoded.attach_ids(&ids[..ids.len() - 16]).is_err());
         // An offset at or beyond the footer's own position is refused.
-        assert!(Footer::decode_body(&b, 4400, true).is_err());
+        assert!(Footer::decode_body(&b, 4400).is_err());
         for cut in 0..b.len() {
-            assert!(Footer::decode_body(&b[..cut], 5000, true).is_err(), "cut at {cut}");
+            assert!(Footer::decode_body(&b[..cut], 5000).is_err(), "cut at {cut}");
         }
     }
 
     #[test]
     fn trailer_round_trip_and_every_bit_flip() {
-        let t = Trailer { footer_offset: 8192, footer_len: 400 };
+        let t = Trailer { footer_offset: 8192, footer_len: 400, ids_len: 128 };
         let b = t.encode();
         assert_eq!(Trailer::decode(&b), Some(t));
         for bit in 0..b.len() * 8 {

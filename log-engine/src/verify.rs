@@ -214,7 +214,7 @@ fn check_span(span: &Span, progress: &std::sync::mpsc::Sender<u64>) -> Outcome {
     let sealed = span.sealed.then(|| segment::read_sealed(bytes, true));
     let has_footer = matches!(sealed, Some(Ok(Some(_))));
     let streams: HashMap<&str, &FooterStream, foldhash::fast::RandomState> = match &sealed {
-        Some(Ok(Some((_, footer, _)))) => footer.streams.iter().map(|(name, s)| (name.as_str(), s)).collect(),
+        Some(Ok(Some(sealed))) => sealed.footer.streams.iter().map(|(name, s)| (name.as_str(), s)).collect(),
         _ => HashMap::default(),
     };
     let mut prev = span.given.or(header_prev).expect("a span starts at its segment's start or has a given hash");
@@ -311,11 +311,11 @@ fn check_seal(
     records: Option<usize>,
 ) -> std::result::Result<(), (u64, CorruptionKind)> {
     match sealed? {
-        Some((seal, footer, footer_offset)) if footer_offset == offset && seal.hash == last => {
-            let listed: usize = footer.streams.values().map(|s| s.positions.len()).sum();
+        Some(sealed) if sealed.footer_offset == offset && sealed.seal.hash == last => {
+            let listed: usize = sealed.footer.streams.values().map(|s| s.positions.len()).sum();
             match records {
                 Some(records) if listed != records => Err((
-                    footer_offset,
+                    sealed.footer_offset,
                     CorruptionKind::Footer(format!("the footer lists {listed} events, the segment holds {records}")),
                 )),
                 _ => Ok(()),
@@ -350,13 +350,15 @@ mod tests {
 
         let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
         let bytes = std::fs::read(&path).unwrap();
-        let (seal, mut footer, footer_offset) = segment::read_sealed(&bytes, true).unwrap().unwrap();
-        let b = footer.streams.get_mut("agent-b").unwrap();
+        let mut sealed = segment::read_sealed(&bytes, true).unwrap().unwrap();
+        let b = sealed.footer.streams.get_mut("agent-b").unwrap();
         let misstated = b.positions[3];
         b.ids[3][0] ^= 1;
         let mut frame = Vec::new();
-        record::encode_frame(&mut frame, &seal, &footer.encode_body());
-        file.write_all_at(&frame, footer_offset).unwrap();
+        record::encode_frame(&mut frame, &sealed.seal, &sealed.footer.encode_body());
+        let ids_header = record::FrameHeader { kind: record::KIND_IDS, ..sealed.seal };
+        record::encode_frame(&mut frame, &ids_header, &sealed.footer.encode_ids());
+        file.write_all_at(&frame, sealed.footer_offset).unwrap();
         drop(file);
 
         let log = Log::open(dir.path(), options).unwrap();
@@ -365,5 +367,39 @@ mod tests {
         assert_eq!(report.first_bad_position, Some(Position(misstated)));
         let detail = report.detail.unwrap();
         assert!(detail.contains("another id for version 3 of stream agent-b"), "{detail}");
+    }
+
+    /// A sealed segment's ids have their own record and CRC, read by open only for the newest
+    /// segments. A flipped bit there is found by verify, and by open when open needs those ids.
+    #[test]
+    fn a_damaged_id_record_is_reported_by_verify_and_by_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options { segment_size: SEGMENT_SIZE_MIN, durability: Durability::None, ..Default::default() };
+        let log = Log::open(dir.path(), options.clone()).unwrap();
+        while log.segment_files().len() < 2 {
+            log.append("agent-a", ExpectedVersion::Any, vec![NewEvent::bytes("t", vec![1u8; 200])]).unwrap();
+        }
+        let path = log.segment_files()[0].path.clone();
+        let bytes = std::fs::read(&path).unwrap();
+        let sealed = segment::read_sealed(&bytes, true).unwrap().unwrap();
+        let footer_len = record::frame_len(sealed.footer.encode_body().len()) as u64;
+        let id_byte = sealed.footer_offset + footer_len + record::FRAME_HEADER_LEN as u64 + 5;
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+        file.write_all_at(&[bytes[id_byte as usize] ^ 0x10], id_byte).unwrap();
+        drop(file);
+
+        // The open log reads the segment through its mapping, which sees the damage.
+        let report = log.verify(None, |_| {}).unwrap();
+        assert!(!report.ok);
+        assert_eq!(report.first_bad_position, Some(Position(sealed.seal.position)));
+        let detail = report.detail.unwrap();
+        assert!(detail.contains("id record") && detail.contains("CRC"), "{detail}");
+        drop(log);
+
+        // It is the newest sealed segment, so open needs its ids for the idempotency window.
+        let err = Log::open(dir.path(), options).unwrap_err();
+        assert!(err.is_corruption());
+        let err = err.to_string();
+        assert!(err.contains("corruption in segment 0") && err.contains("id record"), "{err}");
     }
 }

@@ -34,7 +34,7 @@ use crate::error::{Error, LimitKind, Result};
 use crate::fs::StorageFile;
 use crate::log::Shared;
 use crate::mmap::Mapping;
-use crate::record::{self, ChainInput, FrameHeader, PreparedEvent, FLAG_BATCH_END, KIND_EVENT, KIND_SEAL};
+use crate::record::{self, ChainInput, FrameHeader, PreparedEvent, FLAG_BATCH_END, KIND_EVENT, KIND_IDS, KIND_SEAL};
 use crate::segment::{self, Footer, FooterStream, SegmentHeader, Trailer, HEADER_LEN, TRAILER_LEN};
 use crate::types::{
     AppendResult, ChainHash, Durability, ExpectedVersion, Position, SegmentId, StreamName, StreamVersion,
@@ -138,21 +138,17 @@ pub(crate) struct FooterBuilder {
 }
 
 impl FooterBuilder {
-    fn frame_len_with(&self, records: usize, new_streams: usize, new_name_bytes: usize) -> u64 {
-        let body = Footer::body_len(
+    /// Bytes the seal (footer and id records) will take with this many more records and streams.
+    fn seal_len_with(&self, records: usize, new_streams: usize, new_name_bytes: usize) -> u64 {
+        Footer::seal_len(
             self.offsets.len() + records,
             self.name_bytes + new_name_bytes,
             self.streams.len() + new_streams,
-        );
-        record::frame_len(body) as u64
-    }
-
-    pub(crate) fn push(&mut self, offset: u64, stream: &str, version: u64, position: u64, id: Uuid) {
-        self.push_run(stream, version, &[(offset, position, id)]);
+        ) as u64
     }
 
     /// Records consecutive events of one stream: (offset, position, id) from `first_version` on.
-    fn push_run(&mut self, stream: &str, first_version: u64, run: &[(u64, u64, Uuid)]) {
+    pub(crate) fn push_run(&mut self, stream: &str, first_version: u64, run: &[(u64, u64, Uuid)]) {
         self.offsets.extend(run.iter().map(|r| u32::try_from(r.0).expect("segment offsets fit in u32")));
         let s = match self.streams.get_mut(stream) {
             Some(s) => s,
@@ -592,7 +588,7 @@ impl Writer {
             }
         }
         let end = active.write_offset + self.buf.len() as u64 + frames;
-        end + active.footer.frame_len_with(records, new_streams, new_name_bytes) <= segment::usable_end(active.capacity)
+        end + active.footer.seal_len_with(records, new_streams, new_name_bytes) <= segment::usable_end(active.capacity)
     }
 
     /// An idempotent retry: the request's events are already in the stream with the same
@@ -930,8 +926,11 @@ impl Writer {
             watermark: active.durable.load(Ordering::Acquire),
             hash: self.state.last_hash,
         };
-        let mut frame = Vec::with_capacity(record::frame_len(body.len()));
+        let ids = footer.encode_ids();
+        let mut frame = Vec::with_capacity(record::frame_len(body.len()) + record::frame_len(ids.len()));
         record::encode_frame(&mut frame, &header, &body);
+        let footer_len = frame.len() as u64;
+        record::encode_frame(&mut frame, &FrameHeader { kind: KIND_IDS, ..header }, &ids);
         let footer_offset = active.write_offset;
         assert!(
             footer_offset + frame.len() as u64 <= segment::usable_end(active.capacity),
@@ -939,7 +938,7 @@ impl Writer {
             frame.len(),
             active.id
         );
-        let trailer = Trailer { footer_offset, footer_len: frame.len() as u64 };
+        let trailer = Trailer { footer_offset, footer_len, ids_len: frame.len() as u64 - footer_len };
         let path = self.shared.log_dir().join(segment::file_name(active.id));
         active
             .file
