@@ -27,6 +27,7 @@
 mod dir;
 mod error;
 pub mod fs;
+mod idwindow;
 mod index;
 mod log;
 mod mmap;
@@ -42,6 +43,7 @@ mod writer;
 pub mod faults;
 
 pub use crate::error::{CorruptionKind, Error, LimitKind, Result};
+pub use crate::idwindow::IDEMPOTENCY_WINDOW;
 pub use crate::log::{Log, Metrics, Options, SegmentFile, Stats};
 pub use crate::segment::{SEGMENT_SIZE_DEFAULT, SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN};
 pub use crate::subscribe::{Filter, StartFrom, Subscription};
@@ -49,5 +51,5 @@ pub use crate::types::*;
 pub use crate::verify::{VerifyProgress, VerifyReport};
 #[cfg(feature = "faults")]
 pub use crate::writer::Sabotage;
-pub use crate::writer::{FSYNC_BUCKETS_US, IDEMPOTENCY_WINDOW, SYNC_BATCH_BUCKETS};
+pub use crate::writer::{FSYNC_BUCKETS_US, SYNC_BATCH_BUCKETS};
 pub use uuid::Uuid;

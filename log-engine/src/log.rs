@@ -18,14 +18,13 @@ use uuid::Uuid;
 use crate::dir::{self, DirLock};
 use crate::error::{CorruptionKind, Error, LimitKind, Result};
 use crate::fs::{FileSystem, OsFs, StorageFile};
+use crate::idwindow::{IdWindow, IDEMPOTENCY_WINDOW};
 use crate::index::{Index, SegmentState};
 use crate::mmap::Mapping;
 use crate::record::{self, Frame, FrameError, FLAG_BATCH_END, KIND_EVENT};
 use crate::segment::{self, SegmentHeader, HEADER_LEN, SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN};
 use crate::types::*;
-use crate::writer::{
-    self, Active, Command, FooterBuilder, IdWindow, MetricsInner, PreparedAppend, Reply, Writer, WriterState,
-};
+use crate::writer::{self, Active, Command, FooterBuilder, MetricsInner, PreparedAppend, Reply, Writer, WriterState};
 
 pub(crate) const SPARE_FILE: &str = "spare.tmp";
 
@@ -741,7 +740,7 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
     // The idempotency window: the newest IDEMPOTENCY_WINDOW ids, from the active segment and
     // as many sealed footers (newest first) as it takes.
     for segment in index.segments.iter().rev().filter(|s| s.sealed) {
-        if recent_ids.len() >= writer::IDEMPOTENCY_WINDOW {
+        if recent_ids.len() >= IDEMPOTENCY_WINDOW {
             break;
         }
         let sealed = segment::read_sealed(segment.map.bytes(), true).map_err(|(offset, kind)| Error::Corrupt {
@@ -760,7 +759,7 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
         None => create_first_active(dir, options, &mut index)?,
     };
     recent_ids.sort_unstable_by_key(|(p, _)| *p);
-    let skip = recent_ids.len().saturating_sub(writer::IDEMPOTENCY_WINDOW);
+    let skip = recent_ids.len().saturating_sub(IDEMPOTENCY_WINDOW);
     recent_ids.drain(..skip);
     let mut window = IdWindow::default();
     for (p, id) in recent_ids {

@@ -32,6 +32,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, LimitKind, Result};
 use crate::fs::StorageFile;
+use crate::idwindow::IdWindow;
 use crate::log::Shared;
 use crate::mmap::Mapping;
 use crate::record::{self, ChainInput, FrameHeader, PreparedEvent, FLAG_BATCH_END, KIND_EVENT, KIND_IDS, KIND_SEAL};
@@ -46,9 +47,6 @@ const GROUP_BYTES_MAX: usize = 8 * 1024 * 1024;
 const SYNC_QUEUE: usize = 4;
 /// Streams the writer tracks for groups in flight before it waits for them to be published.
 const OVERLAY_MAX: usize = 1 << 16;
-/// How many recent event ids the writer remembers for idempotent retries with any expected
-/// version. Retries with an exact expected version are recognised at any age.
-pub const IDEMPOTENCY_WINDOW: usize = 1 << 18;
 
 /// Where the writer sends an append's outcome: a blocking caller waits on a std channel (which
 /// works on any thread, inside an async runtime or not), an async caller awaits a oneshot.
@@ -89,59 +87,6 @@ pub enum Sabotage {
     SkipSync,
     /// Acknowledge before writing.
     AckBeforeWrite,
-}
-
-/// Ids of recent events, for idempotent retries: the last [`IDEMPOTENCY_WINDOW`] inserted.
-///
-/// Two generations of up to a window's worth of ids each: inserts go to `current`; when it has
-/// taken a window's worth, it becomes `previous` and the old `previous` is cleared for reuse.
-/// Between them they always hold the last window of ids, and a lookup drops anything older, so
-/// an insert costs one probe and no eviction (the eviction of a per-insert scheme was a second
-/// cache miss on every event).
-#[derive(Debug)]
-pub(crate) struct IdWindow {
-    current: HashMap<Uuid, u64, foldhash::fast::RandomState>,
-    previous: HashMap<Uuid, u64, foldhash::fast::RandomState>,
-    /// Inserts into `current` since it was last swapped out.
-    in_current: usize,
-    /// Position of the newest id inserted.
-    newest: Option<u64>,
-}
-
-impl Default for IdWindow {
-    /// Sized for full generations up front: growing (rehashing) a map of this size mid-commit
-    /// costs milliseconds, and a full window is the steady state of any busy log.
-    fn default() -> IdWindow {
-        IdWindow {
-            current: HashMap::with_capacity_and_hasher(IDEMPOTENCY_WINDOW, Default::default()),
-            previous: HashMap::with_capacity_and_hasher(IDEMPOTENCY_WINDOW, Default::default()),
-            in_current: 0,
-            newest: None,
-        }
-    }
-}
-
-impl IdWindow {
-    /// Records `id` at `position`; positions must be inserted in increasing order.
-    pub(crate) fn insert(&mut self, id: Uuid, position: u64) {
-        debug_assert!(self.newest.is_none_or(|n| position > n), "id window positions go forward");
-        if self.in_current == IDEMPOTENCY_WINDOW {
-            std::mem::swap(&mut self.current, &mut self.previous);
-            // Clearing keeps the allocation; with plain-data entries it only resets the control bytes.
-            self.current.clear();
-            self.in_current = 0;
-        }
-        self.current.insert(id, position);
-        self.in_current += 1;
-        self.newest = Some(position);
-    }
-
-    /// Position of `id` if it is among the last window of ids inserted.
-    fn get(&self, id: &Uuid) -> Option<u64> {
-        let newest = self.newest?;
-        let position = self.current.get(id).or_else(|| self.previous.get(id)).copied()?;
-        (newest - position < IDEMPOTENCY_WINDOW as u64).then_some(position)
-    }
 }
 
 /// What the writer tracks of the active segment for its footer.
@@ -1107,37 +1052,5 @@ impl MetricsInner {
         self.commits.fetch_add(1, Relaxed);
         self.events.fetch_add(events, Relaxed);
         self.bytes.fetch_add(bytes, Relaxed);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The window holds exactly the last IDEMPOTENCY_WINDOW ids, across generation swaps, and
-    /// an id seen again is found at its newest position.
-    #[test]
-    fn id_window_holds_exactly_the_last_window_of_ids() {
-        let w = IDEMPOTENCY_WINDOW as u64;
-        let id = |n: u64| Uuid::from_u64_pair(n.wrapping_mul(0x9e37_79b9_7f4a_7c15), n);
-        let mut window = IdWindow::default();
-        let mut position = 0;
-        for n in 0..2 * w + w / 2 {
-            window.insert(id(n), position);
-            position += 1;
-            // Just after a swap and in the middle of a generation alike.
-            if n == w || n == 2 * w || n == 2 * w + 7 {
-                let newest = n;
-                assert_eq!(window.get(&id(newest)), Some(newest));
-                assert_eq!(window.get(&id(newest + 1 - w)), Some(newest + 1 - w), "the oldest id in the window");
-                assert_eq!(window.get(&id(newest - w)), None, "the id just outside the window");
-            }
-        }
-        assert!(window.current.len() + window.previous.len() <= 2 * IDEMPOTENCY_WINDOW);
-        // An id used again (in another stream, say) is found where it was used last.
-        let again = id(2 * w + w / 2 - 10);
-        window.insert(again, position);
-        assert_eq!(window.get(&again), Some(position));
-        assert_eq!(window.get(&Uuid::nil()), None);
     }
 }
