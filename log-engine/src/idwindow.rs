@@ -100,10 +100,12 @@ impl<S: BuildHasher + Clone> IdWindow<S> {
     pub(crate) fn get(&self, id: &Uuid) -> Option<u64> {
         let newest = self.newest?;
         let (first, second, fingerprint) = self.places(id);
-        let in_buckets = [first, second]
+        // Both buckets are read before either is examined, so that their cache misses overlap.
+        let (a, b) = (self.buckets[first].0, self.buckets[second].0);
+        let in_buckets = a
             .into_iter()
-            .flat_map(|b| self.buckets[b].0)
-            .filter(|&s| self.live(s) && s & fingerprint_mask() == fingerprint)
+            .chain(b)
+            .filter(|&s| s & fingerprint_mask() == fingerprint && self.live(s))
             .map(|s| (s >> FINGERPRINT_BITS) - 1)
             .filter(|&p| self.ring[ring_index(p)] == *id)
             .max();
