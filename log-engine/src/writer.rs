@@ -166,7 +166,7 @@ pub(crate) struct Writer {
     staged: Vec<Staged>,
     /// Last version (or none) of streams touched by groups staged or in flight; overlays the
     /// index, which only has what the syncer has published.
-    overlay: HashMap<String, Option<u64>>,
+    overlay: HashMap<String, Option<u64>, foldhash::fast::RandomState>,
     replies: Vec<(Reply, Result<Vec<AppendResult>>)>,
     /// Groups written and handed to the syncer; `None` once it has been joined.
     syncer: Option<(SyncSender<SyncJob>, JoinHandle<()>)>,
@@ -241,7 +241,7 @@ impl Writer {
             spare: None,
             buf: Vec::with_capacity(GROUP_BYTES_MAX + 1024 * 1024),
             staged: Vec::new(),
-            overlay: HashMap::new(),
+            overlay: HashMap::default(),
             replies: Vec::new(),
             syncer: Some((job_tx, handle)),
             done: done_rx,
@@ -390,7 +390,7 @@ impl Writer {
     fn stage(&mut self, appends: Vec<PreparedAppend>) -> Result<Vec<AppendResult>> {
         // Plan every stream-append first: a request is all or nothing.
         let mut plans = Vec::with_capacity(appends.len());
-        let mut local: HashMap<&str, Option<u64>> = HashMap::new();
+        let mut local: HashMap<&str, Option<u64>, foldhash::fast::RandomState> = HashMap::default();
         for append in &appends {
             let name = append.stream.as_str();
             let current = match local.get(name) {
@@ -976,7 +976,7 @@ fn complete(shared: &Shared, jobs: Vec<SyncJob>, poisoned: &mut Option<String>) 
 fn publish(shared: &Shared, job: &SyncJob) {
     let mut index = shared.index.write();
     // A group may hold several runs of one stream (from different requests).
-    let mut added: HashMap<&str, u64> = HashMap::new();
+    let mut added: HashMap<&str, u64, foldhash::fast::RandomState> = HashMap::default();
     for run in job.staged.chunk_by(|a, b| Arc::ptr_eq(&a.stream, &b.stream)) {
         let name = &*run[0].stream;
         let earlier = added.entry(name).or_default();
