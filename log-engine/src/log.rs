@@ -832,6 +832,11 @@ fn probe_segment(log_dir: &Path, fs: &dyn FileSystem, id: SegmentId) -> Result<P
     // A sealed segment keeps this mapping; an unsealed one is dropped again before recovery
     // (which may repair the file) maps it afresh.
     let sealed = Mapping::new(file.as_file(), len).map_err(|e| Error::io("map segment", &path, e)).and_then(|map| {
+        // With a cold page cache, faulting a footer in a page at a time is most of open's time.
+        let trailer_at = (len - segment::TRAILER_LEN) as usize;
+        if let Some(trailer) = segment::Trailer::decode(&map.bytes()[trailer_at..]) {
+            map.will_need(trailer.footer_offset, trailer.footer_len);
+        }
         match segment::read_sealed(map.bytes(), false) {
             Ok(Some(sealed)) => Ok(Some((map, sealed))),
             Ok(None) => Ok(None),

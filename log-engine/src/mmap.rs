@@ -29,7 +29,7 @@ use std::fs::File;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use memmap2::{MmapOptions, MmapRaw};
+use memmap2::{Advice, MmapOptions, MmapRaw};
 
 /// A read-only map of one segment file, readable up to its published length.
 #[derive(Debug)]
@@ -70,5 +70,14 @@ impl Mapping {
     /// The whole mapped file, for sealed segments whose every byte is immutable.
     pub(crate) fn mapped_len(&self) -> u64 {
         self.raw.len() as u64
+    }
+
+    /// Asks the kernel to start reading `[offset, offset + len)` of the file now, in one go,
+    /// rather than a fault at a time. Only a hint: a failure changes nothing but speed.
+    pub(crate) fn will_need(&self, offset: u64, len: u64) {
+        let (offset, len) = (offset as usize, len as usize);
+        if offset.checked_add(len).is_some_and(|end| end <= self.raw.len()) {
+            let _ = self.raw.advise_range(Advice::WillNeed, offset, len);
+        }
     }
 }
