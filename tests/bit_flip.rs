@@ -48,6 +48,7 @@ enum Region {
     Record,
     LargeBody,
     Footer,
+    Ids,
     SealGap,
     Trailer,
     FreeSpace,
@@ -131,11 +132,14 @@ fn build() -> Image {
         if i == 0 {
             let footer_at = u64::from_le_bytes(bytes[(cap - 56) as usize..(cap - 48) as usize].try_into().unwrap());
             let footer_len = u64::from_le_bytes(bytes[(cap - 48) as usize..(cap - 40) as usize].try_into().unwrap());
+            let ids_len = u64::from_le_bytes(bytes[(cap - 40) as usize..(cap - 32) as usize].try_into().unwrap());
             assert_eq!(footer_at, records_end_0, "the footer follows the records");
             // The large record is the last one; its body without its edges is sampled.
             set(large_at + FRAME_HEADER_LEN + BODY_EDGE, footer_at - BODY_EDGE, Region::LargeBody);
             set(footer_at, footer_at + footer_len, Region::Footer);
-            set(footer_at + footer_len, cap - TRAILER_LEN, Region::SealGap);
+            // The segment is the newest sealed one, so open reads its id record.
+            set(footer_at + footer_len, footer_at + footer_len + ids_len, Region::Ids);
+            set(footer_at + footer_len + ids_len, cap - TRAILER_LEN, Region::SealGap);
             set(cap - TRAILER_LEN, cap, Region::Trailer);
         } else {
             assert!(boundary_1 < records_end_1);
@@ -161,7 +165,7 @@ impl Image {
             for (byte, &region) in regions.iter().enumerate() {
                 let byte = byte as u64;
                 let exact = match region {
-                    Region::Header | Region::Record | Region::Footer | Region::Trailer => true,
+                    Region::Header | Region::Record | Region::Footer | Region::Ids | Region::Trailer => true,
                     Region::FreeSpace => byte < records_end + FREE_SPACE_EXACT,
                     Region::HeaderUnused | Region::LargeBody | Region::SealGap => false,
                 };

@@ -31,8 +31,11 @@ const SLOTS: usize = 8;
 const BUCKETS: usize = 2 * IDEMPOTENCY_WINDOW / SLOTS;
 /// Bits of a slot that hold the fingerprint; the rest hold position + 1 (0 is an empty slot).
 const FINGERPRINT_BITS: u32 = 16;
-/// Positions must fit a slot beside the fingerprint.
+/// Positions must fit a slot beside the fingerprint: a log of more than 2^48 events (at a million
+/// a second, nine years) would stop the writer with a failed assertion.
 const POSITION_MAX: u64 = (1 << (64 - FINGERPRINT_BITS)) - 2;
+/// Overflowed ids kept before the first pass that drops those outside the window.
+const PRUNE_MIN: usize = 512;
 
 const _: () = assert!(IDEMPOTENCY_WINDOW.is_power_of_two() && BUCKETS.is_power_of_two());
 
@@ -44,6 +47,9 @@ pub(crate) struct IdWindow<S = foldhash::fast::RandomState> {
     ring: Box<[Uuid]>,
     buckets: Box<[Bucket]>,
     overflow: HashMap<Uuid, u64, S>,
+    /// Size of `overflow` at which it is next cleared of ids outside the window; doubled after
+    /// each pass, so that pruning costs O(1) per insert however the ids collide.
+    prune_at: usize,
     hasher: S,
     /// Position of the newest id inserted.
     newest: Option<u64>,
@@ -68,6 +74,7 @@ impl<S: BuildHasher + Clone> IdWindow<S> {
             ring: vec![Uuid::nil(); IDEMPOTENCY_WINDOW].into_boxed_slice(),
             buckets: vec![Bucket::default(); BUCKETS].into_boxed_slice(),
             overflow: HashMap::with_hasher(hasher.clone()),
+            prune_at: PRUNE_MIN,
             hasher,
             newest: None,
         }
@@ -89,9 +96,10 @@ impl<S: BuildHasher + Clone> IdWindow<S> {
             }
         }
         self.overflow.insert(id, position);
-        if self.overflow.len() > SLOTS * 64 {
+        if self.overflow.len() > self.prune_at {
             let newest = position;
             self.overflow.retain(|_, p| newest - *p < IDEMPOTENCY_WINDOW as u64);
+            self.prune_at = PRUNE_MIN.max(2 * self.overflow.len());
         }
     }
 
@@ -215,5 +223,37 @@ mod tests {
         assert_eq!(window.get(&id(1)), None);
         assert_eq!(window.get(&id(2)), Some(2));
         assert_eq!(window.get(&id(spilled)), Some(w + 1));
+    }
+
+    /// Ids that overflow the buckets leave the window like any other: found while inside it,
+    /// forgotten after, pruned once the overflow map grows, and a newer use of the same id wins.
+    #[test]
+    fn overflowed_ids_slide_out_of_the_window() {
+        let w = IDEMPOTENCY_WINDOW as u64;
+        let mut window = IdWindow::with_hasher(Collide);
+        let first = 2 * SLOTS as u64 + 600;
+        for n in 0..first {
+            window.insert(id(n), n);
+        }
+        assert_eq!(window.overflow.len(), 600);
+        assert!((0..first).all(|n| window.get(&id(n)) == Some(n)));
+
+        // Positions up to 100 leave the window; an overflowed id among them is forgotten.
+        window.insert(id(first), w + 100);
+        assert_eq!(window.get(&id(50)), None);
+        assert_eq!(window.get(&id(200)), Some(200));
+        // Reused: the old copy sits in the overflow map, the new one in a bucket.
+        window.insert(id(300), w + 101);
+        assert_eq!(window.get(&id(300)), Some(w + 101));
+
+        // Much later, enough new colliding ids to prune: the old ones go, the new ones stay.
+        let later = 3 * w;
+        for n in 0..1100 {
+            window.insert(id(10_000 + n), later + n);
+        }
+        assert!(window.overflow.len() < 1100, "ids outside the window were pruned");
+        assert!(window.overflow.values().all(|&p| p >= later));
+        assert!((0..1100).all(|n| window.get(&id(10_000 + n)) == Some(later + n)));
+        assert!((0..first).all(|n| window.get(&id(n)).is_none()));
     }
 }

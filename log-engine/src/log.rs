@@ -625,6 +625,9 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
     let mut recent_ids: Vec<(u64, Uuid)> = Vec::new();
     let mut last_ts = 0u64;
     let mut active = None;
+    // The idempotency window is the last IDEMPOTENCY_WINDOW positions: a sealed segment whose last
+    // position lies that far before the newest segment's first cannot hold any of them.
+    let window_from = ids.last().map_or(0, |newest| newest.0.saturating_sub(IDEMPOTENCY_WINDOW as u64));
     let probes = probe_segments(&log_dir, fs.as_ref(), &ids);
     for (i, probe) in probes.into_iter().enumerate() {
         let newest = i + 1 == ids.len();
@@ -645,6 +648,22 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
         match sealed? {
             Some((map, sealed)) => {
                 let segment::Sealed { seal, footer, footer_offset } = sealed;
+                if footer.first_position != id.0 {
+                    return Err(corrupt(
+                        footer_offset,
+                        CorruptionKind::Footer(format!("footer starts at position {}", footer.first_position)),
+                    ));
+                }
+                if seal.position >= window_from {
+                    // Read here, in segment order, so that damage in the id record is reported
+                    // before anything is done to the newest segment.
+                    let with_ids = segment::read_sealed(map.bytes(), true)
+                        .map_err(|(offset, kind)| corrupt(offset, kind))?
+                        .expect("the segment was sealed a moment ago");
+                    for s in with_ids.footer.streams.values() {
+                        recent_ids.extend(s.positions.iter().zip(&s.ids).map(|(p, raw)| (*p, Uuid::from_bytes(*raw))));
+                    }
+                }
                 for (name, s) in footer.streams {
                     let positions = match index.streams.get_mut(&name) {
                         Some(positions) => positions,
@@ -681,6 +700,7 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
                 ));
             }
             None => {
+                let file = file.expect("an unsealed segment's probe keeps its file");
                 let scan = crate::recovery::scan_newest(dir, fs.as_ref(), &*file, &header, options.recovery)?;
                 let mut footer = FooterBuilder::default();
                 for run in scan.records.chunk_by(|a, b| a.stream == b.stream) {
@@ -737,23 +757,6 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
         }
     }
 
-    // The idempotency window: the newest IDEMPOTENCY_WINDOW ids, from the active segment and
-    // as many sealed footers (newest first) as it takes.
-    for segment in index.segments.iter().rev().filter(|s| s.sealed) {
-        if recent_ids.len() >= IDEMPOTENCY_WINDOW {
-            break;
-        }
-        let sealed = segment::read_sealed(segment.map.bytes(), true).map_err(|(offset, kind)| Error::Corrupt {
-            segment: segment.id,
-            offset,
-            position: None,
-            kind,
-        })?;
-        let sealed = sealed.expect("a segment sealed a moment ago is still sealed");
-        for s in sealed.footer.streams.values() {
-            recent_ids.extend(s.positions.iter().zip(&s.ids).map(|(p, raw)| (*p, Uuid::from_bytes(*raw))));
-        }
-    }
     let active = match active {
         Some(active) => active,
         None => create_first_active(dir, options, &mut index)?,
@@ -780,7 +783,9 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
 struct Probe {
     id: SegmentId,
     path: PathBuf,
-    file: Box<dyn StorageFile>,
+    /// The open file of an unsealed segment, for recovery; a sealed one is closed once mapped, so
+    /// open holds one descriptor per segment only as long as it takes to map it.
+    file: Option<Box<dyn StorageFile>>,
     len: u64,
     header: SegmentHeader,
     /// The segment's footer (without ids) and its mapping if it is sealed; damage found there is
@@ -843,6 +848,10 @@ fn probe_segment(log_dir: &Path, fs: &dyn FileSystem, id: SegmentId) -> Result<P
             Err((offset, kind)) => Err(corrupt(offset, kind)),
         }
     });
+    let file = match sealed {
+        Ok(Some(_)) => None,
+        _ => Some(file),
+    };
     Ok(Probe { id, path, file, len, header, sealed })
 }
 

@@ -266,6 +266,9 @@ impl Footer {
                 b.len()
             ));
         }
+        if first_position.checked_add(count).is_none() {
+            return Err(format!("{count} records from position {first_position} overflow"));
+        }
         let count = count as usize;
         let mut offsets = Vec::with_capacity(count);
         let mut prev = 0u64;
@@ -279,9 +282,16 @@ impl Footer {
         }
         let mut streams = BTreeMap::new();
         let mut seen = 0usize;
+        // Each position belongs to exactly one stream: the id record's order depends on it.
+        let mut listed = vec![false; count];
+        let mut previous: Option<&str> = None;
         for _ in 0..stream_count {
             let name_len = r.u16()? as usize;
             let name = std::str::from_utf8(r.bytes(name_len)?).map_err(|_| "stream name is not UTF-8".to_string())?;
+            if previous.is_some_and(|p| p >= name) {
+                return Err(format!("stream {name:?} is out of order or listed twice"));
+            }
+            previous = Some(name);
             let first_version = r.u64()?;
             let n = r.u32()? as usize;
             if n == 0 || n > count - seen {
@@ -294,11 +304,12 @@ impl Footer {
                 if p < first_position || p - first_position >= count as u64 {
                     return Err(format!("stream {name:?} lists position {p} outside the segment"));
                 }
+                if std::mem::replace(&mut listed[(p - first_position) as usize], true) {
+                    return Err(format!("position {p} is listed twice"));
+                }
                 positions.push(p);
             }
-            if streams.insert(name.to_string(), FooterStream { first_version, positions, ids: Vec::new() }).is_some() {
-                return Err(format!("stream {name:?} listed twice"));
-            }
+            streams.insert(name.to_string(), FooterStream { first_version, positions, ids: Vec::new() });
         }
         if seen != count {
             return Err(format!("streams list {seen} events, the segment has {count}"));
@@ -385,11 +396,7 @@ pub(crate) fn read_sealed(bytes: &[u8], with_ids: bool) -> Result<Option<Sealed>
         let bad = |d: String| (ids_offset, CorruptionKind::Footer(format!("id record: {d}")));
         let region = &bytes[ids_offset as usize..(ids_offset + trailer.ids_len) as usize];
         let ids = record::decode_frame(region, region.len()).map_err(|e| bad(e.to_string()))?;
-        if ids.header.kind != KIND_IDS
-            || ids.len as u64 != trailer.ids_len
-            || ids.header.position != frame.header.position
-            || ids.header.version != count
-        {
+        if ids.header != (FrameHeader { kind: KIND_IDS, ..frame.header }) || ids.len as u64 != trailer.ids_len {
             return Err(bad("does not match the seal record".into()));
         }
         footer.attach_ids(ids.body).map_err(bad)?;
@@ -458,6 +465,15 @@ mod tests {
         assert!(decoded.attach_ids(&ids[..ids.len() - 16]).is_err());
         // An offset at or beyond the footer's own position is refused.
         assert!(Footer::decode_body(&b, 4400).is_err());
+        // A CRC-valid footer whose stream entries could pair ids with the wrong events: stream
+        // "bb" (its entry at byte 67) claiming stream "a"'s position 10, or sorted before "a".
+        let bb = 24 + 3 * 4 + (2 + 1 + 8 + 4 + 2 * 8);
+        let mut twice = b.clone();
+        twice[bb + 2 + 2 + 8 + 4..bb + 2 + 2 + 8 + 4 + 8].copy_from_slice(&10u64.to_le_bytes());
+        assert_eq!(Footer::decode_body(&twice, 5000).unwrap_err(), "position 10 is listed twice");
+        let mut unsorted = b.clone();
+        unsorted[bb + 2..bb + 4].copy_from_slice(b"0b");
+        assert!(Footer::decode_body(&unsorted, 5000).unwrap_err().contains("out of order"));
         for cut in 0..b.len() {
             assert!(Footer::decode_body(&b[..cut], 5000).is_err(), "cut at {cut}");
         }

@@ -379,7 +379,8 @@ mod tests {
         while log.segment_files().len() < 2 {
             log.append("agent-a", ExpectedVersion::Any, vec![NewEvent::bytes("t", vec![1u8; 200])]).unwrap();
         }
-        let path = log.segment_files()[0].path.clone();
+        let files = log.segment_files();
+        let (path, active) = (files[0].path.clone(), files[1].clone());
         let bytes = std::fs::read(&path).unwrap();
         let sealed = segment::read_sealed(&bytes, true).unwrap().unwrap();
         let footer_len = record::frame_len(sealed.footer.encode_body().len()) as u64;
@@ -396,10 +397,20 @@ mod tests {
         assert!(detail.contains("id record") && detail.contains("CRC"), "{detail}");
         drop(log);
 
-        // It is the newest sealed segment, so open needs its ids for the idempotency window.
+        // A torn tail in the active segment, which open would cut if it got that far.
+        let tail = [0xab_u8; 100];
+        let file = std::fs::OpenOptions::new().write(true).open(&active.path).unwrap();
+        file.write_all_at(&tail, active.bytes).unwrap();
+        drop(file);
+
+        // It is the newest sealed segment, so open needs its ids for the idempotency window, and
+        // it reports them before it repairs anything later in the log.
         let err = Log::open(dir.path(), options).unwrap_err();
         assert!(err.is_corruption());
         let err = err.to_string();
         assert!(err.contains("corruption in segment 0") && err.contains("id record"), "{err}");
+        let after = std::fs::read(&active.path).unwrap();
+        assert_eq!(&after[active.bytes as usize..active.bytes as usize + tail.len()], &tail, "the tail was cut");
+        assert!(!crate::dir::torn_dir(dir.path()).exists());
     }
 }
