@@ -31,6 +31,7 @@ const SLOTS: usize = 8;
 const BUCKETS: usize = 2 * IDEMPOTENCY_WINDOW / SLOTS;
 /// Bits of a slot that hold the fingerprint; the rest hold position + 1 (0 is an empty slot).
 const FINGERPRINT_BITS: u32 = 16;
+const FINGERPRINT_MASK: u64 = (1 << FINGERPRINT_BITS) - 1;
 /// Positions must fit a slot beside the fingerprint: a log of more than 2^48 events (at a million
 /// a second, nine years) would stop the writer with a failed assertion.
 const POSITION_MAX: u64 = (1 << (64 - FINGERPRINT_BITS)) - 2;
@@ -113,7 +114,7 @@ impl<S: BuildHasher + Clone> IdWindow<S> {
         let in_buckets = a
             .into_iter()
             .chain(b)
-            .filter(|&s| s & fingerprint_mask() == fingerprint && self.live(s))
+            .filter(|&s| s & FINGERPRINT_MASK == fingerprint && self.live(s))
             .map(|s| (s >> FINGERPRINT_BITS) - 1)
             .filter(|&p| self.ring[ring_index(p)] == *id)
             .max();
@@ -140,10 +141,6 @@ impl<S: BuildHasher + Clone> IdWindow<S> {
 
 fn ring_index(position: u64) -> usize {
     (position % IDEMPOTENCY_WINDOW as u64) as usize
-}
-
-fn fingerprint_mask() -> u64 {
-    (1 << FINGERPRINT_BITS) - 1
 }
 
 #[cfg(test)]

@@ -647,24 +647,25 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
         }
         match sealed? {
             Some((map, sealed)) => {
-                let segment::Sealed { seal, footer, footer_offset } = sealed;
-                if footer.first_position != id.0 {
+                let mut sealed = sealed;
+                let footer_offset = sealed.footer_offset;
+                if sealed.footer.first_position != id.0 {
                     return Err(corrupt(
                         footer_offset,
-                        CorruptionKind::Footer(format!("footer starts at position {}", footer.first_position)),
+                        CorruptionKind::Footer(format!("footer starts at position {}", sealed.footer.first_position)),
                     ));
                 }
-                if seal.position >= window_from {
+                if sealed.seal.position >= window_from {
                     // Read here, in segment order, so that damage in the id record is reported
                     // before anything is done to the newest segment.
-                    let with_ids = segment::read_sealed(map.bytes(), true)
-                        .map_err(|(offset, kind)| corrupt(offset, kind))?
-                        .expect("the segment was sealed a moment ago");
-                    for s in with_ids.footer.streams.values() {
+                    sealed.read_ids(map.bytes()).map_err(|(offset, kind)| corrupt(offset, kind))?;
+                    for s in sealed.footer.streams.values() {
                         recent_ids.extend(s.positions.iter().zip(&s.ids).map(|(p, raw)| (*p, Uuid::from_bytes(*raw))));
                     }
                 }
+                let segment::Sealed { seal, footer, .. } = sealed;
                 for (name, s) in footer.streams {
+                    // One lookup for a known stream; the name is copied only for a new one.
                     let positions = match index.streams.get_mut(&name) {
                         Some(positions) => positions,
                         None => index.streams.entry(name.clone()).or_default(),

@@ -352,6 +352,33 @@ pub(crate) struct Sealed {
     pub seal: FrameHeader,
     pub footer: Footer,
     pub footer_offset: u64,
+    /// Where the id record lies (right after the seal record) and its length.
+    pub ids_offset: u64,
+    pub ids_len: u64,
+}
+
+impl Sealed {
+    /// Reads the id record into each stream's `ids`.
+    pub(crate) fn read_ids(&mut self, bytes: &[u8]) -> Result<(), (u64, CorruptionKind)> {
+        let bad = |d: String| (self.ids_offset, CorruptionKind::Footer(format!("id record: {d}")));
+        let region = &bytes[self.ids_offset as usize..(self.ids_offset + self.ids_len) as usize];
+        let ids = record::decode_frame(region, region.len()).map_err(|e| bad(e.to_string()))?;
+        if ids.header != (FrameHeader { kind: KIND_IDS, ..self.seal }) || ids.len as u64 != self.ids_len {
+            return Err(bad("does not match the seal record".into()));
+        }
+        self.footer.attach_ids(ids.body).map_err(bad)
+    }
+}
+
+/// The bytes a seal writes after a segment's last record: the seal record (footer body) and the
+/// id record. Returns them and the seal record's length, for the trailer.
+pub(crate) fn encode_seal(seal: &FrameHeader, footer: &Footer) -> (Vec<u8>, u64) {
+    let (body, ids) = (footer.encode_body(), footer.encode_ids());
+    let mut bytes = Vec::with_capacity(record::frame_len(body.len()) + record::frame_len(ids.len()));
+    record::encode_frame(&mut bytes, seal, &body);
+    let footer_len = bytes.len() as u64;
+    record::encode_frame(&mut bytes, &FrameHeader { kind: KIND_IDS, ..*seal }, &ids);
+    (bytes, footer_len)
 }
 
 /// Reads a sealed segment's footer through its trailer, and its id record when `with_ids` is set
@@ -382,7 +409,7 @@ pub(crate) fn read_sealed(bytes: &[u8], with_ids: bool) -> Result<Option<Sealed>
     if frame.header.kind != KIND_SEAL || frame.len as u64 != trailer.footer_len {
         return Err((trailer.footer_offset, CorruptionKind::Footer("trailer does not point at a seal record".into())));
     }
-    let mut footer = Footer::decode_body(frame.body, trailer.footer_offset)
+    let footer = Footer::decode_body(frame.body, trailer.footer_offset)
         .map_err(|d| (trailer.footer_offset, CorruptionKind::Footer(d)))?;
     let count = footer.offsets.len() as u64;
     if count == 0
@@ -392,16 +419,17 @@ pub(crate) fn read_sealed(bytes: &[u8], with_ids: bool) -> Result<Option<Sealed>
     {
         return Err((trailer.footer_offset, CorruptionKind::Footer("seal record disagrees with its footer".into())));
     }
+    let mut sealed = Sealed {
+        seal: frame.header,
+        footer,
+        footer_offset: trailer.footer_offset,
+        ids_offset,
+        ids_len: trailer.ids_len,
+    };
     if with_ids {
-        let bad = |d: String| (ids_offset, CorruptionKind::Footer(format!("id record: {d}")));
-        let region = &bytes[ids_offset as usize..(ids_offset + trailer.ids_len) as usize];
-        let ids = record::decode_frame(region, region.len()).map_err(|e| bad(e.to_string()))?;
-        if ids.header != (FrameHeader { kind: KIND_IDS, ..frame.header }) || ids.len as u64 != trailer.ids_len {
-            return Err(bad("does not match the seal record".into()));
-        }
-        footer.attach_ids(ids.body).map_err(bad)?;
+        sealed.read_ids(bytes)?;
     }
-    Ok(Some(Sealed { seal: frame.header, footer, footer_offset: trailer.footer_offset }))
+    Ok(Some(sealed))
 }
 
 /// Decodes the frame at `offset` of a segment whose usable record area ends at `end`.

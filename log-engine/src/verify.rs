@@ -332,18 +332,25 @@ mod tests {
     use crate::{Durability, ExpectedVersion, NewEvent, Options, SEGMENT_SIZE_MIN};
     use std::os::unix::fs::FileExt;
 
-    /// Open builds the stream index from sealed footers without reading records. A footer that
-    /// passes its CRC but disagrees with the records (a bug, or a forgery) must fail verify.
-    #[test]
-    fn a_crc_valid_footer_that_misstates_an_id_fails_verify() {
+    /// A log of 64 KiB segments appended to (round-robin over `streams`) until its first segment
+    /// is sealed.
+    fn two_segments(streams: &[&str]) -> (tempfile::TempDir, Options, Log) {
         let dir = tempfile::tempdir().unwrap();
         let options = Options { segment_size: SEGMENT_SIZE_MIN, durability: Durability::None, ..Default::default() };
         let log = Log::open(dir.path(), options.clone()).unwrap();
         while log.segment_files().len() < 2 {
-            for stream in ["agent-a", "agent-b"] {
+            for stream in streams {
                 log.append(stream, ExpectedVersion::Any, vec![NewEvent::bytes("t", vec![1u8; 200])]).unwrap();
             }
         }
+        (dir, options, log)
+    }
+
+    /// Open builds the stream index from sealed footers without reading records. A footer that
+    /// passes its CRC but disagrees with the records (a bug, or a forgery) must fail verify.
+    #[test]
+    fn a_crc_valid_footer_that_misstates_an_id_fails_verify() {
+        let (dir, options, log) = two_segments(&["agent-a", "agent-b"]);
         let path = log.segment_files()[0].path.clone();
         assert!(log.verify(None, |_| {}).unwrap().ok);
         drop(log);
@@ -354,10 +361,7 @@ mod tests {
         let b = sealed.footer.streams.get_mut("agent-b").unwrap();
         let misstated = b.positions[3];
         b.ids[3][0] ^= 1;
-        let mut frame = Vec::new();
-        record::encode_frame(&mut frame, &sealed.seal, &sealed.footer.encode_body());
-        let ids_header = record::FrameHeader { kind: record::KIND_IDS, ..sealed.seal };
-        record::encode_frame(&mut frame, &ids_header, &sealed.footer.encode_ids());
+        let (frame, _) = segment::encode_seal(&sealed.seal, &sealed.footer);
         file.write_all_at(&frame, sealed.footer_offset).unwrap();
         drop(file);
 
@@ -373,18 +377,12 @@ mod tests {
     /// segments. A flipped bit there is found by verify, and by open when open needs those ids.
     #[test]
     fn a_damaged_id_record_is_reported_by_verify_and_by_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let options = Options { segment_size: SEGMENT_SIZE_MIN, durability: Durability::None, ..Default::default() };
-        let log = Log::open(dir.path(), options.clone()).unwrap();
-        while log.segment_files().len() < 2 {
-            log.append("agent-a", ExpectedVersion::Any, vec![NewEvent::bytes("t", vec![1u8; 200])]).unwrap();
-        }
+        let (dir, options, log) = two_segments(&["agent-a"]);
         let files = log.segment_files();
         let (path, active) = (files[0].path.clone(), files[1].clone());
         let bytes = std::fs::read(&path).unwrap();
         let sealed = segment::read_sealed(&bytes, true).unwrap().unwrap();
-        let footer_len = record::frame_len(sealed.footer.encode_body().len()) as u64;
-        let id_byte = sealed.footer_offset + footer_len + record::FRAME_HEADER_LEN as u64 + 5;
+        let id_byte = sealed.ids_offset + record::FRAME_HEADER_LEN as u64 + 5;
         let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
         file.write_all_at(&[bytes[id_byte as usize] ^ 0x10], id_byte).unwrap();
         drop(file);

@@ -35,7 +35,7 @@ use crate::fs::StorageFile;
 use crate::idwindow::IdWindow;
 use crate::log::Shared;
 use crate::mmap::Mapping;
-use crate::record::{self, ChainInput, FrameHeader, PreparedEvent, FLAG_BATCH_END, KIND_EVENT, KIND_IDS, KIND_SEAL};
+use crate::record::{self, ChainInput, FrameHeader, PreparedEvent, FLAG_BATCH_END, KIND_EVENT, KIND_SEAL};
 use crate::segment::{self, Footer, FooterStream, SegmentHeader, Trailer, HEADER_LEN, TRAILER_LEN};
 use crate::types::{
     AppendResult, ChainHash, Durability, ExpectedVersion, Position, SegmentId, StreamName, StreamVersion,
@@ -876,7 +876,6 @@ impl Writer {
             offsets: active.footer.offsets.clone(),
             streams: active.footer.streams.clone(),
         };
-        let body = footer.encode_body();
         let header = FrameHeader {
             kind: KIND_SEAL,
             flags: 0,
@@ -886,11 +885,7 @@ impl Writer {
             watermark: active.durable.load(Ordering::Acquire),
             hash: self.state.last_hash,
         };
-        let ids = footer.encode_ids();
-        let mut frame = Vec::with_capacity(record::frame_len(body.len()) + record::frame_len(ids.len()));
-        record::encode_frame(&mut frame, &header, &body);
-        let footer_len = frame.len() as u64;
-        record::encode_frame(&mut frame, &FrameHeader { kind: KIND_IDS, ..header }, &ids);
+        let (frame, footer_len) = segment::encode_seal(&header, &footer);
         let footer_offset = active.write_offset;
         assert!(
             footer_offset + frame.len() as u64 <= segment::usable_end(active.capacity),
