@@ -1,0 +1,120 @@
+//! Single-workload probes of log-engine, small enough to run under `perf record` or to run
+//! two builds back to back (A/B). The numbers in benches/harness/analysis.md that are not the
+//! harness's own (open of a 10M-event log, the W2- and W3-shaped runs) come from these.
+//!
+//! ```text
+//! cargo build --release --manifest-path benches/probe/Cargo.toml
+//! P=benches/probe/target/release/cairn-probe
+//! $P load DIR EVENTS        # 10,000 streams, commits of 100 streams x 10 events, no fdatasync
+//! $P open DIR               # times Log::open (drop the page cache first for a cold open)
+//! $P w3 DIR BATCHES [SEG]   # 1 appender, durable 1000-event batches; optional segment size
+//! $P w2 DIR SECONDS         # 64 async appenders, 1 durable event each
+//! ```
+use log_engine::*;
+use std::time::Instant;
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let dir = &args[2];
+    match args[1].as_str() {
+        "load" => {
+            let n: usize = args[3].parse().unwrap();
+            let log = Log::open(dir, Options { durability: Durability::None, ..Default::default() }).unwrap();
+            let streams = 10_000usize;
+            let per_round = 10usize;
+            let rounds = n / streams / per_round;
+            let t = Instant::now();
+            for round in 0..rounds {
+                for chunk in (0..streams).collect::<Vec<_>>().chunks(100) {
+                    let appends = chunk
+                        .iter()
+                        .map(|s| StreamAppend {
+                            stream: StreamName::new(format!("agent-{s:05}")).unwrap(),
+                            expected: ExpectedVersion::Any,
+                            events: (0..per_round)
+                                .map(|e| NewEvent::bytes("bench.event", vec![(round * 7 + e) as u8; 256]))
+                                .collect(),
+                        })
+                        .collect();
+                    log.append_multi(appends).unwrap();
+                }
+            }
+            eprintln!("loaded {} in {:?}", log.stats().events, t.elapsed());
+            log.close();
+        }
+        "open" => {
+            let t = Instant::now();
+            let log = Log::open(dir, Options::default()).unwrap();
+            eprintln!("opened {} events in {:?}", log.stats().events, t.elapsed());
+            log.close();
+        }
+        "w3" => {
+            let batches: usize = args[3].parse().unwrap();
+            let seg: u64 = args.get(4).map(|s| s.parse().unwrap()).unwrap_or(SEGMENT_SIZE_DEFAULT);
+            let log = Log::open(dir, Options { segment_size: seg, ..Default::default() }).unwrap();
+            let t = Instant::now();
+            let mut lat = Vec::new();
+            for b in 0..batches {
+                let events: Vec<NewEvent> =
+                    (0..1000).map(|e| NewEvent::bytes("bench.event", vec![(b + e) as u8; 256])).collect();
+                let s = Instant::now();
+                log.append("w3-stream", ExpectedVersion::Any, events).unwrap();
+                lat.push(s.elapsed());
+            }
+            let el = t.elapsed();
+            lat.sort();
+            let m = log.metrics();
+            eprintln!(
+                "w3: {:.0} events/s, p50 {:?}; {:.0} us/fsync",
+                (batches * 1000) as f64 / el.as_secs_f64(),
+                lat[lat.len() / 2],
+                m.fsync_seconds_total.get() * 1e6 / m.fsyncs as f64
+            );
+            log.close();
+        }
+        "w2" => {
+            let secs: u64 = args[3].parse().unwrap();
+            let log = Log::open(dir, Options::default()).unwrap();
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+            let t = Instant::now();
+            let total: u64 = rt.block_on(async {
+                let tasks: Vec<_> = (0..64)
+                    .map(|i| {
+                        let log = log.clone();
+                        tokio::spawn(async move {
+                            let stream = format!("w2-{i}");
+                            let mut n = 0u64;
+                            let start = Instant::now();
+                            while start.elapsed().as_secs() < secs {
+                                log.append_async(
+                                    &stream,
+                                    ExpectedVersion::Any,
+                                    vec![NewEvent::bytes("bench.event", vec![n as u8; 256])],
+                                )
+                                .await
+                                .unwrap();
+                                n += 1;
+                            }
+                            n
+                        })
+                    })
+                    .collect();
+                let mut total = 0;
+                for t in tasks {
+                    total += t.await.unwrap();
+                }
+                total
+            });
+            let m = log.metrics();
+            eprintln!(
+                "w2: {:.0} events/s; {:.1} events/fsync; {:.0} us/fsync; fsyncs {}",
+                total as f64 / t.elapsed().as_secs_f64(),
+                m.events as f64 / m.fsyncs as f64,
+                m.fsync_seconds_total.get() * 1e6 / m.fsyncs as f64,
+                m.fsyncs
+            );
+            eprintln!("buckets {:?} {:?}", log_engine::SYNC_BATCH_BUCKETS, m.sync_batch_buckets);
+            log.close();
+        }
+        other => panic!("unknown probe {other:?}: load, open, w3 or w2"),
+    }
+}
