@@ -37,6 +37,8 @@ const FINGERPRINT_MASK: u64 = (1 << FINGERPRINT_BITS) - 1;
 const POSITION_MAX: u64 = (1 << (64 - FINGERPRINT_BITS)) - 2;
 /// Overflowed ids kept before the first pass that drops those outside the window.
 const PRUNE_MIN: usize = 512;
+/// Ids whose first buckets [`IdWindow::insert_all`] reads together before inserting them.
+const READ_AHEAD: usize = 16;
 
 const _: () = assert!(IDEMPOTENCY_WINDOW.is_power_of_two() && BUCKETS.is_power_of_two());
 
@@ -78,6 +80,34 @@ impl<S: BuildHasher + Clone> IdWindow<S> {
             prune_at: PRUNE_MIN,
             hasher,
             newest: None,
+        }
+    }
+
+    /// Records each `(id, position)` in turn, as [`IdWindow::insert`] does. The table is far
+    /// larger than the caches, so each insert waits for a cache miss (and often a TLB miss) on its
+    /// bucket; reading the first buckets of [`READ_AHEAD`] ids in one tight loop lets those misses
+    /// overlap, and the inserts that follow find their buckets cached.
+    pub(crate) fn insert_all<I>(&mut self, ids: I)
+    where
+        I: Iterator<Item = (Uuid, u64)> + Clone,
+    {
+        let mut ahead = ids.clone();
+        let mut ids = ids;
+        loop {
+            let mut read = 0;
+            let mut sum = 0u64;
+            for (id, _) in ahead.by_ref().take(READ_AHEAD) {
+                sum = sum.wrapping_add(self.buckets[self.places(&id).0].0[0]);
+                read += 1;
+            }
+            if read == 0 {
+                return;
+            }
+            // Keeps the reads, which exist only for their effect on the cache.
+            std::hint::black_box(sum);
+            for (id, position) in ids.by_ref().take(read) {
+                self.insert(id, position);
+            }
         }
     }
 
@@ -196,6 +226,28 @@ mod tests {
             0xabcd_0000_0000_0000 | 5
         }
         fn write(&mut self, _: &[u8]) {}
+    }
+
+    /// Inserting a run of ids at once leaves the window as inserting them one by one does.
+    #[test]
+    fn insert_all_is_insert_in_turn() {
+        let mut one_by_one = IdWindow::default();
+        let mut all = IdWindow::with_hasher(one_by_one.hasher.clone());
+        // Runs of every length around the read-ahead, and one id used twice within a run.
+        let mut next = 0u64;
+        for len in (0..3 * READ_AHEAD as u64).chain([1000]) {
+            let run: Vec<(Uuid, u64)> = (next..next + len).map(|n| (id(n % 2000), n)).collect();
+            next += len;
+            for &(id, position) in &run {
+                one_by_one.insert(id, position);
+            }
+            all.insert_all(run.iter().copied());
+        }
+        assert_eq!(all.newest, one_by_one.newest);
+        assert!(all.buckets.iter().zip(one_by_one.buckets.iter()).all(|(a, b)| a.0 == b.0));
+        assert_eq!(all.ring, one_by_one.ring);
+        assert!(next >= 2000);
+        assert!((next - 2000..next).all(|n| all.get(&id(n % 2000)) == Some(n)), "each id at its newest position");
     }
 
     /// Ids that all share their buckets and fingerprint (as hostile or unlucky client ids might)

@@ -766,9 +766,7 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
     let skip = recent_ids.len().saturating_sub(IDEMPOTENCY_WINDOW);
     recent_ids.drain(..skip);
     let mut window = IdWindow::default();
-    for (p, id) in recent_ids {
-        window.insert(id, p);
-    }
+    window.insert_all(recent_ids.iter().map(|&(p, id)| (id, p)));
     let state = WriterState {
         active,
         next_position: index.next_position,

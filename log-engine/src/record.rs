@@ -193,6 +193,10 @@ pub(crate) fn decode_frame(bytes: &[u8], body_max: usize) -> Result<Frame<'_>, F
     Ok(Frame { header, body: &bytes[FRAME_HEADER_LEN..FRAME_HEADER_LEN + body_len], len })
 }
 
+/// Bytes an encoded body adds to what `NewEvent::size` counts: a fixarray marker, the id (a
+/// 2-byte header and its 16 bytes), and a header of at most 5 bytes for each other field.
+const BODY_OVERHEAD_MAX: usize = 1 + 5 + 2 + 16 + 5 + 5 + 5;
+
 /// The event body as stored (msgpack array of five fields).
 #[derive(Serialize)]
 struct BodyOut<'a> {
@@ -237,13 +241,19 @@ impl PreparedEvent {
     pub(crate) fn new(stream: &StreamName, event: &NewEvent) -> PreparedEvent {
         let id = event.id.unwrap_or_else(Uuid::new_v4);
         let data = event.data.as_bytes();
-        let raw = rmp_serde::to_vec(&BodyOut {
-            stream: stream.as_str(),
-            id: id.as_bytes(),
-            event_type: &event.event_type,
-            metadata: &event.metadata,
-            data,
-        })
+        // Sized up front: the fields plus the array and field headers (at most 23 bytes), so that
+        // encoding allocates once.
+        let mut raw = Vec::with_capacity(event.size(stream) + BODY_OVERHEAD_MAX);
+        rmp_serde::encode::write(
+            &mut raw,
+            &BodyOut {
+                stream: stream.as_str(),
+                id: id.as_bytes(),
+                event_type: &event.event_type,
+                metadata: &event.metadata,
+                data,
+            },
+        )
         .expect("encoding to a Vec cannot fail");
         let (body, compressed) = if raw.len() >= COMPRESS_THRESHOLD {
             let packed = snap::raw::Encoder::new().compress_vec(&raw).expect("snappy input is bounded");

@@ -507,11 +507,11 @@ impl Writer {
                     body_range: (body_start, body_start + event.body.len()),
                 });
                 run.push((offset, position, event.id));
-                self.state.ids.insert(event.id, position);
                 self.state.next_position += 1;
                 self.state.last_hash = hash;
             }
             self.state.active.footer.push_run(name, first_version, &run);
+            self.state.ids.insert_all(run.iter().map(|&(_, position, id)| (id, position)));
             self.state.last_timestamp_ms = now;
             self.overlay.insert(name.to_string(), Some(first_version + append.events.len() as u64 - 1));
             results.push(AppendResult {

@@ -8,6 +8,7 @@
 //! $P load DIR EVENTS        # 10,000 streams, commits of 100 streams x 10 events, no fdatasync
 //! $P open DIR               # times Log::open (drop the page cache first for a cold open)
 //! $P w3 DIR BATCHES [SEG]   # 1 appender, durable 1000-event batches; optional segment size
+//! $P w3c DIR SECONDS N      # N appenders (threads), durable 1000-event batches each
 //! $P w2 DIR SECONDS         # 64 async appenders, 1 durable event each
 //! ```
 use log_engine::*;
@@ -115,6 +116,39 @@ fn main() {
             eprintln!("buckets {:?} {:?}", log_engine::SYNC_BATCH_BUCKETS, m.sync_batch_buckets);
             log.close();
         }
-        other => panic!("unknown probe {other:?}: load, open, w3 or w2"),
+        "w3c" => {
+            let secs: u64 = args[3].parse().unwrap();
+            let appenders: usize = args[4].parse().unwrap();
+            let log = Log::open(dir, Options::default()).unwrap();
+            let t = Instant::now();
+            let total: usize = std::thread::scope(|scope| {
+                let threads: Vec<_> = (0..appenders)
+                    .map(|i| {
+                        let log = &log;
+                        scope.spawn(move || {
+                            let stream = format!("w3c-{i}");
+                            let mut n = 0;
+                            while t.elapsed().as_secs() < secs {
+                                let events: Vec<NewEvent> =
+                                    (0..1000).map(|e| NewEvent::bytes("bench.event", vec![(n + e) as u8; 256])).collect();
+                                log.append(&stream, ExpectedVersion::Any, events).unwrap();
+                                n += 1000;
+                            }
+                            n
+                        })
+                    })
+                    .collect();
+                threads.into_iter().map(|h| h.join().unwrap()).sum()
+            });
+            let m = log.metrics();
+            eprintln!(
+                "w3c x{appenders}: {:.0} events/s; {:.0} events/fsync; {:.0} us/fsync",
+                total as f64 / t.elapsed().as_secs_f64(),
+                m.events as f64 / m.fsyncs as f64,
+                m.fsync_seconds_total.get() * 1e6 / m.fsyncs as f64
+            );
+            log.close();
+        }
+        other => panic!("unknown probe {other:?}: load, open, w3, w3c or w2"),
     }
 }
