@@ -659,16 +659,17 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
                     // Read here, in segment order, so that damage in the id record is reported
                     // before anything is done to the newest segment.
                     sealed.read_ids(map.bytes()).map_err(|(offset, kind)| corrupt(offset, kind))?;
-                    for s in sealed.footer.streams.values() {
-                        recent_ids.extend(s.positions.iter().zip(&s.ids).map(|(p, raw)| (*p, Uuid::from_bytes(*raw))));
+                    for s in sealed.footer.streams() {
+                        recent_ids.extend(s.positions.iter().zip(s.ids).map(|(p, raw)| (*p, Uuid::from_bytes(*raw))));
                     }
                 }
                 let segment::Sealed { seal, footer, .. } = sealed;
-                for (name, s) in footer.streams {
+                for s in footer.streams() {
+                    let name = s.name;
                     // One lookup for a known stream; the name is copied only for a new one.
-                    let positions = match index.streams.get_mut(&name) {
+                    let positions = match index.streams.get_mut(name) {
                         Some(positions) => positions,
-                        None => index.streams.entry(name.clone()).or_default(),
+                        None => index.streams.entry(name.to_string()).or_default(),
                     };
                     if positions.len() as u64 != s.first_version {
                         return Err(corrupt(
@@ -680,7 +681,7 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
                             )),
                         ));
                     }
-                    positions.extend_from_slice(&s.positions);
+                    positions.extend_from_slice(s.positions);
                 }
                 index.next_position = seal.position + 1;
                 index.head_hash = seal.hash;

@@ -15,8 +15,6 @@
 //! | after the seal record | … | event ids: a record of kind 3 (sealed segments only) |
 //! | capacity − 64 | 64 | trailer: locates the footer (sealed segments only) |
 
-use std::collections::BTreeMap;
-
 use crate::error::CorruptionKind;
 use crate::record::{self, Frame, FrameError, FrameHeader, FRAME_HEADER_LEN, KIND_IDS, KIND_SEAL, RECORD_ALIGN};
 use crate::types::{ChainHash, SegmentId};
@@ -169,26 +167,81 @@ impl Trailer {
 }
 
 /// One stream's events within a segment, as the footer records them.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub(crate) struct FooterStream {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FooterStream<'a> {
+    pub name: &'a str,
     pub first_version: u64,
-    pub positions: Vec<u64>,
-    pub ids: Vec<[u8; 16]>,
+    /// Position of each of the stream's events here, in version order.
+    pub positions: &'a [u64],
+    /// Their ids, or nothing if the id record was not read.
+    pub ids: &'a [[u8; 16]],
+}
+
+/// Where one stream's name and events lie in a [`Footer`]'s shared buffers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    name: std::ops::Range<usize>,
+    first_version: u64,
+    events: std::ops::Range<usize>,
 }
 
 /// What a sealed segment's footer holds: enough to index the segment without reading it. The
 /// event ids are kept in a record of their own after the footer, with their own CRC, so that open
 /// reads them only for the few newest segments the idempotency window needs.
+///
+/// The streams' names, positions and ids are kept in three buffers shared by all streams, so that
+/// decoding a footer of a hundred thousand streams allocates a handful of times, not per stream.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct Footer {
     pub first_position: u64,
     /// Byte offset of each record, by position − first_position.
     pub offsets: Vec<u32>,
-    /// Per stream (sorted by name), the versions, positions and (when read) ids of its events here.
-    pub streams: BTreeMap<String, FooterStream>,
+    /// One per stream with events in the segment, in name order.
+    entries: Vec<Entry>,
+    names: String,
+    /// Every stream's positions, stream after stream in entry order.
+    positions: Vec<u64>,
+    /// The ids of the events in `positions`, in the same order; empty until read.
+    ids: Vec<[u8; 16]>,
 }
 
 impl Footer {
+    /// A footer with no streams yet: add them with [`Footer::push_stream`].
+    pub(crate) fn new(first_position: u64, offsets: Vec<u32>) -> Footer {
+        Footer { first_position, offsets, ..Footer::default() }
+    }
+
+    /// Adds a stream's events; streams must be added in name order, each with an id per position.
+    pub(crate) fn push_stream(&mut self, name: &str, first_version: u64, positions: &[u64], ids: &[[u8; 16]]) {
+        assert!(self.entries.last().is_none_or(|e| &self.names[e.name.clone()] < name), "footer streams in name order");
+        assert_eq!(positions.len(), ids.len(), "an id for each position");
+        assert_eq!(self.ids.len(), self.positions.len(), "ids for every stream or none");
+        self.push_entry(name, first_version, positions);
+        self.ids.extend_from_slice(ids);
+    }
+
+    fn push_entry(&mut self, name: &str, first_version: u64, positions: &[u64]) {
+        let (names, events) = (self.names.len(), self.positions.len());
+        self.names.push_str(name);
+        self.positions.extend_from_slice(positions);
+        self.entries.push(Entry { name: names..self.names.len(), first_version, events: events..self.positions.len() });
+    }
+
+    /// The streams, in name order.
+    pub(crate) fn streams(&self) -> impl ExactSizeIterator<Item = FooterStream<'_>> {
+        self.entries.iter().map(|e| FooterStream {
+            name: &self.names[e.name.clone()],
+            first_version: e.first_version,
+            positions: &self.positions[e.events.clone()],
+            ids: self.ids.get(e.events.clone()).unwrap_or_default(),
+        })
+    }
+
+    /// Events the stream entries list (a valid footer lists each of its records once).
+    pub(crate) fn events_listed(&self) -> usize {
+        self.positions.len()
+    }
+
     /// Footer body bytes for the given shape.
     pub(crate) fn body_len(records: usize, stream_name_bytes: usize, streams: usize) -> usize {
         FOOTER_FIXED + FOOTER_PER_RECORD * records + FOOTER_PER_STREAM * streams + stream_name_bytes
@@ -202,23 +255,21 @@ impl Footer {
     }
 
     pub(crate) fn encode_body(&self) -> Vec<u8> {
-        let names: usize = self.streams.keys().map(String::len).sum();
-        let len = Footer::body_len(self.offsets.len(), names, self.streams.len());
+        let len = Footer::body_len(self.offsets.len(), self.names.len(), self.entries.len());
         let mut b = Vec::with_capacity(len);
         b.extend_from_slice(&self.first_position.to_le_bytes());
         b.extend_from_slice(&(self.offsets.len() as u64).to_le_bytes());
-        b.extend_from_slice(&(self.streams.len() as u32).to_le_bytes());
+        b.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
         b.extend_from_slice(&0u32.to_le_bytes());
         for offset in &self.offsets {
             b.extend_from_slice(&offset.to_le_bytes());
         }
-        for (name, s) in &self.streams {
-            assert_eq!(s.positions.len(), s.ids.len());
-            b.extend_from_slice(&(name.len() as u16).to_le_bytes());
-            b.extend_from_slice(name.as_bytes());
+        for s in self.streams() {
+            b.extend_from_slice(&(s.name.len() as u16).to_le_bytes());
+            b.extend_from_slice(s.name.as_bytes());
             b.extend_from_slice(&s.first_version.to_le_bytes());
             b.extend_from_slice(&(s.positions.len() as u32).to_le_bytes());
-            for p in &s.positions {
+            for p in s.positions {
                 b.extend_from_slice(&p.to_le_bytes());
             }
         }
@@ -228,26 +279,16 @@ impl Footer {
 
     /// The id record's body: every stream's ids, in the footer's stream order.
     pub(crate) fn encode_ids(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(IDS_PER_RECORD * self.offsets.len());
-        for s in self.streams.values() {
-            assert_eq!(s.positions.len(), s.ids.len());
-            for id in &s.ids {
-                b.extend_from_slice(id);
-            }
-        }
-        assert_eq!(b.len(), IDS_PER_RECORD * self.offsets.len(), "id record length accounting");
-        b
+        assert_eq!(self.ids.len(), self.offsets.len(), "id record length accounting");
+        self.ids.concat()
     }
 
     /// Fills each stream's `ids` from an id record's body.
     pub(crate) fn attach_ids(&mut self, b: &[u8]) -> Result<(), String> {
-        if b.len() != IDS_PER_RECORD * self.offsets.len() {
+        if b.len() != IDS_PER_RECORD * self.offsets.len() || self.offsets.len() != self.positions.len() {
             return Err(format!("id record holds {} bytes for {} events", b.len(), self.offsets.len()));
         }
-        let mut ids = b.chunks_exact(IDS_PER_RECORD).map(|id| <[u8; 16]>::try_from(id).expect("16 bytes"));
-        for s in self.streams.values_mut() {
-            s.ids = ids.by_ref().take(s.positions.len()).collect();
-        }
+        self.ids = b.chunks_exact(IDS_PER_RECORD).map(|id| <[u8; 16]>::try_from(id).expect("16 bytes")).collect();
         Ok(())
     }
 
@@ -280,11 +321,13 @@ impl Footer {
             prev = u64::from(off);
             offsets.push(off);
         }
-        let mut streams = BTreeMap::new();
-        let mut seen = 0usize;
+        let mut footer = Footer::new(first_position, offsets);
+        footer.entries.reserve(stream_count);
+        footer.positions.reserve(count);
         // Each position belongs to exactly one stream: the id record's order depends on it.
         let mut listed = vec![false; count];
         let mut previous: Option<&str> = None;
+        let mut positions = Vec::new();
         for _ in 0..stream_count {
             let name_len = r.u16()? as usize;
             let name = std::str::from_utf8(r.bytes(name_len)?).map_err(|_| "stream name is not UTF-8".to_string())?;
@@ -294,11 +337,10 @@ impl Footer {
             previous = Some(name);
             let first_version = r.u64()?;
             let n = r.u32()? as usize;
-            if n == 0 || n > count - seen {
+            if n == 0 || n > count - footer.positions.len() {
                 return Err(format!("stream {name:?} claims {n} events"));
             }
-            seen += n;
-            let mut positions = Vec::with_capacity(n);
+            positions.clear();
             for _ in 0..n {
                 let p = r.u64()?;
                 if p < first_position || p - first_position >= count as u64 {
@@ -309,15 +351,15 @@ impl Footer {
                 }
                 positions.push(p);
             }
-            streams.insert(name.to_string(), FooterStream { first_version, positions, ids: Vec::new() });
+            footer.push_entry(name, first_version, &positions);
         }
-        if seen != count {
-            return Err(format!("streams list {seen} events, the segment has {count}"));
+        if footer.positions.len() != count {
+            return Err(format!("streams list {} events, the segment has {count}", footer.positions.len()));
         }
         if r.at != b.len() {
             return Err(format!("{} trailing bytes", b.len() - r.at));
         }
-        Ok(Footer { first_position, offsets, streams })
+        Ok(footer)
     }
 }
 
@@ -468,13 +510,10 @@ mod tests {
     }
 
     fn footer() -> Footer {
-        let mut streams = BTreeMap::new();
-        streams.insert(
-            "a".to_string(),
-            FooterStream { first_version: 3, positions: vec![10, 12], ids: vec![[1; 16], [2; 16]] },
-        );
-        streams.insert("bb".to_string(), FooterStream { first_version: 0, positions: vec![11], ids: vec![[3; 16]] });
-        Footer { first_position: 10, offsets: vec![4096, 4200, 4400], streams }
+        let mut f = Footer::new(10, vec![4096, 4200, 4400]);
+        f.push_stream("a", 3, &[10, 12], &[[1; 16], [2; 16]]);
+        f.push_stream("bb", 0, &[11], &[[3; 16]]);
+        f
     }
 
     #[test]
@@ -483,7 +522,7 @@ mod tests {
         let b = f.encode_body();
         assert_eq!(b.len(), Footer::body_len(3, 3, 2));
         let mut decoded = Footer::decode_body(&b, 5000).unwrap();
-        assert!(decoded.streams.values().all(|s| s.ids.is_empty()));
+        assert!(decoded.streams().all(|s| s.ids.is_empty()));
         assert_eq!(decoded.offsets, f.offsets);
         let ids = f.encode_ids();
         assert_eq!(ids.len(), 3 * IDS_PER_RECORD);

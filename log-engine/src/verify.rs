@@ -213,8 +213,8 @@ fn check_span(span: &Span, progress: &std::sync::mpsc::Sender<u64>) -> Outcome {
     // A sealed segment's seal and footer; damage there is reported after the records' own.
     let sealed = span.sealed.then(|| segment::read_sealed(bytes, true));
     let has_footer = matches!(sealed, Some(Ok(Some(_))));
-    let streams: HashMap<&str, &FooterStream, foldhash::fast::RandomState> = match &sealed {
-        Some(Ok(Some(sealed))) => sealed.footer.streams.iter().map(|(name, s)| (name.as_str(), s)).collect(),
+    let streams: HashMap<&str, FooterStream<'_>, foldhash::fast::RandomState> = match &sealed {
+        Some(Ok(Some(sealed))) => sealed.footer.streams().map(|s| (s.name, s)).collect(),
         _ => HashMap::default(),
     };
     let mut prev = span.given.or(header_prev).expect("a span starts at its segment's start or has a given hash");
@@ -282,7 +282,7 @@ fn check_span(span: &Span, progress: &std::sync::mpsc::Sender<u64>) -> Outcome {
 
 /// Whether the footer lists the event at `position` as `version` of `stream` with `id`.
 fn footer_lists(
-    streams: &HashMap<&str, &FooterStream, foldhash::fast::RandomState>,
+    streams: &HashMap<&str, FooterStream<'_>, foldhash::fast::RandomState>,
     stream: &str,
     version: u64,
     position: u64,
@@ -312,7 +312,7 @@ fn check_seal(
 ) -> std::result::Result<(), (u64, CorruptionKind)> {
     match sealed? {
         Some(sealed) if sealed.footer_offset == offset && sealed.seal.hash == last => {
-            let listed: usize = sealed.footer.streams.values().map(|s| s.positions.len()).sum();
+            let listed = sealed.footer.events_listed();
             match records {
                 Some(records) if listed != records => Err((
                     sealed.footer_offset,
@@ -358,10 +358,17 @@ mod tests {
         let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         let mut sealed = segment::read_sealed(&bytes, true).unwrap().unwrap();
-        let b = sealed.footer.streams.get_mut("agent-b").unwrap();
-        let misstated = b.positions[3];
-        b.ids[3][0] ^= 1;
-        let (frame, _) = segment::encode_seal(&sealed.seal, &sealed.footer);
+        let mut forged = segment::Footer::new(sealed.footer.first_position, sealed.footer.offsets.clone());
+        let mut misstated = 0;
+        for s in sealed.footer.streams() {
+            let mut ids = s.ids.to_vec();
+            if s.name == "agent-b" {
+                misstated = s.positions[3];
+                ids[3][0] ^= 1;
+            }
+            forged.push_stream(s.name, s.first_version, s.positions, &ids);
+        }
+        let (frame, _) = segment::encode_seal(&sealed.seal, &forged);
         file.write_all_at(&frame, sealed.footer_offset).unwrap();
         drop(file);
 

@@ -36,7 +36,7 @@ use crate::idwindow::IdWindow;
 use crate::log::Shared;
 use crate::mmap::Mapping;
 use crate::record::{self, ChainInput, FrameHeader, PreparedEvent, FLAG_BATCH_END, KIND_EVENT, KIND_SEAL};
-use crate::segment::{self, Footer, FooterStream, SegmentHeader, Trailer, HEADER_LEN, TRAILER_LEN};
+use crate::segment::{self, Footer, SegmentHeader, Trailer, HEADER_LEN, TRAILER_LEN};
 use crate::types::{
     AppendResult, ChainHash, Durability, ExpectedVersion, Position, SegmentId, StreamName, StreamVersion,
 };
@@ -93,8 +93,16 @@ pub enum Sabotage {
 #[derive(Debug, Default)]
 pub(crate) struct FooterBuilder {
     pub offsets: Vec<u32>,
-    pub streams: BTreeMap<String, FooterStream>,
+    pub streams: BTreeMap<String, SegmentStream>,
     pub name_bytes: usize,
+}
+
+/// One stream's events in the active segment so far.
+#[derive(Debug, Default)]
+pub(crate) struct SegmentStream {
+    first_version: u64,
+    positions: Vec<u64>,
+    ids: Vec<[u8; 16]>,
 }
 
 impl FooterBuilder {
@@ -114,12 +122,20 @@ impl FooterBuilder {
             Some(s) => s,
             None => {
                 self.name_bytes += stream.len();
-                self.streams.entry(stream.to_string()).or_insert(FooterStream { first_version, ..Default::default() })
+                self.streams.entry(stream.to_string()).or_insert(SegmentStream { first_version, ..Default::default() })
             }
         };
         assert_eq!(s.first_version + s.positions.len() as u64, first_version, "stream {stream} version gap in segment");
         s.positions.extend(run.iter().map(|r| r.1));
         s.ids.extend(run.iter().map(|r| *r.2.as_bytes()));
+    }
+
+    fn footer(&self, first_position: u64) -> Footer {
+        let mut footer = Footer::new(first_position, self.offsets.clone());
+        for (name, s) in &self.streams {
+            footer.push_stream(name, s.first_version, &s.positions, &s.ids);
+        }
+        footer
     }
 }
 
@@ -871,11 +887,7 @@ impl Writer {
     /// trailer that points at it: a valid trailer on disk proves its footer durable.
     fn seal(&mut self) -> Result<()> {
         let active = &self.state.active;
-        let footer = Footer {
-            first_position: active.id.0,
-            offsets: active.footer.offsets.clone(),
-            streams: active.footer.streams.clone(),
-        };
+        let footer = active.footer.footer(active.id.0);
         let header = FrameHeader {
             kind: KIND_SEAL,
             flags: 0,

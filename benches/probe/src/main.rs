@@ -5,7 +5,7 @@
 //! ```text
 //! cargo build --release --manifest-path benches/probe/Cargo.toml
 //! P=benches/probe/target/release/cairn-probe
-//! $P load DIR EVENTS        # 10,000 streams, commits of 100 streams x 10 events, no fdatasync
+//! $P load DIR EVENTS [STREAMS]  # 10,000 streams unless given, commits of 100 streams x 10 events, no fdatasync
 //! $P open DIR               # times Log::open (drop the page cache first for a cold open)
 //! $P w3 DIR BATCHES [SEG]   # 1 appender, durable 1000-event batches; optional segment size
 //! $P w3c DIR SECONDS N      # N appenders (threads), durable 1000-event batches each
@@ -20,7 +20,7 @@ fn main() {
         "load" => {
             let n: usize = args[3].parse().unwrap();
             let log = Log::open(dir, Options { durability: Durability::None, ..Default::default() }).unwrap();
-            let streams = 10_000usize;
+            let streams: usize = args.get(4).map_or(10_000, |s| s.parse().unwrap());
             let per_round = 10usize;
             let rounds = n / streams / per_round;
             let t = Instant::now();
