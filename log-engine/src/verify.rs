@@ -357,7 +357,7 @@ mod tests {
 
         let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
         let bytes = std::fs::read(&path).unwrap();
-        let mut sealed = segment::read_sealed(&bytes, true).unwrap().unwrap();
+        let sealed = segment::read_sealed(&bytes, true).unwrap().unwrap();
         let mut forged = segment::Footer::new(sealed.footer.first_position, sealed.footer.offsets.clone());
         let mut misstated = 0;
         for s in sealed.footer.streams() {
