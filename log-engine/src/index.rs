@@ -31,12 +31,14 @@ impl SegmentState {
     }
 }
 
+/// Stream name → position of each version (version = index).
+pub(crate) type StreamIndex = HashMap<String, Vec<u64>, foldhash::quality::RandomState>;
+
 #[derive(Debug)]
 pub(crate) struct Index {
     /// Sorted by id; the last one is the active segment.
     pub segments: Vec<SegmentState>,
-    /// Stream name → position of each version (version = index).
-    pub streams: HashMap<String, Vec<u64>, foldhash::quality::RandomState>,
+    pub streams: StreamIndex,
     /// Position the next committed event gets (= committed event count).
     pub next_position: u64,
     /// Chain hash at `next_position − 1`, or the genesis hash.

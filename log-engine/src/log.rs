@@ -19,10 +19,10 @@ use crate::dir::{self, DirLock};
 use crate::error::{CorruptionKind, Error, LimitKind, Result};
 use crate::fs::{FileSystem, OsFs, StorageFile};
 use crate::idwindow::{IdWindow, IDEMPOTENCY_WINDOW};
-use crate::index::{Index, SegmentState};
+use crate::index::{Index, SegmentState, StreamIndex};
 use crate::mmap::Mapping;
 use crate::record::{self, Frame, FrameError, FLAG_BATCH_END, KIND_EVENT};
-use crate::segment::{self, SegmentHeader, HEADER_LEN, SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN};
+use crate::segment::{self, Footer, SegmentHeader, HEADER_LEN, SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN};
 use crate::types::*;
 use crate::writer::{self, Active, Command, FooterBuilder, MetricsInner, PreparedAppend, Reply, Writer, WriterState};
 
@@ -158,15 +158,19 @@ pub struct SegmentFile {
     pub sealed: bool,
 }
 
+/// The machine's cores, asked once.
+pub(crate) fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// Events from which [`prepare`] splits the work over two threads.
 const PARALLEL_PREPARE_MIN: usize = 256;
 
 /// Encodes, compresses and digests events on the caller's thread, and for a large batch on a
 /// second one as well: hashing is most of an append's CPU, and the writer only has to chain.
 fn prepare(stream: &StreamName, events: &[NewEvent]) -> Vec<record::PreparedEvent> {
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if events.len() < PARALLEL_PREPARE_MIN || cores < 2 {
+    if events.len() < PARALLEL_PREPARE_MIN || cores() < 2 {
         return events.iter().map(|e| record::PreparedEvent::new(stream, e)).collect();
     }
     let (front, back) = events.split_at(events.len() / 2);
@@ -625,6 +629,8 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
     let mut recent_ids: Vec<(u64, Uuid)> = Vec::new();
     let mut last_ts = 0u64;
     let mut active = None;
+    // Sealed segments' footers, indexed together once all are read (see `index_streams`).
+    let mut footers: Vec<(SegmentId, u64, Footer)> = Vec::new();
     // The idempotency window is the last IDEMPOTENCY_WINDOW positions: a sealed segment whose last
     // position lies that far before the newest segment's first cannot hold any of them.
     let window_from = ids.last().map_or(0, |newest| newest.0.saturating_sub(IDEMPOTENCY_WINDOW as u64));
@@ -663,26 +669,9 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
                         recent_ids.extend(s.positions.iter().zip(s.ids).map(|(p, raw)| (*p, Uuid::from_bytes(*raw))));
                     }
                 }
-                let segment::Sealed { seal, footer, .. } = sealed;
-                for s in footer.streams() {
-                    let name = s.name;
-                    // One lookup for a known stream; the name is copied only for a new one.
-                    let positions = match index.streams.get_mut(name) {
-                        Some(positions) => positions,
-                        None => index.streams.entry(name.to_string()).or_default(),
-                    };
-                    if positions.len() as u64 != s.first_version {
-                        return Err(corrupt(
-                            footer_offset,
-                            CorruptionKind::Footer(format!(
-                                "stream {name} resumes at version {} after version {}",
-                                s.first_version,
-                                positions.len() as i64 - 1
-                            )),
-                        ));
-                    }
-                    positions.extend_from_slice(s.positions);
-                }
+                let segment::Sealed { seal, mut footer, .. } = sealed;
+                let offsets = std::mem::take(&mut footer.offsets);
+                footers.push((id, footer_offset, footer));
                 index.next_position = seal.position + 1;
                 index.head_hash = seal.hash;
                 last_ts = last_ts.max(seal.timestamp_ms);
@@ -690,7 +679,7 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
                     id,
                     path,
                     map: Arc::new(map),
-                    offsets: footer.offsets,
+                    offsets,
                     data_end: footer_offset,
                     sealed: true,
                 });
@@ -702,6 +691,9 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
                 ));
             }
             None => {
+                // Damage in a footer is reported before anything is done to the newest segment.
+                index.streams = index_streams(&footers)?;
+                footers.clear();
                 let file = file.expect("an unsealed segment's probe keeps its file");
                 let scan = crate::recovery::scan_newest(dir, fs.as_ref(), &*file, &header, options.recovery)?;
                 let mut footer = FooterBuilder::default();
@@ -759,6 +751,10 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
         }
     }
 
+    if !footers.is_empty() {
+        // Every segment is sealed.
+        index.streams = index_streams(&footers)?;
+    }
     let active = match active {
         Some(active) => active,
         None => create_first_active(dir, options, &mut index)?,
@@ -779,6 +775,76 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
     Ok((index, state))
 }
 
+/// Each stream's positions, from the sealed segments' footers in segment order. At 100,000
+/// streams this is millions of lookups in a map far larger than the caches, so the streams are
+/// split by a hash of their name over one thread per core, each building its own map.
+/// A stream whose versions do not continue from one footer to the next is corruption of the later
+/// footer; of several, the one a single pass would meet first is reported.
+fn index_streams(footers: &[(SegmentId, u64, Footer)]) -> Result<StreamIndex> {
+    use std::hash::BuildHasher;
+    let workers = cores().min(footers.len()).max(1);
+    let shard = foldhash::fast::FixedState::default();
+    let built: Vec<std::result::Result<StreamIndex, (usize, String, Error)>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..workers)
+            .map(|worker| {
+                let shard = &shard;
+                scope.spawn(move || {
+                    let mut streams = StreamIndex::default();
+                    for (i, (id, footer_offset, footer)) in footers.iter().enumerate() {
+                        let mine = footer.streams().filter(|s| shard.hash_one(s.name) as usize % workers == worker);
+                        for s in mine {
+                            // One lookup for a known stream; the name is copied only for a new one.
+                            let positions = match streams.get_mut(s.name) {
+                                Some(positions) => positions,
+                                None => streams.entry(s.name.to_string()).or_default(),
+                            };
+                            if positions.len() as u64 != s.first_version {
+                                let detail = format!(
+                                    "stream {} resumes at version {} after version {}",
+                                    s.name,
+                                    s.first_version,
+                                    positions.len() as i64 - 1
+                                );
+                                let error = Error::Corrupt {
+                                    segment: *id,
+                                    offset: *footer_offset,
+                                    position: None,
+                                    kind: CorruptionKind::Footer(detail),
+                                };
+                                return Err((i, s.name.to_string(), error));
+                            }
+                            positions.extend_from_slice(s.positions);
+                        }
+                    }
+                    Ok(streams)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().expect("indexing footers does not panic")).collect()
+    });
+    let mut maps = Vec::with_capacity(built.len());
+    let mut first_error: Option<(usize, String, Error)> = None;
+    for result in built {
+        match result {
+            Ok(map) => maps.push(map),
+            Err(e) => {
+                if first_error.as_ref().is_none_or(|f| (e.0, &e.1) < (f.0, &f.1)) {
+                    first_error = Some(e);
+                }
+            }
+        }
+    }
+    if let Some((_, _, error)) = first_error {
+        return Err(error);
+    }
+    let mut streams = maps.pop().unwrap_or_default();
+    streams.reserve(maps.iter().map(|m| m.len()).sum());
+    for map in maps {
+        streams.extend(map);
+    }
+    Ok(streams)
+}
+
 /// What open learns of one segment file before it checks how the segments join.
 struct Probe {
     id: SegmentId,
@@ -797,7 +863,7 @@ struct Probe {
 /// threads as there are cores: decoding footers is most of the time open spends on a large log.
 /// Results are in `ids` order, so the caller reports the earliest damage first.
 fn probe_segments(log_dir: &Path, fs: &dyn FileSystem, ids: &[SegmentId]) -> Vec<Result<Probe>> {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(ids.len()).max(1);
+    let workers = cores().min(ids.len()).max(1);
     let mut results: Vec<(usize, Result<Probe>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|w| {

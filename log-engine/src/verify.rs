@@ -100,7 +100,7 @@ impl Log {
                 done.push((i, outcome));
             }
         };
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(jobs.len()).max(1);
+        let threads = crate::log::cores().min(jobs.len()).max(1);
         let mut outcomes: Vec<Option<Outcome>> = (0..jobs.len()).map(|_| None).collect();
         let mut drawn = 0u64;
         std::thread::scope(|scope| {
@@ -346,6 +346,51 @@ mod tests {
         (dir, options, log)
     }
 
+    /// Rewrites the seal of the sealed segment at `path`, CRC-valid, after `change` has had its
+    /// way with each stream's first version and ids.
+    fn forge_footer(
+        path: &std::path::Path,
+        mut change: impl FnMut(segment::FooterStream, &mut u64, &mut Vec<[u8; 16]>),
+    ) {
+        let bytes = std::fs::read(path).unwrap();
+        let sealed = segment::read_sealed(&bytes, true).unwrap().unwrap();
+        let mut forged = segment::Footer::new(sealed.footer.first_position, sealed.footer.offsets.clone());
+        for s in sealed.footer.streams() {
+            let (mut first_version, mut ids) = (s.first_version, s.ids.to_vec());
+            change(s, &mut first_version, &mut ids);
+            forged.push_stream(s.name, first_version, s.positions, &ids);
+        }
+        let (frame, _) = segment::encode_seal(&sealed.seal, &forged);
+        let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        file.write_all_at(&frame, sealed.footer_offset).unwrap();
+    }
+
+    /// Open builds each stream's index from the sealed footers in turn: a CRC-valid footer whose
+    /// stream does not continue its versions is corruption, reported at that footer, and of
+    /// several such streams the first in name order (as a single pass would meet them).
+    #[test]
+    fn a_footer_that_breaks_a_streams_versions_fails_open() {
+        let (dir, options, log) = two_segments(&["agent-a", "agent-b", "agent-c"]);
+        let path = log.segment_files()[0].path.clone();
+        drop(log);
+        let footer_offset = {
+            let bytes = std::fs::read(&path).unwrap();
+            segment::read_sealed(&bytes, false).unwrap().unwrap().footer_offset
+        };
+        forge_footer(&path, |s, first_version, _| {
+            if s.name != "agent-a" {
+                *first_version += 2;
+            }
+        });
+        match Log::open(dir.path(), options).unwrap_err() {
+            Error::Corrupt { segment, offset, kind: CorruptionKind::Footer(detail), .. } => {
+                assert_eq!((segment, offset), (crate::SegmentId(0), footer_offset));
+                assert_eq!(detail, "stream agent-b resumes at version 2 after version -1");
+            }
+            other => panic!("expected a corrupt footer, got {other}"),
+        }
+    }
+
     /// Open builds the stream index from sealed footers without reading records. A footer that
     /// passes its CRC but disagrees with the records (a bug, or a forgery) must fail verify.
     #[test]
@@ -355,22 +400,13 @@ mod tests {
         assert!(log.verify(None, |_| {}).unwrap().ok);
         drop(log);
 
-        let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
-        let bytes = std::fs::read(&path).unwrap();
-        let sealed = segment::read_sealed(&bytes, true).unwrap().unwrap();
-        let mut forged = segment::Footer::new(sealed.footer.first_position, sealed.footer.offsets.clone());
         let mut misstated = 0;
-        for s in sealed.footer.streams() {
-            let mut ids = s.ids.to_vec();
+        forge_footer(&path, |s, _, ids| {
             if s.name == "agent-b" {
                 misstated = s.positions[3];
                 ids[3][0] ^= 1;
             }
-            forged.push_stream(s.name, s.first_version, s.positions, &ids);
-        }
-        let (frame, _) = segment::encode_seal(&sealed.seal, &forged);
-        file.write_all_at(&frame, sealed.footer_offset).unwrap();
-        drop(file);
+        });
 
         let log = Log::open(dir.path(), options).unwrap();
         let report = log.verify(None, |_| {}).unwrap();
