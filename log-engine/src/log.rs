@@ -782,7 +782,7 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
 /// footer; of several, the one a single pass would meet first is reported.
 fn index_streams(footers: &[(SegmentId, u64, Footer)]) -> Result<StreamIndex> {
     use std::hash::BuildHasher;
-    let workers = cores().min(footers.len()).max(1);
+    let workers = cores();
     let shard = foldhash::fast::FixedState::default();
     let built: Vec<std::result::Result<StreamIndex, (usize, String, Error)>> = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..workers)

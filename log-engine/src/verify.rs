@@ -370,7 +370,9 @@ mod tests {
     /// several such streams the first in name order (as a single pass would meet them).
     #[test]
     fn a_footer_that_breaks_a_streams_versions_fails_open() {
-        let (dir, options, log) = two_segments(&["agent-a", "agent-b", "agent-c"]);
+        // Enough broken streams that each thread indexing the footers meets some.
+        let streams = ["agent-a", "agent-b", "agent-c", "agent-d", "agent-e", "agent-f", "agent-g", "agent-h"];
+        let (dir, options, log) = two_segments(&streams);
         let path = log.segment_files()[0].path.clone();
         drop(log);
         let footer_offset = {
