@@ -635,12 +635,15 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
     // position lies that far before the newest segment's first cannot hold any of them.
     let window_from = ids.last().map_or(0, |newest| newest.0.saturating_sub(IDEMPOTENCY_WINDOW as u64));
     let probes = probe_segments(&log_dir, fs.as_ref(), &ids);
-    for (i, probe) in probes.into_iter().enumerate() {
-        let newest = i + 1 == ids.len();
-        let Probe { id, path, file, len, header, sealed } = probe?;
-        let corrupt = |offset, kind| Error::Corrupt { segment: id, offset, position: None, kind };
-        if id.0 != index.next_position || header.prev_hash != index.head_hash {
-            return Err(corrupt(
+    // In a closure so that, whatever fails, the footers read before it are checked first: the
+    // earliest damage is the one reported.
+    let read_segments = || -> Result<()> {
+        for (i, probe) in probes.into_iter().enumerate() {
+            let newest = i + 1 == ids.len();
+            let Probe { id, path, file, len, header, sealed } = probe?;
+            let corrupt = |offset, kind| Error::Corrupt { segment: id, offset, position: None, kind };
+            if id.0 != index.next_position || header.prev_hash != index.head_hash {
+                return Err(corrupt(
                 0,
                 CorruptionKind::SegmentGap(format!(
                     "segment starts at position {} with previous hash {}, the log before it ends at position {} with hash {}",
@@ -650,105 +653,115 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
                     index.head_hash
                 )),
             ));
-        }
-        match sealed? {
-            Some((map, sealed)) => {
-                let mut sealed = sealed;
-                let footer_offset = sealed.footer_offset;
-                if sealed.footer.first_position != id.0 {
+            }
+            match sealed? {
+                Some((map, sealed)) => {
+                    let mut sealed = sealed;
+                    let footer_offset = sealed.footer_offset;
+                    if sealed.footer.first_position != id.0 {
+                        return Err(corrupt(
+                            footer_offset,
+                            CorruptionKind::Footer(format!(
+                                "footer starts at position {}",
+                                sealed.footer.first_position
+                            )),
+                        ));
+                    }
+                    if sealed.seal.position >= window_from {
+                        // Read here, in segment order, so that damage in the id record is reported
+                        // before anything is done to the newest segment.
+                        sealed.read_ids(map.bytes()).map_err(|(offset, kind)| corrupt(offset, kind))?;
+                        for s in sealed.footer.streams() {
+                            recent_ids
+                                .extend(s.positions.iter().zip(s.ids).map(|(p, raw)| (*p, Uuid::from_bytes(*raw))));
+                        }
+                    }
+                    let segment::Sealed { seal, mut footer, .. } = sealed;
+                    let offsets = std::mem::take(&mut footer.offsets);
+                    footers.push((id, footer_offset, footer));
+                    index.next_position = seal.position + 1;
+                    index.head_hash = seal.hash;
+                    last_ts = last_ts.max(seal.timestamp_ms);
+                    index.segments.push(SegmentState {
+                        id,
+                        path,
+                        map: Arc::new(map),
+                        offsets,
+                        data_end: footer_offset,
+                        sealed: true,
+                    });
+                }
+                None if !newest => {
                     return Err(corrupt(
-                        footer_offset,
-                        CorruptionKind::Footer(format!("footer starts at position {}", sealed.footer.first_position)),
+                        len - segment::TRAILER_LEN,
+                        CorruptionKind::Footer("segment is not sealed, yet a newer segment follows it".into()),
                     ));
                 }
-                if sealed.seal.position >= window_from {
-                    // Read here, in segment order, so that damage in the id record is reported
-                    // before anything is done to the newest segment.
-                    sealed.read_ids(map.bytes()).map_err(|(offset, kind)| corrupt(offset, kind))?;
-                    for s in sealed.footer.streams() {
-                        recent_ids.extend(s.positions.iter().zip(s.ids).map(|(p, raw)| (*p, Uuid::from_bytes(*raw))));
-                    }
-                }
-                let segment::Sealed { seal, mut footer, .. } = sealed;
-                let offsets = std::mem::take(&mut footer.offsets);
-                footers.push((id, footer_offset, footer));
-                index.next_position = seal.position + 1;
-                index.head_hash = seal.hash;
-                last_ts = last_ts.max(seal.timestamp_ms);
-                index.segments.push(SegmentState {
-                    id,
-                    path,
-                    map: Arc::new(map),
-                    offsets,
-                    data_end: footer_offset,
-                    sealed: true,
-                });
-            }
-            None if !newest => {
-                return Err(corrupt(
-                    len - segment::TRAILER_LEN,
-                    CorruptionKind::Footer("segment is not sealed, yet a newer segment follows it".into()),
-                ));
-            }
-            None => {
-                // Damage in a footer is reported before anything is done to the newest segment.
-                index.streams = index_streams(&footers)?;
-                footers.clear();
-                let file = file.expect("an unsealed segment's probe keeps its file");
-                let scan = crate::recovery::scan_newest(dir, fs.as_ref(), &*file, &header, options.recovery)?;
-                let mut footer = FooterBuilder::default();
-                for run in scan.records.chunk_by(|a, b| a.stream == b.stream) {
-                    let stream = &run[0].stream;
-                    let positions = match index.streams.get_mut(stream) {
-                        Some(positions) => positions,
-                        None => index.streams.entry(stream.clone()).or_default(),
-                    };
-                    for r in run {
-                        if positions.len() as u64 != r.version {
-                            return Err(Error::Corrupt {
-                                segment: id,
-                                offset: r.offset,
-                                position: Some(Position(r.position)),
-                                kind: CorruptionKind::RecordBody(format!(
-                                    "stream {} version {} follows version {}",
-                                    r.stream,
-                                    r.version,
-                                    positions.len() as i64 - 1
-                                )),
-                            });
+                None => {
+                    // Damage in a footer is reported before anything is done to the newest segment.
+                    index.streams = index_streams(&footers)?;
+                    footers.clear();
+                    let file = file.expect("an unsealed segment's probe keeps its file");
+                    let scan = crate::recovery::scan_newest(dir, fs.as_ref(), &*file, &header, options.recovery)?;
+                    let mut footer = FooterBuilder::default();
+                    for run in scan.records.chunk_by(|a, b| a.stream == b.stream) {
+                        let stream = &run[0].stream;
+                        let positions = match index.streams.get_mut(stream) {
+                            Some(positions) => positions,
+                            None => index.streams.entry(stream.clone()).or_default(),
+                        };
+                        for r in run {
+                            if positions.len() as u64 != r.version {
+                                return Err(Error::Corrupt {
+                                    segment: id,
+                                    offset: r.offset,
+                                    position: Some(Position(r.position)),
+                                    kind: CorruptionKind::RecordBody(format!(
+                                        "stream {} version {} follows version {}",
+                                        r.stream,
+                                        r.version,
+                                        positions.len() as i64 - 1
+                                    )),
+                                });
+                            }
+                            positions.push(r.position);
+                            recent_ids.push((r.position, r.id));
                         }
-                        positions.push(r.position);
-                        recent_ids.push((r.position, r.id));
+                        let entries: Vec<_> = run.iter().map(|r| (r.offset, r.position, r.id)).collect();
+                        footer.push_run(stream, run[0].version, &entries);
                     }
-                    let entries: Vec<_> = run.iter().map(|r| (r.offset, r.position, r.id)).collect();
-                    footer.push_run(stream, run[0].version, &entries);
+                    let map = Arc::new(
+                        Mapping::new(file.as_file(), scan.end).map_err(|e| Error::io("map segment", &path, e))?,
+                    );
+                    index.next_position = id.0 + scan.records.len() as u64;
+                    if let Some(last) = scan.records.last() {
+                        index.head_hash = last.hash;
+                        last_ts = last_ts.max(scan.last_timestamp_ms);
+                    }
+                    index.segments.push(SegmentState {
+                        id,
+                        path,
+                        map: map.clone(),
+                        offsets: footer.offsets.clone(),
+                        data_end: scan.end,
+                        sealed: false,
+                    });
+                    active = Some(Active {
+                        id,
+                        file: Arc::from(file),
+                        map,
+                        capacity: len,
+                        write_offset: scan.end,
+                        durable: Arc::new(std::sync::atomic::AtomicU64::new(scan.end)),
+                        footer,
+                    });
                 }
-                let map =
-                    Arc::new(Mapping::new(file.as_file(), scan.end).map_err(|e| Error::io("map segment", &path, e))?);
-                index.next_position = id.0 + scan.records.len() as u64;
-                if let Some(last) = scan.records.last() {
-                    index.head_hash = last.hash;
-                    last_ts = last_ts.max(scan.last_timestamp_ms);
-                }
-                index.segments.push(SegmentState {
-                    id,
-                    path,
-                    map: map.clone(),
-                    offsets: footer.offsets.clone(),
-                    data_end: scan.end,
-                    sealed: false,
-                });
-                active = Some(Active {
-                    id,
-                    file: Arc::from(file),
-                    map,
-                    capacity: len,
-                    write_offset: scan.end,
-                    durable: Arc::new(std::sync::atomic::AtomicU64::new(scan.end)),
-                    footer,
-                });
             }
         }
+        Ok(())
+    };
+    if let Err(later) = read_segments() {
+        return Err(index_streams(&footers).err().unwrap_or(later));
     }
 
     if !footers.is_empty() {
@@ -777,12 +790,22 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
 
 /// Each stream's positions, from the sealed segments' footers in segment order. At 100,000
 /// streams this is millions of lookups in a map far larger than the caches, so the streams are
-/// split by a hash of their name over one thread per core, each building its own map.
-/// A stream whose versions do not continue from one footer to the next is corruption of the later
-/// footer; of several, the one a single pass would meet first is reported.
+/// split by a hash of their name over one thread per core (fewer for a small log, see
+/// [`INDEX_ENTRIES_PER_THREAD`]), each building its own map.
 fn index_streams(footers: &[(SegmentId, u64, Footer)]) -> Result<StreamIndex> {
+    let entries: usize = footers.iter().map(|(_, _, f)| f.streams().len()).sum();
+    index_streams_on(footers, cores().min(entries.div_ceil(INDEX_ENTRIES_PER_THREAD)))
+}
+
+/// [`index_streams`] on `threads` threads. A stream whose versions do not continue from one
+/// footer to the next is corruption of the later footer; of several, the one a single pass would
+/// meet first is reported.
+fn index_streams_on(footers: &[(SegmentId, u64, Footer)], threads: usize) -> Result<StreamIndex> {
     use std::hash::BuildHasher;
-    let workers = cores();
+    if footers.is_empty() {
+        return Ok(StreamIndex::default());
+    }
+    let workers = threads.max(1);
     let shard = foldhash::fast::FixedState::default();
     let built: Vec<std::result::Result<StreamIndex, (usize, String, Error)>> = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..workers)
@@ -844,6 +867,10 @@ fn index_streams(footers: &[(SegmentId, u64, Footer)]) -> Result<StreamIndex> {
     }
     Ok(streams)
 }
+
+/// Stream entries of sealed footers per thread that indexes them at open: each thread hashes
+/// every entry to find its own, so a small log is indexed on one.
+const INDEX_ENTRIES_PER_THREAD: usize = 10_000;
 
 /// What open learns of one segment file before it checks how the segments join.
 struct Probe {
@@ -959,6 +986,45 @@ fn create_first_active(dir: &Path, options: &Options, index: &mut Index) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Footers of `streams` streams over `segments` segments, each stream with two events per
+    /// segment; `broken` lists (footer, stream) entries whose first version is off by one.
+    fn footers(segments: u64, streams: u64, broken: &[(u64, u64)]) -> Vec<(SegmentId, u64, Footer)> {
+        (0..segments)
+            .map(|seg| {
+                let first = seg * streams * 2;
+                let mut footer = Footer::new(first, (0..streams as u32 * 2).map(|i| 4096 + 128 * i).collect());
+                for s in 0..streams {
+                    let off = u64::from(broken.contains(&(seg, s)));
+                    let positions = [first + 2 * s, first + 2 * s + 1];
+                    footer.push_stream(&format!("s{s:04}"), seg * 2 + off, &positions, &[[0; 16]; 2]);
+                }
+                (SegmentId(first), 1_000_000 + seg, footer)
+            })
+            .collect()
+    }
+
+    /// However many threads index the footers, the index is the same, and of several broken
+    /// entries the earliest footer's first stream in name order is reported.
+    #[test]
+    fn index_streams_is_the_same_on_any_number_of_threads() {
+        let expected = index_streams_on(&footers(3, 500, &[]), 1).unwrap();
+        assert_eq!(expected.len(), 500);
+        assert_eq!(expected["s0007"], vec![14, 15, 1014, 1015, 2014, 2015]);
+        for threads in [1, 2, 8] {
+            assert_eq!(index_streams_on(&footers(3, 500, &[]), threads).unwrap(), expected);
+            // Broken: streams 420 and 400 in footer 1, then streams 3 and 250 in footer 2.
+            let broken = footers(3, 500, &[(2, 3), (1, 420), (1, 400), (2, 250)]);
+            match index_streams_on(&broken, threads).unwrap_err() {
+                Error::Corrupt { segment, offset, kind: CorruptionKind::Footer(detail), .. } => {
+                    assert_eq!((segment, offset), (SegmentId(1000), 1_000_001), "{threads} threads");
+                    assert_eq!(detail, "stream s0400 resumes at version 3 after version 1");
+                }
+                other => panic!("expected a corrupt footer, got {other}"),
+            }
+        }
+        assert!(index_streams_on(&[], 2).unwrap().is_empty());
+    }
 
     /// A stream read trusts the index only as far as the records agree with it: an index that
     /// points a stream at another stream's record (as a forged footer would) is corruption.

@@ -241,9 +241,9 @@ impl PreparedEvent {
     pub(crate) fn new(stream: &StreamName, event: &NewEvent) -> PreparedEvent {
         let id = event.id.unwrap_or_else(Uuid::new_v4);
         let data = event.data.as_bytes();
-        // Sized up front: the fields plus the array and field headers (at most 23 bytes), so that
-        // encoding allocates once.
-        let mut raw = Vec::with_capacity(event.size(stream) + BODY_OVERHEAD_MAX);
+        // Sized up front (the fields, the id and every header), so that encoding allocates once.
+        let capacity = event.size(stream) + BODY_OVERHEAD_MAX;
+        let mut raw = Vec::with_capacity(capacity);
         rmp_serde::encode::write(
             &mut raw,
             &BodyOut {
@@ -255,6 +255,7 @@ impl PreparedEvent {
             },
         )
         .expect("encoding to a Vec cannot fail");
+        debug_assert!(raw.len() <= capacity, "body of {} bytes above its estimate {capacity}", raw.len());
         let (body, compressed) = if raw.len() >= COMPRESS_THRESHOLD {
             let packed = snap::raw::Encoder::new().compress_vec(&raw).expect("snappy input is bounded");
             if packed.len() < raw.len() {

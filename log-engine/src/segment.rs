@@ -285,8 +285,8 @@ impl Footer {
 
     /// Fills each stream's `ids` from an id record's body.
     pub(crate) fn attach_ids(&mut self, b: &[u8]) -> Result<(), String> {
-        if b.len() != IDS_PER_RECORD * self.offsets.len() || self.offsets.len() != self.positions.len() {
-            return Err(format!("id record holds {} bytes for {} events", b.len(), self.offsets.len()));
+        if b.len() != IDS_PER_RECORD * self.positions.len() {
+            return Err(format!("id record holds {} bytes for {} events", b.len(), self.positions.len()));
         }
         self.ids = b.chunks_exact(IDS_PER_RECORD).map(|id| <[u8; 16]>::try_from(id).expect("16 bytes")).collect();
         Ok(())

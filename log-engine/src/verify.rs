@@ -365,15 +365,14 @@ mod tests {
         file.write_all_at(&frame, sealed.footer_offset).unwrap();
     }
 
-    /// Open builds each stream's index from the sealed footers in turn: a CRC-valid footer whose
-    /// stream does not continue its versions is corruption, reported at that footer, and of
-    /// several such streams the first in name order (as a single pass would meet them).
+    /// Open builds each stream's index from the sealed footers: a CRC-valid footer whose stream
+    /// does not continue its versions is corruption, reported at that footer before anything is
+    /// done to the newest segment, and before damage found in a later segment.
     #[test]
     fn a_footer_that_breaks_a_streams_versions_fails_open() {
-        // Enough broken streams that each thread indexing the footers meets some.
-        let streams = ["agent-a", "agent-b", "agent-c", "agent-d", "agent-e", "agent-f", "agent-g", "agent-h"];
-        let (dir, options, log) = two_segments(&streams);
-        let path = log.segment_files()[0].path.clone();
+        let (dir, options, log) = two_segments(&["agent-a", "agent-b", "agent-c"]);
+        let files = log.segment_files();
+        let (path, active) = (files[0].path.clone(), files[1].clone());
         drop(log);
         let footer_offset = {
             let bytes = std::fs::read(&path).unwrap();
@@ -384,13 +383,25 @@ mod tests {
                 *first_version += 2;
             }
         });
-        match Log::open(dir.path(), options).unwrap_err() {
+        // A torn tail in the active segment, which open would cut if it got that far.
+        let tail = [0xab_u8; 100];
+        let file = std::fs::OpenOptions::new().write(true).open(&active.path).unwrap();
+        file.write_all_at(&tail, active.bytes).unwrap();
+
+        let reported_at_the_footer = |err: Error| match err {
             Error::Corrupt { segment, offset, kind: CorruptionKind::Footer(detail), .. } => {
                 assert_eq!((segment, offset), (crate::SegmentId(0), footer_offset));
                 assert_eq!(detail, "stream agent-b resumes at version 2 after version -1");
             }
             other => panic!("expected a corrupt footer, got {other}"),
-        }
+        };
+        reported_at_the_footer(Log::open(dir.path(), options.clone()).unwrap_err());
+        let after = std::fs::read(&active.path).unwrap();
+        assert_eq!(&after[active.bytes as usize..active.bytes as usize + tail.len()], &tail, "the tail was cut");
+
+        // Damage in the newer segment's header is found later in the log: still the footer first.
+        file.write_all_at(&[0xff], 16).unwrap();
+        reported_at_the_footer(Log::open(dir.path(), options).unwrap_err());
     }
 
     /// Open builds the stream index from sealed footers without reading records. A footer that
