@@ -704,6 +704,7 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
                     let file = file.expect("an unsealed segment's probe keeps its file");
                     let scan = crate::recovery::scan_newest(dir, fs.as_ref(), &*file, &header, options.recovery)?;
                     let mut footer = FooterBuilder::default();
+                    let mut entries = Vec::new();
                     for run in scan.records.chunk_by(|a, b| a.stream == b.stream) {
                         let stream = &run[0].stream;
                         let positions = match index.streams.get_mut(stream) {
@@ -727,7 +728,8 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
                             positions.push(r.position);
                             recent_ids.push((r.position, r.id));
                         }
-                        let entries: Vec<_> = run.iter().map(|r| (r.offset, r.position, r.id)).collect();
+                        entries.clear();
+                        entries.extend(run.iter().map(|r| (r.offset, r.position, r.id)));
                         footer.push_run(stream, run[0].version, &entries);
                     }
                     let map = Arc::new(

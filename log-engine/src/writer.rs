@@ -19,7 +19,7 @@
 //! - After a failed write or fdatasync the log is poisoned: nothing more is written or
 //!   acknowledged; every waiter gets [`Error::Poisoned`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
@@ -93,7 +93,9 @@ pub enum Sabotage {
 #[derive(Debug, Default)]
 pub(crate) struct FooterBuilder {
     pub offsets: Vec<u32>,
-    pub streams: BTreeMap<String, SegmentStream>,
+    /// Hashed, not ordered: a segment may hold 100,000 streams, and every run staged (or found by
+    /// open in the active segment) looks its stream up. Sorted once, at seal.
+    pub streams: HashMap<String, SegmentStream, foldhash::fast::RandomState>,
     pub name_bytes: usize,
 }
 
@@ -132,7 +134,9 @@ impl FooterBuilder {
 
     fn footer(&self, first_position: u64) -> Footer {
         let mut footer = Footer::new(first_position, self.offsets.clone());
-        for (name, s) in &self.streams {
+        let mut streams: Vec<_> = self.streams.iter().collect();
+        streams.sort_unstable_by_key(|(name, _)| *name);
+        for (name, s) in streams {
             footer.push_stream(name, s.first_version, &s.positions, &s.ids);
         }
         footer

@@ -5,8 +5,11 @@
 //! ```text
 //! cargo build --release --manifest-path benches/probe/Cargo.toml
 //! P=benches/probe/target/release/cairn-probe
-//! $P load DIR EVENTS [STREAMS]  # 10,000 streams unless given, commits of 100 streams x 10 events, no fdatasync
-//! $P open DIR               # times Log::open (drop the page cache first for a cold open)
+//! $P load DIR EVENTS [STREAMS [PAYLOAD]]  # 10,000 streams and 256-byte payloads unless given,
+//!                           # commits of 100 streams x 10 events, no fdatasync
+//! $P loadkv DIR            # the restore benchmark's log: 10M one-event appends to 1000 of 100k
+//!                           # streams per call, small JSON data, no fdatasync
+//! $P open DIR [TIMES]       # times Log::open (drop the page cache first for a cold open)
 //! $P w3 DIR BATCHES [SEG]   # 1 appender, durable 1000-event batches; optional segment size
 //! $P w3c DIR SECONDS N      # N appenders (threads), durable 1000-event batches each
 //! $P w2 DIR SECONDS         # 64 async appenders, 1 durable event each
@@ -21,6 +24,7 @@ fn main() {
             let n: usize = args[3].parse().unwrap();
             let log = Log::open(dir, Options { durability: Durability::None, ..Default::default() }).unwrap();
             let streams: usize = args.get(4).map_or(10_000, |s| s.parse().unwrap());
+            let payload: usize = args.get(5).map_or(256, |s| s.parse().unwrap());
             let per_round = 10usize;
             let rounds = n / streams / per_round;
             let t = Instant::now();
@@ -32,7 +36,7 @@ fn main() {
                             stream: StreamName::new(format!("agent-{s:05}")).unwrap(),
                             expected: ExpectedVersion::Any,
                             events: (0..per_round)
-                                .map(|e| NewEvent::bytes("bench.event", vec![(round * 7 + e) as u8; 256]))
+                                .map(|e| NewEvent::bytes("bench.event", vec![(round * 7 + e) as u8; payload]))
                                 .collect(),
                         })
                         .collect();
@@ -42,11 +46,31 @@ fn main() {
             eprintln!("loaded {} in {:?}", log.stats().events, t.elapsed());
             log.close();
         }
-        "open" => {
-            let t = Instant::now();
-            let log = Log::open(dir, Options::default()).unwrap();
-            eprintln!("opened {} events in {:?}", log.stats().events, t.elapsed());
+        "loadkv" => {
+            let log = Log::open(dir, Options { durability: Durability::None, ..Default::default() }).unwrap();
+            for first in (0..10_000_000u64).step_by(1000) {
+                let batch = (first..first + 1000)
+                    .map(|i| StreamAppend {
+                        stream: StreamName::new(format!("kv:agent/{}/state", (i * 7919) % 100_000)).unwrap(),
+                        expected: ExpectedVersion::Any,
+                        events: vec![NewEvent::bytes(
+                            "kv.set",
+                            format!("{{\"value\":{{\"step\":{i},\"status\":\"running\"}}}}").into_bytes(),
+                        )],
+                    })
+                    .collect();
+                log.append_multi(batch).unwrap();
+            }
             log.close();
+        }
+        "open" => {
+            let times: usize = args.get(3).map_or(1, |s| s.parse().unwrap());
+            for _ in 0..times {
+                let t = Instant::now();
+                let log = Log::open(dir, Options::default()).unwrap();
+                eprintln!("opened {} events in {:?}", log.stats().events, t.elapsed());
+                log.close();
+            }
         }
         "w3" => {
             let batches: usize = args[3].parse().unwrap();
@@ -129,8 +153,9 @@ fn main() {
                             let stream = format!("w3c-{i}");
                             let mut n = 0;
                             while t.elapsed().as_secs() < secs {
-                                let events: Vec<NewEvent> =
-                                    (0..1000).map(|e| NewEvent::bytes("bench.event", vec![(n + e) as u8; 256])).collect();
+                                let events: Vec<NewEvent> = (0..1000)
+                                    .map(|e| NewEvent::bytes("bench.event", vec![(n + e) as u8; 256]))
+                                    .collect();
                                 log.append(&stream, ExpectedVersion::Any, events).unwrap();
                                 n += 1000;
                             }
@@ -149,6 +174,6 @@ fn main() {
             );
             log.close();
         }
-        other => panic!("unknown probe {other:?}: load, open, w3, w3c or w2"),
+        other => panic!("unknown probe {other:?}: load, loadkv, open, w3, w3c or w2"),
     }
 }
