@@ -643,16 +643,12 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
             let Probe { id, path, file, len, header, sealed } = probe?;
             let corrupt = |offset, kind| Error::Corrupt { segment: id, offset, position: None, kind };
             if id.0 != index.next_position || header.prev_hash != index.head_hash {
-                return Err(corrupt(
-                0,
-                CorruptionKind::SegmentGap(format!(
-                    "segment starts at position {} with previous hash {}, the log before it ends at position {} with hash {}",
-                    id.0,
-                    header.prev_hash,
-                    index.next_position,
-                    index.head_hash
-                )),
-            ));
+                let detail = format!(
+                    "segment starts at position {} with previous hash {}, \
+                     the log before it ends at position {} with hash {}",
+                    id.0, header.prev_hash, index.next_position, index.head_hash
+                );
+                return Err(corrupt(0, CorruptionKind::SegmentGap(detail)));
             }
             match sealed? {
                 Some((map, sealed)) => {

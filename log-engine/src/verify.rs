@@ -347,11 +347,11 @@ mod tests {
     }
 
     /// Rewrites the seal of the sealed segment at `path`, CRC-valid, after `change` has had its
-    /// way with each stream's first version and ids.
+    /// way with each stream's first version and ids. Returns the footer's offset.
     fn forge_footer(
         path: &std::path::Path,
         mut change: impl FnMut(segment::FooterStream, &mut u64, &mut Vec<[u8; 16]>),
-    ) {
+    ) -> u64 {
         let bytes = std::fs::read(path).unwrap();
         let sealed = segment::read_sealed(&bytes, true).unwrap().unwrap();
         let mut forged = segment::Footer::new(sealed.footer.first_position, sealed.footer.offsets.clone());
@@ -363,6 +363,20 @@ mod tests {
         let (frame, _) = segment::encode_seal(&sealed.seal, &forged);
         let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
         file.write_all_at(&frame, sealed.footer_offset).unwrap();
+        sealed.footer_offset
+    }
+
+    /// Bytes appended to the active segment as a torn tail, which open cuts if it gets that far.
+    const TAIL: [u8; 100] = [0xab; 100];
+
+    fn tear(active: &crate::SegmentFile) {
+        let file = std::fs::OpenOptions::new().write(true).open(&active.path).unwrap();
+        file.write_all_at(&TAIL, active.bytes).unwrap();
+    }
+
+    fn assert_tail_kept(active: &crate::SegmentFile) {
+        let after = std::fs::read(&active.path).unwrap();
+        assert_eq!(&after[active.bytes as usize..active.bytes as usize + TAIL.len()], &TAIL, "the tail was cut");
     }
 
     /// Open builds each stream's index from the sealed footers: a CRC-valid footer whose stream
@@ -374,19 +388,12 @@ mod tests {
         let files = log.segment_files();
         let (path, active) = (files[0].path.clone(), files[1].clone());
         drop(log);
-        let footer_offset = {
-            let bytes = std::fs::read(&path).unwrap();
-            segment::read_sealed(&bytes, false).unwrap().unwrap().footer_offset
-        };
-        forge_footer(&path, |s, first_version, _| {
+        let footer_offset = forge_footer(&path, |s, first_version, _| {
             if s.name != "agent-a" {
                 *first_version += 2;
             }
         });
-        // A torn tail in the active segment, which open would cut if it got that far.
-        let tail = [0xab_u8; 100];
-        let file = std::fs::OpenOptions::new().write(true).open(&active.path).unwrap();
-        file.write_all_at(&tail, active.bytes).unwrap();
+        tear(&active);
 
         let reported_at_the_footer = |err: Error| match err {
             Error::Corrupt { segment, offset, kind: CorruptionKind::Footer(detail), .. } => {
@@ -396,10 +403,10 @@ mod tests {
             other => panic!("expected a corrupt footer, got {other}"),
         };
         reported_at_the_footer(Log::open(dir.path(), options.clone()).unwrap_err());
-        let after = std::fs::read(&active.path).unwrap();
-        assert_eq!(&after[active.bytes as usize..active.bytes as usize + tail.len()], &tail, "the tail was cut");
+        assert_tail_kept(&active);
 
         // Damage in the newer segment's header is found later in the log: still the footer first.
+        let file = std::fs::OpenOptions::new().write(true).open(&active.path).unwrap();
         file.write_all_at(&[0xff], 16).unwrap();
         reported_at_the_footer(Log::open(dir.path(), options).unwrap_err());
     }
@@ -451,11 +458,7 @@ mod tests {
         assert!(detail.contains("id record") && detail.contains("CRC"), "{detail}");
         drop(log);
 
-        // A torn tail in the active segment, which open would cut if it got that far.
-        let tail = [0xab_u8; 100];
-        let file = std::fs::OpenOptions::new().write(true).open(&active.path).unwrap();
-        file.write_all_at(&tail, active.bytes).unwrap();
-        drop(file);
+        tear(&active);
 
         // It is the newest sealed segment, so open needs its ids for the idempotency window, and
         // it reports them before it repairs anything later in the log.
@@ -463,8 +466,7 @@ mod tests {
         assert!(err.is_corruption());
         let err = err.to_string();
         assert!(err.contains("corruption in segment 0") && err.contains("id record"), "{err}");
-        let after = std::fs::read(&active.path).unwrap();
-        assert_eq!(&after[active.bytes as usize..active.bytes as usize + tail.len()], &tail, "the tail was cut");
+        assert_tail_kept(&active);
         assert!(!crate::dir::torn_dir(dir.path()).exists());
     }
 }
