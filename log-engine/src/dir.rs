@@ -10,10 +10,12 @@
 //!
 //! Everything else in DIR (checkpoints, for one) belongs to other crates; the log never touches it.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::fs::{DIR_MODE, FILE_MODE};
 
 pub(crate) const LOCK_FILE: &str = "LOCK";
 pub(crate) const LOG_DIR: &str = "log";
@@ -33,6 +35,7 @@ impl DirLock {
             .truncate(false)
             .read(true)
             .write(true)
+            .mode(FILE_MODE)
             .open(&path)
             .map_err(|e| Error::io("open lock file", &path, e))?;
         match file.try_lock() {
@@ -51,13 +54,17 @@ pub(crate) fn torn_dir(dir: &Path) -> PathBuf {
     dir.join(TORN_DIR)
 }
 
-/// Creates `path` (and parents) and fsyncs its parent, so that the new directory entry survives
-/// a power loss.
+/// Creates `path` (and parents, all [`DIR_MODE`]) and fsyncs its parent, so that the new
+/// directory entry survives a power loss.
 pub(crate) fn create_dir_durable(path: &Path) -> Result<()> {
     if path.is_dir() {
         return Ok(());
     }
-    std::fs::create_dir_all(path).map_err(|e| Error::io("create directory", path, e))?;
+    DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(path)
+        .map_err(|e| Error::io("create directory", path, e))?;
     if let Some(parent) = path.parent() {
         let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
         File::open(parent).and_then(|f| f.sync_all()).map_err(|e| Error::io("fsync directory", parent, e))?;

@@ -8,7 +8,7 @@
 use std::fmt::Debug;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// One open file.
@@ -58,6 +58,12 @@ impl OsFile {
     }
 }
 
+/// Permission bits of every file the log creates: events are the users' data, readable by the
+/// owner only (the umask may narrow this further, never widen it).
+pub const FILE_MODE: u32 = 0o600;
+/// Permission bits of every directory the log creates.
+pub const DIR_MODE: u32 = 0o700;
+
 /// Zero-filling happens in chunks of this size.
 const ZERO_CHUNK: usize = 1024 * 1024;
 
@@ -73,7 +79,8 @@ impl StorageFile for OsFile {
     fn preallocate(&self, len: u64) -> io::Result<()> {
         rustix::fs::fallocate(&self.file, rustix::fs::FallocateFlags::empty(), 0, len)?;
         // fallocate leaves unwritten extents; converting them at the first fdatasync of each
-        // region doubles commit latency (design.md), so write the zeros once now.
+        // region doubles commit latency (docs/benchmarks.md, "What missed, and why"), so write
+        // the zeros once now.
         let zeros = vec![0u8; ZERO_CHUNK];
         let mut at = 0;
         while at < len {
@@ -99,7 +106,7 @@ impl StorageFile for OsFile {
 
 impl FileSystem for OsFs {
     fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
+        let file = OpenOptions::new().read(true).write(true).create_new(true).mode(FILE_MODE).open(path)?;
         Ok(Box::new(OsFile::new(file)))
     }
 

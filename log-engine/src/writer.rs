@@ -810,7 +810,7 @@ impl Writer {
     /// Seals the active segment and starts the next one. Preparing the new file comes first:
     /// if that fails (ENOSPC, say) the request gets an error and the log stays as it was.
     fn roll(&mut self) -> Result<()> {
-        debug_assert!(self.buf.is_empty());
+        assert!(self.buf.is_empty(), "roll with {} bytes staged", self.buf.len());
         // Sealing needs every record durable and the index complete.
         self.drain();
         if let Some(cause) = &self.poisoned {
@@ -943,7 +943,15 @@ impl Syncer {
 fn complete(shared: &Shared, jobs: Vec<SyncJob>, poisoned: &mut Option<String>) -> Vec<u64> {
     let last = jobs.last().expect("one job at least");
     // The writer drains the syncer before it seals a segment, so a batch is one segment's.
-    debug_assert!(jobs.iter().all(|j| j.segment == last.segment));
+    // One fdatasync of `last.file` covers the jobs only if they are all that file's: a job of
+    // another segment would be acknowledged without being durable.
+    let stray = jobs.iter().find(|j| j.segment != last.segment).map(|j| j.segment);
+    assert!(
+        stray.is_none(),
+        "a sync group spans segments {} and {}: one fdatasync cannot make both durable",
+        stray.map_or(0, |s| s.0),
+        last.segment
+    );
     if poisoned.is_none() && jobs.iter().any(|j| j.sync) {
         let started = Instant::now();
         match last.file.sync_data() {

@@ -20,8 +20,10 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use log_engine::fs::FILE_MODE;
 use log_engine::{Head, Log, Position};
 
 use crate::error::{Error, Result};
@@ -191,8 +193,12 @@ fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Writes a new file `to` of `len` bytes: the first `bytes` bytes of `from`, then zeros; fsynced.
 fn copy_prefix(from: &Path, bytes: u64, len: u64, to: &Path, on_chunk: &mut dyn FnMut(u64)) -> Result<()> {
     let mut input = File::open(from).map_err(|e| Error::io("open for copying", from, e))?;
-    let mut output =
-        OpenOptions::new().write(true).create_new(true).open(to).map_err(|e| Error::io("create copy", to, e))?;
+    let mut output = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(to)
+        .map_err(|e| Error::io("create copy", to, e))?;
     let mut buf = vec![0u8; COPY_CHUNK.min(len as usize)];
     let mut at = 0u64;
     while at < len {
@@ -216,6 +222,7 @@ fn lock(dir: &Path) -> Result<File> {
         .truncate(false)
         .read(true)
         .write(true)
+        .mode(FILE_MODE)
         .open(&path)
         .map_err(|e| Error::io("open lock file", &path, e))?;
     match file.try_lock() {

@@ -17,11 +17,14 @@
 //! This module never touches `DIR/log/`: the log is only read (`hash_at`, `head`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{File, OpenOptions};
+use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+// Checkpoints hold the views' state, the users' data: owner-only, like the log's files.
+use log_engine::fs::{DIR_MODE, FILE_MODE};
 use log_engine::{Log, Position};
 use projections::Projection;
 use serde::Serialize;
@@ -273,6 +276,7 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
             .write(true)
             .create(true)
             .truncate(true)
+            .mode(FILE_MODE)
             .open(&tmp)
             .map_err(|e| Error::io("create", &tmp, e))?;
         file.write_all(bytes).map_err(|e| Error::io("write", &tmp, e))?;
@@ -296,7 +300,7 @@ pub(crate) fn create_dir_durable(dir: &Path) -> Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+    DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir).map_err(|e| Error::io("create directory", dir, e))?;
     match dir.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
         _ => Ok(()),
