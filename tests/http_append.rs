@@ -95,6 +95,29 @@ fn a_retry_with_the_same_ids_returns_the_original_positions() {
     assert_eq!(read["events"].as_array().unwrap().len(), 2);
 }
 
+/// Issue 14 item 9: a batch mixing a new id with one already in the stream wrote the old one a
+/// second time. It is a 409 `id_conflict` naming the written id and its position, and writes
+/// nothing.
+#[test]
+fn a_batch_mixing_new_and_written_ids_is_a_conflict_naming_the_written_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    server.append("other", &[("X", json!(1))]);
+    let a = "0b6f0c1e-6a43-4f4e-9a51-0d2b8f3a9c11";
+    let (status, first) =
+        server.post("/v1/streams/order-1/events", &json!({"events": [{"id": a, "type": "Paid", "data": {}}]}));
+    assert_eq!(status, 200, "{first}");
+    let mixed = json!({"events": [
+        {"id": "0b6f0c1e-6a43-4f4e-9a51-0d2b8f3a9c13", "type": "Refunded", "data": {}},
+        {"id": a, "type": "Paid", "data": {}}
+    ]});
+    let (status, body) = server.post("/v1/streams/order-1/events", &mixed);
+    assert_eq!((status, body["error"].as_str()), (409, Some("id_conflict")), "{body}");
+    assert_eq!((body["id"].as_str(), &body["position"], &body["stream"]), (Some(a), &json!(1), &json!("order-1")));
+    assert!(body["message"].as_str().unwrap().contains(&format!("{a} already exists in stream order-1 at position 1")));
+    assert_eq!(head(&server)["position"], 1, "the refused batch wrote nothing");
+}
+
 #[test]
 fn a_multi_stream_append_is_all_or_nothing() {
     let dir = tempfile::tempdir().unwrap();

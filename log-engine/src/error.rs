@@ -33,8 +33,8 @@ pub enum Error {
     #[error("wrong expected version for stream {stream}: expected {expected}, the stream is {}", describe_actual(.actual))]
     WrongExpectedVersion { stream: String, expected: ExpectedVersion, actual: Option<StreamVersion> },
 
-    #[error("event id {id} already exists in stream {stream} at position {position} with different content")]
-    IdConflict { stream: String, id: uuid::Uuid, position: Position },
+    #[error("event id {id} already exists in stream {stream} at position {position}{reason}; an event id is unique within its stream")]
+    IdConflict { stream: String, id: uuid::Uuid, position: Position, reason: IdConflictReason },
 
     #[error("invalid stream name {name:?}: {reason}")]
     InvalidStreamName { name: String, reason: &'static str },
@@ -108,6 +108,29 @@ impl fmt::Display for CorruptionKind {
                 write!(f, "{detail}, below the durable watermark {watermark} (acknowledged bytes are damaged)")
             }
         }
+    }
+}
+
+/// Why an append that reuses an event id is refused, for [`Error::IdConflict`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IdConflictReason {
+    /// The stored event with that id has different content.
+    DifferentContent,
+    /// The append is not an exact retry of the one that wrote the id: it mixes new and
+    /// already-written ids, or holds them in another order or grouping.
+    NotARetry,
+}
+
+impl fmt::Display for IdConflictReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IdConflictReason::DifferentContent => " with different content",
+            IdConflictReason::NotARetry => {
+                ", and this append is not an exact retry of the append that wrote it (it mixes new and \
+                 already-written ids, or orders them differently)"
+            }
+        })
     }
 }
 

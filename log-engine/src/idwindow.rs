@@ -1,7 +1,8 @@
 //! The idempotency window: the positions of the last [`IDEMPOTENCY_WINDOW`] event ids, so that
-//! the writer recognises a retried append by its first event's id.
+//! the writer recognises a retried append, and an id reused in its stream, by the ids the caller
+//! chose.
 //!
-//! The writer inserts every event it stages and looks up the first id of every request, so both
+//! The writer inserts every event it stages and looks up every client-chosen id, so both
 //! must be cheap on a table far larger than the CPU caches. A general hash map costs two cache
 //! misses per operation (control bytes and entry) plus one more to evict the oldest id. Here:
 //!

@@ -42,7 +42,7 @@ mod writer;
 #[cfg(feature = "faults")]
 pub mod faults;
 
-pub use crate::error::{CorruptionKind, Error, LimitKind, Result};
+pub use crate::error::{CorruptionKind, Error, IdConflictReason, LimitKind, Result};
 pub use crate::idwindow::IDEMPOTENCY_WINDOW;
 pub use crate::log::{Log, Metrics, Options, SegmentFile, Stats};
 pub use crate::segment::{SEGMENT_SIZE_DEFAULT, SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN};

@@ -229,6 +229,8 @@ struct BodyIn<'a> {
 #[derive(Debug, Clone)]
 pub(crate) struct PreparedEvent {
     pub id: Uuid,
+    /// Whether the caller chose the id (and may retry with it); a generated v4 id is new.
+    pub client_id: bool,
     pub event_type: String,
     pub data_binary: bool,
     pub body: Vec<u8>,
@@ -269,6 +271,7 @@ impl PreparedEvent {
         assert!(body.len() <= EVENT_BODY_MAX, "body {} above EVENT_BODY_MAX", body.len());
         PreparedEvent {
             id,
+            client_id: event.id.is_some(),
             event_type: event.event_type.clone(),
             data_binary: !event.data.is_json(),
             body,

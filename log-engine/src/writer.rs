@@ -19,7 +19,7 @@
 //! - After a failed write or fdatasync the log is poisoned: nothing more is written or
 //!   acknowledged; every waiter gets [`Error::Poisoned`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
@@ -30,9 +30,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::error::{Error, LimitKind, Result};
+use crate::error::{Error, IdConflictReason, LimitKind, Result};
 use crate::fs::StorageFile;
-use crate::idwindow::IdWindow;
+use crate::idwindow::{IdWindow, IDEMPOTENCY_WINDOW};
 use crate::log::Shared;
 use crate::mmap::Mapping;
 use crate::record::{self, ChainInput, FrameHeader, PreparedEvent, FLAG_BATCH_END, KIND_EVENT, KIND_SEAL};
@@ -411,8 +411,21 @@ impl Writer {
         // Plan every stream-append first: a request is all or nothing.
         let mut plans = Vec::with_capacity(appends.len());
         let mut local: HashMap<&str, Option<u64>, foldhash::fast::RandomState> = HashMap::default();
+        // The ids the caller chose, per stream, in this request: an id is unique within its stream.
+        let mut request_ids: HashSet<(&str, Uuid), foldhash::fast::RandomState> = HashSet::default();
         for append in &appends {
             let name = append.stream.as_str();
+            for event in append.events.iter().filter(|e| e.client_id) {
+                if !request_ids.insert((name, event.id)) {
+                    return Err(Error::Invalid {
+                        what: format!(
+                            "event id {} appears more than once in the append to stream {name}; an event id is \
+                             unique within its stream",
+                            event.id
+                        ),
+                    });
+                }
+            }
             let current = match local.get(name) {
                 Some(v) => *v,
                 None => self.current_version(name),
@@ -571,10 +584,12 @@ impl Writer {
         end + active.footer.seal_len_with(records, new_streams, new_name_bytes) <= segment::usable_end(active.capacity)
     }
 
-    /// An idempotent retry: the request's events are already in the stream with the same
-    /// content. `Ok(None)`: not a retry. Different content under a known id: an error.
+    /// An idempotent retry: the request's events are already in the stream, where the original
+    /// append put them, with the same content. `Ok(None)`: not a retry, and no id of the request
+    /// is in the stream yet. An id already in the stream under any other circumstances (other
+    /// content, a batch mixing new and written ids, another order) is an [`Error::IdConflict`]
+    /// naming that id and the position where it lives.
     fn find_duplicate(&mut self, append: &PreparedAppend, current: Option<u64>) -> Result<Option<AppendResult>> {
-        let first = &append.events[0];
         let name = append.stream.as_str();
         // Where would the first event be, if this is a retry? The version after the expected one,
         // or where the first event's id was seen.
@@ -582,8 +597,10 @@ impl Writer {
             (ExpectedVersion::Exact(v), Some(cur)) if cur > v.0 => Some(v.0 + 1),
             _ => None,
         };
-        let by_id = self.state.ids.get(&first.id);
-        if exact_next.is_none() && by_id.is_none() {
+        // Only ids the caller chose can be retried or reused: a generated (v4) one is new.
+        let hits: Vec<Option<u64>> =
+            append.events.iter().map(|e| if e.client_id { self.state.ids.get(&e.id) } else { None }).collect();
+        if exact_next.is_none() && hits.iter().all(Option::is_none) {
             return Ok(None);
         }
         // The original may be in flight: wait until it is in the index and readable.
@@ -592,41 +609,62 @@ impl Writer {
             // What was in flight is not in the index and never will be.
             return Err(Error::Poisoned { cause: cause.clone() });
         }
-        let Some(first_position) = exact_next.and_then(|v| self.position_of(name, v)).or(by_id) else {
-            return Ok(None);
-        };
-        let mut last = None;
-        for (i, event) in append.events.iter().enumerate() {
-            let position = first_position + i as u64;
-            match self.stored(position) {
-                Some((stream, id, body, version, hash)) if stream == name && id == event.id => {
-                    if body != event.body {
-                        return Err(Error::IdConflict {
-                            stream: name.to_string(),
-                            id: event.id,
-                            position: Position(position),
-                        });
-                    }
-                    if i == 0 {
-                        last = Some((version, version, hash));
-                    } else if let Some(l) = last.as_mut() {
-                        l.1 = version;
-                        l.2 = hash;
-                    }
-                }
-                Some((stream, id, ..)) if stream == name && i == 0 && id != event.id => return Ok(None),
-                Some((stream, ..)) if stream != name && i == 0 => return Ok(None),
-                _ => {
-                    // Part of the request matches an earlier append and part does not.
-                    return Err(Error::IdConflict {
-                        stream: name.to_string(),
-                        id: event.id,
-                        position: Position(position),
-                    });
+        // Where each event's id lives in this stream, if it does. The window has an id's newest
+        // use in any stream; a hit in another stream sends the search through this stream's own
+        // events in the window.
+        let mut found: Vec<Option<u64>> = Vec::with_capacity(append.events.len());
+        for (event, hit) in append.events.iter().zip(&hits) {
+            let at = match *hit {
+                Some(p) if self.id_at(p).is_some_and(|(s, id)| &*s == name && id == event.id) => Some(p),
+                Some(_) => self.find_in_stream(name, &event.id),
+                None => None,
+            };
+            found.push(at);
+        }
+        // A retry recognised by its exact expected version, at any age.
+        if let (Some(v), None) = (exact_next, found[0]) {
+            for (i, event) in append.events.iter().enumerate() {
+                let at = self.position_of(name, v + i as u64);
+                if let Some(p) = at.filter(|&p| self.id_at(p).is_some_and(|(_, id)| id == event.id)) {
+                    found[i] = Some(p);
+                } else if i == 0 {
+                    break;
                 }
             }
         }
-        let (first_version, last_version, hash) = last.expect("at least one event");
+        let conflict = |id: Uuid, position: u64, reason| Error::IdConflict {
+            stream: name.to_string(),
+            id,
+            position: Position(position),
+            reason,
+        };
+        let Some(first_position) = found[0] else {
+            // Not a retry; any id of it already in the stream is reused, which is refused.
+            return match append.events.iter().zip(&found).find_map(|(e, f)| f.map(|p| (e.id, p))) {
+                Some((id, p)) => Err(conflict(id, p, IdConflictReason::NotARetry)),
+                None => Ok(None),
+            };
+        };
+        // A retry: every event where the original append put it, with the same content.
+        let mut versions = None;
+        for (i, (event, at)) in append.events.iter().zip(&found).enumerate() {
+            let want = first_position + i as u64;
+            match *at {
+                Some(p) if p == want => {
+                    let Some((_, _, body, version, hash)) = self.stored(p) else {
+                        return Err(conflict(event.id, p, IdConflictReason::NotARetry));
+                    };
+                    if body != event.body {
+                        return Err(conflict(event.id, p, IdConflictReason::DifferentContent));
+                    }
+                    let (first, _, _) = *versions.get_or_insert((version, version, hash));
+                    versions = Some((first, version, hash));
+                }
+                Some(p) => return Err(conflict(event.id, p, IdConflictReason::NotARetry)),
+                None => return Err(conflict(append.events[0].id, first_position, IdConflictReason::NotARetry)),
+            }
+        }
+        let (first_version, last_version, hash) = versions.expect("at least one event");
         Ok(Some(AppendResult {
             stream: append.stream.clone(),
             first_position: Position(first_position),
@@ -635,6 +673,34 @@ impl Writer {
             last_version: StreamVersion(last_version),
             hash,
         }))
+    }
+
+    /// Stream and id of the record at `position`, staged or committed.
+    fn id_at(&self, position: u64) -> Option<(Arc<str>, Uuid)> {
+        if let Some(s) = self.staged.iter().find(|s| s.position == position) {
+            return Some((s.stream.clone(), s.id));
+        }
+        let location = self.shared.index.read().locate(position)?;
+        let bytes = location.map.bytes();
+        let frame = record::decode_frame(&bytes[location.offset as usize..], record::EVENT_BODY_MAX).ok()?;
+        let (stream, id) = record::decode_index_fields(&frame).ok()?;
+        Some((Arc::from(stream), id))
+    }
+
+    /// Position of `id` among `stream`'s events in the idempotency window (staged or committed),
+    /// newest first. Only for an id whose newest use is in another stream: it reads records.
+    fn find_in_stream(&self, stream: &str, id: &Uuid) -> Option<u64> {
+        let window_start = self.state.next_position.saturating_sub(IDEMPOTENCY_WINDOW as u64);
+        if let Some(s) = self.staged.iter().rev().find(|s| &*s.stream == stream && s.id == *id) {
+            return Some(s.position);
+        }
+        let positions: Vec<u64> = {
+            let index = self.shared.index.read();
+            let all = index.streams.get(stream)?;
+            let from = all.partition_point(|&p| p < window_start);
+            all[from..].to_vec()
+        };
+        positions.into_iter().rev().find(|&p| self.id_at(p).is_some_and(|(_, found)| found == *id))
     }
 
     /// Position of `version` of `stream`, committed or staged.

@@ -113,7 +113,10 @@ impl From<log_engine::Error> for ApiError {
             E::WrongExpectedVersion { stream, expected, actual } => {
                 ApiError::wrong_expected_version(message, stream, expected, actual)
             }
-            E::IdConflict { .. } => ApiError::new(StatusCode::CONFLICT, "id_conflict", message),
+            E::IdConflict { stream, id, position, .. } => ApiError::new(StatusCode::CONFLICT, "id_conflict", message)
+                .with("stream", stream)
+                .with("id", id.to_string())
+                .with("position", position.0),
             E::InvalidStreamName { .. } => ApiError::bad_request("invalid_stream_name", message),
             E::Invalid { .. } => ApiError::bad_request("invalid_input", message),
             E::LimitExceeded { limit, .. } => ApiError::too_large(

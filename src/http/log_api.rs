@@ -69,7 +69,7 @@ fn check_event_count(count: usize) -> ApiResult<()> {
         (status = 200, description = "Durable: the events' positions, versions and the chain hash at the last one. An idempotent retry (same ids, same content) answers the original positions and writes nothing.", body = AppendResponse),
         (status = 400, description = "Invalid body, event, or stream name (`invalid_body`, `invalid_input`, `invalid_stream_name`).", body = ErrorBody),
         (status = 403, description = "The token lacks `append` on this stream.", body = ErrorBody),
-        (status = 409, description = "`wrong_expected_version` (body names stream, expected, actual) or `id_conflict`.", body = ConflictBody),
+        (status = 409, description = "`wrong_expected_version` (body names stream, expected, actual) or `id_conflict` (body names stream, id, position).", body = ConflictBody),
         (status = 413, description = "`body_too_large`, `event_too_large`, `too_many_events`, `request_too_large`.", body = ErrorBody),
         (status = 503, description = "The log is poisoned or shutting down.", body = ErrorBody),
     ),
