@@ -225,7 +225,7 @@ fn run_on(store: &Store, dir: &Path, args: &DemoArgs) -> CliResult<Summary> {
     bar.finish_and_clear();
 
     let scratch = std::env::temp_dir().join(format!("cairn-demo-drill-{}-{}", std::process::id(), stats.events));
-    let drilled = store.drill(&scratch, &mut |_| {});
+    let drilled = store.drill(&scratch, &std::sync::atomic::AtomicBool::new(false), &mut |_| {});
     let _ = std::fs::remove_dir_all(&scratch);
     let drilled = drilled?;
 

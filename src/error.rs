@@ -1,7 +1,8 @@
 //! The binary's error type and the contract's exit codes.
 //!
 //! Exit codes: 0 ok; 1 error; 2 usage (bad arguments or input); 3 integrity failure (verify or
-//! drill found damage or a mismatch); 4 wrong expected version; 5 not found. Every message is a
+//! drill found damage or a mismatch); 4 wrong expected version; 5 not found; 130 interrupted
+//! (Ctrl-C during `restore` or `drill`, which leave nothing partial behind). Every message is a
 //! sentence naming what failed and where (data directory, file, stream, position); none is a
 //! `Debug` dump.
 
@@ -19,6 +20,8 @@ pub enum Exit {
     Integrity = 3,
     WrongExpectedVersion = 4,
     NotFound = 5,
+    /// Stopped by SIGINT or SIGTERM (128 + the signal number of SIGINT, as shells report it).
+    Interrupted = 130,
 }
 
 impl From<Exit> for ExitCode {

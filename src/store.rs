@@ -14,6 +14,7 @@
 //! `snapshotter` together for the binary.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{log_exit, Exit};
@@ -45,7 +46,7 @@ const CHECKPOINT_CATCH_UP_WAIT: Duration = Duration::from_secs(30);
 fn checkpoint_message(e: &snapshotter::Error) -> String {
     match e {
         snapshotter::Error::TargetNotEmpty { dir } => {
-            format!("restore target {} is not empty; pass --force to replace its log and checkpoints", dir.display())
+            format!("restore target {} is not empty; pass --force to replace it (only a cairn data directory is ever replaced)", dir.display())
         }
         other => other.to_string(),
     }
@@ -80,6 +81,7 @@ pub fn checkpoint_exit(e: &snapshotter::Error) -> Exit {
     match e {
         E::Corrupt { .. } | E::LogMismatch { .. } | E::BrokenChain { .. } | E::DigestMismatch { .. } => Exit::Integrity,
         E::Invalid { .. } => Exit::Usage,
+        E::Interrupted => Exit::Interrupted,
         E::Log(e) => log_exit(e),
         _ => Exit::Error,
     }
@@ -163,10 +165,16 @@ impl Store {
         self.last_checkpoint.lock().map(|(p, created)| (p, now.saturating_sub(created) as f64 / 1e3))
     }
 
-    /// The recovery drill against the live views, into `scratch` (absent or empty).
-    pub fn drill(&self, scratch: &Path, progress: &mut dyn FnMut(Progress)) -> Result<DrillReport, StoreError> {
+    /// The recovery drill against the live views, into `scratch` (absent or empty); its copy
+    /// stops, leaving nothing behind, once `cancel` is set.
+    pub fn drill(
+        &self,
+        scratch: &Path,
+        cancel: &AtomicBool,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<DrillReport, StoreError> {
         let report = self.views.runner().with_paused(|views, applied| {
-            snapshotter::drill(&self.log, views, applied, &Views::projections, scratch, progress)
+            snapshotter::drill_cancellable(&self.log, views, applied, &Views::projections, scratch, cancel, progress)
         })??;
         Ok(report)
     }

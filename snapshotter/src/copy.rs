@@ -9,21 +9,33 @@
 //! log even while it is being appended to. The checkpoint files are listed before the log is,
 //! so every copied checkpoint's position is inside the copied log.
 //!
-//! Invariants: the source is only read; the target is never written into when it is a
-//! non-empty directory unless the caller passes [`Overwrite::Force`], and never while
-//! another process holds its lock file. An interrupted copy leaves a partial target; run it
-//! again with [`Overwrite::Force`].
+//! Invariants:
+//! - The source is only read. A target that equals the source, lies inside it or contains it
+//!   (compared after resolving symbolic links) is refused before anything is written: a data
+//!   directory named `log` restored into its parent would otherwise be deleted by its own copy.
+//! - The copy is built in a staging directory beside the target (`.NAME.restore-partial`,
+//!   holding its own lock file) and renamed into place only when it is complete and fsynced,
+//!   so the target is either absent (or left as it was) or a complete copy, whenever the copy
+//!   stops: an error, an interruption ([`restore_to_cancellable`]) or a kill. A staging
+//!   directory left by a killed restore is removed by the next restore to the same target.
+//! - A non-empty target is replaced only with [`Overwrite::Force`], only when it looks like a
+//!   cairn data directory (a `log/` directory and nothing but the names a data directory
+//!   holds: [`DATA_DIR_ENTRIES`]), and never while another process holds its lock file. The
+//!   old directory is renamed aside (`.NAME.restore-old`) before the new one takes its name and
+//!   deleted afterwards; nothing else is ever deleted.
 //!
 //! [`restore_to_at`] cuts the copy at an earlier position instead: the log up to the end of
 //! the batch holding that position ([`Log::segment_files_through`]; a cut inside an atomic
 //! batch would not be a valid log), and only the checkpoints at or before the cut.
 
+use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use log_engine::fs::FILE_MODE;
+use log_engine::fs::{DIR_MODE, FILE_MODE};
 use log_engine::{Head, Log, Position};
 
 use crate::error::{Error, Result};
@@ -39,6 +51,13 @@ const LOG_DIR: &str = "log";
 const TORN_DIR: &str = "torn";
 /// The data directory's lock file (log-engine's layout).
 const LOCK_FILE: &str = "LOCK";
+/// The names a cairn data directory holds at its top level. `--force` replaces only a
+/// directory holding `log/` and nothing outside this list.
+pub const DATA_DIR_ENTRIES: [&str; 4] = [LOCK_FILE, LOG_DIR, CHECKPOINTS_DIR, TORN_DIR];
+/// The staging directory beside the target is `.NAME` followed by this suffix.
+pub const STAGING_SUFFIX: &str = ".restore-partial";
+/// A replaced target waits under `.NAME` followed by this suffix until the new copy has its name.
+const REPLACED_SUFFIX: &str = ".restore-old";
 
 /// What to do when the target directory is not empty.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -46,7 +65,8 @@ pub enum Overwrite {
     /// Refuse with [`Error::TargetNotEmpty`]. The default.
     #[default]
     Refuse,
-    /// Replace the target's `log/`, `checkpoints/` and `torn/` (other files are left alone).
+    /// Replace the target if it is a cairn data directory (see [`DATA_DIR_ENTRIES`]); refuse
+    /// with [`Error::TargetNotDataDir`] if it holds anything else.
     Force,
 }
 
@@ -91,32 +111,225 @@ pub fn restore_to_at(
     overwrite: Overwrite,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Copied> {
+    restore_to_cancellable(log, to, at, overwrite, &AtomicBool::new(false), progress)
+}
+
+/// [`restore_to_at`], stopping with [`Error::Interrupted`] soon after `cancel` becomes true
+/// (a signal handler sets it): the staging directory is removed and the target is as it was.
+/// Once the copy is complete it is renamed into place without looking at `cancel` again.
+pub fn restore_to_cancellable(
+    log: &Log,
+    to: &Path,
+    at: Option<Position>,
+    overwrite: Overwrite,
+    cancel: &AtomicBool,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Copied> {
     let source = log.dir();
-    if let (Ok(a), Ok(b)) = (source.canonicalize(), to.canonicalize()) {
-        if a == b {
-            return Err(Error::Invalid { what: format!("cannot restore {} onto itself", to.display()) });
-        }
-    }
-    let non_empty = match std::fs::read_dir(to) {
-        Ok(mut entries) => entries.next().is_some(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-        Err(e) => return Err(Error::io("list restore target", to, e)),
+    let target = resolve(to)?;
+    check_apart(&resolve(source)?, &target, to)?;
+    let (parent, name) = match (target.parent(), target.file_name()) {
+        (Some(parent), Some(name)) => (parent.to_path_buf(), name.to_os_string()),
+        _ => return Err(Error::Invalid { what: format!("cannot restore into {}: it has no parent", to.display()) }),
     };
-    if non_empty && overwrite == Overwrite::Refuse {
-        return Err(Error::TargetNotEmpty { dir: to.to_path_buf() });
-    }
-    create_dir_durable(to)?;
-    // Hold the target's lock while copying, so nobody opens a half-made copy.
-    let _lock = lock(to)?;
-    if non_empty {
-        for sub in [LOG_DIR, CHECKPOINTS_DIR, TORN_DIR] {
-            let path = to.join(sub);
-            if path.exists() {
-                std::fs::remove_dir_all(&path).map_err(|e| Error::io("remove old copy", &path, e))?;
+    let existing = inspect_target(&target, overwrite)?;
+    // Hold the old target's lock from now on: nobody may have it open while it is replaced.
+    let _old_lock = match existing {
+        Existing::DataDir => Some(lock(&target)?),
+        Existing::Absent | Existing::Empty => None,
+    };
+    create_dir_durable(&parent)?;
+    let staging = Staging::create(&parent, &name)?;
+    let mut copied = copy_into(log, staging.path(), at, cancel, progress)?;
+    sync_dir(staging.path())?;
+
+    // The copy is complete and durable: give it the target's name.
+    match existing {
+        Existing::Absent | Existing::Empty => rename(staging.path(), &target)?,
+        Existing::DataDir => {
+            let old = parent.join(hidden(&name, REPLACED_SUFFIX));
+            if old.exists() {
+                std::fs::remove_dir_all(&old).map_err(|e| Error::io("remove an earlier replaced copy", &old, e))?;
             }
+            rename(&target, &old)?;
+            rename(staging.path(), &target)?;
+            sync_dir(&parent)?;
+            std::fs::remove_dir_all(&old).map_err(|e| Error::io("remove the replaced copy", &old, e))?;
         }
-        sync_dir(to)?;
     }
+    sync_dir(&parent)?;
+    staging.committed();
+    copied.dir = to.to_path_buf();
+    Ok(copied)
+}
+
+/// What [`inspect_target`] found at the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Existing {
+    Absent,
+    Empty,
+    /// A cairn data directory, to be replaced (only with [`Overwrite::Force`]).
+    DataDir,
+}
+
+fn inspect_target(target: &Path, overwrite: Overwrite) -> Result<Existing> {
+    let listing = match std::fs::read_dir(target) {
+        Ok(listing) => listing,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Existing::Absent),
+        Err(e) => return Err(Error::io("list restore target", target, e)),
+    };
+    let mut names = Vec::new();
+    for entry in listing {
+        names.push(entry.map_err(|e| Error::io("list restore target", target, e))?.file_name());
+    }
+    if names.is_empty() {
+        return Ok(Existing::Empty);
+    }
+    if overwrite == Overwrite::Refuse {
+        return Err(Error::TargetNotEmpty { dir: target.to_path_buf() });
+    }
+    names.sort();
+    if let Some(foreign) = names.iter().find(|n| !DATA_DIR_ENTRIES.iter().any(|known| n.as_os_str() == *known)) {
+        return Err(Error::TargetNotDataDir {
+            dir: target.to_path_buf(),
+            reason: format!("it holds {}, which is not part of a cairn data directory", foreign.to_string_lossy()),
+        });
+    }
+    if !target.join(LOG_DIR).is_dir() {
+        return Err(Error::TargetNotDataDir {
+            dir: target.to_path_buf(),
+            reason: format!("it has no {LOG_DIR}/ directory"),
+        });
+    }
+    Ok(Existing::DataDir)
+}
+
+/// Refuses a target that is the source, lies inside it or contains it (both resolved).
+fn check_apart(source: &Path, target: &Path, given: &Path) -> Result<()> {
+    let what = if source == target {
+        "is the source data directory itself"
+    } else if target.starts_with(source) {
+        "lies inside the source data directory"
+    } else if source.starts_with(target) {
+        "contains the source data directory"
+    } else {
+        return Ok(());
+    };
+    Err(Error::Invalid {
+        what: format!(
+            "cannot restore into {} ({}): it {what} {}; choose a directory outside it",
+            given.display(),
+            target.display(),
+            source.display()
+        ),
+    })
+}
+
+/// `path` made absolute with every symbolic link resolved, for the part that exists; the
+/// rest (which cannot hold links) is appended with `.` and `..` applied.
+fn resolve(path: &Path) -> Result<PathBuf> {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().map_err(|e| Error::io("read the current directory", path, e))?.join(path)
+    };
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    let mut resolved = loop {
+        match existing.canonicalize() {
+            Ok(real) => break real,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match (existing.parent(), existing.file_name()) {
+                (Some(parent), Some(name)) => {
+                    rest.push(name.to_os_string());
+                    existing = parent;
+                }
+                // `..` or the root: let the lexical pass below handle it.
+                _ => {
+                    rest.extend(existing.components().rev().map(|c| c.as_os_str().to_os_string()));
+                    break PathBuf::from("/");
+                }
+            },
+            Err(e) => return Err(Error::io("resolve", existing, e)),
+        }
+    };
+    for part in rest.into_iter().rev() {
+        match Path::new(&part).components().next() {
+            Some(Component::ParentDir) => {
+                resolved.pop();
+            }
+            Some(Component::Normal(name)) => resolved.push(name),
+            _ => {}
+        }
+    }
+    Ok(resolved)
+}
+
+/// `.NAME` followed by `suffix`.
+fn hidden(name: &OsString, suffix: &str) -> OsString {
+    let mut hidden = OsString::from(".");
+    hidden.push(name);
+    hidden.push(suffix);
+    hidden
+}
+
+fn rename(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to).map_err(|e| Error::io("rename into place", to, e))
+}
+
+/// The directory a copy is built in, removed on drop unless the copy was committed.
+struct Staging {
+    path: PathBuf,
+    /// Held while the copy is made, so a second restore to the same target waits its turn.
+    _lock: File,
+    committed: bool,
+}
+
+impl Staging {
+    /// Creates `.NAME.restore-partial` in `parent`, removing one a killed restore left.
+    fn create(parent: &Path, name: &OsString) -> Result<Staging> {
+        let path = parent.join(hidden(name, STAGING_SUFFIX));
+        if path.exists() {
+            // Left by a restore that died, unless one is running now (it holds the lock).
+            drop(lock(&path)?);
+            std::fs::remove_dir_all(&path).map_err(|e| Error::io("remove an abandoned partial copy", &path, e))?;
+        }
+        std::fs::DirBuilder::new()
+            .mode(DIR_MODE)
+            .create(&path)
+            .map_err(|e| Error::io("create staging directory", &path, e))?;
+        let staging = Staging { _lock: lock(&path)?, path, committed: false };
+        sync_dir(parent)?;
+        Ok(staging)
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn committed(mut self) {
+        self.committed = true;
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            // Best effort: a copy that stopped must not look like a store; a failure here
+            // leaves the directory for the next restore to remove.
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Copies the log and the checkpoints into the (empty) directory `to`.
+fn copy_into(
+    log: &Log,
+    to: &Path,
+    at: Option<Position>,
+    cancel: &AtomicBool,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Copied> {
+    let source = log.dir();
     let log_to = to.join(LOG_DIR);
     let checkpoints_to = Snapshotter::checkpoints_dir(to);
     create_dir_durable(&log_to)?;
@@ -149,7 +362,7 @@ pub fn restore_to_at(
     let mut done = 0;
     for (segment, &capacity) in segments.iter().zip(&capacities) {
         let name = segment.path.file_name().expect("segment files have names");
-        copy_prefix(&segment.path, segment.bytes, capacity, &log_to.join(name), &mut |n| {
+        copy_prefix(&segment.path, segment.bytes, capacity, &log_to.join(name), cancel, &mut |n| {
             done += n;
             progress(Progress { stage: Stage::CopyLog, done, total });
         })?;
@@ -158,7 +371,7 @@ pub fn restore_to_at(
     for (i, path) in checkpoints.iter().enumerate() {
         let name = path.file_name().expect("checkpoint files have names");
         let len = std::fs::metadata(path).map_err(|e| Error::io("stat checkpoint", path, e))?.len();
-        copy_prefix(path, len, len, &checkpoints_to.join(name), &mut |_| {})?;
+        copy_prefix(path, len, len, &checkpoints_to.join(name), cancel, &mut |_| {})?;
         progress(Progress { stage: Stage::CopyCheckpoints, done: i as u64 + 1, total: checkpoints.len() as u64 });
     }
     sync_dir(&checkpoints_to)?;
@@ -191,7 +404,15 @@ fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Writes a new file `to` of `len` bytes: the first `bytes` bytes of `from`, then zeros; fsynced.
-fn copy_prefix(from: &Path, bytes: u64, len: u64, to: &Path, on_chunk: &mut dyn FnMut(u64)) -> Result<()> {
+/// Stops with [`Error::Interrupted`] before a chunk once `cancel` is set.
+fn copy_prefix(
+    from: &Path,
+    bytes: u64,
+    len: u64,
+    to: &Path,
+    cancel: &AtomicBool,
+    on_chunk: &mut dyn FnMut(u64),
+) -> Result<()> {
     let mut input = File::open(from).map_err(|e| Error::io("open for copying", from, e))?;
     let mut output = OpenOptions::new()
         .write(true)
@@ -202,6 +423,9 @@ fn copy_prefix(from: &Path, bytes: u64, len: u64, to: &Path, on_chunk: &mut dyn 
     let mut buf = vec![0u8; COPY_CHUNK.min(len as usize)];
     let mut at = 0u64;
     while at < len {
+        if cancel.load(Ordering::SeqCst) {
+            return Err(Error::Interrupted);
+        }
         let n = (len - at).min(COPY_CHUNK as u64) as usize;
         let data = bytes.saturating_sub(at).min(n as u64) as usize;
         input.read_exact(&mut buf[..data]).map_err(|e| Error::io("read for copying", from, e))?;

@@ -10,13 +10,14 @@
 //! which it leaves in place for inspection (the caller removes it).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use log_engine::{Log, Options, Position};
 use projections::Projection;
 use serde::Serialize;
 
-use crate::copy::{restore_to, Overwrite};
+use crate::copy::{restore_to_cancellable, Overwrite};
 use crate::error::Result;
 use crate::policy::Policy;
 use crate::restore::replay;
@@ -108,9 +109,24 @@ pub fn drill(
     scratch: &Path,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<DrillReport> {
+    drill_cancellable(log, live, live_applied_through, factory, scratch, &AtomicBool::new(false), progress)
+}
+
+/// [`drill`], whose copy stops with [`Error::Interrupted`](crate::Error::Interrupted) once
+/// `cancel` is set, leaving no partial copy behind (see [`restore_to_cancellable`]). The
+/// copy is complete when the first progress report of a stage after the copy arrives.
+pub fn drill_cancellable(
+    log: &Log,
+    live: &[Box<dyn Projection>],
+    live_applied_through: Option<Position>,
+    factory: &dyn Fn() -> Vec<Box<dyn Projection>>,
+    scratch: &Path,
+    cancel: &AtomicBool,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<DrillReport> {
     let mut mismatches = Vec::new();
     let started = Instant::now();
-    let copied = restore_to(log, scratch, Overwrite::Refuse, progress)?;
+    let copied = restore_to_cancellable(log, scratch, None, Overwrite::Refuse, cancel, progress)?;
     let restore_ms = started.elapsed().as_millis() as u64;
 
     let copy = Log::open(scratch, Options::default())?;

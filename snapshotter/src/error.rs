@@ -62,6 +62,14 @@ pub enum Error {
     #[error("restore target {} is in use by another process (its lock file is held)", dir.display())]
     TargetLocked { dir: PathBuf },
 
+    #[error("restore target {} is not a cairn data directory ({reason}); force replaces only a data directory, so nothing was changed", dir.display())]
+    TargetNotDataDir { dir: PathBuf, reason: String },
+
+    #[error(
+        "the copy was interrupted before it was complete; the partial copy was removed and the target left as it was"
+    )]
+    Interrupted,
+
     #[error("invalid input: {what}")]
     Invalid { what: String },
 

@@ -92,8 +92,10 @@ mod retention;
 mod store;
 mod types;
 
-pub use crate::copy::{restore_to, restore_to_at, Copied, Overwrite, COPY_CHUNK};
-pub use crate::drill::{drill, DrillReport, Mismatch, MismatchKind};
+pub use crate::copy::{
+    restore_to, restore_to_at, restore_to_cancellable, Copied, Overwrite, COPY_CHUNK, DATA_DIR_ENTRIES, STAGING_SUFFIX,
+};
+pub use crate::drill::{drill, drill_cancellable, DrillReport, Mismatch, MismatchKind};
 pub use crate::error::{Error, Result};
 #[doc(hidden)]
 pub use crate::format::decode_file_for_fuzzing;

@@ -6,6 +6,7 @@
 //! than share the directory. Commands that follow the log (`tail`, `serve`, `demo`) run on a
 //! tokio runtime; the others use the log's blocking API and no runtime at all.
 
+mod interrupt;
 mod log_cmds;
 mod ops_cmds;
 mod view_cmds;
@@ -29,7 +30,8 @@ Examples:
   cairn checkpoint && cairn drill              # checkpoint the views; prove recovery
   cairn serve --listen 127.0.0.1:7070          # the HTTP API (see docs/http-api.md)
 
-Exit codes: 0 ok, 1 error, 2 usage, 3 integrity failure, 4 wrong expected version, 5 not found.";
+Exit codes: 0 ok, 1 error, 2 usage, 3 integrity failure, 4 wrong expected version, 5 not found,
+130 interrupted (Ctrl-C during restore or drill, which leave nothing partial behind).";
 
 /// cairn: an append-only, event-sourced log store for AI-agent platforms.
 #[derive(Debug, Parser)]
@@ -189,9 +191,14 @@ Examples:
   cairn restore --to /backup/cairn --force      # replace an earlier copy
   cairn restore --to /tmp/before-incident --at 41000   # the store as of position 41000
 
-Never writes into a non-empty directory without --force. The copy is verified after it is made
-(exit 3 if it does not verify). With --at the copy's log ends with the atomic batch holding that
-position, and only checkpoints at or before it are copied.")]
+Never writes into a non-empty directory without --force, and --force replaces only a cairn data
+directory (a log/ directory and nothing but LOCK, log, checkpoints, torn); a target that is, lies
+inside or contains the source (after resolving symbolic links) is refused (exit 2). The copy is
+built in .NAME.restore-partial beside the target and renamed into place when complete, so the
+target is always absent, as it was, or a complete copy; Ctrl-C stops the copy, removes the partial
+one and exits 130. The copy is verified after it is made (exit 3 if it does not verify). With --at
+the copy's log ends with the atomic batch holding that position, and only checkpoints at or before
+it are copied.")]
     Restore(ops_cmds::RestoreArgs),
 
     /// Recovery drill: restore into a scratch directory, verify everything, rebuild the views two
@@ -201,7 +208,10 @@ Examples:
   cairn drill
   cairn drill --scratch /tmp/drill -o json   # keep the copy; JSON: ok, events_lost, restore_ms,
                                              # rebuild_from_checkpoint_ms, rebuild_from_zero_ms,
-                                             # checkpoints_verified, mismatches, ...")]
+                                             # checkpoints_verified, mismatches, ...
+
+Ctrl-C ends a drill with exit 130 and removes its temporary scratch directory (a --scratch
+directory is removed only while its copy is incomplete).")]
     Drill(ops_cmds::DrillArgs),
 
     /// Run the HTTP API.

@@ -1,5 +1,8 @@
 //! The operator commands: `checkpoint`, `checkpoints`, `restore`, `drill`.
 //!
+//! `restore` and `drill` catch SIGINT and SIGTERM while they copy (see `interrupt`): the copy
+//! stops, nothing partial is left, and they exit 130.
+//!
 //! Exit codes: 3 when `checkpoints` lists a checkpoint that is not valid, when a restored copy
 //! does not verify, and when a drill finds damage, loss or a digest mismatch.
 
@@ -9,6 +12,7 @@ use clap::Args;
 use serde_json::json;
 use snapshotter::{CheckpointKind, Overwrite, Progress, Stage};
 
+use super::interrupt::Interrupt;
 use super::view_cmds::open_store;
 use crate::error::{CliError, CliResult, Exit};
 use crate::output::{self, Format, Out};
@@ -32,7 +36,8 @@ pub struct RestoreArgs {
     /// it, and only checkpoints at or before it are copied.
     #[arg(long, value_name = "POSITION")]
     pub at: Option<u64>,
-    /// Replace the target's log and checkpoints if it is not empty.
+    /// Replace the target if it is a cairn data directory (an earlier copy); any other
+    /// non-empty directory is refused.
     #[arg(long)]
     pub force: bool,
 }
@@ -163,11 +168,24 @@ pub fn restore(dir: &Path, format: Format, args: RestoreArgs) -> CliResult<Exit>
             .into());
         }
     }
+    let interrupt = match Interrupt::install(None) {
+        Ok(interrupt) => interrupt,
+        Err(e) => {
+            log.close();
+            return Err(e);
+        }
+    };
     let (bar, mut progress) = staged_progress();
     let overwrite = if args.force { Overwrite::Force } else { Overwrite::Refuse };
     let at = args.at.map(log_engine::Position);
-    let copied = snapshotter::restore_to_at(&log, &args.to, at, overwrite, &mut progress).map_err(StoreError::from);
+    let copied =
+        snapshotter::restore_to_cancellable(&log, &args.to, at, overwrite, interrupt.cancel_flag(), &mut progress)
+            .map_err(StoreError::from);
     log.close();
+    if copied.is_ok() {
+        // From here the target is a complete copy: a signal ends the process at once.
+        interrupt.commit();
+    }
     let copied = match copied {
         Ok(c) => c,
         Err(e) => {
@@ -214,18 +232,47 @@ pub fn restore(dir: &Path, format: Format, args: RestoreArgs) -> CliResult<Exit>
 }
 
 pub fn drill(dir: &Path, format: Format, args: DrillArgs) -> CliResult<Exit> {
+    // A scratch of our own lives in a fresh directory of its own: the copy's staging directory
+    // goes beside the scratch, so removing that one directory removes everything.
     let (scratch, temporary) = match args.scratch {
-        Some(s) => (s, false),
-        None => (temp_scratch(), true),
+        Some(s) => (s, None),
+        None => {
+            let root = temp_scratch();
+            std::fs::create_dir(&root).map_err(|e| CliError::io("create the drill's temporary directory", &root, e))?;
+            (root.join("copy"), Some(root))
+        }
     };
-    let store = open_store(dir)?;
-    let (bar, mut progress) = staged_progress();
-    let result = store.drill(&scratch, &mut progress);
+    let store = match open_store(dir) {
+        Ok(store) => store,
+        Err(e) => {
+            if let Some(root) = &temporary {
+                let _ = std::fs::remove_dir_all(root);
+            }
+            return Err(e);
+        }
+    };
+    let interrupt = match Interrupt::install(temporary.clone()) {
+        Ok(interrupt) => interrupt,
+        Err(e) => {
+            store.close();
+            if let Some(root) = &temporary {
+                let _ = std::fs::remove_dir_all(root);
+            }
+            return Err(e);
+        }
+    };
+    let (bar, mut staged) = staged_progress();
+    let mut progress = |p: Progress| {
+        if !matches!(p.stage, Stage::CopyLog | Stage::CopyCheckpoints) {
+            // The copy is complete: a signal from now on ends the drill at once.
+            interrupt.commit();
+        }
+        staged(p);
+    };
+    let result = store.drill(&scratch, interrupt.cancel_flag(), &mut progress);
     bar.finish_and_clear();
     store.close();
-    if temporary {
-        let _ = std::fs::remove_dir_all(&scratch);
-    }
+    interrupt.remove_cleanup();
     let report = result?;
     let mut out = Out::new();
     match format {
@@ -250,7 +297,7 @@ pub fn drill(dir: &Path, format: Format, args: DrillArgs) -> CliResult<Exit> {
             for m in &report.mismatches {
                 out.line(&format!("  MISMATCH: {}", m.detail))?;
             }
-            if !temporary {
+            if temporary.is_none() {
                 out.line(&format!("  scratch copy kept in {}", report.scratch.display()))?;
             }
         }

@@ -1,0 +1,173 @@
+//! Issue 23 item 9: Ctrl-C (or a kill) during `restore` or `drill` leaves no damage behind.
+//!
+//! A restore builds its copy in a staging directory beside the target and renames it into
+//! place only when complete, so at any moment the target is absent or a complete copy. On
+//! SIGINT the copy stops, the staging directory is removed and the command exits 130; a drill
+//! removes its temporary scratch directory too. Each scenario waits until a segment is seen
+//! half-copied (so the signal lands during the copy) and retries when the copy was quicker.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use support::cairn;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cairn");
+/// Attempts at catching a copy in the middle before the test gives up.
+const ATTEMPTS: usize = 20;
+
+fn seeded() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for (key, value) in [("a", "1"), ("b", "2")] {
+        assert_eq!(cairn(&data, &["kv", "set", key, value]).0, 0);
+    }
+    assert_eq!(cairn(&data, &["checkpoint"]).0, 0);
+    (dir, data)
+}
+
+/// A segment file somewhere under `root` that is shorter than the source's: a copy under way.
+fn half_copied_segment(root: &Path, full: u64) -> bool {
+    let Ok(entries) = std::fs::read_dir(root) else { return false };
+    entries.filter_map(Result::ok).any(|e| {
+        let path = e.path();
+        if path.is_dir() {
+            return half_copied_segment(&path, full);
+        }
+        path.extension().is_some_and(|x| x == "seg") && e.metadata().is_ok_and(|m| m.len() > 0 && m.len() < full)
+    })
+}
+
+fn segment_len(data: &Path) -> u64 {
+    std::fs::read_dir(data.join("log"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
+        .map(|e| e.metadata().unwrap().len())
+        .max()
+        .unwrap()
+}
+
+/// Watches `child` until a segment under `root` is half-copied, then sends `signal`. Returns
+/// the exit status, and whether the signal was sent during the copy.
+fn signal_during_copy(mut child: Child, root: &Path, full: u64, signal: &str) -> (std::process::ExitStatus, bool) {
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status, false);
+        }
+        if half_copied_segment(root, full) {
+            let sent = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap();
+            assert!(sent.success());
+            return (child.wait().unwrap(), true);
+        }
+        std::thread::yield_now();
+    }
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+/// Issue 23 item 9: an interrupted restore left a partial copy that `verify` called corrupt.
+#[test]
+fn an_interrupted_restore_leaves_no_target_and_no_partial_copy() {
+    let (dir, data) = seeded();
+    let full = segment_len(&data);
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let target = out.join("copy");
+    for _ in 0..ATTEMPTS {
+        let child = Command::new(BIN)
+            .arg("--data")
+            .arg(&data)
+            .args(["restore", "--to", target.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (status, during) = signal_during_copy(child, &out, full, "INT");
+        if !during {
+            assert!(status.success());
+            std::fs::remove_dir_all(&target).unwrap();
+            continue;
+        }
+        // Either the signal landed before the copy was complete (exit 130, nothing left) or
+        // just after it was renamed into place (a complete copy that verifies).
+        if status.code() == Some(130) && !target.exists() {
+            assert!(names(&out).is_empty(), "nothing partial is left: {:?}", names(&out));
+            return;
+        }
+        let (code, report, err) = cairn(&target, &["verify"]);
+        assert_eq!(code, 0, "the target is absent or complete: {report}{err}");
+        std::fs::remove_dir_all(&target).unwrap();
+    }
+    panic!("no restore was caught in the middle of its copy in {ATTEMPTS} attempts");
+}
+
+/// Issue 23 item 9: a restore killed outright (no handler runs) never leaves a partial target,
+/// and the next restore clears what the killed one left.
+#[test]
+fn a_killed_restore_leaves_no_target_and_the_next_one_cleans_up() {
+    let (dir, data) = seeded();
+    let full = segment_len(&data);
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let target = out.join("copy");
+    for _ in 0..ATTEMPTS {
+        let child = Command::new(BIN)
+            .arg("--data")
+            .arg(&data)
+            .args(["restore", "--to", target.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (_, during) = signal_during_copy(child, &out, full, "KILL");
+        if !during || target.exists() {
+            // Too quick to catch, or killed after the rename: the target must be complete.
+            let (code, report, err) = cairn(&target, &["verify"]);
+            assert_eq!(code, 0, "the target is absent or complete: {report}{err}");
+            std::fs::remove_dir_all(&target).unwrap();
+            continue;
+        }
+        let (code, _, err) = cairn(&data, &["restore", "--to", target.to_str().unwrap()]);
+        assert_eq!(code, 0, "a restore after a killed one works: {err}");
+        assert_eq!(names(&out), vec!["copy".to_string()], "the killed restore's staging directory is gone");
+        assert_eq!(cairn(&target, &["verify"]).0, 0);
+        return;
+    }
+    panic!("no restore was caught in the middle of its copy in {ATTEMPTS} attempts");
+}
+
+/// Issue 23 item 9: an interrupted drill left its scratch directory in the temporary directory.
+#[test]
+fn an_interrupted_drill_removes_its_scratch_directory() {
+    let (dir, data) = seeded();
+    let full = segment_len(&data);
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    for _ in 0..ATTEMPTS {
+        let child = Command::new(BIN)
+            .env("TMPDIR", &tmp)
+            .arg("--data")
+            .arg(&data)
+            .arg("drill")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (status, during) = signal_during_copy(child, &tmp, full, "INT");
+        assert!(names(&tmp).is_empty(), "the drill left {:?} in the temporary directory", names(&tmp));
+        if during {
+            assert_eq!(status.code(), Some(130), "an interrupted drill exits 130");
+            // The source is untouched and still opens.
+            assert_eq!(cairn(&data, &["kv", "get", "b"]).1.trim(), "2");
+            return;
+        }
+    }
+    panic!("no drill was caught in the middle of its copy in {ATTEMPTS} attempts");
+}
