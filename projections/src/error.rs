@@ -29,6 +29,10 @@ pub enum Error {
     #[error("key {key:?} not found")]
     KeyNotFound { key: String },
 
+    /// A read at a version the key's stream does not have (`last`: its newest, if any).
+    #[error("key {key:?} has no version {version} ({})", .last.map_or("it was never written".to_string(), |l| format!("its newest is {l}")))]
+    KeyVersionNotFound { key: String, version: u64, last: Option<u64> },
+
     #[error("key {key:?} holds a {actual}, but {op} needs a {expected}")]
     WrongType { key: String, op: &'static str, expected: &'static str, actual: &'static str },
 
@@ -116,6 +120,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::KeyNotFound { .. } => "key_not_found",
+            Error::KeyVersionNotFound { .. } => "version_not_found",
             Error::WrongType { .. } => "wrong_type",
             Error::NotAnInteger { .. } => "not_an_integer",
             Error::IntegerOverflow { .. } => "integer_overflow",
@@ -150,6 +155,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::KeyNotFound { .. }
+            | Error::KeyVersionNotFound { .. }
             | Error::SubjectNotFound { .. }
             | Error::SchemaVersionNotFound { .. }
             | Error::ConfigNotFound { .. }
@@ -187,6 +193,7 @@ impl Error {
     pub fn key(&self) -> Option<&str> {
         match self {
             Error::KeyNotFound { key }
+            | Error::KeyVersionNotFound { key, .. }
             | Error::WrongType { key, .. }
             | Error::NotAnInteger { key }
             | Error::IntegerOverflow { key, .. }

@@ -51,8 +51,8 @@ pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::fold::{fold, Folded, FOLD_CHUNK_EVENTS};
 pub use crate::kv::{
     key_stream, End, HistoryEntry, KeyPage, KvEntry, KvStore, KvView, KvWrite, TxnOp, TxnOutput, TxnResult, Written,
-    HISTORY_LIMIT_MAX, KEY_LEN_MAX, LIST_LIMIT_MAX, MANY_KEYS_MAX, STREAM_PREFIX as KV_STREAM_PREFIX, TTL_MS_MAX,
-    TXN_OPS_MAX,
+    AT_VERSION_EVENTS_MAX, HISTORY_LIMIT_MAX, KEY_LEN_MAX, LIST_LIMIT_MAX, MANY_KEYS_MAX,
+    STREAM_PREFIX as KV_STREAM_PREFIX, TTL_MS_MAX, TXN_OPS_MAX,
 };
 pub use crate::meta::{
     AsOf, Compatibility, ConfigVersion, ConfigWritten, EdgeDirection, Hop, InstanceRegistration, MetaStore, MetaView,

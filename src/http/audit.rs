@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use utoipa::IntoParams;
 
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{Path, Query};
+use super::extract::{from_value, Path, Query};
 use super::views::{JsonBody, MinPosition, ReadBody as _, ViewCall};
 use crate::auth::Permission;
 
@@ -40,14 +40,14 @@ pub async fn append(call: ViewCall, body: JsonBody) -> ApiResult<Json<Value>> {
         ),
         Some(other) => return Err(ApiError::bad_request("invalid_input", format!("id {other} is not a UUID"))),
     };
-    let entry: NewAuditEntry = serde_json::from_value(value)
-        .map_err(|e| ApiError::bad_request("invalid_body", format!("the request body is not an audit entry: {e}")))?;
+    let entry: NewAuditEntry = from_value(value)?;
     call.caller.require(Permission::Append, &format!("{AUDIT_STREAM_PREFIX}{}", entry.category.as_str()))?;
     let done = call.run(move |v| v.audit().append(&entry, id)).await?;
     Ok(Json(json!({"id": done.id, "position": done.position.0, "hash": done.hash.to_hex()})))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct QueryParams {
     /// Actor id.

@@ -6,6 +6,10 @@
 //! take the body last, as an unread [`Body`], and call [`read_body`] after their checks), and
 //! never past [`REQUEST_BODY_MAX`] bytes: a declared `Content-Length` above the bound is refused
 //! before a byte is read, and an undeclared one is cut off as soon as it crosses it.
+//!
+//! Bodies are parsed strictly, so that nothing a client sends is silently dropped: a field the
+//! request type does not know, at any depth, is refused (400 `invalid_body` naming its path),
+//! and so is anything after the one JSON document or MessagePack value the body must be.
 
 use std::sync::Arc;
 
@@ -122,8 +126,39 @@ pub async fn read_body_or_empty(headers: &HeaderMap, body: Body) -> Result<Optio
 }
 
 fn parse_json<T: DeserializeOwned>(json: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(json)
-        .map_err(|e| ApiError::bad_request("invalid_body", format!("the request body is not a valid request: {e}")))
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let value = strict(&mut de)?;
+    de.end().map_err(|e| invalid_body(&e))?;
+    Ok(value)
+}
+
+/// Parses an already-read JSON value as a request, refusing unknown fields like a body.
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    strict(value)
+}
+
+/// Deserializes a `T`, refusing any field that `T` would otherwise ignore (serde's default):
+/// a misspelt or unsupported field must not be answered with a 200 that dropped it.
+fn strict<'de, T: DeserializeOwned, D>(de: D) -> Result<T, ApiError>
+where
+    D: serde::Deserializer<'de>,
+    D::Error: std::fmt::Display,
+{
+    let mut unknown = Vec::new();
+    let value = serde_ignored::deserialize(de, |path| unknown.push(path.to_string())).map_err(|e| invalid_body(&e))?;
+    match unknown.first() {
+        None => Ok(value),
+        Some(field) => Err(ApiError::bad_request(
+            "invalid_body",
+            format!(
+                "the request body has an unknown field `{field}`; see /openapi.json for the fields this endpoint takes"
+            ),
+        )),
+    }
+}
+
+fn invalid_body(e: &dyn std::fmt::Display) -> ApiError {
+    ApiError::bad_request("invalid_body", format!("the request body is not a valid request: {e}"))
 }
 
 /// The body's bytes as JSON text (transcoded from MessagePack when it is that), bounded.
@@ -156,10 +191,22 @@ async fn read_json_bytes(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Api
         BodyKind::MessagePack if bytes.is_empty() => Ok(bytes),
         BodyKind::MessagePack => {
             let mut out = Vec::with_capacity(bytes.len() * 2);
-            let mut de = rmp_serde::Deserializer::new(bytes.as_slice());
+            let mut rest = bytes.as_slice();
+            let mut de = rmp_serde::Deserializer::new(&mut rest);
             serde_transcode::transcode(&mut de, &mut serde_json::Serializer::new(&mut out)).map_err(|e| {
                 ApiError::bad_request("invalid_body", format!("the request body is not valid MessagePack: {e}"))
             })?;
+            // A body is one value: bytes after it are a client's mistake, never ignored.
+            if !rest.is_empty() {
+                return Err(ApiError::bad_request(
+                    "invalid_body",
+                    format!(
+                        "the request body has {} bytes after its MessagePack value (at offset {}); a body is exactly one value",
+                        rest.len(),
+                        bytes.len() - rest.len()
+                    ),
+                ));
+            }
             Ok(out)
         }
     }

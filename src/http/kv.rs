@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use log_engine::StreamVersion;
 use projections::{key_stream, now_ms, End, TxnOp, LIST_LIMIT_MAX};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
@@ -41,20 +41,77 @@ pub enum EndParam {
     Right,
 }
 
-/// GET a key's value.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct GetQuery {
+    /// Read the key as it stood right after this version was written (a version `get`, `history`
+    /// or a write answered) instead of now. Replays the key's events, at most 100000
+    /// (`AT_VERSION_EVENTS_MAX`).
+    version: Option<u64>,
+    /// Wait (at most 5 s) until the views have applied this log position (a write's `position`).
+    min_position: Option<u64>,
+}
+
+/// GET a key's value, now or at a version.
 #[utoipa::path(
     get, path = "/v1/kv/{key}", tag = "kv",
-    params(("key" = String, Path, description = "Percent-encoded key."), MinPosition),
+    params(("key" = String, Path, description = "Percent-encoded key."), GetQuery),
     responses(
-        (status = 200, description = "`{\"key\", \"value\", \"version\", \"expires_at\"}` (`expires_at`: unix ms or null).", body = Object),
-        (status = 400, description = "`wrong_type` for a list or set (use /range or /members).", body = ErrorBody),
-        (status = 404, description = "`key_not_found` (absent or expired).", body = ErrorBody),
+        (status = 200, description = "The key's value, version and expiry.", body = KvEntryJson),
+        (status = 400, description = "`wrong_type` for a list or set (use /range or /members); `invalid_query`.", body = ErrorBody),
+        (status = 403, description = "The token lacks `read` on `kv:<key>`.", body = ErrorBody),
+        (status = 404, description = "`key_not_found` (absent, expired, or deleted at that version); `version_not_found` (the key has no such version).", body = ErrorBody),
+        (status = 413, description = "`too_large`: reading at that version would replay more than `AT_VERSION_EVENTS_MAX` events.", body = ErrorBody),
     ),
     security(("bearer" = []), ())
 )]
-pub async fn get_key(call: ViewCall, Path(key): Path<String>, Query(q): Query<MinPosition>) -> ApiResult<Json<Value>> {
-    let entry = call.read(&key_stream(&key), q.min_position, move |v| v.kv().get(&key, now_ms())).await?;
-    Ok(Json(serde_json::to_value(entry).expect("an entry serializes")))
+pub async fn get_key(
+    call: ViewCall,
+    Path(key): Path<String>,
+    Query(q): Query<GetQuery>,
+) -> ApiResult<Json<KvEntryJson>> {
+    let entry = call
+        .read(&key_stream(&key), q.min_position, move |v| match q.version {
+            None => v.kv().get(&key, now_ms()),
+            Some(version) => v.kv().get_at(&key, StreamVersion(version)),
+        })
+        .await?;
+    Ok(Json(KvEntryJson { key: entry.key, value: entry.value, version: entry.version.0, expires_at: entry.expires_at }))
+}
+
+/// A key's value as `GET /v1/kv/{key}` answers it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KvEntryJson {
+    pub key: String,
+    /// Any JSON value.
+    #[schema(value_type = Object)]
+    pub value: Value,
+    /// The key's version: its stream's version at its last write.
+    pub version: u64,
+    /// Unix ms from which the key reads as absent, or null.
+    pub expires_at: Option<u64>,
+}
+
+/// EXISTS: whether the key holds anything, of any kind (value, counter, string, list or set).
+#[utoipa::path(
+    head, path = "/v1/kv/{key}", tag = "kv",
+    params(("key" = String, Path, description = "Percent-encoded key."), MinPosition),
+    responses(
+        (status = 200, description = "The key exists (and has not expired). No body."),
+        (status = 404, description = "The key is absent or expired. No body."),
+        (status = 400, description = "An invalid key or query (no body: HEAD answers carry none)."),
+        (status = 403, description = "The token lacks `read` on `kv:<key>` (no body)."),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn exists(
+    call: ViewCall,
+    Path(key): Path<String>,
+    Query(q): Query<MinPosition>,
+) -> ApiResult<axum::http::StatusCode> {
+    let found = call.read(&key_stream(&key), q.min_position, move |v| v.kv().exists(&key, now_ms())).await?;
+    Ok(if found { axum::http::StatusCode::OK } else { axum::http::StatusCode::NOT_FOUND })
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -209,6 +266,7 @@ pub async fn pop(call: ViewCall, Path(key): Path<String>, body: OptionalBody) ->
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RangeQuery {
     /// First index (negative counts from the end). Default 0.
@@ -277,6 +335,7 @@ pub async fn members(call: ViewCall, Path(key): Path<String>, Query(q): Query<Mi
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     /// Newest first, at most this many (default 100, at most 1000).
@@ -304,6 +363,7 @@ pub async fn history(call: ViewCall, Path(key): Path<String>, Query(q): Query<Hi
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only keys starting with this.

@@ -161,6 +161,7 @@ pub async fn append_multi(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReadStreamQuery {
     /// First version to return (default: the first; the last when reading backward).
@@ -228,6 +229,7 @@ pub async fn read_stream(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReadAllQuery {
     /// First position to scan (default 0).
@@ -307,6 +309,7 @@ pub async fn event_at(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StreamsQuery {
     /// Only streams whose names start with this.
@@ -370,6 +373,7 @@ pub async fn head(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResu
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyQuery {
     /// Check from this position on, trusting the stored chain hash just before it.

@@ -217,6 +217,7 @@ pub async fn deregister_instance(call: ViewCall, Path((name, id)): Path<(String,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ServicesQuery {
     /// Only this service.
@@ -270,6 +271,7 @@ pub async fn set_config(call: ViewCall, Path(key): Path<String>, body: JsonBody)
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigQuery {
     /// Default `global`.
@@ -328,6 +330,7 @@ pub async fn config_history(
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ScopeQuery {
     /// Default `global`.
@@ -399,6 +402,7 @@ pub async fn unrelate(call: ViewCall, body: JsonBody) -> ApiResult<Json<Value>> 
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RelationsQuery {
     /// `out` (default), `in` or `both`.

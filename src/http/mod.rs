@@ -24,6 +24,7 @@ pub mod log_api;
 pub mod meta;
 pub mod metrics;
 pub mod ops;
+pub mod query_check;
 pub mod subscribe;
 pub mod views;
 
@@ -128,7 +129,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/kv", get(kv::list))
         .route("/v1/kv:get", post(kv::get_many))
         .route("/v1/kv:txn", post(kv::txn))
-        .route("/v1/kv/{key}", get(kv::get_key).put(kv::put_key).delete(kv::delete_key))
+        .route("/v1/kv/{key}", get(kv::get_key).head(kv::exists).put(kv::put_key).delete(kv::delete_key))
         .route("/v1/kv/{key}/incr", post(kv::incr))
         .route("/v1/kv/{key}/append", post(kv::append))
         .route("/v1/kv/{key}/push", post(kv::push))
@@ -161,6 +162,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/openapi.json", get(ops::openapi))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(axum::middleware::from_fn(query_check::refuse_unknown))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(axum::middleware::from_fn(drain::finish_body))
         .with_state(state)

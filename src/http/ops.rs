@@ -110,6 +110,7 @@ impl Modify for BearerAuth {
         log_api::verify,
         subscribe::subscribe,
         kv::get_key,
+        kv::exists,
         kv::put_key,
         kv::delete_key,
         kv::incr,

@@ -31,6 +31,7 @@ use crate::limits::{SSE_KEEP_ALIVE, SUBSCRIBERS_MAX};
 use crate::wire::EventJson;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SubscribeQuery {
     /// A position to start at (inclusive), or `end` for only new events (the default).

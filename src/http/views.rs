@@ -152,6 +152,7 @@ pub fn kv_answer<T: Serialize>(field: &str, done: KvWrite<T>) -> Json<Value> {
 
 /// `?min_position=P`: read-your-writes.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MinPosition {
     /// Wait (at most 5 s) until the views have applied this log position (a write's `position`).
     pub min_position: Option<u64>,
@@ -195,9 +196,7 @@ pub async fn optional_body<T: serde::de::DeserializeOwned + Default>(
     let value: Option<serde_json::Value> = super::extract::read_body_or_empty(headers, body).await?;
     match value {
         None => Ok(T::default()),
-        Some(v) => serde_json::from_value(v).map_err(|e| {
-            ApiError::bad_request("invalid_body", format!("the request body is not a valid request: {e}"))
-        }),
+        Some(v) => super::extract::from_value(v),
     }
 }
 

@@ -42,6 +42,10 @@ pub const TXN_OPS_MAX: usize = 1000;
 /// Most entries one history read returns.
 pub const HISTORY_LIMIT_MAX: usize = 1000;
 
+/// Most events of a key's stream that a read at a version ([`KvStore::get_at`]) replays: the
+/// read folds the key's events from its first, so it is bounded like every other read.
+pub const AT_VERSION_EVENTS_MAX: usize = 100_000;
+
 /// A key's value as `get` answers it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct KvEntry {
@@ -91,7 +95,8 @@ pub struct HistoryEntry {
 /// One operation of a transaction. Deserializes from the HTTP contract's shape,
 /// `{"op": "set", "key": "k", "value": ..., "ttl_ms"?: n}`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+// deny_unknown_fields: an operation's misspelt field must be refused, not dropped.
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TxnOp {
     Set {
         key: String,
@@ -250,6 +255,56 @@ impl KvStore {
         });
         let (raw, version, expires_at) = found?;
         Ok(KvEntry { key: key.to_string(), value: raw.parse(), version: StreamVersion(version), expires_at })
+    }
+
+    /// GET at a version: the key as it stood right after its write at `version` (the version
+    /// `get`, `history` and every write answer), folded from the key's stream, so any version
+    /// the log holds can be read. `version_not_found` past the key's newest version;
+    /// `key_not_found` if the key held nothing then (deleted or expired); `wrong_type` for a
+    /// list or set; `too_large` past [`AT_VERSION_EVENTS_MAX`] events.
+    pub fn get_at(&self, key: &str, version: StreamVersion) -> Result<KvEntry> {
+        use crate::projection::Projection as _;
+        validate_key(key)?;
+        let stream = key_stream(key);
+        let last = self.core.log.stream_version(&stream).map(|v| v.0);
+        if last.is_none_or(|l| version.0 > l) {
+            return Err(Error::KeyVersionNotFound { key: key.to_string(), version: version.0, last });
+        }
+        let count = usize::try_from(version.0).map_or(usize::MAX, |v| v.saturating_add(1));
+        if count > AT_VERSION_EVENTS_MAX {
+            return Err(Error::TooLarge {
+                what: "the events replayed to read a key at a version (AT_VERSION_EVENTS_MAX)",
+                max: AT_VERSION_EVENTS_MAX,
+                actual: count,
+            });
+        }
+        // A private view of this one key: the same fold as the live view, stopped at `version`.
+        let mut view = KvView::new();
+        let mut at_ms = 0;
+        let mut next = 0;
+        while next <= version.0 {
+            let page = (version.0 - next + 1).min(HISTORY_LIMIT_MAX as u64) as usize;
+            let events = self.core.log.read_stream(&stream, Some(StreamVersion(next)), page, Direction::Forward)?;
+            let Some(last_read) = events.last() else { break };
+            next = last_read.version.0 + 1;
+            for event in events.iter().filter(|e| e.version <= version) {
+                // An event the view cannot apply changes nothing, as in the live view.
+                let _ = view.apply(event);
+                at_ms = event.timestamp_ms;
+            }
+        }
+        match view.live(key, at_ms) {
+            None => Err(Error::KeyNotFound { key: key.to_string() }),
+            Some(Entry { value: Stored::Value(v), version, expires_at }) => Ok(KvEntry {
+                key: key.to_string(),
+                value: v.parse(),
+                version: StreamVersion(*version),
+                expires_at: *expires_at,
+            }),
+            Some(other) => {
+                Err(Error::WrongType { key: key.to_string(), op: "get", expected: "value", actual: other.value.kind() })
+            }
+        }
     }
 
     /// MGET: each key's value, `None` for a key that is absent, expired, or holds a list or set.

@@ -390,9 +390,17 @@ class AsyncKeyValue:
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
 
-    async def get(self, key: str, *, min_position: int | None = None) -> KvEntry:
-        """The key's value and version; raises :class:`NotFound` if it is absent or expired."""
-        return await self._client._call(core.kv_get(key, min_position))
+    async def get(self, key: str, *, version: int | None = None, min_position: int | None = None) -> KvEntry:
+        """The key's value and version; raises :class:`NotFound` if it is absent or expired.
+        With ``version``, the key as it stood right after that version was written (a version
+        ``get``, ``history`` or a write answered); :class:`NotFound` if it held nothing then or
+        has no such version."""
+        return await self._client._call(core.kv_get(key, min_position, version))
+
+    async def exists(self, key: str, *, min_position: int | None = None) -> bool:
+        """Whether the key holds anything, of any kind (value, counter, string, list or set),
+        and has not expired: Redis EXISTS."""
+        return await self._client._call(core.kv_exists(key, min_position))
 
     async def set(
         self,

@@ -128,6 +128,8 @@ class Call(Generic[T]):
 
     request: Request
     parse: Callable[[httpx.Response], T]
+    answers: frozenset[int] = frozenset()
+    """Statuses besides 2xx that are answers for ``parse``, not failures (404 for EXISTS)."""
 
 
 @dataclass(frozen=True)
@@ -330,7 +332,7 @@ def settle(
             return Retry(policy.delay(attempt))
         raise transport_error(request, error, attempt + 1) from error
     assert response is not None, "settle needs a response or an error"
-    if 200 <= response.status_code < 300:
+    if 200 <= response.status_code < 300 or response.status_code in call.answers:
         return call.parse(response)
     failure = error_from_response(response)
     if (
@@ -618,9 +620,15 @@ def _kv(key: str, suffix: str = "") -> str:
     return f"/v1/kv/{segment(key)}{suffix}"
 
 
-def kv_get(key: str, min_position: int | None = None) -> Call[KvEntry]:
-    request = Request("GET", _kv(key), params=_params(min_position=min_position), idempotent=True)
-    return Call(request, _json_of(KvEntry.from_json))
+def kv_get(key: str, min_position: int | None = None, version: int | None = None) -> Call[KvEntry]:
+    params = _params(version=version, min_position=min_position)
+    return Call(Request("GET", _kv(key), params=params, idempotent=True), _json_of(KvEntry.from_json))
+
+
+def kv_exists(key: str, min_position: int | None = None) -> Call[bool]:
+    # HEAD answers 200 or 404 without a body: both are answers, for a key of any kind.
+    request = Request("HEAD", _kv(key), params=_params(min_position=min_position), idempotent=True)
+    return Call(request, lambda response: response.status_code == 200, answers=frozenset({404}))
 
 
 def kv_set(

@@ -60,3 +60,10 @@ async def test_subscription_catch_up_and_live(aclient: cc.AsyncClient, stream: s
         async for event in sub:
             assert event.type == "AfterEnd"
             break
+
+
+async def test_kv_exists(aclient: cc.AsyncClient, stream: str) -> None:
+    """Issue 14 item 10: ``exists`` on the async client, for a list (HEAD once answered 400)."""
+    pushed = await aclient.kv.push(f"{stream}/list", [1])
+    assert await aclient.kv.exists(f"{stream}/list", min_position=pushed.position) is True
+    assert await aclient.kv.exists(f"{stream}/none") is False

@@ -89,6 +89,24 @@ def test_kv_counters_strings_lists_and_sets(kv: cc.KeyValue, key: str) -> None:
     assert kv.members(f"{key}/set", min_position=removed.position) == ["b"]
 
 
+def test_kv_exists_for_every_kind_and_get_at_a_version(kv: cc.KeyValue, key: str) -> None:
+    """Issue 14 item 10: EXISTS is true for a key of any kind (HEAD once answered 400 for lists
+    and sets), and ``get(version=)`` reads a key as it was."""
+    kv.set(f"{key}/v", "first")
+    kv.incr(f"{key}/n")
+    kv.push(f"{key}/l", [1])
+    last = kv.sadd(f"{key}/set", ["a"])
+    for name in ("v", "n", "l", "set"):
+        assert kv.exists(f"{key}/{name}", min_position=last.position) is True, name
+    assert kv.exists(f"{key}/absent") is False
+    second = kv.set(f"{key}/v", "second")
+    assert kv.get(f"{key}/v", version=0, min_position=second.position).value == "first"
+    assert kv.get(f"{key}/v").value == "second"
+    with pytest.raises(cc.NotFound) as info:
+        kv.get(f"{key}/v", version=7)
+    assert info.value.code == "version_not_found"
+
+
 def test_kv_listing_get_many_and_transactions(kv: cc.KeyValue, key: str) -> None:
     names = [f"{key}/{c}" for c in "cab"]
     last = None
@@ -170,29 +188,36 @@ def test_meta_schemas(client: cc.Client) -> None:
 
 
 def test_meta_services_config_and_relations(client: cc.Client) -> None:
+    def written() -> int:
+        # Read-your-writes: the views apply a write after answering it, so each read waits
+        # for the log's head (every write so far).
+        position = client.head().position
+        assert position is not None
+        return position
+
     name = f"search-{uuid.uuid4().hex[:8]}"
     client.meta.register_instance(name, "i-1", endpoints=["http://127.0.0.1:9"], tags=["gpu"], ttl_ms=600_000)
     client.meta.register_instance(name, "i-2", endpoints=["http://127.0.0.1:10"], tags=["cpu"], ttl_ms=600_000)
-    assert len(client.meta.services(name=name)) == 2
+    assert len(client.meta.services(name=name, min_position=written())) == 2
     assert [s.tags for s in client.meta.services(name=name, tag="gpu")] == [["gpu"]]
     client.meta.deregister_instance(name, "i-1")
-    assert [s.tags for s in client.meta.services(name=name)] == [["cpu"]]
+    assert [s.tags for s in client.meta.services(name=name, min_position=written())] == [["cpu"]]
 
     key = f"model.{name}"
     first = client.meta.set_config(key, "small")
     second = client.meta.set_config(key, "large")
     assert second > first
-    assert client.meta.get_config(key).value == "large"
+    assert client.meta.get_config(key, min_position=written()).value == "large"
     assert client.meta.get_config(key, version=first).value == "small"
     assert [c.value for c in client.meta.config_history(key)] == ["small", "large"]
 
     agent, tool = f"agent:{name}", f"tool:{name}"
     client.meta.add_relation(agent, tool, "uses", properties={"weight": 1})
-    out = client.meta.relations(agent)
+    out = client.meta.relations(agent, min_position=written())
     assert len(out) == 1 and out[0].get("to") == tool
     assert len(client.meta.relations(tool, direction="in")) == 1
     client.meta.remove_relation(agent, tool, "uses")
-    assert client.meta.relations(agent) == []
+    assert client.meta.relations(agent, min_position=written()) == []
 
 
 def test_checkpoints(client: cc.Client, stream: str) -> None:

@@ -154,6 +154,24 @@ CASES = [
         query={"min_position": "9"},
     ),
     Case(
+        "kv.get at a version",
+        lambda c: c.kv.get("k", version=0),
+        "GET",
+        "/v1/kv/k",
+        {"key": "k", "value": 1, "version": 0, "expires_at": None},
+        lambda r: r == cc.KvEntry("k", 1, 0, None),
+        query={"version": "0"},
+    ),
+    Case(
+        "kv.exists",
+        lambda c: c.kv.exists("queue/1", min_position=4),
+        "HEAD",
+        "/v1/kv/queue%2F1",
+        None,
+        lambda r: r is True,
+        query={"min_position": "4"},
+    ),
+    Case(
         "kv.set",
         lambda c: c.kv.set("k", [1, 2], ttl_ms=500, expected_version="no_stream"),
         "PUT",
@@ -524,3 +542,14 @@ def test_bad_arguments_are_refused_before_anything_is_sent(call: Callable[[Any],
     with cc.Client(transport=script.transport()) as client, pytest.raises((ValueError, TypeError)):
         call(client)
     assert script.requests == []
+
+
+def test_exists_is_false_for_a_404_and_raises_for_other_failures() -> None:
+    """Issue 14 item 10: EXISTS answers 404 without a body for an absent key; that is False,
+    not an error, while a refusal (403) still raises."""
+    script = Script([httpx.Response(404), httpx.Response(403)])
+    with cc.Client("http://cairn.test", transport=script.transport(), retries=0) as client:
+        assert client.kv.exists("absent") is False
+        with pytest.raises(cc.CairnError):
+            client.kv.exists("secret")
+    assert [r.method for r in script.requests] == ["HEAD", "HEAD"]
