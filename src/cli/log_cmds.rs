@@ -35,11 +35,16 @@ pub struct AppendArgs {
     pub event_type: Option<String>,
 
     /// The event's data as JSON (default {}).
-    #[arg(long, value_name = "JSON", conflicts_with_all = ["data_file", "ndjson"])]
-    pub data: Option<String>,
+    #[arg(long, value_name = "JSON", conflicts_with_all = ["data_file", "ndjson", "data_deprecated"])]
+    pub payload: Option<String>,
+
+    /// The old spelling of --payload: `--data` after `append` arrives here (see
+    /// `append_data_as_payload`), with a deprecation warning.
+    #[arg(long, value_name = "JSON", hide = true, conflicts_with_all = ["data_file", "ndjson"])]
+    pub data_deprecated: Option<String>,
 
     /// Read the event's data from a file (JSON unless --binary).
-    #[arg(long, value_name = "FILE", conflicts_with = "ndjson")]
+    #[arg(long, visible_alias = "payload-file", value_name = "FILE", conflicts_with = "ndjson")]
     pub data_file: Option<PathBuf>,
 
     /// Store --data-file as opaque bytes rather than JSON.
@@ -143,9 +148,17 @@ pub fn append(dir: &Path, format: Format, args: AppendArgs) -> CliResult<Exit> {
 
 fn single_event(args: &AppendArgs) -> CliResult<NewEvent> {
     let event_type = args.event_type.clone().expect("clap requires --type without --ndjson");
-    let data = match (&args.data, &args.data_file) {
-        (Some(text), _) => Payload::Json(json_arg("--data", text)?),
-        (None, Some(path)) => {
+    let data = match (&args.payload, &args.data_deprecated, &args.data_file) {
+        (Some(text), _, _) => Payload::Json(json_arg("--payload", text)?),
+        (None, Some(text), _) => Payload::Json(json_arg("--data", text).map_err(|e| match e {
+            // The old meaning caught someone who meant the directory: say how to write that.
+            CliError::Input(InputError(m)) if Path::new(text).is_dir() => CliError::Input(InputError(format!(
+                "{m}; after `append`, --data is the event's data (deprecated spelling of --payload): to name \
+                 the data directory, write --data-dir {text} or put --data {text} before `append`"
+            ))),
+            other => other,
+        })?),
+        (None, None, Some(path)) => {
             let bytes = std::fs::read(path).map_err(|e| CliError::io("read the data file", path, e))?;
             if args.binary {
                 Payload::Bytes(bytes)
@@ -156,7 +169,7 @@ fn single_event(args: &AppendArgs) -> CliResult<NewEvent> {
                 Payload::Json(json_arg(&path.display().to_string(), &text)?)
             }
         }
-        (None, None) => Payload::Json(b"{}".to_vec()),
+        (None, None, None) => Payload::Json(b"{}".to_vec()),
     };
     let metadata = match &args.metadata {
         Some(text) => {

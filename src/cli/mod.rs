@@ -22,7 +22,7 @@ use crate::output::Format;
 const EXAMPLES: &str = "\
 Examples:
   cairn demo                                   # a multi-agent workload, then a summary
-  cairn append agent-7 --type ToolCalled --data '{\"tool\":\"search\"}'
+  cairn append agent-7 --type ToolCalled --payload '{\"tool\":\"search\"}'
   cairn read agent-7 -o json
   cairn tail --from 0                          # print the log and follow it (Ctrl-C ends)
   cairn verify                                 # check every CRC and the hash chain
@@ -37,9 +37,17 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 integrity failure, 4 wrong expected versio
 #[derive(Debug, Parser)]
 #[command(name = "cairn", version, about, after_help = EXAMPLES, max_term_width = 110)]
 pub struct Cli {
-    /// Data directory (created on first use; one process owns it at a time). Give it before the
-    /// command (`cairn --data DIR read ...`): after `append`, `--data` is the event's data.
-    #[arg(long, env = "CAIRN_DATA", default_value = "./cairn-data", value_name = "DIR")]
+    /// Data directory (created on first use; one process owns it at a time). Accepted before
+    /// or after the command, except that after `append` `--data` is still the event's data for
+    /// one release (deprecated: use --payload there); `--data-dir` means the directory anywhere.
+    #[arg(
+        long,
+        visible_alias = "data-dir",
+        global = true,
+        env = "CAIRN_DATA",
+        default_value = "./cairn-data",
+        value_name = "DIR"
+    )]
     pub data: PathBuf,
 
     /// Output format: text for people, json for one document, ndjson for one object per line.
@@ -55,12 +63,16 @@ pub enum Command {
     /// Append one event to a stream, or a batch of events from stdin (--ndjson).
     #[command(after_help = "\
 Examples:
-  cairn append agent-7 --type ToolCalled --data '{\"tool\":\"search\",\"query\":\"rust\"}'
+  cairn append agent-7 --type ToolCalled --payload '{\"tool\":\"search\",\"query\":\"rust\"}'
   cairn append agent-7 --type Started --expected-version no_stream
   cairn append agent-7 --type Blob --data-file photo.png --binary
   printf '{\"type\":\"Note\",\"data\":{\"n\":1}}\\n{\"type\":\"Note\",\"data\":{\"n\":2}}\\n' | cairn append notes --ndjson
 
-Exit code 4 when --expected-version does not hold.")]
+Exit code 4 when --expected-version does not hold.
+
+--payload was spelled --data before; `append ... --data JSON` still works for this release, with a
+warning. To name the data directory after `append`, write --data-dir DIR (or put --data DIR
+before `append`).")]
     Append(log_cmds::AppendArgs),
 
     /// Read a stream's events, oldest first (or newest first with --backward).
@@ -259,13 +271,17 @@ pub struct TokenArgs {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let (args, deprecated_data) = append_data_as_payload(std::env::args_os().collect());
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { Exit::Usage as u8 } else { Exit::Ok as u8 });
         }
     };
+    if deprecated_data {
+        eprintln!("{APPEND_DATA_DEPRECATED}");
+    }
     let serving = matches!(cli.command, Command::Serve(_));
     init_tracing(if serving { "info" } else { "warn" }, cli_log_json(&cli));
     match run(cli) {
@@ -275,6 +291,51 @@ pub fn main() -> ExitCode {
             e.exit().into()
         }
     }
+}
+
+/// Printed on stderr when `cairn append ... --data JSON` is used.
+pub const APPEND_DATA_DEPRECATED: &str = "warning: `--data` after `append` is the event's data only for this \
+release; write `--payload JSON` instead (in a later release `--data` will mean the data directory there too, as \
+it does before the command and after every other command)";
+
+/// The global options that take a value, as they may appear before the command.
+const GLOBAL_OPTIONS_WITH_VALUE: [&str; 4] = ["--data", "--data-dir", "-o", "--output"];
+
+/// `--data` names the data directory everywhere except after `append`, where it has always
+/// been the event's data: rewrites those (`--data X`, `--data=X`, up to a `--`) to the
+/// hidden `--data-deprecated`, and says whether it did. The rule is by position only, never
+/// by the value's look, so a given command line means one thing.
+fn append_data_as_payload(mut args: Vec<std::ffi::OsString>) -> (Vec<std::ffi::OsString>, bool) {
+    let mut i = 1;
+    // Find the command: the first word that is neither an option nor a global option's value.
+    while i < args.len() {
+        let word = args[i].to_string_lossy();
+        if GLOBAL_OPTIONS_WITH_VALUE.contains(&word.as_ref()) {
+            i += 2;
+        } else if word.starts_with('-') {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    if args.get(i).is_none_or(|c| c != "append") {
+        return (args, false);
+    }
+    let mut rewrote = false;
+    for arg in args.iter_mut().skip(i + 1) {
+        let word = arg.to_string_lossy().into_owned();
+        if word == "--" {
+            break;
+        }
+        if word == "--data" {
+            *arg = "--data-deprecated".into();
+            rewrote = true;
+        } else if let Some(value) = word.strip_prefix("--data=") {
+            *arg = format!("--data-deprecated={value}").into();
+            rewrote = true;
+        }
+    }
+    (args, rewrote)
 }
 
 fn cli_log_json(cli: &Cli) -> bool {
@@ -357,5 +418,23 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    fn rewrite(line: &str) -> (String, bool) {
+        let (args, rewrote) = append_data_as_payload(line.split(' ').map(Into::into).collect());
+        (args.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" "), rewrote)
+    }
+
+    /// Issue 23 item 4: only `--data` after `append` is the (deprecated) payload spelling.
+    #[test]
+    fn only_data_after_append_is_rewritten() {
+        assert_eq!(
+            rewrite("cairn --data d -o json append s --type T --data {}"),
+            ("cairn --data d -o json append s --type T --data-deprecated {}".into(), true)
+        );
+        assert_eq!(rewrite("cairn append s --data={}"), ("cairn append s --data-deprecated={}".into(), true));
+        assert_eq!(rewrite("cairn serve --data d"), ("cairn serve --data d".into(), false));
+        assert_eq!(rewrite("cairn --data append read append"), ("cairn --data append read append".into(), false));
+        assert_eq!(rewrite("cairn append s -- --data"), ("cairn append s -- --data".into(), false));
     }
 }
