@@ -236,10 +236,11 @@ fn run_on(store: &Store, dir: &Path, args: &DemoArgs) -> CliResult<Summary> {
         events: stats.events,
         streams: stats.streams,
         workload_events,
-        seconds,
-        events_per_second: workload_events as f64 / seconds.max(1e-9),
+        // Rounded as the text shows them: more digits would be noise, not precision.
+        seconds: round_to(seconds, 3),
+        events_per_second: round_to(workload_events as f64 / seconds.max(1e-9), 0),
         group_commits: commits,
-        mean_events_per_commit: if commits == 0 { 0.0 } else { workload_events as f64 / commits as f64 },
+        mean_events_per_commit: round_to(if commits == 0 { 0.0 } else { workload_events as f64 / commits as f64 }, 1),
         kv_keys: count_keys(views)?,
         audit_entries: reports.iter().map(|r| r.audit_entries).sum(),
         services_registered: views.meta().discover(Some("agents"), None, now).len() as u64,
@@ -425,11 +426,27 @@ fn stale_write(log: &Log, dir: &Path) -> CliResult<bool> {
     }
 }
 
+/// `x` rounded to `decimals` decimal places.
+fn round_to(x: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (x * scale).round() / scale
+}
+
+/// How the "Next:" lines spell the binary: a `cargo run` user has no `cairn` on the PATH.
+fn next_command() -> &'static str {
+    match std::env::var_os("CARGO") {
+        Some(_) if cfg!(debug_assertions) => "cargo run --",
+        Some(_) => "cargo run --release --",
+        None => "cairn",
+    }
+}
+
 fn ok_or(ok: bool, yes: &str, no: &str) -> String {
     if ok { yes } else { no }.to_string()
 }
 
 fn print_summary(format: Format, s: &Summary) -> CliResult {
+    let cairn = next_command();
     let mut out = Out::new();
     match format {
         Format::Json | Format::Ndjson => out.json_line(s)?,
@@ -488,9 +505,10 @@ fn print_summary(format: Format, s: &Summary) -> CliResult {
                     if d.mismatches.is_empty() { String::new() } else { format!("; mismatches: {}", d.mismatches.join("; ")) }
                 ),
                 String::new(),
-                format!("Next: cairn --data {} read agent-0 --limit 5", s.data_dir.display()),
-                format!("      cairn --data {} kv get agent/0/state", s.data_dir.display()),
-                format!("      cairn --data {} serve", s.data_dir.display()),
+                format!("Next: {cairn} --data {} read agent-0 --limit 5", s.data_dir.display()),
+                format!("      {cairn} --data {} kv get agent/0/state", s.data_dir.display()),
+                format!("      {cairn} --data {} serve", s.data_dir.display()),
+                "      (`cargo install --path .` puts `cairn` on your PATH)".to_string(),
             ];
             for line in lines {
                 out.line(&line)?;

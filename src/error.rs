@@ -70,6 +70,11 @@ pub enum CliError {
 
     #[error("{0}")]
     Store(#[from] crate::store::StoreError),
+
+    /// Standard output was closed by its reader (`cairn read-all | head`): not a failure, the
+    /// command stops and exits 0 without a message.
+    #[error("standard output was closed")]
+    StdoutClosed,
 }
 
 fn open_hint(e: &log_engine::Error) -> &'static str {
@@ -98,6 +103,7 @@ impl CliError {
             CliError::NotFound(_) => Exit::NotFound,
             CliError::Io { .. } | CliError::Server(_) => Exit::Error,
             CliError::Store(e) => e.exit(),
+            CliError::StdoutClosed => Exit::Ok,
         }
     }
 }

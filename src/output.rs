@@ -73,6 +73,10 @@ impl Out {
 }
 
 fn stdout_error(e: io::Error) -> CliError {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        // The reader has what it wanted (`| head`): stop quietly, successfully.
+        return CliError::StdoutClosed;
+    }
     CliError::io("write to", "standard output", e)
 }
 

@@ -115,7 +115,8 @@ fn metadata_commands() {
     assert!(ok(&data, &["meta", "schema", "register", "tool-call", schema]).contains("nothing was written"));
     assert_eq!(cairn(&data, &["meta", "schema", "validate", "tool-call", r#"{"tool":"x"}"#]).0, 0);
     let (code, out, _) = cairn(&data, &["meta", "schema", "validate", "tool-call", "{}"]);
-    assert_eq!(code, 3, "an invalid payload exits 3: {out}");
+    // Issue 23 (low): 3 means integrity failure; an invalid payload is an ordinary error.
+    assert_eq!(code, 1, "an invalid payload exits 1: {out}");
     assert_eq!(json_of(&data, &["meta", "schema", "get", "tool-call", "1", "-o", "json"])["version"], 1);
     assert_eq!(ok(&data, &["meta", "schema", "list"]).trim(), "tool-call");
 

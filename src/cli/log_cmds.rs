@@ -512,6 +512,15 @@ pub fn verify(dir: &Path, format: Format, args: VerifyArgs) -> CliResult<Exit> {
 }
 
 fn verify_open(log: &Log, dir: &Path, from: Option<u64>) -> CliResult<VerifyJson> {
+    let head = log.head().map(|h| h.position.0);
+    if let Some(from) = from.filter(|&f| head.is_none_or(|h| f > h)) {
+        // Checked here, not left to the lookup of the hash before it, which names from - 1.
+        let head = head.map_or("the log is empty".to_string(), |h| format!("its head is position {h}"));
+        return Err(CliError::NotFound(format!(
+            "verify --from {from} is beyond the head of the log in {} ({head}); nothing was verified",
+            dir.display()
+        )));
+    }
     let trusted = match from {
         None | Some(0) => None,
         Some(p) => {
@@ -526,6 +535,19 @@ fn verify_open(log: &Log, dir: &Path, from: Option<u64>) -> CliResult<VerifyJson
     let report = log.verify(trusted, |p| bar.set_position(p.checked)).map_err(|e| CliError::log(dir, e))?;
     bar.finish_and_clear();
     Ok(VerifyJson::from(&report))
+}
+
+/// Bytes of the regular files under `dir`, at any depth (symbolic links are not followed).
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
 }
 
 #[derive(Debug, Serialize)]
@@ -544,7 +566,9 @@ struct StatsJson {
 pub fn stats(dir: &Path, format: Format) -> CliResult<Exit> {
     let log = open_log(dir)?;
     let s = log.stats();
-    let disk_bytes = log.segment_files().iter().map(|f| std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0)).sum();
+    // Every file of the data directory: the segments, the spare segment prepared ahead of the
+    // next roll, checkpoints and bytes cut from a torn tail all take space.
+    let disk_bytes = dir_bytes(dir);
     let checkpoints = snapshotter::Snapshotter::open(&log, snapshotter::Policy::default())
         .and_then(|s| s.list(&log, &mut |_| {}))
         .map_err(crate::store::StoreError::from);
@@ -568,7 +592,10 @@ pub fn stats(dir: &Path, format: Format) -> CliResult<Exit> {
             out.line(&format!("streams      {}", stats.streams))?;
             out.line(&format!("segments     {}", stats.segments))?;
             out.line(&format!("record bytes {}", stats.record_bytes))?;
-            out.line(&format!("disk bytes   {} (segments are preallocated)", stats.disk_bytes))?;
+            out.line(&format!(
+                "disk bytes   {} (every file: preallocated segments, the spare segment, checkpoints)",
+                stats.disk_bytes
+            ))?;
             out.line(&format!("checkpoints  {} ({} valid)", stats.checkpoints, stats.checkpoints_valid))?;
             match (&stats.head_position, &stats.head_hash) {
                 (Some(p), Some(h)) => out.line(&format!("head         position {p}, hash {h}"))?,

@@ -88,6 +88,7 @@ Exit code 5 when the stream does not exist.")]
     /// Read the global log in position order.
     #[command(
         name = "read-all",
+        visible_alias = "events",
         after_help = "\
 Examples:
   cairn read-all --limit 20
@@ -96,14 +97,17 @@ Examples:
     ReadAll(log_cmds::ReadAllArgs),
 
     /// Print events as they are appended, like tail -f (Ctrl-C ends).
-    #[command(after_help = "\
+    #[command(
+        visible_alias = "subscribe",
+        after_help = "\
 Examples:
   cairn tail                      # new events of every stream
   cairn tail agent-7 --from 0     # all of agent-7, then follow it
   cairn tail --type-prefix Tool -o ndjson
 
 While `cairn serve` owns the data directory, follow it over HTTP instead:
-  curl -N localhost:7070/v1/subscribe?from=0")]
+  curl -N localhost:7070/v1/subscribe?from=0"
+    )]
     Tail(log_cmds::TailArgs),
 
     /// List streams: name, last version, event count.
@@ -172,7 +176,7 @@ Examples:
         after_help = "\
 Examples:
   cairn meta schema register tool-call '{\"type\":\"object\",\"required\":[\"tool\"]}'
-  cairn meta schema validate tool-call '{\"tool\":\"search\"}'      # exit 3 if invalid
+  cairn meta schema validate tool-call '{\"tool\":\"search\"}'      # exit 1 if invalid
   cairn meta service register search i-1 --endpoint http://10.0.0.5:80 --tag gpu --ttl-ms 30000
   cairn meta service list --name search
   cairn meta config set model '\"gpt-5\"' --scope planner
@@ -286,6 +290,7 @@ pub fn main() -> ExitCode {
     init_tracing(if serving { "info" } else { "warn" }, cli_log_json(&cli));
     match run(cli) {
         Ok(exit) => exit.into(),
+        Err(CliError::StdoutClosed) => Exit::Ok.into(),
         Err(e) => {
             eprintln!("error: {e}");
             e.exit().into()

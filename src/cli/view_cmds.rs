@@ -490,7 +490,7 @@ pub enum SchemaCommand {
         #[arg(default_value = "latest")]
         version: String,
     },
-    /// Validate a JSON payload against the subject's latest schema (exit 3 if invalid).
+    /// Validate a JSON payload against the subject's latest schema (exit 1 if invalid).
     Validate { subject: String, payload: String },
     /// Set the subject's compatibility mode: none, backward, forward or full.
     Compat { subject: String, mode: String },
@@ -595,7 +595,8 @@ pub fn meta(dir: &Path, format: Format, command: MetaCommand) -> CliResult<Exit>
                     }
                 };
                 print(format, text, &view_json(&result))?;
-                Ok(if result.valid { Exit::Ok } else { Exit::Integrity })
+                // Not 3: that code means damage found in the store, and an invalid payload is no damage.
+                Ok(if result.valid { Exit::Ok } else { Exit::Error })
             }
             MetaCommand::Schema(SchemaCommand::Compat { subject, mode }) => {
                 let mode: Compatibility = serde_json::from_value(Value::String(mode.clone()))
