@@ -152,3 +152,38 @@ fn a_bad_auth_file_stops_the_server_with_a_located_message() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("auth.toml") && err.contains("token_hash of principal \"a\""), "{err}");
 }
+
+/// Issue 14 item 6: reading an event by position must not leak across tenants. Before, a
+/// principal reading another tenant's position got a 403 naming that tenant's stream, and the
+/// 403-vs-404 difference told it which positions exist. Now "someone else's event" and "no
+/// event" are the same 404, naming neither the stream nor the head.
+#[test]
+fn a_denied_read_by_position_reveals_neither_the_stream_nor_the_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = auth_server(dir.path());
+    server.set_token(Some(OPS));
+    let secret = server.append("billing-acme-secret", &[("T", json!({}))]);
+    assert_eq!(secret["first_position"], 0);
+    server.set_token(Some(AGENT));
+    let own = server.append("agent-1", &[("T", json!({}))]);
+    assert_eq!(own["first_position"], 1);
+
+    let (status, event) = server.get("/v1/events/1");
+    assert_eq!((status, event["stream"].as_str()), (200, Some("agent-1")), "its own event: {event}");
+    let (denied_status, denied) = server.get("/v1/events/0");
+    let (missing_status, missing) = server.get("/v1/events/2");
+    assert_eq!((denied_status, missing_status), (404, 404), "{denied} {missing}");
+    assert_eq!(denied["error"], "position_not_found");
+    assert!(!denied.to_string().contains("billing"), "the answer names the other tenant's stream: {denied}");
+    let normalise = |v: &serde_json::Value| v["message"].as_str().unwrap().replace("position 0", "position 2");
+    assert_eq!(normalise(&denied), missing["message"].as_str().unwrap(), "the two answers differ");
+
+    // A principal that may read the whole log still gets the precise answers.
+    server.set_token(Some(READER));
+    assert_eq!(server.get("/v1/events/0").0, 200);
+    assert_eq!(server.get("/v1/events/2").0, 404);
+    // One without any read permission is refused before anything is looked up.
+    server.set_token(Some(NOBODY));
+    assert_eq!(server.get("/v1/events/0").0, 403);
+    assert_eq!(server.get("/v1/events/2").0, 403);
+}

@@ -45,6 +45,14 @@ impl Caller {
         }
     }
 
+    /// Whether the caller may do `permission` on `resource`, without an error to answer.
+    pub fn allows(&self, permission: Permission, resource: &str) -> bool {
+        match self {
+            Caller::Open => true,
+            Caller::Principal(p) => p.allows(permission, resource),
+        }
+    }
+
     /// Succeeds if the caller holds `permission` on anything.
     pub fn require_any(&self, permission: Permission) -> Result<(), ApiError> {
         match self {

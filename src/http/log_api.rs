@@ -285,6 +285,10 @@ pub async fn read_all(
 }
 
 /// Read one event by its log position.
+///
+/// Positions are global, so one principal's events sit between another's. A principal that may
+/// not read the whole log gets the same 404 for "no event there" and "an event in a stream you
+/// may not read": the answer names no stream and does not say whether the position exists.
 #[utoipa::path(
     get,
     path = "/v1/events/{position}",
@@ -292,8 +296,8 @@ pub async fn read_all(
     params(("position" = u64, Path, description = "Log position.")),
     responses(
         (status = 200, description = "The event, with its chain hash.", body = EventJson),
-        (status = 403, description = "The token lacks `read` on the event's stream.", body = ErrorBody),
-        (status = 404, description = "`position_not_found`: beyond the head.", body = ErrorBody),
+        (status = 403, description = "The token holds no `read` permission at all.", body = ErrorBody),
+        (status = 404, description = "`position_not_found`: beyond the head or, for a token that may not read the whole log, an event in a stream it may not read (the two answers are identical).", body = ErrorBody),
     ),
     security(("bearer" = []), ())
 )]
@@ -302,10 +306,32 @@ pub async fn event_at(
     caller: Caller,
     Path(position): Path<u64>,
 ) -> ApiResult<Json<EventJson>> {
+    caller.require_any(Permission::Read)?;
     let log = state.log.clone();
-    let event = blocking(move || log.read_event(Position(position))).await??;
-    caller.require(Permission::Read, &event.stream)?;
-    Ok(Json(EventJson::from(&event)))
+    let found = blocking(move || match log.read_event(Position(position)) {
+        Ok(event) => Ok(Some(event)),
+        Err(log_engine::Error::PositionNotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    })
+    .await??;
+    if caller.allows(Permission::Read, "") {
+        // May read everything: nothing to hide, so the precise answer.
+        return match found {
+            Some(event) => Ok(Json(EventJson::from(&event))),
+            None => Err(log_engine::Error::PositionNotFound { position: Position(position) }.into()),
+        };
+    }
+    match found {
+        Some(event) if caller.allows(Permission::Read, &event.stream) => Ok(Json(EventJson::from(&event))),
+        _ => Err(ApiError::not_found(
+            "position_not_found",
+            format!(
+                "there is no event at position {position} that principal {} may read \
+                 (the position is beyond the head, or its stream is not one this token may read)",
+                caller.name()
+            ),
+        )),
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
