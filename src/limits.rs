@@ -26,8 +26,10 @@ pub const READ_LIMIT_DEFAULT: usize = 100;
 /// where to continue.
 pub const READ_LIMIT_MAX: usize = 10_000;
 
-/// A read stops adding events once its response holds this many bytes of payload, and answers
-/// with a `next` cursor: a page of large events stays bounded in memory.
+/// Payload bytes (metadata + data) of one read page, counted while the page is decoded: the
+/// page stops before the event that would cross it, and answers with a `next` cursor at that
+/// event, so a page of large events stays bounded in memory. An event alone above it is
+/// returned alone.
 pub const READ_BYTES_MAX: usize = 16 * 1024 * 1024;
 
 /// Most log positions one filtered global read (`GET /v1/events?stream_prefix=...`) scans
@@ -60,20 +62,27 @@ pub const TOKEN_LEN_MAX: usize = 4096;
 // Base64 inflates binary data by 4/3: a full batch of binary events must fit in one body.
 const _: () = assert!(REQUEST_BODY_MAX >= BATCH_BYTES_MAX / 3 * 4);
 
-/// The read page size after clamping to [`READ_LIMIT_MAX`].
-pub fn read_limit(requested: Option<usize>) -> usize {
-    requested.unwrap_or(READ_LIMIT_DEFAULT).clamp(1, READ_LIMIT_MAX)
+/// The read page size: the default when none is asked for, clamped to [`READ_LIMIT_MAX`].
+/// `limit=0` is refused (it is almost always a client bug, and an empty page with a `next`
+/// cursor that does not move would loop a pager for ever); the error is a sentence.
+pub fn read_limit(requested: Option<usize>) -> Result<usize, String> {
+    match requested {
+        Some(0) => Err("limit=0 asks for no events; pass a limit of at least 1 (at most READ_LIMIT_MAX, 10000)".into()),
+        Some(n) => Ok(n.min(READ_LIMIT_MAX)),
+        None => Ok(READ_LIMIT_DEFAULT),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Issue 23 (low): `limit=0` returned one event; now it is refused.
     #[test]
-    fn read_limit_defaults_and_clamps() {
-        assert_eq!(read_limit(None), READ_LIMIT_DEFAULT);
-        assert_eq!(read_limit(Some(0)), 1);
-        assert_eq!(read_limit(Some(7)), 7);
-        assert_eq!(read_limit(Some(usize::MAX)), READ_LIMIT_MAX);
+    fn read_limit_defaults_clamps_and_refuses_zero() {
+        assert_eq!(read_limit(None), Ok(READ_LIMIT_DEFAULT));
+        assert!(read_limit(Some(0)).unwrap_err().contains("limit=0"));
+        assert_eq!(read_limit(Some(7)), Ok(7));
+        assert_eq!(read_limit(Some(usize::MAX)), Ok(READ_LIMIT_MAX));
     }
 }

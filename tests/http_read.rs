@@ -139,3 +139,67 @@ fn operational_endpoints_answer() {
     let (status, body) = server.request(reqwest::Method::DELETE, "/v1/head", None);
     assert_eq!((status, body["error"].as_str()), (405, Some("method_not_allowed")));
 }
+
+/// Issue 14 item 11: a page of large events is bounded by bytes while it is read, and never
+/// crosses `READ_BYTES_MAX` (16 MiB) once it holds an event. Before, the server decoded the
+/// whole `limit` (up to 10,000 events of 1 MiB) and cut the page afterwards, and the page
+/// included the event that crossed the bound. Both the stream read and the global read: every
+/// page stays within the budget, `next` points at the first event not returned, and following
+/// it returns every event exactly once.
+#[test]
+fn pages_of_large_events_stay_within_the_byte_budget_and_lose_nothing() {
+    const READ_BYTES_MAX: usize = 16 * 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let big = "x".repeat(1_000_000);
+    let total = 20;
+    for batch in 0..total / 4 {
+        let events: Vec<(&str, Value)> = (0..4).map(|i| ("Blob", json!({"i": batch * 4 + i, "pad": big}))).collect();
+        server.append("big", &events);
+    }
+    let size = |page: &Value| -> usize {
+        page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["data"].to_string().len() + e["metadata"].to_string().len())
+            .sum()
+    };
+    let indices = |page: &Value| -> Vec<u64> {
+        page["events"].as_array().unwrap().iter().map(|e| e["data"]["i"].as_u64().unwrap()).collect()
+    };
+
+    for (first, path) in [
+        ("/v1/streams/big/events?limit=10000", "/v1/streams/big/events?limit=10000&from="),
+        ("/v1/events?limit=10000", "/v1/events?limit=10000&from="),
+    ] {
+        let mut seen = Vec::new();
+        let (status, mut page) = server.get(first);
+        loop {
+            assert_eq!(status, 200, "{page}");
+            let got = indices(&page);
+            assert!(!got.is_empty(), "a page holds at least one event");
+            assert!(size(&page) <= READ_BYTES_MAX, "a page of {} bytes crosses READ_BYTES_MAX ({first})", size(&page));
+            seen.extend(got);
+            match page["next"].as_u64() {
+                Some(next) => {
+                    assert_eq!(next, seen.len() as u64, "next points at the first event not returned");
+                    page = server.get(&format!("{path}{next}")).1;
+                }
+                None => break,
+            }
+        }
+        assert_eq!(seen, (0..total as u64).collect::<Vec<_>>(), "every event once, in order ({first})");
+    }
+}
+
+/// Issue 23 (low): `limit=0` returned one event. It is refused with a sentence saying why.
+#[test]
+fn limit_zero_is_refused() {
+    let (_dir, server) = seeded();
+    for path in ["/v1/streams/agent-1/events?limit=0", "/v1/events?limit=0"] {
+        let (status, body) = server.get(path);
+        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_query")), "{path}: {body}");
+        assert!(body["message"].as_str().unwrap().contains("limit=0"), "{body}");
+    }
+}

@@ -425,6 +425,22 @@ impl Log {
         limit: usize,
         direction: Direction,
     ) -> Result<Vec<Event>> {
+        self.read_stream_bounded(stream, from, limit, usize::MAX, direction)
+    }
+
+    /// [`Log::read_stream`] bounded by bytes as well: decoding stops at the first event that
+    /// would take the page's payload (metadata + data bytes, decompressed) above `bytes_max`,
+    /// so a page of large events holds at most `bytes_max` plus one event however large
+    /// `limit` is. The first event is always
+    /// returned, even alone above the budget, so a reader always makes progress.
+    pub fn read_stream_bounded(
+        &self,
+        stream: &str,
+        from: Option<StreamVersion>,
+        limit: usize,
+        bytes_max: usize,
+        direction: Direction,
+    ) -> Result<Vec<Event>> {
         let locations: Vec<(u64, u64, crate::index::Location)> = {
             let index = self.shared().index.read();
             let positions =
@@ -443,28 +459,35 @@ impl Log {
             };
             picked.into_iter().map(|(v, p)| (v, p, index.locate(p).expect("indexed positions are committed"))).collect()
         };
-        locations
-            .into_iter()
-            .map(|(version, p, loc)| {
-                let event = decode_committed(loc.map.bytes(), loc.segment, loc.offset, p)?;
-                // The index comes from footers and recovery; a record that disagrees with it (a
-                // CRC-valid but forged or misplaced footer) is reported, never returned.
-                if event.stream != stream || event.version.0 != version {
-                    let kind = CorruptionKind::Footer(format!(
-                        "the index puts version {version} of stream {stream} at position {p}, \
-                         but the record there is version {} of stream {}",
-                        event.version, event.stream
-                    ));
-                    return Err(Error::Corrupt {
-                        segment: loc.segment,
-                        offset: loc.offset,
-                        position: Some(Position(p)),
-                        kind,
-                    });
-                }
-                Ok(event)
-            })
-            .collect()
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for (version, p, loc) in locations {
+            let event = decode_committed(loc.map.bytes(), loc.segment, loc.offset, p)?;
+            // The index comes from footers and recovery; a record that disagrees with it (a
+            // CRC-valid but forged or misplaced footer) is reported, never returned.
+            if event.stream != stream || event.version.0 != version {
+                let kind = CorruptionKind::Footer(format!(
+                    "the index puts version {version} of stream {stream} at position {p}, \
+                     but the record there is version {} of stream {}",
+                    event.version, event.stream
+                ));
+                return Err(Error::Corrupt {
+                    segment: loc.segment,
+                    offset: loc.offset,
+                    position: Some(Position(p)),
+                    kind,
+                });
+            }
+            // Measured decoded (a record may be compressed): at most one event beyond the
+            // budget is ever decoded, and it is not returned.
+            let size = event.metadata.len() + event.data.as_bytes().len();
+            if !out.is_empty() && bytes.saturating_add(size) > bytes_max {
+                break;
+            }
+            bytes += size;
+            out.push(event);
+        }
+        Ok(out)
     }
 
     /// A stream's last version, or `None` if it has no events.

@@ -166,7 +166,7 @@ pub async fn append_multi(
 pub struct ReadStreamQuery {
     /// First version to return (default: the first; the last when reading backward).
     from: Option<u64>,
-    /// Most events to return (default 100, at most 10000).
+    /// Most events to return (default 100, at most 10000; 0 is refused).
     limit: Option<usize>,
     /// `forward` (default) or `backward`.
     direction: Option<DirectionParam>,
@@ -203,21 +203,13 @@ pub async fn read_stream(
         Some(DirectionParam::Backward) => Direction::Backward,
         _ => Direction::Forward,
     };
-    let limit = limits::read_limit(q.limit);
+    let limit = limits::read_limit(q.limit).map_err(|m| ApiError::bad_request("invalid_query", m))?;
     let log = state.log.clone();
     let page = blocking(move || -> ApiResult<ReadResponse> {
-        let events = log.read_stream(&stream, q.from.map(StreamVersion), limit, direction)?;
+        // Bounded by bytes while decoding, not after: 10,000 events of 1 MiB are never held.
+        let events = log.read_stream_bounded(&stream, q.from.map(StreamVersion), limit, READ_BYTES_MAX, direction)?;
         let last_version = log.stream_version(&stream).map_or(0, |v| v.0);
-        let mut out = Vec::with_capacity(events.len());
-        let mut bytes = 0;
-        for e in &events {
-            let json = EventJson::from(e);
-            bytes += json.payload_len();
-            out.push(json);
-            if bytes >= READ_BYTES_MAX {
-                break;
-            }
-        }
+        let out: Vec<EventJson> = events.iter().map(EventJson::from).collect();
         let next = out.last().and_then(|last| match direction {
             Direction::Forward => Some(last.version + 1).filter(|&v| v <= last_version),
             Direction::Backward => last.version.checked_sub(1),
@@ -234,7 +226,7 @@ pub async fn read_stream(
 pub struct ReadAllQuery {
     /// First position to scan (default 0).
     from: Option<u64>,
-    /// Most events to return (default 100, at most 10000).
+    /// Most events to return (default 100, at most 10000; 0 is refused).
     limit: Option<usize>,
     /// Only events of streams whose names start with this.
     stream_prefix: Option<String>,
@@ -260,7 +252,7 @@ pub async fn read_all(
     Query(q): Query<ReadAllQuery>,
 ) -> ApiResult<Json<ReadResponse>> {
     caller.require(Permission::Read, q.stream_prefix.as_deref().unwrap_or(""))?;
-    let limit = limits::read_limit(q.limit);
+    let limit = limits::read_limit(q.limit).map_err(|m| ApiError::bad_request("invalid_query", m))?;
     let from = q.from.unwrap_or(0);
     let log = state.log.clone();
     let page = blocking(move || -> ApiResult<ReadResponse> {
@@ -269,13 +261,17 @@ pub async fn read_all(
         let mut bytes = 0;
         let mut next = from;
         log.for_each(Position(from), SCAN_EVENTS_MAX, |event| {
-            next = event.position.0 + 1;
             if filter.matches(&event) {
-                let json = EventJson::from(&event);
-                bytes += json.payload_len();
-                out.push(json);
+                let size = event.metadata.len() + event.data.as_bytes().len();
+                if !out.is_empty() && bytes + size > READ_BYTES_MAX {
+                    // `next` stays at this event: the next page starts with it.
+                    return false;
+                }
+                bytes += size;
+                out.push(EventJson::from(&event));
             }
-            out.len() < limit && bytes < READ_BYTES_MAX
+            next = event.position.0 + 1;
+            out.len() < limit
         })?;
         let head_next = log.head().map_or(0, |h| h.position.0 + 1);
         Ok(ReadResponse { events: out, next: Some(next).filter(|&n| n < head_next) })
