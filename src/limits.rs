@@ -41,8 +41,11 @@ pub const SCAN_EVENTS_MAX: u64 = 100_000;
 pub const SUBSCRIBERS_MAX: usize = 1024;
 
 /// How often an idle subscription sends an SSE comment, so that proxies keep it open and a
-/// vanished client is noticed.
+/// vanished client is noticed. `cairn serve --sse-keep-alive`.
 pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The text of that comment: the stream carries the line `: keep-alive`.
+pub const SSE_KEEP_ALIVE_COMMENT: &str = "keep-alive";
 
 /// Longest wait a view read with `?min_position=` may ask for (read-your-writes).
 pub const MIN_POSITION_WAIT_MAX: Duration = Duration::from_secs(5);
@@ -56,8 +59,44 @@ pub const NDJSON_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Longest line `cairn append --ndjson` accepts: one event plus its JSON framing.
 pub const NDJSON_LINE_MAX: usize = EVENT_SIZE_MAX * 2;
 
+/// Request-body bytes all requests together may hold in memory at once (read, not yet
+/// answered). A request whose next chunk does not fit gets 503 `overloaded` with `Retry-After`;
+/// the per-request [`REQUEST_BODY_MAX`] still applies. `cairn serve --body-budget`.
+pub const BODY_BYTES_IN_FLIGHT_MAX: usize = 256 * 1024 * 1024;
+
+/// Seconds a client is told to wait (`Retry-After`) after a 503 `overloaded`.
+pub const OVERLOADED_RETRY_AFTER_SECS: u32 = 1;
+
+/// Longest a request body may take to arrive, from the moment the handler starts reading it;
+/// a body shorter than its `Content-Length` or a chunked body that never ends gets 408
+/// `body_timeout` and the connection is closed. `cairn serve --body-timeout`.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Longest the server waits for a request's head (request line and headers), counted from the
+/// moment it starts waiting for one: on a new connection, and after each answer on a
+/// kept-alive one. So it is also the idle keep-alive timeout: a slowloris head and an idle
+/// connection are both closed after it. `cairn serve --header-timeout`.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// On SIGTERM or SIGINT: how long in-flight requests may take to finish once the server has
+/// stopped accepting; then the server exits regardless. `cairn serve --shutdown-grace`.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Most open client connections. Further connections are accepted and closed at once (cheap,
+/// and the client sees a reset rather than a hang). Lowered at start to what the process's
+/// file-descriptor limit allows after [`FD_RESERVE`]. `cairn serve --max-connections`.
+pub const CONNECTIONS_MAX: usize = 4096;
+
+/// File descriptors kept out of the connection cap for the log and the views: segment files
+/// (open and mapped), the data directory, the lock file, checkpoints being written and read,
+/// and the runtime's own descriptors.
+pub const FD_RESERVE: u64 = 256;
+
 /// Longest bearer token accepted in an `Authorization` header.
 pub const TOKEN_LEN_MAX: usize = 4096;
+
+// One largest request must fit in the in-flight budget, or it could never be served.
+const _: () = assert!(BODY_BYTES_IN_FLIGHT_MAX >= REQUEST_BODY_MAX);
 
 // Base64 inflates binary data by 4/3: a full batch of binary events must fit in one body.
 const _: () = assert!(REQUEST_BODY_MAX >= BATCH_BYTES_MAX / 3 * 4);

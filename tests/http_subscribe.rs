@@ -86,3 +86,24 @@ fn shutdown_ends_open_subscriptions_and_the_server_exits_cleanly() {
     assert!(status.success(), "SIGTERM with an open subscription exits 0: {status}");
     assert!(sse.next().is_none(), "the subscription ended with the server");
 }
+
+/// Issue 23 (low): the keep-alive comment on an idle subscription is `: keep-alive`, as the
+/// docs show; it was a bare `:`. (`--sse-keep-alive` shortens the interval for the test.)
+#[test]
+fn an_idle_subscription_carries_the_documented_keep_alive_comment() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--sse-keep-alive", "100ms"]);
+    let mut tcp = std::net::TcpStream::connect(server.base.strip_prefix("http://").unwrap()).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    tcp.write_all(b"GET /v1/subscribe?from=end HTTP/1.1\r\nHost: cairn\r\n\r\n").unwrap();
+    let mut reader = BufReader::new(tcp);
+    let comment = loop {
+        let mut line = String::new();
+        assert_ne!(reader.read_line(&mut line).unwrap(), 0, "the stream ended before a keep-alive");
+        if line.starts_with(':') {
+            break line;
+        }
+    };
+    assert_eq!(comment.trim_end(), ": keep-alive");
+}

@@ -21,21 +21,84 @@
 //!
 //! Requests without a body (GETs, `Content-Length: 0`) pass through untouched, and a body the
 //! handler read to its end costs one uncontended lock per chunk.
+//!
+//! The same wrapper applies the two bounds every body shares, whoever reads it:
+//! - [`BodyLimits::timeout`] (`BODY_READ_TIMEOUT`): the body must arrive within it from the
+//!   first read, or the read fails with [`BodyError::Timeout`] (the handler answers 408 and
+//!   the connection is closed). A body shorter than its `Content-Length`, or a chunked body
+//!   that never ends, cannot hold a connection and its handler for ever.
+//! - [`BodyLimits::budget`] (`BODY_BYTES_IN_FLIGHT_MAX`): every chunk read takes its size from
+//!   one server-wide semaphore of bytes, held until the request is answered; a chunk that does
+//!   not fit fails the read with [`BodyError::Overloaded`] (503 `overloaded`, `Retry-After`).
+//!   Bytes are taken as they arrive and only once a handler reads them, which it does only
+//!   after authentication: a client that declares a large body and sends nothing holds none.
 
+use std::future::Future as _;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, BodyDataStream, HttpBody as _};
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use futures_util::{Stream, StreamExt as _};
 use parking_lot::Mutex;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::AppState;
 #[cfg(doc)]
 use crate::limits::REQUEST_BODY_MAX;
+
+/// The bounds every request body shares (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct BodyLimits {
+    /// Bytes of request bodies all in-flight requests may hold; one permit per byte.
+    pub budget: Arc<Semaphore>,
+    /// The budget's size in bytes (for metrics and messages).
+    pub budget_bytes: usize,
+    /// Longest a body may take to arrive once its reading starts.
+    pub timeout: Duration,
+}
+
+impl BodyLimits {
+    pub fn new(budget_bytes: usize, timeout: Duration) -> BodyLimits {
+        BodyLimits { budget: Arc::new(Semaphore::new(budget_bytes)), budget_bytes, timeout }
+    }
+
+    /// Request-body bytes held by in-flight requests right now.
+    pub fn in_flight(&self) -> usize {
+        self.budget_bytes - self.budget.available_permits()
+    }
+}
+
+/// Why reading a request body failed, when it is one of the shared bounds (carried inside the
+/// body's error so that the reader can answer with the fitting status).
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error(
+        "the server already holds {budget} bytes of request bodies (BODY_BYTES_IN_FLIGHT_MAX); \
+         retry after the Retry-After delay"
+    )]
+    Overloaded { budget: usize },
+    #[error("the request body did not arrive within {} s (BODY_READ_TIMEOUT)", .after.as_secs_f64())]
+    Timeout { after: Duration },
+}
+
+impl BodyError {
+    /// The [`BodyError`] somewhere in `error`'s source chain, if any.
+    pub fn find<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyError> {
+        let mut cause = Some(error);
+        while let Some(e) = cause {
+            if let Some(found) = e.downcast_ref::<BodyError>() {
+                return Some(found);
+            }
+            cause = e.source();
+        }
+        None
+    }
+}
 
 /// Largest declared body drained after an early answer; a larger one closes the connection.
 pub const DRAIN_MAX: u64 = 64 * 1024;
@@ -49,6 +112,13 @@ struct Unread {
     stream: BodyDataStream,
     /// The body reached its end (or failed, which ends the connection anyway).
     ended: bool,
+    /// Reading stopped on one of the shared bounds with bytes left unread.
+    cut: bool,
+    limits: BodyLimits,
+    /// The budget this body's chunks hold, released when the request is answered (or drained).
+    held: Option<OwnedSemaphorePermit>,
+    /// Set at the first read: the body must have ended by then.
+    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Unread {
@@ -56,11 +126,39 @@ impl Unread {
         if self.ended {
             return Poll::Ready(None);
         }
+        let timeout = self.limits.timeout;
+        let deadline = self.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         let next = self.stream.poll_next_unpin(cx);
-        if matches!(next, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-            self.ended = true;
+        match next {
+            Poll::Pending => {
+                if deadline.as_mut().poll(cx).is_ready() {
+                    (self.ended, self.cut) = (true, true);
+                    return Poll::Ready(Some(Err(axum::Error::new(BodyError::Timeout { after: timeout }))));
+                }
+                Poll::Pending
+            }
+            Poll::Ready(Some(Ok(chunk))) => {
+                let permits = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+                match self.limits.budget.clone().try_acquire_many_owned(permits) {
+                    Ok(permit) => {
+                        match &mut self.held {
+                            Some(held) => held.merge(permit),
+                            None => self.held = Some(permit),
+                        }
+                        Poll::Ready(Some(Ok(chunk)))
+                    }
+                    Err(_) => {
+                        (self.ended, self.cut) = (true, true);
+                        let budget = self.limits.budget_bytes;
+                        Poll::Ready(Some(Err(axum::Error::new(BodyError::Overloaded { budget }))))
+                    }
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
+                self.ended = true;
+                next
+            }
         }
-        next
     }
 }
 
@@ -70,7 +168,7 @@ fn shared_stream(shared: Arc<Mutex<Unread>>) -> impl Stream<Item = Result<axum::
 }
 
 /// The middleware: see the module documentation.
-pub async fn finish_body(request: Request, next: Next) -> Response {
+pub async fn finish_body(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     if body.is_end_stream() {
         return next.run(Request::from_parts(parts, body)).await;
@@ -81,10 +179,25 @@ pub async fn finish_body(request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let drainable = declared.is_some_and(|n| n <= DRAIN_MAX) && !parts.headers.contains_key(header::EXPECT);
-    let shared = Arc::new(Mutex::new(Unread { stream: body.into_data_stream(), ended: false }));
+    let shared = Arc::new(Mutex::new(Unread {
+        stream: body.into_data_stream(),
+        ended: false,
+        cut: false,
+        limits: state.body_limits.clone(),
+        held: None,
+        deadline: None,
+    }));
     let body = Body::from_stream(shared_stream(shared.clone()));
     let mut response = next.run(Request::from_parts(parts, body)).await;
-    if shared.lock().ended {
+    let (ended, cut) = {
+        let unread = shared.lock();
+        (unread.ended, unread.cut)
+    };
+    if cut {
+        // The rest of the body will never be read: the client must not reuse the connection.
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if ended {
         return response;
     }
     if drainable {

@@ -3,9 +3,10 @@
 //!
 //! Statuses: 400 invalid input, 401 no or unknown token, 403 not permitted, 404 not found,
 //! 409 conflict (wrong expected version, id conflict), 413 too large, 415 unsupported body type,
-//! 503 poisoned or unavailable, 500 anything else (with the engine's located message).
+//! 408 a request body that did not arrive in time, 503 poisoned, unavailable or overloaded
+//! (`overloaded` carries `Retry-After`), 500 anything else (with the engine's located message).
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use log_engine::LimitKind;
 use serde::Serialize;
@@ -44,11 +45,37 @@ pub struct ApiError {
     /// Fields beside `error` and `message`: for a 409 `wrong_expected_version`, `stream`,
     /// `expected` and `actual` (and `key` for the key-value view).
     extra: serde_json::Map<String, serde_json::Value>,
+    /// Seconds for a `Retry-After` header (a 503 the client should retry).
+    retry_after: Option<u32>,
+    /// Answer with `Connection: close` (the request was not read to its end).
+    close: bool,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), extra: serde_json::Map::new() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            extra: serde_json::Map::new(),
+            retry_after: None,
+            close: false,
+        }
+    }
+
+    /// A 503 `overloaded`: a shared bound (in-flight body bytes, the writer's queue) is full
+    /// for now; `Retry-After` says when to try again.
+    pub fn overloaded(message: impl Into<String>, retry_after_secs: u32) -> ApiError {
+        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message);
+        e.retry_after = Some(retry_after_secs);
+        e
+    }
+
+    /// A 408 `body_timeout`: the request body did not arrive in time; the connection is closed.
+    pub fn body_timeout(message: impl Into<String>) -> ApiError {
+        let mut e = ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", message);
+        e.close = true;
+        e
     }
 
     /// Adds a field to the body.
@@ -198,7 +225,14 @@ impl IntoResponse for ApiError {
         body.insert("error".into(), self.code.into());
         body.insert("message".into(), self.message.into());
         body.extend(self.extra);
-        (self.status, axum::Json(serde_json::Value::Object(body))).into_response()
+        let mut response = (self.status, axum::Json(serde_json::Value::Object(body))).into_response();
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.close {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 

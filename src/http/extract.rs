@@ -187,8 +187,13 @@ async fn read_json_bytes(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Api
     let mut bytes = Vec::with_capacity(declared.unwrap_or(0) as usize);
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk
-            .map_err(|e| ApiError::bad_request("invalid_body", format!("reading the request body failed: {e}")))?;
+        let chunk = chunk.map_err(|e| match super::drain::BodyError::find(&e) {
+            Some(cut @ super::drain::BodyError::Overloaded { .. }) => {
+                ApiError::overloaded(cut.to_string(), crate::limits::OVERLOADED_RETRY_AFTER_SECS)
+            }
+            Some(cut @ super::drain::BodyError::Timeout { .. }) => ApiError::body_timeout(cut.to_string()),
+            None => ApiError::bad_request("invalid_body", format!("reading the request body failed: {e}")),
+        })?;
         if bytes.len() + chunk.len() > REQUEST_BODY_MAX {
             return Err(too_large(&"more than"));
         }

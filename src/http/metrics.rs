@@ -24,6 +24,11 @@ pub struct ServerMetrics {
     append_requests: AtomicU64,
     appended_events: AtomicU64,
     pub subscribers: AtomicUsize,
+    /// Open client connections, and connections closed at once because the cap was reached.
+    pub connections: AtomicUsize,
+    pub connections_refused: AtomicU64,
+    /// The shared request-body budget, for its in-flight gauge (set when the server starts).
+    pub body_limits: std::sync::OnceLock<super::drain::BodyLimits>,
     /// 1 ok, 0 damaged, -1 never run.
     verify_ok: Mutex<Option<(bool, SystemTime)>>,
 }
@@ -36,6 +41,9 @@ impl Default for ServerMetrics {
             append_requests: AtomicU64::new(0),
             appended_events: AtomicU64::new(0),
             subscribers: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
+            connections_refused: AtomicU64::new(0),
+            body_limits: std::sync::OnceLock::new(),
             verify_ok: Mutex::new(None),
         }
     }
@@ -119,6 +127,19 @@ impl ServerMetrics {
             self.appended_events.load(Relaxed),
         );
         gauge(&mut out, "cairn_subscribers", "Open SSE subscriptions.", self.subscribers.load(Relaxed) as f64);
+        gauge(&mut out, "cairn_http_connections", "Open client connections.", self.connections.load(Relaxed) as f64);
+        counter(
+            &mut out,
+            "cairn_http_connections_refused_total",
+            "Connections closed at once because --max-connections were open.",
+            self.connections_refused.load(Relaxed),
+        );
+        gauge(
+            &mut out,
+            "cairn_http_body_bytes_in_flight",
+            "Request-body bytes held by in-flight requests (bounded by --body-budget).",
+            self.body_limits.get().map_or(0, super::drain::BodyLimits::in_flight) as f64,
+        );
         let _ = writeln!(out, "# HELP cairn_http_requests_total HTTP requests by route and status.");
         let _ = writeln!(out, "# TYPE cairn_http_requests_total counter");
         for (route, by_status) in self.requests.lock().iter() {

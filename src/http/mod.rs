@@ -44,6 +44,7 @@ use tokio::sync::watch;
 
 use crate::auth::Auth;
 use crate::error::{CliError, CliResult, Exit};
+use crate::limits;
 use crate::store::Store;
 use crate::wire::InputError;
 
@@ -66,6 +67,32 @@ pub struct ServeArgs {
     /// Write logs as JSON lines (structured) instead of text.
     #[arg(long)]
     pub log_json: bool,
+
+    /// Most open client connections; more are accepted and closed at once. Lowered at start to
+    /// what the file-descriptor limit allows (see docs/http-api.md).
+    #[arg(long, value_name = "N", default_value_t = limits::CONNECTIONS_MAX)]
+    pub max_connections: usize,
+
+    /// Longest wait for a request's head, on a new connection or an idle kept-alive one.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Longest a request body may take to arrive once the server starts reading it.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub body_timeout: Duration,
+
+    /// Request-body bytes all requests together may hold at once (503 overloaded beyond).
+    #[arg(long, value_name = "BYTES", default_value_t = limits::BODY_BYTES_IN_FLIGHT_MAX)]
+    pub body_budget: usize,
+
+    /// On SIGTERM or SIGINT: how long in-flight requests may take to finish before the server
+    /// exits anyway.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// How often an idle subscription sends the comment `: keep-alive`.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub sse_keep_alive: Duration,
 }
 
 /// What every handler shares.
@@ -80,6 +107,10 @@ pub struct AppState {
     /// Becomes true when the server starts shutting down.
     pub shutdown: watch::Receiver<bool>,
     pub verify_lock: tokio::sync::Mutex<()>,
+    /// The bounds every request body shares: in-flight bytes and read timeout.
+    pub body_limits: drain::BodyLimits,
+    /// How often an idle subscription sends `: keep-alive`.
+    pub sse_keep_alive: Duration,
 }
 
 impl AppState {
@@ -164,7 +195,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(axum::middleware::from_fn(query_check::refuse_unknown))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
-        .layer(axum::middleware::from_fn(drain::finish_body))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), drain::finish_body))
         .with_state(state)
 }
 
@@ -228,7 +259,10 @@ pub fn serve_blocking(dir: &Path, args: ServeArgs) -> CliResult<Exit> {
         metrics: metrics::ServerMetrics::default(),
         shutdown: stop_rx,
         verify_lock: tokio::sync::Mutex::new(()),
+        body_limits: drain::BodyLimits::new(args.body_budget, args.body_timeout),
+        sse_keep_alive: args.sse_keep_alive,
     });
+    let _ = state.metrics.body_limits.set(state.body_limits.clone());
     let result = runtime.block_on(serve(state.clone(), stop_tx, &args));
     // Waits for blocking tasks (view writes, checkpoints) that are still running.
     drop(runtime);
@@ -276,8 +310,59 @@ async fn checkpoint_loop(state: Arc<AppState>) {
     }
 }
 
+/// Raises the soft file-descriptor limit to the hard one (each connection is a descriptor),
+/// and answers how many connections fit beside [`limits::FD_RESERVE`] descriptors kept for the
+/// log, the views and the runtime.
+fn connection_cap(requested: usize) -> usize {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let limit = getrlimit(Resource::Nofile);
+    let mut soft = limit.current;
+    if limit.current != limit.maximum {
+        let raised = rustix::process::Rlimit { current: limit.maximum, maximum: limit.maximum };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => {
+                tracing::info!(from = ?limit.current, to = ?limit.maximum, "raised the soft file-descriptor limit to the hard limit");
+                soft = limit.maximum;
+            }
+            Err(e) => tracing::warn!(error = %e, soft = ?limit.current, "cannot raise the soft file-descriptor limit"),
+        }
+    }
+    let fit = soft.map_or(usize::MAX, |n| usize::try_from(n.saturating_sub(limits::FD_RESERVE)).unwrap_or(usize::MAX));
+    if fit < requested {
+        tracing::warn!(
+            requested,
+            allowed = fit,
+            fd_limit = ?soft,
+            reserve = limits::FD_RESERVE,
+            "the file-descriptor limit leaves room for fewer connections than --max-connections; using the lower cap"
+        );
+    }
+    requested.min(fit).max(1)
+}
+
+/// Counts an open connection for as long as its task lives.
+struct ConnectionSlot {
+    state: Arc<AppState>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.state.metrics.connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The accept loop. Every connection takes a slot of the cap (none left: it is closed at once),
+/// is served by hyper's HTTP/1 with the header (and idle) timeout, and on shutdown is asked to
+/// finish its current request and close; the whole shutdown is bounded by `--shutdown-grace`.
 async fn serve(state: Arc<AppState>, stop_tx: watch::Sender<bool>, args: &ServeArgs) -> CliResult {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
     let dir = state.dir.clone();
+    let cap = connection_cap(args.max_connections);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| CliError::Server(format!("cannot listen on {}: {e}", args.listen)))?;
@@ -289,33 +374,86 @@ async fn serve(state: Arc<AppState>, stop_tx: watch::Sender<bool>, args: &ServeA
         let _ = stdout.flush();
     }
     match state.auth.as_ref().map(Auth::principals) {
-        Some(n) => tracing::info!(%addr, dir = %dir.display(), principals = n, "cairn serving with auth"),
+        Some(n) => {
+            tracing::info!(%addr, dir = %dir.display(), principals = n, max_connections = cap, "cairn serving with auth")
+        }
         None => tracing::warn!(
             %addr,
             dir = %dir.display(),
+            max_connections = cap,
             "cairn serving with auth OFF (no --auth): every client that can reach this address may read, append and administer"
         ),
     }
     let checkpoints = tokio::spawn(checkpoint_loop(state.clone()));
-    use axum::serve::ListenerExt as _;
-    let listener = listener.tap_io(|tcp| {
+    let slots = Arc::new(tokio::sync::Semaphore::new(cap));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(args.header_timeout).keep_alive(true);
+    let mut signal = std::pin::pin!(shutdown_signal());
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut signal => break,
+            accepted = listener.accept() => accepted,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _peer)) => tcp,
+            Err(e) => {
+                // EMFILE/ENFILE and aborted handshakes: the listener stays usable. Pause briefly
+                // so that a descriptor shortage does not spin the loop.
+                tracing::warn!(error = %e, "accepting a connection failed");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            // At the cap: close at once. Cheap, and the client sees the refusal instead of a
+            // hang; the descriptor is released before the next accept.
+            state.metrics.connections_refused.fetch_add(1, Relaxed);
+            tracing::debug!(max_connections = cap, "connection refused: --max-connections are open");
+            drop(tcp);
+            continue;
+        };
+        state.metrics.connections.fetch_add(1, Relaxed);
+        let slot = ConnectionSlot { state: state.clone(), _permit: permit };
         // Small request/response exchanges: do not wait to coalesce packets.
         let _ = tcp.set_nodelay(true);
-    });
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down: no new connections; finishing in-flight requests");
-            let _ = stop_tx.send(true);
-        })
-        .await
-        .map_err(|e| CliError::Server(format!("the server on {addr} failed: {e}")));
-    if served.is_err() {
-        checkpoints.abort();
+        let service = TowerToHyperService::new(app.clone());
+        let connection = http.serve_connection(TokioIo::new(tcp), service);
+        let mut stop = state.shutdown.clone();
+        tokio::spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    let open = state.metrics.connections.load(Relaxed);
+    tracing::info!(open_connections = open, grace = ?args.shutdown_grace, "shutting down: no new connections; finishing in-flight requests");
+    // Ends subscriptions and the checkpoint loop, and asks every connection to close after its
+    // current request.
+    let _ = stop_tx.send(true);
+    let all = u32::try_from(cap).unwrap_or(u32::MAX);
+    if tokio::time::timeout(args.shutdown_grace, slots.acquire_many(all)).await.is_err() {
+        tracing::warn!(
+            open_connections = state.metrics.connections.load(Relaxed),
+            grace = ?args.shutdown_grace,
+            "connections still open after the shutdown grace period; closing them"
+        );
     }
     let _ = checkpoints.await;
-    served
+    Ok(())
 }
+
+/// How long the accept loop pauses after a failed accept (say, out of file descriptors).
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -337,5 +475,30 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    /// The flags' defaults are the documented constants (clap needs them as text).
+    #[test]
+    fn serve_defaults_are_the_named_limits() {
+        let args = Serve::parse_from(["serve"]).args;
+        assert_eq!(args.max_connections, limits::CONNECTIONS_MAX);
+        assert_eq!(args.header_timeout, limits::HEADER_READ_TIMEOUT);
+        assert_eq!(args.body_timeout, limits::BODY_READ_TIMEOUT);
+        assert_eq!(args.body_budget, limits::BODY_BYTES_IN_FLIGHT_MAX);
+        assert_eq!(args.shutdown_grace, limits::SHUTDOWN_GRACE);
+        assert_eq!(args.sse_keep_alive, limits::SSE_KEEP_ALIVE);
     }
 }

@@ -27,7 +27,7 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{Caller, LastEventId, Query};
 use super::AppState;
 use crate::auth::Permission;
-use crate::limits::{SSE_KEEP_ALIVE, SUBSCRIBERS_MAX};
+use crate::limits::{SSE_KEEP_ALIVE_COMMENT, SUBSCRIBERS_MAX};
 use crate::wire::EventJson;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -105,7 +105,8 @@ pub async fn subscribe(
     tracing::debug!(principal = caller.name(), ?from, "subscription opened");
     let feed =
         Feed { sub: state.log.subscribe(from, filter), shutdown: state.shutdown.clone(), finished: false, _slot: slot };
-    Ok(Sse::new(events(feed)).keep_alive(KeepAlive::new().interval(SSE_KEEP_ALIVE)))
+    let keep_alive = KeepAlive::new().interval(state.sse_keep_alive).text(SSE_KEEP_ALIVE_COMMENT);
+    Ok(Sse::new(events(feed)).keep_alive(keep_alive))
 }
 
 fn events(feed: Feed) -> impl Stream<Item = Result<SseEvent, Infallible>> {

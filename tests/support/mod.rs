@@ -168,6 +168,24 @@ impl Server {
         child.wait().unwrap()
     }
 
+    /// Sends `signal` and waits up to `guard` for the process to exit: `None` if it is still
+    /// running then (it is killed when the `Server` is dropped). `guard` is a failure guard,
+    /// meant to be generous, not a measurement.
+    pub fn signal_and_wait(&mut self, signal: &str, guard: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut().unwrap();
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap();
+        assert!(status.success(), "kill -{signal} failed");
+        let started = std::time::Instant::now();
+        while started.elapsed() < guard {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     pub fn stop(self) -> ExitStatus {
         self.stop_with("TERM")
     }
