@@ -65,7 +65,7 @@ pub const NDJSON_LINE_MAX: usize = EVENT_SIZE_MAX * 2;
 pub const BODY_BYTES_IN_FLIGHT_MAX: usize = 256 * 1024 * 1024;
 
 /// Seconds a client is told to wait (`Retry-After`) after a 503 `overloaded`.
-pub const OVERLOADED_RETRY_AFTER_SECS: u32 = 1;
+pub const OVERLOADED_RETRY_AFTER_SECS: u16 = 1;
 
 /// Longest a request body may take to arrive, from the moment the handler starts reading it;
 /// a body shorter than its `Content-Length` or a chunked body that never ends gets 408

@@ -46,7 +46,7 @@ pub struct ApiError {
     /// `expected` and `actual` (and `key` for the key-value view).
     extra: serde_json::Map<String, serde_json::Value>,
     /// Seconds for a `Retry-After` header (a 503 the client should retry).
-    retry_after: Option<u32>,
+    retry_after: Option<u16>,
     /// Answer with `Connection: close` (the request was not read to its end).
     close: bool,
 }
@@ -65,7 +65,7 @@ impl ApiError {
 
     /// A 503 `overloaded`: a shared bound (in-flight body bytes, the writer's queue) is full
     /// for now; `Retry-After` says when to try again.
-    pub fn overloaded(message: impl Into<String>, retry_after_secs: u32) -> ApiError {
+    pub fn overloaded(message: impl Into<String>, retry_after_secs: u16) -> ApiError {
         let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message);
         e.retry_after = Some(retry_after_secs);
         e
