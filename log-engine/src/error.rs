@@ -18,6 +18,26 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// The disk (or the user's quota) is full. Nothing was written; the append can be retried
+    /// once space is freed. The log is not poisoned.
+    #[error("no space left on the device: {op} {} failed ({source}); free space, then retry", path.display())]
+    NoSpace {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// The process (or the system) has no file descriptor to spare. Nothing was written; the
+    /// append can be retried once descriptors are released. The log is not poisoned.
+    #[error("too many open files: {op} {} failed ({source}); retry once descriptors are released", path.display())]
+    TooManyOpenFiles {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
     #[error("data directory {} is in use by another process (lock file {} is held)", dir.display(), lock.display())]
     Locked { dir: PathBuf, lock: PathBuf },
 
@@ -155,9 +175,28 @@ impl fmt::Display for LimitKind {
     }
 }
 
+/// errno values that name a resource, not a fault: they get their own variants.
+const ENOSPC: i32 = 28;
+const EDQUOT: i32 = 122;
+const EMFILE: i32 = 24;
+const ENFILE: i32 = 23;
+
 impl Error {
+    /// An I/O error of `op` on `path`; a full disk and exhausted file descriptors get their own
+    /// variants ([`Error::NoSpace`], [`Error::TooManyOpenFiles`]) so callers can tell them apart.
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
-        Error::Io { op, path: path.into(), source }
+        let path = path.into();
+        match source.raw_os_error() {
+            Some(ENOSPC | EDQUOT) => Error::NoSpace { op, path, source },
+            Some(EMFILE | ENFILE) => Error::TooManyOpenFiles { op, path, source },
+            _ => Error::Io { op, path, source },
+        }
+    }
+
+    /// True for an error that leaves the log as it was and may pass once a resource (disk space,
+    /// file descriptors) is available again.
+    pub fn is_resource_exhaustion(&self) -> bool {
+        matches!(self, Error::NoSpace { .. } | Error::TooManyOpenFiles { .. })
     }
 
     /// True for damage found by a check (as opposed to I/O failure or bad input).

@@ -43,7 +43,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::fs::{FileSystem, OsFile, OsFs, StorageFile};
+use crate::fs::{DirHandle, FileSystem, OsFile, OsFs, StorageFile};
 
 /// An operation that can be made to fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -55,6 +55,8 @@ pub enum Op {
     SyncDir,
     Create,
     Remove,
+    /// Opening a file or a directory (not counted toward [`FaultFs::crash_after`]'s budget).
+    Open,
 }
 
 /// Sector size: the unit in which writes land or not at a power loss.
@@ -229,6 +231,26 @@ impl State {
             self.injections[i].skip -= 1;
         }
         self.note(format!("{op:?} {}", what()));
+        Ok(())
+    }
+
+    /// Whether an open may go ahead: opens mutate nothing, so only a crash or an injection
+    /// ([`Op::Open`]) stops them, and they do not spend the crash budget.
+    fn admit_open(&mut self, path: &Path) -> io::Result<()> {
+        if self.crashed {
+            return Err(machine_off());
+        }
+        let matching = |inj: &Injection| matches(Op::Open, path, inj.op, inj.path_contains.as_deref());
+        if let Some(i) = self.injections.iter().position(matching) {
+            if self.injections[i].skip == 0 {
+                let inj =
+                    if self.injections[i].always { self.injections[i].clone() } else { self.injections.remove(i) };
+                self.stats.injected += 1;
+                self.note(format!("Open {} failed with errno {}", path.display(), inj.errno));
+                return Err(io::Error::from_raw_os_error(inj.errno));
+            }
+            self.injections[i].skip -= 1;
+        }
         Ok(())
     }
 
@@ -564,10 +586,13 @@ impl FileSystem for FaultFs {
     }
 
     fn open(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
-        if self.state.lock().crashed {
-            return Err(machine_off());
-        }
+        self.state.lock().admit_open(path)?;
         self.open_registered(path)
+    }
+
+    fn open_dir(&self, path: &Path) -> io::Result<Box<dyn DirHandle>> {
+        self.state.lock().admit_open(path)?;
+        Ok(Box::new(FaultDir { path: path.to_path_buf(), _dir: File::open(path)?, fs: self.clone() }))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -604,6 +629,22 @@ impl FileSystem for FaultFs {
 
     fn list(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
         OsFs.list(path)
+    }
+}
+
+/// A directory opened through [`FaultFs`]: its fsync is [`FileSystem::sync_dir`]'s, with the
+/// same injections and the same model.
+#[derive(Debug)]
+pub struct FaultDir {
+    path: PathBuf,
+    /// Held like the real one, so that a test counting descriptors sees it.
+    _dir: File,
+    fs: FaultFs,
+}
+
+impl DirHandle for FaultDir {
+    fn sync(&self) -> io::Result<()> {
+        self.fs.sync_dir(&self.path)
     }
 }
 

@@ -28,8 +28,17 @@ pub trait StorageFile: Send + Sync + Debug {
     fn as_file(&self) -> &File;
 }
 
+/// A directory held open, so that fsyncing it never needs a new file descriptor: the log holds
+/// its segment directory's for as long as it is open, and a roll cannot fail for lack of one.
+pub trait DirHandle: Send + Sync + Debug {
+    /// fsync of the directory: makes creations, renames and removals in it durable.
+    fn sync(&self) -> io::Result<()>;
+}
+
 /// Directory-level operations.
 pub trait FileSystem: Send + Sync + Debug {
+    /// Opens a directory for [`DirHandle::sync`].
+    fn open_dir(&self, path: &Path) -> io::Result<Box<dyn DirHandle>>;
     /// Creates a new file; fails if it exists.
     fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>>;
     /// Opens an existing file for reading and writing.
@@ -104,7 +113,23 @@ impl StorageFile for OsFile {
     }
 }
 
+/// A directory of the real file system, held open.
+#[derive(Debug)]
+pub struct OsDir {
+    dir: File,
+}
+
+impl DirHandle for OsDir {
+    fn sync(&self) -> io::Result<()> {
+        self.dir.sync_all()
+    }
+}
+
 impl FileSystem for OsFs {
+    fn open_dir(&self, path: &Path) -> io::Result<Box<dyn DirHandle>> {
+        Ok(Box::new(OsDir { dir: File::open(path)? }))
+    }
+
     fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
         let file = OpenOptions::new().read(true).write(true).create_new(true).mode(FILE_MODE).open(path)?;
         Ok(Box::new(OsFile::new(file)))

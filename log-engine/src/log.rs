@@ -213,8 +213,11 @@ impl Log {
             closed: AtomicBool::new(false),
             metrics: MetricsInner::default(),
         });
+        // Held for the log's lifetime: a roll's directory fsync must not need a new descriptor.
+        let log_dir_handle =
+            shared.options.fs.open_dir(&log_dir).map_err(|e| Error::io("open directory", &log_dir, e))?;
         let (tx, rx) = mpsc::channel();
-        let writer = Writer::new(shared.clone(), rx, log_dir, state)
+        let writer = Writer::new(shared.clone(), rx, log_dir, log_dir_handle, state)
             .map_err(|e| Error::io("spawn syncer thread", &shared.dir, e))?;
         let for_writer = shared.clone();
         let thread = std::thread::Builder::new()
@@ -978,10 +981,21 @@ fn create_first_active(dir: &Path, options: &Options, index: &mut Index) -> Resu
     let path = log_dir.join(segment::file_name(id));
     let header =
         SegmentHeader { id, capacity: options.segment_size, prev_hash: index.head_hash, created_ms: writer::now_ms() };
-    let file: Box<dyn StorageFile> = fs.create(&tmp).map_err(|e| Error::io("create segment", &tmp, e))?;
-    file.preallocate(options.segment_size).map_err(|e| Error::io("preallocate segment", &tmp, e))?;
-    file.write_all_at(&header.encode(), 0).map_err(|e| Error::io("write segment header", &tmp, e))?;
-    file.sync_data().map_err(|e| Error::io("fdatasync", &tmp, e))?;
+    let prepared = (|| {
+        let file: Box<dyn StorageFile> = fs.create(&tmp).map_err(|e| Error::io("create segment", &tmp, e))?;
+        file.preallocate(options.segment_size).map_err(|e| Error::io("preallocate segment", &tmp, e))?;
+        file.write_all_at(&header.encode(), 0).map_err(|e| Error::io("write segment header", &tmp, e))?;
+        file.sync_data().map_err(|e| Error::io("fdatasync", &tmp, e))?;
+        Ok(file)
+    })();
+    let file = match prepared {
+        Ok(file) => file,
+        Err(e) => {
+            // A partial file would hold the space it got while the disk is full.
+            let _ = fs.remove(&tmp);
+            return Err(e);
+        }
+    };
     fs.rename(&tmp, &path).map_err(|e| Error::io("rename segment", &path, e))?;
     fs.sync_dir(&log_dir).map_err(|e| Error::io("fsync directory", &log_dir, e))?;
     let map = Arc::new(Mapping::new(file.as_file(), HEADER_LEN).map_err(|e| Error::io("map segment", &path, e))?);

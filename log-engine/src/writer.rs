@@ -17,10 +17,12 @@
 //! - A batch (one append call) never spans segments and ends with a record flagged BATCH_END.
 //! - Readers see a record only after the fdatasync that made it durable (in `Durability::Sync`).
 //! - After a failed write or fdatasync the log is poisoned: nothing more is written or
-//!   acknowledged; every waiter gets [`Error::Poisoned`].
+//!   acknowledged; every waiter gets [`Error::Poisoned`]. Nothing else poisons: a failure to
+//!   prepare or install the next segment is an error for the appends that needed it (see
+//!   [`Writer::roll`]).
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::Arc;
@@ -31,7 +33,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::error::{Error, IdConflictReason, LimitKind, Result};
-use crate::fs::StorageFile;
+use crate::fs::{DirHandle, FileSystem, StorageFile};
 use crate::idwindow::{IdWindow, IDEMPOTENCY_WINDOW};
 use crate::log::Shared;
 use crate::mmap::Mapping;
@@ -180,7 +182,12 @@ pub(crate) struct Writer {
     shared: Arc<Shared>,
     rx: Receiver<Command>,
     log_dir: PathBuf,
+    /// The segment directory, held open so that fsyncing it never needs a new descriptor.
+    dir: Box<dyn DirHandle>,
     state: WriterState,
+    /// The active segment's seal is written: it takes no more records, and the next append that
+    /// needs room retries installing the next segment (see [`Writer::roll`]).
+    sealed: bool,
     spare: Option<JoinHandle<std::io::Result<Box<dyn StorageFile>>>>,
     buf: Vec<u8>,
     staged: Vec<Staged>,
@@ -238,6 +245,7 @@ impl Writer {
         shared: Arc<Shared>,
         rx: Receiver<Command>,
         log_dir: PathBuf,
+        dir: Box<dyn DirHandle>,
         state: WriterState,
     ) -> std::io::Result<Writer> {
         let (job_tx, job_rx) = std::sync::mpsc::sync_channel(SYNC_QUEUE);
@@ -257,7 +265,9 @@ impl Writer {
             shared,
             rx,
             log_dir,
+            dir,
             state,
+            sealed: false,
             spare: None,
             buf: Vec::with_capacity(GROUP_BYTES_MAX + 1024 * 1024),
             staged: Vec::new(),
@@ -564,6 +574,9 @@ impl Writer {
     }
 
     fn fits(&self, appends: &[PreparedAppend], plans: &[Plan], frames: u64) -> bool {
+        if self.sealed {
+            return false;
+        }
         let active = &self.state.active;
         let mut new_streams = 0;
         let mut new_name_bytes = 0;
@@ -864,17 +877,45 @@ impl Writer {
         let fs = self.shared.options.fs.clone();
         let path = self.log_dir.join(crate::log::SPARE_FILE);
         let capacity = self.shared.options.segment_size;
-        self.spare = Some(std::thread::spawn(move || {
-            let _ = fs.remove(&path);
-            let file = fs.create(&path)?;
-            file.preallocate(capacity)?;
-            file.sync_data()?;
-            Ok(file)
-        }));
+        let spawned = std::thread::Builder::new()
+            .name("cairn-log-prepare".into())
+            .spawn(move || prepare_spare(fs.as_ref(), &path, capacity));
+        match spawned {
+            Ok(handle) => self.spare = Some(handle),
+            // No thread to spare (the process is at a limit): the roll prepares it inline.
+            Err(e) => tracing::warn!(error = %e, "could not start the segment preparer thread"),
+        }
     }
 
-    /// Seals the active segment and starts the next one. Preparing the new file comes first:
-    /// if that fails (ENOSPC, say) the request gets an error and the log stays as it was.
+    /// The prepared next segment file: the one prepared in the background if that worked,
+    /// otherwise prepared now. A background failure is not answered as it stands: its cause (a
+    /// full disk, no free descriptor) may have passed since, so preparation is tried again.
+    fn take_spare(&mut self) -> Result<Box<dyn StorageFile>> {
+        let path = self.log_dir.join(crate::log::SPARE_FILE);
+        let background = self
+            .spare
+            .take()
+            .map(|h| h.join().unwrap_or_else(|_| Err(std::io::Error::other("the segment preparer thread panicked"))));
+        match background {
+            Some(Ok(file)) => return Ok(file),
+            Some(Err(e)) => tracing::warn!(error = %e, "preparing the next segment in the background failed; retrying"),
+            None => {}
+        }
+        prepare_spare(self.shared.options.fs.as_ref(), &path, self.shared.options.segment_size)
+            .map_err(|e| Error::io("prepare segment", path, e))
+    }
+
+    /// Seals the active segment and starts the next one.
+    ///
+    /// Only a failed write or fdatasync of the log's own bytes (the seal) poisons. Everything
+    /// else is an error for the request that needed the room, and leaves the log usable:
+    /// - preparing the next file comes first; if that fails (ENOSPC, EMFILE) nothing changed,
+    ///   and appends that fit the active segment go on;
+    /// - once sealed, the active segment takes no more records (`sealed`), and installing the
+    ///   new one (header, rename, directory fsync through the handle held since open) is retried
+    ///   by the next append that needs room, with a fresh file. Nothing depends on the new file
+    ///   until its directory entry is durable; a crash in between leaves every segment sealed,
+    ///   and open starts the next one.
     fn roll(&mut self) -> Result<()> {
         assert!(self.buf.is_empty(), "roll with {} bytes staged", self.buf.len());
         // Sealing needs every record durable and the index complete.
@@ -882,49 +923,21 @@ impl Writer {
         if let Some(cause) = &self.poisoned {
             return Err(Error::Poisoned { cause: cause.clone() });
         }
-        let spare_path = self.log_dir.join(crate::log::SPARE_FILE);
-        if self.state.active.footer.offsets.is_empty() {
+        if !self.sealed && self.state.active.footer.offsets.is_empty() {
             // Nothing to seal: the request does not fit even an empty segment.
             return Ok(());
         }
-        if self.spare.is_none() {
-            self.start_spare();
-        }
-        let file = match self.spare.take().map(|h| h.join()) {
-            Some(Ok(Ok(file))) => file,
-            Some(Ok(Err(e))) => return Err(Error::io("prepare segment", spare_path, e)),
-            Some(Err(_)) | None => {
-                return Err(Error::io("prepare segment", spare_path, std::io::Error::other("preparer thread failed")))
-            }
-        };
-        if let Err(e) = self.seal() {
-            self.poison(e.to_string());
-            return Err(e);
-        }
-        let id = SegmentId(self.state.next_position);
-        let capacity = self.shared.options.segment_size;
-        let header = SegmentHeader { id, capacity, prev_hash: self.state.last_hash, created_ms: now_ms() };
-        let final_path = self.log_dir.join(segment::file_name(id));
-        let fs = self.shared.options.fs.clone();
-        let installed = file
-            .write_all_at(&header.encode(), 0)
-            .and_then(|()| file.sync_data())
-            .map_err(|e| Error::io("write segment header", &spare_path, e))
-            .and_then(|()| fs.rename(&spare_path, &final_path).map_err(|e| Error::io("rename segment", &final_path, e)))
-            // The new name is not durable until its directory is fsynced.
-            .and_then(|()| fs.sync_dir(&self.log_dir).map_err(|e| Error::io("fsync directory", &self.log_dir, e)));
-        if let Err(e) = installed {
-            self.poison(e.to_string());
-            return Err(e);
-        }
-        let map = Mapping::new(file.as_file(), HEADER_LEN).map_err(|e| Error::io("map segment", &final_path, e));
-        let map = match map {
-            Ok(map) => Arc::new(map),
-            Err(e) => {
+        let file = self.take_spare()?;
+        if !self.sealed {
+            if let Err(e) = self.seal() {
                 self.poison(e.to_string());
                 return Err(e);
             }
-        };
+            self.sealed = true;
+        }
+        let (file, map, final_path) = self.install(file)?;
+        let id = SegmentId(self.state.next_position);
+        let capacity = self.shared.options.segment_size;
         {
             let mut index = self.shared.index.write();
             let old = index.active_mut();
@@ -948,9 +961,34 @@ impl Writer {
             durable: Arc::new(AtomicU64::new(HEADER_LEN)),
             footer: FooterBuilder::default(),
         };
+        self.sealed = false;
         self.unsynced = false;
         tracing::debug!(segment = %id, "rolled to a new segment");
         Ok(())
+    }
+
+    /// Makes a prepared file the next segment: header, fdatasync, map, rename into place,
+    /// directory fsync. Mapped before the rename, so that nothing can fail once the new name is
+    /// durable. On failure the file is dropped (the next attempt prepares a fresh one, and
+    /// renames it over a name left by this one).
+    fn install(&self, file: Box<dyn StorageFile>) -> Result<(Box<dyn StorageFile>, Arc<Mapping>, PathBuf)> {
+        let spare_path = self.log_dir.join(crate::log::SPARE_FILE);
+        let id = SegmentId(self.state.next_position);
+        let capacity = self.shared.options.segment_size;
+        let header = SegmentHeader { id, capacity, prev_hash: self.state.last_hash, created_ms: now_ms() };
+        let final_path = self.log_dir.join(segment::file_name(id));
+        file.write_all_at(&header.encode(), 0)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| Error::io("write segment header", &spare_path, e))?;
+        let map = Mapping::new(file.as_file(), HEADER_LEN).map_err(|e| Error::io("map segment", &spare_path, e))?;
+        self.shared
+            .options
+            .fs
+            .rename(&spare_path, &final_path)
+            .map_err(|e| Error::io("rename segment", &final_path, e))?;
+        // The new name is not durable until its directory is fsynced.
+        self.dir.sync().map_err(|e| Error::io("fsync directory", &self.log_dir, e))?;
+        Ok((file, Arc::new(map), final_path))
     }
 
     /// Writes the footer after the last record, makes it durable, and only then writes the
@@ -985,6 +1023,24 @@ impl Writer {
             .and_then(|()| active.file.sync_data())
             .map_err(|e| Error::io("seal segment", path, e))
     }
+}
+
+/// Creates the next segment's file at `path` (replacing a leftover), reserves and zero-fills
+/// `capacity` bytes and makes them durable. On failure the partial file is removed: a
+/// half-preallocated file would keep the space it got from everything else (checkpoints, say)
+/// while the disk is full.
+pub(crate) fn prepare_spare(fs: &dyn FileSystem, path: &Path, capacity: u64) -> std::io::Result<Box<dyn StorageFile>> {
+    let _ = fs.remove(path);
+    let prepared = fs.create(path).and_then(|file| {
+        file.preallocate(capacity)?;
+        file.sync_data()?;
+        Ok(file)
+    });
+    if prepared.is_err() {
+        // Best effort: a leftover is removed again before the next attempt.
+        let _ = fs.remove(path);
+    }
+    prepared
 }
 
 impl Syncer {

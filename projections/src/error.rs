@@ -146,6 +146,8 @@ impl Error {
                 log_engine::Error::LimitExceeded { .. } => "too_large",
                 log_engine::Error::IdConflict { .. } => "id_conflict",
                 log_engine::Error::Poisoned { .. } | log_engine::Error::Closed => "unavailable",
+                log_engine::Error::NoSpace { .. } => "insufficient_storage",
+                log_engine::Error::TooManyOpenFiles { .. } => "too_many_open_files",
                 _ => "internal",
             },
         }
@@ -183,7 +185,10 @@ impl Error {
                 log_engine::Error::InvalidStreamName { .. }
                 | log_engine::Error::Invalid { .. }
                 | log_engine::Error::LimitExceeded { .. } => ErrorKind::Invalid,
-                log_engine::Error::Poisoned { .. } | log_engine::Error::Closed => ErrorKind::Unavailable,
+                log_engine::Error::Poisoned { .. }
+                | log_engine::Error::Closed
+                | log_engine::Error::NoSpace { .. }
+                | log_engine::Error::TooManyOpenFiles { .. } => ErrorKind::Unavailable,
                 _ => ErrorKind::Internal,
             },
         }

@@ -4,7 +4,8 @@
 //! Statuses: 400 invalid input, 401 no or unknown token, 403 not permitted, 404 not found,
 //! 409 conflict (wrong expected version, id conflict), 413 too large, 415 unsupported body type,
 //! 408 a request body that did not arrive in time, 503 poisoned, unavailable or overloaded
-//! (`overloaded` carries `Retry-After`), 500 anything else (with the engine's located message).
+//! (`overloaded` and `too_many_open_files` carry `Retry-After`), 507 disk full
+//! (`insufficient_storage`), 500 anything else (with the engine's located message).
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -51,6 +52,10 @@ pub struct ApiError {
     close: bool,
 }
 
+/// `Retry-After` (seconds) on a 503 `too_many_open_files`: descriptors are released as
+/// connections close, so a prompt retry is likely to pass.
+pub const RETRY_AFTER_FDS_SECS: u16 = 1;
+
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
@@ -95,6 +100,12 @@ impl ApiError {
             .with("stream", stream)
             .with("expected", ExpectedVersionJson(expected))
             .with("actual", actual.map(|v| v.0))
+    }
+
+    /// Adds a `Retry-After` header of `secs` seconds.
+    pub fn retry_after(mut self, secs: u16) -> ApiError {
+        self.retry_after = Some(secs);
+        self
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -159,6 +170,12 @@ impl From<log_engine::Error> for ApiError {
             E::StreamNotFound { .. } => ApiError::not_found("stream_not_found", message),
             E::PositionNotFound { .. } => ApiError::not_found("position_not_found", message),
             E::Poisoned { .. } => ApiError::unavailable("poisoned", message),
+            // Nothing was written and the log is not poisoned: the client may retry once an
+            // operator frees space (no Retry-After: that takes a person).
+            E::NoSpace { .. } => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage", message),
+            E::TooManyOpenFiles { .. } => {
+                ApiError::unavailable("too_many_open_files", message).retry_after(RETRY_AFTER_FDS_SECS)
+            }
             E::Closed => ApiError::unavailable("unavailable", "the server is shutting down; the log is closed"),
             E::Corrupt { .. } | E::TornTail { .. } => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "corruption", message)
@@ -237,3 +254,46 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(e: log_engine::Error) -> (StatusCode, Option<String>, serde_json::Value) {
+        let response = ApiError::from(e).into_response();
+        let status = response.status();
+        let retry = response.headers().get(axum::http::header::RETRY_AFTER).map(|v| v.to_str().unwrap().to_string());
+        let body = futures_body(response);
+        (status, retry, body)
+    }
+
+    fn futures_body(response: Response) -> serde_json::Value {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let bytes = rt.block_on(axum::body::to_bytes(response.into_body(), 1 << 20)).unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    /// Issue 14 item 8: a full disk was a `500 internal`, running out of descriptors too. Each
+    /// has its own status and code now; the descriptors' one says when to retry.
+    #[test]
+    fn resource_exhaustion_has_its_own_status_and_code() {
+        let full = log_engine::Error::NoSpace {
+            op: "prepare segment",
+            path: "data/log/spare.tmp".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        };
+        let (status, retry, body) = answer(full);
+        assert_eq!((status.as_u16(), retry, body["error"].as_str()), (507, None, Some("insufficient_storage")));
+        assert!(body["message"].as_str().unwrap().contains("no space left on the device"), "{body}");
+        let fds = log_engine::Error::TooManyOpenFiles {
+            op: "prepare segment",
+            path: "data/log/spare.tmp".into(),
+            source: std::io::Error::from_raw_os_error(24),
+        };
+        let (status, retry, body) = answer(fds);
+        assert_eq!(
+            (status.as_u16(), retry.as_deref(), body["error"].as_str()),
+            (503, Some("1"), Some("too_many_open_files"))
+        );
+    }
+}
