@@ -95,11 +95,11 @@ pub fn event_text(e: &EventJson) -> String {
 /// A progress bar on stderr for a job of `total` steps; hidden unless stderr is a terminal.
 pub fn progress_bar(total: u64, message: &'static str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(total), draw_target());
-    bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:40}] {human_pos}/{human_len} ({per_sec}, {eta} left)")
+    bar.set_style(with_rate(
+        ProgressStyle::with_template("{msg} [{bar:40}] {human_pos}/{human_len} ({rate}, {eta} left)")
             .expect("the template is valid")
             .progress_chars("=> "),
-    );
+    ));
     bar.set_message(message);
     bar
 }
@@ -107,12 +107,20 @@ pub fn progress_bar(total: u64, message: &'static str) -> ProgressBar {
 /// A spinner with a running count, for jobs of unknown size; hidden unless stderr is a terminal.
 pub fn progress_counter(message: &'static str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(None, draw_target());
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg}: {human_pos} ({per_sec})").expect("the template is valid"),
-    );
+    bar.set_style(with_rate(
+        ProgressStyle::with_template("{spinner} {msg}: {human_pos} ({rate})").expect("the template is valid"),
+    ));
     bar.set_message(message);
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
+}
+
+/// Adds `{rate}`: items per second in whole units (indicatif's own `{per_sec}` prints four
+/// decimals, "1234.5678/s", which is noise).
+fn with_rate(style: ProgressStyle) -> ProgressStyle {
+    style.with_key("rate", |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+        let _ = write!(w, "{:.0}/s", state.per_sec());
+    })
 }
 
 fn draw_target() -> ProgressDrawTarget {

@@ -16,8 +16,7 @@ use crate::error::{CliError, CliResult, Exit};
 use crate::limits::{NDJSON_BATCH_BYTES, NDJSON_BATCH_EVENTS, NDJSON_LINE_MAX};
 use crate::output::{self, Format, Out};
 use crate::wire::{
-    self, AppendResponse, EventJson, ExpectedVersionJson, HeadJson, InputError, NewEventJson, StreamInfoJson,
-    VerifyJson,
+    self, AppendResponse, EventJson, ExpectedVersionJson, HeadJson, InputError, StreamInfoJson, VerifyJson,
 };
 
 use super::open_log;
@@ -65,7 +64,8 @@ pub struct AppendArgs {
     pub expected_version: String,
 
     /// Read events from stdin, one JSON object per line: {"type", "data" or "data_b64",
-    /// "metadata"?, "id"?}; append them in batches.
+    /// "metadata"?, "id"?}, or lines of `read -o ndjson` / `export` (their position, version,
+    /// timestamp, hash and stream are ignored); append them in batches.
     #[arg(long)]
     pub ndjson: bool,
 }
@@ -258,15 +258,10 @@ fn append_ndjson_to(
             }
             let text = line.trim();
             if !text.is_empty() {
-                let event: NewEventJson = serde_json::from_str(text).map_err(|e| {
-                    InputError(format!(
-                        "line {line_no} of standard input is not a valid event: {e}; {}",
-                        already(&summary)
-                    ))
-                })?;
-                let event = event
-                    .into_new_event((line_no - 1) as usize)
-                    .map_err(|e| InputError(format!("line {line_no} of standard input: {e}; {}", already(&summary))))?;
+                // The line's own stream (a line of `read -o ndjson` or `export`) is ignored: the
+                // STREAM argument says where the events go.
+                let (_, event) = super::bulk::parse_line(text, line_no)
+                    .map_err(|e| InputError(format!("{}; {}", e.0, already(&summary))))?;
                 batch_bytes += event.metadata.len() + event.data.as_bytes().len() + event.event_type.len();
                 batch.push(event);
             }
