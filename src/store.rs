@@ -109,6 +109,11 @@ impl Store {
         }
         let at = restored.applied_through.map(Position);
         let views = Views::start(log.clone(), projections.into_iter().map(|p| (p, at)).collect())?;
+        // Events the restore's replay skipped count as the views' apply errors, as the runner's
+        // own would: /healthz and /metrics report them.
+        for (name, count, last) in &restored.replayed.errors_by_view {
+            views.runner().note_errors(name, *count, last.clone());
+        }
         let last_checkpoint = restored.checkpoint.as_ref().map(|c| (c.position, c.created_ms));
         let store =
             Store { log, views, snapshotter: Mutex::new(snapshotter), last_checkpoint: Mutex::new(last_checkpoint) };

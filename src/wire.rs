@@ -65,6 +65,13 @@ pub fn compact_json(text: &str) -> Vec<u8> {
     out
 }
 
+/// Refuses JSON text cairn could not read back as written (nested deeper than
+/// [`projections::JSON_DEPTH_MAX`], a number outside the `f64` range, a lone surrogate): `what`
+/// names the field in the message.
+pub fn check_payload(what: &str, text: &str) -> Result<(), InputError> {
+    projections::check_json(text.as_bytes()).map_err(|e| InputError(format!("{what} cannot be stored: {e}")))
+}
+
 /// An expected version as the contract spells it: `"any"`, `"no_stream"`, `"exists"`, or the
 /// stream's current last version as an integer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -176,7 +183,10 @@ impl NewEventJson {
             (Some(_), Some(_)) => {
                 return Err(InputError(format!("event {index} has both data and data_b64; give one of them")))
             }
-            (Some(raw), None) => Payload::Json(compact_json(raw.get())),
+            (Some(raw), None) => {
+                check_payload(&format!("data of event {index}"), raw.get())?;
+                Payload::Json(compact_json(raw.get()))
+            }
             (None, Some(b64)) => Payload::Bytes(
                 base64::engine::general_purpose::STANDARD
                     .decode(b64.as_bytes())
@@ -186,7 +196,10 @@ impl NewEventJson {
         };
         let metadata = match self.metadata {
             None => Vec::new(),
-            Some(raw) if raw.get().starts_with('{') => compact_json(raw.get()),
+            Some(raw) if raw.get().starts_with('{') => {
+                check_payload(&format!("metadata of event {index}"), raw.get())?;
+                compact_json(raw.get())
+            }
             Some(_) => return Err(InputError(format!("metadata of event {index} must be a JSON object"))),
         };
         Ok(NewEvent { id: self.id, event_type: self.event_type, metadata, data })

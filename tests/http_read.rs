@@ -113,7 +113,9 @@ fn an_empty_log_has_a_null_head_with_the_genesis_hash() {
 #[test]
 fn operational_endpoints_answer() {
     let (_dir, server) = seeded();
-    assert_eq!(server.get("/healthz"), (200, json!({"status": "ok"})));
+    let (status, health) = server.get("/healthz");
+    assert_eq!((status, &health["status"]), (200, &json!("ok")), "{health}");
+    assert_eq!(health["views"].as_array().map(Vec::len), Some(3), "{health}");
     server.post("/v1/verify", &json!({}));
     let (status, metrics) = server.get_text("/metrics");
     assert_eq!(status, 200);

@@ -78,6 +78,15 @@ pub enum Error {
     #[error("invalid input: {what}")]
     Invalid { what: String },
 
+    /// JSON that cairn could not read back as written (see [`crate::check_json`]).
+    #[error("{what} cannot be stored: {reason}")]
+    InvalidJson { what: String, reason: String },
+
+    /// A stored value that no longer parses (only a checkpoint written before values were
+    /// checked can hold one).
+    #[error("the stored value of key {key:?} cannot be read: {reason}")]
+    UnreadableValue { key: String, reason: String },
+
     #[error("{what} is {actual}, above the limit of {max}")]
     TooLarge { what: &'static str, max: usize, actual: usize },
 
@@ -134,6 +143,8 @@ impl Error {
             Error::RelationNotFound { .. } => "relation_not_found",
             Error::AuditEntryNotFound { .. } => "entry_not_found",
             Error::Invalid { .. } => "invalid_input",
+            Error::InvalidJson { .. } => "invalid_json",
+            Error::UnreadableValue { .. } => "internal",
             Error::TooLarge { .. } => "too_large",
             Error::Timeout { .. } => "timeout",
             Error::Stopped { .. } => "unavailable",
@@ -173,7 +184,9 @@ impl Error {
             | Error::IntegerOverflow { .. }
             | Error::InvalidSchema { .. }
             | Error::Invalid { .. }
+            | Error::InvalidJson { .. }
             | Error::TooLarge { .. } => ErrorKind::Invalid,
+            Error::UnreadableValue { .. } => ErrorKind::Internal,
             Error::Timeout { .. } | Error::Stopped { .. } => ErrorKind::Unavailable,
             Error::Log(e) => match e {
                 log_engine::Error::WrongExpectedVersion { .. } | log_engine::Error::IdConflict { .. } => {
@@ -206,6 +219,11 @@ impl Error {
             Error::WrongExpectedVersion { stream, .. } => stream.strip_prefix(crate::kv::STREAM_PREFIX),
             _ => None,
         }
+    }
+
+    /// Checks a value a facade is about to write (see [`crate::check_value`]).
+    pub(crate) fn check_value(what: impl FnOnce() -> String, value: &serde_json::Value) -> Result<()> {
+        crate::json::check_value(value).map_err(|e| Error::InvalidJson { what: what(), reason: e.0 })
     }
 
     pub(crate) fn invalid(what: impl Into<String>) -> Error {

@@ -36,6 +36,7 @@ mod audit;
 mod changes;
 mod error;
 mod fold;
+mod json;
 mod kv;
 mod meta;
 mod projection;
@@ -49,6 +50,7 @@ pub use crate::audit::{
 };
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::fold::{fold, Folded, FOLD_CHUNK_EVENTS};
+pub use crate::json::{check_json, check_msgpack_numbers, check_readable, check_value, JsonError, JSON_DEPTH_MAX};
 pub use crate::kv::{
     key_stream, End, HistoryEntry, KeyPage, KvEntry, KvStore, KvView, KvWrite, TxnOp, TxnOutput, TxnResult, Written,
     AT_VERSION_EVENTS_MAX, HISTORY_LIMIT_MAX, KEY_LEN_MAX, LIST_LIMIT_MAX, MANY_KEYS_MAX,
@@ -63,7 +65,9 @@ pub use crate::meta::{
 };
 pub use crate::projection::{digest_entries, AppliedThrough, ApplyError, Changes, LoadError, Projection};
 pub use crate::runner::{
-    rebuild, rebuild_with_progress, ProjectionError, Rebuilt, Runner, RunnerStatus, ViewStatus, APPLY_BATCH_MAX,
-    REBUILD_PROGRESS_EVERY, RECENT_ERRORS_MAX,
+    apply_event, rebuild, rebuild_with_progress, ProjectionError, Rebuilt, Runner, RunnerStatus, ViewStatus,
+    APPLY_BATCH_MAX, REBUILD_PROGRESS_EVERY, RECENT_ERRORS_MAX,
 };
-pub use crate::views::{now_ms, Views, WRITE_ATTEMPTS_MAX, WRITE_SYNC_TIMEOUT};
+pub use crate::views::{
+    now_ms, view_stream_owner, Views, VIEW_STREAM_PREFIXES, WRITE_ATTEMPTS_MAX, WRITE_SYNC_TIMEOUT,
+};

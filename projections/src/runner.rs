@@ -70,6 +70,8 @@ pub struct ViewStatus {
     pub lag: u64,
     /// Apply errors since the runner started.
     pub errors: u64,
+    /// The newest of them.
+    pub last_error: Option<ProjectionError>,
 }
 
 /// The runner's progress, for operators and health checks.
@@ -123,17 +125,46 @@ fn apply_one(
         if position.is_some_and(|p| p >= event.position) {
             continue;
         }
-        if let Err(e) = view.apply(event) {
-            errors.push(ProjectionError {
-                projection: view.name(),
-                position: event.position,
-                stream: event.stream.clone(),
-                event_type: event.event_type.clone(),
-                message: e.message,
-            });
-        }
+        errors.extend(apply_guarded(view.as_mut(), event));
         *position = Some(event.position);
     }
+}
+
+/// Applies `event` to every projection in `views`, collecting what could not be applied: the
+/// one way every path (the runner, [`rebuild`], a checkpoint restore's replay) applies events.
+pub fn apply_event(views: &mut [Box<dyn Projection>], event: &Event, errors: &mut Vec<ProjectionError>) {
+    for view in views.iter_mut() {
+        errors.extend(apply_guarded(view.as_mut(), event));
+    }
+}
+
+/// Applies `event` to one projection; `Some` if it could not.
+fn apply_guarded(view: &mut dyn Projection, event: &Event) -> Option<ProjectionError> {
+    // A view must not panic on any event (its payload is whatever a writer stored); should
+    // one still do so, that event is recorded like any other it cannot apply, instead of
+    // stopping every view on every start. The panic is deterministic, so replays agree.
+    let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| view.apply(event)));
+    let message = match applied {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.message),
+        Err(panic) => Some(format!("the view panicked applying this event: {}", panic_message(&*panic))),
+    };
+    message.map(|message| ProjectionError {
+        projection: view.name(),
+        position: event.position,
+        stream: event.stream.clone(),
+        event_type: event.event_type.clone(),
+        message,
+    })
+}
+
+/// The text a panic carried, if any.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_string())
 }
 
 /// What waiters look at.
@@ -142,6 +173,7 @@ struct Progress {
     names: Vec<&'static str>,
     positions: Vec<Option<Position>>,
     error_counts: Vec<u64>,
+    last_errors: Vec<Option<ProjectionError>>,
     recent_errors: VecDeque<ProjectionError>,
     stopped: Option<String>,
 }
@@ -223,6 +255,7 @@ impl Runner {
         let (views, positions): (Vec<_>, Vec<_>) = projections.into_iter().unzip();
         let progress = Progress {
             error_counts: vec![0; names.len()],
+            last_errors: vec![None; names.len()],
             names,
             positions: positions.clone(),
             recent_errors: VecDeque::new(),
@@ -246,12 +279,7 @@ impl Runner {
                     // timeouts: record it as the reason the runner stopped.
                     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.clone().run()));
                     if let Err(panic) = run {
-                        let what = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "a panic".to_string());
-                        inner.finish(format!("the projection thread panicked: {what}"));
+                        inner.finish(format!("the projection thread panicked: {}", panic_message(&*panic)));
                     }
                 })
                 .map_err(|e| Error::Stopped { reason: format!("cannot spawn the projection thread: {e}") })?
@@ -286,6 +314,7 @@ impl Runner {
                     applied_through: progress.positions[i],
                     lag: lag(progress.positions[i]),
                     errors: progress.error_counts[i],
+                    last_error: progress.last_errors[i].clone(),
                 })
                 .collect(),
             recent_errors: progress.recent_errors.iter().cloned().collect(),
@@ -380,6 +409,21 @@ impl Runner {
         }
     }
 
+    /// Counts apply errors met before the runner started (while a restore replayed the log into
+    /// the projections), so that status reports them: `count` errors of projection `name`, the
+    /// newest being `last`.
+    pub fn note_errors(&self, name: &str, count: u64, last: ProjectionError) {
+        let mut progress = self.inner.progress.lock();
+        if let Some(i) = progress.names.iter().position(|n| *n == name) {
+            progress.error_counts[i] += count;
+            progress.last_errors[i] = Some(last.clone());
+            if progress.recent_errors.len() == RECENT_ERRORS_MAX {
+                progress.recent_errors.pop_front();
+            }
+            progress.recent_errors.push_back(last);
+        }
+    }
+
     /// Stops the runner thread and waits for it. The views stay readable. Idempotent.
     pub fn stop(&self) {
         self.inner.stop_tx.send_replace(true);
@@ -458,6 +502,7 @@ impl Inner {
             for e in errors {
                 if let Some(i) = progress.names.iter().position(|n| *n == e.projection) {
                     progress.error_counts[i] += 1;
+                    progress.last_errors[i] = Some(e.clone());
                 }
                 if progress.recent_errors.len() == RECENT_ERRORS_MAX {
                     progress.recent_errors.pop_front();

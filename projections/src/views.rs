@@ -37,6 +37,17 @@ pub const WRITE_ATTEMPTS_MAX: u32 = 16;
 /// Lock stripes for state-dependent writes.
 const WRITE_LOCK_STRIPES: usize = 64;
 
+/// The stream-name prefixes the views own, with the view's name: their streams are written
+/// only through the views' facades ([`KvStore`], [`AuditLog`], [`MetaStore`]). A raw event there
+/// is one the view may have to skip, and a raw append servers and tools refuse.
+pub const VIEW_STREAM_PREFIXES: [(&str, &str); 3] =
+    [(crate::kv::STREAM_PREFIX, "key-value"), (crate::audit::AUDIT_STREAM_PREFIX, "audit"), ("meta:", "metadata")];
+
+/// The prefix and view that own `stream`, if a view does.
+pub fn view_stream_owner(stream: &str) -> Option<(&'static str, &'static str)> {
+    VIEW_STREAM_PREFIXES.iter().copied().find(|(prefix, _)| stream.starts_with(prefix))
+}
+
 /// The wall clock in unix milliseconds: the `now_ms` to pass to reads.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -202,6 +213,7 @@ impl Core {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult> {
         let stream = stream_name(stream)?;
+        check_events(&events)?;
         let appended = self.log.append_multi(vec![StreamAppend { stream, expected, events }]).map_err(from_log)?;
         Ok(appended.into_iter().next().expect("one result per stream"))
     }
@@ -210,7 +222,10 @@ impl Core {
     pub(crate) fn append_multi(&self, appends: Vec<(String, Vec<NewEvent>)>) -> Result<Vec<AppendResult>> {
         let appends = appends
             .into_iter()
-            .map(|(s, events)| Ok(StreamAppend { stream: stream_name(&s)?, expected: ExpectedVersion::Any, events }))
+            .map(|(s, events)| {
+                check_events(&events)?;
+                Ok(StreamAppend { stream: stream_name(&s)?, expected: ExpectedVersion::Any, events })
+            })
             .collect::<Result<Vec<_>>>()?;
         self.log.append_multi(appends).map_err(from_log)
     }
@@ -255,6 +270,7 @@ impl Core {
                 let i =
                     streams.iter().position(|s| *s == stream).expect("a write appends only to the streams it locked");
                 let expected = versions[i].map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+                check_events(&events)?;
                 appends.push(StreamAppend { stream: names[i].clone(), expected, events });
             }
             match self.log.append_multi(appends) {
@@ -290,4 +306,20 @@ pub(crate) fn from_log(e: log_engine::Error) -> Error {
         }
         other => Error::Log(other),
     }
+}
+
+/// Checks that the views can read back every event a facade is about to write: each facade
+/// checks the values it is given (depth at most [`crate::JSON_DEPTH_MAX`]), and this checks the
+/// events built around them with the views' own rule, so that no view write can leave an event
+/// a view must skip.
+fn check_events(events: &[NewEvent]) -> Result<()> {
+    for event in events {
+        if let log_engine::Payload::Json(data) = &event.data {
+            crate::json::check_readable(data).map_err(|e| Error::InvalidJson {
+                what: format!("the data of a {} event", event.event_type),
+                reason: e.0,
+            })?;
+        }
+    }
+    Ok(())
 }

@@ -228,13 +228,23 @@ fn rebuild_replays_a_range_and_reports_progress() {
     assert!(rebuild(&log, &mut views, Some(Position(100)), Some(Position(5))).is_err(), "views already past");
 }
 
+/// issue 14 item 1: a projection that panics on an event (a bug, or a payload it did not
+/// expect) must not stop every view on every start: the event is recorded as that view's apply
+/// error, skipped, and the runner goes on.
 #[test]
-fn a_panicking_projection_stops_the_runner_and_says_why() {
+fn a_panicking_projection_skips_the_event_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let log = open_log(dir.path());
     let p = log.append("other", ExpectedVersion::Any, vec![NewEvent::json("Panic", &json!({}))]).unwrap();
+    let q = log.append("other", ExpectedVersion::Any, vec![NewEvent::json("Fine", &json!({}))]).unwrap();
     let runner = Runner::start(log.clone(), vec![(Box::new(Counter::default()), None)]).unwrap();
-    let err = runner.wait_for(p.last_position, WAIT).unwrap_err();
-    assert_eq!(err.code(), "unavailable", "waiters fail at once instead of timing out");
-    assert!(runner.status().stopped.unwrap().contains("a projection bug"));
+    runner.wait_for(q.last_position, WAIT).unwrap();
+    let status = runner.status();
+    assert_eq!(status.stopped, None);
+    assert_eq!(status.views[0].errors, 1);
+    let last = status.views[0].last_error.clone().unwrap();
+    assert_eq!(last.position, p.last_position);
+    assert!(last.message.contains("panicked") && last.message.contains("a projection bug"), "{}", last.message);
+    let seen = runner.read(|views| views[0].entries());
+    assert_eq!(seen, vec![(b"seen".to_vec(), 1u64.to_le_bytes().to_vec())], "the later event applied");
 }

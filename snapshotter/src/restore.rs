@@ -14,7 +14,7 @@
 use std::collections::{BTreeSet, HashSet};
 
 use log_engine::{Log, Position};
-use projections::{Changes, Projection};
+use projections::{Changes, Projection, ProjectionError};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -25,13 +25,33 @@ use crate::types::{CheckpointInfo, CheckpointKind, Digest, Progress, Stage, Warn
 pub const REPLAY_PROGRESS_EVERY: u64 = 65_536;
 
 /// What a replay applied.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Replayed {
     /// Events read from the log and offered to every view.
     pub events: u64,
-    /// `apply` calls that returned an error (the view's state is unchanged by them; the same
-    /// events fail the same way on every replay, so digests still agree).
+    /// `apply` calls that returned an error (the view skipped the event; the same events fail
+    /// the same way on every replay, so digests still agree).
     pub apply_errors: u64,
+    /// Per view that met any: its name, how many, and the newest (for a runner's status:
+    /// [`projections::Runner::note_errors`]).
+    #[serde(skip)]
+    pub errors_by_view: Vec<(&'static str, u64, ProjectionError)>,
+}
+
+impl Replayed {
+    fn record(&mut self, errors: &mut Vec<ProjectionError>) {
+        for e in errors.drain(..) {
+            tracing::debug!(projection = e.projection, position = e.position.0, error = %e.message, "event not applied");
+            self.apply_errors += 1;
+            match self.errors_by_view.iter_mut().find(|(name, _, _)| *name == e.projection) {
+                Some((_, count, last)) => {
+                    *count += 1;
+                    *last = e;
+                }
+                None => self.errors_by_view.push((e.projection, 1, e)),
+            }
+        }
+    }
 }
 
 /// Applies the log's events `from..=through` to every view, in position order.
@@ -58,13 +78,10 @@ pub fn replay(
     }
     let total = through.0 - from.0 + 1;
     let mut replayed = Replayed::default();
+    let mut errors = Vec::new();
     log.for_each(from, total, |event| {
-        for view in views.iter_mut() {
-            if let Err(e) = view.apply(&event) {
-                replayed.apply_errors += 1;
-                tracing::debug!(projection = view.name(), position = event.position.0, error = %e, "event not applied");
-            }
-        }
+        projections::apply_event(views, &event, &mut errors);
+        replayed.record(&mut errors);
         replayed.events += 1;
         if replayed.events.is_multiple_of(REPLAY_PROGRESS_EVERY) {
             progress(Progress { stage: Stage::Replay, done: replayed.events, total });

@@ -68,6 +68,11 @@ pub struct AppendArgs {
     /// timestamp, hash and stream are ignored); append them in batches.
     #[arg(long)]
     pub ndjson: bool,
+
+    /// Append raw events to a stream a view owns (kv:, audit:, meta:), for repair work. Without
+    /// it such streams are refused: write them with `cairn kv`, `cairn audit`, `cairn meta`.
+    #[arg(long)]
+    pub allow_reserved: bool,
 }
 
 #[derive(Debug, Args)]
@@ -126,6 +131,14 @@ pub struct VerifyArgs {
 pub fn append(dir: &Path, format: Format, args: AppendArgs) -> CliResult<Exit> {
     let expected = ExpectedVersionJson::parse(&args.expected_version)?.0;
     StreamName::new(args.stream.as_str()).map_err(|e| InputError(e.to_string()))?;
+    if let Some((prefix, view)) = projections::view_stream_owner(&args.stream).filter(|_| !args.allow_reserved) {
+        return Err(InputError(format!(
+            "stream {} belongs to the {view} view (streams starting with {prefix:?} are written only through it); \
+             pass --allow-reserved to append raw events for repair work",
+            args.stream
+        ))
+        .into());
+    }
     if args.ndjson {
         return append_ndjson(dir, format, &args.stream, expected);
     }
@@ -188,6 +201,7 @@ fn single_event(args: &AppendArgs) -> CliResult<NewEvent> {
 fn json_arg(what: &str, text: &str) -> CliResult<Vec<u8>> {
     let raw: Box<RawValue> =
         serde_json::from_str(text).map_err(|e| InputError(format!("{what} is not valid JSON: {e}")))?;
+    wire::check_payload(what, raw.get())?;
     Ok(wire::compact_json(raw.get()))
 }
 

@@ -203,6 +203,10 @@ async fn read_json_bytes(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Api
         BodyKind::Json => Ok(bytes),
         BodyKind::MessagePack if bytes.is_empty() => Ok(bytes),
         BodyKind::MessagePack => {
+            // JSON has no NaN or infinity: a transcoder would silently write null.
+            projections::check_msgpack_numbers(&bytes).map_err(|e| {
+                ApiError::bad_request("invalid_body", format!("the MessagePack request body cannot be read: {e}"))
+            })?;
             let mut out = Vec::with_capacity(bytes.len() * 2);
             let mut rest = bytes.as_slice();
             let mut de = rmp_serde::Deserializer::new(&mut rest);

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use log_engine::{Direction, NewEvent, Position, StreamAppend, StreamName, StreamVersion};
 use serde::Deserialize;
@@ -48,6 +48,33 @@ fn convert_events(stream: &str, events: Vec<NewEventJson>) -> ApiResult<Vec<NewE
         .collect()
 }
 
+/// `?allow_reserved=true` on an append: see [`check_view_stream`].
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AppendQuery {
+    /// Admin only, for repair work: append raw events to a stream a view owns (`kv:`, `audit:`,
+    /// `meta:`). The view skips what it cannot apply; the key-value view's versions still follow
+    /// their streams.
+    #[serde(default)]
+    allow_reserved: bool,
+}
+
+/// Refuses a raw append to a stream a view owns (`kv:`, `audit:`, `meta:`), whoever asks: a raw
+/// event there is one the view cannot trust. An admin may pass `allow_reserved=true`.
+fn check_view_stream(caller: &Caller, stream: &str, query: &AppendQuery) -> ApiResult<()> {
+    let Some((prefix, view)) = projections::view_stream_owner(stream) else { return Ok(()) };
+    if query.allow_reserved {
+        return caller.require(Permission::Admin, stream);
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "reserved_stream",
+        format!(
+            "stream {stream} belongs to the {view} view (streams starting with {prefix:?} are written only through              its endpoints); an admin may pass allow_reserved=true for repair work"
+        ),
+    ))
+}
+
 fn check_event_count(count: usize) -> ApiResult<()> {
     if count > EVENTS_PER_REQUEST_MAX {
         return Err(ApiError::too_large(
@@ -63,12 +90,12 @@ fn check_event_count(count: usize) -> ApiResult<()> {
     post,
     path = "/v1/streams/{stream}/events",
     tag = "log",
-    params(("stream" = String, Path, description = "Stream name, percent-encoded (e.g. `session%2F42`). Names starting with `$` are reserved.")),
+    params(("stream" = String, Path, description = "Stream name, percent-encoded (e.g. `session%2F42`). Names starting with `$` are reserved; `kv:`, `audit:` and `meta:` belong to the views."), AppendQuery),
     request_body(content = AppendRequest, content_type = "application/json", description = "Also accepted as application/msgpack."),
     responses(
         (status = 200, description = "Durable: the events' positions, versions and the chain hash at the last one. An idempotent retry (same ids, same content) answers the original positions and writes nothing.", body = AppendResponse),
         (status = 400, description = "Invalid body, event, or stream name (`invalid_body`, `invalid_input`, `invalid_stream_name`).", body = ErrorBody),
-        (status = 403, description = "The token lacks `append` on this stream.", body = ErrorBody),
+        (status = 403, description = "The token lacks `append` on this stream, or `reserved_stream`: a view owns it.", body = ErrorBody),
         (status = 409, description = "`wrong_expected_version` (body names stream, expected, actual) or `id_conflict` (body names stream, id, position).", body = ConflictBody),
         (status = 413, description = "`body_too_large`, `event_too_large`, `too_many_events`, `request_too_large`.", body = ErrorBody),
         (status = 503, description = "The log is poisoned or shutting down.", body = ErrorBody),
@@ -79,10 +106,12 @@ pub async fn append(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(stream): Path<String>,
+    Query(query): Query<AppendQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<AppendResponse>> {
     caller.require(Permission::Append, &stream)?;
+    check_view_stream(&caller, &stream, &query)?;
     let name = stream_name(&stream)?;
     let request: AppendRequest = read_body(&headers, body).await?;
     check_event_count(request.events.len())?;
@@ -102,11 +131,12 @@ pub async fn append(
     post,
     path = "/v1/append",
     tag = "log",
+    params(AppendQuery),
     request_body(content = MultiAppendRequest, content_type = "application/json", description = "Also accepted as application/msgpack."),
     responses(
         (status = 200, description = "Durable; one result per stream, in request order.", body = MultiAppendResponse),
         (status = 400, description = "Invalid body, event, or stream name; a stream named twice.", body = ErrorBody),
-        (status = 403, description = "The token lacks `append` on one of the streams.", body = ErrorBody),
+        (status = 403, description = "The token lacks `append` on one of the streams, or `reserved_stream`: a view owns one.", body = ErrorBody),
         (status = 409, description = "`wrong_expected_version`, naming the stream; nothing was written.", body = ConflictBody),
         (status = 413, description = "Too large or too many events or streams.", body = ErrorBody),
         (status = 503, description = "The log is poisoned or shutting down.", body = ErrorBody),
@@ -116,6 +146,7 @@ pub async fn append(
 pub async fn append_multi(
     State(state): State<Arc<AppState>>,
     caller: Caller,
+    Query(query): Query<AppendQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<MultiAppendResponse>> {
@@ -144,6 +175,7 @@ pub async fn append_multi(
     let mut count = 0;
     for a in request.appends {
         caller.require(Permission::Append, &a.stream)?;
+        check_view_stream(&caller, &a.stream, &query)?;
         let name = stream_name(&a.stream)?;
         if !seen.insert(a.stream.clone()) {
             return Err(ApiError::bad_request(

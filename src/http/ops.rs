@@ -20,25 +20,75 @@ use crate::wire;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    /// `ok`.
+    /// `ok`, or `degraded` when a view has skipped events it could not apply (its answers miss
+    /// what those events wrote; see `views[].last_error`).
     pub status: String,
+    /// Each view's progress.
+    pub views: Vec<ViewHealth>,
 }
 
-/// Liveness and readiness: 200 while the log accepts appends, 503 once it is poisoned.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ViewHealth {
+    pub name: String,
+    /// The last position the view applied (or skipped); null before the first event.
+    pub applied_through: Option<u64>,
+    /// Committed events not applied yet.
+    pub lag: u64,
+    /// Events the view skipped because it could not apply them, since the server started.
+    pub errors: u64,
+    /// The newest of those, if any.
+    pub last_error: Option<ViewError>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ViewError {
+    pub position: u64,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Why the event could not be applied. Left out when the server runs with `--auth`
+    /// (`/healthz` needs no token, and the reason may name a key); it is in the server's log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Liveness and readiness: 200 while the log accepts appends and the views follow it (`ok`, or
+/// `degraded` when a view skipped events it could not apply: restarting would not help); 503
+/// `poisoned` once the log is poisoned, and 503 `views_stopped` once the views stopped following
+/// the log (reads that wait for a position would time out).
 #[utoipa::path(
     get,
     path = "/healthz",
     tag = "ops",
     responses(
-        (status = 200, description = "Serving.", body = Health),
-        (status = 503, description = "`poisoned`: a failed write or fdatasync; restart the server to recover.", body = ErrorBody),
+        (status = 200, description = "Serving: `ok`, or `degraded` (a view skipped events it could not apply).", body = Health),
+        (status = 503, description = "`poisoned`: a failed write or fdatasync; restart the server to recover. `views_stopped`: the views no longer follow the log; the message says why.", body = ErrorBody),
     )
 )]
 pub async fn healthz(State(state): State<Arc<AppState>>) -> ApiResult<Json<Health>> {
     if let Some(cause) = state.log.poisoned() {
         return Err(ApiError::from(log_engine::Error::Poisoned { cause }));
     }
-    Ok(Json(Health { status: "ok".into() }))
+    let status = state.store.views().status();
+    if let Some(reason) = &status.stopped {
+        return Err(ApiError::unavailable("views_stopped", format!("the views stopped following the log: {reason}")));
+    }
+    let views: Vec<ViewHealth> = status
+        .views
+        .iter()
+        .map(|v| ViewHealth {
+            name: v.name.to_string(),
+            applied_through: v.applied_through.map(|p| p.0),
+            lag: v.lag,
+            errors: v.errors,
+            last_error: v.last_error.as_ref().map(|e| ViewError {
+                position: e.position.0,
+                event_type: e.event_type.clone(),
+                reason: state.auth.is_none().then(|| e.message.clone()),
+            }),
+        })
+        .collect();
+    let degraded = views.iter().any(|v| v.errors > 0);
+    Ok(Json(Health { status: if degraded { "degraded" } else { "ok" }.into(), views }))
 }
 
 /// Prometheus metrics.

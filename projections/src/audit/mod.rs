@@ -95,7 +95,9 @@ impl AuditLog {
     pub fn append(&self, entry: &NewAuditEntry, id: Option<Uuid>) -> Result<AuditAppended> {
         entry.validate()?;
         let stream = format!("{AUDIT_STREAM_PREFIX}{}", entry.category.as_str());
-        let data = serde_json::to_value(entry).expect("an audit entry serializes");
+        let data = serde_json::to_value(entry)
+            .map_err(|e| Error::invalid(format!("the audit entry cannot be written as JSON: {e}")))?;
+        Error::check_value(|| "the audit entry".to_string(), &data)?;
         let id = id.unwrap_or_else(Uuid::new_v4);
         let event = NewEvent::json(AUDIT_EVENT_TYPE, &data).with_id(id);
         let done = self.core.append(&stream, ExpectedVersion::Any, vec![event])?;

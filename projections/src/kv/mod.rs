@@ -155,6 +155,18 @@ impl TxnOp {
         }
     }
 
+    /// Checks the JSON values the operation carries (see [`crate::check_value`]).
+    fn check_values(&self) -> Result<()> {
+        let key = self.key();
+        match self {
+            TxnOp::Set { value, .. } => Error::check_value(|| format!("the value of key {key:?}"), value),
+            TxnOp::Push { values, .. } => {
+                values.iter().try_for_each(|v| Error::check_value(|| format!("a value pushed to key {key:?}"), v))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn op(&self) -> Op {
         match self.clone() {
             TxnOp::Set { value, ttl_ms, .. } => Op::Set { value: RawJson::from_value(&value), ttl_ms },
@@ -254,7 +266,8 @@ impl KvStore {
             }
         });
         let (raw, version, expires_at) = found?;
-        Ok(KvEntry { key: key.to_string(), value: raw.parse(), version: StreamVersion(version), expires_at })
+        let value = raw.parse().map_err(|reason| Error::UnreadableValue { key: key.to_string(), reason })?;
+        Ok(KvEntry { key: key.to_string(), value, version: StreamVersion(version), expires_at })
     }
 
     /// GET at a version: the key as it stood right after its write at `version` (the version
@@ -319,7 +332,13 @@ impl KvStore {
                 })
                 .collect()
         });
-        Ok(keys.iter().cloned().zip(raw.into_iter().map(|r| r.map(|r| r.parse()))).collect())
+        keys.iter()
+            .zip(raw)
+            .map(|(k, r)| {
+                let value = r.map(|r| r.parse()).transpose();
+                Ok((k.clone(), value.map_err(|reason| Error::UnreadableValue { key: k.clone(), reason })?))
+            })
+            .collect()
     }
 
     /// EXISTS: whether the key holds anything (of any kind) at `now_ms`.
@@ -401,6 +420,7 @@ impl KvStore {
     /// answered. A set clears an earlier TTL, as in Redis.
     pub fn set(&self, key: &str, value: Json, ttl_ms: Option<u64>, expected: ExpectedVersion) -> Result<Written> {
         validate_key(key)?;
+        Error::check_value(|| format!("the value of key {key:?}"), &value)?;
         let op = Op::Set { value: RawJson::from_value(&value), ttl_ms };
         op.validate()?;
         let event = NewEvent::json(op.event_type(), &op.to_data(0));
@@ -418,6 +438,7 @@ impl KvStore {
         let mut order = Vec::with_capacity(items.len());
         for (key, value, ttl_ms) in items {
             validate_key(&key)?;
+            Error::check_value(|| format!("the value of key {key:?}"), &value)?;
             let op = Op::Set { value: RawJson::from_value(&value), ttl_ms };
             op.validate()?;
             by_key.entry(key.clone()).or_default().push(NewEvent::json(op.event_type(), &op.to_data(0)));
@@ -457,6 +478,7 @@ impl KvStore {
 
     /// LPUSH / RPUSH: answers the list's new length.
     pub fn push(&self, key: &str, end: End, values: Vec<Json>) -> Result<KvWrite<u64>> {
+        values.iter().try_for_each(|v| Error::check_value(|| format!("a value pushed to key {key:?}"), v))?;
         let out = self.single(key, Op::Push { end, values }, None)?;
         let Output::Length(n) = out.value else { unreachable!("push answers a length") };
         Ok(KvWrite { value: n, written: out.written })
@@ -522,6 +544,9 @@ impl KvStore {
         for (key, _) in watch {
             validate_key(key)?;
             keys.insert(key.clone());
+        }
+        for t in &ops {
+            t.check_values()?;
         }
         let planned_ops: Vec<(String, Op)> = ops.iter().map(|t| (t.key().to_string(), t.op())).collect();
         for (key, op) in &planned_ops {

@@ -39,15 +39,29 @@ pub(crate) struct RawJson(String);
 
 impl RawJson {
     pub(crate) fn from_value(value: &Json) -> RawJson {
-        RawJson(serde_json::to_string(value).expect("a JSON value serializes"))
+        // A `Value` always serializes (its map keys are strings); `Value::Null` is only a
+        // stand-in that nothing can reach.
+        RawJson(serde_json::to_string(value).unwrap_or_else(|_| "null".to_string()))
     }
 
-    pub(crate) fn from_raw(raw: &RawValue) -> RawJson {
-        RawJson(raw.get().to_string())
+    /// Takes a raw value from an event, if a reader can parse it back: a raw value is only
+    /// skimmed when its event is decoded, so text a full parse refuses (nested too deep, a
+    /// number out of range, a lone surrogate) would otherwise be stored and fail every read.
+    pub(crate) fn from_raw(raw: &RawValue) -> std::result::Result<RawJson, String> {
+        crate::json::check_readable(raw.get().as_bytes()).map_err(|e| format!("the value cannot be stored: {e}"))?;
+        Ok(RawJson(raw.get().to_string()))
     }
 
-    pub(crate) fn parse(&self) -> Json {
-        serde_json::from_str(&self.0).expect("a stored value is valid JSON")
+    /// Text as it is, unchecked: for tests of values older checkpoints may hold.
+    #[cfg(test)]
+    pub(crate) fn unchecked(text: &str) -> RawJson {
+        RawJson(text.to_string())
+    }
+
+    /// The value, parsed. Fails only for text that [`RawJson::from_raw`] would refuse, which a
+    /// checkpoint written before that check existed may still hold.
+    pub(crate) fn parse(&self) -> std::result::Result<Json, String> {
+        serde_json::from_str(&self.0).map_err(|e| format!("the stored value cannot be parsed: {e}"))
     }
 
     fn is_string(&self) -> bool {
@@ -155,8 +169,11 @@ impl Op {
     pub(crate) fn to_data(&self, at: u64) -> Json {
         use serde_json::json;
         match self {
-            Op::Set { value, ttl_ms: None } => json!({ "value": value.parse() }),
-            Op::Set { value, ttl_ms: Some(ttl) } => json!({ "value": value.parse(), "ttl_ms": ttl }),
+            // The store builds a set's value from a `Value` it checked, so it parses back.
+            Op::Set { value, ttl_ms: None } => json!({ "value": value.parse().unwrap_or(Json::Null) }),
+            Op::Set { value, ttl_ms: Some(ttl) } => {
+                json!({ "value": value.parse().unwrap_or(Json::Null), "ttl_ms": ttl })
+            }
             Op::Delete => json!({}),
             Op::Incr { delta } => json!({ "delta": delta, "at": at }),
             Op::Append { value } => json!({ "value": value, "at": at }),
@@ -207,9 +224,8 @@ impl Op {
             serde_json::from_slice(data).map_err(|e| format!("bad payload: {e}"))
         }
         let decoded = match event_type.strip_prefix("kv.")? {
-            "set" => {
-                parse::<SetData>(data).map(|d| (Op::Set { value: RawJson::from_raw(d.value), ttl_ms: d.ttl_ms }, None))
-            }
+            "set" => parse::<SetData>(data)
+                .and_then(|d| Ok((Op::Set { value: RawJson::from_raw(d.value)?, ttl_ms: d.ttl_ms }, None))),
             "delete" => Ok((Op::Delete, None)),
             "incr" => parse::<IncrData>(data).map(|d| (Op::Incr { delta: d.delta }, d.at)),
             "append" => parse::<AppendData>(data).map(|d| (Op::Append { value: d.value }, d.at)),
@@ -255,7 +271,7 @@ fn wrong_type(key: &str, op: &'static str, expected: &'static str, found: &Store
 /// Parses a value as Redis would for INCR: a JSON integer, or a string that is exactly the
 /// decimal form of a 64-bit integer (no sign but `-`, no leading zeros or spaces).
 fn as_integer(value: &RawJson) -> Option<i64> {
-    match value.parse() {
+    match value.parse().ok()? {
         Json::Number(n) => n.as_i64(),
         Json::String(s) => {
             let n: i64 = s.parse().ok()?;

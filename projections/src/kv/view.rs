@@ -95,40 +95,17 @@ impl KvView {
                 self.keys.insert(key, Slot { entry, epoch });
             }
             (Some(_), None) => {
-                let (key, _) = self.keys.remove_entry(key).expect("the key is present");
-                self.ordered.remove(&key);
-                self.removed.insert(key);
+                if let Some((key, _)) = self.keys.remove_entry(key) {
+                    self.ordered.remove(&key);
+                    self.removed.insert(key);
+                }
             }
             (None, None) => {}
         }
     }
 
-    fn clear(&mut self) {
-        *self = KvView::new();
-    }
-
-    /// Inserts a loaded entry: not a pending change.
-    fn insert_clean(&mut self, key: String, entry: Entry) {
-        let key: Arc<str> = Arc::from(key);
-        self.removed.remove(&key);
-        self.ordered.insert(key.clone());
-        self.keys.insert(key, Slot { entry, epoch: CLEAN });
-    }
-
-    fn remove_clean(&mut self, key: &str) {
-        if let Some((key, _)) = self.keys.remove_entry(key) {
-            self.ordered.remove(&key);
-        }
-    }
-}
-
-impl Projection for KvView {
-    fn name(&self) -> &'static str {
-        KvView::NAME
-    }
-
-    fn apply(&mut self, event: &Event) -> Result<(), ApplyError> {
-        let Some(key) = event.stream.strip_prefix(STREAM_PREFIX) else { return Ok(()) };
+    /// Applies a `kv.*` event to its key; skips other types (`Ok`).
+    fn apply_op(&mut self, key: &str, event: &Event) -> Result<(), ApplyError> {
         if !event.event_type.starts_with("kv.") {
             return Ok(());
         }
@@ -158,11 +135,58 @@ impl Projection for KvView {
                 Ok(())
             }
             Err(e) => {
-                let entry = live.expect("an absent key fails no operation");
-                self.keys.get_mut(key).expect("the key is present").entry = entry;
+                // Only a live entry fails an operation, so there is one to put back.
+                if let (Some(entry), Some(slot)) = (live, self.keys.get_mut(key)) {
+                    slot.entry = entry;
+                }
                 Err(ApplyError::new(e.to_string()))
             }
         }
+    }
+
+    /// Sets a present key's version to its stream's, recording the change.
+    fn follow_version(&mut self, key: &str, version: u64) {
+        let epoch = self.epoch;
+        if let Some(slot) = self.keys.get_mut(key) {
+            slot.entry.version = version;
+            slot.epoch = epoch;
+        }
+    }
+
+    fn clear(&mut self) {
+        *self = KvView::new();
+    }
+
+    /// Inserts a loaded entry: not a pending change.
+    fn insert_clean(&mut self, key: String, entry: Entry) {
+        let key: Arc<str> = Arc::from(key);
+        self.removed.remove(&key);
+        self.ordered.insert(key.clone());
+        self.keys.insert(key, Slot { entry, epoch: CLEAN });
+    }
+
+    fn remove_clean(&mut self, key: &str) {
+        if let Some((key, _)) = self.keys.remove_entry(key) {
+            self.ordered.remove(&key);
+        }
+    }
+}
+
+impl Projection for KvView {
+    fn name(&self) -> &'static str {
+        KvView::NAME
+    }
+
+    fn apply(&mut self, event: &Event) -> Result<(), ApplyError> {
+        let Some(key) = event.stream.strip_prefix(STREAM_PREFIX) else { return Ok(()) };
+        let applied = self.apply_op(key, event);
+        if applied.is_err() || self.keys.get(key).is_some_and(|s| s.entry.version != event.version.0) {
+            // A key's version is its stream's version, whatever the event was: one this view
+            // skips or cannot apply still moves the stream on, and a compare-and-set against a
+            // version left behind would fail forever.
+            self.follow_version(key, event.version.0);
+        }
+        applied
     }
 
     fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -272,18 +296,56 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_apply_leaves_the_state_as_it_was() {
+    fn a_failed_apply_changes_nothing_but_the_keys_version() {
         let mut kv = KvView::new();
         kv.apply(&event(0, "l", 0, "kv.push", 10, json!({"end": "left", "values": [1]}))).unwrap();
-        let before = kv.entries();
+        let list = kv.keys.get("l").unwrap().entry.value.clone();
         kv.mark();
         let err = kv.apply(&event(1, "l", 1, "kv.incr", 11, json!({"delta": 1}))).unwrap_err();
         assert!(err.message.contains("holds a list"), "{}", err.message);
-        assert_eq!(kv.entries(), before);
-        assert!(kv.changes_since_mark().is_empty());
+        let changes = kv.changes_since_mark();
+        assert_eq!(changes.upserts.len(), 1, "the version moved: a checkpoint must carry it");
         assert!(kv.apply(&event(2, "l", 2, "kv.set", 12, json!({"nope": 1}))).is_err());
         assert!(kv.apply(&event(3, "l", 3, "kv.unknown", 12, json!({}))).is_ok(), "unknown kv types are skipped");
-        assert_eq!(kv.entries(), before);
+        assert!(kv.apply(&event(4, "l", 4, "Raw", 12, json!({}))).is_ok(), "other types are skipped");
+        let e = &kv.keys.get("l").unwrap().entry;
+        assert_eq!(e.value, list, "the value is untouched");
+        assert_eq!(e.version, 4, "issue 23 item 7: the key's version follows its stream's");
+    }
+
+    fn raw_event(position: u64, key: &str, version: u64, event_type: &str, data: &str) -> Event {
+        let mut e = event(position, key, version, event_type, 1_000, json!(null));
+        e.data = Payload::Json(data.as_bytes().to_vec());
+        e
+    }
+
+    /// issue 14 item 1: a value the view could skim but not parse (nested past the parser's
+    /// recursion limit, `1e999999`, a lone surrogate) is refused when its set is applied, so the
+    /// increment that follows counts from the previous value instead of panicking.
+    #[test]
+    fn undigestible_values_are_apply_errors_not_panics() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        for bad in [deep.as_str(), "1e999999", r#""\ud800""#, r#"{"\udfff": 1}"#, "-1e400"] {
+            let mut kv = KvView::new();
+            kv.apply(&raw_event(0, "k", 0, "kv.set", r#"{"value": 41}"#)).unwrap();
+            let err = kv.apply(&raw_event(1, "k", 1, "kv.set", &format!(r#"{{"value": {bad}}}"#))).unwrap_err();
+            assert!(err.message.contains("cannot be stored"), "{bad}: {}", err.message);
+            kv.apply(&raw_event(2, "k", 2, "kv.incr", r#"{"delta": 1}"#)).unwrap();
+            let e = &kv.keys.get("k").unwrap().entry;
+            assert_eq!((e.value.clone(), e.version), (val(json!(42)), 2), "{bad}");
+        }
+    }
+
+    /// A checkpoint written before values were checked may hold one that does not parse: reads
+    /// and increments fail with an error, never a panic.
+    #[test]
+    fn an_unreadable_stored_value_fails_operations_without_panicking() {
+        let mut kv = KvView::new();
+        let bad = Entry { value: Stored::Value(ops::RawJson::unchecked("1e999999")), version: 0, expires_at: None };
+        kv.load(vec![(b"k".to_vec(), changes::encode(&bad))]).unwrap();
+        let err = kv.apply(&raw_event(1, "k", 1, "kv.incr", r#"{"delta": 1}"#)).unwrap_err();
+        assert!(err.message.contains("not an integer"), "{}", err.message);
+        assert!(kv.apply(&raw_event(2, "k", 2, "kv.append", r#"{"value": "x"}"#)).is_err());
     }
 
     #[test]

@@ -94,6 +94,13 @@ fn check_name(what: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// [`check_name`] for a name in an event that is not part of its stream's name (those cannot
+/// hold control characters): the NUL-separated entry keys stay unambiguous, so a state loaded
+/// from a checkpoint is the state replayed.
+fn check_name_applied(what: &str, name: &str) -> Result<(), ApplyError> {
+    check_name(what, name).map_err(|e| ApplyError::new(e.to_string()))
+}
+
 impl Projection for MetaView {
     fn name(&self) -> &'static str {
         MetaView::NAME
@@ -235,6 +242,7 @@ impl MetaStore {
     /// answers that version and writes nothing.
     pub fn register_schema(&self, subject: &str, schema: Json) -> Result<SchemaRegistered> {
         check_name("subject", subject)?;
+        Error::check_value(|| format!("the schema for subject {subject:?}"), &schema)?;
         schemas::compile(subject, &schema)?;
         let stream = schemas::stream(subject);
         let (version, done) = self.core.write::<MetaView, u32>(std::slice::from_ref(&stream), |meta, _| match meta
@@ -322,6 +330,7 @@ impl MetaStore {
     /// Sets a key in a scope ([`DEFAULT_SCOPE`] if `None`); answers the new version.
     pub fn set_config(&self, scope: Option<&str>, key: &str, value: Json) -> Result<ConfigWritten> {
         let scope = scope.unwrap_or(DEFAULT_SCOPE);
+        Error::check_value(|| format!("the value of configuration key {key:?}"), &value)?;
         self.config_write(scope, key, config::SET, json!({"scope": scope, "key": key, "value": value}), false)
     }
 
@@ -382,6 +391,9 @@ impl MetaStore {
         check_name("relation type", kind)?;
         if properties.as_ref().is_some_and(|p| !p.is_object() && !p.is_null()) {
             return Err(Error::invalid("relation properties must be a JSON object"));
+        }
+        if let Some(p) = &properties {
+            Error::check_value(|| format!("the properties of the {kind} relation from {from:?}"), p)?;
         }
         let data = json!({"from": from, "to": to, "type": kind, "properties": properties});
         let event = NewEvent::json(relations::ADDED, &data);

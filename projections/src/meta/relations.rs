@@ -104,6 +104,8 @@ impl Relations {
             ADDED => {
                 let d: AddedData = super::parse(data)?;
                 super::check_stream(event, &stream(&d.from))?;
+                super::check_name_applied("entity", &d.to)?;
+                super::check_name_applied("relation type", &d.kind)?;
                 let properties = match d.properties {
                     None | Some(Json::Null) => Json::Object(Default::default()),
                     Some(p @ Json::Object(_)) => p,

@@ -107,6 +107,7 @@ impl Services {
             REGISTERED => {
                 let d: RegisteredData = super::parse(data)?;
                 super::check_stream(event, &stream(&d.service))?;
+                super::check_name_applied("instance", &d.instance)?;
                 d.registration.validate().map_err(|e| ApplyError::new(e.to_string()))?;
                 touched.touch(&keys::key(TAG_SERVICE, &[&d.service, &d.instance], None));
                 let id = (d.service, d.instance);
