@@ -310,7 +310,7 @@ impl KvStore {
             None => Err(Error::KeyNotFound { key: key.to_string() }),
             Some(Entry { value: Stored::Value(v), version, expires_at }) => Ok(KvEntry {
                 key: key.to_string(),
-                value: v.parse(),
+                value: v.parse().map_err(|reason| Error::UnreadableValue { key: key.to_string(), reason })?,
                 version: StreamVersion(*version),
                 expires_at: *expires_at,
             }),
