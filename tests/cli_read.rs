@@ -109,3 +109,31 @@ fn an_empty_data_directory_is_created_and_reads_as_empty() {
     let (code, out, _) = cairn(&data, &["read-all", "-o", "json"]);
     assert_eq!((code, serde_json::from_str::<Value>(&out).unwrap()), (0, json!({"events": [], "next": null})));
 }
+
+/// Issue 14 item 11 (the CLI's share): `cairn read` pages a stream by bytes as well as events,
+/// so a page of large events is bounded; a page cut short by bytes is not taken for the end of
+/// the stream, and every event comes out once, in order, both ways.
+#[test]
+fn read_pages_large_events_by_bytes_and_returns_them_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let pad = "x".repeat(1_000_000);
+    let lines: String =
+        (0..20).map(|i| format!("{{\"type\":\"Blob\",\"data\":{{\"i\":{i},\"pad\":\"{pad}\"}}}}\n")).collect();
+    assert_cmd::Command::new(support::BIN)
+        .arg("--data")
+        .arg(&data)
+        .args(["append", "big", "--ndjson"])
+        .write_stdin(lines)
+        .assert()
+        .success();
+    for (args, expected) in [
+        (&["read", "big", "-o", "ndjson"][..], (0..20).collect::<Vec<u64>>()),
+        (&["read", "big", "-o", "ndjson", "--backward"][..], (0..20).rev().collect()),
+    ] {
+        let (code, out, err) = cairn(&data, args);
+        assert_eq!(code, 0, "{err}");
+        let got: Vec<u64> = ndjson(&out).iter().map(|e| e["data"]["i"].as_u64().unwrap()).collect();
+        assert_eq!(got, expected, "{args:?}");
+    }
+}

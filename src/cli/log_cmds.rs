@@ -336,7 +336,11 @@ fn read_stream(log: &Log, dir: &Path, format: Format, args: &ReadArgs) -> CliRes
     let mut next = None;
     while left > 0 {
         let page = (left.min(PAGE_EVENTS as u64)) as usize;
-        let events = log.read_stream(&args.stream, from, page, direction).map_err(|e| CliError::log(dir, e))?;
+        // Bounded by bytes as well as events (as the server's pages are): a page of large
+        // events costs at most READ_BYTES_MAX however many events it asks for.
+        let events = log
+            .read_stream_bounded(&args.stream, from, page, crate::limits::READ_BYTES_MAX, direction)
+            .map_err(|e| CliError::log(dir, e))?;
         let got = events.len();
         for event in &events {
             let json = EventJson::from(event);
@@ -356,7 +360,8 @@ fn read_stream(log: &Log, dir: &Path, format: Format, args: &ReadArgs) -> CliRes
             None => true,
             Some(v) => direction == Direction::Forward && log.stream_version(&args.stream).is_none_or(|l| v > l.0),
         };
-        if got < page || at_end {
+        // A page cut short by bytes is not the end: only the stream's last version is.
+        if at_end {
             next = None;
             break;
         }
