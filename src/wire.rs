@@ -166,7 +166,7 @@ pub struct NewEventJson {
     pub event_type: String,
     /// Any JSON value; `{}` when neither `data` nor `data_b64` is given.
     #[serde(default, deserialize_with = "present_raw")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub data: Option<Box<RawValue>>,
     /// A binary payload, base64 (standard alphabet, padded). Exclusive with `data`.
     pub data_b64: Option<String>,
@@ -279,7 +279,7 @@ pub struct EventJson {
     pub metadata: Box<RawValue>,
     /// The JSON payload (absent for a binary payload).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub data: Option<Box<RawValue>>,
     /// The binary payload, base64 (absent for a JSON payload).
     #[serde(skip_serializing_if = "Option::is_none")]

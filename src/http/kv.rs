@@ -85,7 +85,7 @@ pub async fn get_key(
 pub struct KvEntryJson {
     pub key: String,
     /// Any JSON value.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub value: Value,
     /// The key's version: its stream's version at its last write.
     pub version: u64,
@@ -118,7 +118,7 @@ pub async fn exists(
 #[serde(deny_unknown_fields)]
 pub struct PutRequest {
     /// Any JSON value.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     value: Value,
     /// Expire this many milliseconds after the write.
     ttl_ms: Option<u64>,
@@ -198,7 +198,9 @@ pub async fn incr(call: ViewCall, Path(key): Path<String>, body: OptionalBody) -
     Ok(kv_answer("value", done))
 }
 
+/// `POST /v1/kv/{key}/append` (named apart from the log's `AppendRequest` in the document).
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = KvAppendRequest)]
 #[serde(deny_unknown_fields)]
 pub struct AppendRequest {
     value: String,
@@ -220,7 +222,7 @@ pub async fn append(call: ViewCall, Path(key): Path<String>, body: JsonBody) -> 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PushRequest {
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<Value>)]
     values: Vec<Value>,
     /// `right` (default) or `left`.
     end: Option<EndParam>,
@@ -347,7 +349,10 @@ pub struct HistoryQuery {
 #[utoipa::path(
     get, path = "/v1/kv/{key}/history", tag = "kv",
     params(("key" = String, Path, description = "Percent-encoded key."), HistoryQuery),
-    responses((status = 200, description = "`{\"versions\": [{\"version\", \"op\", \"value\", \"timestamp\" (unix ms), \"position\"}]}`.", body = Object)),
+    responses(
+        (status = 200, description = "`{\"versions\": [{\"version\", \"op\", \"value\", \"timestamp\" (unix ms), \"position\"}]}`.", body = Object),
+        (status = 404, description = "`key_not_found`: the key was never written.", body = ErrorBody),
+    ),
     security(("bearer" = []), ())
 )]
 pub async fn history(call: ViewCall, Path(key): Path<String>, Query(q): Query<HistoryQuery>) -> ApiResult<Json<Value>> {
@@ -422,11 +427,11 @@ pub async fn get_many(call: ViewCall, Query(q): Query<MinPosition>, body: JsonBo
 pub struct TxnRequest {
     /// Keys that must still be at these versions (`null`: must not exist).
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     watch: BTreeMap<String, Option<u64>>,
     /// `{"op": "set"|"delete"|"incr"|"append"|"push"|"pop"|"sadd"|"srem", "key", ...}` with the
     /// fields of the single-key endpoints.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<Value>)]
     ops: Vec<TxnOp>,
 }
 

@@ -442,6 +442,7 @@ pub struct VerifyQuery {
     params(VerifyQuery),
     responses(
         (status = 200, description = "The report; `ok` is false and `first_bad_position` set when damage was found.", body = VerifyJson),
+        (status = 404, description = "`position_not_found`: `from` is beyond the head of the log.", body = ErrorBody),
         (status = 403, description = "The token lacks `admin` on the whole log.", body = ErrorBody),
     ),
     security(("bearer" = []), ())

@@ -46,7 +46,7 @@ fn version_sel(text: &str) -> ApiResult<VersionSel> {
 #[serde(deny_unknown_fields)]
 pub struct RegisterSchema {
     /// A JSON Schema.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     schema: Value,
 }
 
@@ -152,7 +152,7 @@ pub async fn get_schema(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValidateRequest {
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     payload: Value,
     /// A version number; default the latest.
     version: Option<u32>,
@@ -248,7 +248,7 @@ fn config_resource(scope: Option<&str>, key: &str) -> String {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetConfig {
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     value: Value,
     /// Default `global`.
     scope: Option<String>,

@@ -143,6 +143,83 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Operation ids are the handlers' names, which repeat across modules (`kv::list`,
+/// `checkpoints::list`); an OpenAPI document needs them unique, so each is prefixed with its
+/// operation's tag (`kv_list`, `checkpoints_list`).
+struct UniqueOperationIds;
+
+impl Modify for UniqueOperationIds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations =
+                [&mut item.get, &mut item.head, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
+                let tag = operation.tags.as_ref().and_then(|t| t.first()).cloned().unwrap_or_default();
+                if let Some(id) = &mut operation.operation_id {
+                    *id = format!("{tag}_{id}");
+                }
+            }
+        }
+    }
+}
+
+/// The error answers that every endpoint can give, added to each operation that does not
+/// describe them itself: every request's query is checked (400), every `/v1` endpoint is behind
+/// the token check when the server runs with `--auth` (401, 403), every body is bounded and
+/// typed (413, 415), and any endpoint can meet a closed or poisoned log or a `min_position`
+/// wait that runs out (503) or damage in the log (500). HEAD answers carry no body and
+/// describe their own.
+struct CommonErrors;
+
+impl Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
+                let secured = operation.security.is_some();
+                let has_body = operation.request_body.is_some();
+                let responses = &mut operation.responses.responses;
+                let mut add = |status: &str, description: &str| {
+                    responses.entry(status.to_string()).or_insert_with(|| error(description).into());
+                };
+                add(
+                    "400",
+                    "`invalid_query` (a query parameter this endpoint does not take, or a malformed one, named),                      `invalid_path`, `invalid_body` (not the request's shape; unknown fields are refused) or                      `invalid_input`, naming what is wrong.",
+                );
+                if secured {
+                    add(
+                        "401",
+                        "`unauthorized`: the server runs with `--auth` and the request has no known bearer token.",
+                    );
+                    add("403", "`forbidden`: the token's rules do not grant this.");
+                }
+                if has_body {
+                    add("413", "`body_too_large`: the body is above `REQUEST_BODY_MAX`.");
+                    add("415", "`unsupported_media_type`: bodies are application/json or application/msgpack.");
+                }
+                add(
+                    "500",
+                    "`corruption` (damage in the log where the request read, located in the message) or `internal`.",
+                );
+                add(
+                    "503",
+                    "`unavailable` (shutting down), `poisoned` (a failed write; restart the server), or `timeout`                      (a `min_position` wait ran out).",
+                );
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -214,11 +291,12 @@ impl Modify for BearerAuth {
         wire::HeadJson,
         wire::VerifyJson,
         wire::ExpectedVersionJson,
+        log_api::DirectionParam,
         ErrorBody,
         ConflictBody,
         Health,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &UniqueOperationIds, &CommonErrors),
     tags(
         (name = "log", description = "Append, read, subscribe, verify."),
         (name = "kv", description = "The key-value view (Redis semantics where they overlap)."),

@@ -45,6 +45,20 @@ pub struct SubscribeQuery {
     type_prefix: Option<String>,
 }
 
+/// One Server-Sent Event of `/v1/subscribe`, field by field as it arrives: `id` is the event's
+/// log position, `data` the event as one line of JSON (an [`EventJson`]); an `error` event's
+/// `data` is `{"error", "message"}`. Only the document uses this type.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, reason = "describes the wire format in /openapi.json; the SSE encoder writes it")]
+pub struct SseFrame {
+    /// The event's log position (absent on an `error` event).
+    id: Option<String>,
+    /// `message` (the SSE default, for log events) or `error`.
+    event: Option<String>,
+    /// The event as JSON text.
+    data: String,
+}
+
 /// Counts a subscription for as long as it lives.
 struct SubscriberSlot(Arc<AppState>);
 
@@ -71,7 +85,7 @@ struct Feed {
         ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this position (as sent in the SSE `id` field)."),
     ),
     responses(
-        (status = 200, description = "`text/event-stream`: one SSE event per log event, `id` = position, `data` = the event as JSON. On a failure an SSE event named `error` carries `{\"error\",\"message\"}` and the stream ends.", content_type = "text/event-stream", body = String),
+        (status = 200, description = "`text/event-stream`: one SSE event per log event, `id` = position, `data` = the event as JSON. On a failure an SSE event named `error` carries `{\"error\",\"message\"}` and the stream ends.", content_type = "text/event-stream", body = SseFrame),
         (status = 400, description = "Invalid `from` or `Last-Event-ID`.", body = ErrorBody),
         (status = 403, description = "The token lacks `read` on the stream, the prefix, or the whole log.", body = ErrorBody),
         (status = 503, description = "`too_many_subscribers`.", body = ErrorBody),
