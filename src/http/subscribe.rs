@@ -48,7 +48,7 @@ pub struct SubscribeQuery {
 /// One Server-Sent Event of `/v1/subscribe`, field by field as it arrives: `id` is the event's
 /// log position, `data` the event as one line of JSON (an [`EventJson`]); an `error` event's
 /// `data` is `{"error", "message"}`. Only the document uses this type.
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, utoipa::ToSchema)]
 #[allow(dead_code, reason = "describes the wire format in /openapi.json; the SSE encoder writes it")]
 pub struct SseFrame {
     /// The event's log position (absent on an `error` event).
