@@ -45,7 +45,7 @@ pub mod faults;
 pub use crate::error::{CorruptionKind, Error, IdConflictReason, LimitKind, Result};
 pub use crate::idwindow::IDEMPOTENCY_WINDOW;
 pub use crate::log::{Log, Metrics, Options, SegmentFile, Stats};
-pub use crate::segment::{SEGMENT_SIZE_DEFAULT, SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN};
+pub use crate::segment::{SEGMENT_SIZE_DEFAULT, SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN, SEGMENT_SIZE_START};
 pub use crate::subscribe::{Filter, StartFrom, Subscription};
 pub use crate::types::*;
 pub use crate::verify::{VerifyProgress, VerifyReport};

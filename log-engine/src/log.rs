@@ -979,11 +979,12 @@ fn create_first_active(dir: &Path, options: &Options, index: &mut Index) -> Resu
     let id = SegmentId(index.next_position);
     let tmp = log_dir.join(SPARE_FILE);
     let path = log_dir.join(segment::file_name(id));
-    let header =
-        SegmentHeader { id, capacity: options.segment_size, prev_hash: index.head_hash, created_ms: writer::now_ms() };
+    // Sized like the one after the newest sealed segment (a new log starts small).
+    let capacity = segment::next_capacity(index.segments.last().map(|s| s.map.mapped_len()), options.segment_size);
+    let header = SegmentHeader { id, capacity, prev_hash: index.head_hash, created_ms: writer::now_ms() };
     let prepared = (|| {
         let file: Box<dyn StorageFile> = fs.create(&tmp).map_err(|e| Error::io("create segment", &tmp, e))?;
-        file.preallocate(options.segment_size).map_err(|e| Error::io("preallocate segment", &tmp, e))?;
+        file.preallocate(capacity).map_err(|e| Error::io("preallocate segment", &tmp, e))?;
         file.write_all_at(&header.encode(), 0).map_err(|e| Error::io("write segment header", &tmp, e))?;
         file.sync_data().map_err(|e| Error::io("fdatasync", &tmp, e))?;
         Ok(file)
@@ -1011,7 +1012,7 @@ fn create_first_active(dir: &Path, options: &Options, index: &mut Index) -> Resu
         id,
         file: Arc::from(file),
         map,
-        capacity: options.segment_size,
+        capacity,
         write_offset: HEADER_LEN,
         durable: Arc::new(std::sync::atomic::AtomicU64::new(HEADER_LEN)),
         footer: FooterBuilder::default(),

@@ -35,6 +35,23 @@ pub const SEGMENT_SIZE_MIN: u64 = 64 * 1024;
 pub const SEGMENT_SIZE_DEFAULT: u64 = 128 * 1024 * 1024;
 /// Largest segment capacity (offsets are stored as u32 in the footer).
 pub const SEGMENT_SIZE_MAX: u64 = 1 << 32;
+/// Capacity of a new log's first segment (or the configured segment size, if smaller). Each
+/// next segment doubles its predecessor's capacity up to the configured size, so that a store
+/// holding a few events costs about this much disk, and its first open zero-fills this much,
+/// while a busy log reaches full-size segments after a few rolls.
+pub const SEGMENT_SIZE_START: u64 = 1024 * 1024;
+
+/// Capacity of the segment after one of `prev` bytes (`None`: the first), with segments of at
+/// most `max` bytes: double, from [`SEGMENT_SIZE_START`], up to `max`.
+pub(crate) fn next_capacity(prev: Option<u64>, max: u64) -> u64 {
+    let start = SEGMENT_SIZE_START.min(max);
+    prev.map_or(start, |p| p.saturating_mul(2).clamp(start, max))
+}
+
+/// Smallest capacity (a multiple of 4096) whose usable space holds `bytes` after the header.
+pub(crate) fn capacity_for(bytes: u64) -> u64 {
+    (HEADER_LEN + bytes + TRAILER_LEN).next_multiple_of(4096)
+}
 
 /// Fixed part of the footer body: first position, count, stream count, reserved.
 pub(crate) const FOOTER_FIXED: usize = 24;
@@ -49,6 +66,7 @@ const _: () = assert!(HEADER_LEN.is_multiple_of(RECORD_ALIGN as u64));
 const _: () = assert!(HEADER_USED as u64 <= HEADER_LEN);
 const _: () = assert!(TRAILER_LEN.is_multiple_of(RECORD_ALIGN as u64));
 const _: () = assert!(SEGMENT_SIZE_MIN > HEADER_LEN + TRAILER_LEN + FRAME_HEADER_LEN as u64 * 16);
+const _: () = assert!(SEGMENT_SIZE_START >= SEGMENT_SIZE_MIN && SEGMENT_SIZE_START.is_multiple_of(4096));
 
 /// The file name of a segment: its first position, zero-padded so that name order is log order.
 pub(crate) fn file_name(id: SegmentId) -> String {

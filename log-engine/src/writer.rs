@@ -167,6 +167,9 @@ pub(crate) struct WriterState {
     pub ids: IdWindow,
 }
 
+/// The thread preparing the next segment's file.
+type Preparing = JoinHandle<std::io::Result<Box<dyn StorageFile>>>;
+
 /// One record staged in the current group, not yet written.
 struct Staged {
     offset: u64,
@@ -188,7 +191,8 @@ pub(crate) struct Writer {
     /// The active segment's seal is written: it takes no more records, and the next append that
     /// needs room retries installing the next segment (see [`Writer::roll`]).
     sealed: bool,
-    spare: Option<JoinHandle<std::io::Result<Box<dyn StorageFile>>>>,
+    /// The next segment being prepared in the background, and its capacity.
+    spare: Option<(u64, Preparing)>,
     buf: Vec<u8>,
     staged: Vec<Staged>,
     /// Last version (or none) of streams touched by groups staged or in flight; overlays the
@@ -345,7 +349,7 @@ impl Writer {
                 tracing::error!(error = %e, "fdatasync at close failed");
             }
         }
-        if let Some(spare) = self.spare.take() {
+        if let Some((_, spare)) = self.spare.take() {
             let _ = spare.join();
         }
     }
@@ -475,7 +479,7 @@ impl Writer {
             if let Some(cause) = &self.poisoned {
                 return Err(Error::Poisoned { cause: cause.clone() });
             }
-            self.roll()?;
+            self.roll(frames + Self::seal_len_alone(&appends, &plans))?;
             if !self.fits(&appends, &plans, frames) {
                 return Err(Error::LimitExceeded {
                     limit: LimitKind::BatchBytes,
@@ -571,6 +575,22 @@ impl Writer {
             "staged bytes overrun the segment"
         );
         Ok(results)
+    }
+
+    /// Bytes the seal of a segment holding only this request's records would take.
+    fn seal_len_alone(appends: &[PreparedAppend], plans: &[Plan]) -> u64 {
+        let mut streams: Vec<&str> = Vec::new();
+        let mut records = 0;
+        for (append, plan) in appends.iter().zip(plans) {
+            if let Plan::Write { .. } = plan {
+                records += append.events.len();
+                if !streams.contains(&append.stream.as_str()) {
+                    streams.push(append.stream.as_str());
+                }
+            }
+        }
+        let name_bytes = streams.iter().map(|s| s.len()).sum();
+        Footer::seal_len(records, name_bytes, streams.len()) as u64
     }
 
     fn fits(&self, appends: &[PreparedAppend], plans: &[Plan], frames: u64) -> bool {
@@ -876,36 +896,46 @@ impl Writer {
     fn start_spare(&mut self) {
         let fs = self.shared.options.fs.clone();
         let path = self.log_dir.join(crate::log::SPARE_FILE);
-        let capacity = self.shared.options.segment_size;
+        let capacity = segment::next_capacity(Some(self.state.active.capacity), self.shared.options.segment_size);
         let spawned = std::thread::Builder::new()
             .name("cairn-log-prepare".into())
             .spawn(move || prepare_spare(fs.as_ref(), &path, capacity));
         match spawned {
-            Ok(handle) => self.spare = Some(handle),
+            Ok(handle) => self.spare = Some((capacity, handle)),
             // No thread to spare (the process is at a limit): the roll prepares it inline.
             Err(e) => tracing::warn!(error = %e, "could not start the segment preparer thread"),
         }
     }
 
-    /// The prepared next segment file: the one prepared in the background if that worked,
-    /// otherwise prepared now. A background failure is not answered as it stands: its cause (a
-    /// full disk, no free descriptor) may have passed since, so preparation is tried again.
-    fn take_spare(&mut self) -> Result<Box<dyn StorageFile>> {
+    /// A prepared next segment file of at least `capacity` bytes, and its capacity: the one
+    /// prepared in the background if that worked and is large enough, otherwise one prepared
+    /// now. A background failure is not answered as it stands: its cause (a full disk, no free
+    /// descriptor) may have passed since, so preparation is tried again.
+    fn take_spare(&mut self, capacity: u64) -> Result<(Box<dyn StorageFile>, u64)> {
         let path = self.log_dir.join(crate::log::SPARE_FILE);
-        let background = self
-            .spare
-            .take()
-            .map(|h| h.join().unwrap_or_else(|_| Err(std::io::Error::other("the segment preparer thread panicked"))));
+        let background = self.spare.take().map(|(prepared, h)| {
+            let file = h.join().unwrap_or_else(|_| Err(std::io::Error::other("the segment preparer thread panicked")));
+            (prepared, file)
+        });
         match background {
-            Some(Ok(file)) => return Ok(file),
-            Some(Err(e)) => tracing::warn!(error = %e, "preparing the next segment in the background failed; retrying"),
+            Some((prepared, Ok(file))) if prepared >= capacity => return Ok((file, prepared)),
+            // Too small for the request that needs the room: prepared again, larger.
+            Some((_, Ok(_))) => {}
+            Some((_, Err(e))) => {
+                tracing::warn!(error = %e, "preparing the next segment in the background failed; retrying")
+            }
             None => {}
         }
-        prepare_spare(self.shared.options.fs.as_ref(), &path, self.shared.options.segment_size)
-            .map_err(|e| Error::io("prepare segment", path, e))
+        let file = prepare_spare(self.shared.options.fs.as_ref(), &path, capacity)
+            .map_err(|e| Error::io("prepare segment", path, e))?;
+        Ok((file, capacity))
     }
 
-    /// Seals the active segment and starts the next one.
+    /// Seals the active segment and starts the next one, with room for `need` bytes of records
+    /// and their seal (the request that did not fit). The next segment doubles the active one's
+    /// capacity up to the configured segment size (see [`segment::next_capacity`]), or more if
+    /// the request needs it. An empty active segment (a small first segment, say, too small
+    /// for the request) is not sealed but replaced by a larger one under the same name.
     ///
     /// Only a failed write or fdatasync of the log's own bytes (the seal) poisons. Everything
     /// else is an error for the request that needed the room, and leaves the log usable:
@@ -916,41 +946,54 @@ impl Writer {
     ///   by the next append that needs room, with a fresh file. Nothing depends on the new file
     ///   until its directory entry is durable; a crash in between leaves every segment sealed,
     ///   and open starts the next one.
-    fn roll(&mut self) -> Result<()> {
+    fn roll(&mut self, need: u64) -> Result<()> {
         assert!(self.buf.is_empty(), "roll with {} bytes staged", self.buf.len());
+        let max = self.shared.options.segment_size;
+        let needed = segment::capacity_for(need);
+        if needed > max {
+            return Err(Error::LimitExceeded {
+                limit: LimitKind::BatchBytes,
+                max: (max - HEADER_LEN - TRAILER_LEN) as usize,
+                actual: need as usize,
+            });
+        }
         // Sealing needs every record durable and the index complete.
         self.drain();
         if let Some(cause) = &self.poisoned {
             return Err(Error::Poisoned { cause: cause.clone() });
         }
-        if !self.sealed && self.state.active.footer.offsets.is_empty() {
-            // Nothing to seal: the request does not fit even an empty segment.
-            return Ok(());
-        }
-        let file = self.take_spare()?;
-        if !self.sealed {
+        let replace = !self.sealed && self.state.active.footer.offsets.is_empty();
+        let capacity = segment::next_capacity(Some(self.state.active.capacity), max).max(needed);
+        let (file, capacity) = self.take_spare(capacity)?;
+        if !replace && !self.sealed {
             if let Err(e) = self.seal() {
                 self.poison(e.to_string());
                 return Err(e);
             }
             self.sealed = true;
         }
-        let (file, map, final_path) = self.install(file)?;
+        let (file, map, final_path) = self.install(file, capacity)?;
         let id = SegmentId(self.state.next_position);
-        let capacity = self.shared.options.segment_size;
         {
             let mut index = self.shared.index.write();
-            let old = index.active_mut();
-            old.sealed = true;
-            old.map.publish(old.map.mapped_len());
-            index.segments.push(crate::index::SegmentState {
+            let new = crate::index::SegmentState {
                 id,
                 path: final_path,
                 map: map.clone(),
                 offsets: Vec::new(),
                 data_end: HEADER_LEN,
                 sealed: false,
-            });
+            };
+            if replace {
+                // Empty, so no reader has anything of it; its file was renamed over.
+                assert_eq!(index.active_mut().id, id, "replacing the empty active segment");
+                *index.active_mut() = new;
+            } else {
+                let old = index.active_mut();
+                old.sealed = true;
+                old.map.publish(old.map.mapped_len());
+                index.segments.push(new);
+            }
         }
         self.state.active = Active {
             id,
@@ -963,7 +1006,7 @@ impl Writer {
         };
         self.sealed = false;
         self.unsynced = false;
-        tracing::debug!(segment = %id, "rolled to a new segment");
+        tracing::debug!(segment = %id, capacity, replaced = replace, "rolled to a new segment");
         Ok(())
     }
 
@@ -971,10 +1014,13 @@ impl Writer {
     /// directory fsync. Mapped before the rename, so that nothing can fail once the new name is
     /// durable. On failure the file is dropped (the next attempt prepares a fresh one, and
     /// renames it over a name left by this one).
-    fn install(&self, file: Box<dyn StorageFile>) -> Result<(Box<dyn StorageFile>, Arc<Mapping>, PathBuf)> {
+    fn install(
+        &self,
+        file: Box<dyn StorageFile>,
+        capacity: u64,
+    ) -> Result<(Box<dyn StorageFile>, Arc<Mapping>, PathBuf)> {
         let spare_path = self.log_dir.join(crate::log::SPARE_FILE);
         let id = SegmentId(self.state.next_position);
-        let capacity = self.shared.options.segment_size;
         let header = SegmentHeader { id, capacity, prev_hash: self.state.last_hash, created_ms: now_ms() };
         let final_path = self.log_dir.join(segment::file_name(id));
         file.write_all_at(&header.encode(), 0)
