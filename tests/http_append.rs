@@ -152,7 +152,7 @@ fn a_multi_stream_append_is_all_or_nothing() {
     assert_eq!(body["actual"], 1);
     let (_, streams) = server.get("/v1/streams");
     assert_eq!(
-        streams,
+        streams["streams"],
         json!([
             {"stream": "agent-1", "last_version": 0, "events": 1},
             {"stream": "inbox-2", "last_version": 1, "events": 2}
@@ -220,7 +220,7 @@ fn bad_requests_get_4xx_json_errors_and_write_nothing() {
 
     assert_eq!(head(&server)["position"], 0, "only the seed event was written");
     let (_, streams) = server.get("/v1/streams");
-    assert_eq!(streams.as_array().unwrap().len(), 1);
+    assert_eq!(streams["streams"].as_array().unwrap().len(), 1);
 }
 
 #[test]

@@ -81,13 +81,14 @@ fn streams_head_and_verify_describe_the_log() {
     let (_, streams) = server.get("/v1/streams?prefix=agent-");
     assert_eq!(
         streams,
-        json!([
+        json!({"streams": [
             {"stream": "agent-1", "last_version": 4, "events": 5},
             {"stream": "agent-2", "last_version": 4, "events": 5}
-        ])
+        ], "next": null})
     );
     let (_, page) = server.get("/v1/streams?after=agent-1&limit=1");
-    assert_eq!(page, json!([{"stream": "agent-2", "last_version": 4, "events": 5}]));
+    // `billing` follows, so the page says where to go on.
+    assert_eq!(page, json!({"streams": [{"stream": "agent-2", "last_version": 4, "events": 5}], "next": "agent-2"}));
     let (_, head) = server.get("/v1/head");
     let (_, last) = server.get("/v1/events/10");
     assert_eq!(head, json!({"position": 10, "hash": last["hash"]}));
@@ -204,4 +205,40 @@ fn limit_zero_is_refused() {
         assert_eq!((status, body["error"].as_str()), (400, Some("invalid_query")), "{path}: {body}");
         assert!(body["message"].as_str().unwrap().contains("limit=0"), "{body}");
     }
+}
+
+/// Issue 23 item 8: `GET /v1/streams` answered a bare list cut at 10,000 rows without saying
+/// so; a page now says where the next starts (`next`), and following it lists every stream once.
+#[test]
+fn the_stream_listing_pages_with_a_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::Server::start(&dir.path().join("data"), &[]);
+    let names: Vec<String> = (0..7).map(|i| format!("s-{i}")).collect();
+    for name in &names {
+        server.append(name, &[("T", json!({}))]);
+    }
+    server.append("other", &[("T", json!({}))]);
+
+    let mut seen = Vec::new();
+    let mut query = "/v1/streams?prefix=s-&limit=3".to_string();
+    let mut pages = 0;
+    loop {
+        let (status, page) = server.get(&query);
+        assert_eq!(status, 200, "{page}");
+        pages += 1;
+        let rows = page["streams"].as_array().unwrap_or_else(|| panic!("a page is an object: {page}"));
+        assert!(rows.len() <= 3, "{page}");
+        seen.extend(rows.iter().map(|r| r["stream"].as_str().unwrap().to_string()));
+        match page["next"].as_str() {
+            Some(next) => {
+                assert_eq!(Some(next), rows.last().and_then(|r| r["stream"].as_str()), "next is the page's last name");
+                query = format!("/v1/streams?prefix=s-&limit=3&after={next}");
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen, names, "every stream once, in order");
+    assert_eq!(pages, 3, "7 streams in pages of 3");
+    let (_, exact) = server.get("/v1/streams?prefix=s-&limit=7");
+    assert_eq!(exact["next"], Value::Null, "a page that ends the listing has no cursor: {exact}");
 }

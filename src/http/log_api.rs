@@ -17,8 +17,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use log_engine::{Direction, NewEvent, Position, StreamAppend, StreamName, StreamVersion};
-use serde::Deserialize;
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ApiResult, ConflictBody, ErrorBody};
 use super::extract::{read_body, Caller, Path, Query};
@@ -368,23 +368,33 @@ pub async fn event_at(
 pub struct StreamsQuery {
     /// Only streams whose names start with this.
     prefix: Option<String>,
-    /// Only streams whose names sort after this (for paging).
+    /// Only streams whose names sort after this: the previous page's `next`.
     after: Option<String>,
-    /// Most rows (default and maximum 10000).
+    /// Most rows (default and maximum 10000, `STREAMS_LIST_MAX`).
     limit: Option<usize>,
 }
 
-/// Most rows of `GET /v1/streams`.
-const STREAMS_LIST_MAX: usize = 10_000;
+/// Most rows of one page of `GET /v1/streams`, and the page size when the request names none.
+pub const STREAMS_LIST_MAX: usize = 10_000;
 
-/// List streams: name, last version, event count, sorted by name.
+/// One page of `GET /v1/streams`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamsPage {
+    /// Streams sorted by name (bytewise).
+    pub streams: Vec<StreamInfoJson>,
+    /// The last name of this page when more streams follow (pass it as `after`), `null` on the
+    /// last page.
+    pub next: Option<String>,
+}
+
+/// List streams: name, last version, event count, sorted by name, one page at a time.
 #[utoipa::path(
     get,
     path = "/v1/streams",
     tag = "log",
     params(StreamsQuery),
     responses(
-        (status = 200, description = "Streams sorted by name; to page, pass the last name as `after`.", body = [StreamInfoJson]),
+        (status = 200, description = "A page of streams sorted by name; `next` is the `after` of the next page, `null` on the last.", body = StreamsPage),
         (status = 403, description = "The token lacks `read` on `prefix`.", body = ErrorBody),
     ),
     security(("bearer" = []), ())
@@ -393,21 +403,21 @@ pub async fn list_streams(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Query(q): Query<StreamsQuery>,
-) -> ApiResult<Json<Vec<StreamInfoJson>>> {
+) -> ApiResult<Json<StreamsPage>> {
     let prefix = q.prefix.unwrap_or_default();
     caller.require(Permission::Read, &prefix)?;
     let limit = q.limit.unwrap_or(STREAMS_LIST_MAX).clamp(1, STREAMS_LIST_MAX);
     let log = state.log.clone();
-    let rows = blocking(move || {
-        log.streams(&prefix)
-            .iter()
-            .filter(|s| q.after.as_deref().is_none_or(|after| s.stream.as_str() > after))
-            .take(limit)
-            .map(StreamInfoJson::from)
-            .collect::<Vec<_>>()
+    let page = blocking(move || {
+        let all = log.streams(&prefix);
+        let mut rest = all.iter().filter(|s| q.after.as_deref().is_none_or(|after| s.stream.as_str() > after));
+        let streams: Vec<StreamInfoJson> = rest.by_ref().take(limit).map(StreamInfoJson::from).collect();
+        // A cursor only when a row follows: the last page says it is the last.
+        let next = if rest.next().is_some() { streams.last().map(|s| s.stream.clone()) } else { None };
+        StreamsPage { streams, next }
     })
     .await?;
-    Ok(Json(rows))
+    Ok(Json(page))
 }
 
 /// The log's last position and chain hash.

@@ -15,7 +15,7 @@ Layout: ``_core`` builds every request and reads every answer (no I/O), ``_sync`
 """
 
 from ._async import AsyncAudit, AsyncClient, AsyncKeyValue, AsyncMeta, AsyncSubscription
-from ._core import AuditPage, RetryPolicy
+from ._core import AuditPage, RetryPolicy, StreamsPage
 from ._errors import (
     CairnError,
     Conflict,
@@ -73,6 +73,7 @@ __all__ = [
     "AsyncSubscription",
     "Audit",
     "AuditPage",
+    "StreamsPage",
     "AuditProof",
     "AuditReceipt",
     "AuditRecord",

@@ -346,9 +346,18 @@ class AsyncClient:
         state = SubscribeState(from_position, stream, stream_prefix, type_prefix, max_reconnects, self._policy)
         return AsyncSubscription(self._http, state, self._timeout, idle_timeout)
 
-    async def streams(self, *, prefix: str | None = None) -> list[StreamInfo]:
-        """Streams (optionally those whose names start with ``prefix``), sorted by name."""
-        return await self._call(core.streams(prefix))
+    async def streams(self, *, prefix: str | None = None, page_size: int | None = None) -> list[StreamInfo]:
+        """Every stream (optionally those whose names start with ``prefix``), sorted by name:
+        the listing is read page by page (``page_size`` rows each, the server's maximum by
+        default) until the server says it is done, so nothing is cut off."""
+        return [row async for page in self._pages(core.streams(prefix, page_size)) for row in page.streams]
+
+    async def streams_page(
+        self, *, prefix: str | None = None, after: str | None = None, limit: int | None = None
+    ) -> core.StreamsPage:
+        """One page of the listing, after the stream named ``after``; its ``next`` is the
+        ``after`` of the next page (``None`` on the last)."""
+        return await self._call(core.streams_page(prefix, after, limit))
 
     async def head(self) -> Head:
         """The log's last position and chain hash."""
@@ -523,16 +532,26 @@ class AsyncAudit:
     ) -> core.AuditPage:
         """One page of matching entries; filters are the contract's query parameters (``actor``,
         ``category``, ``level``, ``target``, ``trace_id``, ``agent_id``, ``workflow_id``,
-        ``task_id``, ``since``, ``until``, ``order``, ``limit``)."""
+        ``task_id``, ``since``, ``until``, ``order``, ``limit``); ``limit`` is this page's size
+        (at most 1000 on the server)."""
         return await self._client._call(core.audit_query_page(core.audit_filters(filters, min_position), after))
 
     async def query(
         self, *, after: str | None = None, min_position: int | None = None, **filters: int | str | datetime | None
     ) -> AsyncIterator[AuditRecord]:
-        """Every matching entry, page by page (same filters as :meth:`query_page`)."""
-        async for page in self._client._pages(core.audit_query(core.audit_filters(filters, min_position), after)):
+        """Every matching entry, page by page (same filters as :meth:`query_page`), or the
+        first ``limit`` of them: here ``limit`` is the total, not a page size."""
+        query = core.audit_filters(filters, min_position)
+        total = core.audit_total(query)
+        if total == 0:
+            return
+        count = 0
+        async for page in self._client._pages(core.audit_query(query, after)):
             for item in page.entries:
                 yield item
+                count += 1
+                if total is not None and count >= total:
+                    return
 
     async def proof(self, entry_id: str) -> AuditProof:
         """The entry and whether the log confirms it (same data and chain hash)."""

@@ -446,9 +446,46 @@ def read_all(
     return Paging(make(from_position), _follow_next(make, from_position))
 
 
-def streams(prefix: str | None = None) -> Call[list[StreamInfo]]:
-    request = Request("GET", "/v1/streams", params=_params(prefix=prefix), idempotent=True)
-    return Call(request, _json_of(_list_of(StreamInfo.from_json, "streams")))
+@dataclass(frozen=True)
+class StreamsPage:
+    """A page of the stream listing; pass ``next`` as ``after`` to continue (``None``: the last
+    page)."""
+
+    streams: tuple[StreamInfo, ...]
+    next: str | None
+
+    @staticmethod
+    def from_json(value: Any) -> StreamsPage:
+        # Servers before the paged listing answered a bare list (cut at 10,000 rows, unsaid).
+        if isinstance(value, list):
+            return StreamsPage(tuple(StreamInfo.from_json(row) for row in value), None)
+        obj = _mapping(value, "stream listing")
+        rows = obj.get("streams")
+        if not isinstance(rows, list):
+            raise ProtocolError("the server's stream listing has no list 'streams'", code="bad_response")
+        cursor = obj.get("next")
+        if cursor is not None and not isinstance(cursor, str):
+            raise ProtocolError(f"the stream listing's next cursor {cursor!r} is not a name", code="bad_response")
+        return StreamsPage(tuple(StreamInfo.from_json(row) for row in rows), cursor)
+
+
+def streams_page(prefix: str | None = None, after: str | None = None, limit: int | None = None) -> Call[StreamsPage]:
+    params = _params(prefix=prefix, after=after, limit=_check_limit(limit))
+    return Call(Request("GET", "/v1/streams", params=params, idempotent=True), _json_of(StreamsPage.from_json))
+
+
+def streams(prefix: str | None = None, page_size: int | None = None) -> Paging[StreamsPage]:
+    state: dict[str, str | None] = {"cursor": None}
+
+    def after(page: StreamsPage) -> Call[StreamsPage] | None:
+        if page.next is None:
+            return None
+        if page.next == state["cursor"]:
+            raise ProtocolError(f"the server's stream cursor {page.next!r} does not advance", code="bad_response")
+        state["cursor"] = page.next
+        return streams_page(prefix, page.next, page_size)
+
+    return Paging(streams_page(prefix, None, page_size), after)
 
 
 def head() -> Call[Head]:
@@ -829,18 +866,47 @@ def audit_query_page(filters: Mapping[str, Any], after: str | None = None) -> Ca
     return Call(request, _json_of(AuditPage.from_json))
 
 
+AUDIT_PAGE_MAX = 1000
+"""The most entries the server answers in one audit page."""
+
+
+def audit_total(filters: Mapping[str, Any]) -> int | None:
+    """The total an iterating audit query stops at: its ``limit`` (``None``: every match)."""
+    limit = filters.get("limit")
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ValueError(f"limit must be 0 or a positive number of entries, not {limit!r}")
+    return limit
+
+
 def audit_query(filters: Mapping[str, Any], after: str | None = None) -> Paging[AuditPage]:
-    state = {"cursor": after}
+    """Pages of an audit query whose ``limit`` is the total wanted, not a page size: each page
+    asks for what is still missing (at most :data:`AUDIT_PAGE_MAX`), and paging stops once the
+    total is reached. The caller trims the last page to the total as well."""
+    total = audit_total(filters)
+    state: dict[str, Any] = {"cursor": after, "remaining": total}
+
+    def page_call(cursor: str | None) -> Call[AuditPage]:
+        remaining = state["remaining"]
+        page_filters = dict(filters)
+        if remaining is not None:
+            page_filters["limit"] = max(1, min(remaining, AUDIT_PAGE_MAX))
+        return audit_query_page(page_filters, cursor)
 
     def next_page(page: AuditPage) -> Call[AuditPage] | None:
+        if state["remaining"] is not None:
+            state["remaining"] -= len(page.entries)
+            if state["remaining"] <= 0:
+                return None
         if page.next is None:
             return None
         if page.next == state["cursor"]:
             raise ProtocolError(f"the server's audit cursor {page.next!r} does not advance", code="bad_response")
         state["cursor"] = page.next
-        return audit_query_page(filters, page.next)
+        return page_call(page.next)
 
-    return Paging(audit_query_page(filters, after), next_page)
+    return Paging(page_call(after), next_page)
 
 
 def audit_proof(entry_id: str) -> Call[AuditProof]:

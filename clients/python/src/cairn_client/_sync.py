@@ -342,9 +342,18 @@ class Client:
         state = SubscribeState(from_position, stream, stream_prefix, type_prefix, max_reconnects, self._policy)
         return Subscription(self._http, state, self._timeout, idle_timeout)
 
-    def streams(self, *, prefix: str | None = None) -> list[StreamInfo]:
-        """Streams (optionally those whose names start with ``prefix``), sorted by name."""
-        return self._call(core.streams(prefix))
+    def streams(self, *, prefix: str | None = None, page_size: int | None = None) -> list[StreamInfo]:
+        """Every stream (optionally those whose names start with ``prefix``), sorted by name:
+        the listing is read page by page (``page_size`` rows each, the server's maximum by
+        default) until the server says it is done, so nothing is cut off."""
+        return [row for page in self._pages(core.streams(prefix, page_size)) for row in page.streams]
+
+    def streams_page(
+        self, *, prefix: str | None = None, after: str | None = None, limit: int | None = None
+    ) -> core.StreamsPage:
+        """One page of the listing, after the stream named ``after``; its ``next`` is the
+        ``after`` of the next page (``None`` on the last)."""
+        return self._call(core.streams_page(prefix, after, limit))
 
     def head(self) -> Head:
         """The log's last position and chain hash."""
@@ -518,15 +527,26 @@ class Audit:
     ) -> core.AuditPage:
         """One page of matching entries; filters are the contract's query parameters (``actor``,
         ``category``, ``level``, ``target``, ``trace_id``, ``agent_id``, ``workflow_id``,
-        ``task_id``, ``since``, ``until``, ``order``, ``limit``)."""
+        ``task_id``, ``since``, ``until``, ``order``, ``limit``); ``limit`` is this page's size
+        (at most 1000 on the server)."""
         return self._client._call(core.audit_query_page(core.audit_filters(filters, min_position), after))
 
     def query(
         self, *, after: str | None = None, min_position: int | None = None, **filters: int | str | datetime | None
     ) -> Iterator[AuditRecord]:
-        """Every matching entry, page by page (same filters as :meth:`query_page`)."""
-        for page in self._client._pages(core.audit_query(core.audit_filters(filters, min_position), after)):
-            yield from page.entries
+        """Every matching entry, page by page (same filters as :meth:`query_page`), or the
+        first ``limit`` of them: here ``limit`` is the total, not a page size."""
+        query = core.audit_filters(filters, min_position)
+        total = core.audit_total(query)
+        if total == 0:
+            return
+        count = 0
+        for page in self._client._pages(core.audit_query(query, after)):
+            for item in page.entries:
+                yield item
+                count += 1
+                if total is not None and count >= total:
+                    return
 
     def proof(self, entry_id: str) -> AuditProof:
         """The entry and whether the log confirms it (same data and chain hash)."""

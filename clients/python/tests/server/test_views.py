@@ -89,6 +89,19 @@ def test_kv_counters_strings_lists_and_sets(kv: cc.KeyValue, key: str) -> None:
     assert kv.members(f"{key}/set", min_position=removed.position) == ["b"]
 
 
+def test_streams_lists_every_stream_across_pages(client: cc.Client, stream: str) -> None:
+    """Issue 23 item 8: ``streams()`` stopped at the server's 10,000-row page without saying so;
+    it follows the listing's cursor to the end."""
+    names = [f"{stream}/{i}" for i in range(5)]
+    for name in names:
+        client.append(name, cc.NewEvent("T"))
+    assert [s.stream for s in client.streams(prefix=f"{stream}/", page_size=2)] == names
+    page = client.streams_page(prefix=f"{stream}/", limit=2)
+    assert [s.stream for s in page.streams] == names[:2] and page.next == names[1]
+    last = client.streams_page(prefix=f"{stream}/", after=names[3], limit=2)
+    assert [s.stream for s in last.streams] == names[4:] and last.next is None
+
+
 def test_kv_exists_for_every_kind_and_get_at_a_version(kv: cc.KeyValue, key: str) -> None:
     """Issue 14 item 10: EXISTS is true for a key of any kind (HEAD once answered 400 for lists
     and sets), and ``get(version=)`` reads a key as it was."""
@@ -145,8 +158,11 @@ def test_audit_append_query_and_proof(client: cc.Client) -> None:
     ]
     assert len({r.id for r in receipts}) == 3 and receipts[0].position < receipts[2].position
     last = receipts[-1].position
-    found = list(client.audit.query(actor=actor, min_position=last, order="asc", limit=2))
+    found = list(client.audit.query(actor=actor, min_position=last, order="asc"))
     assert [e.id for e in found] == [r.id for r in receipts]
+    # Issue 23 item 8: ``limit`` is the total (it was a page size, and all three came back).
+    first_two = list(client.audit.query(actor=actor, order="asc", limit=2))
+    assert [e.id for e in first_two] == [r.id for r in receipts[:2]]
     assert found[0].event == "tool.called" and found[0].level == "info"
     warn = list(client.audit.query(actor=actor, level="warn"))
     assert [e.id for e in warn] == [receipts[1].id]

@@ -127,6 +127,56 @@ def test_key_and_audit_listings_follow_their_cursors() -> None:
     assert script.requests[1].url.params["actor"] == "a-1"
 
 
+def test_streams_follow_the_listing_cursor_to_the_end() -> None:
+    """Issue 23 item 8: the stream listing is paged; ``streams()`` reads every page."""
+    def row(name: str) -> dict[str, object]:
+        return {"stream": name, "last_version": 0, "events": 1}
+
+    script = Script(
+        [ok({"streams": [row("a"), row("b")], "next": "b"}), ok({"streams": [row("c")], "next": None})]
+    )
+    with client(script) as c:
+        assert [s.stream for s in c.streams(prefix="", page_size=2)] == ["a", "b", "c"]
+    assert script.requests[0].url.params["limit"] == "2"
+    assert script.requests[1].url.params["after"] == "b"
+    # An older server's bare list is one last page.
+    script = Script([ok([row("a")])])
+    with client(script) as c:
+        assert [s.stream for s in c.streams()] == ["a"]
+
+
+def test_an_audit_query_limit_is_the_total() -> None:
+    """Issue 23 item 8: ``audit.query(limit=3)`` answered every match (``limit`` was only the
+    page size); it yields at most 3, asking each page only for what is missing."""
+    def entries(*ids: str) -> list[dict[str, str]]:
+        return [{"id": i} for i in ids]
+
+    script = Script(
+        [ok({"entries": entries("1", "2"), "next": "7"}), ok({"entries": entries("3"), "next": "9"})]
+    )
+    with client(script) as c:
+        assert [e.id for e in c.audit.query(actor="a-1", limit=3)] == ["1", "2", "3"]
+    assert len(script.requests) == 2, "no page is asked for once the total is reached"
+    assert script.requests[0].url.params["limit"] == "3"
+    assert script.requests[1].url.params["limit"] == "1"
+    with client(Script([])) as c:
+        assert list(c.audit.query(limit=0)) == []
+
+
+@pytest.mark.anyio
+async def test_async_audit_limit_and_streams_paging() -> None:
+    script = Script(
+        [
+            ok({"entries": [{"id": "1"}, {"id": "2"}], "next": "7"}),
+            ok({"streams": [{"stream": "a", "last_version": 0, "events": 1}], "next": "a"}),
+            ok({"streams": [{"stream": "b", "last_version": 0, "events": 1}], "next": None}),
+        ]
+    )
+    async with cc.AsyncClient("http://cairn.test", transport=script.async_transport(), backoff=0) as c:
+        assert [e.id async for e in c.audit.query(limit=2)] == ["1", "2"]
+        assert [s.stream for s in await c.streams()] == ["a", "b"]
+
+
 @pytest.mark.anyio
 async def test_async_retries_and_paging() -> None:
     script = Script(
