@@ -50,6 +50,7 @@ fn convert_events(stream: &str, events: Vec<NewEventJson>) -> ApiResult<Vec<NewE
 
 /// `?allow_reserved=true` on an append: see [`check_view_stream`].
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AppendQuery {
     /// Admin only, for repair work: append raw events to a stream a view owns (`kv:`, `audit:`,
