@@ -46,6 +46,16 @@ impl DirLock {
     }
 }
 
+/// True while another handle holds the writer's lock on `dir`. Probes with a shared lock on a
+/// read-only descriptor and lets it go at once, so a reader never keeps a writer out; a
+/// directory without a lock file (or on media where locking fails) has no writer.
+pub(crate) fn writer_active(dir: &Path) -> bool {
+    match File::open(dir.join(LOCK_FILE)) {
+        Ok(file) => matches!(file.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)),
+        Err(_) => false,
+    }
+}
+
 pub(crate) fn log_dir(dir: &Path) -> PathBuf {
     dir.join(LOG_DIR)
 }

@@ -73,6 +73,51 @@ pub enum Error {
 
     #[error("the log is closed")]
     Closed,
+
+    #[error("{} is not a cairn data directory ({reason})", dir.display())]
+    NotAStore { dir: PathBuf, reason: &'static str },
+
+    #[error("the log in {} is open read-only: only a writer appends", dir.display())]
+    ReadOnly { dir: PathBuf },
+
+    #[error(
+        "segment file {} is missing: the log's extent record says segment {segment} (positions from {segment} on) \
+         was created, but the surviving log {} ({}); its events are lost. Restore from a backup, \
+         or accept the loss with `cairn repair --accept-missing-tail` (Recovery::AcceptMissingTail), \
+         which continues the log at position {segment}",
+        path.display(),
+        describe_end(*.next_position),
+        describe_newest(.newest)
+    )]
+    MissingSegment { path: PathBuf, segment: SegmentId, next_position: u64, newest: Option<SegmentId> },
+
+    #[error(
+        "segment files {} are missing: the log's extent record says segment {segment} was created, but the surviving log \
+         {} ({}), so positions {} to {segment} were lost as well; restore from a backup \
+         (continuing the log would hand out positions that had been used)",
+        path.display(),
+        describe_end(*.next_position),
+        describe_newest(.newest),
+        .next_position
+    )]
+    MissingSegments { path: PathBuf, segment: SegmentId, next_position: u64, newest: Option<SegmentId> },
+
+    #[error("{}: {detail}", path.display())]
+    BadSideFile { path: PathBuf, detail: String },
+}
+
+fn describe_end(next_position: u64) -> String {
+    match next_position.checked_sub(1) {
+        Some(last) => format!("ends at position {last}"),
+        None => "is empty".to_string(),
+    }
+}
+
+fn describe_newest(newest: &Option<SegmentId>) -> String {
+    match newest {
+        Some(id) => format!("newest segment file {id}.seg"),
+        None => "no segment file is left".to_string(),
+    }
 }
 
 fn position_suffix(position: &Option<Position>) -> String {
@@ -201,7 +246,14 @@ impl Error {
 
     /// True for damage found by a check (as opposed to I/O failure or bad input).
     pub fn is_corruption(&self) -> bool {
-        matches!(self, Error::Corrupt { .. } | Error::TornTail { .. })
+        matches!(
+            self,
+            Error::Corrupt { .. }
+                | Error::TornTail { .. }
+                | Error::MissingSegment { .. }
+                | Error::MissingSegments { .. }
+                | Error::BadSideFile { .. }
+        )
     }
 }
 

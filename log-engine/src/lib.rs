@@ -26,6 +26,7 @@
 
 mod dir;
 mod error;
+mod extent;
 pub mod fs;
 mod idwindow;
 mod index;
@@ -44,7 +45,7 @@ pub mod faults;
 
 pub use crate::error::{CorruptionKind, Error, IdConflictReason, LimitKind, Result};
 pub use crate::idwindow::IDEMPOTENCY_WINDOW;
-pub use crate::log::{Log, Metrics, Options, SegmentFile, Stats};
+pub use crate::log::{Log, Metrics, Options, ReadStop, SegmentFile, Stats};
 pub use crate::segment::{SEGMENT_SIZE_DEFAULT, SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN, SEGMENT_SIZE_START};
 pub use crate::subscribe::{Filter, StartFrom, Subscription};
 pub use crate::types::*;

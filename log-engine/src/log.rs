@@ -3,6 +3,13 @@
 //! Calling order: `Log::open` → any number of appends, reads and subscriptions from any thread →
 //! `Log::close` (or drop the last handle). Appends go to the writer thread (writer.rs); reads go
 //! straight to the mapped segments through the index (index.rs).
+//!
+//! A log opened with [`Log::open_read_only`] is a *reader*: it takes no lock, creates, removes
+//! and writes nothing (it works on read-only files), never cuts a torn tail, and shows the newest
+//! segment only up to its last complete batch (and, while another process holds the writer's
+//! lock, only up to the offset that writer has made durable: see extent.rs). It sees the
+//! writer's later appends when [`Log::refresh`] is called. Damage in the newest segment does not
+//! fail a reader's open: the reader stops before it and says where ([`Log::read_stop`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +24,7 @@ use uuid::Uuid;
 
 use crate::dir::{self, DirLock};
 use crate::error::{CorruptionKind, Error, LimitKind, Result};
+use crate::extent::{self, LiveMark};
 use crate::fs::{FileSystem, OsFs, StorageFile};
 use crate::idwindow::{IdWindow, IDEMPOTENCY_WINDOW};
 use crate::index::{Index, SegmentState, StreamIndex};
@@ -55,11 +63,51 @@ impl Default for Options {
     }
 }
 
+/// Whether this handle writes the log or only reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Holds the lock; recovers (cuts a torn tail); appends.
+    Write,
+    /// No lock, no writes of any kind; shows the durable, complete prefix.
+    ReadOnly,
+}
+
+/// Where a reader stopped short of the newest segment's end: damage, or a torn or unfinished
+/// batch. A writer's open would cut a torn tail there (or, for `corrupt`, refuse to open).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadStop {
+    pub segment: SegmentId,
+    /// Byte offset of the first byte not shown.
+    pub offset: u64,
+    /// The position the first record not shown would have had.
+    pub position: Option<Position>,
+    /// True when later records prove the damaged bytes had been acknowledged (corruption);
+    /// false for a torn tail, which a writer's open cuts.
+    pub corrupt: bool,
+    /// What was found there, as a sentence fragment.
+    pub detail: String,
+}
+
+/// A reader's view of the files, to tell whether [`Log::refresh`] has anything to re-read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Fingerprint {
+    segments: Vec<SegmentId>,
+    writer_active: bool,
+    live: Option<(SegmentId, u64)>,
+    /// The newest segment's length and modification time, which change with every write.
+    newest: Option<(u64, Option<std::time::SystemTime>)>,
+}
+
 /// State shared by the handle, the writer and readers.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub dir: PathBuf,
     pub options: Options,
+    pub access: Access,
+    /// The writer's `live` file (extent.rs); `None` for a reader.
+    pub live: Option<LiveMark>,
+    /// A reader's last stop and fingerprint.
+    read_state: Mutex<(Option<ReadStop>, Fingerprint)>,
     pub index: RwLock<Index>,
     pub poison: Mutex<Option<String>>,
     /// Committed event count, for subscribers to wait on.
@@ -86,7 +134,8 @@ struct Handle {
     shared: Arc<Shared>,
     tx: Mutex<Option<Sender<Command>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    _lock: DirLock,
+    /// Held by a writer for as long as the log is open; a reader takes none.
+    _lock: Option<DirLock>,
 }
 
 impl Drop for Handle {
@@ -201,12 +250,18 @@ impl Log {
         let lock = DirLock::acquire(&dir)?;
         let log_dir = dir::log_dir(&dir);
         dir::create_dir_durable(&log_dir)?;
-        let (index, state) = recover(&dir, &options)?;
+        let (index, state, _) = recover(&dir, &options, Access::Write)?;
+        let state = state.expect("a writer's recovery yields the writer's state");
+        let live = LiveMark::open(options.fs.as_ref(), &log_dir)?;
+        live.note(state.active.id, state.active.write_offset);
         let next = index.next_position;
         let (head_tx, _) = watch::channel(next);
         let shared = Arc::new(Shared {
             dir,
             options,
+            access: Access::Write,
+            live: Some(live),
+            read_state: Mutex::new((None, Fingerprint::default())),
             index: RwLock::new(index),
             poison: Mutex::new(None),
             head_tx,
@@ -236,9 +291,93 @@ impl Log {
                 shared,
                 tx: Mutex::new(Some(tx)),
                 writer: Mutex::new(Some(thread)),
-                _lock: lock,
+                _lock: Some(lock),
             }),
         })
+    }
+
+    /// Opens the log in `dir` as a reader: no lock, nothing created or written, so it works
+    /// beside a writer in another process and on read-only files. A missing directory, or one
+    /// without a `log/` directory, is [`Error::NotAStore`]. Appends fail with
+    /// [`Error::ReadOnly`]; [`Log::refresh`] picks up what a writer appended since.
+    /// `options.recovery` is ignored: a reader never repairs.
+    pub fn open_read_only(dir: impl AsRef<Path>, options: Options) -> Result<Log> {
+        let dir = dir.as_ref().to_path_buf();
+        if !dir.is_dir() {
+            let reason = if dir.exists() { "it is not a directory" } else { "it does not exist" };
+            return Err(Error::NotAStore { dir, reason });
+        }
+        if !dir::log_dir(&dir).is_dir() {
+            return Err(Error::NotAStore { dir, reason: "it has no log/ directory" });
+        }
+        let fingerprint = fingerprint(&dir, options.fs.as_ref())?;
+        let (index, _, stop) = recover(&dir, &options, Access::ReadOnly)?;
+        let (head_tx, _) = watch::channel(index.next_position);
+        let shared = Arc::new(Shared {
+            dir,
+            options,
+            access: Access::ReadOnly,
+            live: None,
+            read_state: Mutex::new((stop, fingerprint)),
+            index: RwLock::new(index),
+            poison: Mutex::new(None),
+            head_tx,
+            closed: AtomicBool::new(false),
+            metrics: MetricsInner::default(),
+        });
+        Ok(Log { handle: Arc::new(Handle { shared, tx: Mutex::new(None), writer: Mutex::new(None), _lock: None }) })
+    }
+
+    /// True for a handle from [`Log::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.shared().access == Access::ReadOnly
+    }
+
+    /// For a reader: where it stopped short of the newest segment's end, if it did (damage, a
+    /// torn tail, or a batch a writer has not finished). `None` for a writer.
+    pub fn read_stop(&self) -> Option<ReadStop> {
+        self.shared().read_state.lock().0.clone()
+    }
+
+    /// For a reader: re-reads the directory and shows what a writer has made durable since.
+    /// Returns whether anything new became visible. Cheap when nothing changed (a directory
+    /// listing and two small reads); otherwise it costs an open. A writer's handle returns
+    /// `Ok(false)`: it always sees its own appends.
+    ///
+    /// Fails if the log now ends before what this reader has shown (an operator's repair cut
+    /// it): positions already shown are never taken back.
+    pub fn refresh(&self) -> Result<bool> {
+        let shared = self.shared();
+        if shared.access != Access::ReadOnly {
+            return Ok(false);
+        }
+        let mut state = shared.read_state.lock();
+        let now = fingerprint(&shared.dir, shared.options.fs.as_ref())?;
+        if now == state.1 {
+            return Ok(false);
+        }
+        let (index, _, stop) = recover(&shared.dir, &shared.options, Access::ReadOnly)?;
+        let mut current = shared.index.write();
+        if index.next_position < current.next_position {
+            return Err(Error::Invalid {
+                what: format!(
+                    "the log in {} now ends at position {} but this reader has shown positions up to {}: \
+                     it was cut by a repair; open it again",
+                    shared.dir.display(),
+                    index.next_position as i64 - 1,
+                    current.next_position - 1
+                ),
+            });
+        }
+        *state = (stop, now);
+        if index.next_position == current.next_position {
+            return Ok(false);
+        }
+        let next = index.next_position;
+        *current = index;
+        drop(current);
+        shared.head_tx.send_replace(next);
+        Ok(true)
     }
 
     fn shared(&self) -> &Arc<Shared> {
@@ -314,6 +453,9 @@ impl Log {
 
     /// Validates and prepares a request on the caller's thread, then queues it for the writer.
     fn submit(&self, appends: Vec<StreamAppend>, reply: Reply) -> Result<()> {
+        if self.is_read_only() {
+            return Err(Error::ReadOnly { dir: self.dir().to_path_buf() });
+        }
         if let Some(cause) = self.poisoned() {
             return Err(Error::Poisoned { cause });
         }
@@ -632,23 +774,65 @@ pub(crate) fn committed_frame(bytes: &[u8], segment: SegmentId, offset: u64, pos
     Ok(frame)
 }
 
-/// Opens every segment, checks how they join, recovers the newest, and builds the index.
-fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
-    let fs = &options.fs;
-    let log_dir = dir::log_dir(dir);
+/// The segment files in `log_dir`, sorted. A writer (`remove_temps`) deletes `.tmp` files: a
+/// segment or extent record being prepared when the process stopped, holding no records.
+fn list_segments(fs: &dyn FileSystem, log_dir: &Path, remove_temps: bool) -> Result<Vec<SegmentId>> {
     let mut ids = Vec::new();
-    for path in fs.list(&log_dir).map_err(|e| Error::io("list", &log_dir, e))? {
+    for path in fs.list(log_dir).map_err(|e| Error::io("list", log_dir, e))? {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
         if name.ends_with(".tmp") {
-            // A segment being prepared when the process stopped; it holds no records.
-            fs.remove(&path).map_err(|e| Error::io("remove", &path, e))?;
+            if remove_temps {
+                fs.remove(&path).map_err(|e| Error::io("remove", &path, e))?;
+            }
         } else if let Some(id) = segment::parse_file_name(&name) {
             ids.push(id);
-        } else {
+        } else if name != extent::EXTENT_FILE && name != extent::LIVE_FILE {
             tracing::warn!(file = %path.display(), "ignoring a file that is not a segment");
         }
     }
     ids.sort();
+    Ok(ids)
+}
+
+/// What a reader's [`Log::refresh`] compares to know whether anything changed.
+fn fingerprint(dir: &Path, fs: &dyn FileSystem) -> Result<Fingerprint> {
+    let log_dir = dir::log_dir(dir);
+    let segments = list_segments(fs, &log_dir, false)?;
+    let newest = segments.last().and_then(|id| {
+        let meta = std::fs::metadata(log_dir.join(segment::file_name(*id))).ok()?;
+        Some((meta.len(), meta.modified().ok()))
+    });
+    Ok(Fingerprint { segments, writer_active: dir::writer_active(dir), live: extent::read_live(&log_dir), newest })
+}
+
+/// How far a reader may look into the newest segment `id`: while a writer holds the lock, only
+/// up to the offset that writer has published as durable (a batch whose fdatasync has not
+/// returned must not be shown, and bytes being written must not be read); with no writer,
+/// everything (what is complete then is what the next writer's open keeps).
+fn reader_limit(dir: &Path, id: SegmentId) -> Option<u64> {
+    if !dir::writer_active(dir) {
+        return None;
+    }
+    match extent::read_live(&dir::log_dir(dir)) {
+        Some((live, offset)) if live == id => Some(offset),
+        // The writer has moved on to a newer segment: this one's records are all durable (the
+        // scan stops at the seal record).
+        Some((live, _)) if live > id => None,
+        // A writer that has not published anything here yet, or one too old to keep the file.
+        _ => Some(HEADER_LEN),
+    }
+}
+
+/// Opens every segment, checks how they join, recovers the newest, and builds the index. A
+/// reader (`Access::ReadOnly`) changes nothing on disk, gets no writer state, and gets where it
+/// stopped short of the newest segment's end instead of a repair.
+fn recover(dir: &Path, options: &Options, access: Access) -> Result<(Index, Option<WriterState>, Option<ReadStop>)> {
+    let fs = &options.fs;
+    let log_dir = dir::log_dir(dir);
+    let writer = access == Access::Write;
+    let ids = list_segments(fs.as_ref(), &log_dir, writer)?;
+    let recorded = extent::read_extent(&log_dir)?;
+    let mut stop = None;
 
     let mut index =
         Index { segments: Vec::new(), streams: HashMap::default(), next_position: 0, head_hash: ChainHash::genesis() };
@@ -660,7 +844,7 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
     // The idempotency window is the last IDEMPOTENCY_WINDOW positions: a sealed segment whose last
     // position lies that far before the newest segment's first cannot hold any of them.
     let window_from = ids.last().map_or(0, |newest| newest.0.saturating_sub(IDEMPOTENCY_WINDOW as u64));
-    let probes = probe_segments(&log_dir, fs.as_ref(), &ids);
+    let probes = probe_segments(&log_dir, fs.as_ref(), &ids, access);
     // In a closure so that, whatever fails, the footers read before it are checked first: the
     // earliest damage is the one reported.
     let read_segments = || -> Result<()> {
@@ -724,7 +908,14 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
                     index.streams = index_streams(&footers)?;
                     footers.clear();
                     let file = file.expect("an unsealed segment's probe keeps its file");
-                    let scan = crate::recovery::scan_newest(dir, fs.as_ref(), &*file, &header, options.recovery)?;
+                    let scan = if writer {
+                        crate::recovery::scan_newest(dir, fs.as_ref(), &*file, &header, options.recovery)?
+                    } else {
+                        let (scan, stopped) =
+                            crate::recovery::scan_readable(&*file, &header, reader_limit(dir, id), &path)?;
+                        stop = stopped;
+                        scan
+                    };
                     let mut footer = FooterBuilder::default();
                     let mut entries = Vec::new();
                     for run in scan.records.chunk_by(|a, b| a.stream == b.stream) {
@@ -792,10 +983,20 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
         // Every segment is sealed.
         index.streams = index_streams(&footers)?;
     }
-    let active = match active {
-        Some(active) => active,
-        None => create_first_active(dir, options, &mut index)?,
+    check_extent(&log_dir, options, access, recorded, ids.last().copied(), index.next_position)?;
+    if !writer {
+        tracing::debug!(dir = %dir.display(), events = index.next_position, "log opened read-only");
+        return Ok((index, None, stop));
+    }
+    let (active, created) = match active {
+        Some(active) => (active, false),
+        None => (create_first_active(dir, options, &mut index)?, true),
     };
+    // An older directory has no extent record yet; a crash between installing a segment and
+    // recording it leaves the record one segment behind; an accepted missing tail leaves it ahead.
+    if !created && recorded != Some(active.id) {
+        extent::write_extent(fs.as_ref(), &log_dir, active.id, &|| fs.sync_dir(&log_dir))?;
+    }
     recent_ids.sort_unstable_by_key(|(p, _)| *p);
     let skip = recent_ids.len().saturating_sub(IDEMPOTENCY_WINDOW);
     recent_ids.drain(..skip);
@@ -809,7 +1010,35 @@ fn recover(dir: &Path, options: &Options) -> Result<(Index, WriterState)> {
         ids: window,
     };
     tracing::info!(dir = %dir.display(), events = index.next_position, segments = index.segments.len(), "log opened");
-    Ok((index, state))
+    Ok((index, Some(state), None))
+}
+
+/// Refuses to open a log whose newest segment file is older than the newest segment the extent
+/// record says was created: that segment (and perhaps more) is missing, and continuing would
+/// hand out its positions again. With [`Recovery::AcceptMissingTail`] a writer continues when
+/// exactly the newest segment is lost and the surviving log ends where it began.
+fn check_extent(
+    log_dir: &Path,
+    options: &Options,
+    access: Access,
+    recorded: Option<SegmentId>,
+    newest: Option<SegmentId>,
+    next_position: u64,
+) -> Result<()> {
+    let Some(recorded) = recorded else { return Ok(()) };
+    if newest.is_some_and(|newest| newest >= recorded) {
+        return Ok(());
+    }
+    let path = log_dir.join(segment::file_name(recorded));
+    if next_position < recorded.0 {
+        return Err(Error::MissingSegments { path, segment: recorded, next_position, newest });
+    }
+    if access == Access::Write && options.recovery == Recovery::AcceptMissingTail {
+        tracing::error!(segment = %recorded, file = %path.display(),
+            "accepting a missing newest segment: its events are lost; the log continues at position {next_position}");
+        return Ok(());
+    }
+    Err(Error::MissingSegment { path, segment: recorded, next_position, newest })
 }
 
 /// Each stream's positions, from the sealed segments' footers in segment order. At 100,000
@@ -913,13 +1142,16 @@ struct Probe {
 /// Opens every segment, checks its header and reads its footer if it is sealed, on as many
 /// threads as there are cores: decoding footers is most of the time open spends on a large log.
 /// Results are in `ids` order, so the caller reports the earliest damage first.
-fn probe_segments(log_dir: &Path, fs: &dyn FileSystem, ids: &[SegmentId]) -> Vec<Result<Probe>> {
+fn probe_segments(log_dir: &Path, fs: &dyn FileSystem, ids: &[SegmentId], access: Access) -> Vec<Result<Probe>> {
     let workers = cores().min(ids.len()).max(1);
     let mut results: Vec<(usize, Result<Probe>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|w| {
                 scope.spawn(move || {
-                    (w..ids.len()).step_by(workers).map(|i| (i, probe_segment(log_dir, fs, ids[i]))).collect::<Vec<_>>()
+                    (w..ids.len())
+                        .step_by(workers)
+                        .map(|i| (i, probe_segment(log_dir, fs, ids[i], access)))
+                        .collect::<Vec<_>>()
                 })
             })
             .collect();
@@ -929,9 +1161,13 @@ fn probe_segments(log_dir: &Path, fs: &dyn FileSystem, ids: &[SegmentId]) -> Vec
     results.into_iter().map(|(_, probe)| probe).collect()
 }
 
-fn probe_segment(log_dir: &Path, fs: &dyn FileSystem, id: SegmentId) -> Result<Probe> {
+fn probe_segment(log_dir: &Path, fs: &dyn FileSystem, id: SegmentId, access: Access) -> Result<Probe> {
     let path = log_dir.join(segment::file_name(id));
-    let file = fs.open(&path).map_err(|e| Error::io("open segment", &path, e))?;
+    let file = match access {
+        Access::Write => fs.open(&path),
+        Access::ReadOnly => fs.open_read_only(&path),
+    };
+    let file = file.map_err(|e| Error::io("open segment", &path, e))?;
     let len = file.len().map_err(|e| Error::io("stat segment", &path, e))?;
     let corrupt = |offset, kind| Error::Corrupt { segment: id, offset, position: None, kind };
     if !(SEGMENT_SIZE_MIN..=SEGMENT_SIZE_MAX).contains(&len) {
@@ -999,6 +1235,8 @@ fn create_first_active(dir: &Path, options: &Options, index: &mut Index) -> Resu
     };
     fs.rename(&tmp, &path).map_err(|e| Error::io("rename segment", &path, e))?;
     fs.sync_dir(&log_dir).map_err(|e| Error::io("fsync directory", &log_dir, e))?;
+    // Before any record goes into the new segment, the log must know it exists (extent.rs).
+    extent::write_extent(fs.as_ref(), &log_dir, id, &|| fs.sync_dir(&log_dir))?;
     let map = Arc::new(Mapping::new(file.as_file(), HEADER_LEN).map_err(|e| Error::io("map segment", &path, e))?);
     index.segments.push(SegmentState {
         id,

@@ -25,6 +25,7 @@ use uuid::Uuid;
 use crate::dir;
 use crate::error::{CorruptionKind, Error, Result};
 use crate::fs::{FileSystem, StorageFile};
+use crate::log::ReadStop;
 use crate::mmap::Mapping;
 use crate::record::{self, FrameError, EVENT_BODY_MAX, FLAG_BATCH_END, KIND_EVENT, RECORD_ALIGN};
 use crate::segment::{self, SegmentHeader, HEADER_LEN};
@@ -58,19 +59,22 @@ struct Damage {
     tearable: bool,
 }
 
-pub(crate) fn scan_newest(
-    dir: &Path,
-    fs: &dyn FileSystem,
-    file: &dyn StorageFile,
-    header: &SegmentHeader,
-    mode: Recovery,
-) -> Result<Scan> {
-    let id = header.id;
-    let usable_end = segment::usable_end(header.capacity);
-    let path = dir::log_dir(dir).join(segment::file_name(id));
-    let probe = Mapping::new(file.as_file(), header.capacity).map_err(|e| Error::io("map segment", &path, e))?;
-    let bytes = probe.bytes();
+/// What one pass over a segment's records found.
+struct Walk {
+    records: Vec<Scanned>,
+    /// Records of complete batches (a prefix of `records`).
+    complete: usize,
+    complete_end: u64,
+    complete_ts: u64,
+    last_ts: u64,
+    /// Where the pass ended.
+    offset: u64,
+    damage: Option<Damage>,
+}
 
+/// Decodes records from the header on, up to `usable_end`, stopping at unwritten space or the
+/// first damage. Reads only `bytes[..usable_end]`.
+fn walk(bytes: &[u8], id: crate::types::SegmentId, usable_end: u64) -> Walk {
     let mut records: Vec<Scanned> = Vec::new();
     let mut complete = 0usize;
     let mut complete_end = HEADER_LEN;
@@ -150,6 +154,24 @@ pub(crate) fn scan_newest(
         }
     }
 
+    Walk { records, complete, complete_end, complete_ts, last_ts, offset, damage }
+}
+
+pub(crate) fn scan_newest(
+    dir: &Path,
+    fs: &dyn FileSystem,
+    file: &dyn StorageFile,
+    header: &SegmentHeader,
+    mode: Recovery,
+) -> Result<Scan> {
+    let id = header.id;
+    let usable_end = segment::usable_end(header.capacity);
+    let path = dir::log_dir(dir).join(segment::file_name(id));
+    let probe = Mapping::new(file.as_file(), header.capacity).map_err(|e| Error::io("map segment", &path, e))?;
+    let bytes = probe.bytes();
+
+    let Walk { mut records, complete, complete_end, complete_ts, last_ts, offset, damage } =
+        walk(bytes, id, usable_end);
     let incomplete = records.len() > complete;
     if damage.is_none() && !incomplete {
         return Ok(Scan { records, end: complete_end, last_timestamp_ms: last_ts });
@@ -186,6 +208,48 @@ pub(crate) fn scan_newest(
     }
     records.truncate(complete);
     Ok(Scan { records, end: complete_end, last_timestamp_ms: complete_ts })
+}
+
+/// A reader's scan of the newest segment: the same checks as [`scan_newest`], but it changes
+/// nothing. It reads no further than `limit` (a live writer's published, durable offset) when
+/// one is given, and where a writer's open would cut a torn tail or refuse, it stops at the last
+/// complete batch and says where.
+pub(crate) fn scan_readable(
+    file: &dyn StorageFile,
+    header: &SegmentHeader,
+    limit: Option<u64>,
+    path: &Path,
+) -> Result<(Scan, Option<ReadStop>)> {
+    let id = header.id;
+    let usable_end = segment::usable_end(header.capacity);
+    let end = limit.map_or(usable_end, |limit| limit.clamp(HEADER_LEN, usable_end));
+    // Only `end` bytes are readable through this map: beyond a live writer's limit the bytes
+    // may be being written.
+    let probe = Mapping::new(file.as_file(), end).map_err(|e| Error::io("map segment", path, e))?;
+    let bytes = probe.bytes();
+    let Walk { mut records, complete, complete_end, complete_ts, offset, damage, .. } = walk(bytes, id, end);
+    let stop = if damage.is_none() && records.len() == complete {
+        None
+    } else {
+        let (damage_at, position, kind, tearable) = match damage {
+            Some(d) => (d.offset, d.position, d.kind, d.tearable),
+            None => (
+                offset,
+                Some(id.0 + records.len() as u64),
+                CorruptionKind::RecordFrame("batch ends early".into()),
+                true,
+            ),
+        };
+        let proof = if tearable { later_watermark_above(bytes, damage_at, end) } else { None };
+        let corrupt = !tearable || proof.is_some();
+        let detail = match proof {
+            Some(watermark) => CorruptionKind::BelowWatermark { watermark, detail: kind.to_string() }.to_string(),
+            None => kind.to_string(),
+        };
+        Some(ReadStop { segment: id, offset: damage_at, position: position.map(Position), corrupt, detail })
+    };
+    records.truncate(complete);
+    Ok((Scan { records, end: complete_end, last_timestamp_ms: complete_ts }, stop))
 }
 
 /// The highest watermark claimed by an intact event record after `damage_at`, if it is above

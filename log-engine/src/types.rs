@@ -370,6 +370,14 @@ pub enum Recovery {
     /// the cut bytes in `torn/`. Acknowledged events after the damage are lost; the open logs
     /// how many bytes were cut. Corruption in a sealed segment still fails the open.
     SalvageNewestSegment,
+    /// Operator repair of a lost newest segment: when the log's extent record names a segment
+    /// that no longer exists, and the surviving log ends exactly where that segment began, open
+    /// continues the log there instead of refusing. The lost segment's events are gone and its
+    /// positions are handed out again: nothing left on disk proves they were used, and the
+    /// caller must check any other evidence first (the CLI refuses when a checkpoint lies beyond
+    /// the surviving log). When more than one segment is missing, open refuses even so. Torn
+    /// tails are cut as with [`Recovery::TruncateTornTail`].
+    AcceptMissingTail,
 }
 
 /// Where a read or subscription starts.

@@ -1006,6 +1006,9 @@ impl Writer {
         };
         self.sealed = false;
         self.unsynced = false;
+        if let Some(live) = &self.shared.live {
+            live.note(id, HEADER_LEN);
+        }
         tracing::debug!(segment = %id, capacity, replaced = replace, "rolled to a new segment");
         Ok(())
     }
@@ -1034,6 +1037,9 @@ impl Writer {
             .map_err(|e| Error::io("rename segment", &final_path, e))?;
         // The new name is not durable until its directory is fsynced.
         self.dir.sync().map_err(|e| Error::io("fsync directory", &self.log_dir, e))?;
+        // Before any record goes into it, the log must know the new segment exists (extent.rs).
+        // A failure here is retried like the rest of the install: the segment holds no record.
+        crate::extent::write_extent(self.shared.options.fs.as_ref(), &self.log_dir, id, &|| self.dir.sync())?;
         Ok((file, Arc::new(map), final_path))
     }
 
@@ -1192,6 +1198,10 @@ fn publish(shared: &Shared, job: &SyncJob) {
     index.next_position = job.next_position;
     index.head_hash = job.head_hash;
     drop(index);
+    // Readers in other processes show the active segment only up to here (extent.rs).
+    if let Some(live) = &shared.live {
+        live.note(job.segment, job.end);
+    }
     shared.head_tx.send_replace(job.next_position);
 }
 
