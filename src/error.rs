@@ -82,6 +82,10 @@ fn open_hint(e: &log_engine::Error) -> &'static str {
         log_engine::Error::Locked { .. } => {
             "; stop the other cairn process (a running `cairn serve` owns its directory: use its HTTP API instead)"
         }
+        log_engine::Error::NotAStore { .. } => {
+            ". Check --data (or CAIRN_DATA): only commands that write (append, serve, demo, checkpoint, \
+             restore's target) create a data directory"
+        }
         _ => "",
     }
 }
@@ -113,8 +117,8 @@ pub fn log_exit(e: &log_engine::Error) -> Exit {
     use log_engine::Error as E;
     match e {
         E::WrongExpectedVersion { .. } => Exit::WrongExpectedVersion,
-        E::StreamNotFound { .. } | E::PositionNotFound { .. } => Exit::NotFound,
-        E::Corrupt { .. } | E::TornTail { .. } => Exit::Integrity,
+        E::StreamNotFound { .. } | E::PositionNotFound { .. } | E::NotAStore { .. } => Exit::NotFound,
+        e if e.is_corruption() => Exit::Integrity,
         E::InvalidStreamName { .. } | E::Invalid { .. } | E::LimitExceeded { .. } => Exit::Usage,
         _ => Exit::Error,
     }

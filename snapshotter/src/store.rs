@@ -105,7 +105,12 @@ impl Catalog {
     pub(crate) fn scan(dir: &Path) -> Result<Catalog> {
         let mut entries = BTreeMap::new();
         let mut temps = Vec::new();
-        let listing = std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))?;
+        let listing = match std::fs::read_dir(dir) {
+            Ok(listing) => listing,
+            // A reader's data directory that never had a checkpoint (see `Snapshotter::open`).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Catalog { entries, temps }),
+            Err(e) => return Err(Error::io("list", dir, e)),
+        };
         for entry in listing {
             let path = entry.map_err(|e| Error::io("list", dir, e))?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
@@ -366,19 +371,31 @@ impl Snapshotter {
         data_dir.join(CHECKPOINTS_DIR)
     }
 
+    /// The highest log position any readable checkpoint in `data_dir` was taken at (its header
+    /// and manifest check out), without opening the log: evidence of how far the log once
+    /// reached, for an operator's repair to check before it lets the log continue lower.
+    pub fn highest_position(data_dir: &Path) -> Result<Option<Position>> {
+        let catalog = Catalog::scan(&Snapshotter::checkpoints_dir(data_dir))?;
+        Ok(catalog.entries.values().filter_map(|e| e.loaded.as_ref().ok()).map(|l| Position(l.manifest.position)).max())
+    }
+
     /// Opens (creating if needed) the checkpoint directory of `log`'s data directory and
     /// removes leftovers of interrupted writes. Takes the open log so that the data
-    /// directory's lock is held.
+    /// directory's lock is held. For a read-only log (a reader) it creates and removes nothing:
+    /// a directory without checkpoints has none, and taking one fails.
     pub fn open(log: &Log, policy: Policy) -> Result<Snapshotter> {
         policy.validate()?;
         let dir = Snapshotter::checkpoints_dir(log.dir());
-        create_dir_durable(&dir)?;
+        let read_only = log.is_read_only();
+        if !read_only {
+            create_dir_durable(&dir)?;
+        }
         let catalog = Catalog::scan(&dir)?;
-        for tmp in &catalog.temps {
+        for tmp in catalog.temps.iter().filter(|_| !read_only) {
             tracing::info!(file = %tmp.display(), "removing a checkpoint left half-written by an interrupted write");
             std::fs::remove_file(tmp).map_err(|e| Error::io("remove", tmp, e))?;
         }
-        if !catalog.temps.is_empty() {
+        if !read_only && !catalog.temps.is_empty() {
             sync_dir(&dir)?;
         }
         let next_sequence = catalog.entries.keys().next_back().map_or(0, |s| s + 1);

@@ -26,7 +26,7 @@ use crate::limits::{NDJSON_BATCH_BYTES, NDJSON_BATCH_EVENTS, NDJSON_LINE_MAX};
 use crate::output::{self, Format, Out};
 use crate::wire::{EventJson, InputError, NewEventJson};
 
-use super::open_log;
+use super::{open_log, open_reader};
 
 /// Events read per step while exporting a stream.
 const EXPORT_PAGE_EVENTS: usize = 1_000;
@@ -98,7 +98,8 @@ pub(crate) fn parse_line(text: &str, line_no: u64) -> Result<(Option<String>, Ne
 }
 
 pub fn export(dir: &Path, args: ExportArgs) -> CliResult<Exit> {
-    let log = open_log(dir)?;
+    // A reader: export runs beside a writer and from a read-only backup.
+    let log = open_reader(dir)?;
     let result = export_from(&log, dir, &args);
     log.close();
     result

@@ -19,10 +19,15 @@ use crate::wire::{
     self, AppendResponse, EventJson, ExpectedVersionJson, HeadJson, InputError, StreamInfoJson, VerifyJson,
 };
 
-use super::open_log;
+use super::{open_log, open_reader};
 
 /// Events read per step when paging through a stream or the log.
 const PAGE_EVENTS: usize = 1_000;
+
+/// How often `cairn tail` looks for what another process appended to the directory: the most
+/// a new event waits before it is printed. Looking costs a directory listing and two small
+/// reads when nothing changed.
+pub(crate) const TAIL_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 #[derive(Debug, Args)]
 pub struct AppendArgs {
@@ -321,7 +326,7 @@ fn append_ndjson_to(
 }
 
 pub fn read(dir: &Path, format: Format, args: ReadArgs) -> CliResult<Exit> {
-    let log = open_log(dir)?;
+    let log = open_reader(dir)?;
     let result = read_stream(&log, dir, format, &args);
     log.close();
     result
@@ -375,7 +380,7 @@ fn read_stream(log: &Log, dir: &Path, format: Format, args: &ReadArgs) -> CliRes
 }
 
 pub fn read_all(dir: &Path, format: Format, args: ReadAllArgs) -> CliResult<Exit> {
-    let log = open_log(dir)?;
+    let log = open_reader(dir)?;
     let limit = args.limit.unwrap_or(u64::MAX);
     let mut out = Out::new();
     let mut collected = Vec::new();
@@ -418,7 +423,7 @@ pub fn tail(dir: &Path, format: Format, args: TailArgs) -> CliResult<Exit> {
         )),
     };
     let filter = Filter { stream: args.stream, stream_prefix: args.stream_prefix, type_prefix: args.type_prefix };
-    let log = open_log(dir)?;
+    let log = open_reader(dir)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -426,8 +431,14 @@ pub fn tail(dir: &Path, format: Format, args: TailArgs) -> CliResult<Exit> {
     let result = runtime.block_on(async {
         let mut sub = log.subscribe(from, filter);
         let mut out = Out::new();
+        // The reader sees what another process appends only when it looks again.
+        let mut poll = tokio::time::interval(TAIL_POLL_INTERVAL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = poll.tick() => {
+                    log.refresh().map_err(|e| CliError::log(dir, e))?;
+                }
                 next = sub.next() => match next {
                     Some(Ok(event)) => {
                         out.event(format, &EventJson::from(&event))?;
@@ -446,7 +457,7 @@ pub fn tail(dir: &Path, format: Format, args: TailArgs) -> CliResult<Exit> {
 }
 
 pub fn streams(dir: &Path, format: Format, args: StreamsArgs) -> CliResult<Exit> {
-    let log = open_log(dir)?;
+    let log = open_reader(dir)?;
     let rows: Vec<StreamInfoJson> = log.streams(&args.prefix).iter().map(StreamInfoJson::from).collect();
     log.close();
     let mut out = Out::new();
@@ -470,7 +481,7 @@ pub fn streams(dir: &Path, format: Format, args: StreamsArgs) -> CliResult<Exit>
 }
 
 pub fn head(dir: &Path, format: Format) -> CliResult<Exit> {
-    let log = open_log(dir)?;
+    let log = open_reader(dir)?;
     let head = HeadJson::of(log.head());
     log.close();
     let mut out = Out::new();
@@ -486,11 +497,25 @@ pub fn head(dir: &Path, format: Format) -> CliResult<Exit> {
 }
 
 pub fn verify(dir: &Path, format: Format, args: VerifyArgs) -> CliResult<Exit> {
-    let report = match log_engine::Log::open(dir, log_engine::Options::default()) {
+    // A reader: verify runs beside a writer and on read-only copies, and changes nothing.
+    let report = match log_engine::Log::open_read_only(dir, log_engine::Options::default()) {
         Ok(log) => {
             let result = verify_open(&log, dir, args.from);
+            let stop = log.read_stop();
             log.close();
-            result?
+            let mut report = result?;
+            match stop {
+                // Damage that a writer's open would refuse is damage, whatever the records
+                // before it say.
+                Some(stop) if stop.corrupt && report.ok => {
+                    report.ok = false;
+                    report.first_bad_position = stop.position.map(|p| p.0);
+                    report.detail = Some(super::describe_stop(&stop));
+                }
+                Some(stop) if !stop.corrupt => eprintln!("note: {}", super::describe_stop(&stop)),
+                _ => {}
+            }
+            report
         }
         // Damage found while opening is a verification result too, with the same report shape.
         Err(e) if e.is_corruption() => VerifyJson {
@@ -578,7 +603,7 @@ struct StatsJson {
 }
 
 pub fn stats(dir: &Path, format: Format) -> CliResult<Exit> {
-    let log = open_log(dir)?;
+    let log = open_reader(dir)?;
     let s = log.stats();
     // Every file of the data directory: the segments, the spare segment prepared ahead of the
     // next roll, checkpoints and bytes cut from a torn tail all take space.

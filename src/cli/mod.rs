@@ -2,14 +2,19 @@
 //! the contract's exit codes.
 //!
 //! Every command opens the data directory itself (`--data`, env `CAIRN_DATA`, default
-//! `./cairn-data`), so the log's lock makes a second process fail with a clear message rather
-//! than share the directory. Commands that follow the log (`tail`, `serve`, `demo`) run on a
-//! tokio runtime; the others use the log's blocking API and no runtime at all.
+//! `./cairn-data`). Commands that write (append, import, the views' writes, checkpoint, restore, drill,
+//! serve, demo) open it as its one writer ([`open_log`]): they create a missing directory, and
+//! the log's lock makes a second writer fail with a clear message. Every other command opens it
+//! as a reader ([`open_reader`]): no lock, nothing created or written, so reads run beside a
+//! writer in another process and on read-only copies, and a missing or mistyped directory is
+//! "not found" (exit 5) instead of a new, empty store. Commands that follow the log (`tail`,
+//! `serve`, `demo`) run on a tokio runtime; the others use the log's blocking API.
 
 mod bulk;
 mod interrupt;
 mod log_cmds;
 mod ops_cmds;
+mod repair;
 mod view_cmds;
 
 use std::path::{Path, PathBuf};
@@ -106,8 +111,8 @@ Examples:
   cairn tail agent-7 --from 0     # all of agent-7, then follow it
   cairn tail --type-prefix Tool -o ndjson
 
-While `cairn serve` owns the data directory, follow it over HTTP instead:
-  curl -N localhost:7070/v1/subscribe?from=0"
+tail reads without taking the writer's lock: it follows a directory that `cairn serve` or
+`cairn append` in another process writes, and shows each event once it is durable."
     )]
     Tail(log_cmds::TailArgs),
 
@@ -244,6 +249,20 @@ one and exits 130. The copy is verified after it is made (exit 3 if it does not 
 the copy's log ends with the atomic batch holding that position, and only checkpoints at or before
 it are copied.")]
     Restore(ops_cmds::RestoreArgs),
+
+    /// Cut damage off the newest segment (keeping the bytes aside), or accept a lost newest
+    /// segment, so that the log opens again; prints exactly what it cut.
+    #[command(after_help = "\
+Examples:
+  cairn repair                           # damage or a torn batch at the end of the newest segment
+  cairn repair --accept-missing-tail     # the newest segment file is gone: continue without it
+  cairn repair -o json
+
+Run it when another command says the newest segment is damaged or missing. It refuses while
+another process writes the directory, asks nothing, and keeps what it cuts in torn/. Events
+after the damage are lost: restore from a backup instead if you have one. Damage inside an
+older (sealed) segment is not cut: `cairn verify` reports it.")]
+    Repair(repair::RepairArgs),
 
     /// Recovery drill: restore into a scratch directory, verify everything, rebuild the views two
     /// ways and compare them with the live ones (exit 3 on any mismatch).
@@ -409,6 +428,7 @@ fn run(cli: Cli) -> CliResult<Exit> {
         Command::Checkpoints => ops_cmds::checkpoints(&data, format),
         Command::Restore(args) => ops_cmds::restore(&data, format, args),
         Command::Drill(args) => ops_cmds::drill(&data, format, args),
+        Command::Repair(args) => repair::repair(&data, format, args),
         Command::Serve(args) => crate::http::serve_blocking(&data, args),
         Command::Demo(args) => crate::demo::run(&data, format, args),
         Command::Token(args) => token(format, args),
@@ -439,10 +459,42 @@ fn token(format: Format, args: TokenArgs) -> CliResult<Exit> {
     Ok(Exit::Ok)
 }
 
-/// Opens the log in `dir` with the default (durable) options.
+/// Opens the log in `dir` as its writer, with the default (durable) options, creating the
+/// directory if it is missing. For commands that write.
 pub(crate) fn open_log(dir: &Path) -> CliResult<log_engine::Log> {
     log_engine::Log::open(dir, log_engine::Options::default())
         .map_err(|source| CliError::Open { dir: dir.to_path_buf(), source })
+}
+
+/// Opens the log in `dir` as a reader: no lock, nothing created or written. A missing
+/// directory, or one that is not a cairn data directory, fails with exit 5 naming the path.
+/// Damage or a torn batch at the end of the newest segment does not fail the open: the events
+/// before it are shown, and a warning on stderr says where the reader stopped.
+pub(crate) fn open_reader(dir: &Path) -> CliResult<log_engine::Log> {
+    let log = log_engine::Log::open_read_only(dir, log_engine::Options::default())
+        .map_err(|source| CliError::Open { dir: dir.to_path_buf(), source })?;
+    if let Some(stop) = log.read_stop() {
+        eprintln!("warning: {}", describe_stop(&stop));
+    }
+    Ok(log)
+}
+
+/// Where a reader stopped short of the newest segment's end, and what to do about it.
+pub(crate) fn describe_stop(stop: &log_engine::ReadStop) -> String {
+    let position = stop.position.map_or(String::new(), |p| format!(" (position {p})"));
+    if stop.corrupt {
+        format!(
+            "segment {} is damaged at byte offset {}{position}: {}; only the events before it are shown. \
+             `cairn repair` cuts the damaged end off, keeping its bytes aside",
+            stop.segment, stop.offset, stop.detail
+        )
+    } else {
+        format!(
+            "segment {} ends with a torn or unfinished batch at byte offset {}{position} ({}); it is not shown, \
+             and the next writer to open the directory cuts it, keeping its bytes in torn/",
+            stop.segment, stop.offset, stop.detail
+        )
+    }
 }
 
 #[cfg(test)]

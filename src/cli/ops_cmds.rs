@@ -100,7 +100,7 @@ pub fn checkpoint(dir: &Path, format: Format, args: CheckpointArgs) -> CliResult
 }
 
 pub fn checkpoints(dir: &Path, format: Format) -> CliResult<Exit> {
-    let log = super::open_log(dir)?;
+    let log = super::open_reader(dir)?;
     let (bar, mut progress) = staged_progress();
     let rows = snapshotter::Snapshotter::open(&log, snapshotter::Policy::default())
         .and_then(|s| s.list(&log, &mut progress))

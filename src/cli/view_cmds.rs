@@ -25,9 +25,15 @@ use crate::wire::{view_json, ExpectedVersionJson, InputError};
 /// How long a command waits for the views to apply what it wrote.
 const APPLY_WAIT: Duration = Duration::from_secs(30);
 
-/// Opens the store with a progress bar for the restore.
+/// Opens the store as its writer, with a progress bar for the restore.
 pub(crate) fn open_store(dir: &Path) -> CliResult<Store> {
-    let log = super::open_log(dir)?;
+    open_store_as(dir, true)
+}
+
+/// Opens the store with a progress bar for the restore: as its writer (`write`), or on a
+/// reader's log that takes no lock and writes nothing (not even a checkpoint directory).
+fn open_store_as(dir: &Path, write: bool) -> CliResult<Store> {
+    let log = if write { super::open_log(dir)? } else { super::open_reader(dir)? };
     let bar = output::progress_bar(0, "restoring views");
     let mut stage = None;
     let opened = Store::open(log.clone(), snapshotter::Policy::default(), &mut |p| {
@@ -55,7 +61,7 @@ pub(crate) fn open_store(dir: &Path) -> CliResult<Store> {
 /// Runs `f` on an open store, then (for writes) waits for the views and checkpoints if due,
 /// and closes the store whatever happened.
 fn with_store(dir: &Path, write: bool, f: impl FnOnce(&Store) -> CliResult<Exit>) -> CliResult<Exit> {
-    let store = open_store(dir)?;
+    let store = open_store_as(dir, write)?;
     let result = f(&store).and_then(|exit| {
         if write {
             store.catch_up(APPLY_WAIT)?;
