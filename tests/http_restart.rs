@@ -45,7 +45,8 @@ fn a_second_server_on_the_same_directory_is_refused() {
     let (code, _, err) = cairn(&data, &["serve", "--listen", "127.0.0.1:0"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("in use by another process"), "{err}");
-    let (code, _, err) = cairn(&data, &["head"]);
+    // A CLI write needs the writer's lock too (reads take none: see cli_open.rs).
+    let (code, _, err) = cairn(&data, &["append", "agent-1", "--type", "Started"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("HTTP API"), "the CLI says what to do instead: {err}");
     assert_eq!(server.get("/healthz").0, 200, "the first server is unaffected");

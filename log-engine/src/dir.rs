@@ -5,6 +5,8 @@
 //! DIR/log/00000000000000000000.seg
 //! DIR/log/00000000000000004711.seg
 //! DIR/log/spare.tmp             a prepared, zero-filled segment waiting to be used
+//! DIR/log/extent                the newest segment the log has created (durable; extent.rs)
+//! DIR/log/live                  the writer's published, durable offset, for other processes' readers
 //! DIR/torn/<segment>-<offset>.bin   bytes cut from a torn tail, kept for inspection
 //! ```
 //!

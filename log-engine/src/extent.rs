@@ -28,7 +28,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::fs::{FileSystem, StorageFile};
+use crate::fs::FileSystem;
 use crate::segment::salted_crc;
 use crate::types::SegmentId;
 
@@ -104,29 +104,34 @@ pub(crate) fn write_extent(
     sync_dir().map_err(|e| Error::io("fsync directory", log_dir, e))
 }
 
-/// The writer's side of the `live` file.
+/// The writer's side of the `live` file. It goes straight to the operating system, not
+/// through the log's [`FileSystem`]: it carries no durability (it is never synced and means
+/// nothing after a crash), so a fault layer has nothing to test in it.
 #[derive(Debug)]
 pub(crate) struct LiveMark {
-    file: Box<dyn StorageFile>,
+    file: std::fs::File,
 }
 
 impl LiveMark {
-    /// Opens (creating if needed) the `live` file of a log the caller is the writer of.
-    pub(crate) fn open(fs: &dyn FileSystem, log_dir: &Path) -> Result<LiveMark> {
+    /// Opens (creating if needed, owner-only) the `live` file of a log the caller is the writer of.
+    pub(crate) fn open(log_dir: &Path) -> Result<LiveMark> {
+        use std::os::unix::fs::OpenOptionsExt;
         let path = log_dir.join(LIVE_FILE);
-        let file = match fs.open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                fs.create(&path).map_err(|e| Error::io("create live file", &path, e))?
-            }
-            Err(e) => return Err(Error::io("open live file", &path, e)),
-        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(crate::fs::FILE_MODE)
+            .open(&path)
+            .map_err(|e| Error::io("open live file", &path, e))?;
         Ok(LiveMark { file })
     }
 
     /// Records that `segment` is durable and published up to `offset`. Advisory: a failure
     /// only makes other processes' readers see less, so it is logged, never fatal.
     pub(crate) fn note(&self, segment: SegmentId, offset: u64) {
+        use std::os::unix::fs::FileExt;
         if let Err(e) = self.file.write_all_at(&encode(&LIVE_MAGIC, &LIVE_SALT, segment.0, offset), 0) {
             tracing::warn!(error = %e, "could not update the live file readers in other processes use");
         }
@@ -166,7 +171,7 @@ mod tests {
     fn live_round_trips_and_a_torn_copy_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(read_live(dir.path()), None);
-        let mark = LiveMark::open(&OsFs, dir.path()).unwrap();
+        let mark = LiveMark::open(dir.path()).unwrap();
         mark.note(SegmentId(12), 8192);
         assert_eq!(read_live(dir.path()), Some((SegmentId(12), 8192)));
         let mut torn = std::fs::read(dir.path().join(LIVE_FILE)).unwrap();

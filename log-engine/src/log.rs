@@ -252,7 +252,7 @@ impl Log {
         dir::create_dir_durable(&log_dir)?;
         let (index, state, _) = recover(&dir, &options, Access::Write)?;
         let state = state.expect("a writer's recovery yields the writer's state");
-        let live = LiveMark::open(options.fs.as_ref(), &log_dir)?;
+        let live = LiveMark::open(&log_dir)?;
         live.note(state.active.id, state.active.write_offset);
         let next = index.next_position;
         let (head_tx, _) = watch::channel(next);
@@ -355,6 +355,19 @@ impl Log {
         let now = fingerprint(&shared.dir, shared.options.fs.as_ref())?;
         if now == state.1 {
             return Ok(false);
+        }
+        // The common case, a writer appending to the same segment: only its new records are read.
+        // The index is rebuilt aside and swapped in only when it is whole, so a failure changes
+        // nothing a reader sees.
+        if now.segments == state.1.segments {
+            if let Some((next, stop)) = refresh_active(shared, &now)? {
+                *state = (stop, now);
+                let added = next.is_some();
+                if let Some(next) = next {
+                    shared.head_tx.send_replace(next);
+                }
+                return Ok(added);
+            }
         }
         let (index, _, stop) = recover(&shared.dir, &shared.options, Access::ReadOnly)?;
         let mut current = shared.index.write();
@@ -823,6 +836,102 @@ fn reader_limit(dir: &Path, id: SegmentId) -> Option<u64> {
     }
 }
 
+/// A reader's scan of the newest segment from `start`, as far as [`reader_limit`] allows.
+fn scan_for_reader(
+    dir: &Path,
+    file: &dyn StorageFile,
+    header: &SegmentHeader,
+    start: (u64, u64),
+    path: &Path,
+) -> Result<(crate::recovery::Scan, Option<ReadStop>)> {
+    let limit = reader_limit(dir, header.id);
+    let scanned = crate::recovery::scan_readable(file, header, start, limit, path)?;
+    if limit.is_none() && dir::writer_active(dir) {
+        // A writer started during the scan: what it wrote may not be durable yet, so look
+        // again, only as far as it has published.
+        return crate::recovery::scan_readable(file, header, start, reader_limit(dir, header.id), path);
+    }
+    Ok(scanned)
+}
+
+/// A reader's refresh when only the newest segment, still unsealed, can have grown: scans it
+/// from where the index ends and appends what is new to the index. Returns the new next
+/// position (`None`: nothing new) and where the scan stopped short; `Ok(None)` when something
+/// else changed (a roll, a seal), which needs a full open. Only [`Log::refresh`], serialised by
+/// the read state's lock, changes a reader's index, so what is read under the read lock still
+/// holds when the write lock is taken; everything is checked before anything changes.
+fn refresh_active(shared: &Shared, now: &Fingerprint) -> Result<Option<(Option<u64>, Option<ReadStop>)>> {
+    let (id, path, data_end, next_position) = {
+        let index = shared.index.read();
+        let Some(active) = index.segments.last() else { return Ok(None) };
+        if active.sealed || now.segments.last() != Some(&active.id) {
+            return Ok(None);
+        }
+        (active.id, active.path.clone(), active.data_end, active.next_position())
+    };
+    let fs = shared.options.fs.as_ref();
+    let file = fs.open_read_only(&path).map_err(|e| Error::io("open segment", &path, e))?;
+    let len = file.len().map_err(|e| Error::io("stat segment", &path, e))?;
+    let mut b = [0u8; segment::HEADER_USED];
+    file.read_exact_at(&mut b, 0).map_err(|e| Error::io("read segment header", &path, e))?;
+    let header =
+        SegmentHeader::decode(&b).map_err(|kind| Error::Corrupt { segment: id, offset: 0, position: None, kind })?;
+    if header.id != id || header.capacity != len {
+        return Ok(None);
+    }
+    let mut trailer = [0u8; segment::TRAILER_LEN as usize];
+    file.read_exact_at(&mut trailer, len - segment::TRAILER_LEN).map_err(|e| Error::io("read trailer", &path, e))?;
+    if segment::Trailer::decode(&trailer).is_some() {
+        return Ok(None);
+    }
+    let (scan, stop) = scan_for_reader(&shared.dir, &*file, &header, (data_end, next_position), &path)?;
+    if scan.records.is_empty() {
+        return Ok(Some((None, stop)));
+    }
+    {
+        // Every new record must continue its stream.
+        let index = shared.index.read();
+        let mut added: HashMap<&str, u64> = HashMap::new();
+        for r in &scan.records {
+            let earlier = added.entry(r.stream.as_str()).or_default();
+            let have = index.streams.get(r.stream.as_str()).map_or(0, |p| p.len() as u64) + *earlier;
+            if have != r.version {
+                return Err(Error::Corrupt {
+                    segment: id,
+                    offset: r.offset,
+                    position: Some(Position(r.position)),
+                    kind: CorruptionKind::RecordBody(format!(
+                        "stream {} version {} follows version {}",
+                        r.stream,
+                        r.version,
+                        have as i64 - 1
+                    )),
+                });
+            }
+            *earlier += 1;
+        }
+    }
+    let map = Arc::new(Mapping::new(file.as_file(), scan.end).map_err(|e| Error::io("map segment", &path, e))?);
+    let mut index = shared.index.write();
+    for r in &scan.records {
+        match index.streams.get_mut(r.stream.as_str()) {
+            Some(positions) => positions.push(r.position),
+            None => {
+                index.streams.insert(r.stream.clone(), vec![r.position]);
+            }
+        }
+    }
+    let last = scan.records.last().expect("not empty");
+    let (next, hash) = (last.position + 1, last.hash);
+    let active = index.active_mut();
+    active.map = map;
+    active.offsets.extend(scan.records.iter().map(|r| u32::try_from(r.offset).expect("offsets fit in u32")));
+    active.data_end = scan.end;
+    index.next_position = next;
+    index.head_hash = hash;
+    Ok(Some((Some(next), stop)))
+}
+
 /// Opens every segment, checks how they join, recovers the newest, and builds the index. A
 /// reader (`Access::ReadOnly`) changes nothing on disk, gets no writer state, and gets where it
 /// stopped short of the newest segment's end instead of a repair.
@@ -911,10 +1020,9 @@ fn recover(dir: &Path, options: &Options, access: Access) -> Result<(Index, Opti
                     let scan = if writer {
                         crate::recovery::scan_newest(dir, fs.as_ref(), &*file, &header, options.recovery)?
                     } else {
-                        let (scan, stopped) =
-                            crate::recovery::scan_readable(&*file, &header, reader_limit(dir, id), &path)?;
-                        stop = stopped;
-                        scan
+                        let scanned = scan_for_reader(dir, &*file, &header, (HEADER_LEN, id.0), &path)?;
+                        stop = scanned.1;
+                        scanned.0
                     };
                     let mut footer = FooterBuilder::default();
                     let mut entries = Vec::new();

@@ -6,8 +6,14 @@
 //! the *published* prefix, never more. Rust requires that the bytes behind a shared slice do
 //! not change while the slice lives, and that the mapping stays valid. That holds because:
 //!
-//! 1. **One process.** The data directory's lock file is held by this process for as long as
-//!    the log is open (dir.rs), so no other cairn process writes these files.
+//! 1. **One writer.** The data directory's lock file is held by the writing process for as long
+//!    as its log is open (dir.rs), so no other cairn process writes these files. A *reader*
+//!    (`Log::open_read_only`, which takes no lock) maps a segment another process may be writing,
+//!    but publishes only bytes that process will never write again: sealed segments whole, and
+//!    of the active segment only complete batches below the offset the live writer has made
+//!    durable (its `live` file, extent.rs), or, with no writer running, the complete batches a
+//!    writer's recovery keeps as they are. Recovery rewrites only what lies past them (a torn
+//!    tail) and an operator's salvage only what lies past damage, where a reader stops.
 //! 2. **Published bytes are immutable.** The writer publishes a prefix only after writing it,
 //!    and never writes below a published offset again: records are appended at increasing
 //!    offsets, the seal footer and trailer go after the last record, and recovery's repairs
@@ -15,7 +21,8 @@
 //!    the published length only grows.
 //! 3. **Nothing is truncated while mapped.** Segment files are preallocated to their full
 //!    capacity before they are mapped and are never shrunk; a file is removed (unlinked) only by
-//!    operator tools on a closed log, and an unlinked file's pages stay valid while mapped.
+//!    operator tools on a closed log, and an unlinked file's pages stay valid while mapped. A
+//!    reader's refresh maps files afresh and never shrinks a map it has handed out.
 //! 4. **The map outlives every slice.** Slices borrow the `Mapping`, which owns the map; readers
 //!    hold an `Arc<Mapping>` while they decode.
 //!

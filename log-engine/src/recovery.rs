@@ -72,18 +72,19 @@ struct Walk {
     damage: Option<Damage>,
 }
 
-/// Decodes records from the header on, up to `usable_end`, stopping at unwritten space or the
-/// first damage. Reads only `bytes[..usable_end]`.
-fn walk(bytes: &[u8], id: crate::types::SegmentId, usable_end: u64) -> Walk {
+/// Decodes records from `start` (an offset and the position of the record there) up to
+/// `usable_end`, stopping at unwritten space or the first damage. Reads only
+/// `bytes[..usable_end]`.
+fn walk(bytes: &[u8], start: (u64, u64), usable_end: u64) -> Walk {
     let mut records: Vec<Scanned> = Vec::new();
     let mut complete = 0usize;
-    let mut complete_end = HEADER_LEN;
+    let mut complete_end = start.0;
     let mut last_ts = 0u64;
     let mut complete_ts = 0u64;
-    let mut offset = HEADER_LEN;
+    let mut offset = start.0;
     let mut damage: Option<Damage> = None;
     while offset < usable_end {
-        let position = id.0 + records.len() as u64;
+        let position = start.1 + records.len() as u64;
         let frame = match segment::frame_at(bytes, offset, usable_end) {
             Err(FrameError::Zero) => {
                 // Unwritten space, unless something follows: then this is a hole (a lost or
@@ -171,7 +172,7 @@ pub(crate) fn scan_newest(
     let bytes = probe.bytes();
 
     let Walk { mut records, complete, complete_end, complete_ts, last_ts, offset, damage } =
-        walk(bytes, id, usable_end);
+        walk(bytes, (HEADER_LEN, id.0), usable_end);
     let incomplete = records.len() > complete;
     if damage.is_none() && !incomplete {
         return Ok(Scan { records, end: complete_end, last_timestamp_ms: last_ts });
@@ -210,24 +211,26 @@ pub(crate) fn scan_newest(
     Ok(Scan { records, end: complete_end, last_timestamp_ms: complete_ts })
 }
 
-/// A reader's scan of the newest segment: the same checks as [`scan_newest`], but it changes
-/// nothing. It reads no further than `limit` (a live writer's published, durable offset) when
-/// one is given, and where a writer's open would cut a torn tail or refuse, it stops at the last
+/// A reader's scan of the newest segment from `start` (an offset where a batch begins, and the
+/// position of the record there): the same checks as [`scan_newest`], but it changes nothing.
+/// It reads no further than `limit` (a live writer's published, durable offset) when one is
+/// given, and where a writer's open would cut a torn tail or refuse, it stops at the last
 /// complete batch and says where.
 pub(crate) fn scan_readable(
     file: &dyn StorageFile,
     header: &SegmentHeader,
+    start: (u64, u64),
     limit: Option<u64>,
     path: &Path,
 ) -> Result<(Scan, Option<ReadStop>)> {
     let id = header.id;
     let usable_end = segment::usable_end(header.capacity);
-    let end = limit.map_or(usable_end, |limit| limit.clamp(HEADER_LEN, usable_end));
+    let end = limit.map_or(usable_end, |limit| limit.clamp(start.0, usable_end));
     // Only `end` bytes are readable through this map: beyond a live writer's limit the bytes
     // may be being written.
     let probe = Mapping::new(file.as_file(), end).map_err(|e| Error::io("map segment", path, e))?;
     let bytes = probe.bytes();
-    let Walk { mut records, complete, complete_end, complete_ts, offset, damage, .. } = walk(bytes, id, end);
+    let Walk { mut records, complete, complete_end, complete_ts, offset, damage, .. } = walk(bytes, start, end);
     let stop = if damage.is_none() && records.len() == complete {
         None
     } else {
@@ -235,7 +238,7 @@ pub(crate) fn scan_readable(
             Some(d) => (d.offset, d.position, d.kind, d.tearable),
             None => (
                 offset,
-                Some(id.0 + records.len() as u64),
+                Some(start.1 + records.len() as u64),
                 CorruptionKind::RecordFrame("batch ends early".into()),
                 true,
             ),

@@ -57,6 +57,14 @@ fn a_reader_beside_a_writer_sees_its_appends_after_refresh_and_cannot_append() {
     assert_eq!(reader.read_all(Position(0), 100).unwrap().len(), 3);
     assert_eq!(reader.head(), writer.head());
 
+    // Appends into the same segment: each refresh reads only what is new.
+    for n in 0..20 {
+        append_n(&writer, "agent-4", 1);
+        assert!(reader.refresh().unwrap(), "append {n}");
+        assert_eq!(reader.head(), writer.head());
+    }
+    assert_eq!(writer.stats().segments, 1);
+    assert_eq!(reader.read_stream("agent-4", None, 100, log_engine::Direction::Forward).unwrap().len(), 20);
     // Enough to roll into new segments, so refresh has to follow the writer across files.
     append_n(&writer, "agent-2", 700);
     assert!(writer.stats().segments > 2);
@@ -74,7 +82,7 @@ fn a_reader_beside_a_writer_sees_its_appends_after_refresh_and_cannot_append() {
     writer.close();
     append_n(&Log::open(dir.path(), small_options()).unwrap(), "agent-3", 2);
     assert!(reader.refresh().unwrap());
-    assert_eq!(reader.stats().events, 705);
+    assert_eq!(reader.stats().events, 725);
     assert!(reader.verify(None, |_| {}).unwrap().ok);
 }
 
