@@ -3,8 +3,8 @@
 //!
 //! Every command opens the data directory itself (`--data`, env `CAIRN_DATA`, default
 //! `./cairn-data`). Commands that write (append, import, the views' writes, checkpoint, restore,
-//! drill, serve, demo) open it as its one writer ([`open_log`]): they create a missing directory, and
-//! the log's lock makes a second writer fail with a clear message. Every other command opens it
+//! drill, serve, demo) open it as its one writer ([`open_log`]): they create a missing directory,
+//! and the log's lock makes a second writer fail with a clear message. Every other command opens it
 //! as a reader ([`open_reader`]): no lock, nothing created or written, so reads run beside a
 //! writer in another process and on read-only copies, and a missing or mistyped directory is
 //! "not found" (exit 5) instead of a new, empty store. Commands that follow the log (`tail`,
