@@ -38,6 +38,11 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// The writer's queue is full (see [`crate::WRITER_QUEUE_BYTES_MAX`]): the append was not
+    /// queued, nothing was written; retry shortly.
+    #[error("the log's write queue is full ({queued} bytes of appends waiting, limit {max}); nothing was written, retry shortly")]
+    Overloaded { queued: usize, max: usize },
+
     #[error("data directory {} is in use by another process (lock file {} is held)", dir.display(), lock.display())]
     Locked { dir: PathBuf, lock: PathBuf },
 

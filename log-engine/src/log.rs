@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -43,6 +43,9 @@ pub struct Options {
     pub recovery: Recovery,
     /// Capacity of each segment file, in bytes.
     pub segment_size: u64,
+    /// Most bytes of prepared events queued for the writer ([`WRITER_QUEUE_BYTES_MAX`] by
+    /// default); beyond it appends fail fast with [`Error::Overloaded`].
+    pub writer_queue_bytes: usize,
     /// File access; [`OsFs`] unless a test injects faults.
     pub fs: Arc<dyn FileSystem>,
     /// Deliberate faults, for proving the reliability suites catch a broken build.
@@ -56,6 +59,7 @@ impl Default for Options {
             durability: Durability::Sync,
             recovery: Recovery::TruncateTornTail,
             segment_size: segment::SEGMENT_SIZE_DEFAULT,
+            writer_queue_bytes: WRITER_QUEUE_BYTES_MAX,
             fs: Arc::new(OsFs),
             #[cfg(feature = "faults")]
             sabotage: writer::Sabotage::Off,
@@ -113,6 +117,8 @@ pub(crate) struct Shared {
     /// Committed event count, for subscribers to wait on.
     pub head_tx: watch::Sender<u64>,
     pub closed: AtomicBool,
+    /// Bytes of prepared events queued for the writer, not yet taken up by it.
+    pub queued_bytes: AtomicUsize,
     pub metrics: MetricsInner,
 }
 
@@ -266,6 +272,7 @@ impl Log {
             poison: Mutex::new(None),
             head_tx,
             closed: AtomicBool::new(false),
+            queued_bytes: AtomicUsize::new(0),
             metrics: MetricsInner::default(),
         });
         // Held for the log's lifetime: a roll's directory fsync must not need a new descriptor.
@@ -499,13 +506,30 @@ impl Log {
         if bytes > BATCH_BYTES_MAX {
             return Err(Error::LimitExceeded { limit: LimitKind::BatchBytes, max: BATCH_BYTES_MAX, actual: bytes });
         }
-        let prepared = appends
+        let prepared: Vec<PreparedAppend> = appends
             .into_iter()
             .map(|a| PreparedAppend { events: prepare(&a.stream, &a.events), stream: a.stream, expected: a.expected })
             .collect();
+        // Bounded: a writer that cannot keep up (a slow disk) must not let queued appends grow
+        // without limit. Fail fast rather than block: an async caller must not stall its
+        // runtime's thread, and a blocking one gets the same answer and may retry.
+        let size = writer::queued_size(&prepared);
+        let shared = self.shared();
+        let max = shared.options.writer_queue_bytes;
+        let before = shared.queued_bytes.fetch_add(size, Ordering::AcqRel);
+        if before > 0 && before + size > max {
+            shared.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+            return Err(Error::Overloaded { queued: before, max });
+        }
         let tx = self.handle.tx.lock();
-        let tx = tx.as_ref().ok_or(Error::Closed)?;
-        tx.send(Command::Append { appends: prepared, reply }).map_err(|_| self.closed_error())
+        let sent = match tx.as_ref() {
+            Some(tx) => tx.send(Command::Append { appends: prepared, reply }).map_err(|_| self.closed_error()),
+            None => Err(Error::Closed),
+        };
+        if sent.is_err() {
+            shared.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+        }
+        sent
     }
 
     /// The newest committed event's position and chain hash; `None` for an empty log.
@@ -1406,6 +1430,49 @@ mod tests {
             }
         }
         assert!(index_streams_on(&[], 2).unwrap().is_empty());
+    }
+
+    /// Issue 14 item 11: the appender→writer queue was unbounded, so a writer that could not
+    /// keep up let queued appends (and their memory) grow without limit. With the writer
+    /// stalled, appends beyond `writer_queue_bytes` fail at once with `Overloaded`, nothing of
+    /// them is written, everything queued before lands, and the bound frees up again.
+    #[test]
+    fn a_full_writer_queue_refuses_appends_at_once_and_drains() {
+        let dir = tempfile::tempdir().unwrap();
+        let max = 64 * 1024;
+        let options = Options { durability: Durability::None, writer_queue_bytes: max, ..Default::default() };
+        let log = Log::open(dir.path(), options).unwrap();
+        let stream = StreamName::new("s").unwrap();
+        let request = |n: u8| {
+            let events = vec![NewEvent::bytes("t", (0..1000u32).map(|i| (i as u8) ^ n).collect())];
+            vec![StreamAppend { stream: stream.clone(), expected: ExpectedVersion::Any, events }]
+        };
+        // The writer stops at its first look-up in the index, as behind a very slow disk.
+        let stall = log.shared().index.write();
+        let mut waiting = Vec::new();
+        let mut refused = None;
+        for n in 0..1000u32 {
+            let (tx, rx) = oneshot::channel();
+            match log.submit(request(n as u8), Reply::Async(tx)) {
+                Ok(()) => waiting.push(rx),
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        let refused = refused.expect("the queue's bound held");
+        assert!(matches!(refused, Error::Overloaded { max: m, .. } if m == max), "{refused}");
+        assert!(refused.to_string().contains("write queue is full"), "{refused}");
+        assert!(waiting.len() <= max / 1000 + 2, "{} appends queued within {max} bytes", waiting.len());
+        drop(stall);
+        let queued = waiting.len();
+        for rx in waiting {
+            rx.blocking_recv().unwrap().unwrap();
+        }
+        assert_eq!(log.head().unwrap().position, Position(queued as u64 - 1), "the refused append wrote nothing");
+        assert_eq!(log.shared().queued_bytes.load(Ordering::Acquire), 0);
+        log.append_multi(request(0)).unwrap();
     }
 
     /// A stream read trusts the index only as far as the records agree with it: an index that

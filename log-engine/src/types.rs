@@ -23,6 +23,11 @@ pub const BATCH_EVENTS_MAX: usize = 10_000;
 pub const BATCH_STREAMS_MAX: usize = 1_000;
 /// Largest append call, summed over its events' sizes.
 pub const BATCH_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Default bound on the bytes of prepared events queued for the writer thread (appends handed
+/// over but not yet taken up by it; `Options::writer_queue_bytes`). Beyond it an append fails at
+/// once with [`crate::Error::Overloaded`] instead of queueing without limit; an append into an
+/// empty queue is always taken, so a largest batch fits.
+pub const WRITER_QUEUE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// A global, gapless log position. The first event is at position 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

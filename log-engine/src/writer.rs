@@ -167,6 +167,11 @@ pub(crate) struct WriterState {
     pub ids: IdWindow,
 }
 
+/// What an append counts against the writer's queue bound: its prepared events' bytes.
+pub(crate) fn queued_size(appends: &[PreparedAppend]) -> usize {
+    appends.iter().flat_map(|a| &a.events).map(|e| e.body.len()).sum::<usize>().max(1)
+}
+
 /// The thread preparing the next segment's file.
 type Preparing = JoinHandle<std::io::Result<Box<dyn StorageFile>>>;
 
@@ -398,6 +403,8 @@ impl Writer {
     }
 
     fn handle_append(&mut self, appends: Vec<PreparedAppend>, reply: Reply) {
+        // Taken up: no longer counted against the queue's bound.
+        self.shared.queued_bytes.fetch_sub(queued_size(&appends), Ordering::AcqRel);
         if let Some(cause) = &self.poisoned {
             reply.send(Err(Error::Poisoned { cause: cause.clone() }));
             return;

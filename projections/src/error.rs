@@ -159,6 +159,7 @@ impl Error {
                 log_engine::Error::Poisoned { .. } | log_engine::Error::Closed => "unavailable",
                 log_engine::Error::NoSpace { .. } => "insufficient_storage",
                 log_engine::Error::TooManyOpenFiles { .. } => "too_many_open_files",
+                log_engine::Error::Overloaded { .. } => "overloaded",
                 _ => "internal",
             },
         }
@@ -201,7 +202,8 @@ impl Error {
                 log_engine::Error::Poisoned { .. }
                 | log_engine::Error::Closed
                 | log_engine::Error::NoSpace { .. }
-                | log_engine::Error::TooManyOpenFiles { .. } => ErrorKind::Unavailable,
+                | log_engine::Error::TooManyOpenFiles { .. }
+                | log_engine::Error::Overloaded { .. } => ErrorKind::Unavailable,
                 _ => ErrorKind::Internal,
             },
         }

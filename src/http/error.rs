@@ -173,6 +173,8 @@ impl From<log_engine::Error> for ApiError {
             // Nothing was written and the log is not poisoned: the client may retry once an
             // operator frees space (no Retry-After: that takes a person).
             E::NoSpace { .. } => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage", message),
+            // The writer's queue is full: a moment later it has room again.
+            E::Overloaded { .. } => ApiError::overloaded(message, crate::limits::OVERLOADED_RETRY_AFTER_SECS),
             E::TooManyOpenFiles { .. } => {
                 ApiError::unavailable("too_many_open_files", message).retry_after(RETRY_AFTER_FDS_SECS)
             }
