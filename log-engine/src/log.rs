@@ -330,6 +330,7 @@ impl Log {
             poison: Mutex::new(None),
             head_tx,
             closed: AtomicBool::new(false),
+            queued_bytes: AtomicUsize::new(0),
             metrics: MetricsInner::default(),
         });
         Ok(Log { handle: Arc::new(Handle { shared, tx: Mutex::new(None), writer: Mutex::new(None), _lock: None }) })
