@@ -135,16 +135,19 @@ impl Store {
     /// Takes a checkpoint now: `kind`, or what the policy asks for next (full when there is
     /// nothing to build on). It covers at least every event committed before the call (the
     /// views catch up first, for at most `CHECKPOINT_CATCH_UP_WAIT`). Blocks appliers and
-    /// readers of the views while it captures them.
+    /// readers of the views only while it captures them (the changed entries of an
+    /// incremental, every entry of a full one); encoding, the fsyncs and retention run after
+    /// the views go on.
     pub fn checkpoint(&self, kind: Option<CheckpointKind>) -> Result<CheckpointInfo, StoreError> {
         // "Now" means everything committed before the call: let the views apply it first.
         self.catch_up(CHECKPOINT_CATCH_UP_WAIT)?;
         let mut snapshotter = self.snapshotter.lock();
         let kind = kind.unwrap_or_else(|| snapshotter.next_kind());
-        let info = self.views.runner().with_paused(|views, applied| match applied {
+        let captured = self.views.runner().with_paused(|views, applied| match applied {
             None => Err(StoreError::Empty { dir: self.log.dir().to_path_buf() }),
-            Some(at) => snapshotter.checkpoint(&self.log, views, at, kind).map_err(StoreError::from),
+            Some(at) => snapshotter.capture(&self.log, views, at, kind).map_err(StoreError::from),
         })??;
+        let info = snapshotter.write_captured(&self.log, captured)?;
         *self.last_checkpoint.lock() = Some((info.position, info.created_ms));
         Ok(info)
     }

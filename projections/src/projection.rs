@@ -94,12 +94,18 @@ pub trait Projection: Any + Send + Sync + 'static {
 pub fn digest_entries<'a>(entries: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     for (k, v) in entries {
-        h.update(&(k.len() as u32).to_le_bytes());
-        h.update(k);
-        h.update(&(v.len() as u32).to_le_bytes());
-        h.update(v);
+        digest_entry(&mut h, k, v);
     }
     *h.finalize().as_bytes()
+}
+
+/// Adds one entry to a [`digest_entries`] hash: for a view that digests its state entry by
+/// entry, without building the whole list.
+pub(crate) fn digest_entry(h: &mut blake3::Hasher, k: &[u8], v: &[u8]) {
+    h.update(&(k.len() as u32).to_le_bytes());
+    h.update(k);
+    h.update(&(v.len() as u32).to_le_bytes());
+    h.update(v);
 }
 
 /// A projection's position: the last event it has applied (or skipped).

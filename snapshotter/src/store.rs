@@ -26,7 +26,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 // Checkpoints hold the views' state, the users' data: owner-only, like the log's files.
 use log_engine::fs::{DIR_MODE, FILE_MODE};
 use log_engine::{Log, Position};
-use projections::Projection;
+use projections::{digest_entries, Projection};
 use serde::Serialize;
 use serde_bytes::ByteBuf;
 
@@ -38,6 +38,31 @@ use crate::types::{CheckpointInfo, CheckpointKind, Digest, Progress, Stage};
 /// The checkpoint directory's name inside the data directory.
 pub const CHECKPOINTS_DIR: &str = "checkpoints";
 const TMP_SUFFIX: &str = ".tmp";
+
+/// A checkpoint captured from the views ([`Snapshotter::capture`]), not yet written.
+#[derive(Debug)]
+pub struct Captured {
+    manifest: Manifest,
+    /// Per view, as the view gave them.
+    content: Vec<CapturedView>,
+    kind: CheckpointKind,
+    applied_through: Position,
+}
+
+/// One view's part of a [`Captured`] checkpoint.
+#[derive(Debug)]
+struct CapturedView {
+    name: String,
+    upserts: Vec<(Vec<u8>, Vec<u8>)>,
+    removals: Vec<Vec<u8>>,
+}
+
+impl Captured {
+    /// The log position the checkpoint covers.
+    pub fn position(&self) -> Position {
+        self.applied_through
+    }
+}
 
 /// The checkpoint the views' change marks correspond to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -441,6 +466,9 @@ impl Snapshotter {
     /// An incremental checkpoint stores each view's changes since its last mark, relative to
     /// this snapshotter's base (the checkpoint it last wrote or restored the views from);
     /// without one it is refused with [`Error::NoParent`].
+    ///
+    /// [`Snapshotter::capture`] then [`Snapshotter::write_captured`]: a caller that must not
+    /// hold the views while the file is encoded and written (a server) calls them apart.
     pub fn checkpoint(
         &mut self,
         log: &Log,
@@ -448,6 +476,25 @@ impl Snapshotter {
         applied_through: Position,
         kind: CheckpointKind,
     ) -> Result<CheckpointInfo> {
+        let captured = self.capture(log, views, applied_through, kind)?;
+        self.write_captured(log, captured)
+    }
+
+    /// Captures what a checkpoint of `views` at `applied_through` holds (every entry for a full
+    /// one, the changes since the last mark for an incremental) with each view's digest, and
+    /// marks the views: from here on their changes belong to the next checkpoint. The views
+    /// are needed only for this step; [`Snapshotter::write_captured`] encodes and writes
+    /// without them.
+    ///
+    /// Each view's state is materialised at most once: a full checkpoint's digest is taken
+    /// from the entries it captured.
+    pub fn capture(
+        &mut self,
+        log: &Log,
+        views: &mut [Box<dyn Projection>],
+        applied_through: Position,
+        kind: CheckpointKind,
+    ) -> Result<Captured> {
         let order = name_order(views)?;
         let log_hash = log.hash_at(applied_through)?;
         let (parent, parent_hash) = match (kind, self.base) {
@@ -470,41 +517,35 @@ impl Snapshotter {
                 None => (None, genesis_hash()),
             },
         };
-        let sequence = self.next_sequence;
         let mut lines = Vec::with_capacity(views.len());
-        let mut content = Vec::with_capacity(views.len());
+        let mut captured = Vec::with_capacity(views.len());
         for &i in &order {
             let view = &views[i];
             let name = view.name().to_string();
-            let (upserts, removals) = match kind {
-                CheckpointKind::Full => (view.entries(), Vec::new()),
+            let (upserts, removals, digest) = match kind {
+                CheckpointKind::Full => {
+                    let entries = view.entries();
+                    let digest = digest_entries(entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
+                    (entries, Vec::new(), digest)
+                }
                 CheckpointKind::Incremental => {
                     let changes = view.changes_since_mark();
-                    (changes.upserts, changes.removals)
+                    (changes.upserts, changes.removals, view.digest())
                 }
             };
-            let sorted = format::strictly_sorted(upserts.iter().map(|(k, _)| k.as_slice()))
-                && format::strictly_sorted(removals.iter().map(Vec::as_slice));
-            if !sorted {
-                return Err(Error::Projection {
-                    projection: name,
-                    detail: "its entries or changes are not sorted by key, or a key repeats".into(),
-                });
-            }
             lines.push(ProjectionManifest {
                 name: name.clone(),
-                digest: view.digest(),
+                digest,
                 upserts: upserts.len() as u64,
                 removals: removals.len() as u64,
             });
-            content.push(ProjectionContent {
-                name,
-                upserts: upserts.into_iter().map(|(k, v)| (ByteBuf::from(k), ByteBuf::from(v))).collect(),
-                removals: removals.into_iter().map(ByteBuf::from).collect(),
-            });
+            captured.push(CapturedView { name, upserts, removals });
+        }
+        for view in views.iter_mut() {
+            view.mark();
         }
         let manifest = Manifest {
-            sequence,
+            sequence: self.next_sequence,
             kind: kind.to_byte(),
             position: applied_through.0,
             log_hash: log_hash.0,
@@ -516,11 +557,26 @@ impl Snapshotter {
             raw_len: 0,
             compressed_len: 0,
         };
-        let info = self.write(manifest, content)?;
-        // Durable: from here on the views' changes are captured by this checkpoint.
-        for view in views.iter_mut() {
-            view.mark();
-        }
+        Ok(Captured { manifest, content: captured, kind, applied_through })
+    }
+
+    /// Encodes, checks and durably writes a captured checkpoint, then makes it the base of the
+    /// next incremental; a full checkpoint also applies retention. Needs no view.
+    ///
+    /// If it fails, the views were already marked, so the changes it held are in no checkpoint:
+    /// the base is dropped, and the next checkpoint is a full one.
+    pub fn write_captured(&mut self, log: &Log, captured: Captured) -> Result<CheckpointInfo> {
+        let Captured { manifest, content, kind, applied_through } = captured;
+        let sequence = manifest.sequence;
+        let written = self.write_checked(manifest, content);
+        let info = match written {
+            Ok(info) => info,
+            Err(e) => {
+                self.base = None;
+                self.incrementals_since_full = 0;
+                return Err(e);
+            }
+        };
         self.base = Some(Base { sequence, hash: info.hash.0, position: applied_through });
         self.incrementals_since_full = match kind {
             CheckpointKind::Full => 0,
@@ -533,6 +589,36 @@ impl Snapshotter {
             }
         }
         Ok(info)
+    }
+
+    /// Checks that every view's captured entries are sorted, then writes them.
+    fn write_checked(&mut self, manifest: Manifest, captured: Vec<CapturedView>) -> Result<CheckpointInfo> {
+        if manifest.sequence != self.next_sequence {
+            return Err(Error::Invalid {
+                what: format!(
+                    "checkpoint {} was captured before checkpoint {} was written; capture it again",
+                    manifest.sequence,
+                    self.next_sequence.saturating_sub(1)
+                ),
+            });
+        }
+        let mut content = Vec::with_capacity(captured.len());
+        for CapturedView { name, upserts, removals } in captured {
+            let sorted = format::strictly_sorted(upserts.iter().map(|(k, _)| k.as_slice()))
+                && format::strictly_sorted(removals.iter().map(Vec::as_slice));
+            if !sorted {
+                return Err(Error::Projection {
+                    projection: name,
+                    detail: "its entries or changes are not sorted by key, or a key repeats".into(),
+                });
+            }
+            content.push(ProjectionContent {
+                name,
+                upserts: upserts.into_iter().map(|(k, v)| (ByteBuf::from(k), ByteBuf::from(v))).collect(),
+                removals: removals.into_iter().map(ByteBuf::from).collect(),
+            });
+        }
+        self.write(manifest, content)
     }
 
     /// Encodes, checks and durably writes a checkpoint whose sequence is `next_sequence`.
