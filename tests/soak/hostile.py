@@ -57,6 +57,7 @@ class Stats:
         self.healthz_ms = []
         self.fds = []
         self.rss_kb = []
+        self.anon_kb = []
         self.acked = []  # (stream, version, id)
 
     def add(self, key, n=1):
@@ -231,6 +232,7 @@ def sampler(pid, stop, stats):
             with stats.lock:
                 stats.fds.append(fds)
                 stats.rss_kb.append(int(status["VmRSS"].split()[0]))
+                stats.anon_kb.append(int(status["RssAnon"].split()[0]))
         except (OSError, KeyError):
             pass
         stop.wait(0.5)
@@ -289,7 +291,8 @@ def main():
         ("acknowledged appends", f"{len(stats.acked):,}; lost: {lost}"),
         ("connections held at the end (idle)", f"{stats.counts.get('idle held at the end', 0)} of {stats.counts.get('idle opened', 0)} opened (cap {args.max_connections})"),
         ("server descriptors", f"max {max(stats.fds, default=0)}, median {statistics.median(stats.fds) if stats.fds else 0:.0f}"),
-        ("server RSS", f"peak {hwm_kb / 1024:.0f} MiB (VmHWM), median sampled {statistics.median(stats.rss_kb) / 1024 if stats.rss_kb else 0:.0f} MiB"),
+        ("server RSS", f"peak {hwm_kb / 1024:.0f} MiB (VmHWM, includes the mapped segments' pages), median sampled {statistics.median(stats.rss_kb) / 1024 if stats.rss_kb else 0:.0f} MiB"),
+        ("server anonymous memory (heap)", f"peak sampled {max(stats.anon_kb, default=0) / 1024:.0f} MiB, median {statistics.median(stats.anon_kb) / 1024 if stats.anon_kb else 0:.0f} MiB"),
         ("healthz", f"{len(h)} probes, p50 {statistics.median(h) if h else 0:.1f} ms, max {max(h, default=0):.1f} ms"),
         ("verify (HTTP)", f"ok={verify.get('ok')} events={verify.get('events')}"),
         ("SIGTERM", f"exit {code} after {stop_s:.1f} s"),
