@@ -27,9 +27,10 @@
 //!   first read, or the read fails with [`BodyError::Timeout`] (the handler answers 408 and
 //!   the connection is closed). A body shorter than its `Content-Length`, or a chunked body
 //!   that never ends, cannot hold a connection and its handler for ever.
-//! - [`BodyLimits::budget`] (`BODY_BYTES_IN_FLIGHT_MAX`): every chunk read takes its size from
-//!   one server-wide semaphore of bytes, held until the request is answered; a chunk that does
-//!   not fit fails the read with [`BodyError::Overloaded`] (503 `overloaded`, `Retry-After`).
+//! - [`BodyLimits::budget`] (`BODY_BYTES_IN_FLIGHT_MAX`): every chunk read takes its size
+//!   times `BODY_MEMORY_FACTOR` (the raw bytes and the parsed request's copy of them) from one
+//!   server-wide semaphore of bytes, held until the request is answered; a chunk that does not
+//!   fit fails the read with [`BodyError::Overloaded`] (503 `overloaded`, `Retry-After`).
 //!   Bytes are taken as they arrive and only once a handler reads them, which it does only
 //!   after authentication: a client that declares a large body and sends nothing holds none.
 
@@ -54,7 +55,8 @@ use crate::limits::REQUEST_BODY_MAX;
 /// The bounds every request body shares (see the module documentation).
 #[derive(Debug, Clone)]
 pub struct BodyLimits {
-    /// Bytes of request bodies all in-flight requests may hold; one permit per byte.
+    /// Memory all in-flight requests may hold for their bodies; one permit per byte, each body
+    /// byte charged `BODY_MEMORY_FACTOR`.
     pub budget: Arc<Semaphore>,
     /// The budget's size in bytes (for metrics and messages).
     pub budget_bytes: usize,
@@ -67,7 +69,7 @@ impl BodyLimits {
         BodyLimits { budget: Arc::new(Semaphore::new(budget_bytes)), budget_bytes, timeout }
     }
 
-    /// Request-body bytes held by in-flight requests right now.
+    /// Memory charged to in-flight request bodies right now.
     pub fn in_flight(&self) -> usize {
         self.budget_bytes - self.budget.available_permits()
     }
@@ -78,7 +80,7 @@ impl BodyLimits {
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
     #[error(
-        "the server already holds {budget} bytes of request bodies (BODY_BYTES_IN_FLIGHT_MAX); \
+        "the server already holds its budget of {budget} bytes for request bodies (BODY_BYTES_IN_FLIGHT_MAX); \
          retry after the Retry-After delay"
     )]
     Overloaded { budget: usize },
@@ -138,7 +140,8 @@ impl Unread {
                 Poll::Pending
             }
             Poll::Ready(Some(Ok(chunk))) => {
-                let permits = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+                let charge = chunk.len().saturating_mul(crate::limits::BODY_MEMORY_FACTOR);
+                let permits = u32::try_from(charge).unwrap_or(u32::MAX);
                 match self.limits.budget.clone().try_acquire_many_owned(permits) {
                     Ok(permit) => {
                         match &mut self.held {

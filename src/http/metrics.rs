@@ -137,7 +137,7 @@ impl ServerMetrics {
         gauge(
             &mut out,
             "cairn_http_body_bytes_in_flight",
-            "Request-body bytes held by in-flight requests (bounded by --body-budget).",
+            "Memory charged to in-flight request bodies, 3 bytes per body byte (bounded by --body-budget).",
             self.body_limits.get().map_or(0, super::drain::BodyLimits::in_flight) as f64,
         );
         let _ = writeln!(out, "# HELP cairn_http_requests_total HTTP requests by route and status.");

@@ -81,7 +81,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
     pub body_timeout: Duration,
 
-    /// Request-body bytes all requests together may hold at once (503 overloaded beyond).
+    /// Memory all requests together may hold for their bodies at once, each body byte counted
+    /// 3 times (raw and parsed); 503 overloaded beyond.
     #[arg(long, value_name = "BYTES", default_value_t = limits::BODY_BYTES_IN_FLIGHT_MAX)]
     pub body_budget: usize,
 
