@@ -14,8 +14,11 @@
 //! checkpoint, verifies the whole log and runs a recovery drill. The agents' appends share the
 //! log's group commits.
 //!
+//! Its directory is `./cairn-demo` unless `--data` names one, so the demo's events never mix with
+//! a user's own in `./cairn-data`.
+//!
 //! Invariants: the demo never touches a directory that already holds anything (it runs in the
-//! first free sibling `DIR-demo-N` and says so). Its workload is deterministic (seeded per
+//! first free sibling, `cairn-demo-N` or `DIR-demo-N`, and says so). Its workload is deterministic (seeded per
 //! agent) apart from timing. Every append is durable (`Durability::Sync`).
 
 use std::collections::BTreeSet;
@@ -154,9 +157,11 @@ fn fresh_dir(dir: &Path) -> CliResult<PathBuf> {
     if is_free(dir) {
         return Ok(dir.to_path_buf());
     }
-    let name = dir.file_name().map_or("cairn-data".into(), |n| n.to_string_lossy().into_owned());
+    let name = dir.file_name().map_or("cairn-demo".into(), |n| n.to_string_lossy().into_owned());
+    // ./cairn-demo's siblings are cairn-demo-1, ...; a directory of another name gets NAME-demo-1.
+    let stem = if name.ends_with("demo") { name.clone() } else { format!("{name}-demo") };
     for n in 1..=SIBLINGS_MAX {
-        let candidate = dir.with_file_name(format!("{name}-demo-{n}"));
+        let candidate = dir.with_file_name(format!("{stem}-{n}"));
         if is_free(&candidate) {
             eprintln!(
                 "{} already holds data; the demo leaves it alone and runs in {} instead",
@@ -167,7 +172,7 @@ fn fresh_dir(dir: &Path) -> CliResult<PathBuf> {
         }
     }
     Err(CliError::Server(format!(
-        "{} holds data and so do {name}-demo-1 to {name}-demo-{SIBLINGS_MAX}; pass --data with an empty directory",
+        "{} holds data and so do {stem}-1 to {stem}-{SIBLINGS_MAX}; pass --data with an empty directory",
         dir.display()
     )))
 }

@@ -50,3 +50,20 @@ fn the_demo_runs_reports_and_leaves_a_verifiable_log() {
     let (_, again, _) = cairn(&data, &["head", "-o", "json"]);
     assert_eq!(serde_json::from_str::<Value>(&again).unwrap(), head);
 }
+
+/// Issue 23 item 5: the demo filled ./cairn-data, so the README's next steps met its 11.7k
+/// events; without --data it now runs in ./cairn-demo and leaves ./cairn-data alone.
+#[test]
+fn without_data_the_demo_uses_its_own_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["demo", "--agents", "1", "--steps", "2"])
+        .env_remove("CAIRN_DATA")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.path().join("cairn-demo").join("log").is_dir());
+    assert!(!dir.path().join("cairn-data").exists(), "./cairn-data stays empty for the user's own events");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--data ./cairn-demo read agent-0"));
+}

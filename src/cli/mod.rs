@@ -43,18 +43,13 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 integrity failure, 4 wrong expected versio
 #[derive(Debug, Parser)]
 #[command(name = "cairn", version, about, after_help = EXAMPLES, max_term_width = 110)]
 pub struct Cli {
-    /// Data directory (created on first use; one process owns it at a time). Accepted before
-    /// or after the command, except that after `append` `--data` is still the event's data for
-    /// one release (deprecated: use --payload there); `--data-dir` means the directory anywhere.
-    #[arg(
-        long,
-        visible_alias = "data-dir",
-        global = true,
-        env = "CAIRN_DATA",
-        default_value = "./cairn-data",
-        value_name = "DIR"
-    )]
-    pub data: PathBuf,
+    /// Data directory (created on first use; one process owns it at a time) [default:
+    /// ./cairn-data, and ./cairn-demo for `demo`, so the demo's events never mix with yours].
+    /// Accepted before or after the command, except that after `append` `--data` is still the
+    /// event's data for one release (deprecated: use --payload there); `--data-dir` means the
+    /// directory anywhere.
+    #[arg(long, visible_alias = "data-dir", global = true, env = "CAIRN_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
 
     /// Output format: text for people, json for one document, ndjson for one object per line.
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Text)]
@@ -297,7 +292,7 @@ SIGINT or SIGTERM stops accepting, finishes in-flight appends and closes the log
     /// Run a realistic multi-agent workload on a fresh data directory and summarise it.
     #[command(after_help = "\
 Examples:
-  cairn demo                        # uses ./cairn-data, or a fresh subdirectory if it has data
+  cairn demo                        # uses ./cairn-demo, or a fresh sibling if it has data
   cairn demo --agents 16 --steps 500
   cairn --data /tmp/demo demo -o json")]
     Demo(crate::demo::DemoArgs),
@@ -407,8 +402,15 @@ fn init_tracing(default: &str, json: bool) {
     }
 }
 
+/// The data directory when none is given.
+pub const DATA_DIR_DEFAULT: &str = "./cairn-data";
+/// The demo's data directory when none is given: its own, so that what a user does next in
+/// ./cairn-data starts from an empty log.
+pub const DEMO_DIR_DEFAULT: &str = "./cairn-demo";
+
 fn run(cli: Cli) -> CliResult<Exit> {
-    let data = cli.data;
+    let default = if matches!(cli.command, Command::Demo(_)) { DEMO_DIR_DEFAULT } else { DATA_DIR_DEFAULT };
+    let data = cli.data.unwrap_or_else(|| PathBuf::from(default));
     let format = cli.output;
     match cli.command {
         Command::Append(args) => log_cmds::append(&data, format, args),
