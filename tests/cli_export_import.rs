@@ -129,3 +129,17 @@ fn read_output_is_append_input() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("dta"), "{err}");
 }
+
+/// Issue 23 item 10: import keeps versions, so a stream that is elsewhere in the target is
+/// refused (exit 4) rather than merged out of order, and nothing of that batch is written.
+#[test]
+fn import_into_a_stream_at_another_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = seeded(dir.path());
+    let (_, exported, _) = cairn(&source, &["export", "agent-7"]);
+    let target = dir.path().join("target");
+    assert_eq!(cairn(&target, &["append", "agent-7", "--type", "Other"]).0, 0);
+    let (code, _, err) = with_stdin(&target, &["import"], exported.as_bytes());
+    assert_eq!(code, 4, "{err}");
+    assert_eq!(essence(&target, "agent-7").len(), 1, "nothing of the batch was written");
+}

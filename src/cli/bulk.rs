@@ -7,11 +7,14 @@
 //! target store assigns afresh (position, version, timestamp, hash). An erased event has no
 //! payload left and is refused.
 //!
-//! Idempotency is by event id: an event id is unique within its stream, and a batch of ids
-//! already written with the same content is answered with the original positions and writes
-//! nothing. `import` cuts its input into batches the same way every time (consecutive lines of
-//! one stream, at most [`NDJSON_BATCH_EVENTS`] events and about [`NDJSON_BATCH_BYTES`] bytes),
-//! so importing the same file again writes nothing new.
+//! `import` keeps versions: it cuts its input into batches the same way every time (consecutive
+//! lines of one stream, at most [`NDJSON_BATCH_EVENTS`] events and about
+//! [`NDJSON_BATCH_BYTES`] bytes) and appends each with the exact expected version its first
+//! line's `version` implies (`no_stream` for version 0; `any` for a line without a version).
+//! The engine recognises a retried batch with an exact expected version at any age, so importing
+//! the same file again writes nothing new, however large; a store whose streams are not at
+//! those versions refuses the batch (exit 4) and nothing of it is written. `append --ndjson`
+//! ignores the lines' versions (its STREAM and --expected-version decide).
 
 use std::io::{BufRead, Read};
 use std::path::Path;
@@ -63,8 +66,8 @@ struct Line {
     // Assigned by the store the event is written to: ignored.
     #[allow(dead_code)]
     position: Option<serde::de::IgnoredAny>,
-    #[allow(dead_code)]
-    version: Option<serde::de::IgnoredAny>,
+    /// The event's version in its stream: `import` appends with the expected version it implies.
+    version: Option<u64>,
     #[allow(dead_code)]
     timestamp: Option<serde::de::IgnoredAny>,
     #[allow(dead_code)]
@@ -77,7 +80,7 @@ fn present_raw<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>,
 }
 
 /// Parses line `line_no` of standard input into its stream (if it names one) and the event to append.
-pub(crate) fn parse_line(text: &str, line_no: u64) -> Result<(Option<String>, NewEvent), InputError> {
+pub(crate) fn parse_line(text: &str, line_no: u64) -> Result<Parsed, InputError> {
     let line: Line = serde_json::from_str(text)
         .map_err(|e| InputError(format!("line {line_no} of standard input is not a valid event: {e}")))?;
     if line.erased {
@@ -94,7 +97,15 @@ pub(crate) fn parse_line(text: &str, line_no: u64) -> Result<(Option<String>, Ne
     }
     .into_new_event((line_no - 1) as usize)
     .map_err(|e| InputError(format!("line {line_no} of standard input: {e}")))?;
-    Ok((line.stream, event))
+    Ok(Parsed { stream: line.stream, version: line.version, event })
+}
+
+/// One parsed line: the event, and the stream and version its line names, if any.
+#[derive(Debug)]
+pub(crate) struct Parsed {
+    pub stream: Option<String>,
+    pub version: Option<u64>,
+    pub event: NewEvent,
 }
 
 pub fn export(dir: &Path, args: ExportArgs) -> CliResult<Exit> {
@@ -174,6 +185,7 @@ fn import_into(log: &Log, dir: &Path, format: Format) -> CliResult<Exit> {
     let mut reader = std::io::BufReader::new(std::io::stdin().lock()).take(u64::MAX);
     let mut batch: Vec<NewEvent> = Vec::new();
     let mut batch_stream = String::new();
+    let mut batch_expected = ExpectedVersion::Any;
     let mut batch_bytes = 0usize;
     let mut line = String::new();
     let mut line_no = 0u64;
@@ -195,8 +207,9 @@ fn import_into(log: &Log, dir: &Path, format: Format) -> CliResult<Exit> {
             }
             let text = line.trim();
             if !text.is_empty() {
-                let (stream, event) =
+                let parsed =
                     parse_line(text, line_no).map_err(|e| InputError(format!("{}; {}", e.0, so_far(&summary))))?;
+                let (stream, version, event) = (parsed.stream, parsed.version, parsed.event);
                 let stream = stream.ok_or_else(|| {
                     InputError(format!(
                         "line {line_no} names no stream: import needs the \"stream\" field of `cairn export`; \
@@ -204,11 +217,11 @@ fn import_into(log: &Log, dir: &Path, format: Format) -> CliResult<Exit> {
                         so_far(&summary)
                     ))
                 })?;
-                next = Some((stream, event));
+                next = Some((stream, version, event));
             }
         }
         let cut = match &next {
-            Some((stream, _)) => {
+            Some((stream, _, _)) => {
                 *stream != batch_stream || batch.len() >= NDJSON_BATCH_EVENTS || batch_bytes >= NDJSON_BATCH_BYTES
             }
             None => done,
@@ -217,7 +230,7 @@ fn import_into(log: &Log, dir: &Path, format: Format) -> CliResult<Exit> {
             let n = batch.len() as u64;
             let head_before = log.head().map(|h| h.position);
             let r = log
-                .append(&batch_stream, ExpectedVersion::Any, std::mem::take(&mut batch))
+                .append(&batch_stream, batch_expected, std::mem::take(&mut batch))
                 .map_err(|e| CliError::log(dir, e))?;
             // A batch whose ids are all written already is answered with its old positions.
             let new = head_before.is_none_or(|h| r.first_position > h);
@@ -231,7 +244,18 @@ fn import_into(log: &Log, dir: &Path, format: Format) -> CliResult<Exit> {
             batch_bytes = 0;
             bar.inc(n);
         }
-        if let Some((stream, event)) = next {
+        if let Some((stream, version, event)) = next {
+            if batch.is_empty() {
+                // The version the line had is the version it gets: the batch expects the stream
+                // to end just before it. That keeps versions equal to the source's and lets a
+                // repeated import be recognised at any age, not only within the engine's
+                // idempotency window (as a batch with expected version any would be).
+                batch_expected = match version {
+                    Some(0) => ExpectedVersion::NoStream,
+                    Some(v) => ExpectedVersion::Exact(StreamVersion(v - 1)),
+                    None => ExpectedVersion::Any,
+                };
+            }
             batch_bytes += event.metadata.len() + event.data.as_bytes().len() + event.event_type.len();
             if streams.insert(stream.clone()) {
                 summary.streams += 1;

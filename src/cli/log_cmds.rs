@@ -279,8 +279,9 @@ fn append_ndjson_to(
             if !text.is_empty() {
                 // The line's own stream (a line of `read -o ndjson` or `export`) is ignored: the
                 // STREAM argument says where the events go.
-                let (_, event) = super::bulk::parse_line(text, line_no)
-                    .map_err(|e| InputError(format!("{}; {}", e.0, already(&summary))))?;
+                let event = super::bulk::parse_line(text, line_no)
+                    .map_err(|e| InputError(format!("{}; {}", e.0, already(&summary))))?
+                    .event;
                 batch_bytes += event.metadata.len() + event.data.as_bytes().len() + event.event_type.len();
                 batch.push(event);
             }

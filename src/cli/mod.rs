@@ -127,15 +127,17 @@ Examples:
   cairn --data ./old export --all | cairn --data ./new import
   cairn import -o json < all.ndjson     # {\"events\",\"written\",\"already_present\",\"batches\",\"streams\"}
 
-Each event keeps its id, type, data (or data_b64) and metadata; the target assigns positions,
-versions, timestamps and hashes afresh. Consecutive lines of one stream are appended as one
-batch (at most 1000 events, about 4 MiB), with expected version any.
+Each event keeps its stream, version, id, type, data (or data_b64) and metadata; the target
+assigns positions, timestamps and hashes afresh. Consecutive lines of one stream are appended as
+one batch (at most 1000 events, about 4 MiB) expecting the stream to end just before the batch's
+first version (no_stream for version 0): a stream that is not there exits 4 and nothing of that
+batch is written. Export whole streams (from version 0) to import into a fresh store.
 
 Idempotency: an event id is unique within its stream, and a batch whose ids are all written
-already, with the same content, is answered with its original positions and writes nothing. So
-importing the same file again writes nothing new (reported as already_present), whatever its size.
-A batch mixing written and new ids (an import stopped halfway, then re-run with a different file)
-is refused with an id conflict naming the id; nothing of that batch is written.")]
+already at those versions, with the same content, is answered with its original positions and
+writes nothing, at any age. So importing the same file again writes nothing new (reported as
+already_present), however large. A batch mixing written and new ids is refused with an id
+conflict naming the id, and writes nothing.")]
     Import,
 
     /// List streams: name, last version, event count.
