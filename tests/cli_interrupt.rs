@@ -17,41 +17,63 @@ const BIN: &str = env!("CARGO_BIN_EXE_cairn");
 /// Attempts at catching a copy in the middle before the test gives up.
 const ATTEMPTS: usize = 20;
 
+/// A store of some 48 MiB, so that copying it takes long enough to be caught in the middle
+/// (segments start small and grow with the log).
 fn seeded() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     for (key, value) in [("a", "1"), ("b", "2")] {
         assert_eq!(cairn(&data, &["kv", "set", key, value]).0, 0);
     }
+    let text = "x".repeat(100_000);
+    let lines: String =
+        (0..480).map(|n| format!("{{\"type\":\"Big\",\"data\":{{\"n\":{n},\"text\":\"{text}\"}}}}\n")).collect();
+    let mut child = Command::new(BIN)
+        .arg("--data")
+        .arg(&data)
+        .args(["append", "big", "--ndjson"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), lines.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
     assert_eq!(cairn(&data, &["checkpoint"]).0, 0);
     (dir, data)
 }
 
-/// A segment file somewhere under `root` that is shorter than the source's: a copy under way.
-fn half_copied_segment(root: &Path, full: u64) -> bool {
+/// A segment file somewhere under `root` that is shorter than the source's segment of the same
+/// name: a copy under way.
+fn half_copied_segment(root: &Path, source: &std::collections::HashMap<std::ffi::OsString, u64>) -> bool {
     let Ok(entries) = std::fs::read_dir(root) else { return false };
     entries.filter_map(Result::ok).any(|e| {
         let path = e.path();
         if path.is_dir() {
-            return half_copied_segment(&path, full);
+            return half_copied_segment(&path, source);
         }
+        let full = source.get(&e.file_name()).copied().unwrap_or(0);
         path.extension().is_some_and(|x| x == "seg") && e.metadata().is_ok_and(|m| m.len() > 0 && m.len() < full)
     })
 }
 
-fn segment_len(data: &Path) -> u64 {
+/// The source's segment files and their lengths.
+fn segment_len(data: &Path) -> std::collections::HashMap<std::ffi::OsString, u64> {
     std::fs::read_dir(data.join("log"))
         .unwrap()
         .filter_map(Result::ok)
         .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
-        .map(|e| e.metadata().unwrap().len())
-        .max()
-        .unwrap()
+        .map(|e| (e.file_name(), e.metadata().unwrap().len()))
+        .collect()
 }
 
 /// Watches `child` until a segment under `root` is half-copied, then sends `signal`. Returns
 /// the exit status, and whether the signal was sent during the copy.
-fn signal_during_copy(mut child: Child, root: &Path, full: u64, signal: &str) -> (std::process::ExitStatus, bool) {
+fn signal_during_copy(
+    mut child: Child,
+    root: &Path,
+    full: &std::collections::HashMap<std::ffi::OsString, u64>,
+    signal: &str,
+) -> (std::process::ExitStatus, bool) {
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             return (status, false);
@@ -89,7 +111,7 @@ fn an_interrupted_restore_leaves_no_target_and_no_partial_copy() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let (status, during) = signal_during_copy(child, &out, full, "INT");
+        let (status, during) = signal_during_copy(child, &out, &full, "INT");
         if !during {
             assert!(status.success());
             std::fs::remove_dir_all(&target).unwrap();
@@ -126,7 +148,7 @@ fn a_killed_restore_leaves_no_target_and_the_next_one_cleans_up() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let (_, during) = signal_during_copy(child, &out, full, "KILL");
+        let (_, during) = signal_during_copy(child, &out, &full, "KILL");
         if !during || target.exists() {
             // Too quick to catch, or killed after the rename: the target must be complete.
             let (code, report, err) = cairn(&target, &["verify"]);
@@ -160,7 +182,7 @@ fn an_interrupted_drill_removes_its_scratch_directory() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let (status, during) = signal_during_copy(child, &tmp, full, "INT");
+        let (status, during) = signal_during_copy(child, &tmp, &full, "INT");
         assert!(names(&tmp).is_empty(), "the drill left {:?} in the temporary directory", names(&tmp));
         if during {
             assert_eq!(status.code(), Some(130), "an interrupted drill exits 130");
