@@ -23,7 +23,7 @@ use crate::auth::Permission;
     post, path = "/v1/audit", tag = "audit",
     request_body(content = Object, description = "`{\"level\", \"category\", \"event\" (or \"action\"), \"actor\": {\"type\", \"id\", \"name\"?, \"roles\"?}, \"target\"?: {\"type\", \"id\", \"name\"?, \"properties\"?}, \"context\"?: {\"trace_id\", \"span_id\", \"parent_span_id\", \"workflow_id\", \"task_id\", \"agent_id\", \"user_id\"}, \"outcome\"?, \"metadata\"?, \"source\"?, \"id\"?: UUID for idempotent retries}`. Levels: trace, debug, info, warn, error, fatal. Categories: authentication, authorization, data_access, system_change, workflow, agent_activity, security, performance."),
     responses(
-        (status = 200, description = "`{\"id\", \"position\", \"hash\"}`: the entry's id and where the log holds it.", body = Object),
+        (status = 200, description = "`{\"id\", \"position\", \"hash\"}`: the entry's id and where the log holds it.", body = answers::AuditReceipt),
         (status = 400, description = "`invalid_body` or `invalid_input` naming the field.", body = ErrorBody),
         (status = 403, description = "The token lacks `append` on `audit:<category>`.", body = ErrorBody),
     ),
@@ -93,7 +93,7 @@ pub(super) fn time_param(name: &str, text: &str) -> ApiResult<u64> {
     get, path = "/v1/audit", tag = "audit",
     params(QueryParams),
     responses(
-        (status = 200, description = "`{\"entries\": [entry + id, timestamp (unix ms), position, hash, stream], \"next\": cursor|null}`.", body = Object),
+        (status = 200, description = "`{\"entries\": [entry + id, timestamp (unix ms), position, hash, stream], \"next\": cursor|null}`.", body = answers::AuditPage),
         (status = 400, description = "`invalid_query` naming the parameter.", body = ErrorBody),
         (status = 403, description = "The token lacks `read` on `audit:` (or `audit:<category>` with a category filter).", body = ErrorBody),
     ),
@@ -145,7 +145,7 @@ fn entry_id(call: &ViewCall, id: &str) -> ApiResult<Uuid> {
 #[utoipa::path(
     get, path = "/v1/audit/{id}", tag = "audit",
     params(("id" = String, Path, description = "The entry's id (UUID)."), MinPosition),
-    responses((status = 200, description = "The entry.", body = Object), (status = 404, description = "`entry_not_found`.", body = ErrorBody)),
+    responses((status = 200, description = "The entry.", body = answers::AuditEntryJson), (status = 404, description = "`entry_not_found`.", body = ErrorBody)),
     security(("bearer" = []), ())
 )]
 pub async fn get(call: ViewCall, Path(id): Path<String>, Query(q): Query<MinPosition>) -> ApiResult<Json<Value>> {
@@ -160,7 +160,7 @@ pub async fn get(call: ViewCall, Path(id): Path<String>, Query(q): Query<MinPosi
     get, path = "/v1/audit/{id}/proof", tag = "audit",
     params(("id" = String, Path, description = "The entry's id (UUID)."), MinPosition),
     responses(
-        (status = 200, description = "`{\"entry\", \"position\", \"hash\", \"verified\": bool, \"detail\"?}`.", body = Object),
+        (status = 200, description = "`{\"entry\", \"position\", \"hash\", \"verified\": bool, \"detail\"?}`.", body = answers::AuditProofJson),
         (status = 404, description = "`entry_not_found`.", body = ErrorBody),
     ),
     security(("bearer" = []), ())
@@ -169,4 +169,62 @@ pub async fn proof(call: ViewCall, Path(id): Path<String>, Query(q): Query<MinPo
     let id = entry_id(&call, &id)?;
     let proof = call.query(q.min_position, move |v| v.audit().proof(id)).await?;
     Ok(Json(proof.to_json()))
+}
+
+/// The answers' shapes, for `/openapi.json` (the view writes them as JSON): schemathesis checks
+/// every answer against them in CI.
+#[allow(dead_code, reason = "the document's types; the view writes the same shapes")]
+pub mod answers {
+    use serde_json::Value;
+    use utoipa::ToSchema;
+
+    /// `POST /v1/audit`: the entry's id and where the log holds it.
+    #[derive(Debug, ToSchema)]
+    pub struct AuditReceipt {
+        #[schema(format = "uuid")]
+        pub id: String,
+        pub position: u64,
+        /// The chain hash at `position`, 64 hex characters.
+        pub hash: String,
+    }
+
+    /// A stored audit entry: the entry as written (`level`, `category`, `event`, `actor`,
+    /// `target`?, `context`?, `outcome`?, `metadata`?, `source`?) and where it lives.
+    #[derive(Debug, ToSchema)]
+    pub struct AuditEntryJson {
+        #[schema(format = "uuid")]
+        pub id: String,
+        /// Server time, unix ms.
+        pub timestamp: u64,
+        pub position: u64,
+        pub hash: String,
+        /// `audit:<category>`.
+        pub stream: String,
+        pub level: String,
+        pub category: String,
+        pub event: String,
+        #[schema(value_type = Object)]
+        pub actor: Value,
+    }
+
+    /// `GET /v1/audit`.
+    #[derive(Debug, ToSchema)]
+    pub struct AuditPage {
+        pub entries: Vec<AuditEntryJson>,
+        /// Pass as `after` for the next page; `null` on the last.
+        pub next: Option<u64>,
+    }
+
+    /// `GET /v1/audit/{id}/proof`.
+    #[derive(Debug, ToSchema)]
+    pub struct AuditProofJson {
+        pub entry: AuditEntryJson,
+        pub position: u64,
+        pub hash: String,
+        /// The log's event at `position` (CRC re-checked) matches the entry, field by field and
+        /// by chain hash.
+        pub verified: bool,
+        /// What did not match, when `verified` is false.
+        pub detail: Option<String>,
+    }
 }

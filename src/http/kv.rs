@@ -134,7 +134,7 @@ pub struct PutRequest {
     params(("key" = String, Path, description = "Percent-encoded key.")),
     request_body = PutRequest,
     responses(
-        (status = 200, description = "`{\"key\", \"version\", \"position\"}`.", body = Object),
+        (status = 200, description = "`{\"key\", \"version\", \"position\"}`.", body = answers::KvSetAnswer),
         (status = 409, description = "`wrong_expected_version`, naming the key.", body = ErrorBody),
     ),
     security(("bearer" = []), ())
@@ -160,7 +160,7 @@ pub struct DeleteRequest {
     params(("key" = String, Path, description = "Percent-encoded key.")),
     request_body(content = Option<DeleteRequest>, description = "Optional."),
     responses(
-        (status = 200, description = "`{\"deleted\": bool, \"position\"}`; deleting an absent key writes nothing.", body = Object),
+        (status = 200, description = "`{\"deleted\": bool, \"position\"}`; deleting an absent key writes nothing.", body = answers::KvDeletedAnswer),
         (status = 409, description = "`wrong_expected_version`.", body = ErrorBody),
     ),
     security(("bearer" = []), ())
@@ -187,7 +187,7 @@ pub struct IncrRequest {
     params(("key" = String, Path, description = "Percent-encoded key.")),
     request_body(content = Option<IncrRequest>, description = "Optional; `delta` defaults to 1."),
     responses(
-        (status = 200, description = "`{\"value\": n, \"position\"}`.", body = Object),
+        (status = 200, description = "`{\"value\": n, \"position\"}`.", body = answers::KvIncrAnswer),
         (status = 400, description = "`not_an_integer`, `integer_overflow`, `wrong_type`.", body = ErrorBody),
     ),
     security(("bearer" = []), ())
@@ -211,7 +211,7 @@ pub struct AppendRequest {
     post, path = "/v1/kv/{key}/append", tag = "kv",
     params(("key" = String, Path, description = "Percent-encoded key.")),
     request_body = AppendRequest,
-    responses((status = 200, description = "`{\"length\": bytes, \"position\"}`.", body = Object), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
+    responses((status = 200, description = "`{\"length\": bytes, \"position\"}`.", body = answers::KvLengthAnswer), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
     security(("bearer" = []), ())
 )]
 pub async fn append(call: ViewCall, Path(key): Path<String>, body: JsonBody) -> ApiResult<Json<Value>> {
@@ -233,7 +233,7 @@ pub struct PushRequest {
     post, path = "/v1/kv/{key}/push", tag = "kv",
     params(("key" = String, Path, description = "Percent-encoded key.")),
     request_body = PushRequest,
-    responses((status = 200, description = "`{\"length\": n, \"position\"}`.", body = Object), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
+    responses((status = 200, description = "`{\"length\": n, \"position\"}`.", body = answers::KvLengthAnswer), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
     security(("bearer" = []), ())
 )]
 pub async fn push(call: ViewCall, Path(key): Path<String>, body: JsonBody) -> ApiResult<Json<Value>> {
@@ -257,7 +257,7 @@ pub struct PopRequest {
     post, path = "/v1/kv/{key}/pop", tag = "kv",
     params(("key" = String, Path, description = "Percent-encoded key.")),
     request_body(content = Option<PopRequest>, description = "Optional."),
-    responses((status = 200, description = "`{\"values\": [...], \"position\"}`; an empty or missing list answers `[]` and writes nothing.", body = Object), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
+    responses((status = 200, description = "`{\"values\": [...], \"position\"}`; an empty or missing list answers `[]` and writes nothing.", body = answers::KvPopAnswer), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
     security(("bearer" = []), ())
 )]
 pub async fn pop(call: ViewCall, Path(key): Path<String>, body: OptionalBody) -> ApiResult<Json<Value>> {
@@ -282,7 +282,7 @@ pub struct RangeQuery {
 #[utoipa::path(
     get, path = "/v1/kv/{key}/range", tag = "kv",
     params(("key" = String, Path, description = "Percent-encoded key."), RangeQuery),
-    responses((status = 200, description = "`{\"values\": [...]}` (LRANGE index rules; a missing key is empty).", body = Object), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
+    responses((status = 200, description = "`{\"values\": [...]}` (LRANGE index rules; a missing key is empty).", body = answers::KvRangeAnswer), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
     security(("bearer" = []), ())
 )]
 pub async fn range(call: ViewCall, Path(key): Path<String>, Query(q): Query<RangeQuery>) -> ApiResult<Json<Value>> {
@@ -303,7 +303,7 @@ pub struct MembersRequest {
     post, path = "/v1/kv/{key}/sadd", tag = "kv",
     params(("key" = String, Path, description = "Percent-encoded key.")),
     request_body = MembersRequest,
-    responses((status = 200, description = "`{\"added\": n, \"position\"}`.", body = Object), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
+    responses((status = 200, description = "`{\"added\": n, \"position\"}`.", body = answers::KvAddedAnswer), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
     security(("bearer" = []), ())
 )]
 pub async fn sadd(call: ViewCall, Path(key): Path<String>, body: JsonBody) -> ApiResult<Json<Value>> {
@@ -316,7 +316,7 @@ pub async fn sadd(call: ViewCall, Path(key): Path<String>, body: JsonBody) -> Ap
     post, path = "/v1/kv/{key}/srem", tag = "kv",
     params(("key" = String, Path, description = "Percent-encoded key.")),
     request_body = MembersRequest,
-    responses((status = 200, description = "`{\"removed\": n, \"position\"}`.", body = Object), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
+    responses((status = 200, description = "`{\"removed\": n, \"position\"}`.", body = answers::KvRemovedAnswer), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
     security(("bearer" = []), ())
 )]
 pub async fn srem(call: ViewCall, Path(key): Path<String>, body: JsonBody) -> ApiResult<Json<Value>> {
@@ -328,7 +328,7 @@ pub async fn srem(call: ViewCall, Path(key): Path<String>, body: JsonBody) -> Ap
 #[utoipa::path(
     get, path = "/v1/kv/{key}/members", tag = "kv",
     params(("key" = String, Path, description = "Percent-encoded key."), MinPosition),
-    responses((status = 200, description = "`{\"members\": [...]}`, sorted; a missing key is empty.", body = Object), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
+    responses((status = 200, description = "`{\"members\": [...]}`, sorted; a missing key is empty.", body = answers::KvMembersAnswer), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
     security(("bearer" = []), ())
 )]
 pub async fn members(call: ViewCall, Path(key): Path<String>, Query(q): Query<MinPosition>) -> ApiResult<Json<Value>> {
@@ -350,7 +350,7 @@ pub struct HistoryQuery {
     get, path = "/v1/kv/{key}/history", tag = "kv",
     params(("key" = String, Path, description = "Percent-encoded key."), HistoryQuery),
     responses(
-        (status = 200, description = "`{\"versions\": [{\"version\", \"op\", \"value\", \"timestamp\" (unix ms), \"position\"}]}`.", body = Object),
+        (status = 200, description = "`{\"versions\": [{\"version\", \"op\", \"value\", \"timestamp\" (unix ms), \"position\"}]}`.", body = answers::KvHistoryAnswer),
         (status = 404, description = "`key_not_found`: the key was never written.", body = ErrorBody),
     ),
     security(("bearer" = []), ())
@@ -384,7 +384,7 @@ pub struct ListQuery {
 #[utoipa::path(
     get, path = "/v1/kv", tag = "kv",
     params(ListQuery),
-    responses((status = 200, description = "`{\"keys\": [...], \"next\": key|null}`.", body = Object), (status = 403, description = "The token lacks `read` on `kv:<prefix>`.", body = ErrorBody)),
+    responses((status = 200, description = "`{\"keys\": [...], \"next\": key|null}`.", body = answers::KvKeysPage), (status = 403, description = "The token lacks `read` on `kv:<prefix>`.", body = ErrorBody)),
     security(("bearer" = []), ())
 )]
 pub async fn list(call: ViewCall, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
@@ -407,7 +407,7 @@ pub struct GetManyRequest {
     post, path = "/v1/kv:get", tag = "kv",
     params(MinPosition),
     request_body = GetManyRequest,
-    responses((status = 200, description = "`{\"values\": {\"key\": value|null}}` (null: absent, expired, or not a plain value).", body = Object)),
+    responses((status = 200, description = "`{\"values\": {\"key\": value|null}}` (null: absent, expired, or not a plain value).", body = answers::KvValuesAnswer)),
     security(("bearer" = []), ())
 )]
 pub async fn get_many(call: ViewCall, Query(q): Query<MinPosition>, body: JsonBody) -> ApiResult<Json<Value>> {
@@ -440,7 +440,7 @@ pub struct TxnRequest {
     post, path = "/v1/kv:txn", tag = "kv",
     request_body = TxnRequest,
     responses(
-        (status = 200, description = "`{\"outputs\": [per op, as the single-key endpoints answer], \"position\"}`.", body = Object),
+        (status = 200, description = "`{\"outputs\": [per op, as the single-key endpoints answer], \"position\"}`.", body = answers::KvTxnAnswer),
         (status = 409, description = "`wrong_expected_version` naming the watched key that moved.", body = ErrorBody),
     ),
     security(("bearer" = []), ())
@@ -459,4 +459,127 @@ pub async fn txn(call: ViewCall, body: JsonBody) -> ApiResult<Json<Value>> {
         request.watch.into_iter().map(|(k, v)| (k, v.map(StreamVersion))).collect();
     let result = call.run(move |v| v.kv().txn(&watch, request.ops)).await?;
     Ok(Json(json!({"outputs": result.outputs, "position": position_json(result.position)})))
+}
+
+/// The answers' shapes, for `/openapi.json` (the handlers build them as JSON): schemathesis
+/// checks every answer against them in CI, so they cannot drift from what the handlers send.
+#[allow(dead_code, reason = "the document's types; the handlers write the same shapes with json!")]
+pub mod answers {
+    use serde_json::Value;
+    use utoipa::ToSchema;
+
+    /// `PUT /v1/kv/{key}`.
+    #[derive(Debug, ToSchema)]
+    pub struct KvSetAnswer {
+        pub key: String,
+        /// The key's new version.
+        pub version: u64,
+        /// Where the write was appended.
+        pub position: u64,
+    }
+
+    /// `DELETE /v1/kv/{key}`.
+    #[derive(Debug, ToSchema)]
+    pub struct KvDeletedAnswer {
+        pub deleted: bool,
+        /// `null` when nothing was deleted (and so nothing written).
+        pub position: Option<u64>,
+    }
+
+    /// `POST /v1/kv/{key}/incr`.
+    #[derive(Debug, ToSchema)]
+    pub struct KvIncrAnswer {
+        /// The new value.
+        pub value: i64,
+        pub position: Option<u64>,
+    }
+
+    /// `POST /v1/kv/{key}/append` and `/push`: the new length (bytes of a string, elements of a
+    /// list).
+    #[derive(Debug, ToSchema)]
+    pub struct KvLengthAnswer {
+        pub length: u64,
+        pub position: Option<u64>,
+    }
+
+    /// `POST /v1/kv/{key}/pop`.
+    #[derive(Debug, ToSchema)]
+    pub struct KvPopAnswer {
+        #[schema(value_type = Vec<Value>)]
+        pub values: Vec<Value>,
+        /// `null` when nothing was popped (and so nothing written).
+        pub position: Option<u64>,
+    }
+
+    /// `GET /v1/kv/{key}/range`.
+    #[derive(Debug, ToSchema)]
+    pub struct KvRangeAnswer {
+        #[schema(value_type = Vec<Value>)]
+        pub values: Vec<Value>,
+    }
+
+    /// `POST /v1/kv/{key}/sadd`.
+    #[derive(Debug, ToSchema)]
+    pub struct KvAddedAnswer {
+        pub added: u64,
+        pub position: Option<u64>,
+    }
+
+    /// `POST /v1/kv/{key}/srem`.
+    #[derive(Debug, ToSchema)]
+    pub struct KvRemovedAnswer {
+        pub removed: u64,
+        pub position: Option<u64>,
+    }
+
+    /// `GET /v1/kv/{key}/members`, sorted.
+    #[derive(Debug, ToSchema)]
+    pub struct KvMembersAnswer {
+        pub members: Vec<String>,
+    }
+
+    /// One operation of a key's history.
+    #[derive(Debug, ToSchema)]
+    pub struct KvHistoryItem {
+        pub version: u64,
+        /// `set`, `delete`, `incr`, `append`, `push`, `pop`, `sadd`, `srem`.
+        pub op: String,
+        /// The operation's argument (the value set, the delta, ...), `null` for a delete.
+        #[schema(value_type = Value)]
+        pub value: Value,
+        /// Unix ms.
+        pub timestamp: u64,
+        pub position: u64,
+    }
+
+    /// `GET /v1/kv/{key}/history`, newest first.
+    #[derive(Debug, ToSchema)]
+    pub struct KvHistoryAnswer {
+        pub versions: Vec<KvHistoryItem>,
+    }
+
+    /// `GET /v1/kv`.
+    #[derive(Debug, ToSchema)]
+    pub struct KvKeysPage {
+        pub keys: Vec<String>,
+        /// Pass as `after` for the next page; `null` on the last.
+        pub next: Option<String>,
+    }
+
+    /// `POST /v1/kv:get`: each key's value, `null` when absent, expired or not a plain value.
+    #[derive(Debug, ToSchema)]
+    pub struct KvValuesAnswer {
+        #[schema(value_type = Object)]
+        pub values: std::collections::BTreeMap<String, Value>,
+    }
+
+    /// `POST /v1/kv:txn`.
+    #[derive(Debug, ToSchema)]
+    pub struct KvTxnAnswer {
+        /// One per operation, as the single-key endpoints answer.
+        #[schema(value_type = Vec<Object>)]
+        pub outputs: Vec<Value>,
+        /// `null` when the transaction wrote nothing.
+        pub position: Option<u64>,
+    }
 }
