@@ -15,7 +15,7 @@ use support::cairn;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cairn");
 /// Attempts at catching a copy in the middle before the test gives up.
-const ATTEMPTS: usize = 20;
+const ATTEMPTS: usize = 50;
 
 /// A store of some 48 MiB, so that copying it takes long enough to be caught in the middle
 /// (segments start small and grow with the log).
@@ -68,17 +68,13 @@ fn segment_len(data: &Path) -> std::collections::HashMap<std::ffi::OsString, u64
 
 /// Watches `child` until a segment under `root` is half-copied, then sends `signal`. Returns
 /// the exit status, and whether the signal was sent during the copy.
-fn signal_during_copy(
-    mut child: Child,
-    root: &Path,
-    full: &std::collections::HashMap<std::ffi::OsString, u64>,
-    signal: &str,
-) -> (std::process::ExitStatus, bool) {
+fn signal_during_copy(mut child: Child, root: &Path, source: &Path, signal: &str) -> (std::process::ExitStatus, bool) {
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             return (status, false);
         }
-        if half_copied_segment(root, full) {
+        // The source's segments are listed afresh each time: opening it may add or grow one.
+        if half_copied_segment(root, &segment_len(source)) {
             let sent = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap();
             assert!(sent.success());
             return (child.wait().unwrap(), true);
@@ -98,7 +94,6 @@ fn names(dir: &Path) -> Vec<String> {
 #[test]
 fn an_interrupted_restore_leaves_no_target_and_no_partial_copy() {
     let (dir, data) = seeded();
-    let full = segment_len(&data);
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
     let target = out.join("copy");
@@ -111,7 +106,7 @@ fn an_interrupted_restore_leaves_no_target_and_no_partial_copy() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let (status, during) = signal_during_copy(child, &out, &full, "INT");
+        let (status, during) = signal_during_copy(child, &out, &data, "INT");
         if !during {
             assert!(status.success());
             std::fs::remove_dir_all(&target).unwrap();
@@ -135,7 +130,6 @@ fn an_interrupted_restore_leaves_no_target_and_no_partial_copy() {
 #[test]
 fn a_killed_restore_leaves_no_target_and_the_next_one_cleans_up() {
     let (dir, data) = seeded();
-    let full = segment_len(&data);
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
     let target = out.join("copy");
@@ -148,7 +142,7 @@ fn a_killed_restore_leaves_no_target_and_the_next_one_cleans_up() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let (_, during) = signal_during_copy(child, &out, &full, "KILL");
+        let (_, during) = signal_during_copy(child, &out, &data, "KILL");
         if !during || target.exists() {
             // Too quick to catch, or killed after the rename: the target must be complete.
             let (code, report, err) = cairn(&target, &["verify"]);
@@ -169,7 +163,6 @@ fn a_killed_restore_leaves_no_target_and_the_next_one_cleans_up() {
 #[test]
 fn an_interrupted_drill_removes_its_scratch_directory() {
     let (dir, data) = seeded();
-    let full = segment_len(&data);
     let tmp = dir.path().join("tmp");
     std::fs::create_dir(&tmp).unwrap();
     for _ in 0..ATTEMPTS {
@@ -182,7 +175,7 @@ fn an_interrupted_drill_removes_its_scratch_directory() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let (status, during) = signal_during_copy(child, &tmp, &full, "INT");
+        let (status, during) = signal_during_copy(child, &tmp, &data, "INT");
         assert!(names(&tmp).is_empty(), "the drill left {:?} in the temporary directory", names(&tmp));
         if during {
             assert_eq!(status.code(), Some(130), "an interrupted drill exits 130");
