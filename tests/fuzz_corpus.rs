@@ -2,12 +2,16 @@
 //! the real encoders: checkpoint files written by the snapshotter over the real views, and
 //! HTTP request bodies as a client encodes them (JSON, MessagePack). This test checks that the
 //! committed seeds still are what they claim — each checkpoint seed passes the decoder, each
-//! request seed parses into the server's request types — and regenerates them with
+//! request seed parses into the server's request types, each view-event seed decodes into
+//! events the views take without a panic — and regenerates them with
 //! `CAIRN_WRITE_FUZZ_CORPUS=1 cargo test --test fuzz_corpus`.
 //!
 //! A seed's first byte is the target's mode (see fuzz/fuzz_targets/*.rs).
 
 mod reliability;
+
+#[path = "../fuzz/fuzz_targets/view_events.rs"]
+mod view_events;
 
 use std::path::PathBuf;
 
@@ -157,6 +161,127 @@ fn http_request_seeds_parse_as_requests() {
             6 => assert!(std::str::from_utf8(rest).unwrap().contains('='), "{name}"),
             7 => drop(std::str::from_utf8(rest).unwrap().parse::<u64>().unwrap()),
             m => panic!("{name}: unknown mode {m}"),
+        }
+    }
+}
+
+/// The events a real store's facades write: every kind of key-value operation, an audit entry,
+/// and each registry of the metadata view.
+fn facade_events() -> Vec<view_events::Spec> {
+    use log_engine::{ExpectedVersion, Log, Options, Payload};
+    use projections::{Actor, ActorType, Category, End, InstanceRegistration, Level, NewAuditEntry, Views};
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), Options::default()).unwrap();
+    let views = Views::open(log.clone()).unwrap();
+    let kv = views.kv();
+    kv.set("k", json!(41), None, ExpectedVersion::Any).unwrap();
+    kv.incr("k", 1).unwrap();
+    kv.set("s", json!("ab"), Some(60_000), ExpectedVersion::Any).unwrap();
+    kv.append("s", "c").unwrap();
+    kv.push("l", End::Left, vec![json!(1), json!({"a": [2]})]).unwrap();
+    kv.pop("l", End::Right, Some(1)).unwrap();
+    kv.sadd("m", vec!["x".into(), "y".into()]).unwrap();
+    kv.srem("m", vec!["x".into()]).unwrap();
+    kv.delete("s", None).unwrap();
+    let actor = Actor { kind: ActorType::Agent, id: "agent-7".into(), name: None, roles: vec![] };
+    views.audit().append(&NewAuditEntry::new(Level::Warn, Category::Security, "tool.denied", actor), None).unwrap();
+    let meta = views.meta();
+    meta.register_schema("order", json!({"type": "object"})).unwrap();
+    let registration = InstanceRegistration {
+        endpoints: vec!["http://a".into()],
+        tags: vec!["t".into()],
+        capabilities: vec![],
+        ttl_ms: 5_000,
+    };
+    meta.register_instance("search", "i-1", registration).unwrap();
+    meta.set_config(None, "db/url", json!("postgres://x")).unwrap();
+    meta.relate("agent-7", "tool-1", "uses", Some(json!({"since": 1}))).unwrap();
+    meta.unrelate("agent-7", "tool-1", "uses").unwrap();
+    views.stop();
+    let mut specs = Vec::new();
+    log.for_each(log_engine::Position(0), u64::MAX, |e| {
+        let (data, binary) = match e.data {
+            Payload::Json(d) => (d, false),
+            Payload::Bytes(d) => (d, true),
+        };
+        specs.push(view_events::Spec {
+            stream: e.stream,
+            event_type: e.event_type,
+            data,
+            binary,
+            metadata: e.metadata,
+        });
+        true
+    })
+    .unwrap();
+    log.close();
+    specs
+}
+
+fn spec(stream: &str, event_type: &str, data: &str) -> view_events::Spec {
+    view_events::Spec {
+        stream: stream.into(),
+        event_type: event_type.into(),
+        data: data.as_bytes().to_vec(),
+        binary: false,
+        metadata: Vec::new(),
+    }
+}
+
+/// issue 14 item 1: the seeds of `view_apply` — what the facades write, and the attacks.
+#[test]
+fn view_apply_seeds_decode_and_apply_without_panics() {
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    let seeds = seeds("view_apply", || {
+        let then_incr = |value: &str| {
+            view_events::encode(&[
+                spec("kv:k", "kv.set", r#"{"value": 41}"#),
+                spec("kv:k", "kv.set", &format!(r#"{{"value": {value}}}"#)),
+                spec("kv:k", "kv.incr", r#"{"delta": 1}"#),
+                spec("kv:k", "Raw", "{}"),
+            ])
+        };
+        let mut binary = spec("kv:k", "kv.set", "\x00\x01");
+        binary.binary = true;
+        vec![
+            ("facades".into(), view_events::encode(&facade_events())),
+            ("kv-deep-then-incr".into(), then_incr(&deep)),
+            ("kv-huge-then-incr".into(), then_incr("1e999999")),
+            ("kv-surrogate-then-incr".into(), then_incr(r#""\ud800""#)),
+            (
+                "views-odd-payloads".into(),
+                view_events::encode(&[
+                    binary,
+                    spec("audit:security", "audit.entry", "not json"),
+                    spec("meta:relation:a", "meta.relation.added", r#"{"from": "a", "to": "b\u0000c", "type": "t"}"#),
+                    spec("meta:schema:s", "meta.schema.registered", r#"{"subject": "other", "schema": {}}"#),
+                    spec(
+                        "meta:service:s",
+                        "meta.service.registered",
+                        r#"{"service": "s", "instance": "i", "ttl_ms": 0}"#,
+                    ),
+                    spec("kv:l", "kv.push", r#"{"end": "left", "values": []}"#),
+                    spec("kv:l", "kv.pop", r#"{"end": "left", "count": 18446744073709551615}"#),
+                ]),
+            ),
+        ]
+    });
+    let facades = seeds.iter().find(|(name, _)| name == "facades").expect("the facades seed");
+    for (name, bytes) in &seeds {
+        let events = view_events::decode(bytes);
+        assert!(!events.is_empty() && events.len() < view_events::EVENTS_MAX, "{name}: {} events", events.len());
+        let mut views = projections::Views::projections();
+        let mut errors = 0;
+        for event in &events {
+            for view in views.iter_mut() {
+                // Directly, not through the runner's guard: a panic fails this test.
+                errors += view.apply(event).is_err() as usize;
+            }
+        }
+        if name == &facades.0 {
+            assert_eq!(errors, 0, "{name}: what the facades write applies");
+        } else {
+            assert!(errors > 0, "{name}: the attack's bad events are apply errors");
         }
     }
 }
