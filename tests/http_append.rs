@@ -241,6 +241,56 @@ fn binary_payloads_and_msgpack_bodies_round_trip() {
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_body")), "{body}");
 }
 
+/// issue 23 (low): a MessagePack body whose event `data` is MessagePack binary was transcoded to
+/// an array of numbers, stored as JSON and read back as numbers; it is a binary payload, stored as
+/// bytes and read back as `data_b64`. Binary anywhere else is refused rather than turned into numbers.
+#[test]
+fn msgpack_binary_data_is_a_binary_payload() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    struct Bin(&'static [u8]);
+    impl serde::Serialize for Bin {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+    #[derive(serde::Serialize)]
+    struct Event {
+        #[serde(rename = "type")]
+        event_type: &'static str,
+        data: Bin,
+    }
+    #[derive(serde::Serialize)]
+    struct Append {
+        events: Vec<Event>,
+    }
+    let body =
+        rmp_serde::to_vec_named(&Append { events: vec![Event { event_type: "Blob", data: Bin(&[0, 1, 2, 255]) }] })
+            .unwrap();
+    let (status, answer) = server.post_raw("/v1/streams/packed/events", "application/msgpack", body);
+    assert_eq!(status, 200, "{answer}");
+    let (_, read) = server.get("/v1/streams/packed/events");
+    assert_eq!(read["events"][0]["data_b64"], "AAEC/w==", "{read}");
+    assert!(read["events"][0].get("data").is_none(), "{read}");
+
+    #[derive(serde::Serialize)]
+    struct BadEvent {
+        #[serde(rename = "type")]
+        event_type: &'static str,
+        metadata: Bin,
+    }
+    #[derive(serde::Serialize)]
+    struct BadAppend {
+        events: Vec<BadEvent>,
+    }
+    let bad =
+        rmp_serde::to_vec_named(&BadAppend { events: vec![BadEvent { event_type: "Blob", metadata: Bin(&[1]) }] })
+            .unwrap();
+    let (status, body) = server.post_raw("/v1/streams/packed/events", "application/msgpack", bad);
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_body")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("metadata"), "{body}");
+}
+
 #[test]
 fn concurrent_appends_all_land_with_gapless_positions() {
     let dir = tempfile::tempdir().unwrap();

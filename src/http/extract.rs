@@ -207,20 +207,16 @@ async fn read_json_bytes(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Api
             projections::check_msgpack_numbers(&bytes).map_err(|e| {
                 ApiError::bad_request("invalid_body", format!("the MessagePack request body cannot be read: {e}"))
             })?;
-            let mut out = Vec::with_capacity(bytes.len() * 2);
-            let mut rest = bytes.as_slice();
-            let mut de = rmp_serde::Deserializer::new(&mut rest);
-            serde_transcode::transcode(&mut de, &mut serde_json::Serializer::new(&mut out)).map_err(|e| {
+            let (out, used) = super::msgpack::to_json(&bytes).map_err(|e| {
                 ApiError::bad_request("invalid_body", format!("the request body is not valid MessagePack: {e}"))
             })?;
             // A body is one value: bytes after it are a client's mistake, never ignored.
-            if !rest.is_empty() {
+            if used < bytes.len() {
                 return Err(ApiError::bad_request(
                     "invalid_body",
                     format!(
-                        "the request body has {} bytes after its MessagePack value (at offset {}); a body is exactly one value",
-                        rest.len(),
-                        bytes.len() - rest.len()
+                        "the request body has {} bytes after its MessagePack value (at offset {used}); a body is exactly one value",
+                        bytes.len() - used,
                     ),
                 ));
             }

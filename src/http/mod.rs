@@ -23,6 +23,7 @@ pub mod kv;
 pub mod log_api;
 pub mod meta;
 pub mod metrics;
+pub mod msgpack;
 pub mod ops;
 pub mod query_check;
 pub mod subscribe;
