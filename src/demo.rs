@@ -229,9 +229,18 @@ fn run_on(store: &Store, dir: &Path, args: &DemoArgs) -> CliResult<Summary> {
     let report = log.verify(None, |p| bar.set_position(p.checked)).map_err(|e| CliError::log(dir, e))?;
     bar.finish_and_clear();
 
-    let scratch = std::env::temp_dir().join(format!("cairn-demo-drill-{}-{}", std::process::id(), stats.events));
-    let drilled = store.drill(&scratch, &std::sync::atomic::AtomicBool::new(false), &mut |_| {});
-    let _ = std::fs::remove_dir_all(&scratch);
+    // The drill's copy and its staging directory live in one temporary directory of the demo's
+    // own, which Ctrl-C removes as `cairn drill` does (see cli::interrupt).
+    let root = std::env::temp_dir().join(format!("cairn-demo-drill-{}-{}", std::process::id(), stats.events));
+    // The handler first: once the directory exists, a signal removes it.
+    let interrupt = crate::cli::interrupt::Interrupt::install(Some(root.clone()))?;
+    std::fs::create_dir(&root).map_err(|e| CliError::io("create the drill's temporary directory", &root, e))?;
+    let drilled = store.drill(&root.join("copy"), interrupt.cancel_flag(), &mut |p| {
+        if !matches!(p.stage, snapshotter::Stage::CopyLog | snapshotter::Stage::CopyCheckpoints) {
+            interrupt.commit();
+        }
+    });
+    interrupt.remove_cleanup();
     let drilled = drilled?;
 
     let now = projections::now_ms();

@@ -67,3 +67,44 @@ fn without_data_the_demo_uses_its_own_directory() {
     assert!(!dir.path().join("cairn-data").exists(), "./cairn-data stays empty for the user's own events");
     assert!(String::from_utf8_lossy(&out.stdout).contains("--data ./cairn-demo read agent-0"));
 }
+
+/// Issue 23 item 9: Ctrl-C during the demo's own recovery drill left its scratch directory in the
+/// system temporary directory. The signal is sent as soon as that directory appears, whatever the
+/// drill is doing then; the demo must exit 130 and leave the temporary directory empty.
+#[test]
+fn an_interrupted_demo_drill_leaves_no_scratch_directory() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    for attempt in 0..20 {
+        let data = dir.path().join(format!("data-{attempt}"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .env("TMPDIR", &tmp)
+            .arg("--data")
+            .arg(&data)
+            .args(["demo", "--agents", "2", "--steps", "5"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let status = loop {
+            if child.try_wait().unwrap().is_some() {
+                break None;
+            }
+            if std::fs::read_dir(&tmp).unwrap().next().is_some() {
+                let sent = Command::new("kill").arg("-INT").arg(child.id().to_string()).status().unwrap();
+                assert!(sent.success());
+                break Some(child.wait().unwrap());
+            }
+            std::thread::yield_now();
+        };
+        let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.is_empty(), "the demo left {left:?} in the temporary directory");
+        if let Some(status) = status {
+            assert_eq!(status.code(), Some(130), "an interrupted demo exits 130");
+            return;
+        }
+    }
+    panic!("the demo's drill directory never appeared while the demo ran, in 20 attempts");
+}

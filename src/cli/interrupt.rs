@@ -1,4 +1,4 @@
-//! Ctrl-C (SIGINT) and SIGTERM for the commands that make a copy: `restore` and `drill`.
+//! Ctrl-C (SIGINT) and SIGTERM for the commands that make a copy: `restore`, `drill` and the demo's drill.
 //!
 //! Without a handler a signal kills the process wherever it is, leaving a half-made copy or a
 //! drill's scratch directory behind. With one installed, a signal only sets a flag until the

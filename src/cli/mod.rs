@@ -11,7 +11,7 @@
 //! `serve`, `demo`) run on a tokio runtime; the others use the log's blocking API.
 
 mod bulk;
-mod interrupt;
+pub(crate) mod interrupt;
 mod log_cmds;
 mod ops_cmds;
 mod repair;
