@@ -132,14 +132,8 @@ pub fn run(dir: &Path, format: Format, args: DemoArgs) -> CliResult<Exit> {
         .into());
     }
     let dir = fresh_dir(dir)?;
-    let log = crate::cli::open_log(&dir)?;
-    let store = match Store::open(log.clone(), snapshotter::Policy::default(), &mut |_| {}) {
-        Ok((store, _)) => store,
-        Err(e) => {
-            log.close();
-            return Err(e.into());
-        }
-    };
+    let log = crate::store::open_writer(&dir)?;
+    let (store, _) = Store::open(log, snapshotter::Policy::default(), &mut |_| {})?;
     let result = run_on(&store, &dir, &args);
     store.close();
     let summary = result?;
@@ -230,10 +224,10 @@ fn run_on(store: &Store, dir: &Path, args: &DemoArgs) -> CliResult<Summary> {
     bar.finish_and_clear();
 
     // The drill's copy and its staging directory live in one temporary directory of the demo's
-    // own, which Ctrl-C removes as `cairn drill` does (see cli::interrupt).
+    // own, which Ctrl-C removes as `cairn drill` does (see crate::interrupt).
     let root = std::env::temp_dir().join(format!("cairn-demo-drill-{}-{}", std::process::id(), stats.events));
     // The handler first: once the directory exists, a signal removes it.
-    let interrupt = crate::cli::interrupt::Interrupt::install(Some(root.clone()))?;
+    let interrupt = crate::interrupt::Interrupt::install(Some(root.clone()))?;
     std::fs::create_dir(&root).map_err(|e| CliError::io("create the drill's temporary directory", &root, e))?;
     let drilled = store.drill(&root.join("copy"), interrupt.cancel_flag(), &mut |p| {
         if !matches!(p.stage, snapshotter::Stage::CopyLog | snapshotter::Stage::CopyCheckpoints) {

@@ -17,9 +17,11 @@ pub use snapshotter;
 
 pub mod auth;
 pub mod cli;
+pub mod codes;
 pub mod demo;
 pub mod error;
 pub mod http;
+pub mod interrupt;
 pub mod limits;
 pub mod output;
 pub mod store;

@@ -73,6 +73,10 @@ pub const BODY_MEMORY_FACTOR: usize = 3;
 /// Seconds a client is told to wait (`Retry-After`) after a 503 `overloaded`.
 pub const OVERLOADED_RETRY_AFTER_SECS: u16 = 1;
 
+/// `Retry-After` (seconds) on a 503 `too_many_open_files`: descriptors are released as
+/// connections close, so a prompt retry is likely to pass.
+pub const RETRY_AFTER_FDS_SECS: u16 = 1;
+
 /// Longest a request body may take to arrive, from the moment the handler starts reading it;
 /// a body shorter than its `Content-Length` or a chunked body that never ends gets 408
 /// `body_timeout` and the connection is closed. `cairn serve --body-timeout`.

@@ -1,5 +1,11 @@
-//! [`Store`]: the log with its views and its checkpoints, as the CLI's view commands and the
-//! server open it.
+//! [`Store`]: the log with its views and its checkpoints, and the one place that opens a data
+//! directory: as its writer ([`open_writer`]) or as a reader ([`open_reader`]), for the CLI,
+//! the server and the demo alike.
+//!
+//! A writer creates a missing directory, and the log's lock makes a second writer fail with a
+//! clear message. A reader takes no lock and creates or writes nothing, so reads run beside a
+//! writer in another process and on read-only copies, and a missing or mistyped directory is
+//! "not found" instead of a new, empty store.
 //!
 //! Opening restores the views from the newest valid checkpoint chain and replays the log after
 //! it (a damaged checkpoint is skipped with a warning, which is logged and returned), then
@@ -17,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::error::{log_exit, Exit};
+use crate::codes::{self, Code};
 use log_engine::{Log, Position};
 use parking_lot::Mutex;
 use projections::Views;
@@ -29,6 +35,12 @@ use snapshotter::{
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
+    #[error("cannot open the data directory {}: {source}{}", dir.display(), open_hint(.source))]
+    Open {
+        dir: PathBuf,
+        #[source]
+        source: log_engine::Error,
+    },
     #[error("{0}")]
     Log(#[from] log_engine::Error),
     #[error("{0}")]
@@ -52,38 +64,66 @@ fn checkpoint_message(e: &snapshotter::Error) -> String {
     }
 }
 
+fn open_hint(e: &log_engine::Error) -> &'static str {
+    match e {
+        log_engine::Error::Locked { .. } => {
+            "; stop the other cairn process (a running `cairn serve` owns its directory: use its HTTP API instead)"
+        }
+        log_engine::Error::NotAStore { .. } => {
+            ". Check --data (or CAIRN_DATA): only commands that write (append, serve, demo, checkpoint, \
+             restore's target) create a data directory"
+        }
+        _ => "",
+    }
+}
+
 impl StoreError {
-    /// The contract's exit code for this failure.
-    pub fn exit(&self) -> Exit {
+    /// The error code, HTTP status and exit code of this failure.
+    pub fn code(&self) -> Code {
         match self {
-            StoreError::Log(e) => log_exit(e),
-            StoreError::Views(e) => views_exit(e),
-            StoreError::Checkpoint(e) => checkpoint_exit(e),
-            StoreError::Empty { .. } => Exit::Error,
+            StoreError::Open { source: e, .. } | StoreError::Log(e) => codes::log(e),
+            StoreError::Views(e) => codes::views(e),
+            StoreError::Checkpoint(e) => codes::checkpoint(e),
+            StoreError::Empty { .. } => codes::EMPTY_LOG,
         }
     }
-}
 
-/// Exit code of a view error: 5 not found, 4 a lost compare-and-set, 2 bad input, else 1.
-pub fn views_exit(e: &projections::Error) -> Exit {
-    use projections::ErrorKind;
-    match e.kind() {
-        ErrorKind::NotFound => Exit::NotFound,
-        ErrorKind::Conflict if e.code() == "wrong_expected_version" => Exit::WrongExpectedVersion,
-        ErrorKind::Invalid => Exit::Usage,
-        _ => Exit::Error,
+    /// An open of `dir` failed.
+    pub fn open(dir: &Path) -> impl FnOnce(log_engine::Error) -> StoreError + '_ {
+        |source| StoreError::Open { dir: dir.to_path_buf(), source }
     }
 }
 
-/// Exit code of a checkpoint error: 3 for damage or a mismatch with the log.
-pub fn checkpoint_exit(e: &snapshotter::Error) -> Exit {
-    use snapshotter::Error as E;
-    match e {
-        E::Corrupt { .. } | E::LogMismatch { .. } | E::BrokenChain { .. } | E::DigestMismatch { .. } => Exit::Integrity,
-        E::Invalid { .. } => Exit::Usage,
-        E::Interrupted => Exit::Interrupted,
-        E::Log(e) => log_exit(e),
-        _ => Exit::Error,
+/// Opens the log in `dir` as its writer, with the default (durable) options, creating the
+/// directory if it is missing. For commands that write, the server and the demo.
+pub fn open_writer(dir: &Path) -> Result<Log, StoreError> {
+    Log::open(dir, log_engine::Options::default()).map_err(StoreError::open(dir))
+}
+
+/// Opens the log in `dir` as a reader: no lock, nothing created or written. A missing
+/// directory, or one that is not a cairn data directory, fails naming the path (not found).
+/// Damage or a torn batch at the end of the newest segment does not fail the open: the events
+/// before it are readable, and [`Log::read_stop`] (see [`describe_stop`]) says where the
+/// reader stopped.
+pub fn open_reader(dir: &Path) -> Result<Log, StoreError> {
+    Log::open_read_only(dir, log_engine::Options::default()).map_err(StoreError::open(dir))
+}
+
+/// Where a reader stopped short of the newest segment's end, and what to do about it.
+pub fn describe_stop(stop: &log_engine::ReadStop) -> String {
+    let position = stop.position.map_or(String::new(), |p| format!(" (position {p})"));
+    if stop.corrupt {
+        format!(
+            "segment {} is damaged at byte offset {}{position}: {}; only the events before it are shown. \
+             `cairn repair` cuts the damaged end off, keeping its bytes aside",
+            stop.segment, stop.offset, stop.detail
+        )
+    } else {
+        format!(
+            "segment {} ends with a torn or unfinished batch at byte offset {}{position} ({}); it is not shown, \
+             and the next writer to open the directory cuts it, keeping its bytes in torn/",
+            stop.segment, stop.offset, stop.detail
+        )
     }
 }
 
@@ -99,8 +139,16 @@ pub struct Store {
 
 impl Store {
     /// Opens the views of `log`: restores them from checkpoints, replays the tail, and starts
-    /// the runner. `progress` sees the restore's stages.
+    /// the runner. `progress` sees the restore's stages. On failure the log is closed.
     pub fn open(log: Log, policy: Policy, progress: &mut dyn FnMut(Progress)) -> Result<(Store, Restored), StoreError> {
+        Store::open_views(log.clone(), policy, progress).inspect_err(|_| log.close())
+    }
+
+    fn open_views(
+        log: Log,
+        policy: Policy,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(Store, Restored), StoreError> {
         let mut snapshotter = Snapshotter::open(&log, policy)?;
         let mut projections = Views::projections();
         let restored = snapshotter.restore(&log, &mut projections, progress)?;
@@ -199,11 +247,5 @@ impl Store {
     pub fn close(&self) {
         self.views.stop();
         self.log.clone().close();
-    }
-}
-
-impl From<projections::Error> for crate::error::CliError {
-    fn from(e: projections::Error) -> crate::error::CliError {
-        crate::error::CliError::Store(StoreError::Views(e))
     }
 }

@@ -1,6 +1,6 @@
 //! The crate's one error type for reads and writes through the views.
 //!
-//! Every variant has a stable snake_case [`Error::code`] (the HTTP contract's `"error"` field:
+//! Every variant but [`Error::Log`] has a stable snake_case [`Error::code`] (the HTTP contract's `"error"` field:
 //! `key_not_found`, `wrong_type`, `not_an_integer`, `wrong_expected_version`,
 //! `incompatible_schema`, ...) and an [`ErrorKind`] that tells a server which status fits.
 //! Messages are sentences naming what failed and where. Errors of applying one event belong to
@@ -125,9 +125,10 @@ fn describe_position(p: &Option<Position>) -> String {
 }
 
 impl Error {
-    /// The stable snake_case code for clients (the HTTP contract's `"error"` field).
-    pub fn code(&self) -> &'static str {
-        match self {
+    /// The stable snake_case code for clients (the HTTP contract's `"error"` field). `None` for
+    /// [`Error::Log`]: a log error keeps the log's own classification, which the server maps.
+    pub fn code(&self) -> Option<&'static str> {
+        Some(match self {
             Error::KeyNotFound { .. } => "key_not_found",
             Error::KeyVersionNotFound { .. } => "version_not_found",
             Error::WrongType { .. } => "wrong_type",
@@ -149,25 +150,14 @@ impl Error {
             Error::Timeout { .. } => "timeout",
             Error::Stopped { .. } => "unavailable",
             Error::Contention { .. } => "contention",
-            Error::Log(e) => match e {
-                log_engine::Error::WrongExpectedVersion { .. } => "wrong_expected_version",
-                log_engine::Error::StreamNotFound { .. } => "stream_not_found",
-                log_engine::Error::PositionNotFound { .. } => "position_not_found",
-                log_engine::Error::InvalidStreamName { .. } | log_engine::Error::Invalid { .. } => "invalid_input",
-                log_engine::Error::LimitExceeded { .. } => "too_large",
-                log_engine::Error::IdConflict { .. } => "id_conflict",
-                log_engine::Error::Poisoned { .. } | log_engine::Error::Closed => "unavailable",
-                log_engine::Error::NoSpace { .. } => "insufficient_storage",
-                log_engine::Error::TooManyOpenFiles { .. } => "too_many_open_files",
-                log_engine::Error::Overloaded { .. } => "overloaded",
-                _ => "internal",
-            },
-        }
+            Error::Log(_) => return None,
+        })
     }
 
-    /// Which family of failure this is (for choosing a status code).
-    pub fn kind(&self) -> ErrorKind {
-        match self {
+    /// Which family of failure this is (for choosing a status code). `None` for [`Error::Log`],
+    /// as for [`Error::code`].
+    pub fn kind(&self) -> Option<ErrorKind> {
+        Some(match self {
             Error::KeyNotFound { .. }
             | Error::KeyVersionNotFound { .. }
             | Error::SubjectNotFound { .. }
@@ -189,24 +179,8 @@ impl Error {
             | Error::TooLarge { .. } => ErrorKind::Invalid,
             Error::UnreadableValue { .. } => ErrorKind::Internal,
             Error::Timeout { .. } | Error::Stopped { .. } => ErrorKind::Unavailable,
-            Error::Log(e) => match e {
-                log_engine::Error::WrongExpectedVersion { .. } | log_engine::Error::IdConflict { .. } => {
-                    ErrorKind::Conflict
-                }
-                log_engine::Error::StreamNotFound { .. } | log_engine::Error::PositionNotFound { .. } => {
-                    ErrorKind::NotFound
-                }
-                log_engine::Error::InvalidStreamName { .. }
-                | log_engine::Error::Invalid { .. }
-                | log_engine::Error::LimitExceeded { .. } => ErrorKind::Invalid,
-                log_engine::Error::Poisoned { .. }
-                | log_engine::Error::Closed
-                | log_engine::Error::NoSpace { .. }
-                | log_engine::Error::TooManyOpenFiles { .. }
-                | log_engine::Error::Overloaded { .. } => ErrorKind::Unavailable,
-                _ => ErrorKind::Internal,
-            },
-        }
+            Error::Log(_) => return None,
+        })
     }
 
     /// The key-value key a conflict or type error is about, when there is one.

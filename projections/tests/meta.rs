@@ -35,7 +35,7 @@ fn schema_versions_and_backward_compatibility() {
     let mut v3 = person_v2();
     v3["required"] = json!(["name", "age"]);
     let err = meta.register_schema("person", v3.clone()).unwrap_err();
-    assert_eq!(err.code(), "incompatible_schema");
+    assert_eq!(err.code(), Some("incompatible_schema"));
     match &err {
         Error::IncompatibleSchema { mode, against, reasons, .. } => {
             assert_eq!((*mode, *against), ("backward", 2));
@@ -45,8 +45,8 @@ fn schema_versions_and_backward_compatibility() {
     }
     assert_eq!(meta.schema("person", VersionSel::Latest).unwrap().version, 2);
     assert_eq!(meta.schema("person", VersionSel::Number(1)).unwrap().schema, person_v1());
-    assert_eq!(meta.schema("person", VersionSel::Number(3)).unwrap_err().code(), "version_not_found");
-    assert_eq!(meta.schema("nobody", VersionSel::Latest).unwrap_err().code(), "subject_not_found");
+    assert_eq!(meta.schema("person", VersionSel::Number(3)).unwrap_err().code(), Some("version_not_found"));
+    assert_eq!(meta.schema("nobody", VersionSel::Latest).unwrap_err().code(), Some("subject_not_found"));
     assert_eq!(meta.subjects(), vec!["person".to_string()]);
 
     // Mode none accepts anything valid.
@@ -68,7 +68,7 @@ fn forward_and_full_modes() {
     let mut with_email = person_v1();
     with_email["properties"]["email"] = json!({"type": "string"});
     let err = meta.register_schema("f", with_email).unwrap_err();
-    assert_eq!(err.code(), "incompatible_schema");
+    assert_eq!(err.code(), Some("incompatible_schema"));
     assert!(err.to_string().contains("forward") && err.to_string().contains("email"), "{err}");
     assert_eq!(meta.register_schema("f", person_v2()).unwrap().version, 1, "an existing version is answered as is");
 
@@ -90,8 +90,8 @@ fn invalid_schemas_references_and_validation() {
     let (_dir, log, views) = views();
     let meta = views.meta();
     let err = meta.register_schema("bad", json!({"type": 12})).unwrap_err();
-    assert_eq!(err.code(), "invalid_schema");
-    assert_eq!(meta.register_schema("bad", json!("string")).unwrap_err().code(), "invalid_schema");
+    assert_eq!(err.code(), Some("invalid_schema"));
+    assert_eq!(meta.register_schema("bad", json!("string")).unwrap_err().code(), Some("invalid_schema"));
     assert!(log.head().is_none(), "a rejected schema writes nothing");
 
     let with_ref =
@@ -109,7 +109,7 @@ fn invalid_schemas_references_and_validation() {
     assert!(!bad.valid);
     assert_eq!(bad.errors.len(), 2, "{:?}", bad.errors);
     assert!(bad.errors.iter().any(|e| e.starts_with("/name")), "{:?}", bad.errors);
-    assert_eq!(meta.validate("nobody", VersionSel::Latest, &json!(1)).unwrap_err().code(), "subject_not_found");
+    assert_eq!(meta.validate("nobody", VersionSel::Latest, &json!(1)).unwrap_err().code(), Some("subject_not_found"));
 }
 
 fn registration(tags: &[&str], ttl_ms: u64) -> InstanceRegistration {
@@ -152,8 +152,8 @@ fn services_register_heartbeat_expire_and_deregister() {
     let p = meta.deregister_instance("search", "i-2").unwrap();
     at(&views, p);
     assert_eq!(names(meta.discover(Some("search"), None, now)), vec!["search/i-1"]);
-    assert_eq!(meta.deregister_instance("search", "i-2").unwrap_err().code(), "instance_not_found");
-    assert_eq!(meta.register_instance("s", "i", registration(&[], 0)).unwrap_err().code(), "invalid_input");
+    assert_eq!(meta.deregister_instance("search", "i-2").unwrap_err().code(), Some("instance_not_found"));
+    assert_eq!(meta.register_instance("s", "i", registration(&[], 0)).unwrap_err().code(), Some("invalid_input"));
 }
 
 #[test]
@@ -175,19 +175,19 @@ fn configuration_versions_history_and_as_of() {
         meta.config(None, "db/pool", AsOf::Time(t1)).unwrap().version,
         if history[1].timestamp_ms == t1 { 2 } else { 1 }
     );
-    assert_eq!(meta.config(None, "db/pool", AsOf::Time(t1 - 1)).unwrap_err().code(), "config_not_found");
-    assert_eq!(meta.config(None, "db/pool", AsOf::Version(9)).unwrap_err().code(), "config_not_found");
+    assert_eq!(meta.config(None, "db/pool", AsOf::Time(t1 - 1)).unwrap_err().code(), Some("config_not_found"));
+    assert_eq!(meta.config(None, "db/pool", AsOf::Version(9)).unwrap_err().code(), Some("config_not_found"));
 
     let d = meta.delete_config(None, "db/pool").unwrap();
     assert_eq!(d.version, 3);
     at(&views, d.position);
-    assert_eq!(meta.config(None, "db/pool", AsOf::Latest).unwrap_err().code(), "config_not_found");
+    assert_eq!(meta.config(None, "db/pool", AsOf::Latest).unwrap_err().code(), Some("config_not_found"));
     assert_eq!(meta.config(None, "db/pool", AsOf::Version(2)).unwrap().value, Some(json!(20)), "history survives");
     assert_eq!(meta.config_history(None, "db/pool").unwrap().len(), 3);
-    assert_eq!(meta.delete_config(None, "db/pool").unwrap_err().code(), "config_not_found");
+    assert_eq!(meta.delete_config(None, "db/pool").unwrap_err().code(), Some("config_not_found"));
     assert_eq!(meta.config_keys(Some("prod")), vec!["db/pool".to_string()]);
     assert!(meta.config_keys(None).is_empty());
-    assert_eq!(meta.set_config(Some("a:b"), "k", json!(1)).unwrap_err().code(), "invalid_input");
+    assert_eq!(meta.set_config(Some("a:b"), "k", json!(1)).unwrap_err().code(), Some("invalid_input"));
 }
 
 #[test]
@@ -229,13 +229,13 @@ fn relationships_neighbours_and_bounded_traversal() {
     at(&views, p);
     assert_eq!(edges("a", EdgeDirection::Out, None, 3), vec!["acb@1", "box@2"]);
     assert_eq!(edges("c", EdgeDirection::In, None, 1), Vec::<String>::new());
-    assert_eq!(meta.unrelate("b", "c", "calls").unwrap_err().code(), "relation_not_found");
-    assert_eq!(meta.relations("a", EdgeDirection::Out, None, 0).unwrap_err().code(), "invalid_input");
+    assert_eq!(meta.unrelate("b", "c", "calls").unwrap_err().code(), Some("relation_not_found"));
+    assert_eq!(meta.relations("a", EdgeDirection::Out, None, 0).unwrap_err().code(), Some("invalid_input"));
     assert_eq!(
         meta.relations("a", EdgeDirection::Out, None, RELATION_DEPTH_MAX + 1).unwrap_err().code(),
-        "invalid_input"
+        Some("invalid_input")
     );
-    assert_eq!(meta.relate("a", "b", "calls", Some(json!([1]))).unwrap_err().code(), "invalid_input");
+    assert_eq!(meta.relate("a", "b", "calls", Some(json!([1]))).unwrap_err().code(), Some("invalid_input"));
 }
 
 #[test]
@@ -249,7 +249,7 @@ fn events_on_the_wrong_stream_are_recorded_not_applied() {
         )
         .unwrap();
     at(&views, bad.last_position);
-    assert_eq!(views.meta().config(None, "k", AsOf::Latest).unwrap_err().code(), "config_not_found");
+    assert_eq!(views.meta().config(None, "k", AsOf::Latest).unwrap_err().code(), Some("config_not_found"));
     let status = views.status();
     assert!(
         status.recent_errors[0].message.contains("belongs on stream meta:config:global:k"),

@@ -29,7 +29,8 @@ use crate::limits::{NDJSON_BATCH_BYTES, NDJSON_BATCH_EVENTS, NDJSON_LINE_MAX};
 use crate::output::{self, Format, Out};
 use crate::wire::{EventJson, InputError, NewEventJson};
 
-use super::{open_log, open_reader};
+use super::open_reader;
+use crate::store::open_writer;
 
 /// Events read per step while exporting a stream.
 const EXPORT_PAGE_EVENTS: usize = 1_000;
@@ -172,7 +173,7 @@ struct ImportSummary {
 }
 
 pub fn import(dir: &Path, format: Format) -> CliResult<Exit> {
-    let log = open_log(dir)?;
+    let log = open_writer(dir)?;
     let result = import_into(&log, dir, format);
     log.close();
     result

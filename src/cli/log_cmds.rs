@@ -19,7 +19,8 @@ use crate::wire::{
     self, AppendResponse, EventJson, ExpectedVersionJson, HeadJson, InputError, StreamInfoJson, VerifyJson,
 };
 
-use super::{open_log, open_reader};
+use super::open_reader;
+use crate::store::{open_writer, StoreError};
 
 /// Events read per step when paging through a stream or the log.
 const PAGE_EVENTS: usize = 1_000;
@@ -148,7 +149,7 @@ pub fn append(dir: &Path, format: Format, args: AppendArgs) -> CliResult<Exit> {
         return append_ndjson(dir, format, &args.stream, expected);
     }
     let event = single_event(&args)?;
-    let log = open_log(dir)?;
+    let log = open_writer(dir)?;
     let result = log.append(&args.stream, expected, vec![event]).map_err(|e| CliError::log(dir, e));
     log.close();
     let result = AppendResponse::from(&result?);
@@ -222,7 +223,7 @@ struct NdjsonSummary {
 }
 
 fn append_ndjson(dir: &Path, format: Format, stream: &str, expected: log_engine::ExpectedVersion) -> CliResult<Exit> {
-    let log = open_log(dir)?;
+    let log = open_writer(dir)?;
     let result = append_ndjson_to(&log, dir, format, stream, expected);
     log.close();
     result
@@ -511,9 +512,9 @@ pub fn verify(dir: &Path, format: Format, args: VerifyArgs) -> CliResult<Exit> {
                 Some(stop) if stop.corrupt && report.ok => {
                     report.ok = false;
                     report.first_bad_position = stop.position.map(|p| p.0);
-                    report.detail = Some(super::describe_stop(&stop));
+                    report.detail = Some(crate::store::describe_stop(&stop));
                 }
-                Some(stop) if !stop.corrupt => eprintln!("note: {}", super::describe_stop(&stop)),
+                Some(stop) if !stop.corrupt => eprintln!("note: {}", crate::store::describe_stop(&stop)),
                 _ => {}
             }
             report
@@ -530,7 +531,7 @@ pub fn verify(dir: &Path, format: Format, args: VerifyArgs) -> CliResult<Exit> {
             },
             detail: Some(format!("opening {} failed: {e}", dir.display())),
         },
-        Err(source) => return Err(CliError::Open { dir: dir.to_path_buf(), source }),
+        Err(source) => return Err(StoreError::open(dir)(source).into()),
     };
     let mut out = Out::new();
     match format {
@@ -611,7 +612,7 @@ pub fn stats(dir: &Path, format: Format) -> CliResult<Exit> {
     let disk_bytes = dir_bytes(dir);
     let checkpoints = snapshotter::Snapshotter::open(&log, snapshotter::Policy::default())
         .and_then(|s| s.list(&log, &mut |_| {}))
-        .map_err(crate::store::StoreError::from);
+        .map_err(StoreError::from);
     log.close();
     let checkpoints = checkpoints?;
     let stats = StatsJson {

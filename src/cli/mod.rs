@@ -2,16 +2,13 @@
 //! the contract's exit codes.
 //!
 //! Every command opens the data directory itself (`--data`, env `CAIRN_DATA`, default
-//! `./cairn-data`). Commands that write (append, import, the views' writes, checkpoint, restore,
-//! drill, serve, demo) open it as its one writer ([`open_log`]): they create a missing directory,
-//! and the log's lock makes a second writer fail with a clear message. Every other command opens it
-//! as a reader ([`open_reader`]): no lock, nothing created or written, so reads run beside a
-//! writer in another process and on read-only copies, and a missing or mistyped directory is
-//! "not found" (exit 5) instead of a new, empty store. Commands that follow the log (`tail`,
-//! `serve`, `demo`) run on a tokio runtime; the others use the log's blocking API.
+//! `./cairn-data`) through [`crate::store`]. Commands that write (append, import, the views'
+//! writes, checkpoint, restore, drill, serve, demo) open it as its one writer; every other
+//! command opens it as a reader, and a missing or mistyped directory is "not found" (exit 5)
+//! instead of a new, empty store. Commands that follow the log (`tail`, `serve`, `demo`) run on
+//! a tokio runtime; the others use the log's blocking API.
 
 mod bulk;
-pub(crate) mod interrupt;
 mod log_cmds;
 mod ops_cmds;
 mod repair;
@@ -433,7 +430,7 @@ fn run(cli: Cli) -> CliResult<Exit> {
         Command::Restore(args) => ops_cmds::restore(&data, format, args),
         Command::Drill(args) => ops_cmds::drill(&data, format, args),
         Command::Repair(args) => repair::repair(&data, format, args),
-        Command::Serve(args) => crate::http::serve_blocking(&data, args),
+        Command::Serve(args) => Ok(crate::http::serve_blocking(&data, args).map(|()| Exit::Ok)?),
         Command::Demo(args) => crate::demo::run(&data, format, args),
         Command::Token(args) => token(format, args),
     }
@@ -463,42 +460,14 @@ fn token(format: Format, args: TokenArgs) -> CliResult<Exit> {
     Ok(Exit::Ok)
 }
 
-/// Opens the log in `dir` as its writer, with the default (durable) options, creating the
-/// directory if it is missing. For commands that write.
-pub(crate) fn open_log(dir: &Path) -> CliResult<log_engine::Log> {
-    log_engine::Log::open(dir, log_engine::Options::default())
-        .map_err(|source| CliError::Open { dir: dir.to_path_buf(), source })
-}
-
-/// Opens the log in `dir` as a reader: no lock, nothing created or written. A missing
-/// directory, or one that is not a cairn data directory, fails with exit 5 naming the path.
-/// Damage or a torn batch at the end of the newest segment does not fail the open: the events
-/// before it are shown, and a warning on stderr says where the reader stopped.
+/// Opens the log in `dir` as a reader (see [`crate::store::open_reader`]); a warning on stderr
+/// says where the reader stopped if the newest segment ends in damage or a torn batch.
 pub(crate) fn open_reader(dir: &Path) -> CliResult<log_engine::Log> {
-    let log = log_engine::Log::open_read_only(dir, log_engine::Options::default())
-        .map_err(|source| CliError::Open { dir: dir.to_path_buf(), source })?;
+    let log = crate::store::open_reader(dir)?;
     if let Some(stop) = log.read_stop() {
-        eprintln!("warning: {}", describe_stop(&stop));
+        eprintln!("warning: {}", crate::store::describe_stop(&stop));
     }
     Ok(log)
-}
-
-/// Where a reader stopped short of the newest segment's end, and what to do about it.
-pub(crate) fn describe_stop(stop: &log_engine::ReadStop) -> String {
-    let position = stop.position.map_or(String::new(), |p| format!(" (position {p})"));
-    if stop.corrupt {
-        format!(
-            "segment {} is damaged at byte offset {}{position}: {}; only the events before it are shown. \
-             `cairn repair` cuts the damaged end off, keeping its bytes aside",
-            stop.segment, stop.offset, stop.detail
-        )
-    } else {
-        format!(
-            "segment {} ends with a torn or unfinished batch at byte offset {}{position} ({}); it is not shown, \
-             and the next writer to open the directory cuts it, keeping its bytes in torn/",
-            stop.segment, stop.offset, stop.detail
-        )
-    }
 }
 
 #[cfg(test)]

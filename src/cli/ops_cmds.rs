@@ -12,9 +12,9 @@ use clap::Args;
 use serde_json::json;
 use snapshotter::{CheckpointKind, Overwrite, Progress, Stage};
 
-use super::interrupt::Interrupt;
 use super::view_cmds::open_store;
 use crate::error::{CliError, CliResult, Exit};
+use crate::interrupt::Interrupt;
 use crate::output::{self, Format, Out};
 use crate::store::StoreError;
 use crate::wire::InputError;
@@ -155,7 +155,7 @@ pub fn checkpoints(dir: &Path, format: Format) -> CliResult<Exit> {
 }
 
 pub fn restore(dir: &Path, format: Format, args: RestoreArgs) -> CliResult<Exit> {
-    let log = super::open_log(dir)?;
+    let log = crate::store::open_writer(dir)?;
     if let Some(at) = args.at {
         let head = log.head().map(|h| h.position.0);
         if head.is_none_or(|h| at > h) {
@@ -194,8 +194,7 @@ pub fn restore(dir: &Path, format: Format, args: RestoreArgs) -> CliResult<Exit>
         }
     };
     // Prove the copy: it must open on its own and verify.
-    let copy = log_engine::Log::open(&copied.dir, log_engine::Options::default())
-        .map_err(|source| CliError::Open { dir: copied.dir.clone(), source })?;
+    let copy = crate::store::open_writer(&copied.dir)?;
     let report = copy.verify(None, |p| {
         progress(Progress { stage: Stage::VerifyLog, done: p.checked, total: p.total });
     });

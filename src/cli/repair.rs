@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use crate::error::{CliError, CliResult, Exit};
 use crate::output::{Format, Out};
+use crate::store::StoreError;
 
 #[derive(Debug, Args)]
 pub struct RepairArgs {
@@ -60,7 +61,7 @@ struct RepairJson {
 }
 
 pub fn repair(dir: &Path, format: Format, args: RepairArgs) -> CliResult<Exit> {
-    let open_error = |source| CliError::Open { dir: dir.to_path_buf(), source };
+    let open_error = |source| CliError::from(StoreError::Open { dir: dir.to_path_buf(), source });
     let mut report = RepairJson {
         repaired: false,
         kind: None,
@@ -80,7 +81,7 @@ pub fn repair(dir: &Path, format: Format, args: RepairArgs) -> CliResult<Exit> {
             }
             // A checkpoint at or beyond the lost segment's first position proves the log
             // reached there: continuing at that position would hand used positions out again.
-            let highest = snapshotter::Snapshotter::highest_position(dir).map_err(crate::store::StoreError::from)?;
+            let highest = snapshotter::Snapshotter::highest_position(dir).map_err(StoreError::from)?;
             if let Some(checkpoint) = highest.filter(|p| p.0 >= segment.0) {
                 return Err(CliError::Integrity(format!(
                     "segment file {} is missing, and a checkpoint at position {checkpoint} proves the log reached at \

@@ -33,10 +33,10 @@ pub(crate) fn open_store(dir: &Path) -> CliResult<Store> {
 /// Opens the store with a progress bar for the restore: as its writer (`write`), or on a
 /// reader's log that takes no lock and writes nothing (not even a checkpoint directory).
 fn open_store_as(dir: &Path, write: bool) -> CliResult<Store> {
-    let log = if write { super::open_log(dir)? } else { super::open_reader(dir)? };
+    let log = if write { crate::store::open_writer(dir)? } else { super::open_reader(dir)? };
     let bar = output::progress_bar(0, "restoring views");
     let mut stage = None;
-    let opened = Store::open(log.clone(), snapshotter::Policy::default(), &mut |p| {
+    let opened = Store::open(log, snapshotter::Policy::default(), &mut |p| {
         if stage != Some(p.stage) {
             stage = Some(p.stage);
             bar.set_length(p.total);
@@ -44,18 +44,11 @@ fn open_store_as(dir: &Path, write: bool) -> CliResult<Store> {
         bar.set_position(p.done);
     });
     bar.finish_and_clear();
-    match opened {
-        Ok((store, restored)) => {
-            for warning in &restored.warnings {
-                eprintln!("warning: {warning}");
-            }
-            Ok(store)
-        }
-        Err(e) => {
-            log.close();
-            Err(e.into())
-        }
+    let (store, restored) = opened?;
+    for warning in &restored.warnings {
+        eprintln!("warning: {warning}");
     }
+    Ok(store)
 }
 
 /// Runs `f` on an open store, then (for writes) waits for the views and checkpoints if due,

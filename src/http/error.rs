@@ -1,5 +1,6 @@
 //! HTTP errors: `{"error": "<snake_case code>", "message": "<sentence>"}` with the contract's
-//! statuses, and the mapping from the log engine's errors.
+//! statuses. The engine's errors are classified in [`crate::codes`]; this module adds the
+//! fields beside `error` and `message` (a conflict's stream, expected and actual versions).
 //!
 //! Statuses: 400 invalid input, 401 no or unknown token, 403 not permitted, 404 not found,
 //! 409 conflict (wrong expected version, id conflict), 413 too large, 415 unsupported body type,
@@ -9,10 +10,10 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use log_engine::LimitKind;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::codes::{self, Code};
 use crate::wire::{ExpectedVersionJson, InputError};
 
 /// The body of every error response.
@@ -51,10 +52,6 @@ pub struct ApiError {
     /// Answer with `Connection: close` (the request was not read to its end).
     close: bool,
 }
-
-/// `Retry-After` (seconds) on a 503 `too_many_open_files`: descriptors are released as
-/// connections close, so a prompt retry is likely to pass.
-pub const RETRY_AFTER_FDS_SECS: u16 = 1;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
@@ -143,53 +140,37 @@ impl From<InputError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// The answer of [`crate::codes`] for a failure, with its message.
+    fn coded(code: Code, message: String) -> ApiError {
+        let status = StatusCode::from_u16(code.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        ApiError { retry_after: code.retry_after, ..ApiError::new(status, code.code, message) }
+    }
+}
+
 impl From<log_engine::Error> for ApiError {
     fn from(e: log_engine::Error) -> ApiError {
         use log_engine::Error as E;
+        let code = codes::log(&e);
         let message = e.to_string();
         match e {
             E::WrongExpectedVersion { stream, expected, actual } => {
                 ApiError::wrong_expected_version(message, stream, expected, actual)
             }
-            E::IdConflict { stream, id, position, .. } => ApiError::new(StatusCode::CONFLICT, "id_conflict", message)
+            E::IdConflict { stream, id, position, .. } => ApiError::coded(code, message)
                 .with("stream", stream)
                 .with("id", id.to_string())
                 .with("position", position.0),
-            E::InvalidStreamName { .. } => ApiError::bad_request("invalid_stream_name", message),
-            E::Invalid { .. } => ApiError::bad_request("invalid_input", message),
-            E::LimitExceeded { limit, .. } => ApiError::too_large(
-                match limit {
-                    LimitKind::EventSize => "event_too_large",
-                    LimitKind::BatchEvents => "too_many_events",
-                    LimitKind::BatchStreams => "too_many_streams",
-                    LimitKind::BatchBytes => "request_too_large",
-                    _ => "limit_exceeded",
-                },
-                message,
-            ),
-            E::StreamNotFound { .. } => ApiError::not_found("stream_not_found", message),
-            E::PositionNotFound { .. } => ApiError::not_found("position_not_found", message),
-            E::Poisoned { .. } => ApiError::unavailable("poisoned", message),
-            // Nothing was written and the log is not poisoned: the client may retry once an
-            // operator frees space (no Retry-After: that takes a person).
-            E::NoSpace { .. } => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage", message),
-            // The writer's queue is full: a moment later it has room again.
-            E::Overloaded { .. } => ApiError::overloaded(message, crate::limits::OVERLOADED_RETRY_AFTER_SECS),
-            E::TooManyOpenFiles { .. } => {
-                ApiError::unavailable("too_many_open_files", message).retry_after(RETRY_AFTER_FDS_SECS)
-            }
-            E::Closed => ApiError::unavailable("unavailable", "the server is shutting down; the log is closed"),
-            E::Corrupt { .. } | E::TornTail { .. } => {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "corruption", message)
-            }
-            _ => ApiError::internal(message),
+            E::Closed => ApiError::coded(code, "the server is shutting down; the log is closed".into()),
+            _ => ApiError::coded(code, message),
         }
     }
 }
 
 impl From<projections::Error> for ApiError {
     fn from(e: projections::Error) -> ApiError {
-        use projections::{Error as E, ErrorKind};
+        use projections::Error as E;
+        let code = codes::views(&e);
         let message = e.to_string();
         let key = e.key().map(str::to_string);
         let error = match e {
@@ -197,22 +178,10 @@ impl From<projections::Error> for ApiError {
             E::WrongExpectedVersion { stream, expected, actual } => {
                 ApiError::wrong_expected_version(message, stream, expected, actual)
             }
-            E::WatchedKeyChanged { expected, actual, .. } => {
-                ApiError::new(StatusCode::CONFLICT, "wrong_expected_version", message)
-                    .with("expected", expected.map(|v| v.0))
-                    .with("actual", actual.map(|v| v.0))
-            }
-            E::TooLarge { .. } => ApiError::too_large(e.code(), message),
-            e => {
-                let status = match e.kind() {
-                    ErrorKind::NotFound => StatusCode::NOT_FOUND,
-                    ErrorKind::Conflict => StatusCode::CONFLICT,
-                    ErrorKind::Invalid => StatusCode::BAD_REQUEST,
-                    ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-                };
-                ApiError::new(status, e.code(), message)
-            }
+            E::WatchedKeyChanged { expected, actual, .. } => ApiError::coded(code, message)
+                .with("expected", expected.map(|v| v.0))
+                .with("actual", actual.map(|v| v.0)),
+            _ => ApiError::coded(code, message),
         };
         match key {
             Some(key) => error.with("key", key),
@@ -225,15 +194,11 @@ impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> ApiError {
         use crate::store::StoreError as E;
         match e {
-            E::Log(e) => ApiError::from(e),
+            E::Open { source: e, .. } | E::Log(e) | E::Checkpoint(snapshotter::Error::Log(e)) => ApiError::from(e),
             E::Views(e) => ApiError::from(e),
-            E::Checkpoint(snapshotter::Error::Log(e)) => ApiError::from(e),
+            // The snapshotter's own words for invalid input, without its "invalid input: " prefix.
             E::Checkpoint(snapshotter::Error::Invalid { what }) => ApiError::bad_request("invalid_input", what),
-            E::Checkpoint(e @ snapshotter::Error::NoParent { .. }) => {
-                ApiError::new(StatusCode::CONFLICT, "no_parent", e.to_string())
-            }
-            E::Checkpoint(e) => ApiError::internal(e.to_string()),
-            e @ E::Empty { .. } => ApiError::new(StatusCode::CONFLICT, "empty_log", e.to_string()),
+            e => ApiError::coded(e.code(), e.to_string()),
         }
     }
 }
@@ -297,5 +262,21 @@ mod tests {
             (status.as_u16(), retry.as_deref(), body["error"].as_str()),
             (503, Some("1"), Some("too_many_open_files"))
         );
+    }
+
+    /// A damaged checkpoint chain is answered as damage (`corruption`, as the CLI's exit 3), and
+    /// a drill cancelled by shutdown as `unavailable`: both were `500 internal`.
+    #[test]
+    fn checkpoint_damage_and_cancellation_have_the_contract_codes() {
+        let broken = snapshotter::Error::BrokenChain {
+            file: "c/00000000000000000002.ckpt".into(),
+            sequence: 2,
+            detail: "x".into(),
+        };
+        let response = ApiError::from(crate::store::StoreError::Checkpoint(broken)).into_response();
+        assert_eq!((response.status().as_u16(), futures_body(response)["error"].as_str()), (500, Some("corruption")));
+        let cancelled = crate::store::StoreError::Checkpoint(snapshotter::Error::Interrupted);
+        let response = ApiError::from(cancelled).into_response();
+        assert_eq!((response.status().as_u16(), futures_body(response)["error"].as_str()), (503, Some("unavailable")));
     }
 }

@@ -43,11 +43,10 @@ use axum::Router;
 use log_engine::Log;
 use tokio::sync::watch;
 
-use crate::auth::Auth;
-use crate::error::{CliError, CliResult, Exit};
+use crate::auth::{Auth, AuthFileError};
+use crate::codes::Exit;
 use crate::limits;
-use crate::store::Store;
-use crate::wire::InputError;
+use crate::store::{Store, StoreError};
 
 /// Arguments of `cairn serve`.
 #[derive(Debug, clap::Args)]
@@ -223,38 +222,60 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
 /// How often the server asks the checkpoint policy whether a checkpoint is due.
 const CHECKPOINT_CHECK_EVERY: Duration = Duration::from_secs(5);
 
-/// `cairn serve`: runs until SIGINT or SIGTERM.
-pub fn serve_blocking(dir: &Path, args: ServeArgs) -> CliResult<Exit> {
-    let auth = match &args.auth {
-        Some(path) => Some(Auth::load(path).map_err(|e| CliError::Server(e.to_string()))?),
-        None => None,
-    };
-    if auth.is_none() && !args.listen.ip().is_loopback() && !args.allow_remote {
-        return Err(InputError(format!(
-            "refusing to listen on {} without --auth: anyone on the network could read and append. \
-             Pass --auth FILE (see `cairn token`), listen on 127.0.0.1, or pass --allow-remote to accept the risk",
-            args.listen
-        ))
-        .into());
-    }
-    let log = crate::cli::open_log(dir)?;
-    let store = match open_store(log.clone()) {
-        Ok(store) => store,
-        Err(e) => {
-            log.close();
-            return Err(e);
+/// Why `cairn serve` could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    #[error("{0}")]
+    Auth(#[from] AuthFileError),
+    /// Listening on a non-loopback address without auth and without `--allow-remote`.
+    #[error(
+        "refusing to listen on {0} without --auth: anyone on the network could read and append. \
+         Pass --auth FILE (see `cairn token`), listen on 127.0.0.1, or pass --allow-remote to accept the risk"
+    )]
+    NoAuthRemote(SocketAddr),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("start the async runtime for serve: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the bound address: {0}")]
+    BoundAddress(#[source] std::io::Error),
+}
+
+impl ServeError {
+    /// The command line's exit code: 2 for a refused `--listen`, the store's for a failed open.
+    pub fn exit(&self) -> Exit {
+        match self {
+            ServeError::NoAuthRemote(_) => Exit::Usage,
+            ServeError::Store(e) => e.code().exit,
+            _ => Exit::Error,
         }
-    };
+    }
+}
+
+/// `cairn serve`: runs until SIGINT or SIGTERM.
+pub fn serve_blocking(dir: &Path, args: ServeArgs) -> Result<(), ServeError> {
+    let auth = args.auth.as_deref().map(Auth::load).transpose()?;
+    if auth.is_none() && !args.listen.ip().is_loopback() && !args.allow_remote {
+        return Err(ServeError::NoAuthRemote(args.listen));
+    }
+    let store = open_store(crate::store::open_writer(dir)?)?;
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("cairn-http").build() {
         Ok(runtime) => runtime,
         Err(e) => {
             store.close();
-            return Err(CliError::io("start the async runtime for", "serve", e));
+            return Err(ServeError::Runtime(e));
         }
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let state = Arc::new(AppState {
-        log,
+        log: store.log().clone(),
         store,
         dir: dir.to_path_buf(),
         auth,
@@ -272,11 +293,11 @@ pub fn serve_blocking(dir: &Path, args: ServeArgs) -> CliResult<Exit> {
     // joins the writer).
     state.store.close();
     tracing::info!("log closed; server stopped");
-    result.map(|()| Exit::Ok)
+    result
 }
 
 /// Opens the views (restoring them from checkpoints) and says what the restore did.
-fn open_store(log: Log) -> CliResult<Store> {
+fn open_store(log: Log) -> Result<Store, StoreError> {
     let started = Instant::now();
     let (store, restored) = Store::open(log, snapshotter::Policy::default(), &mut |_| {})?;
     tracing::info!(
@@ -357,7 +378,7 @@ impl Drop for ConnectionSlot {
 /// The accept loop. Every connection takes a slot of the cap (none left: it is closed at once),
 /// is served by hyper's HTTP/1 with the header (and idle) timeout, and on shutdown is asked to
 /// finish its current request and close; the whole shutdown is bounded by `--shutdown-grace`.
-async fn serve(state: Arc<AppState>, stop_tx: watch::Sender<bool>, args: &ServeArgs) -> CliResult {
+async fn serve(state: Arc<AppState>, stop_tx: watch::Sender<bool>, args: &ServeArgs) -> Result<(), ServeError> {
     use std::sync::atomic::Ordering::Relaxed;
 
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -367,8 +388,8 @@ async fn serve(state: Arc<AppState>, stop_tx: watch::Sender<bool>, args: &ServeA
     let cap = connection_cap(args.max_connections);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .map_err(|e| CliError::Server(format!("cannot listen on {}: {e}", args.listen)))?;
-    let addr = listener.local_addr().map_err(|e| CliError::Server(format!("cannot read the bound address: {e}")))?;
+        .map_err(|source| ServeError::Listen { addr: args.listen, source })?;
+    let addr = listener.local_addr().map_err(ServeError::BoundAddress)?;
     let app = router(state.clone());
     {
         let mut stdout = std::io::stdout().lock();

@@ -316,7 +316,7 @@ mod tests {
         assert!(entry.validate().is_ok());
         let mut bad = entry.clone();
         bad.actor.id.clear();
-        assert_eq!(bad.validate().unwrap_err().code(), "invalid_input");
+        assert_eq!(bad.validate().unwrap_err().code(), Some("invalid_input"));
         let mut bad = entry.clone();
         bad.metadata = Some(json!([1]));
         assert!(bad.validate().is_err());
