@@ -107,3 +107,161 @@ fn every_documented_operation_reaches_a_handler() {
         );
     }
 }
+
+/// The schema `/openapi.json` gives the `status` answer of `method path`, as a JSON Schema that
+/// resolves the document's `#/components/...` references.
+fn answer_schema(spec: &Value, method: &str, path: &str, status: u16) -> Value {
+    let schema = &spec["paths"][path][method]["responses"][status.to_string()]["content"]["application/json"]["schema"];
+    assert!(schema.is_object(), "{method} {path}: no JSON schema for its {status} answer");
+    serde_json::json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "components": spec["components"],
+        "allOf": [schema],
+    })
+}
+
+/// A schema that says nothing about an answer's fields: `{"type": "object"}` and no more.
+fn untyped(spec: &Value, schema: &Value) -> bool {
+    let schema = match schema["$ref"].as_str() {
+        Some(r) => &spec["components"]["schemas"][r.trim_start_matches("#/components/schemas/")],
+        None => schema,
+    };
+    schema["type"] == "object" && schema.get("properties").is_none() && schema.get("additionalProperties").is_none()
+}
+
+/// Issue 23: 18 answers of the metadata view and the checkpoints were documented as a bare
+/// `object` (their fields only in prose), so neither clients nor schemathesis knew their shape.
+/// Every success answer with a JSON body now names its fields (the document itself excepted).
+#[test]
+fn every_json_success_answer_has_a_typed_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let (_, spec) = server.get("/openapi.json");
+    let mut bare = Vec::new();
+    for (method, path, op) in operations(&spec) {
+        if path == "/openapi.json" {
+            continue;
+        }
+        for (status, answer) in op["responses"].as_object().unwrap() {
+            let Some(schema) = answer["content"].get("application/json").map(|c| &c["schema"]) else { continue };
+            if status.starts_with('2') && untyped(&spec, schema) {
+                bare.push(format!("{method} {path} {status}"));
+            }
+        }
+        if let Some(body) = op["requestBody"]["content"].get("application/json") {
+            if path != "/v1/audit" && untyped(&spec, &body["schema"]) {
+                bare.push(format!("{method} {path} request body"));
+            }
+        }
+    }
+    assert!(bare.is_empty(), "answers documented as a bare object: {bare:?}");
+}
+
+/// Every metadata-view and checkpoint endpoint (and the key-value and audit ones), driven with
+/// real requests through the cases where a field is null or left out (an identical schema's
+/// `position: null`, a deleted configuration version's `value: null`, a damaged checkpoint's
+/// `info: null` and `detail`, a full checkpoint's `parent: null`), answers exactly what its
+/// documented schema says: required fields present, nullable ones only where documented.
+#[test]
+fn view_and_checkpoint_answers_match_their_documented_schemas() {
+    use reqwest::Method;
+    use serde_json::json;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let (_, spec) = server.get("/openapi.json");
+    let mut checked = BTreeSet::new();
+    let mut call = |method: Method, template: &str, url: &str, body: Option<Value>| -> Value {
+        let (status, answer) = server.request(method.clone(), url, body.as_ref());
+        assert_eq!(status, 200, "{method} {url}: {answer}");
+        let m = method.as_str().to_lowercase();
+        let schema = answer_schema(&spec, &m, template, status);
+        let validator = jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{m} {template}: {e}"));
+        let errors: Vec<String> =
+            validator.iter_errors(&answer).map(|e| format!("{}: {e}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "{method} {url} answered {answer}, which its schema refuses: {errors:?}");
+        checked.insert((m, template.to_string()));
+        answer
+    };
+
+    let schema = json!({"schema": {"type": "object", "properties": {"n": {"type": "integer"}}}});
+    let path = "/v1/meta/schemas/{subject}/versions";
+    call(Method::POST, path, "/v1/meta/schemas/orders/versions", Some(schema.clone()));
+    let again = call(Method::POST, path, "/v1/meta/schemas/orders/versions", Some(schema));
+    assert_eq!(again["position"], Value::Null, "an identical schema writes nothing: {again}");
+    call(Method::GET, "/v1/meta/schemas", "/v1/meta/schemas", None);
+    let compat = "/v1/meta/schemas/{subject}/compatibility";
+    call(Method::PUT, compat, "/v1/meta/schemas/orders/compatibility", Some(json!({"mode": "full"})));
+    call(Method::GET, compat, "/v1/meta/schemas/orders/compatibility", None);
+    call(Method::GET, "/v1/meta/schemas/{subject}/versions/{version}", "/v1/meta/schemas/orders/versions/latest", None);
+    let invalid = call(
+        Method::POST,
+        "/v1/meta/schemas/{subject}/validate",
+        "/v1/meta/schemas/orders/validate",
+        Some(json!({"payload": {"n": "x"}})),
+    );
+    assert_eq!(invalid["valid"], false, "{invalid}");
+
+    let instance = "/v1/meta/services/{name}/instances/{id}";
+    let registration = json!({"endpoints": ["http://10.0.0.1:80"], "tags": ["eu"], "ttl_ms": 600_000});
+    call(Method::PUT, instance, "/v1/meta/services/search/instances/i-1", Some(registration));
+    let found = call(Method::GET, "/v1/meta/services", "/v1/meta/services", None);
+    assert_eq!(found["instances"].as_array().map(Vec::len), Some(1), "{found}");
+    call(Method::DELETE, instance, "/v1/meta/services/search/instances/i-1", None);
+
+    let config = "/v1/meta/config/{key}";
+    call(Method::PUT, config, "/v1/meta/config/limit", Some(json!({"value": 5})));
+    call(Method::DELETE, config, "/v1/meta/config/limit", None);
+    call(Method::PUT, config, "/v1/meta/config/limit", Some(json!({"value": {"max": 6}, "scope": "global"})));
+    call(Method::GET, config, "/v1/meta/config/limit", None);
+    let history = call(Method::GET, "/v1/meta/config/{key}/history", "/v1/meta/config/limit/history", None);
+    assert_eq!(history["versions"][1]["value"], Value::Null, "the delete is a version without a value: {history}");
+
+    let edge = json!({"from": "agent-7", "to": "tool-search", "type": "calls", "properties": {"weight": 2}});
+    call(Method::POST, "/v1/meta/relations", "/v1/meta/relations", Some(edge.clone()));
+    call(Method::GET, "/v1/meta/relations/{entity}", "/v1/meta/relations/agent-7?depth=2", None);
+    let mut gone = edge;
+    gone.as_object_mut().unwrap().remove("properties");
+    call(Method::DELETE, "/v1/meta/relations", "/v1/meta/relations", Some(gone));
+
+    call(Method::PUT, "/v1/kv/{key}", "/v1/kv/k", Some(json!({"value": {"a": 1}, "ttl_ms": 600_000})));
+    call(Method::GET, "/v1/kv/{key}", "/v1/kv/k", None);
+    call(Method::POST, "/v1/kv/{key}/incr", "/v1/kv/n/incr", None);
+    call(Method::GET, "/v1/kv/{key}/history", "/v1/kv/n/history", None);
+    call(Method::GET, "/v1/kv", "/v1/kv", None);
+    call(Method::DELETE, "/v1/kv/{key}", "/v1/kv/absent", None);
+    let entry = json!({"level": "info", "category": "security", "event": "login",
+                       "actor": {"type": "user", "id": "u-1"}});
+    let receipt = call(Method::POST, "/v1/audit", "/v1/audit", Some(entry));
+    let id = receipt["id"].as_str().unwrap().to_string();
+    call(Method::GET, "/v1/audit", "/v1/audit", None);
+    call(Method::GET, "/v1/audit/{id}", &format!("/v1/audit/{id}"), None);
+    call(Method::GET, "/v1/audit/{id}/proof", &format!("/v1/audit/{id}/proof"), None);
+
+    let full = call(Method::POST, "/v1/checkpoints", "/v1/checkpoints", Some(json!({"kind": "full"})));
+    assert_eq!(full["parent"], Value::Null, "a full checkpoint has no parent: {full}");
+    call(Method::POST, "/v1/kv/{key}/incr", "/v1/kv/n/incr", None);
+    let incremental = call(Method::POST, "/v1/checkpoints", "/v1/checkpoints", Some(json!({"kind": "incremental"})));
+    assert_eq!(incremental["parent"], full["sequence"], "{incremental}");
+    // A manifest that cannot be read: its row has `info: null` and a `detail`.
+    // A manifest that cannot be read (`info: null`, a `detail`), a child whose chain it breaks
+    // (`info` and a `detail`), and a valid checkpoint (no `detail`).
+    std::fs::write(full["file"].as_str().unwrap(), b"not a checkpoint").unwrap();
+    call(Method::POST, "/v1/checkpoints", "/v1/checkpoints", Some(json!({"kind": "full"})));
+    let listed = call(Method::GET, "/v1/checkpoints", "/v1/checkpoints", None);
+    let rows = listed["checkpoints"].as_array().unwrap();
+    assert!(
+        rows.iter().any(|r| r["status"] == "damaged" && r["info"].is_null() && r["detail"].is_string()),
+        "{listed}"
+    );
+    assert!(rows.iter().any(|r| r["status"] == "broken_chain" && r["info"].is_object()), "{listed}");
+    assert!(rows.iter().any(|r| r["status"] == "valid" && r.get("detail").is_none()), "{listed}");
+
+    let meta_and_checkpoints: BTreeSet<(String, String)> = operations(&spec)
+        .into_iter()
+        .filter(|(_, p, _)| p.starts_with("/v1/meta") || p.starts_with("/v1/checkpoints"))
+        .map(|(m, p, _)| (m, p))
+        .collect();
+    let missed: Vec<_> = meta_and_checkpoints.difference(&checked).collect();
+    assert!(missed.is_empty(), "metadata and checkpoint operations this test did not drive: {missed:?}");
+}

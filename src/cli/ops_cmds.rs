@@ -142,11 +142,11 @@ pub fn checkpoints(dir: &Path, format: Format) -> CliResult<Exit> {
             }
         }
         Format::Json => out.json_line(&json!({
-            "checkpoints": rows.iter().map(crate::http::checkpoints::status_json).collect::<Vec<_>>()
+            "checkpoints": rows.iter().map(crate::http::checkpoints::CheckpointRowJson::from).collect::<Vec<_>>()
         }))?,
         Format::Ndjson => {
             for r in &rows {
-                out.json_line(&crate::http::checkpoints::status_json(r))?;
+                out.json_line(&crate::http::checkpoints::CheckpointRowJson::from(r))?;
             }
         }
     }

@@ -109,7 +109,12 @@ pub async fn metrics(State(state): State<Arc<AppState>>, caller: Caller) -> ApiR
 }
 
 /// This API's OpenAPI document.
-#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI 3 JSON.")))]
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "ops",
+    responses((status = 200, description = "This document (OpenAPI 3.1).", content_type = "application/json", body = Object))
+)]
 pub async fn openapi() -> impl IntoResponse {
     Json(ApiDoc::openapi())
 }
