@@ -271,7 +271,7 @@ fn every_flipped_bit_is_reported_or_provably_harmless() {
         image.restore(file);
         match verdict {
             Ok(Outcome::Harmless) if !region.unused() => {
-                failures.push(format!("{name} byte {} bit {} ({region:?}): flip went unnoticed", bit / 8, bit % 8))
+                failures.push(format!("{name} byte {} bit {} ({region:?}): flip went unnoticed", bit / 8, bit % 8));
             }
             Ok(outcome) => *outcomes.entry((region, outcome)).or_default() += 1,
             Err(why) => failures.push(format!("{name} byte {} bit {} ({region:?}): {why}", bit / 8, bit % 8)),

@@ -275,7 +275,7 @@ fn view_apply_seeds_decode_and_apply_without_panics() {
         for event in &events {
             for view in views.iter_mut() {
                 // Directly, not through the runner's guard: a panic fails this test.
-                errors += view.apply(event).is_err() as usize;
+                errors += usize::from(view.apply(event).is_err());
             }
         }
         if name == &facades.0 {

@@ -295,8 +295,8 @@ fn msgpack_binary_data_is_a_binary_payload() {
 fn concurrent_appends_all_land_with_gapless_positions() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), &[]);
-    let threads = 8;
-    let per_thread = 25;
+    let threads: u64 = 8;
+    let per_thread: u64 = 25;
     std::thread::scope(|scope| {
         for t in 0..threads {
             let server = &server;
@@ -311,11 +311,11 @@ fn concurrent_appends_all_land_with_gapless_positions() {
     let (_, page) = server.get("/v1/events?limit=10000");
     let positions: Vec<u64> =
         page["events"].as_array().unwrap().iter().map(|e| e["position"].as_u64().unwrap()).collect();
-    assert_eq!(positions, (0..(threads * per_thread) as u64).collect::<Vec<_>>());
+    assert_eq!(positions, (0..threads * per_thread).collect::<Vec<_>>());
     for t in 0..threads {
         let (_, read) = server.get(&format!("/v1/streams/agent-{t}/events"));
         let steps: Vec<u64> =
             read["events"].as_array().unwrap().iter().map(|e| e["data"]["i"].as_u64().unwrap()).collect();
-        assert_eq!(steps, (0..per_thread as u64).collect::<Vec<_>>(), "each agent's events are in its order");
+        assert_eq!(steps, (0..per_thread).collect::<Vec<_>>(), "each agent's events are in its order");
     }
 }

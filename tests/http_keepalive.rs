@@ -141,7 +141,7 @@ fn a_request_refused_before_its_body_is_read_leaves_the_connection_usable() {
             415,
         ),
     ];
-    let mut accepted = 0;
+    let mut accepted: usize = 0;
     for (what, request_head, status) in cases {
         let mut conn = Conn::open(&server);
         // The head and half the body, then the answer: the server answers before the rest of
@@ -170,7 +170,7 @@ fn a_request_refused_before_its_body_is_read_leaves_the_connection_usable() {
     server.set_token(Some(AGENT));
     let (status, read) = server.get("/v1/streams/agent-1/events");
     assert_eq!(status, 200, "{read}");
-    assert_eq!(read["events"].as_array().unwrap().len(), accepted as usize, "{read}");
+    assert_eq!(read["events"].as_array().unwrap().len(), accepted, "{read}");
 }
 
 #[test]

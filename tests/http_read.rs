@@ -155,7 +155,7 @@ fn pages_of_large_events_stay_within_the_byte_budget_and_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), &[]);
     let big = "x".repeat(1_000_000);
-    let total = 20;
+    let total: u64 = 20;
     for batch in 0..total / 4 {
         let events: Vec<(&str, Value)> = (0..4).map(|i| ("Blob", json!({"i": batch * 4 + i, "pad": big}))).collect();
         server.append("big", &events);
@@ -192,7 +192,7 @@ fn pages_of_large_events_stay_within_the_byte_budget_and_lose_nothing() {
                 None => break,
             }
         }
-        assert_eq!(seen, (0..total as u64).collect::<Vec<_>>(), "every event once, in order ({first})");
+        assert_eq!(seen, (0..total).collect::<Vec<_>>(), "every event once, in order ({first})");
     }
 }
 

@@ -139,11 +139,11 @@ impl Model {
             Expect::NoStream => ExpectedVersion::NoStream,
             Expect::Exists => ExpectedVersion::Exists,
             Expect::Relative(d) => {
-                let v = self.version(stream).map_or(-1, |v| v as i64) + d;
+                let v = self.version(stream).map_or(-1, u64::cast_signed) + d;
                 if v < 0 {
                     ExpectedVersion::NoStream
                 } else {
-                    ExpectedVersion::Exact(StreamVersion(v as u64))
+                    ExpectedVersion::Exact(StreamVersion(v.cast_unsigned()))
                 }
             }
         }
@@ -341,7 +341,7 @@ impl Harness {
             Step::ReadStream { stream, from, limit, backward } => {
                 let name = STREAMS[*stream];
                 let direction = if *backward { Direction::Backward } else { Direction::Forward };
-                let from = StreamVersion(*from as u64 % 8);
+                let from = StreamVersion(u64::from(*from) % 8);
                 let got = self.log().read_stream(name, Some(from), *limit as usize, direction);
                 let Some(positions) = self.model.streams.get(name) else {
                     prop_assert!(matches!(got, Err(Error::StreamNotFound { .. })), "{:?}", got);
@@ -361,7 +361,7 @@ impl Harness {
                 }
             }
             Step::Subscribe { stream, from } => {
-                let from = *from as u64 % (self.model.events.len() as u64 + 1);
+                let from = u64::from(*from) % (self.model.events.len() as u64 + 1);
                 let filter = Filter { stream: stream.map(|s| STREAMS[s].to_string()), ..Filter::default() };
                 let want: Vec<&Stored> = self.model.events[from as usize..]
                     .iter()
@@ -386,7 +386,7 @@ impl Harness {
                     expected: ExpectedVersion::Any,
                     events,
                 }];
-                self.fs.crash_after(*budget as u64);
+                self.fs.crash_after(u64::from(*budget));
                 let acked = self.log().append_multi(req.clone()).is_ok();
                 self.crash(*seed)?;
                 let before = self.model.events.len();

@@ -171,7 +171,7 @@ fn loom_the_publication_protocol_is_race_free_with_release_and_acquire() {
 #[test]
 fn loom_catches_the_protocol_with_relaxed_publication() {
     let caught = std::panic::catch_unwind(|| {
-        model::run(loom::sync::atomic::Ordering::Relaxed, loom::sync::atomic::Ordering::Relaxed)
+        model::run(loom::sync::atomic::Ordering::Relaxed, loom::sync::atomic::Ordering::Relaxed);
     });
     assert!(caught.is_err(), "the loom model must find the stale read that a Relaxed publication allows");
 }

@@ -86,7 +86,7 @@ pub fn decode(mut input: &[u8]) -> Vec<Event> {
             position: Position(position),
             stream: spec.stream,
             version: StreamVersion(*version),
-            id: Uuid::from_u128(position as u128 + 1),
+            id: Uuid::from_u128(u128::from(position) + 1),
             event_type: spec.event_type,
             // Time moves on by a second per event, so TTLs and heartbeats expire within a run.
             timestamp_ms: 1_700_000_000_000 + position * 1_000,

@@ -44,22 +44,22 @@ const EXTENT_VERSION: u32 = 1;
 const LIVE_MAGIC: [u8; 8] = *b"CAIRNLIV";
 const LIVE_SALT: [u8; 8] = *b"cairnLIV";
 
-fn encode(magic: &[u8; 8], salt: &[u8; 8], second: u64, third: u64) -> [u8; LEN] {
+fn encode(magic: [u8; 8], salt: [u8; 8], second: u64, third: u64) -> [u8; LEN] {
     let mut b = [0u8; LEN];
-    b[0..8].copy_from_slice(magic);
+    b[0..8].copy_from_slice(&magic);
     b[8..16].copy_from_slice(&second.to_le_bytes());
     b[16..24].copy_from_slice(&third.to_le_bytes());
-    let crc = salted_crc(salt, &b[..24]);
+    let crc = salted_crc(&salt, &b[..24]);
     b[24..28].copy_from_slice(&crc.to_le_bytes());
     b
 }
 
-fn decode(b: &[u8], magic: &[u8; 8], salt: &[u8; 8]) -> Option<(u64, u64)> {
-    if b.len() != LEN || &b[0..8] != magic || b[28..32] != [0; 4] {
+fn decode(b: &[u8], magic: [u8; 8], salt: [u8; 8]) -> Option<(u64, u64)> {
+    if b.len() != LEN || b[0..8] != magic || b[28..32] != [0; 4] {
         return None;
     }
     let crc = u32::from_le_bytes(b[24..28].try_into().expect("4 bytes"));
-    if crc != salted_crc(salt, &b[..24]) {
+    if crc != salted_crc(&salt, &b[..24]) {
         return None;
     }
     let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
@@ -74,7 +74,7 @@ pub(crate) fn read_extent(log_dir: &Path) -> Result<Option<SegmentId>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io("read extent file", path, e)),
     };
-    match decode(&bytes, &EXTENT_MAGIC, &EXTENT_SALT) {
+    match decode(&bytes, EXTENT_MAGIC, EXTENT_SALT) {
         Some((version, id)) if version == u64::from(EXTENT_VERSION) => Ok(Some(SegmentId(id))),
         _ => Err(Error::BadSideFile {
             path,
@@ -96,7 +96,7 @@ pub(crate) fn write_extent(
     let path = log_dir.join(EXTENT_FILE);
     let _ = fs.remove(&tmp);
     let file = fs.create(&tmp).map_err(|e| Error::io("create extent file", &tmp, e))?;
-    let bytes = encode(&EXTENT_MAGIC, &EXTENT_SALT, u64::from(EXTENT_VERSION), newest.0);
+    let bytes = encode(EXTENT_MAGIC, EXTENT_SALT, u64::from(EXTENT_VERSION), newest.0);
     file.write_all_at(&bytes, 0)
         .and_then(|()| file.sync_data())
         .map_err(|e| Error::io("write extent file", &tmp, e))?;
@@ -132,7 +132,7 @@ impl LiveMark {
     /// only makes other processes' readers see less, so it is logged, never fatal.
     pub(crate) fn note(&self, segment: SegmentId, offset: u64) {
         use std::os::unix::fs::FileExt;
-        if let Err(e) = self.file.write_all_at(&encode(&LIVE_MAGIC, &LIVE_SALT, segment.0, offset), 0) {
+        if let Err(e) = self.file.write_all_at(&encode(LIVE_MAGIC, LIVE_SALT, segment.0, offset), 0) {
             tracing::warn!(error = %e, "could not update the live file readers in other processes use");
         }
     }
@@ -141,7 +141,7 @@ impl LiveMark {
 /// The live writer's (segment, published offset), if the file holds a valid record.
 pub(crate) fn read_live(log_dir: &Path) -> Option<(SegmentId, u64)> {
     let bytes = std::fs::read(log_dir.join(LIVE_FILE)).ok()?;
-    decode(&bytes, &LIVE_MAGIC, &LIVE_SALT).map(|(segment, offset)| (SegmentId(segment), offset))
+    decode(&bytes, LIVE_MAGIC, LIVE_SALT).map(|(segment, offset)| (SegmentId(segment), offset))
 }
 
 #[cfg(test)]

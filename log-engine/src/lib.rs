@@ -24,6 +24,14 @@
 //! # Ok::<(), log_engine::Error>(())
 //! ```
 
+// Stricter than the workspace (see the root Cargo.toml): noisy elsewhere, cheap here.
+#![warn(
+    clippy::redundant_closure_for_method_calls,
+    clippy::needless_pass_by_value,
+    clippy::trivially_copy_pass_by_ref,
+    clippy::assigning_clones
+)]
+
 mod dir;
 mod error;
 mod extent;

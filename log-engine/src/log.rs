@@ -216,7 +216,7 @@ pub struct SegmentFile {
 /// The machine's cores, asked once.
 pub(crate) fn cores() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
 }
 
 /// Events from which [`prepare`] splits the work over two threads.
@@ -385,7 +385,7 @@ impl Log {
                     "the log in {} now ends at position {} but this reader has shown positions up to {}: \
                      it was cut by a repair; open it again",
                     shared.dir.display(),
-                    index.next_position as i64 - 1,
+                    index.next_position.cast_signed() - 1,
                     current.next_position - 1
                 ),
             });
@@ -929,7 +929,7 @@ fn refresh_active(shared: &Shared, now: &Fingerprint) -> Result<Option<(Option<u
                         "stream {} version {} follows version {}",
                         r.stream,
                         r.version,
-                        have as i64 - 1
+                        have.cast_signed() - 1
                     )),
                 });
             }
@@ -1067,7 +1067,7 @@ fn recover(dir: &Path, options: &Options, access: Access) -> Result<(Index, Opti
                                         "stream {} version {} follows version {}",
                                         r.stream,
                                         r.version,
-                                        positions.len() as i64 - 1
+                                        (positions.len() as u64).cast_signed() - 1
                                     )),
                                 });
                             }
@@ -1212,7 +1212,7 @@ fn index_streams_on(footers: &[(SegmentId, u64, Footer)], threads: usize) -> Res
                                     "stream {} resumes at version {} after version {}",
                                     s.name,
                                     s.first_version,
-                                    positions.len() as i64 - 1
+                                    (positions.len() as u64).cast_signed() - 1
                                 );
                                 let error = Error::Corrupt {
                                     segment: *id,
@@ -1247,7 +1247,7 @@ fn index_streams_on(footers: &[(SegmentId, u64, Footer)], threads: usize) -> Res
         return Err(error);
     }
     let mut streams = maps.pop().unwrap_or_default();
-    streams.reserve(maps.iter().map(|m| m.len()).sum());
+    streams.reserve(maps.iter().map(std::collections::HashMap::len).sum());
     for map in maps {
         streams.extend(map);
     }

@@ -557,7 +557,7 @@ mod tests {
     fn length_is_bounded_before_use() {
         let (mut buf, _) = sample(5, b"payload");
         buf[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(decode_frame(&buf, EVENT_BODY_MAX).unwrap_err(), FrameError::Length(u32::MAX as u64));
+        assert_eq!(decode_frame(&buf, EVENT_BODY_MAX).unwrap_err(), FrameError::Length(u64::from(u32::MAX)));
     }
 
     #[test]

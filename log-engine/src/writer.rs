@@ -332,7 +332,7 @@ impl Writer {
             let mut shutdown = false;
             for cmd in pending.drain(..) {
                 match cmd {
-                    Command::Append { appends, reply } => self.handle_append(appends, reply),
+                    Command::Append { appends, reply } => self.handle_append(&appends, reply),
                     Command::Shutdown => shutdown = true,
                 }
             }
@@ -363,14 +363,19 @@ impl Writer {
     /// nothing is in flight, since the index then has everything.
     fn catch_up(&mut self) {
         self.take_finished();
-        if self.poisoned.is_none() {
-            self.poisoned = self.shared.poison.lock().clone();
-        }
+        self.note_poison();
         if self.overlay.len() > OVERLAY_MAX {
             self.drain();
         }
         if self.finished_through == self.sent_through && self.staged.is_empty() {
             self.overlay.clear();
+        }
+    }
+
+    /// Takes in a poisoning found by the syncer (or a panicking thread) since the last look.
+    fn note_poison(&mut self) {
+        if self.poisoned.is_none() {
+            self.poisoned.clone_from(&self.shared.poison.lock());
         }
     }
 
@@ -397,14 +402,12 @@ impl Writer {
                 }
             }
         }
-        if self.poisoned.is_none() {
-            self.poisoned = self.shared.poison.lock().clone();
-        }
+        self.note_poison();
     }
 
-    fn handle_append(&mut self, appends: Vec<PreparedAppend>, reply: Reply) {
+    fn handle_append(&mut self, appends: &[PreparedAppend], reply: Reply) {
         // Taken up: no longer counted against the queue's bound.
-        self.shared.queued_bytes.fetch_sub(queued_size(&appends), Ordering::AcqRel);
+        self.shared.queued_bytes.fetch_sub(queued_size(appends), Ordering::AcqRel);
         if let Some(cause) = &self.poisoned {
             reply.send(Err(Error::Poisoned { cause: cause.clone() }));
             return;
@@ -428,13 +431,13 @@ impl Writer {
     }
 
     /// Checks and stages one request. On error nothing of it is staged.
-    fn stage(&mut self, appends: Vec<PreparedAppend>) -> Result<Vec<AppendResult>> {
+    fn stage(&mut self, appends: &[PreparedAppend]) -> Result<Vec<AppendResult>> {
         // Plan every stream-append first: a request is all or nothing.
         let mut plans = Vec::with_capacity(appends.len());
         let mut local: HashMap<&str, Option<u64>, foldhash::fast::RandomState> = HashMap::default();
         // The ids the caller chose, per stream, in this request: an id is unique within its stream.
         let mut request_ids: HashSet<(&str, Uuid), foldhash::fast::RandomState> = HashSet::default();
-        for append in &appends {
+        for append in appends {
             let name = append.stream.as_str();
             for event in append.events.iter().filter(|e| e.client_id) {
                 if !request_ids.insert((name, event.id)) {
@@ -481,13 +484,13 @@ impl Writer {
             .flat_map(|(a, _)| &a.events)
             .map(|e| record::frame_len(e.body.len()) as u64)
             .sum();
-        if frames > 0 && !self.fits(&appends, &plans, frames) {
+        if frames > 0 && !self.fits(appends, &plans, frames) {
             self.commit();
             if let Some(cause) = &self.poisoned {
                 return Err(Error::Poisoned { cause: cause.clone() });
             }
-            self.roll(frames + Self::seal_len_alone(&appends, &plans))?;
-            if !self.fits(&appends, &plans, frames) {
+            self.roll(frames + Self::seal_len_alone(appends, &plans))?;
+            if !self.fits(appends, &plans, frames) {
                 return Err(Error::LimitExceeded {
                     limit: LimitKind::BatchBytes,
                     max: (self.state.active.capacity - HEADER_LEN - TRAILER_LEN) as usize,
@@ -776,12 +779,10 @@ impl Writer {
             return;
         }
         // The syncer may have poisoned the log since this group was staged: write nothing more.
-        if self.poisoned.is_none() {
-            self.poisoned = self.shared.poison.lock().clone();
-        }
+        self.note_poison();
         if let Some(cause) = &self.poisoned {
             let cause = cause.clone();
-            self.fail_group(cause);
+            self.fail_group(&cause);
             return;
         }
         #[cfg(feature = "faults")]
@@ -863,9 +864,9 @@ impl Writer {
         }
     }
 
-    fn fail_group(&mut self, cause: String) {
+    fn fail_group(&mut self, cause: &str) {
         for (reply, _) in self.replies.drain(..) {
-            reply.send(Err(Error::Poisoned { cause: cause.clone() }));
+            reply.send(Err(Error::Poisoned { cause: cause.to_string() }));
         }
         self.buf.clear();
         self.staged.clear();
@@ -874,8 +875,8 @@ impl Writer {
     fn poison(&mut self, cause: String) {
         tracing::error!(%cause, "log poisoned");
         *self.shared.poison.lock() = Some(cause.clone());
-        self.poisoned = Some(cause.clone());
-        self.fail_group(cause);
+        self.fail_group(&cause);
+        self.poisoned = Some(cause);
     }
 
     fn interval_sync(&mut self) {
@@ -929,7 +930,7 @@ impl Writer {
             // Too small for the request that needs the room: prepared again, larger.
             Some((_, Ok(_))) => {}
             Some((_, Err(e))) => {
-                tracing::warn!(error = %e, "preparing the next segment in the background failed; retrying")
+                tracing::warn!(error = %e, "preparing the next segment in the background failed; retrying");
             }
             None => {}
         }

@@ -93,7 +93,7 @@ fn a_failed_segment_install_is_retried_by_the_next_append() {
         assert!(log.segment_files().len() >= 2, "{op:?}: the appends rolled over");
         assert_eq!(log.read_all(Position(0), 100_000).unwrap().len() as u64, acknowledged, "{op:?}");
         drop(log);
-        fs.power_loss(u64::from(errno as u32) * 31 + op as u64).unwrap();
+        fs.power_loss(u64::from(errno.cast_unsigned()) * 31 + op as u64).unwrap();
         let log = Log::open(dir.path(), small_options()).unwrap();
         assert_eq!(log.read_all(Position(0), 100_000).unwrap().len() as u64, acknowledged, "{op:?} after power loss");
         assert!(log.verify(None, |_| {}).unwrap().ok);

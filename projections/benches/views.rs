@@ -45,7 +45,7 @@ fn kv_op(i: usize) -> (String, &'static str, Value) {
     let at = 1_700_000_000_000u64 + i as u64;
     let (t, data) = match (k % 10, i % 4) {
         (0..=5, 0 | 1) => ("kv.set", json!({"value": {"step": i, "status": "running", "note": "some agent state"}})),
-        (0..=5, 2) => ("kv.set", json!({"value": i as i64, "ttl_ms": 3_600_000})),
+        (0..=5, 2) => ("kv.set", json!({"value": i, "ttl_ms": 3_600_000})),
         (0..=5, _) if i % 20 == 3 => ("kv.delete", json!({})),
         (0..=5, _) => ("kv.incr", json!({"delta": 1, "at": at})),
         (6 | 7, 3) => ("kv.pop", json!({"end": "left", "count": 1, "at": at})),
@@ -171,7 +171,7 @@ fn apply(c: &mut Criterion) {
                     view
                 },
                 BatchSize::LargeInput,
-            )
+            );
         });
     }
     group.finish();
@@ -222,7 +222,7 @@ fn rebuilds(c: &mut Criterion) {
                 views
             },
             BatchSize::PerIteration,
-        )
+        );
     });
     drop(log);
 
@@ -238,7 +238,7 @@ fn rebuilds(c: &mut Criterion) {
                 views
             },
             BatchSize::PerIteration,
-        )
+        );
     });
     group.finish();
 }

@@ -67,7 +67,7 @@ fn concurrent_increments_lose_no_update() {
         }
     });
     caught_up(&views);
-    let total = (THREADS * INCREMENTS) as i64;
+    let total = (THREADS * INCREMENTS).cast_signed();
     assert_eq!(kv.get("hits", now_ms()).unwrap().value, json!(total));
     let mut answers = answers.into_inner().unwrap();
     answers.sort_unstable();

@@ -36,6 +36,7 @@ fn check_equivalence(views: &Views, log: &Log, name: &str, cut: f64) -> Result<(
     loaded.load(from_zero[0].entries()).unwrap();
     prop_assert_eq!(loaded.digest(), live, "entries/load round trip differs");
 
+    #[allow(clippy::cast_sign_loss, reason = "cut is a fraction in 0..1, so the product is a position")]
     let cut = Position(((head.0 as f64) * cut) as u64);
     let mut a = vec![fresh(name)];
     rebuild(log, &mut a, None, Some(cut)).unwrap();

@@ -67,10 +67,10 @@ fn restore(c: &mut Criterion) {
     let mut group = c.benchmark_group("views");
     group.sample_size(10);
     group.bench_function("checkpoint_1pct_behind", |b| {
-        b.iter_batched(Views::projections, |views| restore_views(&log, views, head), BatchSize::PerIteration)
+        b.iter_batched(Views::projections, |views| restore_views(&log, views, head), BatchSize::PerIteration);
     });
     group.bench_function("full_replay", |b| {
-        b.iter_batched(Views::projections, |views| replay_views(&log, views, head), BatchSize::PerIteration)
+        b.iter_batched(Views::projections, |views| replay_views(&log, views, head), BatchSize::PerIteration);
     });
     group.finish();
 
@@ -93,7 +93,7 @@ fn restore(c: &mut Criterion) {
                 log.close();
             }
             timed
-        })
+        });
     };
     let mut group = c.benchmark_group("restart");
     group.sample_size(10);

@@ -236,7 +236,7 @@ pub fn drill_cancellable(
 fn restore_mismatch(w: &Warning) -> Mismatch {
     let mut m = Mismatch::new(MismatchKind::Restore, w.message.clone());
     m.sequence = w.sequence;
-    m.file = w.file.clone();
+    m.file.clone_from(&w.file);
     m
 }
 

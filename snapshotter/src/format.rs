@@ -224,7 +224,7 @@ pub(crate) fn decode_header(bytes: &[u8], file_len: u64) -> Result<Header, Forma
     if file_len > FILE_LEN_MAX {
         return Err(FormatError::FileTooLong { len: file_len });
     }
-    let manifest_len = u32::from_le_bytes(bytes[MANIFEST_LEN_AT..HASH_AT].try_into().expect("4 bytes")) as u64;
+    let manifest_len = u64::from(u32::from_le_bytes(bytes[MANIFEST_LEN_AT..HASH_AT].try_into().expect("4 bytes")));
     if manifest_len > MANIFEST_LEN_MAX as u64 {
         return Err(FormatError::ManifestTooLong { len: manifest_len });
     }
@@ -466,7 +466,7 @@ mod tests {
         let mut bytes = encode(manifest, &content).unwrap().bytes;
         bytes[MANIFEST_LEN_AT..HASH_AT].copy_from_slice(&u32::MAX.to_le_bytes());
         let err = decode_header(&bytes, bytes.len() as u64).unwrap_err();
-        assert_eq!(err, FormatError::ManifestTooLong { len: u32::MAX as u64 });
+        assert_eq!(err, FormatError::ManifestTooLong { len: u64::from(u32::MAX) });
     }
 
     #[test]

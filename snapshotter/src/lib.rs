@@ -82,6 +82,14 @@
 //! [`restore_to_at`] copies the store cut at an earlier position (`cairn restore --at`): the
 //! log up to the end of the batch holding that position, and the checkpoints at or before it.
 
+// Stricter than the workspace (see the root Cargo.toml): noisy elsewhere, cheap here.
+#![warn(
+    clippy::redundant_closure_for_method_calls,
+    clippy::needless_pass_by_value,
+    clippy::trivially_copy_pass_by_ref,
+    clippy::assigning_clones
+)]
+
 mod copy;
 mod drill;
 mod error;

@@ -310,7 +310,7 @@ fn load_chain(
                 }
                 CheckpointKind::Incremental => view.apply_changes(&Changes {
                     upserts: part.upserts.into_iter().map(|(k, v)| (k.into_vec(), v.into_vec())).collect(),
-                    removals: part.removals.into_iter().map(|k| k.into_vec()).collect(),
+                    removals: part.removals.into_iter().map(serde_bytes::ByteBuf::into_vec).collect(),
                 }),
             };
             result.map_err(|source| (index, Box::new(Error::Load { file: file.clone(), sequence, source })))?;

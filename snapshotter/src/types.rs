@@ -112,6 +112,7 @@ pub struct CheckpointInfo {
     pub file: PathBuf,
 }
 
+#[allow(clippy::trivially_copy_pass_by_ref, reason = "serde's serialize_with passes a reference")]
 fn ser_position<S: Serializer>(p: &Position, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(p.0)
 }

@@ -324,7 +324,7 @@ async fn checkpoint_loop(state: Arc<AppState>) {
         let task_state = state.clone();
         match tokio::task::spawn_blocking(move || task_state.store.checkpoint_if_due()).await {
             Ok(Ok(Some(info))) => {
-                tracing::info!(sequence = info.sequence, position = info.position.0, kind = %info.kind, "checkpoint taken")
+                tracing::info!(sequence = info.sequence, position = info.position.0, kind = %info.kind, "checkpoint taken");
             }
             Ok(Ok(None)) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "the policy's checkpoint failed; the next check tries again"),
@@ -398,7 +398,7 @@ async fn serve(state: Arc<AppState>, stop_tx: watch::Sender<bool>, args: &ServeA
     }
     match state.auth.as_ref().map(Auth::principals) {
         Some(n) => {
-            tracing::info!(%addr, dir = %dir.display(), principals = n, max_connections = cap, "cairn serving with auth")
+            tracing::info!(%addr, dir = %dir.display(), principals = n, max_connections = cap, "cairn serving with auth");
         }
         None => tracing::warn!(
             %addr,

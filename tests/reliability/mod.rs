@@ -279,7 +279,7 @@ pub fn check_open(log: &Log, seed: u64, acks: &[Ack], report: &mut Report) {
                 "stream {} version gap at position {p}: version {} after {}",
                 event.stream,
                 event.version.0,
-                *v as i64 - 1
+                v.cast_signed() - 1
             ));
         }
         *v = event.version.0 + 1;

@@ -51,7 +51,7 @@ pub fn write_round(views: &Views, round: u64) {
         )
         .expect("kv set");
     }
-    kv.incr("counter", round as i64 + 1).expect("kv incr");
+    kv.incr("counter", round.cast_signed() + 1).expect("kv incr");
     kv.append("transcript", &format!("r{round};")).expect("kv append");
     let actor = Actor { kind: ActorType::Agent, id: format!("agent-{}", round % 3), name: None, roles: vec![] };
     let entry = NewAuditEntry::new(Level::Info, Category::AgentActivity, "tool.called", actor);

@@ -267,9 +267,8 @@ impl AuditEntry {
     /// The flat JSON object of the HTTP API: the entry's fields plus `id`, `timestamp` (unix
     /// ms), `position`, `hash` (hex) and `stream`.
     pub fn to_json(&self) -> Json {
-        let mut object = match serde_json::to_value(&self.entry) {
-            Ok(Json::Object(o)) => o,
-            _ => unreachable!("an entry serializes as an object"),
+        let Ok(Json::Object(mut object)) = serde_json::to_value(&self.entry) else {
+            unreachable!("an entry serializes as an object")
         };
         object.insert("id".into(), Json::String(self.id.to_string()));
         object.insert("timestamp".into(), Json::from(self.timestamp_ms));

@@ -426,13 +426,14 @@ pub(crate) fn mutate(slot: &mut Option<Entry>, op: &Op, output: &Output, ts_ms: 
 /// LRANGE index rules: inclusive `start` and `stop`, negative counts from the end, out-of-range
 /// indexes are clamped, and `start` after `stop` gives nothing.
 pub(crate) fn list_range(list: &VecDeque<Json>, start: i64, stop: i64) -> Vec<Json> {
-    let len = list.len() as i64;
+    let len = i64::try_from(list.len()).unwrap_or(i64::MAX);
     let start = if start < 0 { (len + start).max(0) } else { start };
     let stop = if stop < 0 { len + stop } else { stop.min(len - 1) };
     if start > stop || start >= len {
         return Vec::new();
     }
-    list.range(start as usize..=stop as usize).cloned().collect()
+    let (Ok(start), Ok(stop)) = (usize::try_from(start), usize::try_from(stop)) else { return Vec::new() };
+    list.range(start..=stop).cloned().collect()
 }
 
 #[cfg(test)]
