@@ -19,18 +19,27 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::fs::{DIR_MODE, FILE_MODE};
 
-pub(crate) const LOCK_FILE: &str = "LOCK";
-pub(crate) const LOG_DIR: &str = "log";
-pub(crate) const TORN_DIR: &str = "torn";
+/// The data directory's lock file: a writer holds it (flock) for as long as its log is open.
+pub const LOCK_FILE: &str = "LOCK";
+/// The directory of segment files (and the side files `extent`, `live`) in a data directory.
+pub const LOG_DIR: &str = "log";
+/// Where bytes cut from a torn tail are kept, in a data directory.
+pub const TORN_DIR: &str = "torn";
+/// Every name the log keeps at a data directory's top level; other crates own the rest.
+pub const LOG_ENTRIES: [&str; 3] = [LOCK_FILE, LOG_DIR, TORN_DIR];
 
-/// Holds the data directory's lock for as long as it lives.
+/// Holds a directory's lock file for as long as it lives. The log takes it on its data
+/// directory; other tools take it on a directory they must keep every cairn writer out of
+/// (a copy being built, a data directory being replaced).
 #[derive(Debug)]
-pub(crate) struct DirLock {
+pub struct DirLock {
     _file: File,
 }
 
 impl DirLock {
-    pub(crate) fn acquire(dir: &Path) -> Result<DirLock> {
+    /// Takes `dir`'s lock file (created if missing), or fails with [`Error::Locked`] while
+    /// another handle holds it.
+    pub fn acquire(dir: &Path) -> Result<DirLock> {
         let path = dir.join(LOCK_FILE);
         let file = OpenOptions::new()
             .create(true)

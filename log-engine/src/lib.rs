@@ -51,6 +51,7 @@ mod writer;
 #[cfg(feature = "faults")]
 pub mod faults;
 
+pub use crate::dir::{DirLock, LOCK_FILE, LOG_DIR, LOG_ENTRIES, TORN_DIR};
 pub use crate::error::{CorruptionKind, Error, IdConflictReason, LimitKind, Result};
 pub use crate::idwindow::IDEMPOTENCY_WINDOW;
 pub use crate::log::{Log, Metrics, Options, ReadStop, SegmentFile, Stats};

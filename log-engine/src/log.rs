@@ -204,13 +204,28 @@ pub mod f64_bits {
     }
 }
 
-/// A segment file as a copy of the log should take it: the path, and how many bytes of it are
-/// final (the whole file for a sealed segment, the durable prefix for the active one).
+/// A segment file as a copy of the log should take it: the path, how many bytes of it are
+/// final (the whole file for a sealed segment, the durable prefix for the active one), and its
+/// capacity. A copy is a file of `capacity` bytes: the first `bytes` bytes, then zeros. The log
+/// requires a segment file to be exactly its header's capacity, and zero-filled space is where
+/// recovery's scan stops.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentFile {
     pub path: PathBuf,
     pub bytes: u64,
+    pub capacity: u64,
     pub sealed: bool,
+}
+
+impl SegmentFile {
+    fn of(s: &SegmentState) -> SegmentFile {
+        SegmentFile {
+            path: s.path.clone(),
+            bytes: if s.sealed { s.map.mapped_len() } else { s.map.published_len() },
+            capacity: s.map.mapped_len(),
+            sealed: s.sealed,
+        }
+    }
 }
 
 /// The machine's cores, asked once.
@@ -725,15 +740,7 @@ impl Log {
     /// The segment files and how much of each is final, for copying the log elsewhere.
     pub fn segment_files(&self) -> Vec<SegmentFile> {
         let index = self.shared().index.read();
-        index
-            .segments
-            .iter()
-            .map(|s| SegmentFile {
-                path: s.path.clone(),
-                bytes: if s.sealed { s.map.mapped_len() } else { s.map.published_len() },
-                sealed: s.sealed,
-            })
-            .collect()
+        index.segments.iter().map(SegmentFile::of).collect()
     }
 
     /// The segment files holding positions `0..=through`, for copying a prefix of the log: the
@@ -760,17 +767,9 @@ impl Log {
                 return Err(corrupt(CorruptionKind::RecordFrame("the segment ends inside a batch".into())));
             }
         };
-        let mut files: Vec<SegmentFile> = index
-            .segments
-            .iter()
-            .take_while(|s| s.id < segment.id)
-            .map(|s| SegmentFile {
-                path: s.path.clone(),
-                bytes: if s.sealed { s.map.mapped_len() } else { s.map.published_len() },
-                sealed: s.sealed,
-            })
-            .collect();
-        files.push(SegmentFile { path: segment.path.clone(), bytes: end, sealed: false });
+        let mut files: Vec<SegmentFile> =
+            index.segments.iter().take_while(|s| s.id < segment.id).map(SegmentFile::of).collect();
+        files.push(SegmentFile { bytes: end, sealed: false, ..SegmentFile::of(segment) });
         Ok((files, Position(position)))
     }
 

@@ -36,7 +36,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use log_engine::fs::{DIR_MODE, FILE_MODE};
-use log_engine::{Head, Log, Position};
+use log_engine::{DirLock, Head, Log, Position, LOCK_FILE, LOG_DIR, TORN_DIR};
 
 use crate::error::{Error, Result};
 use crate::format;
@@ -45,14 +45,9 @@ use crate::types::{Progress, Stage};
 
 /// Copies move this many bytes per read and write.
 pub const COPY_CHUNK: usize = 1 << 20;
-/// The log's directory inside a data directory (log-engine's layout).
-const LOG_DIR: &str = "log";
-/// Where log-engine keeps bytes cut from a torn tail (log-engine's layout).
-const TORN_DIR: &str = "torn";
-/// The data directory's lock file (log-engine's layout).
-const LOCK_FILE: &str = "LOCK";
-/// The names a cairn data directory holds at its top level. `--force` replaces only a
-/// directory holding `log/` and nothing outside this list.
+/// The names a cairn data directory holds at its top level: the log's ([`log_engine::LOG_ENTRIES`])
+/// and the checkpoints'. `--force` replaces only a directory holding `log/` and nothing outside
+/// this list.
 pub const DATA_DIR_ENTRIES: [&str; 4] = [LOCK_FILE, LOG_DIR, CHECKPOINTS_DIR, TORN_DIR];
 /// The staging directory beside the target is `.NAME` followed by this suffix.
 pub const STAGING_SUFFIX: &str = ".restore-partial";
@@ -280,7 +275,7 @@ fn rename(from: &Path, to: &Path) -> Result<()> {
 struct Staging {
     path: PathBuf,
     /// Held while the copy is made, so a second restore to the same target waits its turn.
-    _lock: File,
+    _lock: DirLock,
     committed: bool,
 }
 
@@ -352,17 +347,14 @@ fn copy_into(
             (Some(head), segments)
         }
     };
-    let mut capacities = Vec::with_capacity(segments.len());
-    for s in &segments {
-        let len = std::fs::metadata(&s.path).map_err(|e| Error::io("stat segment", &s.path, e))?.len();
-        assert!(s.bytes <= len, "segment {} reports {} final bytes of {len}", s.path.display(), s.bytes);
-        capacities.push(len);
-    }
-    let total: u64 = capacities.iter().sum();
+    let total: u64 = segments.iter().map(|s| s.capacity).sum();
     let mut done = 0;
-    for (segment, &capacity) in segments.iter().zip(&capacities) {
+    for segment in &segments {
+        assert!(segment.bytes <= segment.capacity, "segment {} has more final bytes than room", segment.path.display());
         let name = segment.path.file_name().expect("segment files have names");
-        copy_prefix(&segment.path, segment.bytes, capacity, &log_to.join(name), cancel, &mut |n| {
+        // The log's rule for a copied segment (`log_engine::SegmentFile`): its final bytes, then
+        // zeros up to its capacity.
+        copy_prefix(&segment.path, segment.bytes, segment.capacity, &log_to.join(name), cancel, &mut |n| {
             done += n;
             progress(Progress { stage: Stage::CopyLog, done, total });
         })?;
@@ -438,20 +430,10 @@ fn copy_prefix(
     Ok(())
 }
 
-/// Takes the data directory's lock file the way the log does.
-fn lock(dir: &Path) -> Result<File> {
-    let path = dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .mode(FILE_MODE)
-        .open(&path)
-        .map_err(|e| Error::io("open lock file", &path, e))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::TargetLocked { dir: dir.to_path_buf() }),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::io("lock", &path, e)),
-    }
+/// Takes a directory's lock file, as the log's writer does, so that no cairn process opens it.
+fn lock(dir: &Path) -> Result<DirLock> {
+    DirLock::acquire(dir).map_err(|e| match e {
+        log_engine::Error::Locked { .. } => Error::TargetLocked { dir: dir.to_path_buf() },
+        other => Error::Log(other),
+    })
 }
