@@ -46,5 +46,5 @@ fn folds_a_stream_up_to_a_version() {
     .unwrap();
     assert_eq!(order.state, vec![0, 1, 2, 3, 4]);
     let err = fold(&log, "nope", None, 0, |s, _| s).unwrap_err();
-    assert_eq!(err.code(), Some("stream_not_found"));
+    assert!(matches!(err, projections::Error::Log(log_engine::Error::StreamNotFound { .. })), "{err}");
 }
