@@ -58,8 +58,8 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
     projection: &str,
     key: &[u8],
     bytes: &[u8],
-) -> Result<T, crate::LoadError> {
-    rmp_serde::from_slice(bytes).map_err(|e| crate::LoadError {
+) -> Result<T, crate::projection::LoadError> {
+    rmp_serde::from_slice(bytes).map_err(|e| crate::projection::LoadError {
         projection: projection.to_string(),
         message: format!("entry {} does not decode: {e}", String::from_utf8_lossy(key)),
     })

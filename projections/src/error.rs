@@ -192,7 +192,7 @@ impl Error {
             | Error::NotAnInteger { key }
             | Error::IntegerOverflow { key, .. }
             | Error::WatchedKeyChanged { key, .. } => Some(key),
-            Error::WrongExpectedVersion { stream, .. } => stream.strip_prefix(crate::kv::STREAM_PREFIX),
+            Error::WrongExpectedVersion { stream, .. } => stream.strip_prefix(crate::streams::KV_STREAM_PREFIX),
             _ => None,
         }
     }

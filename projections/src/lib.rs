@@ -34,6 +34,7 @@
 
 mod audit;
 mod changes;
+mod core;
 mod error;
 mod fold;
 mod json;
@@ -41,20 +42,21 @@ mod kv;
 mod meta;
 mod projection;
 mod runner;
+mod streams;
 mod views;
 
 pub use crate::audit::{
     Actor, ActorType, AuditAppended, AuditEntry, AuditLog, AuditPage, AuditProof, AuditQuery, AuditView, Category,
     Level, NewAuditEntry, Order, Source, Target, TraceContext, AUDIT_EVENT_TYPE, AUDIT_FIELD_LEN_MAX,
-    AUDIT_QUERY_LIMIT_DEFAULT, AUDIT_QUERY_LIMIT_MAX, AUDIT_STREAM_PREFIX,
+    AUDIT_QUERY_LIMIT_DEFAULT, AUDIT_QUERY_LIMIT_MAX,
 };
+pub use crate::core::{now_ms, WRITE_ATTEMPTS_MAX, WRITE_SYNC_TIMEOUT};
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::fold::{fold, Folded, FOLD_CHUNK_EVENTS};
 pub use crate::json::{check_json, check_msgpack_numbers, check_readable, check_value, JsonError, JSON_DEPTH_MAX};
 pub use crate::kv::{
     key_stream, End, HistoryEntry, KeyPage, KvEntry, KvStore, KvView, KvWrite, TxnOp, TxnOutput, TxnResult, Written,
-    AT_VERSION_EVENTS_MAX, HISTORY_LIMIT_MAX, KEY_LEN_MAX, LIST_LIMIT_MAX, MANY_KEYS_MAX,
-    STREAM_PREFIX as KV_STREAM_PREFIX, TTL_MS_MAX, TXN_OPS_MAX,
+    AT_VERSION_EVENTS_MAX, HISTORY_LIMIT_MAX, KEY_LEN_MAX, LIST_LIMIT_MAX, MANY_KEYS_MAX, TTL_MS_MAX, TXN_OPS_MAX,
 };
 pub use crate::meta::{
     AsOf, Compatibility, ConfigVersion, ConfigWritten, EdgeDirection, Hop, InstanceRegistration, MetaStore, MetaView,
@@ -68,6 +70,7 @@ pub use crate::runner::{
     apply_event, rebuild, rebuild_with_progress, ProjectionError, Rebuilt, Runner, RunnerStatus, ViewStatus,
     APPLY_BATCH_MAX, REBUILD_PROGRESS_EVERY, RECENT_ERRORS_MAX,
 };
-pub use crate::views::{
-    now_ms, view_stream_owner, Views, VIEW_STREAM_PREFIXES, WRITE_ATTEMPTS_MAX, WRITE_SYNC_TIMEOUT,
+pub use crate::streams::{
+    view_stream_owner, AUDIT_STREAM_PREFIX, KV_STREAM_PREFIX, META_STREAM_PREFIX, VIEW_STREAM_PREFIXES,
 };
+pub use crate::views::Views;

@@ -20,11 +20,11 @@ pub use self::entry::{
 };
 pub use self::view::{
     AuditPage, AuditQuery, AuditView, Order, AUDIT_EVENT_TYPE, AUDIT_QUERY_LIMIT_DEFAULT, AUDIT_QUERY_LIMIT_MAX,
-    AUDIT_STREAM_PREFIX,
 };
 
+use crate::core::Core;
 use crate::error::{Error, Result};
-use crate::views::Core;
+use crate::streams::AUDIT_STREAM_PREFIX;
 
 /// Where an entry was written.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,9 +15,8 @@ use serde::{Deserialize, Serialize};
 use super::entry::{ActorType, AuditEntry, Category, Level, NewAuditEntry};
 use crate::changes;
 use crate::projection::{ApplyError, Changes, LoadError, Projection};
+use crate::streams::AUDIT_STREAM_PREFIX;
 
-/// Audit entries live on streams whose names start with this.
-pub const AUDIT_STREAM_PREFIX: &str = "audit:";
 /// The event type of an audit entry.
 pub const AUDIT_EVENT_TYPE: &str = "audit.entry";
 /// Most entries one query returns.

@@ -26,11 +26,10 @@ pub use self::ops::{End, TTL_MS_MAX};
 pub use self::view::KvView;
 
 use self::ops::{Entry, Op, Output, RawJson, Stored};
+use crate::core::{now_ms, Core, Planned};
 use crate::error::{Error, Result};
-use crate::views::{now_ms, Core, Planned};
 
-/// Key streams are named `kv:<key>`.
-pub const STREAM_PREFIX: &str = "kv:";
+pub(crate) use crate::streams::KV_STREAM_PREFIX as STREAM_PREFIX;
 /// Longest key, in UTF-8 bytes (the stream name must fit the log's limit).
 pub const KEY_LEN_MAX: usize = STREAM_NAME_LEN_MAX - STREAM_PREFIX.len();
 /// Most keys one prefix listing returns.

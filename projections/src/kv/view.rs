@@ -20,9 +20,9 @@ use std::sync::Arc;
 use log_engine::{Event, Payload};
 
 use super::ops::{self, Entry, Op, Stored};
-use super::STREAM_PREFIX;
 use crate::changes;
 use crate::projection::{ApplyError, Changes, LoadError, Projection};
+use crate::streams::KV_STREAM_PREFIX as STREAM_PREFIX;
 
 /// Epoch of slots that are not pending in any change set (loaded, or written before a mark).
 const CLEAN: u64 = 0;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use super::keys::{self, TAG_CONFIG};
+use super::rules;
 use crate::changes::{self, Touched};
 use crate::error::{Error, Result};
 use crate::projection::{ApplyError, LoadError};
@@ -59,7 +60,7 @@ struct DeletedData {
 
 /// Scopes may not contain `:` (it separates scope and key in the stream name).
 pub(crate) fn check_scope(scope: &str) -> Result<()> {
-    super::check_name("scope", scope)?;
+    rules::check_name("scope", scope)?;
     if scope.contains(':') {
         return Err(Error::invalid(format!("scope {scope:?} must not contain ':'")));
     }
@@ -79,16 +80,16 @@ impl Config {
     pub(crate) fn apply(&mut self, event: &Event, data: &[u8], touched: &mut Touched) -> Result<(), ApplyError> {
         let (scope, key, value) = match event.event_type.as_str() {
             SET => {
-                let d: SetData = super::parse(data)?;
+                let d: SetData = rules::parse(data)?;
                 (d.scope, d.key, Some(d.value))
             }
             DELETED => {
-                let d: DeletedData = super::parse(data)?;
+                let d: DeletedData = rules::parse(data)?;
                 (d.scope, d.key, None)
             }
             _ => return Ok(()),
         };
-        super::check_stream(event, &stream(&scope, &key))?;
+        rules::check_stream(event, &stream(&scope, &key))?;
         check_scope(&scope).map_err(|e| ApplyError::new(e.to_string()))?;
         let history = self.keys.entry((scope.clone(), key.clone())).or_default();
         let version = history.len() as u32 + 1;
@@ -120,11 +121,11 @@ impl Config {
 
     pub(crate) fn load(&mut self, rest: &[u8], value: &[u8]) -> Result<(), LoadError> {
         let (n, version) = keys::split(rest, 2, true)?;
-        let v: ConfigVersion = changes::decode(super::MetaView::NAME, rest, value)?;
+        let v: ConfigVersion = changes::decode(rules::VIEW_NAME, rest, value)?;
         let history = self.keys.entry((n[0].clone(), n[1].clone())).or_default();
         let next = history.len() as u32 + 1;
         if version != Some(v.version) || v.version != next {
-            return Err(super::load_error(format!(
+            return Err(rules::load_error(format!(
                 "configuration {}:{} version {} is out of order (expected version {next})",
                 n[0], n[1], v.version
             )));

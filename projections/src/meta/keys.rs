@@ -3,6 +3,7 @@
 //! occur in them), then, for versioned records, the version as 4 big-endian bytes so that
 //! versions sort numerically.
 
+use super::rules;
 use crate::projection::LoadError;
 
 pub(crate) const TAG_SCHEMA_MODE: u8 = b'm';
@@ -30,7 +31,7 @@ pub(crate) fn key(tag: u8, names: &[&str], version: Option<u32>) -> Vec<u8> {
 /// Splits a key (without its tag) into `names` names and, if `versioned`, a version.
 pub(crate) fn split(rest: &[u8], names: usize, versioned: bool) -> Result<(Vec<String>, Option<u32>), LoadError> {
     let bad = || LoadError {
-        projection: super::MetaView::NAME.to_string(),
+        projection: rules::VIEW_NAME.to_string(),
         message: format!("malformed entry key {}", String::from_utf8_lossy(rest)),
     };
     let mut out = Vec::with_capacity(names);

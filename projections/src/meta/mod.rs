@@ -11,6 +11,7 @@ mod compat;
 mod config;
 mod keys;
 mod relations;
+mod rules;
 mod schemas;
 mod services;
 
@@ -33,16 +34,14 @@ pub use self::services::{
 
 use self::config::Config;
 use self::relations::Relations;
+pub use self::rules::META_NAME_LEN_MAX;
+use self::rules::{check_name, load_error};
 use self::schemas::Schemas;
 use self::services::Services;
 use crate::changes::Touched;
+use crate::core::{Core, Planned};
 use crate::error::{Error, Result};
 use crate::projection::{ApplyError, Changes, LoadError, Projection};
-use crate::views::{Core, Planned};
-
-/// Longest name (subject, service, instance, scope, configuration key, entity, relation type,
-/// endpoint, tag, capability), in UTF-8 bytes.
-pub const META_NAME_LEN_MAX: usize = 200;
 
 /// The metadata view. Create it empty with [`MetaView::new`].
 #[derive(Debug, Default)]
@@ -56,49 +55,11 @@ pub struct MetaView {
 
 impl MetaView {
     /// The projection's name in checkpoints and status reports.
-    pub const NAME: &'static str = "meta";
+    pub const NAME: &'static str = rules::VIEW_NAME;
 
     pub fn new() -> MetaView {
         MetaView::default()
     }
-}
-
-/// Parses event data, as an apply error.
-fn parse<T: serde::de::DeserializeOwned>(data: &[u8]) -> Result<T, ApplyError> {
-    serde_json::from_slice(data).map_err(|e| ApplyError::new(format!("bad payload: {e}")))
-}
-
-/// Checks that an event sits on the stream its record's identity names.
-fn check_stream(event: &Event, expected: &str) -> Result<(), ApplyError> {
-    if event.stream != expected {
-        return Err(ApplyError::new(format!(
-            "a {} event for this record belongs on stream {expected}, not {}",
-            event.event_type, event.stream
-        )));
-    }
-    Ok(())
-}
-
-fn load_error(message: String) -> LoadError {
-    LoadError { projection: MetaView::NAME.to_string(), message }
-}
-
-/// Checks a name: 1 to [`META_NAME_LEN_MAX`] bytes, no control characters.
-fn check_name(what: &str, name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > META_NAME_LEN_MAX {
-        return Err(Error::invalid(format!("a {what} name must be 1 to {META_NAME_LEN_MAX} bytes; {name:?} is not")));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(Error::invalid(format!("{what} name {name:?} contains control characters")));
-    }
-    Ok(())
-}
-
-/// [`check_name`] for a name in an event that is not part of its stream's name (those cannot
-/// hold control characters): the NUL-separated entry keys stay unambiguous, so a state loaded
-/// from a checkpoint is the state replayed.
-fn check_name_applied(what: &str, name: &str) -> Result<(), ApplyError> {
-    check_name(what, name).map_err(|e| ApplyError::new(e.to_string()))
 }
 
 impl Projection for MetaView {

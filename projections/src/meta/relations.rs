@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use super::keys::{self, TAG_RELATION};
+use super::rules;
 use crate::changes::{self, Touched};
 use crate::projection::{ApplyError, LoadError};
 
@@ -102,10 +103,10 @@ impl Relations {
     pub(crate) fn apply(&mut self, event: &Event, data: &[u8], touched: &mut Touched) -> Result<(), ApplyError> {
         match event.event_type.as_str() {
             ADDED => {
-                let d: AddedData = super::parse(data)?;
-                super::check_stream(event, &stream(&d.from))?;
-                super::check_name_applied("entity", &d.to)?;
-                super::check_name_applied("relation type", &d.kind)?;
+                let d: AddedData = rules::parse(data)?;
+                rules::check_stream(event, &stream(&d.from))?;
+                rules::check_name_applied("entity", &d.to)?;
+                rules::check_name_applied("relation type", &d.kind)?;
                 let properties = match d.properties {
                     None | Some(Json::Null) => Json::Object(Default::default()),
                     Some(p @ Json::Object(_)) => p,
@@ -122,8 +123,8 @@ impl Relations {
                 });
             }
             REMOVED => {
-                let d: RemovedData = super::parse(data)?;
-                super::check_stream(event, &stream(&d.from))?;
+                let d: RemovedData = rules::parse(data)?;
+                rules::check_stream(event, &stream(&d.from))?;
                 touched.touch(&keys::key(TAG_RELATION, &[&d.from, &d.kind, &d.to], None));
                 self.edges.remove(&(d.from.clone(), d.kind.clone(), d.to.clone()));
                 self.reverse.remove(&(d.to, d.kind, d.from));
@@ -151,9 +152,9 @@ impl Relations {
 
     pub(crate) fn load(&mut self, rest: &[u8], value: &[u8]) -> Result<(), LoadError> {
         let (n, _) = keys::split(rest, 3, false)?;
-        let r: Relation = changes::decode(super::MetaView::NAME, rest, value)?;
+        let r: Relation = changes::decode(rules::VIEW_NAME, rest, value)?;
         if (r.from.as_str(), r.kind.as_str(), r.to.as_str()) != (&n[0], &n[1], &n[2]) {
-            return Err(super::load_error(format!("relation entry {}/{}/{} holds another edge", n[0], n[1], n[2])));
+            return Err(rules::load_error(format!("relation entry {}/{}/{} holds another edge", n[0], n[1], n[2])));
         }
         self.insert(r);
         Ok(())

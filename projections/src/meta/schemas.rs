@@ -15,6 +15,7 @@ use serde_json::Value as Json;
 
 use super::compat;
 use super::keys::{self, TAG_SCHEMA_MODE, TAG_SCHEMA_VERSION};
+use super::rules;
 use crate::changes::{self, Touched};
 use crate::error::{Error, Result};
 use crate::projection::{ApplyError, LoadError};
@@ -112,8 +113,8 @@ impl Schemas {
     pub(crate) fn apply(&mut self, event: &Event, data: &[u8], touched: &mut Touched) -> Result<(), ApplyError> {
         match event.event_type.as_str() {
             REGISTERED => {
-                let d: RegisteredData = super::parse(data)?;
-                super::check_stream(event, &stream(&d.subject))?;
+                let d: RegisteredData = rules::parse(data)?;
+                rules::check_stream(event, &stream(&d.subject))?;
                 if !(d.schema.is_object() || d.schema.is_boolean()) {
                     return Err(ApplyError::new("a schema must be a JSON object or a boolean"));
                 }
@@ -129,8 +130,8 @@ impl Schemas {
                 });
             }
             COMPATIBILITY => {
-                let d: CompatibilityData = super::parse(data)?;
-                super::check_stream(event, &stream(&d.subject))?;
+                let d: CompatibilityData = rules::parse(data)?;
+                rules::check_stream(event, &stream(&d.subject))?;
                 touched.touch(&keys::key(TAG_SCHEMA_MODE, &[&d.subject], None));
                 self.subjects.entry(d.subject).or_default().mode = Some(d.mode);
             }
@@ -164,16 +165,16 @@ impl Schemas {
     pub(crate) fn load(&mut self, tag: u8, rest: &[u8], value: &[u8]) -> Result<(), LoadError> {
         if tag == TAG_SCHEMA_MODE {
             let (names, _) = keys::split(rest, 1, false)?;
-            let mode: Compatibility = changes::decode(super::MetaView::NAME, rest, value)?;
+            let mode: Compatibility = changes::decode(rules::VIEW_NAME, rest, value)?;
             self.subjects.entry(names[0].clone()).or_default().mode = Some(mode);
             return Ok(());
         }
         let (names, version) = keys::split(rest, 1, true)?;
-        let v: SchemaVersion = changes::decode(super::MetaView::NAME, rest, value)?;
+        let v: SchemaVersion = changes::decode(rules::VIEW_NAME, rest, value)?;
         let subject = self.subjects.entry(names[0].clone()).or_default();
         let expected = subject.versions.len() as u32 + 1;
         if version != Some(v.version) || v.version > expected {
-            return Err(super::load_error(format!(
+            return Err(rules::load_error(format!(
                 "schema {} version {} is out of order (expected at most version {expected})",
                 names[0], v.version
             )));

@@ -14,6 +14,7 @@ use log_engine::{Event, Position};
 use serde::{Deserialize, Serialize};
 
 use super::keys::{self, TAG_SERVICE};
+use super::rules;
 use crate::changes::{self, Touched};
 use crate::error::{Error, Result};
 use crate::projection::{ApplyError, LoadError};
@@ -89,7 +90,7 @@ impl InstanceRegistration {
                 return Err(Error::invalid(format!("an instance may list at most {SERVICE_LIST_MAX} {what}")));
             }
             for item in list {
-                super::check_name(what, item)?;
+                rules::check_name(what, item)?;
             }
         }
         Ok(())
@@ -105,9 +106,9 @@ impl Services {
     pub(crate) fn apply(&mut self, event: &Event, data: &[u8], touched: &mut Touched) -> Result<(), ApplyError> {
         match event.event_type.as_str() {
             REGISTERED => {
-                let d: RegisteredData = super::parse(data)?;
-                super::check_stream(event, &stream(&d.service))?;
-                super::check_name_applied("instance", &d.instance)?;
+                let d: RegisteredData = rules::parse(data)?;
+                rules::check_stream(event, &stream(&d.service))?;
+                rules::check_name_applied("instance", &d.instance)?;
                 d.registration.validate().map_err(|e| ApplyError::new(e.to_string()))?;
                 touched.touch(&keys::key(TAG_SERVICE, &[&d.service, &d.instance], None));
                 let id = (d.service, d.instance);
@@ -129,8 +130,8 @@ impl Services {
                 );
             }
             DEREGISTERED => {
-                let d: DeregisteredData = super::parse(data)?;
-                super::check_stream(event, &stream(&d.service))?;
+                let d: DeregisteredData = rules::parse(data)?;
+                rules::check_stream(event, &stream(&d.service))?;
                 touched.touch(&keys::key(TAG_SERVICE, &[&d.service, &d.instance], None));
                 self.instances.remove(&(d.service, d.instance));
             }
@@ -152,7 +153,7 @@ impl Services {
 
     pub(crate) fn load(&mut self, rest: &[u8], value: &[u8]) -> Result<(), LoadError> {
         let (n, _) = keys::split(rest, 2, false)?;
-        let instance: ServiceInstance = changes::decode(super::MetaView::NAME, rest, value)?;
+        let instance: ServiceInstance = changes::decode(rules::VIEW_NAME, rest, value)?;
         self.instances.insert((n[0].clone(), n[1].clone()), instance);
         Ok(())
     }

@@ -1,0 +1,22 @@
+//! The stream names the views own: the prefixes of the key-value, audit and metadata streams.
+//!
+//! It sits at the bottom of the crate (it depends on nothing) so that the error type, the
+//! shared write core and each view can name the others' streams without depending on them.
+
+/// Key streams are named `kv:<key>`.
+pub const KV_STREAM_PREFIX: &str = "kv:";
+/// Audit entries live on streams whose names start with this.
+pub const AUDIT_STREAM_PREFIX: &str = "audit:";
+/// The metadata view's streams (schemas, services, configuration, relations) start with this.
+pub const META_STREAM_PREFIX: &str = "meta:";
+
+/// The stream-name prefixes the views own, with the view's name: their streams are written
+/// only through the views' facades (`KvStore`, `AuditLog`, `MetaStore`). A raw event there
+/// is one the view may have to skip, and a raw append servers and tools refuse.
+pub const VIEW_STREAM_PREFIXES: [(&str, &str); 3] =
+    [(KV_STREAM_PREFIX, "key-value"), (AUDIT_STREAM_PREFIX, "audit"), (META_STREAM_PREFIX, "metadata")];
+
+/// The prefix and view that own `stream`, if a view does.
+pub fn view_stream_owner(stream: &str) -> Option<(&'static str, &'static str)> {
+    VIEW_STREAM_PREFIXES.iter().copied().find(|(prefix, _)| stream.starts_with(prefix))
+}
