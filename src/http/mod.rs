@@ -4,9 +4,11 @@
 //! - One process owns the data directory: the log is opened (and locked) before the socket is
 //!   bound, so a second server fails with the lock error and binds nothing.
 //! - Without `--auth` the server listens only on a loopback address unless `--allow-remote` is
-//!   given, and it says at start that auth is off.
-//! - The bound address is printed on stdout as `listening on http://ADDR` (so `--listen
-//!   127.0.0.1:0` is usable by scripts and tests); logs go to stderr.
+//!   given, and it says at start that auth is off. Without TLS (`--tls-cert`, `--tls-key`) it
+//!   listens only on a loopback address unless `--insecure-no-tls` is given, and it says why
+//!   that is insecure at every start.
+//! - The bound address is printed on stdout as `listening on http://ADDR` (`https://` with TLS;
+//!   so `--listen 127.0.0.1:0` is usable by scripts and tests); logs go to stderr.
 //! - Shutdown (SIGINT or SIGTERM): stop accepting, end every subscription, let in-flight
 //!   requests finish (their appends are committed and answered), then close the log, which
 //!   syncs and stops its writer.
@@ -27,6 +29,7 @@ pub mod msgpack;
 pub mod ops;
 pub mod query_check;
 pub mod subscribe;
+pub mod tls;
 pub mod views;
 
 use std::io::Write as _;
@@ -63,6 +66,20 @@ pub struct ServeArgs {
     /// Allow listening on a non-loopback address without --auth.
     #[arg(long)]
     pub allow_remote: bool,
+
+    /// TLS certificate chain (PEM, leaf first). With --tls-key the server speaks only HTTPS;
+    /// SIGHUP reloads both files.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Allow listening on a non-loopback address without TLS: bearer tokens and data then cross
+    /// the network in plain text (for a TLS-terminating proxy in front, say).
+    #[arg(long, conflicts_with = "tls_cert")]
+    pub insecure_no_tls: bool,
 
     /// Write logs as JSON lines (structured) instead of text.
     #[arg(long)]
@@ -235,6 +252,14 @@ pub enum ServeError {
     )]
     NoAuthRemote(SocketAddr),
     #[error("{0}")]
+    Tls(#[from] tls::TlsError),
+    /// Listening on a non-loopback address without TLS and without `--insecure-no-tls`.
+    #[error(
+        "refusing to listen on {0} without TLS: bearer tokens and data would cross the network in plain text. \
+         Pass --tls-cert FILE --tls-key FILE, listen on 127.0.0.1, or pass --insecure-no-tls to accept the risk"
+    )]
+    NoTlsRemote(SocketAddr),
+    #[error("{0}")]
     Store(#[from] StoreError),
     #[error("start the async runtime for serve: {0}")]
     Runtime(#[source] std::io::Error),
@@ -252,7 +277,7 @@ impl ServeError {
     /// The command line's exit code: 2 for a refused `--listen`, the store's for a failed open.
     pub fn exit(&self) -> Exit {
         match self {
-            ServeError::NoAuthRemote(_) => Exit::Usage,
+            ServeError::NoAuthRemote(_) | ServeError::NoTlsRemote(_) => Exit::Usage,
             ServeError::Store(e) => e.code().exit,
             _ => Exit::Error,
         }
@@ -264,6 +289,13 @@ pub fn serve_blocking(dir: &Path, args: ServeArgs) -> Result<(), ServeError> {
     let auth = args.auth.as_deref().map(Auth::load).transpose()?;
     if auth.is_none() && !args.listen.ip().is_loopback() && !args.allow_remote {
         return Err(ServeError::NoAuthRemote(args.listen));
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(tls::Tls::load(cert, key)?)),
+        _ => None,
+    };
+    if tls.is_none() && !args.listen.ip().is_loopback() && !args.insecure_no_tls {
+        return Err(ServeError::NoTlsRemote(args.listen));
     }
     let store = open_store(crate::store::open_writer(dir)?)?;
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("cairn-http").build() {
@@ -286,7 +318,7 @@ pub fn serve_blocking(dir: &Path, args: ServeArgs) -> Result<(), ServeError> {
         sse_keep_alive: args.sse_keep_alive,
     });
     let _ = state.metrics.body_limits.set(state.body_limits.clone());
-    let result = runtime.block_on(serve(state.clone(), stop_tx, &args));
+    let result = runtime.block_on(serve(state.clone(), stop_tx, tls, &args));
     // Waits for blocking tasks (view writes, checkpoints) that are still running.
     drop(runtime);
     // In-flight requests have finished: stop the views, then close the log (which syncs and
@@ -378,7 +410,12 @@ impl Drop for ConnectionSlot {
 /// The accept loop. Every connection takes a slot of the cap (none left: it is closed at once),
 /// is served by hyper's HTTP/1 with the header (and idle) timeout, and on shutdown is asked to
 /// finish its current request and close; the whole shutdown is bounded by `--shutdown-grace`.
-async fn serve(state: Arc<AppState>, stop_tx: watch::Sender<bool>, args: &ServeArgs) -> Result<(), ServeError> {
+async fn serve(
+    state: Arc<AppState>,
+    stop_tx: watch::Sender<bool>,
+    tls: Option<Arc<tls::Tls>>,
+    args: &ServeArgs,
+) -> Result<(), ServeError> {
     use std::sync::atomic::Ordering::Relaxed;
 
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -391,9 +428,20 @@ async fn serve(state: Arc<AppState>, stop_tx: watch::Sender<bool>, args: &ServeA
         .map_err(|source| ServeError::Listen { addr: args.listen, source })?;
     let addr = listener.local_addr().map_err(ServeError::BoundAddress)?;
     let app = router(state.clone());
+    // Before the address is printed: whoever reads it may connect at once.
+    match &tls {
+        Some(tls) => tracing::info!(cert = %tls.cert_path().display(), "TLS on; SIGHUP reloads the certificate"),
+        None if args.insecure_no_tls => tracing::warn!(
+            %addr,
+            "TLS OFF (--insecure-no-tls): bearer tokens and data cross the network in plain text, readable and \
+             alterable by anyone on the path; serve with --tls-cert and --tls-key unless a TLS proxy fronts this address"
+        ),
+        None => {}
+    }
     {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let mut stdout = std::io::stdout().lock();
-        let _ = writeln!(stdout, "listening on http://{addr}");
+        let _ = writeln!(stdout, "listening on {scheme}://{addr}");
         let _ = stdout.flush();
     }
     match state.auth.as_ref().map(Auth::principals) {
@@ -408,6 +456,9 @@ async fn serve(state: Arc<AppState>, stop_tx: watch::Sender<bool>, args: &ServeA
         ),
     }
     let checkpoints = tokio::spawn(checkpoint_loop(state.clone()));
+    if let Some(tls) = &tls {
+        tokio::spawn(tls::reload_on_sighup(tls.clone(), state.shutdown.clone()));
+    }
     let slots = Arc::new(tokio::sync::Semaphore::new(cap));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(args.header_timeout).keep_alive(true);
@@ -440,19 +491,22 @@ async fn serve(state: Arc<AppState>, stop_tx: watch::Sender<bool>, args: &ServeA
         // Small request/response exchanges: do not wait to coalesce packets.
         let _ = tcp.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
-        let connection = http.serve_connection(TokioIo::new(tcp), service);
-        let mut stop = state.shutdown.clone();
+        let http = http.clone();
+        let stop = state.shutdown.clone();
+        let acceptor = tls.as_ref().map(|t| t.acceptor());
+        let handshake_timeout = args.header_timeout;
         tokio::spawn(async move {
-            let mut connection = std::pin::pin!(connection);
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
+            match acceptor {
+                None => serve_connection(&http, TokioIo::new(tcp), service, stop).await,
+                Some(acceptor) => {
+                    // Bounded like a request head: a client that stalls the handshake holds
+                    // this slot for no longer.
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => serve_connection(&http, TokioIo::new(stream), service, stop).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
                 }
-            };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "connection ended with an error");
             }
             drop(slot);
         });
@@ -473,6 +527,30 @@ async fn serve(state: Arc<AppState>, stop_tx: watch::Sender<bool>, args: &ServeA
     }
     let _ = checkpoints.await;
     Ok(())
+}
+
+/// Serves one connection (plain or TLS) until it ends, or until shutdown asks it to finish its
+/// current request and close.
+async fn serve_connection<I>(
+    http: &hyper::server::conn::http1::Builder,
+    io: I,
+    service: hyper_util::service::TowerToHyperService<Router>,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let connection = http.serve_connection(io, service);
+    let mut connection = std::pin::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
 }
 
 /// How long the accept loop pauses after a failed accept (say, out of file descriptors).

@@ -8,6 +8,7 @@ a test keeps their public signatures identical.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -190,7 +191,9 @@ class AsyncClient:
     sending, and each wait for answer bytes of every call. Idempotent calls (reads, appends,
     audit appends: their client-made ids make a repeat harmless)
     are retried up to ``retries`` times with exponential backoff starting at ``backoff``
-    seconds; other calls are retried only if the request never reached the server.
+    seconds; other calls are retried only if the request never reached the server. For an
+    ``https://`` URL the server's certificate is checked against the system's trusted CAs, or
+    only against the CA certificates (PEM) in ``ca_file`` when given.
     Use it as an async context manager, or call :meth:`aclose`.
     """
 
@@ -204,11 +207,16 @@ class AsyncClient:
         backoff: float = core.DEFAULT_BACKOFF,
         headers: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self._policy = RetryPolicy(retries=retries, backoff=backoff)
         self._timeout = timeout
         self._http = httpx.AsyncClient(
-            base_url=base_url, headers=_headers(token, headers), timeout=timeout, transport=transport
+            base_url=base_url,
+            headers=_headers(token, headers),
+            timeout=timeout,
+            transport=transport,
+            verify=core.tls_verify(ca_file),
         )
         self.kv = AsyncKeyValue(self)
         """The key-value view."""

@@ -22,7 +22,9 @@ This module sends nothing and sleeps nowhere.
 from __future__ import annotations
 
 import json as _json
+import os
 import random
+import ssl
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -525,6 +527,14 @@ def _unwrap(value: Any, key: str) -> Any:
 
 def healthz() -> Call[Mapping[str, JSON]]:
     return Call(Request("GET", "/healthz", idempotent=True), _json_of(_raw))
+
+
+def tls_verify(ca_file: str | os.PathLike[str] | None) -> ssl.SSLContext | bool:
+    """What httpx's ``verify=`` gets: the system's trusted CAs (``True``), or a context that
+    trusts only the CA certificates in ``ca_file`` (PEM), for a server with a private CA."""
+    if ca_file is None:
+        return True
+    return ssl.create_default_context(cafile=os.fspath(ca_file))
 
 
 def metrics() -> Call[str]:

@@ -7,6 +7,7 @@ public signatures identical.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections import deque
@@ -188,7 +189,9 @@ class Client:
     sending, and each wait for answer bytes of every call. Idempotent calls (reads, appends,
     audit appends: their client-made ids make a repeat harmless)
     are retried up to ``retries`` times with exponential backoff starting at ``backoff``
-    seconds; other calls are retried only if the request never reached the server.
+    seconds; other calls are retried only if the request never reached the server. For an
+    ``https://`` URL the server's certificate is checked against the system's trusted CAs, or
+    only against the CA certificates (PEM) in ``ca_file`` when given.
     Use it as a context manager, or call :meth:`close`.
     """
 
@@ -202,11 +205,16 @@ class Client:
         backoff: float = core.DEFAULT_BACKOFF,
         headers: Mapping[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self._policy = RetryPolicy(retries=retries, backoff=backoff)
         self._timeout = timeout
         self._http = httpx.Client(
-            base_url=base_url, headers=_headers(token, headers), timeout=timeout, transport=transport
+            base_url=base_url,
+            headers=_headers(token, headers),
+            timeout=timeout,
+            transport=transport,
+            verify=core.tls_verify(ca_file),
         )
         self.kv = KeyValue(self)
         """The key-value view."""

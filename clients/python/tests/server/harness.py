@@ -3,7 +3,7 @@ connections on demand.
 
 The binary is ``$CAIRN_BIN`` if set, else built with cargo from the repository root (the
 directory two levels above ``clients/python``). A server listens on ``127.0.0.1:0`` and is
-found through the ``listening on http://ADDR`` line it prints on stdout, then polled on
+found through the ``listening on http://ADDR`` (or ``https://``) line it prints on stdout, then polled on
 ``/healthz`` until it answers; both waits are bounded. Everything listens on loopback only.
 """
 
@@ -14,6 +14,7 @@ import secrets
 import selectors
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -85,8 +86,12 @@ def new_token() -> str:
 class Server:
     """One ``cairn serve`` process on a loopback port, with its own data directory."""
 
-    def __init__(self, binary: Path, data: Path, log: Path, extra: Sequence[str] = ()) -> None:
+    def __init__(
+        self, binary: Path, data: Path, log: Path, extra: Sequence[str] = (), ca_file: Path | None = None
+    ) -> None:
         self.binary = binary
+        self.ca_file = ca_file
+        """The CA that signed the server's TLS certificate, when it serves https."""
         self.data = data
         self.log_path = log
         self.extra = list(extra)
@@ -130,7 +135,10 @@ class Server:
         last: Exception | None = None
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=2.0).status_code == 200:
+                verify: ssl.SSLContext | bool = (
+                    ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file else True
+                )
+                if httpx.get(f"{self.url}/healthz", timeout=2.0, verify=verify).status_code == 200:
                     return
             except httpx.TransportError as e:
                 last = e
@@ -139,7 +147,7 @@ class Server:
 
     @property
     def address(self) -> tuple[str, int]:
-        host, port = self.url.removeprefix("http://").rsplit(":", 1)
+        host, port = self.url.split("://", 1)[1].rsplit(":", 1)
         return host, int(port)
 
     def stop(self) -> int | None:
