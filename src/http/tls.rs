@@ -142,10 +142,10 @@ pub async fn reload_on_sighup(tls: Arc<Tls>, mut stop: tokio::sync::watch::Recei
             }
             match tls.reload() {
                 Ok(()) => {
-                    tracing::info!(cert = %tls.cert_path().display(), "SIGHUP: TLS certificate reloaded; new connections get it")
+                    tracing::info!(cert = %tls.cert_path().display(), "SIGHUP: TLS certificate reloaded; new connections get it");
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "SIGHUP: TLS certificate NOT reloaded; still serving the previous one")
+                    tracing::error!(error = %e, "SIGHUP: TLS certificate NOT reloaded; still serving the previous one");
                 }
             }
         }
