@@ -13,8 +13,10 @@
 //!   requests finish (their appends are committed and answered), then close the log, which
 //!   syncs and stops its writer.
 //!
-//! The endpoints live in [`log_api`], [`subscribe`] and [`ops`]; errors in [`error`]; what
-//! becomes of a body a handler answered without reading, in [`drain`].
+//! The routes are declared once, in `api`: the router and `/openapi.json`'s paths both come from
+//! it (utoipa-axum), so the two cannot disagree. The endpoints live in [`log_api`],
+//! [`subscribe`], the views' modules and [`ops`]; errors in [`error`]; what becomes of a body a
+//! handler answered without reading, in [`drain`].
 
 pub mod audit;
 pub mod checkpoints;
@@ -35,16 +37,18 @@ pub mod views;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::{get, post, put};
 use axum::Router;
 use log_engine::Log;
 use tokio::sync::watch;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{Auth, AuthFileError};
 use crate::codes::Exit;
@@ -164,51 +168,64 @@ impl AppState {
     }
 }
 
+/// Every endpoint, declared once: each `routes!` call names the handlers of one path, and each
+/// handler's `#[utoipa::path]` annotation gives both its method and path for the router and its
+/// operation for `/openapi.json`, so a route cannot be served undocumented or documented
+/// unserved. (`tests/http_openapi.rs` holds the one thing left to care: a `routes!` call must
+/// not mix paths, or every path in it would take every method in it.)
+fn api() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::with_openapi(ops::ApiDoc::openapi())
+        .routes(routes!(log_api::append, log_api::read_stream))
+        .routes(routes!(log_api::append_multi))
+        .routes(routes!(log_api::read_all))
+        .routes(routes!(log_api::event_at))
+        .routes(routes!(subscribe::subscribe))
+        .routes(routes!(log_api::list_streams))
+        .routes(routes!(log_api::head))
+        .routes(routes!(log_api::verify))
+        .routes(routes!(kv::list))
+        .routes(routes!(kv::get_many))
+        .routes(routes!(kv::txn))
+        .routes(routes!(kv::get_key, kv::exists, kv::put_key, kv::delete_key))
+        .routes(routes!(kv::incr))
+        .routes(routes!(kv::append))
+        .routes(routes!(kv::push))
+        .routes(routes!(kv::pop))
+        .routes(routes!(kv::range))
+        .routes(routes!(kv::sadd))
+        .routes(routes!(kv::srem))
+        .routes(routes!(kv::members))
+        .routes(routes!(kv::history))
+        .routes(routes!(audit::append, audit::query))
+        .routes(routes!(audit::get))
+        .routes(routes!(audit::proof))
+        .routes(routes!(meta::subjects))
+        .routes(routes!(meta::register_schema))
+        .routes(routes!(meta::get_schema))
+        .routes(routes!(meta::set_compatibility, meta::get_compatibility))
+        .routes(routes!(meta::validate))
+        .routes(routes!(meta::services))
+        .routes(routes!(meta::register_instance, meta::deregister_instance))
+        .routes(routes!(meta::set_config, meta::get_config, meta::delete_config))
+        .routes(routes!(meta::config_history))
+        .routes(routes!(meta::relate, meta::unrelate))
+        .routes(routes!(meta::relations))
+        .routes(routes!(checkpoints::take, checkpoints::list))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::openapi))
+}
+
+/// This API's OpenAPI document, as `/openapi.json` serves it and [`query_check`] reads it.
+pub fn openapi() -> &'static utoipa::openapi::OpenApi {
+    static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(|| ops::finish_document(api().into_openapi()));
+    &DOCUMENT
+}
+
 /// The router with every endpoint.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/v1/streams/{stream}/events", post(log_api::append).get(log_api::read_stream))
-        .route("/v1/append", post(log_api::append_multi))
-        .route("/v1/events", get(log_api::read_all))
-        .route("/v1/events/{position}", get(log_api::event_at))
-        .route("/v1/subscribe", get(subscribe::subscribe))
-        .route("/v1/streams", get(log_api::list_streams))
-        .route("/v1/head", get(log_api::head))
-        .route("/v1/verify", post(log_api::verify))
-        .route("/v1/kv", get(kv::list))
-        .route("/v1/kv:get", post(kv::get_many))
-        .route("/v1/kv:txn", post(kv::txn))
-        .route("/v1/kv/{key}", get(kv::get_key).head(kv::exists).put(kv::put_key).delete(kv::delete_key))
-        .route("/v1/kv/{key}/incr", post(kv::incr))
-        .route("/v1/kv/{key}/append", post(kv::append))
-        .route("/v1/kv/{key}/push", post(kv::push))
-        .route("/v1/kv/{key}/pop", post(kv::pop))
-        .route("/v1/kv/{key}/range", get(kv::range))
-        .route("/v1/kv/{key}/sadd", post(kv::sadd))
-        .route("/v1/kv/{key}/srem", post(kv::srem))
-        .route("/v1/kv/{key}/members", get(kv::members))
-        .route("/v1/kv/{key}/history", get(kv::history))
-        .route("/v1/audit", post(audit::append).get(audit::query))
-        .route("/v1/audit/{id}", get(audit::get))
-        .route("/v1/audit/{id}/proof", get(audit::proof))
-        .route("/v1/meta/schemas", get(meta::subjects))
-        .route("/v1/meta/schemas/{subject}/versions", post(meta::register_schema))
-        .route("/v1/meta/schemas/{subject}/versions/{version}", get(meta::get_schema))
-        .route("/v1/meta/schemas/{subject}/compatibility", put(meta::set_compatibility).get(meta::get_compatibility))
-        .route("/v1/meta/schemas/{subject}/validate", post(meta::validate))
-        .route("/v1/meta/services", get(meta::services))
-        .route(
-            "/v1/meta/services/{name}/instances/{id}",
-            put(meta::register_instance).delete(meta::deregister_instance),
-        )
-        .route("/v1/meta/config/{key}", put(meta::set_config).get(meta::get_config).delete(meta::delete_config))
-        .route("/v1/meta/config/{key}/history", get(meta::config_history))
-        .route("/v1/meta/relations", post(meta::relate).delete(meta::unrelate))
-        .route("/v1/meta/relations/{entity}", get(meta::relations))
-        .route("/v1/checkpoints", post(checkpoints::take).get(checkpoints::list))
-        .route("/healthz", get(ops::healthz))
-        .route("/metrics", get(ops::metrics))
-        .route("/openapi.json", get(ops::openapi))
+    let (routes, _) = api().split_for_parts();
+    routes
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(axum::middleware::from_fn(query_check::refuse_unknown))

@@ -1,6 +1,7 @@
 //! Operational endpoints: `/healthz`, `/metrics` (Prometheus text), `/openapi.json` (generated
 //! from the handlers' annotations at compile time; nothing is downloaded), and the JSON
-//! answers for unknown routes and methods.
+//! answers for unknown routes and methods. Also the OpenAPI document's frame ([`ApiDoc`]) and
+//! what completes it once the router's declaration (`super::api`) has added the paths.
 
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::error::{ApiError, ApiResult, ConflictBody, ErrorBody};
 use super::extract::Caller;
-use super::{audit, checkpoints, kv, log_api, meta, subscribe, AppState};
+use super::{log_api, AppState};
 use crate::auth::Permission;
 use crate::wire;
 
@@ -116,7 +117,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>, caller: Caller) -> ApiR
     responses((status = 200, description = "This document (OpenAPI 3.1).", content_type = "application/json", body = Object))
 )]
 pub async fn openapi() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
+    Json(super::openapi())
 }
 
 pub async fn not_found() -> ApiError {
@@ -225,63 +226,13 @@ impl Modify for CommonErrors {
     }
 }
 
+/// The document's frame: its title, tags and the schemas every operation shares. The paths come
+/// from the router's declaration (`super::api`), and [`finish_document`] completes the whole.
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "cairn",
         description = "An append-only, event-sourced log store for AI-agent platforms. Errors are `{\"error\": code, \"message\": sentence}`. See docs/http-api.md."
-    ),
-    paths(
-        log_api::append,
-        log_api::append_multi,
-        log_api::read_stream,
-        log_api::read_all,
-        log_api::event_at,
-        log_api::list_streams,
-        log_api::head,
-        log_api::verify,
-        subscribe::subscribe,
-        kv::get_key,
-        kv::exists,
-        kv::put_key,
-        kv::delete_key,
-        kv::incr,
-        kv::append,
-        kv::push,
-        kv::pop,
-        kv::range,
-        kv::sadd,
-        kv::srem,
-        kv::members,
-        kv::history,
-        kv::list,
-        kv::get_many,
-        kv::txn,
-        audit::append,
-        audit::query,
-        audit::get,
-        audit::proof,
-        meta::register_schema,
-        meta::subjects,
-        meta::set_compatibility,
-        meta::get_compatibility,
-        meta::get_schema,
-        meta::validate,
-        meta::register_instance,
-        meta::deregister_instance,
-        meta::services,
-        meta::set_config,
-        meta::get_config,
-        meta::config_history,
-        meta::delete_config,
-        meta::relate,
-        meta::unrelate,
-        meta::relations,
-        checkpoints::take,
-        checkpoints::list,
-        healthz,
-        metrics,
-        openapi,
     ),
     components(schemas(
         wire::AppendRequest,
@@ -301,7 +252,6 @@ impl Modify for CommonErrors {
         ConflictBody,
         Health,
     )),
-    modifiers(&BearerAuth, &UniqueOperationIds, &CommonErrors),
     tags(
         (name = "log", description = "Append, read, subscribe, verify."),
         (name = "kv", description = "The key-value view (Redis semantics where they overlap)."),
@@ -313,3 +263,14 @@ impl Modify for CommonErrors {
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
+
+/// Completes the document once the router's declaration has added every path: the bearer
+/// scheme, unique operation ids and the error answers every endpoint can give (each of these
+/// walks the operations, so it runs after the paths are in).
+pub fn finish_document(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    let modifiers: [&dyn Modify; 3] = [&BearerAuth, &UniqueOperationIds, &CommonErrors];
+    for modifier in modifiers {
+        modifier.modify(&mut doc);
+    }
+    doc
+}

@@ -3,8 +3,9 @@
 //!
 //! A parameter the server does not know must not be answered as if it had been honoured
 //! (`GET /v1/kv/k?version=0` once silently answered the latest value): each request's query
-//! names are checked against the parameters the OpenAPI document declares for its route and
-//! method, so the document is the one list of what an endpoint takes, and a handler that reads
+//! names are checked against the parameters the OpenAPI document ([`super::openapi`], the
+//! same one the server serves) declares for its route and method, so the document is the one
+//! list of what an endpoint takes, and a handler that reads
 //! a parameter the document does not declare is refused in every test that uses it.
 //!
 //! What this does not do: check the values; the handlers' typed query extractors do that.
@@ -18,17 +19,15 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::path::ParameterIn;
 use utoipa::openapi::RefOr;
-use utoipa::OpenApi as _;
 
 use super::error::ApiError;
-use super::ops::ApiDoc;
 
 /// The documented query parameters of every (method, route) pair, routes as the router and the
 /// OpenAPI document both spell them (`/v1/kv/{key}`).
 static DOCUMENTED: LazyLock<HashMap<(Method, String), BTreeSet<String>>> = LazyLock::new(documented);
 
 fn documented() -> HashMap<(Method, String), BTreeSet<String>> {
-    let doc = ApiDoc::openapi();
+    let doc = super::openapi();
     let mut out = HashMap::new();
     for (path, item) in &doc.paths.paths {
         let operations = [
