@@ -25,6 +25,8 @@ pub const LOCK_FILE: &str = "LOCK";
 pub const LOG_DIR: &str = "log";
 /// Where bytes cut from a torn tail are kept, in a data directory.
 pub const TORN_DIR: &str = "torn";
+/// The next segment's file while it is prepared (zero-filled), before it gets its name.
+pub(crate) const SPARE_FILE: &str = "spare.tmp";
 /// Every name the log keeps at a data directory's top level; other crates own the rest.
 pub const LOG_ENTRIES: [&str; 3] = [LOCK_FILE, LOG_DIR, TORN_DIR];
 

@@ -5,7 +5,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use crate::types::{ExpectedVersion, Position, SegmentId, StreamVersion};
+use crate::ids::{ExpectedVersion, Position, SegmentId, StreamVersion};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -29,7 +29,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::fs::FileSystem;
-use crate::segment::salted_crc;
+use crate::record::salted_crc;
 use crate::types::SegmentId;
 
 /// The durable record of the newest segment, in `DIR/log/`.

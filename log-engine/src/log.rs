@@ -1,8 +1,10 @@
-//! The [`Log`] handle: open (with recovery), append, read.
+//! The [`Log`] handle: open, append, read.
 //!
 //! Calling order: `Log::open` → any number of appends, reads and subscriptions from any thread →
-//! `Log::close` (or drop the last handle). Appends go to the writer thread (writer.rs); reads go
-//! straight to the mapped segments through the index (index.rs).
+//! `Log::close` (or drop the last handle). Open reads the directory into an index (open.rs) and
+//! starts the writer; appends are validated and prepared here, on the caller's thread, and go to
+//! the writer thread (writer.rs); reads go straight to the mapped segments through the index
+//! (index.rs).
 //!
 //! A log opened with [`Log::open_read_only`] is a *reader*: it takes no lock, creates, removes
 //! and writes nothing (it works on read-only files), never cuts a torn tail, and shows the newest
@@ -11,122 +13,28 @@
 //! writer's later appends when [`Log::refresh`] is called. Damage in the newest segment does not
 //! fail a reader's open: the reader stops before it and says where ([`Log::read_stop`]).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use parking_lot::{Mutex, RwLock};
-use tokio::sync::{oneshot, watch};
-use uuid::Uuid;
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
 
 use crate::dir::{self, DirLock};
 use crate::error::{CorruptionKind, Error, LimitKind, Result};
-use crate::extent::{self, LiveMark};
-use crate::fs::{FileSystem, OsFs, StorageFile};
-use crate::idwindow::{IdWindow, IDEMPOTENCY_WINDOW};
-use crate::index::{Index, SegmentState, StreamIndex};
+use crate::index::SegmentState;
+use crate::metrics::Metrics;
 use crate::mmap::Mapping;
+use crate::open;
+use crate::options::Options;
 use crate::record::{self, Frame, FrameError, FLAG_BATCH_END, KIND_EVENT};
-use crate::segment::{self, Footer, SegmentHeader, HEADER_LEN, SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN};
+use crate::segment::recover::ReadStop;
+use crate::segment::HEADER_LEN;
+use crate::shared::{cores, Access, Fingerprint, Shared};
 use crate::types::*;
-use crate::writer::{self, Active, Command, FooterBuilder, MetricsInner, PreparedAppend, Reply, Writer, WriterState};
-
-pub(crate) const SPARE_FILE: &str = "spare.tmp";
-
-/// How to open a log.
-#[derive(Debug, Clone)]
-pub struct Options {
-    pub durability: Durability,
-    pub recovery: Recovery,
-    /// Capacity of each segment file, in bytes.
-    pub segment_size: u64,
-    /// Most bytes of prepared events queued for the writer ([`WRITER_QUEUE_BYTES_MAX`] by
-    /// default); beyond it appends fail fast with [`Error::Overloaded`].
-    pub writer_queue_bytes: usize,
-    /// File access; [`OsFs`] unless a test injects faults.
-    pub fs: Arc<dyn FileSystem>,
-    /// Deliberate faults, for proving the reliability suites catch a broken build.
-    #[cfg(feature = "faults")]
-    pub sabotage: writer::Sabotage,
-}
-
-impl Default for Options {
-    fn default() -> Options {
-        Options {
-            durability: Durability::Sync,
-            recovery: Recovery::TruncateTornTail,
-            segment_size: segment::SEGMENT_SIZE_DEFAULT,
-            writer_queue_bytes: WRITER_QUEUE_BYTES_MAX,
-            fs: Arc::new(OsFs),
-            #[cfg(feature = "faults")]
-            sabotage: writer::Sabotage::Off,
-        }
-    }
-}
-
-/// Whether this handle writes the log or only reads it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Access {
-    /// Holds the lock; recovers (cuts a torn tail); appends.
-    Write,
-    /// No lock, no writes of any kind; shows the durable, complete prefix.
-    ReadOnly,
-}
-
-/// Where a reader stopped short of the newest segment's end: damage, or a torn or unfinished
-/// batch. A writer's open would cut a torn tail there (or, for `corrupt`, refuse to open).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadStop {
-    pub segment: SegmentId,
-    /// Byte offset of the first byte not shown.
-    pub offset: u64,
-    /// The position the first record not shown would have had.
-    pub position: Option<Position>,
-    /// True when later records prove the damaged bytes had been acknowledged (corruption);
-    /// false for a torn tail, which a writer's open cuts.
-    pub corrupt: bool,
-    /// What was found there, as a sentence fragment.
-    pub detail: String,
-}
-
-/// A reader's view of the files, to tell whether [`Log::refresh`] has anything to re-read.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-struct Fingerprint {
-    segments: Vec<SegmentId>,
-    writer_active: bool,
-    live: Option<(SegmentId, u64)>,
-    /// The newest segment's length and modification time, which change with every write.
-    newest: Option<(u64, Option<std::time::SystemTime>)>,
-}
-
-/// State shared by the handle, the writer and readers.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub dir: PathBuf,
-    pub options: Options,
-    pub access: Access,
-    /// The writer's `live` file (extent.rs); `None` for a reader.
-    pub live: Option<LiveMark>,
-    /// A reader's last stop and fingerprint.
-    read_state: Mutex<(Option<ReadStop>, Fingerprint)>,
-    pub index: RwLock<Index>,
-    pub poison: Mutex<Option<String>>,
-    /// Committed event count, for subscribers to wait on.
-    pub head_tx: watch::Sender<u64>,
-    pub closed: AtomicBool,
-    /// Bytes of prepared events queued for the writer, not yet taken up by it.
-    pub queued_bytes: AtomicUsize,
-    pub metrics: MetricsInner,
-}
-
-impl Shared {
-    pub(crate) fn log_dir(&self) -> PathBuf {
-        dir::log_dir(&self.dir)
-    }
-}
+use crate::writer::{self, Command, PreparedAppend, Reply, Writer};
 
 /// An open log. Cheap to clone; all clones share one writer. The log closes when the last
 /// clone is dropped (or on [`Log::close`]).
@@ -175,35 +83,6 @@ pub struct Stats {
     pub head: Option<Head>,
 }
 
-/// Counters for metrics export.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Metrics {
-    pub commits: u64,
-    pub events: u64,
-    pub bytes: u64,
-    pub fsyncs: u64,
-    pub fsync_seconds_total: f64_bits::F64,
-    /// Counts per bucket; bounds in [`crate::FSYNC_BUCKETS_US`], the last bucket is +Inf.
-    pub fsync_buckets: Vec<u64>,
-    /// Events made durable by fdatasyncs since open.
-    pub events_synced: u64,
-    /// Events made durable per fdatasync: counts per bucket, bounds in
-    /// [`crate::SYNC_BATCH_BUCKETS`], the last bucket is +Inf.
-    pub sync_batch_buckets: Vec<u64>,
-}
-
-/// `f64` wrapper so that [`Metrics`] can be `Eq`.
-pub mod f64_bits {
-    /// A float compared by bits.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub struct F64(pub u64);
-    impl F64 {
-        pub fn get(self) -> f64 {
-            f64::from_bits(self.0)
-        }
-    }
-}
-
 /// A segment file as a copy of the log should take it: the path, how many bytes of it are
 /// final (the whole file for a sealed segment, the durable prefix for the active one), and its
 /// capacity. A copy is a file of `capacity` bytes: the first `bytes` bytes, then zeros. The log
@@ -228,12 +107,6 @@ impl SegmentFile {
     }
 }
 
-/// The machine's cores, asked once.
-pub(crate) fn cores() -> usize {
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
-}
-
 /// Events from which [`prepare`] splits the work over two threads.
 const PARALLEL_PREPARE_MIN: usize = 256;
 
@@ -256,40 +129,11 @@ impl Log {
     /// Opens (creating if needed) the log in data directory `dir`, recovering it.
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Log> {
         let dir = dir.as_ref().to_path_buf();
-        if options.segment_size < SEGMENT_SIZE_MIN
-            || options.segment_size > SEGMENT_SIZE_MAX
-            || !options.segment_size.is_multiple_of(4096)
-        {
-            return Err(Error::Invalid {
-                what: format!(
-                    "segment size {} must be a multiple of 4096 between {SEGMENT_SIZE_MIN} and {SEGMENT_SIZE_MAX}",
-                    options.segment_size
-                ),
-            });
-        }
-        dir::create_dir_durable(&dir)?;
-        let lock = DirLock::acquire(&dir)?;
+        let opened = open::open_writer(&dir, &options)?;
+        let (lock, index, state, live) = (opened.lock, opened.index, opened.state, opened.live);
         let log_dir = dir::log_dir(&dir);
-        dir::create_dir_durable(&log_dir)?;
-        let (index, state, _) = recover(&dir, &options, Access::Write)?;
-        let state = state.expect("a writer's recovery yields the writer's state");
-        let live = LiveMark::open(&log_dir)?;
-        live.note(state.active.id, state.active.write_offset);
-        let next = index.next_position;
-        let (head_tx, _) = watch::channel(next);
-        let shared = Arc::new(Shared {
-            dir,
-            options,
-            access: Access::Write,
-            live: Some(live),
-            read_state: Mutex::new((None, Fingerprint::default())),
-            index: RwLock::new(index),
-            poison: Mutex::new(None),
-            head_tx,
-            closed: AtomicBool::new(false),
-            queued_bytes: AtomicUsize::new(0),
-            metrics: MetricsInner::default(),
-        });
+        let shared =
+            Arc::new(Shared::new(dir, options, Access::Write, Some(live), (None, Fingerprint::default()), index));
         // Held for the log's lifetime: a roll's directory fsync must not need a new descriptor.
         let log_dir_handle =
             shared.options.fs.open_dir(&log_dir).map_err(|e| Error::io("open directory", &log_dir, e))?;
@@ -325,29 +169,8 @@ impl Log {
     /// `options.recovery` is ignored: a reader never repairs.
     pub fn open_read_only(dir: impl AsRef<Path>, options: Options) -> Result<Log> {
         let dir = dir.as_ref().to_path_buf();
-        if !dir.is_dir() {
-            let reason = if dir.exists() { "it is not a directory" } else { "it does not exist" };
-            return Err(Error::NotAStore { dir, reason });
-        }
-        if !dir::log_dir(&dir).is_dir() {
-            return Err(Error::NotAStore { dir, reason: "it has no log/ directory" });
-        }
-        let fingerprint = fingerprint(&dir, options.fs.as_ref())?;
-        let (index, _, stop) = recover(&dir, &options, Access::ReadOnly)?;
-        let (head_tx, _) = watch::channel(index.next_position);
-        let shared = Arc::new(Shared {
-            dir,
-            options,
-            access: Access::ReadOnly,
-            live: None,
-            read_state: Mutex::new((stop, fingerprint)),
-            index: RwLock::new(index),
-            poison: Mutex::new(None),
-            head_tx,
-            closed: AtomicBool::new(false),
-            queued_bytes: AtomicUsize::new(0),
-            metrics: MetricsInner::default(),
-        });
+        let (index, stop, fingerprint) = open::open_reader(&dir, &options)?;
+        let shared = Arc::new(Shared::new(dir, options, Access::ReadOnly, None, (stop, fingerprint), index));
         Ok(Log { handle: Arc::new(Handle { shared, tx: Mutex::new(None), writer: Mutex::new(None), _lock: None }) })
     }
 
@@ -370,50 +193,7 @@ impl Log {
     /// Fails if the log now ends before what this reader has shown (an operator's repair cut
     /// it): positions already shown are never taken back.
     pub fn refresh(&self) -> Result<bool> {
-        let shared = self.shared();
-        if shared.access != Access::ReadOnly {
-            return Ok(false);
-        }
-        let mut state = shared.read_state.lock();
-        let now = fingerprint(&shared.dir, shared.options.fs.as_ref())?;
-        if now == state.1 {
-            return Ok(false);
-        }
-        // The common case, a writer appending to the same segment: only its new records are read.
-        // The index is rebuilt aside and swapped in only when it is whole, so a failure changes
-        // nothing a reader sees.
-        if now.segments == state.1.segments {
-            if let Some((next, stop)) = refresh_active(shared, &now)? {
-                *state = (stop, now);
-                let added = next.is_some();
-                if let Some(next) = next {
-                    shared.head_tx.send_replace(next);
-                }
-                return Ok(added);
-            }
-        }
-        let (index, _, stop) = recover(&shared.dir, &shared.options, Access::ReadOnly)?;
-        let mut current = shared.index.write();
-        if index.next_position < current.next_position {
-            return Err(Error::Invalid {
-                what: format!(
-                    "the log in {} now ends at position {} but this reader has shown positions up to {}: \
-                     it was cut by a repair; open it again",
-                    shared.dir.display(),
-                    index.next_position.cast_signed() - 1,
-                    current.next_position - 1
-                ),
-            });
-        }
-        *state = (stop, now);
-        if index.next_position == current.next_position {
-            return Ok(false);
-        }
-        let next = index.next_position;
-        *current = index;
-        drop(current);
-        shared.head_tx.send_replace(next);
-        Ok(true)
+        open::refresh(self.shared())
     }
 
     fn shared(&self) -> &Arc<Shared> {
@@ -723,18 +503,7 @@ impl Log {
     }
 
     pub fn metrics(&self) -> Metrics {
-        use std::sync::atomic::Ordering::Relaxed;
-        let m = &self.shared().metrics;
-        Metrics {
-            commits: m.commits.load(Relaxed),
-            events: m.events.load(Relaxed),
-            bytes: m.bytes.load(Relaxed),
-            fsyncs: m.fsyncs.load(Relaxed),
-            fsync_seconds_total: f64_bits::F64((m.fsync_nanos.load(Relaxed) as f64 / 1e9).to_bits()),
-            fsync_buckets: m.fsync_buckets.iter().map(|b| b.load(Relaxed)).collect(),
-            events_synced: m.events_synced.load(Relaxed),
-            sync_batch_buckets: m.sync_batch_buckets.iter().map(|b| b.load(Relaxed)).collect(),
-        }
+        self.shared().metrics.snapshot()
     }
 
     /// The segment files and how much of each is final, for copying the log elsewhere.
@@ -811,626 +580,9 @@ pub(crate) fn committed_frame(bytes: &[u8], segment: SegmentId, offset: u64, pos
     Ok(frame)
 }
 
-/// The segment files in `log_dir`, sorted. A writer (`remove_temps`) deletes `.tmp` files: a
-/// segment or extent record being prepared when the process stopped, holding no records.
-fn list_segments(fs: &dyn FileSystem, log_dir: &Path, remove_temps: bool) -> Result<Vec<SegmentId>> {
-    let mut ids = Vec::new();
-    for path in fs.list(log_dir).map_err(|e| Error::io("list", log_dir, e))? {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-        if name.ends_with(".tmp") {
-            if remove_temps {
-                fs.remove(&path).map_err(|e| Error::io("remove", &path, e))?;
-            }
-        } else if let Some(id) = segment::parse_file_name(&name) {
-            ids.push(id);
-        } else if name != extent::EXTENT_FILE && name != extent::LIVE_FILE {
-            tracing::warn!(file = %path.display(), "ignoring a file that is not a segment");
-        }
-    }
-    ids.sort();
-    Ok(ids)
-}
-
-/// What a reader's [`Log::refresh`] compares to know whether anything changed.
-fn fingerprint(dir: &Path, fs: &dyn FileSystem) -> Result<Fingerprint> {
-    let log_dir = dir::log_dir(dir);
-    let segments = list_segments(fs, &log_dir, false)?;
-    let newest = segments.last().and_then(|id| {
-        let meta = std::fs::metadata(log_dir.join(segment::file_name(*id))).ok()?;
-        Some((meta.len(), meta.modified().ok()))
-    });
-    Ok(Fingerprint { segments, writer_active: dir::writer_active(dir), live: extent::read_live(&log_dir), newest })
-}
-
-/// How far a reader may look into the newest segment `id`: while a writer holds the lock, only
-/// up to the offset that writer has published as durable (a batch whose fdatasync has not
-/// returned must not be shown, and bytes being written must not be read); with no writer,
-/// everything (what is complete then is what the next writer's open keeps).
-fn reader_limit(dir: &Path, id: SegmentId) -> Option<u64> {
-    if !dir::writer_active(dir) {
-        return None;
-    }
-    match extent::read_live(&dir::log_dir(dir)) {
-        Some((live, offset)) if live == id => Some(offset),
-        // The writer has moved on to a newer segment: this one's records are all durable (the
-        // scan stops at the seal record).
-        Some((live, _)) if live > id => None,
-        // A writer that has not published anything here yet, or one too old to keep the file.
-        _ => Some(HEADER_LEN),
-    }
-}
-
-/// A reader's scan of the newest segment from `start`, as far as [`reader_limit`] allows.
-fn scan_for_reader(
-    dir: &Path,
-    file: &dyn StorageFile,
-    header: &SegmentHeader,
-    start: (u64, u64),
-    path: &Path,
-) -> Result<(crate::recovery::Scan, Option<ReadStop>)> {
-    let limit = reader_limit(dir, header.id);
-    let scanned = crate::recovery::scan_readable(file, header, start, limit, path)?;
-    if limit.is_none() && dir::writer_active(dir) {
-        // A writer started during the scan: what it wrote may not be durable yet, so look
-        // again, only as far as it has published.
-        return crate::recovery::scan_readable(file, header, start, reader_limit(dir, header.id), path);
-    }
-    Ok(scanned)
-}
-
-/// A reader's refresh when only the newest segment, still unsealed, can have grown: scans it
-/// from where the index ends and appends what is new to the index. Returns the new next
-/// position (`None`: nothing new) and where the scan stopped short; `Ok(None)` when something
-/// else changed (a roll, a seal), which needs a full open. Only [`Log::refresh`], serialised by
-/// the read state's lock, changes a reader's index, so what is read under the read lock still
-/// holds when the write lock is taken; everything is checked before anything changes.
-fn refresh_active(shared: &Shared, now: &Fingerprint) -> Result<Option<(Option<u64>, Option<ReadStop>)>> {
-    let (id, path, data_end, next_position) = {
-        let index = shared.index.read();
-        let Some(active) = index.segments.last() else { return Ok(None) };
-        if active.sealed || now.segments.last() != Some(&active.id) {
-            return Ok(None);
-        }
-        (active.id, active.path.clone(), active.data_end, active.next_position())
-    };
-    let fs = shared.options.fs.as_ref();
-    let file = fs.open_read_only(&path).map_err(|e| Error::io("open segment", &path, e))?;
-    let len = file.len().map_err(|e| Error::io("stat segment", &path, e))?;
-    let mut b = [0u8; segment::HEADER_USED];
-    file.read_exact_at(&mut b, 0).map_err(|e| Error::io("read segment header", &path, e))?;
-    let header =
-        SegmentHeader::decode(&b).map_err(|kind| Error::Corrupt { segment: id, offset: 0, position: None, kind })?;
-    if header.id != id || header.capacity != len {
-        return Ok(None);
-    }
-    let mut trailer = [0u8; segment::TRAILER_LEN as usize];
-    file.read_exact_at(&mut trailer, len - segment::TRAILER_LEN).map_err(|e| Error::io("read trailer", &path, e))?;
-    if segment::Trailer::decode(&trailer).is_some() {
-        return Ok(None);
-    }
-    let (scan, stop) = scan_for_reader(&shared.dir, &*file, &header, (data_end, next_position), &path)?;
-    if scan.records.is_empty() {
-        return Ok(Some((None, stop)));
-    }
-    {
-        // Every new record must continue its stream.
-        let index = shared.index.read();
-        let mut added: HashMap<&str, u64> = HashMap::new();
-        for r in &scan.records {
-            let earlier = added.entry(r.stream.as_str()).or_default();
-            let have = index.streams.get(r.stream.as_str()).map_or(0, |p| p.len() as u64) + *earlier;
-            if have != r.version {
-                return Err(Error::Corrupt {
-                    segment: id,
-                    offset: r.offset,
-                    position: Some(Position(r.position)),
-                    kind: CorruptionKind::RecordBody(format!(
-                        "stream {} version {} follows version {}",
-                        r.stream,
-                        r.version,
-                        have.cast_signed() - 1
-                    )),
-                });
-            }
-            *earlier += 1;
-        }
-    }
-    let map = Arc::new(Mapping::new(file.as_file(), scan.end).map_err(|e| Error::io("map segment", &path, e))?);
-    let mut index = shared.index.write();
-    for r in &scan.records {
-        match index.streams.get_mut(r.stream.as_str()) {
-            Some(positions) => positions.push(r.position),
-            None => {
-                index.streams.insert(r.stream.clone(), vec![r.position]);
-            }
-        }
-    }
-    let last = scan.records.last().expect("not empty");
-    let (next, hash) = (last.position + 1, last.hash);
-    let active = index.active_mut();
-    active.map = map;
-    active.offsets.extend(scan.records.iter().map(|r| u32::try_from(r.offset).expect("offsets fit in u32")));
-    active.data_end = scan.end;
-    index.next_position = next;
-    index.head_hash = hash;
-    Ok(Some((Some(next), stop)))
-}
-
-/// Opens every segment, checks how they join, recovers the newest, and builds the index. A
-/// reader (`Access::ReadOnly`) changes nothing on disk, gets no writer state, and gets where it
-/// stopped short of the newest segment's end instead of a repair.
-fn recover(dir: &Path, options: &Options, access: Access) -> Result<(Index, Option<WriterState>, Option<ReadStop>)> {
-    let fs = &options.fs;
-    let log_dir = dir::log_dir(dir);
-    let writer = access == Access::Write;
-    let ids = list_segments(fs.as_ref(), &log_dir, writer)?;
-    let recorded = extent::read_extent(&log_dir)?;
-    let mut stop = None;
-
-    let mut index =
-        Index { segments: Vec::new(), streams: HashMap::default(), next_position: 0, head_hash: ChainHash::genesis() };
-    let mut recent_ids: Vec<(u64, Uuid)> = Vec::new();
-    let mut last_ts = 0u64;
-    let mut active = None;
-    // Sealed segments' footers, indexed together once all are read (see `index_streams`).
-    let mut footers: Vec<(SegmentId, u64, Footer)> = Vec::new();
-    // The idempotency window is the last IDEMPOTENCY_WINDOW positions: a sealed segment whose last
-    // position lies that far before the newest segment's first cannot hold any of them.
-    let window_from = ids.last().map_or(0, |newest| newest.0.saturating_sub(IDEMPOTENCY_WINDOW as u64));
-    let probes = probe_segments(&log_dir, fs.as_ref(), &ids, access);
-    // In a closure so that, whatever fails, the footers read before it are checked first: the
-    // earliest damage is the one reported.
-    let read_segments = || -> Result<()> {
-        for (i, probe) in probes.into_iter().enumerate() {
-            let newest = i + 1 == ids.len();
-            let Probe { id, path, file, len, header, sealed } = probe?;
-            let corrupt = |offset, kind| Error::Corrupt { segment: id, offset, position: None, kind };
-            if id.0 != index.next_position || header.prev_hash != index.head_hash {
-                let detail = format!(
-                    "segment starts at position {} with previous hash {}, \
-                     the log before it ends at position {} with hash {}",
-                    id.0, header.prev_hash, index.next_position, index.head_hash
-                );
-                return Err(corrupt(0, CorruptionKind::SegmentGap(detail)));
-            }
-            match sealed? {
-                Some((map, sealed)) => {
-                    let mut sealed = sealed;
-                    let footer_offset = sealed.footer_offset;
-                    if sealed.footer.first_position != id.0 {
-                        return Err(corrupt(
-                            footer_offset,
-                            CorruptionKind::Footer(format!(
-                                "footer starts at position {}",
-                                sealed.footer.first_position
-                            )),
-                        ));
-                    }
-                    if sealed.seal.position >= window_from {
-                        // Read here, in segment order, so that damage in the id record is reported
-                        // before anything is done to the newest segment.
-                        sealed.read_ids(map.bytes()).map_err(|(offset, kind)| corrupt(offset, kind))?;
-                        for s in sealed.footer.streams() {
-                            recent_ids
-                                .extend(s.positions.iter().zip(s.ids).map(|(p, raw)| (*p, Uuid::from_bytes(*raw))));
-                        }
-                    }
-                    let segment::Sealed { seal, mut footer, .. } = sealed;
-                    let offsets = std::mem::take(&mut footer.offsets);
-                    footers.push((id, footer_offset, footer));
-                    index.next_position = seal.position + 1;
-                    index.head_hash = seal.hash;
-                    last_ts = last_ts.max(seal.timestamp_ms);
-                    index.segments.push(SegmentState {
-                        id,
-                        path,
-                        map: Arc::new(map),
-                        offsets,
-                        data_end: footer_offset,
-                        sealed: true,
-                    });
-                }
-                None if !newest => {
-                    return Err(corrupt(
-                        len - segment::TRAILER_LEN,
-                        CorruptionKind::Footer("segment is not sealed, yet a newer segment follows it".into()),
-                    ));
-                }
-                None => {
-                    // Damage in a footer is reported before anything is done to the newest segment.
-                    index.streams = index_streams(&footers)?;
-                    footers.clear();
-                    let file = file.expect("an unsealed segment's probe keeps its file");
-                    let scan = if writer {
-                        crate::recovery::scan_newest(dir, fs.as_ref(), &*file, &header, options.recovery)?
-                    } else {
-                        let scanned = scan_for_reader(dir, &*file, &header, (HEADER_LEN, id.0), &path)?;
-                        stop = scanned.1;
-                        scanned.0
-                    };
-                    let mut footer = FooterBuilder::default();
-                    let mut entries = Vec::new();
-                    for run in scan.records.chunk_by(|a, b| a.stream == b.stream) {
-                        let stream = &run[0].stream;
-                        let positions = match index.streams.get_mut(stream) {
-                            Some(positions) => positions,
-                            None => index.streams.entry(stream.clone()).or_default(),
-                        };
-                        for r in run {
-                            if positions.len() as u64 != r.version {
-                                return Err(Error::Corrupt {
-                                    segment: id,
-                                    offset: r.offset,
-                                    position: Some(Position(r.position)),
-                                    kind: CorruptionKind::RecordBody(format!(
-                                        "stream {} version {} follows version {}",
-                                        r.stream,
-                                        r.version,
-                                        (positions.len() as u64).cast_signed() - 1
-                                    )),
-                                });
-                            }
-                            positions.push(r.position);
-                            recent_ids.push((r.position, r.id));
-                        }
-                        entries.clear();
-                        entries.extend(run.iter().map(|r| (r.offset, r.position, r.id)));
-                        footer.push_run(stream, run[0].version, &entries);
-                    }
-                    let map = Arc::new(
-                        Mapping::new(file.as_file(), scan.end).map_err(|e| Error::io("map segment", &path, e))?,
-                    );
-                    index.next_position = id.0 + scan.records.len() as u64;
-                    if let Some(last) = scan.records.last() {
-                        index.head_hash = last.hash;
-                        last_ts = last_ts.max(scan.last_timestamp_ms);
-                    }
-                    index.segments.push(SegmentState {
-                        id,
-                        path,
-                        map: map.clone(),
-                        offsets: footer.offsets.clone(),
-                        data_end: scan.end,
-                        sealed: false,
-                    });
-                    active = Some(Active {
-                        id,
-                        file: Arc::from(file),
-                        map,
-                        capacity: len,
-                        write_offset: scan.end,
-                        durable: Arc::new(std::sync::atomic::AtomicU64::new(scan.end)),
-                        footer,
-                    });
-                }
-            }
-        }
-        Ok(())
-    };
-    if let Err(later) = read_segments() {
-        return Err(index_streams(&footers).err().unwrap_or(later));
-    }
-
-    if !footers.is_empty() {
-        // Every segment is sealed.
-        index.streams = index_streams(&footers)?;
-    }
-    check_extent(&log_dir, options, access, recorded, ids.last().copied(), index.next_position)?;
-    if !writer {
-        tracing::debug!(dir = %dir.display(), events = index.next_position, "log opened read-only");
-        return Ok((index, None, stop));
-    }
-    let (active, created) = match active {
-        Some(active) => (active, false),
-        None => (create_first_active(dir, options, &mut index)?, true),
-    };
-    // An older directory has no extent record yet; a crash between installing a segment and
-    // recording it leaves the record one segment behind; an accepted missing tail leaves it ahead.
-    if !created && recorded != Some(active.id) {
-        extent::write_extent(fs.as_ref(), &log_dir, active.id, &|| fs.sync_dir(&log_dir))?;
-    }
-    recent_ids.sort_unstable_by_key(|(p, _)| *p);
-    let skip = recent_ids.len().saturating_sub(IDEMPOTENCY_WINDOW);
-    recent_ids.drain(..skip);
-    let mut window = IdWindow::default();
-    window.insert_all(recent_ids.iter().map(|&(p, id)| (id, p)));
-    let state = WriterState {
-        active,
-        next_position: index.next_position,
-        last_hash: index.head_hash,
-        last_timestamp_ms: last_ts,
-        ids: window,
-    };
-    tracing::info!(dir = %dir.display(), events = index.next_position, segments = index.segments.len(), "log opened");
-    Ok((index, Some(state), None))
-}
-
-/// Refuses to open a log whose newest segment file is older than the newest segment the extent
-/// record says was created: that segment (and perhaps more) is missing, and continuing would
-/// hand out its positions again. With [`Recovery::AcceptMissingTail`] a writer continues when
-/// exactly the newest segment is lost and the surviving log ends where it began.
-fn check_extent(
-    log_dir: &Path,
-    options: &Options,
-    access: Access,
-    recorded: Option<SegmentId>,
-    newest: Option<SegmentId>,
-    next_position: u64,
-) -> Result<()> {
-    let Some(recorded) = recorded else { return Ok(()) };
-    if newest.is_some_and(|newest| newest >= recorded) {
-        return Ok(());
-    }
-    let path = log_dir.join(segment::file_name(recorded));
-    if next_position < recorded.0 {
-        return Err(Error::MissingSegments { path, segment: recorded, next_position, newest });
-    }
-    if access == Access::Write && options.recovery == Recovery::AcceptMissingTail {
-        tracing::error!(segment = %recorded, file = %path.display(),
-            "accepting a missing newest segment: its events are lost; the log continues at position {next_position}");
-        return Ok(());
-    }
-    Err(Error::MissingSegment { path, segment: recorded, next_position, newest })
-}
-
-/// Each stream's positions, from the sealed segments' footers in segment order. At 100,000
-/// streams this is millions of lookups in a map far larger than the caches, so the streams are
-/// split by a hash of their name over one thread per core (fewer for a small log, see
-/// [`INDEX_ENTRIES_PER_THREAD`]), each building its own map.
-fn index_streams(footers: &[(SegmentId, u64, Footer)]) -> Result<StreamIndex> {
-    let entries: usize = footers.iter().map(|(_, _, f)| f.streams().len()).sum();
-    index_streams_on(footers, cores().min(entries.div_ceil(INDEX_ENTRIES_PER_THREAD)))
-}
-
-/// [`index_streams`] on `threads` threads. A stream whose versions do not continue from one
-/// footer to the next is corruption of the later footer; of several, the one a single pass would
-/// meet first is reported.
-fn index_streams_on(footers: &[(SegmentId, u64, Footer)], threads: usize) -> Result<StreamIndex> {
-    use std::hash::BuildHasher;
-    if footers.is_empty() {
-        return Ok(StreamIndex::default());
-    }
-    let workers = threads.max(1);
-    let shard = foldhash::fast::FixedState::default();
-    let built: Vec<std::result::Result<StreamIndex, (usize, String, Error)>> = std::thread::scope(|scope| {
-        let threads: Vec<_> = (0..workers)
-            .map(|worker| {
-                let shard = &shard;
-                scope.spawn(move || {
-                    let mut streams = StreamIndex::default();
-                    for (i, (id, footer_offset, footer)) in footers.iter().enumerate() {
-                        let mine = footer.streams().filter(|s| shard.hash_one(s.name) as usize % workers == worker);
-                        for s in mine {
-                            // One lookup for a known stream; the name is copied only for a new one.
-                            let positions = match streams.get_mut(s.name) {
-                                Some(positions) => positions,
-                                None => streams.entry(s.name.to_string()).or_default(),
-                            };
-                            if positions.len() as u64 != s.first_version {
-                                let detail = format!(
-                                    "stream {} resumes at version {} after version {}",
-                                    s.name,
-                                    s.first_version,
-                                    (positions.len() as u64).cast_signed() - 1
-                                );
-                                let error = Error::Corrupt {
-                                    segment: *id,
-                                    offset: *footer_offset,
-                                    position: None,
-                                    kind: CorruptionKind::Footer(detail),
-                                };
-                                return Err((i, s.name.to_string(), error));
-                            }
-                            positions.extend_from_slice(s.positions);
-                        }
-                    }
-                    Ok(streams)
-                })
-            })
-            .collect();
-        threads.into_iter().map(|t| t.join().expect("indexing footers does not panic")).collect()
-    });
-    let mut maps = Vec::with_capacity(built.len());
-    let mut first_error: Option<(usize, String, Error)> = None;
-    for result in built {
-        match result {
-            Ok(map) => maps.push(map),
-            Err(e) => {
-                if first_error.as_ref().is_none_or(|f| (e.0, &e.1) < (f.0, &f.1)) {
-                    first_error = Some(e);
-                }
-            }
-        }
-    }
-    if let Some((_, _, error)) = first_error {
-        return Err(error);
-    }
-    let mut streams = maps.pop().unwrap_or_default();
-    streams.reserve(maps.iter().map(std::collections::HashMap::len).sum());
-    for map in maps {
-        streams.extend(map);
-    }
-    Ok(streams)
-}
-
-/// Stream entries of sealed footers per thread that indexes them at open: each thread hashes
-/// every entry to find its own, so a small log is indexed on one.
-const INDEX_ENTRIES_PER_THREAD: usize = 10_000;
-
-/// What open learns of one segment file before it checks how the segments join.
-struct Probe {
-    id: SegmentId,
-    path: PathBuf,
-    /// The open file of an unsealed segment, for recovery; a sealed one is closed once mapped, so
-    /// open holds one descriptor per segment only as long as it takes to map it.
-    file: Option<Box<dyn StorageFile>>,
-    len: u64,
-    header: SegmentHeader,
-    /// The segment's footer (without ids) and its mapping if it is sealed; damage found there is
-    /// reported only after the segment's header has been found to join its predecessor.
-    sealed: Result<Option<(Mapping, segment::Sealed)>>,
-}
-
-/// Opens every segment, checks its header and reads its footer if it is sealed, on as many
-/// threads as there are cores: decoding footers is most of the time open spends on a large log.
-/// Results are in `ids` order, so the caller reports the earliest damage first.
-fn probe_segments(log_dir: &Path, fs: &dyn FileSystem, ids: &[SegmentId], access: Access) -> Vec<Result<Probe>> {
-    let workers = cores().min(ids.len()).max(1);
-    let mut results: Vec<(usize, Result<Probe>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|w| {
-                scope.spawn(move || {
-                    (w..ids.len())
-                        .step_by(workers)
-                        .map(|i| (i, probe_segment(log_dir, fs, ids[i], access)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("probing a segment does not panic")).collect()
-    });
-    results.sort_unstable_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, probe)| probe).collect()
-}
-
-fn probe_segment(log_dir: &Path, fs: &dyn FileSystem, id: SegmentId, access: Access) -> Result<Probe> {
-    let path = log_dir.join(segment::file_name(id));
-    let file = match access {
-        Access::Write => fs.open(&path),
-        Access::ReadOnly => fs.open_read_only(&path),
-    };
-    let file = file.map_err(|e| Error::io("open segment", &path, e))?;
-    let len = file.len().map_err(|e| Error::io("stat segment", &path, e))?;
-    let corrupt = |offset, kind| Error::Corrupt { segment: id, offset, position: None, kind };
-    if !(SEGMENT_SIZE_MIN..=SEGMENT_SIZE_MAX).contains(&len) {
-        return Err(corrupt(0, CorruptionKind::SegmentHeader(format!("file is {len} bytes"))));
-    }
-    let header = {
-        let mut b = [0u8; segment::HEADER_USED];
-        file.read_exact_at(&mut b, 0).map_err(|e| Error::io("read segment header", &path, e))?;
-        SegmentHeader::decode(&b).map_err(|k| corrupt(0, k))?
-    };
-    if header.id != id || header.capacity != len {
-        return Err(corrupt(
-            0,
-            CorruptionKind::SegmentHeader(format!(
-                "header says segment {} of {} bytes; the file is {} of {len} bytes",
-                header.id, header.capacity, id
-            )),
-        ));
-    }
-    // A sealed segment keeps this mapping; an unsealed one is dropped again before recovery
-    // (which may repair the file) maps it afresh.
-    let sealed = Mapping::new(file.as_file(), len).map_err(|e| Error::io("map segment", &path, e)).and_then(|map| {
-        // With a cold page cache, faulting a footer in a page at a time is most of open's time.
-        let trailer_at = (len - segment::TRAILER_LEN) as usize;
-        if let Some(trailer) = segment::Trailer::decode(&map.bytes()[trailer_at..]) {
-            map.will_need(trailer.footer_offset, trailer.footer_len);
-        }
-        match segment::read_sealed(map.bytes(), false) {
-            Ok(Some(sealed)) => Ok(Some((map, sealed))),
-            Ok(None) => Ok(None),
-            Err((offset, kind)) => Err(corrupt(offset, kind)),
-        }
-    });
-    let file = match sealed {
-        Ok(Some(_)) => None,
-        _ => Some(file),
-    };
-    Ok(Probe { id, path, file, len, header, sealed })
-}
-
-/// Starts a new active segment after the newest sealed one (or the first of an empty log).
-fn create_first_active(dir: &Path, options: &Options, index: &mut Index) -> Result<Active> {
-    let fs = &options.fs;
-    let log_dir = dir::log_dir(dir);
-    let id = SegmentId(index.next_position);
-    let tmp = log_dir.join(SPARE_FILE);
-    let path = log_dir.join(segment::file_name(id));
-    // Sized like the one after the newest sealed segment (a new log starts small).
-    let capacity = segment::next_capacity(index.segments.last().map(|s| s.map.mapped_len()), options.segment_size);
-    let header = SegmentHeader { id, capacity, prev_hash: index.head_hash, created_ms: writer::now_ms() };
-    let prepared = (|| {
-        let file: Box<dyn StorageFile> = fs.create(&tmp).map_err(|e| Error::io("create segment", &tmp, e))?;
-        file.preallocate(capacity).map_err(|e| Error::io("preallocate segment", &tmp, e))?;
-        file.write_all_at(&header.encode(), 0).map_err(|e| Error::io("write segment header", &tmp, e))?;
-        file.sync_data().map_err(|e| Error::io("fdatasync", &tmp, e))?;
-        Ok(file)
-    })();
-    let file = match prepared {
-        Ok(file) => file,
-        Err(e) => {
-            // A partial file would hold the space it got while the disk is full.
-            let _ = fs.remove(&tmp);
-            return Err(e);
-        }
-    };
-    fs.rename(&tmp, &path).map_err(|e| Error::io("rename segment", &path, e))?;
-    fs.sync_dir(&log_dir).map_err(|e| Error::io("fsync directory", &log_dir, e))?;
-    // Before any record goes into the new segment, the log must know it exists (extent.rs).
-    extent::write_extent(fs.as_ref(), &log_dir, id, &|| fs.sync_dir(&log_dir))?;
-    let map = Arc::new(Mapping::new(file.as_file(), HEADER_LEN).map_err(|e| Error::io("map segment", &path, e))?);
-    index.segments.push(SegmentState {
-        id,
-        path,
-        map: map.clone(),
-        offsets: Vec::new(),
-        data_end: HEADER_LEN,
-        sealed: false,
-    });
-    Ok(Active {
-        id,
-        file: Arc::from(file),
-        map,
-        capacity,
-        write_offset: HEADER_LEN,
-        durable: Arc::new(std::sync::atomic::AtomicU64::new(HEADER_LEN)),
-        footer: FooterBuilder::default(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Footers of `streams` streams over `segments` segments, each stream with two events per
-    /// segment; `broken` lists (footer, stream) entries whose first version is off by one.
-    fn footers(segments: u64, streams: u64, broken: &[(u64, u64)]) -> Vec<(SegmentId, u64, Footer)> {
-        (0..segments)
-            .map(|seg| {
-                let first = seg * streams * 2;
-                let mut footer = Footer::new(first, (0..streams as u32 * 2).map(|i| 4096 + 128 * i).collect());
-                for s in 0..streams {
-                    let off = u64::from(broken.contains(&(seg, s)));
-                    let positions = [first + 2 * s, first + 2 * s + 1];
-                    footer.push_stream(&format!("s{s:04}"), seg * 2 + off, &positions, &[[0; 16]; 2]);
-                }
-                (SegmentId(first), 1_000_000 + seg, footer)
-            })
-            .collect()
-    }
-
-    /// However many threads index the footers, the index is the same, and of several broken
-    /// entries the earliest footer's first stream in name order is reported.
-    #[test]
-    fn index_streams_is_the_same_on_any_number_of_threads() {
-        let expected = index_streams_on(&footers(3, 500, &[]), 1).unwrap();
-        assert_eq!(expected.len(), 500);
-        assert_eq!(expected["s0007"], vec![14, 15, 1014, 1015, 2014, 2015]);
-        for threads in [1, 2, 8] {
-            assert_eq!(index_streams_on(&footers(3, 500, &[]), threads).unwrap(), expected);
-            // Broken: streams 420 and 400 in footer 1, then streams 3 and 250 in footer 2.
-            let broken = footers(3, 500, &[(2, 3), (1, 420), (1, 400), (2, 250)]);
-            match index_streams_on(&broken, threads).unwrap_err() {
-                Error::Corrupt { segment, offset, kind: CorruptionKind::Footer(detail), .. } => {
-                    assert_eq!((segment, offset), (SegmentId(1000), 1_000_001), "{threads} threads");
-                    assert_eq!(detail, "stream s0400 resumes at version 3 after version 1");
-                }
-                other => panic!("expected a corrupt footer, got {other}"),
-            }
-        }
-        assert!(index_streams_on(&[], 2).unwrap().is_empty());
-    }
 
     /// Issue 14 item 11: the appender→writer queue was unbounded, so a writer that could not
     /// keep up let queued appends (and their memory) grow without limit. With the writer

@@ -129,6 +129,15 @@ pub(crate) fn encode_frame(buf: &mut Vec<u8>, header: &FrameHeader, body: &[u8])
     buf[start..start + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// CRC-32 of `salt` followed by `bytes`: every on-disk structure's checksum, each with its own
+/// salt so that zero-filled space, or one structure's bytes read as another's, never validates.
+pub(crate) fn salted_crc(salt: &[u8], bytes: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(salt);
+    h.update(bytes);
+    h.finalize()
+}
+
 fn frame_crc(bytes_after_crc: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&CRC_SALT);

@@ -100,7 +100,7 @@ impl Log {
                 done.push((i, outcome));
             }
         };
-        let threads = crate::log::cores().min(jobs.len()).max(1);
+        let threads = crate::shared::cores().min(jobs.len()).max(1);
         let mut outcomes: Vec<Option<Outcome>> = (0..jobs.len()).map(|_| None).collect();
         let mut drawn = 0u64;
         std::thread::scope(|scope| {

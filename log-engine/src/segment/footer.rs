@@ -1,188 +1,15 @@
-//! Segment files: layout constants, the header, the seal footer and trailer, and the recovery
-//! scan of the newest segment.
-//!
-//! Lifecycle: *prepared* (a zero-filled `.tmp` file) → *active* (header written, renamed to
-//! `<first position>.seg`, records appended by the writer) → *sealed* (footer and trailer written
-//! after the last record; never written again). Only the newest segment may be active.
-//!
-//! Segment file layout (little-endian; see docs/format.md):
-//!
-//! | offset | size | field |
-//! |-------:|-----:|-------|
-//! | 0 | 4096 | header (128 bytes used, rest zero) |
-//! | 4096 | … | records (record.rs), each 8-byte aligned |
-//! | after the last record | … | seal footer: a record of kind 2 (sealed segments only) |
-//! | after the seal record | … | event ids: a record of kind 3 (sealed segments only) |
-//! | capacity − 64 | 64 | trailer: locates the footer (sealed segments only) |
+//! A sealed segment's footer (the seal record's body: every record's offset and, per stream, its
+//! positions), its id record, and how they are found through the trailer; and the builder the
+//! writer and open keep for the active segment's footer.
+
+use super::header::Trailer;
+use super::layout::{FOOTER_FIXED, FOOTER_PER_RECORD, FOOTER_PER_STREAM, HEADER_LEN, IDS_PER_RECORD, TRAILER_LEN};
+use std::collections::HashMap;
+
+use uuid::Uuid;
 
 use crate::error::CorruptionKind;
-use crate::record::{self, Frame, FrameError, FrameHeader, FRAME_HEADER_LEN, KIND_IDS, KIND_SEAL, RECORD_ALIGN};
-use crate::types::{ChainHash, SegmentId};
-
-pub(crate) const HEADER_LEN: u64 = 4096;
-pub(crate) const HEADER_USED: usize = 128;
-pub(crate) const TRAILER_LEN: u64 = 64;
-pub(crate) const MAGIC: [u8; 8] = *b"CAIRNSEG";
-pub(crate) const TRAILER_MAGIC: [u8; 8] = *b"CAIRNEND";
-/// 2: a sealed segment's event ids moved out of the footer into their own record.
-pub(crate) const FORMAT_VERSION: u32 = 2;
-pub(crate) const HEADER_SALT: [u8; 8] = *b"cairnHDR";
-pub(crate) const TRAILER_SALT: [u8; 8] = *b"cairnTRL";
-
-/// Smallest segment capacity accepted by [`crate::Options`].
-pub const SEGMENT_SIZE_MIN: u64 = 64 * 1024;
-/// Default segment capacity.
-pub const SEGMENT_SIZE_DEFAULT: u64 = 128 * 1024 * 1024;
-/// Largest segment capacity (offsets are stored as u32 in the footer).
-pub const SEGMENT_SIZE_MAX: u64 = 1 << 32;
-/// Capacity of a new log's first segment (or the configured segment size, if smaller). Each
-/// next segment doubles its predecessor's capacity up to the configured size, so that a store
-/// holding a few events costs about this much disk, and its first open zero-fills this much,
-/// while a busy log reaches full-size segments after a few rolls.
-pub const SEGMENT_SIZE_START: u64 = 1024 * 1024;
-
-/// Capacity of the segment after one of `prev` bytes (`None`: the first), with segments of at
-/// most `max` bytes: double, from [`SEGMENT_SIZE_START`], up to `max`.
-pub(crate) fn next_capacity(prev: Option<u64>, max: u64) -> u64 {
-    let start = SEGMENT_SIZE_START.min(max);
-    prev.map_or(start, |p| p.saturating_mul(2).clamp(start, max))
-}
-
-/// Smallest capacity (a multiple of 4096) whose usable space holds `bytes` after the header.
-pub(crate) fn capacity_for(bytes: u64) -> u64 {
-    (HEADER_LEN + bytes + TRAILER_LEN).next_multiple_of(4096)
-}
-
-/// Fixed part of the footer body: first position, count, stream count, reserved.
-pub(crate) const FOOTER_FIXED: usize = 24;
-/// Footer bytes per record: offset (4), position in its stream table (8).
-pub(crate) const FOOTER_PER_RECORD: usize = 4 + 8;
-/// Id-record bytes per record: the event id.
-pub(crate) const IDS_PER_RECORD: usize = 16;
-/// Footer bytes per distinct stream, beyond its name: name length (2), first version (8), count (4).
-pub(crate) const FOOTER_PER_STREAM: usize = 2 + 8 + 4;
-
-const _: () = assert!(HEADER_LEN.is_multiple_of(RECORD_ALIGN as u64));
-const _: () = assert!(HEADER_USED as u64 <= HEADER_LEN);
-const _: () = assert!(TRAILER_LEN.is_multiple_of(RECORD_ALIGN as u64));
-const _: () = assert!(SEGMENT_SIZE_MIN > HEADER_LEN + TRAILER_LEN + FRAME_HEADER_LEN as u64 * 16);
-const _: () = assert!(SEGMENT_SIZE_START >= SEGMENT_SIZE_MIN && SEGMENT_SIZE_START.is_multiple_of(4096));
-
-/// The file name of a segment: its first position, zero-padded so that name order is log order.
-pub(crate) fn file_name(id: SegmentId) -> String {
-    format!("{:020}.seg", id.0)
-}
-
-/// Parses a segment file name back to its id.
-pub(crate) fn parse_file_name(name: &str) -> Option<SegmentId> {
-    let digits = name.strip_suffix(".seg")?;
-    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok().map(SegmentId)
-}
-
-/// The segment header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct SegmentHeader {
-    pub id: SegmentId,
-    pub capacity: u64,
-    /// Chain hash at `id - 1` (the genesis hash for the first segment).
-    pub prev_hash: ChainHash,
-    pub created_ms: u64,
-}
-
-impl SegmentHeader {
-    pub(crate) fn encode(&self) -> [u8; HEADER_USED] {
-        let mut b = [0u8; HEADER_USED];
-        b[0..8].copy_from_slice(&MAGIC);
-        b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        b[16..24].copy_from_slice(&self.id.0.to_le_bytes());
-        b[24..32].copy_from_slice(&self.capacity.to_le_bytes());
-        b[32..64].copy_from_slice(&self.prev_hash.0);
-        b[64..72].copy_from_slice(&self.created_ms.to_le_bytes());
-        let crc = salted_crc(&HEADER_SALT, &b[..HEADER_USED - 4]);
-        b[HEADER_USED - 4..].copy_from_slice(&crc.to_le_bytes());
-        b
-    }
-
-    pub(crate) fn decode(b: &[u8]) -> Result<SegmentHeader, CorruptionKind> {
-        let bad = |d: &str| CorruptionKind::SegmentHeader(d.to_string());
-        if b.len() < HEADER_USED {
-            return Err(bad("file shorter than a header"));
-        }
-        if b[0..8] != MAGIC {
-            return Err(bad("bad magic (not a cairn segment)"));
-        }
-        let crc = u32::from_le_bytes(b[HEADER_USED - 4..HEADER_USED].try_into().expect("4 bytes"));
-        if crc != salted_crc(&HEADER_SALT, &b[..HEADER_USED - 4]) {
-            return Err(bad("header CRC mismatch"));
-        }
-        let version = u32::from_le_bytes(b[8..12].try_into().expect("4 bytes"));
-        if version != FORMAT_VERSION {
-            return Err(CorruptionKind::SegmentHeader(format!(
-                "format version {version}; this build reads version {FORMAT_VERSION}"
-            )));
-        }
-        let mut prev = [0u8; 32];
-        prev.copy_from_slice(&b[32..64]);
-        Ok(SegmentHeader {
-            id: SegmentId(u64_at(b, 16)),
-            capacity: u64_at(b, 24),
-            prev_hash: ChainHash(prev),
-            created_ms: u64_at(b, 64),
-        })
-    }
-}
-
-pub(crate) fn salted_crc(salt: &[u8], bytes: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    h.update(salt);
-    h.update(bytes);
-    h.finalize()
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
-}
-
-/// The trailer: the last 64 bytes of a sealed segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Trailer {
-    pub footer_offset: u64,
-    pub footer_len: u64,
-    /// Length of the id record, which starts at `footer_offset + footer_len`.
-    pub ids_len: u64,
-}
-
-impl Trailer {
-    pub(crate) fn encode(&self) -> [u8; TRAILER_LEN as usize] {
-        let mut b = [0u8; TRAILER_LEN as usize];
-        b[0..8].copy_from_slice(&TRAILER_MAGIC);
-        b[8..16].copy_from_slice(&self.footer_offset.to_le_bytes());
-        b[16..24].copy_from_slice(&self.footer_len.to_le_bytes());
-        b[24..32].copy_from_slice(&self.ids_len.to_le_bytes());
-        let crc = salted_crc(&TRAILER_SALT, &b[..TRAILER_LEN as usize - 4]);
-        b[TRAILER_LEN as usize - 4..].copy_from_slice(&crc.to_le_bytes());
-        b
-    }
-
-    /// `None` when the trailer area is not a valid trailer (the segment is not sealed).
-    pub(crate) fn decode(b: &[u8]) -> Option<Trailer> {
-        if b.len() != TRAILER_LEN as usize || b[0..8] != TRAILER_MAGIC {
-            return None;
-        }
-        let crc = u32_at(b, TRAILER_LEN as usize - 4);
-        if crc != salted_crc(&TRAILER_SALT, &b[..TRAILER_LEN as usize - 4]) {
-            return None;
-        }
-        Some(Trailer { footer_offset: u64_at(b, 8), footer_len: u64_at(b, 16), ids_len: u64_at(b, 24) })
-    }
-}
+use crate::record::{self, FrameHeader, KIND_IDS, KIND_SEAL, RECORD_ALIGN};
 
 /// One stream's events within a segment, as the footer records them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -492,40 +319,63 @@ pub(crate) fn read_sealed(bytes: &[u8], with_ids: bool) -> Result<Option<Sealed>
     Ok(Some(sealed))
 }
 
-/// Decodes the frame at `offset` of a segment whose usable record area ends at `end`.
-pub(crate) fn frame_at(bytes: &[u8], offset: u64, end: u64) -> Result<Frame<'_>, FrameError> {
-    let region = &bytes[offset as usize..end as usize];
-    record::decode_frame(region, record::EVENT_BODY_MAX.max(region.len().min(u32::MAX as usize)))
+/// What the writer tracks of the active segment for its footer.
+#[derive(Debug, Default)]
+pub(crate) struct FooterBuilder {
+    pub offsets: Vec<u32>,
+    /// Hashed, not ordered: a segment may hold 100,000 streams, and every run staged (or found by
+    /// open in the active segment) looks its stream up. Sorted once, at seal.
+    pub streams: HashMap<String, SegmentStream, foldhash::fast::RandomState>,
+    pub name_bytes: usize,
 }
 
-/// End of the record area: where the trailer begins.
-pub(crate) fn usable_end(capacity: u64) -> u64 {
-    capacity - TRAILER_LEN
+/// One stream's events in the active segment so far.
+#[derive(Debug, Default)]
+pub(crate) struct SegmentStream {
+    first_version: u64,
+    positions: Vec<u64>,
+    ids: Vec<[u8; 16]>,
+}
+
+impl FooterBuilder {
+    /// Bytes the seal (footer and id records) will take with this many more records and streams.
+    pub(crate) fn seal_len_with(&self, records: usize, new_streams: usize, new_name_bytes: usize) -> u64 {
+        Footer::seal_len(
+            self.offsets.len() + records,
+            self.name_bytes + new_name_bytes,
+            self.streams.len() + new_streams,
+        ) as u64
+    }
+
+    /// Records consecutive events of one stream: (offset, position, id) from `first_version` on.
+    pub(crate) fn push_run(&mut self, stream: &str, first_version: u64, run: &[(u64, u64, Uuid)]) {
+        self.offsets.extend(run.iter().map(|r| u32::try_from(r.0).expect("segment offsets fit in u32")));
+        let s = match self.streams.get_mut(stream) {
+            Some(s) => s,
+            None => {
+                self.name_bytes += stream.len();
+                self.streams.entry(stream.to_string()).or_insert(SegmentStream { first_version, ..Default::default() })
+            }
+        };
+        assert_eq!(s.first_version + s.positions.len() as u64, first_version, "stream {stream} version gap in segment");
+        s.positions.extend(run.iter().map(|r| r.1));
+        s.ids.extend(run.iter().map(|r| *r.2.as_bytes()));
+    }
+
+    pub(crate) fn footer(&self, first_position: u64) -> Footer {
+        let mut footer = Footer::new(first_position, self.offsets.clone());
+        let mut streams: Vec<_> = self.streams.iter().collect();
+        streams.sort_unstable_by_key(|(name, _)| *name);
+        for (name, s) in streams {
+            footer.push_stream(name, s.first_version, &s.positions, &s.ids);
+        }
+        footer
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn header_round_trip_and_every_bit_flip() {
-        let h = SegmentHeader { id: SegmentId(42), capacity: 1 << 20, prev_hash: ChainHash::genesis(), created_ms: 7 };
-        let b = h.encode();
-        assert_eq!(SegmentHeader::decode(&b).unwrap(), h);
-        for bit in 0..HEADER_USED * 8 {
-            let mut d = b;
-            d[bit / 8] ^= 1 << (bit % 8);
-            assert!(SegmentHeader::decode(&d).is_err(), "bit {bit}");
-        }
-    }
-
-    #[test]
-    fn names_sort_as_positions() {
-        assert_eq!(file_name(SegmentId(42)), "00000000000000000042.seg");
-        assert_eq!(parse_file_name("00000000000000000042.seg"), Some(SegmentId(42)));
-        assert_eq!(parse_file_name("42.seg"), None);
-        assert_eq!(parse_file_name("0000000000000000004x.seg"), None);
-    }
 
     fn footer() -> Footer {
         let mut f = Footer::new(10, vec![4096, 4200, 4400]);
@@ -561,18 +411,6 @@ mod tests {
         assert!(Footer::decode_body(&unsorted, 5000).unwrap_err().contains("out of order"));
         for cut in 0..b.len() {
             assert!(Footer::decode_body(&b[..cut], 5000).is_err(), "cut at {cut}");
-        }
-    }
-
-    #[test]
-    fn trailer_round_trip_and_every_bit_flip() {
-        let t = Trailer { footer_offset: 8192, footer_len: 400, ids_len: 128 };
-        let b = t.encode();
-        assert_eq!(Trailer::decode(&b), Some(t));
-        for bit in 0..b.len() * 8 {
-            let mut d = b;
-            d[bit / 8] ^= 1 << (bit % 8);
-            assert_eq!(Trailer::decode(&d), None, "bit {bit}");
         }
     }
 }

@@ -25,11 +25,26 @@ use uuid::Uuid;
 use crate::dir;
 use crate::error::{CorruptionKind, Error, Result};
 use crate::fs::{FileSystem, StorageFile};
-use crate::log::ReadStop;
 use crate::mmap::Mapping;
 use crate::record::{self, FrameError, EVENT_BODY_MAX, FLAG_BATCH_END, KIND_EVENT, RECORD_ALIGN};
 use crate::segment::{self, SegmentHeader, HEADER_LEN};
-use crate::types::{Position, Recovery};
+use crate::types::{Position, Recovery, SegmentId};
+
+/// Where a reader stopped short of the newest segment's end: damage, or a torn or unfinished
+/// batch. A writer's open would cut a torn tail there (or, for `corrupt`, refuse to open).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadStop {
+    pub segment: SegmentId,
+    /// Byte offset of the first byte not shown.
+    pub offset: u64,
+    /// The position the first record not shown would have had.
+    pub position: Option<Position>,
+    /// True when later records prove the damaged bytes had been acknowledged (corruption);
+    /// false for a torn tail, which a writer's open cuts.
+    pub corrupt: bool,
+    /// What was found there, as a sentence fragment.
+    pub detail: String,
+}
 
 /// One intact record found by the scan.
 #[derive(Debug)]

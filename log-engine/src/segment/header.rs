@@ -1,0 +1,131 @@
+//! The segment header (first 128 bytes of the file) and the trailer (last 64 bytes of a sealed
+//! segment): pure encode and decode.
+
+use super::layout::{FORMAT_VERSION, HEADER_SALT, HEADER_USED, MAGIC, TRAILER_LEN, TRAILER_MAGIC, TRAILER_SALT};
+use crate::error::CorruptionKind;
+use crate::record::salted_crc;
+use crate::types::{ChainHash, SegmentId};
+
+/// The segment header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SegmentHeader {
+    pub id: SegmentId,
+    pub capacity: u64,
+    /// Chain hash at `id - 1` (the genesis hash for the first segment).
+    pub prev_hash: ChainHash,
+    pub created_ms: u64,
+}
+
+impl SegmentHeader {
+    pub(crate) fn encode(&self) -> [u8; HEADER_USED] {
+        let mut b = [0u8; HEADER_USED];
+        b[0..8].copy_from_slice(&MAGIC);
+        b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[16..24].copy_from_slice(&self.id.0.to_le_bytes());
+        b[24..32].copy_from_slice(&self.capacity.to_le_bytes());
+        b[32..64].copy_from_slice(&self.prev_hash.0);
+        b[64..72].copy_from_slice(&self.created_ms.to_le_bytes());
+        let crc = salted_crc(&HEADER_SALT, &b[..HEADER_USED - 4]);
+        b[HEADER_USED - 4..].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    pub(crate) fn decode(b: &[u8]) -> Result<SegmentHeader, CorruptionKind> {
+        let bad = |d: &str| CorruptionKind::SegmentHeader(d.to_string());
+        if b.len() < HEADER_USED {
+            return Err(bad("file shorter than a header"));
+        }
+        if b[0..8] != MAGIC {
+            return Err(bad("bad magic (not a cairn segment)"));
+        }
+        let crc = u32::from_le_bytes(b[HEADER_USED - 4..HEADER_USED].try_into().expect("4 bytes"));
+        if crc != salted_crc(&HEADER_SALT, &b[..HEADER_USED - 4]) {
+            return Err(bad("header CRC mismatch"));
+        }
+        let version = u32::from_le_bytes(b[8..12].try_into().expect("4 bytes"));
+        if version != FORMAT_VERSION {
+            return Err(CorruptionKind::SegmentHeader(format!(
+                "format version {version}; this build reads version {FORMAT_VERSION}"
+            )));
+        }
+        let mut prev = [0u8; 32];
+        prev.copy_from_slice(&b[32..64]);
+        Ok(SegmentHeader {
+            id: SegmentId(u64_at(b, 16)),
+            capacity: u64_at(b, 24),
+            prev_hash: ChainHash(prev),
+            created_ms: u64_at(b, 64),
+        })
+    }
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+/// The trailer: the last 64 bytes of a sealed segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Trailer {
+    pub footer_offset: u64,
+    pub footer_len: u64,
+    /// Length of the id record, which starts at `footer_offset + footer_len`.
+    pub ids_len: u64,
+}
+
+impl Trailer {
+    pub(crate) fn encode(&self) -> [u8; TRAILER_LEN as usize] {
+        let mut b = [0u8; TRAILER_LEN as usize];
+        b[0..8].copy_from_slice(&TRAILER_MAGIC);
+        b[8..16].copy_from_slice(&self.footer_offset.to_le_bytes());
+        b[16..24].copy_from_slice(&self.footer_len.to_le_bytes());
+        b[24..32].copy_from_slice(&self.ids_len.to_le_bytes());
+        let crc = salted_crc(&TRAILER_SALT, &b[..TRAILER_LEN as usize - 4]);
+        b[TRAILER_LEN as usize - 4..].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// `None` when the trailer area is not a valid trailer (the segment is not sealed).
+    pub(crate) fn decode(b: &[u8]) -> Option<Trailer> {
+        if b.len() != TRAILER_LEN as usize || b[0..8] != TRAILER_MAGIC {
+            return None;
+        }
+        let crc = u32_at(b, TRAILER_LEN as usize - 4);
+        if crc != salted_crc(&TRAILER_SALT, &b[..TRAILER_LEN as usize - 4]) {
+            return None;
+        }
+        Some(Trailer { footer_offset: u64_at(b, 8), footer_len: u64_at(b, 16), ids_len: u64_at(b, 24) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trip_and_every_bit_flip() {
+        let h = SegmentHeader { id: SegmentId(42), capacity: 1 << 20, prev_hash: ChainHash::genesis(), created_ms: 7 };
+        let b = h.encode();
+        assert_eq!(SegmentHeader::decode(&b).unwrap(), h);
+        for bit in 0..HEADER_USED * 8 {
+            let mut d = b;
+            d[bit / 8] ^= 1 << (bit % 8);
+            assert!(SegmentHeader::decode(&d).is_err(), "bit {bit}");
+        }
+    }
+
+    #[test]
+    fn trailer_round_trip_and_every_bit_flip() {
+        let t = Trailer { footer_offset: 8192, footer_len: 400, ids_len: 128 };
+        let b = t.encode();
+        assert_eq!(Trailer::decode(&b), Some(t));
+        for bit in 0..b.len() * 8 {
+            let mut d = b;
+            d[bit / 8] ^= 1 << (bit % 8);
+            assert_eq!(Trailer::decode(&d), None, "bit {bit}");
+        }
+    }
+}
