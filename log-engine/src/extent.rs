@@ -28,6 +28,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::field::{contiguous, u32_in, u64_in, Field};
 use crate::fs::FileSystem;
 use crate::record::salted_crc;
 use crate::types::SegmentId;
@@ -37,7 +38,20 @@ pub(crate) const EXTENT_FILE: &str = "extent";
 /// The writer's published offset, for readers in other processes, in `DIR/log/`.
 pub(crate) const LIVE_FILE: &str = "live";
 
-const LEN: usize = 32;
+// Both side files are a magic, two 8-byte words, a CRC of what precedes it and 4 zero bytes.
+const MAGIC_FIELD: Field = Field::first(8);
+const SECOND: Field = MAGIC_FIELD.then(8);
+const THIRD: Field = SECOND.then(8);
+const CRC: Field = THIRD.then(4);
+const RESERVED: Field = CRC.then(4);
+const LEN: usize = RESERVED.end();
+/// The live file's fields, in docs/format.md's order ("## Live file").
+const LIVE_FIELDS: [Field; 5] = [MAGIC_FIELD, SECOND, THIRD, CRC, RESERVED];
+/// The extent record's fields, in docs/format.md's order ("## Extent record"): its second word is
+/// the version (a u32) followed by 4 reserved zero bytes, which is the version as a u64.
+const EXTENT_FIELDS: [Field; 6] =
+    [MAGIC_FIELD, Field { at: SECOND.at, len: 4 }, Field { at: SECOND.at + 4, len: 4 }, THIRD, CRC, RESERVED];
+const _: () = assert!(contiguous(&LIVE_FIELDS, LEN) && contiguous(&EXTENT_FIELDS, LEN) && LEN == 32);
 const EXTENT_MAGIC: [u8; 8] = *b"CAIRNEXT";
 const EXTENT_SALT: [u8; 8] = *b"cairnEXT";
 const EXTENT_VERSION: u32 = 1;
@@ -46,24 +60,22 @@ const LIVE_SALT: [u8; 8] = *b"cairnLIV";
 
 fn encode(magic: [u8; 8], salt: [u8; 8], second: u64, third: u64) -> [u8; LEN] {
     let mut b = [0u8; LEN];
-    b[0..8].copy_from_slice(&magic);
-    b[8..16].copy_from_slice(&second.to_le_bytes());
-    b[16..24].copy_from_slice(&third.to_le_bytes());
-    let crc = salted_crc(&salt, &b[..24]);
-    b[24..28].copy_from_slice(&crc.to_le_bytes());
+    b[MAGIC_FIELD.range()].copy_from_slice(&magic);
+    b[SECOND.range()].copy_from_slice(&second.to_le_bytes());
+    b[THIRD.range()].copy_from_slice(&third.to_le_bytes());
+    let crc = salted_crc(&salt, &b[..CRC.at]);
+    b[CRC.range()].copy_from_slice(&crc.to_le_bytes());
     b
 }
 
 fn decode(b: &[u8], magic: [u8; 8], salt: [u8; 8]) -> Option<(u64, u64)> {
-    if b.len() != LEN || b[0..8] != magic || b[28..32] != [0; 4] {
+    if b.len() != LEN || b[MAGIC_FIELD.range()] != magic || b[RESERVED.range()] != [0; RESERVED.len] {
         return None;
     }
-    let crc = u32::from_le_bytes(b[24..28].try_into().expect("4 bytes"));
-    if crc != salted_crc(&salt, &b[..24]) {
+    if u32_in(b, CRC) != salted_crc(&salt, &b[..CRC.at]) {
         return None;
     }
-    let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
-    Some((word(8), word(16)))
+    Some((u64_in(b, SECOND), u64_in(b, THIRD)))
 }
 
 /// The newest segment the log has created, or `None` for a directory without the file.
@@ -147,6 +159,13 @@ pub(crate) fn read_live(log_dir: &Path) -> Option<(SegmentId, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The side files' tables of docs/format.md are the constants' (a format change updates both).
+    #[test]
+    fn side_file_layout_matches_docs_format_md() {
+        crate::field::doc::assert_fields("## Extent record", &EXTENT_FIELDS);
+        crate::field::doc::assert_fields("## Live file", &LIVE_FIELDS);
+    }
     use crate::fs::OsFs;
 
     #[test]

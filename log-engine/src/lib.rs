@@ -35,6 +35,7 @@
 mod dir;
 mod error;
 mod extent;
+mod field;
 pub mod fs;
 mod ids;
 mod idwindow;

@@ -21,9 +21,34 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::field::{contiguous, u32_in, u64_in, Field};
 use crate::types::{ChainHash, Event, NewEvent, Payload, Position, StreamName, StreamVersion, EVENT_SIZE_MAX};
 
-pub(crate) const FRAME_HEADER_LEN: usize = 80;
+// The frame header's fields, in docs/format.md's order ("### Record frame").
+const FRAME_CRC: Field = Field::first(4);
+const FRAME_BODY_LEN: Field = FRAME_CRC.then(4);
+const FRAME_KIND: Field = FRAME_BODY_LEN.then(1);
+const FRAME_FLAGS: Field = FRAME_KIND.then(1);
+const FRAME_RESERVED: Field = FRAME_FLAGS.then(6);
+const FRAME_POSITION: Field = FRAME_RESERVED.then(8);
+const FRAME_VERSION: Field = FRAME_POSITION.then(8);
+const FRAME_TIMESTAMP: Field = FRAME_VERSION.then(8);
+const FRAME_WATERMARK: Field = FRAME_TIMESTAMP.then(8);
+const FRAME_HASH: Field = FRAME_WATERMARK.then(32);
+const FRAME_FIELDS: [Field; 10] = [
+    FRAME_CRC,
+    FRAME_BODY_LEN,
+    FRAME_KIND,
+    FRAME_FLAGS,
+    FRAME_RESERVED,
+    FRAME_POSITION,
+    FRAME_VERSION,
+    FRAME_TIMESTAMP,
+    FRAME_WATERMARK,
+    FRAME_HASH,
+];
+/// The frame header; the body follows it.
+pub(crate) const FRAME_HEADER_LEN: usize = FRAME_HASH.end();
 pub(crate) const RECORD_ALIGN: usize = 8;
 /// Mixed into every record CRC so that a zero-filled region never validates.
 pub(crate) const CRC_SALT: [u8; 8] = *b"cairnREC";
@@ -43,6 +68,7 @@ pub(crate) const COMPRESS_THRESHOLD: usize = 4 * 1024;
 /// Largest event body on disk: the event limit plus msgpack framing.
 pub(crate) const EVENT_BODY_MAX: usize = EVENT_SIZE_MAX + 1024;
 
+const _: () = assert!(contiguous(&FRAME_FIELDS, FRAME_HEADER_LEN) && FRAME_HEADER_LEN == 80);
 const _: () = assert!(FRAME_HEADER_LEN.is_multiple_of(RECORD_ALIGN));
 const _: () = assert!(EVENT_BODY_MAX < u32::MAX as usize);
 // Seal and id records are never events, and BATCH_END is a real bit.
@@ -98,7 +124,8 @@ impl std::fmt::Display for FrameError {
 
 /// Body length of an already-validated frame at `offset`.
 pub(crate) fn body_len_at(bytes: &[u8], offset: u64) -> usize {
-    u32_at(bytes, offset as usize + 4) as usize
+    let at = offset as usize;
+    u32_in(&bytes[at..at + FRAME_HEADER_LEN], FRAME_BODY_LEN) as usize
 }
 
 pub(crate) fn frame_len(body_len: usize) -> usize {
@@ -112,11 +139,11 @@ pub(crate) fn encode_frame(buf: &mut Vec<u8>, header: &FrameHeader, body: &[u8])
     assert!(matches!(header.kind, KIND_EVENT | KIND_SEAL | KIND_IDS), "kind {}", header.kind);
     let len = frame_len(body.len());
     buf.reserve(len);
-    buf.extend_from_slice(&[0; 4]);
+    buf.extend_from_slice(&[0; FRAME_CRC.len]);
     buf.extend_from_slice(&u32::try_from(body.len()).expect("body length bounded").to_le_bytes());
     buf.push(header.kind);
     buf.push(header.flags);
-    buf.extend_from_slice(&[0; 6]);
+    buf.extend_from_slice(&[0; FRAME_RESERVED.len]);
     buf.extend_from_slice(&header.position.to_le_bytes());
     buf.extend_from_slice(&header.version.to_le_bytes());
     buf.extend_from_slice(&header.timestamp_ms.to_le_bytes());
@@ -125,8 +152,8 @@ pub(crate) fn encode_frame(buf: &mut Vec<u8>, header: &FrameHeader, body: &[u8])
     debug_assert_eq!(buf.len() - start, FRAME_HEADER_LEN);
     buf.extend_from_slice(body);
     buf.resize(start + len, 0);
-    let crc = frame_crc(&buf[start + 4..start + len]);
-    buf[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+    let crc = frame_crc(&buf[start + FRAME_CRC.end()..start + len]);
+    buf[start + FRAME_CRC.at..start + FRAME_CRC.end()].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// CRC-32 of `salt` followed by `bytes`: every on-disk structure's checksum, each with its own
@@ -145,14 +172,6 @@ fn frame_crc(bytes_after_crc: &[u8]) -> u32 {
     hasher.finalize()
 }
 
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
-}
-
 /// Decodes the frame at the start of `bytes` (which runs to the end of the usable region).
 /// `body_max` bounds the body length before anything is sized by it.
 pub(crate) fn decode_frame(bytes: &[u8], body_max: usize) -> Result<Frame<'_>, FrameError> {
@@ -163,7 +182,7 @@ pub(crate) fn decode_frame(bytes: &[u8], body_max: usize) -> Result<Frame<'_>, F
         return Err(FrameError::Truncated);
     }
     let head = &bytes[..FRAME_HEADER_LEN];
-    let kind = head[8];
+    let kind = head[FRAME_KIND.at];
     if kind == 0 {
         if head.iter().all(|&b| b == 0) {
             return Err(FrameError::Zero);
@@ -173,11 +192,11 @@ pub(crate) fn decode_frame(bytes: &[u8], body_max: usize) -> Result<Frame<'_>, F
     if !matches!(kind, KIND_EVENT | KIND_SEAL | KIND_IDS) {
         return Err(FrameError::Kind(kind));
     }
-    let flags = head[9];
-    if flags & !FLAGS_KNOWN != 0 || head[10..16] != [0; 6] {
+    let flags = head[FRAME_FLAGS.at];
+    if flags & !FLAGS_KNOWN != 0 || head[FRAME_RESERVED.range()].iter().any(|&b| b != 0) {
         return Err(FrameError::Flags(flags));
     }
-    let body_len = u32_at(head, 4) as usize;
+    let body_len = u32_in(head, FRAME_BODY_LEN) as usize;
     if body_len > body_max {
         return Err(FrameError::Length(body_len as u64));
     }
@@ -185,18 +204,18 @@ pub(crate) fn decode_frame(bytes: &[u8], body_max: usize) -> Result<Frame<'_>, F
     if len > bytes.len() {
         return Err(FrameError::Truncated);
     }
-    if frame_crc(&bytes[4..len]) != u32_at(head, 0) {
+    if frame_crc(&bytes[FRAME_CRC.end()..len]) != u32_in(head, FRAME_CRC) {
         return Err(FrameError::Crc);
     }
     let mut hash = [0u8; 32];
-    hash.copy_from_slice(&head[48..80]);
+    hash.copy_from_slice(&head[FRAME_HASH.range()]);
     let header = FrameHeader {
         kind,
         flags,
-        position: u64_at(head, 16),
-        version: u64_at(head, 24),
-        timestamp_ms: u64_at(head, 32),
-        watermark: u64_at(head, 40),
+        position: u64_in(head, FRAME_POSITION),
+        version: u64_in(head, FRAME_VERSION),
+        timestamp_ms: u64_in(head, FRAME_TIMESTAMP),
+        watermark: u64_in(head, FRAME_WATERMARK),
         hash: ChainHash(hash),
     };
     Ok(Frame { header, body: &bytes[FRAME_HEADER_LEN..FRAME_HEADER_LEN + body_len], len })
@@ -430,6 +449,12 @@ pub(crate) fn frame_chain_hash(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The frame table of docs/format.md is the constants' (a format change updates both).
+    #[test]
+    fn frame_layout_matches_docs_format_md() {
+        crate::field::doc::assert_fields("### Record frame", &FRAME_FIELDS);
+    }
 
     fn sample(position: u64, data: &[u8]) -> (Vec<u8>, Event) {
         let stream = StreamName::new("agent-7").unwrap();

@@ -1,8 +1,13 @@
 //! The segment header (first 128 bytes of the file) and the trailer (last 64 bytes of a sealed
 //! segment): pure encode and decode.
 
-use super::layout::{FORMAT_VERSION, HEADER_SALT, HEADER_USED, MAGIC, TRAILER_LEN, TRAILER_MAGIC, TRAILER_SALT};
+use super::layout::{
+    FORMAT_VERSION, HEADER_CAPACITY, HEADER_CRC, HEADER_CREATED, HEADER_ID, HEADER_MAGIC, HEADER_PREV_HASH,
+    HEADER_SALT, HEADER_USED, HEADER_VERSION, MAGIC, TRAILER_CRC, TRAILER_FOOTER_LEN, TRAILER_FOOTER_OFFSET,
+    TRAILER_IDS_LEN, TRAILER_LEN, TRAILER_MAGIC, TRAILER_MAGIC_FIELD, TRAILER_SALT,
+};
 use crate::error::CorruptionKind;
+use crate::field::{u32_in, u64_in};
 use crate::record::salted_crc;
 use crate::types::{ChainHash, SegmentId};
 
@@ -19,14 +24,14 @@ pub(crate) struct SegmentHeader {
 impl SegmentHeader {
     pub(crate) fn encode(&self) -> [u8; HEADER_USED] {
         let mut b = [0u8; HEADER_USED];
-        b[0..8].copy_from_slice(&MAGIC);
-        b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        b[16..24].copy_from_slice(&self.id.0.to_le_bytes());
-        b[24..32].copy_from_slice(&self.capacity.to_le_bytes());
-        b[32..64].copy_from_slice(&self.prev_hash.0);
-        b[64..72].copy_from_slice(&self.created_ms.to_le_bytes());
-        let crc = salted_crc(&HEADER_SALT, &b[..HEADER_USED - 4]);
-        b[HEADER_USED - 4..].copy_from_slice(&crc.to_le_bytes());
+        b[HEADER_MAGIC.range()].copy_from_slice(&MAGIC);
+        b[HEADER_VERSION.range()].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[HEADER_ID.range()].copy_from_slice(&self.id.0.to_le_bytes());
+        b[HEADER_CAPACITY.range()].copy_from_slice(&self.capacity.to_le_bytes());
+        b[HEADER_PREV_HASH.range()].copy_from_slice(&self.prev_hash.0);
+        b[HEADER_CREATED.range()].copy_from_slice(&self.created_ms.to_le_bytes());
+        let crc = salted_crc(&HEADER_SALT, &b[..HEADER_CRC.at]);
+        b[HEADER_CRC.range()].copy_from_slice(&crc.to_le_bytes());
         b
     }
 
@@ -35,36 +40,28 @@ impl SegmentHeader {
         if b.len() < HEADER_USED {
             return Err(bad("file shorter than a header"));
         }
-        if b[0..8] != MAGIC {
+        if b[HEADER_MAGIC.range()] != MAGIC {
             return Err(bad("bad magic (not a cairn segment)"));
         }
-        let crc = u32::from_le_bytes(b[HEADER_USED - 4..HEADER_USED].try_into().expect("4 bytes"));
-        if crc != salted_crc(&HEADER_SALT, &b[..HEADER_USED - 4]) {
+        let crc = u32_in(b, HEADER_CRC);
+        if crc != salted_crc(&HEADER_SALT, &b[..HEADER_CRC.at]) {
             return Err(bad("header CRC mismatch"));
         }
-        let version = u32::from_le_bytes(b[8..12].try_into().expect("4 bytes"));
+        let version = u32_in(b, HEADER_VERSION);
         if version != FORMAT_VERSION {
             return Err(CorruptionKind::SegmentHeader(format!(
                 "format version {version}; this build reads version {FORMAT_VERSION}"
             )));
         }
         let mut prev = [0u8; 32];
-        prev.copy_from_slice(&b[32..64]);
+        prev.copy_from_slice(&b[HEADER_PREV_HASH.range()]);
         Ok(SegmentHeader {
-            id: SegmentId(u64_at(b, 16)),
-            capacity: u64_at(b, 24),
+            id: SegmentId(u64_in(b, HEADER_ID)),
+            capacity: u64_in(b, HEADER_CAPACITY),
             prev_hash: ChainHash(prev),
-            created_ms: u64_at(b, 64),
+            created_ms: u64_in(b, HEADER_CREATED),
         })
     }
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
 }
 
 /// The trailer: the last 64 bytes of a sealed segment.
@@ -79,25 +76,28 @@ pub(crate) struct Trailer {
 impl Trailer {
     pub(crate) fn encode(&self) -> [u8; TRAILER_LEN as usize] {
         let mut b = [0u8; TRAILER_LEN as usize];
-        b[0..8].copy_from_slice(&TRAILER_MAGIC);
-        b[8..16].copy_from_slice(&self.footer_offset.to_le_bytes());
-        b[16..24].copy_from_slice(&self.footer_len.to_le_bytes());
-        b[24..32].copy_from_slice(&self.ids_len.to_le_bytes());
-        let crc = salted_crc(&TRAILER_SALT, &b[..TRAILER_LEN as usize - 4]);
-        b[TRAILER_LEN as usize - 4..].copy_from_slice(&crc.to_le_bytes());
+        b[TRAILER_MAGIC_FIELD.range()].copy_from_slice(&TRAILER_MAGIC);
+        b[TRAILER_FOOTER_OFFSET.range()].copy_from_slice(&self.footer_offset.to_le_bytes());
+        b[TRAILER_FOOTER_LEN.range()].copy_from_slice(&self.footer_len.to_le_bytes());
+        b[TRAILER_IDS_LEN.range()].copy_from_slice(&self.ids_len.to_le_bytes());
+        let crc = salted_crc(&TRAILER_SALT, &b[..TRAILER_CRC.at]);
+        b[TRAILER_CRC.range()].copy_from_slice(&crc.to_le_bytes());
         b
     }
 
     /// `None` when the trailer area is not a valid trailer (the segment is not sealed).
     pub(crate) fn decode(b: &[u8]) -> Option<Trailer> {
-        if b.len() != TRAILER_LEN as usize || b[0..8] != TRAILER_MAGIC {
+        if b.len() != TRAILER_LEN as usize || b[TRAILER_MAGIC_FIELD.range()] != TRAILER_MAGIC {
             return None;
         }
-        let crc = u32_at(b, TRAILER_LEN as usize - 4);
-        if crc != salted_crc(&TRAILER_SALT, &b[..TRAILER_LEN as usize - 4]) {
+        if u32_in(b, TRAILER_CRC) != salted_crc(&TRAILER_SALT, &b[..TRAILER_CRC.at]) {
             return None;
         }
-        Some(Trailer { footer_offset: u64_at(b, 8), footer_len: u64_at(b, 16), ids_len: u64_at(b, 24) })
+        Some(Trailer {
+            footer_offset: u64_in(b, TRAILER_FOOTER_OFFSET),
+            footer_len: u64_in(b, TRAILER_FOOTER_LEN),
+            ids_len: u64_in(b, TRAILER_IDS_LEN),
+        })
     }
 }
 

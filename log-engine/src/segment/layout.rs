@@ -1,12 +1,50 @@
 //! Segment file layout: sizes and offsets as named constants (checked against each other at
 //! compile time and against docs/format.md by a test), segment capacities, and file naming.
 
+use crate::field::{contiguous, Field};
 use crate::record::{self, Frame, FrameError, FRAME_HEADER_LEN, RECORD_ALIGN};
 use crate::types::SegmentId;
 
+/// The header's region at the start of a segment file; records start after it.
 pub(crate) const HEADER_LEN: u64 = 4096;
-pub(crate) const HEADER_USED: usize = 128;
-pub(crate) const TRAILER_LEN: u64 = 64;
+
+// The header's fields, in docs/format.md's order ("### Header").
+pub(crate) const HEADER_MAGIC: Field = Field::first(8);
+pub(crate) const HEADER_VERSION: Field = HEADER_MAGIC.then(4);
+const HEADER_RESERVED_1: Field = HEADER_VERSION.then(4);
+pub(crate) const HEADER_ID: Field = HEADER_RESERVED_1.then(8);
+pub(crate) const HEADER_CAPACITY: Field = HEADER_ID.then(8);
+pub(crate) const HEADER_PREV_HASH: Field = HEADER_CAPACITY.then(32);
+pub(crate) const HEADER_CREATED: Field = HEADER_PREV_HASH.then(8);
+const HEADER_RESERVED_2: Field = HEADER_CREATED.then(52);
+/// CRC of every header byte before it.
+pub(crate) const HEADER_CRC: Field = HEADER_RESERVED_2.then(4);
+pub(crate) const HEADER_FIELDS: [Field; 9] = [
+    HEADER_MAGIC,
+    HEADER_VERSION,
+    HEADER_RESERVED_1,
+    HEADER_ID,
+    HEADER_CAPACITY,
+    HEADER_PREV_HASH,
+    HEADER_CREATED,
+    HEADER_RESERVED_2,
+    HEADER_CRC,
+];
+/// Bytes of the header region the header uses; the rest is zero.
+pub(crate) const HEADER_USED: usize = HEADER_CRC.end();
+
+// The trailer's fields, in docs/format.md's order ("### Trailer").
+pub(crate) const TRAILER_MAGIC_FIELD: Field = Field::first(8);
+pub(crate) const TRAILER_FOOTER_OFFSET: Field = TRAILER_MAGIC_FIELD.then(8);
+pub(crate) const TRAILER_FOOTER_LEN: Field = TRAILER_FOOTER_OFFSET.then(8);
+pub(crate) const TRAILER_IDS_LEN: Field = TRAILER_FOOTER_LEN.then(8);
+const TRAILER_RESERVED: Field = TRAILER_IDS_LEN.then(28);
+/// CRC of every trailer byte before it.
+pub(crate) const TRAILER_CRC: Field = TRAILER_RESERVED.then(4);
+pub(crate) const TRAILER_FIELDS: [Field; 6] =
+    [TRAILER_MAGIC_FIELD, TRAILER_FOOTER_OFFSET, TRAILER_FOOTER_LEN, TRAILER_IDS_LEN, TRAILER_RESERVED, TRAILER_CRC];
+/// The trailer: the last bytes of a sealed segment.
+pub(crate) const TRAILER_LEN: u64 = TRAILER_CRC.end() as u64;
 pub(crate) const MAGIC: [u8; 8] = *b"CAIRNSEG";
 pub(crate) const TRAILER_MAGIC: [u8; 8] = *b"CAIRNEND";
 /// 2: a sealed segment's event ids moved out of the footer into their own record.
@@ -38,8 +76,15 @@ pub(crate) fn capacity_for(bytes: u64) -> u64 {
     (HEADER_LEN + bytes + TRAILER_LEN).next_multiple_of(4096)
 }
 
+// The footer body's fixed part, in docs/format.md's order ("### Seal record and footer body").
+pub(crate) const FOOTER_FIRST_POSITION: Field = Field::first(8);
+pub(crate) const FOOTER_COUNT: Field = FOOTER_FIRST_POSITION.then(8);
+pub(crate) const FOOTER_STREAMS: Field = FOOTER_COUNT.then(4);
+const FOOTER_RESERVED: Field = FOOTER_STREAMS.then(4);
+pub(crate) const FOOTER_FIXED_FIELDS: [Field; 4] =
+    [FOOTER_FIRST_POSITION, FOOTER_COUNT, FOOTER_STREAMS, FOOTER_RESERVED];
 /// Fixed part of the footer body: first position, count, stream count, reserved.
-pub(crate) const FOOTER_FIXED: usize = 24;
+pub(crate) const FOOTER_FIXED: usize = FOOTER_RESERVED.end();
 /// Footer bytes per record: offset (4), position in its stream table (8).
 pub(crate) const FOOTER_PER_RECORD: usize = 4 + 8;
 /// Id-record bytes per record: the event id.
@@ -47,6 +92,12 @@ pub(crate) const IDS_PER_RECORD: usize = 16;
 /// Footer bytes per distinct stream, beyond its name: name length (2), first version (8), count (4).
 pub(crate) const FOOTER_PER_STREAM: usize = 2 + 8 + 4;
 
+const _: () = assert!(contiguous(&HEADER_FIELDS, HEADER_USED) && HEADER_USED == 128);
+const _: () = assert!(contiguous(&TRAILER_FIELDS, TRAILER_LEN as usize) && TRAILER_LEN == 64);
+const _: () = assert!(contiguous(&FOOTER_FIXED_FIELDS, FOOTER_FIXED) && FOOTER_FIXED == 24);
+// Offsets in a footer are u32, stream name lengths u16, counts u64 and u32 (docs/format.md).
+const _: () = assert!(FOOTER_PER_RECORD == 4 + 8 && FOOTER_PER_STREAM == 2 + 8 + 4 && IDS_PER_RECORD == 16);
+const _: () = assert!(SEGMENT_SIZE_MAX <= u32::MAX as u64 + 1);
 const _: () = assert!(HEADER_LEN.is_multiple_of(RECORD_ALIGN as u64));
 const _: () = assert!(HEADER_USED as u64 <= HEADER_LEN);
 const _: () = assert!(TRAILER_LEN.is_multiple_of(RECORD_ALIGN as u64));
@@ -81,6 +132,23 @@ pub(crate) fn usable_end(capacity: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The layout tables of docs/format.md are the constants' (a format change updates both).
+    #[test]
+    fn layout_matches_docs_format_md() {
+        use crate::field::doc;
+        doc::assert_fields("### Header", &HEADER_FIELDS);
+        doc::assert_fields("### Trailer", &TRAILER_FIELDS);
+        let segment = doc::table("## Segment file");
+        assert_eq!(segment[0][..2], [0.to_string(), HEADER_LEN.to_string()], "the header's region");
+        assert_eq!(segment[1][0], HEADER_LEN.to_string(), "records start after the header's region");
+        let trailer = segment.last().expect("the trailer's row");
+        assert_eq!(trailer[..2], [format!("capacity − {TRAILER_LEN}"), TRAILER_LEN.to_string()]);
+        let footer: Vec<String> = doc::table("### Seal record and footer body").iter().map(|r| r[0].clone()).collect();
+        let fixed: Vec<String> = FOOTER_FIXED_FIELDS.iter().map(|f| f.len.to_string()).collect();
+        assert_eq!(footer[..4], fixed[..], "the footer's fixed part");
+        assert_eq!(footer[4], "4 × N", "a u32 offset per record");
+    }
 
     #[test]
     fn names_sort_as_positions() {
