@@ -5,7 +5,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use crate::ids::{ExpectedVersion, Position, SegmentId, StreamVersion};
+use crate::ids::{ChainHash, ExpectedVersion, Position, SegmentId, StreamVersion};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -139,21 +139,38 @@ fn describe_actual(actual: &Option<StreamVersion>) -> String {
     }
 }
 
-/// Which check found the damage.
+/// Which check found the damage, with what it expected and what it found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CorruptionKind {
-    SegmentHeader(String),
-    RecordCrc,
+    SegmentHeader(Box<HeaderDamage>),
+    /// The CRC stored in a record differs from the one computed over its bytes.
+    RecordCrc {
+        stored: u32,
+        computed: u32,
+    },
     RecordFrame(String),
     RecordBody(String),
     PositionGap {
         expected: Position,
         found: Position,
     },
-    ChainMismatch,
+    /// A stream's versions do not continue.
+    VersionGap(Box<VersionGap>),
+    /// The chain hash stored in a record differs from the one recomputed from its predecessor.
+    ChainMismatch {
+        stored: Box<ChainHash>,
+        computed: Box<ChainHash>,
+    },
     Footer(String),
-    SegmentGap(String),
+    /// A segment does not continue the log before it: it starts at `first_position` after
+    /// `prev_hash`, where the log before it ends before `log_next` with `log_hash`.
+    SegmentGap {
+        first_position: Position,
+        prev_hash: Box<ChainHash>,
+        log_next: Position,
+        log_hash: Box<ChainHash>,
+    },
     /// Damage below the durable watermark: these bytes had been acknowledged.
     BelowWatermark {
         watermark: u64,
@@ -165,17 +182,89 @@ impl fmt::Display for CorruptionKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CorruptionKind::SegmentHeader(d) => write!(f, "bad segment header: {d}"),
-            CorruptionKind::RecordCrc => f.write_str("record CRC mismatch"),
+            CorruptionKind::RecordCrc { stored, computed } => {
+                write!(f, "record CRC mismatch (stored {stored:#010x}, computed {computed:#010x})")
+            }
             CorruptionKind::RecordFrame(d) => write!(f, "bad record frame: {d}"),
             CorruptionKind::RecordBody(d) => write!(f, "bad record body: {d}"),
             CorruptionKind::PositionGap { expected, found } => {
                 write!(f, "position gap: expected position {expected}, found {found}")
             }
-            CorruptionKind::ChainMismatch => f.write_str("chain hash mismatch"),
+            CorruptionKind::VersionGap(gap) => write!(f, "version gap: {gap}"),
+            CorruptionKind::ChainMismatch { stored, computed } => {
+                write!(f, "chain hash mismatch (stored {stored}, computed {computed})")
+            }
             CorruptionKind::Footer(d) => write!(f, "bad segment footer: {d}"),
-            CorruptionKind::SegmentGap(d) => write!(f, "segments do not join: {d}"),
+            CorruptionKind::SegmentGap { first_position, prev_hash, log_next, log_hash } => write!(
+                f,
+                "segments do not join: the segment starts at position {first_position} after hash {prev_hash}, \
+                 the log before it ends before position {log_next} with hash {log_hash}"
+            ),
             CorruptionKind::BelowWatermark { watermark, detail } => {
                 write!(f, "{detail}, below the durable watermark {watermark} (acknowledged bytes are damaged)")
+            }
+        }
+    }
+}
+
+/// A stream's versions that do not continue, for [`CorruptionKind::VersionGap`]: `version`
+/// comes after `after`, the stream's last version before it (`None`: the stream had no event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionGap {
+    pub stream: String,
+    pub version: u64,
+    pub after: Option<u64>,
+}
+
+impl fmt::Display for VersionGap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let VersionGap { stream, version, after } = self;
+        match after {
+            Some(after) => write!(f, "stream {stream} has version {version} after version {after}"),
+            None => write!(f, "stream {stream} has version {version} as its first event"),
+        }
+    }
+}
+
+/// What is wrong with a segment header, for [`CorruptionKind::SegmentHeader`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HeaderDamage {
+    /// The file is shorter than a header.
+    Short { len: usize },
+    /// The file does not start with the segment magic.
+    Magic,
+    /// The CRC stored in the header differs from the one computed over it.
+    Crc { stored: u32, computed: u32 },
+    /// A format version this build does not read.
+    Version { found: u32, supported: u32 },
+    /// The file's size is outside the segment sizes a log accepts.
+    FileSize { len: u64, min: u64, max: u64 },
+    /// The header names another segment or capacity than the file's name and size.
+    Mismatch { id: SegmentId, capacity: u64, file_id: SegmentId, file_len: u64 },
+    /// The header's previous-segment hash is not the chain hash before its first record.
+    PrevHash { stored: Box<ChainHash>, chain: Box<ChainHash> },
+}
+
+impl fmt::Display for HeaderDamage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeaderDamage::Short { len } => write!(f, "file shorter than a header ({len} bytes)"),
+            HeaderDamage::Magic => f.write_str("bad magic (not a cairn segment)"),
+            HeaderDamage::Crc { stored, computed } => {
+                write!(f, "header CRC mismatch (stored {stored:#010x}, computed {computed:#010x})")
+            }
+            HeaderDamage::Version { found, supported } => {
+                write!(f, "format version {found}; this build reads version {supported}")
+            }
+            HeaderDamage::FileSize { len, min, max } => {
+                write!(f, "file is {len} bytes, outside the segment sizes {min} to {max}")
+            }
+            HeaderDamage::Mismatch { id, capacity, file_id, file_len } => {
+                write!(f, "header says segment {id} of {capacity} bytes; the file is {file_id} of {file_len} bytes")
+            }
+            HeaderDamage::PrevHash { stored, chain } => {
+                write!(f, "its previous-segment hash {stored} is not the chain hash before its first record ({chain})")
             }
         }
     }
@@ -263,3 +352,8 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+// Typed corruption details are boxed where large: every `Result` of the crate (and of its
+// callers, which wrap `Error`) carries an `Error`, and a larger one costs every return.
+const _: () = assert!(std::mem::size_of::<CorruptionKind>() <= 40);
+const _: () = assert!(std::mem::size_of::<Error>() <= 72);

@@ -57,7 +57,7 @@ mod writer;
 pub mod faults;
 
 pub use crate::dir::{DirLock, LOCK_FILE, LOG_DIR, LOG_ENTRIES, TORN_DIR};
-pub use crate::error::{CorruptionKind, Error, IdConflictReason, LimitKind, Result};
+pub use crate::error::{CorruptionKind, Error, HeaderDamage, IdConflictReason, LimitKind, Result, VersionGap};
 pub use crate::idwindow::IDEMPOTENCY_WINDOW;
 pub use crate::log::{Log, SegmentFile, Stats};
 pub use crate::metrics::{Metrics, FSYNC_BUCKETS_US, SYNC_BATCH_BUCKETS};

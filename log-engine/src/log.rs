@@ -562,7 +562,7 @@ pub(crate) fn decode_committed(bytes: &[u8], segment: SegmentId, offset: u64, po
 pub(crate) fn committed_frame(bytes: &[u8], segment: SegmentId, offset: u64, position: u64) -> Result<Frame<'_>> {
     let corrupt = |kind| Error::Corrupt { segment, offset, position: Some(Position(position)), kind };
     let frame = record::decode_frame(&bytes[offset as usize..], record::EVENT_BODY_MAX).map_err(|e| match e {
-        FrameError::Crc => corrupt(CorruptionKind::RecordCrc),
+        FrameError::Crc { stored, computed } => corrupt(CorruptionKind::RecordCrc { stored, computed }),
         other => corrupt(CorruptionKind::RecordFrame(other.to_string())),
     })?;
     if frame.header.kind != KIND_EVENT {

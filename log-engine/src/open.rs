@@ -20,7 +20,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::dir::{self, DirLock};
-use crate::error::{CorruptionKind, Error, Result};
+use crate::error::{CorruptionKind, Error, HeaderDamage, Result, VersionGap};
 use crate::extent::{self, LiveMark};
 use crate::fs::{FileSystem, StorageFile};
 use crate::idwindow::{IdWindow, IDEMPOTENCY_WINDOW};
@@ -272,12 +272,13 @@ pub(crate) fn recover(
             let Probe { id, path, file, len, header, sealed } = probe?;
             let corrupt = |offset, kind| Error::Corrupt { segment: id, offset, position: None, kind };
             if id.0 != index.next_position || header.prev_hash != index.head_hash {
-                let detail = format!(
-                    "segment starts at position {} with previous hash {}, \
-                     the log before it ends at position {} with hash {}",
-                    id.0, header.prev_hash, index.next_position, index.head_hash
-                );
-                return Err(corrupt(0, CorruptionKind::SegmentGap(detail)));
+                let kind = CorruptionKind::SegmentGap {
+                    first_position: Position(id.0),
+                    prev_hash: Box::new(header.prev_hash),
+                    log_next: Position(index.next_position),
+                    log_hash: Box::new(index.head_hash),
+                };
+                return Err(corrupt(0, kind));
             }
             match sealed? {
                 Some((map, sealed)) => {
@@ -417,12 +418,11 @@ fn check_streams_continue(streams: &StreamIndex, id: SegmentId, records: &[segme
                 segment: id,
                 offset: r.offset,
                 position: Some(Position(r.position)),
-                kind: CorruptionKind::RecordBody(format!(
-                    "stream {} version {} follows version {}",
-                    r.stream,
-                    r.version,
-                    have.cast_signed() - 1
-                )),
+                kind: CorruptionKind::VersionGap(Box::new(VersionGap {
+                    stream: r.stream.clone(),
+                    version: r.version,
+                    after: have.checked_sub(1),
+                })),
             });
         }
         *earlier += 1;
@@ -503,18 +503,13 @@ fn index_streams_on(footers: &[(SegmentId, u64, Footer)], threads: usize) -> Res
                                 None => streams.entry(s.name.to_string()).or_default(),
                             };
                             if positions.len() as u64 != s.first_version {
-                                let detail = format!(
-                                    "stream {} resumes at version {} after version {}",
-                                    s.name,
-                                    s.first_version,
-                                    (positions.len() as u64).cast_signed() - 1
-                                );
-                                let error = Error::Corrupt {
-                                    segment: *id,
-                                    offset: *footer_offset,
-                                    position: None,
-                                    kind: CorruptionKind::Footer(detail),
-                                };
+                                let kind = CorruptionKind::VersionGap(Box::new(VersionGap {
+                                    stream: s.name.to_string(),
+                                    version: s.first_version,
+                                    after: (positions.len() as u64).checked_sub(1),
+                                }));
+                                let error =
+                                    Error::Corrupt { segment: *id, offset: *footer_offset, position: None, kind };
                                 return Err((i, s.name.to_string(), error));
                             }
                             positions.extend_from_slice(s.positions);
@@ -599,7 +594,8 @@ fn probe_segment(log_dir: &Path, fs: &dyn FileSystem, id: SegmentId, access: Acc
     let len = file.len().map_err(|e| Error::io("stat segment", &path, e))?;
     let corrupt = |offset, kind| Error::Corrupt { segment: id, offset, position: None, kind };
     if !(SEGMENT_SIZE_MIN..=SEGMENT_SIZE_MAX).contains(&len) {
-        return Err(corrupt(0, CorruptionKind::SegmentHeader(format!("file is {len} bytes"))));
+        let damage = HeaderDamage::FileSize { len, min: SEGMENT_SIZE_MIN, max: SEGMENT_SIZE_MAX };
+        return Err(corrupt(0, CorruptionKind::SegmentHeader(Box::new(damage))));
     }
     let header = {
         let mut b = [0u8; segment::HEADER_USED];
@@ -607,13 +603,8 @@ fn probe_segment(log_dir: &Path, fs: &dyn FileSystem, id: SegmentId, access: Acc
         SegmentHeader::decode(&b).map_err(|k| corrupt(0, k))?
     };
     if header.id != id || header.capacity != len {
-        return Err(corrupt(
-            0,
-            CorruptionKind::SegmentHeader(format!(
-                "header says segment {} of {} bytes; the file is {} of {len} bytes",
-                header.id, header.capacity, id
-            )),
-        ));
+        let damage = HeaderDamage::Mismatch { id: header.id, capacity: header.capacity, file_id: id, file_len: len };
+        return Err(corrupt(0, CorruptionKind::SegmentHeader(Box::new(damage))));
     }
     // A sealed segment keeps this mapping; an unsealed one is dropped again before recovery
     // (which may repair the file) maps it afresh.
@@ -688,9 +679,9 @@ mod tests {
             // Broken: streams 420 and 400 in footer 1, then streams 3 and 250 in footer 2.
             let broken = footers(3, 500, &[(2, 3), (1, 420), (1, 400), (2, 250)]);
             match index_streams_on(&broken, threads).unwrap_err() {
-                Error::Corrupt { segment, offset, kind: CorruptionKind::Footer(detail), .. } => {
+                Error::Corrupt { segment, offset, kind: CorruptionKind::VersionGap(gap), .. } => {
                     assert_eq!((segment, offset), (SegmentId(1000), 1_000_001), "{threads} threads");
-                    assert_eq!(detail, "stream s0400 resumes at version 3 after version 1");
+                    assert_eq!((gap.stream.as_str(), gap.version, gap.after), ("s0400", 3, Some(1)));
                 }
                 other => panic!("expected a corrupt footer, got {other}"),
             }

@@ -106,7 +106,10 @@ pub(crate) enum FrameError {
     Kind(u8),
     Flags(u8),
     Length(u64),
-    Crc,
+    Crc {
+        stored: u32,
+        computed: u32,
+    },
 }
 
 impl std::fmt::Display for FrameError {
@@ -117,7 +120,9 @@ impl std::fmt::Display for FrameError {
             FrameError::Kind(k) => write!(f, "unknown record kind {k}"),
             FrameError::Flags(x) => write!(f, "unknown flags {x:#04x}"),
             FrameError::Length(l) => write!(f, "body length {l} out of bounds"),
-            FrameError::Crc => f.write_str("record CRC mismatch"),
+            FrameError::Crc { stored, computed } => {
+                write!(f, "record CRC mismatch (stored {stored:#010x}, computed {computed:#010x})")
+            }
         }
     }
 }
@@ -204,8 +209,9 @@ pub(crate) fn decode_frame(bytes: &[u8], body_max: usize) -> Result<Frame<'_>, F
     if len > bytes.len() {
         return Err(FrameError::Truncated);
     }
-    if frame_crc(&bytes[FRAME_CRC.end()..len]) != u32_in(head, FRAME_CRC) {
-        return Err(FrameError::Crc);
+    let (stored, computed) = (u32_in(head, FRAME_CRC), frame_crc(&bytes[FRAME_CRC.end()..len]));
+    if stored != computed {
+        return Err(FrameError::Crc { stored, computed });
     }
     let mut hash = [0u8; 32];
     hash.copy_from_slice(&head[FRAME_HASH.range()]);

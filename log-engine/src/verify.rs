@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::error::{CorruptionKind, Error, Result};
+use crate::error::{CorruptionKind, Error, HeaderDamage, Result};
 use crate::log::{committed_frame, Log};
 use crate::mmap::Mapping;
 use crate::record;
@@ -137,9 +137,10 @@ impl Log {
                             segment: job.segment,
                             offset: 0,
                             position: Some(Position(job.from)),
-                            kind: CorruptionKind::SegmentHeader(
-                                "its previous-segment hash is not the chain hash before its first record".into(),
-                            ),
+                            kind: CorruptionKind::SegmentHeader(Box::new(HeaderDamage::PrevHash {
+                                stored: Box::new(header_prev),
+                                chain: Box::new(prev),
+                            })),
                         }
                         .to_string(),
                     );
@@ -237,7 +238,10 @@ fn check_span(span: &Span, progress: &std::sync::mpsc::Sender<u64>) -> Outcome {
                     }
                 });
                 match hash {
-                    Ok(hash) if hash != frame.header.hash => Err(corrupt(offset, CorruptionKind::ChainMismatch)),
+                    Ok(hash) if hash != frame.header.hash => Err(corrupt(
+                        offset,
+                        CorruptionKind::ChainMismatch { stored: Box::new(frame.header.hash), computed: Box::new(hash) },
+                    )),
                     Ok(hash) => match listed {
                         Ok(()) => Ok((hash, frame.len)),
                         Err(detail) => Err(corrupt(offset, CorruptionKind::Footer(detail))),
@@ -396,9 +400,9 @@ mod tests {
         tear(&active);
 
         let reported_at_the_footer = |err: Error| match err {
-            Error::Corrupt { segment, offset, kind: CorruptionKind::Footer(detail), .. } => {
+            Error::Corrupt { segment, offset, kind: CorruptionKind::VersionGap(gap), .. } => {
                 assert_eq!((segment, offset), (crate::SegmentId(0), footer_offset));
-                assert_eq!(detail, "stream agent-b resumes at version 2 after version -1");
+                assert_eq!((gap.stream.as_str(), gap.version, gap.after), ("agent-b", 2, None));
             }
             other => panic!("expected a corrupt footer, got {other}"),
         };

@@ -6,7 +6,7 @@ use super::layout::{
     HEADER_SALT, HEADER_USED, HEADER_VERSION, MAGIC, TRAILER_CRC, TRAILER_FOOTER_LEN, TRAILER_FOOTER_OFFSET,
     TRAILER_IDS_LEN, TRAILER_LEN, TRAILER_MAGIC, TRAILER_MAGIC_FIELD, TRAILER_SALT,
 };
-use crate::error::CorruptionKind;
+use crate::error::{CorruptionKind, HeaderDamage};
 use crate::field::{u32_in, u64_in};
 use crate::record::salted_crc;
 use crate::types::{ChainHash, SegmentId};
@@ -36,22 +36,20 @@ impl SegmentHeader {
     }
 
     pub(crate) fn decode(b: &[u8]) -> Result<SegmentHeader, CorruptionKind> {
-        let bad = |d: &str| CorruptionKind::SegmentHeader(d.to_string());
+        let bad = |damage| CorruptionKind::SegmentHeader(Box::new(damage));
         if b.len() < HEADER_USED {
-            return Err(bad("file shorter than a header"));
+            return Err(bad(HeaderDamage::Short { len: b.len() }));
         }
         if b[HEADER_MAGIC.range()] != MAGIC {
-            return Err(bad("bad magic (not a cairn segment)"));
+            return Err(bad(HeaderDamage::Magic));
         }
-        let crc = u32_in(b, HEADER_CRC);
-        if crc != salted_crc(&HEADER_SALT, &b[..HEADER_CRC.at]) {
-            return Err(bad("header CRC mismatch"));
+        let (stored, computed) = (u32_in(b, HEADER_CRC), salted_crc(&HEADER_SALT, &b[..HEADER_CRC.at]));
+        if stored != computed {
+            return Err(bad(HeaderDamage::Crc { stored, computed }));
         }
         let version = u32_in(b, HEADER_VERSION);
         if version != FORMAT_VERSION {
-            return Err(CorruptionKind::SegmentHeader(format!(
-                "format version {version}; this build reads version {FORMAT_VERSION}"
-            )));
+            return Err(bad(HeaderDamage::Version { found: version, supported: FORMAT_VERSION }));
         }
         let mut prev = [0u8; 32];
         prev.copy_from_slice(&b[HEADER_PREV_HASH.range()]);

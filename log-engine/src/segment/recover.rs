@@ -115,10 +115,9 @@ fn walk(bytes: &[u8], start: (u64, u64), usable_end: u64) -> Walk {
                 break;
             }
             Err(e) => {
-                let kind = if e == FrameError::Crc {
-                    CorruptionKind::RecordCrc
-                } else {
-                    CorruptionKind::RecordFrame(e.to_string())
+                let kind = match e {
+                    FrameError::Crc { stored, computed } => CorruptionKind::RecordCrc { stored, computed },
+                    other => CorruptionKind::RecordFrame(other.to_string()),
                 };
                 damage = Some(Damage { offset, position: Some(position), kind, tearable: true });
                 break;
