@@ -71,6 +71,7 @@ pub use crate::runner::{
     APPLY_BATCH_MAX, REBUILD_PROGRESS_EVERY, RECENT_ERRORS_MAX,
 };
 pub use crate::streams::{
-    view_stream_owner, AUDIT_STREAM_PREFIX, KV_STREAM_PREFIX, META_STREAM_PREFIX, VIEW_STREAM_PREFIXES,
+    view_stream_owner, AUDIT_STREAM_PREFIX, KV_STREAM_PREFIX, META_STREAM_PREFIX, SERVER_AUDIT_STREAM_PREFIX,
+    VIEW_STREAM_PREFIXES,
 };
 pub use crate::views::Views;

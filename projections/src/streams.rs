@@ -7,6 +7,10 @@
 pub const KV_STREAM_PREFIX: &str = "kv:";
 /// Audit entries live on streams whose names start with this.
 pub const AUDIT_STREAM_PREFIX: &str = "audit:";
+/// The server's own audit entries (its access audit) live on reserved streams starting with
+/// this, which no client can write (`$` names are cairn's); the audit view indexes them beside
+/// the clients' entries.
+pub const SERVER_AUDIT_STREAM_PREFIX: &str = "$audit:";
 /// The metadata view's streams (schemas, services, configuration, relations) start with this.
 pub const META_STREAM_PREFIX: &str = "meta:";
 

@@ -34,7 +34,8 @@ fn stream_name(name: &str) -> ApiResult<StreamName> {
     StreamName::new(name).map_err(ApiError::from)
 }
 
-fn convert_events(stream: &str, events: Vec<NewEventJson>) -> ApiResult<Vec<NewEvent>> {
+/// The log's events of a request, each stamped with the caller's `$principal`.
+fn convert_events(caller: &Caller, stream: &str, events: Vec<NewEventJson>) -> ApiResult<Vec<NewEvent>> {
     if events.is_empty() {
         return Err(ApiError::bad_request("invalid_input", format!("the append to stream {stream} has no events")));
     }
@@ -42,8 +43,12 @@ fn convert_events(stream: &str, events: Vec<NewEventJson>) -> ApiResult<Vec<NewE
         .into_iter()
         .enumerate()
         .map(|(i, e)| {
-            e.into_new_event(i)
-                .map_err(|e| ApiError::bad_request("invalid_input", format!("{} (stream {stream})", e.0)))
+            let mut event = e
+                .into_new_event(i)
+                .map_err(|e| ApiError::bad_request("invalid_input", format!("{} (stream {stream})", e.0)))?;
+            event.metadata =
+                super::access::stamp_principal(caller, event.metadata, &format!("event {i} (stream {stream})"))?;
+            Ok(event)
         })
         .collect()
 }
@@ -116,7 +121,7 @@ pub async fn append(
     let name = stream_name(&stream)?;
     let request: AppendRequest = read_body(&headers, body).await?;
     check_event_count(request.events.len())?;
-    let events = convert_events(&stream, request.events)?;
+    let events = convert_events(&caller, &stream, request.events)?;
     let count = events.len();
     let mut results = state
         .log
@@ -184,7 +189,7 @@ pub async fn append_multi(
                 format!("stream {} appears twice in one atomic append; put its events in one entry", a.stream),
             ));
         }
-        let events = convert_events(&a.stream, a.events)?;
+        let events = convert_events(&caller, &a.stream, a.events)?;
         count += events.len();
         appends.push(StreamAppend { stream: name, expected: a.expected_version.0, events });
     }
@@ -406,7 +411,7 @@ pub async fn list_streams(
     Query(q): Query<StreamsQuery>,
 ) -> ApiResult<Json<StreamsPage>> {
     let prefix = q.prefix.unwrap_or_default();
-    caller.require(Permission::Read, &prefix)?;
+    caller.require(Permission::List, &prefix)?;
     let limit = q.limit.unwrap_or(STREAMS_LIST_MAX).clamp(1, STREAMS_LIST_MAX);
     let log = state.log.clone();
     let page = blocking(move || {

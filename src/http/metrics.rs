@@ -27,6 +27,9 @@ pub struct ServerMetrics {
     /// Open client connections, and connections closed at once because the cap was reached.
     pub connections: AtomicUsize,
     pub connections_refused: AtomicU64,
+    /// Entries written to the access audit, and denials not written (beyond its rate bound).
+    pub access_audit_entries: AtomicU64,
+    pub access_audit_dropped: AtomicU64,
     /// The shared request-body budget, for its in-flight gauge (set when the server starts).
     pub body_limits: std::sync::OnceLock<super::drain::BodyLimits>,
     /// 1 ok, 0 damaged, -1 never run.
@@ -43,6 +46,8 @@ impl Default for ServerMetrics {
             subscribers: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
             connections_refused: AtomicU64::new(0),
+            access_audit_entries: AtomicU64::new(0),
+            access_audit_dropped: AtomicU64::new(0),
             body_limits: std::sync::OnceLock::new(),
             verify_ok: Mutex::new(None),
         }
@@ -133,6 +138,18 @@ impl ServerMetrics {
             "cairn_http_connections_refused_total",
             "Connections closed at once because --max-connections were open.",
             self.connections_refused.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "cairn_access_audit_entries_total",
+            "Entries written to the access audit ($audit:authorization): denials and admin actions.",
+            self.access_audit_entries.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "cairn_access_audit_dropped_total",
+            "Denied requests not written to the access audit: beyond ACCESS_DENIALS_PER_SECOND_MAX a second.",
+            self.access_audit_dropped.load(Relaxed),
         );
         gauge(
             &mut out,

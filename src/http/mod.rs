@@ -18,6 +18,8 @@
 //! [`subscribe`], the views' modules and [`ops`]; errors in [`error`]; what becomes of a body a
 //! handler answered without reading, in [`drain`].
 
+pub mod access;
+pub mod admin;
 pub mod audit;
 pub mod checkpoints;
 pub mod drain;
@@ -133,6 +135,10 @@ pub struct AppState {
     pub body_limits: drain::BodyLimits,
     /// How often an idle subscription sends `: keep-alive`.
     pub sse_keep_alive: Duration,
+    /// The rate bound of the access audit's denial entries.
+    pub access_audit: access::AccessAudit,
+    /// Serialises token changes, so the token stream's order is the order they took effect.
+    pub token_lock: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -211,6 +217,8 @@ fn api() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(meta::relate, meta::unrelate))
         .routes(routes!(meta::relations))
         .routes(routes!(checkpoints::take, checkpoints::list))
+        .routes(routes!(admin::list, admin::add))
+        .routes(routes!(admin::change_rules, admin::revoke))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi))
@@ -229,6 +237,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(axum::middleware::from_fn(query_check::refuse_unknown))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), access::audit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(axum::middleware::from_fn_with_state(state.clone(), drain::finish_body))
         .with_state(state)
@@ -270,6 +279,8 @@ pub enum ServeError {
     NoAuthRemote(SocketAddr),
     #[error("{0}")]
     Tls(#[from] tls::TlsError),
+    #[error("cannot replay the token stream $auth:tokens: {0}")]
+    Tokens(#[source] log_engine::Error),
     /// Listening on a non-loopback address without TLS and without `--insecure-no-tls`.
     #[error(
         "refusing to listen on {0} without TLS: bearer tokens and data would cross the network in plain text. \
@@ -333,7 +344,19 @@ pub fn serve_blocking(dir: &Path, args: ServeArgs) -> Result<(), ServeError> {
         verify_lock: tokio::sync::Mutex::new(()),
         body_limits: drain::BodyLimits::new(args.body_budget, args.body_timeout),
         sse_keep_alive: args.sse_keep_alive,
+        access_audit: access::AccessAudit::default(),
+        token_lock: tokio::sync::Mutex::new(()),
     });
+    if let Some(auth) = &state.auth {
+        match admin::replay_tokens(&state.log, auth) {
+            Ok(n) => tracing::info!(changes = n, principals = auth.principals(), "token stream replayed"),
+            Err(e) => {
+                drop(runtime);
+                state.store.close();
+                return Err(ServeError::Tokens(e));
+            }
+        }
+    }
     let _ = state.metrics.body_limits.set(state.body_limits.clone());
     let result = runtime.block_on(serve(state.clone(), stop_tx, tls, &args));
     // Waits for blocking tasks (view writes, checkpoints) that are still running.
@@ -473,8 +496,8 @@ async fn serve(
         ),
     }
     let checkpoints = tokio::spawn(checkpoint_loop(state.clone()));
-    if let Some(tls) = &tls {
-        tokio::spawn(tls::reload_on_sighup(tls.clone(), state.shutdown.clone()));
+    if tls.is_some() || state.auth.is_some() {
+        tokio::spawn(reload_on_sighup(state.clone(), tls.clone()));
     }
     let slots = Arc::new(tokio::sync::Semaphore::new(cap));
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -567,6 +590,53 @@ async fn serve_connection<I>(
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// On every SIGHUP until shutdown: reloads the TLS certificate and the auth file. Each reload
+/// that fails keeps what was in force and logs why.
+async fn reload_on_sighup(state: Arc<AppState>, tls: Option<Arc<tls::Tls>>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut stop = state.shutdown.clone();
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; the certificate and the auth file are not reloadable");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                got = hangup.recv() => if got.is_none() { return },
+            }
+            if let Some(tls) = &tls {
+                match tls.reload() {
+                    Ok(()) => {
+                        tracing::info!(cert = %tls.cert_path().display(), "SIGHUP: TLS certificate reloaded; new connections get it");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "SIGHUP: TLS certificate NOT reloaded; still serving the previous one");
+                    }
+                }
+            }
+            if let Some(auth) = &state.auth {
+                match auth.reload_file() {
+                    Ok(n) => {
+                        tracing::info!(file_principals = n, "SIGHUP: auth file reloaded; the next request sees it");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "SIGHUP: auth file NOT reloaded; the previous principals stay");
+                    }
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (state, tls);
     }
 }
 

@@ -258,6 +258,7 @@ impl Modify for CommonErrors {
         (name = "audit", description = "The audit view: structured entries, queries, chain-backed proofs."),
         (name = "meta", description = "The metadata view: schemas, services, configuration, relations."),
         (name = "checkpoints", description = "Hash-chained checkpoints of the views."),
+        (name = "admin", description = "Tokens and their rules, changed while the server runs (see docs/security.md)."),
         (name = "ops", description = "Health, metrics, this document."),
     )
 )]

@@ -122,36 +122,3 @@ fn pem_message(e: &rustls_pki_types::pem::Error) -> String {
         other => format!("it is not valid PEM ({other})"),
     }
 }
-
-/// Reloads the certificate on every SIGHUP until `stop` turns true.
-pub async fn reload_on_sighup(tls: Arc<Tls>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hangup = match signal(SignalKind::hangup()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGHUP; the TLS certificate is not reloadable");
-                return;
-            }
-        };
-        loop {
-            tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
-                got = hangup.recv() => if got.is_none() { return },
-            }
-            match tls.reload() {
-                Ok(()) => {
-                    tracing::info!(cert = %tls.cert_path().display(), "SIGHUP: TLS certificate reloaded; new connections get it");
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "SIGHUP: TLS certificate NOT reloaded; still serving the previous one");
-                }
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (tls, stop.wait_for(|s| *s).await);
-    }
-}

@@ -1,5 +1,5 @@
 //! [`AuditView`]: the audit projection. Keeps every `audit.entry` event of an `audit:*` stream
-//! in log order, with posting-list indexes for queries.
+//! (and of the server's reserved `$audit:*` streams) in log order, with posting-list indexes for queries.
 //!
 //! Invariants: entries are sorted by position (they arrive in log order), so they are also
 //! sorted by timestamp (the log's timestamps never decrease) and a time range is a slice found
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::entry::{ActorType, AuditEntry, Category, Level, NewAuditEntry};
 use crate::changes;
 use crate::projection::{ApplyError, Changes, LoadError, Projection};
-use crate::streams::AUDIT_STREAM_PREFIX;
+use crate::streams::{AUDIT_STREAM_PREFIX, SERVER_AUDIT_STREAM_PREFIX};
 
 /// The event type of an audit entry.
 pub const AUDIT_EVENT_TYPE: &str = "audit.entry";
@@ -254,7 +254,9 @@ impl Projection for AuditView {
     }
 
     fn apply(&mut self, event: &Event) -> Result<(), ApplyError> {
-        if event.event_type != AUDIT_EVENT_TYPE || !event.stream.starts_with(AUDIT_STREAM_PREFIX) {
+        let audit_stream =
+            event.stream.starts_with(AUDIT_STREAM_PREFIX) || event.stream.starts_with(SERVER_AUDIT_STREAM_PREFIX);
+        if event.event_type != AUDIT_EVENT_TYPE || !audit_stream {
             return Ok(());
         }
         let Payload::Json(data) = &event.data else {
