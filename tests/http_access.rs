@@ -8,17 +8,12 @@
 
 mod support;
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
-use support::{cairn, Server};
+use support::{cairn, hangup, wait_for_log, Server};
 
 const OPS: &str = "ops-token-1";
 const AGENT: &str = "agent-token-2";
 const LISTER: &str = "lister-token-3";
-
-/// A failure guard for waits on the server's log: generous, never a measurement.
-const LOG_WAIT_GUARD: Duration = Duration::from_secs(30);
 
 fn hash_line(token: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
@@ -254,21 +249,4 @@ fn list_is_separate_from_read() {
     assert_eq!(status, 200, "{streams}");
     assert_eq!(streams["streams"][0]["stream"], "agent-1");
     assert_eq!(server.get("/v1/streams/agent-1/events").0, 403, "list does not grant read");
-}
-
-fn hangup(server: &Server) {
-    let status = std::process::Command::new("kill").args(["-HUP", &server.pid().to_string()]).status().unwrap();
-    assert!(status.success());
-}
-
-fn wait_for_log(server: &Server, needle: &str, count: usize) {
-    let started = std::time::Instant::now();
-    while server.stderr().matches(needle).count() < count {
-        assert!(
-            started.elapsed() < LOG_WAIT_GUARD,
-            "the log never said {needle:?} {count} times:\n{}",
-            server.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }

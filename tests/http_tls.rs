@@ -15,11 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-use support::{cairn, Server, BIN};
+use support::{cairn, hangup, wait_for_log, Server, BIN};
 use tokio_rustls::rustls::{self, pki_types};
 
-/// A failure guard for waits on the server's log: generous, never a measurement.
-const LOG_WAIT_GUARD: Duration = Duration::from_secs(30);
+/// A failure guard for a client's reads: generous, never a measurement.
+const READ_GUARD: Duration = Duration::from_secs(30);
 
 struct Ca {
     issuer: Issuer<'static, KeyPair>,
@@ -78,7 +78,7 @@ fn https_get(addr: &str, roots: rustls::RootCertStore, path: &str) -> Result<(Ve
     let name = pki_types::ServerName::try_from("localhost").unwrap();
     let connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
     let tcp = TcpStream::connect(addr).unwrap();
-    tcp.set_read_timeout(Some(LOG_WAIT_GUARD)).unwrap();
+    tcp.set_read_timeout(Some(READ_GUARD)).unwrap();
     let mut tls = rustls::StreamOwned::new(connection, tcp);
     let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     tls.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
@@ -93,24 +93,6 @@ fn https_get(addr: &str, roots: rustls::RootCertStore, path: &str) -> Result<(Ve
 
 fn tls_server(dir: &Path, cert: &Path, key: &Path) -> Server {
     Server::start(&dir.join("data"), &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()])
-}
-
-/// Waits until the server's log holds `needle` `count` times.
-fn wait_for_log(server: &Server, needle: &str, count: usize) {
-    let started = std::time::Instant::now();
-    while server.stderr().matches(needle).count() < count {
-        assert!(
-            started.elapsed() < LOG_WAIT_GUARD,
-            "the log never said {needle:?} {count} times:\n{}",
-            server.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn hangup(server: &Server) {
-    let status = Command::new("kill").args(["-HUP", &server.pid().to_string()]).status().unwrap();
-    assert!(status.success());
 }
 
 #[test]
@@ -133,7 +115,7 @@ fn plain_http_to_the_tls_port_gets_no_http_answer() {
     let (cert, key, _) = ca.leaf(dir.path(), "server", NOW_VALID);
     let server = tls_server(dir.path(), &cert, &key);
     let mut tcp = TcpStream::connect(addr(&server)).unwrap();
-    tcp.set_read_timeout(Some(LOG_WAIT_GUARD)).unwrap();
+    tcp.set_read_timeout(Some(READ_GUARD)).unwrap();
     tcp.write_all(b"GET /v1/head HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     let mut answer = Vec::new();
     let _ = tcp.read_to_end(&mut answer);

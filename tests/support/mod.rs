@@ -272,6 +272,26 @@ impl Sse {
     }
 }
 
+/// Sends SIGHUP to the server.
+pub fn hangup(server: &Server) {
+    let status = Command::new("kill").args(["-HUP", &server.pid().to_string()]).status().unwrap();
+    assert!(status.success(), "kill -HUP failed");
+}
+
+/// Waits until the server's log (stderr) holds `needle` `count` times; the guard turns a server
+/// that never says it into a failure instead of a hang.
+pub fn wait_for_log(server: &Server, needle: &str, count: usize) {
+    let started = std::time::Instant::now();
+    while server.stderr().matches(needle).count() < count {
+        assert!(
+            started.elapsed() < CLIENT_TIMEOUT,
+            "the log never said {needle:?} {count} times:\n{}",
+            server.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Runs the binary with `args` and the data directory, returning (exit code, stdout, stderr).
 pub fn cairn(data: &Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(BIN).arg("--data").arg(data).args(args).output().unwrap();
