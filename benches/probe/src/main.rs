@@ -13,6 +13,9 @@
 //! $P w3 DIR BATCHES [SEG]   # 1 appender, durable 1000-event batches; optional segment size
 //! $P w3c DIR SECONDS N      # N appenders (threads), durable 1000-event batches each
 //! $P w2 DIR SECONDS         # 64 async appenders, 1 durable event each
+//! $P w1 DIR SECONDS [none]  # 1 appender, 1 event per blocking commit; `none`: Durability::None,
+//!                           # so the per-commit CPU path (e.g. the `live` file's pwrite) is not
+//!                           # hidden behind the fdatasync
 //! ```
 use log_engine::*;
 use std::time::Instant;
@@ -140,6 +143,35 @@ fn main() {
             eprintln!("buckets {:?} {:?}", log_engine::SYNC_BATCH_BUCKETS, m.sync_batch_buckets);
             log.close();
         }
+        "w1" => {
+            let secs: u64 = args[3].parse().unwrap();
+            let durability = match args.get(4).map(String::as_str) {
+                Some("none") => Durability::None,
+                None => Durability::Sync,
+                Some(other) => panic!("unknown durability {other:?}: leave it out (Sync) or say none"),
+            };
+            let log = Log::open(dir, Options { durability, ..Default::default() }).unwrap();
+            let mut lat = Vec::new();
+            let t = Instant::now();
+            while t.elapsed().as_secs() < secs {
+                let event = NewEvent::bytes("bench.event", vec![lat.len() as u8; 256]);
+                let s = Instant::now();
+                log.append("w1-stream", ExpectedVersion::Any, vec![event]).unwrap();
+                lat.push(s.elapsed());
+            }
+            let el = t.elapsed();
+            lat.sort();
+            let m = log.metrics();
+            eprintln!(
+                "w1: {:.0} events/s, p50 {:.1} us, p99 {:.1} us; {:.0} us/fsync over {} fsyncs",
+                lat.len() as f64 / el.as_secs_f64(),
+                lat[lat.len() / 2].as_secs_f64() * 1e6,
+                lat[lat.len() * 99 / 100].as_secs_f64() * 1e6,
+                m.fsync_seconds_total.get() * 1e6 / (m.fsyncs as f64).max(1.0),
+                m.fsyncs
+            );
+            log.close();
+        }
         "w3c" => {
             let secs: u64 = args[3].parse().unwrap();
             let appenders: usize = args[4].parse().unwrap();
@@ -174,6 +206,6 @@ fn main() {
             );
             log.close();
         }
-        other => panic!("unknown probe {other:?}: load, loadkv, open, w3, w3c or w2"),
+        other => panic!("unknown probe {other:?}: load, loadkv, open, w1, w2, w3 or w3c"),
     }
 }
