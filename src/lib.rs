@@ -23,6 +23,7 @@ pub mod error;
 pub mod http;
 pub mod interrupt;
 pub mod limits;
+pub mod mcp;
 pub mod output;
 pub mod store;
 pub mod wire;

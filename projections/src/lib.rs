@@ -39,6 +39,9 @@ mod error;
 mod fold;
 mod json;
 mod kv;
+/// The memory graph of the MCP memory tools (a module of its own: its names, `Entity` and
+/// `Relation`, are the reference memory server's and would collide with the views' own).
+pub mod memory;
 mod meta;
 mod projection;
 mod runner;

@@ -296,6 +296,19 @@ Examples:
   cairn --data /tmp/demo demo -o json")]
     Demo(crate::demo::DemoArgs),
 
+    /// Serve cairn to AI agents as Model Context Protocol tools over stdio.
+    #[command(after_help = "\
+Examples:
+  cairn mcp                                     # on ./cairn-data (this process owns it)
+  cairn mcp --data /var/lib/cairn
+  cairn mcp --server http://127.0.0.1:7070 --token \"$CAIRN_TOKEN\"
+  cairn mcp --server https://cairn.internal:7070 --token T --ca-file ca.pem
+
+In an MCP client's configuration: {\"command\": \"cairn\", \"args\": [\"mcp\", \"--data\", \"/path/to/data\"]}.
+The tools (log, key-value, audit, checkpoints, and the memory graph of the reference memory
+server) are listed in docs/mcp.md; `cairn serve` also serves them at POST /mcp.")]
+    Mcp(crate::mcp::McpArgs),
+
     /// Make a new random API token and print it with its auth-file line.
     #[command(after_help = "\
 Examples:
@@ -409,6 +422,7 @@ pub const DEMO_DIR_DEFAULT: &str = "./cairn-demo";
 
 fn run(cli: Cli) -> CliResult<Exit> {
     let default = if matches!(cli.command, Command::Demo(_)) { DEMO_DIR_DEFAULT } else { DATA_DIR_DEFAULT };
+    let data_given = cli.data.is_some();
     let data = cli.data.unwrap_or_else(|| PathBuf::from(default));
     let format = cli.output;
     match cli.command {
@@ -432,6 +446,7 @@ fn run(cli: Cli) -> CliResult<Exit> {
         Command::Repair(args) => repair::repair(&data, format, args),
         Command::Serve(args) => Ok(crate::http::serve_blocking(&data, args).map(|()| Exit::Ok)?),
         Command::Demo(args) => crate::demo::run(&data, format, args),
+        Command::Mcp(args) => crate::mcp::run(&data, data_given, args),
         Command::Token(args) => token(format, args),
     }
 }

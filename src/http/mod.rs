@@ -230,8 +230,13 @@ pub fn openapi() -> &'static utoipa::openapi::OpenApi {
     &DOCUMENT
 }
 
-/// The router with every endpoint.
+/// The router with every endpoint, `/mcp` included.
 pub fn router(state: Arc<AppState>) -> Router {
+    crate::mcp::http::mount(api_router(state.clone()), state)
+}
+
+/// The router with every endpoint but `/mcp` (whose tools call this one).
+pub fn api_router(state: Arc<AppState>) -> Router {
     let (routes, _) = api().split_for_parts();
     routes
         .fallback(ops::not_found)
