@@ -305,8 +305,6 @@ pub fn remote_api(url: &str, ca_file: Option<&Path>) -> CliResult<Api> {
     if !(base.starts_with("http://") || base.starts_with("https://")) {
         return Err(InputError(format!("--server {url:?} is not an http:// or https:// URL")).into());
     }
-    // The process-wide crypto provider of rustls; a second install (already set) is harmless.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let mut builder = reqwest::Client::builder().timeout(api::MCP_REQUEST_TIMEOUT).connect_timeout(CONNECT_TIMEOUT);
     if let Some(path) = ca_file {
         let pem = std::fs::read(path).map_err(|e| CliError::io("read the CA file", path, e))?;
