@@ -287,6 +287,8 @@ fn embedded_state(dir: &Path) -> CliResult<Arc<AppState>> {
         verify_lock: tokio::sync::Mutex::new(()),
         body_limits: crate::http::drain::BodyLimits::new(limits::BODY_BYTES_IN_FLIGHT_MAX, limits::BODY_READ_TIMEOUT),
         sse_keep_alive: limits::SSE_KEEP_ALIVE,
+        access_audit: crate::http::access::AccessAudit::default(),
+        token_lock: tokio::sync::Mutex::new(()),
     }))
 }
 
