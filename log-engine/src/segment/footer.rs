@@ -104,16 +104,19 @@ impl Footer {
         let mut b = Vec::with_capacity(len);
         b.extend_from_slice(&self.first_position.to_le_bytes());
         b.extend_from_slice(&(self.offsets.len() as u64).to_le_bytes());
-        b.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        // Narrowed checked: a count or length that did not fit its field would misstate the footer.
+        let streams = u32::try_from(self.entries.len()).expect("fewer streams than records in a segment");
+        b.extend_from_slice(&streams.to_le_bytes());
         b.extend_from_slice(&0u32.to_le_bytes());
         for offset in &self.offsets {
             b.extend_from_slice(&offset.to_le_bytes());
         }
         for s in self.streams() {
-            b.extend_from_slice(&(s.name.len() as u16).to_le_bytes());
+            b.extend_from_slice(&u16::try_from(s.name.len()).expect("stream names fit a u16 length").to_le_bytes());
             b.extend_from_slice(s.name.as_bytes());
             b.extend_from_slice(&s.first_version.to_le_bytes());
-            b.extend_from_slice(&(s.positions.len() as u32).to_le_bytes());
+            let count = u32::try_from(s.positions.len()).expect("fewer events than bytes in a segment");
+            b.extend_from_slice(&count.to_le_bytes());
             for p in s.positions {
                 b.extend_from_slice(&p.to_le_bytes());
             }

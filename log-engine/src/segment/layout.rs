@@ -98,6 +98,8 @@ const _: () = assert!(contiguous(&FOOTER_FIXED_FIELDS, FOOTER_FIXED) && FOOTER_F
 // Offsets in a footer are u32, stream name lengths u16, counts u64 and u32 (docs/format.md).
 const _: () = assert!(FOOTER_PER_RECORD == 4 + 8 && FOOTER_PER_STREAM == 2 + 8 + 4 && IDS_PER_RECORD == 16);
 const _: () = assert!(SEGMENT_SIZE_MAX <= u32::MAX as u64 + 1);
+// A footer stores a stream name's length in 2 bytes.
+const _: () = assert!(crate::types::STREAM_NAME_LEN_MAX <= u16::MAX as usize);
 const _: () = assert!(HEADER_LEN.is_multiple_of(RECORD_ALIGN as u64));
 const _: () = assert!(HEADER_USED as u64 <= HEADER_LEN);
 const _: () = assert!(TRAILER_LEN.is_multiple_of(RECORD_ALIGN as u64));
