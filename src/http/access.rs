@@ -15,7 +15,6 @@
 //!   refused with 400, so the key cannot be forged. Without `--auth` there is no principal and
 //!   nothing is stamped.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -100,7 +99,7 @@ pub async fn audit(State(state): State<Arc<AppState>>, request: Request, next: N
         return response;
     }
     if denied && !state.access_audit.admit(now_s()) {
-        state.metrics.access_audit_dropped.fetch_add(1, Relaxed);
+        state.metrics.access_audit_dropped.inc();
         tracing::warn!(status, %method, path, "access audit: more than ACCESS_DENIALS_PER_SECOND_MAX denials this second; not recorded");
         return response;
     }
@@ -174,7 +173,7 @@ pub(super) async fn append_entry(state: &AppState, entry: serde_json::Value, pri
         .log
         .append_multi_async(vec![StreamAppend { stream, expected: ExpectedVersion::Any, events: vec![event] }])
         .await?;
-    state.metrics.access_audit_entries.fetch_add(1, Relaxed);
+    state.metrics.access_audit_entries.inc();
     Ok(())
 }
 

@@ -1,38 +1,59 @@
-//! The server's counters and their Prometheus text exposition (`GET /metrics`).
+//! The server's metrics and their exposition (`GET /metrics`), in the OpenMetrics text format
+//! that `prometheus-client` writes and Prometheus scrapes.
 //!
-//! The log's own counters (commits, events, bytes, fsync latency histogram) come from
-//! [`log_engine::Log::metrics`] at scrape time; this module adds what only the server knows:
-//! requests by route and status, events appended over HTTP, live subscribers, and the result of
-//! the last verification. Recording is lock-free except for the per-route table, which is a
-//! short critical section with a bounded number of keys (routes are matched paths, not URLs).
+//! The server's own counters (requests by route and status, appends over HTTP, subscribers,
+//! connections) are live `prometheus-client` metrics. What the log, the views and the
+//! checkpoints already count (commits, events, bytes, the fsync and sync-batch histograms,
+//! view lag, checkpoint age) is read at scrape time and written as constant metrics beside
+//! them: the log keeps its histograms as per-bucket counts of its own (it has no dependency
+//! on a metrics crate), which [`BucketCounts`] hands to the encoder as they are.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::OnceLock;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use log_engine::{Log, Position, FSYNC_BUCKETS_US, SYNC_BATCH_BUCKETS};
 use parking_lot::Mutex;
+use projections::RunnerStatus;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 
-use log_engine::{Log, FSYNC_BUCKETS_US, SYNC_BATCH_BUCKETS};
+/// The content type of the exposition.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// What the server counts.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ViewLabels {
+    view: &'static str,
+}
+
+/// What the server counts. Cheap to record from any thread: counters and gauges are atomics,
+/// requests a map keyed by matched route (a bounded set) and status.
 #[derive(Debug)]
 pub struct ServerMetrics {
     started: Instant,
-    /// Requests by route, then by status.
-    requests: Mutex<BTreeMap<String, BTreeMap<u16, u64>>>,
-    append_requests: AtomicU64,
-    appended_events: AtomicU64,
-    pub subscribers: AtomicUsize,
+    requests: Family<RequestLabels, Counter>,
+    append_requests: Counter,
+    appended_events: Counter,
+    /// Open SSE subscriptions.
+    pub subscribers: Gauge,
     /// Open client connections, and connections closed at once because the cap was reached.
-    pub connections: AtomicUsize,
-    pub connections_refused: AtomicU64,
+    pub connections: Gauge,
+    pub connections_refused: Counter,
     /// Entries written to the access audit, and denials not written (beyond its rate bound).
-    pub access_audit_entries: AtomicU64,
-    pub access_audit_dropped: AtomicU64,
+    pub access_audit_entries: Counter,
+    pub access_audit_dropped: Counter,
     /// The shared request-body budget, for its in-flight gauge (set when the server starts).
-    pub body_limits: std::sync::OnceLock<super::drain::BodyLimits>,
-    /// 1 ok, 0 damaged, -1 never run.
+    pub body_limits: OnceLock<super::drain::BodyLimits>,
+    /// The last verification's result and when it finished.
     verify_ok: Mutex<Option<(bool, SystemTime)>>,
 }
 
@@ -40,172 +61,206 @@ impl Default for ServerMetrics {
     fn default() -> Self {
         ServerMetrics {
             started: Instant::now(),
-            requests: Mutex::new(BTreeMap::new()),
-            append_requests: AtomicU64::new(0),
-            appended_events: AtomicU64::new(0),
-            subscribers: AtomicUsize::new(0),
-            connections: AtomicUsize::new(0),
-            connections_refused: AtomicU64::new(0),
-            access_audit_entries: AtomicU64::new(0),
-            access_audit_dropped: AtomicU64::new(0),
-            body_limits: std::sync::OnceLock::new(),
+            requests: Family::default(),
+            append_requests: Counter::default(),
+            appended_events: Counter::default(),
+            subscribers: Gauge::default(),
+            connections: Gauge::default(),
+            connections_refused: Counter::default(),
+            access_audit_entries: Counter::default(),
+            access_audit_dropped: Counter::default(),
+            body_limits: OnceLock::new(),
             verify_ok: Mutex::new(None),
         }
     }
 }
 
+/// What the views and checkpoints report at scrape time.
+#[derive(Debug)]
+pub struct ViewsReport {
+    pub status: RunnerStatus,
+    /// The newest checkpoint's position and age in seconds.
+    pub checkpoint: Option<(Position, f64)>,
+}
+
 impl ServerMetrics {
     pub fn record_request(&self, route: &str, status: u16) {
-        let mut requests = self.requests.lock();
-        // Look up by &str first: the route's String is allocated once, not per request.
-        let by_status = match requests.get_mut(route) {
-            Some(by_status) => by_status,
-            None => requests.entry(route.to_string()).or_default(),
-        };
-        *by_status.entry(status).or_insert(0) += 1;
+        self.requests.get_or_create(&RequestLabels { route: route.to_string(), status }).inc();
     }
 
     pub fn record_append(&self, events: usize) {
-        self.append_requests.fetch_add(1, Relaxed);
-        self.appended_events.fetch_add(events as u64, Relaxed);
+        self.append_requests.inc();
+        self.appended_events.inc_by(events as u64);
     }
 
     pub fn record_verify(&self, ok: bool) {
         *self.verify_ok.lock() = Some((ok, SystemTime::now()));
     }
 
-    /// The Prometheus text exposition, with `extra` (view and checkpoint metrics) appended.
-    pub fn render(&self, log: &Log, extra: &str) -> String {
-        let mut out = String::with_capacity(4096);
+    /// The exposition: the log's, the server's, and the views' and checkpoints' metrics.
+    pub fn render(&self, log: &Log, views: &ViewsReport) -> String {
+        let mut r = Registry::default();
         let m = log.metrics();
         let stats = log.stats();
-        counter(&mut out, "cairn_log_commits_total", "Group commits written by the log.", m.commits);
-        counter(&mut out, "cairn_log_appended_events_total", "Events appended since the log was opened.", m.events);
-        counter(&mut out, "cairn_log_appended_bytes_total", "Record bytes written since the log was opened.", m.bytes);
+        // Counters are registered without `_total`: the encoder appends it.
+        r.register("cairn_log_commits", "Group commits written by the log", ConstCounter::new(m.commits));
+        r.register(
+            "cairn_log_appended_events",
+            "Events appended since the log was opened",
+            ConstCounter::new(m.events),
+        );
+        r.register(
+            "cairn_log_appended_bytes",
+            "Record bytes written since the log was opened",
+            ConstCounter::new(m.bytes),
+        );
         let mean_batch = if m.commits == 0 { 0.0 } else { m.events as f64 / m.commits as f64 };
-        gauge(&mut out, "cairn_log_commit_batch_events_mean", "Mean events per group commit since open.", mean_batch);
-        // fsync latency: the log keeps per-bucket counts; Prometheus wants cumulative ones.
-        let _ = writeln!(out, "# HELP cairn_log_fsync_seconds Latency of the log's fdatasync calls.");
-        let _ = writeln!(out, "# TYPE cairn_log_fsync_seconds histogram");
-        let mut cumulative = 0u64;
-        for (i, bound_us) in FSYNC_BUCKETS_US.iter().enumerate() {
-            cumulative += m.fsync_buckets.get(i).copied().unwrap_or(0);
-            let _ = writeln!(out, "cairn_log_fsync_seconds_bucket{{le=\"{}\"}} {cumulative}", *bound_us as f64 / 1e6);
-        }
-        cumulative += m.fsync_buckets.get(FSYNC_BUCKETS_US.len()).copied().unwrap_or(0);
-        let _ = writeln!(out, "cairn_log_fsync_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
-        let _ = writeln!(out, "cairn_log_fsync_seconds_sum {}", m.fsync_seconds_total.get());
-        let _ = writeln!(out, "cairn_log_fsync_seconds_count {}", m.fsyncs);
+        r.register(
+            "cairn_log_commit_batch_events_mean",
+            "Mean events per group commit since open",
+            f64_gauge(mean_batch),
+        );
+        let fsync_bounds = FSYNC_BUCKETS_US.iter().map(|&us| us as f64 / 1e6);
+        r.register(
+            "cairn_log_fsync_seconds",
+            "Latency of the log's fdatasync calls",
+            BucketCounts::new(fsync_bounds, &m.fsync_buckets, m.fsync_seconds_total.get(), m.fsyncs),
+        );
         // Group commit at work: how many events each fdatasync made durable.
-        let _ = writeln!(out, "# HELP cairn_log_sync_batch_events Events made durable by one fdatasync.");
-        let _ = writeln!(out, "# TYPE cairn_log_sync_batch_events histogram");
-        let mut cumulative = 0u64;
-        for (i, bound) in SYNC_BATCH_BUCKETS.iter().enumerate() {
-            cumulative += m.sync_batch_buckets.get(i).copied().unwrap_or(0);
-            let _ = writeln!(out, "cairn_log_sync_batch_events_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        cumulative += m.sync_batch_buckets.get(SYNC_BATCH_BUCKETS.len()).copied().unwrap_or(0);
-        let _ = writeln!(out, "cairn_log_sync_batch_events_bucket{{le=\"+Inf\"}} {cumulative}");
-        let _ = writeln!(out, "cairn_log_sync_batch_events_sum {}", m.events_synced);
-        let _ = writeln!(out, "cairn_log_sync_batch_events_count {}", m.fsyncs);
-        gauge(&mut out, "cairn_log_events", "Events in the log (head position + 1).", stats.events as f64);
-        gauge(&mut out, "cairn_log_streams", "Streams in the log.", stats.streams as f64);
-        gauge(&mut out, "cairn_log_segments", "Segment files.", stats.segments as f64);
-        gauge(&mut out, "cairn_log_record_bytes", "Bytes of records in all segments.", stats.record_bytes as f64);
-        gauge(&mut out, "cairn_log_poisoned", "1 if a failed write or fdatasync poisoned the log.", {
-            if log.poisoned().is_some() {
-                1.0
-            } else {
-                0.0
-            }
-        });
-        counter(
-            &mut out,
-            "cairn_http_append_requests_total",
-            "Successful append requests.",
-            self.append_requests.load(Relaxed),
+        let batch_bounds = SYNC_BATCH_BUCKETS.iter().map(|&n| n as f64);
+        r.register(
+            "cairn_log_sync_batch_events",
+            "Events made durable by one fdatasync",
+            BucketCounts::new(batch_bounds, &m.sync_batch_buckets, m.events_synced as f64, m.fsyncs),
         );
-        counter(
-            &mut out,
-            "cairn_http_appended_events_total",
-            "Events appended through the HTTP API.",
-            self.appended_events.load(Relaxed),
+        r.register("cairn_log_events", "Events in the log (head position + 1)", int_gauge(stats.events));
+        r.register("cairn_log_streams", "Streams in the log", int_gauge(stats.streams));
+        r.register("cairn_log_segments", "Segment files", int_gauge(stats.segments));
+        r.register("cairn_log_record_bytes", "Bytes of records in all segments", int_gauge(stats.record_bytes));
+        r.register(
+            "cairn_log_poisoned",
+            "1 if a failed write or fdatasync poisoned the log",
+            ConstGauge::new(i64::from(log.poisoned().is_some())),
         );
-        gauge(&mut out, "cairn_subscribers", "Open SSE subscriptions.", self.subscribers.load(Relaxed) as f64);
-        gauge(&mut out, "cairn_http_connections", "Open client connections.", self.connections.load(Relaxed) as f64);
-        counter(
-            &mut out,
-            "cairn_http_connections_refused_total",
-            "Connections closed at once because --max-connections were open.",
-            self.connections_refused.load(Relaxed),
+        r.register("cairn_http_append_requests", "Successful append requests", self.append_requests.clone());
+        r.register("cairn_http_appended_events", "Events appended through the HTTP API", self.appended_events.clone());
+        r.register("cairn_subscribers", "Open SSE subscriptions", self.subscribers.clone());
+        r.register("cairn_http_connections", "Open client connections", self.connections.clone());
+        r.register(
+            "cairn_http_connections_refused",
+            "Connections closed at once because --max-connections were open",
+            self.connections_refused.clone(),
         );
-        counter(
-            &mut out,
-            "cairn_access_audit_entries_total",
-            "Entries written to the access audit ($audit:authorization): denials and admin actions.",
-            self.access_audit_entries.load(Relaxed),
+        r.register(
+            "cairn_access_audit_entries",
+            "Entries written to the access audit ($audit:authorization): denials and admin actions",
+            self.access_audit_entries.clone(),
         );
-        counter(
-            &mut out,
-            "cairn_access_audit_dropped_total",
-            "Denied requests not written to the access audit: beyond ACCESS_DENIALS_PER_SECOND_MAX a second.",
-            self.access_audit_dropped.load(Relaxed),
+        r.register(
+            "cairn_access_audit_dropped",
+            "Denied requests not written to the access audit: beyond ACCESS_DENIALS_PER_SECOND_MAX a second",
+            self.access_audit_dropped.clone(),
         );
-        gauge(
-            &mut out,
+        r.register(
             "cairn_http_body_bytes_in_flight",
-            "Memory charged to in-flight request bodies, 3 bytes per body byte (bounded by --body-budget).",
-            self.body_limits.get().map_or(0, super::drain::BodyLimits::in_flight) as f64,
+            "Memory charged to in-flight request bodies, 3 bytes per body byte (bounded by --body-budget)",
+            int_gauge(self.body_limits.get().map_or(0, super::drain::BodyLimits::in_flight)),
         );
-        let _ = writeln!(out, "# HELP cairn_http_requests_total HTTP requests by route and status.");
-        let _ = writeln!(out, "# TYPE cairn_http_requests_total counter");
-        for (route, by_status) in self.requests.lock().iter() {
-            for (status, n) in by_status {
-                let _ =
-                    writeln!(out, "cairn_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}", escape(route));
-            }
-        }
+        r.register("cairn_http_requests", "HTTP requests by route and status", self.requests.clone());
         let (verify, verify_at) = match *self.verify_ok.lock() {
-            Some((ok, at)) => {
-                (if ok { 1.0 } else { 0.0 }, at.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()))
-            }
-            None => (-1.0, 0.0),
+            Some((ok, at)) => (i64::from(ok), at.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())),
+            None => (-1, 0.0),
         };
-        gauge(
-            &mut out,
+        r.register(
             "cairn_verify_ok",
-            "Result of the last verification: 1 ok, 0 damage found, -1 none yet.",
-            verify,
+            "Result of the last verification: 1 ok, 0 damage found, -1 none yet",
+            ConstGauge::new(verify),
         );
-        gauge(
-            &mut out,
+        r.register(
             "cairn_verify_last_timestamp_seconds",
-            "When the last verification finished (unix time).",
-            verify_at,
+            "When the last verification finished (unix time)",
+            f64_gauge(verify_at),
         );
-        gauge(
-            &mut out,
+        r.register(
             "cairn_uptime_seconds",
-            "Seconds since the server started.",
-            self.started.elapsed().as_secs_f64(),
+            "Seconds since the server started",
+            f64_gauge(self.started.elapsed().as_secs_f64()),
         );
-        out.push_str(extra);
+        register_views(&mut r, views);
+        let mut out = String::with_capacity(4096);
+        prometheus_client::encoding::text::encode(&mut out, &r).expect("writing to a String cannot fail");
         out
     }
 }
 
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+/// The views' lag and apply errors, the runner's state, and the newest checkpoint.
+fn register_views(r: &mut Registry, views: &ViewsReport) {
+    let lag = Family::<ViewLabels, Gauge>::default();
+    let errors = Family::<ViewLabels, Counter>::default();
+    for v in &views.status.views {
+        lag.get_or_create(&ViewLabels { view: v.name }).set(saturating_i64(v.lag));
+        errors.get_or_create(&ViewLabels { view: v.name }).inc_by(v.errors);
+    }
+    r.register("cairn_view_lag_events", "Committed events a view has not applied yet", lag);
+    r.register("cairn_view_apply_errors", "Events a view understood but could not apply", errors);
+    r.register(
+        "cairn_views_stopped",
+        "1 if the projection runner has stopped",
+        ConstGauge::new(i64::from(views.status.stopped.is_some())),
+    );
+    let (age, position) = match views.checkpoint {
+        Some((p, age)) => (age, saturating_i64(p.0)),
+        None => (-1.0, -1),
+    };
+    r.register("cairn_checkpoint_age_seconds", "Age of the newest checkpoint (-1: none)", f64_gauge(age));
+    r.register(
+        "cairn_checkpoint_position",
+        "Log position of the newest checkpoint (-1: none)",
+        ConstGauge::new(position),
+    );
 }
 
-/// Writes a gauge with HELP and TYPE lines.
-pub fn gauge(out: &mut String, name: &str, help: &str, value: f64) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+fn saturating_i64(value: impl TryInto<i64>) -> i64 {
+    value.try_into().unwrap_or(i64::MAX)
 }
 
-/// Escapes a label value.
-pub fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+fn int_gauge(value: impl TryInto<i64>) -> ConstGauge<i64> {
+    ConstGauge::new(saturating_i64(value))
+}
+
+fn f64_gauge(value: f64) -> ConstGauge<f64> {
+    ConstGauge::new(value)
+}
+
+/// A histogram the log keeps itself: a count per bucket (not cumulative), the last one above
+/// every bound, with the sum and the count of observations.
+#[derive(Debug)]
+struct BucketCounts {
+    /// (upper bound, observations in this bucket only); the last bound is +Inf.
+    buckets: Vec<(f64, u64)>,
+    sum: f64,
+    count: u64,
+}
+
+impl BucketCounts {
+    fn new(bounds: impl Iterator<Item = f64>, counts: &[u64], sum: f64, count: u64) -> BucketCounts {
+        let buckets = bounds
+            .chain(std::iter::once(f64::INFINITY))
+            .enumerate()
+            .map(|(i, bound)| (bound, counts.get(i).copied().unwrap_or(0)))
+            .collect();
+        BucketCounts { buckets, sum, count }
+    }
+}
+
+impl EncodeMetric for BucketCounts {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_histogram::<NoLabelSet>(self.sum, self.count, &self.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
 }
 
 #[cfg(test)]
@@ -222,11 +277,15 @@ mod tests {
         let metrics = ServerMetrics::default();
         metrics.record_request("/v1/head", 200);
         metrics.record_append(3);
-        let text = metrics.render(&log, "");
+        let status =
+            RunnerStatus { head: None, applied_through: None, views: vec![], recent_errors: vec![], stopped: None };
+        let views = ViewsReport { status, checkpoint: None };
+        let text = metrics.render(&log, &views);
         assert!(text.contains("cairn_log_appended_events_total 3"), "{text}");
         assert!(text.contains("cairn_http_appended_events_total 3"), "{text}");
         assert!(text.contains("cairn_http_requests_total{route=\"/v1/head\",status=\"200\"} 1"), "{text}");
         assert!(text.contains("cairn_verify_ok -1"), "{text}");
+        assert!(text.contains("cairn_checkpoint_position -1"), "{text}");
         let count: u64 =
             text.lines().find_map(|l| l.strip_prefix("cairn_log_fsync_seconds_count ")).unwrap().parse().unwrap();
         let inf: u64 = text

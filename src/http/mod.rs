@@ -142,35 +142,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Metrics text of the views and checkpoints.
-    pub fn views_metrics(&self) -> String {
-        use std::fmt::Write as _;
-        let status = self.store.views().status();
-        let mut out = String::new();
-        let _ = writeln!(out, "# HELP cairn_view_lag_events Committed events a view has not applied yet.");
-        let _ = writeln!(out, "# TYPE cairn_view_lag_events gauge");
-        for v in &status.views {
-            let _ = writeln!(out, "cairn_view_lag_events{{view=\"{}\"}} {}", metrics::escape(v.name), v.lag);
-        }
-        let _ = writeln!(out, "# HELP cairn_view_apply_errors_total Events a view understood but could not apply.");
-        let _ = writeln!(out, "# TYPE cairn_view_apply_errors_total counter");
-        for v in &status.views {
-            let _ = writeln!(out, "cairn_view_apply_errors_total{{view=\"{}\"}} {}", metrics::escape(v.name), v.errors);
-        }
-        let stopped = if status.stopped.is_some() { 1.0 } else { 0.0 };
-        metrics::gauge(&mut out, "cairn_views_stopped", "1 if the projection runner has stopped.", stopped);
-        let (age, position) = match self.store.last_checkpoint() {
-            Some((p, age)) => (age, p.0 as f64),
-            None => (-1.0, -1.0),
-        };
-        metrics::gauge(&mut out, "cairn_checkpoint_age_seconds", "Age of the newest checkpoint (-1: none).", age);
-        metrics::gauge(
-            &mut out,
-            "cairn_checkpoint_position",
-            "Log position of the newest checkpoint (-1: none).",
-            position,
-        );
-        out
+    /// What the views and checkpoints report, for `/metrics`.
+    pub fn views_report(&self) -> metrics::ViewsReport {
+        metrics::ViewsReport { status: self.store.views().status(), checkpoint: self.store.last_checkpoint() }
     }
 }
 
@@ -448,7 +422,7 @@ struct ConnectionSlot {
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        self.state.metrics.connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.state.metrics.connections.dec();
     }
 }
 
@@ -461,8 +435,6 @@ async fn serve(
     tls: Option<Arc<tls::Tls>>,
     args: &ServeArgs,
 ) -> Result<(), ServeError> {
-    use std::sync::atomic::Ordering::Relaxed;
-
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
 
@@ -526,12 +498,12 @@ async fn serve(
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             // At the cap: close at once. Cheap, and the client sees the refusal instead of a
             // hang; the descriptor is released before the next accept.
-            state.metrics.connections_refused.fetch_add(1, Relaxed);
+            state.metrics.connections_refused.inc();
             tracing::debug!(max_connections = cap, "connection refused: --max-connections are open");
             drop(tcp);
             continue;
         };
-        state.metrics.connections.fetch_add(1, Relaxed);
+        state.metrics.connections.inc();
         let slot = ConnectionSlot { state: state.clone(), _permit: permit };
         // Small request/response exchanges: do not wait to coalesce packets.
         let _ = tcp.set_nodelay(true);
@@ -557,7 +529,7 @@ async fn serve(
         });
     }
     drop(listener);
-    let open = state.metrics.connections.load(Relaxed);
+    let open = state.metrics.connections.get();
     tracing::info!(open_connections = open, grace = ?args.shutdown_grace, "shutting down: no new connections; finishing in-flight requests");
     // Ends subscriptions and the checkpoint loop, and asks every connection to close after its
     // current request.
@@ -565,7 +537,7 @@ async fn serve(
     let all = u32::try_from(cap).unwrap_or(u32::MAX);
     if tokio::time::timeout(args.shutdown_grace, slots.acquire_many(all)).await.is_err() {
         tracing::warn!(
-            open_connections = state.metrics.connections.load(Relaxed),
+            open_connections = state.metrics.connections.get(),
             grace = ?args.shutdown_grace,
             "connections still open after the shutdown grace period; closing them"
         );

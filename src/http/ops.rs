@@ -98,15 +98,15 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> ApiResult<Json<Healt
     path = "/metrics",
     tag = "ops",
     responses(
-        (status = 200, description = "Prometheus text exposition format 0.0.4.", content_type = "text/plain", body = String),
+        (status = 200, description = "OpenMetrics text format 1.0.0 (Prometheus scrapes it).", content_type = "application/openmetrics-text", body = String),
         (status = 403, description = "With `--auth`: the token lacks `admin`.", body = ErrorBody),
     ),
     security(("bearer" = []), ())
 )]
 pub async fn metrics(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResult<impl IntoResponse> {
     caller.require_any(Permission::Admin)?;
-    let text = state.metrics.render(&state.log, &state.views_metrics());
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text))
+    let text = state.metrics.render(&state.log, &state.views_report());
+    Ok(([(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text))
 }
 
 /// This API's OpenAPI document.

@@ -11,7 +11,6 @@
 //! - At most [`SUBSCRIBERS_MAX`] subscriptions are open; each ends when the server shuts down.
 
 use std::convert::Infallible;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -64,7 +63,7 @@ struct SubscriberSlot(Arc<AppState>);
 
 impl Drop for SubscriberSlot {
     fn drop(&mut self) {
-        self.0.metrics.subscribers.fetch_sub(1, Ordering::Relaxed);
+        self.0.metrics.subscribers.dec();
     }
 }
 
@@ -107,9 +106,9 @@ pub async fn subscribe(
             ApiError::bad_request("invalid_query", format!("from={p:?} is neither a log position nor \"end\""))
         })?)),
     };
-    let open = state.metrics.subscribers.fetch_add(1, Ordering::Relaxed);
+    let open = state.metrics.subscribers.inc();
     let slot = SubscriberSlot(state.clone());
-    if open >= SUBSCRIBERS_MAX {
+    if usize::try_from(open).is_ok_and(|open| open >= SUBSCRIBERS_MAX) {
         return Err(ApiError::unavailable(
             "too_many_subscribers",
             format!("the server already has {SUBSCRIBERS_MAX} open subscriptions (SUBSCRIBERS_MAX); try again later"),
