@@ -33,6 +33,9 @@
 //!   fit fails the read with [`BodyError::Overloaded`] (503 `overloaded`, `Retry-After`).
 //!   Bytes are taken as they arrive and only once a handler reads them, which it does only
 //!   after authentication: a client that declares a large body and sends nothing holds none.
+//!
+//! Hand-written on purpose: tower-http's body limit and timeout layers refuse or cut a body,
+//! but none drains an unread one after the answer or shares one byte budget across requests.
 
 use std::future::Future as _;
 use std::sync::Arc;
@@ -88,18 +91,17 @@ pub enum BodyError {
     Timeout { after: Duration },
 }
 
-impl BodyError {
-    /// The [`BodyError`] somewhere in `error`'s source chain, if any.
-    pub fn find<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyError> {
-        let mut cause = Some(error);
-        while let Some(e) = cause {
-            if let Some(found) = e.downcast_ref::<BodyError>() {
-                return Some(found);
-            }
-            cause = e.source();
+/// The error of type `T` somewhere in `error`'s source chain, if any: a body's read fails with
+/// an `axum::Error` that wraps what cut it (a [`BodyError`], a length limit).
+pub fn find_cause<'a, T: std::error::Error + 'static>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
         }
-        None
+        cause = e.source();
     }
+    None
 }
 
 /// Largest declared body drained after an early answer; a larger one closes the connection.

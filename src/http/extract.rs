@@ -17,9 +17,10 @@ use axum::body::Body;
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
-use futures_util::StreamExt;
+use http_body_util::LengthLimitError;
 use serde::de::DeserializeOwned;
 
+use super::drain::{find_cause, BodyError};
 use super::error::ApiError;
 use super::AppState;
 use crate::auth::{Permission, Principal};
@@ -184,21 +185,19 @@ async fn read_json_bytes(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Api
             return Err(too_large(&n));
         }
     }
-    let mut bytes = Vec::with_capacity(declared.unwrap_or(0) as usize);
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| match super::drain::BodyError::find(&e) {
-            Some(cut @ super::drain::BodyError::Overloaded { .. }) => {
+    let bytes = axum::body::to_bytes(body, REQUEST_BODY_MAX).await.map_err(|e| {
+        if find_cause::<LengthLimitError>(&e).is_some() {
+            return too_large(&"more than");
+        }
+        match find_cause::<BodyError>(&e) {
+            Some(cut @ BodyError::Overloaded { .. }) => {
                 ApiError::overloaded(cut.to_string(), crate::limits::OVERLOADED_RETRY_AFTER_SECS)
             }
-            Some(cut @ super::drain::BodyError::Timeout { .. }) => ApiError::body_timeout(cut.to_string()),
+            Some(cut @ BodyError::Timeout { .. }) => ApiError::body_timeout(cut.to_string()),
             None => ApiError::bad_request("invalid_body", format!("reading the request body failed: {e}")),
-        })?;
-        if bytes.len() + chunk.len() > REQUEST_BODY_MAX {
-            return Err(too_large(&"more than"));
         }
-        bytes.extend_from_slice(&chunk);
-    }
+    })?;
+    let bytes = Vec::from(bytes);
     match kind {
         BodyKind::Json => Ok(bytes),
         BodyKind::MessagePack if bytes.is_empty() => Ok(bytes),
