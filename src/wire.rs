@@ -13,12 +13,11 @@
 //!
 //! This module does no I/O and checks no permissions.
 
-use std::fmt;
 use std::time::{Duration, UNIX_EPOCH};
 
 use base64::Engine as _;
 use log_engine::{AppendResult, Event, ExpectedVersion, NewEvent, Payload, StreamVersion, Uuid, VerifyReport};
-use serde::de::{self, Deserializer, Visitor};
+use serde::de::Deserializer;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
@@ -74,7 +73,8 @@ pub fn check_payload(what: &str, text: &str) -> Result<(), InputError> {
 
 /// An expected version as the contract spells it: `"any"`, `"no_stream"`, `"exists"`, or the
 /// stream's current last version as an integer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(from = "ExpectedVersionWire")]
 pub struct ExpectedVersionJson(pub ExpectedVersion);
 
 impl ExpectedVersionJson {
@@ -104,32 +104,33 @@ impl Serialize for ExpectedVersionJson {
     }
 }
 
-impl<'de> Deserialize<'de> for ExpectedVersionJson {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = ExpectedVersionJson;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("\"any\", \"no_stream\", \"exists\" or a non-negative integer")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                match v {
-                    "any" => Ok(ExpectedVersionJson(ExpectedVersion::Any)),
-                    "no_stream" => Ok(ExpectedVersionJson(ExpectedVersion::NoStream)),
-                    "exists" => Ok(ExpectedVersionJson(ExpectedVersion::Exists)),
-                    _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
-                }
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(ExpectedVersionJson(ExpectedVersion::Exact(StreamVersion(v))))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                u64::try_from(v)
-                    .map(|v| ExpectedVersionJson(ExpectedVersion::Exact(StreamVersion(v))))
-                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
-            }
-        }
-        d.deserialize_any(V)
+/// The JSON spellings of an expected version, as serde reads them.
+#[derive(Deserialize)]
+#[serde(
+    untagged,
+    expecting = "an expected version must be \"any\", \"no_stream\", \"exists\" or a non-negative integer (the stream's last version)"
+)]
+enum ExpectedVersionWire {
+    Named(NamedExpectedVersion),
+    Version(u64),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum NamedExpectedVersion {
+    Any,
+    NoStream,
+    Exists,
+}
+
+impl From<ExpectedVersionWire> for ExpectedVersionJson {
+    fn from(wire: ExpectedVersionWire) -> ExpectedVersionJson {
+        ExpectedVersionJson(match wire {
+            ExpectedVersionWire::Named(NamedExpectedVersion::Any) => ExpectedVersion::Any,
+            ExpectedVersionWire::Named(NamedExpectedVersion::NoStream) => ExpectedVersion::NoStream,
+            ExpectedVersionWire::Named(NamedExpectedVersion::Exists) => ExpectedVersion::Exists,
+            ExpectedVersionWire::Version(v) => ExpectedVersion::Exact(StreamVersion(v)),
+        })
     }
 }
 
@@ -422,6 +423,20 @@ pub fn view_json(value: &impl Serialize) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every bad value gets the same sentence naming the four spellings, wherever it sits.
+    #[test]
+    fn a_bad_expected_version_says_what_it_may_be() {
+        for bad in ["\"latest\"", "-1", "1.5", "null", "[0]"] {
+            let message = serde_json::from_str::<ExpectedVersionJson>(bad).unwrap_err().to_string();
+            assert!(
+                message.starts_with(
+                    "an expected version must be \"any\", \"no_stream\", \"exists\" or a non-negative integer"
+                ),
+                "{bad}: {message}"
+            );
+        }
+    }
 
     #[test]
     fn compact_json_keeps_strings_and_numbers_exactly() {

@@ -1,6 +1,9 @@
 //! Schema compatibility as set inclusion: does every instance valid under one JSON Schema
 //! (`narrow`) validate under another (`wide`)?
 //!
+//! Hand-written on purpose: JSON Schema validators (the `jsonschema` crate validates payloads
+//! here) check an instance against a schema; none decides whether one schema includes another.
+//!
 //! The check is sound and incomplete: it answers "compatible" only when it can prove the
 //! inclusion, and otherwise gives the reasons it could not. What it understands:
 //! - boolean schemas; `type` (with `integer` inside `number`); `enum` and `const` (exactly: each
