@@ -7,6 +7,8 @@
 //! The Python SDK, streamable HTTP, auth and the comparison with the reference server are in
 //! `.ci/mcp`.
 
+mod support;
+
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::service::RunningService;
 use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
@@ -16,8 +18,12 @@ use serde_json::{json, Value};
 type Client = RunningService<RoleClient, ()>;
 
 async fn start(dir: &std::path::Path) -> Client {
+    start_with(&["mcp", "--data", dir.to_str().unwrap()]).await
+}
+
+async fn start_with(args: &[&str]) -> Client {
     let command = tokio::process::Command::new(env!("CARGO_BIN_EXE_cairn")).configure(|c| {
-        c.arg("mcp").arg("--data").arg(dir);
+        c.args(args);
     });
     let transport = TokioChildProcess::new(command).expect("cairn mcp starts");
     ().serve(transport).await.expect("the MCP session starts")
@@ -218,4 +224,33 @@ async fn the_memory_graph_keeps_the_reference_rules_and_every_change_is_an_event
     assert_eq!(before["relations"].as_array().unwrap().len(), 1);
     assert_eq!(err(&client, "read_graph_as_of", json!({"version": 99})).await["error"], "version_not_found");
     client.cancel().await.unwrap();
+}
+
+/// `cairn mcp --server URL --token T`: the token reaches the server (it was once sent as
+/// `Bearer Bearer T` and refused as unknown), and the token's prefix rules decide each call.
+#[test]
+fn a_server_client_sends_its_token_and_the_prefix_rules_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "cairn_mcp_test_token_0123456789abcdef";
+    let hash = blake3::hash(token.as_bytes()).to_hex();
+    let auth = dir.path().join("auth.toml");
+    std::fs::write(
+        &auth,
+        format!("[[principal]]\nname = \"reader\"\ntoken_hash = \"blake3:{hash}\"\nrules = [ {{ prefix = \"agent-\", allow = [\"read\"] }} ]\n"),
+    )
+    .unwrap();
+    // The helper's blocking HTTP client lives outside the async runtime.
+    let server = support::Server::start(&dir.path().join("data"), &["--auth", auth.to_str().unwrap()]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = start_with(&["mcp", "--server", &server.base, "--token", token]).await;
+        assert_eq!(err(&client, "read_stream", json!({"stream": "agent-1"})).await["error"], "stream_not_found");
+        let denied = err(&client, "append_events", json!({"stream": "agent-1", "events": [{"type": "X"}]})).await;
+        assert_eq!(denied["error"], "forbidden");
+        client.cancel().await.unwrap();
+        let anonymous = start_with(&["mcp", "--server", &server.base]).await;
+        assert_eq!(err(&anonymous, "head", json!({})).await["error"], "unauthorized");
+        anonymous.cancel().await.unwrap();
+    });
+    drop(server);
 }

@@ -444,7 +444,9 @@ fn run(cli: Cli) -> CliResult<Exit> {
         Command::Restore(args) => ops_cmds::restore(&data, format, args),
         Command::Drill(args) => ops_cmds::drill(&data, format, args),
         Command::Repair(args) => repair::repair(&data, format, args),
-        Command::Serve(args) => Ok(crate::http::serve_blocking(&data, args).map(|()| Exit::Ok)?),
+        Command::Serve(args) => {
+            Ok(crate::http::serve_blocking(&data, args, crate::mcp::http::mount).map(|()| Exit::Ok)?)
+        }
         Command::Demo(args) => crate::demo::run(&data, format, args),
         Command::Mcp(args) => crate::mcp::run(&data, data_given, args),
         Command::Token(args) => token(format, args),

@@ -204,12 +204,11 @@ pub fn openapi() -> &'static utoipa::openapi::OpenApi {
     &DOCUMENT
 }
 
-/// The router with every endpoint, `/mcp` included.
-pub fn router(state: Arc<AppState>) -> Router {
-    crate::mcp::http::mount(api_router(state.clone()), state)
-}
+/// What `cairn serve` adds to the API's router before serving it (the binary passes the `/mcp`
+/// mount): a function of the finished router, so that this module depends on none of it.
+pub type Mount = fn(Router, Arc<AppState>) -> Router;
 
-/// The router with every endpoint but `/mcp` (whose tools call this one).
+/// The router with every endpoint.
 pub fn api_router(state: Arc<AppState>) -> Router {
     let (routes, _) = api().split_for_parts();
     routes
@@ -292,7 +291,7 @@ impl ServeError {
 }
 
 /// `cairn serve`: runs until SIGINT or SIGTERM.
-pub fn serve_blocking(dir: &Path, args: ServeArgs) -> Result<(), ServeError> {
+pub fn serve_blocking(dir: &Path, args: ServeArgs, mount: Mount) -> Result<(), ServeError> {
     let auth = args.auth.as_deref().map(Auth::load).transpose()?;
     if auth.is_none() && !args.listen.ip().is_loopback() && !args.allow_remote {
         return Err(ServeError::NoAuthRemote(args.listen));
@@ -337,7 +336,7 @@ pub fn serve_blocking(dir: &Path, args: ServeArgs) -> Result<(), ServeError> {
         }
     }
     let _ = state.metrics.body_limits.set(state.body_limits.clone());
-    let result = runtime.block_on(serve(state.clone(), stop_tx, tls, &args));
+    let result = runtime.block_on(serve(state.clone(), stop_tx, tls, &args, mount));
     // Waits for blocking tasks (view writes, checkpoints) that are still running.
     drop(runtime);
     // In-flight requests have finished: stop the views, then close the log (which syncs and
@@ -434,6 +433,7 @@ async fn serve(
     stop_tx: watch::Sender<bool>,
     tls: Option<Arc<tls::Tls>>,
     args: &ServeArgs,
+    mount: Mount,
 ) -> Result<(), ServeError> {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
@@ -444,7 +444,7 @@ async fn serve(
         .await
         .map_err(|source| ServeError::Listen { addr: args.listen, source })?;
     let addr = listener.local_addr().map_err(ServeError::BoundAddress)?;
-    let app = router(state.clone());
+    let app = mount(api_router(state.clone()), state.clone());
     // Before the address is printed: whoever reads it may connect at once.
     match &tls {
         Some(tls) => tracing::info!(cert = %tls.cert_path().display(), "TLS on; SIGHUP reloads the certificate"),

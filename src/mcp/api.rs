@@ -122,7 +122,8 @@ pub struct Answer {
 }
 
 impl Api {
-    /// Sends one request and reads the whole answer. `token` is sent as the bearer token.
+    /// Sends one request and reads the whole answer. `token` is the `Authorization` header to send
+    /// (`Bearer <token>`), passed on as it is.
     pub async fn send(
         &self,
         method: Method,
@@ -138,7 +139,7 @@ impl Api {
                     request = request.header(header::CONTENT_TYPE, "application/json");
                 }
                 if let Some(token) = token {
-                    request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+                    request = request.header(header::AUTHORIZATION, token);
                 }
                 let request = request
                     .body(bytes.map_or_else(Body::empty, Body::from))
@@ -158,7 +159,7 @@ impl Api {
                     request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(bytes);
                 }
                 if let Some(token) = token {
-                    request = request.bearer_auth(token);
+                    request = request.header(reqwest::header::AUTHORIZATION, token);
                 }
                 let response = request.send().await.map_err(|e| unreachable_error(base, &e))?;
                 let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -208,7 +209,7 @@ impl Api {
                 Api::Router(router) => {
                     let mut request = Request::builder().method(Method::GET).uri(path);
                     if let Some(token) = token {
-                        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+                        request = request.header(header::AUTHORIZATION, token);
                     }
                     let request = request.body(Body::empty()).map_err(|e| {
                         ToolError::new("invalid_input", format!("cannot build the request {path}: {e}"))
@@ -235,7 +236,7 @@ impl Api {
                 Api::Remote { client, base } => {
                     let mut request = client.get(format!("{base}{path}")).timeout(timeout);
                     if let Some(token) = token {
-                        request = request.bearer_auth(token);
+                        request = request.header(reqwest::header::AUTHORIZATION, token);
                     }
                     let mut response = request.send().await.map_err(|e| unreachable_error(base, &e))?;
                     let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
