@@ -234,6 +234,19 @@ fn view_and_checkpoint_answers_match_their_documented_schemas() {
     call(Method::GET, "/v1/kv/{key}/history", "/v1/kv/n/history", None);
     call(Method::GET, "/v1/kv", "/v1/kv", None);
     call(Method::DELETE, "/v1/kv/{key}", "/v1/kv/absent", None);
+    call(Method::DELETE, "/v1/kv/{key}", "/v1/kv/k", None);
+    call(Method::POST, "/v1/kv/{key}/append", "/v1/kv/s/append", Some(json!({"value": "ab"})));
+    call(Method::POST, "/v1/kv/{key}/push", "/v1/kv/l/push", Some(json!({"values": [1, "two"]})));
+    call(Method::GET, "/v1/kv/{key}/range", "/v1/kv/l/range", None);
+    call(Method::POST, "/v1/kv/{key}/pop", "/v1/kv/l/pop", Some(json!({"count": 5})));
+    let none = call(Method::POST, "/v1/kv/{key}/pop", "/v1/kv/l/pop", None);
+    assert_eq!(none["position"], Value::Null, "popping an empty list writes nothing: {none}");
+    call(Method::POST, "/v1/kv/{key}/sadd", "/v1/kv/set/sadd", Some(json!({"members": ["a", "b"]})));
+    call(Method::POST, "/v1/kv/{key}/srem", "/v1/kv/set/srem", Some(json!({"members": ["a"]})));
+    call(Method::GET, "/v1/kv/{key}/members", "/v1/kv/set/members", None);
+    call(Method::POST, "/v1/kv:get", "/v1/kv:get", Some(json!({"keys": ["n", "absent"]})));
+    let ops = json!({"ops": [{"op": "incr", "key": "n", "delta": 2}, {"op": "set", "key": "t", "value": 1}]});
+    call(Method::POST, "/v1/kv:txn", "/v1/kv:txn", Some(ops));
     let entry = json!({"level": "info", "category": "security", "event": "login",
                        "actor": {"type": "user", "id": "u-1"}});
     let receipt = call(Method::POST, "/v1/audit", "/v1/audit", Some(entry));

@@ -10,7 +10,7 @@ use axum::Json;
 use log_engine::{Position, Uuid};
 use projections::{AuditQuery, Category, Level, NewAuditEntry, Order, AUDIT_STREAM_PREFIX};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use utoipa::IntoParams;
 
 use super::error::{ApiError, ApiResult, ErrorBody};
@@ -29,7 +29,7 @@ use crate::auth::Permission;
     ),
     security(("bearer" = []), ())
 )]
-pub async fn append(call: ViewCall, body: JsonBody) -> ApiResult<Json<Value>> {
+pub async fn append(call: ViewCall, body: JsonBody) -> ApiResult<Json<answers::AuditReceipt>> {
     call.caller.require_any(Permission::Append)?;
     let mut value: Value = body.read().await?;
     let id = match value.as_object_mut().and_then(|o| o.remove("id")) {
@@ -43,7 +43,7 @@ pub async fn append(call: ViewCall, body: JsonBody) -> ApiResult<Json<Value>> {
     let entry: NewAuditEntry = from_value(value)?;
     call.caller.require(Permission::Append, &format!("{AUDIT_STREAM_PREFIX}{}", entry.category.as_str()))?;
     let done = call.run(move |v| v.audit().append(&entry, id)).await?;
-    Ok(Json(json!({"id": done.id, "position": done.position.0, "hash": done.hash.to_hex()})))
+    Ok(Json(answers::AuditReceipt { id: done.id.to_string(), position: done.position.0, hash: done.hash.to_hex() }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -99,7 +99,7 @@ pub(super) fn time_param(name: &str, text: &str) -> ApiResult<u64> {
     ),
     security(("bearer" = []), ())
 )]
-pub async fn query(call: ViewCall, Query(q): Query<QueryParams>) -> ApiResult<Json<Value>> {
+pub async fn query(call: ViewCall, Query(q): Query<QueryParams>) -> ApiResult<Json<answers::AuditPage>> {
     let bad =
         |name: &str, value: &str| ApiError::bad_request("invalid_query", format!("{name}={value:?} is not known"));
     let category = q.category.as_deref().map(|c| Category::parse(c).ok_or_else(|| bad("category", c))).transpose()?;
@@ -130,8 +130,8 @@ pub async fn query(call: ViewCall, Query(q): Query<QueryParams>) -> ApiResult<Js
         after: q.after.map(Position),
     };
     let page = call.query(q.min_position, move |v| v.audit().query(&query)).await?;
-    let entries: Vec<Value> = page.entries.iter().map(|e| e.to_json()).collect();
-    Ok(Json(json!({"entries": entries, "next": page.next.map(|p| p.0)})))
+    let entries = page.entries.iter().map(|e| e.to_json()).collect();
+    Ok(Json(answers::AuditPage { entries, next: page.next.map(|p| p.0) }))
 }
 
 /// An entry id from the path, once the caller may read the audit view.
@@ -165,21 +165,32 @@ pub async fn get(call: ViewCall, Path(id): Path<String>, Query(q): Query<MinPosi
     ),
     security(("bearer" = []), ())
 )]
-pub async fn proof(call: ViewCall, Path(id): Path<String>, Query(q): Query<MinPosition>) -> ApiResult<Json<Value>> {
+pub async fn proof(
+    call: ViewCall,
+    Path(id): Path<String>,
+    Query(q): Query<MinPosition>,
+) -> ApiResult<Json<answers::AuditProofJson>> {
     let id = entry_id(&call, &id)?;
     let proof = call.query(q.min_position, move |v| v.audit().proof(id)).await?;
-    Ok(Json(proof.to_json()))
+    Ok(Json(answers::AuditProofJson {
+        entry: proof.entry.to_json(),
+        position: proof.entry.position.0,
+        hash: proof.entry.hash.to_hex(),
+        verified: proof.verified,
+        detail: proof.detail,
+    }))
 }
 
-/// The answers' shapes, for `/openapi.json` (the view writes them as JSON): schemathesis checks
-/// every answer against them in CI.
-#[allow(dead_code, reason = "the document's types; the view writes the same shapes")]
+/// The audit answers. The handlers send these types, so `/openapi.json` (which schemathesis
+/// checks every answer against in CI) describes exactly what is sent; an entry itself is the
+/// view's JSON (`AuditEntry::to_json`), described by [`AuditEntryJson`].
 pub mod answers {
+    use serde::Serialize;
     use serde_json::Value;
     use utoipa::ToSchema;
 
     /// `POST /v1/audit`: the entry's id and where the log holds it.
-    #[derive(Debug, ToSchema)]
+    #[derive(Debug, Serialize, ToSchema)]
     pub struct AuditReceipt {
         #[schema(format = "uuid")]
         pub id: String,
@@ -190,6 +201,7 @@ pub mod answers {
 
     /// A stored audit entry: the entry as written (`level`, `category`, `event`, `actor`,
     /// `target`?, `context`?, `outcome`?, `metadata`?, `source`?) and where it lives.
+    #[allow(dead_code, reason = "the document's type of an entry; the view writes it as JSON")]
     #[derive(Debug, ToSchema)]
     pub struct AuditEntryJson {
         #[schema(format = "uuid")]
@@ -208,23 +220,28 @@ pub mod answers {
     }
 
     /// `GET /v1/audit`.
-    #[derive(Debug, ToSchema)]
+    #[derive(Debug, Serialize, ToSchema)]
     pub struct AuditPage {
-        pub entries: Vec<AuditEntryJson>,
+        #[schema(value_type = Vec<AuditEntryJson>)]
+        pub entries: Vec<Value>,
         /// Pass as `after` for the next page; `null` on the last.
+        #[schema(required)]
         pub next: Option<u64>,
     }
 
     /// `GET /v1/audit/{id}/proof`.
-    #[derive(Debug, ToSchema)]
+    #[derive(Debug, Serialize, ToSchema)]
     pub struct AuditProofJson {
-        pub entry: AuditEntryJson,
+        #[schema(value_type = AuditEntryJson)]
+        pub entry: Value,
         pub position: u64,
         pub hash: String,
         /// The log's event at `position` (CRC re-checked) matches the entry, field by field and
         /// by chain hash.
         pub verified: bool,
-        /// What did not match, when `verified` is false.
+        /// What did not match; present only when `verified` is false.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(nullable = false)]
         pub detail: Option<String>,
     }
 }

@@ -11,14 +11,14 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use log_engine::StreamVersion;
-use projections::{key_stream, now_ms, End, TxnOp, LIST_LIMIT_MAX};
+use projections::{key_stream, now_ms, End, KvWrite, TxnOp, LIST_LIMIT_MAX};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiResult, ErrorBody};
 use super::extract::{Path, Query};
-use super::views::{kv_answer, position_json, JsonBody, MinPosition, OptionalBody, ReadBody as _, ViewCall};
+use super::views::{JsonBody, MinPosition, OptionalBody, ReadBody as _, ViewCall};
 use crate::auth::Permission;
 use crate::wire::ExpectedVersionJson;
 
@@ -139,12 +139,12 @@ pub struct PutRequest {
     ),
     security(("bearer" = []), ())
 )]
-pub async fn put_key(call: ViewCall, Path(key): Path<String>, body: JsonBody) -> ApiResult<Json<Value>> {
+pub async fn put_key(call: ViewCall, Path(key): Path<String>, body: JsonBody) -> ApiResult<Json<answers::KvSetAnswer>> {
     let k = key.clone();
     let written = call
         .write(&key_stream(&key), body, move |v, r: PutRequest| v.kv().set(&k, r.value, r.ttl_ms, r.expected_version.0))
         .await?;
-    Ok(Json(json!({"key": key, "version": written.version.0, "position": written.position.0})))
+    Ok(Json(answers::KvSetAnswer { key, version: written.version.0, position: written.position.0 }))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -165,13 +165,17 @@ pub struct DeleteRequest {
     ),
     security(("bearer" = []), ())
 )]
-pub async fn delete_key(call: ViewCall, Path(key): Path<String>, body: OptionalBody) -> ApiResult<Json<Value>> {
+pub async fn delete_key(
+    call: ViewCall,
+    Path(key): Path<String>,
+    body: OptionalBody,
+) -> ApiResult<Json<answers::KvDeletedAnswer>> {
     let done = call
         .write(&key_stream(&key), body, move |v, r: DeleteRequest| {
             v.kv().delete(&key, r.expected_version.map(StreamVersion))
         })
         .await?;
-    Ok(kv_answer("deleted", done))
+    Ok(Json(answers::KvDeletedAnswer { position: written(&done), deleted: done.value }))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -192,10 +196,14 @@ pub struct IncrRequest {
     ),
     security(("bearer" = []), ())
 )]
-pub async fn incr(call: ViewCall, Path(key): Path<String>, body: OptionalBody) -> ApiResult<Json<Value>> {
+pub async fn incr(
+    call: ViewCall,
+    Path(key): Path<String>,
+    body: OptionalBody,
+) -> ApiResult<Json<answers::KvIncrAnswer>> {
     let done =
         call.write(&key_stream(&key), body, move |v, r: IncrRequest| v.kv().incr(&key, r.delta.unwrap_or(1))).await?;
-    Ok(kv_answer("value", done))
+    Ok(Json(answers::KvIncrAnswer { position: written(&done), value: done.value }))
 }
 
 /// `POST /v1/kv/{key}/append` (named apart from the log's `AppendRequest` in the document).
@@ -214,9 +222,13 @@ pub struct AppendRequest {
     responses((status = 200, description = "`{\"length\": bytes, \"position\"}`.", body = answers::KvLengthAnswer), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
     security(("bearer" = []), ())
 )]
-pub async fn append(call: ViewCall, Path(key): Path<String>, body: JsonBody) -> ApiResult<Json<Value>> {
+pub async fn append(
+    call: ViewCall,
+    Path(key): Path<String>,
+    body: JsonBody,
+) -> ApiResult<Json<answers::KvLengthAnswer>> {
     let done = call.write(&key_stream(&key), body, move |v, r: AppendRequest| v.kv().append(&key, &r.value)).await?;
-    Ok(kv_answer("length", done))
+    Ok(Json(answers::KvLengthAnswer { position: written(&done), length: done.value }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -236,11 +248,11 @@ pub struct PushRequest {
     responses((status = 200, description = "`{\"length\": n, \"position\"}`.", body = answers::KvLengthAnswer), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
     security(("bearer" = []), ())
 )]
-pub async fn push(call: ViewCall, Path(key): Path<String>, body: JsonBody) -> ApiResult<Json<Value>> {
+pub async fn push(call: ViewCall, Path(key): Path<String>, body: JsonBody) -> ApiResult<Json<answers::KvLengthAnswer>> {
     let done = call
         .write(&key_stream(&key), body, move |v, r: PushRequest| v.kv().push(&key, end_param(r.end), r.values))
         .await?;
-    Ok(kv_answer("length", done))
+    Ok(Json(answers::KvLengthAnswer { position: written(&done), length: done.value }))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -260,11 +272,11 @@ pub struct PopRequest {
     responses((status = 200, description = "`{\"values\": [...], \"position\"}`; an empty or missing list answers `[]` and writes nothing.", body = answers::KvPopAnswer), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
     security(("bearer" = []), ())
 )]
-pub async fn pop(call: ViewCall, Path(key): Path<String>, body: OptionalBody) -> ApiResult<Json<Value>> {
+pub async fn pop(call: ViewCall, Path(key): Path<String>, body: OptionalBody) -> ApiResult<Json<answers::KvPopAnswer>> {
     let done = call
         .write(&key_stream(&key), body, move |v, r: PopRequest| v.kv().pop(&key, end_param(r.end), r.count))
         .await?;
-    Ok(kv_answer("values", done))
+    Ok(Json(answers::KvPopAnswer { position: written(&done), values: done.value }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -285,11 +297,15 @@ pub struct RangeQuery {
     responses((status = 200, description = "`{\"values\": [...]}` (LRANGE index rules; a missing key is empty).", body = answers::KvRangeAnswer), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
     security(("bearer" = []), ())
 )]
-pub async fn range(call: ViewCall, Path(key): Path<String>, Query(q): Query<RangeQuery>) -> ApiResult<Json<Value>> {
+pub async fn range(
+    call: ViewCall,
+    Path(key): Path<String>,
+    Query(q): Query<RangeQuery>,
+) -> ApiResult<Json<answers::KvRangeAnswer>> {
     let (start, stop) = (q.start.unwrap_or(0), q.stop.unwrap_or(-1));
     let values =
         call.read(&key_stream(&key), q.min_position, move |v| v.kv().range(&key, start, stop, now_ms())).await?;
-    Ok(Json(json!({ "values": values })))
+    Ok(Json(answers::KvRangeAnswer { values }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -306,9 +322,9 @@ pub struct MembersRequest {
     responses((status = 200, description = "`{\"added\": n, \"position\"}`.", body = answers::KvAddedAnswer), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
     security(("bearer" = []), ())
 )]
-pub async fn sadd(call: ViewCall, Path(key): Path<String>, body: JsonBody) -> ApiResult<Json<Value>> {
+pub async fn sadd(call: ViewCall, Path(key): Path<String>, body: JsonBody) -> ApiResult<Json<answers::KvAddedAnswer>> {
     let done = call.write(&key_stream(&key), body, move |v, r: MembersRequest| v.kv().sadd(&key, r.members)).await?;
-    Ok(kv_answer("added", done))
+    Ok(Json(answers::KvAddedAnswer { position: written(&done), added: done.value }))
 }
 
 /// SREM.
@@ -319,9 +335,13 @@ pub async fn sadd(call: ViewCall, Path(key): Path<String>, body: JsonBody) -> Ap
     responses((status = 200, description = "`{\"removed\": n, \"position\"}`.", body = answers::KvRemovedAnswer), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
     security(("bearer" = []), ())
 )]
-pub async fn srem(call: ViewCall, Path(key): Path<String>, body: JsonBody) -> ApiResult<Json<Value>> {
+pub async fn srem(
+    call: ViewCall,
+    Path(key): Path<String>,
+    body: JsonBody,
+) -> ApiResult<Json<answers::KvRemovedAnswer>> {
     let done = call.write(&key_stream(&key), body, move |v, r: MembersRequest| v.kv().srem(&key, r.members)).await?;
-    Ok(kv_answer("removed", done))
+    Ok(Json(answers::KvRemovedAnswer { position: written(&done), removed: done.value }))
 }
 
 /// SMEMBERS, sorted.
@@ -331,9 +351,13 @@ pub async fn srem(call: ViewCall, Path(key): Path<String>, body: JsonBody) -> Ap
     responses((status = 200, description = "`{\"members\": [...]}`, sorted; a missing key is empty.", body = answers::KvMembersAnswer), (status = 400, description = "`wrong_type`.", body = ErrorBody)),
     security(("bearer" = []), ())
 )]
-pub async fn members(call: ViewCall, Path(key): Path<String>, Query(q): Query<MinPosition>) -> ApiResult<Json<Value>> {
+pub async fn members(
+    call: ViewCall,
+    Path(key): Path<String>,
+    Query(q): Query<MinPosition>,
+) -> ApiResult<Json<answers::KvMembersAnswer>> {
     let members = call.read(&key_stream(&key), q.min_position, move |v| v.kv().members(&key, now_ms())).await?;
-    Ok(Json(json!({ "members": members })))
+    Ok(Json(answers::KvMembersAnswer { members }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -355,16 +379,24 @@ pub struct HistoryQuery {
     ),
     security(("bearer" = []), ())
 )]
-pub async fn history(call: ViewCall, Path(key): Path<String>, Query(q): Query<HistoryQuery>) -> ApiResult<Json<Value>> {
+pub async fn history(
+    call: ViewCall,
+    Path(key): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> ApiResult<Json<answers::KvHistoryAnswer>> {
     let limit = q.limit.unwrap_or(HISTORY_LIMIT_DEFAULT);
     let entries = call.read(&key_stream(&key), q.min_position, move |v| v.kv().history(&key, limit)).await?;
-    let versions: Vec<Value> = entries
-        .iter()
-        .map(|h| {
-            json!({"version": h.version.0, "op": h.op, "value": h.value, "timestamp": h.timestamp_ms, "position": h.position.0})
+    let versions = entries
+        .into_iter()
+        .map(|h| answers::KvHistoryItem {
+            version: h.version.0,
+            op: h.op,
+            value: h.value,
+            timestamp: h.timestamp_ms,
+            position: h.position.0,
         })
         .collect();
-    Ok(Json(json!({ "versions": versions })))
+    Ok(Json(answers::KvHistoryAnswer { versions }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -387,13 +419,13 @@ pub struct ListQuery {
     responses((status = 200, description = "`{\"keys\": [...], \"next\": key|null}`.", body = answers::KvKeysPage), (status = 403, description = "The token lacks `read` on `kv:<prefix>`.", body = ErrorBody)),
     security(("bearer" = []), ())
 )]
-pub async fn list(call: ViewCall, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
+pub async fn list(call: ViewCall, Query(q): Query<ListQuery>) -> ApiResult<Json<answers::KvKeysPage>> {
     let prefix = q.prefix.unwrap_or_default();
     let limit = q.limit.unwrap_or(LIST_LIMIT_DEFAULT).min(LIST_LIMIT_MAX);
     let page = call
         .read(&key_stream(&prefix), q.min_position, move |v| v.kv().list(&prefix, q.after.as_deref(), limit, now_ms()))
         .await?;
-    Ok(Json(json!({"keys": page.keys, "next": page.next})))
+    Ok(Json(answers::KvKeysPage { keys: page.keys, next: page.next }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -410,16 +442,19 @@ pub struct GetManyRequest {
     responses((status = 200, description = "`{\"values\": {\"key\": value|null}}` (null: absent, expired, or not a plain value).", body = answers::KvValuesAnswer)),
     security(("bearer" = []), ())
 )]
-pub async fn get_many(call: ViewCall, Query(q): Query<MinPosition>, body: JsonBody) -> ApiResult<Json<Value>> {
+pub async fn get_many(
+    call: ViewCall,
+    Query(q): Query<MinPosition>,
+    body: JsonBody,
+) -> ApiResult<Json<answers::KvValuesAnswer>> {
     call.caller.require_any(Permission::Read)?;
     let request: GetManyRequest = body.read().await?;
     for key in &request.keys {
         call.caller.require(Permission::Read, &key_stream(key))?;
     }
     let values = call.query(q.min_position, move |v| v.kv().get_many(&request.keys, now_ms())).await?;
-    let values: serde_json::Map<String, Value> =
-        values.into_iter().map(|(k, v)| (k, v.unwrap_or(Value::Null))).collect();
-    Ok(Json(json!({ "values": values })))
+    let values = values.into_iter().map(|(k, v)| (k, v.unwrap_or(Value::Null))).collect();
+    Ok(Json(answers::KvValuesAnswer { values }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -445,7 +480,7 @@ pub struct TxnRequest {
     ),
     security(("bearer" = []), ())
 )]
-pub async fn txn(call: ViewCall, body: JsonBody) -> ApiResult<Json<Value>> {
+pub async fn txn(call: ViewCall, body: JsonBody) -> ApiResult<Json<answers::KvTxnAnswer>> {
     call.caller.require_any(Permission::Append)?;
     let request: TxnRequest = body.read().await?;
     for key in request.watch.keys() {
@@ -458,18 +493,24 @@ pub async fn txn(call: ViewCall, body: JsonBody) -> ApiResult<Json<Value>> {
     let watch: Vec<(String, Option<StreamVersion>)> =
         request.watch.into_iter().map(|(k, v)| (k, v.map(StreamVersion))).collect();
     let result = call.run(move |v| v.kv().txn(&watch, request.ops)).await?;
-    Ok(Json(json!({"outputs": result.outputs, "position": position_json(result.position)})))
+    Ok(Json(answers::KvTxnAnswer { outputs: result.outputs, position: result.position.map(|p| p.0) }))
 }
 
-/// The answers' shapes, for `/openapi.json` (the handlers build them as JSON): schemathesis
-/// checks every answer against them in CI, so they cannot drift from what the handlers send.
-#[allow(dead_code, reason = "the document's types; the handlers write the same shapes with json!")]
+/// Where a key-value write was appended; `None` when it changed nothing and so wrote nothing.
+fn written<T>(done: &KvWrite<T>) -> Option<u64> {
+    done.written.as_ref().map(|w| w.position.0)
+}
+
+/// The key-value answers. The handlers send these types, so `/openapi.json` (which schemathesis
+/// checks every answer against in CI) describes exactly what is sent.
 pub mod answers {
+    use projections::TxnOutput;
+    use serde::Serialize;
     use serde_json::Value;
     use utoipa::ToSchema;
 
     /// `PUT /v1/kv/{key}`.
-    #[derive(Debug, ToSchema)]
+    #[derive(Debug, Serialize, ToSchema)]
     pub struct KvSetAnswer {
         pub key: String,
         /// The key's new version.
@@ -479,67 +520,77 @@ pub mod answers {
     }
 
     /// `DELETE /v1/kv/{key}`.
-    #[derive(Debug, ToSchema)]
+    #[derive(Debug, Serialize, ToSchema)]
     pub struct KvDeletedAnswer {
         pub deleted: bool,
         /// `null` when nothing was deleted (and so nothing written).
+        #[schema(required)]
         pub position: Option<u64>,
     }
 
     /// `POST /v1/kv/{key}/incr`.
-    #[derive(Debug, ToSchema)]
+    #[derive(Debug, Serialize, ToSchema)]
     pub struct KvIncrAnswer {
         /// The new value.
         pub value: i64,
+        /// `null` when the write changed nothing (and so wrote nothing).
+        #[schema(required)]
         pub position: Option<u64>,
     }
 
     /// `POST /v1/kv/{key}/append` and `/push`: the new length (bytes of a string, elements of a
     /// list).
-    #[derive(Debug, ToSchema)]
+    #[derive(Debug, Serialize, ToSchema)]
     pub struct KvLengthAnswer {
         pub length: u64,
+        /// `null` when the write changed nothing (and so wrote nothing).
+        #[schema(required)]
         pub position: Option<u64>,
     }
 
     /// `POST /v1/kv/{key}/pop`.
-    #[derive(Debug, ToSchema)]
+    #[derive(Debug, Serialize, ToSchema)]
     pub struct KvPopAnswer {
         #[schema(value_type = Vec<Value>)]
         pub values: Vec<Value>,
         /// `null` when nothing was popped (and so nothing written).
+        #[schema(required)]
         pub position: Option<u64>,
     }
 
     /// `GET /v1/kv/{key}/range`.
-    #[derive(Debug, ToSchema)]
+    #[derive(Debug, Serialize, ToSchema)]
     pub struct KvRangeAnswer {
         #[schema(value_type = Vec<Value>)]
         pub values: Vec<Value>,
     }
 
     /// `POST /v1/kv/{key}/sadd`.
-    #[derive(Debug, ToSchema)]
+    #[derive(Debug, Serialize, ToSchema)]
     pub struct KvAddedAnswer {
         pub added: u64,
+        /// `null` when the write changed nothing (and so wrote nothing).
+        #[schema(required)]
         pub position: Option<u64>,
     }
 
     /// `POST /v1/kv/{key}/srem`.
-    #[derive(Debug, ToSchema)]
+    #[derive(Debug, Serialize, ToSchema)]
     pub struct KvRemovedAnswer {
         pub removed: u64,
+        /// `null` when the write changed nothing (and so wrote nothing).
+        #[schema(required)]
         pub position: Option<u64>,
     }
 
     /// `GET /v1/kv/{key}/members`, sorted.
-    #[derive(Debug, ToSchema)]
+    #[derive(Debug, Serialize, ToSchema)]
     pub struct KvMembersAnswer {
         pub members: Vec<String>,
     }
 
     /// One operation of a key's history.
-    #[derive(Debug, ToSchema)]
+    #[derive(Debug, Serialize, ToSchema)]
     pub struct KvHistoryItem {
         pub version: u64,
         /// `set`, `delete`, `incr`, `append`, `push`, `pop`, `sadd`, `srem`.
@@ -553,33 +604,36 @@ pub mod answers {
     }
 
     /// `GET /v1/kv/{key}/history`, newest first.
-    #[derive(Debug, ToSchema)]
+    #[derive(Debug, Serialize, ToSchema)]
     pub struct KvHistoryAnswer {
         pub versions: Vec<KvHistoryItem>,
     }
 
     /// `GET /v1/kv`.
-    #[derive(Debug, ToSchema)]
+    #[derive(Debug, Serialize, ToSchema)]
     pub struct KvKeysPage {
         pub keys: Vec<String>,
         /// Pass as `after` for the next page; `null` on the last.
+        #[schema(required)]
         pub next: Option<String>,
     }
 
     /// `POST /v1/kv:get`: each key's value, `null` when absent, expired or not a plain value.
-    #[derive(Debug, ToSchema)]
+    #[derive(Debug, Serialize, ToSchema)]
     pub struct KvValuesAnswer {
+        /// In the order the request named the keys.
         #[schema(value_type = Object)]
-        pub values: std::collections::BTreeMap<String, Value>,
+        pub values: serde_json::Map<String, Value>,
     }
 
     /// `POST /v1/kv:txn`.
-    #[derive(Debug, ToSchema)]
+    #[derive(Debug, Serialize, ToSchema)]
     pub struct KvTxnAnswer {
         /// One per operation, as the single-key endpoints answer.
         #[schema(value_type = Vec<Object>)]
-        pub outputs: Vec<Value>,
+        pub outputs: Vec<TxnOutput>,
         /// `null` when the transaction wrote nothing.
+        #[schema(required)]
         pub position: Option<u64>,
     }
 }

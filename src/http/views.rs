@@ -18,12 +18,10 @@ use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
-use axum::Json;
 use log_engine::Position;
-use projections::{KvWrite, Views};
+use projections::Views;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::error::{ApiError, ApiResult};
@@ -141,15 +139,6 @@ impl<B: DeserializeOwned + Default> ReadBody<B> for OptionalBody {
     }
 }
 
-/// The answer of a key-value write: `{field: value, "position": P|null}` (`null` when it changed
-/// nothing and so wrote nothing).
-pub fn kv_answer<T: Serialize>(field: &str, done: KvWrite<T>) -> Json<Value> {
-    let mut body = serde_json::Map::with_capacity(2);
-    body.insert(field.to_string(), serde_json::to_value(done.value).expect("a view answer serializes"));
-    body.insert("position".to_string(), position_json(done.written.map(|w| w.position)));
-    Json(Value::Object(body))
-}
-
 /// `?min_position=P`: read-your-writes.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -198,9 +187,4 @@ pub async fn optional_body<T: serde::de::DeserializeOwned + Default>(
         None => Ok(T::default()),
         Some(v) => super::extract::from_value(v),
     }
-}
-
-/// The position a write answered, as JSON (`null` when it wrote nothing).
-pub fn position_json(p: Option<Position>) -> serde_json::Value {
-    p.map_or(serde_json::Value::Null, |p| p.0.into())
 }
