@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use projections::LoadError;
 
 use crate::format::FormatError;
-use crate::types::Digest;
+use crate::types::{Digest, Warning};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -111,3 +111,10 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a caller that works around this error tells the operator (a skipped checkpoint).
+impl From<&Error> for Warning {
+    fn from(e: &Error) -> Warning {
+        Warning { sequence: e.sequence(), file: e.file().cloned(), message: e.to_string() }
+    }
+}

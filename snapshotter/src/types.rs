@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use log_engine::{ChainHash, Position};
 use serde::{Serialize, Serializer};
 
-use crate::error::Error;
 use crate::format::{Manifest, KIND_FULL, KIND_INCREMENTAL};
 
 /// A BLAKE3 digest: a checkpoint hash, a content digest or a projection's state digest.
@@ -164,12 +163,6 @@ pub struct Warning {
 impl Warning {
     pub(crate) fn plain(message: impl Into<String>) -> Warning {
         Warning { sequence: None, file: None, message: message.into() }
-    }
-}
-
-impl From<&Error> for Warning {
-    fn from(e: &Error) -> Warning {
-        Warning { sequence: e.sequence(), file: e.file().cloned(), message: e.to_string() }
     }
 }
 
