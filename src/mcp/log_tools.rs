@@ -424,7 +424,9 @@ impl CairnMcp {
     ) -> Result<Json<Appended>, ToolError> {
         let body = json!({"expected_version": expected_json(a.expected_version), "events": a.events});
         let path = format!("/v1/streams/{}/events", enc(&a.stream));
-        self.api.call_as(Method::POST, &path, Some(&body), self.auth(&ctx).as_deref()).await.map(Json)
+        let appended: Appended = self.api.call_as(Method::POST, &path, Some(&body), self.auth(&ctx).as_deref()).await?;
+        self.wrote(appended.last_position);
+        Ok(Json(appended))
     }
 
     #[tool(
@@ -579,10 +581,8 @@ impl CairnMcp {
         ctx: RequestContext<RoleServer>,
         Parameters(a): Parameters<KeyArgs>,
     ) -> Result<Json<KvEntry>, ToolError> {
-        self.api
-            .call_as(Method::GET, &format!("/v1/kv/{}", enc(&a.key)), None, self.auth(&ctx).as_deref())
-            .await
-            .map(Json)
+        let path = format!("/v1/kv/{}{}", enc(&a.key), query(&[("min_position", self.read_your_writes())]));
+        self.api.call_as(Method::GET, &path, None, self.auth(&ctx).as_deref()).await.map(Json)
     }
 
     #[tool(
@@ -620,10 +620,14 @@ impl CairnMcp {
     ) -> Result<Json<KvDeleted>, ToolError> {
         let body = json!({"expected_version": a.expected_version});
         let body = if a.expected_version.is_some() { Some(&body) } else { None };
-        self.api
+        let deleted: KvDeleted = self
+            .api
             .call_as(Method::DELETE, &format!("/v1/kv/{}", enc(&a.key)), body, self.auth(&ctx).as_deref())
-            .await
-            .map(Json)
+            .await?;
+        if let Some(position) = deleted.position {
+            self.wrote(position);
+        }
+        Ok(Json(deleted))
     }
 
     #[tool(
@@ -635,7 +639,12 @@ impl CairnMcp {
         ctx: RequestContext<RoleServer>,
         Parameters(a): Parameters<KvListArgs>,
     ) -> Result<Json<KvKeys>, ToolError> {
-        let q = query(&[("prefix", a.prefix), ("after", a.after), ("limit", a.limit.map(|v| v.to_string()))]);
+        let q = query(&[
+            ("prefix", a.prefix),
+            ("after", a.after),
+            ("limit", a.limit.map(|v| v.to_string())),
+            ("min_position", self.read_your_writes()),
+        ]);
         self.api.call_as(Method::GET, &format!("/v1/kv{q}"), None, self.auth(&ctx).as_deref()).await.map(Json)
     }
 
@@ -662,6 +671,7 @@ impl CairnMcp {
             ("order", a.order),
             ("limit", a.limit.map(|v| v.to_string())),
             ("after", a.after.map(|v| v.to_string())),
+            ("min_position", self.read_your_writes()),
         ]);
         self.api.call_as(Method::GET, &format!("/v1/audit{q}"), None, self.auth(&ctx).as_deref()).await.map(Json)
     }
@@ -706,10 +716,12 @@ impl CairnMcp {
         if let Some(expected) = expected {
             body["expected_version"] = json!(expected);
         }
-        self.api
+        let written: KvWritten = self
+            .api
             .call_as(Method::PUT, &format!("/v1/kv/{}", enc(key)), Some(&body), self.auth(ctx).as_deref())
-            .await
-            .map(Json)
+            .await?;
+        self.wrote(written.position);
+        Ok(Json(written))
     }
 
     /// The events of `stream` from version `from`, if there are any.

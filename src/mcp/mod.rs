@@ -24,6 +24,7 @@ pub mod log_tools;
 pub mod memory;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,6 +84,10 @@ pub struct CairnMcp {
     /// `memory:<graph>`.
     graph_stream: String,
     graphs: Arc<tokio::sync::Mutex<memory::GraphCache>>,
+    /// One past the newest log position a write of this server was appended at (0: none yet).
+    /// Its view reads pass that position as `min_position`, so an agent always reads its own
+    /// writes: the views apply the log a moment after the append is acknowledged.
+    written: Arc<AtomicU64>,
     tool_router: ToolRouter<CairnMcp>,
 }
 
@@ -95,8 +100,19 @@ impl CairnMcp {
             authorization: token.map(|t| format!("Bearer {t}")),
             graph_stream: format!("{}{graph}", projections::memory::MEMORY_STREAM_PREFIX),
             graphs: Arc::default(),
+            written: Arc::default(),
             tool_router: CairnMcp::log_router() + CairnMcp::memory_router(),
         }
+    }
+
+    /// Notes that a write of this server's was appended at `position`.
+    fn wrote(&self, position: u64) {
+        self.written.fetch_max(position + 1, Ordering::Relaxed);
+    }
+
+    /// The `min_position` a view read passes: the newest position this server wrote, if any.
+    fn read_your_writes(&self) -> Option<String> {
+        self.written.load(Ordering::Relaxed).checked_sub(1).map(|p| p.to_string())
     }
 
     /// The `Authorization` header for the API: the one of the HTTP request that carried this
