@@ -73,6 +73,27 @@ pub enum Error {
     #[error("stream {stream} not found")]
     StreamNotFound { stream: String },
 
+    /// A stream read of a soft-deleted stream (or one whose `ttl_ms` expired) with nothing
+    /// written after the delete.
+    #[error("stream {stream} is deleted; it reads as deleted until it is written again")]
+    StreamDeleted { stream: String },
+
+    /// An append, read or lifecycle change of a tombstoned stream: the tombstone is permanent.
+    #[error("stream {stream} is tombstoned: it is deleted for good and takes no more appends or changes")]
+    StreamTombstoned { stream: String },
+
+    #[error("stream {stream} is closed: it takes no more appends")]
+    StreamClosed { stream: String },
+
+    #[error("cannot fork stream {stream} at version {at_version}: its last version is {last_version}")]
+    ForkPastEnd { stream: String, at_version: StreamVersion, last_version: StreamVersion },
+
+    #[error("stream {stream} already exists: a fork needs a stream that has no events yet")]
+    StreamExists { stream: String },
+
+    #[error("invalid stream metadata: {field} {reason}")]
+    InvalidStreamMetadata { field: &'static str, reason: String },
+
     #[error("position {position} is beyond the head of the log")]
     PositionNotFound { position: Position },
 

@@ -1,15 +1,24 @@
 //! The in-memory index: which segments exist, where each position's record lives, and each
-//! stream's positions by version.
+//! stream's positions by version with its lifecycle state beside them.
 //!
 //! It is rebuilt at open from sealed segments' footers and a scan of the active segment, and
 //! extended by the writer after every durable commit. Readers take the read lock only to copy
 //! out locations; they decode from the mapped segments after releasing it.
+//!
+//! Lifecycle state (lifecycle.rs) is folded from the `$lifecycle` stream's events: at open by
+//! reading that stream's records through the index (so open still reads no other sealed
+//! record), at commit from what the writer staged. A fork holds no copy of its source's
+//! positions: its entry starts at `base` (the version after the fork point) and versions below
+//! it resolve through the source, so a fork costs O(1) in memory and on disk.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::error::{CorruptionKind, Error, Result, VersionGap};
+use crate::lifecycle::{Change, Life, StreamNow, LIFECYCLE_STREAM};
 use crate::mmap::Mapping;
+use crate::record::{self, Frame, FrameError, KIND_EVENT};
 use crate::types::{ChainHash, Position, SegmentId};
 
 /// One segment as readers see it.
@@ -31,8 +40,46 @@ impl SegmentState {
     }
 }
 
-/// Stream name → position of each version (version = index).
-pub(crate) type StreamIndex = HashMap<String, Vec<u64>, foldhash::quality::RandomState>;
+/// One stream in the index: the positions of its own events, and its lifecycle state.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct StreamEntry {
+    /// The version of `positions[0]`: 0, or for a fork the version after its fork point.
+    pub base: u64,
+    /// Position of each own version from `base` on.
+    pub positions: Vec<u64>,
+    /// `None` for a stream no lifecycle event names (the common case costs one pointer).
+    pub life: Option<Box<Life>>,
+}
+
+impl StreamEntry {
+    /// The version the stream's next event gets.
+    pub(crate) fn next_version(&self) -> u64 {
+        self.base + self.positions.len() as u64
+    }
+
+    pub(crate) fn last_version(&self) -> Option<u64> {
+        self.next_version().checked_sub(1)
+    }
+
+    /// Position of an own version (not one of a fork's shared prefix).
+    pub(crate) fn own_position(&self, version: u64) -> Option<u64> {
+        let i = usize::try_from(version.checked_sub(self.base)?).ok()?;
+        self.positions.get(i).copied()
+    }
+
+    /// The own positions before `position`, as a version: where a reader that has seen the
+    /// log up to `position` continues in this stream.
+    pub(crate) fn version_at(&self, position: u64) -> u64 {
+        self.base + self.positions.partition_point(|&p| p < position) as u64
+    }
+
+    pub(crate) fn life(&self) -> Option<&Life> {
+        self.life.as_deref()
+    }
+}
+
+/// Stream name → its entry.
+pub(crate) type StreamIndex = HashMap<String, StreamEntry, foldhash::quality::RandomState>;
 
 #[derive(Debug)]
 pub(crate) struct Index {
@@ -43,6 +90,9 @@ pub(crate) struct Index {
     pub next_position: u64,
     /// Chain hash at `next_position − 1`, or the genesis hash.
     pub head_hash: ChainHash,
+    /// Timestamp of the newest event (0 for an empty log): the log's clock, against which
+    /// retention and expiry are measured, so that a replay or restore sees what the log saw.
+    pub clock_ms: u64,
 }
 
 /// Where one record lives.
@@ -77,4 +127,251 @@ impl Index {
     pub(crate) fn active_mut(&mut self) -> &mut SegmentState {
         self.segments.last_mut().expect("an open log always has an active segment")
     }
+}
+
+/// Versions `lo..=hi` of a stream resolved to (owning stream, version, position): a fork's
+/// shared prefix resolves through its source (and its source's source), so the record found
+/// can be checked against the stream that wrote it.
+pub(crate) type Resolved = Vec<(String, u64, u64)>;
+
+impl Index {
+    /// What the writer checks an append or a change against, as published.
+    pub(crate) fn now(&self, stream: &str) -> StreamNow {
+        let Some(entry) = self.streams.get(stream) else { return StreamNow::default() };
+        let life = entry.life();
+        StreamNow {
+            last: entry.last_version(),
+            tombstoned: life.is_some_and(|l| l.tombstoned),
+            closed: life.is_some_and(|l| l.closed),
+            forked: life.is_some_and(|l| l.forked_from.is_some()),
+            deleted_before: life.and_then(|l| l.deleted_before),
+        }
+    }
+
+    /// Applies one lifecycle change. `Err` describes a change that cannot follow the index as
+    /// it stands (only a damaged log has one: the writer checked it before writing it).
+    pub(crate) fn apply(&mut self, change: &Change) -> std::result::Result<(), String> {
+        let entry = self.streams.entry(change.stream().to_string()).or_default();
+        if let Change::Forked { stream, source, at_version } = change {
+            let base = at_version + 1;
+            let fresh = entry.base == 0 && entry.positions.is_empty();
+            if !(fresh || entry.base == base) || entry.life().is_some_and(|l| l.forked_from.is_some()) {
+                return Err(format!(
+                    "stream {stream} is forked from {source} at version {at_version}, but it already has \
+                     versions from {} on",
+                    entry.base
+                ));
+            }
+            entry.base = base;
+        }
+        let life = entry.life.get_or_insert_with(Box::default);
+        match change {
+            Change::Deleted { before_version, .. } => {
+                life.deleted_before = Some(life.deleted_before.unwrap_or(0).max(*before_version));
+            }
+            Change::Tombstoned { before_version, .. } => {
+                life.tombstoned = true;
+                life.deleted_before = Some(life.deleted_before.unwrap_or(0).max(*before_version));
+            }
+            Change::Closed { .. } => life.closed = true,
+            Change::Metadata { metadata, .. } => {
+                life.closed |= metadata.closed;
+                life.metadata = metadata.clone();
+                life.metadata.closed = life.closed;
+            }
+            Change::Forked { source, at_version, .. } => life.forked_from = Some((source.clone(), *at_version)),
+        }
+        if life.closed {
+            life.metadata.closed = true;
+        }
+        Ok(())
+    }
+
+    /// Folds the `$lifecycle` events from version `from` on into the streams' state, reading
+    /// them through the index; then checks that every stream that starts past version 0 is a
+    /// fork starting right after its fork point (otherwise its first footer entry or record is
+    /// a version gap). At open `from` is 0; a reader's refresh passes what it had folded.
+    pub(crate) fn fold_lifecycle(&mut self, from: u64) -> Result<()> {
+        let positions: Vec<u64> = match self.streams.get(LIFECYCLE_STREAM) {
+            Some(entry) => (from..entry.next_version()).filter_map(|v| entry.own_position(v)).collect(),
+            None => Vec::new(),
+        };
+        for position in positions {
+            let location = self.locate(position).expect("indexed positions are committed");
+            let corrupt = |kind| Error::Corrupt {
+                segment: location.segment,
+                offset: location.offset,
+                position: Some(Position(position)),
+                kind,
+            };
+            let frame = committed_frame(location.map.bytes(), location.segment, location.offset, position)?;
+            let event = record::decode_event(&frame).map_err(|d| corrupt(CorruptionKind::RecordBody(d)))?;
+            if event.stream != LIFECYCLE_STREAM {
+                let detail = format!(
+                    "the index puts a {LIFECYCLE_STREAM} event at position {position}, but the record there is of stream {}",
+                    event.stream
+                );
+                return Err(corrupt(CorruptionKind::Footer(detail)));
+            }
+            Change::parse(&event.event_type, event.data.as_bytes())
+                .and_then(|change| self.apply(&change))
+                .map_err(|d| corrupt(CorruptionKind::RecordBody(d)))?;
+        }
+        self.check_bases()
+    }
+
+    /// Every stream whose own versions start past 0 must be a fork whose next version that is.
+    /// A stream that breaks this is corruption where its first own version is listed: the
+    /// footer of a sealed segment, or the record in the active one. Of several, the earliest
+    /// segment's first stream in name order is reported, as the footers' own check does.
+    fn check_bases(&self) -> Result<()> {
+        let broken = self
+            .streams
+            .iter()
+            .filter(|(_, entry)| {
+                let fork_base = entry.life().and_then(|l| l.forked_from.as_ref()).map_or(0, |(_, at)| at + 1);
+                entry.base != fork_base && !entry.positions.is_empty()
+            })
+            .map(|(name, entry)| (self.segment_of(entry.positions[0]).map(|s| s.id), name, entry))
+            .min_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        let Some((_, name, entry)) = broken else { return Ok(()) };
+        let fork_base = entry.life().and_then(|l| l.forked_from.as_ref()).map_or(0, |(_, at)| at + 1);
+        let position = entry.positions[0];
+        let segment = self.segment_of(position).expect("indexed positions are committed");
+        let (offset, at) = if segment.sealed {
+            (segment.data_end, None)
+        } else {
+            (u64::from(segment.offsets[(position - segment.id.0) as usize]), Some(Position(position)))
+        };
+        let gap = VersionGap { stream: name.clone(), version: entry.base, after: fork_base.checked_sub(1) };
+        Err(Error::Corrupt {
+            segment: segment.id,
+            offset,
+            position: at,
+            kind: CorruptionKind::VersionGap(Box::new(gap)),
+        })
+    }
+
+    /// Versions `lo..=hi` of `stream` (which must exist and have them), own or shared through a
+    /// fork, in ascending order. Walks the fork chain without recursion.
+    pub(crate) fn resolve(&self, stream: &str, lo: u64, hi: u64) -> Resolved {
+        let mut spans: Vec<(&str, &StreamEntry, u64, u64)> = Vec::new();
+        let (mut name, mut hi) = (stream, hi);
+        while let Some(entry) = self.streams.get(name) {
+            if hi >= entry.base {
+                spans.push((name, entry, lo.max(entry.base), hi));
+            }
+            match entry.life().and_then(|l| l.forked_from.as_ref()) {
+                Some((source, at)) if lo < entry.base => {
+                    hi = hi.min(*at);
+                    name = source;
+                }
+                _ => break,
+            }
+        }
+        let mut out = Vec::new();
+        for (name, entry, lo, hi) in spans.into_iter().rev() {
+            out.extend((lo..=hi).filter_map(|v| entry.own_position(v).map(|p| (name.to_string(), v, p))));
+        }
+        out
+    }
+
+    /// Position of one version of `stream`, own or shared through a fork.
+    pub(crate) fn position_of(&self, stream: &str, version: u64) -> Option<u64> {
+        let mut name = stream;
+        loop {
+            let entry = self.streams.get(name)?;
+            if version >= entry.base {
+                return entry.own_position(version);
+            }
+            let (source, at) = entry.life()?.forked_from.as_ref()?;
+            if version > *at {
+                return None;
+            }
+            name = source;
+        }
+    }
+
+    /// The versions of `stream` a stream read may return now, as `(first, last)` (`None`:
+    /// the stream exists but its limits hide every event), after its delete point and its
+    /// metadata's limits, measured on the log's clock ([`Index::clock_ms`]). An unknown or
+    /// never-written stream is [`Error::StreamNotFound`]; a tombstoned one
+    /// [`Error::StreamTombstoned`]; a deleted (or expired) one with nothing after the delete
+    /// [`Error::StreamDeleted`].
+    pub(crate) fn readable(&self, stream: &str) -> Result<Option<(u64, u64)>> {
+        let not_found = || Error::StreamNotFound { stream: stream.to_string() };
+        let entry = self.streams.get(stream).ok_or_else(not_found)?;
+        let Some(life) = entry.life() else {
+            return Ok(entry.last_version().map(|last| (0, last)));
+        };
+        if life.tombstoned {
+            return Err(Error::StreamTombstoned { stream: stream.to_string() });
+        }
+        let last = entry.last_version().ok_or_else(not_found)?;
+        let mut first = life.deleted_before.unwrap_or(0);
+        if first > last || self.expired(stream, life, last)? {
+            return Err(Error::StreamDeleted { stream: stream.to_string() });
+        }
+        let metadata = &life.metadata;
+        first = first.max(metadata.truncate_before.unwrap_or(0));
+        if let Some(count) = metadata.max_count {
+            first = first.max((last + 1).saturating_sub(count));
+        }
+        if let (Some(age), true) = (metadata.max_age_ms, first <= last) {
+            // The first version young enough: timestamps never decrease along a stream's
+            // versions (they follow log order, a fork's shared prefix included).
+            let oldest = self.clock_ms.saturating_sub(age);
+            let (mut lo, mut hi) = (first, last + 1);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if self.version_timestamp(stream, mid)? < oldest {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            first = lo;
+        }
+        Ok((first <= last).then_some((first, last)))
+    }
+
+    /// Whether `stream`'s `ttl_ms` has passed since its last event, by the log's clock.
+    pub(crate) fn expired(&self, stream: &str, life: &Life, last: u64) -> Result<bool> {
+        let Some(ttl) = life.metadata.ttl_ms else { return Ok(false) };
+        Ok(self.clock_ms.saturating_sub(self.version_timestamp(stream, last)?) > ttl)
+    }
+
+    fn version_timestamp(&self, stream: &str, version: u64) -> Result<u64> {
+        let position = self.position_of(stream, version).expect("a stream's versions up to its last are indexed");
+        self.timestamp_at(position)
+    }
+
+    /// Timestamp of the committed event at `position`, from its frame (CRC checked).
+    pub(crate) fn timestamp_at(&self, position: u64) -> Result<u64> {
+        let location = self.locate(position).ok_or(Error::PositionNotFound { position: Position(position) })?;
+        let frame = committed_frame(location.map.bytes(), location.segment, location.offset, position)?;
+        Ok(frame.header.timestamp_ms)
+    }
+}
+
+/// The event frame the index says is at `offset`: CRC, kind and position checked.
+pub(crate) fn committed_frame(bytes: &[u8], segment: SegmentId, offset: u64, position: u64) -> Result<Frame<'_>> {
+    let corrupt = |kind| Error::Corrupt { segment, offset, position: Some(Position(position)), kind };
+    let frame = record::decode_frame(&bytes[offset as usize..], record::EVENT_BODY_MAX).map_err(|e| match e {
+        FrameError::Crc { stored, computed } => corrupt(CorruptionKind::RecordCrc { stored, computed }),
+        other => corrupt(CorruptionKind::RecordFrame(other.to_string())),
+    })?;
+    if frame.header.kind != KIND_EVENT {
+        return Err(corrupt(CorruptionKind::RecordFrame(format!(
+            "kind {} where an event was expected",
+            frame.header.kind
+        ))));
+    }
+    if frame.header.position != position {
+        return Err(corrupt(CorruptionKind::PositionGap {
+            expected: Position(position),
+            found: Position(frame.header.position),
+        }));
+    }
+    Ok(frame)
 }

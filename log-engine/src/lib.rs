@@ -40,6 +40,7 @@ pub mod fs;
 mod ids;
 mod idwindow;
 mod index;
+mod lifecycle;
 mod log;
 mod metrics;
 mod mmap;
@@ -59,6 +60,10 @@ pub mod faults;
 pub use crate::dir::{DirLock, LOCK_FILE, LOG_DIR, LOG_ENTRIES, TORN_DIR};
 pub use crate::error::{CorruptionKind, Error, HeaderDamage, IdConflictReason, LimitKind, Result, VersionGap};
 pub use crate::idwindow::IDEMPOTENCY_WINDOW;
+pub use crate::lifecycle::{
+    DeleteMode, LifecycleResult, StreamMetadata, StreamState, EVENT_STREAM_CLOSED, EVENT_STREAM_DELETED,
+    EVENT_STREAM_FORKED, EVENT_STREAM_METADATA, EVENT_STREAM_TOMBSTONED, LIFECYCLE_STREAM,
+};
 pub use crate::log::{Log, SegmentFile, Stats};
 pub use crate::metrics::{Metrics, FSYNC_BUCKETS_US, SYNC_BATCH_BUCKETS};
 pub use crate::options::Options;

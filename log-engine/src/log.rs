@@ -24,12 +24,14 @@ use tokio::sync::oneshot;
 
 use crate::dir::{self, DirLock};
 use crate::error::{CorruptionKind, Error, LimitKind, Result};
-use crate::index::SegmentState;
+pub(crate) use crate::index::committed_frame;
+use crate::index::{Index, Location, Resolved, SegmentState, StreamEntry};
+use crate::lifecycle::{DeleteMode, LifecycleOp, LifecycleResult, StreamMetadata, StreamState, LIFECYCLE_STREAM};
 use crate::metrics::Metrics;
 use crate::mmap::Mapping;
 use crate::open;
 use crate::options::Options;
-use crate::record::{self, Frame, FrameError, FLAG_BATCH_END, KIND_EVENT};
+use crate::record::{self, FLAG_BATCH_END};
 use crate::segment::recover::ReadStop;
 use crate::segment::HEADER_LEN;
 use crate::shared::{cores, Access, Fingerprint, Shared};
@@ -268,13 +270,8 @@ impl Log {
     }
 
     /// Validates and prepares a request on the caller's thread, then queues it for the writer.
-    fn submit(&self, appends: Vec<StreamAppend>, reply: Reply) -> Result<()> {
-        if self.is_read_only() {
-            return Err(Error::ReadOnly { dir: self.dir().to_path_buf() });
-        }
-        if let Some(cause) = self.poisoned() {
-            return Err(Error::Poisoned { cause });
-        }
+    pub(crate) fn submit(&self, appends: Vec<StreamAppend>, reply: Reply) -> Result<()> {
+        self.writable()?;
         if appends.is_empty() {
             return Err(Error::Invalid { what: "an append needs at least one stream".into() });
         }
@@ -293,6 +290,12 @@ impl Log {
         for append in &appends {
             if append.events.is_empty() {
                 return Err(Error::Invalid { what: format!("the append to stream {} has no events", append.stream) });
+            }
+            if append.stream.as_str() == LIFECYCLE_STREAM {
+                return Err(Error::InvalidStreamName {
+                    name: LIFECYCLE_STREAM.into(),
+                    reason: "the lifecycle stream is written only by the log's lifecycle operations",
+                });
             }
             for event in &append.events {
                 event.validate(&append.stream)?;
@@ -317,15 +320,31 @@ impl Log {
             shared.queued_bytes.fetch_sub(size, Ordering::AcqRel);
             return Err(Error::Overloaded { queued: before, max });
         }
-        let tx = self.handle.tx.lock();
-        let sent = match tx.as_ref() {
-            Some(tx) => tx.send(Command::Append { appends: prepared, reply }).map_err(|_| self.closed_error()),
-            None => Err(Error::Closed),
-        };
+        let sent = self.send(Command::Append { appends: prepared, reply });
         if sent.is_err() {
             shared.queued_bytes.fetch_sub(size, Ordering::AcqRel);
         }
         sent
+    }
+
+    /// Refuses to write through a reader or a poisoned log.
+    fn writable(&self) -> Result<()> {
+        if self.is_read_only() {
+            return Err(Error::ReadOnly { dir: self.dir().to_path_buf() });
+        }
+        match self.poisoned() {
+            Some(cause) => Err(Error::Poisoned { cause }),
+            None => Ok(()),
+        }
+    }
+
+    /// Hands a command to the writer thread.
+    pub(crate) fn send(&self, command: Command) -> Result<()> {
+        self.writable()?;
+        match self.handle.tx.lock().as_ref() {
+            Some(tx) => tx.send(command).map_err(|_| self.closed_error()),
+            None => Err(Error::Closed),
+        }
     }
 
     /// The newest committed event's position and chain hash; `None` for an empty log.
@@ -419,72 +438,152 @@ impl Log {
         bytes_max: usize,
         direction: Direction,
     ) -> Result<Vec<Event>> {
-        let locations: Vec<(u64, u64, crate::index::Location)> = {
+        let picked = {
             let index = self.shared().index.read();
-            let positions =
-                index.streams.get(stream).ok_or_else(|| Error::StreamNotFound { stream: stream.to_string() })?;
-            // (version, position) pairs.
-            let picked: Vec<(u64, u64)> = match direction {
+            let Some((first, last)) = index.readable(stream)? else { return Ok(Vec::new()) };
+            let span = (limit as u64).saturating_sub(1);
+            let (lo, hi) = match direction {
                 Direction::Forward => {
-                    let start = from.map_or(0, |v| v.0).min(positions.len() as u64) as usize;
-                    positions[start..].iter().take(limit).copied().zip(start as u64..).map(|(p, v)| (v, p)).collect()
+                    let lo = from.map_or(first, |v| v.0.max(first));
+                    (lo, last.min(lo.saturating_add(span)))
                 }
                 Direction::Backward => {
-                    let last = positions.len() as u64 - 1;
-                    let start = from.map_or(last, |v| v.0.min(last)) as usize;
-                    positions[..=start].iter().enumerate().rev().take(limit).map(|(v, p)| (v as u64, *p)).collect()
+                    let hi = from.map_or(last, |v| v.0.min(last));
+                    (first.max(hi.saturating_sub(span)), hi)
                 }
             };
-            picked.into_iter().map(|(v, p)| (v, p, index.locate(p).expect("indexed positions are committed"))).collect()
+            if limit == 0 || lo > hi {
+                return Ok(Vec::new());
+            }
+            let mut picked = index.resolve(stream, lo, hi);
+            if direction == Direction::Backward {
+                picked.reverse();
+            }
+            locate_all(&index, picked)
         };
-        let mut out = Vec::new();
-        let mut bytes = 0usize;
-        for (version, p, loc) in locations {
-            let event = decode_committed(loc.map.bytes(), loc.segment, loc.offset, p)?;
-            // The index comes from footers and recovery; a record that disagrees with it (a
-            // CRC-valid but forged or misplaced footer) is reported, never returned.
-            if event.stream != stream || event.version.0 != version {
-                let kind = CorruptionKind::Footer(format!(
-                    "the index puts version {version} of stream {stream} at position {p}, \
-                     but the record there is version {} of stream {}",
-                    event.version, event.stream
-                ));
-                return Err(Error::Corrupt {
-                    segment: loc.segment,
-                    offset: loc.offset,
-                    position: Some(Position(p)),
-                    kind,
-                });
-            }
-            // Measured decoded (a record may be compressed): at most one event beyond the
-            // budget is ever decoded, and it is not returned.
-            let size = event.metadata.len() + event.data.as_bytes().len();
-            if !out.is_empty() && bytes.saturating_add(size) > bytes_max {
-                break;
-            }
-            bytes += size;
-            out.push(event);
-        }
-        Ok(out)
+        decode_stream(picked, bytes_max)
     }
 
-    /// A stream's last version, or `None` if it has no events.
+    /// A stream's own events (not a fork's shared prefix) at positions from `position` on, at
+    /// most `limit`, bounded by `bytes_max` as [`Log::read_stream_bounded`] is. For a
+    /// subscription, which follows the global log: lifecycle state hides nothing from it.
+    pub(crate) fn read_own_from(
+        &self,
+        stream: &str,
+        position: u64,
+        limit: usize,
+        bytes_max: usize,
+    ) -> Result<Vec<Event>> {
+        let picked = {
+            let index = self.shared().index.read();
+            let Some(entry) = index.streams.get(stream) else { return Ok(Vec::new()) };
+            let start = entry.positions.partition_point(|&p| p < position);
+            let picked = entry.positions[start..]
+                .iter()
+                .take(limit)
+                .zip(entry.version_at(position)..)
+                .map(|(&p, v)| (stream.to_string(), v, p))
+                .collect();
+            locate_all(&index, picked)
+        };
+        decode_stream(picked, bytes_max)
+    }
+
+    /// The lifecycle state of `stream`: its last version, delete point, tombstone, close,
+    /// metadata and fork source. [`Error::StreamNotFound`] for a stream the log has never seen
+    /// (no event, no fork, no lifecycle change).
+    pub fn stream_state(&self, stream: &str) -> Result<StreamState> {
+        let name = StreamName::reserved(stream)?;
+        let index = self.shared().index.read();
+        let entry = index.streams.get(stream).ok_or_else(|| Error::StreamNotFound { stream: stream.to_string() })?;
+        let last = entry.last_version();
+        let life = entry.life().cloned().unwrap_or_default();
+        let mut deleted_before = life.deleted_before;
+        if let Some(last) = last {
+            if !life.tombstoned && index.expired(stream, &life, last)? {
+                deleted_before = Some(last + 1);
+            }
+        }
+        let forked_from = match life.forked_from {
+            Some((source, at)) => Some((StreamName::reserved(source)?, StreamVersion(at))),
+            None => None,
+        };
+        Ok(StreamState {
+            stream: name,
+            last_version: last.map(StreamVersion),
+            deleted_before: deleted_before.map(StreamVersion),
+            tombstoned: life.tombstoned,
+            closed: life.closed,
+            metadata: life.metadata,
+            forked_from,
+        })
+    }
+
+    /// Deletes a stream: [`DeleteMode::Soft`] hides its events from stream reads until it is
+    /// written again (versions continue); [`DeleteMode::Tombstone`] for good. Global-log reads
+    /// still return every event. A stream with no events is [`Error::StreamNotFound`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use log_engine::{DeleteMode, Direction, Error, ExpectedVersion, Log, NewEvent, Options};
+    /// let log = Log::open(dir.path(), Options::default())?;
+    /// log.append("thread-1", ExpectedVersion::Any, vec![NewEvent::json("Said", &serde_json::json!({}))])?;
+    /// log.delete_stream("thread-1", DeleteMode::Soft)?;
+    /// let read = log.read_stream("thread-1", None, 10, Direction::Forward);
+    /// assert!(matches!(read, Err(Error::StreamDeleted { .. })));
+    /// let again = log.append("thread-1", ExpectedVersion::Any, vec![NewEvent::json("Said", &serde_json::json!({}))])?;
+    /// assert_eq!(again.first_version.0, 1);
+    /// # Ok::<(), log_engine::Error>(())
+    /// ```
+    pub fn delete_stream(&self, stream: &str, mode: DeleteMode) -> Result<LifecycleResult> {
+        self.lifecycle(LifecycleOp::Delete { stream: StreamName::new(stream)?, mode })
+    }
+
+    /// Closes a stream: later appends fail with [`Error::StreamClosed`]. Permanent.
+    pub fn close_stream(&self, stream: &str) -> Result<LifecycleResult> {
+        self.lifecycle(LifecycleOp::Close { stream: StreamName::new(stream)? })
+    }
+
+    /// Sets a stream's metadata (the whole of it); reads apply its limits at once.
+    pub fn set_stream_metadata(&self, stream: &str, metadata: StreamMetadata) -> Result<LifecycleResult> {
+        metadata.check()?;
+        self.lifecycle(LifecycleOp::Metadata { stream: StreamName::new(stream)?, metadata })
+    }
+
+    /// Creates stream `to` whose versions `0..=at_version` are `source`'s, without copying
+    /// them; its own appends continue at `at_version + 1`. Deleting or tombstoning the source
+    /// later does not change the fork.
+    pub fn fork_stream(&self, source: &str, to: &str, at_version: StreamVersion) -> Result<LifecycleResult> {
+        let (source, to) = (StreamName::new(source)?, StreamName::new(to)?);
+        self.lifecycle(LifecycleOp::Fork { source, to, at_version: at_version.0 })
+    }
+
+    fn lifecycle(&self, op: LifecycleOp) -> Result<LifecycleResult> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Command::Lifecycle { op, reply: Reply::Blocking(tx) })?;
+        let result = rx.recv().map_err(|_| self.closed_error())??;
+        let written = result.first().expect("a lifecycle change writes one event");
+        Ok(LifecycleResult { position: written.first_position, hash: written.hash })
+    }
+
+    /// A stream's last version, or `None` if it has no events. Versions continue across a
+    /// soft delete, so this is the version an append's expected version is checked against.
     pub fn stream_version(&self, stream: &str) -> Option<StreamVersion> {
         let index = self.shared().index.read();
-        index.streams.get(stream).map(|p| StreamVersion(p.len() as u64 - 1))
+        index.streams.get(stream).and_then(StreamEntry::last_version).map(StreamVersion)
     }
 
-    /// Streams whose name starts with `prefix`, sorted by name.
+    /// Streams whose name starts with `prefix`, sorted by name: those a stream read finds
+    /// (deleted, expired and tombstoned streams are left out). `events` counts versions.
     pub fn streams(&self, prefix: &str) -> Vec<StreamInfo> {
         let index = self.shared().index.read();
         let mut out: Vec<StreamInfo> = index
             .streams
             .iter()
-            .filter(|(name, _)| name.starts_with(prefix))
-            .map(|(name, p)| StreamInfo {
-                stream: name.clone(),
-                last_version: StreamVersion(p.len() as u64 - 1),
-                events: p.len() as u64,
+            .filter(|(name, entry)| name.starts_with(prefix) && (entry.life.is_none() || index.readable(name).is_ok()))
+            .filter_map(|(name, entry)| {
+                let last = entry.last_version()?;
+                Some(StreamInfo { stream: name.clone(), last_version: StreamVersion(last), events: last + 1 })
             })
             .collect();
         out.sort_by(|a, b| a.stream.cmp(&b.stream));
@@ -547,6 +646,46 @@ impl Log {
     }
 }
 
+/// The locations of resolved versions, copied out under the index's lock.
+fn locate_all(index: &Index, picked: Resolved) -> Vec<(String, u64, u64, Location)> {
+    picked
+        .into_iter()
+        .map(|(owner, v, p)| {
+            let location = index.locate(p).expect("indexed positions are committed");
+            (owner, v, p, location)
+        })
+        .collect()
+}
+
+/// Decodes a stream read's records, checking each against the index: a record that disagrees
+/// with it (a CRC-valid but forged or misplaced footer) is reported, never returned. Decoding
+/// stops at the first event that would take the payload above `bytes_max` (the first event is
+/// always returned).
+fn decode_stream(picked: Vec<(String, u64, u64, Location)>, bytes_max: usize) -> Result<Vec<Event>> {
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    for (owner, version, p, loc) in picked {
+        let event = decode_committed(loc.map.bytes(), loc.segment, loc.offset, p)?;
+        if event.stream != owner || event.version.0 != version {
+            let kind = CorruptionKind::Footer(format!(
+                "the index puts version {version} of stream {owner} at position {p}, \
+                 but the record there is version {} of stream {}",
+                event.version, event.stream
+            ));
+            return Err(Error::Corrupt { segment: loc.segment, offset: loc.offset, position: Some(Position(p)), kind });
+        }
+        // Measured decoded (a record may be compressed): at most one event beyond the
+        // budget is ever decoded, and it is not returned.
+        let size = event.metadata.len() + event.data.as_bytes().len();
+        if !out.is_empty() && bytes.saturating_add(size) > bytes_max {
+            break;
+        }
+        bytes += size;
+        out.push(event);
+    }
+    Ok(out)
+}
+
 /// Decodes the committed record at `offset`, re-checking its CRC and position.
 pub(crate) fn decode_committed(bytes: &[u8], segment: SegmentId, offset: u64, position: u64) -> Result<Event> {
     let frame = committed_frame(bytes, segment, offset, position)?;
@@ -556,28 +695,6 @@ pub(crate) fn decode_committed(bytes: &[u8], segment: SegmentId, offset: u64, po
         position: Some(Position(position)),
         kind: CorruptionKind::RecordBody(d),
     })
-}
-
-/// The event frame the index says is at `offset`: CRC, kind and position checked.
-pub(crate) fn committed_frame(bytes: &[u8], segment: SegmentId, offset: u64, position: u64) -> Result<Frame<'_>> {
-    let corrupt = |kind| Error::Corrupt { segment, offset, position: Some(Position(position)), kind };
-    let frame = record::decode_frame(&bytes[offset as usize..], record::EVENT_BODY_MAX).map_err(|e| match e {
-        FrameError::Crc { stored, computed } => corrupt(CorruptionKind::RecordCrc { stored, computed }),
-        other => corrupt(CorruptionKind::RecordFrame(other.to_string())),
-    })?;
-    if frame.header.kind != KIND_EVENT {
-        return Err(corrupt(CorruptionKind::RecordFrame(format!(
-            "kind {} where an event was expected",
-            frame.header.kind
-        ))));
-    }
-    if frame.header.position != position {
-        return Err(corrupt(CorruptionKind::PositionGap {
-            expected: Position(position),
-            found: Position(frame.header.position),
-        }));
-    }
-    Ok(frame)
 }
 
 #[cfg(test)]

@@ -24,7 +24,8 @@ use crate::error::{CorruptionKind, Error, HeaderDamage, Result, VersionGap};
 use crate::extent::{self, LiveMark};
 use crate::fs::{FileSystem, StorageFile};
 use crate::idwindow::{IdWindow, IDEMPOTENCY_WINDOW};
-use crate::index::{Index, SegmentState, StreamIndex};
+use crate::index::{Index, SegmentState, StreamEntry, StreamIndex};
+use crate::lifecycle::LIFECYCLE_STREAM;
 use crate::mmap::Mapping;
 use crate::options::Options;
 use crate::segment::recover::ReadStop;
@@ -223,18 +224,37 @@ pub(crate) fn refresh_active(shared: &Shared, now: &Fingerprint) -> Result<Optio
     if scan.records.is_empty() {
         return Ok(Some((None, stop)));
     }
-    check_streams_continue(&shared.index.read().streams, id, &scan.records)?;
+    // Lifecycle events in the new records are folded; only then may a new stream start past 0.
+    let lifecycle = scan.records.iter().any(|r| r.stream == LIFECYCLE_STREAM);
+    check_streams_continue(&shared.index.read().streams, id, &scan.records, lifecycle)?;
     let map = Arc::new(Mapping::new(file.as_file(), scan.end).map_err(|e| Error::io("map segment", &path, e))?);
     let mut index = shared.index.write();
+    // A lifecycle event that does not fold must leave what the reader shows as it was: the
+    // streams are kept aside until it has.
+    let folded = index.streams.get(LIFECYCLE_STREAM).map_or(0, StreamEntry::next_version);
+    let before = lifecycle.then(|| index.streams.clone());
     extend_streams(&mut index.streams, &scan.records);
     let last = scan.records.last().expect("not empty");
     let (next, hash) = (last.position + 1, last.hash);
+    let previous = (index.next_position, index.head_hash, index.clock_ms);
     let active = index.active_mut();
-    active.map = map;
+    let (old_map, old_end, old_len) = (std::mem::replace(&mut active.map, map), active.data_end, active.offsets.len());
     active.offsets.extend(scan.records.iter().map(|r| u32::try_from(r.offset).expect("offsets fit in u32")));
     active.data_end = scan.end;
     index.next_position = next;
     index.head_hash = hash;
+    index.clock_ms = index.clock_ms.max(scan.last_timestamp_ms);
+    if let Some(streams) = before {
+        if let Err(e) = index.fold_lifecycle(folded) {
+            index.streams = streams;
+            (index.next_position, index.head_hash, index.clock_ms) = previous;
+            let active = index.active_mut();
+            active.map = old_map;
+            active.offsets.truncate(old_len);
+            active.data_end = old_end;
+            return Err(e);
+        }
+    }
     Ok(Some((Some(next), stop)))
 }
 
@@ -253,8 +273,13 @@ pub(crate) fn recover(
     let recorded = extent::read_extent(&log_dir)?;
     let mut stop = None;
 
-    let mut index =
-        Index { segments: Vec::new(), streams: HashMap::default(), next_position: 0, head_hash: ChainHash::genesis() };
+    let mut index = Index {
+        segments: Vec::new(),
+        streams: HashMap::default(),
+        next_position: 0,
+        head_hash: ChainHash::genesis(),
+        clock_ms: 0,
+    };
     let mut recent_ids: Vec<(u64, Uuid)> = Vec::new();
     let mut last_ts = 0u64;
     let mut active = None;
@@ -324,9 +349,12 @@ pub(crate) fn recover(
                     ));
                 }
                 None => {
-                    // Damage in a footer is reported before anything is done to the newest segment.
+                    // Damage in a footer (or in the sealed segments' lifecycle events) is reported
+                    // before anything is done to the newest segment.
                     index.streams = index_streams(&footers)?;
+                    index.fold_lifecycle(0)?;
                     footers.clear();
+                    let folded = index.streams.get(LIFECYCLE_STREAM).map_or(0, StreamEntry::next_version);
                     let file = file.expect("an unsealed segment's probe keeps its file");
                     let scan = if writer {
                         segment::recover::scan_newest(dir, fs.as_ref(), &*file, &header, options.recovery)?
@@ -335,7 +363,7 @@ pub(crate) fn recover(
                         stop = scanned.1;
                         scanned.0
                     };
-                    check_streams_continue(&index.streams, id, &scan.records)?;
+                    check_streams_continue(&index.streams, id, &scan.records, true)?;
                     extend_streams(&mut index.streams, &scan.records);
                     recent_ids.extend(scan.records.iter().map(|r| (r.position, r.id)));
                     let mut footer = FooterBuilder::default();
@@ -361,6 +389,7 @@ pub(crate) fn recover(
                         data_end: scan.end,
                         sealed: false,
                     });
+                    index.fold_lifecycle(folded)?;
                     active = Some(Active::new(id, Arc::from(file), map, len, scan.end, footer));
                 }
             }
@@ -368,13 +397,19 @@ pub(crate) fn recover(
         Ok(())
     };
     if let Err(later) = read_segments() {
-        return Err(index_streams(&footers).err().unwrap_or(later));
+        let earlier = index_streams(&footers).and_then(|streams| {
+            index.streams = streams;
+            index.fold_lifecycle(0)
+        });
+        return Err(earlier.err().unwrap_or(later));
     }
 
     if !footers.is_empty() {
         // Every segment is sealed.
         index.streams = index_streams(&footers)?;
+        index.fold_lifecycle(0)?;
     }
+    index.clock_ms = last_ts;
     check_extent(&log_dir, options, access, recorded, ids.last().copied(), index.next_position)?;
     if !writer {
         tracing::debug!(dir = %dir.display(), events = index.next_position, "log opened read-only");
@@ -408,12 +443,23 @@ pub(crate) fn recover(
 /// Checks that the records scanned from the newest segment `id` continue their streams'
 /// versions from `streams` (each record the next version of its stream), before anything is
 /// changed: a record that does not is corruption at its offset.
-fn check_streams_continue(streams: &StreamIndex, id: SegmentId, records: &[segment::recover::Scanned]) -> Result<()> {
-    let mut added: HashMap<&str, u64> = HashMap::new();
+///
+/// With `forks` (the lifecycle is folded next), a stream the index does not know yet may start
+/// past version 0: a fork's first own event, which the fold checks against the fork point.
+fn check_streams_continue(
+    streams: &StreamIndex,
+    id: SegmentId,
+    records: &[segment::recover::Scanned],
+    forks: bool,
+) -> Result<()> {
+    // Each stream's next version; `None` for one whose first record may start anywhere.
+    let mut next: HashMap<&str, Option<u64>> = HashMap::new();
     for r in records {
-        let earlier = added.entry(r.stream.as_str()).or_default();
-        let have = streams.get(r.stream.as_str()).map_or(0, |p| p.len() as u64) + *earlier;
-        if have != r.version {
+        let expected = next.entry(r.stream.as_str()).or_insert_with(|| match streams.get(r.stream.as_str()) {
+            Some(entry) => Some(entry.next_version()),
+            None => (!forks).then_some(0),
+        });
+        if expected.is_some_and(|v| v != r.version) {
             return Err(Error::Corrupt {
                 segment: id,
                 offset: r.offset,
@@ -421,11 +467,11 @@ fn check_streams_continue(streams: &StreamIndex, id: SegmentId, records: &[segme
                 kind: CorruptionKind::VersionGap(Box::new(VersionGap {
                     stream: r.stream.clone(),
                     version: r.version,
-                    after: have.checked_sub(1),
+                    after: expected.and_then(|v| v.checked_sub(1)),
                 })),
             });
         }
-        *earlier += 1;
+        *expected = Some(r.version + 1);
     }
     Ok(())
 }
@@ -433,11 +479,13 @@ fn check_streams_continue(streams: &StreamIndex, id: SegmentId, records: &[segme
 /// Adds checked records ([`check_streams_continue`]) to their streams' position lists.
 fn extend_streams(streams: &mut StreamIndex, records: &[segment::recover::Scanned]) {
     for run in records.chunk_by(|a, b| a.stream == b.stream) {
-        let positions = match streams.get_mut(run[0].stream.as_str()) {
-            Some(positions) => positions,
-            None => streams.entry(run[0].stream.clone()).or_default(),
+        let entry = match streams.get_mut(run[0].stream.as_str()) {
+            Some(entry) => entry,
+            None => streams
+                .entry(run[0].stream.clone())
+                .or_insert_with(|| StreamEntry { base: run[0].version, ..Default::default() }),
         };
-        positions.extend(run.iter().map(|r| r.position));
+        entry.positions.extend(run.iter().map(|r| r.position));
     }
 }
 
@@ -498,21 +546,25 @@ fn index_streams_on(footers: &[(SegmentId, u64, Footer)], threads: usize) -> Res
                         let mine = footer.streams().filter(|s| shard.hash_one(s.name) as usize % workers == worker);
                         for s in mine {
                             // One lookup for a known stream; the name is copied only for a new one.
-                            let positions = match streams.get_mut(s.name) {
-                                Some(positions) => positions,
-                                None => streams.entry(s.name.to_string()).or_default(),
+                            let entry = match streams.get_mut(s.name) {
+                                Some(entry) => entry,
+                                // A fork's own events start after its fork point; that the
+                                // fork says so is checked once the lifecycle is folded.
+                                None => streams
+                                    .entry(s.name.to_string())
+                                    .or_insert_with(|| StreamEntry { base: s.first_version, ..Default::default() }),
                             };
-                            if positions.len() as u64 != s.first_version {
+                            if entry.next_version() != s.first_version {
                                 let kind = CorruptionKind::VersionGap(Box::new(VersionGap {
                                     stream: s.name.to_string(),
                                     version: s.first_version,
-                                    after: (positions.len() as u64).checked_sub(1),
+                                    after: entry.last_version(),
                                 }));
                                 let error =
                                     Error::Corrupt { segment: *id, offset: *footer_offset, position: None, kind };
                                 return Err((i, s.name.to_string(), error));
                             }
-                            positions.extend_from_slice(s.positions);
+                            entry.positions.extend_from_slice(s.positions);
                         }
                     }
                     Ok(streams)
@@ -673,7 +725,7 @@ mod tests {
     fn index_streams_is_the_same_on_any_number_of_threads() {
         let expected = index_streams_on(&footers(3, 500, &[]), 1).unwrap();
         assert_eq!(expected.len(), 500);
-        assert_eq!(expected["s0007"], vec![14, 15, 1014, 1015, 2014, 2015]);
+        assert_eq!(expected["s0007"].positions, vec![14, 15, 1014, 1015, 2014, 2015]);
         for threads in [1, 2, 8] {
             assert_eq!(index_streams_on(&footers(3, 500, &[]), threads).unwrap(), expected);
             // Broken: streams 420 and 400 in footer 1, then streams 3 and 250 in footer 2.

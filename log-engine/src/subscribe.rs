@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use crate::error::{Error, Result};
 use crate::log::Log;
-use crate::types::{Direction, Event, Position, StreamVersion};
+use crate::types::{Event, Position};
 
 /// Events read per step while catching up.
 const CHUNK_EVENTS: usize = 512;
@@ -157,22 +157,7 @@ impl Subscription {
     /// [`Subscription::fill`] for a one-stream filter: the stream's next positions from the
     /// index, so only its own events are decoded.
     fn fill_stream(&mut self, stream: &str, committed: u64) -> Result<()> {
-        // The stream's version at `next`: how many of its events lie before it.
-        let version = {
-            let shared = self.log.shared_arc();
-            let index = shared.index.read();
-            index.streams.get(stream).map(|positions| positions.partition_point(|&p| p < self.next))
-        };
-        let events = match version {
-            None => Vec::new(),
-            Some(v) => self.log.read_stream_bounded(
-                stream,
-                Some(StreamVersion(v as u64)),
-                CHUNK_EVENTS,
-                CHUNK_BYTES,
-                Direction::Forward,
-            )?,
-        };
+        let events = self.log.read_own_from(stream, self.next, CHUNK_EVENTS, CHUNK_BYTES)?;
         self.decoded += events.len() as u64;
         match events.last() {
             // Every position before `committed` is in the index (it is published before the

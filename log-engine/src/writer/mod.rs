@@ -21,6 +21,7 @@
 //!   prepare or install the next segment is an error for the appends that needed it (see
 //!   [`Writer::roll`]).
 
+mod life;
 mod retry;
 mod roll;
 mod stage;
@@ -41,6 +42,7 @@ use self::syncer::SyncJob;
 use crate::error::{Error, Result};
 use crate::fs::{DirHandle, StorageFile};
 use crate::idwindow::IdWindow;
+use crate::lifecycle::{Change, LifecycleOp, StreamNow};
 #[cfg(feature = "faults")]
 use crate::options::Sabotage;
 use crate::record::PreparedEvent;
@@ -73,7 +75,16 @@ impl Reply {
 }
 
 pub(crate) enum Command {
-    Append { appends: Vec<PreparedAppend>, reply: Reply },
+    Append {
+        appends: Vec<PreparedAppend>,
+        reply: Reply,
+    },
+    /// A lifecycle change, staged as one event on `$lifecycle` (writer/life.rs); its reply
+    /// holds that one append's result.
+    Lifecycle {
+        op: LifecycleOp,
+        reply: Reply,
+    },
     Shutdown,
 }
 
@@ -110,6 +121,8 @@ struct Staged {
     version: u64,
     id: Uuid,
     body_range: (usize, usize),
+    /// For a `$lifecycle` record, the change it makes: `publish` applies it to the index.
+    life: Option<Arc<Change>>,
 }
 
 pub(crate) struct Writer {
@@ -126,9 +139,9 @@ pub(crate) struct Writer {
     spare: Option<(u64, Preparing)>,
     buf: Vec<u8>,
     staged: Vec<Staged>,
-    /// Last version (or none) of streams touched by groups staged or in flight; overlays the
-    /// index, which only has what the syncer has published.
-    overlay: HashMap<String, Option<u64>, foldhash::fast::RandomState>,
+    /// Last version and lifecycle state of streams touched by groups staged or in flight;
+    /// overlays the index, which only has what the syncer has published.
+    overlay: HashMap<String, StreamNow, foldhash::fast::RandomState>,
     replies: Vec<(Reply, Result<Vec<AppendResult>>)>,
     /// Groups written and handed to the syncer; `None` once it has been joined.
     syncer: Option<(SyncSender<SyncJob>, JoinHandle<()>)>,
@@ -217,6 +230,7 @@ impl Writer {
             for cmd in pending.drain(..) {
                 match cmd {
                     Command::Append { appends, reply } => self.handle_append(&appends, reply),
+                    Command::Lifecycle { op, reply } => self.handle_lifecycle(&op, reply),
                     Command::Shutdown => shutdown = true,
                 }
             }
@@ -359,6 +373,7 @@ impl Writer {
             replies: std::mem::take(&mut self.replies),
             next_position: self.state.next_position,
             head_hash: self.state.last_hash,
+            clock_ms: self.state.last_timestamp_ms,
             bytes: self.buf.len() as u64,
         };
         self.buf.clear();

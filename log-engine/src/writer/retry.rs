@@ -129,7 +129,7 @@ impl Writer {
         }
         let positions: Vec<u64> = {
             let index = self.shared.index.read();
-            let all = index.streams.get(stream)?;
+            let all = &index.streams.get(stream)?.positions;
             let from = all.partition_point(|&p| p < window_start);
             all[from..].to_vec()
         };
@@ -142,7 +142,7 @@ impl Writer {
             return Some(s.position);
         }
         let index = self.shared.index.read();
-        index.streams.get(stream)?.get(version as usize).copied()
+        index.streams.get(stream)?.own_position(version)
     }
 
     /// Stream, id, stored body, version and hash of the record at `position`, staged or committed.

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::now_ms;
 use super::{PreparedAppend, Staged, Writer};
 use crate::error::{Error, LimitKind, Result};
+use crate::lifecycle::StreamNow;
 use crate::record::{self, ChainInput, FrameHeader, FLAG_BATCH_END, KIND_EVENT};
 use crate::segment::{self, Footer, HEADER_LEN, TRAILER_LEN};
 use crate::types::{AppendResult, ExpectedVersion, Position, StreamVersion};
@@ -69,13 +70,12 @@ fn check_expected(append: &PreparedAppend, current: Option<u64>) -> Result<()> {
 }
 
 impl Writer {
-    /// Last version of `stream` as of everything staged so far.
-    fn current_version(&self, stream: &str) -> Option<u64> {
-        if let Some(v) = self.overlay.get(stream) {
-            return *v;
+    /// Last version and lifecycle state of `stream` as of everything staged so far.
+    pub(super) fn now(&self, stream: &str) -> StreamNow {
+        if let Some(now) = self.overlay.get(stream) {
+            return now.clone();
         }
-        let index = self.shared.index.read();
-        index.streams.get(stream).map(|positions| positions.len() as u64 - 1)
+        self.shared.index.read().now(stream)
     }
 
     /// Checks and stages one request. On error nothing of it is staged.
@@ -101,13 +101,22 @@ impl Writer {
         for append in appends {
             let name = append.stream.as_str();
             check_ids_unique(&mut request_ids, append)?;
+            let now = self.now(name);
             let current = match local.get(name) {
                 Some(v) => *v,
-                None => self.current_version(name),
+                None => now.last,
             };
             if let Some(result) = self.find_duplicate(append, current)? {
                 plans.push(Plan::Duplicate(result));
                 continue;
+            }
+            // After a retry's answer (which stays true): a closed or tombstoned stream takes
+            // nothing new, whether the close is published or only staged before this request.
+            if now.tombstoned {
+                return Err(Error::StreamTombstoned { stream: name.to_string() });
+            }
+            if now.closed {
+                return Err(Error::StreamClosed { stream: name.to_string() });
             }
             check_expected(append, current)?;
             let first_version = current.map_or(0, |v| v + 1);
@@ -205,6 +214,7 @@ impl Writer {
                 version,
                 id: event.id,
                 body_range: (body_start, body_start + event.body.len()),
+                life: None,
             });
             run.push((offset, position, event.id));
             self.state.next_position += 1;
@@ -214,7 +224,9 @@ impl Writer {
         self.state.active.footer.push_run(name, first_version, &run);
         self.state.ids.insert_all(run.iter().map(|&(_, position, id)| (id, position)));
         self.state.last_timestamp_ms = now;
-        self.overlay.insert(name.to_string(), Some(last_version));
+        let mut now = self.now(name);
+        now.last = Some(last_version);
+        self.overlay.insert(name.to_string(), now);
         AppendResult {
             stream: append.stream.clone(),
             first_position: Position(first_position),

@@ -13,6 +13,8 @@ use std::time::Instant;
 use super::{Reply, Staged};
 use crate::error::{Error, Result};
 use crate::fs::StorageFile;
+use crate::index::StreamEntry;
+use crate::lifecycle::Change;
 use crate::mmap::Mapping;
 use crate::segment;
 use crate::shared::Shared;
@@ -32,6 +34,8 @@ pub(super) struct SyncJob {
     pub(super) replies: Vec<(Reply, Result<Vec<AppendResult>>)>,
     pub(super) next_position: u64,
     pub(super) head_hash: ChainHash,
+    /// Timestamp of the group's newest event: the log's clock once it is published.
+    pub(super) clock_ms: u64,
     pub(super) bytes: u64,
 }
 
@@ -137,14 +141,19 @@ pub(super) fn complete(shared: &Shared, jobs: Vec<SyncJob>, poisoned: &mut Optio
 /// checked before anything changes, so a failed assertion leaves readers' view as it was.
 fn publish(shared: &Shared, job: &SyncJob) {
     let mut index = shared.index.write();
-    // A group may hold several runs of one stream (from different requests).
-    let mut added: HashMap<&str, u64, foldhash::fast::RandomState> = HashMap::default();
+    // A group may hold several runs of one stream (from different requests), and a fork staged
+    // in it sets where its stream's own versions start.
+    let mut next: HashMap<&str, u64, foldhash::fast::RandomState> = HashMap::default();
     for run in job.staged.chunk_by(|a, b| Arc::ptr_eq(&a.stream, &b.stream)) {
         let name = &*run[0].stream;
-        let earlier = added.entry(name).or_default();
-        let have = index.streams.get(name).map_or(0, |p| p.len() as u64) + *earlier;
+        let have = *next.entry(name).or_insert_with(|| index.streams.get(name).map_or(0, StreamEntry::next_version));
         assert_eq!(have, run[0].version, "stream {name} would get a version gap");
-        *earlier += run.len() as u64;
+        next.insert(name, have + run.len() as u64);
+        for change in run.iter().filter_map(|s| s.life.as_deref()) {
+            if let Change::Forked { stream, at_version, .. } = change {
+                next.insert(stream, at_version + 1);
+            }
+        }
     }
     let active = index.active_mut();
     assert_eq!(active.id, job.segment, "index and syncer disagree on the active segment");
@@ -158,14 +167,20 @@ fn publish(shared: &Shared, job: &SyncJob) {
     active.data_end = job.end;
     for run in job.staged.chunk_by(|a, b| Arc::ptr_eq(&a.stream, &b.stream)) {
         let name = &*run[0].stream;
-        let positions = match index.streams.get_mut(name) {
-            Some(positions) => positions,
+        let entry = match index.streams.get_mut(name) {
+            Some(entry) => entry,
             None => index.streams.entry(name.to_string()).or_default(),
         };
-        positions.extend(run.iter().map(|s| s.position));
+        entry.positions.extend(run.iter().map(|s| s.position));
+        for change in run.iter().filter_map(|s| s.life.as_deref()) {
+            if let Err(e) = index.apply(change) {
+                panic!("the writer staged a lifecycle change the index refuses: {e}");
+            }
+        }
     }
     index.next_position = job.next_position;
     index.head_hash = job.head_hash;
+    index.clock_ms = index.clock_ms.max(job.clock_ms);
     drop(index);
     // Readers in other processes show the active segment only up to here (extent.rs).
     if let Some(live) = &shared.live {

@@ -1,0 +1,348 @@
+//! Stream lifecycle: soft delete, tombstone, close, stream metadata (retention) and fork.
+//!
+//! Every lifecycle change is an ordinary event on the reserved stream [`LIFECYCLE_STREAM`],
+//! written by the one writer like any append, so it is durable, chained, replicated, restored
+//! and replayed with the log; nothing about it lives beside the log. The index folds these
+//! events into each stream's [`Life`] (at open from the `$lifecycle` stream's events, found
+//! through the index, and at every commit from what the writer staged), and reads apply it.
+//!
+//! This module owns the vocabulary (the public types, the events' types and JSON data, and
+//! the check of user-supplied metadata). It does not enforce anything: the writer refuses
+//! appends and changes at staging time (`writer/life.rs`), and reads apply the state
+//! (`log.rs`). Global-log reads never hide anything: the log is the history.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::ids::{ChainHash, Position, StreamVersion};
+use crate::types::StreamName;
+
+/// The reserved stream that holds every lifecycle event. Only the log writes it.
+pub const LIFECYCLE_STREAM: &str = "$lifecycle";
+
+/// Event type of a soft delete: `{"stream", "before_version"}`.
+pub const EVENT_STREAM_DELETED: &str = "stream-deleted";
+/// Event type of a tombstone: `{"stream", "before_version"}`.
+pub const EVENT_STREAM_TOMBSTONED: &str = "stream-tombstoned";
+/// Event type of a close: `{"stream"}`.
+pub const EVENT_STREAM_CLOSED: &str = "stream-closed";
+/// Event type of a metadata change: `{"stream", "metadata": StreamMetadata}`.
+pub const EVENT_STREAM_METADATA: &str = "stream-metadata";
+/// Event type of a fork: `{"stream": to, "source", "at_version"}`.
+pub const EVENT_STREAM_FORKED: &str = "stream-forked";
+
+/// How [`crate::Log::delete_stream`] deletes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeleteMode {
+    /// The stream's events disappear from stream reads until it is written again; a later
+    /// append continues its versions, and reads then show only the events after the delete.
+    #[default]
+    Soft,
+    /// Permanent: the stream reads as tombstoned and takes no more appends or changes.
+    Tombstone,
+}
+
+/// A stream's retention and state settings. Every limit is optional (absent: no limit) and is
+/// applied to reads at once, measured on the log's own clock: the timestamp of the newest
+/// event in the log, never the reading process's clock, so replay, restore and point-in-time
+/// recovery reproduce it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamMetadata {
+    /// Events older than this (by the log's clock) are not readable.
+    pub max_age_ms: Option<u64>,
+    /// Only the newest this many events are readable.
+    pub max_count: Option<u64>,
+    /// Versions before this one are not readable (beyond the end: none is).
+    pub truncate_before: Option<u64>,
+    /// Sliding expiry: after this long without an append (by the log's clock) the stream reads
+    /// as deleted until it is written again.
+    pub ttl_ms: Option<u64>,
+    /// Closed: no more appends. Closing is permanent; `false` on a closed stream changes nothing.
+    pub closed: bool,
+}
+
+impl StreamMetadata {
+    /// Refuses values that cannot mean anything: a zero count, age or time to live (a count of
+    /// zero would hide every event; use `truncate_before` or a delete to say so).
+    pub fn check(&self) -> Result<(), Error> {
+        for (field, value) in [("max_age_ms", self.max_age_ms), ("max_count", self.max_count), ("ttl_ms", self.ttl_ms)]
+        {
+            if value == Some(0) {
+                return Err(Error::InvalidStreamMetadata { field, reason: "must be at least 1".into() });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A stream's lifecycle state, as [`crate::Log::stream_state`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamState {
+    pub stream: StreamName,
+    /// The stream's last version (versions continue across a soft delete); for a fork without
+    /// appends of its own, the version it was forked at.
+    pub last_version: Option<StreamVersion>,
+    /// Reads start at this version: set by a soft delete, a tombstone or an expired `ttl_ms`.
+    /// Beyond `last_version`, the stream reads as deleted.
+    pub deleted_before: Option<StreamVersion>,
+    pub tombstoned: bool,
+    pub closed: bool,
+    pub metadata: StreamMetadata,
+    /// The stream and version this stream was forked from.
+    pub forked_from: Option<(StreamName, StreamVersion)>,
+}
+
+/// Where a lifecycle change was written: its event on [`LIFECYCLE_STREAM`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LifecycleResult {
+    pub position: Position,
+    pub hash: ChainHash,
+}
+
+/// A lifecycle request, as the handle hands it to the writer (names and metadata checked).
+#[derive(Debug)]
+pub(crate) enum LifecycleOp {
+    Delete { stream: StreamName, mode: DeleteMode },
+    Close { stream: StreamName },
+    Metadata { stream: StreamName, metadata: StreamMetadata },
+    Fork { source: StreamName, to: StreamName, at_version: u64 },
+}
+
+/// A lifecycle event's meaning: what the writer stages and the index folds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Change {
+    Deleted { stream: String, before_version: u64 },
+    Tombstoned { stream: String, before_version: u64 },
+    Closed { stream: String },
+    Metadata { stream: String, metadata: StreamMetadata },
+    Forked { stream: String, source: String, at_version: u64 },
+}
+
+/// The JSON data of a delete or tombstone.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeletedData {
+    stream: String,
+    before_version: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClosedData {
+    stream: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetadataData {
+    stream: String,
+    metadata: StreamMetadata,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForkedData {
+    stream: String,
+    source: String,
+    at_version: u64,
+}
+
+impl Change {
+    /// The stream the change is about (a fork's new stream).
+    pub(crate) fn stream(&self) -> &str {
+        match self {
+            Change::Deleted { stream, .. }
+            | Change::Tombstoned { stream, .. }
+            | Change::Closed { stream }
+            | Change::Metadata { stream, .. }
+            | Change::Forked { stream, .. } => stream,
+        }
+    }
+
+    pub(crate) fn event_type(&self) -> &'static str {
+        match self {
+            Change::Deleted { .. } => EVENT_STREAM_DELETED,
+            Change::Tombstoned { .. } => EVENT_STREAM_TOMBSTONED,
+            Change::Closed { .. } => EVENT_STREAM_CLOSED,
+            Change::Metadata { .. } => EVENT_STREAM_METADATA,
+            Change::Forked { .. } => EVENT_STREAM_FORKED,
+        }
+    }
+
+    /// The event's JSON data (docs/format.md, "Lifecycle events").
+    pub(crate) fn data(&self) -> Vec<u8> {
+        let json = match self.clone() {
+            Change::Deleted { stream, before_version } | Change::Tombstoned { stream, before_version } => {
+                serde_json::to_vec(&DeletedData { stream, before_version })
+            }
+            Change::Closed { stream } => serde_json::to_vec(&ClosedData { stream }),
+            Change::Metadata { stream, metadata } => serde_json::to_vec(&MetadataData { stream, metadata }),
+            Change::Forked { stream, source, at_version } => {
+                serde_json::to_vec(&ForkedData { stream, source, at_version })
+            }
+        };
+        json.expect("lifecycle data always serializes")
+    }
+
+    /// Reads a `$lifecycle` event back. Anything else there is damage: only the log writes it.
+    pub(crate) fn parse(event_type: &str, data: &[u8]) -> Result<Change, String> {
+        let bad = |e: serde_json::Error| format!("a {event_type} event on {LIFECYCLE_STREAM} has bad data: {e}");
+        Ok(match event_type {
+            EVENT_STREAM_DELETED | EVENT_STREAM_TOMBSTONED => {
+                let DeletedData { stream, before_version } = serde_json::from_slice(data).map_err(bad)?;
+                if event_type == EVENT_STREAM_DELETED {
+                    Change::Deleted { stream, before_version }
+                } else {
+                    Change::Tombstoned { stream, before_version }
+                }
+            }
+            EVENT_STREAM_CLOSED => {
+                let ClosedData { stream } = serde_json::from_slice(data).map_err(bad)?;
+                Change::Closed { stream }
+            }
+            EVENT_STREAM_METADATA => {
+                let MetadataData { stream, metadata } = serde_json::from_slice(data).map_err(bad)?;
+                Change::Metadata { stream, metadata }
+            }
+            EVENT_STREAM_FORKED => {
+                let ForkedData { stream, source, at_version } = serde_json::from_slice(data).map_err(bad)?;
+                Change::Forked { stream, source, at_version }
+            }
+            other => return Err(format!("an event of unknown type {other:?} on {LIFECYCLE_STREAM}")),
+        })
+    }
+}
+
+/// One stream's lifecycle state in the index (absent: nothing ever happened to it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Life {
+    pub deleted_before: Option<u64>,
+    pub tombstoned: bool,
+    pub closed: bool,
+    pub metadata: StreamMetadata,
+    pub forked_from: Option<(String, u64)>,
+}
+
+/// What the writer needs to know of a stream to check an append or a change against it, as of
+/// everything it has staged (the index overlaid with what is staged or in flight).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct StreamNow {
+    pub last: Option<u64>,
+    pub tombstoned: bool,
+    pub closed: bool,
+    pub forked: bool,
+    pub deleted_before: Option<u64>,
+}
+
+impl StreamNow {
+    /// The change a request makes, checked against the streams' state now (`now` gives it).
+    /// Refusals name the problem and write nothing.
+    pub(crate) fn change_for(op: &LifecycleOp, now: impl Fn(&str) -> StreamNow) -> Result<Change, Error> {
+        let tombstoned = |stream: &StreamName| Error::StreamTombstoned { stream: stream.to_string() };
+        match op {
+            LifecycleOp::Delete { stream, mode } => {
+                let state = now(stream.as_str());
+                if state.tombstoned {
+                    return Err(tombstoned(stream));
+                }
+                let Some(last) = state.last else {
+                    return Err(Error::StreamNotFound { stream: stream.to_string() });
+                };
+                let (stream, before_version) = (stream.to_string(), last + 1);
+                Ok(match mode {
+                    DeleteMode::Soft => Change::Deleted { stream, before_version },
+                    DeleteMode::Tombstone => Change::Tombstoned { stream, before_version },
+                })
+            }
+            LifecycleOp::Close { stream } => {
+                if now(stream.as_str()).tombstoned {
+                    return Err(tombstoned(stream));
+                }
+                Ok(Change::Closed { stream: stream.to_string() })
+            }
+            LifecycleOp::Metadata { stream, metadata } => {
+                if now(stream.as_str()).tombstoned {
+                    return Err(tombstoned(stream));
+                }
+                Ok(Change::Metadata { stream: stream.to_string(), metadata: metadata.clone() })
+            }
+            LifecycleOp::Fork { source, to, at_version } => {
+                let from = now(source.as_str());
+                if from.tombstoned {
+                    return Err(tombstoned(source));
+                }
+                let Some(last) = from.last else {
+                    return Err(Error::StreamNotFound { stream: source.to_string() });
+                };
+                if *at_version > last {
+                    return Err(Error::ForkPastEnd {
+                        stream: source.to_string(),
+                        at_version: StreamVersion(*at_version),
+                        last_version: StreamVersion(last),
+                    });
+                }
+                // A deleted prefix is not readable through the source; a fork must not bring
+                // it back.
+                if from.deleted_before.is_some_and(|d| *at_version < d) {
+                    return Err(Error::StreamDeleted { stream: source.to_string() });
+                }
+                let target = now(to.as_str());
+                if target.tombstoned {
+                    return Err(tombstoned(to));
+                }
+                if target.last.is_some() || target.forked {
+                    return Err(Error::StreamExists { stream: to.to_string() });
+                }
+                Ok(Change::Forked { stream: to.to_string(), source: source.to_string(), at_version: *at_version })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every change's event reads back as the same change: the writer stages what open folds.
+    #[test]
+    fn changes_round_trip_through_their_events() {
+        let metadata = StreamMetadata {
+            max_age_ms: Some(5),
+            max_count: None,
+            truncate_before: Some(3),
+            ttl_ms: None,
+            closed: true,
+        };
+        for change in [
+            Change::Deleted { stream: "a".into(), before_version: 4 },
+            Change::Tombstoned { stream: "a".into(), before_version: 0 },
+            Change::Closed { stream: "a".into() },
+            Change::Metadata { stream: "a".into(), metadata },
+            Change::Forked { stream: "b".into(), source: "a".into(), at_version: 7 },
+        ] {
+            assert_eq!(Change::parse(change.event_type(), &change.data()).unwrap(), change);
+        }
+        let data = Change::Deleted { stream: "a".into(), before_version: 4 }.data();
+        assert_eq!(std::str::from_utf8(&data).unwrap(), r#"{"stream":"a","before_version":4}"#);
+        assert!(Change::parse("stream-erased", b"{}").unwrap_err().contains("unknown type"));
+        assert!(Change::parse(EVENT_STREAM_CLOSED, br#"{"stream":"a","x":1}"#).is_err());
+    }
+
+    /// Bad metadata is refused naming the field; negative values cannot even parse.
+    #[test]
+    fn metadata_is_checked_field_by_field() {
+        assert!(StreamMetadata::default().check().is_ok());
+        for field in ["max_age_ms", "max_count", "ttl_ms"] {
+            let metadata: StreamMetadata = serde_json::from_str(&format!(r#"{{"{field}": 0}}"#)).unwrap();
+            match metadata.check().unwrap_err() {
+                Error::InvalidStreamMetadata { field: named, .. } => assert_eq!(named, field),
+                other => panic!("{other}"),
+            }
+            assert!(serde_json::from_str::<StreamMetadata>(&format!(r#"{{"{field}": -1}}"#)).is_err());
+        }
+        let metadata: StreamMetadata = serde_json::from_str(r#"{"truncate_before": 0}"#).unwrap();
+        assert!(metadata.check().is_ok());
+        assert!(serde_json::from_str::<StreamMetadata>(r#"{"max_agee_ms": 1}"#).is_err());
+    }
+}

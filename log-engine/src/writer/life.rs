@@ -1,0 +1,110 @@
+//! Staging a lifecycle change (lifecycle.rs): checked against the stream as everything staged
+//! or in flight leaves it, written as one event on `$lifecycle` through the ordinary staging
+//! path (so it is chained, group-committed and durable like any append), and noted in the
+//! overlay at once, so that a request staged after it in the same group already meets it: of
+//! two appends racing a close, exactly those staged before the close succeed.
+
+use std::sync::Arc;
+
+use super::{PreparedAppend, Reply, Writer};
+use crate::error::{Error, Result};
+use crate::lifecycle::{Change, LifecycleOp, StreamNow, LIFECYCLE_STREAM};
+use crate::record::PreparedEvent;
+use crate::types::{AppendResult, ExpectedVersion, NewEvent, Payload, StreamName};
+
+impl Writer {
+    pub(super) fn handle_lifecycle(&mut self, op: &LifecycleOp, reply: Reply) {
+        if let Some(cause) = &self.poisoned {
+            reply.send(Err(Error::Poisoned { cause: cause.clone() }));
+            return;
+        }
+        match self.stage_lifecycle(op) {
+            Ok(result) => self.replies.push((reply, Ok(vec![result]))),
+            Err(e) => reply.send(Err(e)),
+        }
+    }
+
+    /// Checks and stages one change. On error nothing is staged.
+    fn stage_lifecycle(&mut self, op: &LifecycleOp) -> Result<AppendResult> {
+        let change = StreamNow::change_for(op, |stream| self.now(stream))?;
+        let stream = StreamName::reserved(LIFECYCLE_STREAM).expect("the lifecycle stream's name is valid");
+        let event = NewEvent {
+            id: None,
+            event_type: change.event_type().into(),
+            metadata: Vec::new(),
+            data: Payload::Json(change.data()),
+        };
+        let events = vec![PreparedEvent::new(&stream, &event)];
+        let mut results = self.stage(&[PreparedAppend { stream, expected: ExpectedVersion::Any, events }])?;
+        let staged = self.staged.last_mut().expect("the change's record was staged");
+        debug_assert_eq!(&*staged.stream, LIFECYCLE_STREAM);
+        staged.life = Some(Arc::new(change.clone()));
+        self.note(&change);
+        Ok(results.pop().expect("one result"))
+    }
+
+    /// Notes a staged change in the overlay, as `Index::apply` will once it is published.
+    fn note(&mut self, change: &Change) {
+        let mut now = self.now(change.stream());
+        match change {
+            Change::Deleted { before_version, .. } => now.deleted_before = Some(*before_version),
+            Change::Tombstoned { before_version, .. } => {
+                now.tombstoned = true;
+                now.deleted_before = Some(*before_version);
+            }
+            Change::Closed { .. } => now.closed = true,
+            Change::Metadata { metadata, .. } => now.closed |= metadata.closed,
+            Change::Forked { at_version, .. } => {
+                now.forked = true;
+                now.last = Some(*at_version);
+            }
+        }
+        self.overlay.insert(change.stream().to_string(), now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::types::{Durability, StreamAppend};
+    use crate::writer::Command;
+    use crate::{Log, Options};
+
+    fn append(stream: &str) -> Vec<StreamAppend> {
+        let events = vec![NewEvent::json("Step", &serde_json::json!({}))];
+        vec![StreamAppend { stream: StreamName::new(stream).unwrap(), expected: ExpectedVersion::Any, events }]
+    }
+
+    /// Two appends racing a close, all three taken up in one group: the append staged before
+    /// the close succeeds, the one staged after it is refused, though the close is not yet
+    /// published when it is staged (the writer checks what it has staged, not only the index).
+    #[test]
+    fn appends_racing_a_close_in_one_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), Options { durability: Durability::None, ..Default::default() }).unwrap();
+        log.append("run", ExpectedVersion::Any, vec![NewEvent::json("Step", &serde_json::json!({}))]).unwrap();
+        let shared = log.shared_arc();
+        // The writer stops at its first look into the index (staging `first`), so everything
+        // sent meanwhile is queued, and then taken up together.
+        let stall = shared.index.write();
+        let (first, before, close, after) =
+            (oneshot::channel(), oneshot::channel(), oneshot::channel(), oneshot::channel());
+        log.submit(append("other"), Reply::Async(first.0)).unwrap();
+        log.submit(append("run"), Reply::Async(before.0)).unwrap();
+        let op = LifecycleOp::Close { stream: StreamName::new("run").unwrap() };
+        log.send(Command::Lifecycle { op, reply: Reply::Async(close.0) }).unwrap();
+        log.submit(append("run"), Reply::Async(after.0)).unwrap();
+        drop(stall);
+        first.1.blocking_recv().unwrap().unwrap();
+        let staged_before = before.1.blocking_recv().unwrap().unwrap();
+        let closed = close.1.blocking_recv().unwrap().unwrap();
+        let refused = after.1.blocking_recv().unwrap().unwrap_err();
+        assert!(matches!(refused, Error::StreamClosed { ref stream } if stream == "run"), "{refused}");
+        assert_eq!(staged_before[0].first_version.0, 1);
+        assert_eq!(closed[0].first_position.0, staged_before[0].first_position.0 + 1);
+        assert_eq!(log.stream_version("run").map(|v| v.0), Some(1));
+        assert!(log.stream_state("run").unwrap().closed);
+    }
+}
