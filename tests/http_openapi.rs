@@ -133,9 +133,10 @@ fn untyped(spec: &Value, schema: &Value) -> bool {
     schema["type"] == "object" && schema.get("properties").is_none() && schema.get("additionalProperties").is_none()
 }
 
-/// Issue 23: 18 answers of the metadata view and the checkpoints were documented as a bare
-/// `object` (their fields only in prose), so neither clients nor schemathesis knew their shape.
-/// Every success answer with a JSON body now names its fields (the document itself excepted).
+/// Issue 23: 18 answers of the metadata view and the checkpoints, and the audit entry a client
+/// posts, were documented as a bare `object` (their fields only in prose), so neither clients
+/// nor schemathesis knew their shape. Every success answer and request body with JSON now names
+/// its fields (the document itself excepted).
 #[test]
 fn every_json_success_answer_has_a_typed_schema() {
     let dir = tempfile::tempdir().unwrap();
@@ -153,7 +154,7 @@ fn every_json_success_answer_has_a_typed_schema() {
             }
         }
         if let Some(body) = op["requestBody"]["content"].get("application/json") {
-            if path != "/v1/audit" && untyped(&spec, &body["schema"]) {
+            if untyped(&spec, &body["schema"]) {
                 bare.push(format!("{method} {path} request body"));
             }
         }
@@ -296,4 +297,79 @@ fn view_and_checkpoint_answers_match_their_documented_schemas() {
         .collect();
     let missed: Vec<_> = meta_and_checkpoints.difference(&checked).collect();
     assert!(missed.is_empty(), "metadata and checkpoint operations this test did not drive: {missed:?}");
+}
+
+/// The fields of `value` that `schema` does not name, as JSON pointers: `$ref`s, `allOf`s and
+/// `oneOf`s resolved, nested objects followed where their schema names fields, free-form
+/// objects (`{"type": "object"}` with no properties) taken as they are.
+fn undocumented_fields(spec: &Value, schema: &Value, value: &Value, at: &str, out: &mut Vec<String>) {
+    fn properties<'a>(spec: &'a Value, schema: &'a Value, into: &mut Vec<(&'a String, &'a Value)>) {
+        if let Some(r) = schema["$ref"].as_str() {
+            let name = r.trim_start_matches("#/components/schemas/");
+            return properties(spec, &spec["components"]["schemas"][name], into);
+        }
+        for part in ["allOf", "oneOf"] {
+            for s in schema[part].as_array().into_iter().flatten() {
+                properties(spec, s, into);
+            }
+        }
+        into.extend(schema["properties"].as_object().into_iter().flatten());
+    }
+    let Some(object) = value.as_object() else { return };
+    let mut named = Vec::new();
+    properties(spec, schema, &mut named);
+    if named.is_empty() {
+        return; // a free-form object
+    }
+    for (key, field) in object {
+        match named.iter().find(|(name, _)| *name == key) {
+            Some((_, field_schema)) => undocumented_fields(spec, field_schema, field, &format!("{at}/{key}"), out),
+            None => out.push(format!("{at}/{key}")),
+        }
+    }
+}
+
+/// Issue 23: `POST /v1/audit`'s body was a bare `object` with its fields in prose, and a stored
+/// entry was described by its required fields only. An entry with every optional field set is
+/// accepted as its documented body, and the entry read back is described field by field.
+#[test]
+fn an_audit_entry_with_every_field_is_documented_going_in_and_coming_out() {
+    use reqwest::Method;
+    use serde_json::json;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let (_, spec) = server.get("/openapi.json");
+    let entry = json!({
+        "id": "0b9c8f1e-2d3a-4c5b-8e6f-7a8b9c0d1e2f",
+        "level": "warn", "category": "data_access", "event": "export",
+        "actor": {"type": "agent", "id": "agent-7", "name": "Planner", "roles": ["exporter"]},
+        "target": {"type": "table", "id": "orders", "name": "Orders", "properties": {"rows": 12}},
+        "context": {"trace_id": "t-1", "span_id": "s-1", "parent_span_id": "s-0", "workflow_id": "w-1",
+                    "task_id": "k-1", "agent_id": "agent-7", "user_id": "u-1"},
+        "outcome": "success", "metadata": {"reason": "monthly report"},
+        "source": {"component": "exporter", "instance": "i-1", "version": "1.2.0", "node": "n-1"},
+    });
+    let body_schema = &spec["paths"]["/v1/audit"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+    let mut missing = Vec::new();
+    undocumented_fields(&spec, body_schema, &entry, "", &mut missing);
+    assert!(missing.is_empty(), "fields of an audit entry its request body schema does not name: {missing:?}");
+    let validator = jsonschema::validator_for(&json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "components": spec["components"],
+        "allOf": [body_schema],
+    }))
+    .unwrap();
+    assert!(validator.is_valid(&entry), "the documented body schema refuses a valid entry");
+    assert!(!validator.is_valid(&json!({"level": "info"})), "the documented body schema requires the entry's fields");
+
+    let (status, receipt) = server.request(Method::POST, "/v1/audit", Some(&entry));
+    assert_eq!(status, 200, "{receipt}");
+    let url = format!("/v1/audit/{}?min_position={}", entry["id"].as_str().unwrap(), receipt["position"]);
+    let (status, stored) = server.request(Method::GET, &url, None);
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(stored["target"], entry["target"], "{stored}");
+    let mut missing = Vec::new();
+    undocumented_fields(&spec, &answer_schema(&spec, "get", "/v1/audit/{id}", 200), &stored, "", &mut missing);
+    assert!(missing.is_empty(), "fields of a stored audit entry its answer schema does not name: {missing:?}");
 }

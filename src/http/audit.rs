@@ -21,7 +21,7 @@ use crate::auth::Permission;
 /// Append an audit entry.
 #[utoipa::path(
     post, path = "/v1/audit", tag = "audit",
-    request_body(content = Object, description = "`{\"level\", \"category\", \"event\" (or \"action\"), \"actor\": {\"type\", \"id\", \"name\"?, \"roles\"?}, \"target\"?: {\"type\", \"id\", \"name\"?, \"properties\"?}, \"context\"?: {\"trace_id\", \"span_id\", \"parent_span_id\", \"workflow_id\", \"task_id\", \"agent_id\", \"user_id\"}, \"outcome\"?, \"metadata\"?, \"source\"?, \"id\"?: UUID for idempotent retries}`. Levels: trace, debug, info, warn, error, fatal. Categories: authentication, authorization, data_access, system_change, workflow, agent_activity, security, performance."),
+    request_body(content = answers::NewAuditEntryBody, description = "The entry. `event` is also accepted as `action`; `id` (a UUID) makes a retry idempotent."),
     responses(
         (status = 200, description = "`{\"id\", \"position\", \"hash\"}`: the entry's id and where the log holds it.", body = answers::AuditReceipt),
         (status = 400, description = "`invalid_body` or `invalid_input` naming the field.", body = ErrorBody),
@@ -185,6 +185,7 @@ pub async fn proof(
 /// checks every answer against in CI) describes exactly what is sent; an entry itself is the
 /// view's JSON (`AuditEntry::to_json`), described by [`AuditEntryJson`].
 pub mod answers {
+    use projections::NewAuditEntry;
     use serde::Serialize;
     use serde_json::Value;
     use utoipa::ToSchema;
@@ -199,24 +200,38 @@ pub mod answers {
         pub hash: String,
     }
 
-    /// A stored audit entry: the entry as written (`level`, `category`, `event`, `actor`,
-    /// `target`?, `context`?, `outcome`?, `metadata`?, `source`?) and where it lives.
+    /// `POST /v1/audit`'s body: an audit entry, and the optional id that makes a retry
+    /// idempotent.
+    // The handler removes `id` and parses the rest as `NewAuditEntry`, the type flattened here,
+    // so this document and the parser share one type.
+    #[allow(dead_code, reason = "the document's type of the body; the handler parses its parts")]
+    #[derive(Debug, ToSchema)]
+    pub struct NewAuditEntryBody {
+        #[schema(inline)]
+        #[serde(flatten)]
+        pub entry: NewAuditEntry,
+        /// Makes a retry idempotent: an entry with an id the log already holds is not written
+        /// again.
+        #[schema(format = "uuid")]
+        pub id: Option<String>,
+    }
+
+    /// A stored audit entry: the entry as written and where the log holds it.
     #[allow(dead_code, reason = "the document's type of an entry; the view writes it as JSON")]
     #[derive(Debug, ToSchema)]
     pub struct AuditEntryJson {
+        #[schema(inline)]
+        #[serde(flatten)]
+        pub entry: NewAuditEntry,
         #[schema(format = "uuid")]
         pub id: String,
         /// Server time, unix ms.
         pub timestamp: u64,
         pub position: u64,
+        /// The chain hash at `position`, 64 hex characters.
         pub hash: String,
         /// `audit:<category>`.
         pub stream: String,
-        pub level: String,
-        pub category: String,
-        pub event: String,
-        #[schema(value_type = Object)]
-        pub actor: Value,
     }
 
     /// `GET /v1/audit`.

@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 pub const AUDIT_FIELD_LEN_MAX: usize = 1024;
 
 /// Severity, in increasing order.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = AuditLevel))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
@@ -29,6 +30,7 @@ pub enum Level {
     Fatal,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = AuditCategory))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
@@ -42,6 +44,7 @@ pub enum Category {
     Performance,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = AuditActorType))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActorType {
@@ -86,6 +89,7 @@ snake_names!(Category {
 snake_names!(ActorType { User => "user", Agent => "agent", System => "system" });
 
 /// Which component wrote the entry.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = AuditSource))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Source {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -99,6 +103,7 @@ pub struct Source {
 }
 
 /// Who acted.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = AuditActor))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
     #[serde(rename = "type")]
@@ -111,6 +116,7 @@ pub struct Actor {
 }
 
 /// What was acted on.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = AuditTarget))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Target {
     #[serde(rename = "type")]
@@ -120,10 +126,12 @@ pub struct Target {
     pub name: Option<String>,
     /// A JSON object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub properties: Option<Json>,
 }
 
 /// Trace and workflow context.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = AuditTraceContext))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TraceContext {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -143,6 +151,7 @@ pub struct TraceContext {
 }
 
 /// An audit entry as a client writes it: the data of an `audit.entry` event.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewAuditEntry {
     #[serde(default, skip_serializing_if = "is_default_source")]
@@ -162,6 +171,7 @@ pub struct NewAuditEntry {
     pub outcome: Option<String>,
     /// A JSON object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub metadata: Option<Json>,
 }
 
