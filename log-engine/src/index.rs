@@ -145,6 +145,8 @@ impl Index {
             closed: life.is_some_and(|l| l.closed),
             forked: life.is_some_and(|l| l.forked_from.is_some()),
             deleted_before: life.and_then(|l| l.deleted_before),
+            ttl_ms: life.and_then(|l| l.metadata.ttl_ms),
+            last_timestamp_ms: None,
         }
     }
 
@@ -341,7 +343,7 @@ impl Index {
         Ok(self.clock_ms.saturating_sub(self.version_timestamp(stream, last)?) > ttl)
     }
 
-    fn version_timestamp(&self, stream: &str, version: u64) -> Result<u64> {
+    pub(crate) fn version_timestamp(&self, stream: &str, version: u64) -> Result<u64> {
         let position = self.position_of(stream, version).expect("a stream's versions up to its last are indexed");
         self.timestamp_at(position)
     }

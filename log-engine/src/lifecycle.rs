@@ -233,6 +233,9 @@ pub(crate) struct StreamNow {
     pub closed: bool,
     pub forked: bool,
     pub deleted_before: Option<u64>,
+    pub ttl_ms: Option<u64>,
+    /// Timestamp of the last event, when it is staged or in flight (else read from the index).
+    pub last_timestamp_ms: Option<u64>,
 }
 
 impl StreamNow {
@@ -327,6 +330,42 @@ mod tests {
         assert_eq!(std::str::from_utf8(&data).unwrap(), r#"{"stream":"a","before_version":4}"#);
         assert!(Change::parse("stream-erased", b"{}").unwrap_err().contains("unknown type"));
         assert!(Change::parse(EVENT_STREAM_CLOSED, br#"{"stream":"a","x":1}"#).is_err());
+    }
+
+    /// A fork's read checks each record against the stream that owns it: the source's for the
+    /// shared prefix, its own after it. An index that misplaces either part is corruption.
+    #[test]
+    fn a_forks_read_checks_both_parts_against_the_index() {
+        use crate::{Direction, Durability, ExpectedVersion, Log, NewEvent, Options};
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), Options { durability: Durability::None, ..Default::default() }).unwrap();
+        let one = || vec![NewEvent::bytes("t", b"x".to_vec())];
+        for stream in ["source", "source", "other", "other"] {
+            log.append(stream, ExpectedVersion::Any, one()).unwrap();
+        }
+        log.fork_stream("source", "fork", StreamVersion(1)).unwrap();
+        log.append("fork", ExpectedVersion::Any, one()).unwrap();
+        assert_eq!(log.read_stream("fork", None, 10, Direction::Forward).unwrap().len(), 3);
+        let shared = log.shared_arc();
+        for forged in ["source", "fork"] {
+            let saved = shared.index.read().streams[forged].clone();
+            {
+                let mut index = shared.index.write();
+                let other = index.streams["other"].positions.clone();
+                let entry = index.streams.get_mut(forged).unwrap();
+                entry.positions = other[..entry.positions.len().min(2)].to_vec();
+            }
+            match log.read_stream("fork", None, 10, Direction::Forward).unwrap_err() {
+                Error::Corrupt { kind: crate::CorruptionKind::Footer(detail), .. } => {
+                    assert!(
+                        detail.contains(&format!("of stream {forged}")) && detail.contains("stream other"),
+                        "{detail}"
+                    );
+                }
+                other => panic!("expected corruption, got {other}"),
+            }
+            shared.index.write().streams.insert(forged.to_string(), saved);
+        }
     }
 
     /// Bad metadata is refused naming the field; negative values cannot even parse.

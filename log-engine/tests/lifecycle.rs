@@ -1,11 +1,14 @@
 //! Stream lifecycle through the public API, each semantic on its own, and each across a
 //! reopen (the state is folded from `$lifecycle` events at open, so it must come back the
-//! same): soft delete, tombstone, close, and the refusals that write nothing.
+//! same): soft delete, tombstone, close, metadata (truncate, count, age, ttl on the log's
+//! clock), fork, and the refusals that write nothing.
 
 mod common;
 
 use common::*;
-use log_engine::{DeleteMode, Direction, Error, ExpectedVersion, Log, Position, StreamVersion, LIFECYCLE_STREAM};
+use log_engine::{
+    DeleteMode, Direction, Error, ExpectedVersion, Log, Position, StreamMetadata, StreamVersion, LIFECYCLE_STREAM,
+};
 
 fn versions(log: &Log, stream: &str) -> Result<Vec<u64>, Error> {
     Ok(log.read_stream(stream, None, 1000, Direction::Forward)?.iter().map(|e| e.version.0).collect())
@@ -131,4 +134,210 @@ fn bad_lifecycle_requests_write_nothing() {
     };
     assert!(matches!(log.append_multi(vec![forged]), Err(Error::InvalidStreamName { .. })));
     assert_eq!(log.head(), head);
+}
+
+/// The log's clock: the newest event's timestamp.
+fn clock(log: &Log) -> u64 {
+    log.read_event(log.head().unwrap().position).unwrap().timestamp_ms
+}
+
+/// Appends to another stream until the log's clock has passed `until`. The clock is the log's
+/// own (event timestamps), so this waits on a condition of the log, not on a duration.
+fn advance_clock_past(log: &Log, until: u64) {
+    let mut n = 0;
+    while clock(log) <= until {
+        log.append("ticks", ExpectedVersion::Any, vec![event("ticks", n)]).unwrap();
+        n += 1;
+    }
+}
+
+fn timestamps(log: &Log, stream: &str) -> Vec<(u64, u64)> {
+    let all = log.read_all(Position(0), 100_000).unwrap();
+    all.iter().filter(|e| e.stream == stream).map(|e| (e.version.0, e.timestamp_ms)).collect()
+}
+
+#[test]
+fn truncate_before_and_max_count_apply_to_reads_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open_small(dir.path());
+    append_n(&log, "s", 5);
+    let set = |log: &Log, truncate_before, max_count| {
+        let metadata = StreamMetadata { truncate_before, max_count, ..Default::default() };
+        log.set_stream_metadata("s", metadata.clone()).unwrap();
+        assert_eq!(log.stream_state("s").unwrap().metadata, metadata);
+    };
+    set(&log, Some(2), None);
+    for _ in 0..2 {
+        assert_eq!(versions(&log, "s").unwrap(), vec![2, 3, 4]);
+        assert_eq!(backward(&log, "s").unwrap(), vec![4, 3, 2]);
+        assert_eq!(log.read_stream("s", Some(StreamVersion(0)), 2, Direction::Forward).unwrap().len(), 2);
+        assert!(log.read_stream("s", Some(StreamVersion(1)), 2, Direction::Backward).unwrap().is_empty());
+        log = reopen(log, dir.path());
+    }
+    set(&log, Some(1), Some(2));
+    assert_eq!(versions(&log, "s").unwrap(), vec![3, 4]);
+    // Beyond the end is allowed and hides everything; the stream is still there.
+    set(&log, Some(10), None);
+    assert!(versions(&log, "s").unwrap().is_empty());
+    log = reopen(log, dir.path());
+    assert!(versions(&log, "s").unwrap().is_empty());
+    assert_eq!(log.stream_state("s").unwrap().last_version, Some(StreamVersion(4)));
+    // Newer events show again; the global log never hid anything.
+    append_n(&log, "s", 7);
+    assert_eq!(versions(&log, "s").unwrap(), (10..12).collect::<Vec<_>>());
+    assert_eq!(timestamps(&log, "s").len(), 12);
+    set(&log, None, None);
+    assert_eq!(versions(&log, "s").unwrap().len(), 12);
+}
+
+#[test]
+fn max_age_is_measured_on_the_logs_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open_small(dir.path());
+    append_n(&log, "s", 3);
+    let age = 10;
+    log.set_stream_metadata("s", StreamMetadata { max_age_ms: Some(age), ..Default::default() }).unwrap();
+    let old = timestamps(&log, "s")[2].1;
+    advance_clock_past(&log, old + age);
+    append_n(&log, "s", 2);
+    for _ in 0..2 {
+        let now = clock(&log);
+        let young: Vec<u64> =
+            timestamps(&log, "s").into_iter().filter(|&(_, at)| now - at <= age).map(|(v, _)| v).collect();
+        assert_eq!(versions(&log, "s").unwrap(), young);
+        assert!(young.contains(&4) && !young.contains(&2), "{young:?}");
+        // However long the reader waits, nothing changes until the log's clock moves.
+        log = reopen(log, dir.path());
+    }
+}
+
+#[test]
+fn a_ttl_deletes_the_stream_after_that_long_without_an_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open_small(dir.path());
+    append_n(&log, "session", 2);
+    let ttl = 10;
+    log.set_stream_metadata("session", StreamMetadata { ttl_ms: Some(ttl), ..Default::default() }).unwrap();
+    assert_eq!(versions(&log, "session").unwrap(), vec![0, 1]);
+    let last = timestamps(&log, "session")[1].1;
+    advance_clock_past(&log, last + ttl);
+    for _ in 0..2 {
+        assert!(matches!(versions(&log, "session"), Err(Error::StreamDeleted { .. })));
+        assert_eq!(log.stream_state("session").unwrap().deleted_before, Some(StreamVersion(2)));
+        assert!(log.streams("session").is_empty());
+        log = reopen(log, dir.path());
+    }
+    // Written again: like any deleted stream, it shows only what came after, and the log
+    // records the expiry as a delete, so a replay shows the same.
+    let again = log.append("session", ExpectedVersion::Any, vec![event("session", 2)]).unwrap();
+    assert_eq!(again.first_version, StreamVersion(2));
+    for _ in 0..2 {
+        assert_eq!(versions(&log, "session").unwrap(), vec![2]);
+        let lifecycle = log.read_stream(LIFECYCLE_STREAM, None, 100, Direction::Forward).unwrap();
+        let expiry = lifecycle.last().unwrap();
+        assert_eq!(expiry.event_type, "stream-deleted");
+        assert_eq!(expiry.position.0 + 1, again.first_position.0);
+        log = reopen(log, dir.path());
+    }
+}
+
+#[test]
+fn bad_metadata_is_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_small(dir.path());
+    append_n(&log, "s", 1);
+    let head = log.head();
+    for (metadata, field) in [
+        (StreamMetadata { max_count: Some(0), ..Default::default() }, "max_count"),
+        (StreamMetadata { max_age_ms: Some(0), ..Default::default() }, "max_age_ms"),
+        (StreamMetadata { ttl_ms: Some(0), ..Default::default() }, "ttl_ms"),
+    ] {
+        match log.set_stream_metadata("s", metadata).unwrap_err() {
+            Error::InvalidStreamMetadata { field: named, reason } => {
+                assert_eq!(named, field);
+                assert!(!reason.is_empty());
+            }
+            other => panic!("{other}"),
+        }
+    }
+    assert_eq!(log.head(), head);
+}
+
+#[test]
+fn a_fork_reads_its_sources_prefix_then_its_own_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open_small(dir.path());
+    append_n(&log, "thread", 1000);
+    let bytes = log.stats().record_bytes;
+    log.fork_stream("thread", "branch", StreamVersion(599)).unwrap();
+    // O(1): the fork is one small event, not a copy of 600.
+    assert!(log.stats().record_bytes - bytes < 512, "a fork wrote {} bytes", log.stats().record_bytes - bytes);
+    let state = log.stream_state("branch").unwrap();
+    assert_eq!(state.forked_from.map(|(s, v)| (s.to_string(), v.0)), Some(("thread".to_string(), 599)));
+    assert_eq!(state.last_version, Some(StreamVersion(599)));
+    assert!(matches!(
+        log.append("branch", ExpectedVersion::NoStream, vec![event("branch", 0)]),
+        Err(Error::WrongExpectedVersion { .. })
+    ));
+    let own = log.append("branch", ExpectedVersion::Exact(StreamVersion(599)), vec![event("branch", 600)]).unwrap();
+    assert_eq!(own.first_version, StreamVersion(600));
+    // A fork of the fork, across both.
+    log.fork_stream("branch", "twig", StreamVersion(600)).unwrap();
+    append_n(&log, "twig", 1);
+    // Deleting and tombstoning the source breaks neither.
+    log.delete_stream("thread", DeleteMode::Soft).unwrap();
+    log.delete_stream("thread", DeleteMode::Tombstone).unwrap();
+    for _ in 0..2 {
+        let read = log.read_stream("branch", None, 10_000, Direction::Forward).unwrap();
+        assert_eq!(read.iter().map(|e| e.version.0).collect::<Vec<_>>(), (0..=600).collect::<Vec<_>>());
+        // The shared prefix is the source's records, as stored (their hash covers the name).
+        assert!(read[..600].iter().all(|e| e.stream == "thread"));
+        assert_eq!(read[600].stream, "branch");
+        assert_eq!(backward(&log, "branch").unwrap()[..3], [600, 599, 598]);
+        let page = log.read_stream("branch", Some(StreamVersion(598)), 3, Direction::Forward).unwrap();
+        assert_eq!(
+            page.iter().map(|e| (e.stream.as_str(), e.version.0)).collect::<Vec<_>>(),
+            [("thread", 598), ("thread", 599), ("branch", 600)]
+        );
+        let twig = log.read_stream("twig", Some(StreamVersion(599)), 10, Direction::Forward).unwrap();
+        assert_eq!(
+            twig.iter().map(|e| (e.stream.as_str(), e.version.0)).collect::<Vec<_>>(),
+            [("thread", 599), ("branch", 600), ("twig", 601)]
+        );
+        assert!(matches!(versions(&log, "thread"), Err(Error::StreamTombstoned { .. })));
+        log = reopen(log, dir.path());
+    }
+    assert!(log.verify(None, |_| ()).unwrap().ok);
+}
+
+#[test]
+fn bad_forks_are_refused_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_small(dir.path());
+    append_n(&log, "a", 3);
+    append_n(&log, "b", 1);
+    append_n(&log, "gone", 1);
+    log.delete_stream("gone", DeleteMode::Tombstone).unwrap();
+    log.fork_stream("a", "f", StreamVersion(1)).unwrap();
+    let head = log.head();
+    match log.fork_stream("a", "c", StreamVersion(3)).unwrap_err() {
+        Error::ForkPastEnd { stream, at_version, last_version } => {
+            assert_eq!((stream.as_str(), at_version.0, last_version.0), ("a", 3, 2));
+        }
+        other => panic!("{other}"),
+    }
+    assert!(
+        matches!(log.fork_stream("a", "b", StreamVersion(0)), Err(Error::StreamExists { ref stream }) if stream == "b")
+    );
+    assert!(matches!(log.fork_stream("a", "f", StreamVersion(0)), Err(Error::StreamExists { .. })));
+    assert!(matches!(log.fork_stream("a", "a", StreamVersion(0)), Err(Error::StreamExists { .. })));
+    assert!(matches!(log.fork_stream("gone", "c", StreamVersion(0)), Err(Error::StreamTombstoned { .. })));
+    assert!(matches!(log.fork_stream("a", "gone", StreamVersion(0)), Err(Error::StreamTombstoned { .. })));
+    assert!(matches!(log.fork_stream("missing", "c", StreamVersion(0)), Err(Error::StreamNotFound { .. })));
+    // A soft-deleted prefix does not come back through a fork.
+    log.delete_stream("b", DeleteMode::Soft).unwrap();
+    let head_after_delete = log.head();
+    assert!(matches!(log.fork_stream("b", "c", StreamVersion(0)), Err(Error::StreamDeleted { .. })));
+    assert_eq!(log.head(), head_after_delete);
+    assert_ne!(log.head(), head);
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::{PreparedAppend, Reply, Writer};
 use crate::error::{Error, Result};
-use crate::lifecycle::{Change, LifecycleOp, StreamNow, LIFECYCLE_STREAM};
+use crate::lifecycle::{Change, DeleteMode, LifecycleOp, StreamNow, LIFECYCLE_STREAM};
 use crate::record::PreparedEvent;
 use crate::types::{AppendResult, ExpectedVersion, NewEvent, Payload, StreamName};
 
@@ -43,6 +43,29 @@ impl Writer {
         Ok(results.pop().expect("one result"))
     }
 
+    /// Records the expiry of every stream of a planned request whose `ttl_ms` has passed since
+    /// its last event, as a soft delete staged before the request's own events: the stream was
+    /// deleted (reads said so), so once written again it shows only what follows, and the log
+    /// holds the delete, so a replay or restore shows the same.
+    pub(super) fn record_expiries<'a>(&mut self, streams: impl Iterator<Item = &'a StreamName>) -> Result<()> {
+        let clock = super::now_ms().max(self.state.last_timestamp_ms);
+        for stream in streams {
+            let now = self.now(stream.as_str());
+            let (Some(ttl), Some(last)) = (now.ttl_ms, now.last) else { continue };
+            if now.deleted_before.is_some_and(|d| d > last) {
+                continue;
+            }
+            let at = match now.last_timestamp_ms {
+                Some(at) => at,
+                None => self.shared.index.read().version_timestamp(stream.as_str(), last)?,
+            };
+            if clock.saturating_sub(at) > ttl {
+                self.stage_lifecycle(&LifecycleOp::Delete { stream: stream.clone(), mode: DeleteMode::Soft })?;
+            }
+        }
+        Ok(())
+    }
+
     /// Notes a staged change in the overlay, as `Index::apply` will once it is published.
     fn note(&mut self, change: &Change) {
         let mut now = self.now(change.stream());
@@ -53,7 +76,10 @@ impl Writer {
                 now.deleted_before = Some(*before_version);
             }
             Change::Closed { .. } => now.closed = true,
-            Change::Metadata { metadata, .. } => now.closed |= metadata.closed,
+            Change::Metadata { metadata, .. } => {
+                now.closed |= metadata.closed;
+                now.ttl_ms = metadata.ttl_ms;
+            }
             Change::Forked { at_version, .. } => {
                 now.forked = true;
                 now.last = Some(*at_version);

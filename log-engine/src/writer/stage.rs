@@ -81,6 +81,7 @@ impl Writer {
     /// Checks and stages one request. On error nothing of it is staged.
     pub(super) fn stage(&mut self, appends: &[PreparedAppend]) -> Result<Vec<AppendResult>> {
         let plans = self.plan(appends)?;
+        self.record_expiries(writes(appends, &plans).map(|(a, _)| &a.stream))?;
         self.make_room(appends, &plans)?;
         let results = self.encode(appends, plans);
         assert!(
@@ -224,9 +225,10 @@ impl Writer {
         self.state.active.footer.push_run(name, first_version, &run);
         self.state.ids.insert_all(run.iter().map(|&(_, position, id)| (id, position)));
         self.state.last_timestamp_ms = now;
-        let mut now = self.now(name);
-        now.last = Some(last_version);
-        self.overlay.insert(name.to_string(), now);
+        let mut state = self.now(name);
+        state.last = Some(last_version);
+        state.last_timestamp_ms = Some(now);
+        self.overlay.insert(name.to_string(), state);
         AppendResult {
             stream: append.stream.clone(),
             first_position: Position(first_position),
