@@ -11,6 +11,13 @@
 //! returns the original positions and writes nothing; after a crash every acknowledged event is
 //! there and an append that failed is there entirely or not at all.
 //!
+//! Stream lifecycle is modelled too (delete, tombstone, close, metadata with `truncate_before`
+//! and `max_count`, fork): the model copies a fork's prefix and keeps every stream's versions as
+//! a plain list, and a stream read must return exactly the window the model's rules leave; a
+//! lifecycle change acknowledged before a power cut holds after it, one that was not is there
+//! entirely or not at all. (Age and time-to-live limits depend on the clock: tests/lifecycle.rs
+//! in log-engine covers them.)
+//!
 //! The runner's seed is printed (`CAIRN_SEED` replays it); `CAIRN_MODEL_CASES` sets the number of
 //! sequences.
 
@@ -21,15 +28,15 @@ use std::sync::Arc;
 
 use log_engine::faults::FaultFs;
 use log_engine::{
-    Direction, Error, Event, ExpectedVersion, Filter, Log, NewEvent, Options, Position, StartFrom, StreamAppend,
-    StreamName, StreamVersion, Uuid, IDEMPOTENCY_WINDOW,
+    DeleteMode, Direction, Error, Event, ExpectedVersion, Filter, Log, NewEvent, Options, Position, StartFrom,
+    StreamAppend, StreamMetadata, StreamName, StreamVersion, Uuid, IDEMPOTENCY_WINDOW, LIFECYCLE_STREAM,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 use reliability::*;
 
 /// Streams the steps use.
-const STREAMS: [&str; 3] = ["s0", "s1", "s2"];
+const STREAMS: [&str; 4] = ["s0", "s1", "s2", "s3"];
 /// Steps per sequence at most.
 const STEPS_MAX: usize = 60;
 /// Sequences per run.
@@ -84,6 +91,31 @@ enum Step {
         budget: u8,
         seed: u64,
     },
+    Delete {
+        stream: usize,
+        tombstone: bool,
+    },
+    Close {
+        stream: usize,
+    },
+    /// Stream metadata with these limits (0 for `max_count` is refused as bad input).
+    Limit {
+        stream: usize,
+        truncate_before: Option<u8>,
+        max_count: Option<u8>,
+    },
+    Fork {
+        source: usize,
+        to: usize,
+        at: u8,
+    },
+    /// Power cut after `budget` operations of a close (or a soft delete).
+    CrashDuringLifecycle {
+        stream: usize,
+        close: bool,
+        budget: u8,
+        seed: u64,
+    },
 }
 
 fn expect_strategy() -> impl Strategy<Value = Expect> {
@@ -109,6 +141,19 @@ fn step_strategy() -> impl Strategy<Value = Step> {
         1 => any::<u64>().prop_map(|seed| Step::Crash { seed }),
         1 => (0..STREAMS.len(), 0u8..6, any::<u64>())
             .prop_map(|(stream, budget, seed)| Step::CrashDuringAppend { stream, budget, seed }),
+        4 => lifecycle_step_strategy(),
+    ]
+}
+
+fn lifecycle_step_strategy() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        2 => (0..STREAMS.len(), prop::bool::weighted(0.3)).prop_map(|(stream, tombstone)| Step::Delete { stream, tombstone }),
+        1 => (0..STREAMS.len()).prop_map(|stream| Step::Close { stream }),
+        2 => (0..STREAMS.len(), prop::option::of(0u8..8), prop::option::of(0u8..5))
+            .prop_map(|(stream, truncate_before, max_count)| Step::Limit { stream, truncate_before, max_count }),
+        2 => (0..STREAMS.len(), 0..STREAMS.len(), 0u8..8).prop_map(|(source, to, at)| Step::Fork { source, to, at }),
+        1 => (0..STREAMS.len(), any::<bool>(), 0u8..6, any::<u64>())
+            .prop_map(|(stream, close, budget, seed)| Step::CrashDuringLifecycle { stream, close, budget, seed }),
     ]
 }
 
@@ -116,21 +161,165 @@ fn step_strategy() -> impl Strategy<Value = Step> {
 #[derive(Debug, Clone, PartialEq)]
 struct Stored {
     stream: String,
-    id: Uuid,
+    /// `None` for a lifecycle event: the log generates its id.
+    id: Option<Uuid>,
     event_type: String,
     data: Vec<u8>,
 }
 
-/// The in-memory model: the log as a list, per-stream positions.
+/// One stream of the model: the position of every version (a fork's prefix copied), and its
+/// lifecycle state.
+#[derive(Debug, Default, Clone)]
+struct MStream {
+    versions: Vec<u64>,
+    deleted_before: Option<u64>,
+    tombstoned: bool,
+    closed: bool,
+    metadata: StreamMetadata,
+    forked_from: Option<(String, u64)>,
+}
+
+/// Why the model refuses a request (the log must refuse it with the matching error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    WrongExpectedVersion,
+    Tombstoned,
+    Closed,
+    NotFound,
+    Deleted,
+    ForkPastEnd,
+    Exists,
+    BadMetadata,
+}
+
+fn refused(e: &Error) -> Option<Refused> {
+    Some(match e {
+        Error::WrongExpectedVersion { .. } => Refused::WrongExpectedVersion,
+        Error::StreamTombstoned { .. } => Refused::Tombstoned,
+        Error::StreamClosed { .. } => Refused::Closed,
+        Error::StreamNotFound { .. } => Refused::NotFound,
+        Error::StreamDeleted { .. } => Refused::Deleted,
+        Error::ForkPastEnd { .. } => Refused::ForkPastEnd,
+        Error::StreamExists { .. } => Refused::Exists,
+        Error::InvalidStreamMetadata { .. } => Refused::BadMetadata,
+        _ => return None,
+    })
+}
+
+/// The in-memory model: the log as a list, and every stream.
 #[derive(Debug, Default)]
 struct Model {
     events: Vec<Stored>,
-    streams: HashMap<String, Vec<u64>>,
+    streams: HashMap<String, MStream>,
 }
 
 impl Model {
     fn version(&self, stream: &str) -> Option<u64> {
-        self.streams.get(stream).map(|p| p.len() as u64 - 1)
+        self.streams.get(stream).and_then(|s| (s.versions.len() as u64).checked_sub(1))
+    }
+
+    fn stream(&self, stream: &str) -> MStream {
+        self.streams.get(stream).cloned().unwrap_or_default()
+    }
+
+    /// Appends a lifecycle event and applies its change with `apply`.
+    fn lifecycle(&mut self, event_type: &str, data: serde_json::Value, stream: &str, apply: impl FnOnce(&mut MStream)) {
+        let p = self.events.len() as u64;
+        self.streams.entry(LIFECYCLE_STREAM.to_string()).or_default().versions.push(p);
+        let data = serde_json::to_vec(&data).unwrap();
+        self.events.push(Stored { stream: LIFECYCLE_STREAM.into(), id: None, event_type: event_type.into(), data });
+        apply(self.streams.entry(stream.to_string()).or_default());
+    }
+
+    fn delete(&mut self, stream: &str, tombstone: bool) -> Result<(), Refused> {
+        let s = self.stream(stream);
+        if s.tombstoned {
+            return Err(Refused::Tombstoned);
+        }
+        let before = s.versions.len() as u64;
+        if before == 0 {
+            return Err(Refused::NotFound);
+        }
+        let event_type = if tombstone { "stream-tombstoned" } else { "stream-deleted" };
+        let data = serde_json::json!({"stream": stream, "before_version": before});
+        self.lifecycle(event_type, data, stream, |s| {
+            s.deleted_before = Some(before);
+            s.tombstoned |= tombstone;
+        });
+        Ok(())
+    }
+
+    fn close(&mut self, stream: &str) -> Result<(), Refused> {
+        if self.stream(stream).tombstoned {
+            return Err(Refused::Tombstoned);
+        }
+        self.lifecycle("stream-closed", serde_json::json!({"stream": stream}), stream, |s| {
+            s.closed = true;
+            s.metadata.closed = true;
+        });
+        Ok(())
+    }
+
+    fn set_metadata(&mut self, stream: &str, metadata: &StreamMetadata) -> Result<(), Refused> {
+        if metadata.max_count == Some(0) {
+            return Err(Refused::BadMetadata);
+        }
+        if self.stream(stream).tombstoned {
+            return Err(Refused::Tombstoned);
+        }
+        let data = serde_json::json!({"stream": stream, "metadata": metadata});
+        self.lifecycle("stream-metadata", data, stream, |s| {
+            s.metadata = metadata.clone();
+            s.metadata.closed = s.closed;
+        });
+        Ok(())
+    }
+
+    fn fork(&mut self, source: &str, to: &str, at: u64) -> Result<(), Refused> {
+        let (from, target) = (self.stream(source), self.stream(to));
+        if from.tombstoned {
+            return Err(Refused::Tombstoned);
+        }
+        if from.versions.is_empty() {
+            return Err(Refused::NotFound);
+        }
+        if at >= from.versions.len() as u64 {
+            return Err(Refused::ForkPastEnd);
+        }
+        if from.deleted_before.is_some_and(|d| at < d) {
+            return Err(Refused::Deleted);
+        }
+        if target.tombstoned {
+            return Err(Refused::Tombstoned);
+        }
+        if !target.versions.is_empty() || target.forked_from.is_some() {
+            return Err(Refused::Exists);
+        }
+        let data = serde_json::json!({"stream": to, "source": source, "at_version": at});
+        let prefix = from.versions[..=at as usize].to_vec();
+        self.lifecycle("stream-forked", data, to, |s| {
+            s.versions = prefix;
+            s.forked_from = Some((source.to_string(), at));
+        });
+        Ok(())
+    }
+
+    /// The versions a stream read may return, `(first, last)`, as the lifecycle rules say.
+    fn readable(&self, stream: &str) -> Result<Option<(u64, u64)>, Refused> {
+        let s = self.streams.get(stream).ok_or(Refused::NotFound)?;
+        if s.tombstoned {
+            return Err(Refused::Tombstoned);
+        }
+        let last = (s.versions.len() as u64).checked_sub(1).ok_or(Refused::NotFound)?;
+        let mut first = s.deleted_before.unwrap_or(0);
+        if first > last {
+            return Err(Refused::Deleted);
+        }
+        first = first.max(s.metadata.truncate_before.unwrap_or(0));
+        if let Some(count) = s.metadata.max_count {
+            first = first.max((last + 1).saturating_sub(count));
+        }
+        Ok((first <= last).then_some((first, last)))
     }
 
     fn expected(&self, stream: &str, e: &Expect) -> ExpectedVersion {
@@ -152,8 +341,8 @@ impl Model {
     /// Where an idempotent retry's events already are, if the request is one.
     fn duplicate(&self, a: &StreamAppend) -> Option<u64> {
         let first = a.events[0].id?;
-        let positions = self.streams.get(a.stream.as_str())?;
-        let at = positions.iter().copied().find(|&p| self.events[p as usize].id == first)?;
+        let positions = &self.streams.get(a.stream.as_str())?.versions;
+        let at = positions.iter().copied().find(|&p| self.events[p as usize].id == Some(first))?;
         // Within the documented window of recent ids.
         if (self.events.len() as u64 - at) as usize > IDEMPOTENCY_WINDOW {
             return None;
@@ -161,13 +350,13 @@ impl Model {
         let same = a.events.iter().enumerate().all(|(i, e)| {
             self.events
                 .get(at as usize + i)
-                .is_some_and(|s| s.stream == a.stream.as_str() && Some(s.id) == e.id && s.data == e.data.as_bytes())
+                .is_some_and(|s| s.stream == a.stream.as_str() && s.id == e.id && s.data == e.data.as_bytes())
         });
         same.then_some(at)
     }
 
-    /// Applies a request as the contract says; `Err(())` when it must be refused.
-    fn append(&mut self, req: &[StreamAppend]) -> Result<Vec<(u64, u64)>, ()> {
+    /// Applies a request as the contract says; `Err` when it must be refused.
+    fn append(&mut self, req: &[StreamAppend]) -> Result<Vec<(u64, u64)>, Refused> {
         let mut plans = Vec::new();
         let mut local: HashMap<&str, Option<u64>> = HashMap::new();
         for a in req {
@@ -177,6 +366,13 @@ impl Model {
                 plans.push(Err(at));
                 continue;
             }
+            let state = self.stream(name);
+            if state.tombstoned {
+                return Err(Refused::Tombstoned);
+            }
+            if state.closed {
+                return Err(Refused::Closed);
+            }
             let ok = match a.expected {
                 ExpectedVersion::Any => true,
                 ExpectedVersion::NoStream => current.is_none(),
@@ -184,7 +380,7 @@ impl Model {
                 ExpectedVersion::Exact(v) => current == Some(v.0),
             };
             if !ok {
-                return Err(());
+                return Err(Refused::WrongExpectedVersion);
             }
             local.insert(name, Some(current.map_or(0, |v| v + 1) + a.events.len() as u64 - 1));
             plans.push(Ok(()));
@@ -207,10 +403,10 @@ impl Model {
 
     fn push(&mut self, stream: &str, e: &NewEvent) {
         let p = self.events.len() as u64;
-        self.streams.entry(stream.to_string()).or_default().push(p);
+        self.streams.entry(stream.to_string()).or_default().versions.push(p);
         self.events.push(Stored {
             stream: stream.to_string(),
-            id: e.id.expect("model events carry ids"),
+            id: Some(e.id.expect("model events carry ids")),
             event_type: e.event_type.clone(),
             data: e.data.as_bytes().to_vec(),
         });
@@ -224,10 +420,15 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 }
 
 fn same(event: &Event, stored: &Stored) -> bool {
+    let data = match stored.id {
+        Some(_) => event.data.as_bytes() == stored.data,
+        // A lifecycle event's data: the same JSON, whatever the order of its keys.
+        None => serde_json::from_slice::<serde_json::Value>(&stored.data).ok() == event.data_json(),
+    };
     event.stream == stored.stream
-        && event.id == stored.id
+        && stored.id.is_none_or(|id| event.id == id)
         && event.event_type == stored.event_type
-        && event.data.as_bytes() == stored.data
+        && data
 }
 
 /// The system under test, with the fault layer it runs on.
@@ -280,8 +481,24 @@ impl Harness {
                 prop_assert_eq!(got, spans, "positions of {:?}", req);
                 self.sent.push(req);
             }
-            (Err(Error::WrongExpectedVersion { .. }), Err(())) => {}
+            (Err(e), Err(why)) if refused(&e) == Some(why) => {}
             (got, want) => return Err(TestCaseError::fail(format!("log {got:?}, model {want:?} for {req:?}"))),
+        }
+        Ok(())
+    }
+
+    /// Sends a lifecycle change to both; they must agree on whether it is refused, and why.
+    fn change(
+        &mut self,
+        got: Result<log_engine::LifecycleResult, Error>,
+        want: Result<(), Refused>,
+    ) -> Result<(), TestCaseError> {
+        match (got, want) {
+            (Ok(written), Ok(())) => {
+                prop_assert_eq!(written.position.0 + 1, self.model.events.len() as u64, "position of a change");
+            }
+            (Err(e), Err(why)) if refused(&e) == Some(why) => {}
+            (got, want) => return Err(TestCaseError::fail(format!("log {got:?}, model {want:?}"))),
         }
         Ok(())
     }
@@ -300,6 +517,20 @@ impl Harness {
                 "version of {}",
                 name
             );
+            match (self.log().stream_state(name), self.model.streams.get(name)) {
+                (Ok(state), Some(s)) => {
+                    prop_assert_eq!(state.last_version.map(|v| v.0), self.model.version(name));
+                    prop_assert_eq!(state.deleted_before.map(|v| v.0), s.deleted_before, "{} deleted", name);
+                    prop_assert_eq!((state.tombstoned, state.closed), (s.tombstoned, s.closed), "{}", name);
+                    prop_assert_eq!(&state.metadata, &s.metadata);
+                    let fork = state.forked_from.map(|(source, at)| (source.to_string(), at.0));
+                    prop_assert_eq!(&fork, &s.forked_from);
+                }
+                (Err(Error::StreamNotFound { .. }), None) => {}
+                (got, want) => {
+                    return Err(TestCaseError::fail(format!("state of {name}: log {got:?}, model {want:?}")))
+                }
+            }
         }
         let report = self.log().verify(None, |_| {}).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert!(report.ok, "verify: {:?}", report.detail);
@@ -342,16 +573,30 @@ impl Harness {
                 let name = STREAMS[*stream];
                 let direction = if *backward { Direction::Backward } else { Direction::Forward };
                 let from = StreamVersion(u64::from(*from) % 8);
-                let got = self.log().read_stream(name, Some(from), *limit as usize, direction);
-                let Some(positions) = self.model.streams.get(name) else {
-                    prop_assert!(matches!(got, Err(Error::StreamNotFound { .. })), "{:?}", got);
-                    return Ok(());
+                let limit = u64::from(*limit);
+                let got = self.log().read_stream(name, Some(from), limit as usize, direction);
+                let window = match self.model.readable(name) {
+                    Err(why) => {
+                        prop_assert!(
+                            got.as_ref().is_err_and(|e| refused(e) == Some(why)),
+                            "{:?}, model {:?}",
+                            got,
+                            why
+                        );
+                        return self.compare();
+                    }
+                    Ok(window) => window,
                 };
-                let picked: Vec<u64> = if *backward {
-                    let start = from.0.min(positions.len() as u64 - 1) as usize;
-                    positions[..=start].iter().rev().take(*limit as usize).copied().collect()
-                } else {
-                    positions.iter().skip(from.0 as usize).take(*limit as usize).copied().collect()
+                let versions = &self.model.streams[name].versions;
+                let picked: Vec<u64> = match window {
+                    None => Vec::new(),
+                    Some((first, last)) if *backward => {
+                        let hi = from.0.min(last);
+                        (first..=hi).rev().take(limit as usize).map(|v| versions[v as usize]).collect()
+                    }
+                    Some((first, last)) => {
+                        (from.0.max(first)..=last).take(limit as usize).map(|v| versions[v as usize]).collect()
+                    }
                 };
                 let got = got.map_err(|e| TestCaseError::fail(e.to_string()))?;
                 prop_assert_eq!(got.len(), picked.len());
@@ -378,6 +623,63 @@ impl Harness {
             }
             Step::Reopen => self.reopen()?,
             Step::Crash { seed } => self.crash(*seed)?,
+            Step::Delete { stream, tombstone } => {
+                let name = STREAMS[*stream];
+                let mode = if *tombstone { DeleteMode::Tombstone } else { DeleteMode::Soft };
+                let got = self.log().delete_stream(name, mode);
+                let want = self.model.delete(name, *tombstone);
+                self.change(got, want)?;
+            }
+            Step::Close { stream } => {
+                let got = self.log().close_stream(STREAMS[*stream]);
+                let want = self.model.close(STREAMS[*stream]);
+                self.change(got, want)?;
+            }
+            Step::Limit { stream, truncate_before, max_count } => {
+                let metadata = StreamMetadata {
+                    truncate_before: truncate_before.map(u64::from),
+                    max_count: max_count.map(u64::from),
+                    ..StreamMetadata::default()
+                };
+                let got = self.log().set_stream_metadata(STREAMS[*stream], metadata.clone());
+                let want = self.model.set_metadata(STREAMS[*stream], &metadata);
+                self.change(got, want)?;
+            }
+            Step::Fork { source, to, at } => {
+                let (source, to, at) = (STREAMS[*source], STREAMS[*to], u64::from(*at));
+                let got = self.log().fork_stream(source, to, StreamVersion(at));
+                let want = self.model.fork(source, to, at);
+                self.change(got, want)?;
+            }
+            Step::CrashDuringLifecycle { stream, close, budget, seed } => {
+                let name = STREAMS[*stream];
+                self.fs.crash_after(u64::from(*budget));
+                let before = self.model.events.len();
+                let saved = self.model.streams.get(name).cloned();
+                let (got, want) = if *close {
+                    (self.log().close_stream(name), self.model.close(name))
+                } else {
+                    (self.log().delete_stream(name, DeleteMode::Soft), self.model.delete(name, false))
+                };
+                let acked = got.is_ok();
+                self.crash(*seed)?;
+                let now = self.log().stats().events as usize;
+                match want {
+                    // Refused: nothing was written, crash or not.
+                    Err(_) => prop_assert_eq!(now, before, "a refused change wrote something"),
+                    // Acknowledged: it holds. Not acknowledged: there entirely or not at all.
+                    Ok(()) if acked || now > before => prop_assert_eq!(now, before + 1, "acknowledged {}", acked),
+                    Ok(()) => {
+                        // Not written: take the change back out of the model.
+                        self.model.events.pop();
+                        self.model.streams.get_mut(LIFECYCLE_STREAM).expect("written").versions.pop();
+                        match saved {
+                            Some(saved) => self.model.streams.insert(name.to_string(), saved),
+                            None => self.model.streams.remove(name),
+                        };
+                    }
+                }
+            }
             Step::CrashDuringAppend { stream, budget, seed } => {
                 let name = STREAMS[*stream];
                 let events = vec![self.event(1, false), self.event(2, false)];
