@@ -116,13 +116,13 @@ pub fn describe_stop(stop: &log_engine::ReadStop) -> String {
         format!(
             "segment {} is damaged at byte offset {}{position}: {}; only the events before it are shown. \
              `cairn repair` cuts the damaged end off, keeping its bytes aside",
-            stop.segment, stop.offset, stop.detail
+            stop.segment, stop.offset, stop.kind
         )
     } else {
         format!(
             "segment {} ends with a torn or unfinished batch at byte offset {}{position} ({}); it is not shown, \
              and the next writer to open the directory cuts it, keeping its bytes in torn/",
-            stop.segment, stop.offset, stop.detail
+            stop.segment, stop.offset, stop.kind
         )
     }
 }

@@ -170,8 +170,10 @@ pub enum CorruptionKind {
         stored: u32,
         computed: u32,
     },
-    RecordFrame(String),
-    RecordBody(String),
+    /// A record's frame is not a whole record where one belongs.
+    RecordFrame(FrameDamage),
+    /// A CRC-valid event record whose body does not decode.
+    RecordBody(BodyDamage),
     PositionGap {
         expected: Position,
         found: Position,
@@ -183,7 +185,9 @@ pub enum CorruptionKind {
         stored: Box<ChainHash>,
         computed: Box<ChainHash>,
     },
-    Footer(String),
+    /// A sealed segment's footer (or its trailer or id record) is damaged, or disagrees with
+    /// the records it indexes.
+    Footer(Box<FooterDamage>),
     /// A segment does not continue the log before it: it starts at `first_position` after
     /// `prev_hash`, where the log before it ends before `log_next` with `log_hash`.
     SegmentGap {
@@ -195,7 +199,7 @@ pub enum CorruptionKind {
     /// Damage below the durable watermark: these bytes had been acknowledged.
     BelowWatermark {
         watermark: u64,
-        detail: String,
+        damage: Box<CorruptionKind>,
     },
 }
 
@@ -221,10 +225,246 @@ impl fmt::Display for CorruptionKind {
                 "segments do not join: the segment starts at position {first_position} after hash {prev_hash}, \
                  the log before it ends before position {log_next} with hash {log_hash}"
             ),
-            CorruptionKind::BelowWatermark { watermark, detail } => {
-                write!(f, "{detail}, below the durable watermark {watermark} (acknowledged bytes are damaged)")
+            CorruptionKind::BelowWatermark { watermark, damage } => {
+                write!(f, "{damage}, below the durable watermark {watermark} (acknowledged bytes are damaged)")
             }
         }
+    }
+}
+
+impl CorruptionKind {
+    /// Damage in the footer (boxed: most of its variants name a stream).
+    pub(crate) fn footer(damage: FooterDamage) -> CorruptionKind {
+        CorruptionKind::Footer(Box::new(damage))
+    }
+}
+
+/// What is wrong with a record's frame, for [`CorruptionKind::RecordFrame`]. (A CRC mismatch
+/// is [`CorruptionKind::RecordCrc`].)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FrameDamage {
+    /// Zero-filled space where a record was expected.
+    Zero,
+    /// Fewer bytes remain than the frame claims.
+    Truncated,
+    /// A record kind this build does not know.
+    Kind(u8),
+    /// Flag bits (or reserved bytes) this build does not know.
+    Flags(u8),
+    /// A body length above the bound for its place.
+    BodyLength { len: u64, max: u64 },
+    /// Zero-filled space with intact data after it: a lost or zeroed sector.
+    ZeroBeforeData,
+    /// A seal record in a segment without a trailer: a torn seal.
+    SealWithoutTrailer,
+    /// The last batch stops before its BATCH_END record.
+    BatchEndsEarly,
+    /// The records the index lists end before the batch's BATCH_END record.
+    SegmentEndsInBatch,
+    /// A record of `kind` where the index places an event.
+    NotAnEvent { kind: u8 },
+}
+
+impl fmt::Display for FrameDamage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameDamage::Zero => f.write_str("zero-filled space"),
+            FrameDamage::Truncated => f.write_str("frame runs past the end of the segment"),
+            FrameDamage::Kind(k) => write!(f, "unknown record kind {k}"),
+            FrameDamage::Flags(x) => write!(f, "unknown flags {x:#04x}"),
+            FrameDamage::BodyLength { len, max } => write!(f, "body length {len} out of bounds (at most {max})"),
+            FrameDamage::ZeroBeforeData => f.write_str("zero-filled space before later data"),
+            FrameDamage::SealWithoutTrailer => f.write_str("seal record without a trailer"),
+            FrameDamage::BatchEndsEarly => f.write_str("batch ends early"),
+            FrameDamage::SegmentEndsInBatch => f.write_str("the segment ends inside a batch"),
+            FrameDamage::NotAnEvent { kind } => write!(f, "kind {kind} where an event was expected"),
+        }
+    }
+}
+
+/// Why a CRC-valid event record's body does not decode, for [`CorruptionKind::RecordBody`].
+/// The decoders' own reasons (snappy's, msgpack's) are kept as they said them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BodyDamage {
+    /// The snappy header (the decompressed length) does not decode.
+    SnappyHeader { reason: String },
+    /// The decompressed length is above the largest event body.
+    DecompressedLength { len: usize, max: usize },
+    /// The compressed body does not decompress.
+    Snappy { reason: String },
+    /// The body is not the msgpack array of an event.
+    Msgpack { reason: String },
+    /// The event id is not 16 bytes.
+    IdLength { len: usize },
+    /// A `$lifecycle` event that does not parse, or does not apply to its stream's state; the
+    /// reason names the event and the stream.
+    Lifecycle { reason: String },
+}
+
+impl fmt::Display for BodyDamage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BodyDamage::SnappyHeader { reason } => write!(f, "snappy header: {reason}"),
+            BodyDamage::DecompressedLength { len, max } => {
+                write!(f, "decompressed length {len} above EVENT_BODY_MAX ({max})")
+            }
+            BodyDamage::Snappy { reason } => write!(f, "snappy: {reason}"),
+            BodyDamage::Msgpack { reason } => write!(f, "msgpack: {reason}"),
+            BodyDamage::IdLength { len } => write!(f, "event id has {len} bytes, not 16"),
+            BodyDamage::Lifecycle { reason } => f.write_str(reason),
+        }
+    }
+}
+
+/// Which of a sealed segment's two closing records, for [`FooterDamage::Record`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealRecord {
+    /// The seal record, whose body is the footer.
+    Seal,
+    /// The id record after it.
+    Ids,
+}
+
+/// What is wrong with a sealed segment's footer, trailer or id record, or how the footer (or the
+/// index built from it) disagrees with the records, for [`CorruptionKind::Footer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FooterDamage {
+    /// The trailer points at a footer and id record that do not fit before it.
+    TrailerOutside { footer_offset: u64, footer_len: u64, ids_len: u64 },
+    /// The seal or id record's frame is damaged (`damage` is a
+    /// [`CorruptionKind::RecordFrame`] or [`CorruptionKind::RecordCrc`]).
+    Record { record: SealRecord, damage: CorruptionKind },
+    /// The trailer points at a record that is not a seal record of its length.
+    NotASeal,
+    /// The seal record's count or last position is not the footer's, or the trailer's id
+    /// record length does not fit the count.
+    SealDisagrees,
+    /// The id record's header is not the seal record's, or its length is not the trailer's.
+    IdsDisagree,
+    /// The id record's body does not hold one id per event.
+    IdsLength { bytes: usize, events: usize },
+    /// The footer body stops before its last field.
+    EndsEarly,
+    /// The footer claims more records or streams than its bytes can hold.
+    Counts { records: u64, streams: usize, bytes: usize },
+    /// The footer's positions would run past `u64::MAX`.
+    PositionsOverflow { first_position: u64, records: u64 },
+    /// A record offset is not above the one before it, or lies outside the records' space.
+    RecordOffset { record: usize, offset: u32 },
+    /// A stream name is not UTF-8.
+    StreamNameUtf8,
+    /// A stream is out of name order, or listed twice.
+    StreamOrder { stream: String },
+    /// A stream claims no events, or more than remain unlisted.
+    StreamEvents { stream: String, events: usize },
+    /// A stream lists a position outside the segment.
+    PositionOutside { stream: String, position: u64 },
+    /// A position is listed by two streams (or twice by one).
+    PositionTwice { position: u64 },
+    /// The stream entries list `listed` events; the segment holds `records`.
+    EventCount { listed: u64, records: u64 },
+    /// Bytes after the last stream entry.
+    TrailingBytes { bytes: usize },
+    /// The footer's first position is not the segment's.
+    FirstPosition { footer: u64, segment: u64 },
+    /// A segment without a valid trailer has a newer segment after it.
+    NotSealed,
+    /// The index places a record at another offset than the records before it end.
+    Offset { index: u64, records: u64 },
+    /// The footer puts an event at another position than the record holding it.
+    Misplaced { stream: String, version: u64, listed: u64, position: u64 },
+    /// The footer lists another id for an event than its record holds.
+    OtherId { stream: String, version: u64 },
+    /// The footer does not list an event that the segment holds.
+    Unlisted { stream: String, version: u64 },
+    /// The seal record does not follow the segment's last record, or does not carry its hash.
+    SealNotLast,
+    /// A segment the index knows as sealed has no valid trailer.
+    LostTrailer,
+    /// The index (built from footers and recovery) places an event of one stream and version
+    /// at a position whose record is another's.
+    IndexMismatch(Box<IndexMismatch>),
+}
+
+impl fmt::Display for FooterDamage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FooterDamage::TrailerOutside { footer_offset, footer_len, ids_len } => {
+                write!(f, "trailer points at {footer_offset}+{footer_len}+{ids_len}, outside the segment")
+            }
+            FooterDamage::Record { record: SealRecord::Seal, damage } => write!(f, "seal record: {damage}"),
+            FooterDamage::Record { record: SealRecord::Ids, damage } => write!(f, "id record: {damage}"),
+            FooterDamage::NotASeal => f.write_str("trailer does not point at a seal record"),
+            FooterDamage::SealDisagrees => f.write_str("seal record disagrees with its footer"),
+            FooterDamage::IdsDisagree => f.write_str("id record: does not match the seal record"),
+            FooterDamage::IdsLength { bytes, events } => {
+                write!(f, "id record: id record holds {bytes} bytes for {events} events")
+            }
+            FooterDamage::EndsEarly => f.write_str("footer ends early"),
+            FooterDamage::Counts { records, streams, bytes } => {
+                write!(f, "counts ({records} records, {streams} streams) exceed the footer's {bytes} bytes")
+            }
+            FooterDamage::PositionsOverflow { first_position, records } => {
+                write!(f, "{records} records from position {first_position} overflow")
+            }
+            FooterDamage::RecordOffset { record, offset } => {
+                write!(f, "record offset {offset} of record {record} out of order or out of bounds")
+            }
+            FooterDamage::StreamNameUtf8 => f.write_str("stream name is not UTF-8"),
+            FooterDamage::StreamOrder { stream } => write!(f, "stream {stream:?} is out of order or listed twice"),
+            FooterDamage::StreamEvents { stream, events } => write!(f, "stream {stream:?} claims {events} events"),
+            FooterDamage::PositionOutside { stream, position } => {
+                write!(f, "stream {stream:?} lists position {position} outside the segment")
+            }
+            FooterDamage::PositionTwice { position } => write!(f, "position {position} is listed twice"),
+            FooterDamage::EventCount { listed, records } => {
+                write!(f, "the footer lists {listed} events, the segment holds {records}")
+            }
+            FooterDamage::TrailingBytes { bytes } => write!(f, "{bytes} trailing bytes"),
+            FooterDamage::FirstPosition { footer, segment } => {
+                write!(f, "footer starts at position {footer}, the segment at position {segment}")
+            }
+            FooterDamage::NotSealed => f.write_str("segment is not sealed, yet a newer segment follows it"),
+            FooterDamage::Offset { index, records } => write!(f, "index says offset {index}, records say {records}"),
+            FooterDamage::Misplaced { stream, version, listed, position } => {
+                write!(f, "the footer puts version {version} of stream {stream} at position {listed}, not {position}")
+            }
+            FooterDamage::OtherId { stream, version } => {
+                write!(f, "the footer lists another id for version {version} of stream {stream}")
+            }
+            FooterDamage::Unlisted { stream, version } => {
+                write!(f, "the footer does not list version {version} of stream {stream}")
+            }
+            FooterDamage::SealNotLast => f.write_str("seal record does not match the segment's records"),
+            FooterDamage::LostTrailer => f.write_str("sealed segment lost its trailer"),
+            FooterDamage::IndexMismatch(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+/// An index entry and the record it points at, for [`FooterDamage::IndexMismatch`]: the index
+/// puts `version` of `stream` at `position`; the record there is `record_version` of
+/// `record_stream`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexMismatch {
+    pub position: u64,
+    pub stream: String,
+    pub version: u64,
+    pub record_stream: String,
+    pub record_version: u64,
+}
+
+impl fmt::Display for IndexMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let IndexMismatch { position, stream, version, record_stream, record_version } = self;
+        write!(
+            f,
+            "the index puts version {version} of stream {stream} at position {position}, \
+             but the record there is version {record_version} of stream {record_stream}"
+        )
     }
 }
 

@@ -15,10 +15,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::error::{CorruptionKind, Error, Result, VersionGap};
+use crate::error::{BodyDamage, CorruptionKind, Error, FooterDamage, FrameDamage, IndexMismatch, Result, VersionGap};
 use crate::lifecycle::{Change, Life, StreamNow, LIFECYCLE_STREAM};
 use crate::mmap::Mapping;
-use crate::record::{self, Frame, FrameError, KIND_EVENT};
+use crate::record::{self, Frame, KIND_EVENT};
 use crate::types::{ChainHash, Position, SegmentId};
 
 /// One segment as readers see it.
@@ -194,11 +194,11 @@ impl Index {
     /// fork starting right after its fork point (otherwise its first footer entry or record is
     /// a version gap). At open `from` is 0; a reader's refresh passes what it had folded.
     pub(crate) fn fold_lifecycle(&mut self, from: u64) -> Result<()> {
-        let positions: Vec<u64> = match self.streams.get(LIFECYCLE_STREAM) {
-            Some(entry) => (from..entry.next_version()).filter_map(|v| entry.own_position(v)).collect(),
+        let positions: Vec<(u64, u64)> = match self.streams.get(LIFECYCLE_STREAM) {
+            Some(entry) => (from..entry.next_version()).filter_map(|v| Some((v, entry.own_position(v)?))).collect(),
             None => Vec::new(),
         };
-        for position in positions {
+        for (version, position) in positions {
             let location = self.locate(position).expect("indexed positions are committed");
             let corrupt = |kind| Error::Corrupt {
                 segment: location.segment,
@@ -209,15 +209,17 @@ impl Index {
             let frame = committed_frame(location.map.bytes(), location.segment, location.offset, position)?;
             let event = record::decode_event(&frame).map_err(|d| corrupt(CorruptionKind::RecordBody(d)))?;
             if event.stream != LIFECYCLE_STREAM {
-                let detail = format!(
-                    "the index puts a {LIFECYCLE_STREAM} event at position {position}, but the record there is of stream {}",
-                    event.stream
-                );
-                return Err(corrupt(CorruptionKind::Footer(detail)));
+                return Err(corrupt(CorruptionKind::footer(FooterDamage::IndexMismatch(Box::new(IndexMismatch {
+                    position,
+                    stream: LIFECYCLE_STREAM.to_string(),
+                    version,
+                    record_stream: event.stream,
+                    record_version: event.version.0,
+                })))));
             }
             Change::parse(&event.event_type, event.data.as_bytes())
                 .and_then(|change| self.apply(&change))
-                .map_err(|d| corrupt(CorruptionKind::RecordBody(d)))?;
+                .map_err(|reason| corrupt(CorruptionKind::RecordBody(BodyDamage::Lifecycle { reason })))?;
         }
         self.check_bases()
     }
@@ -359,15 +361,10 @@ impl Index {
 /// The event frame the index says is at `offset`: CRC, kind and position checked.
 pub(crate) fn committed_frame(bytes: &[u8], segment: SegmentId, offset: u64, position: u64) -> Result<Frame<'_>> {
     let corrupt = |kind| Error::Corrupt { segment, offset, position: Some(Position(position)), kind };
-    let frame = record::decode_frame(&bytes[offset as usize..], record::EVENT_BODY_MAX).map_err(|e| match e {
-        FrameError::Crc { stored, computed } => corrupt(CorruptionKind::RecordCrc { stored, computed }),
-        other => corrupt(CorruptionKind::RecordFrame(other.to_string())),
-    })?;
+    let frame =
+        record::decode_frame(&bytes[offset as usize..], record::EVENT_BODY_MAX).map_err(|e| corrupt(e.into()))?;
     if frame.header.kind != KIND_EVENT {
-        return Err(corrupt(CorruptionKind::RecordFrame(format!(
-            "kind {} where an event was expected",
-            frame.header.kind
-        ))));
+        return Err(corrupt(CorruptionKind::RecordFrame(FrameDamage::NotAnEvent { kind: frame.header.kind })));
     }
     if frame.header.position != position {
         return Err(corrupt(CorruptionKind::PositionGap {

@@ -58,7 +58,10 @@ mod writer;
 pub mod faults;
 
 pub use crate::dir::{DirLock, LOCK_FILE, LOG_DIR, LOG_ENTRIES, TORN_DIR};
-pub use crate::error::{CorruptionKind, Error, HeaderDamage, IdConflictReason, LimitKind, Result, VersionGap};
+pub use crate::error::{
+    BodyDamage, CorruptionKind, Error, FooterDamage, FrameDamage, HeaderDamage, IdConflictReason, IndexMismatch,
+    LimitKind, Result, SealRecord, VersionGap,
+};
 pub use crate::idwindow::IDEMPOTENCY_WINDOW;
 pub use crate::lifecycle::{
     DeleteMode, LifecycleResult, StreamMetadata, StreamState, EVENT_STREAM_CLOSED, EVENT_STREAM_DELETED,

@@ -23,7 +23,7 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use crate::dir::{self, DirLock};
-use crate::error::{CorruptionKind, Error, LimitKind, Result};
+use crate::error::{CorruptionKind, Error, FooterDamage, FrameDamage, IndexMismatch, LimitKind, Result};
 pub(crate) use crate::index::committed_frame;
 use crate::index::{Index, Location, Resolved, SegmentState, StreamEntry};
 use crate::lifecycle::{DeleteMode, LifecycleOp, LifecycleResult, StreamMetadata, StreamState, LIFECYCLE_STREAM};
@@ -625,14 +625,14 @@ impl Log {
             let (id, at) = (segment.id, Some(Position(position)));
             let corrupt = move |kind| Error::Corrupt { segment: id, offset, position: at, kind };
             let frame = record::decode_frame(&bytes[offset as usize..], record::EVENT_BODY_MAX)
-                .map_err(|e| corrupt(CorruptionKind::RecordFrame(e.to_string())))?;
+                .map_err(|e| corrupt(e.into()))?;
             offset += frame.len as u64;
             if frame.header.flags & FLAG_BATCH_END != 0 {
                 break offset;
             }
             position += 1;
             if position >= segment.next_position() {
-                return Err(corrupt(CorruptionKind::RecordFrame("the segment ends inside a batch".into())));
+                return Err(corrupt(CorruptionKind::RecordFrame(FrameDamage::SegmentEndsInBatch)));
             }
         };
         let mut files: Vec<SegmentFile> =
@@ -667,11 +667,13 @@ fn decode_stream(picked: Vec<(String, u64, u64, Location)>, bytes_max: usize) ->
     for (owner, version, p, loc) in picked {
         let event = decode_committed(loc.map.bytes(), loc.segment, loc.offset, p)?;
         if event.stream != owner || event.version.0 != version {
-            let kind = CorruptionKind::Footer(format!(
-                "the index puts version {version} of stream {owner} at position {p}, \
-                 but the record there is version {} of stream {}",
-                event.version, event.stream
-            ));
+            let kind = CorruptionKind::footer(FooterDamage::IndexMismatch(Box::new(IndexMismatch {
+                position: p,
+                stream: owner,
+                version,
+                record_stream: event.stream,
+                record_version: event.version.0,
+            })));
             return Err(Error::Corrupt { segment: loc.segment, offset: loc.offset, position: Some(Position(p)), kind });
         }
         // Measured decoded (a record may be compressed): at most one event beyond the
@@ -761,9 +763,13 @@ mod tests {
         }
         for direction in [Direction::Forward, Direction::Backward] {
             match log.read_stream("agent-a", None, 10, direction).unwrap_err() {
-                Error::Corrupt { position, kind: CorruptionKind::Footer(detail), .. } => {
+                Error::Corrupt { position, kind: CorruptionKind::Footer(damage), .. } => {
                     assert_eq!(position, Some(Position(1)));
-                    assert!(detail.contains("stream agent-b"), "{detail}");
+                    let FooterDamage::IndexMismatch(m) = *damage else {
+                        panic!("expected an index mismatch: {damage}")
+                    };
+                    assert_eq!((m.stream.as_str(), m.version), ("agent-a", 0));
+                    assert_eq!((m.record_stream.as_str(), m.record_version), ("agent-b", 0));
                 }
                 other => panic!("expected corruption, got {other}"),
             }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::dir::{self, DirLock};
-use crate::error::{CorruptionKind, Error, HeaderDamage, Result, VersionGap};
+use crate::error::{CorruptionKind, Error, FooterDamage, HeaderDamage, Result, VersionGap};
 use crate::extent::{self, LiveMark};
 use crate::fs::{FileSystem, StorageFile};
 use crate::idwindow::{IdWindow, IDEMPOTENCY_WINDOW};
@@ -312,10 +312,10 @@ pub(crate) fn recover(
                     if sealed.footer.first_position != id.0 {
                         return Err(corrupt(
                             footer_offset,
-                            CorruptionKind::Footer(format!(
-                                "footer starts at position {}",
-                                sealed.footer.first_position
-                            )),
+                            CorruptionKind::footer(FooterDamage::FirstPosition {
+                                footer: sealed.footer.first_position,
+                                segment: id.0,
+                            }),
                         ));
                     }
                     if sealed.seal.position >= window_from {
@@ -343,10 +343,7 @@ pub(crate) fn recover(
                     });
                 }
                 None if !newest => {
-                    return Err(corrupt(
-                        len - segment::TRAILER_LEN,
-                        CorruptionKind::Footer("segment is not sealed, yet a newer segment follows it".into()),
-                    ));
+                    return Err(corrupt(len - segment::TRAILER_LEN, CorruptionKind::footer(FooterDamage::NotSealed)));
                 }
                 None => {
                     // Damage in a footer (or in the sealed segments' lifecycle events) is reported

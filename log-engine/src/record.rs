@@ -21,6 +21,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::error::{BodyDamage, CorruptionKind, FrameDamage};
 use crate::field::{contiguous, u32_in, u64_in, Field};
 use crate::types::{ChainHash, Event, NewEvent, Payload, Position, StreamName, StreamVersion, EVENT_SIZE_MAX};
 
@@ -105,25 +106,26 @@ pub(crate) enum FrameError {
     Truncated,
     Kind(u8),
     Flags(u8),
-    Length(u64),
+    Length {
+        len: u64,
+        max: u64,
+    },
     Crc {
         stored: u32,
         computed: u32,
     },
 }
 
-impl std::fmt::Display for FrameError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FrameError::Zero => f.write_str("zero-filled space"),
-            FrameError::Truncated => f.write_str("frame runs past the end of the segment"),
-            FrameError::Kind(k) => write!(f, "unknown record kind {k}"),
-            FrameError::Flags(x) => write!(f, "unknown flags {x:#04x}"),
-            FrameError::Length(l) => write!(f, "body length {l} out of bounds"),
-            FrameError::Crc { stored, computed } => {
-                write!(f, "record CRC mismatch (stored {stored:#010x}, computed {computed:#010x})")
-            }
-        }
+impl From<FrameError> for CorruptionKind {
+    fn from(e: FrameError) -> CorruptionKind {
+        CorruptionKind::RecordFrame(match e {
+            FrameError::Crc { stored, computed } => return CorruptionKind::RecordCrc { stored, computed },
+            FrameError::Zero => FrameDamage::Zero,
+            FrameError::Truncated => FrameDamage::Truncated,
+            FrameError::Kind(kind) => FrameDamage::Kind(kind),
+            FrameError::Flags(flags) => FrameDamage::Flags(flags),
+            FrameError::Length { len, max } => FrameDamage::BodyLength { len, max },
+        })
     }
 }
 
@@ -203,7 +205,7 @@ pub(crate) fn decode_frame(bytes: &[u8], body_max: usize) -> Result<Frame<'_>, F
     }
     let body_len = u32_in(head, FRAME_BODY_LEN) as usize;
     if body_len > body_max {
-        return Err(FrameError::Length(body_len as u64));
+        return Err(FrameError::Length { len: body_len as u64, max: body_max as u64 });
     }
     let len = frame_len(body_len);
     if len > bytes.len() {
@@ -379,34 +381,46 @@ pub(crate) fn chain_hash(prev: &ChainHash, input: &ChainInput<'_>) -> ChainHash 
 }
 
 /// The body's msgpack bytes: the frame body, or its decompression (length checked first).
-fn raw_body<'a>(frame: &Frame<'a>) -> Result<std::borrow::Cow<'a, [u8]>, String> {
+fn raw_body<'a>(frame: &Frame<'a>) -> Result<std::borrow::Cow<'a, [u8]>, BodyDamage> {
     if frame.header.flags & FLAG_COMPRESSED == 0 {
         return Ok(std::borrow::Cow::Borrowed(frame.body));
     }
-    let len = snap::raw::decompress_len(frame.body).map_err(|e| format!("snappy header: {e}"))?;
+    let len = snap::raw::decompress_len(frame.body).map_err(|e| BodyDamage::SnappyHeader { reason: e.to_string() })?;
     if len > EVENT_BODY_MAX {
-        return Err(format!("decompressed length {len} above EVENT_BODY_MAX"));
+        return Err(BodyDamage::DecompressedLength { len, max: EVENT_BODY_MAX });
     }
-    let raw = snap::raw::Decoder::new().decompress_vec(frame.body).map_err(|e| format!("snappy: {e}"))?;
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(frame.body)
+        .map_err(|e| BodyDamage::Snappy { reason: e.to_string() })?;
     Ok(std::borrow::Cow::Owned(raw))
+}
+
+/// The body's msgpack fields.
+fn body_in(raw: &[u8]) -> Result<BodyIn<'_>, BodyDamage> {
+    rmp_serde::from_slice(raw).map_err(|e| BodyDamage::Msgpack { reason: e.to_string() })
+}
+
+/// The event id of a decoded body, which must be 16 bytes.
+fn body_id<'b>(body: &'b BodyIn<'_>) -> Result<&'b [u8; 16], BodyDamage> {
+    body.id.as_ref().try_into().map_err(|_| BodyDamage::IdLength { len: body.id.len() })
 }
 
 /// Just the stream name and id of an event frame: what the index needs, without copying the
 /// payload.
-pub(crate) fn decode_index_fields(frame: &Frame<'_>) -> Result<(String, Uuid), String> {
+pub(crate) fn decode_index_fields(frame: &Frame<'_>) -> Result<(String, Uuid), BodyDamage> {
     let raw = raw_body(frame)?;
-    let body: BodyIn<'_> = rmp_serde::from_slice(&raw).map_err(|e| format!("msgpack: {e}"))?;
-    let id = Uuid::from_slice(&body.id).map_err(|_| format!("event id has {} bytes, not 16", body.id.len()))?;
+    let body = body_in(&raw)?;
+    let id = Uuid::from_bytes(*body_id(&body)?);
     Ok((body.stream.into_owned(), id))
 }
 
 /// Decodes an event frame's body into an [`Event`], checking the decompressed size first.
-pub(crate) fn decode_event(frame: &Frame<'_>) -> Result<Event, String> {
+pub(crate) fn decode_event(frame: &Frame<'_>) -> Result<Event, BodyDamage> {
     let header = &frame.header;
     debug_assert_eq!(header.kind, KIND_EVENT);
     let raw = raw_body(frame)?;
-    let body: BodyIn<'_> = rmp_serde::from_slice(&raw).map_err(|e| format!("msgpack: {e}"))?;
-    let id = Uuid::from_slice(&body.id).map_err(|_| format!("event id has {} bytes, not 16", body.id.len()))?;
+    let body = body_in(&raw)?;
+    let id = Uuid::from_bytes(*body_id(&body)?);
     let data = body.data.into_owned();
     let data = if header.flags & FLAG_DATA_BINARY != 0 { Payload::Bytes(data) } else { Payload::Json(data) };
     Ok(Event {
@@ -429,12 +443,11 @@ pub(crate) fn frame_chain_hash(
     prev: &ChainHash,
     frame: &Frame<'_>,
     seen: impl FnOnce(&str, &[u8; 16]),
-) -> Result<ChainHash, String> {
+) -> Result<ChainHash, BodyDamage> {
     let header = &frame.header;
     let raw = raw_body(frame)?;
-    let body: BodyIn<'_> = rmp_serde::from_slice(&raw).map_err(|e| format!("msgpack: {e}"))?;
-    let id: &[u8; 16] =
-        body.id.as_ref().try_into().map_err(|_| format!("event id has {} bytes, not 16", body.id.len()))?;
+    let body = body_in(&raw)?;
+    let id = body_id(&body)?;
     seen(&body.stream, id);
     Ok(chain_hash(
         prev,
@@ -597,7 +610,10 @@ mod tests {
     fn length_is_bounded_before_use() {
         let (mut buf, _) = sample(5, b"payload");
         buf[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(decode_frame(&buf, EVENT_BODY_MAX).unwrap_err(), FrameError::Length(u64::from(u32::MAX)));
+        assert_eq!(
+            decode_frame(&buf, EVENT_BODY_MAX).unwrap_err(),
+            FrameError::Length { len: u64::from(u32::MAX), max: EVENT_BODY_MAX as u64 }
+        );
     }
 
     #[test]
@@ -623,6 +639,7 @@ mod tests {
         encode_frame(&mut buf, &header, &body);
         let frame = decode_frame(&buf, EVENT_BODY_MAX).unwrap();
         let err = decode_event(&frame).unwrap_err();
-        assert!(err.contains("above EVENT_BODY_MAX"), "{err}");
+        assert!(matches!(err, BodyDamage::DecompressedLength { max: EVENT_BODY_MAX, .. }), "{err}");
+        assert!(err.to_string().contains("above EVENT_BODY_MAX"), "{err}");
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::error::{CorruptionKind, Error, HeaderDamage, Result};
+use crate::error::{CorruptionKind, Error, FooterDamage, HeaderDamage, Result};
 use crate::log::{committed_frame, Log};
 use crate::mmap::Mapping;
 use crate::record;
@@ -226,7 +226,7 @@ fn check_span(span: &Span, progress: &std::sync::mpsc::Sender<u64>) -> Outcome {
         let expected_offset = u64::from(span.offsets[(position - first) as usize]);
         let corrupt = |offset, kind| Error::Corrupt { segment, offset, position: Some(Position(position)), kind };
         let result = if offset != expected_offset {
-            let kind = CorruptionKind::Footer(format!("index says offset {expected_offset}, records say {offset}"));
+            let kind = CorruptionKind::footer(FooterDamage::Offset { index: expected_offset, records: offset });
             Err(corrupt(offset, kind))
         } else {
             committed_frame(bytes, segment, offset, position).and_then(|frame| {
@@ -244,9 +244,9 @@ fn check_span(span: &Span, progress: &std::sync::mpsc::Sender<u64>) -> Outcome {
                     )),
                     Ok(hash) => match listed {
                         Ok(()) => Ok((hash, frame.len)),
-                        Err(detail) => Err(corrupt(offset, CorruptionKind::Footer(detail))),
+                        Err(damage) => Err(corrupt(offset, CorruptionKind::footer(damage))),
                     },
-                    Err(detail) => Err(corrupt(offset, CorruptionKind::RecordBody(detail))),
+                    Err(damage) => Err(corrupt(offset, CorruptionKind::RecordBody(damage))),
                 }
             })
         };
@@ -291,18 +291,17 @@ fn footer_lists(
     version: u64,
     position: u64,
     id: &[u8; 16],
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), FooterDamage> {
     let listed = streams.get(stream).and_then(|s| {
         let at = usize::try_from(version.checked_sub(s.first_version)?).ok()?;
         Some((*s.positions.get(at)?, *s.ids.get(at)?))
     });
+    let stream = stream.to_string();
     match listed {
         Some((p, listed_id)) if p == position && listed_id == *id => Ok(()),
-        Some((p, _)) if p != position => {
-            Err(format!("the footer puts version {version} of stream {stream} at position {p}, not {position}"))
-        }
-        Some(_) => Err(format!("the footer lists another id for version {version} of stream {stream}")),
-        None => Err(format!("the footer does not list version {version} of stream {stream}")),
+        Some((listed, _)) if listed != position => Err(FooterDamage::Misplaced { stream, version, listed, position }),
+        Some(_) => Err(FooterDamage::OtherId { stream, version }),
+        None => Err(FooterDamage::Unlisted { stream, version }),
     }
 }
 
@@ -320,19 +319,20 @@ fn check_seal(
             match records {
                 Some(records) if listed != records => Err((
                     sealed.footer_offset,
-                    CorruptionKind::Footer(format!("the footer lists {listed} events, the segment holds {records}")),
+                    CorruptionKind::footer(FooterDamage::EventCount { listed: listed as u64, records: records as u64 }),
                 )),
                 _ => Ok(()),
             }
         }
-        Some(_) => Err((offset, CorruptionKind::Footer("seal record does not match the segment's records".into()))),
-        None => Err((offset, CorruptionKind::Footer("sealed segment lost its trailer".into()))),
+        Some(_) => Err((offset, CorruptionKind::footer(FooterDamage::SealNotLast))),
+        None => Err((offset, CorruptionKind::footer(FooterDamage::LostTrailer))),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::SealRecord;
     use crate::{Durability, ExpectedVersion, NewEvent, Options, SEGMENT_SIZE_MIN};
     use std::os::unix::fs::FileExt;
 
@@ -468,6 +468,16 @@ mod tests {
         // it reports them before it repairs anything later in the log.
         let err = Log::open(dir.path(), options).unwrap_err();
         assert!(err.is_corruption());
+        match &err {
+            Error::Corrupt { kind: CorruptionKind::Footer(damage), .. } => assert!(
+                matches!(
+                    **damage,
+                    FooterDamage::Record { record: SealRecord::Ids, damage: CorruptionKind::RecordCrc { .. } }
+                ),
+                "{damage}"
+            ),
+            other => panic!("expected a damaged id record, got {other}"),
+        }
         let err = err.to_string();
         assert!(err.contains("corruption in segment 0") && err.contains("id record"), "{err}");
         assert_tail_kept(&active);

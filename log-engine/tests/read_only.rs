@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use log_engine::{Error, ExpectedVersion, Log, NewEvent, Options, Position};
+use log_engine::{CorruptionKind, Error, ExpectedVersion, Log, NewEvent, Options, Position};
 
 /// Every file under `dir` with its bytes and modification time.
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, std::time::SystemTime)> {
@@ -155,7 +155,13 @@ fn a_reader_reads_the_good_events_before_damage_that_a_writer_refuses() {
     let stop = reader.read_stop().unwrap();
     assert!(stop.corrupt, "{stop:?}");
     assert_eq!((stop.offset, stop.position), (second, Some(Position(1))));
-    assert!(stop.detail.contains("watermark"), "{}", stop.detail);
+    match &stop.kind {
+        CorruptionKind::BelowWatermark { damage, .. } => {
+            assert!(matches!(**damage, CorruptionKind::RecordCrc { .. }), "{damage}");
+        }
+        other => panic!("expected damage below the watermark, got {other}"),
+    }
+    assert!(stop.kind.to_string().contains("watermark"), "{}", stop.kind);
 }
 
 #[test]

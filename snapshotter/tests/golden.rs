@@ -121,7 +121,7 @@ fn generate(dir: &Path) -> Value {
         "segments": log.segment_files().iter().map(|s| json!({
             "name": s.path.file_name().unwrap().to_str().unwrap(), "capacity": s.capacity, "sealed": s.sealed,
         })).collect::<Vec<_>>(),
-        "read_stop": {"offset": stop.offset, "corrupt": stop.corrupt, "detail": stop.detail},
+        "read_stop": {"offset": stop.offset, "corrupt": stop.corrupt, "detail": stop.kind.to_string()},
         "torn": {"segment": log.segment_files()[1].path.file_name().unwrap().to_str().unwrap(),
                  "offset": torn_at, "record_bytes": first_len},
         "checkpoints": checkpoints,
@@ -265,8 +265,8 @@ fn todays_code_reads_the_golden_fixture() {
     let head = reader.head().unwrap();
     assert_eq!(json!({"position": head.position.0, "hash": head.hash.to_string()}), expected["head"]);
     let stop = reader.read_stop().expect("the reader stops before the torn batch");
-    assert!(!stop.corrupt, "a torn tail, not corruption: {}", stop.detail);
-    let stop = json!({"offset": stop.offset, "corrupt": stop.corrupt, "detail": stop.detail});
+    assert!(!stop.corrupt, "a torn tail, not corruption: {}", stop.kind);
+    let stop = json!({"offset": stop.offset, "corrupt": stop.corrupt, "detail": stop.kind.to_string()});
     assert_eq!(stop, expected["read_stop"], "where a reader stops, and why");
     let segments: Vec<Value> = reader
         .segment_files()

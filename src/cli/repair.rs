@@ -117,7 +117,7 @@ pub fn repair(dir: &Path, format: Format, args: RepairArgs) -> CliResult<Exit> {
             report.segment = Some(stop.segment.to_string());
             report.offset = end;
             report.first_lost_position = stop.position.map(|p| p.0);
-            report.detail = Some(format!("at byte offset {}: {}", stop.offset, stop.detail));
+            report.detail = Some(format!("at byte offset {}: {}", stop.offset, stop.kind));
             if let Some(end) = end {
                 let kept = dir.join("torn").join(format!("{}-{end}.bin", stop.segment));
                 report.kept_in = Some(kept.display().to_string());

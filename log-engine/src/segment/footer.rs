@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
-use crate::error::CorruptionKind;
+use crate::error::{CorruptionKind, FooterDamage, SealRecord};
 use crate::record::{self, FrameHeader, KIND_IDS, KIND_SEAL, RECORD_ALIGN};
 
 /// One stream's events within a segment, as the footer records them.
@@ -132,9 +132,9 @@ impl Footer {
     }
 
     /// Fills each stream's `ids` from an id record's body.
-    pub(crate) fn attach_ids(&mut self, b: &[u8]) -> Result<(), String> {
+    pub(crate) fn attach_ids(&mut self, b: &[u8]) -> Result<(), FooterDamage> {
         if b.len() != IDS_PER_RECORD * self.positions.len() {
-            return Err(format!("id record holds {} bytes for {} events", b.len(), self.positions.len()));
+            return Err(FooterDamage::IdsLength { bytes: b.len(), events: self.positions.len() });
         }
         self.ids = b.chunks_exact(IDS_PER_RECORD).map(|id| <[u8; 16]>::try_from(id).expect("16 bytes")).collect();
         Ok(())
@@ -142,7 +142,7 @@ impl Footer {
 
     /// Decodes and cross-checks a footer body (each stream's `ids` is left empty). `data_end` is
     /// the footer's own offset: every record offset must lie below it.
-    pub(crate) fn decode_body(b: &[u8], data_end: u64) -> Result<Footer, String> {
+    pub(crate) fn decode_body(b: &[u8], data_end: u64) -> Result<Footer, FooterDamage> {
         let mut r = Reader { b, at: 0 };
         let first_position = r.u64()?;
         let count = r.u64()?;
@@ -150,13 +150,10 @@ impl Footer {
         let _reserved = r.u32()?;
         // Bound the counts by the bytes present before allocating for them.
         if count > (b.len() / FOOTER_PER_RECORD) as u64 || stream_count > b.len() / FOOTER_PER_STREAM {
-            return Err(format!(
-                "counts ({count} records, {stream_count} streams) exceed the footer's {} bytes",
-                b.len()
-            ));
+            return Err(FooterDamage::Counts { records: count, streams: stream_count, bytes: b.len() });
         }
         if first_position.checked_add(count).is_none() {
-            return Err(format!("{count} records from position {first_position} overflow"));
+            return Err(FooterDamage::PositionsOverflow { first_position, records: count });
         }
         let count = count as usize;
         let mut offsets = Vec::with_capacity(count);
@@ -164,7 +161,7 @@ impl Footer {
         for i in 0..count {
             let off = r.u32()?;
             if u64::from(off) < HEADER_LEN || u64::from(off) >= data_end || (i > 0 && u64::from(off) <= prev) {
-                return Err(format!("record offset {off} of record {i} out of order or out of bounds"));
+                return Err(FooterDamage::RecordOffset { record: i, offset: off });
             }
             prev = u64::from(off);
             offsets.push(off);
@@ -178,34 +175,34 @@ impl Footer {
         let mut positions = Vec::new();
         for _ in 0..stream_count {
             let name_len = r.u16()? as usize;
-            let name = std::str::from_utf8(r.bytes(name_len)?).map_err(|_| "stream name is not UTF-8".to_string())?;
+            let name = std::str::from_utf8(r.bytes(name_len)?).map_err(|_| FooterDamage::StreamNameUtf8)?;
             if previous.is_some_and(|p| p >= name) {
-                return Err(format!("stream {name:?} is out of order or listed twice"));
+                return Err(FooterDamage::StreamOrder { stream: name.to_string() });
             }
             previous = Some(name);
             let first_version = r.u64()?;
             let n = r.u32()? as usize;
             if n == 0 || n > count - footer.positions.len() {
-                return Err(format!("stream {name:?} claims {n} events"));
+                return Err(FooterDamage::StreamEvents { stream: name.to_string(), events: n });
             }
             positions.clear();
             for _ in 0..n {
                 let p = r.u64()?;
                 if p < first_position || p - first_position >= count as u64 {
-                    return Err(format!("stream {name:?} lists position {p} outside the segment"));
+                    return Err(FooterDamage::PositionOutside { stream: name.to_string(), position: p });
                 }
                 if std::mem::replace(&mut listed[(p - first_position) as usize], true) {
-                    return Err(format!("position {p} is listed twice"));
+                    return Err(FooterDamage::PositionTwice { position: p });
                 }
                 positions.push(p);
             }
             footer.push_entry(name, first_version, &positions);
         }
         if footer.positions.len() != count {
-            return Err(format!("streams list {} events, the segment has {count}", footer.positions.len()));
+            return Err(FooterDamage::EventCount { listed: footer.positions.len() as u64, records: count as u64 });
         }
         if r.at != b.len() {
-            return Err(format!("{} trailing bytes", b.len() - r.at));
+            return Err(FooterDamage::TrailingBytes { bytes: b.len() - r.at });
         }
         Ok(footer)
     }
@@ -217,21 +214,21 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn bytes(&mut self, n: usize) -> Result<&'a [u8], String> {
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], FooterDamage> {
         if self.b.len() - self.at < n {
-            return Err("footer ends early".to_string());
+            return Err(FooterDamage::EndsEarly);
         }
         let s = &self.b[self.at..self.at + n];
         self.at += n;
         Ok(s)
     }
-    fn u64(&mut self) -> Result<u64, String> {
+    fn u64(&mut self) -> Result<u64, FooterDamage> {
         Ok(u64::from_le_bytes(self.bytes(8)?.try_into().expect("8")))
     }
-    fn u32(&mut self) -> Result<u32, String> {
+    fn u32(&mut self) -> Result<u32, FooterDamage> {
         Ok(u32::from_le_bytes(self.bytes(4)?.try_into().expect("4")))
     }
-    fn u16(&mut self) -> Result<u16, String> {
+    fn u16(&mut self) -> Result<u16, FooterDamage> {
         Ok(u16::from_le_bytes(self.bytes(2)?.try_into().expect("2")))
     }
 }
@@ -250,11 +247,12 @@ pub(crate) struct Sealed {
 impl Sealed {
     /// Reads the id record into each stream's `ids`.
     pub(crate) fn read_ids(&mut self, bytes: &[u8]) -> Result<(), (u64, CorruptionKind)> {
-        let bad = |d: String| (self.ids_offset, CorruptionKind::Footer(format!("id record: {d}")));
+        let bad = |d| (self.ids_offset, CorruptionKind::footer(d));
         let region = &bytes[self.ids_offset as usize..(self.ids_offset + self.ids_len) as usize];
-        let ids = record::decode_frame(region, region.len()).map_err(|e| bad(e.to_string()))?;
+        let ids = record::decode_frame(region, region.len())
+            .map_err(|e| bad(FooterDamage::Record { record: SealRecord::Ids, damage: e.into() }))?;
         if ids.header != (FrameHeader { kind: KIND_IDS, ..self.seal }) || ids.len as u64 != self.ids_len {
-            return Err(bad("does not match the seal record".into()));
+            return Err(bad(FooterDamage::IdsDisagree));
         }
         self.footer.attach_ids(ids.body).map_err(bad)
     }
@@ -281,33 +279,34 @@ pub(crate) fn read_sealed(bytes: &[u8], with_ids: bool) -> Result<Option<Sealed>
     let Some(trailer) = Trailer::decode(&bytes[trailer_at as usize..]) else {
         return Ok(None);
     };
-    let bad = |d: String| (trailer_at, CorruptionKind::Footer(d));
+    let bad = |d| (trailer_at, CorruptionKind::footer(d));
     let ids_offset = trailer.footer_offset.checked_add(trailer.footer_len);
     if trailer.footer_offset < HEADER_LEN
         || trailer.footer_offset % RECORD_ALIGN as u64 != 0
         || ids_offset.and_then(|at| at.checked_add(trailer.ids_len)).is_none_or(|end| end > trailer_at)
     {
-        return Err(bad(format!(
-            "trailer points at {}+{}+{}, outside the segment",
-            trailer.footer_offset, trailer.footer_len, trailer.ids_len
-        )));
+        return Err(bad(FooterDamage::TrailerOutside {
+            footer_offset: trailer.footer_offset,
+            footer_len: trailer.footer_len,
+            ids_len: trailer.ids_len,
+        }));
     }
     let ids_offset = ids_offset.expect("checked above");
     let region = &bytes[trailer.footer_offset as usize..ids_offset as usize];
+    let bad = |d| (trailer.footer_offset, CorruptionKind::footer(d));
     let frame = record::decode_frame(region, region.len())
-        .map_err(|e| (trailer.footer_offset, CorruptionKind::Footer(e.to_string())))?;
+        .map_err(|e| bad(FooterDamage::Record { record: SealRecord::Seal, damage: e.into() }))?;
     if frame.header.kind != KIND_SEAL || frame.len as u64 != trailer.footer_len {
-        return Err((trailer.footer_offset, CorruptionKind::Footer("trailer does not point at a seal record".into())));
+        return Err(bad(FooterDamage::NotASeal));
     }
-    let footer = Footer::decode_body(frame.body, trailer.footer_offset)
-        .map_err(|d| (trailer.footer_offset, CorruptionKind::Footer(d)))?;
+    let footer = Footer::decode_body(frame.body, trailer.footer_offset).map_err(bad)?;
     let count = footer.offsets.len() as u64;
     if count == 0
         || frame.header.version != count
         || frame.header.position != footer.first_position + count - 1
         || trailer.ids_len != record::frame_len(IDS_PER_RECORD * count as usize) as u64
     {
-        return Err((trailer.footer_offset, CorruptionKind::Footer("seal record disagrees with its footer".into())));
+        return Err(bad(FooterDamage::SealDisagrees));
     }
     let mut sealed = Sealed {
         seal: frame.header,
@@ -408,10 +407,13 @@ mod tests {
         let bb = 24 + 3 * 4 + (2 + 1 + 8 + 4 + 2 * 8);
         let mut twice = b.clone();
         twice[bb + 2 + 2 + 8 + 4..bb + 2 + 2 + 8 + 4 + 8].copy_from_slice(&10u64.to_le_bytes());
-        assert_eq!(Footer::decode_body(&twice, 5000).unwrap_err(), "position 10 is listed twice");
+        assert_eq!(Footer::decode_body(&twice, 5000).unwrap_err(), FooterDamage::PositionTwice { position: 10 });
         let mut unsorted = b.clone();
         unsorted[bb + 2..bb + 4].copy_from_slice(b"0b");
-        assert!(Footer::decode_body(&unsorted, 5000).unwrap_err().contains("out of order"));
+        assert_eq!(
+            Footer::decode_body(&unsorted, 5000).unwrap_err(),
+            FooterDamage::StreamOrder { stream: "0b".to_string() }
+        );
         for cut in 0..b.len() {
             assert!(Footer::decode_body(&b[..cut], 5000).is_err(), "cut at {cut}");
         }

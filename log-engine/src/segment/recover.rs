@@ -23,7 +23,7 @@ use std::path::Path;
 use uuid::Uuid;
 
 use crate::dir;
-use crate::error::{CorruptionKind, Error, Result};
+use crate::error::{CorruptionKind, Error, FrameDamage, Result};
 use crate::fs::{FileSystem, StorageFile};
 use crate::mmap::Mapping;
 use crate::record::{self, FrameError, EVENT_BODY_MAX, FLAG_BATCH_END, KIND_EVENT, RECORD_ALIGN};
@@ -42,8 +42,8 @@ pub struct ReadStop {
     /// True when later records prove the damaged bytes had been acknowledged (corruption);
     /// false for a torn tail, which a writer's open cuts.
     pub corrupt: bool,
-    /// What was found there, as a sentence fragment.
-    pub detail: String,
+    /// What was found there (its `Display` is a sentence fragment).
+    pub kind: CorruptionKind,
 }
 
 /// One intact record found by the scan.
@@ -108,18 +108,14 @@ fn walk(bytes: &[u8], start: (u64, u64), usable_end: u64) -> Walk {
                     damage = Some(Damage {
                         offset,
                         position: Some(position),
-                        kind: CorruptionKind::RecordFrame("zero-filled space before later data".into()),
+                        kind: CorruptionKind::RecordFrame(FrameDamage::ZeroBeforeData),
                         tearable: true,
                     });
                 }
                 break;
             }
             Err(e) => {
-                let kind = match e {
-                    FrameError::Crc { stored, computed } => CorruptionKind::RecordCrc { stored, computed },
-                    other => CorruptionKind::RecordFrame(other.to_string()),
-                };
-                damage = Some(Damage { offset, position: Some(position), kind, tearable: true });
+                damage = Some(Damage { offset, position: Some(position), kind: e.into(), tearable: true });
                 break;
             }
             Ok(frame) => frame,
@@ -130,7 +126,7 @@ fn walk(bytes: &[u8], start: (u64, u64), usable_end: u64) -> Walk {
             damage = Some(Damage {
                 offset,
                 position: Some(position),
-                kind: CorruptionKind::RecordFrame("seal record without a trailer".into()),
+                kind: CorruptionKind::RecordFrame(FrameDamage::SealWithoutTrailer),
                 tearable: true,
             });
             break;
@@ -195,7 +191,7 @@ pub(crate) fn scan_newest(
     let (damage_at, position, kind, tearable) = match damage {
         Some(d) => (d.offset, d.position, d.kind, d.tearable),
         None => {
-            (offset, Some(id.0 + records.len() as u64), CorruptionKind::RecordFrame("batch ends early".into()), true)
+            (offset, Some(id.0 + records.len() as u64), CorruptionKind::RecordFrame(FrameDamage::BatchEndsEarly), true)
         }
     };
     let proof = if tearable { later_watermark_above(bytes, damage_at, usable_end) } else { None };
@@ -204,10 +200,7 @@ pub(crate) fn scan_newest(
     drop(probe);
 
     if corrupt && mode != Recovery::SalvageNewestSegment {
-        let kind = match proof {
-            Some(watermark) => CorruptionKind::BelowWatermark { watermark, detail: kind.to_string() },
-            None => kind,
-        };
+        let kind = proven(kind, proof);
         return Err(Error::Corrupt { segment: id, offset: damage_at, position: position.map(Position), kind });
     }
     if !corrupt && mode == Recovery::Strict {
@@ -253,20 +246,26 @@ pub(crate) fn scan_readable(
             None => (
                 offset,
                 Some(start.1 + records.len() as u64),
-                CorruptionKind::RecordFrame("batch ends early".into()),
+                CorruptionKind::RecordFrame(FrameDamage::BatchEndsEarly),
                 true,
             ),
         };
         let proof = if tearable { later_watermark_above(bytes, damage_at, end) } else { None };
         let corrupt = !tearable || proof.is_some();
-        let detail = match proof {
-            Some(watermark) => CorruptionKind::BelowWatermark { watermark, detail: kind.to_string() }.to_string(),
-            None => kind.to_string(),
-        };
-        Some(ReadStop { segment: id, offset: damage_at, position: position.map(Position), corrupt, detail })
+        let kind = proven(kind, proof);
+        Some(ReadStop { segment: id, offset: damage_at, position: position.map(Position), corrupt, kind })
     };
     records.truncate(complete);
     Ok((Scan { records, end: complete_end, last_timestamp_ms: complete_ts }, stop))
+}
+
+/// The damage as found, or, when a later record's watermark proves the bytes were durable,
+/// that damage below the watermark.
+fn proven(kind: CorruptionKind, proof: Option<u64>) -> CorruptionKind {
+    match proof {
+        Some(watermark) => CorruptionKind::BelowWatermark { watermark, damage: Box::new(kind) },
+        None => kind,
+    }
 }
 
 /// The highest watermark claimed by an intact event record after `damage_at`, if it is above
