@@ -341,3 +341,58 @@ fn bad_forks_are_refused_and_write_nothing() {
     assert_eq!(log.head(), head_after_delete);
     assert_ne!(log.head(), head);
 }
+
+/// A reader in another process folds the writer's lifecycle events as it refreshes, within a
+/// segment (the fast path that reads only the new records) and across a roll.
+#[test]
+fn a_reader_sees_lifecycle_changes_after_refresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = open_small(dir.path());
+    append_n(&writer, "a", 3);
+    let reader = Log::open_read_only(dir.path(), small_options()).unwrap();
+    writer.fork_stream("a", "fork", StreamVersion(1)).unwrap();
+    writer.delete_stream("a", DeleteMode::Soft).unwrap();
+    append_n(&writer, "fork", 1);
+    assert_eq!(versions(&reader, "a").unwrap(), vec![0, 1, 2]);
+    assert!(reader.refresh().unwrap());
+    assert!(matches!(versions(&reader, "a"), Err(Error::StreamDeleted { .. })));
+    assert_eq!(versions(&reader, "fork").unwrap(), vec![0, 1, 2]);
+    // Across segment rolls: a full open of the new files.
+    append_n(&writer, "filler", 2000);
+    writer.close_stream("fork").unwrap();
+    assert!(reader.refresh().unwrap());
+    assert!(reader.stream_state("fork").unwrap().closed);
+    assert_eq!(versions(&reader, "fork").unwrap(), vec![0, 1, 2]);
+}
+
+/// A copy of the log cut at a position (what point-in-time restore makes) shows the lifecycle
+/// as it was at that position: the state is in the log, and retention is measured on the
+/// copy's own clock, the newest event it holds.
+#[test]
+fn a_copy_cut_before_a_change_shows_the_stream_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_small(dir.path());
+    append_n(&log, "s", 3);
+    let before_delete = log.head().unwrap().position;
+    log.delete_stream("s", DeleteMode::Soft).unwrap();
+    let at_delete = log.head().unwrap().position;
+    let copy = |through: Position| {
+        let (files, _) = log.segment_files_through(through).unwrap();
+        let target = tempfile::tempdir().unwrap();
+        let log_dir = target.path().join(log_engine::LOG_DIR);
+        std::fs::create_dir_all(&log_dir).unwrap();
+        for file in files {
+            let mut bytes = std::fs::read(&file.path).unwrap();
+            bytes.truncate(file.bytes as usize);
+            bytes.resize(file.capacity as usize, 0);
+            std::fs::write(log_dir.join(file.path.file_name().unwrap()), bytes).unwrap();
+        }
+        target
+    };
+    let early = copy(before_delete);
+    let early_log = Log::open_read_only(early.path(), small_options()).unwrap();
+    assert_eq!(versions(&early_log, "s").unwrap(), vec![0, 1, 2]);
+    let late = copy(at_delete);
+    let late_log = Log::open_read_only(late.path(), small_options()).unwrap();
+    assert!(matches!(versions(&late_log, "s"), Err(Error::StreamDeleted { .. })));
+}
