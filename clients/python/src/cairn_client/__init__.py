@@ -3,7 +3,7 @@
 cairn is an append-only, event-sourced log store for AI-agent platforms. This package speaks
 its HTTP contract: append events (with optimistic concurrency and idempotent retries), read
 streams and the global log page by page, follow the log live over Server-Sent Events with
-automatic resume, inspect and verify the hash chain, take checkpoints, and use the key-value,
+automatic resume, delete, close, fork and set retention limits on streams, inspect and verify the hash chain, take checkpoints, and use the key-value,
 audit and metadata views.
 
 :class:`Client` blocks; :class:`AsyncClient` has the same methods, awaited. Errors are
@@ -20,10 +20,17 @@ from ._errors import (
     CairnError,
     Conflict,
     Forbidden,
+    ForkPastEnd,
+    Gone,
     Invalid,
+    InvalidStreamMetadata,
     NotFound,
     ProtocolError,
     ServerError,
+    StreamClosed,
+    StreamDeleted,
+    StreamExists,
+    StreamTombstoned,
     Timeout,
     TooLarge,
     TransportError,
@@ -41,13 +48,16 @@ from ._types import (
     Checkpoint,
     ConfigValue,
     Direction,
+    EndOfStream,
     Event,
     ExpectedVersion,
+    ForkResult,
     Head,
     KeyPage,
     KvDeleted,
     KvEntry,
     KvVersion,
+    LifecycleResult,
     NewEvent,
     Page,
     Payload,
@@ -55,6 +65,7 @@ from ._types import (
     ServiceInstance,
     StreamAppend,
     StreamInfo,
+    StreamState,
     TxnResult,
     Validation,
     VerifyReport,
@@ -64,6 +75,17 @@ from ._types import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "StreamTombstoned",
+    "StreamState",
+    "StreamExists",
+    "StreamDeleted",
+    "StreamClosed",
+    "LifecycleResult",
+    "InvalidStreamMetadata",
+    "Gone",
+    "ForkResult",
+    "ForkPastEnd",
+    "EndOfStream",
     "JSON",
     "AppendResult",
     "AsyncAudit",

@@ -31,19 +31,23 @@ from ._types import (
     Checkpoint,
     ConfigValue,
     Direction,
+    EndOfStream,
     Event,
     ExpectedVersion,
+    ForkResult,
     Head,
     KeyPage,
     KvDeleted,
     KvEntry,
     KvVersion,
+    LifecycleResult,
     NewEvent,
     Page,
     SchemaVersion,
     ServiceInstance,
     StreamAppend,
     StreamInfo,
+    StreamState,
     TxnResult,
     Validation,
     VerifyReport,
@@ -90,6 +94,13 @@ class AsyncSubscription(AsyncIterator[Event]):
         return self._state.last_position
 
     @property
+    def ended(self) -> EndOfStream | None:
+        """The end-of-stream marker, once a subscription of one stream (``stream=``) has
+        delivered every event of that stream and the stream is closed (or tombstoned):
+        iteration then ends. ``None`` until then, and always for other subscriptions."""
+        return self._state.ended
+
+    @property
     def connections(self) -> int:
         """Connections opened so far: 1, plus one per successful reconnection."""
         return self._state.connections
@@ -111,6 +122,9 @@ class AsyncSubscription(AsyncIterator[Event]):
                 error, self._error = self._error, None
                 await self.aclose()
                 raise error
+            if self._state.ended is not None:
+                # The stream is closed and every event of it was delivered: end, for good.
+                await self.aclose()
             if self._closed:
                 raise StopAsyncIteration
             await self.open()
@@ -366,6 +380,50 @@ class AsyncClient:
         """One page of the listing, after the stream named ``after``; its ``next`` is the
         ``after`` of the next page (``None`` on the last)."""
         return await self._call(core.streams_page(prefix, after, limit))
+
+
+    async def stream(self, stream: str) -> StreamInfo:
+        """One stream as a listing row: last version, event count, and whether it is closed,
+        deleted or tombstoned. Raises :class:`NotFound` if the log does not know it."""
+        return await self._call(core.stream_info(stream))
+
+    async def delete_stream(self, stream: str, tombstone: bool = False) -> LifecycleResult:
+        """Deletes a stream. Soft (the default): reads raise :class:`StreamDeleted` until the
+        stream is written again, versions continue, and reads then show only the events after
+        the delete. ``tombstone=True``: for good; later appends raise :class:`StreamTombstoned`.
+        Needs the ``delete`` permission on the stream."""
+        return await self._call(core.delete_stream(stream, tombstone))
+
+    async def close_stream(self, stream: str) -> LifecycleResult:
+        """Closes a stream: later appends raise :class:`StreamClosed`, and subscriptions of it end
+        (:attr:`Subscription.ended`) once they have delivered its every event."""
+        return await self._call(core.close_stream(stream))
+
+    async def fork_stream(self, stream: str, to: str, at_version: int) -> ForkResult:
+        """Makes ``to`` a fork of ``stream``: its versions ``0..=at_version`` read the source's
+        events (shared, not copied), and its own appends continue at ``at_version + 1``.
+        Raises :class:`StreamExists` if ``to`` has events, :class:`ForkPastEnd` past the
+        source's last version."""
+        return await self._call(core.fork_stream(stream, to, at_version))
+
+    async def stream_metadata(self, stream: str) -> StreamState:
+        """The stream's retention limits and lifecycle state."""
+        return await self._call(core.stream_metadata(stream))
+
+    async def set_stream_metadata(
+        self,
+        stream: str,
+        *,
+        max_age_ms: int | None = None,
+        max_count: int | None = None,
+        truncate_before: int | None = None,
+        ttl_ms: int | None = None,
+        closed: bool | None = None,
+    ) -> LifecycleResult:
+        """Replaces the stream's retention metadata (a limit left ``None`` is no limit); reads
+        honour it at once, ages measured by the log's clock. ``closed=True`` closes the stream;
+        ``None`` keeps it as it is (a closed stream cannot be reopened)."""
+        return await self._call(core.set_stream_metadata(stream, max_age_ms, max_count, truncate_before, ttl_ms, closed))
 
     async def head(self) -> Head:
         """The log's last position and chain hash."""

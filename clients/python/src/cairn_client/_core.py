@@ -45,19 +45,23 @@ from ._types import (
     Checkpoint,
     ConfigValue,
     Direction,
+    EndOfStream,
     Event,
     ExpectedVersion,
+    ForkResult,
     Head,
     KeyPage,
     KvDeleted,
     KvEntry,
     KvVersion,
+    LifecycleResult,
     NewEvent,
     Page,
     SchemaVersion,
     ServiceInstance,
     StreamAppend,
     StreamInfo,
+    StreamState,
     TxnResult,
     Validation,
     VerifyReport,
@@ -490,6 +494,65 @@ def streams(prefix: str | None = None, page_size: int | None = None) -> Paging[S
     return Paging(streams_page(prefix, None, page_size), after)
 
 
+# --- the stream lifecycle ---------------------------------------------------------------------
+
+
+def stream_info(stream: str) -> Call[StreamInfo]:
+    return Call(Request("GET", f"/v1/streams/{segment(stream)}", idempotent=True), _json_of(StreamInfo.from_json))
+
+
+def delete_stream(stream: str, tombstone: bool = False) -> Call[LifecycleResult]:
+    # Not retried once sent: a repeated tombstone would answer 410 for a delete that worked.
+    params = _params(mode="tombstone") if tombstone else ()
+    request = Request("DELETE", f"/v1/streams/{segment(stream)}", params=params)
+    return Call(request, _json_of(LifecycleResult.from_json))
+
+
+def close_stream(stream: str) -> Call[LifecycleResult]:
+    return Call(Request("POST", f"/v1/streams/{segment(stream)}/close"), _json_of(LifecycleResult.from_json))
+
+
+def fork_stream(stream: str, to: str, at_version: int) -> Call[ForkResult]:
+    if isinstance(at_version, bool) or not isinstance(at_version, int) or at_version < 0:
+        raise ValueError(f"at_version must be a stream version (0 or more), not {at_version!r}")
+    body = {"to": to, "at_version": at_version}
+    # Not retried once sent: a repeated fork would answer stream_exists for a fork that worked.
+    request = Request("POST", f"/v1/streams/{segment(stream)}/fork", body=body)
+    return Call(request, _json_of(ForkResult.from_json))
+
+
+def stream_metadata(stream: str) -> Call[StreamState]:
+    request = Request("GET", f"/v1/streams/{segment(stream)}/metadata", idempotent=True)
+    return Call(request, _json_of(StreamState.from_json))
+
+
+def set_stream_metadata(
+    stream: str,
+    max_age_ms: int | None = None,
+    max_count: int | None = None,
+    truncate_before: int | None = None,
+    ttl_ms: int | None = None,
+    closed: bool | None = None,
+) -> Call[LifecycleResult]:
+    body: dict[str, Any] = {}
+    for name, value in (
+        ("max_age_ms", max_age_ms),
+        ("max_count", max_count),
+        ("truncate_before", truncate_before),
+        ("ttl_ms", ttl_ms),
+    ):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer, not {value!r}")
+        body[name] = value
+    if closed is not None:
+        body["closed"] = bool(closed)
+    # Replacing the metadata with the same metadata changes nothing a reader sees: safe to repeat.
+    request = Request("PUT", f"/v1/streams/{segment(stream)}/metadata", body=body, idempotent=True)
+    return Call(request, _json_of(LifecycleResult.from_json))
+
+
 def head() -> Call[Head]:
     return Call(Request("GET", "/v1/head", idempotent=True), _json_of(Head.from_json))
 
@@ -580,6 +643,9 @@ class SubscribeState:
         """Consecutive failed attempts since the last delivered event."""
         self.connections = 0
         """Connections opened so far (1 + successful reconnections)."""
+        self.ended: EndOfStream | None = None
+        """Set when the server sent the end-of-stream marker: the subscribed stream is closed and
+        every event of it was delivered; the subscription ends and never reconnects."""
         self._decoder = SSEDecoder()
 
     def request(self) -> Request:
@@ -612,8 +678,14 @@ class SubscribeState:
 
     def feed(self, chunk: str) -> Iterator[Event]:
         """The events completed by ``chunk``, in order; at an ``error`` event (after the events
-        before it) raises the server's error."""
+        before it) raises the server's error; at an ``end`` event sets :attr:`ended` and stops."""
         for message in self._decoder.feed(chunk):
+            if message.event == "end":
+                try:
+                    self.ended = EndOfStream.from_json(_json.loads(message.data))
+                except ValueError as e:
+                    raise ProtocolError(f"an end-of-stream marker is not JSON: {e}", code="bad_response") from e
+                return
             if message.event == "error":
                 try:
                     body: Any = _json.loads(message.data)

@@ -4,7 +4,9 @@ Every error the server answers has the body ``{"error": "<snake_case code>", "me
 "<sentence>"}``; each exception carries that ``code`` and ``message`` plus the HTTP ``status``.
 The class is chosen by status first (the contract fixes the statuses) and, for 409, by code:
 a ``wrong_expected_version`` conflict becomes :class:`WrongExpectedVersion` with the
-``expected`` and ``actual`` versions the server reported.
+``expected`` and ``actual`` versions the server reported. The stream lifecycle's codes have their
+own classes, each a subclass of its status's (:class:`StreamDeleted` is a :class:`NotFound`,
+:class:`StreamClosed` a :class:`Conflict`, ...), so code written for the status still works.
 
 Failures that never produced an answer (connection refused, timeouts) are
 :class:`TransportError`; an answer that is not what the contract describes is
@@ -20,10 +22,17 @@ __all__ = [
     "CairnError",
     "Conflict",
     "Forbidden",
+    "ForkPastEnd",
+    "Gone",
     "Invalid",
+    "InvalidStreamMetadata",
     "NotFound",
     "ProtocolError",
     "ServerError",
+    "StreamClosed",
+    "StreamDeleted",
+    "StreamExists",
+    "StreamTombstoned",
     "Timeout",
     "TooLarge",
     "TransportError",
@@ -122,6 +131,36 @@ class WrongExpectedVersion(Conflict):
         self.stream = stream
 
 
+class StreamDeleted(NotFound):
+    """404 ``stream_deleted``: the stream was (soft-)deleted or expired, and nothing was written
+    to it since. Appending to it starts it again."""
+
+
+class Gone(CairnError):
+    """410: the resource is gone for good."""
+
+
+class StreamTombstoned(Gone):
+    """410 ``stream_tombstoned``: the stream was deleted for good; it takes no more appends or
+    changes."""
+
+
+class StreamClosed(Conflict):
+    """409 ``stream_closed``: the stream is closed and takes no more appends."""
+
+
+class StreamExists(Conflict):
+    """409 ``stream_exists``: a fork's target stream has events already."""
+
+
+class ForkPastEnd(Invalid):
+    """400 ``fork_past_end``: the fork's ``at_version`` is beyond the source's last version."""
+
+
+class InvalidStreamMetadata(Invalid):
+    """400 ``invalid_stream_metadata``: a retention limit the server refuses (a zero count, say)."""
+
+
 class Unavailable(CairnError):
     """503: the server cannot serve now (log poisoned, shutting down, too many subscribers)."""
 
@@ -136,8 +175,19 @@ _BY_STATUS: dict[int, type[CairnError]] = {
     403: Forbidden,
     404: NotFound,
     409: Conflict,
+    410: Gone,
     413: TooLarge,
     503: Unavailable,
+}
+
+# Codes with a class of their own (each a subclass of its status's class).
+_LIFECYCLE: dict[str, type[CairnError]] = {
+    "stream_deleted": StreamDeleted,
+    "stream_tombstoned": StreamTombstoned,
+    "stream_closed": StreamClosed,
+    "stream_exists": StreamExists,
+    "fork_past_end": ForkPastEnd,
+    "invalid_stream_metadata": InvalidStreamMetadata,
 }
 
 # Codes that can arrive without a status (an SSE `error` event mid-stream).
@@ -187,7 +237,9 @@ def error_from_body(status: int | None, body: Any, fallback_text: str = "") -> C
             stream=stream if isinstance(stream, str) else None,
         )
     cls: type[CairnError]
-    if status is None:
+    if code in _LIFECYCLE:
+        cls = _LIFECYCLE[code]
+    elif status is None:
         cls = _BY_CODE.get(code, CairnError)
     elif status in _BY_STATUS:
         cls = _BY_STATUS[status]

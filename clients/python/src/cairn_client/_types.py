@@ -33,21 +33,25 @@ __all__ = [
     "Checkpoint",
     "ConfigValue",
     "Direction",
+    "EndOfStream",
     "Event",
     "ExpectedVersion",
+    "ForkResult",
     "Head",
     "JSON",
     "KeyPage",
     "KvDeleted",
     "KvEntry",
     "KvVersion",
-        "NewEvent",
+    "LifecycleResult",
+    "NewEvent",
     "Page",
     "Payload",
     "SchemaVersion",
     "ServiceInstance",
     "StreamAppend",
     "StreamInfo",
+    "StreamState",
     "TxnResult",
     "Validation",
     "VerifyReport",
@@ -253,11 +257,18 @@ class Page:
 
 @dataclass(frozen=True)
 class StreamInfo:
-    """A row of the stream listing."""
+    """A row of the stream listing, with the stream's lifecycle state (``False`` from a server
+    that does not report it)."""
 
     stream: str
     last_version: int
     events: int
+    closed: bool = False
+    """The stream takes no more appends."""
+    deleted: bool = False
+    """Soft-deleted (or expired) with nothing written since: reads raise :class:`StreamDeleted`."""
+    tombstoned: bool = False
+    """Deleted for good."""
 
     @staticmethod
     def from_json(value: Any) -> StreamInfo:
@@ -267,6 +278,116 @@ class StreamInfo:
             stream=_field(obj, "stream", str, what),
             last_version=_field(obj, "last_version", int, what),
             events=_field(obj, "events", int, what),
+            closed=_opt(obj, "closed", bool, what) or False,
+            deleted=_opt(obj, "deleted", bool, what) or False,
+            tombstoned=_opt(obj, "tombstoned", bool, what) or False,
+        )
+
+
+@dataclass(frozen=True)
+class LifecycleResult:
+    """What a lifecycle change (delete, close, metadata) answers: the stream and the position
+    and chain hash of the event on ``$lifecycle`` that records the change."""
+
+    stream: str
+    position: int
+    hash: str
+
+    @staticmethod
+    def from_json(value: Any) -> LifecycleResult:
+        what = "lifecycle result"
+        obj = _mapping(value, what)
+        return LifecycleResult(
+            stream=_field(obj, "stream", str, what),
+            position=_field(obj, "position", int, what),
+            hash=_field(obj, "hash", str, what),
+        )
+
+
+@dataclass(frozen=True)
+class ForkResult:
+    """What a fork answers: the new ``stream``, its ``source`` and ``at_version``, and the
+    position and chain hash of the ``stream-forked`` event."""
+
+    stream: str
+    source: str
+    at_version: int
+    position: int
+    hash: str
+
+    @staticmethod
+    def from_json(value: Any) -> ForkResult:
+        what = "fork result"
+        obj = _mapping(value, what)
+        return ForkResult(
+            stream=_field(obj, "stream", str, what),
+            source=_field(obj, "source", str, what),
+            at_version=_field(obj, "at_version", int, what),
+            position=_field(obj, "position", int, what),
+            hash=_field(obj, "hash", str, what),
+        )
+
+
+@dataclass(frozen=True)
+class StreamState:
+    """A stream's retention metadata (``None``: no limit) and lifecycle state
+    (``GET /v1/streams/{stream}/metadata``)."""
+
+    stream: str
+    max_age_ms: int | None
+    max_count: int | None
+    truncate_before: int | None
+    ttl_ms: int | None
+    closed: bool
+    tombstoned: bool
+    deleted: bool
+    last_version: int | None
+    deleted_before: int | None
+    """After a soft delete or an expiry: reads start at this version."""
+    forked_from: tuple[str, int] | None
+    """For a fork: the source stream and the version it was forked at."""
+
+    @staticmethod
+    def from_json(value: Any) -> StreamState:
+        what = "stream metadata"
+        obj = _mapping(value, what)
+        forked = obj.get("forked_from")
+        forked_from = None
+        if forked is not None:
+            f = _mapping(forked, "stream metadata's forked_from")
+            forked_from = (_field(f, "stream", str, what), _field(f, "at_version", int, what))
+        return StreamState(
+            stream=_field(obj, "stream", str, what),
+            max_age_ms=_opt(obj, "max_age_ms", int, what),
+            max_count=_opt(obj, "max_count", int, what),
+            truncate_before=_opt(obj, "truncate_before", int, what),
+            ttl_ms=_opt(obj, "ttl_ms", int, what),
+            closed=_field(obj, "closed", bool, what),
+            tombstoned=_field(obj, "tombstoned", bool, what),
+            deleted=_field(obj, "deleted", bool, what),
+            last_version=_opt(obj, "last_version", int, what),
+            deleted_before=_opt(obj, "deleted_before", int, what),
+            forked_from=forked_from,
+        )
+
+
+@dataclass(frozen=True)
+class EndOfStream:
+    """The end-of-stream marker of a one-stream subscription: the stream was closed (or
+    tombstoned, ``reason``) and every event of it was delivered."""
+
+    stream: str
+    reason: str
+    last_version: int | None
+
+    @staticmethod
+    def from_json(value: Any) -> EndOfStream:
+        what = "end-of-stream marker"
+        obj = _mapping(value, what)
+        return EndOfStream(
+            stream=_field(obj, "stream", str, what),
+            reason=_field(obj, "reason", str, what),
+            last_version=_opt(obj, "last_version", int, what),
         )
 
 

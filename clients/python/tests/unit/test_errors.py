@@ -9,9 +9,16 @@ from cairn_client import (
     CairnError,
     Conflict,
     Forbidden,
+    ForkPastEnd,
+    Gone,
     Invalid,
+    InvalidStreamMetadata,
     NotFound,
     ServerError,
+    StreamClosed,
+    StreamDeleted,
+    StreamExists,
+    StreamTombstoned,
     TooLarge,
     Unauthorized,
     Unavailable,
@@ -67,3 +74,27 @@ def test_codes_without_status_map_by_code() -> None:
     # Errors inside an event stream arrive without an HTTP status.
     assert isinstance(error_from_body(None, {"error": "poisoned", "message": "m"}), Unavailable)
     assert type(error_from_body(None, {"error": "something_new", "message": "m"})) is CairnError
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "cls", "base"),
+    [
+        (404, "stream_deleted", StreamDeleted, NotFound),
+        (410, "stream_tombstoned", StreamTombstoned, Gone),
+        (409, "stream_closed", StreamClosed, Conflict),
+        (409, "stream_exists", StreamExists, Conflict),
+        (400, "fork_past_end", ForkPastEnd, Invalid),
+        (400, "invalid_stream_metadata", InvalidStreamMetadata, Invalid),
+        (None, "stream_deleted", StreamDeleted, NotFound),
+    ],
+)
+def test_lifecycle_codes_have_their_own_classes_under_their_statuses(
+    status: int | None, code: str, cls: type[CairnError], base: type[CairnError]
+) -> None:
+    e = error_from_body(status, {"error": code, "message": "m"})
+    assert type(e) is cls and isinstance(e, base)
+    assert (e.status, e.code) == (status, code)
+
+
+def test_any_other_410_is_gone() -> None:
+    assert type(error_from_body(410, {"error": "something_gone", "message": "m"})) is Gone

@@ -106,3 +106,27 @@ async def test_async_subscription_resumes_too() -> None:
     assert got == [10, 11]
     assert script.requests[1].headers["last-event-id"] == "10"
     assert script.requests[1].url.params["type_prefix"] == "Tool"
+
+
+def test_the_end_of_stream_marker_ends_iteration_after_the_events_before_it() -> None:
+    end = 'event: end\ndata: {"stream": "run-1", "reason": "closed", "last_version": 1}\n\n'
+    # The server ends the response after the marker; a reconnection would be a bug (the script
+    # has no second answer, so one would fail the test).
+    script = Script([sse(sse_event(event_json(5)) + sse_event(event_json(6)) + end)])
+    with client(script) as c, c.subscribe(from_position=5, stream="run-1") as sub:
+        assert [e.position for e in sub] == [5, 6]
+        assert sub.ended == cc.EndOfStream(stream="run-1", reason="closed", last_version=1)
+        with pytest.raises(StopIteration):
+            next(sub)
+    assert len(script.requests) == 1
+
+
+@pytest.mark.anyio
+async def test_the_end_of_stream_marker_ends_async_iteration() -> None:
+    end = 'event: end\ndata: {"stream": "run-1", "reason": "tombstoned", "last_version": null}\n\n'
+    script = Script([sse(end)])
+    async with cc.AsyncClient("http://cairn.test", transport=script.async_transport(), backoff=0) as c:
+        sub = c.subscribe(stream="run-1")
+        async with sub:
+            assert [e async for e in sub] == []
+            assert sub.ended is not None and sub.ended.reason == "tombstoned"
