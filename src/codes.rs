@@ -10,8 +10,9 @@
 //! or a mismatch); 4 wrong expected version; 5 not found; 130 interrupted (Ctrl-C during
 //! `restore` or `drill`, which leave nothing partial behind).
 //!
-//! Statuses: 400 invalid input, 404 not found, 409 conflict, 413 too large, 500 damage or an
-//! unexpected failure, 503 poisoned, unavailable or overloaded, 507 disk full.
+//! Statuses: 400 invalid input, 404 not found, 409 conflict, 410 gone for good (a tombstoned
+//! stream), 413 too large, 500 damage or an unexpected failure, 503 poisoned, unavailable or
+//! overloaded, 507 disk full.
 
 use log_engine::LimitKind;
 
@@ -84,6 +85,15 @@ pub fn log(e: &log_engine::Error) -> Code {
             Exit::Usage,
         ),
         E::StreamNotFound { .. } => Code::new("stream_not_found", 404, Exit::NotFound),
+        // The stream lifecycle: a soft-deleted stream reads as gone until it is written again;
+        // a tombstoned one is gone for good (410, so a client does not retry as for a 404); a
+        // closed one takes no more appends.
+        E::StreamDeleted { .. } => Code::new("stream_deleted", 404, Exit::NotFound),
+        E::StreamTombstoned { .. } => Code::new("stream_tombstoned", 410, Exit::Error),
+        E::StreamClosed { .. } => Code::new("stream_closed", 409, Exit::Error),
+        E::StreamExists { .. } => Code::new("stream_exists", 409, Exit::Error),
+        E::ForkPastEnd { .. } => Code::new("fork_past_end", 400, Exit::Usage),
+        E::InvalidStreamMetadata { .. } => Code::new("invalid_stream_metadata", 400, Exit::Usage),
         E::PositionNotFound { .. } => Code::new("position_not_found", 404, Exit::NotFound),
         E::NotAStore { .. } => Code::new("not_a_store", 404, Exit::NotFound),
         E::Poisoned { .. } => Code::new("poisoned", 503, Exit::Error),
@@ -162,6 +172,21 @@ mod tests {
         assert_eq!(log(&bad), Code::new("invalid_input", 400, Exit::Usage));
         assert_eq!(log(&corrupt()), Code::new("corruption", 500, Exit::Integrity));
         assert_eq!(Exit::Integrity as u8, 3);
+    }
+
+    /// Issue 16: the stream lifecycle's refusals have the contract's codes and statuses.
+    #[test]
+    fn lifecycle_errors_map_to_the_contract_codes() {
+        let s = || "s".to_string();
+        let cases = [
+            (log_engine::Error::StreamDeleted { stream: s() }, ("stream_deleted", 404, Exit::NotFound)),
+            (log_engine::Error::StreamTombstoned { stream: s() }, ("stream_tombstoned", 410, Exit::Error)),
+            (log_engine::Error::StreamClosed { stream: s() }, ("stream_closed", 409, Exit::Error)),
+            (log_engine::Error::StreamExists { stream: s() }, ("stream_exists", 409, Exit::Error)),
+        ];
+        for (e, (code, status, exit)) in cases {
+            assert_eq!(log(&e), Code::new(code, status, exit), "{e}");
+        }
     }
 
     /// A wrapped log error answers as the log error itself, whichever layer wraps it.

@@ -342,17 +342,35 @@ pub struct ReadResponse {
     pub next: Option<u64>,
 }
 
-/// One row of `GET /v1/streams`.
+/// One row of `GET /v1/streams`: the streams a read finds (deleted, expired and tombstoned
+/// streams are left out).
 #[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct StreamInfoJson {
     pub stream: String,
     pub last_version: u64,
+    /// Events by version (a stream with retention limits may read fewer).
     pub events: u64,
+    /// `true` for a closed stream (appends are refused: `409 stream_closed`); absent otherwise,
+    /// as `"erased": true` is on an event.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub closed: bool,
 }
 
-impl From<&log_engine::StreamInfo> for StreamInfoJson {
-    fn from(s: &log_engine::StreamInfo) -> StreamInfoJson {
-        StreamInfoJson { stream: s.stream.clone(), last_version: s.last_version.0, events: s.events }
+/// True if a soft delete (or an expiry) hides every event the stream has: reads answer
+/// `stream_deleted` until it is written again.
+pub fn is_deleted(state: &log_engine::StreamState) -> bool {
+    state.deleted_before.is_some_and(|d| state.last_version.is_none_or(|last| d > last))
+}
+
+impl StreamInfoJson {
+    /// A row of the listing, closed or not as the stream's state says (`None`: no state).
+    pub fn of(info: &log_engine::StreamInfo, state: Option<&log_engine::StreamState>) -> StreamInfoJson {
+        StreamInfoJson {
+            stream: info.stream.clone(),
+            last_version: info.last_version.0,
+            events: info.events,
+            closed: state.is_some_and(|s| s.closed),
+        }
     }
 }
 

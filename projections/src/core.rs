@@ -115,12 +115,18 @@ impl Core {
             let mut newest = None;
             for stream in streams {
                 match self.log.read_stream(stream, None, 1, Direction::Backward) {
-                    Ok(last) => {
-                        let last = last.first().expect("an existing stream has a last event");
-                        versions.push(Some(last.version));
-                        newest = newest.max(Some(last.position));
+                    Ok(last) if !last.is_empty() => {
+                        versions.push(Some(last[0].version));
+                        newest = newest.max(Some(last[0].position));
                     }
                     Err(log_engine::Error::StreamNotFound { .. }) => versions.push(None),
+                    // Deleted, expired or truncated past its end: no event reads, but its
+                    // versions continue. What hid them may be newer than its last event (a
+                    // `$lifecycle` event), so the view must reach the head first.
+                    Ok(_) | Err(log_engine::Error::StreamDeleted { .. }) => {
+                        versions.push(self.log.stream_version(stream));
+                        newest = newest.max(self.log.head().map(|h| h.position));
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }

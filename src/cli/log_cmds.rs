@@ -460,15 +460,20 @@ pub fn tail(dir: &Path, format: Format, args: TailArgs) -> CliResult<Exit> {
 
 pub fn streams(dir: &Path, format: Format, args: StreamsArgs) -> CliResult<Exit> {
     let log = open_reader(dir)?;
-    let rows: Vec<StreamInfoJson> = log.streams(&args.prefix).iter().map(StreamInfoJson::from).collect();
+    let rows: Vec<StreamInfoJson> = log
+        .streams(&args.prefix)
+        .iter()
+        .map(|s| StreamInfoJson::of(s, log.stream_state(&s.stream).ok().as_ref()))
+        .collect();
     log.close();
     let mut out = Out::new();
     match format {
         Format::Text => {
             let width = rows.iter().map(|r| r.stream.len()).max().unwrap_or(6).max(6);
-            out.line(&format!("{:<width$}  {:>12}  {:>12}", "STREAM", "LAST VERSION", "EVENTS"))?;
+            out.line(&format!("{:<width$}  {:>12}  {:>12}  STATE", "STREAM", "LAST VERSION", "EVENTS"))?;
             for r in &rows {
-                out.line(&format!("{:<width$}  {:>12}  {:>12}", r.stream, r.last_version, r.events))?;
+                let state = if r.closed { "closed" } else { "open" };
+                out.line(&format!("{:<width$}  {:>12}  {:>12}  {state}", r.stream, r.last_version, r.events))?;
             }
         }
         Format::Json => out.json_line(&rows)?,

@@ -2,13 +2,15 @@
 //! the contract's exit codes.
 //!
 //! Every command opens the data directory itself (`--data`, env `CAIRN_DATA`, default
-//! `./cairn-data`) through [`crate::store`]. Commands that write (append, import, the views'
-//! writes, checkpoint, restore, drill, serve, demo) open it as its one writer; every other
-//! command opens it as a reader, and a missing or mistyped directory is "not found" (exit 5)
+//! `./cairn-data`) through [`crate::store`]. Commands that write (append, import, the stream
+//! lifecycle's changes, the views' writes, checkpoint, restore, drill, serve, demo) open it as
+//! its one writer; every other command opens it as a reader, and a missing or mistyped
+//! directory is "not found" (exit 5)
 //! instead of a new, empty store. Commands that follow the log (`tail`, `serve`, `demo`) run on
 //! a tokio runtime; the others use the log's blocking API.
 
 mod bulk;
+mod lifecycle_cmds;
 mod log_cmds;
 mod ops_cmds;
 mod repair;
@@ -143,6 +145,52 @@ Examples:
   cairn streams
   cairn streams --prefix agent- -o json")]
     Streams(log_cmds::StreamsArgs),
+
+    /// Delete a stream: reads say it is deleted until it is written again (versions continue);
+    /// with --tombstone, for good (later appends are refused).
+    #[command(after_help = "\
+Examples:
+  cairn delete run-42                  # soft: `cairn read run-42` exits 5 until it is written again
+  cairn delete run-42 --tombstone      # for good: appends to run-42 fail from now on
+
+The log keeps the events (`read-all` and `verify` still see them) and records the delete as an
+event on the reserved stream $lifecycle, so checkpoints and restores reproduce it. Exit code 5
+when the stream does not exist; 1 when it is tombstoned already.")]
+    Delete(lifecycle_cmds::DeleteArgs),
+
+    /// Close a stream: it takes no more appends, and live subscribers of it get an end-of-stream
+    /// marker.
+    #[command(after_help = "\
+Examples:
+  cairn close run-42
+  cairn close run-42 -o json           # {\"stream\",\"position\",\"hash\"}
+
+Appends to a closed stream fail (HTTP 409 stream_closed). A closed stream cannot be reopened.")]
+    Close(lifecycle_cmds::CloseArgs),
+
+    /// Fork a stream: a new stream whose first events are the source's up to a version (shared,
+    /// not copied), then its own appends.
+    #[command(after_help = "\
+Examples:
+  cairn fork thread-7 --to thread-7-retry --at 12
+  cairn read thread-7-retry            # versions 0..=12 are thread-7's events
+
+The new stream must have no events; --at must be at most the source's last version. Deleting the
+source later does not change what the fork reads.")]
+    Fork(lifecycle_cmds::ForkArgs),
+
+    /// Print a stream's retention metadata and lifecycle state, or replace the metadata (--set).
+    #[command(after_help = "\
+Examples:
+  cairn metadata run-42                                   # limits, closed/deleted, fork source
+  cairn metadata run-42 --set '{\"max_count\": 100}'       # only the newest 100 are readable
+  cairn metadata run-42 --set '{\"ttl_ms\": 86400000}'     # deleted after a day without appends
+  cairn metadata run-42 --set '{}'                        # no limits
+
+Fields: max_age_ms, max_count, truncate_before (a version), ttl_ms, closed. --set replaces the
+whole metadata; reads honour it at once. Ages are measured by the log's clock (the newest
+event's timestamp), so a restore or replay reproduces them.")]
+    Metadata(lifecycle_cmds::MetadataArgs),
 
     /// Print the log's last position and chain hash.
     #[command(after_help = "\
@@ -433,6 +481,10 @@ fn run(cli: Cli) -> CliResult<Exit> {
         Command::Streams(args) => log_cmds::streams(&data, format, args),
         Command::Export(args) => bulk::export(&data, args),
         Command::Import => bulk::import(&data, format),
+        Command::Delete(args) => lifecycle_cmds::delete(&data, format, args),
+        Command::Close(args) => lifecycle_cmds::close(&data, format, args),
+        Command::Fork(args) => lifecycle_cmds::fork(&data, format, args),
+        Command::Metadata(args) => lifecycle_cmds::metadata(&data, format, args),
         Command::Head => log_cmds::head(&data, format),
         Command::Verify(args) => log_cmds::verify(&data, format, args),
         Command::Stats => log_cmds::stats(&data, format),

@@ -51,6 +51,11 @@ const ADMIN_ACTIONS: &[(&str, &str)] = &[
     ("POST", "/v1/admin/tokens"),
     ("PUT", "/v1/admin/tokens/{name}"),
     ("DELETE", "/v1/admin/tokens/{name}"),
+    // The stream lifecycle's changes end or shorten what readers see: who did it is recorded.
+    ("DELETE", "/v1/streams/{stream}"),
+    ("POST", "/v1/streams/{stream}/close"),
+    ("PUT", "/v1/streams/{stream}/metadata"),
+    ("POST", "/v1/streams/{stream}/fork"),
 ];
 
 /// The rate bound of denial entries: a one-second window and its count.

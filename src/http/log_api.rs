@@ -417,7 +417,11 @@ pub async fn list_streams(
     let page = blocking(move || {
         let all = log.streams(&prefix);
         let mut rest = all.iter().filter(|s| q.after.as_deref().is_none_or(|after| s.stream.as_str() > after));
-        let streams: Vec<StreamInfoJson> = rest.by_ref().take(limit).map(StreamInfoJson::from).collect();
+        let streams: Vec<StreamInfoJson> = rest
+            .by_ref()
+            .take(limit)
+            .map(|s| StreamInfoJson::of(s, log.stream_state(&s.stream).ok().as_ref()))
+            .collect();
         // A cursor only when a row follows: the last page says it is the last.
         let next = if rest.next().is_some() { streams.last().map(|s| s.stream.clone()) } else { None };
         StreamsPage { streams, next }

@@ -15,7 +15,7 @@
 //!
 //! The routes are declared once, in `api`: the router and `/openapi.json`'s paths both come from
 //! it (utoipa-axum), so the two cannot disagree. The endpoints live in [`log_api`],
-//! [`subscribe`], the views' modules and [`ops`]; errors in [`error`]; what becomes of a body a
+//! [`lifecycle`], [`subscribe`], the views' modules and [`ops`]; errors in [`error`]; what becomes of a body a
 //! handler answered without reading, in [`drain`].
 
 pub mod access;
@@ -26,6 +26,7 @@ pub mod drain;
 pub mod error;
 pub mod extract;
 pub mod kv;
+pub mod lifecycle;
 pub mod log_api;
 pub mod meta;
 pub mod metrics;
@@ -161,6 +162,10 @@ fn api() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(log_api::event_at))
         .routes(routes!(subscribe::subscribe))
         .routes(routes!(log_api::list_streams))
+        .routes(routes!(lifecycle::stream_info, lifecycle::delete_stream))
+        .routes(routes!(lifecycle::get_metadata, lifecycle::put_metadata))
+        .routes(routes!(lifecycle::close_stream))
+        .routes(routes!(lifecycle::fork_stream))
         .routes(routes!(log_api::head))
         .routes(routes!(log_api::verify))
         .routes(routes!(kv::list))

@@ -254,6 +254,7 @@ impl Modify for CommonErrors {
     )),
     tags(
         (name = "log", description = "Append, read, subscribe, verify."),
+        (name = "lifecycle", description = "Delete, tombstone, close, retention metadata and fork of streams."),
         (name = "kv", description = "The key-value view (Redis semantics where they overlap)."),
         (name = "audit", description = "The audit view: structured entries, queries, chain-backed proofs."),
         (name = "meta", description = "The metadata view: schemas, services, configuration, relations."),

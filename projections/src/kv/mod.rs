@@ -251,13 +251,26 @@ impl KvStore {
         self.core.read::<KvView, R>(f)
     }
 
+    /// Whether the log still shows any event of a key whose stream has retention limits: the
+    /// log applies them by its own clock (the newest event's timestamp), and a deleted or
+    /// expired stream shows none.
+    fn shown(&self, key: &str) -> bool {
+        self.core.log.read_stream(&key_stream(key), None, 1, Direction::Backward).is_ok_and(|events| !events.is_empty())
+    }
+
+    /// The key's entry if it exists, has not expired at `now_ms`, and its stream's retention
+    /// limits (if any) still show it.
+    fn live<'a>(&self, kv: &'a KvView, key: &str, now_ms: u64) -> Option<&'a Entry> {
+        kv.live(key, now_ms).filter(|_| !kv.limited(key) || self.shown(key))
+    }
+
     /// GET: the key's value, version and expiry. `key_not_found` if absent or expired;
     /// `wrong_type` for a list or set (read those with [`KvStore::range`] and
     /// [`KvStore::members`]).
     pub fn get(&self, key: &str, now_ms: u64) -> Result<KvEntry> {
         validate_key(key)?;
         // Copy the text under the lock; parse it after.
-        let found = self.read(|kv| match kv.live(key, now_ms) {
+        let found = self.read(|kv| match self.live(kv, key, now_ms) {
             None => Err(Error::KeyNotFound { key: key.to_string() }),
             Some(Entry { value: Stored::Value(v), version, expires_at }) => Ok((v.clone(), *version, *expires_at)),
             Some(other) => {
@@ -325,7 +338,7 @@ impl KvStore {
         keys.iter().try_for_each(|k| validate_key(k))?;
         let raw: Vec<Option<RawJson>> = self.read(|kv| {
             keys.iter()
-                .map(|k| match kv.live(k, now_ms) {
+                .map(|k| match self.live(kv, k, now_ms) {
                     Some(Entry { value: Stored::Value(v), .. }) => Some(v.clone()),
                     _ => None,
                 })
@@ -343,14 +356,14 @@ impl KvStore {
     /// EXISTS: whether the key holds anything (of any kind) at `now_ms`.
     pub fn exists(&self, key: &str, now_ms: u64) -> Result<bool> {
         validate_key(key)?;
-        Ok(self.read(|kv| kv.live(key, now_ms).is_some()))
+        Ok(self.read(|kv| self.live(kv, key, now_ms).is_some()))
     }
 
     /// LRANGE: elements `start..=stop` of a list (negative indexes count from the end). A
     /// missing key is an empty list.
     pub fn range(&self, key: &str, start: i64, stop: i64, now_ms: u64) -> Result<Vec<Json>> {
         validate_key(key)?;
-        self.read(|kv| match kv.live(key, now_ms).map(|e| &e.value) {
+        self.read(|kv| match self.live(kv, key, now_ms).map(|e| &e.value) {
             None => Ok(Vec::new()),
             Some(Stored::List(list)) => Ok(ops::list_range(list, start, stop)),
             Some(other) => {
@@ -362,7 +375,7 @@ impl KvStore {
     /// SMEMBERS, sorted. A missing key is an empty set.
     pub fn members(&self, key: &str, now_ms: u64) -> Result<Vec<String>> {
         validate_key(key)?;
-        self.read(|kv| match kv.live(key, now_ms).map(|e| &e.value) {
+        self.read(|kv| match self.live(kv, key, now_ms).map(|e| &e.value) {
             None => Ok(Vec::new()),
             Some(Stored::Set(set)) => Ok(set.iter().cloned().collect()),
             Some(other) => {
@@ -375,7 +388,7 @@ impl KvStore {
     /// `limit` (clamped to 1..=[`LIST_LIMIT_MAX`]).
     pub fn list(&self, prefix: &str, after: Option<&str>, limit: usize, now_ms: u64) -> Result<KeyPage> {
         let limit = limit.clamp(1, LIST_LIMIT_MAX);
-        let (keys, more) = self.read(|kv| kv.keys(prefix, after, limit, now_ms));
+        let (keys, more) = self.read(|kv| kv.keys(prefix, after, limit, now_ms, &|k| self.shown(k)));
         let next = if more { keys.last().cloned() } else { None };
         Ok(KeyPage { keys, next })
     }
@@ -387,7 +400,11 @@ impl KvStore {
         let limit = limit.clamp(1, HISTORY_LIMIT_MAX);
         let events = match self.core.log.read_stream(&key_stream(key), None, limit, Direction::Backward) {
             Ok(events) => events,
-            Err(log_engine::Error::StreamNotFound { .. }) => return Err(Error::KeyNotFound { key: key.to_string() }),
+            Err(
+                log_engine::Error::StreamNotFound { .. }
+                | log_engine::Error::StreamDeleted { .. }
+                | log_engine::Error::StreamTombstoned { .. },
+            ) => return Err(Error::KeyNotFound { key: key.to_string() }),
             Err(e) => return Err(e.into()),
         };
         Ok(events
@@ -521,7 +538,7 @@ impl KvStore {
                     });
                 }
             }
-            let output = ops::plan(key, kv.live(key, at), &op)?;
+            let output = ops::plan(key, self.live(kv, key, at), &op)?;
             if !output.changes() {
                 return Ok(Planned::nothing(output));
             }
@@ -558,7 +575,7 @@ impl KvStore {
         let at = now_ms();
         let (outputs, done) = self.core.write::<KvView, Vec<TxnOutput>>(&streams, |kv, versions| {
             for (key, expected) in watch {
-                let actual = kv.live(key, at).map(|e| StreamVersion(e.version));
+                let actual = self.live(kv, key, at).map(|e| StreamVersion(e.version));
                 if actual != *expected {
                     return Err(Error::WatchedKeyChanged { key: key.clone(), expected: *expected, actual });
                 }
@@ -569,7 +586,7 @@ impl KvStore {
             let mut events: BTreeMap<&str, Vec<NewEvent>> = BTreeMap::new();
             let mut outputs = Vec::with_capacity(planned_ops.len());
             for (key, op) in &planned_ops {
-                let slot = scratch.entry(key).or_insert_with(|| kv.live(key, at).cloned());
+                let slot = scratch.entry(key).or_insert_with(|| self.live(kv, key, at).cloned());
                 let output = ops::plan(key, slot.as_ref(), op)?;
                 let i = keys.binary_search(key).expect("every op key is locked");
                 let pending = events.entry(key).or_default();

@@ -1,0 +1,180 @@
+//! The stream lifecycle commands: delete (soft or tombstone), close, fork, metadata.
+//!
+//! Each change opens the data directory as its writer, asks the log engine for the change (one
+//! event on the reserved `$lifecycle` stream), and prints what the HTTP API answers for it
+//! (the shapes of [`crate::http::lifecycle`]). `metadata` without `--set` only reads.
+
+use std::path::Path;
+
+use clap::Args;
+use log_engine::{DeleteMode, StreamVersion};
+
+use crate::error::{CliError, CliResult, Exit};
+use crate::http::lifecycle::{ForkJson, LifecycleJson, MetadataRequest, StreamStateJson};
+use crate::output::{Format, Out};
+use crate::store::open_writer;
+use crate::wire::InputError;
+
+use super::open_reader;
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The stream to delete.
+    pub stream: String,
+
+    /// Delete it for good: later appends are refused (without it the delete is soft: reads
+    /// say the stream is deleted until it is written again, and versions continue).
+    #[arg(long)]
+    pub tombstone: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CloseArgs {
+    /// The stream to close.
+    pub stream: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ForkArgs {
+    /// The source stream.
+    pub stream: String,
+
+    /// The new stream (it must have no events).
+    #[arg(long, value_name = "NEW")]
+    pub to: String,
+
+    /// The source's last version the fork shares.
+    #[arg(long = "at", value_name = "V")]
+    pub at_version: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct MetadataArgs {
+    /// The stream.
+    pub stream: String,
+
+    /// Replace the stream's metadata: a JSON object with any of max_age_ms, max_count,
+    /// truncate_before, ttl_ms, closed (absent limits are no limits).
+    #[arg(long, value_name = "JSON")]
+    pub set: Option<String>,
+}
+
+/// Prints a lifecycle change's answer: a sentence, or its JSON.
+fn print_change(format: Format, json: &impl serde::Serialize, sentence: String) -> CliResult<Exit> {
+    let mut out = Out::new();
+    match format {
+        Format::Text => out.line(&sentence)?,
+        Format::Json | Format::Ndjson => out.json_line(json)?,
+    }
+    out.flush()?;
+    Ok(Exit::Ok)
+}
+
+pub fn delete(dir: &Path, format: Format, args: DeleteArgs) -> CliResult<Exit> {
+    let mode = if args.tombstone { DeleteMode::Tombstone } else { DeleteMode::Soft };
+    let log = open_writer(dir)?;
+    let result = log.delete_stream(&args.stream, mode).map_err(|e| CliError::log(dir, e));
+    log.close();
+    let answer = LifecycleJson::of(&args.stream, &result?);
+    let how = if args.tombstone { "deleted for good (tombstoned)" } else { "deleted" };
+    let sentence = format!("stream {} {how} at position {}", answer.stream, answer.position);
+    print_change(format, &answer, sentence)
+}
+
+pub fn close(dir: &Path, format: Format, args: CloseArgs) -> CliResult<Exit> {
+    let log = open_writer(dir)?;
+    let result = log.close_stream(&args.stream).map_err(|e| CliError::log(dir, e));
+    log.close();
+    let answer = LifecycleJson::of(&args.stream, &result?);
+    let sentence = format!("stream {} closed at position {}: it takes no more appends", answer.stream, answer.position);
+    print_change(format, &answer, sentence)
+}
+
+pub fn fork(dir: &Path, format: Format, args: ForkArgs) -> CliResult<Exit> {
+    let log = open_writer(dir)?;
+    let result =
+        log.fork_stream(&args.stream, &args.to, StreamVersion(args.at_version)).map_err(|e| CliError::log(dir, e));
+    log.close();
+    let result = result?;
+    let answer = ForkJson {
+        stream: args.to,
+        source: args.stream,
+        at_version: args.at_version,
+        position: result.position.0,
+        hash: result.hash.to_hex(),
+    };
+    let sentence = format!(
+        "stream {} forked from {} at version {} (position {})",
+        answer.stream, answer.source, answer.at_version, answer.position
+    );
+    print_change(format, &answer, sentence)
+}
+
+pub fn metadata(dir: &Path, format: Format, args: MetadataArgs) -> CliResult<Exit> {
+    match args.set {
+        None => {
+            let log = open_reader(dir)?;
+            let state = log.stream_state(&args.stream).map_err(|e| CliError::log(dir, e));
+            log.close();
+            let state = StreamStateJson::from(&state?);
+            let mut out = Out::new();
+            match format {
+                Format::Text => {
+                    for line in describe(&state) {
+                        out.line(&line)?;
+                    }
+                }
+                Format::Json | Format::Ndjson => out.json_line(&state)?,
+            }
+            out.flush()?;
+            Ok(Exit::Ok)
+        }
+        Some(text) => {
+            let request: MetadataRequest = serde_json::from_str(&text).map_err(|e| {
+                CliError::Input(InputError(format!(
+                    "--set must be a JSON object with max_age_ms, max_count, truncate_before, ttl_ms or closed \
+                     (non-negative integers, closed a boolean): {e}"
+                )))
+            })?;
+            let log = open_writer(dir)?;
+            let result = (|| {
+                let closed_now = match log.stream_state(&args.stream) {
+                    Ok(s) => s.closed,
+                    Err(log_engine::Error::StreamNotFound { .. }) => false,
+                    Err(e) => return Err(e),
+                };
+                log.set_stream_metadata(&args.stream, request.into_metadata(closed_now))
+            })()
+            .map_err(|e| CliError::log(dir, e));
+            log.close();
+            let answer = LifecycleJson::of(&args.stream, &result?);
+            let sentence = format!("stream {} metadata set at position {}", answer.stream, answer.position);
+            print_change(format, &answer, sentence)
+        }
+    }
+}
+
+/// The state as `name  value` lines.
+fn describe(s: &StreamStateJson) -> Vec<String> {
+    let opt = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+    let state = match (s.tombstoned, s.deleted, s.closed) {
+        (true, _, _) => "tombstoned",
+        (_, true, _) => "deleted",
+        (_, _, true) => "closed",
+        _ => "open",
+    };
+    let mut lines = vec![
+        format!("stream           {}", s.stream),
+        format!("state            {state}"),
+        format!("last_version     {}", opt(s.last_version)),
+        format!("deleted_before   {}", opt(s.deleted_before)),
+        format!("max_age_ms       {}", opt(s.max_age_ms)),
+        format!("max_count        {}", opt(s.max_count)),
+        format!("truncate_before  {}", opt(s.truncate_before)),
+        format!("ttl_ms           {}", opt(s.ttl_ms)),
+    ];
+    if let Some(f) = &s.forked_from {
+        lines.push(format!("forked_from      {} at version {}", f.stream, f.at_version));
+    }
+    lines
+}

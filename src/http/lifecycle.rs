@@ -1,0 +1,438 @@
+//! The stream lifecycle endpoints: delete (soft or tombstone), close, metadata (retention
+//! limits), fork, and one stream's state.
+//!
+//! Each change is one event the log engine appends to its reserved `$lifecycle` stream, so the
+//! answer carries that event's position and chain hash, and replay, checkpoints and
+//! point-in-time restore reproduce it. This module only checks, converts and answers; what a
+//! change means for reads is the engine's.
+//!
+//! Invariants:
+//! - Access: a change needs `delete` on the stream it changes (`admin` implies it; `append`
+//!   does not): deleting, tombstoning, closing and setting metadata all end or shorten what
+//!   readers see. A fork needs `read` on its source and `delete` on the new stream. Reading the
+//!   state needs `read` on the stream.
+//! - Checks run before anything is written: authentication, authorisation, the stream names,
+//!   the body; an engine refusal (a tombstoned stream, a fork past the end) writes nothing.
+//! - The changes run on the blocking pool: each waits for its lifecycle event's fdatasync.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::Json;
+use log_engine::{DeleteMode, StreamMetadata, StreamName, StreamState, StreamVersion};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::{read_body, read_body_or_empty, Caller, Path, Query};
+use super::log_api::blocking;
+use super::AppState;
+use crate::auth::Permission;
+use crate::wire::StreamInfoJson;
+
+/// What a lifecycle change answers: the stream changed and its lifecycle event.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct LifecycleJson {
+    /// The stream the change applies to (for a fork, the new stream).
+    pub stream: String,
+    /// The log position of the lifecycle event that records the change.
+    pub position: u64,
+    /// The chain hash at that position.
+    pub hash: String,
+}
+
+impl LifecycleJson {
+    pub fn of(stream: &str, result: &log_engine::LifecycleResult) -> LifecycleJson {
+        LifecycleJson { stream: stream.to_string(), position: result.position.0, hash: result.hash.to_hex() }
+    }
+}
+
+/// A stream's retention limits, as `PUT /v1/streams/{stream}/metadata` takes them. Every field
+/// is optional; an absent limit is no limit. The whole metadata is replaced.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataRequest {
+    /// Events older than this (by the log's clock, the newest event's timestamp) are not
+    /// readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_ms: Option<u64>,
+    /// Only the newest this many events are readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_count: Option<u64>,
+    /// Versions before this one are not readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncate_before: Option<u64>,
+    /// Sliding expiry: the stream is deleted once this long passes (by the log's clock) without
+    /// an append.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
+    /// `true` closes the stream (as `POST .../close`). Absent keeps the stream's current state;
+    /// a closed stream cannot be reopened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed: Option<bool>,
+}
+
+impl MetadataRequest {
+    /// The engine's metadata, `closed` defaulting to what the stream is now.
+    pub fn into_metadata(self, closed_now: bool) -> StreamMetadata {
+        StreamMetadata {
+            max_age_ms: self.max_age_ms,
+            max_count: self.max_count,
+            truncate_before: self.truncate_before,
+            ttl_ms: self.ttl_ms,
+            closed: self.closed.unwrap_or(closed_now),
+        }
+    }
+}
+
+/// `GET /v1/streams/{stream}`: the stream as a listing row, and whether it reads as deleted.
+#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct StreamJson {
+    #[serde(flatten)]
+    pub info: StreamInfoJson,
+    /// Soft-deleted (or expired) with nothing appended since: reads answer `404
+    /// stream_deleted`; `events` is then 0.
+    pub deleted: bool,
+    /// Deleted for good (`410 stream_tombstoned`).
+    pub tombstoned: bool,
+}
+
+/// Where a fork's shared prefix comes from.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ForkedFromJson {
+    pub stream: String,
+    /// The fork's versions `0..=at_version` read the source's events.
+    pub at_version: u64,
+}
+
+/// `GET /v1/streams/{stream}/metadata`: the stream's limits and its lifecycle state. Every field
+/// is always present (`null` when unset).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct StreamStateJson {
+    pub stream: String,
+    pub max_age_ms: Option<u64>,
+    pub max_count: Option<u64>,
+    pub truncate_before: Option<u64>,
+    pub ttl_ms: Option<u64>,
+    /// Appends are refused (`409 stream_closed`).
+    pub closed: bool,
+    /// Deleted for good: appends and changes are refused (`410 stream_tombstoned`).
+    pub tombstoned: bool,
+    /// Soft-deleted (or expired) with nothing appended since: reads answer `404 stream_deleted`.
+    pub deleted: bool,
+    /// The stream's last version, `null` if it never had an event.
+    pub last_version: Option<u64>,
+    /// After a soft delete or an expiry: reads start at this version.
+    pub deleted_before: Option<u64>,
+    /// Set for a fork: the source stream and the version it was forked at.
+    pub forked_from: Option<ForkedFromJson>,
+}
+
+impl From<&StreamState> for StreamStateJson {
+    fn from(s: &StreamState) -> StreamStateJson {
+        let m = &s.metadata;
+        StreamStateJson {
+            stream: s.stream.as_str().to_string(),
+            max_age_ms: m.max_age_ms,
+            max_count: m.max_count,
+            truncate_before: m.truncate_before,
+            ttl_ms: m.ttl_ms,
+            closed: s.closed,
+            tombstoned: s.tombstoned,
+            deleted: crate::wire::is_deleted(s),
+            last_version: s.last_version.map(|v| v.0),
+            deleted_before: s.deleted_before.map(|v| v.0),
+            forked_from: s
+                .forked_from
+                .as_ref()
+                .map(|(stream, v)| ForkedFromJson { stream: stream.as_str().to_string(), at_version: v.0 }),
+        }
+    }
+}
+
+/// `?mode=` of a delete.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeleteModeParam {
+    /// Reads answer `404 stream_deleted` until the stream is written again; versions continue.
+    #[default]
+    Soft,
+    /// Permanent: later appends answer `410 stream_tombstoned`.
+    Tombstone,
+}
+
+impl From<DeleteModeParam> for DeleteMode {
+    fn from(m: DeleteModeParam) -> DeleteMode {
+        match m {
+            DeleteModeParam::Soft => DeleteMode::Soft,
+            DeleteModeParam::Tombstone => DeleteMode::Tombstone,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    /// `soft` (default) or `tombstone`.
+    mode: Option<DeleteModeParam>,
+}
+
+/// `POST /v1/streams/{stream}/fork`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ForkRequest {
+    /// The new stream: it must have no events.
+    pub to: String,
+    /// The source's last version the fork shares; the fork's own appends continue after it.
+    pub at_version: u64,
+}
+
+/// What a fork answers.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ForkJson {
+    /// The new stream.
+    pub stream: String,
+    pub source: String,
+    pub at_version: u64,
+    /// The log position of the `stream-forked` event.
+    pub position: u64,
+    pub hash: String,
+}
+
+/// A stream a change names: a valid, unreserved name.
+fn changeable(stream: &str) -> ApiResult<StreamName> {
+    StreamName::new(stream).map_err(ApiError::from)
+}
+
+/// Delete a stream: soft (default) or for good (`mode=tombstone`).
+#[utoipa::path(
+    delete,
+    path = "/v1/streams/{stream}",
+    tag = "lifecycle",
+    params(("stream" = String, Path, description = "Stream name, percent-encoded."), DeleteQuery),
+    responses(
+        (status = 200, description = "Deleted; the `stream-deleted` (or `stream-tombstoned`) event's position and hash.", body = LifecycleJson),
+        (status = 400, description = "`invalid_stream_name` (reserved or malformed), `invalid_query` (an unknown `mode`).", body = ErrorBody),
+        (status = 403, description = "The token lacks `delete` on this stream.", body = ErrorBody),
+        (status = 404, description = "`stream_not_found`: the stream never had an event.", body = ErrorBody),
+        (status = 410, description = "`stream_tombstoned`: the stream is deleted for good already.", body = ErrorBody),
+        (status = 503, description = "The log is poisoned or shutting down.", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn delete_stream(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(stream): Path<String>,
+    Query(q): Query<DeleteQuery>,
+) -> ApiResult<Json<LifecycleJson>> {
+    caller.require(Permission::Delete, &stream)?;
+    changeable(&stream)?;
+    let mode = DeleteMode::from(q.mode.unwrap_or_default());
+    let log = state.log.clone();
+    let result = blocking(move || log.delete_stream(&stream, mode).map(|r| LifecycleJson::of(&stream, &r))).await??;
+    Ok(Json(result))
+}
+
+/// Close a stream: later appends are refused, and subscribers of the stream get an end-of-stream
+/// marker.
+#[utoipa::path(
+    post,
+    path = "/v1/streams/{stream}/close",
+    tag = "lifecycle",
+    params(("stream" = String, Path, description = "Stream name, percent-encoded.")),
+    responses(
+        (status = 200, description = "Closed; the `stream-closed` event's position and hash.", body = LifecycleJson),
+        (status = 400, description = "`invalid_stream_name`.", body = ErrorBody),
+        (status = 403, description = "The token lacks `delete` on this stream.", body = ErrorBody),
+        (status = 404, description = "`stream_not_found`.", body = ErrorBody),
+        (status = 410, description = "`stream_tombstoned`.", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn close_stream(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(stream): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<LifecycleJson>> {
+    caller.require(Permission::Delete, &stream)?;
+    changeable(&stream)?;
+    // No body is taken; one that is sent must be empty or `{}`, never silently dropped.
+    if let Some(value) = read_body_or_empty(&headers, body).await? {
+        if value.as_object().is_none_or(|o| !o.is_empty()) {
+            return Err(ApiError::bad_request("invalid_body", "closing a stream takes no request body (or `{}`)"));
+        }
+    }
+    let log = state.log.clone();
+    let result = blocking(move || log.close_stream(&stream).map(|r| LifecycleJson::of(&stream, &r))).await??;
+    Ok(Json(result))
+}
+
+/// A stream's retention limits and lifecycle state.
+#[utoipa::path(
+    get,
+    path = "/v1/streams/{stream}/metadata",
+    tag = "lifecycle",
+    params(("stream" = String, Path, description = "Stream name, percent-encoded.")),
+    responses(
+        (status = 200, description = "The limits (`null` when unset) and the state: closed, tombstoned, deleted, last version, fork source.", body = StreamStateJson),
+        (status = 403, description = "The token lacks `read` on this stream.", body = ErrorBody),
+        (status = 404, description = "`stream_not_found`: nothing was ever written to or forked into the stream.", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn get_metadata(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(stream): Path<String>,
+) -> ApiResult<Json<StreamStateJson>> {
+    caller.require(Permission::Read, &stream)?;
+    let log = state.log.clone();
+    let found = blocking(move || log.stream_state(&stream)).await??;
+    Ok(Json(StreamStateJson::from(&found)))
+}
+
+/// Set a stream's retention limits (the whole metadata is replaced); reads honour them at once.
+#[utoipa::path(
+    put,
+    path = "/v1/streams/{stream}/metadata",
+    tag = "lifecycle",
+    params(("stream" = String, Path, description = "Stream name, percent-encoded.")),
+    request_body(content = MetadataRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Set; the `stream-metadata` event's position and hash.", body = LifecycleJson),
+        (status = 400, description = "`invalid_body` (a negative or non-integer limit, an unknown field), `invalid_stream_metadata` (a limit the engine refuses, or `closed: false` on a closed stream), `invalid_stream_name`.", body = ErrorBody),
+        (status = 403, description = "The token lacks `delete` on this stream.", body = ErrorBody),
+        (status = 410, description = "`stream_tombstoned`.", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn put_metadata(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(stream): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<LifecycleJson>> {
+    caller.require(Permission::Delete, &stream)?;
+    changeable(&stream)?;
+    let request: MetadataRequest = read_body(&headers, body).await?;
+    let log = state.log.clone();
+    let result = blocking(move || -> ApiResult<LifecycleJson> {
+        let closed_now = match log.stream_state(&stream) {
+            Ok(s) => s.closed,
+            Err(log_engine::Error::StreamNotFound { .. }) => false,
+            Err(e) => return Err(e.into()),
+        };
+        if closed_now && request.closed == Some(false) {
+            return Err(ApiError::bad_request(
+                "invalid_stream_metadata",
+                format!("stream {stream} is closed, and a closed stream cannot be reopened (\"closed\": false)"),
+            ));
+        }
+        let result = log.set_stream_metadata(&stream, request.into_metadata(closed_now))?;
+        Ok(LifecycleJson::of(&stream, &result))
+    })
+    .await??;
+    Ok(Json(result))
+}
+
+/// Fork a stream: a new stream whose versions `0..=at_version` are the source's events (shared,
+/// not copied), then its own appends.
+#[utoipa::path(
+    post,
+    path = "/v1/streams/{stream}/fork",
+    tag = "lifecycle",
+    params(("stream" = String, Path, description = "The source stream, percent-encoded.")),
+    request_body(content = ForkRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Forked; the `stream-forked` event's position and hash.", body = ForkJson),
+        (status = 400, description = "`fork_past_end` (`at_version` beyond the source's last version), `invalid_stream_name`, `invalid_body`.", body = ErrorBody),
+        (status = 403, description = "The token lacks `read` on the source or `delete` on `to`, or `reserved_stream`: `to` belongs to a view (`kv:`, `audit:`, `meta:`), which does not follow forks.", body = ErrorBody),
+        (status = 404, description = "`stream_not_found`: the source does not exist.", body = ErrorBody),
+        (status = 409, description = "`stream_exists`: `to` has events already.", body = ErrorBody),
+        (status = 410, description = "`stream_tombstoned`: `to` was deleted for good.", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn fork_stream(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(source): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<ForkJson>> {
+    caller.require(Permission::Read, &source)?;
+    // The target is in the body; refuse a token that may change no stream before reading it.
+    caller.require_any(Permission::Delete)?;
+    let request: ForkRequest = read_body(&headers, body).await?;
+    caller.require(Permission::Delete, &request.to)?;
+    changeable(&request.to)?;
+    changeable(&source)?;
+    if let Some((prefix, view)) = projections::view_stream_owner(&request.to) {
+        // A fork's shared events keep their source's name: the view would never see them as
+        // the new key's (or entry's) events.
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "reserved_stream",
+            format!(
+                "stream {} belongs to the {view} view (streams starting with {prefix:?}), which does not follow forks;                  fork into a stream outside the views",
+                request.to
+            ),
+        ));
+    }
+    let log = state.log.clone();
+    let result = blocking(move || {
+        log.fork_stream(&source, &request.to, StreamVersion(request.at_version)).map(|r| ForkJson {
+            stream: request.to.clone(),
+            source: source.clone(),
+            at_version: request.at_version,
+            position: r.position.0,
+            hash: r.hash.to_hex(),
+        })
+    })
+    .await??;
+    Ok(Json(result))
+}
+
+/// One stream: as a row of `GET /v1/streams`, with its lifecycle state.
+#[utoipa::path(
+    get,
+    path = "/v1/streams/{stream}",
+    tag = "log",
+    params(("stream" = String, Path, description = "Stream name, percent-encoded.")),
+    responses(
+        (status = 200, description = "The stream's last version, event count and state (closed, deleted, tombstoned).", body = StreamJson),
+        (status = 403, description = "The token lacks `read` on this stream.", body = ErrorBody),
+        (status = 404, description = "`stream_not_found`.", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn stream_info(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(stream): Path<String>,
+) -> ApiResult<Json<StreamJson>> {
+    caller.require(Permission::Read, &stream)?;
+    let log = state.log.clone();
+    let info = blocking(move || -> ApiResult<StreamJson> {
+        let found = log.stream_state(&stream)?;
+        let info = log.streams(&stream).into_iter().find(|s| s.stream == stream).unwrap_or(log_engine::StreamInfo {
+            stream: stream.clone(),
+            last_version: found.last_version.unwrap_or(StreamVersion(0)),
+            events: 0,
+        });
+        Ok(StreamJson {
+            info: StreamInfoJson::of(&info, Some(&found)),
+            deleted: crate::wire::is_deleted(&found),
+            tombstoned: found.tombstoned,
+        })
+    })
+    .await??;
+    Ok(Json(info))
+}
