@@ -57,11 +57,11 @@ pub(crate) struct KeyLife {
 
 impl KeyLife {
     /// True if the limits hid every earlier event of the key by the time of `event` (which is
-    /// the key's next one): the key starts afresh with it.
+    /// the key's next one): the key starts afresh with it. (A `ttl_ms` expiry needs no rule
+    /// here: the log writes it as a `stream-deleted` event before the append that follows it.)
     fn hid_everything_before(&self, event: &Event, version_now: Option<u64>) -> bool {
         let quiet = event.timestamp_ms.saturating_sub(self.last_ms);
-        self.ttl_ms.is_some_and(|t| quiet >= t)
-            || self.max_age_ms.is_some_and(|a| quiet >= a)
+        self.max_age_ms.is_some_and(|a| quiet >= a)
             || self.truncate_before.is_some_and(|t| version_now.is_some_and(|v| v < t))
     }
 }
@@ -543,7 +543,7 @@ mod tests {
         kv.apply(&event(0, "a", 0, "kv.incr", 1_000, json!({"delta": 1}))).unwrap();
         let plain = (kv.entries(), kv.digest());
         kv.mark();
-        let metadata = |ttl: Option<u64>| json!({"stream": "kv:a", "metadata": {"max_age_ms": null, "max_count": null, "truncate_before": null, "ttl_ms": ttl, "closed": false}});
+        let metadata = |age: Option<u64>| json!({"stream": "kv:a", "metadata": {"max_age_ms": age, "max_count": null, "truncate_before": null, "ttl_ms": null, "closed": false}});
         kv.apply(&lifecycle(1, "stream-metadata", 1_100, metadata(Some(500)))).unwrap();
         assert!(kv.limited("a") && !kv.limited("b"));
         let changes = kv.changes_since_mark();
@@ -559,11 +559,11 @@ mod tests {
         incremental.apply_changes(&changes).unwrap();
         assert_eq!(incremental.digest(), kv.digest());
 
-        // Quiet for less than the ttl (counted from the metadata, the key's last event being
-        // older): the key goes on.
+        // Quiet for less than the maximum age (counted from the metadata, the key's last event
+        // being older): the key goes on.
         kv.apply(&event(2, "a", 1, "kv.incr", 1_500, json!({"delta": 1}))).unwrap();
         assert_eq!(kv.keys.get("a").unwrap().entry.value, val(json!(2)));
-        // Quiet for the ttl: everything before was hidden; the key starts afresh.
+        // Quiet for the maximum age: everything before was hidden; the key starts afresh.
         kv.apply(&event(3, "a", 2, "kv.incr", 2_000, json!({"delta": 1}))).unwrap();
         assert_eq!(kv.keys.get("a").unwrap().entry.value, val(json!(1)));
         // No limits left: the entry goes, and the view is as it would be without them.
