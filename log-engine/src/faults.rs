@@ -43,6 +43,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::cast::usize_of;
 use crate::fs::{DirHandle, FileSystem, OsFile, OsFs, StorageFile};
 
 /// An operation that can be made to fail.
@@ -378,7 +379,7 @@ impl FaultFs {
                     1 => 0,
                     2 if (i as u64) < prefix => newest,
                     2 => 0,
-                    _ => (rng.next() % versions.len() as u64) as usize,
+                    _ => usize_of(rng.next() % versions.len() as u64),
                 };
                 if pick != newest {
                     file.file.write_all_at(&versions[pick], sector * SECTOR)?;
@@ -400,7 +401,7 @@ impl FaultFs {
         report.dir_ops_pending = dir_ops.len() as u64;
         // Journal order: a suffix of the operations is lost. Or any subset, which POSIX allows.
         let journal = !rng.next().is_multiple_of(4);
-        let keep = if dir_ops.is_empty() { 0 } else { (rng.next() % (dir_ops.len() as u64 + 1)) as usize };
+        let keep = if dir_ops.is_empty() { 0 } else { usize_of(rng.next() % (dir_ops.len() as u64 + 1)) };
         for (i, op) in dir_ops.into_iter().enumerate().rev() {
             let undo = if journal { i >= keep } else { rng.next().is_multiple_of(2) };
             if undo && undo_dir_op(op)? {
@@ -497,14 +498,14 @@ impl FaultFile {
             if !file.dirty.contains_key(&sector) {
                 let versions = match file.orphaned.remove(&sector) {
                     Some(versions) => versions,
-                    None => vec![read_padded(&file.file, sector * SECTOR, SECTOR as usize)?.into_boxed_slice()],
+                    None => vec![read_padded(&file.file, sector * SECTOR, usize_of(SECTOR))?.into_boxed_slice()],
                 };
                 file.dirty.insert(sector, versions);
             }
         }
         self.inner.write_all_at(buf, offset)?;
         for sector in first..=last {
-            let now = read_padded(&file.file, sector * SECTOR, SECTOR as usize)?.into_boxed_slice();
+            let now = read_padded(&file.file, sector * SECTOR, usize_of(SECTOR))?.into_boxed_slice();
             file.dirty.get_mut(&sector).expect("inserted above").push(now);
         }
         Ok(())
@@ -734,7 +735,7 @@ mod tests {
             file.sync_data().unwrap();
         });
         assert!(seen.iter().any(|b| b[0] == 0), "the orphaned write must be losable");
-        assert!(seen.iter().all(|b| b[3 * SECTOR as usize] == 9), "the synced write is durable");
+        assert!(seen.iter().all(|b| b[3 * usize_of(SECTOR)] == 9), "the synced write is durable");
     }
 
     #[test]

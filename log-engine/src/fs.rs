@@ -11,6 +11,8 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::cast::usize_of;
+
 /// One open file.
 pub trait StorageFile: Send + Sync + Debug {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
@@ -99,7 +101,7 @@ impl StorageFile for OsFile {
         let zeros = vec![0u8; ZERO_CHUNK];
         let mut at = 0;
         while at < len {
-            let n = (len - at).min(ZERO_CHUNK as u64) as usize;
+            let n = usize_of((len - at).min(ZERO_CHUNK as u64));
             self.file.write_all_at(&zeros[..n], at)?;
             at += n as u64;
         }

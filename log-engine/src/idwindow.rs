@@ -22,6 +22,8 @@ use std::hash::BuildHasher;
 
 use uuid::Uuid;
 
+use crate::cast::usize_of;
+
 /// How many recent event ids the writer remembers for idempotent retries with any expected
 /// version. Retries with an exact expected version are recognised at any age.
 pub const IDEMPOTENCY_WINDOW: usize = 1 << 18;
@@ -164,14 +166,14 @@ impl<S: BuildHasher + Clone> IdWindow<S> {
     /// The id's two buckets and its fingerprint, from independent bits of one hash.
     fn places(&self, id: &Uuid) -> (usize, usize, u64) {
         let h = self.hasher.hash_one(id.as_bytes());
-        let first = (h as usize) & (BUCKETS - 1);
-        let second = ((h >> 24) as usize) & (BUCKETS - 1);
+        let first = usize_of(h) & (BUCKETS - 1);
+        let second = usize_of(h >> 24) & (BUCKETS - 1);
         (first, second, h >> (64 - FINGERPRINT_BITS))
     }
 }
 
 fn ring_index(position: u64) -> usize {
-    (position % IDEMPOTENCY_WINDOW as u64) as usize
+    usize_of(position % IDEMPOTENCY_WINDOW as u64)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::cast::usize_of;
 use crate::error::{BodyDamage, CorruptionKind, Error, FooterDamage, FrameDamage, IndexMismatch, Result, VersionGap};
 use crate::lifecycle::{Change, Life, StreamNow, LIFECYCLE_STREAM};
 use crate::mmap::Mapping;
@@ -116,7 +117,7 @@ impl Index {
 
     pub(crate) fn locate(&self, position: u64) -> Option<Location> {
         let segment = self.segment_of(position)?;
-        let offset = u64::from(segment.offsets[(position - segment.id.0) as usize]);
+        let offset = u64::from(segment.offsets[usize_of(position - segment.id.0)]);
         Some(Location { segment: segment.id, map: segment.map.clone(), offset })
     }
 
@@ -245,7 +246,7 @@ impl Index {
         let (offset, at) = if segment.sealed {
             (segment.data_end, None)
         } else {
-            (u64::from(segment.offsets[(position - segment.id.0) as usize]), Some(Position(position)))
+            (u64::from(segment.offsets[usize_of(position - segment.id.0)]), Some(Position(position)))
         };
         let gap = VersionGap { stream: name.clone(), version: entry.base, after: fork_base.checked_sub(1) };
         Err(Error::Corrupt {
@@ -362,7 +363,7 @@ impl Index {
 pub(crate) fn committed_frame(bytes: &[u8], segment: SegmentId, offset: u64, position: u64) -> Result<Frame<'_>> {
     let corrupt = |kind| Error::Corrupt { segment, offset, position: Some(Position(position)), kind };
     let frame =
-        record::decode_frame(&bytes[offset as usize..], record::EVENT_BODY_MAX).map_err(|e| corrupt(e.into()))?;
+        record::decode_frame(&bytes[usize_of(offset)..], record::EVENT_BODY_MAX).map_err(|e| corrupt(e.into()))?;
     if frame.header.kind != KIND_EVENT {
         return Err(corrupt(CorruptionKind::RecordFrame(FrameDamage::NotAnEvent { kind: frame.header.kind })));
     }

@@ -29,9 +29,11 @@
     clippy::redundant_closure_for_method_calls,
     clippy::needless_pass_by_value,
     clippy::trivially_copy_pass_by_ref,
-    clippy::assigning_clones
+    clippy::assigning_clones,
+    clippy::cast_possible_truncation
 )]
 
+mod cast;
 mod dir;
 mod error;
 mod extent;

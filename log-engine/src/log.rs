@@ -22,6 +22,7 @@ use std::thread::JoinHandle;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
+use crate::cast::usize_of;
 use crate::dir::{self, DirLock};
 use crate::error::{CorruptionKind, Error, FooterDamage, FrameDamage, IndexMismatch, LimitKind, Result};
 pub(crate) use crate::index::committed_frame;
@@ -376,8 +377,8 @@ impl Log {
             let end = index.next_position.min(position.saturating_add(limit));
             while p < end {
                 let Some(seg) = index.segment_of(p) else { break };
-                let count = (seg.next_position().min(end) - p) as usize;
-                let offset = u64::from(seg.offsets[(p - seg.id.0) as usize]);
+                let count = usize_of(seg.next_position().min(end) - p);
+                let offset = u64::from(seg.offsets[usize_of(p - seg.id.0)]);
                 spans.push((seg.id, seg.map.clone(), offset, count as u64));
                 p += count as u64;
             }
@@ -620,11 +621,11 @@ impl Log {
         let segment = index.segment_of(through.0).ok_or(Error::PositionNotFound { position: through })?;
         let bytes = segment.map.bytes();
         let mut position = through.0;
-        let mut offset = u64::from(segment.offsets[(position - segment.id.0) as usize]);
+        let mut offset = u64::from(segment.offsets[usize_of(position - segment.id.0)]);
         let end = loop {
             let (id, at) = (segment.id, Some(Position(position)));
             let corrupt = move |kind| Error::Corrupt { segment: id, offset, position: at, kind };
-            let frame = record::decode_frame(&bytes[offset as usize..], record::EVENT_BODY_MAX)
+            let frame = record::decode_frame(&bytes[usize_of(offset)..], record::EVENT_BODY_MAX)
                 .map_err(|e| corrupt(e.into()))?;
             offset += frame.len as u64;
             if frame.header.flags & FLAG_BATCH_END != 0 {
@@ -715,7 +716,7 @@ mod tests {
         let log = Log::open(dir.path(), options).unwrap();
         let stream = StreamName::new("s").unwrap();
         let request = |n: u8| {
-            let events = vec![NewEvent::bytes("t", (0..1000u32).map(|i| (i as u8) ^ n).collect())];
+            let events = vec![NewEvent::bytes("t", (0..1000u32).map(|i| i.to_le_bytes()[0] ^ n).collect())];
             vec![StreamAppend { stream: stream.clone(), expected: ExpectedVersion::Any, events }]
         };
         // The writer stops at its first look-up in the index, as behind a very slow disk.
@@ -724,7 +725,7 @@ mod tests {
         let mut refused = None;
         for n in 0..1000u32 {
             let (tx, rx) = oneshot::channel();
-            match log.submit(request(n as u8), Reply::Async(tx)) {
+            match log.submit(request(n.to_le_bytes()[0]), Reply::Async(tx)) {
                 Ok(()) => waiting.push(rx),
                 Err(e) => {
                     refused = Some(e);

@@ -77,8 +77,9 @@ impl MetricsInner {
         self.sync_batch_buckets[bucket].fetch_add(1, Relaxed);
         self.events_synced.fetch_add(events, Relaxed);
         self.fsyncs.fetch_add(1, Relaxed);
-        self.fsync_nanos.fetch_add(took.as_nanos() as u64, Relaxed);
-        let us = took.as_micros() as u64;
+        // A fdatasync longer than 584 years saturates rather than wraps.
+        self.fsync_nanos.fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         let bucket = FSYNC_BUCKETS_US.iter().position(|&b| us <= b).unwrap_or(FSYNC_BUCKETS_US.len());
         self.fsync_buckets[bucket].fetch_add(1, Relaxed);
     }

@@ -38,6 +38,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use memmap2::{Advice, MmapOptions, MmapRaw};
 
+use crate::cast::usize_of;
+
 /// A read-only map of one segment file, readable up to its published length.
 #[derive(Debug)]
 pub(crate) struct Mapping {
@@ -67,7 +69,7 @@ impl Mapping {
 
     /// The published prefix.
     pub(crate) fn bytes(&self) -> &[u8] {
-        let len = self.published.load(Ordering::Acquire) as usize;
+        let len = usize_of(self.published.load(Ordering::Acquire));
         // SAFETY: the pointer is valid for the mapped length, which is at least `len`
         // (asserted in `publish`); the bytes below `len` never change while `self` lives
         // (points 1-3), and the returned slice borrows `self`, which owns the map (point 4).
@@ -82,7 +84,7 @@ impl Mapping {
     /// Asks the kernel to start reading `[offset, offset + len)` of the file now, in one go,
     /// rather than a fault at a time. Only a hint: a failure changes nothing but speed.
     pub(crate) fn will_need(&self, offset: u64, len: u64) {
-        let (offset, len) = (offset as usize, len as usize);
+        let (offset, len) = (usize_of(offset), usize_of(len));
         if offset.checked_add(len).is_some_and(|end| end <= self.raw.len()) {
             let _ = self.raw.advise_range(Advice::WillNeed, offset, len);
         }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use crate::cast::usize_of;
 use crate::dir::{self, DirLock};
 use crate::error::{CorruptionKind, Error, FooterDamage, HeaderDamage, Result, VersionGap};
 use crate::extent::{self, LiveMark};
@@ -215,7 +216,7 @@ pub(crate) fn refresh_active(shared: &Shared, now: &Fingerprint) -> Result<Optio
     if header.id != id || header.capacity != len {
         return Ok(None);
     }
-    let mut trailer = [0u8; segment::TRAILER_LEN as usize];
+    let mut trailer = [0u8; usize_of(segment::TRAILER_LEN)];
     file.read_exact_at(&mut trailer, len - segment::TRAILER_LEN).map_err(|e| Error::io("read trailer", &path, e))?;
     if segment::Trailer::decode(&trailer).is_some() {
         return Ok(None);
@@ -540,7 +541,7 @@ fn index_streams_on(footers: &[(SegmentId, u64, Footer)], threads: usize) -> Res
                 scope.spawn(move || {
                     let mut streams = StreamIndex::default();
                     for (i, (id, footer_offset, footer)) in footers.iter().enumerate() {
-                        let mine = footer.streams().filter(|s| shard.hash_one(s.name) as usize % workers == worker);
+                        let mine = footer.streams().filter(|s| usize_of(shard.hash_one(s.name)) % workers == worker);
                         for s in mine {
                             // One lookup for a known stream; the name is copied only for a new one.
                             let entry = match streams.get_mut(s.name) {
@@ -659,7 +660,7 @@ fn probe_segment(log_dir: &Path, fs: &dyn FileSystem, id: SegmentId, access: Acc
     // (which may repair the file) maps it afresh.
     let sealed = Mapping::new(file.as_file(), len).map_err(|e| Error::io("map segment", &path, e)).and_then(|map| {
         // With a cold page cache, faulting a footer in a page at a time is most of open's time.
-        let trailer_at = (len - segment::TRAILER_LEN) as usize;
+        let trailer_at = usize_of(len - segment::TRAILER_LEN);
         if let Some(trailer) = segment::Trailer::decode(&map.bytes()[trailer_at..]) {
             map.will_need(trailer.footer_offset, trailer.footer_len);
         }
@@ -705,7 +706,8 @@ mod tests {
         (0..segments)
             .map(|seg| {
                 let first = seg * streams * 2;
-                let mut footer = Footer::new(first, (0..streams as u32 * 2).map(|i| 4096 + 128 * i).collect());
+                let mut footer =
+                    Footer::new(first, (0..u32::try_from(streams * 2).unwrap()).map(|i| 4096 + 128 * i).collect());
                 for s in 0..streams {
                     let off = u64::from(broken.contains(&(seg, s)));
                     let positions = [first + 2 * s, first + 2 * s + 1];

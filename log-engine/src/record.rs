@@ -21,6 +21,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::cast::usize_of;
 use crate::error::{BodyDamage, CorruptionKind, FrameDamage};
 use crate::field::{contiguous, u32_in, u64_in, Field};
 use crate::types::{ChainHash, Event, NewEvent, Payload, Position, StreamName, StreamVersion, EVENT_SIZE_MAX};
@@ -131,7 +132,7 @@ impl From<FrameError> for CorruptionKind {
 
 /// Body length of an already-validated frame at `offset`.
 pub(crate) fn body_len_at(bytes: &[u8], offset: u64) -> usize {
-    let at = offset as usize;
+    let at = usize_of(offset);
     u32_in(&bytes[at..at + FRAME_HEADER_LEN], FRAME_BODY_LEN) as usize
 }
 
@@ -560,9 +561,9 @@ mod tests {
             h.update(&3u64.to_le_bytes());
             h.update(&1_700_000_000_000u64.to_le_bytes());
             h.update(&[9u8; 16]);
-            h.update(&(stream.len() as u32).to_le_bytes());
+            h.update(&u32::try_from(stream.len()).unwrap().to_le_bytes());
             h.update(stream.as_bytes());
-            h.update(&(event_type.len() as u32).to_le_bytes());
+            h.update(&u32::try_from(event_type.len()).unwrap().to_le_bytes());
             h.update(event_type.as_bytes());
             h.update(&[1]);
             h.update(blake3::hash(b"{}").as_bytes());
@@ -622,10 +623,11 @@ mod tests {
         let mut body = Vec::new();
         let mut n = (EVENT_BODY_MAX as u64 + 1) * 1000;
         while n >= 0x80 {
-            body.push((n as u8) | 0x80);
+            // A varint: the low seven bits, then a continuation bit.
+            body.push(n.to_le_bytes()[0] | 0x80);
             n >>= 7;
         }
-        body.push(n as u8);
+        body.push(n.to_le_bytes()[0]);
         let header = FrameHeader {
             kind: KIND_EVENT,
             flags: FLAG_COMPRESSED,

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::cast::usize_of;
 use crate::error::{CorruptionKind, Error, FooterDamage, HeaderDamage, Result};
 use crate::log::{committed_frame, Log};
 use crate::mmap::Mapping;
@@ -220,10 +221,10 @@ fn check_span(span: &Span, progress: &std::sync::mpsc::Sender<u64>) -> Outcome {
     };
     let mut prev = span.given.or(header_prev).expect("a span starts at its segment's start or has a given hash");
     let mut outcome = Outcome { header_prev, events: 0, last: prev, error: None };
-    let mut offset = u64::from(span.offsets[(span.from - first) as usize]);
+    let mut offset = u64::from(span.offsets[usize_of(span.from - first)]);
     let mut unreported = 0u64;
     for position in span.from..end {
-        let expected_offset = u64::from(span.offsets[(position - first) as usize]);
+        let expected_offset = u64::from(span.offsets[usize_of(position - first)]);
         let corrupt = |offset, kind| Error::Corrupt { segment, offset, position: Some(Position(position)), kind };
         let result = if offset != expected_offset {
             let kind = CorruptionKind::footer(FooterDamage::Offset { index: expected_offset, records: offset });
@@ -380,7 +381,7 @@ mod tests {
 
     fn assert_tail_kept(active: &crate::SegmentFile) {
         let after = std::fs::read(&active.path).unwrap();
-        assert_eq!(&after[active.bytes as usize..active.bytes as usize + TAIL.len()], &TAIL, "the tail was cut");
+        assert_eq!(&after[usize_of(active.bytes)..usize_of(active.bytes) + TAIL.len()], &TAIL, "the tail was cut");
     }
 
     /// Open builds each stream's index from the sealed footers: a CRC-valid footer whose stream
@@ -451,7 +452,7 @@ mod tests {
         let sealed = segment::read_sealed(&bytes, true).unwrap().unwrap();
         let id_byte = sealed.ids_offset + record::FRAME_HEADER_LEN as u64 + 5;
         let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
-        file.write_all_at(&[bytes[id_byte as usize] ^ 0x10], id_byte).unwrap();
+        file.write_all_at(&[bytes[usize_of(id_byte)] ^ 0x10], id_byte).unwrap();
         drop(file);
 
         // The open log reads the segment through its mapping, which sees the damage.

@@ -412,14 +412,14 @@ fn copy_prefix(
         .mode(FILE_MODE)
         .open(to)
         .map_err(|e| Error::io("create copy", to, e))?;
-    let mut buf = vec![0u8; COPY_CHUNK.min(len as usize)];
+    let mut buf = vec![0u8; COPY_CHUNK.min(usize::try_from(len).unwrap_or(usize::MAX))];
     let mut at = 0u64;
     while at < len {
         if cancel.load(Ordering::SeqCst) {
             return Err(Error::Interrupted);
         }
-        let n = (len - at).min(COPY_CHUNK as u64) as usize;
-        let data = bytes.saturating_sub(at).min(n as u64) as usize;
+        let n = COPY_CHUNK.min(usize::try_from(len - at).unwrap_or(usize::MAX));
+        let data = n.min(usize::try_from(bytes.saturating_sub(at)).unwrap_or(usize::MAX));
         input.read_exact(&mut buf[..data]).map_err(|e| Error::io("read for copying", from, e))?;
         buf[data..n].fill(0);
         output.write_all(&buf[..n]).map_err(|e| Error::io("write copy", to, e))?;

@@ -127,7 +127,7 @@ pub fn drill_cancellable(
     let mut mismatches = Vec::new();
     let started = Instant::now();
     let copied = restore_to_cancellable(log, scratch, None, Overwrite::Refuse, cancel, progress)?;
-    let restore_ms = started.elapsed().as_millis() as u64;
+    let restore_ms = millis(started.elapsed());
 
     let copy = Log::open(scratch, Options::default())?;
     let verified =
@@ -203,7 +203,7 @@ pub fn drill_cancellable(
         }
         None => (None, 0),
     };
-    let rebuild_from_checkpoint_ms = started.elapsed().as_millis() as u64;
+    let rebuild_from_checkpoint_ms = millis(started.elapsed());
 
     let started = Instant::now();
     let mut from_zero = factory();
@@ -211,7 +211,7 @@ pub fn drill_cancellable(
         Some(at) => replay(&copy, &mut from_zero, Position(0), at, progress)?.events,
         None => 0,
     };
-    let rebuild_from_zero_ms = started.elapsed().as_millis() as u64;
+    let rebuild_from_zero_ms = millis(started.elapsed());
     copy.close();
 
     compare(live, &from_checkpoint, &from_zero, live_applied_through, &mut mismatches);
@@ -282,4 +282,9 @@ fn compare(
             mismatches.push(m);
         }
     }
+}
+
+/// A duration in whole milliseconds (saturating: a drill does not last 584 million years).
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -194,14 +194,15 @@ pub(crate) fn encode(mut manifest: Manifest, content: &[ProjectionContent]) -> R
     manifest.compressed_len = compressed.len() as u64;
     validate_manifest(&manifest).map_err(FormatError::ManifestInvalid)?;
     let manifest_bytes = rmp_serde::to_vec(&manifest).expect("a manifest always serializes");
-    if manifest_bytes.len() > MANIFEST_LEN_MAX {
-        return Err(FormatError::ManifestTooLarge { len: manifest_bytes.len() as u64 });
-    }
+    let manifest_len = u32::try_from(manifest_bytes.len())
+        .ok()
+        .filter(|&len| len as usize <= MANIFEST_LEN_MAX)
+        .ok_or(FormatError::ManifestTooLarge { len: manifest_bytes.len() as u64 })?;
     let hash = *blake3::hash(&manifest_bytes).as_bytes();
     let mut bytes = Vec::with_capacity(HEADER_LEN + manifest_bytes.len() + compressed.len());
     bytes.extend_from_slice(&MAGIC);
     bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    bytes.extend_from_slice(&(manifest_bytes.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&manifest_len.to_le_bytes());
     bytes.extend_from_slice(&hash);
     debug_assert_eq!(bytes.len(), HEADER_LEN);
     bytes.extend_from_slice(&manifest_bytes);
@@ -233,7 +234,8 @@ pub(crate) fn decode_header(bytes: &[u8], file_len: u64) -> Result<Header, Forma
     }
     let mut hash = [0u8; 32];
     hash.copy_from_slice(&bytes[HASH_AT..HEADER_LEN]);
-    Ok(Header { manifest_len: manifest_len as usize, hash })
+    let manifest_len = usize::try_from(manifest_len).map_err(|_| FormatError::ManifestTooLong { len: manifest_len })?;
+    Ok(Header { manifest_len, hash })
 }
 
 /// Checks the manifest bytes against the header's hash, decodes and validates them, and
@@ -476,10 +478,11 @@ mod tests {
         let mut compressed = Vec::new();
         let mut n: u64 = 3 << 30;
         while n >= 0x80 {
-            compressed.push((n as u8) | 0x80);
+            // A varint: the low seven bits, then a continuation bit.
+            compressed.push(n.to_le_bytes()[0] | 0x80);
             n >>= 7;
         }
-        compressed.push(n as u8);
+        compressed.push(n.to_le_bytes()[0]);
         manifest.compressed_len = compressed.len() as u64;
         manifest.content_digest = *blake3::hash(&compressed).as_bytes();
         let err = decode_content(&manifest, &compressed).unwrap_err();
@@ -534,7 +537,10 @@ mod tests {
 
     #[test]
     fn limits_fit_snappy() {
-        assert_eq!(snap::raw::max_compress_len(CONTENT_RAW_MAX as usize) as u64, CONTENT_COMPRESSED_MAX);
+        assert_eq!(
+            snap::raw::max_compress_len(usize::try_from(CONTENT_RAW_MAX).unwrap()) as u64,
+            CONTENT_COMPRESSED_MAX
+        );
     }
 
     #[test]

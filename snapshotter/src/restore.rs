@@ -274,7 +274,7 @@ impl Snapshotter {
     /// Makes a loaded chain's tip the base for incremental checkpoints.
     fn adopt(&mut self, tip: &Loaded, catalog: &Catalog, chain_len: usize) {
         self.base = Some(tip.base());
-        self.incrementals_since_full = (chain_len - 1) as u32;
+        self.incrementals_since_full = u32::try_from(chain_len - 1).unwrap_or(u32::MAX);
         self.last_position = Some(Position(tip.manifest.position));
         self.next_sequence = self.next_sequence.max(catalog.entries.keys().next_back().map_or(0, |s| s + 1));
     }

@@ -225,7 +225,7 @@ pub(crate) fn read_manifest(path: &Path, sequence: u64) -> Result<Loaded> {
     let mut file = File::open(path).map_err(|e| Error::io("open checkpoint", path, e))?;
     let file_len = file.metadata().map_err(|e| Error::io("stat checkpoint", path, e))?.len();
     let mut header = [0u8; HEADER_LEN];
-    let n = (file_len as usize).min(HEADER_LEN);
+    let n = usize::try_from(file_len).map_or(HEADER_LEN, |len| len.min(HEADER_LEN));
     file.read_exact(&mut header[..n]).map_err(|e| Error::io("read checkpoint header", path, e))?;
     let header = format::decode_header(&header[..n], file_len).map_err(corrupt)?;
     // decode_header bounded manifest_len by MANIFEST_LEN_MAX and by the file's length.
@@ -258,7 +258,15 @@ pub(crate) fn read_content(path: &Path, loaded: &Loaded) -> Result<Vec<Projectio
     }
     file.seek(SeekFrom::Start(loaded.content_offset)).map_err(|e| Error::io("seek checkpoint", path, e))?;
     // The manifest bounded compressed_len by CONTENT_COMPRESSED_MAX and it matched the file.
-    let mut compressed = vec![0u8; loaded.manifest.compressed_len as usize];
+    let compressed_len = loaded.manifest.compressed_len;
+    let compressed_len = usize::try_from(compressed_len).map_err(|_| Error::Corrupt {
+        file: path.to_path_buf(),
+        sequence,
+        check: format::FormatError::ManifestInvalid(format!(
+            "a compressed length of {compressed_len} bytes does not fit in memory"
+        )),
+    })?;
+    let mut compressed = vec![0u8; compressed_len];
     file.read_exact(&mut compressed).map_err(|e| Error::io("read checkpoint content", path, e))?;
     format::decode_content(&loaded.manifest, &compressed).map_err(|check| Error::Corrupt {
         file: path.to_path_buf(),
@@ -362,7 +370,7 @@ pub(crate) fn name_order(views: &[Box<dyn Projection>]) -> Result<Vec<usize>> {
 }
 
 pub(crate) fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// A checkpoint's verification status, as [`Snapshotter::list`] reports it.

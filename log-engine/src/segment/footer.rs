@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
+use crate::cast::usize_of;
 use crate::error::{CorruptionKind, FooterDamage, SealRecord};
 use crate::record::{self, FrameHeader, KIND_IDS, KIND_SEAL, RECORD_ALIGN};
 
@@ -155,7 +156,7 @@ impl Footer {
         if first_position.checked_add(count).is_none() {
             return Err(FooterDamage::PositionsOverflow { first_position, records: count });
         }
-        let count = count as usize;
+        let count = usize_of(count);
         let mut offsets = Vec::with_capacity(count);
         let mut prev = 0u64;
         for i in 0..count {
@@ -191,7 +192,7 @@ impl Footer {
                 if p < first_position || p - first_position >= count as u64 {
                     return Err(FooterDamage::PositionOutside { stream: name.to_string(), position: p });
                 }
-                if std::mem::replace(&mut listed[(p - first_position) as usize], true) {
+                if std::mem::replace(&mut listed[usize_of(p - first_position)], true) {
                     return Err(FooterDamage::PositionTwice { position: p });
                 }
                 positions.push(p);
@@ -248,7 +249,7 @@ impl Sealed {
     /// Reads the id record into each stream's `ids`.
     pub(crate) fn read_ids(&mut self, bytes: &[u8]) -> Result<(), (u64, CorruptionKind)> {
         let bad = |d| (self.ids_offset, CorruptionKind::footer(d));
-        let region = &bytes[self.ids_offset as usize..(self.ids_offset + self.ids_len) as usize];
+        let region = &bytes[usize_of(self.ids_offset)..usize_of(self.ids_offset + self.ids_len)];
         let ids = record::decode_frame(region, region.len())
             .map_err(|e| bad(FooterDamage::Record { record: SealRecord::Ids, damage: e.into() }))?;
         if ids.header != (FrameHeader { kind: KIND_IDS, ..self.seal }) || ids.len as u64 != self.ids_len {
@@ -276,7 +277,7 @@ pub(crate) fn encode_seal(seal: &FrameHeader, footer: &Footer) -> (Vec<u8>, u64)
 pub(crate) fn read_sealed(bytes: &[u8], with_ids: bool) -> Result<Option<Sealed>, (u64, CorruptionKind)> {
     let cap = bytes.len() as u64;
     let trailer_at = cap - TRAILER_LEN;
-    let Some(trailer) = Trailer::decode(&bytes[trailer_at as usize..]) else {
+    let Some(trailer) = Trailer::decode(&bytes[usize_of(trailer_at)..]) else {
         return Ok(None);
     };
     let bad = |d| (trailer_at, CorruptionKind::footer(d));
@@ -292,7 +293,7 @@ pub(crate) fn read_sealed(bytes: &[u8], with_ids: bool) -> Result<Option<Sealed>
         }));
     }
     let ids_offset = ids_offset.expect("checked above");
-    let region = &bytes[trailer.footer_offset as usize..ids_offset as usize];
+    let region = &bytes[usize_of(trailer.footer_offset)..usize_of(ids_offset)];
     let bad = |d| (trailer.footer_offset, CorruptionKind::footer(d));
     let frame = record::decode_frame(region, region.len())
         .map_err(|e| bad(FooterDamage::Record { record: SealRecord::Seal, damage: e.into() }))?;
@@ -304,7 +305,7 @@ pub(crate) fn read_sealed(bytes: &[u8], with_ids: bool) -> Result<Option<Sealed>
     if count == 0
         || frame.header.version != count
         || frame.header.position != footer.first_position + count - 1
-        || trailer.ids_len != record::frame_len(IDS_PER_RECORD * count as usize) as u64
+        || trailer.ids_len != record::frame_len(IDS_PER_RECORD * usize_of(count)) as u64
     {
         return Err(bad(FooterDamage::SealDisagrees));
     }

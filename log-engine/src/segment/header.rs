@@ -6,6 +6,7 @@ use super::layout::{
     HEADER_SALT, HEADER_USED, HEADER_VERSION, MAGIC, TRAILER_CRC, TRAILER_FOOTER_LEN, TRAILER_FOOTER_OFFSET,
     TRAILER_IDS_LEN, TRAILER_LEN, TRAILER_MAGIC, TRAILER_MAGIC_FIELD, TRAILER_SALT,
 };
+use crate::cast::usize_of;
 use crate::error::{CorruptionKind, HeaderDamage};
 use crate::field::{u32_in, u64_in};
 use crate::record::salted_crc;
@@ -72,8 +73,8 @@ pub(crate) struct Trailer {
 }
 
 impl Trailer {
-    pub(crate) fn encode(&self) -> [u8; TRAILER_LEN as usize] {
-        let mut b = [0u8; TRAILER_LEN as usize];
+    pub(crate) fn encode(&self) -> [u8; usize_of(TRAILER_LEN)] {
+        let mut b = [0u8; usize_of(TRAILER_LEN)];
         b[TRAILER_MAGIC_FIELD.range()].copy_from_slice(&TRAILER_MAGIC);
         b[TRAILER_FOOTER_OFFSET.range()].copy_from_slice(&self.footer_offset.to_le_bytes());
         b[TRAILER_FOOTER_LEN.range()].copy_from_slice(&self.footer_len.to_le_bytes());
@@ -85,7 +86,7 @@ impl Trailer {
 
     /// `None` when the trailer area is not a valid trailer (the segment is not sealed).
     pub(crate) fn decode(b: &[u8]) -> Option<Trailer> {
-        if b.len() != TRAILER_LEN as usize || b[TRAILER_MAGIC_FIELD.range()] != TRAILER_MAGIC {
+        if b.len() != usize_of(TRAILER_LEN) || b[TRAILER_MAGIC_FIELD.range()] != TRAILER_MAGIC {
             return None;
         }
         if u32_in(b, TRAILER_CRC) != salted_crc(&TRAILER_SALT, &b[..TRAILER_CRC.at]) {

@@ -1,6 +1,7 @@
 //! Segment file layout: sizes and offsets as named constants (checked against each other at
 //! compile time and against docs/format.md by a test), segment capacities, and file naming.
 
+use crate::cast::usize_of;
 use crate::field::{contiguous, Field};
 use crate::record::{self, Frame, FrameError, FRAME_HEADER_LEN, RECORD_ALIGN};
 use crate::types::SegmentId;
@@ -93,7 +94,7 @@ pub(crate) const IDS_PER_RECORD: usize = 16;
 pub(crate) const FOOTER_PER_STREAM: usize = 2 + 8 + 4;
 
 const _: () = assert!(contiguous(&HEADER_FIELDS, HEADER_USED) && HEADER_USED == 128);
-const _: () = assert!(contiguous(&TRAILER_FIELDS, TRAILER_LEN as usize) && TRAILER_LEN == 64);
+const _: () = assert!(contiguous(&TRAILER_FIELDS, usize_of(TRAILER_LEN)) && TRAILER_LEN == 64);
 const _: () = assert!(contiguous(&FOOTER_FIXED_FIELDS, FOOTER_FIXED) && FOOTER_FIXED == 24);
 // Offsets in a footer are u32, stream name lengths u16, counts u64 and u32 (docs/format.md).
 const _: () = assert!(FOOTER_PER_RECORD == 4 + 8 && FOOTER_PER_STREAM == 2 + 8 + 4 && IDS_PER_RECORD == 16);
@@ -122,7 +123,7 @@ pub(crate) fn parse_file_name(name: &str) -> Option<SegmentId> {
 
 /// Decodes the frame at `offset` of a segment whose usable record area ends at `end`.
 pub(crate) fn frame_at(bytes: &[u8], offset: u64, end: u64) -> Result<Frame<'_>, FrameError> {
-    let region = &bytes[offset as usize..end as usize];
+    let region = &bytes[usize_of(offset)..usize_of(end)];
     record::decode_frame(region, record::EVENT_BODY_MAX.max(region.len().min(u32::MAX as usize)))
 }
 

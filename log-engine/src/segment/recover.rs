@@ -22,6 +22,7 @@ use std::path::Path;
 
 use uuid::Uuid;
 
+use crate::cast::usize_of;
 use crate::dir;
 use crate::error::{CorruptionKind, Error, FrameDamage, Result};
 use crate::fs::{FileSystem, StorageFile};
@@ -275,7 +276,7 @@ fn later_watermark_above(bytes: &[u8], damage_at: u64, usable_end: u64) -> Optio
     let mut at = damage_at + RECORD_ALIGN as u64;
     while at + record::FRAME_HEADER_LEN as u64 <= usable_end {
         // Cheap reject first: unwritten space has a zero kind byte.
-        if bytes[at as usize + 8] == KIND_EVENT {
+        if bytes[usize_of(at) + 8] == KIND_EVENT {
             if let Ok(frame) = segment::frame_at(bytes, at, usable_end) {
                 if frame.header.watermark > damage_at {
                     best = best.max(Some(frame.header.watermark));
@@ -293,7 +294,7 @@ fn later_watermark_above(bytes: &[u8], damage_at: u64, usable_end: u64) -> Optio
 fn last_nonzero_end(bytes: &[u8], from: u64, to: u64) -> u64 {
     const PAGE: usize = 4096;
     static ZEROS: [u8; PAGE] = [0; PAGE];
-    let region = &bytes[from as usize..to as usize];
+    let region = &bytes[usize_of(from)..usize_of(to)];
     let mut end = region.len();
     while end > 0 {
         let start = end.saturating_sub(PAGE);
@@ -320,7 +321,7 @@ fn cut_tail(
     if to <= from {
         return Ok(());
     }
-    let mut cut = vec![0u8; (to - from) as usize];
+    let mut cut = vec![0u8; usize_of(to - from)];
     file.read_exact_at(&mut cut, from).map_err(|e| Error::io("read torn tail", path, e))?;
     let torn_dir = dir::torn_dir(dir);
     dir::create_dir_durable(&torn_dir)?;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::{PreparedAppend, Writer};
+use crate::cast::usize_of;
 use crate::error::{Error, IdConflictReason, Result};
 use crate::idwindow::IDEMPOTENCY_WINDOW;
 use crate::record;
@@ -115,7 +116,7 @@ impl Writer {
         }
         let location = self.shared.index.read().locate(position)?;
         let bytes = location.map.bytes();
-        let frame = record::decode_frame(&bytes[location.offset as usize..], record::EVENT_BODY_MAX).ok()?;
+        let frame = record::decode_frame(&bytes[usize_of(location.offset)..], record::EVENT_BODY_MAX).ok()?;
         let (stream, id) = record::decode_index_fields(&frame).ok()?;
         Some((Arc::from(stream), id))
     }
@@ -155,7 +156,7 @@ impl Writer {
         }
         let location = self.shared.index.read().locate(position)?;
         let bytes = location.map.bytes();
-        let frame = record::decode_frame(&bytes[location.offset as usize..], record::EVENT_BODY_MAX).ok()?;
+        let frame = record::decode_frame(&bytes[usize_of(location.offset)..], record::EVENT_BODY_MAX).ok()?;
         let event = record::decode_event(&frame).ok()?;
         Some((event.stream, event.id, frame.body.to_vec(), event.version.0, event.hash))
     }

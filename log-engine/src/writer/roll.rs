@@ -4,6 +4,7 @@
 
 use super::now_ms;
 use super::Writer;
+use crate::cast::usize_of;
 use crate::error::{Error, LimitKind, Result};
 use crate::fs::StorageFile;
 use crate::segment::{self, SegmentHeader, HEADER_LEN, TRAILER_LEN};
@@ -79,8 +80,8 @@ impl Writer {
         if needed > max {
             return Err(Error::LimitExceeded {
                 limit: LimitKind::BatchBytes,
-                max: (max - HEADER_LEN - TRAILER_LEN) as usize,
-                actual: need as usize,
+                max: usize_of(max - HEADER_LEN - TRAILER_LEN),
+                actual: usize_of(need),
             });
         }
         // Sealing needs every record durable and the index complete.

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::now_ms;
 use super::{PreparedAppend, Staged, Writer};
+use crate::cast::usize_of;
 use crate::error::{Error, LimitKind, Result};
 use crate::lifecycle::StreamNow;
 use crate::record::{self, ChainInput, FrameHeader, FLAG_BATCH_END, KIND_EVENT};
@@ -144,8 +145,8 @@ impl Writer {
         if !self.fits(appends, plans, frames) {
             return Err(Error::LimitExceeded {
                 limit: LimitKind::BatchBytes,
-                max: (self.state.active.capacity - HEADER_LEN - TRAILER_LEN) as usize,
-                actual: frames as usize,
+                max: usize_of(self.state.active.capacity - HEADER_LEN - TRAILER_LEN),
+                actual: usize_of(frames),
             });
         }
         Ok(())
