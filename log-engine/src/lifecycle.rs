@@ -20,6 +20,10 @@ use crate::types::StreamName;
 /// The reserved stream that holds every lifecycle event. Only the log writes it.
 pub const LIFECYCLE_STREAM: &str = "$lifecycle";
 
+/// Largest metadata of a lifecycle change's event, in bytes of JSON: room for who asked and
+/// why, far inside [`crate::EVENT_SIZE_MAX`] with the change's own data.
+pub const LIFECYCLE_METADATA_MAX: usize = 64 * 1024;
+
 /// Event type of a soft delete: `{"stream", "before_version"}`.
 pub const EVENT_STREAM_DELETED: &str = "stream-deleted";
 /// Event type of a tombstone: `{"stream", "before_version"}`.
@@ -98,6 +102,35 @@ pub struct StreamState {
 pub struct LifecycleResult {
     pub position: Position,
     pub hash: ChainHash,
+}
+
+/// A lifecycle change, for [`crate::Log::change_stream`] (which can give its event metadata,
+/// such as who asked for it); each variant is what one of the single-purpose methods does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamChange {
+    Delete { stream: String, mode: DeleteMode },
+    Close { stream: String },
+    SetMetadata { stream: String, metadata: StreamMetadata },
+    Fork { source: String, to: String, at_version: StreamVersion },
+}
+
+impl StreamChange {
+    /// Checks names and metadata: bad input is refused before anything reaches the writer.
+    pub(crate) fn into_op(self) -> Result<LifecycleOp, Error> {
+        Ok(match self {
+            StreamChange::Delete { stream, mode } => LifecycleOp::Delete { stream: StreamName::new(stream)?, mode },
+            StreamChange::Close { stream } => LifecycleOp::Close { stream: StreamName::new(stream)? },
+            StreamChange::SetMetadata { stream, metadata } => {
+                metadata.check()?;
+                LifecycleOp::Metadata { stream: StreamName::new(stream)?, metadata }
+            }
+            StreamChange::Fork { source, to, at_version } => LifecycleOp::Fork {
+                source: StreamName::new(source)?,
+                to: StreamName::new(to)?,
+                at_version: at_version.0,
+            },
+        })
+    }
 }
 
 /// A lifecycle request, as the handle hands it to the writer (names and metadata checked).

@@ -27,7 +27,9 @@ use crate::dir::{self, DirLock};
 use crate::error::{CorruptionKind, Error, FooterDamage, FrameDamage, IndexMismatch, LimitKind, Result};
 pub(crate) use crate::index::committed_frame;
 use crate::index::{Index, Location, Resolved, SegmentState, StreamEntry};
-use crate::lifecycle::{DeleteMode, LifecycleOp, LifecycleResult, StreamMetadata, StreamState, LIFECYCLE_STREAM};
+use crate::lifecycle::{
+    DeleteMode, LifecycleResult, StreamChange, StreamMetadata, StreamState, LIFECYCLE_METADATA_MAX, LIFECYCLE_STREAM,
+};
 use crate::metrics::Metrics;
 use crate::mmap::Mapping;
 use crate::open;
@@ -537,31 +539,46 @@ impl Log {
     /// # Ok::<(), log_engine::Error>(())
     /// ```
     pub fn delete_stream(&self, stream: &str, mode: DeleteMode) -> Result<LifecycleResult> {
-        self.lifecycle(LifecycleOp::Delete { stream: StreamName::new(stream)?, mode })
+        self.change_stream(StreamChange::Delete { stream: stream.into(), mode }, None)
     }
 
     /// Closes a stream: later appends fail with [`Error::StreamClosed`]. Permanent.
     pub fn close_stream(&self, stream: &str) -> Result<LifecycleResult> {
-        self.lifecycle(LifecycleOp::Close { stream: StreamName::new(stream)? })
+        self.change_stream(StreamChange::Close { stream: stream.into() }, None)
     }
 
     /// Sets a stream's metadata (the whole of it); reads apply its limits at once.
     pub fn set_stream_metadata(&self, stream: &str, metadata: StreamMetadata) -> Result<LifecycleResult> {
-        metadata.check()?;
-        self.lifecycle(LifecycleOp::Metadata { stream: StreamName::new(stream)?, metadata })
+        self.change_stream(StreamChange::SetMetadata { stream: stream.into(), metadata }, None)
     }
 
     /// Creates stream `to` whose versions `0..=at_version` are `source`'s, without copying
     /// them; its own appends continue at `at_version + 1`. Deleting or tombstoning the source
     /// later does not change the fork.
     pub fn fork_stream(&self, source: &str, to: &str, at_version: StreamVersion) -> Result<LifecycleResult> {
-        let (source, to) = (StreamName::new(source)?, StreamName::new(to)?);
-        self.lifecycle(LifecycleOp::Fork { source, to, at_version: at_version.0 })
+        self.change_stream(StreamChange::Fork { source: source.into(), to: to.into(), at_version }, None)
     }
 
-    fn lifecycle(&self, op: LifecycleOp) -> Result<LifecycleResult> {
+    /// Makes a lifecycle change, as the single-purpose methods above do, with `metadata` (a
+    /// JSON object: who asked, why) as its `$lifecycle` event's metadata.
+    pub fn change_stream(&self, change: StreamChange, metadata: Option<&serde_json::Value>) -> Result<LifecycleResult> {
+        let op = change.into_op()?;
+        let metadata = match metadata {
+            None => Vec::new(),
+            Some(value @ serde_json::Value::Object(_)) => serde_json::to_vec(value).expect("a Value always serializes"),
+            Some(_) => {
+                return Err(Error::Invalid { what: "the metadata of a lifecycle change must be a JSON object".into() })
+            }
+        };
+        if metadata.len() > LIFECYCLE_METADATA_MAX {
+            return Err(Error::LimitExceeded {
+                limit: LimitKind::EventSize,
+                max: LIFECYCLE_METADATA_MAX,
+                actual: metadata.len(),
+            });
+        }
         let (tx, rx) = mpsc::sync_channel(1);
-        self.send(Command::Lifecycle { op, reply: Reply::Blocking(tx) })?;
+        self.send(Command::Lifecycle { op, metadata, reply: Reply::Blocking(tx) })?;
         let result = rx.recv().map_err(|_| self.closed_error())??;
         let written = result.first().expect("a lifecycle change writes one event");
         Ok(LifecycleResult { position: written.first_position, hash: written.hash })

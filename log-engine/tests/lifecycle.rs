@@ -396,3 +396,26 @@ fn a_copy_cut_before_a_change_shows_the_stream_as_it_was() {
     let late_log = Log::open_read_only(late.path(), small_options()).unwrap();
     assert!(matches!(versions(&late_log, "s"), Err(Error::StreamDeleted { .. })));
 }
+
+/// A change can carry its event's metadata (who asked, why): the server stamps its principal
+/// there as on any event. Metadata that is not a JSON object is refused and writes nothing.
+#[test]
+fn a_change_carries_the_metadata_it_is_given() {
+    use log_engine::StreamChange;
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_small(dir.path());
+    append_n(&log, "s", 1);
+    let who = serde_json::json!({"$principal": "ops", "reason": "user asked"});
+    let change = StreamChange::Delete { stream: "s".into(), mode: DeleteMode::Soft };
+    let written = log.change_stream(change.clone(), Some(&who)).unwrap();
+    assert_eq!(log.read_event(written.position).unwrap().metadata_json(), who);
+    let head = log.head();
+    let refused = log.change_stream(change, Some(&serde_json::json!(["not", "an", "object"]))).unwrap_err();
+    assert!(matches!(refused, Error::Invalid { .. }), "{refused}");
+    let bad = StreamChange::SetMetadata {
+        stream: "s".into(),
+        metadata: StreamMetadata { max_count: Some(0), ..Default::default() },
+    };
+    assert!(matches!(log.change_stream(bad, Some(&who)), Err(Error::InvalidStreamMetadata { .. })));
+    assert_eq!(log.head(), head);
+}

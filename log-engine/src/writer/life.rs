@@ -13,27 +13,24 @@ use crate::record::PreparedEvent;
 use crate::types::{AppendResult, ExpectedVersion, NewEvent, Payload, StreamName};
 
 impl Writer {
-    pub(super) fn handle_lifecycle(&mut self, op: &LifecycleOp, reply: Reply) {
+    pub(super) fn handle_lifecycle(&mut self, op: &LifecycleOp, metadata: Vec<u8>, reply: Reply) {
         if let Some(cause) = &self.poisoned {
             reply.send(Err(Error::Poisoned { cause: cause.clone() }));
             return;
         }
-        match self.stage_lifecycle(op) {
+        match self.stage_lifecycle(op, metadata) {
             Ok(result) => self.replies.push((reply, Ok(vec![result]))),
             Err(e) => reply.send(Err(e)),
         }
     }
 
-    /// Checks and stages one change. On error nothing is staged.
-    fn stage_lifecycle(&mut self, op: &LifecycleOp) -> Result<AppendResult> {
+    /// Checks and stages one change, with `metadata` (JSON object text, or empty) as its
+    /// event's metadata. On error nothing is staged.
+    fn stage_lifecycle(&mut self, op: &LifecycleOp, metadata: Vec<u8>) -> Result<AppendResult> {
         let change = StreamNow::change_for(op, |stream| self.now(stream))?;
         let stream = StreamName::reserved(LIFECYCLE_STREAM).expect("the lifecycle stream's name is valid");
-        let event = NewEvent {
-            id: None,
-            event_type: change.event_type().into(),
-            metadata: Vec::new(),
-            data: Payload::Json(change.data()),
-        };
+        let event =
+            NewEvent { id: None, event_type: change.event_type().into(), metadata, data: Payload::Json(change.data()) };
         let events = vec![PreparedEvent::new(&stream, &event)];
         let mut results = self.stage(&[PreparedAppend { stream, expected: ExpectedVersion::Any, events }])?;
         let staged = self.staged.last_mut().expect("the change's record was staged");
@@ -60,7 +57,8 @@ impl Writer {
                 None => self.shared.index.read().version_timestamp(stream.as_str(), last)?,
             };
             if clock.saturating_sub(at) > ttl {
-                self.stage_lifecycle(&LifecycleOp::Delete { stream: stream.clone(), mode: DeleteMode::Soft })?;
+                let op = LifecycleOp::Delete { stream: stream.clone(), mode: DeleteMode::Soft };
+                self.stage_lifecycle(&op, Vec::new())?;
             }
         }
         Ok(())
@@ -120,7 +118,7 @@ mod tests {
         log.submit(append("other"), Reply::Async(first.0)).unwrap();
         log.submit(append("run"), Reply::Async(before.0)).unwrap();
         let op = LifecycleOp::Close { stream: StreamName::new("run").unwrap() };
-        log.send(Command::Lifecycle { op, reply: Reply::Async(close.0) }).unwrap();
+        log.send(Command::Lifecycle { op, metadata: Vec::new(), reply: Reply::Async(close.0) }).unwrap();
         log.submit(append("run"), Reply::Async(after.0)).unwrap();
         drop(stall);
         first.1.blocking_recv().unwrap().unwrap();

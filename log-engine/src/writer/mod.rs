@@ -83,6 +83,8 @@ pub(crate) enum Command {
     /// holds that one append's result.
     Lifecycle {
         op: LifecycleOp,
+        /// The event's metadata (JSON object text, or empty).
+        metadata: Vec<u8>,
         reply: Reply,
     },
     Shutdown,
@@ -230,7 +232,7 @@ impl Writer {
             for cmd in pending.drain(..) {
                 match cmd {
                     Command::Append { appends, reply } => self.handle_append(&appends, reply),
-                    Command::Lifecycle { op, reply } => self.handle_lifecycle(&op, reply),
+                    Command::Lifecycle { op, metadata, reply } => self.handle_lifecycle(&op, metadata, reply),
                     Command::Shutdown => shutdown = true,
                 }
             }
