@@ -3,7 +3,8 @@
 //! to the TLS port gets no HTTP answer; a client that trusts another CA refuses the server; an
 //! expired certificate or a key of another certificate stops the server at start with an error
 //! naming the file; a non-loopback address without TLS is refused unless `--insecure-no-tls`;
-//! SIGHUP makes new connections get a renewed certificate, and a bad renewal keeps the old one.
+//! SIGHUP makes new connections get a renewed certificate, and a bad renewal keeps the old one;
+//! `cairn mcp --server https://... --ca-file` trusts the test CA, and without it refuses.
 
 mod support;
 
@@ -240,4 +241,43 @@ fn sighup_serves_a_renewed_certificate_to_new_connections_and_keeps_the_old_one_
     let log = server.stderr();
     assert!(log.contains("expired on") && log.contains("holds no PEM certificate"), "the log says why: {log}");
     assert_eq!(https_get(&addr(&server), ca.roots(), "/healthz").unwrap().0, renewed);
+}
+
+/// One tool call of `cairn mcp ARGS` (stdio, driven by the MCP SDK's client): the result.
+async fn mcp_call(args: &[&str], tool: &str) -> rmcp::model::CallToolResult {
+    use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+    use rmcp::ServiceExt;
+    let command = tokio::process::Command::new(BIN).configure(|c| {
+        c.args(args);
+    });
+    let client = ().serve(TokioChildProcess::new(command).unwrap()).await.expect("the MCP session starts");
+    let result = client.call_tool(rmcp::model::CallToolRequestParams::new(tool.to_string())).await.unwrap();
+    client.cancel().await.unwrap();
+    result
+}
+
+/// `--ca-file` is what lets `cairn mcp --server` reach a server whose certificate a private CA
+/// signed: with it the tools answer from the server; without it the same call is refused with
+/// `unavailable`, naming the certificate problem.
+#[test]
+fn cairn_mcp_trusts_a_private_ca_given_with_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let (cert, key, _) = ca.leaf(dir.path(), "server", NOW_VALID);
+    let server = tls_server(dir.path(), &cert, &key);
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    // The leaf names localhost: connect by that name, as a client of a real server would.
+    let url = server.base.replace("127.0.0.1", "localhost");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let trusted =
+        runtime.block_on(mcp_call(&["mcp", "--server", &url, "--ca-file", ca_file.to_str().unwrap()], "head"));
+    assert_ne!(trusted.is_error, Some(true), "{:?}", trusted.content);
+    assert_eq!(trusted.structured_content.unwrap()["position"], serde_json::Value::Null);
+
+    let refused = runtime.block_on(mcp_call(&["mcp", "--server", &url], "head"));
+    assert_eq!(refused.is_error, Some(true), "{:?}", refused.structured_content);
+    let body: serde_json::Value = serde_json::from_str(&refused.content[0].as_text().unwrap().text).unwrap();
+    assert_eq!(body["error"], "unavailable", "{body}");
+    assert!(body["message"].as_str().unwrap().contains("certificate"), "{body}");
 }
