@@ -10,8 +10,10 @@
 //!
 //! Before the agents start, each registers as a service instance and the run's schema and
 //! configuration are registered in the metadata view; afterwards the demo relates agents to the
-//! tools they used, shows an idempotent retry and a refused stale write, takes a full
-//! checkpoint, verifies the whole log and runs a recovery drill. The agents' appends share the
+//! tools they used, shows an idempotent retry and a refused stale write, runs a short MCP
+//! session in process (the SDK's client against `cairn mcp`'s server: initialize, the tools, a
+//! memory-graph write read back), takes a full checkpoint, verifies the whole log and runs a
+//! recovery drill. The agents' appends share the
 //! log's group commits.
 //!
 //! Its directory is `./cairn-demo` unless `--data` names one, so the demo's events never mix with
@@ -23,6 +25,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -34,6 +37,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::error::{CliError, CliResult, Exit};
+use crate::http::AppState;
+use crate::mcp::round_trip::RoundTrip;
 use crate::output::{self, Format, Out};
 use crate::store::Store;
 use crate::wire::InputError;
@@ -48,6 +53,8 @@ const SIBLINGS_MAX: u32 = 1000;
 const CATCH_UP_WAIT: Duration = Duration::from_secs(60);
 /// An agent records its state in the key-value view every this many steps.
 const STATE_EVERY: usize = 4;
+/// The memory graph the MCP round trip writes (stream `memory:demo`).
+const MCP_GRAPH: &str = "demo";
 
 const TOOLS: [&str; 6] = ["web_search", "read_file", "run_tests", "sql_query", "summarize", "send_email"];
 const STATES: [&str; 4] = ["planning", "acting", "waiting", "reviewing"];
@@ -82,6 +89,8 @@ struct Summary {
     head_hash: Option<String>,
     idempotent_retry_ok: bool,
     stale_write_refused: bool,
+    /// The MCP session run in process (`cairn mcp`'s tools, reached through the MCP SDK).
+    mcp: RoundTrip,
     checkpoint: CheckpointSummary,
     verify_ok: bool,
     verified_events: u64,
@@ -134,11 +143,13 @@ pub fn run(dir: &Path, format: Format, args: DemoArgs) -> CliResult<Exit> {
     let dir = fresh_dir(dir)?;
     let log = crate::store::open_writer(&dir)?;
     let (store, _) = Store::open(log, snapshotter::Policy::default(), &mut |_| {})?;
-    let result = run_on(&store, &dir, &args);
-    store.close();
+    // The store inside the API's state, so that the MCP round trip reaches it as an agent would.
+    let state = Arc::new(crate::mcp::embedded(store, &dir));
+    let result = run_on(&state, &dir, &args);
+    state.store.close();
     let summary = result?;
     print_summary(format, &summary)?;
-    Ok(if summary.verify_ok && summary.drill.ok { Exit::Ok } else { Exit::Integrity })
+    Ok(if summary.verify_ok && summary.drill.ok && summary.mcp.read_back { Exit::Ok } else { Exit::Integrity })
 }
 
 /// `dir` if it is absent or empty, else the first free sibling `DIR-demo-N`.
@@ -171,7 +182,8 @@ fn fresh_dir(dir: &Path) -> CliResult<PathBuf> {
     )))
 }
 
-fn run_on(store: &Store, dir: &Path, args: &DemoArgs) -> CliResult<Summary> {
+fn run_on(state: &Arc<AppState>, dir: &Path, args: &DemoArgs) -> CliResult<Summary> {
+    let store = &state.store;
     let log = store.log();
     let views = store.views();
     let (agents, steps) = (args.agents, args.steps);
@@ -207,6 +219,8 @@ fn run_on(store: &Store, dir: &Path, args: &DemoArgs) -> CliResult<Summary> {
     }
     let idempotent_retry_ok = idempotent_retry(log, dir)?;
     let stale_write_refused = stale_write(log, dir)?;
+    let mcp = crate::mcp::round_trip::run(state.clone(), MCP_GRAPH)
+        .map_err(|e| CliError::Server(format!("the demo's MCP round trip failed: {e}")))?;
 
     store.catch_up(CATCH_UP_WAIT)?;
     let info = store.checkpoint(Some(snapshotter::CheckpointKind::Full))?;
@@ -256,6 +270,7 @@ fn run_on(store: &Store, dir: &Path, args: &DemoArgs) -> CliResult<Summary> {
         head_hash: stats.head.map(|h| h.hash.to_hex()),
         idempotent_retry_ok,
         stale_write_refused,
+        mcp,
         checkpoint,
         verify_ok: report.ok,
         verified_events: report.events,
@@ -492,6 +507,17 @@ fn print_summary(format: Format, s: &Summary) -> CliResult {
                         "a write with a stale expected version was refused (409 over HTTP, exit 4 in the CLI)",
                         "FAILED: a stale write was accepted"
                     )
+                ),
+                format!(
+                    "  mcp         {}: initialize (protocol {}), {} tools listed, {} entities, {} relation and {} observations written as {} events on {}, read back with read_graph",
+                    ok_or(s.mcp.read_back, "ok", "MISMATCH"),
+                    s.mcp.protocol_version,
+                    s.mcp.tools,
+                    s.mcp.entities,
+                    s.mcp.relations,
+                    s.mcp.observations,
+                    s.mcp.events,
+                    s.mcp.graph_stream
                 ),
                 format!(
                     "  checkpoint  {} (full) at position {}, {} bytes, hash {}",

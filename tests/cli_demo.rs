@@ -1,5 +1,5 @@
-//! `cairn demo`: runs the multi-agent workload on a fresh directory and reports it (views,
-//! checkpoint, verification, drill); a directory that already holds data is left alone and the
+//! `cairn demo`: runs the multi-agent workload on a fresh directory and reports it (views, an
+//! MCP round trip, checkpoint, verification, drill); a directory that already holds data is left alone and the
 //! demo runs in a fresh sibling instead. What it leaves behind is a working store: the log
 //! verifies, the views answer, the checkpoint is valid.
 
@@ -18,6 +18,11 @@ fn the_demo_runs_reports_and_leaves_a_verifiable_log() {
     assert_eq!(summary["verify_ok"], true);
     assert_eq!(summary["idempotent_retry_ok"], true);
     assert_eq!(summary["stale_write_refused"], true);
+    // The MCP round trip: the SDK's client against cairn's MCP server, in process.
+    let mcp = &summary["mcp"];
+    assert_eq!(mcp["read_back"], true, "{mcp}");
+    assert_eq!((mcp["graph_stream"].as_str(), mcp["events"].as_u64()), (Some("memory:demo"), Some(3)), "{mcp}");
+    assert!(mcp["tools"].as_u64().unwrap() >= 24, "{mcp}");
     assert_eq!(summary["drill"]["ok"], true, "{summary}");
     assert_eq!(summary["drill"]["events_lost"], 0);
     assert_eq!(summary["audit_entries"], 4 * 30, "one audit entry per step");
@@ -47,6 +52,7 @@ fn the_demo_runs_reports_and_leaves_a_verifiable_log() {
     let sibling = dir.path().join("data-demo-1");
     assert!(out.contains(&sibling.display().to_string()), "{out}");
     assert!(out.contains("verify      ok"), "{out}");
+    assert!(out.contains("mcp         ok: initialize"), "{out}");
     let (_, again, _) = cairn(&data, &["head", "-o", "json"]);
     assert_eq!(serde_json::from_str::<Value>(&again).unwrap(), head);
 }

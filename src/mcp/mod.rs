@@ -22,6 +22,7 @@ pub mod api;
 pub mod http;
 pub mod log_tools;
 pub mod memory;
+pub mod round_trip;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -279,22 +280,26 @@ pub fn run(data: &Path, data_given: bool, args: McpArgs) -> CliResult<Exit> {
     }
 }
 
-/// Opens the store in `dir` (as its one writer) with what the API router needs around it: no
-/// auth (the process that can open the directory owns the data), the server's default bounds.
+/// Opens the store in `dir` (as its one writer) with what the API router needs around it.
 fn embedded_state(dir: &Path) -> CliResult<Arc<AppState>> {
     let log = crate::store::open_writer(dir)?;
-    let store = match Store::open(log.clone(), snapshotter::Policy::default(), &mut |_| {}) {
-        Ok((store, _restored)) => store,
+    match Store::open(log.clone(), snapshotter::Policy::default(), &mut |_| {}) {
+        Ok((store, _restored)) => Ok(Arc::new(embedded(store, dir))),
         Err(e) => {
             log.close();
-            return Err(e.into());
+            Err(e.into())
         }
-    };
-    // Never set: an embedded store stops when the MCP session ends, not on a signal.
+    }
+}
+
+/// What the API router needs around a store this process opened in `dir`: no auth (the
+/// process that can open the directory owns the data) and the server's default bounds.
+pub fn embedded(store: Store, dir: &Path) -> AppState {
+    // Never set: an embedded store stops when its owner closes it, not on a signal.
     let (stop_tx, shutdown) = tokio::sync::watch::channel(false);
     std::mem::forget(stop_tx);
-    Ok(Arc::new(AppState {
-        log,
+    AppState {
+        log: store.log().clone(),
         store,
         dir: dir.to_path_buf(),
         auth: None,
@@ -305,7 +310,7 @@ fn embedded_state(dir: &Path) -> CliResult<Arc<AppState>> {
         sse_keep_alive: limits::SSE_KEEP_ALIVE,
         access_audit: crate::http::access::AccessAudit::default(),
         token_lock: tokio::sync::Mutex::new(()),
-    }))
+    }
 }
 
 async fn serve_stdio(server: CairnMcp) -> CliResult<Exit> {
