@@ -120,6 +120,59 @@ pub async fn openapi() -> impl IntoResponse {
     Json(super::openapi())
 }
 
+/// One JSON-RPC 2.0 message of the Model Context Protocol: a request (`id`, `method`,
+/// `params`), a notification (`method`, `params`, no `id`) or an answer (`id` with `result` or
+/// `error`). The methods (`initialize`, `tools/list`, `tools/call`, `resources/read`, ...) and
+/// their parameters and results are MCP's; the tools are listed in docs/mcp.md.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct McpMessage {
+    /// Always `2.0`.
+    pub jsonrpc: String,
+    /// A request's id (string or integer), echoed by its answer; a notification has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub id: Option<serde_json::Value>,
+    /// A request's or notification's method, e.g. `tools/call`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Its parameters, e.g. `{"name": "read_stream", "arguments": {"stream": "agent-7"}}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub params: Option<serde_json::Value>,
+    /// A successful answer's result (a tool's result carries `isError`: a failed tool call is a
+    /// result whose text is the API's error body).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+    /// A failed answer's JSON-RPC error: `code`, `message`, `data`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub error: Option<serde_json::Value>,
+}
+
+/// The Model Context Protocol over streamable HTTP (mounted by `cairn serve`, see docs/mcp.md).
+///
+/// Documentation only: `cairn serve` mounts the endpoint (the MCP server lives beside this
+/// module, not under it), so this function is never called.
+#[utoipa::path(
+    post,
+    path = "/mcp",
+    tag = "mcp",
+    request_body(content = McpMessage, description = "One JSON-RPC message. The request must accept both `application/json` and `text/event-stream`.", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The answer: JSON, or a stream of Server-Sent Events (progress notifications, then the answer) when a tool sends progress first.", content((McpMessage = "application/json"), (String = "text/event-stream"))),
+        (status = 202, description = "A notification or an answer from the client was accepted; nothing to return."),
+        (status = 400, description = "A JSON-RPC error answer: the message's parameters or headers are malformed.", body = McpMessage),
+        (status = 404, description = "A JSON-RPC error answer: no such MCP method.", body = McpMessage),
+        (status = 401, description = "`unauthorized`: the server runs with `--auth` and the request has no known bearer token.", body = ErrorBody),
+        (status = 403, description = "`forbidden`: without `--auth`, a `Host` that is not a loopback name.", body = ErrorBody),
+        (status = 406, description = "`not_acceptable`: the request does not accept both `application/json` and `text/event-stream`.", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`, or not a JSON-RPC message.", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+pub fn mcp() {}
+
 pub async fn not_found() -> ApiError {
     ApiError::not_found("not_found", "no such endpoint; the API is described at /openapi.json")
 }
@@ -177,6 +230,9 @@ impl Modify for UniqueOperationIds {
 /// describe their own.
 struct CommonErrors;
 
+/// The tag of `/mcp`, whose error answers are its own.
+const MCP_TAG: &str = "mcp";
+
 impl Modify for CommonErrors {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
@@ -192,6 +248,10 @@ impl Modify for CommonErrors {
         for item in openapi.paths.paths.values_mut() {
             let operations = [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch];
             for operation in operations.into_iter().flatten() {
+                // MCP's endpoint answers what its protocol's transport does; it lists its own.
+                if operation.tags.as_ref().is_some_and(|t| t.iter().any(|t| t == MCP_TAG)) {
+                    continue;
+                }
                 let secured = operation.security.is_some();
                 let has_body = operation.request_body.is_some();
                 let responses = &mut operation.responses.responses;
@@ -261,7 +321,9 @@ impl Modify for CommonErrors {
         (name = "checkpoints", description = "Hash-chained checkpoints of the views."),
         (name = "admin", description = "Tokens and their rules, changed while the server runs (see docs/security.md)."),
         (name = "ops", description = "Health, metrics, this document."),
-    )
+        (name = "mcp", description = "The Model Context Protocol: cairn's tools for agents (docs/mcp.md)."),
+    ),
+    paths(mcp)
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
