@@ -50,6 +50,10 @@ pub const SSE_KEEP_ALIVE_COMMENT: &str = "keep-alive";
 /// Longest wait a view read with `?min_position=` may ask for (read-your-writes).
 pub const MIN_POSITION_WAIT_MAX: Duration = Duration::from_secs(5);
 
+/// How often a verification streamed as NDJSON (`POST /v1/verify` with
+/// `Accept: application/x-ndjson`, and so MCP's `verify`) reports its progress at most.
+pub const VERIFY_PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
 /// Events per append when `cairn append --ndjson` batches stdin.
 pub const NDJSON_BATCH_EVENTS: usize = 1_000;
 

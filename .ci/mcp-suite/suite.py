@@ -240,6 +240,11 @@ async def every_tool(t: Tools, *, admin: bool = True) -> None:
         verified = await t.ok("verify", {}, progress_callback=on_progress)
         check(verified["ok"] is True and verified["events"] >= 2, f"{t.label}: verify {verified}")
         check(progress != [], f"{t.label}: verify sent no progress notification")
+        # Events verified of the total, never going back; the last one has every event verified.
+        check(progress[-1] == (verified["events"], verified["events"]),
+              f"{t.label}: verify's last progress is not all events verified of the total: {progress} vs {verified}")
+        check(all(total is not None and v <= total for v, total in progress), f"{t.label}: progress {progress}")
+        check([v for v, _ in progress] == sorted(v for v, _ in progress), f"{t.label}: progress went back: {progress}")
         await t.err("verify", {"from": head["position"] + 1000}, "position_not_found")
         await t.err("verify", {"from": "x"}, "invalid_input", schema_valid=False)
 
@@ -276,7 +281,8 @@ async def every_tool(t: Tools, *, admin: bool = True) -> None:
 
     audit = await t.ok("audit_query", {"limit": 10})
     check(isinstance(audit["entries"], list), f"{t.label}: audit_query {audit}")
-    await t.err("audit_query", {"limit": "ten"}, "invalid_input", schema_valid=False)
+    await t.err("audit_query", {"order": "sideways"}, "invalid_input", schema_valid=False)
+    await t.err("audit_query", {"category": "gossip"}, "invalid_input", schema_valid=False)
 
     if admin:
         cps = await t.ok("checkpoint_status", {})

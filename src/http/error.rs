@@ -203,13 +203,20 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The error's body: `{"error", "message"}` and its other fields.
+    pub fn body(&self) -> serde_json::Value {
         let mut body = serde_json::Map::with_capacity(2 + self.extra.len());
         body.insert("error".into(), self.code.into());
-        body.insert("message".into(), self.message.into());
-        body.extend(self.extra);
-        let mut response = (self.status, axum::Json(serde_json::Value::Object(body))).into_response();
+        body.insert("message".into(), self.message.clone().into());
+        body.extend(self.extra.clone());
+        serde_json::Value::Object(body)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(self.body())).into_response();
         if let Some(secs) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }

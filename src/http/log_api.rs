@@ -454,14 +454,30 @@ pub struct VerifyQuery {
     from: Option<u64>,
 }
 
+/// The media type of a verification that reports its progress while it runs.
+pub const NDJSON: &str = "application/x-ndjson";
+
+/// One progress line of a verification streamed as NDJSON.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VerifyProgressJson {
+    /// Events checked so far.
+    pub checked: u64,
+    /// Events the verification checks in all.
+    pub total: u64,
+}
+
 /// Check every record's CRC and the whole hash chain.
+///
+/// With `Accept: application/x-ndjson` the answer is a stream of lines while it runs: progress
+/// lines (`{"checked", "total"}`, at most one per [`limits::VERIFY_PROGRESS_EVERY`], the last
+/// with everything checked), then the report, or an error body if the check itself failed.
 #[utoipa::path(
     post,
     path = "/v1/verify",
     tag = "log",
     params(VerifyQuery),
     responses(
-        (status = 200, description = "The report; `ok` is false and `first_bad_position` set when damage was found.", body = VerifyJson),
+        (status = 200, description = "The report; `ok` is false and `first_bad_position` set when damage was found. With `Accept: application/x-ndjson`: progress lines (`VerifyProgressJson`) while it runs, then the report (or an `ErrorBody` if the check itself failed), one JSON object per line.", content((VerifyJson = "application/json"), (VerifyProgressJson = "application/x-ndjson"))),
         (status = 404, description = "`position_not_found`: `from` is beyond the head of the log.", body = ErrorBody),
         (status = 403, description = "The token lacks `admin` on the whole log.", body = ErrorBody),
     ),
@@ -470,32 +486,78 @@ pub struct VerifyQuery {
 pub async fn verify(
     State(state): State<Arc<AppState>>,
     caller: Caller,
+    headers: HeaderMap,
     Query(q): Query<VerifyQuery>,
-) -> ApiResult<Json<VerifyJson>> {
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
     caller.require(Permission::Admin, "")?;
-    // One verification at a time: it reads the whole log, and a second one would only compete.
-    let _running = state.verify_lock.lock().await;
+    // Before anything is answered, so that a `from` beyond the head is a 404 in both forms.
     let log = state.log.clone();
-    let report = blocking(move || -> ApiResult<VerifyJson> {
-        let trusted = match q.from {
-            None | Some(0) => None,
+    let trusted = blocking(move || -> ApiResult<Option<log_engine::Head>> {
+        match q.from {
+            None | Some(0) => Ok(None),
             Some(p) => {
                 let position = Position(p - 1);
-                Some(log_engine::Head { position, hash: log.hash_at(position)? })
+                Ok(Some(log_engine::Head { position, hash: log.hash_at(position)? }))
             }
-        };
-        Ok(VerifyJson::from(&log.verify(trusted, |_| {})?))
+        }
     })
     .await??;
+    let streamed =
+        headers.get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains(NDJSON));
+    if !streamed {
+        // One verification at a time: it reads the whole log, and a second one would only compete.
+        let _running = state.verify_lock.lock().await;
+        let log = state.log.clone();
+        let report = blocking(move || log.verify(trusted, |_| {})).await??;
+        return Ok(Json(verified(&state, &report)).into_response());
+    }
+    // A line per VERIFY_PROGRESS_EVERY at most, so the channel stays short.
+    let (lines, receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        let _running = state.verify_lock.lock().await;
+        let log = state.log.clone();
+        let progress = lines.clone();
+        let outcome = blocking(move || {
+            let mut sent: Option<std::time::Instant> = None;
+            log.verify(trusted, |p| {
+                if sent.is_none_or(|t| t.elapsed() >= limits::VERIFY_PROGRESS_EVERY) || p.checked == p.total {
+                    sent = Some(std::time::Instant::now());
+                    let _ = progress.send(ndjson_line(&VerifyProgressJson { checked: p.checked, total: p.total }));
+                }
+            })
+        })
+        .await
+        .and_then(|r| r.map_err(ApiError::from));
+        let last = match outcome {
+            Ok(report) => ndjson_line(&verified(&state, &report)),
+            Err(e) => ndjson_line(&e.body()),
+        };
+        let _ = lines.send(last);
+    });
+    let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|line| (Ok::<_, std::convert::Infallible>(line), receiver))
+    });
+    Ok(([(axum::http::header::CONTENT_TYPE, NDJSON)], Body::from_stream(body)).into_response())
+}
+
+/// A verification's report as answered, recorded in the metrics (and logged when it found damage).
+fn verified(state: &AppState, report: &log_engine::VerifyReport) -> VerifyJson {
     state.metrics.record_verify(report.ok);
     if !report.ok {
         tracing::error!(
-            first_bad_position = ?report.first_bad_position,
+            first_bad_position = ?report.first_bad_position.map(|p| p.0),
             detail = report.detail.as_deref().unwrap_or(""),
             "verification found damage"
         );
     }
-    Ok(Json(report))
+    VerifyJson::from(report)
+}
+
+fn ndjson_line(value: &impl Serialize) -> String {
+    let mut line = serde_json::to_string(value).unwrap_or_default();
+    line.push('\n');
+    line
 }
 
 /// Runs `f` on the blocking pool: segment reads may fault pages in from disk.

@@ -79,15 +79,21 @@ impl ToolError {
         Value::Object(body)
     }
 
+    /// An error body of the API (`{"error": code, "message", ...}`) as a tool error.
+    pub fn from_body(body: Value) -> ToolError {
+        let Value::Object(mut body) = body else {
+            return ToolError::new("internal", "an error answer is not an object");
+        };
+        let code = body.remove("error").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let message = body.remove("message").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        ToolError { code, message, extra: body }
+    }
+
     /// Reads an error answer of the API; a body that is not the contract's error shape (a
     /// proxy's page, say) is described by its status.
     fn from_answer(status: StatusCode, bytes: &[u8]) -> ToolError {
         match serde_json::from_slice::<Value>(bytes) {
-            Ok(Value::Object(mut body)) if body.get("error").is_some_and(Value::is_string) => {
-                let code = body.remove("error").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-                let message = body.remove("message").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-                ToolError { code, message, extra: body }
-            }
+            Ok(body) if body.get("error").is_some_and(Value::is_string) => ToolError::from_body(body),
             _ => ToolError::new(
                 "unavailable",
                 format!(
@@ -121,7 +127,106 @@ pub struct Answer {
     pub bytes: Vec<u8>,
 }
 
+/// An answer's body as it arrives, from the router in process or from the network.
+#[derive(Debug)]
+enum Chunks {
+    Router(axum::body::BodyDataStream),
+    Remote { response: reqwest::Response, base: String },
+}
+
+impl Chunks {
+    /// The next piece of the body; `None` at its end. A remote body cut off by the request's
+    /// own timeout is `Err` with the code `timeout`.
+    async fn next(&mut self) -> Result<Option<axum::body::Bytes>, ToolError> {
+        match self {
+            Chunks::Router(body) => futures_util::StreamExt::next(body)
+                .await
+                .transpose()
+                .map_err(|e| ToolError::new("internal", format!("reading an answer failed: {e}"))),
+            Chunks::Remote { response, base } => response.chunk().await.map_err(|e| {
+                if e.is_timeout() {
+                    ToolError::new("timeout", format!("the answer of the cairn server at {base} did not end in time"))
+                } else {
+                    unreachable_error(base, &e)
+                }
+            }),
+        }
+    }
+
+    /// The rest of the body, at most [`MCP_RESPONSE_BYTES_MAX`] bytes.
+    async fn read_all(&mut self, path: &str) -> Result<Vec<u8>, ToolError> {
+        let mut bytes = Vec::new();
+        while let Some(chunk) = self.next().await? {
+            if bytes.len() + chunk.len() > MCP_RESPONSE_BYTES_MAX {
+                return Err(ToolError::new(
+                    "internal",
+                    format!(
+                        "the answer of {path} is larger than MCP_RESPONSE_BYTES_MAX ({MCP_RESPONSE_BYTES_MAX} bytes)"
+                    ),
+                ));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    }
+}
+
+/// A request to send: what [`Api::open`] needs besides the method and path.
+#[derive(Debug, Default, Clone, Copy)]
+struct Extras<'a> {
+    body: Option<&'a Value>,
+    /// The `Authorization` header, passed on as it is.
+    token: Option<&'a str>,
+    accept: Option<&'a str>,
+    /// `--server` only: a bound on the whole exchange shorter than [`MCP_REQUEST_TIMEOUT`].
+    timeout: Option<Duration>,
+}
+
 impl Api {
+    /// Sends one request; its status and its body as it arrives.
+    async fn open(&self, method: Method, path: &str, x: Extras<'_>) -> Result<(StatusCode, Chunks), ToolError> {
+        let bytes = x.body.map(|b| serde_json::to_vec(b).unwrap_or_default());
+        match self {
+            Api::Router(router) => {
+                let mut request = Request::builder().method(method).uri(path);
+                if bytes.is_some() {
+                    request = request.header(header::CONTENT_TYPE, "application/json");
+                }
+                if let Some(token) = x.token {
+                    request = request.header(header::AUTHORIZATION, token);
+                }
+                if let Some(accept) = x.accept {
+                    request = request.header(header::ACCEPT, accept);
+                }
+                let request = request
+                    .body(bytes.map_or_else(Body::empty, Body::from))
+                    .map_err(|e| ToolError::new("invalid_input", format!("cannot build the request {path}: {e}")))?;
+                let response = router.clone().oneshot(request).await.unwrap_or_else(|never| match never {});
+                Ok((response.status(), Chunks::Router(response.into_body().into_data_stream())))
+            }
+            Api::Remote { client, base } => {
+                let url = format!("{base}{path}");
+                let method = reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap_or(reqwest::Method::GET);
+                let mut request = client.request(method, &url);
+                if let Some(bytes) = bytes {
+                    request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(bytes);
+                }
+                if let Some(token) = x.token {
+                    request = request.header(reqwest::header::AUTHORIZATION, token);
+                }
+                if let Some(accept) = x.accept {
+                    request = request.header(reqwest::header::ACCEPT, accept);
+                }
+                if let Some(timeout) = x.timeout {
+                    request = request.timeout(timeout);
+                }
+                let response = request.send().await.map_err(|e| unreachable_error(base, &e))?;
+                let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+                Ok((status, Chunks::Remote { response, base: base.clone() }))
+            }
+        }
+    }
+
     /// Sends one request and reads the whole answer. `token` is the `Authorization` header to send
     /// (`Bearer <token>`), passed on as it is.
     pub async fn send(
@@ -131,42 +236,19 @@ impl Api {
         body: Option<&Value>,
         token: Option<&str>,
     ) -> Result<Answer, ToolError> {
-        let bytes = body.map(|b| serde_json::to_vec(b).unwrap_or_default());
-        match self {
-            Api::Router(router) => {
-                let mut request = Request::builder().method(method).uri(path);
-                if bytes.is_some() {
-                    request = request.header(header::CONTENT_TYPE, "application/json");
-                }
-                if let Some(token) = token {
-                    request = request.header(header::AUTHORIZATION, token);
-                }
-                let request = request
-                    .body(bytes.map_or_else(Body::empty, Body::from))
-                    .map_err(|e| ToolError::new("invalid_input", format!("cannot build the request {path}: {e}")))?;
-                let response = router.clone().oneshot(request).await.unwrap_or_else(|never| match never {});
-                let status = response.status();
-                let bytes = axum::body::to_bytes(response.into_body(), MCP_RESPONSE_BYTES_MAX)
-                    .await
-                    .map_err(|e| ToolError::new("internal", format!("cannot read the answer of {path}: {e}")))?;
-                Ok(Answer { status, bytes: bytes.to_vec() })
-            }
-            Api::Remote { client, base } => {
-                let url = format!("{base}{path}");
-                let method = reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap_or(reqwest::Method::GET);
-                let mut request = client.request(method, &url);
-                if let Some(bytes) = bytes {
-                    request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(bytes);
-                }
-                if let Some(token) = token {
-                    request = request.header(reqwest::header::AUTHORIZATION, token);
-                }
-                let response = request.send().await.map_err(|e| unreachable_error(base, &e))?;
-                let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-                let bytes = response.bytes().await.map_err(|e| unreachable_error(base, &e))?;
-                Ok(Answer { status, bytes: bytes.to_vec() })
-            }
+        let (status, mut chunks) = self.open(method, path, Extras { body, token, ..Extras::default() }).await?;
+        Ok(Answer { status, bytes: chunks.read_all(path).await? })
+    }
+
+    /// Sends one request whose answer is NDJSON (`Accept: application/x-ndjson`) and returns its
+    /// lines as they arrive; a non-2xx answer is the API's error.
+    pub async fn lines(&self, method: Method, path: &str, token: Option<&str>) -> Result<Lines, ToolError> {
+        let x = Extras { token, accept: Some(crate::http::log_api::NDJSON), ..Extras::default() };
+        let (status, mut chunks) = self.open(method, path, x).await?;
+        if !status.is_success() {
+            return Err(ToolError::from_answer(status, &chunks.read_all(path).await?));
         }
+        Ok(Lines { chunks, pending: Vec::new(), path: path.to_string() })
     }
 
     /// Sends one request; a 2xx answer's JSON body, or the API's error.
@@ -205,62 +287,72 @@ impl Api {
     /// Server-Sent Event carrying data. `Ok(true)`: one arrived; `Ok(false)`: the time ran out.
     pub async fn first_event(&self, path: &str, token: Option<&str>, timeout: Duration) -> Result<bool, ToolError> {
         let wait = async {
-            match self {
-                Api::Router(router) => {
-                    let mut request = Request::builder().method(Method::GET).uri(path);
-                    if let Some(token) = token {
-                        request = request.header(header::AUTHORIZATION, token);
-                    }
-                    let request = request.body(Body::empty()).map_err(|e| {
-                        ToolError::new("invalid_input", format!("cannot build the request {path}: {e}"))
-                    })?;
-                    let response = router.clone().oneshot(request).await.unwrap_or_else(|never| match never {});
-                    let status = response.status();
-                    let mut body = response.into_body().into_data_stream();
-                    if !status.is_success() {
-                        let bytes = axum::body::to_bytes(Body::from_stream(body), MCP_RESPONSE_BYTES_MAX)
-                            .await
-                            .unwrap_or_default();
-                        return Err(ToolError::from_answer(status, &bytes));
-                    }
-                    let mut sse = SseLines::default();
-                    while let Some(chunk) = futures_util::StreamExt::next(&mut body).await {
-                        let chunk =
-                            chunk.map_err(|e| ToolError::new("internal", format!("subscription failed: {e}")))?;
-                        if sse.feed(&chunk) {
-                            return Ok(true);
-                        }
-                    }
-                    Ok(false)
-                }
-                Api::Remote { client, base } => {
-                    let mut request = client.get(format!("{base}{path}")).timeout(timeout);
-                    if let Some(token) = token {
-                        request = request.header(reqwest::header::AUTHORIZATION, token);
-                    }
-                    let mut response = request.send().await.map_err(|e| unreachable_error(base, &e))?;
-                    let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-                    if !status.is_success() {
-                        let bytes = response.bytes().await.unwrap_or_default();
-                        return Err(ToolError::from_answer(status, &bytes));
-                    }
-                    let mut sse = SseLines::default();
-                    loop {
-                        match response.chunk().await {
-                            Ok(Some(chunk)) if sse.feed(&chunk) => return Ok(true),
-                            Ok(Some(_)) => {}
-                            Ok(None) => return Ok(false),
-                            // The client's own timeout ends the stream: that is "nothing came".
-                            Err(e) if e.is_timeout() => return Ok(false),
-                            Err(e) => return Err(unreachable_error(base, &e)),
-                        }
-                    }
+            let x = Extras { token, timeout: Some(timeout), ..Extras::default() };
+            let (status, mut chunks) = self.open(Method::GET, path, x).await?;
+            if !status.is_success() {
+                return Err(ToolError::from_answer(status, &chunks.read_all(path).await.unwrap_or_default()));
+            }
+            let mut sse = SseLines::default();
+            loop {
+                match chunks.next().await {
+                    Ok(Some(chunk)) if sse.feed(&chunk) => return Ok(true),
+                    Ok(Some(_)) => {}
+                    Ok(None) => return Ok(false),
+                    // The request's own timeout ends the stream: that is "nothing came".
+                    Err(e) if e.code == "timeout" => return Ok(false),
+                    Err(e) => return Err(e),
                 }
             }
         };
         match tokio::time::timeout(timeout, wait).await {
             Ok(result) => result,
             Err(_elapsed) => Ok(false),
+        }
+    }
+}
+
+/// The lines of an NDJSON answer, each a JSON value, read as they arrive.
+#[derive(Debug)]
+pub struct Lines {
+    chunks: Chunks,
+    /// Bytes of a line not ended yet.
+    pending: Vec<u8>,
+    path: String,
+}
+
+impl Lines {
+    /// The next line; `None` at the end of the answer.
+    pub async fn next(&mut self) -> Result<Option<Value>, ToolError> {
+        loop {
+            if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=end).collect();
+                let line = line.trim_ascii();
+                if line.is_empty() {
+                    continue;
+                }
+                return serde_json::from_slice(line).map(Some).map_err(|e| {
+                    ToolError::new("internal", format!("a line of the answer of {} is not JSON: {e}", self.path))
+                });
+            }
+            match self.chunks.next().await? {
+                Some(chunk) if self.pending.len() + chunk.len() > MCP_RESPONSE_BYTES_MAX => {
+                    return Err(ToolError::new(
+                        "internal",
+                        format!("a line of the answer of {} is longer than MCP_RESPONSE_BYTES_MAX", self.path),
+                    ));
+                }
+                Some(chunk) => self.pending.extend_from_slice(&chunk),
+                None if self.pending.iter().all(u8::is_ascii_whitespace) => return Ok(None),
+                None => {
+                    let last = std::mem::take(&mut self.pending);
+                    return serde_json::from_slice(&last).map(Some).map_err(|e| {
+                        ToolError::new(
+                            "internal",
+                            format!("the last line of the answer of {} is not JSON: {e}", self.path),
+                        )
+                    });
+                }
+            }
         }
     }
 }

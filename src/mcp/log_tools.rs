@@ -2,7 +2,7 @@
 //! checkpoint status, each a thin call of the HTTP API (see [`super::api`]) with a JSON Schema
 //! for its input and its output and a description written for a model choosing a tool.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::Method;
 use rmcp::handler::server::wrapper::{Json, Parameters};
@@ -20,8 +20,13 @@ use super::CairnMcp;
 pub const WAIT_TIMEOUT_MS_MAX: u64 = 60_000;
 /// `wait_for_events`'s wait when none is given.
 pub const WAIT_TIMEOUT_MS_DEFAULT: u64 = 10_000;
-/// How often a running `verify` sends a progress notification (when the client asked for them).
-pub const VERIFY_PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// A progress line of a streamed verification.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyProgress {
+    checked: u64,
+    total: u64,
+}
 
 /// `any`, `no_stream` or `exists`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
@@ -342,19 +347,59 @@ pub struct KvKeys {
     pub next: Option<String>,
 }
 
+/// An audit entry's category (the API's names).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditCategory {
+    Authentication,
+    Authorization,
+    DataAccess,
+    SystemChange,
+    Workflow,
+    AgentActivity,
+    Security,
+    Performance,
+}
+
+/// An audit entry's level, lowest first.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Fatal,
+}
+
+/// The order of an audit query's entries.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditOrder {
+    /// Newest first.
+    Desc,
+    /// Oldest first.
+    Asc,
+}
+
+/// The name a keyword enum is written as in a query (its serde name).
+fn keyword(value: Option<impl Serialize>) -> Option<String> {
+    value.and_then(|v| serde_json::to_value(v).ok()).and_then(|v| v.as_str().map(str::to_string))
+}
+
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQueryArgs {
     /// Actor id.
     #[serde(default)]
     pub actor: Option<String>,
-    /// authentication, authorization, data_access, system_change, workflow, agent_activity,
-    /// security or performance.
+    /// The entries' category.
     #[serde(default)]
-    pub category: Option<String>,
-    /// Minimum level: trace, debug, info, warn, error or fatal.
+    pub category: Option<AuditCategory>,
+    /// Minimum level.
     #[serde(default)]
-    pub level: Option<String>,
+    pub level: Option<AuditLevel>,
     /// Target id.
     #[serde(default)]
     pub target: Option<String>,
@@ -374,7 +419,7 @@ pub struct AuditQueryArgs {
     pub until: Option<String>,
     /// `desc` (newest first, the default) or `asc`.
     #[serde(default)]
-    pub order: Option<String>,
+    pub order: Option<AuditOrder>,
     #[serde(default)]
     pub limit: Option<u64>,
     /// The previous page's `next`.
@@ -506,33 +551,29 @@ impl CairnMcp {
     ) -> Result<Json<Verified>, ToolError> {
         let auth = self.auth(&ctx);
         let path = format!("/v1/verify{}", query(&[("from", a.from.map(|v| v.to_string()))]));
-        let call = self.api.call_as::<Verified>(Method::POST, &path, None, auth.as_deref());
         let Some(token) = meta.get_progress_token() else {
-            return call.await.map(Json);
+            return self.api.call_as::<Verified>(Method::POST, &path, None, auth.as_deref()).await.map(Json);
         };
-        // The API answers once, at the end: while it runs, tell the client every second how
-        // long it has been running (the progress value is the elapsed seconds; no total).
-        let started = Instant::now();
-        let mut call = std::pin::pin!(call);
-        let mut tick = tokio::time::interval(VERIFY_PROGRESS_EVERY);
-        loop {
-            tokio::select! {
-                result = &mut call => {
-                    if let Ok(report) = &result {
-                        let done = ProgressNotificationParam::new(token.clone(), started.elapsed().as_secs_f64())
-                            .with_message(format!("verified {} events", report.events));
-                        let _ = ctx.peer.notify_progress(done).await;
-                    }
-                    return result.map(Json);
-                }
-                _ = tick.tick() => {
-                    let secs = started.elapsed().as_secs_f64();
-                    let note = ProgressNotificationParam::new(token.clone(), secs)
-                        .with_message(format!("verifying the log: {secs:.0} s so far"));
-                    let _ = ctx.peer.notify_progress(note).await;
-                }
+        // The API reports its progress while it runs (NDJSON): pass each line on as a progress
+        // notification (events checked of the total), and answer its report.
+        let mut lines = self.api.lines(Method::POST, &path, auth.as_deref()).await?;
+        while let Some(line) = lines.next().await? {
+            if let Ok(p) = serde_json::from_value::<VerifyProgress>(line.clone()) {
+                #[allow(clippy::cast_precision_loss)] // event counts far below 2^53
+                let note = ProgressNotificationParam::new(token.clone(), p.checked as f64)
+                    .with_total(p.total as f64)
+                    .with_message(format!("verified {} of {} events", p.checked, p.total));
+                let _ = ctx.peer.notify_progress(note).await;
+                continue;
             }
+            if line.get("error").is_some_and(Value::is_string) {
+                return Err(ToolError::from_body(line));
+            }
+            return serde_json::from_value::<Verified>(line).map(Json).map_err(|e| {
+                ToolError::new("internal", format!("the verification's report has an unexpected shape: {e}"))
+            });
         }
+        Err(ToolError::new("unavailable", "the verification's answer ended before its report"))
     }
 
     #[tool(
@@ -659,8 +700,8 @@ impl CairnMcp {
     ) -> Result<Json<AuditPage>, ToolError> {
         let q = query(&[
             ("actor", a.actor),
-            ("category", a.category),
-            ("level", a.level),
+            ("category", keyword(a.category)),
+            ("level", keyword(a.level)),
             ("target", a.target),
             ("trace_id", a.trace_id),
             ("agent_id", a.agent_id),
@@ -668,7 +709,7 @@ impl CairnMcp {
             ("task_id", a.task_id),
             ("since", a.since),
             ("until", a.until),
-            ("order", a.order),
+            ("order", keyword(a.order)),
             ("limit", a.limit.map(|v| v.to_string())),
             ("after", a.after.map(|v| v.to_string())),
             ("min_position", self.read_your_writes()),
