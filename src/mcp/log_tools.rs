@@ -347,30 +347,17 @@ pub struct KvKeys {
     pub next: Option<String>,
 }
 
-/// An audit entry's category (the API's names).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum AuditCategory {
-    Authentication,
-    Authorization,
-    DataAccess,
-    SystemChange,
-    Workflow,
-    AgentActivity,
-    Security,
-    Performance,
+/// A string that is one of `names`, or null (an optional query filter).
+fn one_of(names: &[&str]) -> schemars::Schema {
+    schemars::json_schema!({"type": ["string", "null"], "enum": names.iter().copied().map(Some).chain([None]).collect::<Vec<_>>(), "default": null})
 }
 
-/// An audit entry's level, lowest first.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum AuditLevel {
-    Trace,
-    Debug,
-    Info,
-    Warn,
-    Error,
-    Fatal,
+fn audit_category(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    one_of(projections::Category::NAMES)
+}
+
+fn audit_level(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    one_of(projections::Level::NAMES)
 }
 
 /// The order of an audit query's entries.
@@ -396,10 +383,12 @@ pub struct AuditQueryArgs {
     pub actor: Option<String>,
     /// The entries' category.
     #[serde(default)]
-    pub category: Option<AuditCategory>,
+    #[schemars(schema_with = "audit_category")]
+    pub category: Option<String>,
     /// Minimum level.
     #[serde(default)]
-    pub level: Option<AuditLevel>,
+    #[schemars(schema_with = "audit_level")]
+    pub level: Option<String>,
     /// Target id.
     #[serde(default)]
     pub target: Option<String>,
@@ -698,10 +687,21 @@ impl CairnMcp {
         ctx: RequestContext<RoleServer>,
         Parameters(a): Parameters<AuditQueryArgs>,
     ) -> Result<Json<AuditPage>, ToolError> {
+        // What the input schema says, checked: arguments outside it are `invalid_input`.
+        let keywords =
+            [("category", &a.category, projections::Category::NAMES), ("level", &a.level, projections::Level::NAMES)];
+        for (name, value, names) in keywords {
+            if let Some(v) = value.as_deref().filter(|v| !names.contains(v)) {
+                return Err(ToolError::new(
+                    "invalid_input",
+                    format!("{name} {v:?} is not one of {}", names.join(", ")),
+                ));
+            }
+        }
         let q = query(&[
             ("actor", a.actor),
-            ("category", keyword(a.category)),
-            ("level", keyword(a.level)),
+            ("category", a.category),
+            ("level", a.level),
             ("target", a.target),
             ("trace_id", a.trace_id),
             ("agent_id", a.agent_id),

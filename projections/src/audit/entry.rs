@@ -56,6 +56,9 @@ pub enum ActorType {
 macro_rules! snake_names {
     ($t:ty { $($variant:ident => $name:literal),* $(,)? }) => {
         impl $t {
+            /// Every snake_case name, in declaration order.
+            pub const NAMES: &'static [&'static str] = &[$($name),*];
+
             /// The snake_case name used in JSON and query strings.
             pub fn as_str(self) -> &'static str {
                 match self { $(<$t>::$variant => $name),* }
