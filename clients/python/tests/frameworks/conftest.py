@@ -18,7 +18,9 @@ from ..server.harness import Server, cairn_binary, new_token, token_hash_line
 AGENT_RULES = (
     'rules = [{ prefix = "", allow = ["read"] }, '
     '{ prefix = "lg-", allow = ["read", "append", "delete"] }, '
-    '{ prefix = "oa-", allow = ["read", "append", "delete"] }]'
+    '{ prefix = "oa-", allow = ["read", "append", "delete"] }, '
+    '{ prefix = "langgraph:", allow = ["read", "append", "delete"] }, '
+    '{ prefix = "openai-agents:", allow = ["read", "append", "delete"] }]'
 )
 """The adapters' principal: read the global log (a chain check needs the hash before each
 event), and write and delete their own streams."""
@@ -57,7 +59,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     token = new_token()
     auth = root / "auth.toml"
     auth.write_text(f'[[principal]]\nname = "agents"\n{token_hash_line(binary, token)}\n{AGENT_RULES}\n')
-    server = KillableServer(binary, root / "data", root / "server.log", ["--auth", str(auth)]).start()
+    server = KillableServer(binary, root / "data", root / "server.log", ["--auth", str(auth)])
+    server.start()
     try:
         yield Deployment(server, token)
     finally:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import pytest
+from langchain_core.runnables import RunnableConfig
 from langgraph.channels.delta import DeltaChannel
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -96,7 +97,8 @@ def own_server(tmp_path: Path) -> Any:
     token = new_token()
     auth = tmp_path / "auth.toml"
     auth.write_text(f'[[principal]]\nname = "agents"\n{token_hash_line(binary, token)}\n{AGENT_RULES}\n')
-    server = KillableServer(binary, tmp_path / "data", tmp_path / "server.log", ["--auth", str(auth)]).start()
+    server = KillableServer(binary, tmp_path / "data", tmp_path / "server.log", ["--auth", str(auth)])
+    server.start()
     try:
         yield server, token
     finally:
@@ -111,7 +113,7 @@ async def test_sigkill_mid_run_resumes_with_nothing_lost_or_repeated(own_server:
         if n == 2 and tool_runs.count(2) == 1:
             server.kill()
 
-    config = {"configurable": {"thread_id": "booking-1"}}
+    config: RunnableConfig = {"configurable": {"thread_id": "booking-1"}}
     async with AsyncCairnSaver(server.url, token, stream_prefix="lg-kill:") as saver:
         graph: CompiledStateGraph[Any] = build(tool_runs, kill_at_second_call).compile(checkpointer=saver)
         # durability="sync": each step's checkpoint is stored before the next step starts, so
@@ -140,7 +142,7 @@ async def test_sigkill_mid_run_resumes_with_nothing_lost_or_repeated(own_server:
 
 async def _finished(saver: AsyncCairnSaver, thread_id: str, tool_runs: list[int]) -> CompiledStateGraph[Any]:
     graph: CompiledStateGraph[Any] = build(tool_runs).compile(checkpointer=saver)
-    config = {"configurable": {"thread_id": thread_id}}
+    config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
     await graph.ainvoke({"log": ["start"], "calls": 0}, config)
     done = await graph.ainvoke(Command(resume="yes"), config)
     assert done["log"] == FULL_LOG
@@ -151,7 +153,7 @@ async def test_time_travel_branches_from_an_earlier_checkpoint(deployment: Any, 
     tool_runs: list[int] = []
     async with AsyncCairnSaver(deployment.url, deployment.token, stream_prefix=prefix) as saver:
         graph = await _finished(saver, "trip", tool_runs)
-        config = {"configurable": {"thread_id": "trip"}}
+        config: RunnableConfig = {"configurable": {"thread_id": "trip"}}
         history = [s async for s in graph.aget_state_history(config)]
         # The checkpoint where tool call 1 is next: time travel back to it.
         earlier = next(s for s in history if s.values.get("calls") == 1 and s.next == ("tool",))
@@ -174,8 +176,8 @@ async def test_copy_thread_then_both_run_on_their_own(deployment: Any, prefix: s
     async with AsyncCairnSaver(deployment.url, deployment.token, stream_prefix=prefix) as saver:
         graph = await _finished(saver, "source", [])
         await saver.acopy_thread("source", "copy")
-        source = {"configurable": {"thread_id": "source"}}
-        copy = {"configurable": {"thread_id": "copy"}}
+        source: RunnableConfig = {"configurable": {"thread_id": "source"}}
+        copy: RunnableConfig = {"configurable": {"thread_id": "copy"}}
         assert (await graph.aget_state(copy)).values == (await graph.aget_state(source)).values
         source_history = [s.config["configurable"]["checkpoint_id"] async for s in graph.aget_state_history(source)]
         copy_history = [s.config["configurable"]["checkpoint_id"] async for s in graph.aget_state_history(copy)]
@@ -192,7 +194,7 @@ async def test_prune_keeps_what_the_delta_channel_needs(deployment: Any, prefix:
         await saver.aprune(["long"], strategy="keep_latest")
     async with AsyncCairnSaver(deployment.url, deployment.token, stream_prefix=prefix) as fresh:
         graph = build([]).compile(checkpointer=fresh)
-        config = {"configurable": {"thread_id": "long"}}
+        config: RunnableConfig = {"configurable": {"thread_id": "long"}}
         assert (await graph.aget_state(config)).values["log"] == FULL_LOG
         after = [t async for t in fresh.alist(config)]
         assert 1 <= len(after) < len(before)

@@ -71,7 +71,8 @@ async def test_a_changed_byte_is_refused_before_deserialising(own_server: Any) -
     async with AsyncCairnSaver(server.url, token, stream_prefix="lg-tamper:") as saver:
         tampered = await _put(saver, "victim", "TAMPER-ME-7f3a")
         intact = await _put(saver, "bystander", "left alone")
-        assert (await saver.aget_tuple(tampered)).checkpoint["channel_values"] == {"note": "TAMPER-ME-7f3a"}
+        loaded = await saver.aget_tuple(tampered)
+        assert loaded is not None and loaded.checkpoint["channel_values"] == {"note": "TAMPER-ME-7f3a"}
 
     server.stop()
     _flip_in_segments(server.data, b"TAMPER-ME-7f3a")
@@ -92,4 +93,5 @@ async def test_a_changed_byte_is_refused_before_deserialising(own_server: Any) -
     assert "does not match its chain hash" in str(refused.value)
 
     async with AsyncCairnSaver(server.url, token, stream_prefix="lg-tamper:") as saver:
-        assert (await saver.aget_tuple(intact)).checkpoint["channel_values"] == {"note": "left alone"}
+        loaded = await saver.aget_tuple(intact)
+        assert loaded is not None and loaded.checkpoint["channel_values"] == {"note": "left alone"}

@@ -28,6 +28,11 @@ pytestmark = pytest.mark.anyio
 RUNNERS = ["run", "run_sync", "run_streamed"]
 
 
+def c(item: Any) -> Any:
+    """An item's content (items are a union of typed dicts; these tests only make messages)."""
+    return item.get("content")
+
+
 def text(content: str) -> ResponseOutputMessage:
     return ResponseOutputMessage(
         id="1",
@@ -95,7 +100,7 @@ async def test_session_memory_different_sessions(method: str, new_session: Calla
     model.enqueue([text("Yes, you mentioned cats")])
     result = await run(method, agent, "What did I say I like?", session=cats)
     assert result.final_output == "Yes, you mentioned cats"
-    assert [i.get("content") for i in model.calls[-1].input][0] == "I like cats"
+    assert [c(i) for i in model.calls[-1].input][0] == "I like cats"
     assert len(model.calls[-1].input) == 3
 
 
@@ -112,7 +117,7 @@ async def test_session_limit_parameter(method: str, new_session: Callable[..., C
     await run(method, agent, "Message 4", session=session, run_config=RunConfig(session_settings=SessionSettings(limit=2)))
     last_input = model.calls[-1].input
     assert len(last_input) == 3
-    assert last_input[0].get("content") == "Message 3"
+    assert c(last_input[0]) == "Message 3"
 
 
 async def test_session_memory_direct(new_session: Callable[..., CairnSession]) -> None:
@@ -140,7 +145,7 @@ async def test_session_memory_pop_item(new_session: Callable[..., CairnSession])
     assert len(await session.get_items()) == 3
     assert await session.pop_item() == items[2]
     remaining = await session.get_items()
-    assert len(remaining) == 2 and remaining[-1].get("content") == "Hi there!"
+    assert len(remaining) == 2 and c(remaining[-1]) == "Hi there!"
     assert await session.pop_item() == items[1]
     assert await session.pop_item() == items[0]
     assert await session.pop_item() is None
@@ -162,19 +167,19 @@ async def test_session_get_items_with_limit(new_session: Callable[..., CairnSess
     session = new_session("count_test")
     contents = ["Message 1", "Response 1", "Message 2", "Response 2", "Message 3", "Response 3"]
     await session.add_items([{"role": "user", "content": c} for c in contents])
-    assert [i["content"] for i in await session.get_items()] == contents
-    assert [i["content"] for i in await session.get_items(limit=2)] == contents[-2:]
-    assert [i["content"] for i in await session.get_items(limit=4)] == contents[-4:]
-    assert [i["content"] for i in await session.get_items(limit=10)] == contents
+    assert [c(i) for i in await session.get_items()] == contents
+    assert [c(i) for i in await session.get_items(limit=2)] == contents[-2:]
+    assert [c(i) for i in await session.get_items(limit=4)] == contents[-4:]
+    assert [c(i) for i in await session.get_items(limit=10)] == contents
     assert await session.get_items(limit=0) == []
     await session.pop_item()
-    assert [i["content"] for i in await session.get_items(limit=2)] == contents[-3:-1]
+    assert [c(i) for i in await session.get_items(limit=2)] == contents[-3:-1]
 
 
 async def test_get_items_uses_session_settings_limit(new_session: Callable[..., CairnSession]) -> None:
     session = new_session("settings_limit", session_settings=SessionSettings(limit=3))
     await session.add_items([{"role": "user", "content": f"Message {i}"} for i in range(5)])
-    assert [i["content"] for i in await session.get_items()] == ["Message 2", "Message 3", "Message 4"]
+    assert [c(i) for i in await session.get_items()] == ["Message 2", "Message 3", "Message 4"]
     assert len(await session.get_items(limit=5)) == 5, "an explicit limit overrides the settings"
 
 
@@ -182,7 +187,7 @@ async def test_session_unicode_and_special_characters(new_session: Callable[...,
     session = new_session("unicode_test")
     contents = ["こんにちは", "😊👍", "Привет", "O'Reilly", "Robert'); DROP TABLE students;--", '"quoted" \\ back']
     await session.add_items([{"role": "user", "content": c} for c in contents])
-    assert [i["content"] for i in await session.get_items()] == contents
+    assert [c(i) for i in await session.get_items()] == contents
 
 
 async def test_session_concurrent_access_from_other_event_loops(new_session: Callable[..., CairnSession]) -> None:
@@ -196,7 +201,7 @@ async def test_session_concurrent_access_from_other_event_loops(new_session: Cal
             loop.close()
 
     await asyncio.gather(*(asyncio.to_thread(add, n) for n in range(10)))
-    assert {i["content"] for i in await session.get_items()} == {f"Message {n}" for n in range(10)}
+    assert {c(i) for i in await session.get_items()} == {f"Message {n}" for n in range(10)}
 
 
 async def test_sixteen_writers_lose_no_item(deployment: Deployment, session_prefix: str) -> None:
@@ -207,7 +212,7 @@ async def test_sixteen_writers_lose_no_item(deployment: Deployment, session_pref
             await session.add_items([{"role": "user", "content": f"{w}:{n}:a"}, {"role": "user", "content": f"{w}:{n}:b"}])
 
     await asyncio.gather(*(write(w, s) for w, s in enumerate(writers)))
-    items = [i["content"] for i in await writers[0].get_items()]
+    items = [c(i) for i in await writers[0].get_items()]
     assert sorted(items) == sorted(f"{w}:{n}:{x}" for w in range(16) for n in range(10) for x in "ab")
     for w in range(16):
         mine = [i for i in items if i.startswith(f"{w}:")]
@@ -224,7 +229,7 @@ async def test_concurrent_pops_never_return_one_item_twice(deployment: Deploymen
     async def pop_all(session: CairnSession) -> list[str]:
         got = []
         while (item := await session.pop_item()) is not None:
-            got.append(item["content"])
+            got.append(c(item))
         return got
 
     results = await asyncio.gather(*(pop_all(s) for s in poppers))
