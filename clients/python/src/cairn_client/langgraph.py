@@ -647,14 +647,39 @@ class AsyncCairnSaver(_Reader, BaseCheckpointSaver[str]):
             if strategy == "delete":
                 await self.adelete_thread(thread_id)
                 continue
+            await self._compact(thread_id)
+
+    async def _compact(self, thread_id: str) -> None:
+        stream = self.stream_of(thread_id)
+        for _ in range(PUT_ATTEMPTS_MAX):
             thread = await self._thread(thread_id)
             if thread.last_version is None:
-                continue
+                return
             events = [e for record in self._compacted(thread) for e in _events_of(CHECKPOINT_EVENT, record)]
-            stream = self.stream_of(thread_id)
-            result = await self.client.append(stream, events, expected_version=thread.last_version)
-            await self.client.set_stream_metadata(stream, truncate_before=result.first_version)
+            if thread.deleted_runs:
+                # The copies keep their run ids, so the runs deleted before stay hidden.
+                events += _events_of(RUNS_DELETED_EVENT, _pack({"run_ids": sorted(thread.deleted_runs)}))
+            try:
+                result = await self.client.append(stream, events, expected_version=thread.last_version)
+            except WrongExpectedVersion:
+                continue
+            state = await self.client.stream_metadata(stream)
+            await self.client.set_stream_metadata(
+                stream,
+                max_age_ms=state.max_age_ms,
+                max_count=state.max_count,
+                truncate_before=result.first_version,
+                ttl_ms=state.ttl_ms,
+            )
             self._seen[thread_id] = result.last_version
+            return
+        raise ThreadConflict(
+            f"thread {thread_id!r} kept moving: {PUT_ATTEMPTS_MAX} attempts to prune it met a newer "
+            "version; nothing was truncated.",
+            thread_id=thread_id,
+            checkpoint_ns="",
+            parent_id=None,
+        )
 
 
 class CairnSaver(_Reader, BaseCheckpointSaver[str]):
