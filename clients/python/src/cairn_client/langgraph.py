@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -94,6 +95,10 @@ server's event limit is 1 MiB)."""
 THREAD_PAGE_SIZE = 1000
 """Events per read when loading a thread."""
 
+THREADS_CACHED_MAX = 128
+"""Threads whose fold a saver keeps, so reading a thread again reads only what was appended
+since (least recently used first out)."""
+
 PUT_ATTEMPTS_MAX = 32
 """Appends a ``put`` tries while other writers move the thread without conflicting with it."""
 
@@ -140,6 +145,32 @@ class _Thread:
     writes: dict[tuple[str, str], dict[tuple[str, int], tuple[str, str, Typed, str]]] = field(default_factory=dict)
     deleted_runs: set[str] = field(default_factory=set)
     last_version: int | None = None
+    # Leading pieces of a record whose own event has not been folded yet.
+    parts: list[bytes] = field(default_factory=list)
+
+    def fold(self, events: list[Event]) -> None:
+        """Folds checked events (in stream order) in; an event already folded is skipped, so
+        folding overlapping reads is harmless."""
+        for event in events:
+            if self.last_version is not None and event.version <= self.last_version:
+                continue
+            self.last_version = event.version
+            assert isinstance(event.data, bytes), "the chain check admits binary payloads only"
+            if event.type == PART_EVENT:
+                self.parts.append(event.data)
+                continue
+            payload, self.parts = b"".join(self.parts) + event.data, []
+            if event.type not in (CHECKPOINT_EVENT, WRITES_EVENT, RUNS_DELETED_EVENT):
+                continue
+            try:
+                self.apply(event.type, ormsgpack.unpackb(payload), event.version)
+            except (ValueError, KeyError, TypeError, ormsgpack.MsgpackDecodeError) as e:
+                raise IntegrityError(
+                    f"the {event.type} event at position {event.position} (stream {event.stream!r}) is "
+                    f"not a record this saver wrote: {e}",
+                    stream=event.stream,
+                    position=event.position,
+                ) from e
 
     def visible(self, stored: _Stored) -> bool:
         return stored.run_id is None or stored.run_id not in self.deleted_runs
@@ -189,6 +220,14 @@ class _Thread:
         into[(task, idx)] = (task, channel, (typ, value), path)
 
 
+@dataclass
+class _Cached:
+    """A thread's fold and the stream's delete and truncation points when it was read."""
+
+    thread: _Thread
+    mark: tuple[int | None, int | None]
+
+
 def _pack(record: Mapping[str, Any]) -> bytes:
     return ormsgpack.packb({"v": RECORD_VERSION, **record})
 
@@ -197,32 +236,6 @@ def _events_of(kind: str, payload: bytes) -> list[NewEvent]:
     """The events of one record: leading parts, then the record's own event."""
     pieces = [payload[i : i + PART_BYTES_MAX] for i in range(0, len(payload), PART_BYTES_MAX)] or [b""]
     return [NewEvent(PART_EVENT, piece) for piece in pieces[:-1]] + [NewEvent(kind, pieces[-1])]
-
-
-def _fold(thread_id: str, events: list[Event]) -> _Thread:
-    """Folds checked events (in stream order) into the thread's state."""
-    thread = _Thread(thread_id)
-    parts: list[bytes] = []
-    for event in events:
-        thread.last_version = event.version
-        assert isinstance(event.data, bytes), "the chain check admits binary payloads only"
-        if event.type == PART_EVENT:
-            parts.append(event.data)
-            continue
-        payload, parts = b"".join(parts) + event.data, []
-        if event.type not in (CHECKPOINT_EVENT, WRITES_EVENT, RUNS_DELETED_EVENT):
-            continue
-        try:
-            record = ormsgpack.unpackb(payload)
-            thread.apply(event.type, record, event.version)
-        except (ValueError, KeyError, TypeError, ormsgpack.MsgpackDecodeError) as e:
-            raise IntegrityError(
-                f"the {event.type} event at position {event.position} (stream {event.stream!r}) is not a "
-                f"record this saver wrote: {e}",
-                stream=event.stream,
-                position=event.position,
-            ) from e
-    return thread
 
 
 def _thread_of(config: RunnableConfig) -> tuple[str, str]:
@@ -482,6 +495,7 @@ class AsyncCairnSaver(_Reader, BaseCheckpointSaver[str]):
         self.client = client or AsyncClient(url, token=token)
         self.stream_prefix = stream_prefix
         self._chain = ChainChecker()
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()
         # The thread's last version as this saver last saw it: what `put` expects.
         self._seen: dict[str, int | None] = {}
 
@@ -500,13 +514,9 @@ class AsyncCairnSaver(_Reader, BaseCheckpointSaver[str]):
 
     # -- reading -------------------------------------------------------------------------------
 
-    async def _checked_events(self, stream: str) -> list[Event]:
-        events: list[Event] = []
-        try:
-            async for event in self.client.read_stream(stream, page_size=THREAD_PAGE_SIZE):
-                events.append(event)
-        except NotFound:
-            return []
+    async def _read(self, stream: str, from_version: int | None) -> list[Event]:
+        """The stream's events from ``from_version``, each checked against the chain."""
+        events = [e async for e in self.client.read_stream(stream, from_version=from_version, page_size=THREAD_PAGE_SIZE)]
         pending = self._chain.pending(events)
         pages = await asyncio.gather(*(self.client.read_all_page(from_position=p, limit=1) for p in pending))
         previous: dict[int, str] = {}
@@ -522,8 +532,43 @@ class AsyncCairnSaver(_Reader, BaseCheckpointSaver[str]):
         self._chain.check(events, previous)
         return events
 
+    async def _mark(self, stream: str) -> tuple[int | None, int | None]:
+        """Where the stream's reads start after a delete and after a truncation: when either
+        moves, a cached fold holds history the stream no longer shows."""
+        try:
+            state = await self.client.stream_metadata(stream)
+        except NotFound:
+            return (None, None)
+        return (state.deleted_before, state.truncate_before)
+
     async def _thread(self, thread_id: str) -> _Thread:
-        thread = _fold(thread_id, await self._checked_events(self.stream_of(thread_id)))
+        """The thread's fold: the cached one brought up to date with the events appended since
+        (the mark is read after them, so a delete or truncation before them is seen), or, when
+        there is none or the stream was deleted or truncated since, a fold of a full read (the
+        mark read before it, so a change during the read shows at the next call)."""
+        stream = self.stream_of(thread_id)
+        cached = self._cache.get(thread_id)
+        thread: _Thread | None = None
+        if cached is not None and cached.thread.last_version is not None:
+            start = cached.thread.last_version + 1
+            try:
+                events: list[Event] | None = await self._read(stream, start)
+            except NotFound:
+                events = None
+            if events is not None and (not events or events[0].version == start) and await self._mark(stream) == cached.mark:
+                cached.thread.fold(events)
+                thread = cached.thread
+                self._cache.move_to_end(thread_id)
+        if thread is None:
+            mark = await self._mark(stream)
+            thread = _Thread(thread_id)
+            try:
+                thread.fold(await self._read(stream, None))
+            except NotFound:
+                pass
+            self._cache[thread_id] = _Cached(thread, mark)
+            while len(self._cache) > THREADS_CACHED_MAX:
+                self._cache.popitem(last=False)
         self._seen[thread_id] = thread.last_version
         return thread
 
@@ -614,6 +659,7 @@ class AsyncCairnSaver(_Reader, BaseCheckpointSaver[str]):
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def adelete_thread(self, thread_id: str) -> None:
+        self._cache.pop(thread_id, None)
         try:
             await self.client.delete_stream(self.stream_of(thread_id))
         except NotFound:
@@ -672,6 +718,7 @@ class AsyncCairnSaver(_Reader, BaseCheckpointSaver[str]):
                 ttl_ms=state.ttl_ms,
             )
             self._seen[thread_id] = result.last_version
+            self._cache.pop(thread_id, None)
             return
         raise ThreadConflict(
             f"thread {thread_id!r} kept moving: {PUT_ATTEMPTS_MAX} attempts to prune it met a newer "
