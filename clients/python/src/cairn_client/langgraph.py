@@ -73,6 +73,7 @@ from ._async import AsyncClient
 from ._chain import ChainChecker, IntegrityError
 from ._core import DEFAULT_BASE_URL
 from ._errors import Conflict, NotFound, WrongExpectedVersion
+from ._loops import LoopClients
 from ._types import Event, NewEvent
 
 __all__ = ["AsyncCairnSaver", "CairnSaver", "IntegrityError", "ThreadConflict", "THREAD_STREAM_PREFIX"]
@@ -492,7 +493,7 @@ class AsyncCairnSaver(_Reader, BaseCheckpointSaver[str]):
         stream_prefix: str = THREAD_STREAM_PREFIX,
     ) -> None:
         super().__init__(serde=serde)
-        self.client = client or AsyncClient(url, token=token)
+        self._clients = LoopClients(url, token, client)
         self.stream_prefix = stream_prefix
         self._chain = ChainChecker()
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
@@ -503,8 +504,14 @@ class AsyncCairnSaver(_Reader, BaseCheckpointSaver[str]):
         """The stream that holds ``thread_id``."""
         return f"{self.stream_prefix}{thread_id}"
 
+    @property
+    def client(self) -> AsyncClient:
+        """The client for the running event loop (one per loop, so one saver serves several)."""
+        return self._clients.get()
+
     async def aclose(self) -> None:
-        await self.client.aclose()
+        """Closes the running event loop's connections."""
+        await self._clients.aclose()
 
     async def __aenter__(self) -> AsyncCairnSaver:
         return self
@@ -729,10 +736,10 @@ class AsyncCairnSaver(_Reader, BaseCheckpointSaver[str]):
         )
 
 
-class CairnSaver(_Reader, BaseCheckpointSaver[str]):
+class CairnSaver(AsyncCairnSaver):
     """A LangGraph checkpointer on a ``cairn serve`` for sync graphs (``invoke``, ``stream``);
-    its async methods work too. It runs an :class:`AsyncCairnSaver` on a private event-loop
-    thread; :meth:`close` stops it (or use it as a context manager).
+    its async methods work too, from any event loop. The sync methods run the async ones on a
+    private event-loop thread; :meth:`close` stops it (or use it as a context manager).
     """
 
     def __init__(
@@ -743,26 +750,19 @@ class CairnSaver(_Reader, BaseCheckpointSaver[str]):
         serde: SerializerProtocol | None = None,
         stream_prefix: str = THREAD_STREAM_PREFIX,
     ) -> None:
-        super().__init__(serde=serde)
+        super().__init__(url, token, serde=serde, stream_prefix=stream_prefix)
         self._loop = asyncio.new_event_loop()
         self._runner = threading.Thread(target=self._loop.run_forever, name="cairn-saver", daemon=True)
         self._runner.start()
-        self.inner = self._run(self._make(url, token, stream_prefix))
-
-    async def _make(self, url: str, token: str | None, stream_prefix: str) -> AsyncCairnSaver:
-        return AsyncCairnSaver(url, token, serde=self.serde, stream_prefix=stream_prefix)
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
-    async def _arun(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self._loop))
-
     def close(self) -> None:
-        """Closes the connections and stops the saver's thread."""
+        """Closes the private loop's connections and stops its thread."""
         if self._loop.is_closed():
             return
-        self._run(self.inner.aclose())
+        self._run(self.aclose())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._runner.join()
         self._loop.close()
@@ -773,16 +773,11 @@ class CairnSaver(_Reader, BaseCheckpointSaver[str]):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def stream_of(self, thread_id: str) -> str:
-        """The stream that holds ``thread_id``."""
-        return self.inner.stream_of(thread_id)
-
     async def _collect(self, iterator: AsyncIterator[CheckpointTuple]) -> list[CheckpointTuple]:
         return [item async for item in iterator]
 
-    # sync
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return self._run(self.inner.aget_tuple(config))
+        return self._run(self.aget_tuple(config))
 
     def list(
         self,
@@ -792,76 +787,31 @@ class CairnSaver(_Reader, BaseCheckpointSaver[str]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
-        listed = self.inner.alist(config, filter=filter, before=before, limit=limit)
-        yield from self._run(self._collect(listed))
+        yield from self._run(self._collect(self.alist(config, filter=filter, before=before, limit=limit)))
 
     def put(
         self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata, new_versions: ChannelVersions
     ) -> RunnableConfig:
-        return self._run(self.inner.aput(config, checkpoint, metadata, new_versions))
+        return self._run(self.aput(config, checkpoint, metadata, new_versions))
 
     def put_writes(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
     ) -> None:
-        self._run(self.inner.aput_writes(config, writes, task_id, task_path))
+        self._run(self.aput_writes(config, writes, task_id, task_path))
 
     def delete_thread(self, thread_id: str) -> None:
-        self._run(self.inner.adelete_thread(thread_id))
+        self._run(self.adelete_thread(thread_id))
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        self._run(self.inner.adelete_for_runs(run_ids))
+        self._run(self.adelete_for_runs(run_ids))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        self._run(self.inner.acopy_thread(source_thread_id, target_thread_id))
+        self._run(self.acopy_thread(source_thread_id, target_thread_id))
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        self._run(self.inner.aprune(thread_ids, strategy=strategy))
+        self._run(self.aprune(thread_ids, strategy=strategy))
 
     def get_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
-        return self._run(self.inner.aget_delta_channel_history(config=config, channels=channels))
-
-    # async, from any event loop
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await self._arun(self.inner.aget_tuple(config))
-
-    async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        listed = self.inner.alist(config, filter=filter, before=before, limit=limit)
-        for item in await self._arun(self._collect(listed)):
-            yield item
-
-    async def aput(
-        self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata, new_versions: ChannelVersions
-    ) -> RunnableConfig:
-        return await self._arun(self.inner.aput(config, checkpoint, metadata, new_versions))
-
-    async def aput_writes(
-        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
-    ) -> None:
-        await self._arun(self.inner.aput_writes(config, writes, task_id, task_path))
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        await self._arun(self.inner.adelete_thread(thread_id))
-
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await self._arun(self.inner.adelete_for_runs(run_ids))
-
-    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await self._arun(self.inner.acopy_thread(source_thread_id, target_thread_id))
-
-    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await self._arun(self.inner.aprune(thread_ids, strategy=strategy))
-
-    async def aget_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        return await self._arun(self.inner.aget_delta_channel_history(config=config, channels=channels))
-
+        return self._run(self.aget_delta_channel_history(config=config, channels=channels))

@@ -20,8 +20,6 @@ an item it did not return.
 
 from __future__ import annotations
 
-import asyncio
-import weakref
 from typing import Any
 
 from agents.items import TResponseInputItem
@@ -31,6 +29,7 @@ from agents.memory.session_settings import SessionSettings, resolve_session_limi
 from ._async import AsyncClient
 from ._core import DEFAULT_BASE_URL
 from ._errors import NotFound, WrongExpectedVersion
+from ._loops import LoopClients
 from ._types import NewEvent
 
 __all__ = ["CairnSession", "SESSION_STREAM_PREFIX"]
@@ -67,27 +66,17 @@ class CairnSession(SessionABC):
         self.session_id = session_id
         self.session_settings = session_settings or SessionSettings()
         self.stream = f"{stream_prefix}{session_id}"
-        self._given = client
-        self._url, self._token = url, token
-        # An httpx connection pool belongs to the event loop it was used on, and the SDK runs a
-        # session on several (Runner.run_sync makes its own): one client per loop.
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncClient] = weakref.WeakKeyDictionary()
+        self._clients = LoopClients(url, token, client)
 
     @property
     def client(self) -> AsyncClient:
-        """The client for the running event loop."""
-        if self._given is not None:
-            return self._given
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            client = self._clients[loop] = AsyncClient(self._url, token=self._token)
-        return client
+        """The client for the running event loop (one per loop: the SDK runs a session on
+        several, ``Runner.run_sync`` makes its own)."""
+        return self._clients.get()
 
     async def aclose(self) -> None:
         """Closes this event loop's connections."""
-        await self.client.aclose()
-        self._clients.pop(asyncio.get_running_loop(), None)
+        await self._clients.aclose()
 
     async def _newest(self, limit: int | None) -> tuple[list[tuple[int, TResponseInputItem]], int | None]:
         """Live items newest first (at most ``limit`` when given), each with its version, and the

@@ -52,19 +52,36 @@ class Deployment:
         return self.server.url
 
 
-@pytest.fixture(scope="session")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+def start_server(root: Path) -> Deployment:
+    """A ``cairn serve`` with ``--auth`` on a free loopback port, data under ``root``, and a
+    token with :data:`AGENT_RULES`."""
     binary = cairn_binary()
-    root = tmp_path_factory.mktemp("cairn-frameworks")
     token = new_token()
     auth = root / "auth.toml"
     auth.write_text(f'[[principal]]\nname = "agents"\n{token_hash_line(binary, token)}\n{AGENT_RULES}\n')
     server = KillableServer(binary, root / "data", root / "server.log", ["--auth", str(auth)])
     server.start()
+    return Deployment(server, token)
+
+
+@pytest.fixture(scope="session")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """The server the tests share."""
+    shared = start_server(tmp_path_factory.mktemp("cairn-frameworks"))
     try:
-        yield Deployment(server, token)
+        yield shared
     finally:
-        server.stop()
+        shared.server.stop()
+
+
+@pytest.fixture
+def own_deployment(tmp_path: Path) -> Iterator[Deployment]:
+    """A server of the test's own (for a test that kills it or edits its files)."""
+    own = start_server(tmp_path)
+    try:
+        yield own
+    finally:
+        own.server.stop()
 
 
 @pytest.fixture
@@ -77,8 +94,3 @@ def prefix() -> str:
 def session_prefix() -> str:
     """An Agents SDK session-stream prefix no other test uses."""
     return f"oa-{uuid.uuid4().hex[:10]}:"
-
-
-@pytest.fixture
-def data_dir(deployment: Deployment) -> Path:
-    return deployment.server.data

@@ -16,7 +16,6 @@ nodes (no model calls), a tool loop, an interrupt for human input, and the histo
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import pytest
@@ -29,8 +28,7 @@ from langgraph.types import Command
 from cairn_client import TransportError
 from cairn_client.langgraph import AsyncCairnSaver
 
-from ..server.harness import cairn_binary, new_token, token_hash_line
-from .conftest import AGENT_RULES, KillableServer
+from .conftest import Deployment
 
 pytestmark = pytest.mark.anyio
 
@@ -90,23 +88,8 @@ FULL_LOG = [
 ]
 
 
-@pytest.fixture
-def own_server(tmp_path: Path) -> Any:
-    """A server of this test's own (the test kills it), with the adapters' token."""
-    binary = cairn_binary()
-    token = new_token()
-    auth = tmp_path / "auth.toml"
-    auth.write_text(f'[[principal]]\nname = "agents"\n{token_hash_line(binary, token)}\n{AGENT_RULES}\n')
-    server = KillableServer(binary, tmp_path / "data", tmp_path / "server.log", ["--auth", str(auth)])
-    server.start()
-    try:
-        yield server, token
-    finally:
-        server.stop()
-
-
-async def test_sigkill_mid_run_resumes_with_nothing_lost_or_repeated(own_server: Any) -> None:
-    server, token = own_server
+async def test_sigkill_mid_run_resumes_with_nothing_lost_or_repeated(own_deployment: Deployment) -> None:
+    server, token = own_deployment.server, own_deployment.token
     tool_runs: list[int] = []
 
     def kill_at_second_call(n: int) -> None:

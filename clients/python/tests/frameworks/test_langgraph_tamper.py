@@ -21,7 +21,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from cairn_client import AsyncClient
 from cairn_client.langgraph import AsyncCairnSaver, IntegrityError
 
-from .test_langgraph_graph import own_server  # noqa: F401  (a fixture)
+from .conftest import Deployment
 
 pytestmark = pytest.mark.anyio
 
@@ -66,8 +66,8 @@ async def _put(saver: AsyncCairnSaver, thread_id: str, value: str) -> Any:
     return await saver.aput(config, checkpoint, {"source": "input", "step": -1}, {"note": 1})  # type: ignore[arg-type]
 
 
-async def test_a_changed_byte_is_refused_before_deserialising(own_server: Any) -> None:  # noqa: F811
-    server, token = own_server
+async def test_a_changed_byte_is_refused_before_deserialising(own_deployment: Deployment) -> None:
+    server, token = own_deployment.server, own_deployment.token
     async with AsyncCairnSaver(server.url, token, stream_prefix="lg-tamper:") as saver:
         tampered = await _put(saver, "victim", "TAMPER-ME-7f3a")
         intact = await _put(saver, "bystander", "left alone")
