@@ -64,22 +64,48 @@ def _metadata_candidates(metadata: Mapping[str, JSON]) -> list[bytes]:
     return [compact] if compact == escaped else [compact, escaped]
 
 
+def link(
+    previous: bytes,
+    *,
+    position: int,
+    version: int,
+    timestamp_ms: int,
+    event_id: bytes,
+    stream: str,
+    event_type: str,
+    binary: bool,
+    metadata_digest: bytes,
+    data_digest: bytes,
+) -> bytes:
+    """``h(p)`` from ``h(p-1)`` and the record's fields, the payloads by their BLAKE3 digests."""
+    name, kind = stream.encode(), event_type.encode()
+    h = blake3(previous)
+    h.update(struct.pack("<QQQ", position, version, timestamp_ms))
+    h.update(event_id)
+    h.update(struct.pack("<I", len(name)) + name)
+    h.update(struct.pack("<I", len(kind)) + kind)
+    h.update(b"\x01" if binary else b"\x00")
+    h.update(metadata_digest)
+    h.update(data_digest)
+    return h.digest()
+
+
 def chain_hash(previous: bytes, event: Event, metadata: bytes) -> bytes:
     """``h(p)`` of a binary-payload event from ``h(p-1)`` and the stored metadata bytes."""
     if not isinstance(event.data, bytes):
         raise TypeError("only a binary payload is reproducible byte for byte")
-    millis = (event.timestamp - _EPOCH) // timedelta(milliseconds=1)
-    stream = event.stream.encode()
-    kind = event.type.encode()
-    h = blake3(previous)
-    h.update(struct.pack("<QQQ", event.position, event.version, millis))
-    h.update(event.id.bytes)
-    h.update(struct.pack("<I", len(stream)) + stream)
-    h.update(struct.pack("<I", len(kind)) + kind)
-    h.update(b"\x01")
-    h.update(blake3(metadata).digest())
-    h.update(blake3(event.data).digest())
-    return h.digest()
+    return link(
+        previous,
+        position=event.position,
+        version=event.version,
+        timestamp_ms=(event.timestamp - _EPOCH) // timedelta(milliseconds=1),
+        event_id=event.id.bytes,
+        stream=event.stream,
+        event_type=event.type,
+        binary=True,
+        metadata_digest=blake3(metadata).digest(),
+        data_digest=blake3(event.data).digest(),
+    )
 
 
 class ChainChecker:
