@@ -249,12 +249,16 @@ def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
 
 
 def _needed_ancestors(thread: _Thread, kept: _Stored, serde: SerializerProtocol) -> list[_Stored]:
-    """``kept`` and the ancestors a ``DeltaChannel`` of it still needs: for each channel the
-    checkpoint names but holds no value for, the parent chain back to the nearest checkpoint that
-    holds one (to the root when none does), as ``get_delta_channel_history`` walks it."""
+    """``kept`` and the ancestors its delta channels still need: for each ``DeltaChannel``
+    (a key of the metadata's ``counters_since_delta_snapshot``) without a value at ``kept``, the
+    parent chain back to the nearest checkpoint that holds one (to the root when none does), as
+    ``get_delta_channel_history`` walks it. Other channels need no ancestor."""
     versions = serde.loads_typed(kept.checkpoint)["channel_versions"]
+    delta_channels = (serde.loads_typed(kept.metadata).get("counters_since_delta_snapshot") or {}).keys()
     open_channels = {
-        ch for ch, v in versions.items() if thread.blobs.get((kept.ns, ch, v), ("empty", b""))[0] == "empty"
+        ch
+        for ch in delta_channels
+        if ch in versions and thread.blobs.get((kept.ns, ch, versions[ch]), ("empty", b""))[0] == "empty"
     }
     chain = [kept]
     ns = thread.checkpoints.get(kept.ns, {})
