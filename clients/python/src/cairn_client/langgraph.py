@@ -21,6 +21,13 @@ namespace of the thread, subgraphs included). Its events, all with binary payloa
 
 A checkpoint's channel values are found under the versions it names, which earlier checkpoints
 of the thread may have written (only changed channels are stored, as the Postgres saver does).
+Channel versions end in a random fraction, so two branches of a thread never name the same one.
+
+**Reading.** A saver folds a thread's events into checkpoints, values and writes, keeps the fold
+of the threads it read last (:data:`THREADS_CACHED_MAX`), and next time reads only the events
+appended since. It reads the whole thread again when the stream's delete or truncation point
+moved (another process deleted, pruned or expired it) or the new events do not continue the
+fold. ``DeltaChannel`` history (``get_delta_channel_history``) walks the fold, not the server.
 
 **Concurrency.** ``put`` appends with the thread's version as this saver last saw it. When the
 stream moved meanwhile, the saver reads what was appended: if another writer put a checkpoint
