@@ -419,3 +419,27 @@ fn a_change_carries_the_metadata_it_is_given() {
     assert!(matches!(log.change_stream(bad, Some(&who)), Err(Error::InvalidStreamMetadata { .. })));
     assert_eq!(log.head(), head);
 }
+
+/// Open reads the `$lifecycle` records of sealed segments (the only sealed records it reads):
+/// damage in one fails the open with its location, as damage in a footer does, rather than
+/// leaving a deleted stream readable.
+#[test]
+fn damage_in_a_sealed_lifecycle_record_fails_open_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_small(dir.path());
+    append_n(&log, "s", 2);
+    let deleted = log.delete_stream("s", DeleteMode::Soft).unwrap();
+    append_n(&log, "filler", 1000);
+    let files = log.segment_files();
+    assert!(files[0].sealed, "the delete is in a sealed segment");
+    drop(log);
+    let mut bytes = std::fs::read(&files[0].path).unwrap();
+    let needle = b"before_version";
+    let at = bytes.windows(needle.len()).position(|w| w == needle).expect("the delete's data is in the segment");
+    bytes[at] ^= 0x20;
+    std::fs::write(&files[0].path, bytes).unwrap();
+    match Log::open(dir.path(), small_options()).unwrap_err() {
+        Error::Corrupt { position, .. } => assert_eq!(position, Some(deleted.position)),
+        other => panic!("expected corruption, got {other}"),
+    }
+}
