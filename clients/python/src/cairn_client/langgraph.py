@@ -55,7 +55,7 @@ import asyncio
 import random
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -95,6 +95,9 @@ PART_EVENT = "langgraph.part"
 
 RECORD_VERSION = 1
 """The envelope format of the events above; a reader refuses another."""
+
+PRINCIPAL_KEY = "$principal"
+"""The metadata key in which a server with ``--auth`` names who appended an event."""
 
 PART_BYTES_MAX = 768 * 1024
 """Largest payload of one event the saver writes; a larger record is split into parts (the
@@ -492,6 +495,12 @@ class AsyncCairnSaver(_Reader, BaseCheckpointSaver[str]):
     ``url`` and ``token`` reach the server as :class:`cairn_client.AsyncClient` does; pass
     ``client`` instead to share one. ``serde`` is LangGraph's serializer (its default when
     omitted).
+
+    ``trusted_principals``: on a server with ``--auth``, which stamps every event with the
+    principal that appended it, the principals whose events the saver decodes; an event of
+    another (a client that could append to the thread's stream but is not one of the savers)
+    raises :class:`IntegrityError` before it is decoded. ``None`` (the default) decodes every
+    event that passes the chain check.
     """
 
     def __init__(
@@ -502,10 +511,12 @@ class AsyncCairnSaver(_Reader, BaseCheckpointSaver[str]):
         client: AsyncClient | None = None,
         serde: SerializerProtocol | None = None,
         stream_prefix: str = THREAD_STREAM_PREFIX,
+        trusted_principals: Collection[str] | None = None,
     ) -> None:
         super().__init__(serde=serde)
         self._clients = LoopClients(url, token, client)
         self.stream_prefix = stream_prefix
+        self.trusted_principals = frozenset(trusted_principals) if trusted_principals is not None else None
         self._chain = ChainChecker()
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         # The thread's last version as this saver last saw it: what `put` expects.
@@ -548,6 +559,17 @@ class AsyncCairnSaver(_Reader, BaseCheckpointSaver[str]):
                 )
             previous[position] = page.events[0].hash
         self._chain.check(events, previous)
+        if self.trusted_principals is not None:
+            for event in events:
+                who = event.metadata.get(PRINCIPAL_KEY)
+                if who not in self.trusted_principals:
+                    raise IntegrityError(
+                        f"the event at position {event.position} (stream {event.stream!r}, version "
+                        f"{event.version}) was appended by {who!r}, not by a trusted principal "
+                        f"({', '.join(sorted(self.trusted_principals))}), so it is not decoded.",
+                        stream=event.stream,
+                        position=event.position,
+                    )
         return events
 
     async def _mark(self, stream: str) -> tuple[int | None, int | None]:
@@ -760,8 +782,9 @@ class CairnSaver(AsyncCairnSaver):
         *,
         serde: SerializerProtocol | None = None,
         stream_prefix: str = THREAD_STREAM_PREFIX,
+        trusted_principals: Collection[str] | None = None,
     ) -> None:
-        super().__init__(url, token, serde=serde, stream_prefix=stream_prefix)
+        super().__init__(url, token, serde=serde, stream_prefix=stream_prefix, trusted_principals=trusted_principals)
         self._loop = asyncio.new_event_loop()
         self._runner = threading.Thread(target=self._loop.run_forever, name="cairn-saver", daemon=True)
         self._runner.start()

@@ -46,6 +46,9 @@ class KillableServer(Server):
 class Deployment:
     server: KillableServer
     token: str
+    """The adapters' token (principal ``agents``)."""
+    intruder: str
+    """Another principal's token (``intruder``) that may append to the adapters' streams."""
 
     @property
     def url(self) -> str:
@@ -56,12 +59,15 @@ def start_server(root: Path) -> Deployment:
     """A ``cairn serve`` with ``--auth`` on a free loopback port, data under ``root``, and a
     token with :data:`AGENT_RULES`."""
     binary = cairn_binary()
-    token = new_token()
+    token, intruder = new_token(), new_token()
     auth = root / "auth.toml"
-    auth.write_text(f'[[principal]]\nname = "agents"\n{token_hash_line(binary, token)}\n{AGENT_RULES}\n')
+    auth.write_text(
+        f'[[principal]]\nname = "agents"\n{token_hash_line(binary, token)}\n{AGENT_RULES}\n'
+        f'[[principal]]\nname = "intruder"\n{token_hash_line(binary, intruder)}\n{AGENT_RULES}\n'
+    )
     server = KillableServer(binary, root / "data", root / "server.log", ["--auth", str(auth)])
     server.start()
-    return Deployment(server, token)
+    return Deployment(server, token, intruder)
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,14 @@
-"""The saver checks every checkpoint against the log's chain hash before it deserialises it.
+"""The saver checks every checkpoint before it deserialises it.
 
-The tamper: with the server stopped, one byte of a stored checkpoint is changed in the segment
-file and the record's CRC is recomputed (so the server's own framing checks pass and it serves
-the changed bytes). After a restart the raw read shows the changed byte, and the saver refuses
-the checkpoint with an :class:`IntegrityError` instead of handing it to the deserialiser; the
-untouched thread next to it still loads.
+The tamper on disk: with the server stopped, one byte of a stored checkpoint is changed in the
+segment file and the record's CRC is recomputed (so the server's own framing checks pass and it
+serves the changed bytes). After a restart the raw read shows the changed byte, and the saver
+refuses the checkpoint with an :class:`IntegrityError` instead of handing it to the
+deserialiser; the untouched thread next to it still loads.
+
+The forgery by a client: another principal that may append to the thread's stream puts a
+checkpoint of its own. Its chain hash is sound (the server appended it), so only who wrote it
+tells: a saver with ``trusted_principals`` refuses it before decoding, one without loads it.
 """
 
 from __future__ import annotations
@@ -52,10 +56,10 @@ def _flip_in_segments(data: Path, marker: bytes) -> None:
     raise AssertionError(f"{marker!r} is in no record of {data / 'log'}")
 
 
-async def _put(saver: AsyncCairnSaver, thread_id: str, value: str) -> Any:
+async def _put(saver: AsyncCairnSaver, thread_id: str, value: str, checkpoint_id: str = "1ef00000-0000-6000-8000-000000000001") -> Any:
     checkpoint = {
         "v": 1,
-        "id": "1ef00000-0000-6000-8000-000000000001",
+        "id": checkpoint_id,
         "ts": "2026-12-07T00:00:00+00:00",
         "channel_values": {"note": value},
         "channel_versions": {"note": 1},
@@ -95,3 +99,23 @@ async def test_a_changed_byte_is_refused_before_deserialising(own_deployment: De
     async with AsyncCairnSaver(server.url, token, stream_prefix="lg-tamper:") as saver:
         loaded = await saver.aget_tuple(intact)
         assert loaded is not None and loaded.checkpoint["channel_values"] == {"note": "left alone"}
+
+
+async def test_a_checkpoint_forged_by_another_principal_is_refused(deployment: Deployment, prefix: str) -> None:
+    url = deployment.url
+    async with AsyncCairnSaver(url, deployment.token, stream_prefix=prefix) as saver:
+        await _put(saver, "thread", "ours")
+    async with AsyncCairnSaver(url, deployment.intruder, stream_prefix=prefix) as intruder:
+        await _put(intruder, "thread", "FORGED", checkpoint_id="1ef00000-0000-6000-8000-000000000002")
+    latest = {"configurable": {"thread_id": "thread", "checkpoint_ns": ""}}
+
+    async with AsyncCairnSaver(url, deployment.token, stream_prefix=prefix) as trusting_all:
+        loaded = await trusting_all.aget_tuple(latest)  # type: ignore[arg-type]
+        assert loaded is not None and loaded.checkpoint["channel_values"] == {"note": "FORGED"}
+
+    with mock.patch.object(JsonPlusSerializer, "loads_typed", side_effect=AssertionError("deserialised")) as loads:
+        async with AsyncCairnSaver(url, deployment.token, stream_prefix=prefix, trusted_principals={"agents"}) as saver:
+            with pytest.raises(IntegrityError) as refused:
+                await saver.aget_tuple(latest)  # type: ignore[arg-type]
+        assert loads.call_count == 0
+    assert "appended by 'intruder', not by a trusted principal (agents)" in str(refused.value)
