@@ -39,7 +39,9 @@ older checkpoint that already has a child) is a branch, not a conflict.
 **Verified before deserialised.** Every event read is checked against the log's chain hash
 (:mod:`cairn_client._chain`) before any byte of it is decoded; a changed byte raises
 :class:`IntegrityError`. The check needs the hash of the event before each one in the global
-log, so the token needs read access to ``GET /v1/events`` at those positions.
+log, so the token needs read access to ``GET /v1/events`` at those positions. A checkpoint
+another client appended has a sound chain hash too: with ``trusted_principals`` the saver
+decodes only events the server stamped with one of those principals.
 
 **Lifecycle.** ``delete_thread`` soft-deletes the stream; ``copy_thread`` forks it (no copy of
 the shared history); ``prune(strategy="keep_latest")`` appends a copy of each namespace's latest
