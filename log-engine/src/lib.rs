@@ -9,6 +9,9 @@
 //!   sealed segments carry a footer so that open does not rescan them.
 //! - **Recovery** cuts a torn tail of the newest segment (told apart from corruption by the
 //!   durable watermark in every record) and reports any other damage with its location.
+//! - **Stream lifecycle** (delete, tombstone, close, retention metadata, fork) is written as
+//!   events on the reserved stream [`LIFECYCLE_STREAM`] and folded into the index, so replay
+//!   and restore reproduce it; stream reads honour it, the global log keeps every event.
 //!
 //! The on-disk format is specified in `docs/format.md`; the invariants in `ARCHITECTURE.md`.
 //! This crate knows nothing of projections or checkpoints.
