@@ -350,3 +350,34 @@ fn a_deleted_or_truncated_kv_stream_is_an_absent_key_through_checkpoints_and_res
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["ok"], true);
 }
+
+/// A key whose stream's `ttl_ms` has passed by the log's clock (the newest event's timestamp,
+/// moved here by appends elsewhere, never by waiting) is absent; written again, it starts
+/// afresh, as the log writes the expiry as a delete before that write.
+#[test]
+fn a_kv_stream_expired_by_its_ttl_on_the_logs_clock_is_an_absent_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let (_, set) = server.post("/v1/kv/n/incr", &json!({"delta": 41}));
+    let (status, meta) = put(&server, "/v1/streams/kv:n/metadata", &json!({"ttl_ms": 1}));
+    assert_eq!(status, 200, "{meta}");
+    let (_, written) = server.get(&format!("/v1/events/{}", pos(&set)));
+    let written_at = written["timestamp"].as_str().unwrap().to_string();
+    // Move the log's clock past the ttl with appends to another stream (timestamps are
+    // milliseconds; the bound turns a clock that never moves into a failure, not a hang).
+    let mut last = Value::Null;
+    for _ in 0..100_000 {
+        last = server.append("ticks", &[("Tick", json!({}))]);
+        let (_, tick) = server.get(&format!("/v1/events/{}", last["last_position"]));
+        if tick["timestamp"].as_str().unwrap() > written_at.as_str() {
+            break;
+        }
+    }
+    let at = last["last_position"].as_u64().unwrap();
+    let (status, body) = server.get(&format!("/v1/kv/n?min_position={at}"));
+    assert_eq!((status, body["error"].as_str()), (404, Some("key_not_found")), "{body}");
+    let (_, keys) = server.get(&format!("/v1/kv?min_position={at}"));
+    assert_eq!(keys["keys"], json!([]));
+    let (status, incr) = server.post("/v1/kv/n/incr", &json!({"delta": 1}));
+    assert_eq!((status, incr["value"].as_i64()), (200, Some(1)), "the expired key counts from nothing: {incr}");
+}

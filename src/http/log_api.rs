@@ -102,7 +102,7 @@ fn check_event_count(count: usize) -> ApiResult<()> {
         (status = 200, description = "Durable: the events' positions, versions and the chain hash at the last one. An idempotent retry (same ids, same content) answers the original positions and writes nothing.", body = AppendResponse),
         (status = 400, description = "Invalid body, event, or stream name (`invalid_body`, `invalid_input`, `invalid_stream_name`).", body = ErrorBody),
         (status = 403, description = "The token lacks `append` on this stream, or `reserved_stream`: a view owns it.", body = ErrorBody),
-        (status = 409, description = "`wrong_expected_version` (body names stream, expected, actual) or `id_conflict` (body names stream, id, position).", body = ConflictBody),
+        (status = 409, description = "`wrong_expected_version` (body names stream, expected, actual), `id_conflict` (body names stream, id, position), or `stream_closed` (the stream is closed; `error` and `message` only).", body = ConflictBody),
         (status = 413, description = "`body_too_large`, `event_too_large`, `too_many_events`, `request_too_large`.", body = ErrorBody),
         (status = 503, description = "The log is poisoned or shutting down.", body = ErrorBody),
     ),
@@ -143,7 +143,7 @@ pub async fn append(
         (status = 200, description = "Durable; one result per stream, in request order.", body = MultiAppendResponse),
         (status = 400, description = "Invalid body, event, or stream name; a stream named twice.", body = ErrorBody),
         (status = 403, description = "The token lacks `append` on one of the streams, or `reserved_stream`: a view owns one.", body = ErrorBody),
-        (status = 409, description = "`wrong_expected_version`, naming the stream; nothing was written.", body = ConflictBody),
+        (status = 409, description = "`wrong_expected_version`, naming the stream, or `stream_closed` (`error` and `message` only); nothing was written.", body = ConflictBody),
         (status = 413, description = "Too large or too many events or streams.", body = ErrorBody),
         (status = 503, description = "The log is poisoned or shutting down.", body = ErrorBody),
     ),
@@ -226,7 +226,7 @@ pub enum DirectionParam {
     responses(
         (status = 200, description = "A page of events; `next` is the version to pass as `from` for the next page, `null` at the end.", body = ReadResponse),
         (status = 403, description = "The token lacks `read` on this stream.", body = ErrorBody),
-        (status = 404, description = "`stream_not_found`.", body = ErrorBody),
+        (status = 404, description = "`stream_not_found`, or `stream_deleted`: deleted (or expired) with nothing written since.", body = ErrorBody),
     ),
     security(("bearer" = []), ())
 )]

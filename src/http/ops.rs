@@ -245,7 +245,10 @@ impl Modify for CommonErrors {
                 )
                 .build()
         };
-        for item in openapi.paths.paths.values_mut() {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            // A tombstoned stream answers 410 to anything that names it: its own endpoints, an
+            // atomic append holding it, and a key whose stream it is.
+            let names_a_stream = path.contains("{stream}") || path == "/v1/append" || path.starts_with("/v1/kv");
             let operations = [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch];
             for operation in operations.into_iter().flatten() {
                 // MCP's endpoint answers what its protocol's transport does; it lists its own.
@@ -277,6 +280,9 @@ impl Modify for CommonErrors {
                     "500",
                     "`corruption` (damage in the log where the request read, located in the message) or `internal`.",
                 );
+                if names_a_stream {
+                    add("410", "`stream_tombstoned`: the stream (for a key, `kv:KEY`) was deleted for good.");
+                }
                 add(
                     "503",
                     "`unavailable` (shutting down), `poisoned` (a failed write; restart the server), or `timeout`                      (a `min_position` wait ran out).",
