@@ -60,6 +60,9 @@ fn delete_close_and_tombstone_with_their_exit_codes() {
     assert_eq!(code, 1, "a tombstone is for good: {err}");
     let (code, _, _) = cairn(&data, &["delete", "never-written"]);
     assert_eq!(code, 5);
+    let (code, _, err) = cairn(&data, &["delete", "audit:security"]);
+    assert_eq!(code, 2, "the audit view does not follow deletes: {err}");
+    assert!(err.contains("audit view"), "{err}");
 }
 
 #[test]

@@ -176,6 +176,9 @@ fn bad_requests_are_refused_with_their_codes_and_write_nothing() {
         (Method::POST, "/v1/streams/s/fork", Some(json!({"to": "f"})), 400, "invalid_body"),
         (Method::POST, "/v1/streams/s/fork", Some(json!({"to": "$f", "at_version": 0})), 400, "invalid_stream_name"),
         (Method::POST, "/v1/streams/s/fork", Some(json!({"to": "kv:f", "at_version": 0})), 403, "reserved_stream"),
+        (Method::DELETE, "/v1/streams/audit:security", None, 403, "reserved_stream"),
+        (Method::POST, "/v1/streams/meta:config:global:m/close", None, 403, "reserved_stream"),
+        (Method::PUT, "/v1/streams/meta:schema:s/metadata", Some(json!({"max_count": 1})), 403, "reserved_stream"),
         (Method::GET, "/v1/streams/never/metadata", None, 404, "stream_not_found"),
         (Method::GET, "/v1/streams/never", None, 404, "stream_not_found"),
     ];

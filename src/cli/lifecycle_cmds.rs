@@ -59,6 +59,14 @@ pub struct MetadataArgs {
     pub set: Option<String>,
 }
 
+/// Refuses a change of a stream whose view does not follow the lifecycle (as the server does).
+fn check_changeable(stream: &str) -> CliResult<()> {
+    match crate::http::lifecycle::view_refuses_changes(stream) {
+        Some(why) => Err(CliError::Input(InputError(why))),
+        None => Ok(()),
+    }
+}
+
 /// Prints a lifecycle change's answer: a sentence, or its JSON.
 fn print_change(format: Format, json: &impl serde::Serialize, sentence: String) -> CliResult<Exit> {
     let mut out = Out::new();
@@ -71,6 +79,7 @@ fn print_change(format: Format, json: &impl serde::Serialize, sentence: String) 
 }
 
 pub fn delete(dir: &Path, format: Format, args: DeleteArgs) -> CliResult<Exit> {
+    check_changeable(&args.stream)?;
     let mode = if args.tombstone { DeleteMode::Tombstone } else { DeleteMode::Soft };
     let log = open_writer(dir)?;
     let result = log.delete_stream(&args.stream, mode).map_err(|e| CliError::log(dir, e));
@@ -82,6 +91,7 @@ pub fn delete(dir: &Path, format: Format, args: DeleteArgs) -> CliResult<Exit> {
 }
 
 pub fn close(dir: &Path, format: Format, args: CloseArgs) -> CliResult<Exit> {
+    check_changeable(&args.stream)?;
     let log = open_writer(dir)?;
     let result = log.close_stream(&args.stream).map_err(|e| CliError::log(dir, e));
     log.close();
@@ -91,6 +101,13 @@ pub fn close(dir: &Path, format: Format, args: CloseArgs) -> CliResult<Exit> {
 }
 
 pub fn fork(dir: &Path, format: Format, args: ForkArgs) -> CliResult<Exit> {
+    if let Some((prefix, view)) = projections::view_stream_owner(&args.to) {
+        return Err(CliError::Input(InputError(format!(
+            "stream {} belongs to the {view} view (streams starting with {prefix:?}), which does not follow forks; \
+             fork into a stream outside the views",
+            args.to
+        ))));
+    }
     let log = open_writer(dir)?;
     let result =
         log.fork_stream(&args.stream, &args.to, StreamVersion(args.at_version)).map_err(|e| CliError::log(dir, e));
@@ -130,6 +147,7 @@ pub fn metadata(dir: &Path, format: Format, args: MetadataArgs) -> CliResult<Exi
             Ok(Exit::Ok)
         }
         Some(text) => {
+            check_changeable(&args.stream)?;
             let request: MetadataRequest = serde_json::from_str(&text).map_err(|e| {
                 CliError::Input(InputError(format!(
                     "--set must be a JSON object with max_age_ms, max_count, truncate_before, ttl_ms or closed \

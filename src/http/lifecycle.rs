@@ -13,6 +13,10 @@
 //!   state needs `read` on the stream.
 //! - Checks run before anything is written: authentication, authorisation, the stream names,
 //!   the body; an engine refusal (a tombstoned stream, a fork past the end) writes nothing.
+//! - Streams of the audit and metadata views cannot be changed (`403 reserved_stream`): those
+//!   views do not fold the lifecycle, so their answers and the stream reads would disagree.
+//!   The key-value view folds it: a deleted `kv:` stream is an absent key. No fork may land
+//!   in a view's stream (its shared events keep their source's name).
 //! - The changes run on the blocking pool: each waits for its lifecycle event's fdatasync.
 
 use std::sync::Arc;
@@ -202,9 +206,27 @@ pub struct ForkJson {
     pub hash: String,
 }
 
-/// A stream a change names: a valid, unreserved name.
+/// Why a lifecycle change of `stream` is refused, if it belongs to a view that does not follow
+/// the lifecycle (the audit and metadata views; the key-value view does). The CLI applies it
+/// too.
+pub fn view_refuses_changes(stream: &str) -> Option<String> {
+    let (prefix, view) = projections::view_stream_owner(stream)?;
+    (prefix != projections::KV_STREAM_PREFIX).then(|| {
+        format!(
+            "stream {stream} belongs to the {view} view (streams starting with {prefix:?}), which does not follow \
+             deletes, closes, retention limits or forks; only key-value streams (kv:) and streams outside the views \
+             can be changed"
+        )
+    })
+}
+
+/// A stream a change names: a valid, unreserved name that no view refuses changes of.
 fn changeable(stream: &str) -> ApiResult<StreamName> {
-    StreamName::new(stream).map_err(ApiError::from)
+    let name = StreamName::new(stream).map_err(ApiError::from)?;
+    match view_refuses_changes(stream) {
+        Some(why) => Err(ApiError::new(axum::http::StatusCode::FORBIDDEN, "reserved_stream", why)),
+        None => Ok(name),
+    }
 }
 
 /// Delete a stream: soft (default) or for good (`mode=tombstone`).
@@ -216,7 +238,7 @@ fn changeable(stream: &str) -> ApiResult<StreamName> {
     responses(
         (status = 200, description = "Deleted; the `stream-deleted` (or `stream-tombstoned`) event's position and hash.", body = LifecycleJson),
         (status = 400, description = "`invalid_stream_name` (reserved or malformed), `invalid_query` (an unknown `mode`).", body = ErrorBody),
-        (status = 403, description = "The token lacks `delete` on this stream.", body = ErrorBody),
+        (status = 403, description = "The token lacks `delete` on this stream, or `reserved_stream`: the stream belongs to the audit or metadata view.", body = ErrorBody),
         (status = 404, description = "`stream_not_found`: the stream never had an event.", body = ErrorBody),
         (status = 410, description = "`stream_tombstoned`: the stream is deleted for good already.", body = ErrorBody),
         (status = 503, description = "The log is poisoned or shutting down.", body = ErrorBody),
@@ -247,7 +269,7 @@ pub async fn delete_stream(
     responses(
         (status = 200, description = "Closed; the `stream-closed` event's position and hash.", body = LifecycleJson),
         (status = 400, description = "`invalid_stream_name`.", body = ErrorBody),
-        (status = 403, description = "The token lacks `delete` on this stream.", body = ErrorBody),
+        (status = 403, description = "The token lacks `delete` on this stream, or `reserved_stream`: the stream belongs to the audit or metadata view.", body = ErrorBody),
         (status = 404, description = "`stream_not_found`.", body = ErrorBody),
         (status = 410, description = "`stream_tombstoned`.", body = ErrorBody),
     ),
@@ -307,7 +329,7 @@ pub async fn get_metadata(
     responses(
         (status = 200, description = "Set; the `stream-metadata` event's position and hash.", body = LifecycleJson),
         (status = 400, description = "`invalid_body` (a negative or non-integer limit, an unknown field), `invalid_stream_metadata` (a limit the engine refuses, or `closed: false` on a closed stream), `invalid_stream_name`.", body = ErrorBody),
-        (status = 403, description = "The token lacks `delete` on this stream.", body = ErrorBody),
+        (status = 403, description = "The token lacks `delete` on this stream, or `reserved_stream`: the stream belongs to the audit or metadata view.", body = ErrorBody),
         (status = 410, description = "`stream_tombstoned`.", body = ErrorBody),
     ),
     security(("bearer" = []), ())
@@ -372,8 +394,8 @@ pub async fn fork_stream(
     caller.require_any(Permission::Delete)?;
     let request: ForkRequest = read_body(&headers, body).await?;
     caller.require(Permission::Delete, &request.to)?;
-    changeable(&request.to)?;
-    changeable(&source)?;
+    StreamName::new(&source).map_err(ApiError::from)?;
+    StreamName::new(&request.to).map_err(ApiError::from)?;
     if let Some((prefix, view)) = projections::view_stream_owner(&request.to) {
         // A fork's shared events keep their source's name: the view would never see them as
         // the new key's (or entry's) events.

@@ -249,8 +249,9 @@ impl Modify for CommonErrors {
             // A tombstoned stream answers 410 to anything that names it: its own endpoints, an
             // atomic append holding it, and a key whose stream it is.
             let names_a_stream = path.contains("{stream}") || path == "/v1/append" || path.starts_with("/v1/kv");
-            let operations = [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch];
-            for operation in operations.into_iter().flatten() {
+            let reads = [&mut item.get].map(|o| (o, false));
+            let writes = [&mut item.post, &mut item.put, &mut item.delete, &mut item.patch].map(|o| (o, true));
+            for (operation, writes) in reads.into_iter().chain(writes).filter_map(|(o, w)| Some((o.as_mut()?, w))) {
                 // MCP's endpoint answers what its protocol's transport does; it lists its own.
                 if operation.tags.as_ref().is_some_and(|t| t.iter().any(|t| t == MCP_TAG)) {
                     continue;
@@ -282,6 +283,9 @@ impl Modify for CommonErrors {
                 );
                 if names_a_stream {
                     add("410", "`stream_tombstoned`: the stream (for a key, `kv:KEY`) was deleted for good.");
+                    if writes {
+                        add("409", "`stream_closed`: the stream (for a key, `kv:KEY`) is closed.");
+                    }
                 }
                 add(
                     "503",
@@ -314,6 +318,7 @@ impl Modify for CommonErrors {
         wire::VerifyJson,
         wire::ExpectedVersionJson,
         log_api::DirectionParam,
+        super::lifecycle::DeleteModeParam,
         ErrorBody,
         ConflictBody,
         Health,
