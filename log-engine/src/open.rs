@@ -442,8 +442,9 @@ pub(crate) fn recover(
 /// versions from `streams` (each record the next version of its stream), before anything is
 /// changed: a record that does not is corruption at its offset.
 ///
-/// With `forks` (the lifecycle is folded next), a stream the index does not know yet may start
-/// past version 0: a fork's first own event, which the fold checks against the fork point.
+/// With `forks` (the lifecycle is folded next), a stream without events in the index (unknown,
+/// or known only by a lifecycle change such as its metadata) may start past version 0: a fork's
+/// first own event, which the fold checks against the fork point.
 fn check_streams_continue(
     streams: &StreamIndex,
     id: SegmentId,
@@ -454,8 +455,9 @@ fn check_streams_continue(
     let mut next: HashMap<&str, Option<u64>> = HashMap::new();
     for r in records {
         let expected = next.entry(r.stream.as_str()).or_insert_with(|| match streams.get(r.stream.as_str()) {
-            Some(entry) => Some(entry.next_version()),
-            None => (!forks).then_some(0),
+            // A stream with a lifecycle state but no events yet may be forked in these records.
+            Some(entry) if !(forks && entry.positions.is_empty()) => Some(entry.next_version()),
+            _ => (!forks).then_some(0),
         });
         if expected.is_some_and(|v| v != r.version) {
             return Err(Error::Corrupt {
@@ -479,10 +481,12 @@ fn extend_streams(streams: &mut StreamIndex, records: &[segment::recover::Scanne
     for run in records.chunk_by(|a, b| a.stream == b.stream) {
         let entry = match streams.get_mut(run[0].stream.as_str()) {
             Some(entry) => entry,
-            None => streams
-                .entry(run[0].stream.clone())
-                .or_insert_with(|| StreamEntry { base: run[0].version, ..Default::default() }),
+            None => streams.entry(run[0].stream.clone()).or_default(),
         };
+        if entry.positions.is_empty() {
+            // A fork's first own event starts past 0 (the fold checks it against the fork).
+            entry.base = run[0].version;
+        }
         entry.positions.extend(run.iter().map(|r| r.position));
     }
 }

@@ -443,3 +443,28 @@ fn damage_in_a_sealed_lifecycle_record_fails_open_with_its_location() {
         other => panic!("expected corruption, got {other}"),
     }
 }
+
+/// A stream that had metadata (or a close) before it was forked onto and written: after a
+/// reopen its first own event, at the version after the fork point, is found in the active
+/// segment's scan before the fork is folded, and must not read as a version gap. (Found by
+/// tests/model.rs: the reopen failed.)
+#[test]
+fn a_fork_onto_a_stream_known_only_by_its_metadata_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open_small(dir.path());
+    log.set_stream_metadata("target", StreamMetadata { max_count: Some(5), ..Default::default() }).unwrap();
+    append_n(&log, "source", 2);
+    // The metadata in a sealed segment, folded before the active segment is scanned.
+    append_n(&log, "filler", 1000);
+    log.fork_stream("source", "target", StreamVersion(0)).unwrap();
+    append_n(&log, "target", 1);
+    for _ in 0..2 {
+        log = reopen(log, dir.path());
+        assert_eq!(versions(&log, "target").unwrap(), vec![0, 1]);
+        assert_eq!(log.stream_state("target").unwrap().metadata.max_count, Some(5));
+    }
+    // And once the fork and its events are in sealed segments, from their footers.
+    append_n(&log, "filler", 1000);
+    log = reopen(log, dir.path());
+    assert_eq!(versions(&log, "target").unwrap(), vec![0, 1]);
+}
