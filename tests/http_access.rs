@@ -250,3 +250,102 @@ fn list_is_separate_from_read() {
     assert_eq!(streams["streams"][0]["stream"], "agent-1");
     assert_eq!(server.get("/v1/streams/agent-1/events").0, 403, "list does not grant read");
 }
+
+/// Issue 20: the key-value, audit and metadata endpoints wrote their events without
+/// `$principal`, so who set a key or registered a schema was not on record. Every event those
+/// views append carries the principal that asked, as log appends do.
+#[test]
+fn key_value_audit_and_metadata_writes_carry_the_principal() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = "writer-token-4";
+    std::fs::write(
+        dir.path().join("auth.toml"),
+        auth_file(&format!(
+            "\n[[principal]]\nname = \"writer\"\n{}\nrules = [{{ prefix = \"\", allow = [\"read\", \"append\"] }}]\n",
+            hash_line(writer)
+        )),
+    )
+    .unwrap();
+    let mut server = start(dir.path());
+    server.set_token(Some(writer));
+    let put = reqwest::Method::PUT;
+    for (method, path, body) in [
+        (put.clone(), "/v1/kv/session-1", json!({"value": {"step": 1}})),
+        (reqwest::Method::POST, "/v1/kv/visits/incr", json!({"delta": 2})),
+        (reqwest::Method::POST, "/v1/kv:txn", json!({"ops": [{"op": "set", "key": "k2", "value": 1}]})),
+        (
+            reqwest::Method::POST,
+            "/v1/audit",
+            json!({"level": "info", "category": "agent_activity", "event": "tool.called", "actor": {"type": "agent", "id": "a7"}}),
+        ),
+        (put.clone(), "/v1/meta/config/retries", json!({"value": 3})),
+        (reqwest::Method::POST, "/v1/meta/schemas/orders/versions", json!({"schema": {"type": "object"}})),
+        (
+            put,
+            "/v1/meta/services/search/instances/i-1",
+            json!({"endpoints": ["10.0.0.7:80"], "tags": [], "capabilities": [], "ttl_ms": 60_000}),
+        ),
+    ] {
+        let (status, answer) = server.request(method.clone(), path, Some(&body));
+        assert_eq!(status, 200, "{method} {path}: {answer}");
+    }
+
+    let (status, page) = server.get("/v1/events?from=0&limit=1000");
+    assert_eq!(status, 200, "{page}");
+    let written: Vec<(String, Value)> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["stream"].as_str().unwrap().to_string(), e["metadata"].clone()))
+        .collect();
+    let streams: std::collections::BTreeSet<&str> = written.iter().map(|(s, _)| s.split(':').next().unwrap()).collect();
+    assert_eq!(streams.into_iter().collect::<Vec<_>>(), ["audit", "kv", "meta"], "{written:?}");
+    for (stream, metadata) in &written {
+        assert_eq!(metadata, &json!({"$principal": "writer"}), "the event on {stream}");
+    }
+}
+
+/// Issue 20: an admin appending to a view's stream with `allow_reserved=true` (repair work that
+/// bypasses the view's checks) left no trace beyond the event. Each such append, single or
+/// multi-stream, is an admin action with its own entry; one refused to a non-admin is a denial,
+/// recorded once; an ordinary append is not audited.
+#[test]
+fn every_allow_reserved_append_leaves_one_admin_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path());
+    let event = json!({"events": [{"type": "Repaired", "data": {}}]});
+    server.set_token(Some(OPS));
+    assert_eq!(server.post("/v1/streams/agent-1/events", &event).0, 200, "ordinary: not audited");
+    let (status, body) = server.post("/v1/streams/kv%3Arepaired/events?allow_reserved=true", &event);
+    assert_eq!(status, 200, "{body}");
+    let multi = json!({"appends": [{"stream": "meta:config:global:x", "events": [{"type": "Repaired", "data": {}}]}]});
+    let (status, body) = server.post("/v1/append?allow_reserved=true", &multi);
+    assert_eq!(status, 200, "{body}");
+    server.set_token(Some(AGENT));
+    assert_eq!(server.post("/v1/streams/kv%3Aagent-1/events?allow_reserved=true", &event).0, 403);
+
+    let entries = access_entries(&mut server);
+    let summary: Vec<(&str, &str, &str, &str)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap(),
+                e["actor"]["id"].as_str().unwrap(),
+                e["metadata"]["operation"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("admin.action", "ops", "POST /v1/streams/{stream}/events?allow_reserved=true", "success"),
+            ("admin.action", "ops", "POST /v1/append?allow_reserved=true", "success"),
+            ("access.denied", "agent", "POST /v1/streams/{stream}/events?allow_reserved=true", "denied"),
+        ]
+    );
+    assert_eq!(entries[0]["target"]["id"], "/v1/streams/kv%3Arepaired/events");
+    server.set_token(Some(OPS));
+    let (_, read) = server.get("/v1/streams/kv%3Arepaired/events");
+    assert_eq!(read["events"][0]["metadata"], json!({"$principal": "ops"}), "{read}");
+}

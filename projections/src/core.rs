@@ -10,9 +10,14 @@
 //!
 //! It sits below the views: `kv`, `audit` and `meta` build on it, and it names none of them
 //! (a write names its view by type, `Core::write::<P>`).
+//!
+//! A `Core` may write for a principal ([`Core::as_principal`]): every event it appends then
+//! carries the principal's name under [`PRINCIPAL_KEY`] in its metadata. The copies share the
+//! log, the runner and the write locks.
 
 use std::fmt;
 use std::hash::BuildHasher;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use log_engine::{AppendResult, Direction, ExpectedVersion, Log, NewEvent, StreamAppend, StreamName, StreamVersion};
@@ -28,18 +33,23 @@ pub const WRITE_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 pub const WRITE_ATTEMPTS_MAX: u32 = 16;
 /// Lock stripes for state-dependent writes.
 const WRITE_LOCK_STRIPES: usize = 64;
+/// The reserved metadata key naming who appended an event. Only a server that authenticated
+/// the writer sets it (cairn serve refuses a client's own).
+pub const PRINCIPAL_KEY: &str = "$principal";
 
 /// The wall clock in unix milliseconds: the `now_ms` to pass to reads.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// What the facades share: the log, the runner, and the write locks.
+/// What the facades share: the log, the runner, and the write locks; and who writes.
 pub(crate) struct Core {
     pub(crate) log: Log,
-    pub(crate) runner: Runner,
-    stripes: Vec<Mutex<()>>,
+    pub(crate) runner: Arc<Runner>,
+    stripes: Arc<[Mutex<()>]>,
     hasher: std::hash::RandomState,
+    /// Stamped into every event this core appends, under [`PRINCIPAL_KEY`].
+    principal: Option<Arc<str>>,
 }
 
 impl fmt::Debug for Core {
@@ -63,7 +73,30 @@ impl<T> Planned<T> {
 impl Core {
     pub(crate) fn new(log: Log, runner: Runner) -> Core {
         let stripes = (0..WRITE_LOCK_STRIPES).map(|_| Mutex::new(())).collect();
-        Core { log, runner, stripes, hasher: std::hash::RandomState::new() }
+        Core { log, runner: Arc::new(runner), stripes, hasher: std::hash::RandomState::new(), principal: None }
+    }
+
+    /// This core, writing for `principal`: the same log, runner and write locks (the hasher is
+    /// cloned with its keys, so a stream maps to the same stripe).
+    pub(crate) fn as_principal(&self, principal: &str) -> Core {
+        Core {
+            log: self.log.clone(),
+            runner: self.runner.clone(),
+            stripes: self.stripes.clone(),
+            hasher: self.hasher.clone(),
+            principal: Some(principal.into()),
+        }
+    }
+
+    /// Checks that the views can read `events` back, and stamps them with the principal.
+    fn prepare(&self, events: &mut [NewEvent]) -> Result<()> {
+        check_events(events)?;
+        if let Some(principal) = &self.principal {
+            for event in events {
+                event.metadata = with_principal(&event.metadata, principal);
+            }
+        }
+        Ok(())
     }
 
     /// Runs `f` on the view of type `P` under the runner's read lock.
@@ -76,10 +109,10 @@ impl Core {
         &self,
         stream: &str,
         expected: ExpectedVersion,
-        events: Vec<NewEvent>,
+        mut events: Vec<NewEvent>,
     ) -> Result<AppendResult> {
         let stream = stream_name(stream)?;
-        check_events(&events)?;
+        self.prepare(&mut events)?;
         let appended = self.log.append_multi(vec![StreamAppend { stream, expected, events }]).map_err(from_log)?;
         Ok(appended.into_iter().next().expect("one result per stream"))
     }
@@ -88,8 +121,8 @@ impl Core {
     pub(crate) fn append_multi(&self, appends: Vec<(String, Vec<NewEvent>)>) -> Result<Vec<AppendResult>> {
         let appends = appends
             .into_iter()
-            .map(|(s, events)| {
-                check_events(&events)?;
+            .map(|(s, mut events)| {
+                self.prepare(&mut events)?;
                 Ok(StreamAppend { stream: stream_name(&s)?, expected: ExpectedVersion::Any, events })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -138,11 +171,11 @@ impl Core {
                 return Ok((planned.output, Vec::new()));
             }
             let mut appends = Vec::with_capacity(planned.appends.len());
-            for (stream, events) in planned.appends {
+            for (stream, mut events) in planned.appends {
                 let i =
                     streams.iter().position(|s| *s == stream).expect("a write appends only to the streams it locked");
                 let expected = versions[i].map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
-                check_events(&events)?;
+                self.prepare(&mut events)?;
                 appends.push(StreamAppend { stream: names[i].clone(), expected, events });
             }
             match self.log.append_multi(appends) {
@@ -158,6 +191,22 @@ impl Core {
     fn stripe(&self, stream: &str) -> usize {
         (self.hasher.hash_one(stream) % self.stripes.len() as u64) as usize
     }
+}
+
+/// `metadata` (an event's metadata: a JSON object's text, or empty for none) with
+/// `"$principal": principal` added as its first member; the other members keep their bytes.
+/// The caller makes sure `metadata` has no `$principal` of its own.
+pub fn with_principal(metadata: &[u8], principal: &str) -> Vec<u8> {
+    let stamp = serde_json::to_string(&serde_json::json!({ PRINCIPAL_KEY: principal })).expect("a string serializes");
+    let rest = metadata.strip_prefix(b"{").map_or(&b"}"[..], <[u8]>::trim_ascii_start);
+    let mut out = stamp.into_bytes();
+    if rest != b"}" {
+        // `{"$principal":"x"}` + `,` + the other members and the closing brace.
+        out.pop();
+        out.push(b',');
+        out.extend_from_slice(rest);
+    }
+    out
 }
 
 /// Validates a stream name built from user input, as an input error.

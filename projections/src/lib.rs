@@ -53,7 +53,7 @@ pub use crate::audit::{
     Level, NewAuditEntry, Order, Source, Target, TraceContext, AUDIT_EVENT_TYPE, AUDIT_FIELD_LEN_MAX,
     AUDIT_QUERY_LIMIT_DEFAULT, AUDIT_QUERY_LIMIT_MAX,
 };
-pub use crate::core::{now_ms, WRITE_ATTEMPTS_MAX, WRITE_SYNC_TIMEOUT};
+pub use crate::core::{now_ms, with_principal, PRINCIPAL_KEY, WRITE_ATTEMPTS_MAX, WRITE_SYNC_TIMEOUT};
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::fold::{fold, Folded, FOLD_CHUNK_EVENTS};
 pub use crate::json::{check_json, check_msgpack_numbers, check_readable, check_value, JsonError, JSON_DEPTH_MAX};

@@ -89,6 +89,14 @@ impl Views {
         Ok(Views { core: Arc::new(Core::new(log, runner)) })
     }
 
+    /// These views, writing for `principal`: every event a write through the returned handle
+    /// (or the facades it hands out) appends carries `"$principal": principal` in its metadata
+    /// ([`crate::PRINCIPAL_KEY`]). Reads are the same.
+    #[must_use]
+    pub fn as_principal(&self, principal: &str) -> Views {
+        Views { core: Arc::new(self.core.as_principal(principal)) }
+    }
+
     pub fn kv(&self) -> KvStore {
         KvStore::new(self.core.clone())
     }

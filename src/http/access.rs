@@ -12,19 +12,23 @@
 //!   dropped: only an admin can make them.
 //! - Every event appended through the log endpoints carries its principal in the reserved
 //!   metadata key [`PRINCIPAL_KEY`], written by the server; a client's own `$principal` is
-//!   refused with 400, so the key cannot be forged. Without `--auth` there is no principal and
-//!   nothing is stamped.
+//!   refused with 400, so the key cannot be forged. The key-value, audit and metadata endpoints
+//!   write through views made for the caller ([`projections::Views::as_principal`]), so their
+//!   events carry it too. Without `--auth` there is no principal and nothing is stamped.
+//! - An append made with `allow_reserved=true` (an admin writing a view's stream directly) is
+//!   an admin action: audited whatever its answer.
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::extract::{MatchedPath, Query, Request, State};
+use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use log_engine::{ExpectedVersion, NewEvent, StreamAppend, StreamName};
 use parking_lot::Mutex;
 use projections::NewAuditEntry;
+use serde::Deserialize;
 use serde_json::json;
 
 use super::error::ApiError;
@@ -34,7 +38,7 @@ use super::AppState;
 /// The reserved stream the server's own authorization entries go to.
 pub const ACCESS_AUDIT_STREAM: &str = "$audit:authorization";
 /// The reserved metadata key naming who appended an event.
-pub const PRINCIPAL_KEY: &str = "$principal";
+pub use projections::PRINCIPAL_KEY;
 /// Most denied requests (401, 403) written to the access audit per second; the rest are
 /// counted and dropped.
 pub const ACCESS_DENIALS_PER_SECOND_MAX: u32 = 100;
@@ -57,6 +61,14 @@ const ADMIN_ACTIONS: &[(&str, &str)] = &[
     ("PUT", "/v1/streams/{stream}/metadata"),
     ("POST", "/v1/streams/{stream}/fork"),
 ];
+
+/// The one query parameter the audit looks at: an append with `allow_reserved=true` writes a
+/// view's stream directly (admin only), an admin action. Read as the append handlers read it.
+#[derive(Debug, Deserialize)]
+struct ReservedFlag {
+    #[serde(default)]
+    allow_reserved: bool,
+}
 
 /// The rate bound of denial entries: a one-second window and its count.
 #[derive(Debug, Default)]
@@ -92,6 +104,8 @@ pub async fn audit(State(state): State<Arc<AppState>>, request: Request, next: N
         return next.run(request).await;
     }
     let method = request.method().clone();
+    let reserved_write = method == Method::POST
+        && Query::<ReservedFlag>::try_from_uri(request.uri()).is_ok_and(|Query(q)| q.allow_reserved);
     let route = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
     let path = request.uri().path().to_string();
     let authorization = request.headers().get(header::AUTHORIZATION).cloned();
@@ -99,7 +113,7 @@ pub async fn audit(State(state): State<Arc<AppState>>, request: Request, next: N
     let status = response.status().as_u16();
     let denied = status == 401 || status == 403;
     let route_name = route.as_deref().unwrap_or("(unmatched)");
-    let admin = ADMIN_ACTIONS.iter().any(|&(m, r)| m == method.as_str() && r == route_name);
+    let admin = reserved_write || ADMIN_ACTIONS.iter().any(|&(m, r)| m == method.as_str() && r == route_name);
     if !denied && !admin {
         return response;
     }
@@ -116,7 +130,11 @@ pub async fn audit(State(state): State<Arc<AppState>>, request: Request, next: N
     let (response, reason) = if status >= 400 { split_reason(response).await } else { (response, None) };
     let access = Access {
         principal: principal.as_deref().unwrap_or("anonymous"),
-        operation: format!("{method} {route_name}"),
+        operation: if reserved_write {
+            format!("{method} {route_name}?allow_reserved=true")
+        } else {
+            format!("{method} {route_name}")
+        },
         resource: truncate(&path, RESOURCE_LEN_MAX),
         status,
         denied,
@@ -197,16 +215,7 @@ pub fn stamp_principal(caller: &Caller, metadata: Vec<u8>, what: &str) -> Result
         }
     }
     let Caller::Principal(principal) = caller else { return Ok(metadata) };
-    let stamp = serde_json::to_string(&json!({PRINCIPAL_KEY: principal.name})).expect("a string serializes");
-    let rest = metadata.strip_prefix(b"{").map(<[u8]>::trim_ascii_start).unwrap_or(b"}");
-    let mut out = stamp.into_bytes();
-    if rest != b"}" {
-        // `{"$principal":"x"}` + `,` + the client's members and closing brace.
-        out.pop();
-        out.push(b',');
-        out.extend_from_slice(rest);
-    }
-    Ok(out)
+    Ok(projections::with_principal(&metadata, &principal.name))
 }
 
 fn truncate(text: &str, max: usize) -> &str {

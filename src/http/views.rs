@@ -84,12 +84,21 @@ impl ViewCall {
         self.run(move |views| f(views, request)).await
     }
 
-    /// Runs `f` on the blocking pool; the caller's checks are done.
+    /// Runs `f` on the blocking pool; the caller's checks are done. An authenticated caller's
+    /// writes carry its `$principal` ([`Views::as_principal`]).
     pub async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Views) -> Result<T, projections::Error> + Send + 'static,
     ) -> ApiResult<T> {
-        run(&self.state, move |s| f(s.store.views())).await
+        let principal = match &self.caller {
+            Caller::Open => None,
+            Caller::Principal(p) => Some(p.name.clone()),
+        };
+        run(&self.state, move |s| match principal {
+            Some(name) => f(&s.store.views().as_principal(&name)),
+            None => f(s.store.views()),
+        })
+        .await
     }
 }
 
