@@ -108,6 +108,9 @@ server's event limit is 1 MiB)."""
 THREAD_PAGE_SIZE = 1000
 """Events per read when loading a thread."""
 
+PREDECESSOR_READS_AT_ONCE = 32
+"""Reads of ``h(p-1)`` a saver has in flight at once when it checks events it has not seen."""
+
 THREADS_CACHED_MAX = 128
 """Threads whose fold a saver keeps, so reading a thread again reads only what was appended
 since (least recently used first out)."""
@@ -549,7 +552,10 @@ class AsyncCairnSaver(_Reader, BaseCheckpointSaver[str]):
         """The stream's events from ``from_version``, each checked against the chain."""
         events = [e async for e in self.client.read_stream(stream, from_version=from_version, page_size=THREAD_PAGE_SIZE)]
         pending = self._chain.pending(events)
-        pages = await asyncio.gather(*(self.client.read_all_page(from_position=p, limit=1) for p in pending))
+        pages = []
+        for at in range(0, len(pending), PREDECESSOR_READS_AT_ONCE):
+            batch = pending[at : at + PREDECESSOR_READS_AT_ONCE]
+            pages += await asyncio.gather(*(self.client.read_all_page(from_position=p, limit=1) for p in batch))
         previous: dict[int, str] = {}
         for position, page in zip(pending, pages):
             if not page.events or page.events[0].position != position:

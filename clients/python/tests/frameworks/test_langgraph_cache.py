@@ -50,3 +50,17 @@ async def test_a_warm_saver_sees_what_another_did(deployment: Deployment, prefix
         assert await ids(warm, config("t")) == ["newest"], "a prune is seen"
         tup = await warm.aget_tuple(config("t"))
         assert tup is not None and tup.config["configurable"]["checkpoint_id"] == latest["configurable"]["checkpoint_id"]
+
+
+async def test_a_fresh_saver_checks_a_thread_interleaved_with_another(deployment: Deployment, prefix: str) -> None:
+    """Every event of thread a follows one of thread b in the log, so checking a needs the hash
+    of each of b's events: more than one batch of predecessor reads."""
+    async with AsyncCairnSaver(deployment.url, deployment.token, stream_prefix=prefix) as writer:
+        parents: dict[str, RunnableConfig | None] = {"a": None, "b": None}
+        for n in range(40):
+            for thread in ("a", "b"):
+                parent = parents[thread]
+                cfg = config(thread, parent["configurable"]["checkpoint_id"] if parent else None)
+                parents[thread] = await put(writer, cfg, f"{thread}{n}")
+    async with AsyncCairnSaver(deployment.url, deployment.token, stream_prefix=prefix) as fresh:
+        assert await ids(fresh, config("a")) == [f"a{n}" for n in reversed(range(40))]
