@@ -94,6 +94,11 @@ fn metadata_reads_and_sets_the_limits() {
     assert_eq!(json_out(&out)["max_count"], 2, "a refused --set changed nothing");
     let (code, _, _) = cairn(&data, &["metadata", "nothing-here"]);
     assert_eq!(code, 5);
+    let (code, _, err) = cairn(&data, &["close", "chat-1"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = cairn(&data, &["metadata", "chat-1", "--set", r#"{"closed": false}"#]);
+    assert_eq!(code, 2, "a closed stream cannot be reopened: {err}");
+    assert!(err.contains("closed cannot become false"), "{err}");
 }
 
 #[test]

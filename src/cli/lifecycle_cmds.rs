@@ -10,7 +10,7 @@ use clap::Args;
 use log_engine::{DeleteMode, StreamVersion};
 
 use crate::error::{CliError, CliResult, Exit};
-use crate::http::lifecycle::{ForkJson, LifecycleJson, MetadataRequest, StreamStateJson};
+use crate::http::lifecycle::{set_metadata, ForkJson, LifecycleJson, MetadataRequest, StreamStateJson};
 use crate::output::{Format, Out};
 use crate::store::open_writer;
 use crate::wire::InputError;
@@ -112,14 +112,7 @@ pub fn fork(dir: &Path, format: Format, args: ForkArgs) -> CliResult<Exit> {
     let result =
         log.fork_stream(&args.stream, &args.to, StreamVersion(args.at_version)).map_err(|e| CliError::log(dir, e));
     log.close();
-    let result = result?;
-    let answer = ForkJson {
-        stream: args.to,
-        source: args.stream,
-        at_version: args.at_version,
-        position: result.position.0,
-        hash: result.hash.to_hex(),
-    };
+    let answer = ForkJson::of(&args.stream, &args.to, args.at_version, &result?);
     let sentence = format!(
         "stream {} forked from {} at version {} (position {})",
         answer.stream, answer.source, answer.at_version, answer.position
@@ -155,15 +148,7 @@ pub fn metadata(dir: &Path, format: Format, args: MetadataArgs) -> CliResult<Exi
                 )))
             })?;
             let log = open_writer(dir)?;
-            let result = (|| {
-                let closed_now = match log.stream_state(&args.stream) {
-                    Ok(s) => s.closed,
-                    Err(log_engine::Error::StreamNotFound { .. }) => false,
-                    Err(e) => return Err(e),
-                };
-                log.set_stream_metadata(&args.stream, request.into_metadata(closed_now))
-            })()
-            .map_err(|e| CliError::log(dir, e));
+            let result = set_metadata(&log, &args.stream, request).map_err(|e| CliError::log(dir, e));
             log.close();
             let answer = LifecycleJson::of(&args.stream, &result?);
             let sentence = format!("stream {} metadata set at position {}", answer.stream, answer.position);

@@ -103,6 +103,40 @@ pub struct StreamJson {
     pub tombstoned: bool,
 }
 
+impl ForkJson {
+    pub fn of(source: &str, to: &str, at_version: u64, result: &log_engine::LifecycleResult) -> ForkJson {
+        ForkJson {
+            stream: to.to_string(),
+            source: source.to_string(),
+            at_version,
+            position: result.position.0,
+            hash: result.hash.to_hex(),
+        }
+    }
+}
+
+/// Replaces `stream`'s metadata with a request's: `closed` absent keeps the stream's state, and
+/// a closed stream cannot be reopened (`InvalidStreamMetadata` naming `closed`). The CLI uses
+/// it too.
+pub fn set_metadata(
+    log: &log_engine::Log,
+    stream: &str,
+    request: MetadataRequest,
+) -> log_engine::Result<log_engine::LifecycleResult> {
+    let closed_now = match log.stream_state(stream) {
+        Ok(s) => s.closed,
+        Err(log_engine::Error::StreamNotFound { .. }) => false,
+        Err(e) => return Err(e),
+    };
+    if closed_now && request.closed == Some(false) {
+        return Err(log_engine::Error::InvalidStreamMetadata {
+            field: "closed",
+            reason: format!("cannot become false: stream {stream} is closed, and closing is permanent"),
+        });
+    }
+    log.set_stream_metadata(stream, request.into_metadata(closed_now))
+}
+
 /// Where a fork's shared prefix comes from.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct ForkedFromJson {
@@ -345,22 +379,8 @@ pub async fn put_metadata(
     changeable(&stream)?;
     let request: MetadataRequest = read_body(&headers, body).await?;
     let log = state.log.clone();
-    let result = blocking(move || -> ApiResult<LifecycleJson> {
-        let closed_now = match log.stream_state(&stream) {
-            Ok(s) => s.closed,
-            Err(log_engine::Error::StreamNotFound { .. }) => false,
-            Err(e) => return Err(e.into()),
-        };
-        if closed_now && request.closed == Some(false) {
-            return Err(ApiError::bad_request(
-                "invalid_stream_metadata",
-                format!("stream {stream} is closed, and a closed stream cannot be reopened (\"closed\": false)"),
-            ));
-        }
-        let result = log.set_stream_metadata(&stream, request.into_metadata(closed_now))?;
-        Ok(LifecycleJson::of(&stream, &result))
-    })
-    .await??;
+    let result =
+        blocking(move || set_metadata(&log, &stream, request).map(|r| LifecycleJson::of(&stream, &r))).await??;
     Ok(Json(result))
 }
 
@@ -410,13 +430,8 @@ pub async fn fork_stream(
     }
     let log = state.log.clone();
     let result = blocking(move || {
-        log.fork_stream(&source, &request.to, StreamVersion(request.at_version)).map(|r| ForkJson {
-            stream: request.to.clone(),
-            source: source.clone(),
-            at_version: request.at_version,
-            position: r.position.0,
-            hash: r.hash.to_hex(),
-        })
+        log.fork_stream(&source, &request.to, StreamVersion(request.at_version))
+            .map(|r| ForkJson::of(&source, &request.to, request.at_version, &r))
     })
     .await??;
     Ok(Json(result))
