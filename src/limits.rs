@@ -54,14 +54,24 @@ pub const MIN_POSITION_WAIT_MAX: Duration = Duration::from_secs(5);
 /// `Accept: application/x-ndjson`, and so MCP's `verify`) reports its progress at most.
 pub const VERIFY_PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
-/// Events per append when `cairn append --ndjson` batches stdin.
+/// Events per append when `cairn append --ndjson` batches stdin, and when the server batches an
+/// NDJSON append body.
 pub const NDJSON_BATCH_EVENTS: usize = 1_000;
 
-/// Bytes per append when `cairn append --ndjson` batches stdin (whichever bound comes first).
+/// Bytes per append when `cairn append --ndjson` batches stdin or the server an NDJSON body
+/// (whichever bound comes first).
 pub const NDJSON_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
-/// Longest line `cairn append --ndjson` accepts: one event plus its JSON framing.
+/// Longest line `cairn append --ndjson` and an NDJSON append body accept: one event plus its
+/// JSON framing.
 pub const NDJSON_LINE_MAX: usize = EVENT_SIZE_MAX * 2;
+
+/// Most bytes of one NDJSON append body (`POST /v1/streams/{stream}/events` with
+/// `application/x-ndjson`), which is read in batches rather than whole.
+pub const NDJSON_BODY_MAX: usize = 1024 * 1024 * 1024;
+
+/// Most events (non-blank lines) of one NDJSON append body.
+pub const NDJSON_EVENTS_MAX: usize = 10_000_000;
 
 /// Memory all requests together may hold for their bodies at once (read, not yet answered),
 /// each body byte charged [`BODY_MEMORY_FACTOR`] bytes. A request whose next chunk does not

@@ -13,6 +13,7 @@
 //!
 //! This module does no I/O and checks no permissions.
 
+use std::borrow::Cow;
 use std::time::{Duration, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -69,6 +70,59 @@ pub fn compact_json(text: &str) -> Vec<u8> {
 /// names the field in the message.
 pub fn check_payload(what: &str, text: &str) -> Result<(), InputError> {
     projections::check_json(text.as_bytes()).map_err(|e| InputError(format!("{what} cannot be stored: {e}")))
+}
+
+/// Numbers of at most this many bytes and without an exponent are finite as an `f64`
+/// (below 1e300), so only longer ones, or ones with an exponent, need [`check_payload`].
+const NUMBER_LEN_SAFE: usize = 300;
+
+/// The text cairn stores for a payload given as JSON text: `text` compacted (see
+/// [`compact_json`]), after the checks of [`check_payload`]; `what` names the field in the
+/// message.
+///
+/// `text` must already be well-formed JSON (a parsed `RawValue`). One read-only pass over it
+/// finds whatever could break a rule: a `\u` escape (a lone surrogate is only possible there),
+/// a number with an exponent or longer than [`NUMBER_LEN_SAFE`], nesting past
+/// [`projections::JSON_DEPTH_MAX`]. Only text holding one of those goes through the full
+/// [`check_payload`]; the answer is the same either way, and the common payload is read once.
+pub fn stored_json(text: &str, what: impl FnOnce() -> String) -> Result<Vec<u8>, InputError> {
+    let bytes = text.as_bytes();
+    let (mut depth, mut number_len) = (0usize, 0usize);
+    let (mut in_string, mut escaped, mut suspect, mut spaced) = (false, false, false, false);
+    for &b in bytes {
+        if in_string {
+            if escaped {
+                escaped = false;
+                suspect |= b == b'u';
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        // A number starts with a digit or '-'; true, false and null hold neither.
+        if matches!(b, b'0'..=b'9' | b'-') || (number_len > 0 && matches!(b, b'.' | b'+' | b'e' | b'E')) {
+            number_len += 1;
+            suspect |= matches!(b, b'e' | b'E') || number_len > NUMBER_LEN_SAFE;
+            continue;
+        }
+        number_len = 0;
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                suspect |= depth > projections::JSON_DEPTH_MAX;
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b' ' | b'\n' | b'\r' | b'\t' => spaced = true,
+            _ => {}
+        }
+    }
+    if suspect {
+        check_payload(&what(), text)?;
+    }
+    Ok(if spaced { compact_json(text) } else { bytes.to_vec() })
 }
 
 /// An expected version as the contract spells it: `"any"`, `"no_stream"`, `"exists"`, or the
@@ -149,88 +203,131 @@ impl utoipa::PartialSchema for ExpectedVersionJson {
 
 impl ToSchema for ExpectedVersionJson {}
 
-/// Deserializes a field that is present as its raw JSON text, so that an explicit `null`
-/// is kept as `null` rather than read as "absent".
-fn present_raw<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
-    Box::<RawValue>::deserialize(d).map(Some)
+/// Deserializes a field that is present as its raw JSON text, borrowed from the request, so
+/// that an explicit `null` is kept as `null` rather than read as "absent".
+fn present_raw<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<&'a RawValue>, D::Error> {
+    <&'a RawValue>::deserialize(d).map(Some)
 }
 
-/// An event in an append request.
+/// Deserializes an optional string borrowed from the request when it holds no escape (a
+/// base64 payload never does, unless a client escapes its `/` as `\/`), copied otherwise.
+fn optional_text<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+    struct Text;
+    impl<'de> serde::de::Visitor<'de> for Text {
+        type Value = Cow<'de, str>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Cow<'de, str>, E> {
+            Ok(Cow::Borrowed(v))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Cow<'de, str>, E> {
+            Ok(Cow::Owned(v.to_owned()))
+        }
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Cow<'de, str>, E> {
+            Ok(Cow::Owned(v))
+        }
+    }
+    d.deserialize_str(Text).map(Some)
+}
+
+/// An event in an append request, borrowing its type and payloads from the request's bytes:
+/// a payload goes from the body to the record encoder as the client's text, checked and
+/// compacted once, never re-parsed into a `serde_json::Value`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct NewEventJson {
+pub struct NewEventJson<'a> {
     /// Client-chosen id; a retry with the same id and content is answered with the original
     /// positions and writes nothing. Generated when absent.
     #[schema(value_type = Option<String>, format = "uuid")]
     pub id: Option<Uuid>,
-    #[serde(rename = "type")]
-    pub event_type: String,
+    #[serde(rename = "type", borrow)]
+    #[schema(value_type = String)]
+    pub event_type: Cow<'a, str>,
     /// Any JSON value; `{}` when neither `data` nor `data_b64` is given.
-    #[serde(default, deserialize_with = "present_raw")]
+    #[serde(default, borrow, deserialize_with = "present_raw")]
     #[schema(value_type = Option<Value>)]
-    pub data: Option<Box<RawValue>>,
+    pub data: Option<&'a RawValue>,
     /// A binary payload, base64 (standard alphabet, padded). Exclusive with `data`.
-    pub data_b64: Option<String>,
+    #[serde(default, borrow, deserialize_with = "optional_text")]
+    #[schema(value_type = Option<String>)]
+    pub data_b64: Option<Cow<'a, str>>,
     /// A JSON object.
-    #[serde(default, deserialize_with = "present_raw")]
+    #[serde(default, borrow, deserialize_with = "present_raw")]
     #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Box<RawValue>>,
+    pub metadata: Option<&'a RawValue>,
 }
 
-impl NewEventJson {
-    /// Converts to the log's type. `index` (0-based) names the event in error messages.
-    pub fn into_new_event(self, index: usize) -> Result<NewEvent, InputError> {
+/// Where an event sits in its request, for error messages: `event 3` (0-based) of a JSON
+/// body's `events`, `line 12` (1-based) of an NDJSON body or of standard input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    Event(usize),
+    Line(u64),
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::Event(i) => write!(f, "event {i}"),
+            Place::Line(n) => write!(f, "line {n}"),
+        }
+    }
+}
+
+impl NewEventJson<'_> {
+    /// Converts to the log's type; `place` names the event in error messages.
+    pub fn into_new_event(self, place: Place) -> Result<NewEvent, InputError> {
         let data = match (self.data, self.data_b64) {
             (Some(_), Some(_)) => {
-                return Err(InputError(format!("event {index} has both data and data_b64; give one of them")))
+                return Err(InputError(format!("{place} has both data and data_b64; give one of them")))
             }
-            (Some(raw), None) => {
-                check_payload(&format!("data of event {index}"), raw.get())?;
-                Payload::Json(compact_json(raw.get()))
-            }
+            (Some(raw), None) => Payload::Json(stored_json(raw.get(), || format!("data of {place}"))?),
             (None, Some(b64)) => Payload::Bytes(
                 base64::engine::general_purpose::STANDARD
                     .decode(b64.as_bytes())
-                    .map_err(|e| InputError(format!("data_b64 of event {index} is not valid base64: {e}")))?,
+                    .map_err(|e| InputError(format!("data_b64 of {place} is not valid base64: {e}")))?,
             ),
             (None, None) => Payload::Json(b"{}".to_vec()),
         };
         let metadata = match self.metadata {
             None => Vec::new(),
-            Some(raw) if raw.get().starts_with('{') => {
-                check_payload(&format!("metadata of event {index}"), raw.get())?;
-                compact_json(raw.get())
-            }
-            Some(_) => return Err(InputError(format!("metadata of event {index} must be a JSON object"))),
+            Some(raw) if raw.get().starts_with('{') => stored_json(raw.get(), || format!("metadata of {place}"))?,
+            Some(_) => return Err(InputError(format!("metadata of {place} must be a JSON object"))),
         };
-        Ok(NewEvent { id: self.id, event_type: self.event_type, metadata, data })
+        Ok(NewEvent { id: self.id, event_type: self.event_type.into_owned(), metadata, data })
     }
 }
 
 /// `POST /v1/streams/{stream}/events`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AppendRequest {
+pub struct AppendRequest<'a> {
     #[serde(default)]
     pub expected_version: ExpectedVersionJson,
-    pub events: Vec<NewEventJson>,
+    #[serde(borrow)]
+    pub events: Vec<NewEventJson<'a>>,
 }
 
 /// One stream's part of `POST /v1/append`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct StreamAppendJson {
-    pub stream: String,
+pub struct StreamAppendJson<'a> {
+    #[serde(borrow)]
+    #[schema(value_type = String)]
+    pub stream: Cow<'a, str>,
     #[serde(default)]
     pub expected_version: ExpectedVersionJson,
-    pub events: Vec<NewEventJson>,
+    #[serde(borrow)]
+    pub events: Vec<NewEventJson<'a>>,
 }
 
 /// `POST /v1/append`: appends to several streams atomically.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct MultiAppendRequest {
-    pub appends: Vec<StreamAppendJson>,
+pub struct MultiAppendRequest<'a> {
+    #[serde(borrow)]
+    pub appends: Vec<StreamAppendJson<'a>>,
 }
 
 /// What an append wrote (or, for an idempotent retry, had written).
@@ -255,6 +352,70 @@ impl From<&AppendResult> for AppendResponse {
             last_version: r.last_version.0,
             hash: r.hash.to_hex(),
         }
+    }
+}
+
+/// The answer to an NDJSON append: what the whole body wrote, over all its batches.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct NdjsonAppendResponse {
+    pub stream: String,
+    /// Events written (or, for an idempotent retry, found already written).
+    pub count: u64,
+    /// Appends the events were committed in, each atomic and durable before the next began.
+    pub batches: u64,
+    pub first_position: u64,
+    pub last_position: u64,
+    pub first_version: u64,
+    pub last_version: u64,
+    /// Chain hash at `last_position`, 64 hex characters.
+    pub hash: String,
+}
+
+impl NdjsonAppendResponse {
+    /// The summary after a first batch.
+    pub fn first(batch: &AppendResult, count: u64) -> NdjsonAppendResponse {
+        NdjsonAppendResponse {
+            stream: batch.stream.to_string(),
+            count,
+            batches: 1,
+            first_position: batch.first_position.0,
+            last_position: batch.last_position.0,
+            first_version: batch.first_version.0,
+            last_version: batch.last_version.0,
+            hash: batch.hash.to_hex(),
+        }
+    }
+
+    /// Adds a later batch of `count` events.
+    pub fn add(&mut self, batch: &AppendResult, count: u64) {
+        self.count += count;
+        self.batches += 1;
+        self.last_position = batch.last_position.0;
+        self.last_version = batch.last_version.0;
+        self.hash = batch.hash.to_hex();
+    }
+}
+
+/// The 200 answer of `POST /v1/streams/{stream}/events`: an [`AppendResponse`] for a JSON or
+/// MessagePack body, an [`NdjsonAppendResponse`] (the same fields plus `count` and `batches`)
+/// for an NDJSON one. Documented as `anyOf`: the NDJSON summary also satisfies the first.
+#[derive(Debug)]
+pub struct AppendAnswer;
+
+impl utoipa::PartialSchema for AppendAnswer {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AnyOfBuilder, Ref};
+        AnyOfBuilder::new()
+            .item(Ref::from_schema_name("AppendResponse"))
+            .item(Ref::from_schema_name("NdjsonAppendResponse"))
+            .into()
+    }
+}
+
+impl ToSchema for AppendAnswer {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+        schemas.push(("AppendResponse".into(), <AppendResponse as utoipa::PartialSchema>::schema()));
+        schemas.push(("NdjsonAppendResponse".into(), <NdjsonAppendResponse as utoipa::PartialSchema>::schema()));
     }
 }
 
@@ -466,6 +627,32 @@ mod tests {
         assert_eq!(before, after);
     }
 
+    /// The one-pass check answers exactly as the full check plus compaction does, on text
+    /// that needs the full check and on text that does not.
+    #[test]
+    fn stored_json_answers_as_the_full_check_and_compaction() {
+        let deep = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        let long_number = format!("[{}]", "9".repeat(400));
+        let cases = [
+            r#"{"a": 1, "b": [true, false, null], "c": "x y"}"#,
+            r#"{"n": 1.5e3}"#,
+            r#"[1e999999]"#,
+            r#"[-1E-400]"#,
+            r#""\ud800""#,
+            r#""\ud83d\ude00 é \" \\u""#,
+            r#"{"truee": "1e999", "falsE": -12.5}"#,
+            &deep(64),
+            &deep(65),
+            &long_number,
+            "[1,\n 2 ,\t3]",
+            "-0",
+        ];
+        for text in cases {
+            let expected = check_payload("data of event 0", text).map(|()| compact_json(text));
+            assert_eq!(stored_json(text, || "data of event 0".into()), expected, "{text}");
+        }
+    }
+
     #[test]
     fn expected_version_round_trips_every_spelling() {
         for text in ["\"any\"", "\"no_stream\"", "\"exists\"", "7"] {
@@ -481,25 +668,25 @@ mod tests {
     #[test]
     fn explicit_null_data_is_kept_and_absent_data_is_an_empty_object() {
         let e: NewEventJson = serde_json::from_str(r#"{"type":"T","data":null}"#).unwrap();
-        assert_eq!(e.into_new_event(0).unwrap().data, Payload::Json(b"null".to_vec()));
+        assert_eq!(e.into_new_event(Place::Event(0)).unwrap().data, Payload::Json(b"null".to_vec()));
         let e: NewEventJson = serde_json::from_str(r#"{"type":"T"}"#).unwrap();
-        assert_eq!(e.into_new_event(0).unwrap().data, Payload::Json(b"{}".to_vec()));
+        assert_eq!(e.into_new_event(Place::Event(0)).unwrap().data, Payload::Json(b"{}".to_vec()));
     }
 
     #[test]
     fn binary_data_round_trips_through_base64() {
         let e: NewEventJson = serde_json::from_str(r#"{"type":"T","data_b64":"AAEC/w=="}"#).unwrap();
-        assert_eq!(e.into_new_event(0).unwrap().data, Payload::Bytes(vec![0, 1, 2, 255]));
+        assert_eq!(e.into_new_event(Place::Event(0)).unwrap().data, Payload::Bytes(vec![0, 1, 2, 255]));
     }
 
     #[test]
     fn bad_events_are_rejected_with_their_index() {
         let both: NewEventJson = serde_json::from_str(r#"{"type":"T","data":1,"data_b64":"AA=="}"#).unwrap();
-        assert!(both.into_new_event(3).unwrap_err().0.contains("event 3"));
+        assert!(both.into_new_event(Place::Event(3)).unwrap_err().0.contains("event 3"));
         let meta: NewEventJson = serde_json::from_str(r#"{"type":"T","metadata":[1]}"#).unwrap();
-        assert!(meta.into_new_event(1).unwrap_err().0.contains("metadata of event 1"));
+        assert!(meta.into_new_event(Place::Event(1)).unwrap_err().0.contains("metadata of event 1"));
         let b64: NewEventJson = serde_json::from_str(r#"{"type":"T","data_b64":"%%%"}"#).unwrap();
-        assert!(b64.into_new_event(0).is_err());
+        assert!(b64.into_new_event(Place::Event(0)).is_err());
         assert!(serde_json::from_str::<NewEventJson>(r#"{"type":"T","extra":1}"#).is_err());
     }
 

@@ -319,3 +319,23 @@ fn concurrent_appends_all_land_with_gapless_positions() {
         assert_eq!(steps, (0..per_thread).collect::<Vec<_>>(), "each agent's events are in its order");
     }
 }
+
+/// The stored bytes of a JSON payload are the client's text minus whitespace outside strings:
+/// numbers keep their spelling, escapes stay escapes, keys keep their order. Pinned byte for
+/// byte, so a faster request path cannot change what is written.
+#[test]
+fn json_payloads_are_stored_as_the_client_wrote_them_minus_whitespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let data = "{ \"z\" : [1.50, 123456789012345678901234567890, -0.0e-5 ],\n \"s\": \"x \\\" y\\\\ \\u00e9\\ud83d\\ude00\", \"a\": {\"t\": true, \"n\": null} }";
+    let metadata = "{ \"run\" : \"r 1\", \"n\": 1E2 }";
+    let body = format!("{{\"events\": [{{\"type\": \"T\", \"data\": {data}, \"metadata\": {metadata}}}]}}");
+    let (status, answer) = server.post_raw("/v1/streams/golden/events", "application/json", body.into_bytes());
+    assert_eq!(status, 200, "{answer}");
+    let (status, text) = server.get_text("/v1/streams/golden/events");
+    assert_eq!(status, 200);
+    let stored_data = r#""data":{"z":[1.50,123456789012345678901234567890,-0.0e-5],"s":"x \" y\\ \u00e9\ud83d\ude00","a":{"t":true,"n":null}}"#;
+    let stored_metadata = r#""metadata":{"run":"r 1","n":1E2}"#;
+    assert!(text.contains(stored_data), "{text}");
+    assert!(text.contains(stored_metadata), "{text}");
+}

@@ -173,8 +173,10 @@ impl NewEvent {
             return Err(Error::LimitExceeded { limit: LimitKind::EventSize, max: EVENT_SIZE_MAX, actual: size });
         }
         if !self.metadata.is_empty() {
-            match serde_json::from_slice::<serde_json::Value>(&self.metadata) {
-                Ok(serde_json::Value::Object(_)) => {}
+            // Valid JSON whose value is an object, checked without building it.
+            let object = self.metadata.trim_ascii_start().first() == Some(&b'{');
+            match serde_json::from_slice::<serde::de::IgnoredAny>(&self.metadata) {
+                Ok(_) if object => {}
                 _ => {
                     return Err(Error::Invalid {
                         what: format!(

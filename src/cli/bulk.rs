@@ -27,7 +27,7 @@ use serde_json::value::RawValue;
 use crate::error::{CliError, CliResult, Exit};
 use crate::limits::{NDJSON_BATCH_BYTES, NDJSON_BATCH_EVENTS, NDJSON_LINE_MAX};
 use crate::output::{self, Format, Out};
-use crate::wire::{EventJson, InputError, NewEventJson};
+use crate::wire::{EventJson, InputError, NewEventJson, Place};
 
 use super::open_reader;
 use crate::store::open_writer;
@@ -91,12 +91,12 @@ pub(crate) fn parse_line(text: &str, line_no: u64) -> Result<Parsed, InputError>
     }
     let event = NewEventJson {
         id: line.id,
-        event_type: line.event_type,
-        data: line.data,
-        data_b64: line.data_b64,
-        metadata: line.metadata,
+        event_type: line.event_type.into(),
+        data: line.data.as_deref(),
+        data_b64: line.data_b64.map(Into::into),
+        metadata: line.metadata.as_deref(),
     }
-    .into_new_event((line_no - 1) as usize)
+    .into_new_event(Place::Event((line_no - 1) as usize))
     .map_err(|e| InputError(format!("line {line_no} of standard input: {e}")))?;
     Ok(Parsed { stream: line.stream, version: line.version, event })
 }

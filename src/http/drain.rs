@@ -167,6 +167,27 @@ impl Unread {
     }
 }
 
+/// The share of the in-flight budget a request's body holds, for a handler that reads a long
+/// body in parts (an NDJSON append): [`BodyBudget::release`] gives back what the bytes read so
+/// far hold, once the handler no longer keeps them. Requests without a body get an empty one.
+#[derive(Clone, Default)]
+pub struct BodyBudget(Option<Arc<Mutex<Unread>>>);
+
+impl BodyBudget {
+    /// Gives back the budget the body's bytes read so far hold; later chunks are charged anew.
+    pub fn release(&self) {
+        if let Some(unread) = &self.0 {
+            unread.lock().held = None;
+        }
+    }
+}
+
+impl std::fmt::Debug for BodyBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyBudget").field("tracked", &self.0.is_some()).finish()
+    }
+}
+
 /// A stream over the shared body, handed to the handler in place of the original.
 fn shared_stream(shared: Arc<Mutex<Unread>>) -> impl Stream<Item = Result<axum::body::Bytes, axum::Error>> + Send {
     futures_util::stream::poll_fn(move |cx| shared.lock().poll_next(cx))
@@ -174,7 +195,7 @@ fn shared_stream(shared: Arc<Mutex<Unread>>) -> impl Stream<Item = Result<axum::
 
 /// The middleware: see the module documentation.
 pub async fn finish_body(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     if body.is_end_stream() {
         return next.run(Request::from_parts(parts, body)).await;
     }
@@ -192,6 +213,7 @@ pub async fn finish_body(State(state): State<Arc<AppState>>, request: Request, n
         held: None,
         deadline: None,
     }));
+    parts.extensions.insert(BodyBudget(Some(shared.clone())));
     let body = Body::from_stream(shared_stream(shared.clone()));
     let mut response = next.run(Request::from_parts(parts, body)).await;
     let (ended, cut) = {

@@ -6,28 +6,34 @@
 //!   `Durability::Sync`); concurrent requests share group commits because every handler
 //!   submits through `append_multi_async` and awaits without blocking a runtime thread.
 //! - Checks run in this order: authentication, authorisation, body size, parsing, limits and
-//!   names; only then is anything submitted. A rejected request writes nothing.
+//!   names; only then is anything submitted. A rejected request writes nothing, except that an
+//!   NDJSON append ([`ndjson`]) that fails partway keeps the batches before the failing one,
+//!   and says so.
+//! - A request body is parsed once, into types that borrow from it; payloads reach the log as
+//!   the client's JSON text, checked and compacted in one pass (`wire::stored_json`).
 //! - Reads that touch segment bytes run on the blocking pool, never on a runtime thread, and
 //!   every page is bounded by [`limits::READ_LIMIT_MAX`] events and [`READ_BYTES_MAX`] bytes.
 
+mod ndjson;
+
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use log_engine::{Direction, NewEvent, Position, StreamAppend, StreamName, StreamVersion};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ApiResult, ConflictBody, ErrorBody};
-use super::extract::{read_body, Caller, Path, Query};
+use super::extract::{parse_json, Caller, Path, Query, RequestBody};
 use super::AppState;
 use crate::auth::Permission;
 use crate::limits::{self, EVENTS_PER_REQUEST_MAX, READ_BYTES_MAX, SCAN_EVENTS_MAX};
 use crate::wire::{
-    AppendRequest, AppendResponse, EventJson, HeadJson, MultiAppendRequest, MultiAppendResponse, NewEventJson,
-    ReadResponse, StreamInfoJson, VerifyJson,
+    AppendAnswer, AppendRequest, AppendResponse, EventJson, HeadJson, MultiAppendRequest, MultiAppendResponse,
+    NewEventJson, Place, ReadResponse, StreamInfoJson, VerifyJson,
 };
 
 fn stream_name(name: &str) -> ApiResult<StreamName> {
@@ -35,22 +41,20 @@ fn stream_name(name: &str) -> ApiResult<StreamName> {
 }
 
 /// The log's events of a request, each stamped with the caller's `$principal`.
-fn convert_events(caller: &Caller, stream: &str, events: Vec<NewEventJson>) -> ApiResult<Vec<NewEvent>> {
+fn convert_events(caller: &Caller, stream: &str, events: Vec<NewEventJson<'_>>) -> ApiResult<Vec<NewEvent>> {
     if events.is_empty() {
         return Err(ApiError::bad_request("invalid_input", format!("the append to stream {stream} has no events")));
     }
-    events
-        .into_iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let mut event = e
-                .into_new_event(i)
-                .map_err(|e| ApiError::bad_request("invalid_input", format!("{} (stream {stream})", e.0)))?;
-            event.metadata =
-                super::access::stamp_principal(caller, event.metadata, &format!("event {i} (stream {stream})"))?;
-            Ok(event)
-        })
-        .collect()
+    events.into_iter().enumerate().map(|(i, e)| convert_event(caller, stream, e, Place::Event(i))).collect()
+}
+
+/// One event of a request as the log's type, stamped with the caller's `$principal`.
+fn convert_event(caller: &Caller, stream: &str, event: NewEventJson<'_>, place: Place) -> ApiResult<NewEvent> {
+    let mut event = event
+        .into_new_event(place)
+        .map_err(|e| ApiError::bad_request("invalid_input", format!("{} (stream {stream})", e.0)))?;
+    event.metadata = super::access::stamp_principal(caller, event.metadata, &format!("{place} (stream {stream})"))?;
+    Ok(event)
 }
 
 /// `?allow_reserved=true` on an append: see [`check_view_stream`].
@@ -91,19 +95,28 @@ fn check_event_count(count: usize) -> ApiResult<()> {
     Ok(())
 }
 
-/// Append events to one stream, atomically.
+/// Append events to one stream, atomically; or, with an NDJSON body, append a stream of events
+/// in batches as they arrive.
 #[utoipa::path(
     post,
     path = "/v1/streams/{stream}/events",
     tag = "log",
     params(("stream" = String, Path, description = "Stream name, percent-encoded (e.g. `session%2F42`). Names starting with `$` are reserved; `kv:`, `audit:` and `meta:` belong to the views."), AppendQuery),
-    request_body(content = AppendRequest, content_type = "application/json", description = "Also accepted as application/msgpack."),
+    request_body(
+        content(
+            (AppendRequest = "application/json"),
+            (AppendRequest = "application/msgpack"),
+            (String = "application/x-ndjson", example = json!("{\"type\":\"Note\",\"data\":{\"n\":1}}\n{\"type\":\"Note\",\"data\":{\"n\":2}}\n")),
+        ),
+        description = "JSON (or MessagePack): one atomic append. NDJSON: one event object per line (the shape of an element of `events`), appended in batches of up to 1,000 events (NDJSON_BATCH_EVENTS) as the body arrives, with `expected_version` any; see docs/http-api.md."
+    ),
     responses(
-        (status = 200, description = "Durable: the events' positions, versions and the chain hash at the last one. An idempotent retry (same ids, same content) answers the original positions and writes nothing.", body = AppendResponse),
-        (status = 400, description = "Invalid body, event, or stream name (`invalid_body`, `invalid_input`, `invalid_stream_name`).", body = ErrorBody),
+        (status = 200, description = "Durable: the events' positions, versions and the chain hash at the last one. An idempotent retry (same ids, same content) answers the original positions and writes nothing. For an NDJSON body the summary also holds `count` and `batches`.", body = AppendAnswer),
+        (status = 400, description = "Invalid body, event, or stream name (`invalid_body`, `invalid_input`, `invalid_stream_name`). For NDJSON the body names the `line` that failed and what is `durable`.", body = ErrorBody),
         (status = 403, description = "The token lacks `append` on this stream, or `reserved_stream`: a view owns it.", body = ErrorBody),
         (status = 409, description = "`wrong_expected_version` (body names stream, expected, actual), `id_conflict` (body names stream, id, position), or `stream_closed` (the stream is closed; `error` and `message` only).", body = ConflictBody),
         (status = 413, description = "`body_too_large`, `event_too_large`, `too_many_events`, `request_too_large`.", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`.", body = ErrorBody),
         (status = 503, description = "The log is poisoned or shutting down.", body = ErrorBody),
     ),
     security(("bearer" = []), ())
@@ -113,13 +126,16 @@ pub async fn append(
     caller: Caller,
     Path(stream): Path<String>,
     Query(query): Query<AppendQuery>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Json<AppendResponse>> {
+    body: RequestBody,
+) -> ApiResult<Response> {
     caller.require(Permission::Append, &stream)?;
     check_view_stream(&caller, &stream, &query)?;
     let name = stream_name(&stream)?;
-    let request: AppendRequest = read_body(&headers, body).await?;
+    if body.is_ndjson() {
+        return Ok(Json(ndjson::append(&state, &caller, name, body).await?).into_response());
+    }
+    let bytes = body.read_json(true).await?;
+    let request: AppendRequest<'_> = parse_json(&bytes)?;
     check_event_count(request.events.len())?;
     let events = convert_events(&caller, &stream, request.events)?;
     let count = events.len();
@@ -129,7 +145,7 @@ pub async fn append(
         .await?;
     state.metrics.record_append(count);
     let result = results.pop().expect("one result per stream");
-    Ok(Json(AppendResponse::from(&result)))
+    Ok(Json(AppendResponse::from(&result)).into_response())
 }
 
 /// Append to several streams atomically: all become visible, or none.
@@ -153,12 +169,12 @@ pub async fn append_multi(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Query(query): Query<AppendQuery>,
-    headers: HeaderMap,
-    body: Body,
+    body: RequestBody,
 ) -> ApiResult<Json<MultiAppendResponse>> {
     // The streams are in the body; refuse a token that may append nowhere before reading it.
     caller.require_any(Permission::Append)?;
-    let request: MultiAppendRequest = read_body(&headers, body).await?;
+    let bytes = body.read_json(false).await?;
+    let request: MultiAppendRequest<'_> = parse_json(&bytes)?;
     if request.appends.is_empty() {
         return Err(ApiError::bad_request(
             "invalid_input",
@@ -183,7 +199,7 @@ pub async fn append_multi(
         caller.require(Permission::Append, &a.stream)?;
         check_view_stream(&caller, &a.stream, &query)?;
         let name = stream_name(&a.stream)?;
-        if !seen.insert(a.stream.clone()) {
+        if !seen.insert(a.stream.clone().into_owned()) {
             return Err(ApiError::bad_request(
                 "invalid_input",
                 format!("stream {} appears twice in one atomic append; put its events in one entry", a.stream),
