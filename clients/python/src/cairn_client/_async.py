@@ -1,5 +1,6 @@
-"""The asyncio (and trio) client: sends the core's requests with ``httpx.AsyncClient`` and
-sleeps between retries with ``anyio``.
+"""The asyncio (and trio) client: sends the core's requests with ``httpx.AsyncClient`` (whose
+bytes go through aiohttp under asyncio, see :mod:`cairn_client._aio`) and sleeps between retries
+with ``anyio``.
 
 Everything about what to send and what an answer means lives in :mod:`cairn_client._core`;
 this module only moves bytes. It is the twin of :mod:`cairn_client._sync`, method for method;
@@ -20,6 +21,7 @@ import anyio
 import httpx
 
 from . import _core as core
+from ._aio import AiohttpTransport
 from ._core import Call, Paging, Request, Retry, RetryPolicy, SubscribeState
 from ._errors import CairnError
 from ._types import (
@@ -46,6 +48,7 @@ from ._types import (
     SchemaVersion,
     ServiceInstance,
     StreamAppend,
+    StreamedAppend,
     StreamInfo,
     StreamState,
     TxnResult,
@@ -225,12 +228,14 @@ class AsyncClient:
     ) -> None:
         self._policy = RetryPolicy(retries=retries, backoff=backoff)
         self._timeout = timeout
+        verify = core.tls_verify(ca_file)
         self._http = httpx.AsyncClient(
             base_url=base_url,
             headers=_headers(token, headers),
             timeout=timeout,
-            transport=transport,
-            verify=core.tls_verify(ca_file),
+            # aiohttp moves the bytes unless the caller brings a transport (see _aio).
+            transport=transport if transport is not None else AiohttpTransport(verify=verify),
+            verify=verify,
         )
         self.kv = AsyncKeyValue(self)
         """The key-value view."""
@@ -247,6 +252,7 @@ class AsyncClient:
             request.path,
             params=list(request.params),
             json=request.body if request.has_body else None,
+            content=request.content,
             headers=dict(request.headers),
             timeout=request.timeout if request.timeout is not None else self._timeout,
         )
@@ -296,6 +302,16 @@ class AsyncClient:
         original positions instead of writing twice.
         """
         return await self._call(core.append(stream, events, expected_version))
+
+    async def append_ndjson(self, stream: str, events: Iterable[NewEvent]) -> StreamedAppend:
+        """Appends many events to ``stream`` as one NDJSON request: the server appends them in
+        batches (of 1,000) as the body arrives, each batch atomic and durable, and answers once.
+
+        If it fails partway, the batches before the failing one are durable and the rest is not
+        written: the exception's ``body`` has ``line`` and ``durable`` (what was written). Retried
+        like :meth:`append`: the events' ids make the durable batches answer as they were.
+        """
+        return await self._call(core.append_ndjson(stream, events))
 
     async def append_multi(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
         """Appends to several streams atomically: all become visible, or none. One result per

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json as _json
 import os
 import random
+import socket
 import ssl
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -60,6 +61,7 @@ from ._types import (
     SchemaVersion,
     ServiceInstance,
     StreamAppend,
+    StreamedAppend,
     StreamInfo,
     StreamState,
     TxnResult,
@@ -119,6 +121,8 @@ class Request:
     headers: tuple[tuple[str, str], ...] = ()
     idempotent: bool = False
     timeout: float | None = None
+    content: bytes | None = None
+    """A body sent as these bytes (with its own content-type header) instead of as JSON."""
 
     @property
     def has_body(self) -> bool:
@@ -364,6 +368,20 @@ def append(
     return Call(request, _json_of(AppendResult.from_json))
 
 
+def append_ndjson(stream: str, events: Iterable[NewEvent]) -> Call[StreamedAppend]:
+    content = b"".join(_json.dumps(e.to_json(), separators=(",", ":")).encode() + b"\n" for e in _events(events))
+    # Idempotent like append: the server cuts the same body into the same batches, and every
+    # event carries its id, so a retry answers the durable batches with their original positions.
+    request = Request(
+        "POST",
+        f"/v1/streams/{segment(stream)}/events",
+        headers=(("content-type", "application/x-ndjson"),),
+        idempotent=True,
+        content=content,
+    )
+    return Call(request, _json_of(StreamedAppend.from_json))
+
+
 def append_multi(appends: Sequence[StreamAppend]) -> Call[list[AppendResult]]:
     if not appends:
         raise ValueError("an atomic append needs at least one stream")
@@ -598,6 +616,25 @@ def tls_verify(ca_file: str | os.PathLike[str] | None) -> ssl.SSLContext | bool:
     if ca_file is None:
         return True
     return ssl.create_default_context(cafile=os.fspath(ca_file))
+
+
+def sync_transport(verify: ssl.SSLContext | bool) -> httpx.HTTPTransport:
+    """The blocking client's transport: httpx's, with ``TCP_NODELAY`` on its connections.
+
+    httpx writes a request's head and body in separate writes; with Nagle's algorithm on, the
+    body waits for the server to acknowledge the head, which a server may delay by tens of
+    milliseconds. Small request/answer exchanges are what this client makes, so nothing is held
+    back."""
+    return httpx.HTTPTransport(
+        verify=verify,
+        limits=httpx.Limits(max_connections=POOL_CONNECTIONS_MAX, max_keepalive_connections=POOL_CONNECTIONS_MAX),
+        socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+    )
+
+
+POOL_CONNECTIONS_MAX = 100
+"""Connections a client keeps open to its server at most, each kept alive between calls (httpx
+keeps only 20 alive by default: beyond that every call paid for a new connection)."""
 
 
 def metrics() -> Call[str]:

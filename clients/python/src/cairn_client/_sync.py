@@ -45,6 +45,7 @@ from ._types import (
     SchemaVersion,
     ServiceInstance,
     StreamAppend,
+    StreamedAppend,
     StreamInfo,
     StreamState,
     TxnResult,
@@ -223,12 +224,13 @@ class Client:
     ) -> None:
         self._policy = RetryPolicy(retries=retries, backoff=backoff)
         self._timeout = timeout
+        verify = core.tls_verify(ca_file)
         self._http = httpx.Client(
             base_url=base_url,
             headers=_headers(token, headers),
             timeout=timeout,
-            transport=transport,
-            verify=core.tls_verify(ca_file),
+            transport=transport if transport is not None else core.sync_transport(verify),
+            verify=verify,
         )
         self.kv = KeyValue(self)
         """The key-value view."""
@@ -245,6 +247,7 @@ class Client:
             request.path,
             params=list(request.params),
             json=request.body if request.has_body else None,
+            content=request.content,
             headers=dict(request.headers),
             timeout=request.timeout if request.timeout is not None else self._timeout,
         )
@@ -294,6 +297,16 @@ class Client:
         original positions instead of writing twice.
         """
         return self._call(core.append(stream, events, expected_version))
+
+    def append_ndjson(self, stream: str, events: Iterable[NewEvent]) -> StreamedAppend:
+        """Appends many events to ``stream`` as one NDJSON request: the server appends them in
+        batches (of 1,000) as the body arrives, each batch atomic and durable, and answers once.
+
+        If it fails partway, the batches before the failing one are durable and the rest is not
+        written: the exception's ``body`` has ``line`` and ``durable`` (what was written). Retried
+        like :meth:`append`: the events' ids make the durable batches answer as they were.
+        """
+        return self._call(core.append_ndjson(stream, events))
 
     def append_multi(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
         """Appends to several streams atomically: all become visible, or none. One result per

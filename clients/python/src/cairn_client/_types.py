@@ -241,6 +241,36 @@ class AppendResult:
 
 
 @dataclass(frozen=True)
+class StreamedAppend:
+    """What an NDJSON append (``append_ndjson``) wrote: all its events, over the batches the
+    server committed them in (each batch atomic and durable before the next)."""
+
+    stream: str
+    count: int
+    batches: int
+    first_position: int
+    last_position: int
+    first_version: int
+    last_version: int
+    hash: str
+
+    @staticmethod
+    def from_json(value: Any) -> StreamedAppend:
+        obj = _mapping(value, "NDJSON append result")
+        what = "NDJSON append result"
+        return StreamedAppend(
+            stream=_field(obj, "stream", str, what),
+            count=_field(obj, "count", int, what),
+            batches=_field(obj, "batches", int, what),
+            first_position=_field(obj, "first_position", int, what),
+            last_position=_field(obj, "last_position", int, what),
+            first_version=_field(obj, "first_version", int, what),
+            last_version=_field(obj, "last_version", int, what),
+            hash=_field(obj, "hash", str, what),
+        )
+
+
+@dataclass(frozen=True)
 class Page:
     """One page of a read: ``next`` is where to continue (a stream version for stream reads, a
     log position for global reads), ``None`` when there is nothing more now."""

@@ -67,3 +67,8 @@ async def test_kv_exists(aclient: cc.AsyncClient, stream: str) -> None:
     pushed = await aclient.kv.push(f"{stream}/list", [1])
     assert await aclient.kv.exists(f"{stream}/list", min_position=pushed.position) is True
     assert await aclient.kv.exists(f"{stream}/none") is False
+
+
+async def test_an_ndjson_append(aclient: cc.AsyncClient, stream: str) -> None:
+    result = await aclient.append_ndjson(stream, [NewEvent("Note", {"n": i}) for i in range(1200)])
+    assert (result.count, result.batches, result.last_version) == (1200, 2, 1199)

@@ -258,3 +258,22 @@ def test_health_and_metrics(client: cc.Client) -> None:
     assert client.healthz().get("status") == "ok"
     text = client.metrics()
     assert "# TYPE" in text or "# HELP" in text
+
+
+def test_an_ndjson_append_lands_in_batches_and_a_failure_keeps_the_durable_ones(
+    client: cc.Client, stream: str
+) -> None:
+    result = client.append_ndjson(stream, [NewEvent("Note", {"n": i}) for i in range(2500)])
+    assert (result.stream, result.count, result.batches) == (stream, 2500, 3)
+    assert result.last_version - result.first_version == 2499
+    assert [e.data for e in client.read_stream_page(stream, from_version=999, limit=2).events] == [{"n": 999}, {"n": 1000}]
+
+    other = stream + "-failing"
+    events = [NewEvent("Note", {"n": i}) for i in range(1500)]
+    events.append(NewEvent("Note", {}, metadata={"$principal": "someone else"}))
+    with pytest.raises(cc.CairnError) as refused:
+        client.append_ndjson(other, events)
+    assert refused.value.status == 400
+    assert refused.value.body["line"] == 1501
+    assert refused.value.body["durable"]["count"] == 1000
+    assert client.read_stream_page(other, from_version=0, limit=10_000).events[-1].data == {"n": 999}
