@@ -15,7 +15,7 @@ mod view_events;
 
 use std::path::PathBuf;
 
-use cairn::wire::{AppendRequest, ExpectedVersionJson, MultiAppendRequest};
+use cairn::wire::{AppendRequest, ExpectedVersionJson, MultiAppendRequest, Place};
 use reliability::views::build;
 use serde_json::{json, Value};
 use snapshotter::CheckpointKind;
@@ -146,14 +146,16 @@ fn http_request_seeds_parse_as_requests() {
         };
         match bytes[0] {
             0 | 2 => {
-                let r: AppendRequest = serde_json::from_value(json_of(rest)).unwrap_or_else(|e| panic!("{name}: {e}"));
+                // The request types borrow from the text they are parsed from.
+                let text = json_of(rest).to_string();
+                let r: AppendRequest = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
                 for (i, e) in r.events.into_iter().enumerate() {
-                    e.into_new_event(i).unwrap_or_else(|e| panic!("{name}: {e}"));
+                    e.into_new_event(Place::Event(i)).unwrap_or_else(|e| panic!("{name}: {e}"));
                 }
             }
             1 | 3 => {
-                let r: MultiAppendRequest =
-                    serde_json::from_value(json_of(rest)).unwrap_or_else(|e| panic!("{name}: {e}"));
+                let text = json_of(rest).to_string();
+                let r: MultiAppendRequest = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
                 assert!(!r.appends.is_empty());
             }
             4 => drop(json_of(&rest[1..])),

@@ -18,11 +18,11 @@ use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::{header, HeaderMap, HeaderValue, Request};
 use base64::Engine as _;
 use cairn::http::error::ApiError;
-use cairn::http::extract::{read_body, read_body_or_empty, LastEventId, Query};
+use cairn::http::extract::{parse_json, read_body_or_empty, LastEventId, Query, RequestBody};
 use cairn::http::log_api::{ReadAllQuery, ReadStreamQuery, StreamsQuery, VerifyQuery};
 use cairn::http::subscribe::SubscribeQuery;
 use cairn::http::views::MinPosition;
-use cairn::wire::{AppendRequest, ExpectedVersionJson, MultiAppendRequest, NewEventJson};
+use cairn::wire::{AppendRequest, ExpectedVersionJson, MultiAppendRequest, NewEventJson, Place};
 use libfuzzer_sys::fuzz_target;
 use log_engine::Payload;
 use serde::de::DeserializeOwned;
@@ -38,17 +38,35 @@ fn assert_client_error(e: &ApiError) {
     assert!(!e.code.is_empty() && !e.message.is_empty());
 }
 
-/// The body as the server reads it: a `Content-Type`, an optional declared length, and the
-/// bytes delivered in chunks.
-fn read<T: DeserializeOwned>(content_type: &str, declared: Option<u64>, body: &[u8]) -> Option<T> {
+/// The headers of a body: a `Content-Type` and an optional declared length.
+fn body_headers(content_type: &str, declared: Option<u64>) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap());
     if let Some(n) = declared {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
     }
+    headers
+}
+
+/// The bytes delivered in chunks.
+fn chunked(body: &[u8]) -> Body {
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> = body.chunks(97).map(|c| Ok(c.to_vec())).collect();
-    let body = Body::from_stream(futures_util::stream::iter(chunks));
-    match runtime().block_on(read_body::<T>(&headers, body)) {
+    Body::from_stream(futures_util::stream::iter(chunks))
+}
+
+/// An append body as the append handlers read it: whole (into `bytes`), then parsed into types
+/// that borrow from it.
+fn read_append<'a, T: serde::Deserialize<'a>>(bytes: &'a mut Option<axum::body::Bytes>, content_type: &str, body: &[u8]) -> Option<T> {
+    let headers = body_headers(content_type, None);
+    match runtime().block_on(RequestBody::new(&headers, chunked(body)).read_json(true)) {
+        Ok(read) => *bytes = Some(read),
+        Err(e) => {
+            assert_client_error(&e);
+            return None;
+        }
+    }
+    let bytes: &'a Option<axum::body::Bytes> = bytes;
+    match parse_json::<T>(bytes.as_deref().expect("just read")) {
         Ok(value) => Some(value),
         Err(e) => {
             assert_client_error(&e);
@@ -61,9 +79,9 @@ fn read<T: DeserializeOwned>(content_type: &str, declared: Option<u64>, body: &[
 fn check_events(events: Vec<NewEventJson>) {
     for (i, event) in events.into_iter().enumerate() {
         let sent_data = event.data.as_ref().map(|r| r.get().to_string());
-        let sent_b64 = event.data_b64.clone();
+        let sent_b64 = event.data_b64.as_deref().map(str::to_string);
         let sent_metadata = event.metadata.as_ref().map(|r| r.get().to_string());
-        let Ok(new) = event.into_new_event(i) else { continue };
+        let Ok(new) = event.into_new_event(Place::Event(i)) else { continue };
         match (&new.data, sent_data, sent_b64) {
             (Payload::Json(stored), Some(sent), None) => same_json(stored, &sent),
             (Payload::Json(stored), None, None) => assert_eq!(stored, b"{}"),
@@ -102,24 +120,28 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else { return };
     match mode % 8 {
         0 => {
-            if let Some(r) = read::<AppendRequest>("application/json", None, rest) {
+            let mut bytes = None;
+            if let Some(r) = read_append::<AppendRequest>(&mut bytes, "application/json", rest) {
                 check_events(r.events);
             }
         }
         1 => {
-            if let Some(r) = read::<MultiAppendRequest>("application/json; charset=utf-8", None, rest) {
+            let mut bytes = None;
+            if let Some(r) = read_append::<MultiAppendRequest>(&mut bytes, "application/json; charset=utf-8", rest) {
                 for append in r.appends {
                     check_events(append.events);
                 }
             }
         }
         2 => {
-            if let Some(r) = read::<AppendRequest>("application/msgpack", None, rest) {
+            let mut bytes = None;
+            if let Some(r) = read_append::<AppendRequest>(&mut bytes, "application/msgpack", rest) {
                 check_events(r.events);
             }
         }
         3 => {
-            if let Some(r) = read::<MultiAppendRequest>("application/vnd.msgpack", None, rest) {
+            let mut bytes = None;
+            if let Some(r) = read_append::<MultiAppendRequest>(&mut bytes, "application/vnd.msgpack", rest) {
                 for append in r.appends {
                     check_events(append.events);
                 }

@@ -18,8 +18,9 @@ mod ndjson;
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use log_engine::{Direction, NewEvent, Position, StreamAppend, StreamName, StreamVersion};
@@ -470,8 +471,9 @@ pub struct VerifyQuery {
     from: Option<u64>,
 }
 
-/// The media type of a verification that reports its progress while it runs.
-pub const NDJSON: &str = "application/x-ndjson";
+/// The media type of NDJSON, one JSON document per line (the verification's progress answer, an
+/// append's body).
+pub use super::extract::NDJSON;
 
 /// One progress line of a verification streamed as NDJSON.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

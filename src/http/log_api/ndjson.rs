@@ -90,7 +90,7 @@ struct InFlight<'a> {
 
 /// Why the request stops: the answer, and the first line it concerns.
 struct Failure {
-    error: ApiError,
+    error: Box<ApiError>,
     line: u64,
 }
 
@@ -121,11 +121,11 @@ impl<'a> Run<'a> {
         // The start of a line that continues in the next chunk.
         let mut partial: Vec<u8> = Vec::new();
         while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(|error| Failure { error, line: self.lines + 1 })?;
+            let chunk = chunk.map_err(|error| Failure { error: Box::new(error), line: self.lines + 1 })?;
             self.bytes += chunk.len();
             if self.bytes > NDJSON_BODY_MAX {
                 return Err(Failure {
-                    error: body_too_large(&format!("more than {NDJSON_BODY_MAX}")),
+                    error: Box::new(body_too_large(&format!("more than {NDJSON_BODY_MAX}"))),
                     line: self.lines + 1,
                 });
             }
@@ -172,9 +172,9 @@ impl<'a> Run<'a> {
                     self.events
                 ),
             );
-            return Err(Failure { error, line });
+            return Err(Failure { error: Box::new(error), line });
         }
-        let fail = |error| Failure { error, line };
+        let fail = |error| Failure { error: Box::new(error), line };
         let event: NewEventJson<'_> = serde_json::from_slice(text).map_err(|e| {
             fail(ApiError::bad_request("invalid_body", format!("line {line} of the NDJSON body is not an event: {e}")))
         })?;
@@ -229,7 +229,7 @@ impl<'a> Run<'a> {
     ) -> Result<(), Failure> {
         let batch = match result {
             Ok(mut results) => results.pop().expect("one result per stream"),
-            Err(e) => return Err(Failure { error: e.into(), line: first_line }),
+            Err(e) => return Err(Failure { error: Box::new(e.into()), line: first_line }),
         };
         match &mut self.written {
             None => self.written = Some(NdjsonAppendResponse::first(&batch, count)),
@@ -248,10 +248,10 @@ impl<'a> Run<'a> {
         }
         self.settle(budget).await?;
         self.written.clone().ok_or_else(|| Failure {
-            error: ApiError::bad_request(
+            error: Box::new(ApiError::bad_request(
                 "invalid_input",
                 format!("the NDJSON body for stream {} holds no events (one event object per line)", self.stream),
-            ),
+            )),
             line: self.lines,
         })
     }
@@ -270,7 +270,7 @@ impl<'a> Run<'a> {
                     self.state.metrics.record_append(flight.count as usize);
                     failure
                 }
-                Err(e) => Failure { error: e.into(), line: flight.first_line },
+                Err(e) => Failure { error: Box::new(e.into()), line: flight.first_line },
             },
             None => failure,
         };
@@ -281,7 +281,7 @@ impl<'a> Run<'a> {
         } else {
             self.batch.first_line
         };
-        let mut error = failure.error;
+        let mut error = *failure.error;
         let durable = match &self.written {
             None => "nothing of this request was written".to_string(),
             Some(w) => format!(
@@ -300,7 +300,7 @@ impl<'a> Run<'a> {
             "event_too_large",
             format!("line {line} of the NDJSON body is {len} bytes or more, above the limit of {NDJSON_LINE_MAX} (NDJSON_LINE_MAX)"),
         );
-        Failure { error, line }
+        Failure { error: Box::new(error), line }
     }
 }
 
