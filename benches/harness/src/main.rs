@@ -21,8 +21,12 @@
 //! regenerated (its header still says when and at which scale the numbers were measured). It
 //! runs no workload and starts no peer.
 //!
-//! The HTTP workload runs the root workspace's `target/release/cairn` (`cargo build --release -p cairn` first, which rebuilds it
-//! only when stale) as `cairn serve` beside `redis-benchmark`. Peers that cannot start
+//! The HTTP workloads run the root workspace's `target/release/cairn` as `cairn serve` beside
+//! `redis-benchmark`: `cargo build --release -p cairn` runs once when the run starts (it rebuilds
+//! only when stale) and the report names the checkout's commit, or `$CAIRN_BENCH_BIN` names a
+//! binary built elsewhere; `--http-only` runs just them.
+//! The Python-client workloads need `cairn_client` importable by `$CAIRN_BENCH_PYTHON` (default
+//! `python3`) and are skipped otherwise. Peers that cannot start
 //! (`benches/setup.sh` installs them) are skipped with a message. Module map: `systems/` (one
 //! module per system behind one trait), `workloads/` (what is measured), `raw.rs` (the
 //! physical limits), `stats.rs`, `results.rs`, `report.rs` + `svg.rs` (output), `saved.rs` (benchmarks.json), `run.rs`
@@ -78,6 +82,10 @@ struct Args {
     /// Keep the scratch directory afterwards.
     #[arg(long)]
     keep: bool,
+    /// Only the HTTP workloads (cairn serve beside Redis, the batch and NDJSON paths, the Python
+    /// client), at the chosen scale; write the report to a directory of its own with --out.
+    #[arg(long)]
+    http_only: bool,
     #[arg(long, hide = true, value_name = "DIR")]
     child_kill: Option<PathBuf>,
     #[arg(long, hide = true, value_name = "DIR")]
@@ -94,7 +102,14 @@ fn main() -> ExitCode {
         saved::regenerate(file, &args.out)
     } else {
         let scale = if args.full { workloads::Scale::FULL } else { workloads::Scale::QUICK };
-        run::run(&run::Plan { scale, only: args.only, scratch: args.scratch, out: args.out, keep: args.keep })
+        run::run(&run::Plan {
+            scale,
+            only: args.only,
+            scratch: args.scratch,
+            out: args.out,
+            keep: args.keep,
+            http_only: args.http_only,
+        })
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -289,11 +289,14 @@ fn http_section(w: &mut String, results: &Results, scale: &Scale) {
     let _ = writeln!(w, "## HTTP appends (issue 5)\n");
     let _ = writeln!(
         w,
-        "Durable appends over the network: the release `cairn serve` binary on a loopback port and a fresh data directory (default durability: each append answers after its fdatasync), driven by a load generator in the harness that runs N clients on one thread, each with one kept-alive HTTP/1.1 connection, POSTing one event (256 random bytes as `data_b64`) per request to its own stream. Beside it, `redis-benchmark` (also one thread) runs `XADD` with a 256-character value from N clients against the harness's own Redis (Unix socket, appendonly yes, appendfsync always), sized by a calibration run to about the same {:.1} s; its p50/p99 are the ones it reports. The two alternate in order by repetition; medians over {} repetitions. Events per fdatasync come from the server's `/metrics` before and after each run; after each run the harness checks that `/v1/head` grew by exactly the acknowledged appends. Server CPU is the `cairn serve` process's user + system time per append (from /proc, all its threads; the load generator is not counted), in µs: the cost of an append that does not depend on how busy the shared machine was.\n",
+        "Durable appends over the network: the release `cairn serve` binary on a loopback port and a fresh data directory (default durability: each append answers after its fdatasync), driven by a load generator in the harness that runs N clients on one thread, each with one kept-alive HTTP/1.1 connection, POSTing one event (256 random bytes as `data_b64`) per request to its own stream. Beside it, `redis-benchmark` (also one thread) runs `XADD` with a 256-character value from N clients against the harness's own Redis (Unix socket, appendonly yes, appendfsync always), sized by a calibration run to about the same {:.1} s; its p50/p99 are the ones it reports. The two alternate in order by repetition; medians over {} repetitions. Events per fdatasync come from the server's `/metrics` before and after each run; after each run the harness checks that `/v1/head` grew by exactly the acknowledged appends. Server CPU is the `cairn serve` process's user + system time per append (from /proc, all its threads; the load generator is not counted), in µs: the cost of an append that does not depend on how busy the shared machine was. The batch workload ({} clients, {} events per JSON request) and the NDJSON workload (one client, {} events per request, which the server appends in batches of 1,000 as they arrive) count events, not requests, and their latencies are per request; the Python workloads run the project's client (clients/python: `AsyncClient` with concurrent calls, or the blocking `Client` on one connection) in a process of their own, one event per call, with latencies as the client sees them. Every table notes the commit the server was built from (once, when the run starts).\n",
         scale.run_for.as_secs_f64(),
-        scale.reps
+        scale.reps,
+        crate::run::HTTP_BATCH_CLIENTS,
+        crate::run::HTTP_BATCH_EVENTS,
+        crate::run::HTTP_NDJSON_EVENTS,
     );
-    let _ = writeln!(w, "| clients | cairn appends/s | cairn p50 µs | cairn p99 µs | events per fdatasync | server CPU µs per append | Redis XADD/s | Redis p50 µs | Redis p99 µs | cairn ÷ Redis |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(w, "| workload | cairn appends/s | cairn p50 µs | cairn p99 µs | events per fdatasync | server CPU µs per append | Redis XADD/s | Redis p50 µs | Redis p99 µs | cairn ÷ Redis |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for t in &tables {
         let cairn = t.cell("cairn").and_then(|c| c.median());
         let redis = t.cell("redis").and_then(|c| c.median());
@@ -302,7 +305,7 @@ fn http_section(w: &mut String, results: &Results, scale: &Scale) {
         let _ = writeln!(
             w,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            t.id.trim_start_matches("HTTP ×"),
+            t.id.trim_start_matches("HTTP "),
             num(&cairn, |s| Some(s.events_per_second)),
             num(&cairn, |s| s.p50_us),
             num(&cairn, |s| s.p99_us),

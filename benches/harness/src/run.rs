@@ -39,6 +39,8 @@ pub struct Plan {
     pub scratch: Option<PathBuf>,
     pub out: PathBuf,
     pub keep: bool,
+    /// Only the HTTP workloads (no PostgreSQL, no embedded workloads).
+    pub http_only: bool,
 }
 
 pub fn run(plan: &Plan) -> Result<()> {
@@ -53,6 +55,23 @@ pub fn run(plan: &Plan) -> Result<()> {
     std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o755))
         .map_err(|e| BenchError::io("open up the scratch directory", &scratch, e))?;
     eprintln!("cairn-bench --{}: scratch directory {}", scale.name, scratch.display());
+
+    // Built (or found up to date) once, before anything is measured: a build while a workload
+    // runs would compete with it, and one after a rebase would measure another commit.
+    let (binary, commit) = match std::env::var_os("CAIRN_BENCH_BIN") {
+        // A binary built elsewhere (another checkout or commit): the report says which file.
+        Some(bin) => {
+            let bin = PathBuf::from(bin);
+            let said = format!("the binary {} (CAIRN_BENCH_BIN)", bin.display());
+            (Ok(bin), said)
+        }
+        None => {
+            let commit = http::checkout_commit();
+            (http::cairn_binary(), commit)
+        }
+    };
+    let binary = binary.map(|bin| (bin, commit.clone()));
+    eprintln!("cairn serve for the HTTP workloads: {commit}");
 
     let machine = Machine::probe(&scratch);
     let payloads = Payloads::new(PAYLOAD_SEED);
@@ -76,7 +95,7 @@ pub fn run(plan: &Plan) -> Result<()> {
         None
     };
 
-    {
+    if !plan.http_only {
         let systems = open_systems("appends", &scratch, cluster.as_ref(), &mut results, &wanted)?;
         for s in &systems {
             results.systems.push((s.name().to_string(), s.version(), s.concurrency_model().to_string()));
@@ -84,23 +103,25 @@ pub fn run(plan: &Plan) -> Result<()> {
         let mut raw = RawFile::create(&scratch.join("raw.bin"))?;
         append_phase(&systems, &mut raw, &scale, &payloads, &mut results);
     }
-    {
+    if !plan.http_only {
         let systems = open_systems("log", &scratch, cluster.as_ref(), &mut results, &wanted)?;
         read_phase(&systems, "W5", scale.peer_streams, &scale, &payloads, &mut results);
     }
     drop(cluster);
-    http_phase(&scratch, &scale, &payloads, &mut results, wanted("redis"));
-    let reopen_log = match scale.large_label() {
-        Some(label) => {
-            let dir = scratch.join("cairn-large");
-            let systems: Vec<Box<dyn System>> = vec![Box::new(Cairn::open(&dir)?)];
-            let scale = Scale { reps: scale.large_reps, ..scale };
-            read_phase(&systems, &label, scale.streams, &scale, &payloads, &mut results);
-            dir
-        }
-        None => scratch.join("cairn-log"),
-    };
-    reopen_phase(&reopen_log, &scale, &mut results);
+    http_phase(&scratch, &scale, &payloads, &mut results, wanted("redis"), &binary);
+    if !plan.http_only {
+        let reopen_log = match scale.large_label() {
+            Some(label) => {
+                let dir = scratch.join("cairn-large");
+                let systems: Vec<Box<dyn System>> = vec![Box::new(Cairn::open(&dir)?)];
+                let scale = Scale { reps: scale.large_reps, ..scale };
+                read_phase(&systems, &label, scale.streams, &scale, &payloads, &mut results);
+                dir
+            }
+            None => scratch.join("cairn-log"),
+        };
+        reopen_phase(&reopen_log, &scale, &mut results);
+    }
 
     results.seconds = started.elapsed().as_secs_f64();
     let saved = SavedRun::new(results, machine, scale);
@@ -367,30 +388,118 @@ pub fn http_table(clients: usize) -> String {
     format!("HTTP ×{clients}")
 }
 
-/// The HTTP workload: `cairn serve` and (when wanted) Redis started fresh, then, per
-/// repetition and client count, both side by side (the order alternates by repetition).
-fn http_phase(scratch: &Path, scale: &Scale, payloads: &Payloads, results: &mut Results, with_redis: bool) {
-    for n in scale.http_clients {
-        results.tables.push(crate::results::Table::new(
-            http_table(n),
-            format!(
+/// Events per request of the HTTP batch workload (issue 22's batch path).
+pub const HTTP_BATCH_EVENTS: usize = 1_000;
+/// Events per request (lines) of the HTTP NDJSON workload.
+pub const HTTP_NDJSON_EVENTS: usize = 10_000;
+/// Concurrent clients of the batch workload.
+pub const HTTP_BATCH_CLIENTS: usize = 4;
+
+/// One HTTP workload: its table, what it runs, and whether Redis runs beside it.
+#[derive(Debug, Clone)]
+struct HttpWorkload {
+    id: String,
+    title: String,
+    clients: usize,
+    load: HttpLoad,
+    with_redis: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum HttpLoad {
+    /// The harness's own load generator, requests of this shape.
+    Harness(http::Shape),
+    /// The Python client: `AsyncClient` (true) or the blocking `Client` (false).
+    Python(bool),
+}
+
+fn http_workloads(scale: &Scale, python: bool) -> Vec<HttpWorkload> {
+    let mut out: Vec<HttpWorkload> = scale
+        .http_clients
+        .iter()
+        .map(|&n| HttpWorkload {
+            id: http_table(n),
+            title: format!(
                 "{n} HTTP client{} appending one 256-byte event per request, durable",
                 if n == 1 { "" } else { "s" }
             ),
-            Kind::Append,
-        ));
+            clients: n,
+            load: HttpLoad::Harness(http::Shape::Single),
+            with_redis: true,
+        })
+        .collect();
+    out.push(HttpWorkload {
+        id: format!("HTTP batch ×{HTTP_BATCH_EVENTS}"),
+        title: format!(
+            "{HTTP_BATCH_CLIENTS} HTTP clients appending {HTTP_BATCH_EVENTS} 256-byte events per JSON request, durable"
+        ),
+        clients: HTTP_BATCH_CLIENTS,
+        load: HttpLoad::Harness(http::Shape::Batch(HTTP_BATCH_EVENTS)),
+        with_redis: false,
+    });
+    out.push(HttpWorkload {
+        id: format!("HTTP NDJSON ×{HTTP_NDJSON_EVENTS}"),
+        title: format!("1 HTTP client streaming {HTTP_NDJSON_EVENTS} 256-byte events per NDJSON request, durable"),
+        clients: 1,
+        load: HttpLoad::Harness(http::Shape::Ndjson(HTTP_NDJSON_EVENTS)),
+        with_redis: false,
+    });
+    if python {
+        let most = scale.http_clients.iter().copied().max().unwrap_or(1);
+        out.push(HttpWorkload {
+            id: format!("HTTP Python async ×{most}"),
+            title: format!("the Python AsyncClient, {most} concurrent single-event appends, durable"),
+            clients: most,
+            load: HttpLoad::Python(true),
+            with_redis: false,
+        });
+        out.push(HttpWorkload {
+            id: "HTTP Python sync ×1".into(),
+            title: "the Python blocking Client, one connection, single-event appends, durable".into(),
+            clients: 1,
+            load: HttpLoad::Python(false),
+            with_redis: false,
+        });
+    }
+    out
+}
+
+/// The HTTP workloads: `cairn serve` (the binary built at the start of the run, from
+/// `commit`) and (when wanted) Redis started fresh, then, per repetition and workload, cairn
+/// and Redis side by side (the order alternates by repetition).
+fn http_phase(
+    scratch: &Path,
+    scale: &Scale,
+    payloads: &Payloads,
+    results: &mut Results,
+    with_redis: bool,
+    binary: &Result<(PathBuf, String)>,
+) {
+    let python = match http::python_client() {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("http: the Python client workloads are skipped: {e}");
+            false
+        }
+    };
+    let workloads = http_workloads(scale, python);
+    for w in &workloads {
+        results.tables.push(crate::results::Table::new(w.id.clone(), w.title.clone(), Kind::Append));
     }
     let record_all = |results: &mut Results, system: &str, e: &BenchError| {
-        for n in scale.http_clients {
-            results.table_mut(&http_table(n)).record(
+        for w in &workloads {
+            results.table_mut(&w.id).record(
                 system,
                 0,
                 Err(BenchError::system("cairn-bench", "run the HTTP workload", e)),
             );
         }
     };
-    let server = match http::cairn_binary().and_then(|bin| http::CairnServer::start(&bin, &scratch.join("cairn-http")))
-    {
+    let server = match binary {
+        Ok((bin, _)) => http::CairnServer::start(bin, &scratch.join("cairn-http")),
+        Err(e) => Err(BenchError::system("cairn", "build the cairn binary", e)),
+    };
+    let server = match server {
         Ok(s) => Some(s),
         Err(e) => {
             eprintln!("http: cairn serve did not start: {e}");
@@ -398,6 +507,7 @@ fn http_phase(scratch: &Path, scale: &Scale, payloads: &Payloads, results: &mut 
             None
         }
     };
+    let commit = binary.as_ref().map(|(_, c)| c.clone()).unwrap_or_default();
     let redis = if with_redis {
         match Redis::start(&scratch.join("redis-http")) {
             Ok(r) => Some(r),
@@ -411,20 +521,29 @@ fn http_phase(scratch: &Path, scale: &Scale, payloads: &Payloads, results: &mut 
     };
     for rep in 0..scale.reps {
         eprintln!("http appends, repetition {}/{}", rep + 1, scale.reps);
-        for n in scale.http_clients {
-            let id = http_table(n);
-            let streams = format!("http-{n}-r{rep}");
+        for w in &workloads {
+            let streams = format!("http-{}-r{rep}", w.id.replace([' ', '×'], ""));
             let cairn_run = |results: &mut Results| {
                 if let Some(server) = &server {
                     // CPU time is the server's (measured inside), not the load generator's.
-                    let m = server.appends(&streams, n, scale.run_for, payloads);
-                    results.table_mut(&id).record("cairn", rep, m);
+                    let m = match w.load {
+                        HttpLoad::Harness(shape) => server.appends(&streams, w.clients, shape, scale.run_for, payloads),
+                        HttpLoad::Python(asynchronous) => {
+                            server.python_appends(&streams, w.clients, asynchronous, scale.run_for)
+                        }
+                    };
+                    let m = m.map(|mut m| {
+                        let built = format!("cairn serve at {commit}");
+                        m.note = Some(m.note.map_or(built.clone(), |n| format!("{n}; {built}")));
+                        m
+                    });
+                    results.table_mut(&w.id).record("cairn", rep, m);
                 }
             };
             let redis_run = |results: &mut Results| {
-                if let Some(redis) = &redis {
-                    let m = http::redis_benchmark(redis.socket(), &streams, n, scale.run_for, payloads);
-                    results.table_mut(&id).record("redis", rep, m);
+                if let Some(redis) = redis.as_ref().filter(|_| w.with_redis) {
+                    let m = http::redis_benchmark(redis.socket(), &streams, w.clients, scale.run_for, payloads);
+                    results.table_mut(&w.id).record("redis", rep, m);
                 }
             };
             if rep.is_multiple_of(2) {

@@ -85,6 +85,56 @@ pub fn cairn_binary() -> Result<PathBuf> {
     Ok(binary)
 }
 
+/// What one request of the HTTP load carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// One event, as a JSON append request.
+    Single,
+    /// This many events in one JSON append request.
+    Batch(usize),
+    /// This many events, one per line, in one NDJSON append request.
+    Ndjson(usize),
+}
+
+impl Shape {
+    /// Events one request appends.
+    pub fn events(self) -> u64 {
+        match self {
+            Shape::Single => 1,
+            Shape::Batch(n) | Shape::Ndjson(n) => n as u64,
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Shape::Ndjson(_) => "application/x-ndjson",
+            _ => "application/json",
+        }
+    }
+}
+
+/// The short commit of the repository's checkout (with `+dirty` when it has changes), which the
+/// binary [`cairn_binary`] builds is made from; stated in the report.
+pub fn checkout_commit() -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(repo_root())
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    if dirty {
+        format!("{commit}+dirty")
+    } else {
+        commit
+    }
+}
+
 /// A running `cairn serve`; killed when dropped (its data directory is throwaway).
 #[derive(Debug)]
 pub struct CairnServer {
@@ -161,16 +211,17 @@ impl CairnServer {
         }
     }
 
-    /// `clients` kept-alive connections appending one event per request to their own streams
+    /// `clients` kept-alive connections appending requests of `shape` to their own streams
     /// (`{streams}-{i}`) until `run_for` has passed.
     pub fn appends(
         &self,
         streams: &str,
         clients: usize,
+        shape: Shape,
         run_for: Duration,
         payloads: &Payloads,
     ) -> Result<Measurement> {
-        let bodies = Arc::new(request_bodies(payloads));
+        let bodies = Arc::new(request_bodies(payloads, shape));
         let (syncs_before, events_before) = (self.sync_counters()?, self.events()?);
         let cpu_before = crate::cpu::pid_cpu(self.child.id());
         let (outcomes, start) = self.runtime.block_on(async {
@@ -190,7 +241,7 @@ impl CairnServer {
                         let body =
                             bodies[(n.wrapping_mul(31).wrapping_add(i as u64) % bodies.len() as u64) as usize].clone();
                         let started = Instant::now();
-                        post(sender, addr, &path, body).await?;
+                        post(sender, addr, &path, shape.content_type(), body).await?;
                         latencies.push(started.elapsed().as_nanos() as u64);
                         n += 1;
                     }
@@ -208,6 +259,7 @@ impl CairnServer {
             (outcomes, start)
         });
         let mut m = crate::systems::finish(outcomes, start)?;
+        m.events *= shape.events();
         let cpu_after = crate::cpu::pid_cpu(self.child.id());
         let (syncs_after, events_after) = (self.sync_counters()?, self.events()?);
         if events_after - events_before != m.events {
@@ -235,12 +287,24 @@ impl Drop for CairnServer {
     }
 }
 
-/// One append request body per pooled payload: `{"events": [{"type", "data_b64"}]}`.
-fn request_bodies(payloads: &Payloads) -> Vec<Bytes> {
-    (0..4096u64)
-        .map(|i| {
-            let data = base64::engine::general_purpose::STANDARD.encode(payloads.get(i));
-            Bytes::from(format!(r#"{{"events":[{{"type":"{EVENT_TYPE}","data_b64":"{data}"}}]}}"#))
+/// Request bodies of `shape` over the pooled payloads, each event `{"type", "data_b64"}`:
+/// 4,096 single-event bodies, or 16 bodies of a batch's events.
+fn request_bodies(payloads: &Payloads, shape: Shape) -> Vec<Bytes> {
+    let event = |i: u64| {
+        let data = base64::engine::general_purpose::STANDARD.encode(payloads.get(i));
+        format!(r#"{{"type":"{EVENT_TYPE}","data_b64":"{data}"}}"#)
+    };
+    let (bodies, per_body) = match shape {
+        Shape::Single => (4096u64, 1u64),
+        Shape::Batch(n) | Shape::Ndjson(n) => (16, n as u64),
+    };
+    (0..bodies)
+        .map(|b| {
+            let events = (0..per_body).map(|i| event(b * per_body + i));
+            Bytes::from(match shape {
+                Shape::Ndjson(_) => events.map(|e| e + "\n").collect::<String>(),
+                _ => format!(r#"{{"events":[{}]}}"#, events.collect::<Vec<_>>().join(",")),
+            })
         })
         .collect()
 }
@@ -254,12 +318,18 @@ async fn connect(addr: SocketAddr) -> std::result::Result<SendRequest<Full<Bytes
     Ok(send)
 }
 
-async fn post(send: &mut SendRequest<Full<Bytes>>, addr: SocketAddr, path: &str, body: Bytes) -> Result<()> {
+async fn post(
+    send: &mut SendRequest<Full<Bytes>>,
+    addr: SocketAddr,
+    path: &str,
+    content_type: &str,
+    body: Bytes,
+) -> Result<()> {
     let request = Request::builder()
         .method(Method::POST)
         .uri(path)
         .header(header::HOST, addr.to_string())
-        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_TYPE, content_type)
         .body(Full::new(body))
         .map_err(|e| BenchError::system(CAIRN, "build a request", e))?;
     send.ready().await.map_err(|e| BenchError::system(CAIRN, "wait for the connection", e))?;
@@ -289,6 +359,89 @@ async fn get(addr: SocketAddr, path: &str) -> Result<String> {
         return Err(BenchError::system(CAIRN, "GET", format!("{path} answered {status}: {text}")));
     }
     Ok(text)
+}
+
+/// The Python client's load script, beside this file.
+const PYTHON_LOAD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/pyload.py");
+
+/// The Python interpreter with `cairn_client` installed: `$CAIRN_BENCH_PYTHON`, else `python3`.
+fn python() -> std::ffi::OsString {
+    std::env::var_os("CAIRN_BENCH_PYTHON").unwrap_or_else(|| "python3".into())
+}
+
+/// Whether the Python client can be imported (the Python workloads are skipped otherwise).
+pub fn python_client() -> std::result::Result<(), String> {
+    let out = Command::new(python())
+        .args(["-c", "import cairn_client, sys; print(sys.version.split()[0])"])
+        .output()
+        .map_err(|e| format!("run {:?}: {e}", python()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{:?} cannot import cairn_client (pip install clients/python, or set CAIRN_BENCH_PYTHON): {}",
+            python(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+impl CairnServer {
+    /// The Python client appending one event per call for `run_for`: `AsyncClient` with
+    /// `clients` concurrent calls (`asynchronous`), or the blocking `Client` on one connection.
+    /// The process is the Python client's: its events/s and its latencies, checked against the
+    /// log's growth like the other HTTP runs.
+    pub fn python_appends(
+        &self,
+        streams: &str,
+        clients: usize,
+        asynchronous: bool,
+        run_for: Duration,
+    ) -> Result<Measurement> {
+        let events_before = self.events()?;
+        let cpu_before = crate::cpu::pid_cpu(self.child.id());
+        let out = Command::new(python())
+            .arg(PYTHON_LOAD)
+            .arg(format!("http://{}", self.addr))
+            .arg(if asynchronous { "async" } else { "sync" })
+            .arg(format!("{}", run_for.as_secs_f64()))
+            .arg(clients.to_string())
+            .arg(streams)
+            .output()
+            .map_err(|e| BenchError::system(CAIRN, "run the Python client", e))?;
+        let cpu_after = crate::cpu::pid_cpu(self.child.id());
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            return Err(BenchError::system(CAIRN, "run the Python client", format!("{}: {stderr}", out.status)));
+        }
+        // One line: EVENTS SECONDS CLIENT_CPU_SECONDS WARM_UP_EVENTS, then one latency in ns
+        // per line.
+        let mut lines = text.lines();
+        let head: Vec<f64> = lines.next().unwrap_or("").split_whitespace().filter_map(|f| f.parse().ok()).collect();
+        let [events, seconds, client_cpu, warm_up] = head[..] else {
+            return Err(BenchError::system(CAIRN, "read the Python client's result", format!("{text:?}")));
+        };
+        let latencies_ns: Vec<u64> = lines.filter_map(|l| l.trim().parse().ok()).collect();
+        let events = events as u64;
+        let grown = self.events()? - events_before - warm_up as u64;
+        if grown != events {
+            return Err(BenchError::system(
+                CAIRN,
+                "check the log after the Python run",
+                format!("{events} appends were acknowledged but the log grew by {grown} events"),
+            ));
+        }
+        Ok(Measurement {
+            events,
+            elapsed: Duration::from_secs_f64(seconds),
+            latencies_ns,
+            note: Some(format!("client CPU {:.0} µs per append", client_cpu * 1e6 / events.max(1) as f64)),
+            syncs: None,
+            cpu: cpu_before.zip(cpu_after).map(|(b, a)| a.saturating_sub(b)),
+            reported: None,
+        })
+    }
 }
 
 /// `redis-benchmark -s SOCKET -c CLIENTS -n N -r CLIENTS --csv XADD {streams}:__rand_int__ * d
