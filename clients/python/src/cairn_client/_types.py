@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -256,17 +257,14 @@ class StreamedAppend:
 
     @staticmethod
     def from_json(value: Any) -> StreamedAppend:
+        # The fields of an append's result, plus how many events and batches.
+        written = AppendResult.from_json(value)
         obj = _mapping(value, "NDJSON append result")
         what = "NDJSON append result"
         return StreamedAppend(
-            stream=_field(obj, "stream", str, what),
             count=_field(obj, "count", int, what),
             batches=_field(obj, "batches", int, what),
-            first_position=_field(obj, "first_position", int, what),
-            last_position=_field(obj, "last_position", int, what),
-            first_version=_field(obj, "first_version", int, what),
-            last_version=_field(obj, "last_version", int, what),
-            hash=_field(obj, "hash", str, what),
+            **dataclasses.asdict(written),
         )
 
 
