@@ -82,6 +82,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._ssl: ssl.SSLContext | bool = verify
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._fallback: httpx.AsyncHTTPTransport | None = None
 
     def _asyncio(self) -> bool:
@@ -96,7 +97,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             if self._fallback is None:
                 self._fallback = httpx.AsyncHTTPTransport(verify=self._ssl)
             return await self._fallback.handle_async_request(request)
+        loop = asyncio.get_running_loop()
+        if self._session is not None and self._loop is not loop:
+            # A session belongs to the loop it was made in; a client used from another loop
+            # (a later asyncio.run, say) gets a session of its own there.
+            self._session = None
         if self._session is None or self._session.closed:
+            self._loop = loop
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._connections, ssl=self._ssl),
                 # httpx decodes the body (it reads Content-Encoding); aiohttp must not as well.

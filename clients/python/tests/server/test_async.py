@@ -8,6 +8,8 @@ import pytest
 import cairn_client as cc
 from cairn_client import NewEvent, StreamAppend
 
+from .harness import Server
+
 pytestmark = pytest.mark.anyio
 
 
@@ -72,3 +74,13 @@ async def test_kv_exists(aclient: cc.AsyncClient, stream: str) -> None:
 async def test_an_ndjson_append(aclient: cc.AsyncClient, stream: str) -> None:
     result = await aclient.append_ndjson(stream, [NewEvent("Note", {"n": i}) for i in range(1200)])
     assert (result.count, result.batches, result.last_version) == (1200, 2, 1199)
+
+
+def test_one_async_client_serves_successive_event_loops(server: Server, stream: str) -> None:
+    import asyncio
+
+    client = cc.AsyncClient(server.url, timeout=10.0)
+    for n in range(2):
+        result = asyncio.run(client.append(stream, NewEvent("Note", {"n": n})))
+        assert result.last_version == n
+    asyncio.run(client.aclose())
