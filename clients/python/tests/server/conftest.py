@@ -100,3 +100,12 @@ def stream() -> str:
     """A stream name no other test uses."""
     return f"agent-{uuid.uuid4().hex[:12]}"
 
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """The async client against the server on asyncio (its bytes go through aiohttp) and on trio
+    (through httpx's own transport), so both of its HTTP stacks are exercised. (The framework
+    adapters are asyncio only: their tests keep the package-wide asyncio.)"""
+    backend: str = request.param
+    return backend
