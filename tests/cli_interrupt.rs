@@ -11,6 +11,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use rustix::process::{kill_process, Pid, Signal};
 use support::cairn;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cairn");
@@ -68,15 +69,22 @@ fn segment_len(data: &Path) -> std::collections::HashMap<std::ffi::OsString, u64
 
 /// Watches `child` until a segment under `root` is half-copied, then sends `signal`. Returns
 /// the exit status, and whether the signal was sent during the copy.
-fn signal_during_copy(mut child: Child, root: &Path, source: &Path, signal: &str) -> (std::process::ExitStatus, bool) {
+///
+/// The signal goes out with one `kill(2)` call from this process: spawning `kill(1)` took long
+/// enough on a loaded machine for the copy to finish first in all 50 attempts.
+fn signal_during_copy(
+    mut child: Child,
+    root: &Path,
+    source: &Path,
+    signal: Signal,
+) -> (std::process::ExitStatus, bool) {
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             return (status, false);
         }
         // The source's segments are listed afresh each time: opening it may add or grow one.
         if half_copied_segment(root, &segment_len(source)) {
-            let sent = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap();
-            assert!(sent.success());
+            kill_process(Pid::from_child(&child), signal).unwrap();
             return (child.wait().unwrap(), true);
         }
         std::thread::yield_now();
@@ -106,7 +114,7 @@ fn an_interrupted_restore_leaves_no_target_and_no_partial_copy() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let (status, during) = signal_during_copy(child, &out, &data, "INT");
+        let (status, during) = signal_during_copy(child, &out, &data, Signal::INT);
         if !during {
             assert!(status.success());
             std::fs::remove_dir_all(&target).unwrap();
@@ -142,7 +150,7 @@ fn a_killed_restore_leaves_no_target_and_the_next_one_cleans_up() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let (_, during) = signal_during_copy(child, &out, &data, "KILL");
+        let (_, during) = signal_during_copy(child, &out, &data, Signal::KILL);
         if !during || target.exists() {
             // Too quick to catch, or killed after the rename: the target must be complete.
             let (code, report, err) = cairn(&target, &["verify"]);
@@ -175,7 +183,7 @@ fn an_interrupted_drill_removes_its_scratch_directory() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let (status, during) = signal_during_copy(child, &tmp, &data, "INT");
+        let (status, during) = signal_during_copy(child, &tmp, &data, Signal::INT);
         assert!(names(&tmp).is_empty(), "the drill left {:?} in the temporary directory", names(&tmp));
         if during {
             assert_eq!(status.code(), Some(130), "an interrupted drill exits 130");
