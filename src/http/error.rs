@@ -25,15 +25,21 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-/// The body of a 409 `wrong_expected_version`.
+/// The body of a 409 on an append: a `wrong_expected_version` names the stream, the expected
+/// and the actual version; the other conflicts (`id_conflict`, `stream_closed`) carry the fields
+/// their operation's description names, and `stream_closed` only `error` and `message` (plus
+/// `line` and `durable` on an NDJSON append).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConflictBody {
-    /// `wrong_expected_version`.
+    /// `wrong_expected_version`, `id_conflict` or `stream_closed`.
     pub error: String,
     pub message: String,
-    /// The stream whose version did not match.
-    pub stream: String,
-    pub expected: ExpectedVersionJson,
+    /// The stream whose version did not match (`wrong_expected_version`, `id_conflict`).
+    #[schema(nullable = false)]
+    pub stream: Option<String>,
+    /// What the request expected (`wrong_expected_version`).
+    #[schema(nullable = false)]
+    pub expected: Option<ExpectedVersionJson>,
     /// The stream's last version, `null` if it has no events.
     pub actual: Option<u64>,
 }
