@@ -83,11 +83,12 @@ fn stdout_error(e: io::Error) -> CliError {
 /// One line per event: `position  stream@version  type  timestamp  data`.
 pub fn event_text(e: &EventJson) -> String {
     let data = match (&e.data, &e.data_b64) {
+        _ if e.erased => "(erased)".to_string(),
         (Some(d), _) => d.get().to_string(),
         (None, Some(b)) => format!("(binary, base64) {b}"),
         (None, None) => String::new(),
     };
-    let metadata = e.metadata.get();
+    let metadata = e.metadata.as_ref().map_or("{}", |m| m.get());
     let metadata = if metadata == "{}" { String::new() } else { format!("  metadata={metadata}") };
     format!("{:>8}  {}@{}  {}  {}  {}{}", e.position, e.stream, e.version, e.event_type, e.timestamp, data, metadata)
 }
@@ -150,14 +151,18 @@ mod tests {
             id: uuid::Uuid::nil(),
             event_type: "ToolCalled".into(),
             timestamp: "2026-11-22T16:11:51.123Z".into(),
-            metadata: RawValue::from_string("{\"run\":1}".into()).unwrap(),
+            metadata: Some(RawValue::from_string("{\"run\":1}".into()).unwrap()),
             data: Some(RawValue::from_string("{\"tool\":\"search\"}".into()).unwrap()),
             data_b64: None,
             hash: "00".into(),
+            erased: false,
         };
         let line = event_text(&e);
         assert!(line.contains("agent-7@3  ToolCalled"), "{line}");
         assert!(line.contains("{\"tool\":\"search\"}"), "{line}");
         assert!(line.contains("metadata={\"run\":1}"), "{line}");
+        let erased = EventJson { metadata: None, data: None, erased: true, ..e };
+        let line = event_text(&erased);
+        assert!(line.contains("agent-7@3  ToolCalled") && line.ends_with("(erased)"), "{line}");
     }
 }

@@ -437,17 +437,23 @@ pub struct EventJson {
     pub event_type: String,
     /// Server time at append, RFC 3339 UTC with milliseconds.
     pub timestamp: String,
-    #[schema(value_type = Object)]
-    pub metadata: Box<RawValue>,
-    /// The JSON payload (absent for a binary payload).
+    /// The metadata object (absent for an erased event).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Box<RawValue>>,
+    /// The JSON payload (absent for a binary payload and for an erased event).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Value>)]
     pub data: Option<Box<RawValue>>,
-    /// The binary payload, base64 (absent for a JSON payload).
+    /// The binary payload, base64 (absent for a JSON payload and for an erased event).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_b64: Option<String>,
     /// Chain hash at this position, 64 hex characters.
     pub hash: String,
+    /// `true` when the event's payload was erased: the header above is all that remains, and
+    /// `metadata`, `data` and `data_b64` are absent. Absent for an ordinary event.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub erased: bool,
 }
 
 /// Stored JSON text as a raw value; `fallback` when the bytes are not JSON (which the log's
@@ -462,14 +468,22 @@ fn raw_json(bytes: &[u8], fallback: &str) -> Box<RawValue> {
 
 impl From<&Event> for EventJson {
     fn from(e: &Event) -> EventJson {
-        let (data, data_b64) = match &e.data {
+        let (metadata, data, data_b64) = match &e.data {
+            // An erased event has no payload to show: only its header remains.
+            _ if e.erased => (None, None, None),
             Payload::Json(text) => {
                 match std::str::from_utf8(text).ok().and_then(|s| RawValue::from_string(s.into()).ok()) {
-                    Some(raw) => (Some(raw), None),
-                    None => (None, Some(base64::engine::general_purpose::STANDARD.encode(text))),
+                    Some(raw) => (Some(raw_json(&e.metadata, "{}")), Some(raw), None),
+                    None => (
+                        Some(raw_json(&e.metadata, "{}")),
+                        None,
+                        Some(base64::engine::general_purpose::STANDARD.encode(text)),
+                    ),
                 }
             }
-            Payload::Bytes(bytes) => (None, Some(base64::engine::general_purpose::STANDARD.encode(bytes))),
+            Payload::Bytes(bytes) => {
+                (Some(raw_json(&e.metadata, "{}")), None, Some(base64::engine::general_purpose::STANDARD.encode(bytes)))
+            }
         };
         EventJson {
             position: e.position.0,
@@ -478,10 +492,11 @@ impl From<&Event> for EventJson {
             id: e.id,
             event_type: e.event_type.clone(),
             timestamp: timestamp(e.timestamp_ms),
-            metadata: raw_json(&e.metadata, "{}"),
+            metadata,
             data,
             data_b64,
             hash: e.hash.to_hex(),
+            erased: e.erased,
         }
     }
 }
@@ -489,7 +504,7 @@ impl From<&Event> for EventJson {
 impl EventJson {
     /// Bytes of payload this event adds to a response, for [`crate::limits::READ_BYTES_MAX`].
     pub fn payload_len(&self) -> usize {
-        self.metadata.get().len()
+        self.metadata.as_ref().map_or(0, |m| m.get().len())
             + self.data.as_ref().map_or(0, |d| d.get().len())
             + self.data_b64.as_ref().map_or(0, String::len)
     }
@@ -602,6 +617,32 @@ pub fn view_json(value: &impl Serialize) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An erased event shows its header and `"erased": true`, never a payload field; an
+    /// ordinary event has no `erased` field at all.
+    #[test]
+    fn an_erased_event_reads_as_its_header_only() {
+        let mut event = log_engine::Event {
+            position: log_engine::Position(41),
+            stream: "agent-7".into(),
+            version: log_engine::StreamVersion(3),
+            id: Uuid::nil(),
+            event_type: "ToolCalled".into(),
+            timestamp_ms: 0,
+            metadata: br#"{"run":1}"#.to_vec(),
+            data: Payload::Json(br#"{"secret":1}"#.to_vec()),
+            hash: log_engine::ChainHash::genesis(),
+            erased: false,
+        };
+        let plain = serde_json::to_value(EventJson::from(&event)).unwrap();
+        assert!(plain.get("erased").is_none() && plain["data"]["secret"] == 1, "{plain}");
+        event.erased = true;
+        let erased = serde_json::to_value(EventJson::from(&event)).unwrap();
+        let mut keys: Vec<&str> = erased.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["erased", "hash", "id", "position", "stream", "timestamp", "type", "version"], "{erased}");
+        assert_eq!(erased["erased"], true);
+    }
 
     /// Every bad value gets the same sentence naming the four spellings, wherever it sits.
     #[test]

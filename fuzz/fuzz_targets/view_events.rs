@@ -93,6 +93,7 @@ pub fn decode(mut input: &[u8]) -> Vec<Event> {
             metadata: spec.metadata,
             data: if spec.binary { Payload::Bytes(spec.data) } else { Payload::Json(spec.data) },
             hash: ChainHash::genesis(),
+            erased: false,
         });
         *version += 1;
     }

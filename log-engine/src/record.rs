@@ -434,6 +434,7 @@ pub(crate) fn decode_event(frame: &Frame<'_>) -> Result<Event, BodyDamage> {
         metadata: body.metadata.into_owned(),
         data,
         hash: header.hash,
+        erased: false,
     })
 }
 
@@ -515,6 +516,7 @@ mod tests {
             metadata: br#"{"run":1}"#.to_vec(),
             data: Payload::Bytes(data.to_vec()),
             hash,
+            erased: false,
         };
         (buf, event)
     }

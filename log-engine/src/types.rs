@@ -240,6 +240,10 @@ pub struct Event {
     pub data: Payload,
     /// Chain hash at this position.
     pub hash: ChainHash,
+    /// The payload was erased (logically, by a `stream-erased` lifecycle event, or physically,
+    /// as a husk left by the scavenger): `metadata` and `data` are empty and the header above
+    /// is all that remains readable.
+    pub erased: bool,
 }
 
 impl Event {

@@ -121,6 +121,7 @@ fn events(n: usize, op: Op) -> Vec<Event> {
                 metadata: b"{}".to_vec(),
                 data: Payload::Json(serde_json::to_vec(&data).unwrap()),
                 hash: ChainHash::genesis(),
+                erased: false,
             }
         })
         .collect()

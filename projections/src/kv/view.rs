@@ -432,6 +432,7 @@ mod tests {
             metadata: b"{}".to_vec(),
             data: Payload::Json(serde_json::to_vec(&data).unwrap()),
             hash: ChainHash::genesis(),
+            erased: false,
         }
     }
 

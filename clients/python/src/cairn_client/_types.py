@@ -166,6 +166,8 @@ class Event:
 
     ``data`` is the decoded JSON payload, or ``bytes`` when the event's payload is binary
     (``data_b64`` on the wire). ``hash`` is the log's chain hash at ``position`` (64 hex digits).
+    ``erased`` is True when the event's payload was erased: only its header remains, ``data`` is
+    ``None`` and ``metadata`` is empty.
     """
 
     position: int
@@ -177,6 +179,7 @@ class Event:
     metadata: Mapping[str, JSON]
     data: Payload
     hash: str
+    erased: bool = False
 
     @property
     def is_binary(self) -> bool:
@@ -213,6 +216,7 @@ class Event:
             metadata=metadata if isinstance(metadata, Mapping) else {},
             data=data,
             hash=_field(obj, "hash", str, what),
+            erased=obj.get("erased") is True,
         )
 
 

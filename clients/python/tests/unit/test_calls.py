@@ -488,6 +488,14 @@ def test_binary_payloads_decode_to_bytes() -> None:
     assert event.is_binary and event.data == raw
 
 
+def test_an_erased_event_decodes_with_its_header_and_no_payload() -> None:
+    header = {k: v for k, v in EVENT_JSON.items() if k not in ("data", "metadata")}
+    event = Event.from_json({**header, "erased": True})
+    assert event.erased and event.position == 41 and event.type == "ToolCalled"
+    assert event.data is None and event.metadata == {}
+    assert not Event.from_json(EVENT_JSON).erased
+
+
 def test_audit_appends_get_an_id_and_are_retried_with_it() -> None:
     receipt = {"id": str(ID), "position": 12, "hash": HASH}
     script = Script([httpx.ReadTimeout("slow"), ok(receipt)])
