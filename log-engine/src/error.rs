@@ -298,6 +298,8 @@ pub enum BodyDamage {
     Msgpack { reason: String },
     /// The event id is not 16 bytes.
     IdLength { len: usize },
+    /// A husk's metadata or data digest is not 32 bytes.
+    DigestLength { len: usize },
     /// A `$lifecycle` event that does not parse, or does not apply to its stream's state; the
     /// reason names the event and the stream.
     Lifecycle { reason: String },
@@ -313,6 +315,7 @@ impl fmt::Display for BodyDamage {
             BodyDamage::Snappy { reason } => write!(f, "snappy: {reason}"),
             BodyDamage::Msgpack { reason } => write!(f, "msgpack: {reason}"),
             BodyDamage::IdLength { len } => write!(f, "event id has {len} bytes, not 16"),
+            BodyDamage::DigestLength { len } => write!(f, "husk payload digest has {len} bytes, not 32"),
             BodyDamage::Lifecycle { reason } => f.write_str(reason),
         }
     }
@@ -497,8 +500,8 @@ pub enum HeaderDamage {
     Magic,
     /// The CRC stored in the header differs from the one computed over it.
     Crc { stored: u32, computed: u32 },
-    /// A format version this build does not read.
-    Version { found: u32, supported: u32 },
+    /// A format version this build does not read (it reads `oldest..=supported`).
+    Version { found: u32, oldest: u32, supported: u32 },
     /// The file's size is outside the segment sizes a log accepts.
     FileSize { len: u64, min: u64, max: u64 },
     /// The header names another segment or capacity than the file's name and size.
@@ -515,8 +518,8 @@ impl fmt::Display for HeaderDamage {
             HeaderDamage::Crc { stored, computed } => {
                 write!(f, "header CRC mismatch (stored {stored:#010x}, computed {computed:#010x})")
             }
-            HeaderDamage::Version { found, supported } => {
-                write!(f, "format version {found}; this build reads version {supported}")
+            HeaderDamage::Version { found, oldest, supported } => {
+                write!(f, "format version {found}; this build reads versions {oldest} to {supported}")
             }
             HeaderDamage::FileSize { len, min, max } => {
                 write!(f, "file is {len} bytes, outside the segment sizes {min} to {max}")

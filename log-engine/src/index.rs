@@ -19,7 +19,7 @@ use crate::cast::usize_of;
 use crate::error::{BodyDamage, CorruptionKind, Error, FooterDamage, FrameDamage, IndexMismatch, Result, VersionGap};
 use crate::lifecycle::{Change, Life, StreamNow, LIFECYCLE_STREAM};
 use crate::mmap::Mapping;
-use crate::record::{self, Frame, KIND_EVENT};
+use crate::record::{self, Frame, KIND_EVENT, KIND_HUSK};
 use crate::types::{ChainHash, Position, SegmentId};
 
 /// One segment as readers see it.
@@ -359,12 +359,12 @@ impl Index {
     }
 }
 
-/// The event frame the index says is at `offset`: CRC, kind and position checked.
+/// The event (or husk) frame the index says is at `offset`: CRC, kind and position checked.
 pub(crate) fn committed_frame(bytes: &[u8], segment: SegmentId, offset: u64, position: u64) -> Result<Frame<'_>> {
     let corrupt = |kind| Error::Corrupt { segment, offset, position: Some(Position(position)), kind };
     let frame =
         record::decode_frame(&bytes[usize_of(offset)..], record::EVENT_BODY_MAX).map_err(|e| corrupt(e.into()))?;
-    if frame.header.kind != KIND_EVENT {
+    if !matches!(frame.header.kind, KIND_EVENT | KIND_HUSK) {
         return Err(corrupt(CorruptionKind::RecordFrame(FrameDamage::NotAnEvent { kind: frame.header.kind })));
     }
     if frame.header.position != position {

@@ -52,6 +52,7 @@ mod mmap;
 mod open;
 mod options;
 mod record;
+mod scavenge;
 mod segment;
 mod shared;
 mod subscribe;
@@ -77,6 +78,7 @@ pub use crate::metrics::{Metrics, FSYNC_BUCKETS_US, SYNC_BATCH_BUCKETS};
 pub use crate::options::Options;
 #[cfg(feature = "faults")]
 pub use crate::options::Sabotage;
+pub use crate::scavenge::{ScavengeOptions, ScavengeProgress, ScavengeReport};
 pub use crate::segment::recover::ReadStop;
 pub use crate::segment::{SEGMENT_SIZE_DEFAULT, SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN, SEGMENT_SIZE_START};
 pub use crate::subscribe::{Filter, StartFrom, Subscription};

@@ -331,7 +331,7 @@ impl Log {
     }
 
     /// Refuses to write through a reader or a poisoned log.
-    fn writable(&self) -> Result<()> {
+    pub(crate) fn writable(&self) -> Result<()> {
         if self.is_read_only() {
             return Err(Error::ReadOnly { dir: self.dir().to_path_buf() });
         }

@@ -30,7 +30,7 @@ use crate::lifecycle::LIFECYCLE_STREAM;
 use crate::mmap::Mapping;
 use crate::options::Options;
 use crate::segment::recover::ReadStop;
-use crate::segment::{self, Footer, SegmentHeader, HEADER_LEN, SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN};
+use crate::segment::{self, Footer, SegmentHeader, HEADER_LEN, SEGMENT_FILE_MIN, SEGMENT_SIZE_MAX};
 use crate::segment::{Active, FooterBuilder};
 use crate::shared::{cores, Access, Fingerprint, Shared};
 use crate::types::*;
@@ -647,8 +647,8 @@ fn probe_segment(log_dir: &Path, fs: &dyn FileSystem, id: SegmentId, access: Acc
     let file = file.map_err(|e| Error::io("open segment", &path, e))?;
     let len = file.len().map_err(|e| Error::io("stat segment", &path, e))?;
     let corrupt = |offset, kind| Error::Corrupt { segment: id, offset, position: None, kind };
-    if !(SEGMENT_SIZE_MIN..=SEGMENT_SIZE_MAX).contains(&len) {
-        let damage = HeaderDamage::FileSize { len, min: SEGMENT_SIZE_MIN, max: SEGMENT_SIZE_MAX };
+    if !(SEGMENT_FILE_MIN..=SEGMENT_SIZE_MAX).contains(&len) {
+        let damage = HeaderDamage::FileSize { len, min: SEGMENT_FILE_MIN, max: SEGMENT_SIZE_MAX };
         return Err(corrupt(0, CorruptionKind::SegmentHeader(Box::new(damage))));
     }
     let header = {
@@ -689,7 +689,13 @@ fn create_first_active(dir: &Path, options: &Options, index: &mut Index) -> Resu
     let tmp = log_dir.join(dir::SPARE_FILE);
     // Sized like the one after the newest sealed segment (a new log starts small).
     let capacity = segment::next_capacity(index.segments.last().map(|s| s.map.mapped_len()), options.segment_size);
-    let header = SegmentHeader { id, capacity, prev_hash: index.head_hash, created_ms: writer::now_ms() };
+    let header = SegmentHeader {
+        version: segment::FORMAT_VERSION,
+        id,
+        capacity,
+        prev_hash: index.head_hash,
+        created_ms: writer::now_ms(),
+    };
     let file = segment::prepare(fs.as_ref(), &tmp, capacity).map_err(|e| Error::io("prepare segment", &tmp, e))?;
     let (active, state) = segment::install(fs.as_ref(), &log_dir, &|| fs.sync_dir(&log_dir), file, &header)
         .inspect_err(|_| {

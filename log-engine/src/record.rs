@@ -8,7 +8,7 @@
 //! |-------:|-----:|-------|
 //! | 0  | 4  | `crc`: CRC-32 (crc32fast) of [`CRC_SALT`] followed by bytes `4..frame_len` |
 //! | 4  | 4  | `body_len` |
-//! | 8  | 1  | `kind`: 1 event, 2 seal (footer); 0 is never valid |
+//! | 8  | 1  | `kind`: 1 event, 2 seal (footer), 3 ids, 4 husk; 0 is never valid |
 //! | 9  | 1  | `flags`: bit 0 body snappy-compressed, bit 1 last record of its batch, bit 2 binary data |
 //! | 10 | 6  | reserved, zero |
 //! | 16 | 8  | `position` (seal: last position of the segment) |
@@ -59,6 +59,9 @@ pub(crate) const KIND_EVENT: u8 = 1;
 pub(crate) const KIND_SEAL: u8 = 2;
 /// A sealed segment's event ids, right after its seal record (segment.rs).
 pub(crate) const KIND_IDS: u8 = 3;
+/// An event whose payload a scavenge removed: its header and its payload digests, so that its
+/// position stays taken and the chain still verifies through it (format version 3).
+pub(crate) const KIND_HUSK: u8 = 4;
 
 pub(crate) const FLAG_COMPRESSED: u8 = 1 << 0;
 pub(crate) const FLAG_BATCH_END: u8 = 1 << 1;
@@ -73,8 +76,9 @@ pub(crate) const EVENT_BODY_MAX: usize = EVENT_SIZE_MAX + 1024;
 const _: () = assert!(contiguous(&FRAME_FIELDS, FRAME_HEADER_LEN) && FRAME_HEADER_LEN == 80);
 const _: () = assert!(FRAME_HEADER_LEN.is_multiple_of(RECORD_ALIGN));
 const _: () = assert!(EVENT_BODY_MAX < u32::MAX as usize);
-// Seal and id records are never events, and BATCH_END is a real bit.
+// Seal and id records are never events, a husk is none of them, and BATCH_END is a real bit.
 const _: () = assert!(KIND_SEAL != KIND_EVENT && KIND_IDS != KIND_EVENT && KIND_IDS != KIND_SEAL);
+const _: () = assert!(KIND_HUSK != KIND_EVENT && KIND_HUSK != KIND_SEAL && KIND_HUSK != KIND_IDS && KIND_HUSK != 0);
 const _: () = assert!(FLAG_BATCH_END != 0);
 
 /// The fixed part of a frame.
@@ -144,7 +148,8 @@ pub(crate) fn frame_len(body_len: usize) -> usize {
 pub(crate) fn encode_frame(buf: &mut Vec<u8>, header: &FrameHeader, body: &[u8]) {
     let start = buf.len();
     assert!(start.is_multiple_of(RECORD_ALIGN), "frame start {start} is not aligned");
-    assert!(matches!(header.kind, KIND_EVENT | KIND_SEAL | KIND_IDS), "kind {}", header.kind);
+    assert!(matches!(header.kind, KIND_EVENT | KIND_SEAL | KIND_IDS | KIND_HUSK), "kind {}", header.kind);
+    assert!(header.kind != KIND_HUSK || header.flags & FLAG_COMPRESSED == 0, "a husk is never compressed");
     let len = frame_len(body.len());
     buf.reserve(len);
     buf.extend_from_slice(&[0; FRAME_CRC.len]);
@@ -197,11 +202,13 @@ pub(crate) fn decode_frame(bytes: &[u8], body_max: usize) -> Result<Frame<'_>, F
         }
         return Err(FrameError::Kind(0));
     }
-    if !matches!(kind, KIND_EVENT | KIND_SEAL | KIND_IDS) {
+    if !matches!(kind, KIND_EVENT | KIND_SEAL | KIND_IDS | KIND_HUSK) {
         return Err(FrameError::Kind(kind));
     }
     let flags = head[FRAME_FLAGS.at];
-    if flags & !FLAGS_KNOWN != 0 || head[FRAME_RESERVED.range()].iter().any(|&b| b != 0) {
+    // A husk's body is a few dozen bytes: it is never compressed.
+    let known = if kind == KIND_HUSK { FLAGS_KNOWN & !FLAG_COMPRESSED } else { FLAGS_KNOWN };
+    if flags & !known != 0 || head[FRAME_RESERVED.range()].iter().any(|&b| b != 0) {
         return Err(FrameError::Flags(flags));
     }
     let body_len = u32_in(head, FRAME_BODY_LEN) as usize;
@@ -259,6 +266,34 @@ struct BodyIn<'a> {
     metadata: std::borrow::Cow<'a, [u8]>,
     #[serde(with = "serde_bytes", borrow)]
     data: std::borrow::Cow<'a, [u8]>,
+}
+
+/// A husk's body as stored (msgpack array of five fields): the event's header fields that are
+/// not in the frame, and its payload digests in place of the payload.
+#[derive(Serialize)]
+struct HuskOut<'a> {
+    stream: &'a str,
+    #[serde(with = "serde_bytes")]
+    id: &'a [u8],
+    event_type: &'a str,
+    #[serde(with = "serde_bytes")]
+    metadata_digest: &'a [u8],
+    #[serde(with = "serde_bytes")]
+    data_digest: &'a [u8],
+}
+
+#[derive(Deserialize)]
+struct HuskIn<'a> {
+    #[serde(borrow)]
+    stream: std::borrow::Cow<'a, str>,
+    #[serde(with = "serde_bytes", borrow)]
+    id: std::borrow::Cow<'a, [u8]>,
+    #[serde(borrow)]
+    event_type: std::borrow::Cow<'a, str>,
+    #[serde(with = "serde_bytes", borrow)]
+    metadata_digest: std::borrow::Cow<'a, [u8]>,
+    #[serde(with = "serde_bytes", borrow)]
+    data_digest: std::borrow::Cow<'a, [u8]>,
 }
 
 /// An event prepared by the appender (off the writer thread): body encoded and compressed,
@@ -396,51 +431,105 @@ fn raw_body<'a>(frame: &Frame<'a>) -> Result<std::borrow::Cow<'a, [u8]>, BodyDam
     Ok(std::borrow::Cow::Owned(raw))
 }
 
-/// The body's msgpack fields.
-fn body_in(raw: &[u8]) -> Result<BodyIn<'_>, BodyDamage> {
+fn msgpack<'a, T: Deserialize<'a>>(raw: &'a [u8]) -> Result<T, BodyDamage> {
     rmp_serde::from_slice(raw).map_err(|e| BodyDamage::Msgpack { reason: e.to_string() })
 }
 
-/// The event id of a decoded body, which must be 16 bytes.
-fn body_id<'b>(body: &'b BodyIn<'_>) -> Result<&'b [u8; 16], BodyDamage> {
-    body.id.as_ref().try_into().map_err(|_| BodyDamage::IdLength { len: body.id.len() })
+/// A 16-byte event id from a decoded body.
+fn id_of(id: &[u8]) -> Result<[u8; 16], BodyDamage> {
+    id.try_into().map_err(|_| BodyDamage::IdLength { len: id.len() })
 }
 
-/// Just the stream name and id of an event frame: what the index needs, without copying the
-/// payload.
-pub(crate) fn decode_index_fields(frame: &Frame<'_>) -> Result<(String, Uuid), BodyDamage> {
-    let raw = raw_body(frame)?;
-    let body = body_in(&raw)?;
-    let id = Uuid::from_bytes(*body_id(&body)?);
-    Ok((body.stream.into_owned(), id))
+/// A 32-byte payload digest from a husk's body.
+fn digest_of(digest: &[u8]) -> Result<[u8; 32], BodyDamage> {
+    digest.try_into().map_err(|_| BodyDamage::DigestLength { len: digest.len() })
 }
 
-/// Decodes an event frame's body into an [`Event`], checking the decompressed size first.
-pub(crate) fn decode_event(frame: &Frame<'_>) -> Result<Event, BodyDamage> {
-    let header = &frame.header;
-    debug_assert_eq!(header.kind, KIND_EVENT);
-    let raw = raw_body(frame)?;
-    let body = body_in(&raw)?;
-    let id = Uuid::from_bytes(*body_id(&body)?);
-    let data = body.data.into_owned();
-    let data = if header.flags & FLAG_DATA_BINARY != 0 { Payload::Bytes(data) } else { Payload::Json(data) };
-    Ok(Event {
-        position: Position(header.position),
-        stream: body.stream.into_owned(),
-        version: StreamVersion(header.version),
-        id,
-        event_type: body.event_type.into_owned(),
-        timestamp_ms: header.timestamp_ms,
-        metadata: body.metadata.into_owned(),
-        data,
-        hash: header.hash,
-        erased: false,
+/// What an event or husk record holds beyond its frame header, borrowed where the body allows.
+struct Fields<'a> {
+    stream: std::borrow::Cow<'a, str>,
+    id: [u8; 16],
+    event_type: std::borrow::Cow<'a, str>,
+    content: Content<'a>,
+}
+
+enum Content<'a> {
+    Payload { metadata: std::borrow::Cow<'a, [u8]>, data: std::borrow::Cow<'a, [u8]> },
+    Husk { metadata_digest: [u8; 32], data_digest: [u8; 32] },
+}
+
+impl Content<'_> {
+    /// `(BLAKE3(metadata), BLAKE3(data))`: taken for an event, as stored for a husk.
+    fn digests(&self) -> ([u8; 32], [u8; 32]) {
+        match self {
+            Content::Payload { metadata, data } => (*blake3::hash(metadata).as_bytes(), *blake3::hash(data).as_bytes()),
+            Content::Husk { metadata_digest, data_digest } => (*metadata_digest, *data_digest),
+        }
+    }
+}
+
+/// Decodes an event or husk frame's body (`raw` is [`raw_body`]'s output for an event, the
+/// frame body for a husk).
+fn fields<'a>(kind: u8, raw: &'a [u8]) -> Result<Fields<'a>, BodyDamage> {
+    if kind == KIND_HUSK {
+        let husk: HuskIn<'a> = msgpack(raw)?;
+        return Ok(Fields {
+            id: id_of(&husk.id)?,
+            content: Content::Husk {
+                metadata_digest: digest_of(&husk.metadata_digest)?,
+                data_digest: digest_of(&husk.data_digest)?,
+            },
+            stream: husk.stream,
+            event_type: husk.event_type,
+        });
+    }
+    debug_assert_eq!(kind, KIND_EVENT);
+    let body: BodyIn<'a> = msgpack(raw)?;
+    Ok(Fields {
+        id: id_of(&body.id)?,
+        content: Content::Payload { metadata: body.metadata, data: body.data },
+        stream: body.stream,
+        event_type: body.event_type,
     })
 }
 
-/// The chain hash of an event frame, recomputed from its predecessor's hash without copying
-/// the event out (verify's path): only a compressed body is decompressed into a buffer. `seen`
-/// gets the event's stream and id, for checks against a footer.
+/// Just the stream name and id of an event or husk frame: what the index needs, without
+/// copying the payload.
+pub(crate) fn decode_index_fields(frame: &Frame<'_>) -> Result<(String, Uuid), BodyDamage> {
+    let raw = raw_body(frame)?;
+    let fields = fields(frame.header.kind, &raw)?;
+    Ok((fields.stream.into_owned(), Uuid::from_bytes(fields.id)))
+}
+
+/// Decodes an event or husk frame's body into an [`Event`], checking the decompressed size
+/// first. A husk decodes with `erased` set and an empty payload.
+pub(crate) fn decode_event(frame: &Frame<'_>) -> Result<Event, BodyDamage> {
+    let header = &frame.header;
+    let raw = raw_body(frame)?;
+    let fields = fields(header.kind, &raw)?;
+    let (metadata, data, erased) = match fields.content {
+        Content::Payload { metadata, data } => (metadata.into_owned(), data.into_owned(), false),
+        Content::Husk { .. } => (Vec::new(), Vec::new(), true),
+    };
+    let data = if header.flags & FLAG_DATA_BINARY != 0 { Payload::Bytes(data) } else { Payload::Json(data) };
+    Ok(Event {
+        position: Position(header.position),
+        stream: fields.stream.into_owned(),
+        version: StreamVersion(header.version),
+        id: Uuid::from_bytes(fields.id),
+        event_type: fields.event_type.into_owned(),
+        timestamp_ms: header.timestamp_ms,
+        metadata,
+        data,
+        hash: header.hash,
+        erased,
+    })
+}
+
+/// The chain hash of an event or husk frame, recomputed from its predecessor's hash without
+/// copying the event out (verify's path): only a compressed body is decompressed into a
+/// buffer. A husk hashes its stored digests, so it verifies exactly as the event it replaced.
+/// `seen` gets the event's stream and id, for checks against a footer.
 pub(crate) fn frame_chain_hash(
     prev: &ChainHash,
     frame: &Frame<'_>,
@@ -448,23 +537,49 @@ pub(crate) fn frame_chain_hash(
 ) -> Result<ChainHash, BodyDamage> {
     let header = &frame.header;
     let raw = raw_body(frame)?;
-    let body = body_in(&raw)?;
-    let id = body_id(&body)?;
-    seen(&body.stream, id);
+    let fields = fields(header.kind, &raw)?;
+    seen(&fields.stream, &fields.id);
+    let (metadata_digest, data_digest) = fields.content.digests();
     Ok(chain_hash(
         prev,
         &ChainInput {
             position: header.position,
             version: header.version,
             timestamp_ms: header.timestamp_ms,
-            id,
-            stream: &body.stream,
-            event_type: &body.event_type,
+            id: &fields.id,
+            stream: &fields.stream,
+            event_type: &fields.event_type,
             data_binary: header.flags & FLAG_DATA_BINARY != 0,
-            metadata_digest: blake3::hash(&body.metadata).as_bytes(),
-            data_digest: blake3::hash(&body.data).as_bytes(),
+            metadata_digest: &metadata_digest,
+            data_digest: &data_digest,
         },
     ))
+}
+
+/// The husk that replaces an event frame: the same frame header (kind husk, never compressed)
+/// and a body of the event's stream, id, type and payload digests. A husk stays itself.
+/// The result is the bytes to write; its length is a multiple of [`RECORD_ALIGN`].
+pub(crate) fn husk_of(frame: &Frame<'_>) -> Result<Vec<u8>, BodyDamage> {
+    let header = &frame.header;
+    let raw = raw_body(frame)?;
+    let fields = fields(header.kind, &raw)?;
+    let (metadata_digest, data_digest) = fields.content.digests();
+    let mut body = Vec::with_capacity(fields.stream.len() + fields.event_type.len() + 16 + 64 + 16);
+    rmp_serde::encode::write(
+        &mut body,
+        &HuskOut {
+            stream: &fields.stream,
+            id: &fields.id,
+            event_type: &fields.event_type,
+            metadata_digest: &metadata_digest,
+            data_digest: &data_digest,
+        },
+    )
+    .expect("encoding to a Vec cannot fail");
+    let husk = FrameHeader { kind: KIND_HUSK, flags: header.flags & !FLAG_COMPRESSED, ..*header };
+    let mut out = Vec::with_capacity(frame_len(body.len()));
+    encode_frame(&mut out, &husk, &body);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -577,6 +692,60 @@ mod tests {
                 stream.len()
             );
         }
+    }
+
+    /// A husk reads as its event with the payload gone, chains exactly like it (so verify
+    /// passes through it), is a fraction of its size, and stays itself when husked again.
+    #[test]
+    fn a_husk_keeps_the_header_and_the_chain_of_its_event() {
+        for data in [b"hello".to_vec(), vec![7u8; 64 * 1024]] {
+            let (buf, event) = sample(41, &data);
+            let frame = decode_frame(&buf, EVENT_BODY_MAX).unwrap();
+            let husk = husk_of(&frame).unwrap();
+            assert_eq!(husk.len() % RECORD_ALIGN, 0);
+            assert!(husk.len() < FRAME_HEADER_LEN + 128, "a husk of {} bytes", husk.len());
+            let husk_frame = decode_frame(&husk, EVENT_BODY_MAX).unwrap();
+            assert_eq!(husk_frame.header.kind, KIND_HUSK);
+            assert_eq!(husk_frame.header.flags & FLAG_COMPRESSED, 0);
+            assert_eq!(husk_frame.header.flags & !FLAG_COMPRESSED, frame.header.flags & !FLAG_COMPRESSED);
+            let read = decode_event(&husk_frame).unwrap();
+            let erased =
+                Event { metadata: Vec::new(), data: Payload::Bytes(Vec::new()), erased: true, ..event.clone() };
+            assert_eq!(read, erased);
+            let mut seen = None;
+            let hash = frame_chain_hash(&ChainHash::genesis(), &husk_frame, |s, id| seen = Some((s.to_string(), *id)));
+            assert_eq!(hash.unwrap(), event.hash);
+            assert_eq!(seen, Some((event.stream.clone(), *event.id.as_bytes())));
+            assert_eq!(decode_index_fields(&husk_frame).unwrap(), (event.stream.clone(), event.id));
+            assert_eq!(husk_of(&husk_frame).unwrap(), husk, "a husk husked again");
+        }
+    }
+
+    #[test]
+    fn every_flipped_bit_of_a_husk_is_detected() {
+        let (buf, _) = sample(5, b"payload");
+        let husk = husk_of(&decode_frame(&buf, EVENT_BODY_MAX).unwrap()).unwrap();
+        for bit in 0..husk.len() * 8 {
+            let mut damaged = husk.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            assert!(decode_frame(&damaged, EVENT_BODY_MAX).is_err(), "bit {bit} flipped went unnoticed");
+        }
+    }
+
+    /// A husk is never compressed: a frame claiming so is refused before its body is used.
+    #[test]
+    fn a_compressed_husk_is_refused() {
+        let (buf, _) = sample(5, b"payload");
+        let husk = husk_of(&decode_frame(&buf, EVENT_BODY_MAX).unwrap()).unwrap();
+        let frame = decode_frame(&husk, EVENT_BODY_MAX).unwrap();
+        let header = FrameHeader { flags: frame.header.flags | FLAG_COMPRESSED, ..frame.header };
+        let mut forged = Vec::new();
+        // Encoded by hand: encode_frame refuses to write such a frame.
+        forged.extend_from_slice(&husk);
+        forged[FRAME_FLAGS.at] = header.flags;
+        let crc = frame_crc(&forged[FRAME_CRC.end()..]);
+        forged[..4].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode_frame(&forged, EVENT_BODY_MAX).unwrap_err(), FrameError::Flags(header.flags));
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub(crate) struct Shared {
     /// Bytes of prepared events queued for the writer, not yet taken up by it.
     pub queued_bytes: AtomicUsize,
     pub metrics: MetricsInner,
+    /// Held by a running scavenge: one at a time rewrites segments.
+    pub scavenging: Mutex<()>,
 }
 
 impl Shared {
@@ -77,6 +79,7 @@ impl Shared {
             closed: AtomicBool::new(false),
             queued_bytes: AtomicUsize::new(0),
             metrics: MetricsInner::default(),
+            scavenging: Mutex::new(()),
         }
     }
 

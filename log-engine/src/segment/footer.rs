@@ -73,6 +73,13 @@ impl Footer {
         self.entries.push(Entry { name: names..self.names.len(), first_version, events: events..self.positions.len() });
     }
 
+    /// The same footer for records moved to `offsets` (a scavenge's rewrite: the same records,
+    /// some of them husks, at new offsets).
+    pub(crate) fn with_offsets(&self, offsets: Vec<u32>) -> Footer {
+        assert_eq!(offsets.len(), self.offsets.len(), "a rewrite keeps every record");
+        Footer { offsets, ..self.clone() }
+    }
+
     /// The streams, in name order.
     pub(crate) fn streams(&self) -> impl ExactSizeIterator<Item = FooterStream<'_>> {
         self.entries.iter().map(|e| FooterStream {

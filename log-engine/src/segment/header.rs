@@ -2,9 +2,9 @@
 //! segment): pure encode and decode.
 
 use super::layout::{
-    FORMAT_VERSION, HEADER_CAPACITY, HEADER_CRC, HEADER_CREATED, HEADER_ID, HEADER_MAGIC, HEADER_PREV_HASH,
-    HEADER_SALT, HEADER_USED, HEADER_VERSION, MAGIC, TRAILER_CRC, TRAILER_FOOTER_LEN, TRAILER_FOOTER_OFFSET,
-    TRAILER_IDS_LEN, TRAILER_LEN, TRAILER_MAGIC, TRAILER_MAGIC_FIELD, TRAILER_SALT,
+    FORMAT_VERSION, FORMAT_VERSION_OLDEST, HEADER_CAPACITY, HEADER_CRC, HEADER_CREATED, HEADER_ID, HEADER_MAGIC,
+    HEADER_PREV_HASH, HEADER_SALT, HEADER_USED, HEADER_VERSION, MAGIC, TRAILER_CRC, TRAILER_FOOTER_LEN,
+    TRAILER_FOOTER_OFFSET, TRAILER_IDS_LEN, TRAILER_LEN, TRAILER_MAGIC, TRAILER_MAGIC_FIELD, TRAILER_SALT,
 };
 use crate::cast::usize_of;
 use crate::error::{CorruptionKind, HeaderDamage};
@@ -15,6 +15,9 @@ use crate::types::{ChainHash, SegmentId};
 /// The segment header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SegmentHeader {
+    /// The format version: [`FORMAT_VERSION`] for every segment this build creates, or an
+    /// older one it reads.
+    pub version: u32,
     pub id: SegmentId,
     pub capacity: u64,
     /// Chain hash at `id - 1` (the genesis hash for the first segment).
@@ -26,7 +29,7 @@ impl SegmentHeader {
     pub(crate) fn encode(&self) -> [u8; HEADER_USED] {
         let mut b = [0u8; HEADER_USED];
         b[HEADER_MAGIC.range()].copy_from_slice(&MAGIC);
-        b[HEADER_VERSION.range()].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[HEADER_VERSION.range()].copy_from_slice(&self.version.to_le_bytes());
         b[HEADER_ID.range()].copy_from_slice(&self.id.0.to_le_bytes());
         b[HEADER_CAPACITY.range()].copy_from_slice(&self.capacity.to_le_bytes());
         b[HEADER_PREV_HASH.range()].copy_from_slice(&self.prev_hash.0);
@@ -49,12 +52,17 @@ impl SegmentHeader {
             return Err(bad(HeaderDamage::Crc { stored, computed }));
         }
         let version = u32_in(b, HEADER_VERSION);
-        if version != FORMAT_VERSION {
-            return Err(bad(HeaderDamage::Version { found: version, supported: FORMAT_VERSION }));
+        if !(FORMAT_VERSION_OLDEST..=FORMAT_VERSION).contains(&version) {
+            return Err(bad(HeaderDamage::Version {
+                found: version,
+                oldest: FORMAT_VERSION_OLDEST,
+                supported: FORMAT_VERSION,
+            }));
         }
         let mut prev = [0u8; 32];
         prev.copy_from_slice(&b[HEADER_PREV_HASH.range()]);
         Ok(SegmentHeader {
+            version,
             id: SegmentId(u64_in(b, HEADER_ID)),
             capacity: u64_in(b, HEADER_CAPACITY),
             prev_hash: ChainHash(prev),
@@ -106,7 +114,13 @@ mod tests {
 
     #[test]
     fn header_round_trip_and_every_bit_flip() {
-        let h = SegmentHeader { id: SegmentId(42), capacity: 1 << 20, prev_hash: ChainHash::genesis(), created_ms: 7 };
+        let h = SegmentHeader {
+            version: FORMAT_VERSION,
+            id: SegmentId(42),
+            capacity: 1 << 20,
+            prev_hash: ChainHash::genesis(),
+            created_ms: 7,
+        };
         let b = h.encode();
         assert_eq!(SegmentHeader::decode(&b).unwrap(), h);
         for bit in 0..HEADER_USED * 8 {

@@ -48,13 +48,26 @@ pub(crate) const TRAILER_FIELDS: [Field; 6] =
 pub(crate) const TRAILER_LEN: u64 = TRAILER_CRC.end() as u64;
 pub(crate) const MAGIC: [u8; 8] = *b"CAIRNSEG";
 pub(crate) const TRAILER_MAGIC: [u8; 8] = *b"CAIRNEND";
-/// 2: a sealed segment's event ids moved out of the footer into their own record.
-pub(crate) const FORMAT_VERSION: u32 = 2;
+/// The version this build writes. 3: husk records (kind 4), written only by a scavenge's
+/// rewrite of a sealed segment. 2: a sealed segment's event ids moved out of the footer into
+/// their own record.
+pub(crate) const FORMAT_VERSION: u32 = 3;
+/// The oldest version this build reads: a version 2 segment is a version 3 segment without
+/// husks, so it is read as it is, never rewritten on open.
+pub(crate) const FORMAT_VERSION_OLDEST: u32 = 2;
+/// The first version whose segments may hold husk records; in an older segment a husk is a
+/// record of unknown kind.
+pub(crate) const FORMAT_VERSION_HUSKS: u32 = 3;
 pub(crate) const HEADER_SALT: [u8; 8] = *b"cairnHDR";
 pub(crate) const TRAILER_SALT: [u8; 8] = *b"cairnTRL";
 
 /// Smallest segment capacity accepted by [`crate::Options`].
 pub const SEGMENT_SIZE_MIN: u64 = 64 * 1024;
+/// Smallest segment file a reader accepts: a header's region and one page for records and the
+/// trailer. Only a scavenge's rewrite of a sealed segment (its records shrunk to husks) makes a
+/// file smaller than [`SEGMENT_SIZE_MIN`]; the writer never does.
+pub(crate) const SEGMENT_FILE_MIN: u64 = HEADER_LEN + 4096;
+
 /// Default segment capacity.
 pub const SEGMENT_SIZE_DEFAULT: u64 = 128 * 1024 * 1024;
 /// Largest segment capacity (offsets are stored as u32 in the footer).
@@ -73,7 +86,7 @@ pub(crate) fn next_capacity(prev: Option<u64>, max: u64) -> u64 {
 }
 
 /// Smallest capacity (a multiple of 4096) whose usable space holds `bytes` after the header.
-pub(crate) fn capacity_for(bytes: u64) -> u64 {
+pub(crate) const fn capacity_for(bytes: u64) -> u64 {
     (HEADER_LEN + bytes + TRAILER_LEN).next_multiple_of(4096)
 }
 
@@ -105,6 +118,7 @@ const _: () = assert!(HEADER_LEN.is_multiple_of(RECORD_ALIGN as u64));
 const _: () = assert!(HEADER_USED as u64 <= HEADER_LEN);
 const _: () = assert!(TRAILER_LEN.is_multiple_of(RECORD_ALIGN as u64));
 const _: () = assert!(SEGMENT_SIZE_MIN > HEADER_LEN + TRAILER_LEN + FRAME_HEADER_LEN as u64 * 16);
+const _: () = assert!(SEGMENT_FILE_MIN == capacity_for(1) && SEGMENT_FILE_MIN <= SEGMENT_SIZE_MIN);
 const _: () = assert!(SEGMENT_SIZE_START >= SEGMENT_SIZE_MIN && SEGMENT_SIZE_START.is_multiple_of(4096));
 
 /// The file name of a segment: its first position, zero-padded so that name order is log order.

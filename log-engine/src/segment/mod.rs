@@ -29,9 +29,7 @@ mod layout;
 pub(crate) mod recover;
 
 pub(crate) use active::{install, prepare, Active};
-#[cfg(test)]
-pub(crate) use footer::encode_seal;
-pub(crate) use footer::{read_sealed, Footer, FooterBuilder, FooterStream, Sealed};
+pub(crate) use footer::{encode_seal, read_sealed, Footer, FooterBuilder, FooterStream, Sealed};
 pub(crate) use header::{SegmentHeader, Trailer};
 pub(crate) use layout::*;
 pub use layout::{SEGMENT_SIZE_DEFAULT, SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN, SEGMENT_SIZE_START};

@@ -101,7 +101,13 @@ impl Writer {
             self.sealed = true;
         }
         let id = SegmentId(self.state.next_position);
-        let header = SegmentHeader { id, capacity, prev_hash: self.state.last_hash, created_ms: now_ms() };
+        let header = SegmentHeader {
+            version: segment::FORMAT_VERSION,
+            id,
+            capacity,
+            prev_hash: self.state.last_hash,
+            created_ms: now_ms(),
+        };
         let fs = self.shared.options.fs.as_ref();
         let (active, new) = segment::install(fs, &self.log_dir, &|| self.dir.sync(), file, &header)?;
         {
