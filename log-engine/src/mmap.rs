@@ -18,10 +18,13 @@
 //!    and never writes below a published offset again: records are appended at increasing
 //!    offsets, the seal footer and trailer go after the last record, and recovery's repairs
 //!    (zeroing a torn tail) run before a segment is mapped. [`Mapping::publish`] asserts that
-//!    the published length only grows.
+//!    the published length only grows. A scavenge's rewrite of a sealed segment (scavenge.rs)
+//!    is written whole and fdatasynced before it is mapped, and never written again.
 //! 3. **Nothing is truncated while mapped.** Segment files are preallocated to their full
 //!    capacity before they are mapped and are never shrunk; a file is removed (unlinked) only by
-//!    operator tools on a closed log, and an unlinked file's pages stay valid while mapped. A
+//!    operator tools on a closed log, or by a scavenge renaming a sealed segment's rewrite over
+//!    it (the old file's inode lives on while mapped), and an unlinked file's pages stay valid
+//!    while mapped. A
 //!    reader's refresh maps files afresh and never shrinks a map it has handed out.
 //! 4. **The map outlives every slice.** Slices borrow the `Mapping`, which owns the map; readers
 //!    hold an `Arc<Mapping>` while they decode.
