@@ -23,6 +23,7 @@ pub mod admin;
 pub mod audit;
 pub mod checkpoints;
 pub mod drain;
+pub mod durable;
 pub mod error;
 pub mod extract;
 pub mod kv;
@@ -118,6 +119,10 @@ pub struct ServeArgs {
     /// How often an idle subscription sends the comment `: keep-alive`.
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
     pub sse_keep_alive: Duration,
+
+    /// How long a Durable Streams long-poll read waits for data before answering 204.
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub ds_long_poll_timeout: Duration,
 }
 
 /// What every handler shares.
@@ -140,6 +145,8 @@ pub struct AppState {
     pub access_audit: access::AccessAudit,
     /// Serialises token changes, so the token stream's order is the order they took effect.
     pub token_lock: tokio::sync::Mutex<()>,
+    /// The Durable Streams protocol's per-stream state and settings.
+    pub durable: durable::Durable,
 }
 
 impl AppState {
@@ -217,6 +224,7 @@ pub type Mount = fn(Router, Arc<AppState>) -> Router;
 pub fn api_router(state: Arc<AppState>) -> Router {
     let (routes, _) = api().split_for_parts();
     routes
+        .route(durable::ROUTE, axum::routing::any(durable::handle))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(axum::middleware::from_fn(query_check::refuse_unknown))
@@ -329,6 +337,7 @@ pub fn serve_blocking(dir: &Path, args: ServeArgs, mount: Mount) -> Result<(), S
         sse_keep_alive: args.sse_keep_alive,
         access_audit: access::AccessAudit::default(),
         token_lock: tokio::sync::Mutex::new(()),
+        durable: durable::Durable { long_poll_timeout: args.ds_long_poll_timeout, ..durable::Durable::default() },
     });
     if let Some(auth) = &state.auth {
         match admin::replay_tokens(&state.log, auth) {
@@ -670,5 +679,6 @@ mod tests {
         assert_eq!(args.body_budget, limits::BODY_BYTES_IN_FLIGHT_MAX);
         assert_eq!(args.shutdown_grace, limits::SHUTDOWN_GRACE);
         assert_eq!(args.sse_keep_alive, limits::SSE_KEEP_ALIVE);
+        assert_eq!(args.ds_long_poll_timeout, durable::LONG_POLL_TIMEOUT);
     }
 }

@@ -310,6 +310,7 @@ pub fn embedded(store: Store, dir: &Path) -> AppState {
         sse_keep_alive: limits::SSE_KEEP_ALIVE,
         access_audit: crate::http::access::AccessAudit::default(),
         token_lock: tokio::sync::Mutex::new(()),
+        durable: crate::http::durable::Durable::default(),
     }
 }
 

@@ -1,0 +1,427 @@
+//! What a Durable Stream is in the log, and the per-stream state the server folds from it.
+//!
+//! A Durable Stream at path `P` is the cairn stream `ds:P`. Its events:
+//! - `ds.created` opens an incarnation: JSON data [`Config`] (content type, TTL or expiry, fork
+//!   source). Everything before the latest one belongs to an earlier incarnation (deleted) or,
+//!   in a fork, to the inherited prefix.
+//! - `ds.data`: one message. Raw byte modes store the request body's bytes as the event's binary
+//!   data (a body larger than [`DATA_CHUNK_BYTES`] becomes several events of one atomic append);
+//!   JSON mode stores each message (after flattening one level of a top-level array) as JSON.
+//! - `ds.closed`: the stream takes no more messages. It is written in the same atomic append as
+//!   a final message, so a reader never sees the close without that message.
+//!
+//! The last event of each append carries the writer's coordination state in its metadata under
+//! [`META_KEY`]: `{"producer": [id, epoch, seq], "stream_seq": S}` (each part only when the
+//! request sent it). Producer state and `Stream-Seq` are therefore committed atomically with
+//! the messages they guard, and [`load`] rebuilds them from the log after a restart: a retry
+//! after a crash meets the state its first attempt committed, or none if that attempt did not
+//! commit (then it is written once).
+//!
+//! The server keeps each stream's folded state in a [`Registry`] slot behind an async mutex,
+//! held while a write is validated and handed to the log's writer (not while it is fsynced):
+//! validation and append are serialised per stream, as the protocol requires of producers,
+//! while group commit still batches many streams' appends. A slot is loaded from the log on
+//! first use and dropped (reloaded next time) whenever a write fails or the stream is deleted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use log_engine::{Direction, Event, Log, Payload};
+use serde::{Deserialize, Serialize};
+
+/// The cairn stream name of a Durable Streams path is this prefix and the path.
+pub const STREAM_PREFIX: &str = "ds:";
+/// Event type that opens an incarnation of a stream.
+pub const EVENT_CREATED: &str = "ds.created";
+/// Event type of one message.
+pub const EVENT_DATA: &str = "ds.data";
+/// Event type that closes a stream.
+pub const EVENT_CLOSED: &str = "ds.closed";
+/// Event type that retires a deleted stream whose forks still read it.
+pub const EVENT_DELETED: &str = "ds.deleted";
+/// Metadata key of the coordination state on an append's last event.
+pub const META_KEY: &str = "ds";
+/// Largest binary payload of one `ds.data` event; a larger body is split (one atomic append).
+pub const DATA_CHUNK_BYTES: usize = 512 * 1024;
+/// Events read per page while folding a stream's state.
+const LOAD_PAGE_EVENTS: usize = 1_000;
+/// Once the registry holds this many slots, slots nobody uses and that hold nothing are pruned.
+pub const REGISTRY_PRUNE_AT: usize = 65_536;
+
+/// The configuration a stream was created with (the data of its `ds.created` event).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Config {
+    /// As the creating request sent it.
+    pub content_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<u64>,
+    /// Unix milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
+    /// The `Stream-Expires-At` text as sent, echoed on HEAD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// For a fork: the source's path and the offset it was forked at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forked_from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork_offset: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork_sub_offset: Option<u64>,
+}
+
+impl Config {
+    /// The media type without parameters, lowercased: what two content types are compared by.
+    pub fn essence(&self) -> String {
+        essence(&self.content_type)
+    }
+
+    pub fn is_json(&self) -> bool {
+        self.essence() == "application/json"
+    }
+
+    /// Whether SSE carries this stream's bytes as text (otherwise base64).
+    pub fn is_text(&self) -> bool {
+        let e = self.essence();
+        e.starts_with("text/") || e == "application/json" || e.ends_with("+json") || e.ends_with("ndjson")
+    }
+}
+
+/// A media type's essence: before any `;`, trimmed, lowercased.
+pub fn essence(content_type: &str) -> String {
+    content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
+/// One idempotent producer's committed state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Producer {
+    pub epoch: u64,
+    pub seq: u64,
+}
+
+/// The producer headers of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerClaim {
+    pub id: String,
+    pub epoch: u64,
+    pub seq: u64,
+}
+
+/// What [`Loaded::check_producer`] decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProducerVerdict {
+    /// New data: append it.
+    Accept,
+    /// Already committed: answer 204 with the highest accepted seq.
+    Duplicate { seq: u64 },
+    /// A newer epoch holds the id: 403 with it.
+    StaleEpoch { epoch: u64 },
+    /// A seq was skipped: 409 with the expected one.
+    Gap { expected: u64 },
+    /// A new epoch must start at seq 0: 400.
+    EpochNeedsSeqZero,
+}
+
+/// The coordination state carried on an append's last event.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Coordination {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer: Option<(String, u64, u64)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_seq: Option<String>,
+}
+
+/// A live stream's folded state.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// The log position of this incarnation's `ds.created` event: names the incarnation (ETags).
+    pub created_position: u64,
+    pub closed: bool,
+    /// Deleted while forks still read it (a `ds.deleted` event): every request answers 410
+    /// until the last fork is deleted, and then the stream is deleted for real.
+    pub gone: bool,
+    /// The producer tuple of the request that closed the stream, if it sent one.
+    pub closed_by: Option<ProducerClaim>,
+    pub stream_seq: Option<String>,
+    pub producers: HashMap<String, Producer>,
+    /// Unix ms of the last write or read (the TTL slides from it); after a restart, the last
+    /// event's timestamp.
+    pub last_access_ms: u64,
+}
+
+impl Loaded {
+    pub fn new(config: Config, created_position: u64, now_ms: u64) -> Loaded {
+        Loaded {
+            config,
+            created_position,
+            closed: false,
+            gone: false,
+            closed_by: None,
+            stream_seq: None,
+            producers: HashMap::new(),
+            last_access_ms: now_ms,
+        }
+    }
+
+    /// Whether the stream has expired at `now_ms` (absolute expiry, or its TTL since the last
+    /// write or read).
+    pub fn expired(&self, now_ms: u64) -> bool {
+        let absolute = self.config.expires_at_ms.is_some_and(|at| at <= now_ms);
+        let sliding =
+            self.config.ttl_seconds.is_some_and(|ttl| self.last_access_ms.saturating_add(ttl * 1000) <= now_ms);
+        absolute || sliding
+    }
+
+    /// The protocol's producer validation (PROTOCOL.md 5.2.1), against committed state.
+    pub fn check_producer(&self, claim: &ProducerClaim) -> ProducerVerdict {
+        let Some(state) = self.producers.get(&claim.id) else {
+            return if claim.seq == 0 { ProducerVerdict::Accept } else { ProducerVerdict::Gap { expected: 0 } };
+        };
+        if claim.epoch < state.epoch {
+            return ProducerVerdict::StaleEpoch { epoch: state.epoch };
+        }
+        if claim.epoch > state.epoch {
+            return if claim.seq == 0 { ProducerVerdict::Accept } else { ProducerVerdict::EpochNeedsSeqZero };
+        }
+        if claim.seq <= state.seq {
+            ProducerVerdict::Duplicate { seq: state.seq }
+        } else if claim.seq == state.seq + 1 {
+            ProducerVerdict::Accept
+        } else {
+            ProducerVerdict::Gap { expected: state.seq + 1 }
+        }
+    }
+
+    /// Applies a committed (or submitted) append's coordination state.
+    pub fn apply(&mut self, coordination: &Coordination) {
+        if let Some((id, epoch, seq)) = &coordination.producer {
+            self.producers.insert(id.clone(), Producer { epoch: *epoch, seq: *seq });
+        }
+        if let Some(seq) = &coordination.stream_seq {
+            self.stream_seq = Some(seq.clone());
+        }
+    }
+}
+
+/// A stream's slot: not yet read from the log, or its folded state.
+#[derive(Debug, Default)]
+pub enum Slot {
+    #[default]
+    Unloaded,
+    Live(Box<Loaded>),
+}
+
+/// Every stream's slot, by cairn stream name.
+#[derive(Debug, Default)]
+pub struct Registry {
+    slots: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Slot>>>>,
+}
+
+impl Registry {
+    /// The slot of `name` (created empty on first use).
+    pub fn slot(&self, name: &str) -> Arc<tokio::sync::Mutex<Slot>> {
+        let mut slots = self.slots.lock();
+        if slots.len() >= REGISTRY_PRUNE_AT {
+            // A slot nobody holds and that holds nothing costs a map entry only: drop those.
+            slots.retain(|_, slot| {
+                Arc::strong_count(slot) > 1 || slot.try_lock().map_or(true, |s| matches!(*s, Slot::Live(_)))
+            });
+        }
+        slots.entry(name.to_string()).or_default().clone()
+    }
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Folds stream `name`'s state from the log: `None` if it does not exist as a Durable Stream
+/// (never written, deleted, or holding no `ds.created` event). Reads every readable event of
+/// the stream once.
+pub fn load(log: &Log, name: &str) -> log_engine::Result<Option<Loaded>> {
+    let state = match log.stream_state(name) {
+        Ok(state) => state,
+        Err(log_engine::Error::StreamNotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if state.tombstoned || crate::wire::is_deleted(&state) {
+        return Ok(None);
+    }
+    let mut loaded: Option<Loaded> = None;
+    let mut from = None;
+    loop {
+        let page = match log.read_stream(name, from, LOAD_PAGE_EVENTS, Direction::Forward) {
+            Ok(page) => page,
+            Err(log_engine::Error::StreamDeleted { .. } | log_engine::Error::StreamTombstoned { .. }) => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(last) = page.last() else { break };
+        from = Some(log_engine::StreamVersion(last.version.0 + 1));
+        for event in &page {
+            fold(&mut loaded, event);
+        }
+        if page.len() < LOAD_PAGE_EVENTS {
+            break;
+        }
+    }
+    Ok(loaded)
+}
+
+/// One event's effect on a stream's state.
+fn fold(loaded: &mut Option<Loaded>, event: &Event) {
+    if event.event_type == EVENT_CREATED {
+        let config = match &event.data {
+            Payload::Json(text) => serde_json::from_slice::<Config>(text).ok(),
+            Payload::Bytes(_) => None,
+        };
+        if let Some(config) = config {
+            *loaded = Some(Loaded::new(config, event.position.0, event.timestamp_ms));
+        }
+        return;
+    }
+    let Some(state) = loaded.as_mut() else { return };
+    state.last_access_ms = event.timestamp_ms;
+    let coordination = coordination_of(event);
+    if event.event_type == EVENT_DELETED {
+        state.gone = true;
+    }
+    if event.event_type == EVENT_CLOSED {
+        state.closed = true;
+        state.closed_by = coordination.producer.as_ref().map(|(id, epoch, seq)| ProducerClaim {
+            id: id.clone(),
+            epoch: *epoch,
+            seq: *seq,
+        });
+    }
+    state.apply(&coordination);
+}
+
+/// The coordination state in an event's metadata (none if absent or unreadable).
+pub fn coordination_of(event: &Event) -> Coordination {
+    #[derive(Deserialize)]
+    struct Meta {
+        #[serde(rename = "ds")]
+        ds: Option<Coordination>,
+    }
+    serde_json::from_slice::<Meta>(&event.metadata).ok().and_then(|m| m.ds).unwrap_or_default()
+}
+
+/// Parses an RFC 3339 timestamp (`2026-01-24T10:00:00Z`, fractional seconds and a `±HH:MM`
+/// offset allowed) to unix milliseconds; `None` if it is not one.
+pub fn parse_rfc3339(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let s = text.get(range)?;
+        s.bytes().all(|c| c.is_ascii_digit()).then(|| s.parse().ok())?
+    };
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut millis = 0i64;
+    if b.get(i) == Some(&b'.') {
+        let start = i + 1;
+        i = start;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        let frac = &text[start..i.min(start + 3)];
+        millis = frac.parse::<i64>().ok()? * 10i64.pow(3 - u32::try_from(frac.len()).ok()?);
+    }
+    let offset_minutes = match b.get(i)? {
+        b'Z' | b'z' if i + 1 == b.len() => 0,
+        sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
+            let (h, m) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let minutes = h * 60 + m;
+            if *sign == b'+' {
+                minutes
+            } else {
+                -minutes
+            }
+        }
+        _ => return None,
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
+    u64::try_from(seconds * 1000 + millis).ok()
+}
+
+/// How long until `at_ms`, for the `Stream-TTL`-style remaining time (zero once past).
+pub fn until(at_ms: u64, now_ms: u64) -> Duration {
+    Duration::from_millis(at_ms.saturating_sub(now_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_with_zones_and_fractions() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:01.5Z"), Some(1500));
+        assert_eq!(parse_rfc3339("1970-01-01T01:00:00+01:00"), Some(0));
+        assert_eq!(parse_rfc3339("2026-01-24T10:00:00.123Z"), Some(1_769_248_800_123));
+        for bad in ["", "not-a-date", "2026-13-01T00:00:00Z", "2026-01-24T10:00:00", "2026-01-24T10:00:00+0100"] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad:?}");
+        }
+    }
+
+    fn claim(epoch: u64, seq: u64) -> ProducerClaim {
+        ProducerClaim { id: "p".into(), epoch, seq }
+    }
+
+    #[test]
+    fn producer_validation_follows_the_protocol() {
+        let mut s = Loaded::new(
+            Config {
+                content_type: "text/plain".into(),
+                ttl_seconds: None,
+                expires_at_ms: None,
+                expires_at: None,
+                forked_from: None,
+                fork_offset: None,
+                fork_sub_offset: None,
+            },
+            0,
+            0,
+        );
+        assert_eq!(s.check_producer(&claim(0, 1)), ProducerVerdict::Gap { expected: 0 });
+        assert_eq!(s.check_producer(&claim(0, 0)), ProducerVerdict::Accept);
+        s.apply(&Coordination { producer: Some(("p".into(), 1, 3)), stream_seq: None });
+        assert_eq!(s.check_producer(&claim(0, 9)), ProducerVerdict::StaleEpoch { epoch: 1 });
+        assert_eq!(s.check_producer(&claim(1, 2)), ProducerVerdict::Duplicate { seq: 3 });
+        assert_eq!(s.check_producer(&claim(1, 4)), ProducerVerdict::Accept);
+        assert_eq!(s.check_producer(&claim(1, 6)), ProducerVerdict::Gap { expected: 4 });
+        assert_eq!(s.check_producer(&claim(2, 1)), ProducerVerdict::EpochNeedsSeqZero);
+        assert_eq!(s.check_producer(&claim(2, 0)), ProducerVerdict::Accept);
+    }
+}
