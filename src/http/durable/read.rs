@@ -44,7 +44,8 @@ pub struct Page {
 }
 
 /// Reads the messages of stream `name` from version `from` (`None`: the first readable one).
-/// Lifecycle events of the stream (`ds.created`, `ds.closed`) are skipped but move `next` on.
+/// Lifecycle events of the stream (`ds.created`, `ds.closed`) and erased messages are skipped
+/// but move `next` on.
 pub fn read_page(log: &Log, name: &str, from: Option<u64>) -> log_engine::Result<Page> {
     let last = log.stream_version(name).map(|v| v.0);
     let events =
@@ -54,7 +55,8 @@ pub fn read_page(log: &Log, name: &str, from: Option<u64>) -> log_engine::Result
     let mut last_type = None;
     for event in events {
         next = event.version.0 + 1;
-        if is_message(&event.event_type) {
+        // An erased message's payload is gone: it is skipped (its offset still passes).
+        if is_message(&event.event_type) && !event.erased {
             messages.push(event.data);
             last_type = None;
         } else {
