@@ -93,6 +93,7 @@ pub fn log(e: &log_engine::Error) -> Code {
         E::StreamClosed { .. } => Code::new("stream_closed", 409, Exit::Error),
         E::StreamExists { .. } => Code::new("stream_exists", 409, Exit::Error),
         E::ForkPastEnd { .. } => Code::new("fork_past_end", 400, Exit::Usage),
+        E::EraseOutOfRange { .. } => Code::new("erase_out_of_range", 400, Exit::Usage),
         E::InvalidStreamMetadata { .. } => Code::new("invalid_stream_metadata", 400, Exit::Usage),
         E::PositionNotFound { .. } => Code::new("position_not_found", 404, Exit::NotFound),
         E::NotAStore { .. } => Code::new("not_a_store", 404, Exit::NotFound),

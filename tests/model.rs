@@ -12,8 +12,10 @@
 //! there and an append that failed is there entirely or not at all.
 //!
 //! Stream lifecycle is modelled too (delete, tombstone, close, metadata with `truncate_before`
-//! and `max_count`, fork): the model copies a fork's prefix and keeps every stream's versions as
-//! a plain list, and a stream read must return exactly the window the model's rules leave; a
+//! and `max_count`, fork, erase): the model copies a fork's prefix and keeps every stream's versions as
+//! a plain list, and a stream read must return exactly the window the model's rules leave (an
+//! erasure marks the model's events by position, so a fork's shared prefix is erased for every
+//! stream that reads it, and every read must show exactly those events erased); a
 //! lifecycle change acknowledged before a power cut holds after it, one that was not is there
 //! entirely or not at all. (Age and time-to-live limits depend on the clock: tests/lifecycle.rs
 //! in log-engine covers them.)
@@ -109,6 +111,12 @@ enum Step {
         to: usize,
         at: u8,
     },
+    /// Erase versions `from..=to` (`None`: the first or the last).
+    Erase {
+        stream: usize,
+        from: Option<u8>,
+        to: Option<u8>,
+    },
     /// Power cut after `budget` operations of a close (or a soft delete).
     CrashDuringLifecycle {
         stream: usize,
@@ -152,6 +160,8 @@ fn lifecycle_step_strategy() -> impl Strategy<Value = Step> {
         2 => (0..STREAMS.len(), prop::option::of(0u8..8), prop::option::of(0u8..5))
             .prop_map(|(stream, truncate_before, max_count)| Step::Limit { stream, truncate_before, max_count }),
         2 => (0..STREAMS.len(), 0..STREAMS.len(), 0u8..8).prop_map(|(source, to, at)| Step::Fork { source, to, at }),
+        2 => (0..STREAMS.len(), prop::option::of(0u8..8), prop::option::of(0u8..8))
+            .prop_map(|(stream, from, to)| Step::Erase { stream, from, to }),
         1 => (0..STREAMS.len(), any::<bool>(), 0u8..6, any::<u64>())
             .prop_map(|(stream, close, budget, seed)| Step::CrashDuringLifecycle { stream, close, budget, seed }),
     ]
@@ -165,6 +175,9 @@ struct Stored {
     id: Option<Uuid>,
     event_type: String,
     data: Vec<u8>,
+    /// Erased: reads show the header only (the model keeps `data`, as the log keeps the record,
+    /// so an idempotent retry is still recognised).
+    erased: bool,
 }
 
 /// One stream of the model: the position of every version (a fork's prefix copied), and its
@@ -190,6 +203,8 @@ enum Refused {
     ForkPastEnd,
     Exists,
     BadMetadata,
+    EraseOutOfRange,
+    Invalid,
 }
 
 fn refused(e: &Error) -> Option<Refused> {
@@ -202,6 +217,8 @@ fn refused(e: &Error) -> Option<Refused> {
         Error::ForkPastEnd { .. } => Refused::ForkPastEnd,
         Error::StreamExists { .. } => Refused::Exists,
         Error::InvalidStreamMetadata { .. } => Refused::BadMetadata,
+        Error::EraseOutOfRange { .. } => Refused::EraseOutOfRange,
+        Error::Invalid { .. } => Refused::Invalid,
         _ => return None,
     })
 }
@@ -227,7 +244,13 @@ impl Model {
         let p = self.events.len() as u64;
         self.streams.entry(LIFECYCLE_STREAM.to_string()).or_default().versions.push(p);
         let data = serde_json::to_vec(&data).unwrap();
-        self.events.push(Stored { stream: LIFECYCLE_STREAM.into(), id: None, event_type: event_type.into(), data });
+        self.events.push(Stored {
+            stream: LIFECYCLE_STREAM.into(),
+            id: None,
+            event_type: event_type.into(),
+            data,
+            erased: false,
+        });
         apply(self.streams.entry(stream.to_string()).or_default());
     }
 
@@ -301,6 +324,29 @@ impl Model {
             s.versions = prefix;
             s.forked_from = Some((source.to_string(), at));
         });
+        Ok(())
+    }
+
+    fn erase(&mut self, stream: &str, from: Option<u64>, to: Option<u64>) -> Result<(), Refused> {
+        if let (Some(from), Some(to)) = (from, to) {
+            if from > to {
+                return Err(Refused::Invalid);
+            }
+        }
+        let s = self.stream(stream);
+        if s.tombstoned {
+            return Err(Refused::Tombstoned);
+        }
+        let last = (s.versions.len() as u64).checked_sub(1).ok_or(Refused::NotFound)?;
+        let (from, to) = (from.unwrap_or(0), to.unwrap_or(last));
+        if to > last || from > to {
+            return Err(Refused::EraseOutOfRange);
+        }
+        let data = serde_json::json!({"stream": stream, "from_version": from, "to_version": to, "reason": "model"});
+        self.lifecycle("stream-erased", data, stream, |_| {});
+        for v in from..=to {
+            self.events[s.versions[v as usize] as usize].erased = true;
+        }
         Ok(())
     }
 
@@ -409,6 +455,7 @@ impl Model {
             id: Some(e.id.expect("model events carry ids")),
             event_type: e.event_type.clone(),
             data: e.data.as_bytes().to_vec(),
+            erased: false,
         });
     }
 }
@@ -421,7 +468,8 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 
 fn same(event: &Event, stored: &Stored) -> bool {
     let data = match stored.id {
-        Some(_) => event.data.as_bytes() == stored.data,
+        _ if stored.erased => event.erased && event.metadata.is_empty() && event.data.as_bytes().is_empty(),
+        Some(_) => !event.erased && event.data.as_bytes() == stored.data,
         // A lifecycle event's data: the same JSON, whatever the order of its keys.
         None => serde_json::from_slice::<serde_json::Value>(&stored.data).ok() == event.data_json(),
     };
@@ -649,6 +697,12 @@ impl Harness {
                 let (source, to, at) = (STREAMS[*source], STREAMS[*to], u64::from(*at));
                 let got = self.log().fork_stream(source, to, StreamVersion(at));
                 let want = self.model.fork(source, to, at);
+                self.change(got, want)?;
+            }
+            Step::Erase { stream, from, to } => {
+                let (from, to) = (from.map(u64::from), to.map(u64::from));
+                let got = self.log().erase(STREAMS[*stream], from.map(StreamVersion), to.map(StreamVersion), "model");
+                let want = self.model.erase(STREAMS[*stream], from, to);
                 self.change(got, want)?;
             }
             Step::CrashDuringLifecycle { stream, close, budget, seed } => {

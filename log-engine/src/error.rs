@@ -88,6 +88,17 @@ pub enum Error {
     #[error("cannot fork stream {stream} at version {at_version}: its last version is {last_version}")]
     ForkPastEnd { stream: String, at_version: StreamVersion, last_version: StreamVersion },
 
+    /// An erasure of versions the stream does not have.
+    #[error(
+        "cannot erase versions {from_version} to {to_version} of stream {stream}: its last version is {last_version}"
+    )]
+    EraseOutOfRange {
+        stream: String,
+        from_version: StreamVersion,
+        to_version: StreamVersion,
+        last_version: StreamVersion,
+    },
+
     #[error("stream {stream} already exists: a fork needs a stream that has no events yet")]
     StreamExists { stream: String },
 

@@ -10,6 +10,11 @@
 //! record), at commit from what the writer staged. A fork holds no copy of its source's
 //! positions: its entry starts at `base` (the version after the fork point) and versions below
 //! it resolve through the source, so a fork costs O(1) in memory and on disk.
+//!
+//! Erasures are kept apart from the streams' entries, in [`Erasures`]: the version ranges
+//! whose payloads reads must mask, by the stream that owns the records (an erasure through a
+//! fork's shared prefix lands on its source, so every stream that reads those records sees
+//! them erased). Readers take a cheap shared snapshot of it with the locations they copy out.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,7 +25,7 @@ use crate::error::{BodyDamage, CorruptionKind, Error, FooterDamage, FrameDamage,
 use crate::lifecycle::{Change, Life, StreamNow, LIFECYCLE_STREAM};
 use crate::mmap::Mapping;
 use crate::record::{self, Frame, KIND_EVENT, KIND_HUSK};
-use crate::types::{ChainHash, Position, SegmentId};
+use crate::types::{ChainHash, Event, Payload, Position, SegmentId};
 
 /// One segment as readers see it.
 #[derive(Debug)]
@@ -94,6 +99,50 @@ pub(crate) struct Index {
     /// Timestamp of the newest event (0 for an empty log): the log's clock, against which
     /// retention and expiry are measured, so that a replay or restore sees what the log saw.
     pub clock_ms: u64,
+    /// Erased version ranges; replaced (copy on write) by each erasure, so a reader's snapshot
+    /// is one reference count.
+    pub erasures: Arc<Erasures>,
+}
+
+/// Erased versions, by the stream that owns the records: sorted, disjoint, non-adjacent
+/// inclusive ranges per stream.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Erasures {
+    by_stream: HashMap<String, Vec<(u64, u64)>, foldhash::quality::RandomState>,
+}
+
+impl Erasures {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.by_stream.is_empty()
+    }
+
+    /// Whether version `version` of `stream` (the stream that wrote the record) is erased.
+    pub(crate) fn covers(&self, stream: &str, version: u64) -> bool {
+        let Some(ranges) = self.by_stream.get(stream) else { return false };
+        let i = ranges.partition_point(|&(_, hi)| hi < version);
+        ranges.get(i).is_some_and(|&(lo, _)| lo <= version)
+    }
+
+    /// Strips the payload of `event` if it is erased: only its header stays readable.
+    pub(crate) fn mask(&self, event: &mut Event) {
+        if !self.is_empty() && self.covers(&event.stream, event.version.0) {
+            event.erased = true;
+            event.metadata = Vec::new();
+            event.data = match event.data {
+                Payload::Json(_) => Payload::Json(Vec::new()),
+                Payload::Bytes(_) => Payload::Bytes(Vec::new()),
+            };
+        }
+    }
+
+    /// Adds `lo..=hi` of `stream`, merging it with the ranges it meets or touches.
+    fn add(&mut self, stream: &str, lo: u64, hi: u64) {
+        let ranges = self.by_stream.entry(stream.to_string()).or_default();
+        let start = ranges.partition_point(|&(_, h)| h.saturating_add(1) < lo);
+        let end = ranges.partition_point(|&(l, _)| l <= hi.saturating_add(1));
+        let merged = ranges[start..end].iter().fold((lo, hi), |(l, h), &(a, b)| (l.min(a), h.max(b)));
+        ranges.splice(start..end, [merged]);
+    }
 }
 
 /// Where one record lives.
@@ -154,6 +203,9 @@ impl Index {
     /// Applies one lifecycle change. `Err` describes a change that cannot follow the index as
     /// it stands (only a damaged log has one: the writer checked it before writing it).
     pub(crate) fn apply(&mut self, change: &Change) -> std::result::Result<(), String> {
+        if let Change::Erased { stream, from_version, to_version, .. } = change {
+            return self.erase(stream, *from_version, *to_version);
+        }
         let entry = self.streams.entry(change.stream().to_string()).or_default();
         if let Change::Forked { stream, source, at_version } = change {
             let base = at_version + 1;
@@ -183,9 +235,24 @@ impl Index {
                 life.metadata.closed = life.closed;
             }
             Change::Forked { source, at_version, .. } => life.forked_from = Some((source.clone(), *at_version)),
+            Change::Erased { .. } => unreachable!("applied above"),
         }
         if life.closed {
             life.metadata.closed = true;
+        }
+        Ok(())
+    }
+
+    /// Records the erasure of versions `lo..=hi` of `stream`, on the streams that own them.
+    fn erase(&mut self, stream: &str, lo: u64, hi: u64) -> std::result::Result<(), String> {
+        if self.streams.get(stream).and_then(StreamEntry::last_version).is_none_or(|last| hi > last) {
+            return Err(format!("stream {stream} is erased from version {lo} to {hi}, but it has no version {hi}"));
+        }
+        let spans: Vec<(String, u64, u64)> =
+            self.owners(stream, lo, hi).into_iter().map(|(owner, lo, hi)| (owner.to_string(), lo, hi)).collect();
+        let erasures = Arc::make_mut(&mut self.erasures);
+        for (owner, lo, hi) in spans {
+            erasures.add(&owner, lo, hi);
         }
         Ok(())
     }
@@ -260,11 +327,23 @@ impl Index {
     /// Versions `lo..=hi` of `stream` (which must exist and have them), own or shared through a
     /// fork, in ascending order. Walks the fork chain without recursion.
     pub(crate) fn resolve(&self, stream: &str, lo: u64, hi: u64) -> Resolved {
-        let mut spans: Vec<(&str, &StreamEntry, u64, u64)> = Vec::new();
+        let mut out = Vec::new();
+        for (name, lo, hi) in self.owners(stream, lo, hi).into_iter().rev() {
+            let entry = &self.streams[name];
+            out.extend((lo..=hi).filter_map(|v| entry.own_position(v).map(|p| (name.to_string(), v, p))));
+        }
+        out
+    }
+
+    /// Versions `lo..=hi` of `stream` split by the stream that owns them, as
+    /// `(owner, lo, hi)`: the stream's own versions first, then its fork source's (and that
+    /// one's source's) shared prefix.
+    fn owners(&self, stream: &str, lo: u64, hi: u64) -> Vec<(&str, u64, u64)> {
+        let mut spans = Vec::new();
         let (mut name, mut hi) = (stream, hi);
-        while let Some(entry) = self.streams.get(name) {
+        while let Some((key, entry)) = self.streams.get_key_value(name) {
             if hi >= entry.base {
-                spans.push((name, entry, lo.max(entry.base), hi));
+                spans.push((key.as_str(), lo.max(entry.base), hi));
             }
             match entry.life().and_then(|l| l.forked_from.as_ref()) {
                 Some((source, at)) if lo < entry.base => {
@@ -274,11 +353,7 @@ impl Index {
                 _ => break,
             }
         }
-        let mut out = Vec::new();
-        for (name, entry, lo, hi) in spans.into_iter().rev() {
-            out.extend((lo..=hi).filter_map(|v| entry.own_position(v).map(|p| (name.to_string(), v, p))));
-        }
-        out
+        spans
     }
 
     /// Position of one version of `stream`, own or shared through a fork.

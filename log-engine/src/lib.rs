@@ -70,8 +70,9 @@ pub use crate::error::{
 };
 pub use crate::idwindow::IDEMPOTENCY_WINDOW;
 pub use crate::lifecycle::{
-    DeleteMode, LifecycleResult, StreamChange, StreamMetadata, StreamState, EVENT_STREAM_CLOSED, EVENT_STREAM_DELETED,
-    EVENT_STREAM_FORKED, EVENT_STREAM_METADATA, EVENT_STREAM_TOMBSTONED, LIFECYCLE_METADATA_MAX, LIFECYCLE_STREAM,
+    DeleteMode, LifecycleResult, StreamChange, StreamMetadata, StreamState, ERASE_REASON_LEN_MAX, EVENT_STREAM_CLOSED,
+    EVENT_STREAM_DELETED, EVENT_STREAM_ERASED, EVENT_STREAM_FORKED, EVENT_STREAM_METADATA, EVENT_STREAM_TOMBSTONED,
+    LIFECYCLE_METADATA_MAX, LIFECYCLE_STREAM,
 };
 pub use crate::log::{Log, SegmentFile, Stats};
 pub use crate::metrics::{Metrics, FSYNC_BUCKETS_US, SYNC_BATCH_BUCKETS};

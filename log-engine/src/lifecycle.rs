@@ -1,4 +1,5 @@
-//! Stream lifecycle: soft delete, tombstone, close, stream metadata (retention) and fork.
+//! Stream lifecycle: soft delete, tombstone, close, stream metadata (retention), fork and
+//! erasure.
 //!
 //! Every lifecycle change is an ordinary event on the reserved stream [`LIFECYCLE_STREAM`],
 //! written by the one writer like any append, so it is durable, chained, replicated, restored
@@ -9,7 +10,9 @@
 //! This module owns the vocabulary (the public types, the events' types and JSON data, and
 //! the check of user-supplied metadata). It does not enforce anything: the writer refuses
 //! appends and changes at staging time (`writer/life.rs`), and reads apply the state
-//! (`log.rs`). Global-log reads never hide anything: the log is the history.
+//! (`log.rs`). Global-log reads hide no event (the log is the history), but an erased event's
+//! payload is masked on every read, global ones and subscriptions included: an erasure exists
+//! so that the payload is served nowhere.
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +37,12 @@ pub const EVENT_STREAM_CLOSED: &str = "stream-closed";
 pub const EVENT_STREAM_METADATA: &str = "stream-metadata";
 /// Event type of a fork: `{"stream": to, "source", "at_version"}`.
 pub const EVENT_STREAM_FORKED: &str = "stream-forked";
+/// Event type of an erasure: `{"stream", "from_version", "to_version", "reason"}`.
+pub const EVENT_STREAM_ERASED: &str = "stream-erased";
+
+/// Longest reason an erasure may give, in UTF-8 bytes: a sentence or a ticket reference, kept
+/// in the log for good with the erasure.
+pub const ERASE_REASON_LEN_MAX: usize = 1024;
 
 /// How [`crate::Log::delete_stream`] deletes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -108,10 +117,31 @@ pub struct LifecycleResult {
 /// such as who asked for it); each variant is what one of the single-purpose methods does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StreamChange {
-    Delete { stream: String, mode: DeleteMode },
-    Close { stream: String },
-    SetMetadata { stream: String, metadata: StreamMetadata },
-    Fork { source: String, to: String, at_version: StreamVersion },
+    Delete {
+        stream: String,
+        mode: DeleteMode,
+    },
+    Close {
+        stream: String,
+    },
+    SetMetadata {
+        stream: String,
+        metadata: StreamMetadata,
+    },
+    Fork {
+        source: String,
+        to: String,
+        at_version: StreamVersion,
+    },
+    /// Erases the payloads (data and metadata) of versions `from_version..=to_version` of the
+    /// stream (default: its first and last version), for `reason`. A fork's shared prefix
+    /// belongs to its source: erasing it through the fork erases it wherever it is read.
+    Erase {
+        stream: String,
+        from_version: Option<StreamVersion>,
+        to_version: Option<StreamVersion>,
+        reason: String,
+    },
 }
 
 impl StreamChange {
@@ -129,6 +159,31 @@ impl StreamChange {
                 to: StreamName::new(to)?,
                 at_version: at_version.0,
             },
+            StreamChange::Erase { stream, from_version, to_version, reason } => {
+                let stream = StreamName::new(stream)?;
+                if reason.trim().is_empty() {
+                    return Err(Error::Invalid { what: format!("an erasure of stream {stream} needs a reason") });
+                }
+                if reason.len() > ERASE_REASON_LEN_MAX || reason.chars().any(char::is_control) {
+                    return Err(Error::Invalid {
+                        what: format!(
+                            "the reason for erasing stream {stream} must be at most {ERASE_REASON_LEN_MAX} bytes \
+                             without control characters"
+                        ),
+                    });
+                }
+                if let (Some(from), Some(to)) = (from_version, to_version) {
+                    if from > to {
+                        return Err(Error::Invalid {
+                            what: format!(
+                                "cannot erase versions {from} to {to} of stream {stream}: from_version is after \
+                                 to_version"
+                            ),
+                        });
+                    }
+                }
+                LifecycleOp::Erase { stream, from: from_version.map(|v| v.0), to: to_version.map(|v| v.0), reason }
+            }
         })
     }
 }
@@ -140,6 +195,7 @@ pub(crate) enum LifecycleOp {
     Close { stream: StreamName },
     Metadata { stream: StreamName, metadata: StreamMetadata },
     Fork { source: StreamName, to: StreamName, at_version: u64 },
+    Erase { stream: StreamName, from: Option<u64>, to: Option<u64>, reason: String },
 }
 
 /// A lifecycle event's meaning: what the writer stages and the index folds.
@@ -150,6 +206,7 @@ pub(crate) enum Change {
     Closed { stream: String },
     Metadata { stream: String, metadata: StreamMetadata },
     Forked { stream: String, source: String, at_version: u64 },
+    Erased { stream: String, from_version: u64, to_version: u64, reason: String },
 }
 
 /// The JSON data of a delete or tombstone.
@@ -181,6 +238,15 @@ struct ForkedData {
     at_version: u64,
 }
 
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ErasedData {
+    stream: String,
+    from_version: u64,
+    to_version: u64,
+    reason: String,
+}
+
 impl Change {
     /// The stream the change is about (a fork's new stream).
     pub(crate) fn stream(&self) -> &str {
@@ -189,7 +255,8 @@ impl Change {
             | Change::Tombstoned { stream, .. }
             | Change::Closed { stream }
             | Change::Metadata { stream, .. }
-            | Change::Forked { stream, .. } => stream,
+            | Change::Forked { stream, .. }
+            | Change::Erased { stream, .. } => stream,
         }
     }
 
@@ -200,6 +267,7 @@ impl Change {
             Change::Closed { .. } => EVENT_STREAM_CLOSED,
             Change::Metadata { .. } => EVENT_STREAM_METADATA,
             Change::Forked { .. } => EVENT_STREAM_FORKED,
+            Change::Erased { .. } => EVENT_STREAM_ERASED,
         }
     }
 
@@ -213,6 +281,9 @@ impl Change {
             Change::Metadata { stream, metadata } => serde_json::to_vec(&MetadataData { stream, metadata }),
             Change::Forked { stream, source, at_version } => {
                 serde_json::to_vec(&ForkedData { stream, source, at_version })
+            }
+            Change::Erased { stream, from_version, to_version, reason } => {
+                serde_json::to_vec(&ErasedData { stream, from_version, to_version, reason })
             }
         };
         json.expect("lifecycle data always serializes")
@@ -241,6 +312,16 @@ impl Change {
             EVENT_STREAM_FORKED => {
                 let ForkedData { stream, source, at_version } = serde_json::from_slice(data).map_err(bad)?;
                 Change::Forked { stream, source, at_version }
+            }
+            EVENT_STREAM_ERASED => {
+                let ErasedData { stream, from_version, to_version, reason } =
+                    serde_json::from_slice(data).map_err(bad)?;
+                if from_version > to_version {
+                    return Err(format!(
+                        "a {event_type} event on {LIFECYCLE_STREAM} erases versions {from_version} to {to_version}"
+                    ));
+                }
+                Change::Erased { stream, from_version, to_version, reason }
             }
             other => return Err(format!("an event of unknown type {other:?} on {LIFECYCLE_STREAM}")),
         })
@@ -332,6 +413,25 @@ impl StreamNow {
                 }
                 Ok(Change::Forked { stream: to.to_string(), source: source.to_string(), at_version: *at_version })
             }
+            LifecycleOp::Erase { stream, from, to, reason } => {
+                let state = now(stream.as_str());
+                if state.tombstoned {
+                    return Err(tombstoned(stream));
+                }
+                let Some(last) = state.last else {
+                    return Err(Error::StreamNotFound { stream: stream.to_string() });
+                };
+                let (from_version, to_version) = (from.unwrap_or(0), to.unwrap_or(last));
+                if to_version > last || from_version > to_version {
+                    return Err(Error::EraseOutOfRange {
+                        stream: stream.to_string(),
+                        from_version: StreamVersion(from_version),
+                        to_version: StreamVersion(to_version),
+                        last_version: StreamVersion(last),
+                    });
+                }
+                Ok(Change::Erased { stream: stream.to_string(), from_version, to_version, reason: reason.clone() })
+            }
         }
     }
 }
@@ -356,12 +456,15 @@ mod tests {
             Change::Closed { stream: "a".into() },
             Change::Metadata { stream: "a".into(), metadata },
             Change::Forked { stream: "b".into(), source: "a".into(), at_version: 7 },
+            Change::Erased { stream: "a".into(), from_version: 1, to_version: 2, reason: "GDPR request 7".into() },
         ] {
             assert_eq!(Change::parse(change.event_type(), &change.data()).unwrap(), change);
         }
         let data = Change::Deleted { stream: "a".into(), before_version: 4 }.data();
         assert_eq!(std::str::from_utf8(&data).unwrap(), r#"{"stream":"a","before_version":4}"#);
-        assert!(Change::parse("stream-erased", b"{}").unwrap_err().contains("unknown type"));
+        assert!(Change::parse("stream-purged", b"{}").unwrap_err().contains("unknown type"));
+        let backwards = br#"{"stream":"a","from_version":3,"to_version":2,"reason":"r"}"#;
+        assert!(Change::parse(EVENT_STREAM_ERASED, backwards).is_err());
         assert!(Change::parse(EVENT_STREAM_CLOSED, br#"{"stream":"a","x":1}"#).is_err());
     }
 

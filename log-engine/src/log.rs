@@ -26,7 +26,7 @@ use crate::cast::usize_of;
 use crate::dir::{self, DirLock};
 use crate::error::{CorruptionKind, Error, FooterDamage, FrameDamage, IndexMismatch, LimitKind, Result};
 pub(crate) use crate::index::committed_frame;
-use crate::index::{Index, Location, Resolved, SegmentState, StreamEntry};
+use crate::index::{Erasures, Index, Location, Resolved, SegmentState, StreamEntry};
 use crate::lifecycle::{
     DeleteMode, LifecycleResult, StreamChange, StreamMetadata, StreamState, LIFECYCLE_METADATA_MAX, LIFECYCLE_STREAM,
 };
@@ -372,9 +372,9 @@ impl Log {
         let mut left = limit;
         let mut seen = 0;
         // Snapshot the segments covering [from, head) under the lock; decode without it.
-        let spans: Vec<(SegmentId, Arc<Mapping>, u64, u64)> = {
+        let (erasures, spans) = {
             let index = self.shared().index.read();
-            let mut spans = Vec::new();
+            let mut spans: Vec<(SegmentId, Arc<Mapping>, u64, u64)> = Vec::new();
             let mut p = position;
             let end = index.next_position.min(position.saturating_add(limit));
             while p < end {
@@ -384,7 +384,7 @@ impl Log {
                 spans.push((seg.id, seg.map.clone(), offset, count as u64));
                 p += count as u64;
             }
-            spans
+            (index.erasures.clone(), spans)
         };
         for (segment, map, mut offset, count) in spans {
             let bytes = map.bytes();
@@ -392,7 +392,8 @@ impl Log {
                 if left == 0 {
                     return Ok(seen);
                 }
-                let event = decode_committed(bytes, segment, offset, position)?;
+                let mut event = decode_committed(bytes, segment, offset, position)?;
+                erasures.mask(&mut event);
                 offset += record::frame_len(record::body_len_at(bytes, offset)) as u64;
                 position += 1;
                 left -= 1;
@@ -407,8 +408,13 @@ impl Log {
 
     /// The committed event at `position`.
     pub fn read_event(&self, position: Position) -> Result<Event> {
-        let location = self.shared().index.read().locate(position.0).ok_or(Error::PositionNotFound { position })?;
-        decode_committed(location.map.bytes(), location.segment, location.offset, position.0)
+        let (location, erasures) = {
+            let index = self.shared().index.read();
+            (index.locate(position.0).ok_or(Error::PositionNotFound { position })?, index.erasures.clone())
+        };
+        let mut event = decode_committed(location.map.bytes(), location.segment, location.offset, position.0)?;
+        erasures.mask(&mut event);
+        Ok(event)
     }
 
     /// The chain hash at `position`.
@@ -559,6 +565,40 @@ impl Log {
         self.change_stream(StreamChange::Fork { source: source.into(), to: to.into(), at_version }, None)
     }
 
+    /// Erases the payloads (data and metadata) of versions `from..=to` of `stream` (default:
+    /// its first and last version) for `reason`, at once and on every read: stream reads,
+    /// global reads and subscriptions return those events with their header only and
+    /// [`Event::erased`] set. The erasure is a `stream-erased` event on `$lifecycle`; the
+    /// records' bytes stay until the scavenger rewrites their segment, and the chain still
+    /// verifies (it covers the payloads' digests, not the payloads). Versions a fork shares with
+    /// its source belong to the source: erasing them through either erases them for both.
+    /// A range the stream does not have is [`Error::EraseOutOfRange`]; a tombstoned or unknown
+    /// stream, an empty reason or `from > to` is refused too, and nothing is written.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use log_engine::{Direction, ExpectedVersion, Log, NewEvent, Options, StreamVersion};
+    /// let log = Log::open(dir.path(), Options::default())?;
+    /// let said = |text| NewEvent::json("Said", &serde_json::json!({ "text": text }));
+    /// log.append("thread-1", ExpectedVersion::Any, vec![said("hello"), said("my card is 4111..."), said("bye")])?;
+    /// log.erase("thread-1", Some(StreamVersion(1)), Some(StreamVersion(1)), "the user asked for it (ticket 42)")?;
+    /// let events = log.read_stream("thread-1", None, 10, Direction::Forward)?;
+    /// assert!(events[1].erased && events[1].data.as_bytes().is_empty());
+    /// assert!(!events[0].erased && !events[2].erased);
+    /// # Ok::<(), log_engine::Error>(())
+    /// ```
+    pub fn erase(
+        &self,
+        stream: &str,
+        from: Option<StreamVersion>,
+        to: Option<StreamVersion>,
+        reason: &str,
+    ) -> Result<LifecycleResult> {
+        let change =
+            StreamChange::Erase { stream: stream.into(), from_version: from, to_version: to, reason: reason.into() };
+        self.change_stream(change, None)
+    }
+
     /// Makes a lifecycle change, as the single-purpose methods above do, with `metadata` (a
     /// JSON object: who asked, why) as its `$lifecycle` event's metadata.
     pub fn change_stream(&self, change: StreamChange, metadata: Option<&serde_json::Value>) -> Result<LifecycleResult> {
@@ -664,26 +704,33 @@ impl Log {
     }
 }
 
-/// The locations of resolved versions, copied out under the index's lock.
-fn locate_all(index: &Index, picked: Resolved) -> Vec<(String, u64, u64, Location)> {
-    picked
+/// Resolved versions with their locations, and the erasures to mask them with, copied out
+/// under the index's lock.
+struct Located {
+    picked: Vec<(String, u64, u64, Location)>,
+    erasures: Arc<Erasures>,
+}
+
+fn locate_all(index: &Index, picked: Resolved) -> Located {
+    let picked = picked
         .into_iter()
         .map(|(owner, v, p)| {
             let location = index.locate(p).expect("indexed positions are committed");
             (owner, v, p, location)
         })
-        .collect()
+        .collect();
+    Located { picked, erasures: index.erasures.clone() }
 }
 
 /// Decodes a stream read's records, checking each against the index: a record that disagrees
 /// with it (a CRC-valid but forged or misplaced footer) is reported, never returned. Decoding
 /// stops at the first event that would take the payload above `bytes_max` (the first event is
-/// always returned).
-fn decode_stream(picked: Vec<(String, u64, u64, Location)>, bytes_max: usize) -> Result<Vec<Event>> {
+/// always returned). Erased events come back masked.
+fn decode_stream(located: Located, bytes_max: usize) -> Result<Vec<Event>> {
     let mut out = Vec::new();
     let mut bytes = 0usize;
-    for (owner, version, p, loc) in picked {
-        let event = decode_committed(loc.map.bytes(), loc.segment, loc.offset, p)?;
+    for (owner, version, p, loc) in located.picked {
+        let mut event = decode_committed(loc.map.bytes(), loc.segment, loc.offset, p)?;
         if event.stream != owner || event.version.0 != version {
             let kind = CorruptionKind::footer(FooterDamage::IndexMismatch(Box::new(IndexMismatch {
                 position: p,
@@ -694,6 +741,7 @@ fn decode_stream(picked: Vec<(String, u64, u64, Location)>, bytes_max: usize) ->
             })));
             return Err(Error::Corrupt { segment: loc.segment, offset: loc.offset, position: Some(Position(p)), kind });
         }
+        located.erasures.mask(&mut event);
         // Measured decoded (a record may be compressed): at most one event beyond the
         // budget is ever decoded, and it is not returned.
         let size = event.metadata.len() + event.data.as_bytes().len();

@@ -280,6 +280,7 @@ pub(crate) fn recover(
         next_position: 0,
         head_hash: ChainHash::genesis(),
         clock_ms: 0,
+        erasures: Default::default(),
     };
     let mut recent_ids: Vec<(u64, Uuid)> = Vec::new();
     let mut last_ts = 0u64;

@@ -82,6 +82,8 @@ impl Writer {
                 now.forked = true;
                 now.last = Some(*at_version);
             }
+            // Masks reads only: appends and later changes meet the stream as before.
+            Change::Erased { .. } => return,
         }
         self.overlay.insert(change.stream().to_string(), now);
     }
