@@ -119,3 +119,38 @@ fn restore_copies_verifies_and_never_overwrites_without_force() {
     assert!(err.contains("beyond the head"), "{err}");
     assert!(!dir.path().join("x").exists(), "a refused restore copies nothing");
 }
+
+#[test]
+fn restore_at_time_cuts_at_the_last_event_stamped_at_or_before_it() {
+    let (dir, data) = seeded();
+    for (key, value) in [("c", "3"), ("d", "4")] {
+        assert_eq!(cairn(&data, &["kv", "set", key, value]).0, 0);
+    }
+    let (code, out, err) = cairn(&data, &["read-all", "-o", "ndjson"]);
+    assert_eq!(code, 0, "{err}");
+    let stamps: Vec<String> = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["timestamp"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(stamps.len(), 4);
+    // Each `kv set` is its own process and commit, so the stamps differ unless two commits
+    // shared a millisecond: compare against the model (the last position stamped at or before).
+    for (i, stamp) in stamps.iter().enumerate() {
+        let expected = stamps.iter().rposition(|s| s <= stamp).unwrap() as u64;
+        let past = dir.path().join(format!("at-{i}"));
+        let cut = ok_json(&data, &["restore", "--to", past.to_str().unwrap(), "--at-time", stamp, "-o", "json"]);
+        assert_eq!((cut["head_position"].as_u64(), cut["verified"].as_bool()), (Some(expected), Some(true)), "{cut}");
+    }
+    let before = dir.path().join("before");
+    let (code, _, err) =
+        cairn(&data, &["restore", "--to", before.to_str().unwrap(), "--at-time", "2000-01-01T00:00:00Z"]);
+    assert_eq!(code, 2, "a time before the first event is refused: {err}");
+    assert!(err.contains("no event stamped at or before 2000-01-01T00:00:00"), "{err}");
+    assert!(!before.exists(), "a refused restore copies nothing");
+    let (code, _, err) = cairn(&data, &["restore", "--to", before.to_str().unwrap(), "--at-time", "yesterday"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not an RFC 3339 time"), "{err}");
+    let (code, _, err) =
+        cairn(&data, &["restore", "--to", before.to_str().unwrap(), "--at", "1", "--at-time", &stamps[0]]);
+    assert_eq!(code, 2, "--at and --at-time together are refused: {err}");
+}

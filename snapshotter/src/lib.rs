@@ -95,6 +95,7 @@ mod copy;
 mod drill;
 mod error;
 mod format;
+mod pitr;
 mod policy;
 mod restore;
 mod retention;
@@ -112,6 +113,7 @@ pub use crate::format::{
     genesis_hash, FormatError, CONTENT_COMPRESSED_MAX, CONTENT_RAW_MAX, FILE_LEN_MAX, FORMAT_VERSION, HEADER_LEN,
     MAGIC, MANIFEST_LEN_MAX, PROJECTIONS_MAX, PROJECTION_NAME_LEN_MAX, SNAPPY_EXPANSION_MAX,
 };
+pub use crate::pitr::position_at_time;
 pub use crate::policy::{Policy, EVERY_EVENTS_DEFAULT, EVERY_INTERVAL_DEFAULT, FULL_EVERY_DEFAULT, KEEP_FULL_DEFAULT};
 pub use crate::restore::{replay, Replayed, Restored, REPLAY_PROGRESS_EVERY};
 pub use crate::store::{Captured, ChainStatus, CheckpointStatus, Snapshotter, CHECKPOINTS_DIR};

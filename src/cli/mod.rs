@@ -281,6 +281,7 @@ Examples:
   cairn restore --to /backup/cairn-2026-11-22
   cairn restore --to /backup/cairn --force      # replace an earlier copy
   cairn restore --to /tmp/before-incident --at 41000   # the store as of position 41000
+  cairn restore --to /tmp/before-incident --at-time 2026-11-22T09:30:00Z   # ... as of that time
 
 Never writes into a non-empty directory without --force, and --force replaces only a cairn data
 directory (a log/ directory and nothing but LOCK, log, checkpoints, torn); a target that is, lies
@@ -289,7 +290,7 @@ built in .NAME.restore-partial beside the target and renamed into place when com
 target is always absent, as it was, or a complete copy; Ctrl-C stops the copy, removes the partial
 one and exits 130. The copy is verified after it is made (exit 3 if it does not verify). With --at
 the copy's log ends with the atomic batch holding that position, and only checkpoints at or before
-it are copied.")]
+it are copied; --at-time picks the last event stamped at or before that time (UTC) the same way.")]
     Restore(ops_cmds::RestoreArgs),
 
     /// Cut damage off the newest segment (keeping the bytes aside), or accept a lost newest

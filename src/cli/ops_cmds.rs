@@ -34,8 +34,13 @@ pub struct RestoreArgs {
     pub to: PathBuf,
     /// Restore as of this log position: the copy's log ends with the atomic batch that holds
     /// it, and only checkpoints at or before it are copied.
-    #[arg(long, value_name = "POSITION")]
+    #[arg(long, value_name = "POSITION", conflicts_with = "at_time")]
     pub at: Option<u64>,
+    /// Restore as of this time (RFC 3339, UTC: `2026-12-07T11:30:00Z`): the copy ends with the
+    /// last event stamped at or before it (event timestamps never decrease in the log, so this
+    /// is a binary search), as `--at` that event's position would.
+    #[arg(long, value_name = "RFC3339", value_parser = parse_time_ms)]
+    pub at_time: Option<u64>,
     /// Replace the target if it is a cairn data directory (an earlier copy); any other
     /// non-empty directory is refused.
     #[arg(long)]
@@ -154,8 +159,37 @@ pub fn checkpoints(dir: &Path, format: Format) -> CliResult<Exit> {
     Ok(if all_valid { Exit::Ok } else { Exit::Integrity })
 }
 
-pub fn restore(dir: &Path, format: Format, args: RestoreArgs) -> CliResult<Exit> {
+/// An RFC 3339 time (UTC) as unix milliseconds.
+pub(crate) fn parse_time_ms(text: &str) -> Result<u64, String> {
+    let time = humantime::parse_rfc3339_weak(text)
+        .map_err(|e| format!("{text:?} is not an RFC 3339 time such as 2026-12-07T11:30:00Z: {e}"))?;
+    let since = time.duration_since(std::time::UNIX_EPOCH).map_err(|_| format!("{text:?} is before 1970"))?;
+    u64::try_from(since.as_millis()).map_err(|_| format!("{text:?} is too far in the future"))
+}
+
+/// The position `--at-time` names in `log`: the last event stamped at or before it.
+pub(crate) fn position_at_time(log: &log_engine::Log, at_ms: u64, what: &str) -> CliResult<u64> {
+    match snapshotter::position_at_time(log, at_ms).map_err(StoreError::from)? {
+        Some(position) => Ok(position.0),
+        None => Err(InputError(format!(
+            "{what} holds no event stamped at or before {}; nothing was copied",
+            crate::wire::timestamp(at_ms)
+        ))
+        .into()),
+    }
+}
+
+pub fn restore(dir: &Path, format: Format, mut args: RestoreArgs) -> CliResult<Exit> {
     let log = crate::store::open_writer(dir)?;
+    if let Some(at_ms) = args.at_time {
+        match position_at_time(&log, at_ms, &format!("the log in {}", dir.display())) {
+            Ok(position) => args.at = Some(position),
+            Err(e) => {
+                log.close();
+                return Err(e);
+            }
+        }
+    }
     if let Some(at) = args.at {
         let head = log.head().map(|h| h.position.0);
         if head.is_none_or(|h| at > h) {
