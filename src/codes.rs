@@ -65,6 +65,13 @@ impl Code {
 /// A checkpoint asked of a log with no events.
 pub const EMPTY_LOG: Code = Code::new("empty_log", 409, Exit::Error);
 
+/// A write sent to a read replica (`cairn serve --follow`): 421 Misdirected Request, the answer
+/// naming the leader that takes writes.
+pub const READ_ONLY_REPLICA: Code = Code::new("read_only_replica", 421, Exit::Error);
+
+/// A replica asked the leader for a segment the leader's log does not hold.
+pub const SEGMENT_NOT_FOUND: Code = Code::new("segment_not_found", 404, Exit::NotFound);
+
 /// A failure of the log.
 pub fn log(e: &log_engine::Error) -> Code {
     use log_engine::Error as E;

@@ -25,5 +25,6 @@ pub mod interrupt;
 pub mod limits;
 pub mod mcp;
 pub mod output;
+pub mod replica;
 pub mod store;
 pub mod wire;

@@ -48,6 +48,7 @@ mod index;
 mod lifecycle;
 mod log;
 mod metrics;
+mod mirror;
 mod mmap;
 mod open;
 mod options;
@@ -76,6 +77,7 @@ pub use crate::lifecycle::{
 };
 pub use crate::log::{Log, SegmentFile, Stats};
 pub use crate::metrics::{Metrics, FSYNC_BUCKETS_US, SYNC_BATCH_BUCKETS};
+pub use crate::mirror::{check_records, Checked, Mirror, MirrorTip, Staged, MIRROR_HEADER_BYTES};
 pub use crate::options::Options;
 #[cfg(feature = "faults")]
 pub use crate::options::Sabotage;

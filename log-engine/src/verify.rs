@@ -165,33 +165,34 @@ impl Log {
     }
 }
 
-/// One segment's part of a verification.
-struct Span {
-    segment: SegmentId,
-    map: Arc<Mapping>,
-    offsets: Vec<u32>,
-    sealed: bool,
+/// One segment's part of a verification (also a replica's check of a shipped sealed segment:
+/// mirror.rs).
+pub(crate) struct Span {
+    pub segment: SegmentId,
+    pub map: Arc<Mapping>,
+    pub offsets: Vec<u32>,
+    pub sealed: bool,
     /// First position to check.
-    from: u64,
+    pub from: u64,
     /// The hash before `from`, when known (the first span); otherwise the header's is used.
-    given: Option<ChainHash>,
+    pub given: Option<ChainHash>,
 }
 
 /// What checking one span found.
-struct Outcome {
+pub(crate) struct Outcome {
     /// The header's previous-segment hash, when the span starts at the segment's first record.
-    header_prev: Option<ChainHash>,
+    pub header_prev: Option<ChainHash>,
     /// Events that passed, before `error`.
-    events: u64,
+    pub events: u64,
     /// Chain hash of the last event that passed.
-    last: ChainHash,
+    pub last: ChainHash,
     /// The first bad position in the span, and what was wrong.
-    error: Option<(u64, Error)>,
+    pub error: Option<(u64, Error)>,
 }
 
 /// Checks one span's records (frame, CRC, position, chain) and, for a sealed segment, its seal
 /// and that its footer's stream table (which open trusts for the index) matches the records.
-fn check_span(span: &Span, progress: &std::sync::mpsc::Sender<u64>) -> Outcome {
+pub(crate) fn check_span(span: &Span, progress: &std::sync::mpsc::Sender<u64>) -> Outcome {
     let segment = span.segment;
     let first = segment.0;
     let end = first + span.offsets.len() as u64;

@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod msgpack;
 pub mod ops;
 pub mod query_check;
+pub mod replication;
 pub mod subscribe;
 pub mod tls;
 pub mod views;
@@ -123,6 +124,15 @@ pub struct ServeArgs {
     /// How long a Durable Streams long-poll read waits for data before answering 204.
     #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = humantime::parse_duration)]
     pub ds_long_poll_timeout: Duration,
+    /// Serve a read replica of the cairn server at URL (e.g. http://10.0.0.5:7070): the data
+    /// directory becomes a checked copy of the leader's log, kept current; reads, subscriptions
+    /// and views are served from it, and writes are refused with 421 read_only_replica.
+    #[arg(long, value_name = "URL")]
+    pub follow: Option<String>,
+
+    /// The bearer token (with `admin`) the replica presents to the leader of --follow.
+    #[arg(long, value_name = "TOKEN", env = "CAIRN_FOLLOW_TOKEN", requires = "follow", hide_env_values = true)]
+    pub follow_token: Option<String>,
 }
 
 /// What every handler shares.
@@ -147,6 +157,8 @@ pub struct AppState {
     pub token_lock: tokio::sync::Mutex<()>,
     /// The Durable Streams protocol's per-stream state and settings.
     pub durable: durable::Durable,
+    /// Set on a read replica (`--follow`): the follower keeping the log current.
+    pub replica: Option<Arc<crate::replica::Follower>>,
 }
 
 impl AppState {
@@ -205,6 +217,8 @@ fn api() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(checkpoints::take, checkpoints::list))
         .routes(routes!(admin::list, admin::add))
         .routes(routes!(admin::change_rules, admin::revoke))
+        .routes(routes!(replication::segments))
+        .routes(routes!(replication::fetch))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi))
@@ -228,6 +242,7 @@ pub fn api_router(state: Arc<AppState>) -> Router {
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(axum::middleware::from_fn(query_check::refuse_unknown))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), replication::refuse_writes))
         .layer(axum::middleware::from_fn_with_state(state.clone(), access::audit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(axum::middleware::from_fn_with_state(state.clone(), drain::finish_body))
@@ -316,7 +331,14 @@ pub fn serve_blocking(dir: &Path, args: ServeArgs, mount: Mount) -> Result<(), S
     if tls.is_none() && !args.listen.ip().is_loopback() && !args.insecure_no_tls {
         return Err(ServeError::NoTlsRemote(args.listen));
     }
-    let store = open_store(crate::store::open_writer(dir)?)?;
+    // A replica's mirror holds the directory's lock; its server reads the mirror.
+    let mirror =
+        args.follow.as_ref().map(|_| log_engine::Mirror::open(dir).map_err(StoreError::open(dir))).transpose()?;
+    let log = match &mirror {
+        Some(_) => crate::store::open_reader(dir)?,
+        None => crate::store::open_writer(dir)?,
+    };
+    let store = open_store(log)?;
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("cairn-http").build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -325,6 +347,20 @@ pub fn serve_blocking(dir: &Path, args: ServeArgs, mount: Mount) -> Result<(), S
         }
     };
     let (stop_tx, stop_rx) = watch::channel(false);
+    let follower = match (mirror, &args.follow) {
+        (Some(mirror), Some(leader)) => {
+            match crate::replica::start(mirror, store.log().clone(), leader, args.follow_token.clone(), stop_rx.clone())
+            {
+                Ok(started) => Some(started),
+                Err(e) => {
+                    store.close();
+                    return Err(ServeError::Runtime(e));
+                }
+            }
+        }
+        _ => None,
+    };
+    let (replica, follow_thread) = follower.map_or((None, None), |(f, t)| (Some(f), Some(t)));
     let state = Arc::new(AppState {
         log: store.log().clone(),
         store,
@@ -338,6 +374,7 @@ pub fn serve_blocking(dir: &Path, args: ServeArgs, mount: Mount) -> Result<(), S
         access_audit: access::AccessAudit::default(),
         token_lock: tokio::sync::Mutex::new(()),
         durable: durable::Durable { long_poll_timeout: args.ds_long_poll_timeout, ..durable::Durable::default() },
+        replica,
     });
     if let Some(auth) = &state.auth {
         match admin::replay_tokens(&state.log, auth) {
@@ -353,6 +390,10 @@ pub fn serve_blocking(dir: &Path, args: ServeArgs, mount: Mount) -> Result<(), S
     let result = runtime.block_on(serve(state.clone(), stop_tx, tls, &args, mount));
     // Waits for blocking tasks (view writes, checkpoints) that are still running.
     drop(runtime);
+    // The shutdown signal stopped the follower too; its mirror (and lock) go with it.
+    if let Some(thread) = follow_thread {
+        let _ = thread.join();
+    }
     // In-flight requests have finished: stop the views, then close the log (which syncs and
     // joins the writer).
     state.store.close();
@@ -486,7 +527,11 @@ async fn serve(
             "cairn serving with auth OFF (no --auth): every client that can reach this address may read, append and administer"
         ),
     }
-    let checkpoints = tokio::spawn(checkpoint_loop(state.clone()));
+    // A replica's checkpoints would be of a log it does not write: it takes none.
+    let checkpoints = tokio::spawn(match state.replica {
+        None => futures_util::future::Either::Left(checkpoint_loop(state.clone())),
+        Some(_) => futures_util::future::Either::Right(std::future::ready(())),
+    });
     if tls.is_some() || state.auth.is_some() {
         tokio::spawn(reload_on_sighup(state.clone(), tls.clone()));
     }

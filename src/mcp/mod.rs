@@ -311,6 +311,7 @@ pub fn embedded(store: Store, dir: &Path) -> AppState {
         access_audit: crate::http::access::AccessAudit::default(),
         token_lock: tokio::sync::Mutex::new(()),
         durable: crate::http::durable::Durable::default(),
+        replica: None,
     }
 }
 
