@@ -47,6 +47,13 @@ pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// The text of that comment: the stream carries the line `: keep-alive`.
 pub const SSE_KEEP_ALIVE_COMMENT: &str = "keep-alive";
 
+/// Longest a replica's segment listing (`GET /v1/admin/replication/segments?after=&wait_ms=`)
+/// waits on the leader for the position the replica asked for.
+pub const REPLICATION_WAIT_MAX: Duration = Duration::from_secs(10);
+
+/// Most bytes of a segment one replication fetch answers (`max` is clamped to it).
+pub const REPLICATION_CHUNK_MAX: u64 = 16 * 1024 * 1024;
+
 /// Longest wait a view read with `?min_position=` may ask for (read-your-writes).
 pub const MIN_POSITION_WAIT_MAX: Duration = Duration::from_secs(5);
 

@@ -25,7 +25,8 @@ use log_engine::{Log, Mirror, SegmentId, MIRROR_HEADER_BYTES};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use crate::http::replication::{SegmentJson, SegmentsJson, REPLICATION_CHUNK_MAX};
+use crate::limits::REPLICATION_CHUNK_MAX;
+use crate::wire::{SegmentJson, SegmentsJson};
 
 /// How long one segment listing asks the leader to wait for a new position (long poll).
 pub const FOLLOW_WAIT: Duration = Duration::from_secs(5);
@@ -163,23 +164,28 @@ async fn follow(
             result = round.run(&mut mirror) => result,
             _ = stop.wait_for(|s| *s) => return,
         };
-        let mut status = f.status.lock();
-        status.replica_next = mirror.tip().next_position;
-        match result {
-            Ok(()) => {
-                status.last_error = None;
-                pause = FOLLOW_RETRY_MIN;
-                continue;
-            }
-            Err(e) => {
-                if matches!(e, FollowError::Check { .. }) {
-                    status.refused += 1;
+        let failed = {
+            let mut status = f.status.lock();
+            status.replica_next = mirror.tip().next_position;
+            match result {
+                Ok(()) => {
+                    status.last_error = None;
+                    false
                 }
-                tracing::warn!(error = %e, retry_in = ?pause, "replica: following the leader failed");
-                status.last_error = Some(e.to_string());
+                Err(e) => {
+                    if matches!(e, FollowError::Check { .. }) {
+                        status.refused += 1;
+                    }
+                    tracing::warn!(error = %e, retry_in = ?pause, "replica: following the leader failed");
+                    status.last_error = Some(e.to_string());
+                    true
+                }
             }
+        };
+        if !failed {
+            pause = FOLLOW_RETRY_MIN;
+            continue;
         }
-        drop(status);
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
             _ = stop.wait_for(|s| *s) => return,
@@ -208,7 +214,7 @@ impl Round<'_> {
             .json()
             .await
             .map_err(|e| self.unreachable(e))?;
-        let leader_next = listed.head.as_ref().map_or(0, |h| h.position + 1);
+        let leader_next = listed.head.position.map_or(0, |p| p + 1);
         {
             let mut status = self.f.status.lock();
             status.contacted = Some(Instant::now());
@@ -273,14 +279,15 @@ impl Round<'_> {
         let mut chunk = FOLLOW_CHUNK;
         while let Some((_, end)) = mirror.active().filter(|(_, end)| *end < segment.bytes) {
             let bytes = self.fetch(segment.id, end, chunk).await?;
-            let added = mirror.append(&bytes).map_err(|e| self.check(e))?;
-            if added > 0 {
-                self.refresh();
-            } else if (bytes.len() as u64) < chunk {
+            let appended = mirror.append(&bytes);
+            // Also after a refusal: the whole batches before the damage were taken.
+            self.refresh();
+            let added = appended.map_err(|e| self.check(e))?;
+            if added == 0 && (bytes.len() as u64) < chunk {
                 // No whole batch in what the leader has published yet (it never should: it
                 // publishes whole batches); the next round asks again.
                 break;
-            } else {
+            } else if added == 0 {
                 chunk = (chunk * 2).min(REPLICATION_CHUNK_MAX);
             }
         }

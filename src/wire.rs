@@ -614,6 +614,29 @@ pub fn view_json(value: &impl Serialize) -> serde_json::Value {
     v
 }
 
+// Read replicas: the leader's segment listing (src/http/replication.rs, src/replica.rs).
+
+/// One segment file of the leader's log and how much of it may be shipped.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SegmentJson {
+    /// The segment's id: its first position (also its file name, zero-padded).
+    pub id: u64,
+    /// Sealed segments never change again (unless a scavenger rewrites them whole).
+    pub sealed: bool,
+    /// Bytes that may be shipped: the whole file if sealed, else the durable, published prefix.
+    pub bytes: u64,
+    /// The file's size (its header's capacity).
+    pub capacity: u64,
+}
+
+/// The leader's segments, oldest first, and its head.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SegmentsJson {
+    pub segments: Vec<SegmentJson>,
+    /// The last position and its chain hash, as `GET /v1/head` answers them.
+    pub head: HeadJson,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

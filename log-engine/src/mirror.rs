@@ -218,25 +218,27 @@ impl Mirror {
     /// Takes the shipped bytes that follow the active segment's last checked batch: checks
     /// them (see [`check_records`]), writes the whole batches among them, makes them durable
     /// and publishes them. Returns how many events became visible (0: no whole batch yet; ship
-    /// more bytes).
+    /// more bytes), or the damage found after the batches it took.
     pub fn append(&mut self, bytes: &[u8]) -> Result<u64> {
         let active = self.active.as_mut().expect("append needs an active segment (begin)");
         let room = segment::usable_end(active.capacity) - active.end;
         let bytes = &bytes[..bytes.len().min(usize_of(room))];
-        let checked = check_records(active.id, active.end, bytes, self.tip)?;
-        if checked.events == 0 {
-            return Ok(0);
+        let checked = check_records(active.id, active.end, bytes, self.tip);
+        if checked.events > 0 {
+            let len = usize_of(checked.end - active.end);
+            active
+                .file
+                .write_all_at(&bytes[..len], active.end)
+                .and_then(|()| active.file.sync_data())
+                .map_err(|e| Error::io("write shipped records", &active.path, e))?;
+            active.end = checked.end;
+            self.tip = checked.tip;
+            self.publish();
         }
-        let len = usize_of(checked.end - active.end);
-        active
-            .file
-            .write_all_at(&bytes[..len], active.end)
-            .and_then(|()| active.file.sync_data())
-            .map_err(|e| Error::io("write shipped records", &active.path, e))?;
-        active.end = checked.end;
-        self.tip = checked.tip;
-        self.publish();
-        Ok(checked.events)
+        match checked.refused {
+            Some(e) => Err(e),
+            None => Ok(checked.events),
+        }
     }
 
     /// Starts assembling the sealed form of segment `id` of `capacity` bytes. With the mirror
@@ -259,6 +261,8 @@ impl Mirror {
     /// Checks the staged segment as `verify` would, starting from the tip where the segment
     /// starts, and installs it in place of the active file (or as the next segment). Returns
     /// the events it added. On failure the staged file is removed and the mirror is unchanged.
+    // By value: the staged file is used up, installed or removed, whatever the outcome.
+    #[allow(clippy::needless_pass_by_value)]
     pub fn install(&mut self, staged: Staged) -> Result<u64> {
         let result = self.check_staged(&staged);
         let tip = match result {
@@ -370,8 +374,8 @@ impl Staged {
 /// Bytes of a segment's start a mirror needs to begin it: the header's used part.
 pub const MIRROR_HEADER_BYTES: u64 = HEADER_USED as u64;
 
-/// What [`check_records`] accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What [`check_records`] accepted, and what it refused after that.
+#[derive(Debug)]
 pub struct Checked {
     /// The offset after the last whole batch (the start offset when there is none).
     pub end: u64,
@@ -381,15 +385,18 @@ pub struct Checked {
     pub events: u64,
     /// Whether the bytes reached the segment's seal record.
     pub at_seal: bool,
+    /// The first record after those batches that is not a valid next event: what failed and
+    /// where. The batches before it are good and may be taken.
+    pub refused: Option<Error>,
 }
 
 /// Checks shipped record bytes that start at `offset` of segment `segment`, continuing `tip`:
 /// each frame's CRC, its position (the next one), and its chain hash recomputed from the one
-/// before. Stops at zeros, at a frame cut off by the end of `bytes`, and at a seal record;
-/// anything else that is not a valid next event is an error with its location. Only whole
-/// batches count: the answer ends after the last `BATCH_END`.
-pub fn check_records(segment: SegmentId, offset: u64, bytes: &[u8], tip: MirrorTip) -> Result<Checked> {
-    let mut done = Checked { end: offset, tip, events: 0, at_seal: false };
+/// before. Stops at zeros, at a frame cut off by the end of `bytes`, at a seal record, and at
+/// the first record that is not a valid next event (`refused`, with its location). Only whole
+/// batches count: the answer ends after the last `BATCH_END` before where it stopped.
+pub fn check_records(segment: SegmentId, offset: u64, bytes: &[u8], tip: MirrorTip) -> Checked {
+    let mut done = Checked { end: offset, tip, events: 0, at_seal: false, refused: None };
     let (mut at, mut running, mut events) = (0usize, tip, 0u64);
     while at < bytes.len() {
         let here = offset + at as u64;
@@ -398,39 +405,51 @@ pub fn check_records(segment: SegmentId, offset: u64, bytes: &[u8], tip: MirrorT
         let frame = match record::decode_frame(&bytes[at..], record::EVENT_BODY_MAX) {
             Ok(frame) => frame,
             Err(FrameError::Zero | FrameError::Truncated) => break,
-            Err(e) => return Err(corrupt(e.into())),
+            Err(e) => {
+                done.refused = Some(corrupt(e.into()));
+                break;
+            }
         };
         if frame.header.kind == KIND_SEAL {
             // Reached only when no batch is left open: a seal follows a batch's end.
             done.at_seal = events == 0;
             break;
         }
-        if frame.header.kind != KIND_EVENT {
-            return Err(corrupt(CorruptionKind::RecordFrame(FrameDamage::NotAnEvent { kind: frame.header.kind })));
-        }
-        if frame.header.position != running.next_position {
-            return Err(corrupt(CorruptionKind::PositionGap {
+        let checked = if frame.header.kind != KIND_EVENT {
+            Err(corrupt(CorruptionKind::RecordFrame(FrameDamage::NotAnEvent { kind: frame.header.kind })))
+        } else if frame.header.position != running.next_position {
+            Err(corrupt(CorruptionKind::PositionGap {
                 expected: Position(running.next_position),
                 found: Position(frame.header.position),
-            }));
-        }
-        let hash = record::frame_chain_hash(&running.hash, &frame, |_, _| {})
-            .map_err(|d| corrupt(CorruptionKind::RecordBody(d)))?;
-        if hash != frame.header.hash {
-            return Err(corrupt(CorruptionKind::ChainMismatch {
-                stored: Box::new(frame.header.hash),
-                computed: Box::new(hash),
-            }));
-        }
+            }))
+        } else {
+            match record::frame_chain_hash(&running.hash, &frame, |_, _| {}) {
+                Err(d) => Err(corrupt(CorruptionKind::RecordBody(d))),
+                Ok(hash) if hash != frame.header.hash => Err(corrupt(CorruptionKind::ChainMismatch {
+                    stored: Box::new(frame.header.hash),
+                    computed: Box::new(hash),
+                })),
+                Ok(hash) => Ok(hash),
+            }
+        };
+        let hash = match checked {
+            Ok(hash) => hash,
+            Err(e) => {
+                done.refused = Some(e);
+                break;
+            }
+        };
         running = MirrorTip { next_position: running.next_position + 1, hash };
         events += 1;
         at += frame.len;
         if frame.header.flags & FLAG_BATCH_END != 0 {
-            done = Checked { end: offset + at as u64, tip: running, events: done.events + events, at_seal: false };
+            done.end = offset + at as u64;
+            done.tip = running;
+            done.events += events;
             events = 0;
         }
     }
-    Ok(done)
+    done
 }
 
 fn open_rw(path: &Path) -> Result<File> {

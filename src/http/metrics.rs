@@ -55,6 +55,8 @@ pub struct ServerMetrics {
     pub body_limits: OnceLock<super::drain::BodyLimits>,
     /// The last verification's result and when it finished.
     verify_ok: Mutex<Option<(bool, SystemTime)>>,
+    /// On a read replica (`--follow`): its follower, for the replica's lag (set at start).
+    pub replica: OnceLock<std::sync::Arc<crate::replica::Follower>>,
 }
 
 impl Default for ServerMetrics {
@@ -71,6 +73,7 @@ impl Default for ServerMetrics {
             access_audit_dropped: Counter::default(),
             body_limits: OnceLock::new(),
             verify_ok: Mutex::new(None),
+            replica: OnceLock::new(),
         }
     }
 }
@@ -187,6 +190,9 @@ impl ServerMetrics {
             f64_gauge(self.started.elapsed().as_secs_f64()),
         );
         register_views(&mut r, views);
+        if let Some(follower) = self.replica.get() {
+            register_replica(&mut r, follower);
+        }
         let mut out = String::with_capacity(4096);
         prometheus_client::encoding::text::encode(&mut out, &r).expect("writing to a String cannot fail");
         out
@@ -217,6 +223,41 @@ fn register_views(r: &mut Registry, views: &ViewsReport) {
         "cairn_checkpoint_position",
         "Log position of the newest checkpoint (-1: none)",
         ConstGauge::new(position),
+    );
+}
+
+/// A read replica's lag behind its leader and the state of its link.
+fn register_replica(r: &mut Registry, follower: &crate::replica::Follower) {
+    let status = follower.status();
+    r.register(
+        "cairn_replica_lag_events",
+        "Events the leader had when last asked that this replica does not hold yet",
+        int_gauge(follower.lag_events()),
+    );
+    r.register(
+        "cairn_replica_lag_seconds",
+        "Seconds since this replica last held everything its leader had (0 while caught up)",
+        f64_gauge(follower.lag_seconds()),
+    );
+    r.register(
+        "cairn_replica_contact_age_seconds",
+        "Seconds since the leader last answered (-1: never)",
+        f64_gauge(follower.contact_age().unwrap_or(-1.0)),
+    );
+    r.register(
+        "cairn_replica_shipped_bytes",
+        "Segment bytes taken from the leader since start",
+        ConstCounter::new(status.shipped_bytes),
+    );
+    r.register(
+        "cairn_replica_refused_rounds",
+        "Rounds whose shipped bytes failed a check (CRC, position or chain) and were not taken",
+        ConstCounter::new(status.refused),
+    );
+    r.register(
+        "cairn_replica_error",
+        "1 if the last round of following the leader failed (the reason is in /healthz and the log)",
+        ConstGauge::new(i64::from(status.last_error.is_some())),
     );
 }
 

@@ -387,6 +387,9 @@ pub fn serve_blocking(dir: &Path, args: ServeArgs, mount: Mount) -> Result<(), S
         }
     }
     let _ = state.metrics.body_limits.set(state.body_limits.clone());
+    if let Some(follower) = &state.replica {
+        let _ = state.metrics.replica.set(follower.clone());
+    }
     let result = runtime.block_on(serve(state.clone(), stop_tx, tls, &args, mount));
     // Waits for blocking tasks (view writes, checkpoints) that are still running.
     drop(runtime);

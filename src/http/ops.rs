@@ -26,6 +26,25 @@ pub struct Health {
     pub status: String,
     /// Each view's progress.
     pub views: Vec<ViewHealth>,
+    /// On a read replica (`cairn serve --follow`): its leader and how far behind it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<ReplicaHealth>,
+}
+
+/// A read replica's link to its leader.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplicaHealth {
+    /// The leader's URL; writes go there.
+    pub leader: String,
+    /// Events the leader had when last asked that the replica does not hold yet.
+    pub lag_events: u64,
+    /// Seconds since the replica last held everything its leader had (0 while caught up).
+    pub lag_seconds: f64,
+    /// Seconds since the leader last answered; null before the first answer.
+    pub contact_age_seconds: Option<f64>,
+    /// Why the last round of following failed (null when it succeeded): the replica serves
+    /// what it holds and retries.
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -53,7 +72,8 @@ pub struct ViewError {
 }
 
 /// Liveness and readiness: 200 while the log accepts appends and the views follow it (`ok`, or
-/// `degraded` when a view skipped events it could not apply: restarting would not help); 503
+/// `degraded` when a view skipped events it could not apply: restarting would not help, or,
+/// on a read replica, when its last round of following the leader failed); 503
 /// `poisoned` once the log is poisoned, and 503 `views_stopped` once the views stopped following
 /// the log (reads that wait for a position would time out).
 #[utoipa::path(
@@ -88,8 +108,16 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> ApiResult<Json<Healt
             }),
         })
         .collect();
-    let degraded = views.iter().any(|v| v.errors > 0);
-    Ok(Json(Health { status: if degraded { "degraded" } else { "ok" }.into(), views }))
+    let replica = state.replica.as_ref().map(|f| ReplicaHealth {
+        leader: f.leader().to_string(),
+        lag_events: f.lag_events(),
+        lag_seconds: f.lag_seconds(),
+        contact_age_seconds: f.contact_age(),
+        last_error: f.status().last_error,
+    });
+    // A replica that cannot follow its leader still serves what it holds, but it is behind.
+    let degraded = views.iter().any(|v| v.errors > 0) || replica.as_ref().is_some_and(|r| r.last_error.is_some());
+    Ok(Json(Health { status: if degraded { "degraded" } else { "ok" }.into(), views, replica }))
 }
 
 /// Prometheus metrics.
@@ -331,6 +359,7 @@ impl Modify for CommonErrors {
         (name = "meta", description = "The metadata view: schemas, services, configuration, relations."),
         (name = "checkpoints", description = "Hash-chained checkpoints of the views."),
         (name = "admin", description = "Tokens and their rules, changed while the server runs (see docs/security.md)."),
+        (name = "replication", description = "What a read replica (`cairn serve --follow`) ships from its leader: segment files up to their durable extent."),
         (name = "ops", description = "Health, metrics, this document."),
         (name = "mcp", description = "The Model Context Protocol: cairn's tools for agents (docs/mcp.md)."),
     ),

@@ -25,8 +25,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use log_engine::{Filter, Position, StartFrom};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{Caller, Path, Query};
@@ -34,12 +34,8 @@ use super::log_api::blocking;
 use super::AppState;
 use crate::auth::Permission;
 use crate::codes;
-
-/// Longest a segment listing waits for the position a replica asked for (`wait_ms`).
-pub const REPLICATION_WAIT_MAX: Duration = Duration::from_secs(10);
-
-/// Most bytes of a segment one fetch answers (`max` is clamped to it).
-pub const REPLICATION_CHUNK_MAX: u64 = 16 * 1024 * 1024;
+use crate::limits::{REPLICATION_CHUNK_MAX, REPLICATION_WAIT_MAX};
+use crate::wire::{HeadJson, SegmentJson, SegmentsJson};
 
 /// The routes a replica serves although they are not `GET`: they only read.
 const READ_ONLY_POSTS: [&str; 4] = ["/v1/verify", "/v1/kv:get", "/v1/meta/schemas/{subject}/validate", "/mcp"];
@@ -52,33 +48,6 @@ pub struct SegmentsQuery {
     after: Option<u64>,
     /// How long to wait for `after`, in milliseconds (at most 10,000; default 0).
     wait_ms: Option<u64>,
-}
-
-/// One segment file of the leader's log and how much of it may be shipped.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct SegmentJson {
-    /// The segment's id: its first position (also its file name, zero-padded).
-    pub id: u64,
-    /// Sealed segments never change again (unless a scavenger rewrites them whole).
-    pub sealed: bool,
-    /// Bytes that may be shipped: the whole file if sealed, else the durable, published prefix.
-    pub bytes: u64,
-    /// The file's size (its header's capacity).
-    pub capacity: u64,
-}
-
-/// The leader's segments, oldest first, and its head.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct SegmentsJson {
-    pub segments: Vec<SegmentJson>,
-    /// The last position and its chain hash; `null` for an empty log.
-    pub head: Option<HeadJson>,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct HeadJson {
-    pub position: u64,
-    pub hash: String,
 }
 
 /// List the log's segment files for a replica.
@@ -109,7 +78,7 @@ pub async fn segments(
             }
         }
     }
-    let head = state.log.head().map(|h| HeadJson { position: h.position.0, hash: h.hash.to_string() });
+    let head = HeadJson::of(state.log.head());
     let segments = state
         .log
         .segment_files()
