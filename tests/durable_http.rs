@@ -1,0 +1,150 @@
+//! Durable Streams on the real binary, beside the conformance suite (.ci/durable-streams): what
+//! only cairn adds to the protocol.
+//! - Auth: the same bearer tokens and prefix rules as the rest of the API, applied to the cairn
+//!   name `ds:PATH`; a refused request writes nothing.
+//! - The messages are ordinary cairn events: the stream `ds:PATH` reads through cairn's own API
+//!   (binary data as `data_b64`), `POST /v1/verify` passes.
+//! - A restart keeps the content type, the closed state, `Stream-Seq` and the producers'
+//!   (epoch, seq), all rebuilt from the log.
+
+mod support;
+
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use serde_json::{json, Value};
+use support::{cairn, Server};
+
+const WRITER: &str = "ds-writer-token";
+const READER: &str = "ds-reader-token";
+
+fn hash_line(token: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = cairn(dir.path(), &["token", "--hash", token]);
+    assert_eq!(code, 0, "{err}");
+    out.trim().to_string()
+}
+
+fn http() -> Client {
+    Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap()
+}
+
+fn send(rb: RequestBuilder, token: Option<&str>) -> Response {
+    match token {
+        Some(t) => rb.bearer_auth(t),
+        None => rb,
+    }
+    .send()
+    .unwrap()
+}
+
+#[test]
+fn tokens_and_prefix_rules_apply_to_the_mapped_stream_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = format!(
+        "[[principal]]\nname = \"writer\"\n{}\nrules = [{{ prefix = \"ds:team/\", allow = [\"read\", \"append\"] }}]\n\n\
+         [[principal]]\nname = \"reader\"\n{}\nrules = [{{ prefix = \"ds:\", allow = [\"read\"] }}]\n",
+        hash_line(WRITER),
+        hash_line(READER),
+    );
+    let auth = dir.path().join("auth.toml");
+    std::fs::write(&auth, file).unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--auth", auth.to_str().unwrap()]);
+    let (c, url) = (http(), |p: &str| server.url(&format!("/v1/stream/{p}")));
+    let put = |p: &str, token| send(c.put(url(p)).header("content-type", "text/plain").body("x"), token).status();
+
+    assert_eq!(put("team/a", None), 401, "no token");
+    assert_eq!(put("team/a", Some(READER)), 403, "read-only principal");
+    assert_eq!(put("other/a", Some(WRITER)), 403, "outside the writer's prefix");
+    assert_eq!(put("team/a", Some(WRITER)), 201);
+    let append = send(c.post(url("team/a")).header("content-type", "text/plain").body("y"), Some(READER));
+    assert_eq!(append.status(), 403);
+    assert_eq!(append.headers()["x-content-type-options"], "nosniff", "errors carry the protocol's headers");
+    let read = send(c.get(url("team/a")), Some(READER));
+    assert_eq!(read.status(), 200);
+    assert_eq!(read.text().unwrap(), "x", "the refused append wrote nothing");
+    assert_eq!(send(c.delete(url("team/a")), Some(WRITER)).status(), 403, "delete needs the delete permission");
+    assert_eq!(send(c.get(url("other/a")), Some(READER)).status(), 404);
+}
+
+fn read_cairn(server: &Server, stream: &str) -> Vec<Value> {
+    let encoded = stream.replace(':', "%3A").replace('/', "%2F");
+    let (status, page) = server.get(&format!("/v1/streams/{encoded}/events?limit=1000"));
+    assert_eq!(status, 200, "{page}");
+    page["events"].as_array().unwrap().clone()
+}
+
+#[test]
+fn messages_are_cairn_events_and_state_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let c = http();
+    let server = Server::start(&data, &[]);
+    let url = server.url("/v1/stream/agents/run-1");
+    let bin = server.url("/v1/stream/bin");
+    assert_eq!(c.put(&url).header("content-type", "application/json").send().unwrap().status(), 201);
+    let producer = |rb: RequestBuilder, epoch: u64, seq: u64| {
+        rb.header("content-type", "application/json")
+            .header("producer-id", "p")
+            .header("producer-epoch", epoch.to_string())
+            .header("producer-seq", seq.to_string())
+    };
+    let first = producer(c.post(&url), 0, 0).header("stream-seq", "0001").body(r#"[{"t":"a"},{"t":"b"}]"#);
+    assert_eq!(first.send().unwrap().status(), 200);
+    assert_eq!(
+        c.put(&bin).header("content-type", "application/octet-stream").body(vec![0u8, 255, 7]).send().unwrap().status(),
+        201
+    );
+
+    // The messages are events of the stream `ds:agents/run-1`, readable through cairn's own API.
+    let events = read_cairn(&server, "ds:agents/run-1");
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["ds.created", "ds.data", "ds.data"]);
+    assert_eq!(events[0]["data"]["content_type"], "application/json");
+    assert_eq!((events[1]["data"].clone(), events[2]["data"].clone()), (json!({"t": "a"}), json!({"t": "b"})));
+    assert_eq!(events[2]["metadata"]["ds"], json!({"producer": ["p", 0, 0], "stream_seq": "0001"}));
+    let bytes = read_cairn(&server, "ds:bin");
+    assert_eq!(bytes[1]["data_b64"], "AP8H", "raw bytes are stored as binary data");
+    let (status, verify) = server.post("/v1/verify", &json!({}));
+    assert_eq!((status, verify["ok"].as_bool()), (200, Some(true)), "{verify}");
+
+    let closed = producer(c.post(&url), 0, 1).header("stream-closed", "true").body(r#"{"t":"c"}"#);
+    assert_eq!(closed.send().unwrap().status(), 200);
+    assert!(server.stop().success());
+
+    // After a restart everything is read back from the log.
+    let server = Server::start(&data, &[]);
+    let url = server.url("/v1/stream/agents/run-1");
+    let head = c.head(&url).send().unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-type"], "application/json");
+    assert_eq!(head.headers()["stream-closed"], "true");
+    let retry = producer(c.post(&url), 0, 1).header("stream-closed", "true").body(r#"{"t":"c"}"#).send().unwrap();
+    assert_eq!(retry.status(), 204, "the retry of the committed close is a duplicate");
+    assert_eq!(retry.headers()["producer-seq"], "1");
+    let stale = producer(c.post(&url), 0, 0).body(r#"{"t":"x"}"#).send().unwrap();
+    assert_eq!(stale.status(), 204, "an older seq of the same epoch is a duplicate");
+    let body: Value = c.get(&url).send().unwrap().json().unwrap();
+    assert_eq!(body, json!([{"t": "a"}, {"t": "b"}, {"t": "c"}]));
+    let fresh = c.put(server.url("/v1/stream/seq")).header("content-type", "text/plain").send().unwrap();
+    assert_eq!(fresh.status(), 201);
+    let seq = |s: &str| {
+        c.post(server.url("/v1/stream/seq"))
+            .header("content-type", "text/plain")
+            .header("stream-seq", s)
+            .body("m")
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(seq("b"), 204);
+    assert!(server.stop().success());
+    let server = Server::start(&data, &[]);
+    let again = c
+        .post(server.url("/v1/stream/seq"))
+        .header("content-type", "text/plain")
+        .header("stream-seq", "a")
+        .body("m")
+        .send()
+        .unwrap();
+    assert_eq!(again.status(), 409, "Stream-Seq regressions are refused after a restart too");
+    assert!(server.stop().success());
+}
