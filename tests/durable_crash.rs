@@ -233,7 +233,7 @@ fn acknowledged_producer_appends_are_in_the_stream_exactly_once_across_kills() {
             .map(|i| {
                 let (base, tx) = (server.base.clone(), tx.clone());
                 let (p, retry) = (producers[i], in_flight[i]);
-                let bump = cycle > 0 && mix(seed ^ mix(cycle ^ p.id)) % 3 == 0;
+                let bump = cycle > 0 && mix(seed ^ mix(cycle ^ p.id)).is_multiple_of(3);
                 std::thread::spawn(move || run(base, seed, p, retry, bump, tx))
             })
             .collect();
