@@ -11,6 +11,9 @@
 //! every `SAMPLE_STRIDE` bits. The one documented limitation shows up as its own outcome: damage
 //! in the newest batch of the newest segment, with nothing written after it, cannot be told from
 //! a torn write; it is cut as a torn tail (its bytes kept in `torn/`), never returned.
+//!
+//! A second image holds husks (a sealed segment rewritten by a scavenge): every bit of a husk
+//! record is flipped, and each flip must be reported with its location, never read as an event.
 
 mod reliability;
 
@@ -19,7 +22,9 @@ use std::os::unix::fs::FileExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
-use log_engine::{Error, Event, ExpectedVersion, Log, NewEvent, Position, StreamAppend, StreamName};
+use log_engine::{
+    DeleteMode, Error, Event, ExpectedVersion, Log, NewEvent, Position, ScavengeOptions, StreamAppend, StreamName,
+};
 use reliability::*;
 
 /// Bits between sampled flips inside large bodies and unused space (a prime, so that samples
@@ -286,6 +291,77 @@ fn every_flipped_bit_is_reported_or_provably_harmless() {
         "{} of {} flips failed; first: {:#?}",
         failures.len(),
         targets.len(),
+        &failures[..failures.len().min(10)]
+    );
+}
+
+/// Where the husk records (frame kind 4) of a segment file lie: walks the frames from the end
+/// of the header (docs/format.md, "### Record frame") up to the seal record.
+fn husk_ranges(bytes: &[u8]) -> Vec<std::ops::Range<u64>> {
+    let mut out = Vec::new();
+    let mut at = HEADER_LEN as usize;
+    loop {
+        let body_len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        let len = (FRAME_HEADER_LEN as usize + body_len).next_multiple_of(8);
+        match bytes[at + 8] {
+            4 => out.push(at as u64..(at + len) as u64),
+            1 => {}
+            _ => return out,
+        }
+        at += len;
+    }
+}
+
+#[test]
+fn every_flipped_bit_of_a_husk_is_reported() {
+    let dir = scratch_dir();
+    let log = Log::open(dir.path(), options()).unwrap();
+    for n in 0..40u64 {
+        for stream in ["gone", "kept"] {
+            let event = NewEvent::json("Step", &serde_json::json!({"n": n, "pad": "h".repeat(1500)}));
+            log.append(stream, ExpectedVersion::Any, vec![event]).unwrap();
+        }
+    }
+    log.delete_stream("gone", DeleteMode::Soft).unwrap();
+    let report = log.scavenge(&ScavengeOptions::default(), &mut |_| {}).unwrap();
+    assert!(report.events_husked > 0, "{report:?}");
+    let events = log.read_all(Position(0), 1000).unwrap();
+    let files = log.segment_files();
+    drop(log);
+    let path = files[0].path.clone();
+    let bytes = std::fs::read(&path).unwrap();
+    let husks = husk_ranges(&bytes);
+    assert!(husks.len() > 5, "{} husks in the first segment", husks.len());
+    let name = path.file_name().unwrap().to_str().unwrap().to_string();
+    let contents = files.iter().map(|f| (f.path.clone(), std::fs::read(&f.path).unwrap())).collect();
+    let regions = files.iter().map(|f| vec![Region::Record; f.capacity as usize]).collect();
+    let image = Image { dir, files: contents, events, newest_batch: 0, regions };
+    let mut failures = Vec::new();
+    // The first husk, the one in the middle and the last, every bit of each.
+    let picked = [&husks[0], &husks[husks.len() / 2], &husks[husks.len() - 1]];
+    let mut flips = 0;
+    for husk in picked {
+        for bit in husk.start * 8..husk.end * 8 {
+            if !bit.is_multiple_of(EXACT_STRIDE) {
+                continue;
+            }
+            flips += 1;
+            flip(&path, bit);
+            let verdict = catch_unwind(AssertUnwindSafe(|| judge(&image, 0, &name)))
+                .unwrap_or_else(|_| Err("panicked".to_string()));
+            image.restore(0);
+            match verdict {
+                Ok(Outcome::Harmless) => failures.push(format!("byte {} bit {}: went unnoticed", bit / 8, bit % 8)),
+                Ok(_) => {}
+                Err(why) => failures.push(format!("byte {} bit {}: {why}", bit / 8, bit % 8)),
+            }
+        }
+    }
+    eprintln!("bit_flip husks: {flips} flips in {} husks", picked.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {flips} flips failed; first: {:#?}",
+        failures.len(),
         &failures[..failures.len().min(10)]
     );
 }

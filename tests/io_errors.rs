@@ -11,7 +11,10 @@
 //!   header write, rename or directory fsync) is an ordinary error: the log is not poisoned,
 //!   appends that fit go on, and once the failure stops the log rolls over;
 //! - a reopen (after a power loss, where one is simulated) recovers every acknowledged event,
-//!   with gapless positions and a verified chain, and the log continues.
+//!   with gapless positions and a verified chain, and the log continues;
+//! - a scavenge that fails at any of its operations is an ordinary error too: it writes none of
+//!   the log's records, so nothing is poisoned, and the next scavenge completes
+//!   (tests/reliability/scavenge.rs).
 
 mod reliability;
 
@@ -32,6 +35,29 @@ const FIRST_SEGMENT: &str = "00000000000000000000.seg";
 const SPARE: &str = "spare.tmp";
 /// Power-loss seeds tried after a failed fdatasync.
 const SYNC_FAILURE_SEEDS: u64 = 24;
+
+/// EIO or ENOSPC at the first and a later operation of each kind a scavenge performs: creating,
+/// preallocating, writing and fdatasyncing its rewrite, renaming it over the segment, fsyncing
+/// the directory.
+#[test]
+fn a_failed_scavenge_is_an_ordinary_error_and_the_next_one_completes() {
+    let template = reliability::scavenge::template();
+    let kinds = [
+        (Op::Create, ENOSPC),
+        (Op::Preallocate, ENOSPC),
+        (Op::Write, EIO),
+        (Op::Sync, EIO),
+        (Op::Rename, EIO),
+        (Op::SyncDir, EIO),
+    ];
+    for (op, errno) in kinds {
+        for skip in [0, 2] {
+            if let Err(e) = reliability::scavenge::fail_and_check(&template, op, skip, errno) {
+                panic!("{op:?} failing with errno {errno} after {skip} of its kind: {e}");
+            }
+        }
+    }
+}
 
 fn open_faulty(dir: &Path, fs: &FaultFs) -> Log {
     Log::open(dir, Options { fs: Arc::new(fs.clone()), ..options() }).unwrap()

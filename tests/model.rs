@@ -20,6 +20,13 @@
 //! entirely or not at all. (Age and time-to-live limits depend on the clock: tests/lifecycle.rs
 //! in log-engine covers them.)
 //!
+//! Scavenging is modelled as well: the model marks as husks the events in sealed segments that
+//! no stream read can return (by the same window rules, a fork's copied prefix keeping its
+//! source's events readable, `$lifecycle` events never), and from then on the log must return
+//! exactly those with `erased` set and no payload (global reads, stream reads, subscriptions,
+//! across reopens and crashes), every other event unchanged, an idempotent retry of a husked
+//! event still recognised, and `verify` passing.
+//!
 //! The runner's seed is printed (`CAIRN_SEED` replays it); `CAIRN_MODEL_CASES` sets the number of
 //! sequences.
 
@@ -30,8 +37,8 @@ use std::sync::Arc;
 
 use log_engine::faults::FaultFs;
 use log_engine::{
-    DeleteMode, Direction, Error, Event, ExpectedVersion, Filter, Log, NewEvent, Options, Position, StartFrom,
-    StreamAppend, StreamMetadata, StreamName, StreamVersion, Uuid, IDEMPOTENCY_WINDOW, LIFECYCLE_STREAM,
+    DeleteMode, Direction, Error, Event, ExpectedVersion, Filter, Log, NewEvent, Options, Position, ScavengeOptions,
+    StartFrom, StreamAppend, StreamMetadata, StreamName, StreamVersion, Uuid, IDEMPOTENCY_WINDOW, LIFECYCLE_STREAM,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
@@ -117,6 +124,8 @@ enum Step {
         from: Option<u8>,
         to: Option<u8>,
     },
+    /// Scavenge the sealed segments (crashes inside one: tests/power_loss.rs).
+    Scavenge,
     /// Power cut after `budget` operations of a close (or a soft delete).
     CrashDuringLifecycle {
         stream: usize,
@@ -150,6 +159,7 @@ fn step_strategy() -> impl Strategy<Value = Step> {
         1 => (0..STREAMS.len(), 0u8..6, any::<u64>())
             .prop_map(|(stream, budget, seed)| Step::CrashDuringAppend { stream, budget, seed }),
         4 => lifecycle_step_strategy(),
+        1 => Just(Step::Scavenge),
     ]
 }
 
@@ -175,8 +185,9 @@ struct Stored {
     id: Option<Uuid>,
     event_type: String,
     data: Vec<u8>,
-    /// Erased: reads show the header only (the model keeps `data`, as the log keeps the record,
-    /// so an idempotent retry is still recognised).
+    /// Erased, or husked by a scavenge: reads show the header only (the model keeps `data`, as
+    /// the log keeps the record or the husk's digests, so an idempotent retry is still
+    /// recognised).
     erased: bool,
 }
 
@@ -458,6 +469,23 @@ impl Model {
             erased: false,
         });
     }
+
+    /// A scavenge of the segments before `sealed_end`: every event there that no stream's
+    /// readable window holds (a fork's window holds its copied prefix) becomes a husk;
+    /// lifecycle events never do.
+    fn scavenge(&mut self, sealed_end: u64) {
+        let mut live = vec![false; self.events.len()];
+        for (name, s) in &self.streams {
+            if name == LIFECYCLE_STREAM {
+                s.versions.iter().for_each(|&p| live[p as usize] = true);
+            } else if let Ok(Some((first, last))) = self.readable(name) {
+                (first..=last).for_each(|v| live[s.versions[v as usize] as usize] = true);
+            }
+        }
+        for (p, stored) in self.events.iter_mut().enumerate().take(sealed_end as usize) {
+            stored.erased |= !live[p];
+        }
+    }
 }
 
 /// Incompressible bytes, so that large events really fill segments.
@@ -472,6 +500,10 @@ fn same(event: &Event, stored: &Stored) -> bool {
         Some(_) => !event.erased && event.data.as_bytes() == stored.data,
         // A lifecycle event's data: the same JSON, whatever the order of its keys.
         None => serde_json::from_slice::<serde_json::Value>(&stored.data).ok() == event.data_json(),
+    };
+    let data = match stored.erased {
+        true => event.erased && event.metadata.is_empty() && event.data.as_bytes().is_empty(),
+        false => !event.erased && data,
     };
     event.stream == stored.stream
         && stored.id.is_none_or(|id| event.id == id)
@@ -670,6 +702,13 @@ impl Harness {
                 }
             }
             Step::Reopen => self.reopen()?,
+            Step::Scavenge => {
+                let active = self.log().segment_files().pop().expect("an active segment");
+                let sealed_end = active.path.file_stem().and_then(|s| s.to_str()?.parse::<u64>().ok()).expect("a name");
+                let report = self.log().scavenge(&ScavengeOptions::default(), &mut |_| {});
+                prop_assert!(report.is_ok(), "scavenge: {:?}", report);
+                self.model.scavenge(sealed_end);
+            }
             Step::Crash { seed } => self.crash(*seed)?,
             Step::Delete { stream, tombstone } => {
                 let name = STREAMS[*stream];

@@ -122,6 +122,31 @@ fn a_power_loss_at_every_operation_of_a_segment_roll_loses_nothing() {
     );
 }
 
+/// Power-loss seeds tried at each operation of a scavenge.
+const SCAVENGE_SEEDS: u64 = if cfg!(debug_assertions) { 3 } else { 16 };
+
+/// A power cut at every operation of a scavenge (each followed by power losses that keep, drop
+/// or tear what was not durable) leaves every sealed segment as it was or wholly scavenged, and
+/// every live event as it was (tests/reliability/scavenge.rs). The sweep must see both
+/// outcomes, or it would not be cutting inside the scavenge.
+#[test]
+fn a_power_loss_at_every_operation_of_a_scavenge_leaves_each_segment_old_or_new() {
+    let template = reliability::scavenge::template();
+    let (mut failures, mut outcomes) = (Vec::new(), std::collections::BTreeSet::new());
+    for crash_after in 0..=template.operations {
+        for seed in 0..SCAVENGE_SEEDS {
+            match reliability::scavenge::crash_and_check(&template, Sabotage::Off, crash_after, seed) {
+                Ok(scavenged) => {
+                    outcomes.insert(scavenged);
+                }
+                Err(e) => failures.push(format!("crash after {crash_after} operations, power-loss seed {seed}: {e}")),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} of the scavenge's crash points failed; first: {}", failures.len(), failures[0]);
+    assert!(outcomes.len() > 2, "scavenged segment counts seen: {outcomes:?}");
+}
+
 /// Power-loss seeds the lifecycle scenario tries.
 const LIFECYCLE_SEEDS: u64 = if cfg!(debug_assertions) { 16 } else { 64 };
 

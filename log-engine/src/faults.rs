@@ -19,7 +19,8 @@
 //!   a prefix in file order, or each sector independently; a file grown since its last fdatasync
 //!   may shrink back. Directory operations (create, rename, remove) not yet made durable by an
 //!   fsync of their directory are undone, either a suffix of them (journal order) or each
-//!   independently.
+//!   independently. A rename over an existing name is one operation, as rename(2) makes it:
+//!   undone, the name is the replaced file's again; never neither file's.
 //!
 //! Invariants of the model: a sector never lands with a version older than its durable one or
 //! newer than its newest; an fdatasync that succeeded makes every sector written before it (and
@@ -117,9 +118,22 @@ struct FileState {
 
 #[derive(Debug)]
 enum DirOp {
-    Create { path: PathBuf, key: FileKey },
-    Rename { from: PathBuf, to: PathBuf, key: FileKey },
-    Remove { path: PathBuf, saved: Option<Vec<u8>> },
+    Create {
+        path: PathBuf,
+        key: FileKey,
+    },
+    /// `replaced`: the file `to` named before, if any (its bytes, or `None` when too large to
+    /// keep): rename(2) replaces a name atomically, so undoing the rename brings it back.
+    Rename {
+        from: PathBuf,
+        to: PathBuf,
+        key: FileKey,
+        replaced: Option<Option<Vec<u8>>>,
+    },
+    Remove {
+        path: PathBuf,
+        saved: Option<Vec<u8>>,
+    },
 }
 
 impl DirOp {
@@ -445,12 +459,16 @@ fn undo_dir_op(op: DirOp) -> io::Result<bool> {
             }
             Ok(false)
         }
-        DirOp::Rename { from, to, key } => {
-            if key_of(&to).ok() == Some(key) && !from.exists() {
-                std::fs::rename(&to, &from)?;
-                return Ok(true);
+        DirOp::Rename { from, to, key, replaced } => {
+            // A replaced file too large to have been kept: the rename counts as durable.
+            if key_of(&to).ok() != Some(key) || from.exists() || replaced == Some(None) {
+                return Ok(false);
             }
-            Ok(false)
+            std::fs::rename(&to, &from)?;
+            if let Some(Some(bytes)) = replaced {
+                std::fs::write(&to, bytes)?;
+            }
+            Ok(true)
         }
         DirOp::Remove { path, saved: Some(bytes) } => {
             if path.exists() {
@@ -600,15 +618,12 @@ impl FileSystem for FaultFs {
         let mut state = self.state.lock();
         state.admit(Op::Rename, to, &|| format!("{} to {}", from.display(), to.display())).map_err(|(e, _)| e)?;
         let key = key_of(from)?;
-        if to.exists() {
-            let saved = saved_copy(to)?;
-            state.dir_ops.push(DirOp::Remove { path: to.to_path_buf(), saved });
-        }
+        let replaced = if to.exists() { Some(saved_copy(to)?) } else { None };
         std::fs::rename(from, to)?;
         if let Some(file) = state.files.get_mut(&key) {
             file.path = to.to_path_buf();
         }
-        state.dir_ops.push(DirOp::Rename { from: from.to_path_buf(), to: to.to_path_buf(), key });
+        state.dir_ops.push(DirOp::Rename { from: from.to_path_buf(), to: to.to_path_buf(), key, replaced });
         Ok(())
     }
 

@@ -68,4 +68,6 @@ pub enum Sabotage {
     SkipSync,
     /// Acknowledge before writing.
     AckBeforeWrite,
+    /// A scavenge renames a segment's rewrite over the segment without having fdatasynced it.
+    SkipScavengeSync,
 }

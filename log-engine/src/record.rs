@@ -556,6 +556,24 @@ pub(crate) fn frame_chain_hash(
     ))
 }
 
+fn encode_husk(husk: &HuskOut<'_>) -> Vec<u8> {
+    let mut body = Vec::with_capacity(husk.stream.len() + husk.event_type.len() + 16 + 64 + 16);
+    rmp_serde::encode::write(&mut body, husk).expect("encoding to a Vec cannot fail");
+    body
+}
+
+/// The body of the husk an event prepared for `stream` would become: what an idempotent retry
+/// compares with a husk in the log.
+pub(crate) fn husk_body(stream: &str, event: &PreparedEvent) -> Vec<u8> {
+    encode_husk(&HuskOut {
+        stream,
+        id: event.id.as_bytes(),
+        event_type: &event.event_type,
+        metadata_digest: &event.metadata_digest,
+        data_digest: &event.data_digest,
+    })
+}
+
 /// The husk that replaces an event frame: the same frame header (kind husk, never compressed)
 /// and a body of the event's stream, id, type and payload digests. A husk stays itself.
 /// The result is the bytes to write; its length is a multiple of [`RECORD_ALIGN`].
@@ -564,18 +582,13 @@ pub(crate) fn husk_of(frame: &Frame<'_>) -> Result<Vec<u8>, BodyDamage> {
     let raw = raw_body(frame)?;
     let fields = fields(header.kind, &raw)?;
     let (metadata_digest, data_digest) = fields.content.digests();
-    let mut body = Vec::with_capacity(fields.stream.len() + fields.event_type.len() + 16 + 64 + 16);
-    rmp_serde::encode::write(
-        &mut body,
-        &HuskOut {
-            stream: &fields.stream,
-            id: &fields.id,
-            event_type: &fields.event_type,
-            metadata_digest: &metadata_digest,
-            data_digest: &data_digest,
-        },
-    )
-    .expect("encoding to a Vec cannot fail");
+    let body = encode_husk(&HuskOut {
+        stream: &fields.stream,
+        id: &fields.id,
+        event_type: &fields.event_type,
+        metadata_digest: &metadata_digest,
+        data_digest: &data_digest,
+    });
     let husk = FrameHeader { kind: KIND_HUSK, flags: header.flags & !FLAG_COMPRESSED, ..*header };
     let mut out = Vec::with_capacity(frame_len(body.len()));
     encode_frame(&mut out, &husk, &body);

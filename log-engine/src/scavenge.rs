@@ -181,7 +181,8 @@ impl Log {
                     (s.map.clone(), s.offsets.clone(), s.path.clone())
                 };
                 let before = map.mapped_len();
-                let Some(mut rewrite) = rewrite(fs.as_ref(), &log_dir, id, &map, &offsets, &live)? else {
+                let written = rewrite(fs.as_ref(), &log_dir, id, &map, &offsets, &live, skip_sync(&shared.options));
+                let Some(mut rewrite) = written.inspect_err(|_| remove_leftover(fs.as_ref(), &log_dir))? else {
                     break (offsets.len() as u64, before, before, 0);
                 };
                 let swapped = {
@@ -191,7 +192,10 @@ impl Log {
                         // Renamed under the lock: a lifecycle change cannot be published between
                         // the check above and the new file taking the segment's name.
                         let tmp = log_dir.join(SCAVENGE_FILE);
-                        fs.rename(&tmp, &path).map_err(|e| Error::io("rename rewritten segment", &path, e))?;
+                        fs.rename(&tmp, &path).map_err(|e| {
+                            remove_leftover(fs.as_ref(), &log_dir);
+                            Error::io("rename rewritten segment", &path, e)
+                        })?;
                         let s = index.segments.iter_mut().find(|s| s.id == id).expect("sealed segments stay");
                         s.map = rewrite.map.clone();
                         s.offsets = std::mem::take(&mut rewrite.offsets);
@@ -204,12 +208,13 @@ impl Log {
                 if swapped {
                     // The new name is not durable until the directory is fsynced; until then a
                     // crash leaves the old file, which is as valid as the new one.
-                    fs.sync_dir(&log_dir).map_err(|e| Error::io("fsync directory", &log_dir, e))?;
+                    fs.sync_dir(&log_dir)
+                        .map_err(|e| Error::io("fsync directory after renaming a rewritten segment", &log_dir, e))?;
                     drop(rewrite.file);
                     break (offsets.len() as u64, before, rewrite.capacity, rewrite.husked);
                 }
                 drop(rewrite);
-                let _ = fs.remove(&log_dir.join(SCAVENGE_FILE));
+                remove_leftover(fs.as_ref(), &log_dir);
                 live = Liveness::of(&shared.index.read(), sealed_end)?;
                 if attempts >= SCAVENGE_ATTEMPTS_MAX {
                     let size = map.mapped_len();
@@ -230,6 +235,22 @@ impl Log {
     }
 }
 
+/// Best effort: a leftover is also removed by the next writer's open, and the next rewrite
+/// replaces it.
+fn remove_leftover(fs: &dyn crate::fs::FileSystem, log_dir: &Path) {
+    let _ = fs.remove(&log_dir.join(SCAVENGE_FILE));
+}
+
+#[cfg(feature = "faults")]
+fn skip_sync(options: &crate::Options) -> bool {
+    options.sabotage == crate::Sabotage::SkipScavengeSync
+}
+
+#[cfg(not(feature = "faults"))]
+fn skip_sync(_: &crate::Options) -> bool {
+    false
+}
+
 /// Writes segment `id`'s rewrite to [`SCAVENGE_FILE`] and makes it durable; `None` when every
 /// dead event in it is a husk already (nothing to give back).
 fn rewrite(
@@ -239,6 +260,7 @@ fn rewrite(
     map: &Mapping,
     offsets: &[u32],
     live: &Liveness,
+    skip_sync: bool,
 ) -> Result<Option<Rewrite>> {
     let bytes = map.bytes();
     let corrupt = |offset, position: Option<u64>, kind| Error::Corrupt {
@@ -291,9 +313,11 @@ fn rewrite(
     let tmp = log_dir.join(SCAVENGE_FILE);
     let io = |e| Error::io("write rewritten segment", &tmp, e);
     let file = segment::prepare(fs, &tmp, capacity).map_err(io)?;
+    // Synced before it is renamed over the segment: a power loss after the rename must find
+    // every byte of it, since the old file is gone then.
     file.write_all_at(&out, 0)
         .and_then(|()| file.write_all_at(&trailer.encode(), capacity - TRAILER_LEN))
-        .and_then(|()| file.sync_data())
+        .and_then(|()| if skip_sync { Ok(()) } else { file.sync_data() })
         .map_err(io)?;
     // Written once, whole, before it is mapped: its bytes never change (mmap.rs, point 2).
     let map = Mapping::new(file.as_file(), capacity).map_err(|e| Error::io("map rewritten segment", &tmp, e))?;

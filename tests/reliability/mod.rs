@@ -401,4 +401,5 @@ pub fn copy_log(from: &Path, to: &Path) {
 }
 
 pub mod power;
+pub mod scavenge;
 pub mod views;

@@ -85,10 +85,10 @@ impl Writer {
             let want = first_position + i as u64;
             match *at {
                 Some(p) if p == want => {
-                    let Some((_, _, body, version, hash)) = self.stored(p) else {
+                    let Some((same, version, hash)) = self.stored(p, name, event) else {
                         return Err(conflict(event.id, p, IdConflictReason::NotARetry));
                     };
-                    if body != event.body {
+                    if !same {
                         return Err(conflict(event.id, p, IdConflictReason::DifferentContent));
                     }
                     let (first, _, _) = *versions.get_or_insert((version, version, hash));
@@ -146,18 +146,26 @@ impl Writer {
         index.streams.get(stream)?.own_position(version)
     }
 
-    /// Stream, id, stored body, version and hash of the record at `position`, staged or committed.
-    fn stored(&self, position: u64) -> Option<(String, Uuid, Vec<u8>, u64, ChainHash)> {
+    /// Whether the record at `position` (staged or committed, in `stream`) has `event`'s
+    /// content, and its version and hash. A husk (scavenge.rs) is compared by what it keeps:
+    /// the stream, id, type, data kind and payload digests.
+    fn stored(&self, position: u64, stream: &str, event: &record::PreparedEvent) -> Option<(bool, u64, ChainHash)> {
         if let Some(s) = self.staged.iter().find(|s| s.position == position) {
-            let body = self.buf[s.body_range.0..s.body_range.1].to_vec();
+            let same = self.buf[s.body_range.0..s.body_range.1] == event.body[..];
             let hash_at = s.body_range.0 - 32;
             let hash = ChainHash(self.buf[hash_at..s.body_range.0].try_into().expect("32 bytes"));
-            return Some((s.stream.to_string(), s.id, body, s.version, hash));
+            return Some((same, s.version, hash));
         }
         let location = self.shared.index.read().locate(position)?;
         let bytes = location.map.bytes();
         let frame = record::decode_frame(&bytes[usize_of(location.offset)..], record::EVENT_BODY_MAX).ok()?;
-        let event = record::decode_event(&frame).ok()?;
-        Some((event.stream, event.id, frame.body.to_vec(), event.version.0, event.hash))
+        let same = match frame.header.kind {
+            record::KIND_HUSK => {
+                frame.header.flags & record::FLAG_DATA_BINARY == event.flags() & record::FLAG_DATA_BINARY
+                    && frame.body == record::husk_body(stream, event)
+            }
+            _ => frame.body == event.body,
+        };
+        Some((same, frame.header.version, frame.header.hash))
     }
 }
