@@ -37,14 +37,14 @@ const SPARE: &str = "spare.tmp";
 const SYNC_FAILURE_SEEDS: u64 = 24;
 
 /// EIO or ENOSPC at the first and a later operation of each kind a scavenge performs: creating,
-/// preallocating, writing and fdatasyncing its rewrite, renaming it over the segment, fsyncing
+/// writing and fdatasyncing its rewrite, renaming it over the segment, fsyncing
 /// the directory.
 #[test]
 fn a_failed_scavenge_is_an_ordinary_error_and_the_next_one_completes() {
     let template = reliability::scavenge::template();
     let kinds = [
         (Op::Create, ENOSPC),
-        (Op::Preallocate, ENOSPC),
+        (Op::Write, ENOSPC),
         (Op::Write, EIO),
         (Op::Sync, EIO),
         (Op::Rename, EIO),

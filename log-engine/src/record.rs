@@ -49,6 +49,8 @@ const FRAME_FIELDS: [Field; 10] = [
     FRAME_WATERMARK,
     FRAME_HASH,
 ];
+/// Where a frame's kind byte lies.
+pub(crate) const FRAME_KIND_AT: usize = FRAME_KIND.at;
 /// The frame header; the body follows it.
 pub(crate) const FRAME_HEADER_LEN: usize = FRAME_HASH.end();
 pub(crate) const RECORD_ALIGN: usize = 8;

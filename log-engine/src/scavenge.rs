@@ -10,8 +10,8 @@
 //! Liveness is measured on the log's clock when the scavenge starts, so what was dead then is
 //! a husk for good: a later metadata change that would show it again shows a husk.
 //!
-//! Crash safety: a segment's new bytes go to `log/scavenge.tmp` (zero-filled, written,
-//! fdatasynced), which is then renamed over the segment and the directory fsynced. A crash
+//! Crash safety: a segment's new bytes go to `log/scavenge.tmp` (every byte written, 1 MiB and
+//! an fdatasync at a time), which is then renamed over the segment and the directory fsynced. A crash
 //! leaves the old file or the new one, both complete and sealed, never a mix; open deletes a
 //! leftover `*.tmp`. The rewrite runs on the caller's thread, never the writer's; only the
 //! swap takes the index's write lock (a rename and a few assignments), so appends wait at most
@@ -44,6 +44,11 @@ pub(crate) const SCAVENGE_FILE: &str = "scavenge.tmp";
 /// while it was being written (the change may have made a dead event readable again: a fork
 /// onto a truncated prefix). Past this the segment is left as it is for the next scavenge.
 const SCAVENGE_ATTEMPTS_MAX: u32 = 3;
+
+/// A rewrite is written and fdatasynced this much at a time, so that the disk never holds more
+/// of it unwritten than this: an append's fdatasync queues behind at most one such flush, not a
+/// whole segment's (the benchmark in docs/benchmarks.md measures appends beside a scavenge).
+const SCAVENGE_WRITE_CHUNK: usize = 1024 * 1024;
 
 /// What a scavenge does. `Default` rewrites every sealed segment holding an event that is dead
 /// and not yet a husk.
@@ -276,13 +281,13 @@ fn rewrite(
         })?;
     let first = id.0;
     let needs_husk = |position: u64, kind: u8| kind == KIND_EVENT && !live.is_live(position);
-    // A first pass over the frame headers only: most segments of a scavenge have nothing to do.
-    let mut husked = 0u64;
-    for (i, &offset) in offsets.iter().enumerate() {
-        let position = first + i as u64;
-        let frame = committed_frame(bytes, id, u64::from(offset), position)?;
-        husked += u64::from(needs_husk(position, frame.header.kind));
-    }
+    // A first pass over the kind bytes only (the second pass checks every frame before using
+    // it): most segments of a later scavenge have nothing to do.
+    let kind_at = |offset: u32| bytes.get(usize_of(u64::from(offset)) + record::FRAME_KIND_AT).copied();
+    let husked = (first..)
+        .zip(offsets)
+        .filter(|&(position, &offset)| kind_at(offset).is_some_and(|kind| needs_husk(position, kind)))
+        .count() as u64;
     if husked == 0 {
         return Ok(None);
     }
@@ -310,15 +315,21 @@ fn rewrite(
     let new_header = SegmentHeader { version: segment::FORMAT_VERSION, capacity, ..header };
     out[..segment::HEADER_USED].copy_from_slice(&new_header.encode());
     let trailer = Trailer { footer_offset, footer_len, ids_len: seal.len() as u64 - footer_len };
+    out.resize(usize_of(capacity), 0);
+    out[usize_of(capacity - TRAILER_LEN)..].copy_from_slice(&trailer.encode());
     let tmp = log_dir.join(SCAVENGE_FILE);
     let io = |e| Error::io("write rewritten segment", &tmp, e);
-    let file = segment::prepare(fs, &tmp, capacity).map_err(io)?;
-    // Synced before it is renamed over the segment: a power loss after the rename must find
-    // every byte of it, since the old file is gone then.
-    file.write_all_at(&out, 0)
-        .and_then(|()| file.write_all_at(&trailer.encode(), capacity - TRAILER_LEN))
-        .and_then(|()| if skip_sync { Ok(()) } else { file.sync_data() })
-        .map_err(io)?;
+    // A leftover of an earlier attempt is replaced.
+    let _ = fs.remove(&tmp);
+    let file = fs.create(&tmp).map_err(io)?;
+    // Every byte written (zeros included, so nothing is sparse: the file is mapped) and synced
+    // before it is renamed over the segment: a power loss after the rename must find all of it,
+    // since the old file is gone then.
+    for (i, chunk) in out.chunks(SCAVENGE_WRITE_CHUNK).enumerate() {
+        file.write_all_at(chunk, (i * SCAVENGE_WRITE_CHUNK) as u64)
+            .and_then(|()| if skip_sync { Ok(()) } else { file.sync_data() })
+            .map_err(io)?;
+    }
     // Written once, whole, before it is mapped: its bytes never change (mmap.rs, point 2).
     let map = Mapping::new(file.as_file(), capacity).map_err(|e| Error::io("map rewritten segment", &tmp, e))?;
     // The pair of the encoding's checks: the new file reads back as a sealed segment.

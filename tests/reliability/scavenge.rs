@@ -105,7 +105,7 @@ pub fn fail_and_check(template: &Template, op: Op, skip: u64, errno: i32) -> Res
     // The rewrite's own file operations are told apart from the writer's (which may prepare
     // its next segment meanwhile) by the file's name.
     match op {
-        Op::Create | Op::Preallocate | Op::Write | Op::Sync => fs.inject_at(op, "scavenge.tmp", skip, errno),
+        Op::Create | Op::Write | Op::Sync => fs.inject_at(op, "scavenge.tmp", skip, errno),
         _ => fs.inject(op, skip, errno),
     }
     match log.scavenge(&ScavengeOptions::default(), &mut |_| {}) {

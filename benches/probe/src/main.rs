@@ -13,6 +13,15 @@
 //! $P w3 DIR BATCHES [SEG]   # 1 appender, durable 1000-event batches; optional segment size
 //! $P w3c DIR SECONDS N      # N appenders (threads), durable 1000-event batches each
 //! $P w2 DIR SECONDS         # 64 async appenders, 1 durable event each
+//! $P scavenge DIR EVENTS PAYLOAD SECONDS
+//!                           # loads EVENTS events of PAYLOAD data bytes (1000 streams, no
+//!                           # fdatasync), soft-deletes half the streams (50% of events dead),
+//!                           # reopens (durable), times durable 1-event appends for SECONDS
+//!                           # alone, then again beside a scavenge; prints the scavenge's
+//!                           # events/s, MB/s, bytes reclaimed against dead payload bytes, and
+//!                           # the two append p99s side by side
+//! $P fork DIR EVENTS        # one stream of EVENTS events, then forks of it (at its last
+//!                           # version) and of a 1-event stream: time and log bytes of each
 //! $P w1 DIR SECONDS [none]  # 1 appender, 1 event per blocking commit; `none`: Durability::None,
 //!                           # so the per-commit CPU path (e.g. the `live` file's pwrite) is not
 //!                           # hidden behind the fdatasync
@@ -206,6 +215,133 @@ fn main() {
             );
             log.close();
         }
-        other => panic!("unknown probe {other:?}: load, loadkv, open, w1, w2, w3 or w3c"),
+        "scavenge" => scavenge_probe(dir, &args[3..]),
+        "fork" => fork_probe(dir, args[3].parse().unwrap()),
+        other => panic!("unknown probe {other:?}: load, loadkv, open, w1, w2, w3, w3c, scavenge or fork"),
     }
+}
+
+/// Durable one-event appends until `stop` says so; their latencies, sorted.
+fn append_latencies(log: &Log, stop: &dyn Fn() -> bool) -> Vec<std::time::Duration> {
+    let mut lat = Vec::new();
+    while !stop() {
+        let event = NewEvent::bytes("bench.event", vec![lat.len() as u8; 256]);
+        let s = Instant::now();
+        log.append("appender", ExpectedVersion::Any, vec![event]).unwrap();
+        lat.push(s.elapsed());
+    }
+    lat.sort();
+    lat
+}
+
+fn p99_us(lat: &[std::time::Duration]) -> f64 {
+    lat[lat.len() * 99 / 100].as_secs_f64() * 1e6
+}
+
+fn scavenge_probe(dir: &str, args: &[String]) {
+    let events: usize = args[0].parse().unwrap();
+    let payload: usize = args[1].parse().unwrap();
+    let secs: u64 = args[2].parse().unwrap();
+    let streams = 1000usize;
+    let log = Log::open(dir, Options { durability: Durability::None, ..Default::default() }).unwrap();
+    let t = Instant::now();
+    for round in 0..events / streams / 10 {
+        for chunk in (0..streams).collect::<Vec<_>>().chunks(100) {
+            let appends = chunk
+                .iter()
+                .map(|s| StreamAppend {
+                    stream: StreamName::new(format!("agent-{s:05}")).unwrap(),
+                    expected: ExpectedVersion::Any,
+                    events: (0..10).map(|e| NewEvent::bytes("bench.event", vec![(round * 7 + e) as u8; payload])).collect(),
+                })
+                .collect();
+            log.append_multi(appends).unwrap();
+        }
+    }
+    for s in (0..streams).step_by(2) {
+        log.delete_stream(&format!("agent-{s:05}"), DeleteMode::Soft).unwrap();
+    }
+    eprintln!("loaded {} events of {payload} data bytes in {:?}", log.stats().events, t.elapsed());
+    log.close();
+    let log = Log::open(dir, Options::default()).unwrap();
+    let sealed_bytes = |log: &Log| log.segment_files().iter().filter(|f| f.sealed).map(|f| f.capacity).sum::<u64>();
+    // Dead payload bytes in sealed segments: what a scavenge can give back at most.
+    let active_start = log.segment_files().last().unwrap().path.file_stem().unwrap().to_str().unwrap().parse::<u64>().unwrap();
+    let mut dead_payload = 0u64;
+    let mut dead_events = 0u64;
+    log.for_each(Position(0), active_start, |e| {
+        if e.stream.starts_with("agent-") && e.stream[6..].parse::<usize>().unwrap() % 2 == 0 {
+            dead_payload += (e.data.as_bytes().len() + e.metadata.len()) as u64;
+            dead_events += 1;
+        }
+        true
+    })
+    .unwrap();
+    let before_disk = sealed_bytes(&log);
+    let t = Instant::now();
+    let records_at_start = log.stats().record_bytes;
+    let alone = append_latencies(&log, &|| t.elapsed().as_secs() >= secs);
+    // Every appended record is the same size: one event of 256 bytes on one stream.
+    let per_append = (log.stats().record_bytes - records_at_start) / alone.len() as u64;
+    let records_before = log.stats().record_bytes;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (report, elapsed, beside) = std::thread::scope(|scope| {
+        let appender = scope.spawn(|| append_latencies(&log, &|| done.load(std::sync::atomic::Ordering::Acquire)));
+        let t = Instant::now();
+        let mut scanned = 0;
+        let report = log.scavenge(&ScavengeOptions::default(), &mut |p| scanned = p.events_scanned).unwrap();
+        let elapsed = t.elapsed();
+        done.store(true, std::sync::atomic::Ordering::Release);
+        eprintln!("scavenge: {scanned} events scanned");
+        (report, elapsed, appender.join().unwrap())
+    });
+    let reclaimed = before_disk - sealed_bytes(&log);
+    let records_shrank = records_before + per_append * beside.len() as u64 - log.stats().record_bytes;
+    eprintln!("{report:?}");
+    eprintln!(
+        "scavenge: {:.2} s, {:.0} events/s, {:.1} MB/s read; {} of {} events husked; records shrank by {} bytes, {:.1}% of the {} dead payload bytes; sealed segment files {} -> {} bytes ({} given back)",
+        elapsed.as_secs_f64(),
+        (active_start as f64) / elapsed.as_secs_f64(),
+        report.bytes_before as f64 / 1e6 / elapsed.as_secs_f64(),
+        report.events_husked,
+        dead_events,
+        records_shrank,
+        records_shrank as f64 * 100.0 / dead_payload as f64,
+        dead_payload,
+        before_disk,
+        sealed_bytes(&log),
+        reclaimed,
+    );
+    eprintln!(
+        "append p99: alone {:.0} us ({} appends in {secs} s), beside the scavenge {:.0} us ({} appends): {:.2}x",
+        p99_us(&alone),
+        alone.len(),
+        p99_us(&beside),
+        beside.len(),
+        p99_us(&beside) / p99_us(&alone)
+    );
+    assert!(log.verify(None, |_| {}).unwrap().ok);
+    log.close();
+}
+
+fn fork_probe(dir: &str, events: usize) {
+    let log = Log::open(dir, Options { durability: Durability::None, ..Default::default() }).unwrap();
+    for first in (0..events).step_by(1000) {
+        let batch = (first..(first + 1000).min(events)).map(|i| NewEvent::bytes("bench.event", vec![i as u8; 256])).collect();
+        log.append("big", ExpectedVersion::Any, batch).unwrap();
+    }
+    log.append("small", ExpectedVersion::Any, vec![NewEvent::bytes("bench.event", vec![1; 256])]).unwrap();
+    log.close();
+    let log = Log::open(dir, Options::default()).unwrap();
+    let used = |log: &Log| log.segment_files().iter().map(|f| f.bytes).sum::<u64>();
+    for (source, at) in [("big", events as u64 - 1), ("small", 0), ("big", events as u64 / 2)] {
+        let before = used(&log);
+        let t = Instant::now();
+        log.fork_stream(source, &format!("fork-of-{source}-{at}"), StreamVersion(at)).unwrap();
+        let took = t.elapsed();
+        eprintln!("fork of {source} at version {at}: {:.0} us, {} log bytes", took.as_secs_f64() * 1e6, used(&log) - before);
+    }
+    let read = log.read_stream(&format!("fork-of-big-{}", events - 1), Some(StreamVersion(events as u64 - 3)), 10, Direction::Forward).unwrap();
+    assert_eq!(read.len(), 2);
+    log.close();
 }
