@@ -116,6 +116,11 @@ impl Erasures {
         self.by_stream.is_empty()
     }
 
+    /// Every stream's erased ranges (by the stream that owns the records).
+    pub(crate) fn ranges(&self) -> impl Iterator<Item = (&str, &[(u64, u64)])> {
+        self.by_stream.iter().map(|(stream, ranges)| (stream.as_str(), ranges.as_slice()))
+    }
+
     /// Whether version `version` of `stream` (the stream that wrote the record) is erased.
     pub(crate) fn covers(&self, stream: &str, version: u64) -> bool {
         let Some(ranges) = self.by_stream.get(stream) else { return false };

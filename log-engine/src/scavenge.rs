@@ -3,10 +3,10 @@
 //! *husk* (record.rs: its header and payload digests), each live record is copied byte for
 //! byte, and the footer, id record and trailer are written afresh for the new offsets.
 //!
-//! An event is *dead* when no stream read can return it any more: its stream's lifecycle state
-//! (index.rs, [`Index::readable`]) hides it (before a delete point, a tombstoned stream, below
-//! `truncate_before` or `max_count`, older than `max_age_ms`, a stream past its `ttl_ms`) and no
-//! fork's readable prefix resolves to it. `$lifecycle` events are never dead: open folds them.
+//! An event is *dead* when no stream read can return its payload any more: it is erased
+//! (index.rs, `Erasures`), or its stream's lifecycle state ([`Index::readable`]) hides it (before
+//! a delete point, a tombstoned stream, below `truncate_before` or `max_count`, older than
+//! `max_age_ms`, a stream past its `ttl_ms`) and no fork's readable prefix resolves to it. `$lifecycle` events are never dead: open folds them.
 //! Liveness is measured on the log's clock when the scavenge starts, so what was dead then is
 //! a husk for good: a later metadata change that would show it again shows a husk.
 //!
@@ -106,7 +106,20 @@ impl Liveness {
                 Err(e) => return Err(e),
             }
         }
+        // An erased event's payload is unreadable however the stream reads it: it is dead.
+        for (stream, ranges) in index.erasures.ranges() {
+            let Some(entry) = index.streams.get(stream) else { continue };
+            for &(lo, hi) in ranges {
+                (lo..=hi).filter_map(|v| entry.own_position(v)).for_each(|p| live.clear(p));
+            }
+        }
         Ok(live)
+    }
+
+    fn clear(&mut self, position: u64) {
+        if let Some(word) = self.bits.get_mut(usize_of(position / 64)) {
+            *word &= !(1 << (position % 64));
+        }
     }
 
     fn set(&mut self, position: u64) {
