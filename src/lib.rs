@@ -15,7 +15,9 @@ pub use log_engine;
 pub use projections;
 pub use snapshotter;
 
+pub mod archive;
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod codes;
 pub mod demo;

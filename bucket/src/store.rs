@@ -120,6 +120,12 @@ impl Bucket {
         &self.location
     }
 
+    /// The `object_store` client underneath and the prefix its object paths start with (empty
+    /// for a local directory), for code that drives `object_store` itself.
+    pub fn object_store(&self) -> (Arc<dyn ObjectStore>, &str) {
+        (self.store.clone(), &self.prefix)
+    }
+
     /// The store path of object `name`, refusing a name that would leave the prefix.
     fn path(&self, name: &str) -> Result<ObjectPath> {
         let full = if self.prefix.is_empty() { name.to_string() } else { format!("{}/{name}", self.prefix) };

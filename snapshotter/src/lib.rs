@@ -116,5 +116,5 @@ pub use crate::format::{
 pub use crate::pitr::position_at_time;
 pub use crate::policy::{Policy, EVERY_EVENTS_DEFAULT, EVERY_INTERVAL_DEFAULT, FULL_EVERY_DEFAULT, KEEP_FULL_DEFAULT};
 pub use crate::restore::{replay, Replayed, Restored, REPLAY_PROGRESS_EVERY};
-pub use crate::store::{Captured, ChainStatus, CheckpointStatus, Snapshotter, CHECKPOINTS_DIR};
+pub use crate::store::{list_checkpoints, Captured, ChainStatus, CheckpointStatus, Snapshotter, CHECKPOINTS_DIR};
 pub use crate::types::{CheckpointInfo, CheckpointKind, Digest, Progress, ProjectionSummary, Stage, Warning};

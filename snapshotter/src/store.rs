@@ -669,6 +669,13 @@ impl Snapshotter {
     }
 }
 
+/// [`Snapshotter::list`] of data directory `data_dir`'s checkpoints, without a [`Snapshotter`]:
+/// for a reader beside the one that writes them (the server's archiver). Files are renamed
+/// into place whole, so a listing never sees half a checkpoint.
+pub fn list_checkpoints(data_dir: &Path, log: &Log) -> Result<Vec<CheckpointStatus>> {
+    list_dir(&Snapshotter::checkpoints_dir(data_dir), log, &mut |_| {})
+}
+
 /// [`Snapshotter::list`] for any checkpoint directory.
 pub(crate) fn list_dir(dir: &Path, log: &Log, progress: &mut dyn FnMut(Progress)) -> Result<Vec<CheckpointStatus>> {
     let catalog = Catalog::scan(dir)?;

@@ -84,6 +84,8 @@ pub struct ViewsReport {
     pub status: RunnerStatus,
     /// The newest checkpoint's position and age in seconds.
     pub checkpoint: Option<(Position, f64)>,
+    /// `--archive`: what the archiver has done.
+    pub archive: Option<crate::archive::ArchiveStatus>,
 }
 
 impl ServerMetrics {
@@ -193,10 +195,50 @@ impl ServerMetrics {
         if let Some(follower) = self.replica.get() {
             register_replica(&mut r, follower);
         }
+        if let Some(archive) = &views.archive {
+            register_archive(&mut r, archive);
+        }
         let mut out = String::with_capacity(4096);
         prometheus_client::encoding::text::encode(&mut out, &r).expect("writing to a String cannot fail");
         out
     }
+}
+
+/// The archive's lag, progress and failures (`serve --archive`).
+fn register_archive(r: &mut Registry, a: &crate::archive::ArchiveStatus) {
+    r.register(
+        "cairn_archive_lag_events",
+        "Committed events not yet in the archive (the active segment's, and sealed ones not uploaded)",
+        int_gauge(a.lag_events),
+    );
+    r.register(
+        "cairn_archive_position",
+        "The last position the archive holds (-1: none yet)",
+        ConstGauge::new(a.archived_position.map_or(-1, |p| i64::try_from(p).unwrap_or(i64::MAX))),
+    );
+    r.register("cairn_archive_segments", "Sealed segments in the archive", int_gauge(a.segments_archived));
+    r.register("cairn_archive_checkpoints", "Checkpoints uploaded to the archive", int_gauge(a.checkpoints_archived));
+    r.register("cairn_archive_uploaded_bytes", "Bytes uploaded to the archive", ConstCounter::new(a.bytes_uploaded));
+    r.register(
+        "cairn_archive_failures",
+        "Archive rounds that failed (retried with backoff)",
+        ConstCounter::new(a.failures),
+    );
+    r.register(
+        "cairn_archive_consecutive_failures",
+        "Archive rounds failed in a row (0 once one succeeds)",
+        int_gauge(a.consecutive_failures),
+    );
+    r.register(
+        "cairn_archive_last_success_timestamp_seconds",
+        "When an archive round last succeeded (unix time; 0: never)",
+        f64_gauge(a.last_success_ms.map_or(0.0, |ms| ms as f64 / 1e3)),
+    );
+    r.register(
+        "cairn_archive_stopped",
+        "1 once archiving stopped for good (see /healthz)",
+        ConstGauge::new(i64::from(a.stopped)),
+    );
 }
 
 /// The views' lag and apply errors, the runner's state, and the newest checkpoint.
@@ -320,7 +362,7 @@ mod tests {
         metrics.record_append(3);
         let status =
             RunnerStatus { head: None, applied_through: None, views: vec![], recent_errors: vec![], stopped: None };
-        let views = ViewsReport { status, checkpoint: None };
+        let views = ViewsReport { status, checkpoint: None, archive: None };
         let text = metrics.render(&log, &views);
         assert!(text.contains("cairn_log_appended_events_total 3"), "{text}");
         assert!(text.contains("cairn_http_appended_events_total 3"), "{text}");

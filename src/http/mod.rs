@@ -121,6 +121,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
     pub sse_keep_alive: Duration,
 
+    /// Archive every sealed segment and checkpoint, continuously, to this location
+    /// (`s3://BUCKET/PREFIX` with the AWS_* settings from the environment, or a local
+    /// directory): `cairn restore --from` and `cairn drill --from` read it. Appends never wait on
+    /// it; its lag is in /metrics and /healthz.
+    #[arg(long, value_name = "URL")]
+    pub archive: Option<bucket::Location>,
+
     /// How long a Durable Streams long-poll read waits for data before answering 204.
     #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = humantime::parse_duration)]
     pub ds_long_poll_timeout: Duration,
@@ -155,6 +162,8 @@ pub struct AppState {
     pub access_audit: access::AccessAudit,
     /// Serialises token changes, so the token stream's order is the order they took effect.
     pub token_lock: tokio::sync::Mutex<()>,
+    /// `--archive`: the archiver, running on its own thread.
+    pub archiver: Option<crate::archive::Archiver>,
     /// The Durable Streams protocol's per-stream state and settings.
     pub durable: durable::Durable,
     /// Set on a read replica (`--follow`): the follower keeping the log current.
@@ -164,7 +173,11 @@ pub struct AppState {
 impl AppState {
     /// What the views and checkpoints report, for `/metrics`.
     pub fn views_report(&self) -> metrics::ViewsReport {
-        metrics::ViewsReport { status: self.store.views().status(), checkpoint: self.store.last_checkpoint() }
+        metrics::ViewsReport {
+            status: self.store.views().status(),
+            checkpoint: self.store.last_checkpoint(),
+            archive: self.archiver.as_ref().map(|a| a.status_of(&self.log)),
+        }
     }
 }
 
@@ -305,6 +318,8 @@ pub enum ServeError {
     },
     #[error("cannot read the bound address: {0}")]
     BoundAddress(#[source] std::io::Error),
+    #[error("cannot start the archiver thread: {0}")]
+    Archive(#[source] std::io::Error),
 }
 
 impl ServeError {
@@ -361,6 +376,19 @@ pub fn serve_blocking(dir: &Path, args: ServeArgs, mount: Mount) -> Result<(), S
         _ => None,
     };
     let (replica, follow_thread) = follower.map_or((None, None), |(f, t)| (Some(f), Some(t)));
+    let archiver = match &args.archive {
+        Some(location) => match crate::archive::Archiver::start(store.log().clone(), dir, location.clone()) {
+            Ok(archiver) => {
+                tracing::info!(archive = %location, "archiving sealed segments and checkpoints");
+                Some(archiver)
+            }
+            Err(e) => {
+                store.close();
+                return Err(ServeError::Archive(e));
+            }
+        },
+        None => None,
+    };
     let state = Arc::new(AppState {
         log: store.log().clone(),
         store,
@@ -373,6 +401,7 @@ pub fn serve_blocking(dir: &Path, args: ServeArgs, mount: Mount) -> Result<(), S
         sse_keep_alive: args.sse_keep_alive,
         access_audit: access::AccessAudit::default(),
         token_lock: tokio::sync::Mutex::new(()),
+        archiver,
         durable: durable::Durable { long_poll_timeout: args.ds_long_poll_timeout, ..durable::Durable::default() },
         replica,
     });
@@ -397,8 +426,11 @@ pub fn serve_blocking(dir: &Path, args: ServeArgs, mount: Mount) -> Result<(), S
     if let Some(thread) = follow_thread {
         let _ = thread.join();
     }
-    // In-flight requests have finished: stop the views, then close the log (which syncs and
-    // joins the writer).
+    // In-flight requests have finished: stop the archiver and the views, then close the log
+    // (which syncs and joins the writer).
+    if let Some(archiver) = &state.archiver {
+        archiver.stop();
+    }
     state.store.close();
     tracing::info!("log closed; server stopped");
     result

@@ -26,6 +26,10 @@ pub struct Health {
     pub status: String,
     /// Each view's progress.
     pub views: Vec<ViewHealth>,
+    /// With `serve --archive`: the archive's progress and lag (`status` is `degraded` while
+    /// its latest round failed or once it stopped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive: Option<crate::archive::ArchiveStatus>,
     /// On a read replica (`cairn serve --follow`): its leader and how far behind it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replica: Option<ReplicaHealth>,
@@ -115,9 +119,13 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> ApiResult<Json<Healt
         contact_age_seconds: f.contact_age(),
         last_error: f.status().last_error,
     });
-    // A replica that cannot follow its leader still serves what it holds, but it is behind.
-    let degraded = views.iter().any(|v| v.errors > 0) || replica.as_ref().is_some_and(|r| r.last_error.is_some());
-    Ok(Json(Health { status: if degraded { "degraded" } else { "ok" }.into(), views, replica }))
+    let archive = state.archiver.as_ref().map(|a| a.status_of(&state.log));
+    // A replica that cannot follow its leader still serves what it holds, but it is behind; an
+    // archive that fails keeps the server serving, but its recovery point falls behind.
+    let degraded = views.iter().any(|v| v.errors > 0)
+        || replica.as_ref().is_some_and(|r| r.last_error.is_some())
+        || archive.as_ref().is_some_and(|a| a.stopped || a.consecutive_failures > 0);
+    Ok(Json(Health { status: if degraded { "degraded" } else { "ok" }.into(), views, replica, archive }))
 }
 
 /// Prometheus metrics.

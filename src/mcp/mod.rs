@@ -312,6 +312,7 @@ pub fn embedded(store: Store, dir: &Path) -> AppState {
         token_lock: tokio::sync::Mutex::new(()),
         durable: crate::http::durable::Durable::default(),
         replica: None,
+        archiver: None,
     }
 }
 

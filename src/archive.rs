@@ -1,0 +1,389 @@
+//! `cairn serve --archive URL`: continuous archiving of every sealed segment and every
+//! checkpoint to object storage (`s3://BUCKET/PREFIX` or a local directory), in the backup
+//! layout (`crate::backup::manifest`), so `cairn restore --from URL` and `cairn drill --from URL`
+//! read an archive exactly as they read a backup.
+//!
+//! One thread of its own (`cairn-archiver`), so no append ever waits on the bucket. Each round
+//! it uploads the sealed segments the archive lacks, oldest first, and after each one writes a
+//! new manifest ending at that segment's last event; checkpoints are uploaded as they appear and
+//! named in a manifest once the archived log covers their position. Invariants:
+//! - Only sealed segments are archived: an unsealed byte is never part of an archive (the
+//!   events of the active segment are the archive's lag, in `/metrics` and `/healthz`).
+//! - A manifest names only objects already uploaded and checked (the digest of the bytes sent
+//!   equals the one hashed before, so a segment rewritten meanwhile by a scavenge is caught and
+//!   retried), so a kill at any moment leaves the newest manifest complete.
+//! - The archive is of this log: at start, the newest manifest's head hash must be this log's
+//!   chain hash at that position, or archiving stops with the reason reported.
+//! - A failed round (bucket unreachable, refused) is retried with exponential backoff from
+//!   [`ARCHIVE_BACKOFF_MIN`] to [`ARCHIVE_BACKOFF_MAX`]; the failure count and the last error
+//!   are reported. Nothing is ever deleted from the archive.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bucket::{BlockingBucket, Location};
+use log_engine::{Log, Position};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::backup::manifest::{
+    self, FileEntry, Manifest, ManifestHead, SegmentEntry, CHECKPOINTS, MANIFESTS, MANIFEST_BYTES_MAX, MANIFEST_FORMAT,
+    SEGMENTS,
+};
+
+/// How often the archiver looks for newly sealed segments and new checkpoints.
+pub const ARCHIVE_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// The first wait after a failed round; each further failure doubles it ...
+pub const ARCHIVE_BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// ... up to this.
+pub const ARCHIVE_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// What the archiver has done, for `/healthz` and `/metrics`.
+#[derive(Clone, Debug, Default, Serialize, ToSchema)]
+pub struct ArchiveStatus {
+    /// The archive, as a URL.
+    pub url: String,
+    /// The last position the archive holds (its newest manifest's head); null before the first
+    /// sealed segment is archived.
+    pub archived_position: Option<u64>,
+    /// Committed events not in the archive yet (the active segment's, and sealed segments not
+    /// uploaded yet).
+    pub lag_events: u64,
+    pub segments_archived: u64,
+    pub checkpoints_archived: u64,
+    /// Bytes uploaded since the server started.
+    pub bytes_uploaded: u64,
+    /// Rounds that failed since the server started, and how many of the latest rounds in a row.
+    pub failures: u64,
+    pub consecutive_failures: u64,
+    /// The newest failure's message; null once a round succeeds.
+    pub last_error: Option<String>,
+    /// When a round last completed (unix ms).
+    pub last_success_ms: Option<u64>,
+    /// True once archiving stopped for good (the archive holds another log); `last_error` says why.
+    pub stopped: bool,
+}
+
+/// The running archiver; [`Archiver::stop`] ends it.
+#[derive(Debug)]
+pub struct Archiver {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    status: Mutex<ArchiveStatus>,
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Shared {
+    fn status(&self) -> std::sync::MutexGuard<'_, ArchiveStatus> {
+        self.status.lock().expect("status lock")
+    }
+}
+
+impl Archiver {
+    /// Starts archiving `log` (whose data directory is `dir`) to `location`.
+    pub fn start(log: Log, dir: &Path, location: Location) -> std::io::Result<Archiver> {
+        let shared = Arc::new(Shared::default());
+        shared.status.lock().expect("status lock").url = location.to_string();
+        let worker =
+            Worker { log, dir: dir.to_path_buf(), location, shared: shared.clone(), archived: Archived::default() };
+        let thread = std::thread::Builder::new().name("cairn-archiver".into()).spawn(move || worker.run())?;
+        Ok(Archiver { shared, thread: Mutex::new(Some(thread)) })
+    }
+
+    /// What the archiver has done, with its lag behind `log`'s head.
+    pub fn status_of(&self, log: &Log) -> ArchiveStatus {
+        let mut status = self.shared.status().clone();
+        let events = log.head().map_or(0, |h| h.position.0 + 1);
+        status.lag_events = events - status.archived_position.map_or(0, |p| p + 1).min(events);
+        status
+    }
+
+    /// Stops the archiver after its current upload and waits for it; later calls do nothing.
+    pub fn stop(&self) {
+        *self.shared.stop.lock().expect("stop lock") = true;
+        self.shared.wake.notify_all();
+        if let Some(thread) = self.thread.lock().expect("thread lock").take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Archiver {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// What the archive holds, as the newest manifest says.
+#[derive(Debug, Default)]
+struct Archived {
+    segments: Vec<SegmentEntry>,
+    /// Uploaded checkpoints by file name, with their log position.
+    checkpoints: BTreeMap<String, (FileEntry, u64)>,
+    head: Option<ManifestHead>,
+    /// Whether the newest manifest read or written matched this log (checked once).
+    checked: bool,
+}
+
+struct Worker {
+    log: Log,
+    dir: std::path::PathBuf,
+    location: Location,
+    shared: Arc<Shared>,
+    archived: Archived,
+}
+
+/// Why a round failed: worth retrying, or a reason to stop archiving.
+enum RoundError {
+    Retry(String),
+    Stop(String),
+}
+
+impl From<bucket::Error> for RoundError {
+    fn from(e: bucket::Error) -> RoundError {
+        RoundError::Retry(e.to_string())
+    }
+}
+
+impl Worker {
+    fn run(mut self) {
+        let mut backoff = ARCHIVE_BACKOFF_MIN;
+        let mut bucket = None;
+        loop {
+            let wait = match self.round(&mut bucket) {
+                Ok(()) => {
+                    backoff = ARCHIVE_BACKOFF_MIN;
+                    let mut status = self.shared.status();
+                    status.consecutive_failures = 0;
+                    status.last_error = None;
+                    status.last_success_ms = Some(now_ms());
+                    ARCHIVE_POLL_INTERVAL
+                }
+                Err(RoundError::Retry(message)) => {
+                    tracing::warn!(archive = %self.location, error = %message, retry_in_ms = backoff.as_millis() as u64, "archiving failed; retrying");
+                    let mut status = self.shared.status();
+                    status.failures += 1;
+                    status.consecutive_failures += 1;
+                    status.last_error = Some(message);
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(ARCHIVE_BACKOFF_MAX);
+                    wait
+                }
+                Err(RoundError::Stop(message)) => {
+                    tracing::error!(archive = %self.location, error = %message, "archiving stopped");
+                    let mut status = self.shared.status();
+                    status.stopped = true;
+                    status.last_error = Some(message);
+                    return;
+                }
+            };
+            let stop = self.shared.stop.lock().expect("stop lock");
+            let (stop, _) = self.shared.wake.wait_timeout_while(stop, wait, |stop| !*stop).expect("stop lock");
+            if *stop {
+                return;
+            }
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        *self.shared.stop.lock().expect("stop lock")
+    }
+
+    /// One pass: every sealed segment and checkpoint the archive lacks.
+    fn round(&mut self, bucket: &mut Option<BlockingBucket>) -> Result<(), RoundError> {
+        if bucket.is_none() {
+            *bucket = Some(self.location.open_blocking().map_err(|e| RoundError::Stop(e.to_string()))?);
+        }
+        let bucket = bucket.as_ref().expect("opened above");
+        if !self.archived.checked {
+            self.load_newest(bucket)?;
+        }
+        let files = self.log.segment_files();
+        let mut wrote = false;
+        for (i, file) in files.iter().enumerate() {
+            let Some(next) = files.get(i + 1) else { break };
+            if !file.sealed || self.stopping() {
+                break;
+            }
+            let name = file_name(&file.path);
+            if self.archived.segments.iter().any(|s| s.name == name) {
+                continue;
+            }
+            let (key, digest, sent) = upload(bucket, SEGMENTS, &name, &file.path, file.bytes)?;
+            self.archived.segments.push(SegmentEntry {
+                name,
+                key,
+                bytes: file.bytes,
+                capacity: file.capacity,
+                sealed: true,
+                blake3: digest,
+            });
+            let last = first_position(&next.path)
+                .and_then(|p| p.checked_sub(1))
+                .ok_or_else(|| RoundError::Stop(format!("segment file {} is misnamed", next.path.display())))?;
+            let hash = self.log.hash_at(Position(last)).map_err(|e| RoundError::Retry(e.to_string()))?;
+            self.archived.head = Some(ManifestHead { position: last, hash: hash.to_hex() });
+            {
+                let mut status = self.shared.status();
+                status.segments_archived += 1;
+                status.bytes_uploaded += sent;
+            }
+            self.write_manifest(bucket)?;
+            wrote = true;
+        }
+        let covered = self.archived.head.as_ref().map(|h| h.position);
+        let mut newly_covered = false;
+        for (path, position) in self.checkpoint_files()? {
+            let name = file_name(&path);
+            if self.archived.checkpoints.contains_key(&name) || self.stopping() {
+                continue;
+            }
+            let Ok(bytes) = std::fs::metadata(&path).map(|m| m.len()) else {
+                // Removed by retention meanwhile: a newer one replaces it.
+                continue;
+            };
+            let (key, digest, sent) = match upload(bucket, CHECKPOINTS, &name, &path, bytes) {
+                Ok(done) => done,
+                Err(RoundError::Retry(_)) if !path.exists() => continue,
+                Err(e) => return Err(e),
+            };
+            self.archived.checkpoints.insert(name.clone(), (FileEntry { name, key, bytes, blake3: digest }, position));
+            newly_covered |= covered.is_some_and(|c| position <= c);
+            let mut status = self.shared.status();
+            status.checkpoints_archived += 1;
+            status.bytes_uploaded += sent;
+        }
+        if newly_covered && !wrote {
+            self.write_manifest(bucket)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the archive's newest manifest (if any) and checks it is of this log.
+    fn load_newest(&mut self, bucket: &BlockingBucket) -> Result<(), RoundError> {
+        let manifests = bucket.list(MANIFESTS)?;
+        if let Some(newest) = manifests.iter().filter(|o| o.name.ends_with(".json")).max_by(|a, b| a.name.cmp(&b.name))
+        {
+            let bytes = bucket.get(&newest.name, MANIFEST_BYTES_MAX)?;
+            let found = Manifest::decode(&bytes).map_err(|detail| {
+                RoundError::Stop(format!("the archive's manifest {} cannot be read: {detail}", newest.name))
+            })?;
+            if let Some(head) = &found.head {
+                let ours = self.log.hash_at(Position(head.position)).ok().map(|h| h.to_hex());
+                if ours.as_deref() != Some(head.hash.as_str()) {
+                    return Err(RoundError::Stop(format!(
+                        "{} holds an archive of another log (its manifest {} ends at position {} with a chain hash \
+                         this log does not have there); archive to another prefix",
+                        self.location, newest.name, head.position
+                    )));
+                }
+            }
+            self.archived.segments = found.segments.into_iter().filter(|s| s.sealed).collect();
+            self.archived.head = found.head;
+            let mut status = self.shared.status();
+            status.archived_position = self.archived.head.as_ref().map(|h| h.position);
+            status.segments_archived = self.archived.segments.len() as u64;
+            // Checkpoints named there were uploaded; their positions are known to be covered.
+            let covered = self.archived.head.as_ref().map_or(0, |h| h.position);
+            for c in found.checkpoints {
+                self.archived.checkpoints.insert(c.name.clone(), (c, covered));
+            }
+            status.checkpoints_archived = self.archived.checkpoints.len() as u64;
+        }
+        self.archived.checked = true;
+        Ok(())
+    }
+
+    /// Writes a manifest of what is archived: the segments, and the checkpoints inside them.
+    fn write_manifest(&self, bucket: &BlockingBucket) -> Result<(), RoundError> {
+        let Some(head) = &self.archived.head else { return Ok(()) };
+        let created_ms = now_ms();
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            created_ms,
+            head: Some(head.clone()),
+            segments: self.archived.segments.clone(),
+            checkpoints: self
+                .archived
+                .checkpoints
+                .values()
+                .filter(|(_, position)| *position <= head.position)
+                .map(|(entry, _)| entry.clone())
+                .collect(),
+        };
+        let key = manifest::manifest_key(Some(head.position), created_ms);
+        let body = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
+        bucket.put(&key, body.into())?;
+        self.shared.status().archived_position = Some(head.position);
+        Ok(())
+    }
+
+    /// The valid checkpoints in the data directory, with their positions.
+    fn checkpoint_files(&self) -> Result<Vec<(std::path::PathBuf, u64)>, RoundError> {
+        let rows = snapshotter::list_checkpoints(&self.dir, &self.log).map_err(|e| RoundError::Retry(e.to_string()))?;
+        Ok(rows
+            .into_iter()
+            .filter(|r| r.status == snapshotter::ChainStatus::Valid)
+            .filter_map(|r| r.info.map(|info| (r.file, info.position.0)))
+            .collect())
+    }
+}
+
+/// Hashes the first `bytes` bytes of `path`, uploads them under their content-addressed key
+/// unless the archive has that key already, and checks that what was sent is what was hashed
+/// (a sealed segment may be rewritten by a scavenge meanwhile: the next round takes the new
+/// file). Returns the key, the digest and the bytes sent.
+fn upload(
+    bucket: &BlockingBucket,
+    folder: &str,
+    name: &str,
+    path: &Path,
+    bytes: u64,
+) -> Result<(String, String, u64), RoundError> {
+    let digest =
+        hash_prefix(path, bytes).map_err(|e| RoundError::Retry(format!("cannot read {}: {e}", path.display())))?;
+    let key = manifest::object_key(folder, name, &digest);
+    if bucket.head(&key)?.is_some_and(|o| o.size == bytes) {
+        return Ok((key, digest.to_hex().to_string(), 0));
+    }
+    let sent = bucket.put_file_prefix(&key, path, bytes)?;
+    if sent.digest != digest {
+        let _ = bucket.delete(&key);
+        return Err(RoundError::Retry(format!(
+            "{} changed while it was uploaded; it is uploaded again",
+            path.display()
+        )));
+    }
+    Ok((key, digest.to_hex().to_string(), sent.bytes))
+}
+
+fn hash_prefix(path: &Path, bytes: u64) -> std::io::Result<blake3::Hash> {
+    use std::io::Read;
+    let mut hasher = blake3::Hasher::new();
+    let copied = std::io::copy(&mut std::fs::File::open(path)?.take(bytes), &mut hasher)?;
+    if copied != bytes {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("{copied} of {bytes} bytes read")));
+    }
+    Ok(hasher.finalize())
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// A segment's first position, from its file name (`00000000000000000042.seg`).
+fn first_position(path: &Path) -> Option<u64> {
+    file_name(path).strip_suffix(".seg")?.parse().ok()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

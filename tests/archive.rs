@@ -1,0 +1,122 @@
+//! `cairn serve --archive file:///DIR` (the same code as `s3://`, which `tests/s3.rs` runs
+//! against a real S3 server): under load, the server killed with SIGKILL, the archive holds
+//! exactly the sealed segments, byte for byte, each under its digest, and its newest manifest
+//! ends at the last event of the last archived segment with the log's own chain hash there;
+//! the active segment is never in it. `/healthz` and `/metrics` report the archive's lag.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{cairn, Server};
+
+/// A failure guard for the archiver's rounds (not a measurement).
+const ARCHIVE_GUARD: Duration = Duration::from_secs(120);
+
+fn load(server: &Server, batches: usize) {
+    let filler = "x".repeat(1000);
+    for b in 0..batches {
+        let events: Vec<(&str, Value)> = (0..32).map(|i| ("Tick", json!({"b": b, "i": i, "pad": filler}))).collect();
+        server.append(&format!("agent-{}", b % 4), &events);
+    }
+}
+
+fn newest_manifest(archive: &Path) -> Value {
+    let mut names: Vec<_> = std::fs::read_dir(archive.join("manifests"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    names.sort();
+    let newest = names.last().expect("a manifest was written");
+    serde_json::from_slice(&std::fs::read(archive.join("manifests").join(newest)).unwrap()).unwrap()
+}
+
+#[test]
+fn the_archive_holds_every_sealed_segment_and_nothing_unsealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let archive = dir.path().join("archive");
+    let url = format!("file://{}", archive.display());
+    let server = Server::start(&data, &["--archive", &url]);
+    // 3 MiB and more: the young log's 1 MiB and 2 MiB segments seal.
+    load(&server, 120);
+    let started = Instant::now();
+    let health = loop {
+        let (status, health) = server.get("/healthz");
+        assert_eq!(status, 200, "{health}");
+        if health["archive"]["segments_archived"].as_u64() >= Some(2) {
+            break health;
+        }
+        assert!(started.elapsed() < ARCHIVE_GUARD, "two sealed segments never archived: {health}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["archive"]["url"], url.as_str());
+    assert!(health["archive"]["lag_events"].as_u64() > Some(0), "the active segment is lag: {health}");
+    let (_, metrics) = server.get_text("/metrics");
+    assert!(metrics.contains("cairn_archive_lag_events"), "{metrics}");
+    server.stop_with("KILL");
+
+    let manifest = newest_manifest(&archive);
+    let segments = manifest["segments"].as_array().unwrap();
+    assert!(segments.len() >= 2, "{manifest}");
+    let log_dir = data.join("log");
+    for s in segments {
+        assert_eq!(s["sealed"], true, "only sealed segments are archived: {s}");
+        let local = std::fs::read(log_dir.join(s["name"].as_str().unwrap())).unwrap();
+        let object = std::fs::read(archive.join(s["key"].as_str().unwrap())).unwrap();
+        assert!(object == local, "{} differs from its archived object", s["name"]);
+        assert_eq!(s["blake3"].as_str().unwrap(), blake3::hash(&local).to_hex().as_str());
+        assert!(s["key"].as_str().unwrap().ends_with(s["blake3"].as_str().unwrap()), "{s}");
+    }
+    // The manifest ends where the next (newer) segment starts, with the log's chain hash there.
+    let head = manifest["head"]["position"].as_u64().unwrap();
+    let mut files: Vec<_> = std::fs::read_dir(&log_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".seg"))
+        .collect();
+    files.sort();
+    let next = &files[segments.len()];
+    assert_eq!(head + 1, next.trim_end_matches(".seg").parse::<u64>().unwrap(), "{manifest}");
+    let (code, out, err) = cairn(&data, &["read-all", "--from", &head.to_string(), "--limit", "1", "-o", "ndjson"]);
+    assert_eq!(code, 0, "{err}");
+    let event: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(event["hash"], manifest["head"]["hash"], "the manifest's head is the log's chain hash there");
+}
+
+#[test]
+fn an_archive_of_another_log_is_refused_not_mixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let url = format!("file://{}", archive.display());
+    let first = Server::start(&dir.path().join("first"), &["--archive", &url]);
+    load(&first, 120);
+    let started = Instant::now();
+    while first.get("/healthz").1["archive"]["archived_position"].is_null() {
+        assert!(started.elapsed() < ARCHIVE_GUARD, "nothing archived");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    first.stop();
+    let manifests_before = std::fs::read_dir(archive.join("manifests")).unwrap().count();
+
+    // Another log, archived to the same place: archiving stops and says why.
+    let other = Server::start(&dir.path().join("other"), &["--archive", &url]);
+    load(&other, 120);
+    let started = Instant::now();
+    let health = loop {
+        let health = other.get("/healthz").1;
+        if health["archive"]["stopped"] == true {
+            break health;
+        }
+        assert!(started.elapsed() < ARCHIVE_GUARD, "archiving another log never stopped: {health}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(health["archive"]["last_error"].as_str().unwrap().contains("another log"), "{health}");
+    other.stop();
+    assert_eq!(std::fs::read_dir(archive.join("manifests")).unwrap().count(), manifests_before, "nothing was added");
+}
