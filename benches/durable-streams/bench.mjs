@@ -1,0 +1,115 @@
+// Durable Streams appends through the protocol: appends/s and p50/p99 latency at 1 and 64
+// connections, for `cairn serve` and, in the same run, the reference Node server
+// (@durable-streams/server, pinned in package.json) in its file-backed mode.
+//
+// Each connection appends to a stream of its own (an agent run each), one request at a time,
+// a small text/plain body per append, for --seconds after a short warm-up; an append counts once
+// it is answered (cairn answers after fdatasync; the reference fdatasyncs its segment file on
+// every append too, concurrent appends to one file sharing one in-flight fdatasync).
+//
+// Usage (from this directory, after `npm ci`):
+//   node bench.mjs --cairn ../../target/release/cairn [--seconds 5] [--conns 1,64] [--json out.json]
+// Everything runs on loopback; both servers use scratch directories that are removed after.
+
+import { spawn } from "node:child_process"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir, loadavg, cpus } from "node:os"
+import { join } from "node:path"
+
+const args = Object.fromEntries(
+  process.argv.slice(2).reduce((pairs, a, i, all) => (a.startsWith("--") ? [...pairs, [a.slice(2), all[i + 1]]] : pairs), []),
+)
+const CAIRN = args.cairn
+if (!CAIRN) throw new Error("--cairn PATH (the cairn binary) is required")
+const SECONDS = Number(args.seconds ?? 5)
+const WARMUP_SECONDS = 1
+const CONNS = (args.conns ?? "1,64").split(",").map(Number)
+const BODY = "x".repeat(100)
+
+// Node's fetch keeps connections alive, with no bound on connections per origin: each
+// worker below holds one.
+
+function startProcess(cmd, argv, env = {}) {
+  const child = spawn(cmd, argv, { stdio: ["ignore", "pipe", "ignore"], env: { ...process.env, ...env } })
+  return new Promise((resolve, reject) => {
+    let out = ""
+    child.stdout.on("data", (chunk) => {
+      out += chunk
+      const m = out.match(/(?:listening on |URL )(http:\/\/[^\s]+)/)
+      if (m) resolve({ child, url: m[1] })
+    })
+    child.on("exit", (code) => reject(new Error(`${cmd} exited (${code}) before printing its address`)))
+  })
+}
+
+async function startCairn(dir) {
+  return startProcess(CAIRN, ["--data", dir, "serve", "--listen", "127.0.0.1:0"])
+}
+
+async function startReference(dir) {
+  const script = `
+    import { DurableStreamTestServer } from "@durable-streams/server"
+    const server = new DurableStreamTestServer({ port: 0, host: "127.0.0.1", dataDir: process.env.DATA, compression: false })
+    const url = await server.start()
+    console.log("URL " + url)
+  `
+  return startProcess(process.execPath, ["--input-type=module", "-e", script], { DATA: dir })
+}
+
+async function run(base, conns, label) {
+  const streams = Array.from({ length: conns }, (_, i) => `${base}/v1/stream/bench/${label}-${conns}-${i}`)
+  for (const url of streams) {
+    const r = await fetch(url, { method: "PUT", headers: { "content-type": "text/plain" } })
+    if (r.status !== 201) throw new Error(`PUT ${url}: ${r.status}`)
+  }
+  const latencies = []
+  let measuring = false
+  let stop = false
+  const worker = async (url) => {
+    while (!stop) {
+      const started = performance.now()
+      const r = await fetch(url, { method: "POST", headers: { "content-type": "text/plain" }, body: BODY })
+      await r.arrayBuffer()
+      if (r.status !== 204 && r.status !== 200) throw new Error(`POST ${url}: ${r.status}`)
+      if (measuring) latencies.push(performance.now() - started)
+    }
+  }
+  const workers = streams.map(worker)
+  await new Promise((resolve) => setTimeout(resolve, WARMUP_SECONDS * 1000))
+  measuring = true
+  const t0 = performance.now()
+  await new Promise((resolve) => setTimeout(resolve, SECONDS * 1000))
+  measuring = false
+  const elapsed = (performance.now() - t0) / 1000
+  stop = true
+  await Promise.all(workers)
+  latencies.sort((a, b) => a - b)
+  const pct = (p) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))]
+  return { server: label, connections: conns, appends: latencies.length, appends_per_s: latencies.length / elapsed, p50_ms: pct(50), p99_ms: pct(99) }
+}
+
+const results = []
+const load = loadavg()
+for (const [label, start] of [["cairn", startCairn], ["reference", startReference]]) {
+  const dir = mkdtempSync(join(tmpdir(), `ds-bench-${label}-`))
+  const { child, url } = await start(dir)
+  try {
+    for (const conns of CONNS) {
+      const r = await run(url, conns, label)
+      results.push(r)
+      console.log(`${label.padEnd(9)} ${String(conns).padStart(3)} conns: ${r.appends_per_s.toFixed(0).padStart(7)} appends/s  p50 ${r.p50_ms.toFixed(2)} ms  p99 ${r.p99_ms.toFixed(2)} ms  (${r.appends} appends)`)
+    }
+  } finally {
+    child.kill("SIGTERM")
+    await new Promise((resolve) => child.once("exit", resolve))
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+const report = { seconds: SECONDS, body_bytes: BODY.length, cpus: cpus().length, load_average_at_start: load, results }
+for (const conns of CONNS) {
+  const c = results.find((r) => r.server === "cairn" && r.connections === conns)
+  const ref = results.find((r) => r.server === "reference" && r.connections === conns)
+  console.log(`${conns} conns: cairn ${(c.appends_per_s / ref.appends_per_s).toFixed(2)}x the reference's appends/s`)
+}
+console.log(`load average at start: ${load.map((l) => l.toFixed(1)).join(" ")} on ${cpus().length} cpus`)
+if (args.json) writeFileSync(args.json, JSON.stringify(report, null, 2) + "\n")
