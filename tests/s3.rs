@@ -1,0 +1,206 @@
+//! Object storage against a real S3-compatible server (Garage, single node on loopback, started
+//! by `.ci/s3`, which builds this target with `--features s3-tests` and exports the AWS_*
+//! settings and CAIRN_S3_BUCKET; without them every test here fails, never passes silently).
+//!
+//! Scenarios: the `bucket` crate's uploads (one request and multipart) and downloads round-trip
+//! with their digests; `serve --archive s3://…` under load, the server killed with SIGKILL, and
+//! the bucket holding every archived sealed segment byte for byte under a manifest that ends at
+//! the log's own chain hash; the bucket unreachable (a proxy in front of it closed) while
+//! appends go on, and archiving catching up once it is back.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{cairn, Server};
+
+/// A failure guard for waiting on the archiver (not a measurement): generous, because a round
+/// after a failure may wait for `ARCHIVE_BACKOFF_MAX` first.
+const ARCHIVE_GUARD: Duration = Duration::from_secs(180);
+
+/// A fresh prefix in the suite's bucket for one test.
+fn archive_url(test: &str) -> String {
+    for variable in ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "CAIRN_S3_BUCKET"] {
+        assert!(std::env::var_os(variable).is_some(), "{variable} is not set: run this suite through .ci/s3");
+    }
+    let bucket = std::env::var("CAIRN_S3_BUCKET").unwrap();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("s3://{bucket}/{test}-{}-{nanos}", std::process::id())
+}
+
+/// Appends `batches` batches of 32 events of about 1 KiB on a few streams: 64 batches roll the
+/// young log's first two segments (1 MiB, then 2 MiB).
+fn load(server: &Server, batches: usize) {
+    let filler = "x".repeat(1000);
+    for b in 0..batches {
+        let events: Vec<(&str, Value)> = (0..32).map(|i| ("Tick", json!({"b": b, "i": i, "pad": filler}))).collect();
+        server.append(&format!("agent-{}", b % 4), &events);
+    }
+}
+
+/// Polls `/healthz` until `done` holds for its `archive` object.
+fn wait_archive(server: &Server, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let (status, health) = server.get("/healthz");
+        assert_eq!(status, 200, "{health}");
+        if done(&health["archive"]) {
+            return health;
+        }
+        assert!(started.elapsed() < ARCHIVE_GUARD, "the archive never {what}: {health}\n{}", server.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn events(data: &Path) -> Vec<Value> {
+    let (code, out, err) = cairn(data, &["read-all", "-o", "ndjson", "--limit", "100000"]);
+    assert_eq!(code, 0, "{err}");
+    out.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn bucket_of(url: &str) -> bucket::BlockingBucket {
+    bucket::Location::parse(url).unwrap().open_blocking().unwrap()
+}
+
+/// The newest manifest in the archive at `url`.
+fn newest_manifest(url: &str) -> Value {
+    let bucket = bucket_of(url);
+    let newest = bucket.list("manifests").unwrap().into_iter().map(|o| o.name).max().expect("a manifest");
+    serde_json::from_slice(&bucket.get(&newest, 64 << 20).unwrap()).unwrap()
+}
+
+#[test]
+fn uploads_and_downloads_round_trip_in_one_request_and_in_parts() {
+    let url = archive_url("bucket");
+    let bucket = bucket_of(&url);
+    let dir = tempfile::tempdir().unwrap();
+    for len in [0usize, 1000, bucket::PART_SIZE + 1, 3 * bucket::PART_SIZE + 7] {
+        let content: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        let from = dir.path().join(format!("in-{len}"));
+        std::fs::write(&from, &content).unwrap();
+        let up = bucket.put_file(&format!("files/{len}"), &from).unwrap();
+        assert_eq!(up.digest, blake3::hash(&content), "{len}");
+        let to = dir.path().join(format!("out-{len}"));
+        assert_eq!(bucket.get_to_file(&format!("files/{len}"), &to, u64::MAX).unwrap(), up);
+        assert!(std::fs::read(&to).unwrap() == content, "{len} bytes came back changed");
+    }
+    assert_eq!(bucket.list("files").unwrap().len(), 4);
+    assert!(bucket.get("files/absent", 10).unwrap_err().is_not_found());
+}
+
+#[test]
+fn archive_under_load_killed_holds_every_archived_segment_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = archive_url("kill");
+    let server = Server::start(&data, &["--archive", &url]);
+    load(&server, 40);
+    wait_archive(&server, "archived a segment", |a| a["archived_position"].as_u64().is_some());
+    // More load while the archiver works, then SIGKILL, perhaps in the middle of an upload.
+    load(&server, 80);
+    server.stop_with("KILL");
+
+    let manifest = newest_manifest(&url);
+    let bucket = bucket_of(&url);
+    let segments = manifest["segments"].as_array().unwrap();
+    assert!(!segments.is_empty(), "{manifest}");
+    for s in segments {
+        assert_eq!(s["sealed"], true, "{s}");
+        let local = std::fs::read(data.join("log").join(s["name"].as_str().unwrap())).unwrap();
+        let object = bucket.get(s["key"].as_str().unwrap(), u64::MAX).unwrap();
+        assert!(object == local, "{} differs from its object", s["name"]);
+        assert_eq!(s["blake3"].as_str().unwrap(), blake3::hash(&local).to_hex().as_str());
+    }
+    let head = manifest["head"]["position"].as_u64().unwrap();
+    let source = events(&data);
+    assert!((head as usize) + 1 < source.len(), "the active segment is not archived");
+    assert_eq!(source[head as usize]["hash"], manifest["head"]["hash"], "the head is the log's chain hash there");
+}
+
+#[test]
+fn appends_go_on_while_the_bucket_is_unreachable_and_archiving_catches_up() {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("run through .ci/s3");
+    let upstream = endpoint.trim_start_matches("http://").to_string();
+    let proxy = Proxy::start(&upstream);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = archive_url("away");
+    proxy.set_up(false);
+    let through_proxy = format!("http://127.0.0.1:{}", proxy.port);
+    let server = Server::start_with_env(&data, &["--archive", &url], &[("AWS_ENDPOINT_URL", &through_proxy)]);
+    load(&server, 80);
+    let away = wait_archive(&server, "reported the failure", |a| a["consecutive_failures"].as_u64() > Some(0));
+    assert_eq!(away["status"], "degraded", "{away}");
+    assert_eq!(away["archive"]["archived_position"], Value::Null, "{away}");
+    let (_, head) = server.get("/v1/head");
+    assert!(head["position"].as_u64().unwrap() >= 80 * 32 - 1, "every append was answered: {head}");
+
+    proxy.set_up(true);
+    let back = wait_archive(&server, "caught up", |a| {
+        a["archived_position"].as_u64().is_some() && a["consecutive_failures"] == 0
+    });
+    assert_eq!(back["status"], "ok", "{back}");
+    let (_, metrics) = server.get_text("/metrics");
+    assert!(metrics.contains("cairn_archive_failures_total"), "{metrics}");
+    server.stop();
+    assert_eq!(newest_manifest(&url)["head"]["position"], back["archive"]["archived_position"]);
+}
+
+/// A TCP proxy on loopback in front of the S3 endpoint, which refuses connections (and cuts
+/// open ones) while it is down: the bucket "going away".
+struct Proxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(upstream: &str) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let open = Arc::new(Mutex::new(Vec::new()));
+        let (accept_up, accept_open, upstream) = (up.clone(), open.clone(), upstream.to_string());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if !accept_up.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&upstream) else { continue };
+                accept_open.lock().unwrap().extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                pipe(server, client);
+            }
+        });
+        Proxy { port, up, open }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+        if !up {
+            for stream in self.open.lock().unwrap().drain(..) {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64 * 1024];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(Shutdown::Write);
+    });
+}
