@@ -126,3 +126,50 @@ fn fork_shares_the_prefix() {
     assert_eq!(code, 0);
     assert!(out.contains("--to <NEW>") && out.contains("--at <V>"), "{out}");
 }
+
+/// Issue 16 item 5: `cairn erase` masks the range on every read, says so in text and json,
+/// counts the checkpoints taken before it (they may still hold the payloads), and refuses
+/// bad ranges with the contract's exit codes, writing nothing.
+#[test]
+fn erase_masks_the_range_and_refuses_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    append(&data, "run-1", 3);
+    let (code, _, err) = cairn(&data, &["checkpoint"]);
+    assert_eq!(code, 0, "{err}");
+
+    let (code, out, err) = cairn(&data, &["erase", "run-1", "--from", "1", "--to", "1", "--reason", "GDPR 118"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("erased versions 1 to 1 of stream run-1 at position 3"), "{out}");
+    assert!(out.contains("1 checkpoint(s) taken before the erasure may still hold the payloads"), "{out}");
+    let (code, out, _) = cairn(&data, &["read", "run-1", "-o", "ndjson"]);
+    assert_eq!(code, 0);
+    let events: Vec<Value> = out.lines().map(json_out).collect();
+    assert_eq!(events[1]["erased"], true, "{out}");
+    assert!(events[1].get("data").is_none() && events[1].get("metadata").is_none(), "{out}");
+    assert_eq!(events[2]["data"], json!({"i": 2}));
+    let (_, text, _) = cairn(&data, &["read", "run-1"]);
+    assert!(text.lines().nth(1).unwrap().ends_with("(erased)"), "{text}");
+    let (code, out, _) = cairn(&data, &["verify"]);
+    assert_eq!(code, 0, "{out}");
+
+    let (code, out, err) = cairn(&data, &["erase", "run-1", "--reason", "all of it", "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let answer = json_out(&out);
+    assert_eq!((answer["from_version"].as_u64(), answer["to_version"].as_u64()), (Some(0), Some(2)), "{out}");
+    assert_eq!(answer["checkpoints_before"], 1);
+
+    let (_, head, _) = cairn(&data, &["head", "-o", "json"]);
+    for (args, want_code, says) in [
+        (vec!["erase", "run-1", "--to", "7", "--reason", "r"], 2, "its last version is 2"),
+        (vec!["erase", "run-1", "--from", "2", "--to", "1", "--reason", "r"], 2, "from_version is after to_version"),
+        (vec!["erase", "run-1", "--reason", " "], 2, "needs a reason"),
+        (vec!["erase", "nobody", "--reason", "r"], 5, "not found"),
+        (vec!["erase", "run-1"], 2, "--reason"),
+    ] {
+        let (code, _, err) = cairn(&data, &args);
+        assert_eq!(code, want_code, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert_eq!(cairn(&data, &["head", "-o", "json"]).1, head, "refused erasures write nothing");
+}

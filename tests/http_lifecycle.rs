@@ -385,3 +385,118 @@ fn a_kv_stream_expired_by_its_ttl_on_the_logs_clock_is_an_absent_key() {
     let (status, incr) = server.post("/v1/kv/n/incr", &json!({"delta": 1}));
     assert_eq!((status, incr["value"].as_i64()), (200, Some(1)), "the expired key counts from nothing: {incr}");
 }
+
+/// Issue 16 item 5: `POST /v1/erase` masks the range at once on every read (stream, global,
+/// one position, subscriptions), keeps the chain verifiable, records the erasure as a
+/// `stream-erased` event and an audit entry, and refuses bad requests writing nothing.
+#[test]
+fn erase_masks_payloads_everywhere_and_refuses_bad_ranges() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    server.append("chat-1", &[("Said", json!({"i": 0})), ("Said", json!({"card": "4111"})), ("Said", json!({"i": 2}))]);
+    let (status, erased) = server.post(
+        "/v1/erase",
+        &json!({"stream": "chat-1", "from_version": 1, "to_version": 1, "reason": "GDPR request 118"}),
+    );
+    assert_eq!(status, 200, "{erased}");
+    assert_eq!((erased["from_version"].as_u64(), erased["to_version"].as_u64()), (Some(1), Some(1)), "{erased}");
+    assert_eq!(erased["checkpoints_before"], 0);
+    let (_, event) = server.get(&format!("/v1/events/{}", pos(&erased)));
+    assert_eq!(event["type"], "stream-erased");
+    assert_eq!(
+        event["data"],
+        json!({"stream": "chat-1", "from_version": 1, "to_version": 1, "reason": "GDPR request 118"})
+    );
+
+    let masked = |e: &Value| {
+        let keys: Vec<&str> = e.as_object().unwrap().keys().map(String::as_str).collect();
+        e["erased"] == true && !keys.contains(&"data") && !keys.contains(&"metadata") && e["hash"].is_string()
+    };
+    let (_, read) = server.get("/v1/streams/chat-1/events");
+    let events = read["events"].as_array().unwrap();
+    assert_eq!(events.len(), 3);
+    assert!(masked(&events[1]) && events[1]["version"] == 1, "{read}");
+    assert!(!masked(&events[0]) && events[2]["data"]["i"] == 2 && events[0].get("erased").is_none(), "{read}");
+    let (_, all) = server.get("/v1/events?stream_prefix=chat-");
+    assert!(masked(&all["events"][1]), "{all}");
+    assert!(masked(&server.get("/v1/events/1").1));
+    let mut sub = server.subscribe("from=0&stream=chat-1", None);
+    let seen: Vec<bool> = (0..3).map(|_| masked(&sub.next().unwrap().json())).collect();
+    assert_eq!(seen, [false, true, false]);
+    let (_, verify) = server.post("/v1/verify", &json!({}));
+    assert_eq!(verify["ok"], true, "the chain covers digests, not payloads: {verify}");
+    // Who, why and which range, in the audit view.
+    let (_, audit) = server.get(&format!("/v1/audit?category=data_access&min_position={}", erased["audit_position"]));
+    let entry = &audit["entries"][0];
+    assert_eq!(
+        (entry["event"].as_str(), entry["target"]["id"].as_str()),
+        (Some("data.erased"), Some("chat-1")),
+        "{audit}"
+    );
+    assert_eq!(entry["metadata"]["reason"], "GDPR request 118");
+    assert_eq!(
+        (entry["metadata"]["from_version"].as_u64(), entry["metadata"]["to_version"].as_u64()),
+        (Some(1), Some(1))
+    );
+
+    // Defaults: the whole stream.
+    server.append("chat-2", &[("Said", json!({})), ("Said", json!({}))]);
+    let (status, whole) = server.post("/v1/erase", &json!({"stream": "chat-2", "reason": "account closed"}));
+    assert_eq!((status, whole["from_version"].as_u64(), whole["to_version"].as_u64()), (200, Some(0), Some(1)));
+
+    server.append("gone", &[("Said", json!({}))]);
+    delete(&server, "/v1/streams/gone?mode=tombstone");
+    let before = head(&server);
+    for (body, want_status, want) in [
+        (json!({"stream": "chat-1", "from_version": 2, "to_version": 5, "reason": "r"}), 400, "erase_out_of_range"),
+        (json!({"stream": "chat-1", "from_version": 2, "to_version": 1, "reason": "r"}), 400, "invalid_input"),
+        (json!({"stream": "chat-1", "reason": ""}), 400, "invalid_input"),
+        (json!({"stream": "chat-1"}), 400, "invalid_body"),
+        (json!({"stream": "chat-1", "reason": "r", "all": true}), 400, "invalid_body"),
+        (json!({"stream": "chat-1", "from_version": -1, "reason": "r"}), 400, "invalid_body"),
+        (json!({"stream": "nobody", "reason": "r"}), 404, "stream_not_found"),
+        (json!({"stream": "gone", "reason": "r"}), 410, "stream_tombstoned"),
+        (json!({"stream": "$lifecycle", "reason": "r"}), 400, "invalid_stream_name"),
+        (json!({"stream": "audit:x", "reason": "r"}), 403, "reserved_stream"),
+    ] {
+        let (status, answer) = server.post("/v1/erase", &body);
+        assert_eq!((status, answer["error"].as_str()), (want_status, Some(want)), "{body}: {answer}");
+        assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()), "{answer}");
+    }
+    assert_eq!(head(&server), before, "refused erasures write nothing");
+}
+
+const ERASER: &str = "eraser-token";
+
+/// Erasing needs `erase` on the stream (`delete` or `append` is not enough; `admin` is); the
+/// `stream-erased` event carries the caller's principal.
+#[test]
+fn erase_needs_the_erase_permission_and_names_the_principal() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = format!(
+        "[[principal]]\nname = \"janitor\"\n{}\nrules = [{{ prefix = \"agent-\", allow = [\"read\", \"append\", \"delete\"] }}]\n\n\
+         [[principal]]\nname = \"dpo\"\n{}\nrules = [{{ prefix = \"agent-\", allow = [\"read\", \"erase\"] }}]\n",
+        hash_line(DELETER),
+        hash_line(ERASER),
+    );
+    let path = dir.path().join("auth.toml");
+    std::fs::write(&path, file).unwrap();
+    let mut server = Server::start(&dir.path().join("data"), &["--auth", path.to_str().unwrap()]);
+    server.set_token(Some(DELETER));
+    server.append("agent-1", &[("E", json!({"secret": 1}))]);
+    let (status, answer) = server.post("/v1/erase", &json!({"stream": "agent-1", "reason": "r"}));
+    assert_eq!((status, answer["error"].as_str()), (403, Some("forbidden")), "{answer}");
+    server.set_token(Some(ERASER));
+    let (status, answer) = server.post("/v1/erase", &json!({"stream": "other", "reason": "r"}));
+    assert_eq!(status, 403, "{answer}");
+    let (status, erased) = server.post("/v1/erase", &json!({"stream": "agent-1", "reason": "r"}));
+    assert_eq!(status, 200, "{erased}");
+    assert_eq!(server.get("/v1/streams/agent-1/events").1["events"][0]["erased"], true);
+    let data = dir.path().join("data");
+    drop(server);
+    let (code, out, err) = cairn(&data, &["read-all", "-o", "ndjson"]);
+    assert_eq!(code, 0, "{err}");
+    let lifecycle: Value =
+        out.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).find(|e| e["type"] == "stream-erased").unwrap();
+    assert_eq!(lifecycle["metadata"]["$principal"], "dpo", "{lifecycle}");
+}

@@ -1,4 +1,4 @@
-//! The stream lifecycle commands: delete (soft or tombstone), close, fork, metadata.
+//! The stream lifecycle commands: delete (soft or tombstone), close, fork, erase, metadata.
 //!
 //! Each change opens the data directory as its writer, asks the log engine for the change (one
 //! event on the reserved `$lifecycle` stream), and prints what the HTTP API answers for it
@@ -10,7 +10,10 @@ use clap::Args;
 use log_engine::{DeleteMode, StreamVersion};
 
 use crate::error::{CliError, CliResult, Exit};
-use crate::http::lifecycle::{set_metadata, ForkJson, LifecycleJson, MetadataRequest, StreamStateJson};
+use crate::http::lifecycle::{
+    checkpoints_before, set_metadata, EraseJson, EraseRequest, ForkJson, LifecycleJson, MetadataRequest,
+    StreamStateJson,
+};
 use crate::output::{Format, Out};
 use crate::store::open_writer;
 use crate::wire::InputError;
@@ -46,6 +49,24 @@ pub struct ForkArgs {
     /// The source's last version the fork shares.
     #[arg(long = "at", value_name = "V")]
     pub at_version: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct EraseArgs {
+    /// The stream whose events to erase.
+    pub stream: String,
+
+    /// The first version erased (default: the first).
+    #[arg(long = "from", value_name = "V")]
+    pub from_version: Option<u64>,
+
+    /// The last version erased (default: the last).
+    #[arg(long = "to", value_name = "V")]
+    pub to_version: Option<u64>,
+
+    /// Why: kept in the log and the audit entry for good.
+    #[arg(long)]
+    pub reason: String,
 }
 
 #[derive(Debug, Args)]
@@ -117,6 +138,35 @@ pub fn fork(dir: &Path, format: Format, args: ForkArgs) -> CliResult<Exit> {
         "stream {} forked from {} at version {} (position {})",
         answer.stream, answer.source, answer.at_version, answer.position
     );
+    print_change(format, &answer, sentence)
+}
+
+pub fn erase(dir: &Path, format: Format, args: EraseArgs) -> CliResult<Exit> {
+    check_changeable(&args.stream)?;
+    let request = EraseRequest {
+        stream: args.stream,
+        from_version: args.from_version,
+        to_version: args.to_version,
+        reason: args.reason,
+    };
+    let log = open_writer(dir)?;
+    let result = crate::http::lifecycle::erase(&log, request, None).map_err(|e| CliError::log(dir, e));
+    let rows = snapshotter::Snapshotter::open(&log, snapshotter::Policy::default())
+        .and_then(|s| s.list(&log, &mut |_| {}))
+        .map_err(crate::store::StoreError::from);
+    log.close();
+    let mut answer: EraseJson = result?;
+    answer.checkpoints_before = checkpoints_before(&rows?, answer.position);
+    let mut sentence = format!(
+        "erased versions {} to {} of stream {} at position {}: they read as erased from now on",
+        answer.from_version, answer.to_version, answer.stream, answer.position
+    );
+    if answer.checkpoints_before > 0 {
+        sentence.push_str(&format!(
+            "\nnote: {} checkpoint(s) taken before the erasure may still hold the payloads in their view state",
+            answer.checkpoints_before
+        ));
+    }
     print_change(format, &answer, sentence)
 }
 

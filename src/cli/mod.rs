@@ -179,6 +179,22 @@ The new stream must have no events; --at must be at most the source's last versi
 source later does not change what the fork reads.")]
     Fork(lifecycle_cmds::ForkArgs),
 
+    /// Erase the payloads (data and metadata) of a range of a stream's events: they read as
+    /// their header with "erased": true from now on, everywhere; the chain still verifies.
+    #[command(after_help = "\
+Examples:
+  cairn erase thread-7 --from 3 --to 3 --reason \"GDPR request 118\"
+  cairn erase thread-7 --reason \"user deleted their account\"   # every version
+  cairn erase thread-7 --from 10 --reason \"ticket 42\" -o json
+
+--from defaults to the first version, --to to the last. The erasure is an event on $lifecycle
+(stream-erased) and an audit entry on $audit:erasure (`cairn audit query --category data_access`).
+Versions a fork shares with its source are the source's events: erased for both. The bytes stay
+on disk until a scavenge rewrites their segment; checkpoints taken before the erasure may still
+hold the payloads in their view state (the answer counts them). Exit code 2 for a range the
+stream does not have, 5 for an unknown stream, 1 for a tombstoned one.")]
+    Erase(lifecycle_cmds::EraseArgs),
+
     /// Print a stream's retention metadata and lifecycle state, or replace the metadata (--set).
     #[command(after_help = "\
 Examples:
@@ -485,6 +501,7 @@ fn run(cli: Cli) -> CliResult<Exit> {
         Command::Delete(args) => lifecycle_cmds::delete(&data, format, args),
         Command::Close(args) => lifecycle_cmds::close(&data, format, args),
         Command::Fork(args) => lifecycle_cmds::fork(&data, format, args),
+        Command::Erase(args) => lifecycle_cmds::erase(&data, format, args),
         Command::Metadata(args) => lifecycle_cmds::metadata(&data, format, args),
         Command::Head => log_cmds::head(&data, format),
         Command::Verify(args) => log_cmds::verify(&data, format, args),

@@ -60,6 +60,7 @@ const ADMIN_ACTIONS: &[(&str, &str)] = &[
     ("POST", "/v1/streams/{stream}/close"),
     ("PUT", "/v1/streams/{stream}/metadata"),
     ("POST", "/v1/streams/{stream}/fork"),
+    ("POST", "/v1/erase"),
 ];
 
 /// The one query parameter the audit looks at: an append with `allow_reserved=true` writes a

@@ -1,5 +1,5 @@
 //! The stream lifecycle endpoints: delete (soft or tombstone), close, metadata (retention
-//! limits), fork, and one stream's state.
+//! limits), fork, erasure, and one stream's state.
 //!
 //! Each change is one event the log engine appends to its reserved `$lifecycle` stream, so the
 //! answer carries that event's position and chain hash, and replay, checkpoints and
@@ -18,6 +18,9 @@
 //!   The key-value view folds it: a deleted `kv:` stream is an absent key. No fork may land
 //!   in a view's stream (its shared events keep their source's name).
 //! - The changes run on the blocking pool: each waits for its lifecycle event's fdatasync.
+//! - An erasure needs `erase` on the stream (`admin` implies it) and is audited twice over: its
+//!   `stream-erased` event carries the caller's `$principal`, and an audit entry (who, why,
+//!   which range) goes to [`ERASURE_AUDIT_STREAM`], which the audit view serves.
 
 use std::sync::Arc;
 
@@ -25,7 +28,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
-use log_engine::{DeleteMode, StreamMetadata, StreamName, StreamState, StreamVersion};
+use log_engine::{DeleteMode, StreamChange, StreamMetadata, StreamName, StreamState, StreamVersion};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -238,6 +241,141 @@ pub struct ForkJson {
     /// The log position of the `stream-forked` event.
     pub position: u64,
     pub hash: String,
+}
+
+/// The reserved stream every erasure's audit entry goes to; the audit view indexes it with the
+/// other `$audit:` streams (`GET /v1/audit?category=data_access`).
+pub const ERASURE_AUDIT_STREAM: &str = "$audit:erasure";
+
+/// `POST /v1/erase`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EraseRequest {
+    pub stream: String,
+    /// The first version erased; default: the stream's first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_version: Option<u64>,
+    /// The last version erased; default: the stream's last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_version: Option<u64>,
+    /// Why (kept in the log for good, and in the audit entry): 1 to `ERASE_REASON_LEN_MAX`
+    /// (1024) bytes.
+    pub reason: String,
+}
+
+/// What an erasure answers.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct EraseJson {
+    pub stream: String,
+    pub from_version: u64,
+    pub to_version: u64,
+    /// The log position of the `stream-erased` event.
+    pub position: u64,
+    pub hash: String,
+    /// The log position of the erasure's audit entry on `$audit:erasure`.
+    pub audit_position: u64,
+    /// Checkpoints taken before the erasure: their view state (a key-value value, say) may
+    /// still hold the erased payloads until they are superseded and removed.
+    pub checkpoints_before: u64,
+}
+
+/// Erases a range of `stream` for `principal` (`None`: a server without `--auth`, or the command
+/// line) and appends its audit entry; `checkpoints_before` is left 0 for the caller to fill.
+/// The command line uses it too.
+pub fn erase(log: &log_engine::Log, request: EraseRequest, principal: Option<&str>) -> log_engine::Result<EraseJson> {
+    let stamp = principal.map(|p| serde_json::json!({ super::access::PRINCIPAL_KEY: p }));
+    let change = StreamChange::Erase {
+        stream: request.stream.clone(),
+        from_version: request.from_version.map(StreamVersion),
+        to_version: request.to_version.map(StreamVersion),
+        reason: request.reason.clone(),
+    };
+    let written = log.change_stream(change, stamp.as_ref())?;
+    // The engine resolved the defaults: its event says which range it erased.
+    let data = log.read_event(written.position)?.data_json().unwrap_or_default();
+    let version = |field: &str| data.get(field).and_then(serde_json::Value::as_u64).unwrap_or_default();
+    let (from_version, to_version) = (version("from_version"), version("to_version"));
+    let who = principal.unwrap_or("anonymous");
+    let entry = serde_json::json!({
+        "level": "info",
+        "category": "data_access",
+        "event": "data.erased",
+        "actor": {"type": "user", "id": who},
+        "target": {"type": "stream", "id": request.stream},
+        "outcome": "success",
+        "metadata": {
+            "from_version": from_version,
+            "to_version": to_version,
+            "reason": request.reason,
+            "position": written.position.0,
+        },
+        "source": {"component": "cairn"},
+    });
+    let stream = StreamName::reserved(ERASURE_AUDIT_STREAM).expect("the erasure audit stream's name is valid");
+    let event = log_engine::NewEvent::json(projections::AUDIT_EVENT_TYPE, &entry)
+        .with_metadata(&serde_json::json!({ super::access::PRINCIPAL_KEY: who }));
+    let audit = log.append_multi(vec![log_engine::StreamAppend {
+        stream,
+        expected: log_engine::ExpectedVersion::Any,
+        events: vec![event],
+    }])?;
+    Ok(EraseJson {
+        stream: request.stream,
+        from_version,
+        to_version,
+        position: written.position.0,
+        hash: written.hash.to_hex(),
+        audit_position: audit[0].last_position.0,
+        checkpoints_before: 0,
+    })
+}
+
+/// Checkpoints listed in `rows` taken before log position `position`.
+pub fn checkpoints_before(rows: &[snapshotter::CheckpointStatus], position: u64) -> u64 {
+    rows.iter().filter(|r| r.info.as_ref().is_some_and(|i| i.position.0 < position)).count() as u64
+}
+
+/// Erase the payloads of a range of a stream's events: they read as their header with
+/// `"erased": true` at once, everywhere; the chain still verifies.
+#[utoipa::path(
+    post,
+    path = "/v1/erase",
+    tag = "lifecycle",
+    request_body(content = EraseRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Erased; the `stream-erased` event's position and hash, the range, the audit entry's position, and how many older checkpoints may still hold the payloads.", body = EraseJson),
+        (status = 400, description = "`erase_out_of_range` (a version past the stream's last), `invalid_input` (`from_version` after `to_version`, an empty or overlong reason), `invalid_stream_name`, `invalid_body`.", body = ErrorBody),
+        (status = 403, description = "The token lacks `erase` on this stream, or `reserved_stream`: the stream belongs to the audit or metadata view.", body = ErrorBody),
+        (status = 404, description = "`stream_not_found`: the stream never had an event.", body = ErrorBody),
+        (status = 410, description = "`stream_tombstoned`.", body = ErrorBody),
+        (status = 503, description = "The log is poisoned or shutting down.", body = ErrorBody),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn erase_range(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<EraseJson>> {
+    // The stream is in the body; refuse a token that may erase nothing before reading it.
+    caller.require_any(Permission::Erase)?;
+    let request: EraseRequest = read_body(&headers, body).await?;
+    caller.require(Permission::Erase, &request.stream)?;
+    changeable(&request.stream)?;
+    let principal = match &caller {
+        Caller::Open => None,
+        Caller::Principal(p) => Some(p.name.clone()),
+    };
+    let state2 = state.clone();
+    let answer = blocking(move || -> ApiResult<EraseJson> {
+        let mut answer = erase(&state2.log, request, principal.as_deref())?;
+        let rows = state2.store.checkpoints(&mut |_| {})?;
+        answer.checkpoints_before = checkpoints_before(&rows, answer.position);
+        Ok(answer)
+    })
+    .await??;
+    Ok(Json(answer))
 }
 
 /// Why a lifecycle change of `stream` is refused, if it belongs to a view that does not follow

@@ -198,6 +198,7 @@ fn api() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(lifecycle::get_metadata, lifecycle::put_metadata))
         .routes(routes!(lifecycle::close_stream))
         .routes(routes!(lifecycle::fork_stream))
+        .routes(routes!(lifecycle::erase_range))
         .routes(routes!(log_api::head))
         .routes(routes!(log_api::verify))
         .routes(routes!(kv::list))

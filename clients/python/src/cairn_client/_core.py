@@ -49,6 +49,7 @@ from ._types import (
     EndOfStream,
     Event,
     ExpectedVersion,
+    EraseResult,
     ForkResult,
     Head,
     KeyPage,
@@ -537,6 +538,19 @@ def fork_stream(stream: str, to: str, at_version: int) -> Call[ForkResult]:
     # Not retried once sent: a repeated fork would answer stream_exists for a fork that worked.
     request = Request("POST", f"/v1/streams/{segment(stream)}/fork", body=body)
     return Call(request, _json_of(ForkResult.from_json))
+
+
+def erase(stream: str, reason: str, from_version: int | None, to_version: int | None) -> Call[EraseResult]:
+    body: dict[str, Any] = {"stream": stream, "reason": reason}
+    for name, value in (("from_version", from_version), ("to_version", to_version)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a stream version (0 or more), not {value!r}")
+        body[name] = value
+    # Erasing the same range again changes nothing a reader sees: safe to repeat.
+    request = Request("POST", "/v1/erase", body=body, idempotent=True)
+    return Call(request, _json_of(EraseResult.from_json))
 
 
 def stream_metadata(stream: str) -> Call[StreamState]:

@@ -22,6 +22,7 @@ __all__ = [
     "CairnError",
     "Conflict",
     "Forbidden",
+    "EraseOutOfRange",
     "ForkPastEnd",
     "Gone",
     "Invalid",
@@ -157,6 +158,10 @@ class ForkPastEnd(Invalid):
     """400 ``fork_past_end``: the fork's ``at_version`` is beyond the source's last version."""
 
 
+class EraseOutOfRange(Invalid):
+    """400 ``erase_out_of_range``: an erasure names versions the stream does not have."""
+
+
 class InvalidStreamMetadata(Invalid):
     """400 ``invalid_stream_metadata``: a retention limit the server refuses (a zero count, say)."""
 
@@ -187,6 +192,7 @@ _LIFECYCLE: dict[str, type[CairnError]] = {
     "stream_closed": StreamClosed,
     "stream_exists": StreamExists,
     "fork_past_end": ForkPastEnd,
+    "erase_out_of_range": EraseOutOfRange,
     "invalid_stream_metadata": InvalidStreamMetadata,
 }
 

@@ -33,6 +33,7 @@ from ._types import (
     EndOfStream,
     Event,
     ExpectedVersion,
+    EraseResult,
     ForkResult,
     Head,
     KeyPage,
@@ -414,6 +415,16 @@ class Client:
         Raises :class:`StreamExists` if ``to`` has events, :class:`ForkPastEnd` past the
         source's last version."""
         return self._call(core.fork_stream(stream, to, at_version))
+
+    def erase(
+        self, stream: str, reason: str, from_version: int | None = None, to_version: int | None = None
+    ) -> EraseResult:
+        """Erases the payloads (data and metadata) of versions ``from_version..=to_version`` of
+        ``stream`` (default: all of them), for ``reason``: they read as their header with
+        ``erased`` True from now on, everywhere. Versions a fork shares with its source are
+        erased for both. Raises :class:`EraseOutOfRange` for versions the stream does not have,
+        :class:`NotFound` for an unknown stream, :class:`StreamTombstoned`."""
+        return self._call(core.erase(stream, reason, from_version, to_version))
 
     def stream_metadata(self, stream: str) -> StreamState:
         """The stream's retention limits and lifecycle state."""

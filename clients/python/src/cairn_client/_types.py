@@ -37,6 +37,7 @@ __all__ = [
     "EndOfStream",
     "Event",
     "ExpectedVersion",
+    "EraseResult",
     "ForkResult",
     "Head",
     "JSON",
@@ -333,6 +334,35 @@ class LifecycleResult:
             stream=_field(obj, "stream", str, what),
             position=_field(obj, "position", int, what),
             hash=_field(obj, "hash", str, what),
+        )
+
+
+@dataclass(frozen=True)
+class EraseResult:
+    """What an erasure answers: the ``stream`` and the versions erased, the position and chain
+    hash of the ``stream-erased`` event, the position of its audit entry, and how many
+    checkpoints taken before it may still hold the payloads in their view state."""
+
+    stream: str
+    from_version: int
+    to_version: int
+    position: int
+    hash: str
+    audit_position: int
+    checkpoints_before: int
+
+    @staticmethod
+    def from_json(value: Any) -> EraseResult:
+        what = "erase result"
+        obj = _mapping(value, what)
+        return EraseResult(
+            stream=_field(obj, "stream", str, what),
+            from_version=_field(obj, "from_version", int, what),
+            to_version=_field(obj, "to_version", int, what),
+            position=_field(obj, "position", int, what),
+            hash=_field(obj, "hash", str, what),
+            audit_position=_field(obj, "audit_position", int, what),
+            checkpoints_before=_field(obj, "checkpoints_before", int, what),
         )
 
 

@@ -161,3 +161,33 @@ async def test_async_lifecycle(aclient: cc.AsyncClient, stream: str) -> None:
     await aclient.delete_stream(stream)
     with pytest.raises(cc.StreamDeleted):
         await aclient.read_stream_page(stream)
+
+
+def test_erase_masks_the_range_and_refuses_bad_ones(client: cc.Client, stream: str) -> None:
+    client.append(stream, [NewEvent("Said", {"i": 0}), NewEvent("Said", {"card": "4111"}, metadata={"run": 1})])
+    erased = client.erase(stream, "GDPR request 118", from_version=1, to_version=1)
+    assert (erased.stream, erased.from_version, erased.to_version) == (stream, 1, 1)
+    assert len(erased.hash) == 64 and erased.audit_position > erased.position
+    read = list(client.read_stream(stream))
+    assert [(e.version, e.erased) for e in read] == [(0, False), (1, True)]
+    assert read[1].data is None and read[1].metadata == {} and read[0].data == {"i": 0}
+    whole = client.erase(stream, "account closed")
+    assert (whole.from_version, whole.to_version) == (0, 1)
+    with pytest.raises(cc.EraseOutOfRange) as past:
+        client.erase(stream, "r", from_version=0, to_version=9)
+    assert (past.value.status, past.value.code) == (400, "erase_out_of_range")
+    with pytest.raises(cc.Invalid):
+        client.erase(stream, "")
+    with pytest.raises(ValueError):
+        client.erase(stream, "r", from_version=-1)
+    with pytest.raises(cc.NotFound):
+        client.erase(f"{stream}-never", "r")
+
+
+@pytest.mark.anyio
+async def test_async_erase(aclient: cc.AsyncClient, stream: str) -> None:
+    await aclient.append(stream, [NewEvent("E", {"secret": 1})])
+    erased = await aclient.erase(stream, "r")
+    assert (erased.from_version, erased.to_version) == (0, 0)
+    page = await aclient.read_stream_page(stream)
+    assert page.events[0].erased and page.events[0].data is None
