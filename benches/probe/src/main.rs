@@ -259,7 +259,8 @@ fn scavenge_probe(dir: &str, args: &[String]) {
     let log = Log::open(dir, Options::default()).unwrap();
     let sealed_bytes = |log: &Log| log.segment_files().iter().filter(|f| f.sealed).map(|f| f.capacity).sum::<u64>();
     // Dead payload bytes in sealed segments: what a scavenge can give back at most.
-    let active_start = log.segment_files().last().unwrap().path.file_stem().unwrap().to_str().unwrap().parse::<u64>().unwrap();
+    let active_start =
+        log.segment_files().last().unwrap().path.file_stem().unwrap().to_str().unwrap().parse::<u64>().unwrap();
     let mut dead_payload = 0u64;
     let mut dead_events = 0u64;
     log.for_each(Position(0), active_start, |e| {
@@ -320,7 +321,8 @@ fn scavenge_probe(dir: &str, args: &[String]) {
 fn fork_probe(dir: &str, events: usize) {
     let log = Log::open(dir, Options { durability: Durability::None, ..Default::default() }).unwrap();
     for first in (0..events).step_by(1000) {
-        let batch = (first..(first + 1000).min(events)).map(|i| NewEvent::bytes("bench.event", vec![i as u8; 256])).collect();
+        let batch =
+            (first..(first + 1000).min(events)).map(|i| NewEvent::bytes("bench.event", vec![i as u8; 256])).collect();
         log.append("big", ExpectedVersion::Any, batch).unwrap();
     }
     log.append("small", ExpectedVersion::Any, vec![NewEvent::bytes("bench.event", vec![1; 256])]).unwrap();
@@ -332,9 +334,20 @@ fn fork_probe(dir: &str, events: usize) {
         let t = Instant::now();
         log.fork_stream(source, &format!("fork-of-{source}-{at}"), StreamVersion(at)).unwrap();
         let took = t.elapsed();
-        eprintln!("fork of {source} at version {at}: {:.0} us, {} log bytes", took.as_secs_f64() * 1e6, used(&log) - before);
+        eprintln!(
+            "fork of {source} at version {at}: {:.0} us, {} log bytes",
+            took.as_secs_f64() * 1e6,
+            used(&log) - before
+        );
     }
-    let read = log.read_stream(&format!("fork-of-big-{}", events - 1), Some(StreamVersion(events as u64 - 3)), 10, Direction::Forward).unwrap();
+    let read = log
+        .read_stream(
+            &format!("fork-of-big-{}", events - 1),
+            Some(StreamVersion(events as u64 - 3)),
+            10,
+            Direction::Forward,
+        )
+        .unwrap();
     assert_eq!(read.len(), 3);
     log.close();
 }
