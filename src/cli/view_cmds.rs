@@ -193,7 +193,13 @@ pub fn kv(dir: &Path, format: Format, command: KvCommand) -> CliResult<Exit> {
                 let entries = kv.history(&key, limit)?;
                 let rows: Vec<Value> = entries
                     .iter()
-                    .map(|h| json!({"version": h.version.0, "op": h.op, "value": h.value, "timestamp": h.timestamp_ms, "position": h.position.0}))
+                    .map(|h| {
+                        let mut row = json!({"version": h.version.0, "op": h.op, "value": h.value, "timestamp": h.timestamp_ms, "position": h.position.0});
+                        if h.erased {
+                            row["erased"] = json!(true);
+                        }
+                        row
+                    })
                     .collect();
                 let mut out = Out::new();
                 match format {
@@ -204,7 +210,7 @@ pub fn kv(dir: &Path, format: Format, command: KvCommand) -> CliResult<Exit> {
                                 h.version,
                                 h.op,
                                 crate::wire::timestamp(h.timestamp_ms),
-                                compact(&h.value),
+                                if h.erased { "(erased)".to_string() } else { compact(&h.value) },
                                 h.position
                             ))?;
                         }

@@ -394,6 +394,7 @@ pub async fn history(
             value: h.value,
             timestamp: h.timestamp_ms,
             position: h.position.0,
+            erased: h.erased,
         })
         .collect();
     Ok(Json(answers::KvHistoryAnswer { versions }))
@@ -601,6 +602,10 @@ pub mod answers {
         /// Unix ms.
         pub timestamp: u64,
         pub position: u64,
+        /// `true` when the operation's payload was erased (`value` is then `null`); absent
+        /// otherwise.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pub erased: bool,
     }
 
     /// `GET /v1/kv/{key}/history`, newest first.

@@ -256,7 +256,9 @@ impl Projection for AuditView {
     fn apply(&mut self, event: &Event) -> Result<(), ApplyError> {
         let audit_stream =
             event.stream.starts_with(AUDIT_STREAM_PREFIX) || event.stream.starts_with(SERVER_AUDIT_STREAM_PREFIX);
-        if event.event_type != AUDIT_EVENT_TYPE || !audit_stream {
+        // An erased entry is gone from the view as from the log (only the Rust API can erase
+        // an audit stream: the server and the command line refuse).
+        if event.event_type != AUDIT_EVENT_TYPE || !audit_stream || event.erased {
             return Ok(());
         }
         let Payload::Json(data) = &event.data else {

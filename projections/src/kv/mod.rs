@@ -89,6 +89,8 @@ pub struct HistoryEntry {
     pub value: Json,
     pub timestamp_ms: u64,
     pub position: Position,
+    /// The event's payload was erased: `value` is `null`.
+    pub erased: bool,
 }
 
 /// One operation of a transaction. Deserializes from the HTTP contract's shape,
@@ -426,7 +428,15 @@ impl KvStore {
                     Some("") => data,
                     Some(f) => data.get(f).cloned().unwrap_or(Json::Null),
                 };
-                HistoryEntry { version: e.version, op, value, timestamp_ms: e.timestamp_ms, position: e.position }
+                let value = if e.erased { Json::Null } else { value };
+                HistoryEntry {
+                    version: e.version,
+                    op,
+                    value,
+                    timestamp_ms: e.timestamp_ms,
+                    position: e.position,
+                    erased: e.erased,
+                }
             })
             .collect())
     }

@@ -208,7 +208,10 @@ impl KvView {
     }
 
     /// Applies a `$lifecycle` event about a `kv:` stream: a delete or tombstone removes the key,
-    /// metadata records (or clears) its limits. Anything else, or about another stream, is
+    /// metadata records (or clears) its limits, an erasure from a version at or before the
+    /// key's current one removes it (its value may hold an erased payload: a `set` erased under
+    /// a later `incr` still shows in the sum; and a replay, which meets those events erased,
+    /// reaches the same absent key). Anything else, or about another stream, is
     /// skipped: only the log writes these events.
     fn apply_lifecycle(&mut self, event: &Event) {
         let Some(data) = event.data_json() else { return };
@@ -217,6 +220,12 @@ impl KvView {
         };
         match event.event_type.as_str() {
             log_engine::EVENT_STREAM_DELETED | log_engine::EVENT_STREAM_TOMBSTONED => self.put(key, None),
+            log_engine::EVENT_STREAM_ERASED => {
+                let from = data.get("from_version").and_then(serde_json::Value::as_u64).unwrap_or(0);
+                if self.keys.get(key).is_some_and(|s| s.entry.version >= from) {
+                    self.put(key, None);
+                }
+            }
             log_engine::EVENT_STREAM_METADATA => {
                 let limit =
                     |name: &str| data.get("metadata").and_then(|m| m.get(name)).and_then(serde_json::Value::as_u64);
@@ -291,6 +300,12 @@ impl Projection for KvView {
         let Some(key) = event.stream.strip_prefix(STREAM_PREFIX) else { return Ok(()) };
         if !self.lives.is_empty() {
             self.follow_limits(key, event);
+        }
+        if event.erased {
+            // Its operation is gone; the `stream-erased` event that follows removes whatever
+            // it touched. The key's version still moves on with its stream.
+            self.follow_version(key, event.version.0);
+            return Ok(());
         }
         let applied = self.apply_op(key, event);
         if applied.is_err() || self.keys.get(key).is_some_and(|s| s.entry.version != event.version.0) {
@@ -513,6 +528,57 @@ mod tests {
         let mut e = event(position, "-", 0, event_type, ts, data);
         e.stream = log_engine::LIFECYCLE_STREAM.to_string();
         e
+    }
+
+    /// Issue 16 item 7: an erasure from a version at or before the key's current one removes
+    /// the key (and a checkpoint carries the removal); a replay, meeting the erased events
+    /// masked, folds them without failing and reaches the same state.
+    #[test]
+    fn an_erased_value_is_an_absent_key_live_and_replayed() {
+        let erased_from = |v: u64| {
+            lifecycle(
+                9,
+                "stream-erased",
+                12,
+                json!({"stream": "kv:n", "from_version": v, "to_version": v, "reason": "r"}),
+            )
+        };
+        let events = vec![
+            event(0, "n", 0, "kv.set", 10, json!({"value": 40})),
+            event(1, "n", 1, "kv.incr", 10, json!({"delta": 2})),
+            event(2, "m", 0, "kv.set", 10, json!({"value": 1})),
+        ];
+        let mut live = KvView::new();
+        for e in &events {
+            live.apply(e).unwrap();
+        }
+        live.mark();
+        live.apply(&erased_from(0)).unwrap();
+        assert!(live.live("n", 12).is_none() && live.live("m", 12).is_some());
+        assert_eq!(live.changes_since_mark().removals, vec![b"n".to_vec()], "a checkpoint carries the erasure");
+        let mut replayed = KvView::new();
+        for e in &events {
+            let mut e = e.clone();
+            if e.stream == "kv:n" && e.version.0 == 0 {
+                e.erased = true;
+                e.data = Payload::Bytes(Vec::new());
+            }
+            replayed.apply(&e).unwrap();
+        }
+        replayed.apply(&erased_from(0)).unwrap();
+        assert_eq!(replayed.digest(), live.digest(), "replay reaches the live state");
+        // An erasure of versions after the key's current one changes nothing.
+        let mut later = KvView::new();
+        later.apply(&events[2]).unwrap();
+        later
+            .apply(&lifecycle(
+                9,
+                "stream-erased",
+                12,
+                json!({"stream": "kv:m", "from_version": 1, "to_version": 1, "reason": "r"}),
+            ))
+            .unwrap();
+        assert!(later.live("m", 12).is_some());
     }
 
     /// Issue 16 item 7: deleting or tombstoning a key's stream removes the key, and a write

@@ -68,7 +68,7 @@ impl Projection for MetaView {
     }
 
     fn apply(&mut self, event: &Event) -> Result<(), ApplyError> {
-        if !event.event_type.starts_with("meta.") || !event.stream.starts_with("meta:") {
+        if !event.event_type.starts_with("meta.") || !event.stream.starts_with("meta:") || event.erased {
             return Ok(());
         }
         let Payload::Json(data) = &event.data else {
