@@ -157,6 +157,21 @@ pub fn checkpoint(e: &snapshotter::Error) -> Code {
     }
 }
 
+/// A failure of a backup, or of a restore from one: a backup that cannot be trusted is an
+/// integrity failure; an unreachable destination is unavailable (503: the next try may work).
+pub fn backup(e: &crate::backup::BackupError) -> Code {
+    use crate::backup::BackupError as E;
+    match e {
+        E::Location(_) => Code::INVALID_INPUT,
+        E::Log(e) => log(e),
+        E::Snapshotter(e) => checkpoint(e),
+        E::NotFound { .. } => Code::new("backup_not_found", 404, Exit::NotFound),
+        E::Damaged { .. } => Code::new("backup_damaged", 500, Exit::Integrity),
+        E::Store { .. } => Code::new("backup_unreachable", 503, Exit::Error),
+        _ => Code::INTERNAL,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,11 +40,18 @@ pub enum CliError {
     #[error("{0}")]
     Server(String),
 
+    /// A running server refused what the command asked of it.
+    #[error("{message}")]
+    Remote { message: String, exit: Exit },
+
     #[error("{0}")]
     Serve(#[from] crate::http::ServeError),
 
     #[error("{0}")]
     Store(#[from] crate::store::StoreError),
+
+    #[error("{0}")]
+    Backup(#[from] crate::backup::BackupError),
 
     /// Standard output was closed by its reader (`cairn read-all | head`): not a failure, the
     /// command stops and exits 0 without a message.
@@ -68,7 +75,9 @@ impl CliError {
             CliError::Integrity(_) => Exit::Integrity,
             CliError::NotFound(_) => Exit::NotFound,
             CliError::Io { .. } | CliError::Server(_) => Exit::Error,
+            CliError::Remote { exit, .. } => *exit,
             CliError::Store(e) => e.code().exit,
+            CliError::Backup(e) => crate::codes::backup(e).exit,
             CliError::Serve(e) => e.exit(),
             CliError::StdoutClosed => Exit::Ok,
         }

@@ -28,5 +28,6 @@ pub mod limits;
 pub mod mcp;
 pub mod output;
 pub mod replica;
+pub mod server_file;
 pub mod store;
 pub mod wire;

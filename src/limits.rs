@@ -60,6 +60,8 @@ pub const MIN_POSITION_WAIT_MAX: Duration = Duration::from_secs(5);
 /// How often a verification streamed as NDJSON (`POST /v1/verify` with
 /// `Accept: application/x-ndjson`, and so MCP's `verify`) reports its progress at most.
 pub const VERIFY_PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// A streamed backup's or drill's progress lines come at most this often.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// Events per append when `cairn append --ndjson` batches stdin, and when the server batches an
 /// NDJSON append body.

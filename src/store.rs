@@ -249,3 +249,76 @@ impl Store {
         self.log.clone().close();
     }
 }
+
+/// What `cairn stats` and `GET /v1/admin/stats` report.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct StatsJson {
+    pub events: u64,
+    pub streams: u64,
+    pub segments: u64,
+    /// Bytes of records in all segments.
+    pub record_bytes: u64,
+    /// Bytes of every file in the data directory: preallocated segments, the spare segment,
+    /// checkpoints, bytes cut from a torn tail.
+    pub disk_bytes: u64,
+    /// Bytes free for an unprivileged writer on the data directory's file system (null if it
+    /// cannot be read).
+    pub disk_free_bytes: Option<u64>,
+    pub head_position: Option<u64>,
+    pub head_hash: Option<String>,
+    pub checkpoints: u64,
+    pub checkpoints_valid: u64,
+}
+
+/// The statistics of `log` with its checkpoints' statuses.
+pub fn stats(log: &Log, checkpoints: &[CheckpointStatus]) -> StatsJson {
+    let s = log.stats();
+    StatsJson {
+        events: s.events,
+        streams: s.streams,
+        segments: s.segments,
+        record_bytes: s.record_bytes,
+        disk_bytes: dir_bytes(log.dir()),
+        disk_free_bytes: disk_free(log.dir()),
+        head_position: s.head.map(|h| h.position.0),
+        head_hash: s.head.map(|h| h.hash.to_hex()),
+        checkpoints: checkpoints.len() as u64,
+        checkpoints_valid: checkpoints.iter().filter(|c| c.status == snapshotter::ChainStatus::Valid).count() as u64,
+    }
+}
+
+/// The bytes of every file under `dir`.
+pub fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Bytes an unprivileged writer may still use on the file system holding `dir`.
+pub fn disk_free(dir: &Path) -> Option<u64> {
+    rustix::fs::statvfs(dir).ok().map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+/// A fresh directory name under the system's temporary directory, for a drill's scratch copy.
+pub fn temp_scratch() -> PathBuf {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    std::env::temp_dir().join(format!("cairn-drill-{}-{nanos}", std::process::id()))
+}
+
+/// What a restore, drill or checkpoint listing is doing, in words (progress bars and lines).
+pub fn stage_name(stage: snapshotter::Stage) -> &'static str {
+    match stage {
+        snapshotter::Stage::LoadCheckpoints => "loading checkpoints",
+        snapshotter::Stage::Replay => "replaying the log",
+        snapshotter::Stage::CopyLog => "copying segments",
+        snapshotter::Stage::CopyCheckpoints => "copying checkpoints",
+        snapshotter::Stage::VerifyLog => "verifying the log",
+        snapshotter::Stage::VerifyCheckpoints => "verifying checkpoints",
+    }
+}

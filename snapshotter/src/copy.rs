@@ -45,10 +45,13 @@ use crate::types::{Progress, Stage};
 
 /// Copies move this many bytes per read and write.
 pub const COPY_CHUNK: usize = 1 << 20;
-/// The names a cairn data directory holds at its top level: the log's ([`log_engine::LOG_ENTRIES`])
-/// and the checkpoints'. `--force` replaces only a directory holding `log/` and nothing outside
-/// this list.
-pub const DATA_DIR_ENTRIES: [&str; 4] = [LOCK_FILE, LOG_DIR, CHECKPOINTS_DIR, TORN_DIR];
+/// The file in which a running `cairn serve` records its address (written at start, removed at a
+/// clean stop), so that commands run beside it find it. Never copied.
+pub const SERVER_FILE: &str = "server.json";
+/// The names a cairn data directory holds at its top level: the log's ([`log_engine::LOG_ENTRIES`]),
+/// the checkpoints' and a running server's address. `--force` replaces only a directory holding
+/// `log/` and nothing outside this list.
+pub const DATA_DIR_ENTRIES: [&str; 5] = [LOCK_FILE, LOG_DIR, CHECKPOINTS_DIR, TORN_DIR, SERVER_FILE];
 /// The staging directory beside the target is `.NAME` followed by this suffix.
 pub const STAGING_SUFFIX: &str = ".restore-partial";
 /// A replaced target waits under `.NAME` followed by this suffix until the new copy has its name.
@@ -120,12 +123,31 @@ pub fn restore_to_cancellable(
     cancel: &AtomicBool,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Copied> {
-    let source = log.dir();
+    check_apart(&resolve(log.dir())?, &resolve(to)?, to)?;
+    let mut copied = install(to, overwrite, |staging| copy_into(log, staging, at, cancel, progress))?;
+    copied.dir = to.to_path_buf();
+    Ok(copied)
+}
+
+/// Makes data directory `to` with `build`, under the rules of this module: `build` fills the
+/// empty staging directory it is given (and fsyncs what it writes in it); once it succeeds the
+/// copy is renamed into place, replacing an earlier data directory only with
+/// [`Overwrite::Force`]; if it fails, the staging directory is removed and the target is as it
+/// was. [`restore_to_cancellable`] builds with a copy of a live log; a restore from a backup
+/// builds with the backup's files.
+pub fn install<T, E: From<Error>>(
+    to: &Path,
+    overwrite: Overwrite,
+    build: impl FnOnce(&Path) -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
     let target = resolve(to)?;
-    check_apart(&resolve(source)?, &target, to)?;
     let (parent, name) = match (target.parent(), target.file_name()) {
         (Some(parent), Some(name)) => (parent.to_path_buf(), name.to_os_string()),
-        _ => return Err(Error::Invalid { what: format!("cannot restore into {}: it has no parent", to.display()) }),
+        _ => {
+            return Err(
+                Error::Invalid { what: format!("cannot restore into {}: it has no parent", to.display()) }.into()
+            )
+        }
     };
     let existing = inspect_target(&target, overwrite)?;
     // Hold the old target's lock from now on: nobody may have it open while it is replaced.
@@ -135,7 +157,7 @@ pub fn restore_to_cancellable(
     };
     create_dir_durable(&parent)?;
     let staging = Staging::create(&parent, &name)?;
-    let mut copied = copy_into(log, staging.path(), at, cancel, progress)?;
+    let built = build(staging.path())?;
     sync_dir(staging.path())?;
 
     // The copy is complete and durable: give it the target's name.
@@ -154,8 +176,7 @@ pub fn restore_to_cancellable(
     }
     sync_dir(&parent)?;
     staging.committed();
-    copied.dir = to.to_path_buf();
-    Ok(copied)
+    Ok(built)
 }
 
 /// What [`inspect_target`] found at the target.
@@ -376,8 +397,9 @@ fn copy_into(
     })
 }
 
-/// The checkpoint files (not temporary ones) in `dir`, by sequence; none if it does not exist.
-fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>> {
+/// The checkpoint files (not temporary ones) in `dir` (a data directory's
+/// [`Snapshotter::checkpoints_dir`]), by sequence; none if it does not exist.
+pub fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let listing = match std::fs::read_dir(dir) {
         Ok(listing) => listing,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

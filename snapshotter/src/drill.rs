@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use log_engine::{Log, Options, Position};
 use projections::Projection;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::copy::{restore_to_cancellable, Overwrite};
 use crate::error::Result;
@@ -25,7 +25,7 @@ use crate::store::{ChainStatus, Snapshotter};
 use crate::types::{Digest, Progress, Stage, Warning};
 
 /// What kind of problem a [`Mismatch`] is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MismatchKind {
     /// The copied log fails verification, or differs from the live log.
@@ -45,7 +45,7 @@ pub enum MismatchKind {
 }
 
 /// One problem the drill found, with its location.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mismatch {
     pub kind: MismatchKind,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -67,7 +67,7 @@ impl Mismatch {
 }
 
 /// The drill's result; serializes to the JSON of `cairn drill -o json`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DrillReport {
     /// True when nothing was damaged, lost or different.
     pub ok: bool,

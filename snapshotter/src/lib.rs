@@ -103,7 +103,8 @@ mod store;
 mod types;
 
 pub use crate::copy::{
-    restore_to, restore_to_at, restore_to_cancellable, Copied, Overwrite, COPY_CHUNK, DATA_DIR_ENTRIES, STAGING_SUFFIX,
+    checkpoint_files, install, restore_to, restore_to_at, restore_to_cancellable, Copied, Overwrite, COPY_CHUNK,
+    DATA_DIR_ENTRIES, SERVER_FILE, STAGING_SUFFIX,
 };
 pub use crate::drill::{drill, drill_cancellable, DrillReport, Mismatch, MismatchKind};
 pub use crate::error::{Error, Result};

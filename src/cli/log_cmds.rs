@@ -584,53 +584,31 @@ fn verify_open(log: &Log, dir: &Path, from: Option<u64>) -> CliResult<VerifyJson
 }
 
 /// Bytes of the regular files under `dir`, at any depth (symbolic links are not followed).
-fn dir_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries
-        .filter_map(Result::ok)
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
-            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
-            _ => 0,
-        })
-        .sum()
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub server: super::remote::ServerArgs,
 }
 
-#[derive(Debug, Serialize)]
-struct StatsJson {
-    events: u64,
-    streams: u64,
-    segments: u64,
-    record_bytes: u64,
-    disk_bytes: u64,
-    head_position: Option<u64>,
-    head_hash: Option<String>,
-    checkpoints: u64,
-    checkpoints_valid: u64,
+pub fn stats(dir: &Path, format: Format, args: StatsArgs) -> CliResult<Exit> {
+    let stats = match super::remote::Remote::explicit(&args.server)? {
+        Some(remote) => remote.get("/v1/admin/stats")?,
+        None => local_stats(dir)?,
+    };
+    print_stats(format, &stats)
 }
 
-pub fn stats(dir: &Path, format: Format) -> CliResult<Exit> {
+fn local_stats(dir: &Path) -> CliResult<crate::store::StatsJson> {
     let log = open_reader(dir)?;
-    let s = log.stats();
-    // Every file of the data directory: the segments, the spare segment prepared ahead of the
-    // next roll, checkpoints and bytes cut from a torn tail all take space.
-    let disk_bytes = dir_bytes(dir);
     let checkpoints = snapshotter::Snapshotter::open(&log, snapshotter::Policy::default())
         .and_then(|s| s.list(&log, &mut |_| {}))
         .map_err(StoreError::from);
+    let stats = checkpoints.map(|c| crate::store::stats(&log, &c));
     log.close();
-    let checkpoints = checkpoints?;
-    let stats = StatsJson {
-        events: s.events,
-        streams: s.streams,
-        segments: s.segments,
-        record_bytes: s.record_bytes,
-        disk_bytes,
-        head_position: s.head.map(|h| h.position.0),
-        head_hash: s.head.map(|h| h.hash.to_hex()),
-        checkpoints: checkpoints.len() as u64,
-        checkpoints_valid: checkpoints.iter().filter(|c| c.status == snapshotter::ChainStatus::Valid).count() as u64,
-    };
+    Ok(stats?)
+}
+
+fn print_stats(format: Format, stats: &crate::store::StatsJson) -> CliResult<Exit> {
     let mut out = Out::new();
     match format {
         Format::Text => {
@@ -642,13 +620,16 @@ pub fn stats(dir: &Path, format: Format) -> CliResult<Exit> {
                 "disk bytes   {} (every file: preallocated segments, the spare segment, checkpoints)",
                 stats.disk_bytes
             ))?;
+            if let Some(free) = stats.disk_free_bytes {
+                out.line(&format!("disk free    {free} (on the data directory's file system)"))?;
+            }
             out.line(&format!("checkpoints  {} ({} valid)", stats.checkpoints, stats.checkpoints_valid))?;
             match (&stats.head_position, &stats.head_hash) {
                 (Some(p), Some(h)) => out.line(&format!("head         position {p}, hash {h}"))?,
                 _ => out.line("head         (empty log)")?,
             }
         }
-        Format::Json | Format::Ndjson => out.json_line(&stats)?,
+        Format::Json | Format::Ndjson => out.json_line(stats)?,
     }
     out.flush()?;
     Ok(Exit::Ok)

@@ -13,6 +13,7 @@ mod bulk;
 mod lifecycle_cmds;
 mod log_cmds;
 mod ops_cmds;
+mod remote;
 mod repair;
 mod view_cmds;
 
@@ -224,12 +225,15 @@ Examples:
 Exit code 3 (and the first bad position) when damage is found.")]
     Verify(log_cmds::VerifyArgs),
 
-    /// Print counts: events, streams, segments, bytes.
+    /// Print counts: events, streams, segments, bytes, disk free, checkpoints.
     #[command(after_help = "\
 Examples:
   cairn stats
-  cairn stats -o json")]
-    Stats,
+  cairn stats -o json
+  cairn stats --server http://127.0.0.1:7070 --token T    # GET /v1/admin/stats of that server
+
+Reads the data directory without its lock, so it works beside a running server as it is.")]
+    Stats(log_cmds::StatsArgs),
 
     /// The key-value view: get, set, del, incr, list, history.
     #[command(
@@ -291,6 +295,23 @@ Examples:
   cairn checkpoints -o json")]
     Checkpoints,
 
+    /// Back up the log and checkpoints to a directory (file:// URL or path), with a manifest that
+    /// lets a restore prove the copy complete; while a server runs, through the server.
+    #[command(after_help = "\
+Examples:
+  cairn backup --to /backup/cairn                   # a full copy, while appends go on
+  cairn backup --to file:///backup/cairn --incremental   # only what the destination lacks
+  cairn restore --from /backup/cairn --to ./restored     # the newest backup, verified
+
+The backup is cut at the head when it starts (a batch boundary): sealed segments, the active
+segment's durable part, the checkpoints, each stored under its BLAKE3 digest, then a manifest
+naming them and the position and chain hash the copy ends at. While `cairn serve` holds the data
+directory, backup (and drill) ask the server, found through the address it records in the
+directory (server.json) or named with --server URL [--token T]; restore --to, stats,
+checkpoints, verify and the view reads (kv get, audit query, ...) read the directory without its
+lock and work beside a server as they are.")]
+    Backup(ops_cmds::BackupArgs),
+
     /// Copy the log and checkpoints into another directory that opens and verifies on its own.
     #[command(after_help = "\
 Examples:
@@ -306,7 +327,13 @@ built in .NAME.restore-partial beside the target and renamed into place when com
 target is always absent, as it was, or a complete copy; Ctrl-C stops the copy, removes the partial
 one and exits 130. The copy is verified after it is made (exit 3 if it does not verify). With --at
 the copy's log ends with the atomic batch holding that position, and only checkpoints at or before
-it are copied; --at-time picks the last event stamped at or before that time (UTC) the same way.")]
+it are copied; --at-time picks the last event stamped at or before that time (UTC) the same way.
+While a server holds the directory, the copy is what was durable when restore opened it (read
+without the lock).
+
+With --from URL, restores the newest backup at URL (see `cairn backup`): every object's size and
+BLAKE3 digest is checked, and the copy must verify and end at the position and chain hash its
+manifest names, or nothing is restored (exit 3).")]
     Restore(ops_cmds::RestoreArgs),
 
     /// Cut damage off the newest segment (keeping the bytes aside), or accept a lost newest
@@ -505,13 +532,14 @@ fn run(cli: Cli) -> CliResult<Exit> {
         Command::Metadata(args) => lifecycle_cmds::metadata(&data, format, args),
         Command::Head => log_cmds::head(&data, format),
         Command::Verify(args) => log_cmds::verify(&data, format, args),
-        Command::Stats => log_cmds::stats(&data, format),
+        Command::Stats(args) => log_cmds::stats(&data, format, args),
         Command::Kv(command) => view_cmds::kv(&data, format, command),
         Command::Audit(command) => view_cmds::audit(&data, format, command),
         Command::Meta(command) => view_cmds::meta(&data, format, command),
         Command::Checkpoint(args) => ops_cmds::checkpoint(&data, format, args),
         Command::Checkpoints => ops_cmds::checkpoints(&data, format),
         Command::Restore(args) => ops_cmds::restore(&data, format, args),
+        Command::Backup(args) => ops_cmds::backup(&data, format, args),
         Command::Drill(args) => ops_cmds::drill(&data, format, args),
         Command::Repair(args) => repair::repair(&data, format, args),
         Command::Serve(args) => {

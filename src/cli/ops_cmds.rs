@@ -1,4 +1,8 @@
-//! The operator commands: `checkpoint`, `checkpoints`, `restore`, `drill`.
+//! The operator commands: `checkpoint`, `checkpoints`, `backup`, `restore`, `drill`.
+//!
+//! `backup` and `drill` work while `cairn serve` holds the directory: they ask the server
+//! ([`super::remote`]). `restore --to` then copies through a reader (no lock) instead: the copy
+//! is the log as it was durable when the reader opened it, cut at a batch boundary.
 //!
 //! `restore` and `drill` catch SIGINT and SIGTERM while they copy (see `interrupt`): the copy
 //! stops, nothing partial is left, and they exit 130.
@@ -12,6 +16,7 @@ use clap::Args;
 use serde_json::json;
 use snapshotter::{CheckpointKind, Overwrite, Progress, Stage};
 
+use super::remote::{Remote, ServerArgs};
 use super::view_cmds::open_store;
 use crate::error::{CliError, CliResult, Exit};
 use crate::interrupt::Interrupt;
@@ -28,10 +33,26 @@ pub struct CheckpointArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where to: `file:///DIR` or a path (a directory; created if missing).
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// Copy only the segments and checkpoints the destination lacks.
+    #[arg(long)]
+    pub incremental: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct RestoreArgs {
     /// The directory to restore into (a data directory that opens on its own).
     #[arg(long, value_name = "DIR")]
     pub to: PathBuf,
+    /// Restore the newest backup at this URL (`file:///DIR` or a path) instead of copying the
+    /// local data directory.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["at", "at_time"])]
+    pub from: Option<String>,
     /// Restore as of this log position: the copy's log ends with the atomic batch that holds
     /// it, and only checkpoints at or before it are copied.
     #[arg(long, value_name = "POSITION", conflicts_with = "at_time")]
@@ -50,20 +71,11 @@ pub struct RestoreArgs {
 #[derive(Debug, Args)]
 pub struct DrillArgs {
     /// Where to restore the copy (absent or empty); kept for inspection. Default: a temporary
-    /// directory, removed afterwards.
+    /// directory, removed afterwards. Not with a server (its drill uses a temporary directory).
     #[arg(long, value_name = "DIR")]
     pub scratch: Option<PathBuf>,
-}
-
-fn stage_name(stage: Stage) -> &'static str {
-    match stage {
-        Stage::LoadCheckpoints => "loading checkpoints",
-        Stage::Replay => "replaying the log",
-        Stage::CopyLog => "copying segments",
-        Stage::CopyCheckpoints => "copying checkpoints",
-        Stage::VerifyLog => "verifying the log",
-        Stage::VerifyCheckpoints => "verifying checkpoints",
-    }
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 /// A progress callback that shows each stage on one bar (hidden unless stderr is a terminal).
@@ -74,7 +86,7 @@ fn staged_progress() -> (indicatif::ProgressBar, impl FnMut(Progress)) {
     let callback = move |p: Progress| {
         if stage != Some(p.stage) {
             stage = Some(p.stage);
-            shown.set_message(stage_name(p.stage));
+            shown.set_message(crate::store::stage_name(p.stage));
             shown.set_length(p.total);
         }
         shown.set_position(p.done);
@@ -180,7 +192,16 @@ pub(crate) fn position_at_time(log: &log_engine::Log, at_ms: u64, what: &str) ->
 }
 
 pub fn restore(dir: &Path, format: Format, mut args: RestoreArgs) -> CliResult<Exit> {
-    let log = crate::store::open_writer(dir)?;
+    if let Some(from) = &args.from {
+        return restore_from(from, format, &args);
+    }
+    let log = match crate::store::open_writer(dir) {
+        Ok(log) => log,
+        // A server (or another writer) holds the directory: copy what is durable through a
+        // reader, which takes no lock.
+        Err(StoreError::Open { source: log_engine::Error::Locked { .. }, .. }) => super::open_reader(dir)?,
+        Err(e) => return Err(e.into()),
+    };
     if let Some(at_ms) = args.at_time {
         match position_at_time(&log, at_ms, &format!("the log in {}", dir.display())) {
             Ok(position) => args.at = Some(position),
@@ -265,23 +286,54 @@ pub fn restore(dir: &Path, format: Format, mut args: RestoreArgs) -> CliResult<E
 }
 
 pub fn drill(dir: &Path, format: Format, args: DrillArgs) -> CliResult<Exit> {
+    if let Some(remote) = Remote::explicit(&args.server)? {
+        return drill_remote(&remote, format, args.scratch.as_deref());
+    }
+    match open_store(dir) {
+        Ok(store) => drill_local(store, format, args.scratch),
+        Err(e) => drill_remote(&Remote::after_open_error(dir, &args.server, e)?, format, args.scratch.as_deref()),
+    }
+}
+
+fn drill_remote(remote: &Remote, format: Format, scratch: Option<&Path>) -> CliResult<Exit> {
+    if scratch.is_some() {
+        return Err(InputError(
+            "--scratch names a directory of this machine; a server's drill uses a temporary directory of its own"
+                .to_string(),
+        )
+        .into());
+    }
+    let bar = output::progress_bar(0, "drill on the server");
+    let report: CliResult<snapshotter::DrillReport> =
+        remote.post_streamed("/v1/admin/drill", &json!({}), &mut |p| show_remote_progress(&bar, &p, "stage"));
+    bar.finish_and_clear();
+    print_drill(format, &report?, false)
+}
+
+/// Moves `bar` to a progress line of the server's.
+fn show_remote_progress(bar: &indicatif::ProgressBar, line: &serde_json::Value, stage_field: &str) {
+    let number = |k: &str| line.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    if let Some(stage) = line.get(stage_field).and_then(|s| s.as_str()) {
+        bar.set_message(stage.to_string());
+    }
+    let (done, total) = if line.get("files_total").is_some() {
+        (number("files_done"), number("files_total"))
+    } else {
+        (number("done"), number("total"))
+    };
+    bar.set_length(total);
+    bar.set_position(done);
+}
+
+fn drill_local(store: crate::store::Store, format: Format, scratch: Option<PathBuf>) -> CliResult<Exit> {
     // A scratch of our own lives in a fresh directory of its own: the copy's staging directory
     // goes beside the scratch, so removing that one directory removes everything.
-    let (scratch, temporary) = match args.scratch {
+    let (scratch, temporary) = match scratch {
         Some(s) => (s, None),
         None => {
-            let root = temp_scratch();
+            let root = crate::store::temp_scratch();
             std::fs::create_dir(&root).map_err(|e| CliError::io("create the drill's temporary directory", &root, e))?;
             (root.join("copy"), Some(root))
-        }
-    };
-    let store = match open_store(dir) {
-        Ok(store) => store,
-        Err(e) => {
-            if let Some(root) = &temporary {
-                let _ = std::fs::remove_dir_all(root);
-            }
-            return Err(e);
         }
     };
     let interrupt = match Interrupt::install(temporary.clone()) {
@@ -306,7 +358,10 @@ pub fn drill(dir: &Path, format: Format, args: DrillArgs) -> CliResult<Exit> {
     bar.finish_and_clear();
     store.close();
     interrupt.remove_cleanup();
-    let report = result?;
+    print_drill(format, &result?, temporary.is_none())
+}
+
+fn print_drill(format: Format, report: &snapshotter::DrillReport, kept: bool) -> CliResult<Exit> {
     let mut out = Out::new();
     match format {
         Format::Text => {
@@ -330,18 +385,104 @@ pub fn drill(dir: &Path, format: Format, args: DrillArgs) -> CliResult<Exit> {
             for m in &report.mismatches {
                 out.line(&format!("  MISMATCH: {}", m.detail))?;
             }
-            if temporary.is_none() {
+            if kept {
                 out.line(&format!("  scratch copy kept in {}", report.scratch.display()))?;
             }
         }
-        Format::Json | Format::Ndjson => out.json_line(&report)?,
+        Format::Json | Format::Ndjson => out.json_line(report)?,
     }
     out.flush()?;
     Ok(if report.ok { Exit::Ok } else { Exit::Integrity })
 }
 
-/// A fresh directory name under the system's temporary directory.
-fn temp_scratch() -> PathBuf {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    std::env::temp_dir().join(format!("cairn-drill-{}-{nanos}", std::process::id()))
+pub fn backup(dir: &Path, format: Format, args: BackupArgs) -> CliResult<Exit> {
+    let report = match Remote::explicit(&args.server)? {
+        Some(remote) => backup_remote(&remote, &args)?,
+        None => match crate::store::open_writer(dir) {
+            Ok(log) => {
+                let report = backup_local(&log, &args);
+                log.close();
+                report?
+            }
+            Err(e) => backup_remote(&Remote::after_open_error(dir, &args.server, e.into())?, &args)?,
+        },
+    };
+    let mut out = Out::new();
+    match format {
+        Format::Text => out.line(&format!(
+            "backed up {} segments and {} checkpoints to {} (head position {}; {} objects written, {} present already, {} bytes); manifest {}",
+            report.segments,
+            report.checkpoints,
+            report.url,
+            report.head_position.map_or("none: the log is empty".into(), |p| p.to_string()),
+            report.objects_written,
+            report.objects_present,
+            report.bytes_written,
+            report.manifest
+        ))?,
+        Format::Json | Format::Ndjson => out.json_line(&report)?,
+    }
+    out.flush()?;
+    Ok(Exit::Ok)
+}
+
+fn backup_local(log: &log_engine::Log, args: &BackupArgs) -> CliResult<crate::backup::BackupReport> {
+    let location = crate::backup::Location::parse(&args.to).map_err(crate::backup::BackupError::from)?;
+    let rt = client_runtime()?;
+    let bar = output::progress_bar(0, "backing up");
+    let options = crate::backup::BackupOptions { incremental: args.incremental };
+    let report = crate::backup::take(log, &location, options, rt.handle(), &mut |p| {
+        bar.set_message(format!("backing up {}", p.stage));
+        bar.set_length(p.files_total);
+        bar.set_position(p.files_done);
+    });
+    bar.finish_and_clear();
+    Ok(report?)
+}
+
+fn backup_remote(remote: &Remote, args: &BackupArgs) -> CliResult<crate::backup::BackupReport> {
+    let bar = output::progress_bar(0, "backup on the server");
+    let body = json!({"to": args.to, "incremental": args.incremental});
+    let report = remote.post_streamed("/v1/admin/backup", &body, &mut |p| show_remote_progress(&bar, &p, "stage"));
+    bar.finish_and_clear();
+    report
+}
+
+/// The runtime the object store's futures run on in a command (one worker drives their I/O).
+fn client_runtime() -> CliResult<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Server(format!("cannot start the runtime for the backup's storage: {e}")))
+}
+
+fn restore_from(from: &str, format: Format, args: &RestoreArgs) -> CliResult<Exit> {
+    let location = crate::backup::Location::parse(from).map_err(crate::backup::BackupError::from)?;
+    let rt = client_runtime()?;
+    let bar = output::progress_bar(0, "restoring");
+    let overwrite = if args.force { Overwrite::Force } else { Overwrite::Refuse };
+    let report = crate::backup::restore(&location, &args.to, overwrite, rt.handle(), &mut |p| {
+        bar.set_message(format!("restoring {}", p.stage));
+        bar.set_length(p.files_total);
+        bar.set_position(p.files_done);
+    });
+    bar.finish_and_clear();
+    let report = report?;
+    let mut out = Out::new();
+    match format {
+        Format::Text => out.line(&format!(
+            "restored {} segments and {} checkpoints from {} ({}) into {}; the copy verifies: {} events, head position {}",
+            report.segments,
+            report.checkpoints,
+            location.url,
+            report.manifest,
+            report.dir.display(),
+            report.events_verified,
+            report.head_position.map_or("none".into(), |p| p.to_string()),
+        ))?,
+        Format::Json | Format::Ndjson => out.json_line(&report)?,
+    }
+    out.flush()?;
+    Ok(Exit::Ok)
 }

@@ -196,6 +196,16 @@ impl From<projections::Error> for ApiError {
     }
 }
 
+impl From<crate::backup::BackupError> for ApiError {
+    fn from(e: crate::backup::BackupError) -> ApiError {
+        use crate::backup::BackupError as E;
+        match e {
+            E::Log(e) => ApiError::from(e),
+            e => ApiError::coded(codes::backup(&e), e.to_string()),
+        }
+    }
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> ApiError {
         use crate::store::StoreError as E;

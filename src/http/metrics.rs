@@ -57,6 +57,9 @@ pub struct ServerMetrics {
     verify_ok: Mutex<Option<(bool, SystemTime)>>,
     /// On a read replica (`--follow`): its follower, for the replica's lag (set at start).
     pub replica: OnceLock<std::sync::Arc<crate::replica::Follower>>,
+    /// The last backup's and the last drill's result and when each finished.
+    backup_ok: Mutex<Option<(bool, SystemTime)>>,
+    drill_ok: Mutex<Option<(bool, SystemTime)>>,
 }
 
 impl Default for ServerMetrics {
@@ -74,6 +77,8 @@ impl Default for ServerMetrics {
             body_limits: OnceLock::new(),
             verify_ok: Mutex::new(None),
             replica: OnceLock::new(),
+            backup_ok: Mutex::new(None),
+            drill_ok: Mutex::new(None),
         }
     }
 }
@@ -100,6 +105,14 @@ impl ServerMetrics {
 
     pub fn record_verify(&self, ok: bool) {
         *self.verify_ok.lock() = Some((ok, SystemTime::now()));
+    }
+
+    pub fn record_backup(&self, ok: bool) {
+        *self.backup_ok.lock() = Some((ok, SystemTime::now()));
+    }
+
+    pub fn record_drill(&self, ok: bool) {
+        *self.drill_ok.lock() = Some((ok, SystemTime::now()));
     }
 
     /// The exposition: the log's, the server's, and the views' and checkpoints' metrics.
@@ -172,20 +185,39 @@ impl ServerMetrics {
             int_gauge(self.body_limits.get().map_or(0, super::drain::BodyLimits::in_flight)),
         );
         r.register("cairn_http_requests", "HTTP requests by route and status", self.requests.clone());
-        let (verify, verify_at) = match *self.verify_ok.lock() {
-            Some((ok, at)) => (i64::from(ok), at.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())),
-            None => (-1, 0.0),
-        };
+        let outcomes = [
+            ("verify", "verification", "damage found", &self.verify_ok),
+            ("backup", "backup", "it failed", &self.backup_ok),
+            ("drill", "recovery drill", "it failed or found a mismatch", &self.drill_ok),
+        ];
+        for (name, what, failed, outcome) in outcomes {
+            let (ok, at) = match *outcome.lock() {
+                Some((ok, at)) => (i64::from(ok), at.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())),
+                None => (-1, 0.0),
+            };
+            r.register(
+                format!("cairn_{name}_ok"),
+                format!("Result of the last {what}: 1 ok, 0 {failed}, -1 none yet"),
+                ConstGauge::new(ok),
+            );
+            r.register(
+                format!("cairn_{name}_last_timestamp_seconds"),
+                format!("When the last {what} finished (unix time)"),
+                f64_gauge(at),
+            );
+        }
         r.register(
-            "cairn_verify_ok",
-            "Result of the last verification: 1 ok, 0 damage found, -1 none yet",
-            ConstGauge::new(verify),
+            "cairn_disk_used_bytes",
+            "Bytes of every file in the data directory",
+            int_gauge(crate::store::dir_bytes(log.dir())),
         );
-        r.register(
-            "cairn_verify_last_timestamp_seconds",
-            "When the last verification finished (unix time)",
-            f64_gauge(verify_at),
-        );
+        if let Some(free) = crate::store::disk_free(log.dir()) {
+            r.register(
+                "cairn_disk_free_bytes",
+                "Bytes free for the server on the data directory's file system",
+                int_gauge(free),
+            );
+        }
         r.register(
             "cairn_uptime_seconds",
             "Seconds since the server started",

@@ -32,6 +32,7 @@ pub mod log_api;
 pub mod meta;
 pub mod metrics;
 pub mod msgpack;
+pub mod online;
 pub mod ops;
 pub mod query_check;
 pub mod replication;
@@ -168,6 +169,9 @@ pub struct AppState {
     pub durable: durable::Durable,
     /// Set on a read replica (`--follow`): the follower keeping the log current.
     pub replica: Option<Arc<crate::replica::Follower>>,
+    /// One backup at a time, and one drill (see [`online`]).
+    pub backup_lock: tokio::sync::Mutex<()>,
+    pub drill_lock: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -233,6 +237,9 @@ fn api() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(admin::change_rules, admin::revoke))
         .routes(routes!(replication::segments))
         .routes(routes!(replication::fetch))
+        .routes(routes!(online::backup))
+        .routes(routes!(online::drill))
+        .routes(routes!(online::stats))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi))
@@ -405,6 +412,8 @@ pub fn serve_blocking(dir: &Path, args: ServeArgs, mount: Mount) -> Result<(), S
         archiver,
         durable: durable::Durable { long_poll_timeout: args.ds_long_poll_timeout, ..durable::Durable::default() },
         replica,
+        backup_lock: tokio::sync::Mutex::new(()),
+        drill_lock: tokio::sync::Mutex::new(()),
     });
     if let Some(auth) = &state.auth {
         match admin::replay_tokens(&state.log, auth) {
@@ -549,6 +558,10 @@ async fn serve(
     {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let mut stdout = std::io::stdout().lock();
+        // Before the address is printed too: commands run beside the server find it here.
+        if let Err(e) = crate::server_file::record(&dir, &format!("{scheme}://{addr}")) {
+            tracing::warn!(error = %e, dir = %dir.display(), "cannot record the server's address in the data directory; commands run beside it need --server");
+        }
         let _ = writeln!(stdout, "listening on {scheme}://{addr}");
         let _ = stdout.flush();
     }
@@ -624,6 +637,7 @@ async fn serve(
         });
     }
     drop(listener);
+    crate::server_file::remove(&dir);
     let open = state.metrics.connections.get();
     tracing::info!(open_connections = open, grace = ?args.shutdown_grace, "shutting down: no new connections; finishing in-flight requests");
     // Ends subscriptions and the checkpoint loop, and asks every connection to close after its

@@ -313,6 +313,8 @@ pub fn embedded(store: Store, dir: &Path) -> AppState {
         durable: crate::http::durable::Durable::default(),
         replica: None,
         archiver: None,
+        backup_lock: tokio::sync::Mutex::new(()),
+        drill_lock: tokio::sync::Mutex::new(()),
     }
 }
 
