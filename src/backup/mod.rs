@@ -183,16 +183,18 @@ pub fn take(
     for file in &segment_files {
         let name = file_name(&file.path);
         let mut source = File::open(&file.path).map_err(BackupError::io("open segment", &file.path))?;
+        // A scavenge may have renamed a smaller rewrite over a sealed segment since it was
+        // listed: a sealed segment is the whole file this descriptor opened, whichever it is
+        // (both hold the same positions and chain). The active segment is never rewritten.
+        let (bytes, capacity) = if file.sealed {
+            let len = source.metadata().map_err(BackupError::io("stat segment", &file.path))?.len();
+            (len, len)
+        } else {
+            (file.bytes, file.capacity)
+        };
         let (key, digest, written) =
-            put_file(at, rt, SEGMENTS, &name, &mut source, &file.path, file.bytes, options, &mut report)?;
-        segments.push(SegmentEntry {
-            name,
-            key,
-            bytes: file.bytes,
-            capacity: file.capacity,
-            sealed: file.sealed,
-            blake3: digest,
-        });
+            put_file(at, rt, SEGMENTS, &name, &mut source, &file.path, bytes, options, &mut report)?;
+        segments.push(SegmentEntry { name, key, bytes, capacity, sealed: file.sealed, blake3: digest });
         shown.files_done += 1;
         shown.bytes_copied += written;
         progress(&shown);
