@@ -89,6 +89,33 @@ pub struct DrillProgress {
     pub total: u64,
 }
 
+/// A drill's report (`cairn drill -o json`), as `POST /v1/admin/drill` answers it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DrillReportJson {
+    /// True when nothing was damaged, lost or different.
+    pub ok: bool,
+    pub events_lost: u64,
+    pub restore_ms: u64,
+    pub rebuild_from_checkpoint_ms: u64,
+    pub rebuild_from_zero_ms: u64,
+    /// Checkpoint files in the copy whose status is valid.
+    pub checkpoints_verified: u64,
+    /// Each problem found: `kind` and, where they apply, `projection`, `sequence`, `position`,
+    /// `detail`.
+    #[schema(value_type = Vec<Object>)]
+    pub mismatches: Vec<serde_json::Value>,
+    pub events_replayed_from_checkpoint: u64,
+    pub events_replayed_from_zero: u64,
+    pub events_verified: u64,
+    /// The position the views were compared at.
+    pub position: Option<u64>,
+    /// The checkpoint the rebuild started from (null: none was usable).
+    pub checkpoint_used: Option<u64>,
+    pub checkpoints_copied: u64,
+    /// The scratch directory on the server (removed when the drill ends).
+    pub scratch: String,
+}
+
 /// Run a recovery drill on the live store.
 ///
 /// Restores a copy into a temporary directory on the server, verifies it, rebuilds the views
@@ -98,7 +125,7 @@ pub struct DrillProgress {
 #[utoipa::path(
     post, path = "/v1/admin/drill", tag = "ops",
     responses(
-        (status = 200, description = "The drill's report (`ok`, `events_lost`, `restore_ms`, `rebuild_from_checkpoint_ms`, `rebuild_from_zero_ms`, `checkpoints_verified`, `mismatches`, ...). With `Accept: application/x-ndjson`: progress lines (`DrillProgress`), then the report (or an `ErrorBody`).", content((Object = "application/json"), (DrillProgress = "application/x-ndjson"))),
+        (status = 200, description = "The drill's report (`ok`, `events_lost`, `restore_ms`, `rebuild_from_checkpoint_ms`, `rebuild_from_zero_ms`, `checkpoints_verified`, `mismatches`, ...). With `Accept: application/x-ndjson`: progress lines (`DrillProgress`), then the report (or an `ErrorBody`).", content((DrillReportJson = "application/json"), (DrillProgress = "application/x-ndjson"))),
         (status = 403, description = "The token lacks `admin` on the whole log.", body = ErrorBody),
     ),
     security(("bearer" = []), ())
