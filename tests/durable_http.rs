@@ -148,3 +148,47 @@ fn messages_are_cairn_events_and_state_survives_a_restart() {
     assert_eq!(again.status(), 409, "Stream-Seq regressions are refused after a restart too");
     assert!(server.stop().success());
 }
+
+/// A producer's append the log refuses moves no producer state: the same producer's next seq,
+/// sent while the refused one is being handled, is a sequence gap (409), and the corrected retry
+/// of the refused seq is new data (200), never a "duplicate" (204) of something never written.
+/// Before the fix the refused append's state moved on before its commit was awaited, so the
+/// pipelined seq 1 was accepted and the corrected seq 0 answered 204 and was dropped.
+#[test]
+fn a_refused_producer_append_moves_no_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let c = http();
+    // Large enough that building its events keeps the slot locked for a while, so the second
+    // request usually queues behind it: the case the fix is about (the answers asserted below
+    // are the same whichever request goes first).
+    let message = format!("\"{}\"", "m".repeat(512));
+    let too_many = format!("[{}]", vec![message.as_str(); log_engine::BATCH_EVENTS_MAX + 1].join(","));
+    for round in 0..20 {
+        let url = server.url(&format!("/v1/stream/refused/{round}"));
+        assert_eq!(c.put(&url).header("content-type", "application/json").send().unwrap().status(), 201);
+        let post = |seq: u64, body: String| {
+            c.post(&url)
+                .header("content-type", "application/json")
+                .header("producer-id", "p")
+                .header("producer-epoch", "0")
+                .header("producer-seq", seq.to_string())
+                .body(body)
+                .send()
+                .unwrap()
+                .status()
+        };
+        let (refused, next) = std::thread::scope(|s| {
+            let first = s.spawn(|| post(0, too_many.clone()));
+            // Not synchronisation: only makes it likely that seq 0 holds the slot first.
+            std::thread::sleep(std::time::Duration::from_millis(3));
+            let second = s.spawn(|| post(1, "[2]".to_string()));
+            (first.join().unwrap(), second.join().unwrap())
+        });
+        assert!(refused.is_client_error(), "round {round}: {refused}");
+        assert_eq!(next, 409, "round {round}: seq 1 follows a seq 0 that was never written");
+        assert_eq!(post(0, "[1]".to_string()), 200, "round {round}: the corrected seq 0 is new data");
+        let body: Value = c.get(&url).send().unwrap().json().unwrap();
+        assert_eq!(body, json!([1]), "round {round}");
+    }
+}

@@ -403,6 +403,12 @@ async fn submit(
     // One poll hands the append to the writer (append_multi_async submits before its first
     // await); if it already finished (an early refusal), keep its answer.
     let early = futures_util::poll!(commit.as_mut());
+    // A refusal known at once is answered while the caller still holds the slot, before any
+    // state moves on: a pipelined request of the same producer must not be checked against
+    // state this append never committed.
+    if let std::task::Poll::Ready(Err(e)) = early {
+        return Err(e.into());
+    }
     Ok(async move {
         match early {
             std::task::Poll::Ready(r) => r,
@@ -536,11 +542,12 @@ async fn create(
     let messages = cut.into_iter().chain(messages).collect();
     let events = events(caller, name, Some(created), messages, close, &Coordination::default())?;
     let commit = submit(state, name, events).await?;
-    drop(guard);
+    // The slot stays locked until the stream exists: a request that loaded it from the log
+    // meanwhile would otherwise be overwritten by the fresh state below.
     let result = match commit.await {
         Ok(mut r) => r.pop().expect("one result per stream"),
         Err(e) => {
-            forget(state, name).await;
+            *guard = Slot::Unloaded;
             return Err(e.into());
         }
     };
@@ -553,7 +560,7 @@ async fn create(
     let answer = stream_headers(Answer::new(StatusCode::CREATED, Body::empty()), &loaded)
         .header(STREAM_NEXT_OFFSET, Offset(result.last_version.0 + 1))
         .header("location", location);
-    *state.durable.streams.slot(name).lock().await = Slot::Live(Box::new(loaded));
+    *guard = Slot::Live(Box::new(loaded));
     Ok(answer.0)
 }
 
@@ -813,20 +820,37 @@ async fn append(
     };
     let events = events(caller, name, None, messages, close, &coordination)?;
     let commit = submit(state, name, events).await?;
-    // The slot moves on now, so the next request of this stream is validated against it; a
-    // failed commit resets it below.
-    loaded.apply(&coordination);
-    loaded.last_access_ms = state::now_ms();
-    if close {
-        loaded.closed = true;
-        loaded.closed_by.clone_from(&claim);
-    }
-    drop(guard);
-    let result = match commit.await {
-        Ok(mut r) => r.pop().expect("one result per stream"),
-        Err(e) => {
-            forget(state, name).await;
-            return Err(e.into());
+    let result = if coordination.producer.is_some() || coordination.stream_seq.is_some() || close {
+        // State that answers later requests (a producer's seq, Stream-Seq, closed) moves on only
+        // once the append carrying it is durable, and the slot stays locked until then: were it
+        // unlocked first, a retry could be answered "duplicate" for an append a crash then
+        // loses, and a pipelined request could be accepted on the strength of one that failed.
+        // Appends of such a stream take one fdatasync each; plain appends still share them.
+        match commit.await {
+            Ok(mut r) => {
+                loaded.apply(&coordination);
+                loaded.last_access_ms = state::now_ms();
+                if close {
+                    loaded.closed = true;
+                    loaded.closed_by.clone_from(&claim);
+                }
+                drop(guard);
+                r.pop().expect("one result per stream")
+            }
+            Err(e) => {
+                *guard = Slot::Unloaded;
+                return Err(e.into());
+            }
+        }
+    } else {
+        loaded.last_access_ms = state::now_ms();
+        drop(guard);
+        match commit.await {
+            Ok(mut r) => r.pop().expect("one result per stream"),
+            Err(e) => {
+                forget(state, name).await;
+                return Err(e.into());
+            }
         }
     };
     // 200 says a producer's data was new (204 is its duplicate); a close-only request has none.

@@ -169,8 +169,10 @@ impl Loaded {
     /// write or read).
     pub fn expired(&self, now_ms: u64) -> bool {
         let absolute = self.config.expires_at_ms.is_some_and(|at| at <= now_ms);
-        let sliding =
-            self.config.ttl_seconds.is_some_and(|ttl| self.last_access_ms.saturating_add(ttl * 1000) <= now_ms);
+        let sliding = self
+            .config
+            .ttl_seconds
+            .is_some_and(|ttl| self.last_access_ms.saturating_add(ttl.saturating_mul(1000)) <= now_ms);
         absolute || sliding
     }
 
