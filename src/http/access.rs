@@ -10,6 +10,8 @@
 //!   flood of bad tokens cannot fill the disk. What is beyond is counted
 //!   (`cairn_access_audit_dropped_total`) and logged, not written. Admin actions are never
 //!   dropped: only an admin can make them.
+//! - A read replica (`cairn serve --follow`) writes nothing to its log: its denials and refused
+//!   admin actions are logged by the server, not appended.
 //! - Every event appended through the log endpoints carries its principal in the reserved
 //!   metadata key [`PRINCIPAL_KEY`], written by the server; a client's own `$principal` is
 //!   refused with 400, so the key cannot be forged. The key-value, audit and metadata endpoints
@@ -116,6 +118,12 @@ pub async fn audit(State(state): State<Arc<AppState>>, request: Request, next: N
     let route_name = route.as_deref().unwrap_or("(unmatched)");
     let admin = reserved_write || ADMIN_ACTIONS.iter().any(|&(m, r)| m == method.as_str() && r == route_name);
     if !denied && !admin {
+        return response;
+    }
+    if state.replica.is_some() {
+        // A read replica writes nothing to its log (the leader's audit is the log's); its own
+        // denials go to its server log instead.
+        tracing::warn!(status, %method, path, "access audit on a read replica: denied or refused, not recorded in the log");
         return response;
     }
     if denied && !state.access_audit.admit(now_s()) {
