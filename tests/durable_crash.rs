@@ -22,7 +22,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::Server;
+use support::{env_count, mix, seed, Server};
 
 const CYCLES_DEFAULT: u64 = if cfg!(debug_assertions) { 8 } else { 40 };
 /// Concurrent producers.
@@ -33,26 +33,6 @@ const ACKS_BEFORE_KILL_MAX: u64 = 60;
 const STREAM: &str = "/v1/stream/crash/shared";
 /// Safety net for a hung server; no assertion depends on it.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn env_count(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(default)
-}
-
-fn seed() -> u64 {
-    let seed = std::env::var("CAIRN_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
-    });
-    eprintln!("durable_crash: seed {seed} (replay with CAIRN_SEED={seed})");
-    seed
-}
-
-/// SplitMix64.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
 
 /// One message: (producer, epoch, seq, index in its request).
 type Message = (u64, u64, u64, u64);
@@ -210,7 +190,7 @@ fn check(server: &Server, seed: u64, acked: &HashSet<(u64, u64, u64)>, what: &st
 
 #[test]
 fn acknowledged_producer_appends_are_in_the_stream_exactly_once_across_kills() {
-    let seed = seed();
+    let seed = seed("durable_crash");
     let cycles = env_count("CAIRN_DS_CRASH_CYCLES", CYCLES_DEFAULT);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

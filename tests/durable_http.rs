@@ -11,17 +11,10 @@ mod support;
 
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use serde_json::{json, Value};
-use support::{cairn, Server};
+use support::{token_hash_line, Server};
 
 const WRITER: &str = "ds-writer-token";
 const READER: &str = "ds-reader-token";
-
-fn hash_line(token: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let (code, out, err) = cairn(dir.path(), &["token", "--hash", token]);
-    assert_eq!(code, 0, "{err}");
-    out.trim().to_string()
-}
 
 fn http() -> Client {
     Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap()
@@ -42,8 +35,8 @@ fn tokens_and_prefix_rules_apply_to_the_mapped_stream_name() {
     let file = format!(
         "[[principal]]\nname = \"writer\"\n{}\nrules = [{{ prefix = \"ds:team/\", allow = [\"read\", \"append\"] }}]\n\n\
          [[principal]]\nname = \"reader\"\n{}\nrules = [{{ prefix = \"ds:\", allow = [\"read\"] }}]\n",
-        hash_line(WRITER),
-        hash_line(READER),
+        token_hash_line(WRITER),
+        token_hash_line(READER),
     );
     let auth = dir.path().join("auth.toml");
     std::fs::write(&auth, file).unwrap();

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{json, Value};
-use support::{cairn, Server};
+use support::{cairn, env_count, mix, seed, Server};
 
 const CYCLES_DEFAULT: u64 = if cfg!(debug_assertions) { 20 } else { 100 };
 /// Concurrent HTTP clients.
@@ -37,26 +37,6 @@ const CHECKPOINT_EVERY: u64 = 7;
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Streams every client appends to, besides its own.
 const SHARED: [&str; 2] = ["shared-a", "shared-b"];
-
-fn env_count(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(default)
-}
-
-fn seed() -> u64 {
-    let seed = std::env::var("CAIRN_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
-    });
-    eprintln!("server_crash: seed {seed} (replay with CAIRN_SEED={seed})");
-    seed
-}
-
-/// SplitMix64: the request contents are a pure function of (seed, cycle, client, sequence).
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Tag {
@@ -246,7 +226,7 @@ fn check(server: &Server, seed: u64, acks: &[Ack], what: &str) -> u64 {
 
 #[test]
 fn acknowledged_appends_survive_a_killed_server() {
-    let seed = seed();
+    let seed = seed("server_crash");
     let cycles = env_count("CAIRN_SERVER_CRASH_CYCLES", CYCLES_DEFAULT);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

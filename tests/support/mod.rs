@@ -303,3 +303,33 @@ pub fn cairn(data: &Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(BIN).arg("--data").arg(data).args(args).output().unwrap();
     (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
 }
+
+/// `cairn token --hash TOKEN`: the auth file's line for a token.
+pub fn token_hash_line(token: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = cairn(dir.path(), &["token", "--hash", token]);
+    assert_eq!(code, 0, "{err}");
+    out.trim().to_string()
+}
+
+/// A count from the environment variable `name` (a positive integer), else `default`.
+pub fn env_count(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(default)
+}
+
+/// A randomized test's seed: `CAIRN_SEED`, else the clock; printed, with how to replay it.
+pub fn seed(test: &str) -> u64 {
+    let seed = std::env::var("CAIRN_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+    });
+    eprintln!("{test}: seed {seed} (replay with CAIRN_SEED={seed})");
+    seed
+}
+
+/// SplitMix64: a randomized test's choices as a pure function of its seed.
+pub fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}

@@ -446,15 +446,7 @@ fn parse_config(headers: &HeaderMap) -> Result<Config, Fail> {
                 bad("invalid_expiry", format!("Stream-Expires-At {t:?} is not an RFC 3339 timestamp"))
             })?),
         };
-    Ok(Config {
-        content_type: content_type.to_string(),
-        ttl_seconds,
-        expires_at_ms,
-        expires_at: expires.map(str::to_string),
-        forked_from: None,
-        fork_offset: None,
-        fork_sub_offset: None,
-    })
+    Ok(Config { ttl_seconds, expires_at_ms, expires_at: expires.map(str::to_string), ..Config::of(content_type) })
 }
 
 /// `PUT`: create a stream (or a fork), or confirm one that exists with the same configuration.

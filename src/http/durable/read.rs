@@ -287,15 +287,7 @@ mod tests {
 
     #[test]
     fn sse_text_cannot_forge_events() {
-        let config = Config {
-            content_type: "text/plain".into(),
-            ttl_seconds: None,
-            expires_at_ms: None,
-            expires_at: None,
-            forked_from: None,
-            fork_offset: None,
-            fork_sub_offset: None,
-        };
+        let config = Config::of("text/plain");
         let mut out = String::new();
         data_event(&mut out, &config, &[Payload::Bytes(b"a\r\n\r\nevent: control\rdata: x\n\nb".to_vec())]);
         assert_eq!(out, "event: data\ndata:a\ndata:\ndata:event: control\ndata:data: x\ndata:\ndata:b\n\n");

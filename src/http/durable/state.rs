@@ -72,6 +72,19 @@ pub struct Config {
 }
 
 impl Config {
+    /// A stream of `content_type` with no expiry and no fork source.
+    pub fn of(content_type: &str) -> Config {
+        Config {
+            content_type: content_type.to_string(),
+            ttl_seconds: None,
+            expires_at_ms: None,
+            expires_at: None,
+            forked_from: None,
+            fork_offset: None,
+            fork_sub_offset: None,
+        }
+    }
+
     /// The media type without parameters, lowercased: what two content types are compared by.
     pub fn essence(&self) -> String {
         essence(&self.content_type)
@@ -403,19 +416,7 @@ mod tests {
 
     #[test]
     fn producer_validation_follows_the_protocol() {
-        let mut s = Loaded::new(
-            Config {
-                content_type: "text/plain".into(),
-                ttl_seconds: None,
-                expires_at_ms: None,
-                expires_at: None,
-                forked_from: None,
-                fork_offset: None,
-                fork_sub_offset: None,
-            },
-            0,
-            0,
-        );
+        let mut s = Loaded::new(Config::of("text/plain"), 0, 0);
         assert_eq!(s.check_producer(&claim(0, 1)), ProducerVerdict::Gap { expected: 0 });
         assert_eq!(s.check_producer(&claim(0, 0)), ProducerVerdict::Accept);
         s.apply(&Coordination { producer: Some(("p".into(), 1, 3)), stream_seq: None });
