@@ -75,7 +75,7 @@ pub use crate::lifecycle::{
     EVENT_STREAM_DELETED, EVENT_STREAM_ERASED, EVENT_STREAM_FORKED, EVENT_STREAM_METADATA, EVENT_STREAM_TOMBSTONED,
     LIFECYCLE_METADATA_MAX, LIFECYCLE_STREAM,
 };
-pub use crate::log::{Log, SegmentFile, Stats};
+pub use crate::log::{Log, SegmentFile, SegmentSnapshot, Stats};
 pub use crate::metrics::{Metrics, FSYNC_BUCKETS_US, SYNC_BATCH_BUCKETS};
 pub use crate::mirror::{check_records, Checked, Mirror, MirrorTip, Staged, MIRROR_HEADER_BYTES};
 pub use crate::options::Options;

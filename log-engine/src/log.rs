@@ -112,6 +112,47 @@ impl SegmentFile {
     }
 }
 
+/// One segment file's final bytes, held as the log had them mapped when it was listed
+/// ([`Log::segment_snapshots`]). A scavenge may rename a rewrite over a sealed segment's path at
+/// any time, and the rewrite is smaller with other offsets: a copy that reopened the path would
+/// mix the listing's byte counts (or a cut offset) with the other file's bytes. The snapshot
+/// keeps the mapping it was listed from, whose bytes never change (the old inode stays valid
+/// while mapped), so whatever is copied from it is the file the listing describes, whole.
+#[derive(Debug, Clone)]
+pub struct SegmentSnapshot {
+    id: SegmentId,
+    file: SegmentFile,
+    map: Arc<Mapping>,
+}
+
+impl SegmentSnapshot {
+    /// What the listing says of the file: path, final bytes, capacity, sealed.
+    pub fn file(&self) -> &SegmentFile {
+        &self.file
+    }
+
+    /// The segment's id (its first position).
+    pub fn id(&self) -> SegmentId {
+        self.id
+    }
+
+    /// The file's final bytes: `file().bytes` of them, from the mapping the listing was taken
+    /// from.
+    pub fn bytes(&self) -> &[u8] {
+        &self.map.bytes()[..usize_of(self.file.bytes)]
+    }
+
+    fn of(s: &SegmentState, bytes: u64, sealed: bool) -> SegmentSnapshot {
+        assert!(
+            bytes <= s.map.published_len(),
+            "segment {} snapshot of {bytes} bytes beyond the {} published",
+            s.id,
+            s.map.published_len()
+        );
+        SegmentSnapshot { file: SegmentFile { bytes, sealed, ..SegmentFile::of(s) }, map: s.map.clone(), id: s.id }
+    }
+}
+
 /// Events from which [`prepare`] splits the work over two threads.
 const PARALLEL_PREPARE_MIN: usize = 256;
 
@@ -669,11 +710,32 @@ impl Log {
         index.segments.iter().map(SegmentFile::of).collect()
     }
 
+    /// [`Log::segment_files`] with each file's bytes held as listed ([`SegmentSnapshot`]): what a
+    /// copy or a shipment reads while a scavenge may rewrite sealed segments.
+    pub fn segment_snapshots(&self) -> Vec<SegmentSnapshot> {
+        let index = self.shared().index.read();
+        index.segments.iter().map(|s| SegmentSnapshot::of(s, SegmentFile::of(s).bytes, s.sealed)).collect()
+    }
+
+    /// The snapshot of the one segment starting at position `id`, if the log has it.
+    pub fn segment_snapshot(&self, id: SegmentId) -> Option<SegmentSnapshot> {
+        let index = self.shared().index.read();
+        let s = index.segments.iter().find(|s| s.id == id)?;
+        Some(SegmentSnapshot::of(s, SegmentFile::of(s).bytes, s.sealed))
+    }
+
     /// The segment files holding positions `0..=through`, for copying a prefix of the log: the
     /// last file is cut after the batch that contains `through` (a cut inside an atomic batch
     /// is not a valid log), and copied as unsealed (`bytes` = end of that batch; zero-fill the
     /// rest of its capacity). Returns the files and the last position the copy will hold.
     pub fn segment_files_through(&self, through: Position) -> Result<(Vec<SegmentFile>, Position)> {
+        let (snapshots, last) = self.segment_snapshots_through(through)?;
+        Ok((snapshots.into_iter().map(|s| s.file).collect(), last))
+    }
+
+    /// [`Log::segment_files_through`] with each file's bytes held as listed: the cut offset in
+    /// the last one is an offset of the mapping it was computed from ([`SegmentSnapshot`]).
+    pub fn segment_snapshots_through(&self, through: Position) -> Result<(Vec<SegmentSnapshot>, Position)> {
         let index = self.shared().index.read();
         let segment = index.segment_of(through.0).ok_or(Error::PositionNotFound { position: through })?;
         let bytes = segment.map.bytes();
@@ -693,9 +755,13 @@ impl Log {
                 return Err(corrupt(CorruptionKind::RecordFrame(FrameDamage::SegmentEndsInBatch)));
             }
         };
-        let mut files: Vec<SegmentFile> =
-            index.segments.iter().take_while(|s| s.id < segment.id).map(SegmentFile::of).collect();
-        files.push(SegmentFile { bytes: end, sealed: false, ..SegmentFile::of(segment) });
+        let mut files: Vec<SegmentSnapshot> = index
+            .segments
+            .iter()
+            .take_while(|s| s.id < segment.id)
+            .map(|s| SegmentSnapshot::of(s, SegmentFile::of(s).bytes, s.sealed))
+            .collect();
+        files.push(SegmentSnapshot::of(segment, end, false));
         Ok((files, Position(position)))
     }
 

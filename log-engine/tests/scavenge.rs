@@ -2,7 +2,9 @@
 //! scavenged; every event keeps its position, header and chain hash, dead events read as husks
 //! (`erased`, no payload), live ones read exactly as before (a fork's shared prefix included),
 //! `verify` passes, the segment files shrink, and all of it holds across a reopen. A second
-//! scavenge finds nothing to do; a reader cannot scavenge; appends go on while one runs.
+//! scavenge finds nothing to do; a reader cannot scavenge; appends go on while one runs. A
+//! segment's snapshot (what copies and replication read through) taken before a scavenge still
+//! reads the file it was listed from after the rewrite took its name.
 
 mod common;
 
@@ -222,4 +224,33 @@ fn a_scavenge_removes_erased_payloads_from_the_disk() {
     assert_eq!(disk(), ["0000", "0001", "0008", "0009"]);
     assert_eq!(all(&log), before, "reads are what they were after the erasure");
     assert!(log.verify(None, |_| {}).unwrap().ok);
+}
+
+#[test]
+fn a_snapshot_reads_the_file_it_was_listed_from_after_a_scavenge_replaced_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small_options()).unwrap();
+    for n in 0..120u64 {
+        for stream in ["keep", "drop"] {
+            let event = NewEvent::json("Step", &serde_json::json!({"n": n, "pad": "z".repeat(500)}));
+            log.append(stream, ExpectedVersion::Any, vec![event]).unwrap();
+        }
+    }
+    log.delete_stream("drop", DeleteMode::Soft).unwrap();
+
+    let listed = log.segment_snapshots();
+    let sealed = listed.iter().find(|s| s.file().sealed).expect("a sealed segment").clone();
+    let on_disk = std::fs::read(&sealed.file().path).unwrap();
+    assert_eq!(sealed.bytes(), &on_disk[..], "a sealed segment's snapshot is its whole file");
+    assert_eq!(log.segment_snapshot(sealed.id()).unwrap().bytes(), &on_disk[..]);
+
+    let report = log.scavenge(&ScavengeOptions::default(), &mut |_| {}).unwrap();
+    assert!(report.segments_rewritten >= 1, "{report:?}");
+    let rewritten = std::fs::read(&sealed.file().path).unwrap();
+    assert_ne!(rewritten, on_disk, "the scavenge replaced the file");
+
+    assert_eq!(sealed.bytes(), &on_disk[..], "the snapshot still reads the file it was listed from");
+    let now = log.segment_snapshot(sealed.id()).unwrap();
+    assert_eq!(now.file().bytes, rewritten.len() as u64);
+    assert_eq!(now.bytes(), &rewritten[..], "a new listing reads the rewrite");
 }

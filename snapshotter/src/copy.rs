@@ -1,7 +1,7 @@
 //! Restore to another directory: a copy of the log and the checkpoints that opens and verifies
 //! on its own.
 //!
-//! The log is copied through [`Log::segment_files`]: sealed segments whole, the active one up
+//! The log is copied through [`Log::segment_snapshots`]: sealed segments whole, the active one up
 //! to its durable byte count, into a file of the segment's full capacity with zeros after the
 //! durable bytes (the log requires a segment file to be exactly its header's capacity, and
 //! zero-filled space is where the recovery scan stops). Bytes are read only below those
@@ -25,7 +25,7 @@
 //!   deleted afterwards; nothing else is ever deleted.
 //!
 //! [`restore_to_at`] cuts the copy at an earlier position instead: the log up to the end of
-//! the batch holding that position ([`Log::segment_files_through`]; a cut inside an atomic
+//! the batch holding that position ([`Log::segment_snapshots_through`]; a cut inside an atomic
 //! batch would not be a valid log), and only the checkpoints at or before the cut.
 
 use std::ffi::OsString;
@@ -352,10 +352,12 @@ fn copy_into(
     create_dir_durable(&checkpoints_to)?;
 
     let mut checkpoints = checkpoint_files(&Snapshotter::checkpoints_dir(source))?;
+    // Snapshots, not paths: a scavenge may rename a smaller rewrite over a sealed segment while
+    // this copies, and the byte counts and the cut offset are those of the mapping listed.
     let (head, segments) = match at {
-        None => (log.head(), log.segment_files()),
+        None => (log.head(), log.segment_snapshots()),
         Some(at) => {
-            let (segments, last) = log.segment_files_through(at)?;
+            let (segments, last) = log.segment_snapshots_through(at)?;
             let head = Head { position: last, hash: log.hash_at(last)? };
             // A checkpoint past the cut would not match the copied log; one that cannot be read
             // is left out too (restore would skip it anyway).
@@ -368,23 +370,34 @@ fn copy_into(
             (Some(head), segments)
         }
     };
-    let total: u64 = segments.iter().map(|s| s.capacity).sum();
+    let total: u64 = segments.iter().map(|s| s.file().capacity).sum();
     let mut done = 0;
-    for segment in &segments {
+    for snapshot in &segments {
+        let segment = snapshot.file();
         assert!(segment.bytes <= segment.capacity, "segment {} has more final bytes than room", segment.path.display());
         let name = segment.path.file_name().expect("segment files have names");
         // The log's rule for a copied segment (`log_engine::SegmentFile`): its final bytes, then
         // zeros up to its capacity.
-        copy_prefix(&segment.path, segment.bytes, segment.capacity, &log_to.join(name), cancel, &mut |n| {
-            done += n;
-            progress(Progress { stage: Stage::CopyLog, done, total });
-        })?;
+        let mut input = snapshot.bytes();
+        copy_prefix(
+            &mut input,
+            &segment.path,
+            segment.bytes,
+            segment.capacity,
+            &log_to.join(name),
+            cancel,
+            &mut |n| {
+                done += n;
+                progress(Progress { stage: Stage::CopyLog, done, total });
+            },
+        )?;
     }
     sync_dir(&log_to)?;
     for (i, path) in checkpoints.iter().enumerate() {
         let name = path.file_name().expect("checkpoint files have names");
-        let len = std::fs::metadata(path).map_err(|e| Error::io("stat checkpoint", path, e))?.len();
-        copy_prefix(path, len, len, &checkpoints_to.join(name), cancel, &mut |_| {})?;
+        let mut input = File::open(path).map_err(|e| Error::io("open for copying", path, e))?;
+        let len = input.metadata().map_err(|e| Error::io("stat checkpoint", path, e))?.len();
+        copy_prefix(&mut input, path, len, len, &checkpoints_to.join(name), cancel, &mut |_| {})?;
         progress(Progress { stage: Stage::CopyCheckpoints, done: i as u64 + 1, total: checkpoints.len() as u64 });
     }
     sync_dir(&checkpoints_to)?;
@@ -417,9 +430,10 @@ pub fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files.into_iter().map(|(_, p)| p).collect())
 }
 
-/// Writes a new file `to` of `len` bytes: the first `bytes` bytes of `from`, then zeros; fsynced.
-/// Stops with [`Error::Interrupted`] before a chunk once `cancel` is set.
+/// Writes a new file `to` of `len` bytes: the first `bytes` bytes of `input` (read from `from`),
+/// then zeros; fsynced. Stops with [`Error::Interrupted`] before a chunk once `cancel` is set.
 fn copy_prefix(
+    input: &mut dyn Read,
     from: &Path,
     bytes: u64,
     len: u64,
@@ -427,7 +441,6 @@ fn copy_prefix(
     cancel: &AtomicBool,
     on_chunk: &mut dyn FnMut(u64),
 ) -> Result<()> {
-    let mut input = File::open(from).map_err(|e| Error::io("open for copying", from, e))?;
     let mut output = OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -24,7 +24,7 @@ use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use log_engine::{Filter, Position, StartFrom};
+use log_engine::{Filter, Position, SegmentId, StartFrom};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -125,26 +125,26 @@ pub async fn fetch(
     Query(query): Query<FetchQuery>,
 ) -> ApiResult<Response> {
     caller.require(Permission::Admin, "")?;
-    let file = state.log.segment_files().into_iter().find(|f| segment_id(&f.path) == Some(id)).ok_or_else(|| {
+    // One snapshot for the extent and the bytes: a scavenge renaming a smaller rewrite over a
+    // sealed segment meanwhile must not cut the answer short or stitch it from two files.
+    let snapshot = state.log.segment_snapshot(SegmentId(id)).ok_or_else(|| {
         ApiError::not_found(codes::SEGMENT_NOT_FOUND.code, format!("the log has no segment starting at position {id}"))
     })?;
+    let shippable = snapshot.file().bytes;
     let from = query.from.unwrap_or(0);
-    if from > file.bytes {
+    if from > shippable {
         return Err(ApiError::bad_request(
             "invalid_input",
-            format!("offset {from} is past the {} shippable bytes of segment {id}", file.bytes),
+            format!("offset {from} is past the {shippable} shippable bytes of segment {id}"),
         ));
     }
-    let len = (file.bytes - from).min(query.max.unwrap_or(REPLICATION_CHUNK_MAX).min(REPLICATION_CHUNK_MAX));
-    let path = file.path.clone();
-    let bytes = blocking(move || -> std::io::Result<Vec<u8>> {
-        use std::os::unix::fs::FileExt;
-        let mut buf = vec![0u8; usize::try_from(len).expect("a chunk fits in memory")];
-        std::fs::File::open(&path)?.read_exact_at(&mut buf, from)?;
-        Ok(buf)
+    let len = (shippable - from).min(query.max.unwrap_or(REPLICATION_CHUNK_MAX).min(REPLICATION_CHUNK_MAX));
+    let bytes = blocking(move || {
+        let (from, len) = (usize::try_from(from), usize::try_from(len));
+        let (from, len) = (from.expect("an offset below a mapped length"), len.expect("a chunk fits in memory"));
+        snapshot.bytes()[from..from + len].to_vec()
     })
-    .await?
-    .map_err(|e| ApiError::internal(format!("cannot read segment file {}: {e}", file.path.display())))?;
+    .await?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], Body::from(bytes)).into_response())
 }
 
