@@ -14,9 +14,16 @@
 //!   retried), so a kill at any moment leaves the newest manifest complete.
 //! - The archive is of this log: at start, the newest manifest's head hash must be this log's
 //!   chain hash at that position, or archiving stops with the reason reported.
+//! - A sealed segment a scavenge rewrote (dead events turned into husks, erased payloads gone)
+//!   is shipped again: each round stats the archived segments' files, and one whose inode
+//!   changed since its archived bytes were last confirmed (at start: whose size differs from
+//!   the manifest's) is hashed; if its digest is not the archived one, the rewrite is uploaded
+//!   and named in a new manifest, and only then is the superseded object deleted, so erased
+//!   payloads leave the bucket too. Older manifests naming it can no longer be restored from;
+//!   the newest always can.
 //! - A failed round (bucket unreachable, refused) is retried with exponential backoff from
 //!   [`ARCHIVE_BACKOFF_MIN`] to [`ARCHIVE_BACKOFF_MAX`]; the failure count and the last error
-//!   are reported. Nothing is ever deleted from the archive.
+//!   are reported. Nothing else is ever deleted from the archive.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -53,6 +60,8 @@ pub struct ArchiveStatus {
     /// uploaded yet).
     pub lag_events: u64,
     pub segments_archived: u64,
+    /// Archived segments shipped again since the server started because a scavenge rewrote them.
+    pub segments_reshipped: u64,
     pub checkpoints_archived: u64,
     /// Bytes uploaded since the server started.
     pub bytes_uploaded: u64,
@@ -131,6 +140,10 @@ struct Archived {
     head: Option<ManifestHead>,
     /// Whether the newest manifest read or written matched this log (checked once).
     checked: bool,
+    /// Per archived segment: the inode of the local file whose bytes were last confirmed to be
+    /// the archived ones. A scavenge renames its rewrite over the path, so a new inode is the
+    /// sign to look again.
+    confirmed: BTreeMap<String, u64>,
 }
 
 struct Worker {
@@ -214,10 +227,15 @@ impl Worker {
                 break;
             }
             let name = file_name(&file.path);
-            if self.archived.segments.iter().any(|s| s.name == name) {
+            if let Some(i) = self.archived.segments.iter().position(|s| s.name == name) {
+                if self.reship_if_rewritten(bucket, i, &file.path)? {
+                    wrote = true;
+                }
                 continue;
             }
+            let inode = inode_of(&file.path)?;
             let (key, digest, sent) = upload(bucket, SEGMENTS, &name, &file.path, file.bytes)?;
+            self.archived.confirmed.insert(name.clone(), inode);
             self.archived.segments.push(SegmentEntry {
                 name,
                 key,
@@ -265,6 +283,45 @@ impl Worker {
             self.write_manifest(bucket)?;
         }
         Ok(())
+    }
+
+    /// Ships archived segment `i` again if its local file is no longer the bytes archived (a
+    /// scavenge rewrote it): uploads the rewrite, writes a manifest naming it, then deletes the
+    /// superseded object. Returns whether a manifest was written.
+    fn reship_if_rewritten(&mut self, bucket: &BlockingBucket, i: usize, path: &Path) -> Result<bool, RoundError> {
+        let entry = &self.archived.segments[i];
+        let Ok(meta) = std::fs::metadata(path) else { return Ok(false) };
+        let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+        match self.archived.confirmed.get(&entry.name) {
+            Some(&seen) if seen == inode => return Ok(false),
+            // First sight since start: a rewrite is smaller than what it replaces, so the size
+            // tells without reading the whole file.
+            None if meta.len() == entry.bytes => {
+                self.archived.confirmed.insert(entry.name.clone(), inode);
+                return Ok(false);
+            }
+            _ => {}
+        }
+        // The inode is taken before the bytes are hashed: a rename in between is seen next round.
+        let (key, digest, sent) = upload(bucket, SEGMENTS, &entry.name, path, meta.len())?;
+        let name = entry.name.clone();
+        self.archived.confirmed.insert(name.clone(), inode);
+        if key == entry.key {
+            return Ok(false);
+        }
+        let old = std::mem::replace(
+            &mut self.archived.segments[i],
+            SegmentEntry { name, key, bytes: meta.len(), capacity: meta.len(), sealed: true, blake3: digest },
+        );
+        {
+            let mut status = self.shared.status();
+            status.segments_reshipped += 1;
+            status.bytes_uploaded += sent;
+        }
+        self.write_manifest(bucket)?;
+        tracing::info!(segment = %old.name, old = %old.key, new = %self.archived.segments[i].key, "archive: a rewritten segment was shipped again; the superseded object is deleted");
+        bucket.delete(&old.key)?;
+        Ok(true)
     }
 
     /// Reads the archive's newest manifest (if any) and checks it is of this log.
@@ -373,6 +430,12 @@ fn hash_prefix(path: &Path, bytes: u64) -> std::io::Result<blake3::Hash> {
         return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("{copied} of {bytes} bytes read")));
     }
     Ok(hasher.finalize())
+}
+
+fn inode_of(path: &Path) -> Result<u64, RoundError> {
+    std::fs::metadata(path)
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .map_err(|e| RoundError::Retry(format!("cannot stat {}: {e}", path.display())))
 }
 
 fn file_name(path: &Path) -> String {

@@ -3,6 +3,9 @@
 //! exactly the sealed segments, byte for byte, each under its digest, and its newest manifest
 //! ends at the last event of the last archived segment with the log's own chain hash there;
 //! the active segment is never in it. `/healthz` and `/metrics` report the archive's lag.
+//! A segment a scavenge rewrote after it was archived (an erased stream's payloads turned into
+//! husks) is shipped again and the superseded object deleted: the erased payload leaves the
+//! bucket, and a restore from the archive gives the scavenged log.
 
 mod support;
 
@@ -119,4 +122,72 @@ fn an_archive_of_another_log_is_refused_not_mixed() {
     assert!(health["archive"]["last_error"].as_str().unwrap().contains("another log"), "{health}");
     other.stop();
     assert_eq!(std::fs::read_dir(archive.join("manifests")).unwrap().count(), manifests_before, "nothing was added");
+}
+
+/// Whether any object under the archive's `segments/` holds `needle`.
+fn archive_holds(archive: &Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(archive.join("segments"))
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .any(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+}
+
+/// Polls `done` until it holds (bounded by [`ARCHIVE_GUARD`], a failure guard).
+fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < ARCHIVE_GUARD, "the archiver never got there: {what}");
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn a_segment_a_scavenge_rewrote_is_shipped_again_and_the_erased_payload_leaves_the_bucket() {
+    use log_engine::{ExpectedVersion, Log, NewEvent, Options, ScavengeOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let archive = dir.path().join("archive");
+    let log = Log::open(&data, Options { segment_size: 64 * 1024, ..Options::default() }).unwrap();
+    let secret = "the-secret-payload-0123456789";
+    for n in 0..150u64 {
+        let pad = "z".repeat(400);
+        log.append("keep", ExpectedVersion::Any, vec![NewEvent::json("Step", &json!({"n": n, "pad": pad}))]).unwrap();
+        let event = NewEvent::json("Said", &json!({"n": n, "text": secret}));
+        log.append("private", ExpectedVersion::Any, vec![event]).unwrap();
+    }
+    let sealed = log.segment_files().iter().filter(|f| f.sealed).count() as u64;
+    assert!(sealed >= 2, "the test needs sealed segments");
+    let archiver = cairn::archive::Archiver::start(log.clone(), &data, bucket::Location::local(&archive)).unwrap();
+    until("every sealed segment archived", || archiver.status_of(&log).segments_archived == sealed);
+    assert!(archive_holds(&archive, secret.as_bytes()), "the archived segments hold the payload before the erasure");
+
+    log.erase("private", None, None, "the user asked").unwrap();
+    let report = log.scavenge(&ScavengeOptions::default(), &mut |_| {}).unwrap();
+    assert!(report.segments_rewritten >= 2, "{report:?}");
+    let rewritten = report.segments_rewritten;
+    until("the rewritten segments shipped again", || archiver.status_of(&log).segments_reshipped >= rewritten);
+    archiver.stop();
+    assert!(archiver.status_of(&log).last_error.is_none(), "{:?}", archiver.status_of(&log).last_error);
+
+    assert!(!archive_holds(&archive, secret.as_bytes()), "an erased payload is still in the archive");
+    let manifest = newest_manifest(&archive);
+    for s in manifest["segments"].as_array().unwrap() {
+        let local = std::fs::read(data.join("log").join(s["name"].as_str().unwrap())).unwrap();
+        assert_eq!(s["blake3"].as_str().unwrap(), blake3::hash(&local).to_hex().as_str(), "{s}");
+        assert!(archive.join(s["key"].as_str().unwrap()).exists(), "{s}");
+    }
+    let head = manifest["head"]["position"].as_u64().unwrap();
+    drop(log);
+
+    let restored = dir.path().join("restored");
+    let url = format!("file://{}", archive.display());
+    let (code, _, err) =
+        cairn(&dir.path().join("unused"), &["restore", "--from", &url, "--to", restored.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = cairn(&restored, &["read", "private", "-o", "ndjson"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains(secret), "{out}");
+    let (code, out, err) = cairn(&restored, &["read-all", "--from", &head.to_string(), "--limit", "1", "-o", "ndjson"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(out.lines().next().unwrap()).unwrap()["position"], head);
 }

@@ -249,6 +249,11 @@ fn register_archive(r: &mut Registry, a: &crate::archive::ArchiveStatus) {
         ConstGauge::new(a.archived_position.map_or(-1, |p| i64::try_from(p).unwrap_or(i64::MAX))),
     );
     r.register("cairn_archive_segments", "Sealed segments in the archive", int_gauge(a.segments_archived));
+    r.register(
+        "cairn_archive_segments_reshipped",
+        "Archived segments shipped again because a scavenge rewrote them",
+        ConstCounter::new(a.segments_reshipped),
+    );
     r.register("cairn_archive_checkpoints", "Checkpoints uploaded to the archive", int_gauge(a.checkpoints_archived));
     r.register("cairn_archive_uploaded_bytes", "Bytes uploaded to the archive", ConstCounter::new(a.bytes_uploaded));
     r.register(
