@@ -132,12 +132,13 @@ fn archive_holds(archive: &Path, needle: &[u8]) -> bool {
         .any(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
 }
 
-/// Polls `done` until it holds (bounded by [`ARCHIVE_GUARD`], a failure guard).
+/// Polls `done` (a condition, not a duration, is waited for) until it holds, bounded by
+/// [`ARCHIVE_GUARD`], a failure guard.
 fn until(what: &str, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
     while !done() {
         assert!(started.elapsed() < ARCHIVE_GUARD, "the archiver never got there: {what}");
-        std::thread::yield_now();
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -149,8 +150,8 @@ fn a_segment_a_scavenge_rewrote_is_shipped_again_and_the_erased_payload_leaves_t
     let archive = dir.path().join("archive");
     let log = Log::open(&data, Options { segment_size: 64 * 1024, ..Options::default() }).unwrap();
     let secret = "the-secret-payload-0123456789";
-    for n in 0..150u64 {
-        let pad = "z".repeat(400);
+    for n in 0..300u64 {
+        let pad = "z".repeat(600);
         log.append("keep", ExpectedVersion::Any, vec![NewEvent::json("Step", &json!({"n": n, "pad": pad}))]).unwrap();
         let event = NewEvent::json("Said", &json!({"n": n, "text": secret}));
         log.append("private", ExpectedVersion::Any, vec![event]).unwrap();

@@ -36,6 +36,14 @@
 //! whole segment from the leader. Segments the mirror sealed before the rewrite keep their old
 //! bytes; their reads still honour the leader's erasures, which are events in the log.
 //!
+//! A failed write or fdatasync moves nothing: not the active segment's checked end, not the tip,
+//! not `live`. Linux marks the pages of a failed fdatasync clean without writing them, so those
+//! bytes are neither durable nor written again by a later fdatasync; that is why the mirror does
+//! not trust them: the next shipment is written again in full from the checked end (every byte
+//! of it, so the pages are dirty again) before the fdatasync that publishes it, and a sealed
+//! segment is staged from the checked end on. Reopening and rescanning instead would be wrong
+//! here: the rescan reads the page cache, which still holds the bytes whose writeback failed.
+//!
 //! The mirror never writes a record of its own and never cuts anything the reader has shown.
 
 use std::fs::{File, OpenOptions};
