@@ -1,9 +1,12 @@
 //! [`Location`]: where a backup is written or read, named by a URL and reached through the
 //! `object_store` crate, so that every destination is the same code.
 //!
-//! Accepted: `file:///absolute/dir` and a plain path (relative paths are taken from the current
-//! directory). Nothing is created or checked when a location is parsed: a destination's
-//! directories are made by the first write, and a source that is not there holds no backup.
+//! Accepted: `s3://BUCKET/PREFIX` (any S3-compatible service, reached through the `bucket`
+//! crate with the usual `AWS_*` settings), `file:///absolute/dir` and a plain path (a relative
+//! path is taken from the current directory: only the command line accepts one, see
+//! [`Location::parse_absolute`]). Nothing is created or contacted when a location is parsed: a
+//! destination's directories are made by the first write, and a source that is not there holds
+//! no backup.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,11 +33,19 @@ pub struct Location {
 }
 
 impl Location {
-    /// Parses `url`: `file:///DIR` or a plain path.
+    /// Parses `url`: `s3://BUCKET/PREFIX`, `file:///DIR` or a plain path.
     pub fn parse(url: &str) -> Result<Location, LocationError> {
         let refuse = |reason: &str| LocationError { url: url.to_string(), reason: reason.to_string() };
         if url.is_empty() {
             return Err(refuse("it is empty"));
+        }
+        if url.starts_with("s3://") {
+            let bucket = bucket::Location::parse(url)
+                .and_then(|location| location.open())
+                .map_err(|e| refuse(&e.to_string()))?;
+            let (store, prefix) = bucket.object_store();
+            let prefix = ObjectPath::parse(prefix).map_err(|e| refuse(&e.to_string()))?;
+            return Ok(Location { store, prefix, url: bucket.location().to_string() });
         }
         let path = match url.split_once("://") {
             Some(("file", rest)) => {
@@ -44,11 +55,27 @@ impl Location {
                 PathBuf::from(rest)
             }
             Some((scheme, _)) => {
-                return Err(refuse(&format!("the scheme {scheme}:// is not supported here; use file:///DIR or a path")))
+                return Err(refuse(&format!(
+                    "the scheme {scheme}:// is not supported here; use s3://BUCKET/PREFIX, file:///DIR or a path"
+                )))
             }
             None => PathBuf::from(url),
         };
         Location::directory(&path).map_err(|reason| refuse(&reason))
+    }
+
+    /// [`Location::parse`] for a location named to a server: a relative path is refused, since
+    /// the server would resolve it against its own working directory, not the caller's.
+    pub fn parse_absolute(url: &str) -> Result<Location, LocationError> {
+        if is_relative_path(url) {
+            return Err(LocationError {
+                url: url.to_string(),
+                reason: "it is a relative path, which the server would resolve against its own working \
+                         directory: give an absolute path, a file:///DIR URL or an s3:// URL"
+                    .to_string(),
+            });
+        }
+        Location::parse(url)
     }
 
     /// A local directory (need not exist yet).
@@ -66,6 +93,11 @@ impl Location {
     pub fn key(&self, key: &str) -> ObjectPath {
         key.split('/').fold(self.prefix.clone(), |path, part| path.clone().join(part))
     }
+}
+
+/// True when `url` is a plain path that is not absolute (no scheme, no leading `/`).
+pub fn is_relative_path(url: &str) -> bool {
+    !url.contains("://") && !Path::new(url).is_absolute()
 }
 
 #[cfg(test)]
@@ -86,5 +118,25 @@ mod tests {
             let e = Location::parse(url).unwrap_err();
             assert_eq!(e.url, url);
         }
+    }
+
+    #[test]
+    fn a_server_refuses_a_relative_path_and_takes_absolute_ones() {
+        for url in ["backups", "./backups", "../x/backups"] {
+            let e = Location::parse_absolute(url).unwrap_err();
+            assert!(e.reason.contains("relative path"), "{e}");
+        }
+        for url in ["/tmp/backups", "file:///tmp/backups"] {
+            assert!(Location::parse_absolute(url).is_ok(), "{url}");
+        }
+    }
+
+    #[test]
+    fn an_s3_url_names_its_bucket_and_prefix() {
+        let at = Location::parse("s3://backups/cairn/prod/").unwrap();
+        assert_eq!(at.url, "s3://backups/cairn/prod");
+        assert_eq!(at.key("manifests/x.json").as_ref(), "cairn/prod/manifests/x.json");
+        assert_eq!(Location::parse("s3://backups").unwrap().key("segments/a").as_ref(), "segments/a");
+        assert!(Location::parse("s3://b/a/../etc").is_err());
     }
 }

@@ -331,9 +331,12 @@ it are copied; --at-time picks the last event stamped at or before that time (UT
 While a server holds the directory, the copy is what was durable when restore opened it (read
 without the lock).
 
-With --from URL, restores the newest backup at URL (see `cairn backup`): every object's size and
-BLAKE3 digest is checked, and the copy must verify and end at the position and chain hash its
-manifest names, or nothing is restored (exit 3).")]
+With --from URL (s3://BUCKET/PREFIX, file:///DIR or a path), restores the newest backup or
+archive at URL (see `cairn backup`): every object's size and BLAKE3 digest is checked, and the
+copy must verify and end at the position and chain hash its manifest names, or nothing is
+restored (exit 3). With --at or --at-time as well, that verified copy is made beside the target
+first, the target is cut from it as above, and the whole copy is removed.
+  cairn restore --from s3://backups/cairn --to ./before --at-time 2026-11-22T09:30:00Z")]
     Restore(ops_cmds::RestoreArgs),
 
     /// Cut damage off the newest segment (keeping the bytes aside), or accept a lost newest
@@ -355,6 +358,7 @@ older (sealed) segment is not cut: `cairn verify` reports it.")]
     #[command(after_help = "\
 Examples:
   cairn drill
+  cairn drill --from s3://backups/cairn        # drill the newest backup or archive in a bucket
   cairn drill --scratch /tmp/drill -o json   # keep the copy; JSON: ok, events_lost, restore_ms,
                                              # rebuild_from_checkpoint_ms, rebuild_from_zero_ms,
                                              # checkpoints_verified, mismatches, ...

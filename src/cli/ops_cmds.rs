@@ -49,9 +49,10 @@ pub struct RestoreArgs {
     /// The directory to restore into (a data directory that opens on its own).
     #[arg(long, value_name = "DIR")]
     pub to: PathBuf,
-    /// Restore the newest backup at this URL (`file:///DIR` or a path) instead of copying the
-    /// local data directory.
-    #[arg(long, value_name = "URL", conflicts_with_all = ["at", "at_time"])]
+    /// Restore the newest backup (or archive) at this URL (`s3://BUCKET/PREFIX`, `file:///DIR`
+    /// or a path) instead of copying the local data directory; with --at or --at-time, as of
+    /// that point.
+    #[arg(long, value_name = "URL")]
     pub from: Option<String>,
     /// Restore as of this log position: the copy's log ends with the atomic batch that holds
     /// it, and only checkpoints at or before it are copied.
@@ -74,6 +75,11 @@ pub struct DrillArgs {
     /// directory, removed afterwards. Not with a server (its drill uses a temporary directory).
     #[arg(long, value_name = "DIR")]
     pub scratch: Option<PathBuf>,
+    /// Drill the newest backup (or archive) at this URL (`s3://BUCKET/PREFIX`, `file:///DIR` or
+    /// a path) instead of the local store: restore it (every object checked), then drill the
+    /// restored store. Needs no data directory and no server.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["server", "token", "ca_file"])]
+    pub from: Option<String>,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -191,19 +197,58 @@ pub(crate) fn position_at_time(log: &log_engine::Log, at_ms: u64, what: &str) ->
     }
 }
 
-pub fn restore(dir: &Path, format: Format, mut args: RestoreArgs) -> CliResult<Exit> {
-    if let Some(from) = &args.from {
-        return restore_from(from, format, &args);
+pub fn restore(dir: &Path, format: Format, args: RestoreArgs) -> CliResult<Exit> {
+    match args.from.clone() {
+        Some(from) if args.at.is_none() && args.at_time.is_none() => restore_from(&from, format, &args),
+        Some(from) => restore_from_at(&from, format, args),
+        None => {
+            let log = match crate::store::open_writer(dir) {
+                Ok(log) => log,
+                // A server (or another writer) holds the directory: copy what is durable
+                // through a reader, which takes no lock.
+                Err(StoreError::Open { source: log_engine::Error::Locked { .. }, .. }) => super::open_reader(dir)?,
+                Err(e) => return Err(e.into()),
+            };
+            restore_log(log, &format!("the log in {}", dir.display()), format, args, None)
+        }
     }
-    let log = match crate::store::open_writer(dir) {
-        Ok(log) => log,
-        // A server (or another writer) holds the directory: copy what is durable through a
-        // reader, which takes no lock.
-        Err(StoreError::Open { source: log_engine::Error::Locked { .. }, .. }) => super::open_reader(dir)?,
-        Err(e) => return Err(e.into()),
+}
+
+/// `restore --from URL --at P | --at-time T`: the newest backup at URL is restored whole into a
+/// directory of its own beside the target (every object checked, the chain verified, its head
+/// the manifest's), and the target is then cut from that copy as `restore --at` cuts a local
+/// store; the whole copy is removed afterwards. So a point-in-time restore needs room for the
+/// backup twice, briefly.
+fn restore_from_at(from: &str, format: Format, args: RestoreArgs) -> CliResult<Exit> {
+    let name = args.to.file_name().map_or_else(|| "restore".into(), |n| n.to_string_lossy().into_owned());
+    let parent = match args.to.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
     };
+    let whole = parent.join(format!(".{name}.pitr-source-{}", std::process::id()));
+    let fetched = restore_backup(from, &whole, Overwrite::Refuse);
+    let result = fetched.and_then(|(location, _)| {
+        let log = crate::store::open_writer(&whole)?;
+        restore_log(log, &format!("the backup at {}", location.url), format, args, Some(whole.clone()))
+    });
+    if whole.exists() {
+        std::fs::remove_dir_all(&whole).map_err(|e| CliError::io("remove the whole restored copy", &whole, e))?;
+    }
+    result
+}
+
+/// Copies `log` (described as `what` in messages) into `args.to`, as of `--at`/`--at-time`,
+/// then verifies the copy and prints what was made. `log` is closed before returning; `cleanup`
+/// is a directory of the command's own, removed if a signal ends the command.
+fn restore_log(
+    log: log_engine::Log,
+    what: &str,
+    format: Format,
+    mut args: RestoreArgs,
+    cleanup: Option<PathBuf>,
+) -> CliResult<Exit> {
     if let Some(at_ms) = args.at_time {
-        match position_at_time(&log, at_ms, &format!("the log in {}", dir.display())) {
+        match position_at_time(&log, at_ms, what) {
             Ok(position) => args.at = Some(position),
             Err(e) => {
                 log.close();
@@ -216,14 +261,13 @@ pub fn restore(dir: &Path, format: Format, mut args: RestoreArgs) -> CliResult<E
         if head.is_none_or(|h| at > h) {
             log.close();
             return Err(InputError(format!(
-                "restore --at {at} is beyond the head of the log in {} ({}); nothing was copied",
-                dir.display(),
+                "restore --at {at} is beyond the head of {what} ({}); nothing was copied",
                 head.map_or("the log is empty".to_string(), |h| format!("its head is position {h}"))
             ))
             .into());
         }
     }
-    let interrupt = match Interrupt::install(None) {
+    let interrupt = match Interrupt::install(cleanup) {
         Ok(interrupt) => interrupt,
         Err(e) => {
             log.close();
@@ -286,13 +330,51 @@ pub fn restore(dir: &Path, format: Format, mut args: RestoreArgs) -> CliResult<E
 }
 
 pub fn drill(dir: &Path, format: Format, args: DrillArgs) -> CliResult<Exit> {
+    if let Some(from) = &args.from {
+        return drill_from(from, format, args.scratch);
+    }
     if let Some(remote) = Remote::explicit(&args.server)? {
         return drill_remote(&remote, format, args.scratch.as_deref());
     }
     match open_store(dir) {
-        Ok(store) => drill_local(store, format, args.scratch),
+        Ok(store) => drill_local(store, format, args.scratch, None),
         Err(e) => drill_remote(&Remote::after_open_error(dir, &args.server, e)?, format, args.scratch.as_deref()),
     }
+}
+
+/// `drill --from URL`: restores the newest backup at URL into a temporary directory (every
+/// object checked against the manifest, the chain verified to the manifest's head), opens it as
+/// a store (its views restored from its checkpoints and the tail), and drills that store. The
+/// temporary directory holds the restored store and the drill's own copy, and is removed
+/// afterwards (a `--scratch` copy is kept).
+fn drill_from(from: &str, format: Format, scratch: Option<PathBuf>) -> CliResult<Exit> {
+    let root = crate::store::temp_scratch();
+    std::fs::create_dir(&root).map_err(|e| CliError::io("create the drill's temporary directory", &root, e))?;
+    let store_dir = root.join("store");
+    let started = std::time::Instant::now();
+    let opened = restore_backup(from, &store_dir, Overwrite::Refuse).and_then(|r| Ok((r, open_store(&store_dir)?)));
+    let ((location, restored), store) = match opened {
+        Ok(opened) => opened,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&root);
+            return Err(e);
+        }
+    };
+    let fetch_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    if format == Format::Text {
+        let mut out = Out::new();
+        out.line(&format!(
+            "restored {} ({}, head position {}) in {fetch_ms} ms; drilling the restored store",
+            location.url,
+            restored.manifest,
+            restored.head_position.map_or("none".into(), |p| p.to_string()),
+        ))?;
+        out.flush()?;
+    }
+    let kept = scratch.is_some();
+    let result = drill_local(store, format, scratch, Some((root.clone(), kept)));
+    let _ = std::fs::remove_dir_all(&root);
+    result
 }
 
 fn drill_remote(remote: &Remote, format: Format, scratch: Option<&Path>) -> CliResult<Exit> {
@@ -325,15 +407,27 @@ fn show_remote_progress(bar: &indicatif::ProgressBar, line: &serde_json::Value, 
     bar.set_position(done);
 }
 
-fn drill_local(store: crate::store::Store, format: Format, scratch: Option<PathBuf>) -> CliResult<Exit> {
+/// Drills `store` into `scratch`. `own`: the command's temporary directory (removed on a
+/// signal and at the end) and whether the scratch copy is the user's, kept and named at the end.
+fn drill_local(
+    store: crate::store::Store,
+    format: Format,
+    scratch: Option<PathBuf>,
+    own: Option<(PathBuf, bool)>,
+) -> CliResult<Exit> {
     // A scratch of our own lives in a fresh directory of its own: the copy's staging directory
     // goes beside the scratch, so removing that one directory removes everything.
-    let (scratch, temporary) = match scratch {
-        Some(s) => (s, None),
-        None => {
+    let (scratch, temporary, kept) = match (scratch, own) {
+        (Some(s), Some((root, kept))) => (s, Some(root), kept),
+        (Some(s), None) => (s, None, true),
+        (None, Some((root, _))) => (root.join("copy"), Some(root), false),
+        (None, None) => {
             let root = crate::store::temp_scratch();
-            std::fs::create_dir(&root).map_err(|e| CliError::io("create the drill's temporary directory", &root, e))?;
-            (root.join("copy"), Some(root))
+            if let Err(e) = std::fs::create_dir(&root) {
+                store.close();
+                return Err(CliError::io("create the drill's temporary directory", &root, e));
+            }
+            (root.join("copy"), Some(root), false)
         }
     };
     let interrupt = match Interrupt::install(temporary.clone()) {
@@ -358,7 +452,7 @@ fn drill_local(store: crate::store::Store, format: Format, scratch: Option<PathB
     bar.finish_and_clear();
     store.close();
     interrupt.remove_cleanup();
-    print_drill(format, &result?, temporary.is_none())
+    print_drill(format, &result?, kept)
 }
 
 fn print_drill(format: Format, report: &snapshotter::DrillReport, kept: bool) -> CliResult<Exit> {
@@ -441,6 +535,9 @@ fn backup_local(log: &log_engine::Log, args: &BackupArgs) -> CliResult<crate::ba
 }
 
 fn backup_remote(remote: &Remote, args: &BackupArgs) -> CliResult<crate::backup::BackupReport> {
+    // The server resolves a relative path against its own working directory: refuse it here,
+    // before anything is sent, as the server would.
+    crate::backup::Location::parse_absolute(&args.to).map_err(crate::backup::BackupError::from)?;
     let bar = output::progress_bar(0, "backup on the server");
     let body = json!({"to": args.to, "incremental": args.incremental});
     let report = remote.post_streamed("/v1/admin/backup", &body, &mut |p| show_remote_progress(&bar, &p, "stage"));
@@ -457,18 +554,27 @@ fn client_runtime() -> CliResult<tokio::runtime::Runtime> {
         .map_err(|e| CliError::Server(format!("cannot start the runtime for the backup's storage: {e}")))
 }
 
-fn restore_from(from: &str, format: Format, args: &RestoreArgs) -> CliResult<Exit> {
+/// Restores the newest backup at `from` into `to`, with a progress bar.
+fn restore_backup(
+    from: &str,
+    to: &Path,
+    overwrite: Overwrite,
+) -> CliResult<(crate::backup::Location, crate::backup::RestoreReport)> {
     let location = crate::backup::Location::parse(from).map_err(crate::backup::BackupError::from)?;
     let rt = client_runtime()?;
     let bar = output::progress_bar(0, "restoring");
-    let overwrite = if args.force { Overwrite::Force } else { Overwrite::Refuse };
-    let report = crate::backup::restore(&location, &args.to, overwrite, rt.handle(), &mut |p| {
+    let report = crate::backup::restore(&location, to, overwrite, rt.handle(), &mut |p| {
         bar.set_message(format!("restoring {}", p.stage));
         bar.set_length(p.files_total);
         bar.set_position(p.files_done);
     });
     bar.finish_and_clear();
-    let report = report?;
+    Ok((location, report?))
+}
+
+fn restore_from(from: &str, format: Format, args: &RestoreArgs) -> CliResult<Exit> {
+    let overwrite = if args.force { Overwrite::Force } else { Overwrite::Refuse };
+    let (location, report) = restore_backup(from, &args.to, overwrite)?;
     let mut out = Out::new();
     match format {
         Format::Text => out.line(&format!(

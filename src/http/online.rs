@@ -32,7 +32,9 @@ use crate::limits;
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackupRequest {
-    /// Where to: `file:///DIR` or a path on the server's machine.
+    /// Where to: `s3://BUCKET/PREFIX`, `file:///DIR` or an absolute path on the server's
+    /// machine (a relative path is refused: it would resolve against the server's working
+    /// directory).
     pub to: String,
     /// Copy only what the destination lacks (default false: copy everything).
     #[serde(default)]
@@ -63,7 +65,7 @@ pub async fn backup(
 ) -> ApiResult<Response> {
     caller.require(Permission::Admin, "")?;
     let request: BackupRequest = optional_body(&headers, body).await?;
-    let location = Location::parse(&request.to).map_err(backup::BackupError::from)?;
+    let location = Location::parse_absolute(&request.to).map_err(backup::BackupError::from)?;
     let options = BackupOptions { incremental: request.incremental };
     let rt = tokio::runtime::Handle::current();
     let job_state = state.clone();
