@@ -25,7 +25,7 @@ use crate::error::{BodyDamage, CorruptionKind, Error, FooterDamage, FrameDamage,
 use crate::lifecycle::{Change, Life, StreamNow, LIFECYCLE_STREAM};
 use crate::mmap::Mapping;
 use crate::record::{self, Frame, KIND_EVENT, KIND_HUSK};
-use crate::types::{ChainHash, Event, Payload, Position, SegmentId};
+use crate::types::{ChainHash, Event, EventRef, Payload, Position, SegmentId};
 
 /// One segment as readers see it.
 #[derive(Debug)]
@@ -135,6 +135,16 @@ impl Erasures {
             event.metadata = Vec::new();
             // As a husk decodes (record.rs), so a read cannot tell which kind of erasure it met.
             event.data = Payload::Bytes(Vec::new());
+        }
+    }
+
+    /// [`Erasures::mask`] for a borrowed event.
+    pub(crate) fn mask_ref(&self, event: &mut EventRef<'_>) {
+        if !self.is_empty() && self.covers(event.stream, event.version.0) {
+            event.erased = true;
+            event.metadata = &[];
+            event.data = &[];
+            event.data_is_json = false;
         }
     }
 

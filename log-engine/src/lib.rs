@@ -36,6 +36,7 @@
     clippy::cast_possible_truncation
 )]
 
+mod body;
 mod cast;
 mod dir;
 mod error;

@@ -264,6 +264,48 @@ impl Event {
     }
 }
 
+/// A committed event borrowed from the log's mapped bytes, as [`crate::Log::scan`] hands it
+/// to its callback: the same fields as [`Event`], without copying the names and the payload
+/// out. [`EventRef::to_event`] makes the owned [`Event`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventRef<'a> {
+    pub position: Position,
+    pub stream: &'a str,
+    pub version: StreamVersion,
+    pub id: Uuid,
+    pub event_type: &'a str,
+    pub timestamp_ms: u64,
+    /// JSON object text (`{}` when the appender gave none); empty when erased.
+    pub metadata: &'a [u8],
+    /// The data, as stored; empty when erased.
+    pub data: &'a [u8],
+    /// Whether `data` is UTF-8 JSON text ([`Payload::Json`]) or opaque bytes.
+    pub data_is_json: bool,
+    /// Chain hash at this position.
+    pub hash: ChainHash,
+    /// As [`Event::erased`].
+    pub erased: bool,
+}
+
+impl EventRef<'_> {
+    /// The owned event, as [`crate::Log::for_each`] and every other read return it.
+    pub fn to_event(&self) -> Event {
+        let data = self.data.to_vec();
+        Event {
+            position: self.position,
+            stream: self.stream.to_string(),
+            version: self.version,
+            id: self.id,
+            event_type: self.event_type.to_string(),
+            timestamp_ms: self.timestamp_ms,
+            metadata: self.metadata.to_vec(),
+            data: if self.data_is_json { Payload::Json(data) } else { Payload::Bytes(data) },
+            hash: self.hash,
+            erased: self.erased,
+        }
+    }
+}
+
 /// When an acknowledged append is durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Durability {

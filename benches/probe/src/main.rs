@@ -22,6 +22,8 @@
 //!                           # the two append p99s side by side
 //! $P fork DIR EVENTS        # one stream of EVENTS events, then forks of it (at its last
 //!                           # version) and of a 1-event stream: time and log bytes of each
+//! $P replay DIR [TIMES] [scan]  # Log::for_each (or Log::scan) over the whole log (the W5
+//!                           # replay), events/s
 //! $P w1 DIR SECONDS [none]  # 1 appender, 1 event per blocking commit; `none`: Durability::None,
 //!                           # so the per-commit CPU path (e.g. the `live` file's pwrite) is not
 //!                           # hidden behind the fdatasync
@@ -199,9 +201,32 @@ fn main() {
             );
             log.close();
         }
+        "replay" => {
+            let times: usize = args.get(3).map_or(1, |s| s.parse().unwrap());
+            let log = Log::open(dir, Options::default()).unwrap();
+            for _ in 0..times {
+                let t = Instant::now();
+                let mut bytes = 0usize;
+                let n = if args.get(4).map(String::as_str) == Some("scan") {
+                    log.scan(Position(0), u64::MAX, |event| {
+                        bytes += event.data.len();
+                        true
+                    })
+                } else {
+                    log.for_each(Position(0), u64::MAX, |event| {
+                        bytes += event.data.as_bytes().len();
+                        true
+                    })
+                }
+                .unwrap();
+                std::hint::black_box(bytes);
+                eprintln!("replay: {n} events, {:.0} events/s", n as f64 / t.elapsed().as_secs_f64());
+            }
+            log.close();
+        }
         "scavenge" => scavenge_probe(dir, &args[3..]),
         "fork" => fork_probe(dir, args[3].parse().unwrap()),
-        other => panic!("unknown probe {other:?}: load, loadkv, open, w1, w2, w3, w3c, scavenge or fork"),
+        other => panic!("unknown probe {other:?}: load, loadkv, open, w1, w2, w3, w3c, replay, scavenge or fork"),
     }
 }
 
