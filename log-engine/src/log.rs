@@ -53,6 +53,8 @@ struct Handle {
     shared: Arc<Shared>,
     tx: Mutex<Option<Sender<Command>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// The writer's state, for a blocking appender's direct commit; `None` for a reader.
+    core: Option<Arc<writer::Core>>,
     /// Held by a writer for as long as the log is open; a reader takes none.
     _lock: Option<DirLock>,
 }
@@ -184,16 +186,20 @@ impl Log {
         let log_dir_handle =
             shared.options.fs.open_dir(&log_dir).map_err(|e| Error::io("open directory", &log_dir, e))?;
         let (tx, rx) = mpsc::channel();
-        let writer = Writer::new(shared.clone(), rx, log_dir, log_dir_handle, state)
+        let writer = Writer::new(shared.clone(), log_dir, log_dir_handle, state)
             .map_err(|e| Error::io("spawn syncer thread", &shared.dir, e))?;
-        let for_writer = shared.clone();
+        let core = Arc::new(Mutex::new(Some(writer)));
+        let (for_writer, for_thread) = (shared.clone(), core.clone());
         let thread = std::thread::Builder::new()
             .name("cairn-log-writer".into())
             .spawn(move || {
                 // A panic is an assertion about the log's state failing: nothing more may be
-                // acknowledged. Waiters see their reply channel close and report the poison.
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| writer.run())).is_err() {
+                // acknowledged. The writer is dropped, so waiters see their reply channel close
+                // and report the poison.
+                let run = std::panic::AssertUnwindSafe(|| Writer::run(&for_thread, rx));
+                if std::panic::catch_unwind(run).is_err() {
                     for_writer.poison.lock().get_or_insert_with(|| "the writer thread panicked".to_string());
+                    drop(for_thread.lock().take());
                     for_writer.head_tx.send_modify(|_| {});
                 }
             })
@@ -203,6 +209,7 @@ impl Log {
                 shared,
                 tx: Mutex::new(Some(tx)),
                 writer: Mutex::new(Some(thread)),
+                core: Some(core),
                 _lock: Some(lock),
             }),
         })
@@ -217,7 +224,15 @@ impl Log {
         let dir = dir.as_ref().to_path_buf();
         let (index, stop, fingerprint) = open::open_reader(&dir, &options)?;
         let shared = Arc::new(Shared::new(dir, options, Access::ReadOnly, None, (stop, fingerprint), index));
-        Ok(Log { handle: Arc::new(Handle { shared, tx: Mutex::new(None), writer: Mutex::new(None), _lock: None }) })
+        Ok(Log {
+            handle: Arc::new(Handle {
+                shared,
+                tx: Mutex::new(None),
+                writer: Mutex::new(None),
+                core: None,
+                _lock: None,
+            }),
+        })
     }
 
     /// True for a handle from [`Log::open_read_only`].
@@ -364,6 +379,15 @@ impl Log {
             shared.queued_bytes.fetch_sub(size, Ordering::AcqRel);
             return Err(Error::Overloaded { queued: before, max });
         }
+        // A blocking appender that finds the writer idle commits on its own thread, saving the
+        // two thread wake-ups of the hand-off (writer/mod.rs).
+        let (prepared, reply) = match (&self.handle.core, &reply) {
+            (Some(core), Reply::Blocking(_)) => match writer::try_direct(core, before, prepared, reply) {
+                None => return Ok(()),
+                Some(back) => back,
+            },
+            _ => (prepared, reply),
+        };
         let sent = self.send(Command::Append { appends: prepared, reply });
         if sent.is_err() {
             shared.queued_bytes.fetch_sub(size, Ordering::AcqRel);

@@ -9,10 +9,20 @@
 //! stages and writes the next group: the pipeline is two deep, and groups queued behind a sync
 //! share the next one.
 //!
+//! The writer's state sits behind a mutex that the writer thread holds while it works and lets
+//! go of while it waits for commands. A blocking appender that finds nothing queued and the
+//! writer idle takes the mutex and commits its own request on its own thread ([`try_direct`]):
+//! staged, written and, with nothing in flight and nobody queued meanwhile, fdatasynced,
+//! published and answered there, as the writer thread would, without the two thread wake-ups
+//! of the hand-off (to the writer and back). Anything queued meanwhile still goes through the
+//! writer thread and the syncer. Not in `Durability::Interval`: its timed sync is the writer
+//! thread's.
+//!
 //! Invariants:
-//! - Only the writer writes segment files. The index changes only in `publish`, run by the
-//!   syncer, or by the writer for a lone commit while nothing is in flight, and in `roll`, run by
-//!   the writer with the syncer drained: never by both threads at once.
+//! - Only the writer writes segment files, under its mutex (on the writer thread or an
+//!   appender's). The index changes only in `publish`, run by the syncer, or by the writer for a
+//!   lone commit while nothing is in flight, and in `roll`, run by the writer with the syncer
+//!   drained: never by both threads at once.
 //! - Groups are synced, published and answered in the order they were written.
 //! - A batch (one append call) never spans segments and ends with a record flagged BATCH_END.
 //! - Readers see a record only after the fdatasync that made it durable (in `Durability::Sync`).
@@ -28,6 +38,7 @@ mod stage;
 mod syncer;
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
@@ -35,6 +46,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -127,9 +139,15 @@ struct Staged {
     life: Option<Arc<Change>>,
 }
 
+/// The writer's state, shared by the writer thread and blocking appenders committing directly;
+/// `None` once a panic while committing took it down (the log is poisoned then).
+pub(crate) type Core = Mutex<Option<Writer>>;
+
 pub(crate) struct Writer {
     shared: Arc<Shared>,
-    rx: Receiver<Command>,
+    /// The command queue, lent by the writer thread while it holds the mutex (it waits on the
+    /// queue without it); `None` during a direct commit, which never reads the queue.
+    rx: Option<Receiver<Command>>,
     log_dir: PathBuf,
     /// The segment directory, held open so that fsyncing it never needs a new descriptor.
     dir: Box<dyn DirHandle>,
@@ -159,10 +177,18 @@ pub(crate) struct Writer {
     poisoned: Option<String>,
 }
 
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("segment", &self.state.active.id)
+            .field("next_position", &self.state.next_position)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Writer {
     pub(crate) fn new(
         shared: Arc<Shared>,
-        rx: Receiver<Command>,
         log_dir: PathBuf,
         dir: Box<dyn DirHandle>,
         state: WriterState,
@@ -171,7 +197,7 @@ impl Writer {
         let next = state.next_position;
         let mut writer = Writer {
             shared,
-            rx,
+            rx: None,
             log_dir,
             dir,
             state,
@@ -194,53 +220,93 @@ impl Writer {
         Ok(writer)
     }
 
-    pub(crate) fn run(mut self) {
+    /// The writer thread: waits for commands with the mutex let go, then takes everything
+    /// queued and commits it as one group, until told to shut down or the queue closes.
+    pub(crate) fn run(core: &Core, rx: Receiver<Command>) {
+        let mut rx = Some(rx);
         let mut pending: Vec<Command> = Vec::new();
+        let mut guard = core.lock();
         loop {
-            let first = match self.early.take() {
+            let Some(writer) = guard.as_mut() else { return };
+            let first = match writer.early.take() {
                 Some(cmd) => cmd,
-                None => match self.shared.options.durability {
-                    Durability::Interval(every) if self.unsynced => match self.rx.recv_timeout(every) {
+                None => {
+                    let interval = match writer.shared.options.durability {
+                        Durability::Interval(every) if writer.unsynced => Some(every),
+                        _ => None,
+                    };
+                    let queue = rx.as_ref().expect("the writer thread holds the queue between turns");
+                    let got = MutexGuard::unlocked(&mut guard, || match interval {
+                        Some(every) => queue.recv_timeout(every),
+                        None => queue.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                    });
+                    // A direct commit that panicked meanwhile took the writer down.
+                    let Some(writer) = guard.as_mut() else { return };
+                    match got {
                         Ok(cmd) => cmd,
                         Err(RecvTimeoutError::Timeout) => {
-                            self.interval_sync();
+                            writer.interval_sync();
                             continue;
                         }
                         Err(RecvTimeoutError::Disconnected) => break,
-                    },
-                    _ => match self.rx.recv() {
-                        Ok(cmd) => cmd,
-                        Err(_) => break,
-                    },
-                },
-            };
-            pending.push(first);
-            self.catch_up();
-            let mut bytes = 0usize;
-            while bytes < GROUP_BYTES_MAX {
-                match self.rx.try_recv() {
-                    Ok(cmd) => {
-                        if let Command::Append { appends, .. } = &cmd {
-                            bytes += appends.iter().flat_map(|a| &a.events).map(|e| e.body.len()).sum::<usize>();
-                        }
-                        pending.push(cmd);
                     }
-                    Err(_) => break,
                 }
-            }
-            let mut shutdown = false;
-            for cmd in pending.drain(..) {
-                match cmd {
-                    Command::Append { appends, reply } => self.handle_append(&appends, reply),
-                    Command::Lifecycle { op, metadata, reply } => self.handle_lifecycle(&op, metadata, reply),
-                    Command::Shutdown => shutdown = true,
-                }
-            }
-            self.commit();
+            };
+            let writer = guard.as_mut().expect("checked above, under the same lock");
+            writer.rx = rx.take();
+            let shutdown = writer.turn(first, &mut pending);
+            rx = writer.rx.take();
             if shutdown {
                 break;
             }
         }
+        if let Some(writer) = guard.as_mut() {
+            writer.rx = rx.take();
+            writer.finish();
+        }
+        // Dropped here, as the thread's own writer was: its files close, and a direct commit
+        // finds none (and queues, to be answered as closed).
+        drop(guard.take());
+    }
+
+    /// One turn of the writer thread: `first` and everything queued behind it (up to
+    /// `GROUP_BYTES_MAX`), staged and committed as one group. Returns whether it was told to
+    /// shut down.
+    fn turn(&mut self, first: Command, pending: &mut Vec<Command>) -> bool {
+        pending.push(first);
+        self.catch_up();
+        let mut bytes = 0usize;
+        while bytes < GROUP_BYTES_MAX {
+            match self.next_queued() {
+                Some(cmd) => {
+                    if let Command::Append { appends, .. } = &cmd {
+                        bytes += appends.iter().flat_map(|a| &a.events).map(|e| e.body.len()).sum::<usize>();
+                    }
+                    pending.push(cmd);
+                }
+                None => break,
+            }
+        }
+        let mut shutdown = false;
+        for cmd in pending.drain(..) {
+            match cmd {
+                Command::Append { appends, reply } => self.handle_append(&appends, reply),
+                Command::Lifecycle { op, metadata, reply } => self.handle_lifecycle(&op, metadata, reply),
+                Command::Shutdown => shutdown = true,
+            }
+        }
+        self.commit();
+        shutdown
+    }
+
+    /// The next queued command, if the writer thread has lent the queue and one is waiting.
+    fn next_queued(&self) -> Option<Command> {
+        self.rx.as_ref()?.try_recv().ok()
+    }
+
+    /// The writer thread's last turn: commits what is staged, waits for the syncer, and syncs
+    /// what an interval left unsynced.
+    fn finish(&mut self) {
         self.commit();
         self.drain();
         if let Some((tx, handle)) = self.syncer.take() {
@@ -385,9 +451,12 @@ impl Writer {
         // and the writer goes on to stage what is queued while the disk works.
         self.take_finished();
         if self.early.is_none() {
-            self.early = self.rx.try_recv().ok();
+            self.early = self.next_queued();
         }
-        if self.finished_through == self.sent_through && self.early.is_none() {
+        // Appends sent but not yet taken up count in `queued_bytes`: a direct commit (which does
+        // not read the queue) sees its waiting neighbours there.
+        let queued = self.shared.queued_bytes.load(Ordering::Acquire) != 0;
+        if self.finished_through == self.sent_through && self.early.is_none() && !queued {
             // The syncer poisons the log before it reports a group done: a poisoning in the
             // groups just finished is visible here, and this group must not be published.
             let mut poisoned = self.shared.poison.lock().clone();
@@ -443,6 +512,46 @@ impl Writer {
         self.last_sync = Instant::now();
         self.unsynced = false;
     }
+}
+
+/// Commits a blocking appender's request on its own thread if the writer is idle: the mutex is
+/// free, nothing is queued (`queued_before` is what `queued_bytes` held before this request was
+/// counted in it) and the writer thread has nothing taken up early. The reply goes to `reply` as
+/// from the writer thread. Otherwise hands the request back, to be queued.
+pub(crate) fn try_direct(
+    core: &Core,
+    queued_before: usize,
+    appends: Vec<PreparedAppend>,
+    reply: Reply,
+) -> Option<(Vec<PreparedAppend>, Reply)> {
+    if queued_before != 0 {
+        return Some((appends, reply));
+    }
+    let Some(mut guard) = core.try_lock() else { return Some((appends, reply)) };
+    // An interval's timed fdatasync is the writer thread's (it waits for commands with a timeout
+    // only while it knows of unsynced bytes): a direct commit must not leave some it missed.
+    let idle = guard
+        .as_ref()
+        .is_some_and(|w| w.early.is_none() && !matches!(w.shared.options.durability, Durability::Interval(_)));
+    if !idle {
+        return Some((appends, reply));
+    }
+    let writer = guard.as_mut().expect("checked above, under the same lock");
+    let shared = writer.shared.clone();
+    let done = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        writer.catch_up();
+        writer.handle_append(&appends, reply);
+        writer.commit();
+    }));
+    if done.is_err() {
+        // As when the writer thread panics (log.rs): nothing more may be acknowledged. Dropping
+        // the writer closes the replies it held and the syncer's queue; the writer thread finds
+        // it gone and stops, closing the command queue.
+        shared.poison.lock().get_or_insert_with(|| "a commit on an appender's thread panicked".to_string());
+        drop(guard.take());
+        shared.head_tx.send_modify(|_| {});
+    }
+    None
 }
 
 pub(crate) fn now_ms() -> u64 {
