@@ -507,9 +507,10 @@ impl Content<'_> {
 /// Decodes an event or husk frame's body (`raw` is [`raw_body`]'s output for an event, the
 /// frame body for a husk).
 fn fields<'a>(kind: u8, raw: &'a [u8]) -> Result<Fields<'a>, BodyDamage> {
-    // The shape the engine writes, read without the general decoder (body.rs); any other body
-    // gets the general decoder's verdict below.
-    if let Some(five) = crate::body::five(raw) {
+    // The shape the engine writes for these two kinds, read without the general decoder
+    // (body.rs); any other body gets the general decoder's verdict below.
+    let five = if matches!(kind, KIND_EVENT | KIND_HUSK) { crate::body::five(raw) } else { None };
+    if let Some(five) = five {
         let (first, second) = (five.first, five.second);
         return Ok(Fields {
             stream: std::borrow::Cow::Borrowed(five.stream),

@@ -216,7 +216,9 @@ fn a_ttl_deletes_the_stream_after_that_long_without_an_append() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open_small(dir.path());
     append_n(&log, "session", 2);
-    let ttl = 10;
+    // Long enough that the metadata change, one durable commit after the last append, never
+    // lands past it on a loaded machine (a 10 ms TTL did: fdatasync alone took up to ~10 ms).
+    let ttl = 1_000;
     log.set_stream_metadata("session", StreamMetadata { ttl_ms: Some(ttl), ..Default::default() }).unwrap();
     assert_eq!(versions(&log, "session").unwrap(), vec![0, 1]);
     let last = timestamps(&log, "session")[1].1;
