@@ -5,6 +5,8 @@
 //! report names, and holds every event acknowledged before the backup was asked for, each at
 //! its acknowledged position, stream and version. The appenders go on after the backup, so the
 //! copy is shown to be a prefix of a log that kept growing, not a copy of a stopped one.
+//! A backup during which a scavenge rewrites the segments it listed (the head's segment sealed,
+//! as in a store restored from an archive, so it is listed with a cut offset) still restores.
 
 mod support;
 
@@ -105,4 +107,73 @@ fn an_online_backup_under_concurrent_appends_restores_every_acknowledged_event()
         assert_eq!((&event.stream, event.version.0), (stream, *version), "position {position}");
     }
     copy.close();
+}
+
+#[test]
+fn a_backup_copies_the_segments_as_listed_although_a_scavenge_rewrote_them_meanwhile() {
+    use log_engine::{DeleteMode, ExpectedVersion, NewEvent, ScavengeOptions};
+    let tmp = tempfile::tempdir().unwrap();
+    let small = || Options { segment_size: 64 * 1024, ..Options::default() };
+    // A store whose every segment is sealed (as one restored from an archive): its writer starts
+    // an empty active segment, so the head lies in a sealed segment, which the backup lists cut.
+    let source = tmp.path().join("source");
+    let log = Log::open(&source, small()).unwrap();
+    for n in 0..300u64 {
+        for stream in ["keep", "drop"] {
+            let event = NewEvent::json("Step", &json!({"n": n, "pad": "z".repeat(500)}));
+            log.append(stream, ExpectedVersion::Any, vec![event]).unwrap();
+        }
+    }
+    let sealed_count = || log.segment_files().iter().filter(|f| f.sealed).count();
+    let before_delete = sealed_count();
+    log.delete_stream("drop", DeleteMode::Soft).unwrap();
+    // Just enough events after the deletion to seal its segment: the last sealed segment, where
+    // the head will be, then holds events of `drop` (dead) and is rewritten by the scavenge.
+    while sealed_count() == before_delete {
+        let event = NewEvent::json("Step", &json!({"pad": "z".repeat(500)}));
+        log.append("keep", ExpectedVersion::Any, vec![event]).unwrap();
+    }
+    let sealed: Vec<_> = log.segment_files().into_iter().filter(|f| f.sealed).map(|f| f.path).collect();
+    assert!(sealed.len() >= 3, "the test needs sealed segments");
+    drop(log);
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("log")).unwrap();
+    for path in &sealed {
+        std::fs::copy(path, data.join("log").join(path.file_name().unwrap())).unwrap();
+    }
+    let log = Log::open(&data, small()).unwrap();
+    let head = log.head().unwrap();
+    let before = log.read_all(Position(0), usize::MAX).unwrap();
+
+    let backup = tmp.path().join("backup");
+    let at = cairn::backup::Location::parse(backup.to_str().unwrap()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut scavenged = None;
+    let report = cairn::backup::take(&log, &at, cairn::backup::BackupOptions::default(), runtime.handle(), &mut |_| {
+        if scavenged.is_none() {
+            scavenged = Some(log.scavenge(&ScavengeOptions::default(), &mut |_| {}).unwrap());
+        }
+    })
+    .unwrap();
+    assert!(scavenged.unwrap().segments_rewritten >= 2, "the scavenge rewrote listed segments");
+    let last = sealed.last().unwrap().file_name().unwrap();
+    assert_ne!(
+        std::fs::metadata(data.join("log").join(last)).unwrap().len(),
+        std::fs::metadata(sealed.last().unwrap()).unwrap().len(),
+        "the head's segment was rewritten"
+    );
+    assert_eq!(report.head_position, Some(head.position.0));
+    drop(log);
+
+    let restored = tmp.path().join("restored");
+    let (code, out, err) =
+        cairn(tmp.path(), &["restore", "--from", backup.to_str().unwrap(), "--to", restored.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let copy = Log::open(&restored, Options::default()).unwrap();
+    assert_eq!(copy.head(), Some(head));
+    let held = copy.read_all(Position(0), usize::MAX).unwrap();
+    assert_eq!(held.len(), before.len());
+    for (copied, original) in held.iter().zip(&before) {
+        assert_eq!((copied.position, copied.hash), (original.position, original.hash));
+    }
 }

@@ -2,7 +2,7 @@
 //!
 //! [`take`] copies a consistent cut of a live log while appends go on: the checkpoint files are
 //! listed first, then the head is read, and the log is copied up to the end of the head's batch
-//! ([`Log::segment_files_through`]): sealed segments whole, the active one's durable prefix.
+//! ([`Log::segment_snapshots_through`]): sealed segments whole, the active one's durable prefix.
 //! Those bytes never change again, so the copy is a valid log ending exactly at the head, and
 //! every listed checkpoint lies inside it. Each file goes to an object whose key carries its
 //! BLAKE3 digest (see [`manifest`]); the manifest is written last, so a backup that stopped
@@ -158,7 +158,7 @@ pub fn take(
     let head = log.head();
     let segment_files = match head {
         Some(head) => {
-            let (files, last) = log.segment_files_through(head.position)?;
+            let (files, last) = log.segment_snapshots_through(head.position)?;
             assert_eq!(last, head.position, "the head ends its batch");
             files
         }
@@ -180,18 +180,14 @@ pub fn take(
     let mut shown =
         BackupProgress { stage: SEGMENTS, files_done: 0, files_total: segment_files.len() as u64, bytes_copied: 0 };
     let mut segments = Vec::new();
-    for file in &segment_files {
+    for snapshot in &segment_files {
+        // From the snapshot, never the path: a scavenge may have renamed a smaller rewrite over
+        // a sealed segment since it was listed, and the last segment's cut offset (which may
+        // fall in a sealed segment too) is an offset of the file listed.
+        let file = snapshot.file();
         let name = file_name(&file.path);
-        let mut source = File::open(&file.path).map_err(BackupError::io("open segment", &file.path))?;
-        // A scavenge may have renamed a smaller rewrite over a sealed segment since it was
-        // listed: a sealed segment is the whole file this descriptor opened, whichever it is
-        // (both hold the same positions and chain). The active segment is never rewritten.
-        let (bytes, capacity) = if file.sealed {
-            let len = source.metadata().map_err(BackupError::io("stat segment", &file.path))?.len();
-            (len, len)
-        } else {
-            (file.bytes, file.capacity)
-        };
+        let mut source = std::io::Cursor::new(snapshot.bytes());
+        let (bytes, capacity) = (file.bytes, file.capacity);
         let (key, digest, written) =
             put_file(at, rt, SEGMENTS, &name, &mut source, &file.path, bytes, options, &mut report)?;
         segments.push(SegmentEntry { name, key, bytes, capacity, sealed: file.sealed, blake3: digest });
@@ -253,7 +249,7 @@ fn put_file(
     rt: &Handle,
     folder: &str,
     name: &str,
-    source: &mut File,
+    source: &mut (impl Read + Seek),
     path: &Path,
     bytes: u64,
     options: BackupOptions,
@@ -309,7 +305,7 @@ fn put_file(
 
 /// Reads the first `bytes` bytes of `source` (from where it is) in chunks of `buf`'s size.
 fn for_chunks(
-    source: &mut File,
+    source: &mut impl Read,
     path: &Path,
     bytes: u64,
     buf: &mut [u8],
