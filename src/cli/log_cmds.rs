@@ -132,6 +132,8 @@ pub struct VerifyArgs {
     /// Check from this position on, trusting the stored chain hash just before it.
     #[arg(long, value_name = "POSITION")]
     pub from: Option<u64>,
+    #[command(flatten)]
+    pub server: super::remote::ServerArgs,
 }
 
 pub fn append(dir: &Path, format: Format, args: AppendArgs) -> CliResult<Exit> {
@@ -504,6 +506,16 @@ pub fn head(dir: &Path, format: Format) -> CliResult<Exit> {
 }
 
 pub fn verify(dir: &Path, format: Format, args: VerifyArgs) -> CliResult<Exit> {
+    if let Some(remote) = super::remote::Remote::explicit(&args.server)? {
+        let path = args.from.map_or_else(|| "/v1/verify".to_string(), |f| format!("/v1/verify?from={f}"));
+        let bar = crate::output::progress_bar(0, "verifying on the server");
+        let report = remote.post_streamed(&path, &serde_json::json!({}), &mut |p| {
+            bar.set_length(p["total"].as_u64().unwrap_or(0));
+            bar.set_position(p["checked"].as_u64().unwrap_or(0));
+        });
+        bar.finish_and_clear();
+        return print_verify(format, &report?);
+    }
     // A reader: verify runs beside a writer and on read-only copies, and changes nothing.
     let report = match log_engine::Log::open_read_only(dir, log_engine::Options::default()) {
         Ok(log) => {
@@ -538,6 +550,10 @@ pub fn verify(dir: &Path, format: Format, args: VerifyArgs) -> CliResult<Exit> {
         },
         Err(source) => return Err(StoreError::open(dir)(source).into()),
     };
+    print_verify(format, &report)
+}
+
+fn print_verify(format: Format, report: &VerifyJson) -> CliResult<Exit> {
     let mut out = Out::new();
     match format {
         Format::Text if report.ok => out.line(&format!(

@@ -292,8 +292,9 @@ Examples:
     #[command(after_help = "\
 Examples:
   cairn checkpoints
-  cairn checkpoints -o json")]
-    Checkpoints,
+  cairn checkpoints -o json
+  cairn checkpoints --server http://127.0.0.1:7070 --token T   # GET /v1/checkpoints of that server")]
+    Checkpoints(ops_cmds::CheckpointsArgs),
 
     /// Back up the log and checkpoints to a directory (file:// URL or path), with a manifest that
     /// lets a restore prove the copy complete; while a server runs, through the server.
@@ -541,7 +542,7 @@ fn run(cli: Cli) -> CliResult<Exit> {
         Command::Audit(command) => view_cmds::audit(&data, format, command),
         Command::Meta(command) => view_cmds::meta(&data, format, command),
         Command::Checkpoint(args) => ops_cmds::checkpoint(&data, format, args),
-        Command::Checkpoints => ops_cmds::checkpoints(&data, format),
+        Command::Checkpoints(args) => ops_cmds::checkpoints(&data, format, args),
         Command::Restore(args) => ops_cmds::restore(&data, format, args),
         Command::Backup(args) => ops_cmds::backup(&data, format, args),
         Command::Drill(args) => ops_cmds::drill(&data, format, args),

@@ -17,6 +17,7 @@ use projections::{
 };
 use serde_json::{json, Value};
 
+use super::remote::{Remote, ServerArgs};
 use crate::error::{CliResult, Exit};
 use crate::output::{self, Format, Out};
 use crate::store::Store;
@@ -75,6 +76,92 @@ fn json_value(what: &str, text: &str, lenient: bool) -> CliResult<Value> {
     }
 }
 
+/// The `--server` a view read names, if the command is one.
+fn kv_server(command: &KvCommand) -> Option<&ServerArgs> {
+    match command {
+        KvCommand::Get { server, .. } | KvCommand::List { server, .. } | KvCommand::History { server, .. } => {
+            Some(server)
+        }
+        _ => None,
+    }
+}
+
+/// A view read asked of the server named with `--server` (`GET /v1/kv/...`): the same answer
+/// and exit codes as the local read.
+fn kv_remote(remote: &Remote, format: Format, command: KvCommand) -> CliResult<Exit> {
+    use crate::mcp::api::enc;
+    match command {
+        KvCommand::Get { key, .. } => {
+            let entry: Value = remote.get(&format!("/v1/kv/{}", enc(&key)))?;
+            print(format, || compact(&entry["value"]), &entry)
+        }
+        KvCommand::List { prefix, after, limit, .. } => {
+            let mut path = format!("/v1/kv?prefix={}&limit={limit}", enc(&prefix));
+            if let Some(after) = &after {
+                path.push_str(&format!("&after={}", enc(after)));
+            }
+            let page: Value = remote.get(&path)?;
+            let keys: Vec<String> = serde_json::from_value(page["keys"].clone()).unwrap_or_default();
+            print_keys(format, &keys, page["next"].as_str())
+        }
+        KvCommand::History { key, limit, .. } => {
+            let answer: Value = remote.get(&format!("/v1/kv/{}/history?limit={limit}", enc(&key)))?;
+            print_history(format, answer["versions"].as_array().map_or(&[][..], Vec::as_slice))
+        }
+        _ => Err(InputError("only kv get, list and history take --server; write through the HTTP API".into()).into()),
+    }
+}
+
+fn print_keys(format: Format, keys: &[String], next: Option<&str>) -> CliResult<Exit> {
+    let mut out = Out::new();
+    match format {
+        Format::Text => {
+            for key in keys {
+                out.line(key)?;
+            }
+            if let Some(next) = next {
+                eprintln!("(more: --after {next:?})");
+            }
+        }
+        Format::Json => out.json_line(&json!({"keys": keys, "next": next}))?,
+        Format::Ndjson => {
+            for key in keys {
+                out.json_line(&json!({ "key": key }))?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(Exit::Ok)
+}
+
+/// A key's history rows (`{"version", "op", "value", "timestamp", "position", "erased"?}`).
+fn print_history(format: Format, rows: &[Value]) -> CliResult<Exit> {
+    let mut out = Out::new();
+    match format {
+        Format::Text => {
+            for h in rows {
+                let value = if h["erased"] == true { "(erased)".to_string() } else { compact(&h["value"]) };
+                out.line(&format!(
+                    "v{:<6} {:<7} {}  {}  position {}",
+                    h["version"].as_u64().unwrap_or(0),
+                    h["op"].as_str().unwrap_or("?"),
+                    crate::wire::timestamp(h["timestamp"].as_u64().unwrap_or(0)),
+                    value,
+                    h["position"].as_u64().unwrap_or(0)
+                ))?;
+            }
+        }
+        Format::Json => out.json_line(&json!({ "versions": rows }))?,
+        Format::Ndjson => {
+            for r in rows {
+                out.json_line(r)?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(Exit::Ok)
+}
+
 fn print(format: Format, text: impl FnOnce() -> String, json: &Value) -> CliResult<Exit> {
     let mut out = Out::new();
     match format {
@@ -92,7 +179,11 @@ fn compact(v: &Value) -> String {
 #[derive(Debug, Subcommand)]
 pub enum KvCommand {
     /// Print a key's value (exit 5 if absent or expired).
-    Get { key: String },
+    Get {
+        key: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Set a key to a JSON value (text that is not JSON is stored as a string).
     Set {
         key: String,
@@ -126,21 +217,28 @@ pub enum KvCommand {
         after: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        #[command(flatten)]
+        server: ServerArgs,
     },
     /// A key's operations, newest first.
     History {
         key: String,
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        #[command(flatten)]
+        server: ServerArgs,
     },
 }
 
 pub fn kv(dir: &Path, format: Format, command: KvCommand) -> CliResult<Exit> {
+    if let Some(remote) = kv_server(&command).map(Remote::explicit).transpose()?.flatten() {
+        return kv_remote(&remote, format, command);
+    }
     let write = matches!(command, KvCommand::Set { .. } | KvCommand::Del { .. } | KvCommand::Incr { .. });
     with_store(dir, write, |store| {
         let kv = store.views().kv();
         match command {
-            KvCommand::Get { key } => {
+            KvCommand::Get { key, .. } => {
                 let entry = kv.get(&key, now_ms())?;
                 let json = serde_json::to_value(&entry).expect("an entry serializes");
                 print(format, || compact(&entry.value), &json)
@@ -167,29 +265,11 @@ pub fn kv(dir: &Path, format: Format, command: KvCommand) -> CliResult<Exit> {
                 let json = json!({"value": done.value, "position": done.written.map(|w| w.position.0)});
                 print(format, || done.value.to_string(), &json)
             }
-            KvCommand::List { prefix, after, limit } => {
+            KvCommand::List { prefix, after, limit, .. } => {
                 let page = kv.list(&prefix, after.as_deref(), limit, now_ms())?;
-                let mut out = Out::new();
-                match format {
-                    Format::Text => {
-                        for key in &page.keys {
-                            out.line(key)?;
-                        }
-                        if let Some(next) = &page.next {
-                            eprintln!("(more: --after {next:?})");
-                        }
-                    }
-                    Format::Json => out.json_line(&json!({"keys": page.keys, "next": page.next}))?,
-                    Format::Ndjson => {
-                        for key in &page.keys {
-                            out.json_line(&json!({ "key": key }))?;
-                        }
-                    }
-                }
-                out.flush()?;
-                Ok(Exit::Ok)
+                print_keys(format, &page.keys, page.next.as_deref())
             }
-            KvCommand::History { key, limit } => {
+            KvCommand::History { key, limit, .. } => {
                 let entries = kv.history(&key, limit)?;
                 let rows: Vec<Value> = entries
                     .iter()
@@ -201,29 +281,7 @@ pub fn kv(dir: &Path, format: Format, command: KvCommand) -> CliResult<Exit> {
                         row
                     })
                     .collect();
-                let mut out = Out::new();
-                match format {
-                    Format::Text => {
-                        for h in &entries {
-                            out.line(&format!(
-                                "v{:<6} {:<7} {}  {}  position {}",
-                                h.version,
-                                h.op,
-                                crate::wire::timestamp(h.timestamp_ms),
-                                if h.erased { "(erased)".to_string() } else { compact(&h.value) },
-                                h.position
-                            ))?;
-                        }
-                    }
-                    Format::Json => out.json_line(&json!({ "versions": rows }))?,
-                    Format::Ndjson => {
-                        for r in &rows {
-                            out.json_line(r)?;
-                        }
-                    }
-                }
-                out.flush()?;
-                Ok(Exit::Ok)
+                print_history(format, &rows)
             }
         }
     })
