@@ -16,8 +16,8 @@
 //!   chain hash at that position, or archiving stops with the reason reported.
 //! - A sealed segment a scavenge rewrote (dead events turned into husks, erased payloads gone)
 //!   is shipped again: each round stats the archived segments' files, and one whose inode
-//!   changed since its archived bytes were last confirmed (at start: whose size differs from
-//!   the manifest's) is hashed; if its digest is not the archived one, the rewrite is uploaded
+//!   changed since its archived bytes were last confirmed (at start: every one, once) is
+//!   hashed; if its digest is not the archived one, the rewrite is uploaded
 //!   and named in a new manifest, and only then is the superseded object deleted, so erased
 //!   payloads leave the bucket too. Older manifests naming it can no longer be restored from;
 //!   the newest always can.
@@ -292,15 +292,10 @@ impl Worker {
         let entry = &self.archived.segments[i];
         let Ok(meta) = std::fs::metadata(path) else { return Ok(false) };
         let inode = std::os::unix::fs::MetadataExt::ino(&meta);
-        match self.archived.confirmed.get(&entry.name) {
-            Some(&seen) if seen == inode => return Ok(false),
-            // First sight since start: a rewrite is smaller than what it replaces, so the size
-            // tells without reading the whole file.
-            None if meta.len() == entry.bytes => {
-                self.archived.confirmed.insert(entry.name.clone(), inode);
-                return Ok(false);
-            }
-            _ => {}
+        // First sight since start, or a new inode: hash it. A size check would not do, since a
+        // rewrite is rounded up to whole pages and may keep the size of what it replaced.
+        if self.archived.confirmed.get(&entry.name) == Some(&inode) {
+            return Ok(false);
         }
         // The inode is taken before the bytes are hashed: a rename in between is seen next round.
         let (key, digest, sent) = upload(bucket, SEGMENTS, &entry.name, path, meta.len())?;
