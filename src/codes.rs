@@ -64,6 +64,8 @@ impl Code {
 
 /// A checkpoint asked of a log with no events.
 pub const EMPTY_LOG: Code = Code::new("empty_log", 409, Exit::Error);
+/// A checkpoint asked of an encrypted log: checkpoint contents are not encrypted yet.
+pub const CHECKPOINT_NOT_ENCRYPTED: Code = Code::new("checkpoint_not_encrypted", 409, Exit::Error);
 
 /// A write sent to a read replica (`cairn serve --follow`): 421 Misdirected Request, the answer
 /// naming the leader that takes writes.
@@ -116,6 +118,9 @@ pub fn log(e: &log_engine::Error) -> Code {
             Code { retry_after: Some(RETRY_AFTER_FDS_SECS), ..Code::new("too_many_open_files", 503, Exit::Error) }
         }
         E::Closed => Code::UNAVAILABLE,
+        // An encrypted payload read by a process started without the key.
+        E::KeyRequired { .. } => Code::new("key_required", 403, Exit::Error),
+        E::KeyStore { .. } => Code::new("key_store", 500, Exit::Error),
         e if e.is_corruption() => Code::CORRUPTION,
         _ => Code::INTERNAL,
     }

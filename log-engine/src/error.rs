@@ -141,6 +141,18 @@ pub enum Error {
 
     #[error("{}: {detail}", path.display())]
     BadSideFile { path: PathBuf, detail: String },
+
+    /// An encrypted record read by a log opened without its key.
+    #[error(
+        "the event at position {position} is encrypted: reading its payload needs the log's key (--key-file, \
+         CAIRN_KEY_FILE or CAIRN_KEY); verify and the drill's chain check work without it"
+    )]
+    KeyRequired { position: Position },
+
+    /// The key store cannot be read or written, was written with another key, or lacks a key a
+    /// record needs.
+    #[error("key store {}: {detail}", path.display())]
+    KeyStore { path: PathBuf, detail: String },
 }
 
 fn describe_end(next_position: u64) -> String {
@@ -311,6 +323,11 @@ pub enum BodyDamage {
     IdLength { len: usize },
     /// A husk's metadata or data digest is not 32 bytes.
     DigestLength { len: usize },
+    /// An encrypted record that fails authentication with its key: altered, moved from another
+    /// position or stream, or sealed with another key.
+    Decrypt { generation: u32, secret: u32 },
+    /// An encrypted event's clear fields do not parse.
+    Cipher { reason: String },
     /// A `$lifecycle` event that does not parse, or does not apply to its stream's state; the
     /// reason names the event and the stream.
     Lifecycle { reason: String },
@@ -328,6 +345,12 @@ impl fmt::Display for BodyDamage {
             BodyDamage::IdLength { len } => write!(f, "event id has {len} bytes, not 16"),
             BodyDamage::DigestLength { len } => write!(f, "husk payload digest has {len} bytes, not 32"),
             BodyDamage::Lifecycle { reason } => f.write_str(reason),
+            BodyDamage::Cipher { reason } => write!(f, "encrypted event: {reason}"),
+            BodyDamage::Decrypt { generation, secret } => write!(
+                f,
+                "does not decrypt with its stream's key (secret {secret}, generation {generation}): the record was \
+                 altered, moved from another position or sealed with another key"
+            ),
         }
     }
 }

@@ -24,7 +24,7 @@ use crate::cast::usize_of;
 use crate::error::{BodyDamage, CorruptionKind, Error, FooterDamage, FrameDamage, IndexMismatch, Result, VersionGap};
 use crate::lifecycle::{Change, Life, StreamNow, LIFECYCLE_STREAM};
 use crate::mmap::Mapping;
-use crate::record::{self, Frame, KIND_EVENT, KIND_HUSK};
+use crate::record::{self, Frame, KIND_CIPHER, KIND_EVENT, KIND_HUSK};
 use crate::types::{ChainHash, Event, EventRef, Payload, Position, SegmentId};
 
 /// One segment as readers see it.
@@ -288,7 +288,9 @@ impl Index {
                 kind,
             };
             let frame = committed_frame(location.map.bytes(), location.segment, location.offset, position)?;
-            let event = record::decode_event(&frame).map_err(|d| corrupt(CorruptionKind::RecordBody(d)))?;
+            // `$lifecycle` events are never encrypted: the index folds them without a key.
+            let event =
+                record::decode_event(&frame, None).map_err(|d| d.at(location.segment, location.offset, position))?;
             if event.stream != LIFECYCLE_STREAM {
                 return Err(corrupt(CorruptionKind::footer(FooterDamage::IndexMismatch(Box::new(IndexMismatch {
                     position,
@@ -452,7 +454,7 @@ pub(crate) fn committed_frame(bytes: &[u8], segment: SegmentId, offset: u64, pos
     let corrupt = |kind| Error::Corrupt { segment, offset, position: Some(Position(position)), kind };
     let frame =
         record::decode_frame(&bytes[usize_of(offset)..], record::EVENT_BODY_MAX).map_err(|e| corrupt(e.into()))?;
-    if !matches!(frame.header.kind, KIND_EVENT | KIND_HUSK) {
+    if !matches!(frame.header.kind, KIND_EVENT | KIND_HUSK | KIND_CIPHER) {
         return Err(corrupt(CorruptionKind::RecordFrame(FrameDamage::NotAnEvent { kind: frame.header.kind })));
     }
     if frame.header.position != position {

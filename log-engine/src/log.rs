@@ -27,6 +27,7 @@ use crate::dir::{self, DirLock};
 use crate::error::{CorruptionKind, Error, FooterDamage, FrameDamage, IndexMismatch, LimitKind, Result};
 pub(crate) use crate::index::committed_frame;
 use crate::index::{Erasures, Index, Location, Resolved, SegmentState, StreamEntry};
+use crate::keys::Keyring;
 use crate::lifecycle::{
     DeleteMode, LifecycleResult, StreamChange, StreamMetadata, StreamState, LIFECYCLE_METADATA_MAX, LIFECYCLE_STREAM,
 };
@@ -160,17 +161,21 @@ const PARALLEL_PREPARE_MIN: usize = 256;
 
 /// Encodes, compresses and digests events on the caller's thread, and for a large batch on a
 /// second one as well: hashing is most of an append's CPU, and the writer only has to chain.
-fn prepare(stream: &StreamName, events: &[NewEvent]) -> Vec<record::PreparedEvent> {
+/// With a key store, the stream's key is fetched (its secret created, durably, on the stream's
+/// first append) and the events are prepared for encryption; the writer seals them.
+fn prepare(stream: &StreamName, events: &[NewEvent], keys: Option<&Keyring>) -> Result<Vec<record::PreparedEvent>> {
+    let key = keys.map(|k| k.writer_key(stream.as_str())).transpose()?;
+    let key = key.as_ref();
     if events.len() < PARALLEL_PREPARE_MIN || cores() < 2 {
-        return events.iter().map(|e| record::PreparedEvent::new(stream, e)).collect();
+        return Ok(events.iter().map(|e| record::PreparedEvent::new(stream, e, key)).collect());
     }
     let (front, back) = events.split_at(events.len() / 2);
-    std::thread::scope(|scope| {
-        let back = scope.spawn(|| back.iter().map(|e| record::PreparedEvent::new(stream, e)).collect::<Vec<_>>());
-        let mut all: Vec<_> = front.iter().map(|e| record::PreparedEvent::new(stream, e)).collect();
+    Ok(std::thread::scope(|scope| {
+        let back = scope.spawn(|| back.iter().map(|e| record::PreparedEvent::new(stream, e, key)).collect::<Vec<_>>());
+        let mut all: Vec<_> = front.iter().map(|e| record::PreparedEvent::new(stream, e, key)).collect();
         all.extend(back.join().expect("preparing events does not panic"));
         all
-    })
+    }))
 }
 
 impl Log {
@@ -364,10 +369,17 @@ impl Log {
         if bytes > BATCH_BYTES_MAX {
             return Err(Error::LimitExceeded { limit: LimitKind::BatchBytes, max: BATCH_BYTES_MAX, actual: bytes });
         }
+        let keys = self.shared().options.keys.clone();
         let prepared: Vec<PreparedAppend> = appends
             .into_iter()
-            .map(|a| PreparedAppend { events: prepare(&a.stream, &a.events), stream: a.stream, expected: a.expected })
-            .collect();
+            .map(|a| {
+                Ok(PreparedAppend {
+                    events: prepare(&a.stream, &a.events, keys.as_deref())?,
+                    stream: a.stream,
+                    expected: a.expected,
+                })
+            })
+            .collect::<Result<_>>()?;
         // Bounded: a writer that cannot keep up (a slow disk) must not let queued appends grow
         // without limit. Fail fast rather than block: an async caller must not stall its
         // runtime's thread, and a blocking one gets the same answer and may retry.
@@ -445,6 +457,7 @@ impl Log {
         let mut left = limit;
         let mut seen = 0;
         // Snapshot the segments covering [from, head) under the lock; decode without it.
+        let keys = self.shared().options.keys.clone();
         let (erasures, spans) = {
             let index = self.shared().index.read();
             let mut spans: Vec<(SegmentId, Arc<Mapping>, u64, u64)> = Vec::new();
@@ -465,7 +478,7 @@ impl Log {
                 if left == 0 {
                     return Ok(seen);
                 }
-                let go_on = with_committed(bytes, segment, offset, position, |mut event| {
+                let go_on = with_committed(bytes, segment, offset, position, keys.as_deref(), |mut event| {
                     erasures.mask_ref(&mut event);
                     f(&event)
                 })?;
@@ -487,7 +500,8 @@ impl Log {
             let index = self.shared().index.read();
             (index.locate(position.0).ok_or(Error::PositionNotFound { position })?, index.erasures.clone())
         };
-        let mut event = decode_committed(location.map.bytes(), location.segment, location.offset, position.0)?;
+        let keys = self.shared().options.keys.as_deref();
+        let mut event = decode_committed(location.map.bytes(), location.segment, location.offset, position.0, keys)?;
         erasures.mask(&mut event);
         Ok(event)
     }
@@ -545,7 +559,7 @@ impl Log {
             }
             locate_all(&index, picked)
         };
-        decode_stream(picked, bytes_max)
+        decode_stream(picked, bytes_max, self.shared().options.keys.as_deref())
     }
 
     /// A stream's own events (not a fork's shared prefix) at positions from `position` on, at
@@ -570,7 +584,7 @@ impl Log {
                 .collect();
             locate_all(&index, picked)
         };
-        decode_stream(picked, bytes_max)
+        decode_stream(picked, bytes_max, self.shared().options.keys.as_deref())
     }
 
     /// The lifecycle state of `stream`: its last version, delete point, tombstone, close,
@@ -734,6 +748,16 @@ impl Log {
         }
     }
 
+    /// Whether the log was opened with a key store: new events are written encrypted.
+    pub fn encrypted(&self) -> bool {
+        self.shared().options.keys.is_some()
+    }
+
+    /// The key store the log was opened with.
+    pub fn keys(&self) -> Option<&Arc<Keyring>> {
+        self.shared().options.keys.as_ref()
+    }
+
     pub fn metrics(&self) -> Metrics {
         self.shared().metrics.snapshot()
     }
@@ -826,11 +850,11 @@ fn locate_all(index: &Index, picked: Resolved) -> Located {
 /// with it (a CRC-valid but forged or misplaced footer) is reported, never returned. Decoding
 /// stops at the first event that would take the payload above `bytes_max` (the first event is
 /// always returned). Erased events come back masked.
-fn decode_stream(located: Located, bytes_max: usize) -> Result<Vec<Event>> {
+fn decode_stream(located: Located, bytes_max: usize, keys: Option<&Keyring>) -> Result<Vec<Event>> {
     let mut out = Vec::new();
     let mut bytes = 0usize;
     for (owner, version, p, loc) in located.picked {
-        let mut event = decode_committed(loc.map.bytes(), loc.segment, loc.offset, p)?;
+        let mut event = decode_committed(loc.map.bytes(), loc.segment, loc.offset, p, keys)?;
         if event.stream != owner || event.version.0 != version {
             let kind = CorruptionKind::footer(FooterDamage::IndexMismatch(Box::new(IndexMismatch {
                 position: p,
@@ -854,9 +878,16 @@ fn decode_stream(located: Located, bytes_max: usize) -> Result<Vec<Event>> {
     Ok(out)
 }
 
-/// Decodes the committed record at `offset`, re-checking its CRC and position.
-pub(crate) fn decode_committed(bytes: &[u8], segment: SegmentId, offset: u64, position: u64) -> Result<Event> {
-    with_committed(bytes, segment, offset, position, |event| event.to_event())
+/// Decodes the committed record at `offset`, re-checking its CRC and position (and, for an
+/// encrypted event, opening it with `keys`).
+pub(crate) fn decode_committed(
+    bytes: &[u8],
+    segment: SegmentId,
+    offset: u64,
+    position: u64,
+    keys: Option<&Keyring>,
+) -> Result<Event> {
+    with_committed(bytes, segment, offset, position, keys, |event| event.to_event())
 }
 
 /// [`decode_committed`] borrowing the event for `f` instead of copying it out.
@@ -865,15 +896,11 @@ fn with_committed<R>(
     segment: SegmentId,
     offset: u64,
     position: u64,
+    keys: Option<&Keyring>,
     f: impl FnOnce(EventRef<'_>) -> R,
 ) -> Result<R> {
     let frame = committed_frame(bytes, segment, offset, position)?;
-    record::with_event(&frame, f).map_err(|d| Error::Corrupt {
-        segment,
-        offset,
-        position: Some(Position(position)),
-        kind: CorruptionKind::RecordBody(d),
-    })
+    record::with_event(&frame, keys, f).map_err(|d| d.at(segment, offset, position))
 }
 
 #[cfg(test)]

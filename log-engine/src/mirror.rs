@@ -59,7 +59,7 @@ use crate::fs::{FileSystem, OsFs, FILE_MODE};
 use crate::log::Log;
 use crate::mmap::Mapping;
 use crate::options::Options;
-use crate::record::{self, FrameError, FLAG_BATCH_END, KIND_EVENT, KIND_SEAL};
+use crate::record::{self, FrameError, FLAG_BATCH_END, KIND_SEAL};
 use crate::segment::{self, SegmentHeader, HEADER_LEN, HEADER_USED};
 use crate::types::{ChainHash, Head, Position, SegmentId};
 use crate::verify::{check_span, Span};
@@ -423,7 +423,7 @@ pub fn check_records(segment: SegmentId, offset: u64, bytes: &[u8], tip: MirrorT
             done.at_seal = events == 0;
             break;
         }
-        let checked = if frame.header.kind != KIND_EVENT {
+        let checked = if !record::is_event_kind(frame.header.kind) {
             Err(corrupt(CorruptionKind::RecordFrame(FrameDamage::NotAnEvent { kind: frame.header.kind })))
         } else if frame.header.position != running.next_position {
             Err(corrupt(CorruptionKind::PositionGap {

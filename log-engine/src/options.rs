@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::fs::{FileSystem, OsFs};
+use crate::keys::Keyring;
 use crate::segment::{SEGMENT_SIZE_DEFAULT, SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN};
 use crate::types::{Durability, Recovery, WRITER_QUEUE_BYTES_MAX};
 
@@ -21,6 +22,10 @@ pub struct Options {
     pub writer_queue_bytes: usize,
     /// File access; [`OsFs`] unless a test injects faults.
     pub fs: Arc<dyn FileSystem>,
+    /// Encryption at rest: with a key store, every event but `$lifecycle`'s is written
+    /// encrypted, and encrypted events can be read. Without one, encrypted events read as
+    /// [`crate::Error::KeyRequired`] (verify needs no key).
+    pub keys: Option<Arc<Keyring>>,
     /// Deliberate faults, for proving the reliability suites catch a broken build.
     #[cfg(feature = "faults")]
     pub sabotage: Sabotage,
@@ -52,6 +57,7 @@ impl Default for Options {
             segment_size: SEGMENT_SIZE_DEFAULT,
             writer_queue_bytes: WRITER_QUEUE_BYTES_MAX,
             fs: Arc::new(OsFs),
+            keys: None,
             #[cfg(feature = "faults")]
             sabotage: Sabotage::Off,
         }

@@ -8,7 +8,7 @@
 //! |-------:|-----:|-------|
 //! | 0  | 4  | `crc`: CRC-32 (crc32fast) of [`CRC_SALT`] followed by bytes `4..frame_len` |
 //! | 4  | 4  | `body_len` |
-//! | 8  | 1  | `kind`: 1 event, 2 seal (footer), 3 ids, 4 husk; 0 is never valid |
+//! | 8  | 1  | `kind`: 1 event, 2 seal (footer), 3 ids, 4 husk, 5 encrypted event; 0 is never valid |
 //! | 9  | 1  | `flags`: bit 0 body snappy-compressed, bit 1 last record of its batch, bit 2 binary data |
 //! | 10 | 6  | reserved, zero |
 //! | 16 | 8  | `position` (seal: last position of the segment) |
@@ -21,10 +21,16 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use chacha20poly1305::aead::AeadInPlace;
+use chacha20poly1305::XNonce;
+
 use crate::cast::usize_of;
-use crate::error::{BodyDamage, CorruptionKind, FrameDamage};
+use crate::error::{BodyDamage, CorruptionKind, Error, FrameDamage};
 use crate::field::{contiguous, u32_in, u64_in, Field};
-use crate::types::{ChainHash, Event, EventRef, NewEvent, Position, StreamName, StreamVersion, EVENT_SIZE_MAX};
+use crate::keys::{self, Keyring, RecordKey, StreamKey, NONCE_LEN, TAG_LEN};
+use crate::types::{
+    ChainHash, Event, EventRef, NewEvent, Position, SegmentId, StreamName, StreamVersion, EVENT_SIZE_MAX,
+};
 
 // The frame header's fields, in docs/format.md's order ("### Record frame").
 const FRAME_CRC: Field = Field::first(4);
@@ -64,6 +70,14 @@ pub(crate) const KIND_IDS: u8 = 3;
 /// An event whose payload a scavenge removed: its header and its payload digests, so that its
 /// position stays taken and the chain still verifies through it (format version 3).
 pub(crate) const KIND_HUSK: u8 = 4;
+/// An event whose metadata and data are sealed with XChaCha20-Poly1305 (format version 4):
+/// the header fields recovery and verify need stay readable, the payload needs the key.
+pub(crate) const KIND_CIPHER: u8 = 5;
+
+/// Whether a record of `kind` is an event with its payload (plain or encrypted).
+pub(crate) fn is_event_kind(kind: u8) -> bool {
+    kind == KIND_EVENT || kind == KIND_CIPHER
+}
 
 pub(crate) const FLAG_COMPRESSED: u8 = 1 << 0;
 pub(crate) const FLAG_BATCH_END: u8 = 1 << 1;
@@ -81,6 +95,7 @@ const _: () = assert!(EVENT_BODY_MAX < u32::MAX as usize);
 // Seal and id records are never events, a husk is none of them, and BATCH_END is a real bit.
 const _: () = assert!(KIND_SEAL != KIND_EVENT && KIND_IDS != KIND_EVENT && KIND_IDS != KIND_SEAL);
 const _: () = assert!(KIND_HUSK != KIND_EVENT && KIND_HUSK != KIND_SEAL && KIND_HUSK != KIND_IDS && KIND_HUSK != 0);
+const _: () = assert!(KIND_CIPHER > KIND_HUSK);
 const _: () = assert!(FLAG_BATCH_END != 0);
 
 /// The fixed part of a frame.
@@ -150,7 +165,7 @@ pub(crate) fn frame_len(body_len: usize) -> usize {
 pub(crate) fn encode_frame(buf: &mut Vec<u8>, header: &FrameHeader, body: &[u8]) {
     let start = buf.len();
     assert!(start.is_multiple_of(RECORD_ALIGN), "frame start {start} is not aligned");
-    assert!(matches!(header.kind, KIND_EVENT | KIND_SEAL | KIND_IDS | KIND_HUSK), "kind {}", header.kind);
+    assert!(matches!(header.kind, KIND_EVENT | KIND_SEAL | KIND_IDS | KIND_HUSK | KIND_CIPHER), "kind {}", header.kind);
     assert!(header.kind != KIND_HUSK || header.flags & FLAG_COMPRESSED == 0, "a husk is never compressed");
     let len = frame_len(body.len());
     buf.reserve(len);
@@ -223,7 +238,7 @@ pub(crate) fn decode_frame(bytes: &[u8], body_max: usize) -> Result<Frame<'_>, F
         }
         return Err(FrameError::Kind(0));
     }
-    if !matches!(kind, KIND_EVENT | KIND_SEAL | KIND_IDS | KIND_HUSK) {
+    if !matches!(kind, KIND_EVENT | KIND_SEAL | KIND_IDS | KIND_HUSK | KIND_CIPHER) {
         return Err(FrameError::Kind(kind));
     }
     let flags = head[FRAME_FLAGS.at];
@@ -330,10 +345,108 @@ pub(crate) struct PreparedEvent {
     pub compressed: bool,
     pub metadata_digest: [u8; 32],
     pub data_digest: [u8; 32],
+    /// For an encrypted event: the key its body is sealed with when the writer knows its
+    /// position (`body` is then the encrypted body with a zero nonce and the plaintext where
+    /// the ciphertext goes; [`seal_body`] fills both in).
+    pub cipher: Option<CipherPlan>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct CipherPlan {
+    record_key: [u8; 32],
+    /// Where the ciphertext starts in the body.
+    clear_len: usize,
+}
+
+// The encrypted event body (docs/format.md "Encrypted event body").
+const CIPHER_GENERATION: std::ops::Range<usize> = 0..4;
+const CIPHER_SECRET: std::ops::Range<usize> = 4..8;
+const CIPHER_NONCE: std::ops::Range<usize> = 8..8 + NONCE_LEN;
+const CIPHER_METADATA_DIGEST: std::ops::Range<usize> = 32..64;
+const CIPHER_DATA_DIGEST: std::ops::Range<usize> = 64..96;
+const CIPHER_ID: std::ops::Range<usize> = 96..112;
+/// Bytes before the stream name's length.
+const CIPHER_FIXED: usize = 112;
+const _: () = assert!(CIPHER_NONCE.end == CIPHER_METADATA_DIGEST.start);
+
+/// The plaintext an encrypted event seals: its metadata and data, as a msgpack array.
+#[derive(Serialize)]
+struct InnerOut<'a> {
+    #[serde(with = "serde_bytes")]
+    metadata: &'a [u8],
+    #[serde(with = "serde_bytes")]
+    data: &'a [u8],
+}
+
+#[derive(Deserialize)]
+struct InnerIn {
+    #[serde(with = "serde_bytes")]
+    metadata: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    data: Vec<u8>,
+}
+
+/// `bytes` snappy-compressed when that is worth it (at least [`COMPRESS_THRESHOLD`] and smaller).
+fn maybe_compress(raw: Vec<u8>) -> (Vec<u8>, bool) {
+    if raw.len() >= COMPRESS_THRESHOLD {
+        let packed = snap::raw::Encoder::new().compress_vec(&raw).expect("snappy input is bounded");
+        if packed.len() < raw.len() {
+            return (packed, true);
+        }
+    }
+    (raw, false)
 }
 
 impl PreparedEvent {
-    pub(crate) fn new(stream: &StreamName, event: &NewEvent) -> PreparedEvent {
+    /// Prepares `event` for `stream`: encrypted when `key` is given (its stream's key), plain
+    /// otherwise.
+    pub(crate) fn new(stream: &StreamName, event: &NewEvent, key: Option<&StreamKey>) -> PreparedEvent {
+        match key {
+            Some(key) => PreparedEvent::encrypted(stream, event, key),
+            None => PreparedEvent::plain(stream, event),
+        }
+    }
+
+    fn encrypted(stream: &StreamName, event: &NewEvent, key: &StreamKey) -> PreparedEvent {
+        let id = event.id.unwrap_or_else(Uuid::new_v4);
+        let data = event.data.as_bytes();
+        let mut inner = Vec::with_capacity(event.metadata.len() + data.len() + 16);
+        rmp_serde::encode::write(&mut inner, &InnerOut { metadata: &event.metadata, data })
+            .expect("encoding to a Vec cannot fail");
+        let (inner, compressed) = maybe_compress(inner);
+        let metadata_digest = keys::keyed_digest(&key.digest_key, &event.metadata);
+        let data_digest = keys::keyed_digest(&key.digest_key, data);
+        let (name, event_type) = (stream.as_str().as_bytes(), event.event_type.as_bytes());
+        let clear_len = CIPHER_FIXED + 2 + name.len() + 2 + event_type.len();
+        let mut body = Vec::with_capacity(clear_len + inner.len() + TAG_LEN);
+        body.extend_from_slice(&key.generation.to_le_bytes());
+        body.extend_from_slice(&key.secret.to_le_bytes());
+        body.extend_from_slice(&[0; NONCE_LEN]);
+        body.extend_from_slice(&metadata_digest);
+        body.extend_from_slice(&data_digest);
+        body.extend_from_slice(id.as_bytes());
+        for field in [name, event_type] {
+            body.extend_from_slice(&u16::try_from(field.len()).expect("names are at most 256 bytes").to_le_bytes());
+            body.extend_from_slice(field);
+        }
+        debug_assert_eq!(body.len(), clear_len);
+        body.extend_from_slice(&inner);
+        body.extend_from_slice(&[0; TAG_LEN]);
+        assert!(body.len() <= EVENT_BODY_MAX, "body {} above EVENT_BODY_MAX", body.len());
+        PreparedEvent {
+            id,
+            client_id: event.id.is_some(),
+            event_type: event.event_type.clone(),
+            data_binary: !event.data.is_json(),
+            body,
+            compressed,
+            metadata_digest,
+            data_digest,
+            cipher: Some(CipherPlan { record_key: key.record_key, clear_len }),
+        }
+    }
+
+    fn plain(stream: &StreamName, event: &NewEvent) -> PreparedEvent {
         let id = event.id.unwrap_or_else(Uuid::new_v4);
         let data = event.data.as_bytes();
         // Sized up front (the fields, the id and every header), so that encoding allocates once.
@@ -351,16 +464,7 @@ impl PreparedEvent {
         )
         .expect("encoding to a Vec cannot fail");
         debug_assert!(raw.len() <= capacity, "body of {} bytes above its estimate {capacity}", raw.len());
-        let (body, compressed) = if raw.len() >= COMPRESS_THRESHOLD {
-            let packed = snap::raw::Encoder::new().compress_vec(&raw).expect("snappy input is bounded");
-            if packed.len() < raw.len() {
-                (packed, true)
-            } else {
-                (raw, false)
-            }
-        } else {
-            (raw, false)
-        };
+        let (body, compressed) = maybe_compress(raw);
         assert!(body.len() <= EVENT_BODY_MAX, "body {} above EVENT_BODY_MAX", body.len());
         PreparedEvent {
             id,
@@ -371,6 +475,16 @@ impl PreparedEvent {
             compressed,
             metadata_digest: digest(&event.metadata),
             data_digest: digest(data),
+            cipher: None,
+        }
+    }
+
+    /// The record kind this event is written as.
+    pub(crate) fn kind(&self) -> u8 {
+        if self.cipher.is_some() {
+            KIND_CIPHER
+        } else {
+            KIND_EVENT
         }
     }
 
@@ -452,19 +566,87 @@ pub(crate) fn chain_hash(prev: &ChainHash, input: &ChainInput<'_>) -> ChainHash 
     ChainHash(*blake3::hash(buf).as_bytes())
 }
 
-/// The body's msgpack bytes: the frame body, or its decompression (length checked first).
+/// The body's bytes: the frame body, or its decompression (length checked first). An encrypted
+/// event's compression applies to its plaintext, inside the ciphertext.
 fn raw_body<'a>(frame: &Frame<'a>) -> Result<std::borrow::Cow<'a, [u8]>, BodyDamage> {
-    if frame.header.flags & FLAG_COMPRESSED == 0 {
+    if frame.header.flags & FLAG_COMPRESSED == 0 || frame.header.kind == KIND_CIPHER {
         return Ok(std::borrow::Cow::Borrowed(frame.body));
     }
-    let len = snap::raw::decompress_len(frame.body).map_err(|e| BodyDamage::SnappyHeader { reason: e.to_string() })?;
+    decompress(frame.body).map(std::borrow::Cow::Owned)
+}
+
+fn decompress(bytes: &[u8]) -> Result<Vec<u8>, BodyDamage> {
+    let len = snap::raw::decompress_len(bytes).map_err(|e| BodyDamage::SnappyHeader { reason: e.to_string() })?;
     if len > EVENT_BODY_MAX {
         return Err(BodyDamage::DecompressedLength { len, max: EVENT_BODY_MAX });
     }
-    let raw = snap::raw::Decoder::new()
-        .decompress_vec(frame.body)
-        .map_err(|e| BodyDamage::Snappy { reason: e.to_string() })?;
-    Ok(std::borrow::Cow::Owned(raw))
+    snap::raw::Decoder::new().decompress_vec(bytes).map_err(|e| BodyDamage::Snappy { reason: e.to_string() })
+}
+
+/// The associated data an encrypted event is sealed with: the frame header's position, version,
+/// timestamp and payload flags, and every clear byte of the body (generation, secret, nonce,
+/// digests, id, stream, type). A body moved to another position or stream, or altered in any
+/// byte, fails to decrypt.
+fn cipher_ad(header: &FrameHeader, clear: &[u8]) -> Vec<u8> {
+    let mut ad = Vec::with_capacity(25 + clear.len());
+    ad.extend_from_slice(&header.position.to_le_bytes());
+    ad.extend_from_slice(&header.version.to_le_bytes());
+    ad.extend_from_slice(&header.timestamp_ms.to_le_bytes());
+    ad.push(header.flags & (FLAG_COMPRESSED | FLAG_DATA_BINARY));
+    ad.extend_from_slice(clear);
+    ad
+}
+
+/// The body to write for `event` under `header`: a plain event's as prepared; an encrypted
+/// one's sealed now, with a fresh random nonce, its position known.
+pub(crate) fn seal_body<'e>(event: &'e PreparedEvent, header: &FrameHeader) -> std::borrow::Cow<'e, [u8]> {
+    let Some(plan) = &event.cipher else { return std::borrow::Cow::Borrowed(&event.body) };
+    let mut body = event.body.clone();
+    body[CIPHER_NONCE].copy_from_slice(&keys::random_nonce());
+    reseal(&mut body, plan.clear_len, &plan.record_key, header);
+    std::borrow::Cow::Owned(body)
+}
+
+/// Encrypts the plaintext at `body[clear_len..len - TAG_LEN]` in place and writes the tag.
+fn reseal(body: &mut [u8], clear_len: usize, key: &[u8; 32], header: &FrameHeader) {
+    let ad = cipher_ad(header, &body[..clear_len]);
+    let nonce = *XNonce::from_slice(&body[CIPHER_NONCE]);
+    let tag_at = body.len() - TAG_LEN;
+    let tag = keys::cipher(key)
+        .encrypt_in_place_detached(&nonce, &ad, &mut body[clear_len..tag_at])
+        .expect("a bounded body always seals");
+    body[tag_at..].copy_from_slice(&tag);
+}
+
+/// Why a committed event does not decode.
+#[derive(Debug)]
+pub(crate) enum DecodeError {
+    Body(BodyDamage),
+    /// An encrypted event read without a key.
+    KeyRequired,
+    Key(Error),
+}
+
+impl From<BodyDamage> for DecodeError {
+    fn from(d: BodyDamage) -> DecodeError {
+        DecodeError::Body(d)
+    }
+}
+
+impl DecodeError {
+    /// The error naming where the record is.
+    pub(crate) fn at(self, segment: SegmentId, offset: u64, position: u64) -> Error {
+        match self {
+            DecodeError::Body(d) => Error::Corrupt {
+                segment,
+                offset,
+                position: Some(Position(position)),
+                kind: CorruptionKind::RecordBody(d),
+            },
+            DecodeError::KeyRequired => Error::KeyRequired { position: Position(position) },
+            DecodeError::Key(e) => e,
+        }
+    }
 }
 
 fn msgpack<'a, T: Deserialize<'a>>(raw: &'a [u8]) -> Result<T, BodyDamage> {
@@ -490,8 +672,22 @@ struct Fields<'a> {
 }
 
 enum Content<'a> {
-    Payload { metadata: std::borrow::Cow<'a, [u8]>, data: std::borrow::Cow<'a, [u8]> },
-    Husk { metadata_digest: [u8; 32], data_digest: [u8; 32] },
+    Payload {
+        metadata: std::borrow::Cow<'a, [u8]>,
+        data: std::borrow::Cow<'a, [u8]>,
+    },
+    Husk {
+        metadata_digest: [u8; 32],
+        data_digest: [u8; 32],
+    },
+    /// An encrypted event: its keyed digests, its key's numbers, and the sealed part.
+    Cipher {
+        metadata_digest: [u8; 32],
+        data_digest: [u8; 32],
+        generation: u32,
+        secret: u32,
+        clear_len: usize,
+    },
 }
 
 impl Content<'_> {
@@ -499,7 +695,9 @@ impl Content<'_> {
     fn digests(&self) -> ([u8; 32], [u8; 32]) {
         match self {
             Content::Payload { metadata, data } => (digest(metadata), digest(data)),
-            Content::Husk { metadata_digest, data_digest } => (*metadata_digest, *data_digest),
+            Content::Husk { metadata_digest, data_digest } | Content::Cipher { metadata_digest, data_digest, .. } => {
+                (*metadata_digest, *data_digest)
+            }
         }
     }
 }
@@ -538,6 +736,9 @@ fn fields<'a>(kind: u8, raw: &'a [u8]) -> Result<Fields<'a>, BodyDamage> {
             event_type: husk.event_type,
         });
     }
+    if kind == KIND_CIPHER {
+        return cipher_fields(raw);
+    }
     debug_assert_eq!(kind, KIND_EVENT);
     let body: BodyIn<'a> = msgpack(raw)?;
     Ok(Fields {
@@ -546,6 +747,69 @@ fn fields<'a>(kind: u8, raw: &'a [u8]) -> Result<Fields<'a>, BodyDamage> {
         stream: body.stream,
         event_type: body.event_type,
     })
+}
+
+/// An encrypted event body's clear fields (docs/format.md "Encrypted event body").
+fn cipher_fields(raw: &[u8]) -> Result<Fields<'_>, BodyDamage> {
+    let short = || BodyDamage::Cipher { reason: format!("a body of {} bytes is too short", raw.len()) };
+    let u32_at = |r: std::ops::Range<usize>| u32::from_le_bytes(raw[r].try_into().expect("4 bytes"));
+    if raw.len() < CIPHER_FIXED + 2 {
+        return Err(short());
+    }
+    let mut at = CIPHER_FIXED;
+    let mut text = |what: &str| -> Result<std::borrow::Cow<'_, str>, BodyDamage> {
+        let len = usize::from(u16::from_le_bytes(raw.get(at..at + 2).ok_or_else(short)?.try_into().expect("2")));
+        let bytes = raw.get(at + 2..at + 2 + len).ok_or_else(short)?;
+        at += 2 + len;
+        std::str::from_utf8(bytes)
+            .map(std::borrow::Cow::Borrowed)
+            .map_err(|_| BodyDamage::Cipher { reason: format!("its {what} is not UTF-8") })
+    };
+    let stream = text("stream name")?;
+    let event_type = text("event type")?;
+    if raw.len() < at + TAG_LEN {
+        return Err(short());
+    }
+    Ok(Fields {
+        stream,
+        id: raw[CIPHER_ID].try_into().expect("16 bytes"),
+        event_type,
+        content: Content::Cipher {
+            metadata_digest: raw[CIPHER_METADATA_DIGEST].try_into().expect("32 bytes"),
+            data_digest: raw[CIPHER_DATA_DIGEST].try_into().expect("32 bytes"),
+            generation: u32_at(CIPHER_GENERATION),
+            secret: u32_at(CIPHER_SECRET),
+            clear_len: at,
+        },
+    })
+}
+
+/// The plaintext of an encrypted event's body, opened with `key` (still compressed if its
+/// flags say so).
+fn decrypt(frame: &Frame<'_>, clear_len: usize, key: &[u8; 32]) -> Result<Vec<u8>, BodyDamage> {
+    let body = frame.body;
+    let number = |r: std::ops::Range<usize>| u32::from_le_bytes(body[r].try_into().expect("4 bytes"));
+    let tag_at = body.len() - TAG_LEN;
+    let mut plain = body[clear_len..tag_at].to_vec();
+    keys::cipher(key)
+        .decrypt_in_place_detached(
+            XNonce::from_slice(&body[CIPHER_NONCE]),
+            &cipher_ad(&frame.header, &body[..clear_len]),
+            &mut plain,
+            body[tag_at..].into(),
+        )
+        .map_err(|_| BodyDamage::Decrypt { generation: number(CIPHER_GENERATION), secret: number(CIPHER_SECRET) })?;
+    Ok(plain)
+}
+
+/// Opens an encrypted event's body with `key`: its metadata and data.
+fn open_cipher(frame: &Frame<'_>, clear_len: usize, key: &[u8; 32]) -> Result<(Vec<u8>, Vec<u8>), BodyDamage> {
+    let mut plain = decrypt(frame, clear_len, key)?;
+    if frame.header.flags & FLAG_COMPRESSED != 0 {
+        plain = decompress(&plain)?;
+    }
+    let inner: InnerIn = msgpack(&plain)?;
+    Ok((inner.metadata, inner.data))
 }
 
 /// Just the stream name and id of an event or husk frame: what the index needs, without
@@ -557,20 +821,36 @@ pub(crate) fn decode_index_fields(frame: &Frame<'_>) -> Result<(String, Uuid), B
 }
 
 /// Decodes an event or husk frame's body into an [`Event`], checking the decompressed size
-/// first. A husk decodes with `erased` set and an empty payload.
-pub(crate) fn decode_event(frame: &Frame<'_>) -> Result<Event, BodyDamage> {
-    with_event(frame, |event| event.to_event())
+/// first. A husk decodes with `erased` set and an empty payload, and so does an encrypted event
+/// whose stream's key was shredded. An encrypted event needs `keys`.
+pub(crate) fn decode_event(frame: &Frame<'_>, keys: Option<&Keyring>) -> Result<Event, DecodeError> {
+    with_event(frame, keys, |event| event.to_event())
 }
 
 /// Decodes an event or husk frame's body as [`decode_event`] does and hands `f` the event
-/// borrowed from the frame (or from its decompressed body): nothing is copied out.
-pub(crate) fn with_event<R>(frame: &Frame<'_>, f: impl FnOnce(EventRef<'_>) -> R) -> Result<R, BodyDamage> {
+/// borrowed from the frame (or from its decompressed or decrypted body): nothing is copied out.
+pub(crate) fn with_event<R>(
+    frame: &Frame<'_>,
+    keys: Option<&Keyring>,
+    f: impl FnOnce(EventRef<'_>) -> R,
+) -> Result<R, DecodeError> {
     let header = &frame.header;
     let raw = raw_body(frame)?;
     let fields = fields(header.kind, &raw)?;
+    let opened: (Vec<u8>, Vec<u8>);
     let (metadata, data, erased): (&[u8], &[u8], bool) = match &fields.content {
         Content::Payload { metadata, data } => (metadata, data, false),
         Content::Husk { .. } => (&[], &[], true),
+        Content::Cipher { generation, secret, clear_len, .. } => {
+            let keys = keys.ok_or(DecodeError::KeyRequired)?;
+            match keys.record_key(&fields.stream, *secret, *generation).map_err(DecodeError::Key)? {
+                RecordKey::Shredded => (&[], &[], true),
+                RecordKey::Key(key) => {
+                    opened = open_cipher(frame, *clear_len, &key)?;
+                    (&opened.0, &opened.1, false)
+                }
+            }
+        }
     };
     Ok(f(EventRef {
         position: Position(header.position),
@@ -615,6 +895,25 @@ pub(crate) fn frame_chain_hash(
             data_digest: &data_digest,
         },
     ))
+}
+
+/// Whether `frame` (an event, encrypted event or husk of `stream`) holds `event`'s content: an
+/// idempotent retry's check. An encrypted event and a husk are compared by what they keep in
+/// the clear (stream, id, type, data kind, payload digests); a plain event by its body.
+pub(crate) fn same_content(frame: &Frame<'_>, stream: &str, event: &PreparedEvent) -> bool {
+    let same_kind = frame.header.flags & FLAG_DATA_BINARY == event.flags() & FLAG_DATA_BINARY;
+    match frame.header.kind {
+        KIND_HUSK => same_kind && frame.body == husk_body(stream, event),
+        KIND_CIPHER => {
+            let Ok(fields) = cipher_fields(frame.body) else { return false };
+            same_kind
+                && fields.stream == stream
+                && fields.id == *event.id.as_bytes()
+                && fields.event_type == event.event_type
+                && fields.content.digests() == (event.metadata_digest, event.data_digest)
+        }
+        _ => frame.body == event.body,
+    }
 }
 
 fn encode_husk(husk: &HuskOut<'_>) -> Vec<u8> {
@@ -687,7 +986,7 @@ mod tests {
     fn sample(position: u64, data: &[u8]) -> (Vec<u8>, Event) {
         let stream = StreamName::new("agent-7").unwrap();
         let new = NewEvent::bytes("ToolCalled", data.to_vec()).with_metadata(&serde_json::json!({"run": 1}));
-        let prepared = PreparedEvent::new(&stream, &new);
+        let prepared = PreparedEvent::new(&stream, &new, None);
         let hash = chain_hash(
             &ChainHash::genesis(),
             &ChainInput {
@@ -736,7 +1035,7 @@ mod tests {
             let frame = decode_frame(&buf, EVENT_BODY_MAX).unwrap();
             assert_eq!(frame.len, buf.len());
             assert_eq!(frame.header.flags & FLAG_COMPRESSED != 0, data.len() > COMPRESS_THRESHOLD);
-            let event = decode_event(&frame).unwrap();
+            let event = decode_event(&frame, None).unwrap();
             assert_eq!(event, expected);
             let mut seen = None;
             let hash = frame_chain_hash(&ChainHash::genesis(), &frame, |s, id| seen = Some((s.to_string(), *id)));
@@ -800,7 +1099,7 @@ mod tests {
             assert_eq!(husk_frame.header.kind, KIND_HUSK);
             assert_eq!(husk_frame.header.flags & FLAG_COMPRESSED, 0);
             assert_eq!(husk_frame.header.flags & !FLAG_COMPRESSED, frame.header.flags & !FLAG_COMPRESSED);
-            let read = decode_event(&husk_frame).unwrap();
+            let read = decode_event(&husk_frame, None).unwrap();
             let erased =
                 Event { metadata: Vec::new(), data: Payload::Bytes(Vec::new()), erased: true, ..event.clone() };
             assert_eq!(read, erased);
@@ -903,7 +1202,7 @@ mod tests {
         let mut buf = Vec::new();
         encode_frame(&mut buf, &header, &body);
         let frame = decode_frame(&buf, EVENT_BODY_MAX).unwrap();
-        let err = decode_event(&frame).unwrap_err();
+        let Err(DecodeError::Body(err)) = decode_event(&frame, None) else { panic!("decoded") };
         assert!(matches!(err, BodyDamage::DecompressedLength { max: EVENT_BODY_MAX, .. }), "{err}");
         assert!(err.to_string().contains("above EVENT_BODY_MAX"), "{err}");
     }

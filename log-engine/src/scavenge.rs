@@ -33,7 +33,7 @@ use crate::index::{committed_frame, Index, SegmentState};
 use crate::lifecycle::LIFECYCLE_STREAM;
 use crate::log::Log;
 use crate::mmap::Mapping;
-use crate::record::{self, KIND_EVENT};
+use crate::record;
 use crate::segment::{self, SegmentHeader, Trailer, HEADER_LEN, TRAILER_LEN};
 use crate::types::{Position, SegmentId};
 
@@ -293,7 +293,7 @@ fn rewrite(
             corrupt(map.mapped_len() - TRAILER_LEN, None, CorruptionKind::footer(FooterDamage::LostTrailer))
         })?;
     let first = id.0;
-    let needs_husk = |position: u64, kind: u8| kind == KIND_EVENT && !live.is_live(position);
+    let needs_husk = |position: u64, kind: u8| record::is_event_kind(kind) && !live.is_live(position);
     // A first pass over the kind bytes only (the second pass checks every frame before using
     // it): most segments of a later scavenge have nothing to do.
     let kind_at = |offset: u32| bytes.get(usize_of(u64::from(offset)) + record::FRAME_KIND_AT).copied();

@@ -9,7 +9,7 @@ use crate::cast::usize_of;
 use crate::error::{CorruptionKind, Error, FooterDamage, FrameDamage, HeaderDamage, Result};
 use crate::log::{committed_frame, Log};
 use crate::mmap::Mapping;
-use crate::record::{self, KIND_HUSK};
+use crate::record::{self, KIND_CIPHER, KIND_HUSK};
 use crate::segment::{self, FooterStream, SegmentHeader};
 use crate::types::{ChainHash, Head, Position, SegmentId};
 
@@ -201,6 +201,8 @@ pub(crate) fn check_span(span: &Span, progress: &std::sync::mpsc::Sender<u64>) -
     // Husks exist from format version 3 on. (A span starting mid-segment from a trusted hash
     // does not check the header; its records are then taken as the current version's.)
     let husks_allowed = header.as_ref().map_or(true, |h| h.version >= segment::FORMAT_VERSION_HUSKS);
+    // Encrypted events likewise from version 4 on.
+    let ciphers_allowed = header.as_ref().map_or(true, |h| h.version >= segment::FORMAT_VERSION_CIPHER);
     let header_prev = if span.from == first {
         match header {
             Ok(header) => Some(header.prev_hash),
@@ -238,6 +240,9 @@ pub(crate) fn check_span(span: &Span, progress: &std::sync::mpsc::Sender<u64>) -
             committed_frame(bytes, segment, offset, position).and_then(|frame| {
                 if frame.header.kind == KIND_HUSK && !husks_allowed {
                     return Err(corrupt(offset, CorruptionKind::RecordFrame(FrameDamage::Kind(KIND_HUSK))));
+                }
+                if frame.header.kind == KIND_CIPHER && !ciphers_allowed {
+                    return Err(corrupt(offset, CorruptionKind::RecordFrame(FrameDamage::Kind(KIND_CIPHER))));
                 }
                 let version = frame.header.version;
                 let mut listed = Ok(());

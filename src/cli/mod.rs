@@ -51,6 +51,17 @@ pub struct Cli {
     #[arg(long, visible_alias = "data-dir", global = true, env = "CAIRN_DATA", value_name = "DIR")]
     pub data: Option<PathBuf>,
 
+    /// Encrypt the data directory at rest: FILE holds the key-encryption key, 64 hexadecimal
+    /// digits (e.g. `openssl rand -hex 32 > cairn.key`). `CAIRN_KEY` may hold the digits instead.
+    /// Keep the file outside the data directory and its backups.
+    #[arg(long, global = true, env = "CAIRN_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+
+    /// The key store (the data keys, wrapped by the key): [default: DIR/keys]. It is not in
+    /// backups; back it up separately, and point a restored directory at the newest copy.
+    #[arg(long, global = true, env = "CAIRN_KEY_STORE", value_name = "FILE")]
+    pub key_store: Option<PathBuf>,
+
     /// Output format: text for people, json for one document, ndjson for one object per line.
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Text)]
     pub output: Format,
@@ -455,7 +466,7 @@ release; write `--payload JSON` instead (in a later release `--data` will mean t
 it does before the command and after every other command)";
 
 /// The global options that take a value, as they may appear before the command.
-const GLOBAL_OPTIONS_WITH_VALUE: [&str; 4] = ["--data", "--data-dir", "-o", "--output"];
+const GLOBAL_OPTIONS_WITH_VALUE: [&str; 6] = ["--data", "--data-dir", "-o", "--output", "--key-file", "--key-store"];
 
 /// `--data` names the data directory everywhere except after `append`, where it has always
 /// been the event's data: rewrites those (`--data X`, `--data=X`, up to a `--`) to the
@@ -522,6 +533,7 @@ fn run(cli: Cli) -> CliResult<Exit> {
     let data_given = cli.data.is_some();
     let data = cli.data.unwrap_or_else(|| PathBuf::from(default));
     let format = cli.output;
+    configure_keys(cli.key_file.as_deref(), cli.key_store)?;
     match cli.command {
         Command::Append(args) => log_cmds::append(&data, format, args),
         Command::Read(args) => log_cmds::read(&data, format, args),
@@ -554,6 +566,30 @@ fn run(cli: Cli) -> CliResult<Exit> {
         Command::Mcp(args) => crate::mcp::run(&data, data_given, args),
         Command::Token(args) => token(format, args),
     }
+}
+
+/// The environment variable that may hold the key's 64 hexadecimal digits instead of a file.
+pub const KEY_ENV: &str = "CAIRN_KEY";
+
+/// Reads the key (`--key-file`/`CAIRN_KEY_FILE`, else `CAIRN_KEY`) and sets it for the process.
+fn configure_keys(file: Option<&Path>, store: Option<PathBuf>) -> CliResult<()> {
+    let kek = match (file, std::env::var(KEY_ENV)) {
+        (Some(path), _) => log_engine::Kek::from_file(path).map_err(crate::store::StoreError::from)?,
+        (None, Ok(text)) => log_engine::Kek::from_hex(&text).map_err(|reason| {
+            crate::store::StoreError::from(log_engine::Error::Invalid { what: format!("{KEY_ENV}: {reason}") })
+        })?,
+        (None, Err(_)) => {
+            if store.is_some() {
+                return Err(crate::store::StoreError::from(log_engine::Error::Invalid {
+                    what: "--key-store needs a key: --key-file FILE, CAIRN_KEY_FILE or CAIRN_KEY".into(),
+                })
+                .into());
+            }
+            return Ok(());
+        }
+    };
+    crate::store::configure_keys(crate::store::KeyConfig { kek, store });
+    Ok(())
 }
 
 fn token(format: Format, args: TokenArgs) -> CliResult<Exit> {

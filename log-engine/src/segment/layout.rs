@@ -48,16 +48,19 @@ pub(crate) const TRAILER_FIELDS: [Field; 6] =
 pub(crate) const TRAILER_LEN: u64 = TRAILER_CRC.end() as u64;
 pub(crate) const MAGIC: [u8; 8] = *b"CAIRNSEG";
 pub(crate) const TRAILER_MAGIC: [u8; 8] = *b"CAIRNEND";
-/// The version this build writes. 3: husk records (kind 4), written only by a scavenge's
+/// The version this build writes. 4: encrypted event records (kind 5), written when the log
+/// has a key store. 3: husk records (kind 4), written only by a scavenge's
 /// rewrite of a sealed segment. 2: a sealed segment's event ids moved out of the footer into
 /// their own record.
-pub(crate) const FORMAT_VERSION: u32 = 3;
+pub(crate) const FORMAT_VERSION: u32 = 4;
 /// The oldest version this build reads: a version 2 segment is a version 3 segment without
 /// husks, so it is read as it is, never rewritten on open.
 pub(crate) const FORMAT_VERSION_OLDEST: u32 = 2;
 /// The first version whose segments may hold husk records; in an older segment a husk is a
 /// record of unknown kind.
 pub(crate) const FORMAT_VERSION_HUSKS: u32 = 3;
+/// The first version whose segments may hold encrypted events.
+pub(crate) const FORMAT_VERSION_CIPHER: u32 = 4;
 pub(crate) const HEADER_SALT: [u8; 8] = *b"cairnHDR";
 pub(crate) const TRAILER_SALT: [u8; 8] = *b"cairnTRL";
 

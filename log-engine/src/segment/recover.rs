@@ -27,7 +27,7 @@ use crate::dir;
 use crate::error::{CorruptionKind, Error, FrameDamage, Result};
 use crate::fs::{FileSystem, StorageFile};
 use crate::mmap::Mapping;
-use crate::record::{self, FrameError, EVENT_BODY_MAX, FLAG_BATCH_END, KIND_EVENT, RECORD_ALIGN};
+use crate::record::{self, FrameError, EVENT_BODY_MAX, FLAG_BATCH_END, RECORD_ALIGN};
 use crate::segment::{self, SegmentHeader, HEADER_LEN};
 use crate::types::{Position, Recovery, SegmentId};
 
@@ -121,7 +121,7 @@ fn walk(bytes: &[u8], start: (u64, u64), usable_end: u64) -> Walk {
             }
             Ok(frame) => frame,
         };
-        if frame.header.kind != KIND_EVENT || frame.body.len() > EVENT_BODY_MAX {
+        if !record::is_event_kind(frame.header.kind) || frame.body.len() > EVENT_BODY_MAX {
             // A seal record without its trailer: the seal was torn. The footer is derived
             // data, so cutting it loses nothing.
             damage = Some(Damage {
@@ -276,7 +276,7 @@ fn later_watermark_above(bytes: &[u8], damage_at: u64, usable_end: u64) -> Optio
     let mut at = damage_at + RECORD_ALIGN as u64;
     while at + record::FRAME_HEADER_LEN as u64 <= usable_end {
         // Cheap reject first: unwritten space has a zero kind byte.
-        if bytes[usize_of(at) + 8] == KIND_EVENT {
+        if record::is_event_kind(bytes[usize_of(at) + 8]) {
             if let Ok(frame) = segment::frame_at(bytes, at, usable_end) {
                 if frame.header.watermark > damage_at {
                     best = best.max(Some(frame.header.watermark));

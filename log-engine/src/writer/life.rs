@@ -31,7 +31,8 @@ impl Writer {
         let stream = StreamName::reserved(LIFECYCLE_STREAM).expect("the lifecycle stream's name is valid");
         let event =
             NewEvent { id: None, event_type: change.event_type().into(), metadata, data: Payload::Json(change.data()) };
-        let events = vec![PreparedEvent::new(&stream, &event)];
+        // Lifecycle events stay plain: open folds them into the index before any key is needed.
+        let events = vec![PreparedEvent::new(&stream, &event, None)];
         let mut results = self.stage(&[PreparedAppend { stream, expected: ExpectedVersion::Any, events }])?;
         let staged = self.staged.last_mut().expect("the change's record was staged");
         debug_assert_eq!(&*staged.stream, LIFECYCLE_STREAM);

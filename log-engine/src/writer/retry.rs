@@ -151,21 +151,13 @@ impl Writer {
     /// the stream, id, type, data kind and payload digests.
     fn stored(&self, position: u64, stream: &str, event: &record::PreparedEvent) -> Option<(bool, u64, ChainHash)> {
         if let Some(s) = self.staged.iter().find(|s| s.position == position) {
-            let same = self.buf[s.body_range.0..s.body_range.1] == event.body[..];
-            let hash_at = s.body_range.0 - 32;
-            let hash = ChainHash(self.buf[hash_at..s.body_range.0].try_into().expect("32 bytes"));
-            return Some((same, s.version, hash));
+            let start = s.body_range.0 - record::FRAME_HEADER_LEN;
+            let frame = record::decode_frame(&self.buf[start..], record::EVENT_BODY_MAX).ok()?;
+            return Some((record::same_content(&frame, stream, event), s.version, frame.header.hash));
         }
         let location = self.shared.index.read().locate(position)?;
         let bytes = location.map.bytes();
         let frame = record::decode_frame(&bytes[usize_of(location.offset)..], record::EVENT_BODY_MAX).ok()?;
-        let same = match frame.header.kind {
-            record::KIND_HUSK => {
-                frame.header.flags & record::FLAG_DATA_BINARY == event.flags() & record::FLAG_DATA_BINARY
-                    && frame.body == record::husk_body(stream, event)
-            }
-            _ => frame.body == event.body,
-        };
-        Some((same, frame.header.version, frame.header.hash))
+        Some((record::same_content(&frame, stream, event), frame.header.version, frame.header.hash))
     }
 }

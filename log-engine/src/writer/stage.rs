@@ -13,7 +13,7 @@ use super::{PreparedAppend, Staged, Writer};
 use crate::cast::usize_of;
 use crate::error::{Error, LimitKind, Result};
 use crate::lifecycle::StreamNow;
-use crate::record::{self, ChainInput, FrameHeader, FLAG_BATCH_END, KIND_EVENT};
+use crate::record::{self, ChainInput, FrameHeader, FLAG_BATCH_END};
 use crate::segment::{self, Footer, HEADER_LEN, TRAILER_LEN};
 use crate::types::{AppendResult, ExpectedVersion, Position, StreamVersion};
 use std::sync::atomic::Ordering;
@@ -197,7 +197,7 @@ impl Writer {
                 flags |= FLAG_BATCH_END;
             }
             let header = FrameHeader {
-                kind: KIND_EVENT,
+                kind: event.kind(),
                 flags,
                 position,
                 version,
@@ -207,7 +207,7 @@ impl Writer {
             };
             let offset = self.state.active.write_offset + self.buf.len() as u64;
             let start = self.buf.len();
-            record::encode_frame(&mut self.buf, &header, &event.body);
+            record::encode_frame(&mut self.buf, &header, &record::seal_body(event, &header));
             let body_start = start + record::FRAME_HEADER_LEN;
             self.staged.push(Staged {
                 offset,
