@@ -88,6 +88,9 @@ fn nothing_written_through_the_api_is_readable_on_disk_or_in_a_backup() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let value: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(value["value"]["note"], format!("{MARKER} in a key"));
+    // The drill replays the views with the key store of the live directory.
+    let (code, stdout, stderr) = cairn(&data, &["--key-file", key_arg, "drill", "-o", "json"]);
+    assert_eq!(code, 0, "{stdout} {stderr}");
     // A wrong key is refused by name, before anything is read.
     let wrong = tmp.path().join("wrong.key");
     std::fs::write(&wrong, "77".repeat(32)).unwrap();

@@ -129,7 +129,9 @@ pub fn drill_cancellable(
     let copied = restore_to_cancellable(log, scratch, None, Overwrite::Refuse, cancel, progress)?;
     let restore_ms = millis(started.elapsed());
 
-    let copy = Log::open(scratch, Options::default())?;
+    // The copy is read with the live log's key store (the store is not in the copy): the
+    // replays read payloads.
+    let copy = Log::open(scratch, Options { keys: log.keys().cloned(), ..Options::default() })?;
     let verified =
         copy.verify(None, |p| progress(Progress { stage: Stage::VerifyLog, done: p.checked, total: p.total }))?;
     if !verified.ok {
