@@ -117,10 +117,43 @@ pub fn configure_keys(config: KeyConfig) {
     let _ = KEYS.set(config);
 }
 
-/// The key store for `dir`, opened for a writer (created if missing) or a reader.
+/// Whether `dir` holds a log with at least one segment.
+fn has_segments(dir: &Path) -> bool {
+    std::fs::read_dir(dir.join(log_engine::LOG_DIR))
+        .map(|entries| entries.flatten().any(|e| e.path().extension().is_some_and(|x| x == "seg")))
+        .unwrap_or(false)
+}
+
+/// The key store for `dir`, opened for a writer (created if missing, for a new log only) or a
+/// reader. A writer without a key refuses a directory that has a key store: it would write
+/// events in the clear beside encrypted ones.
 fn keyring(dir: &Path, writer: bool) -> Result<Option<std::sync::Arc<log_engine::Keyring>>, StoreError> {
-    let Some(config) = KEYS.get() else { return Ok(None) };
+    let refuse = |path: &Path, detail: String| {
+        StoreError::open(dir)(log_engine::Error::KeyStore { path: path.to_path_buf(), detail })
+    };
+    let Some(config) = KEYS.get() else {
+        let default = dir.join(log_engine::KEY_STORE_FILE);
+        if writer && default.exists() {
+            return Err(refuse(
+                &default,
+                "the log is encrypted: a writer needs its key (--key-file FILE, CAIRN_KEY_FILE or CAIRN_KEY); \
+                 without it, events would be written in the clear"
+                    .into(),
+            ));
+        }
+        return Ok(None);
+    };
     let path = config.store.clone().unwrap_or_else(|| dir.join(log_engine::KEY_STORE_FILE));
+    if writer && !path.exists() && has_segments(dir) {
+        // A new store for an existing log would number secrets from 1 again, colliding with
+        // the records the right store sealed.
+        return Err(refuse(
+            &path,
+            "there is no key store here, and the log already has events: give the log's own store with \
+             --key-store (or CAIRN_KEY_STORE); a key store is created only with a new log"
+                .into(),
+        ));
+    }
     let ring = if writer {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| {

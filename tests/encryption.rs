@@ -88,6 +88,18 @@ fn nothing_written_through_the_api_is_readable_on_disk_or_in_a_backup() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let value: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(value["value"]["note"], format!("{MARKER} in a key"));
+    // A writer without the key refuses the encrypted directory (nothing in the clear beside
+    // the encrypted events); one with the key but without the log's store refuses too.
+    let (code, _, stderr) =
+        cairn(&data, &["append", "agent-0", "--type", "Said", "--payload", &format!("{{\"t\": \"{MARKER}\"}}")]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("the log is encrypted") && stderr.contains("--key-file"), "{stderr}");
+    assert_no_marker(&data);
+    let elsewhere = tmp.path().join("no-such-store");
+    let args = ["--key-file", key_arg, "--key-store", elsewhere.to_str().unwrap(), "append", "agent-0", "--type", "T"];
+    let (code, _, stderr) = cairn(&data, &args);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("already has events") && !elsewhere.exists(), "{stderr}");
     // The drill replays the views with the key store of the live directory.
     let (code, stdout, stderr) = cairn(&data, &["--key-file", key_arg, "drill", "-o", "json"]);
     assert_eq!(code, 0, "{stdout} {stderr}");

@@ -488,6 +488,12 @@ impl Keyring {
             self.apply(&mut state, kind, body)?;
             at = next;
         }
+        if at != bytes.len() && !torn_tail(&bytes, at) {
+            // Damage before the last entry: cutting there would destroy every key after it.
+            return Err(self.error(format!(
+                "the entry at byte {at} is damaged and is not the last one: restore the key store from its backup"
+            )));
+        }
         if at != bytes.len() {
             if !self.writable {
                 tracing::debug!(path = %self.path.display(), at, "key store ends in a partial entry");
@@ -580,6 +586,14 @@ fn next_entry(bytes: &[u8], at: usize) -> Option<(u8, &[u8], usize)> {
     (crc == salted_crc(&STORE_SALT, covered)).then(|| (head[8], &bytes[at + 9..end], end))
 }
 
+/// Whether the bytes from `at` on are a torn last entry (a crash while appending it): too few
+/// to hold an entry's header, or an entry whose declared end runs past the file.
+fn torn_tail(bytes: &[u8], at: usize) -> bool {
+    let Some(head) = bytes.get(at..at + 9) else { return true };
+    let len = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes")) as usize;
+    len <= ENTRY_BODY_MAX && at + 9 + len > bytes.len()
+}
+
 /// Keyed BLAKE3 of a payload: what the chain hashes for an encrypted record.
 pub(crate) fn keyed_digest(digest_key: &[u8; KEY_LEN], bytes: &[u8]) -> [u8; 32] {
     *blake3::keyed_hash(digest_key, bytes).as_bytes()
@@ -649,6 +663,28 @@ mod tests {
         assert_eq!(ring.generations(), vec![2]);
         let Err(err) = ring.record_key("s", 1, 1) else { panic!("generation 1 was retired") };
         assert!(err.to_string().contains("generation 1"), "{err}");
+    }
+
+    /// Damage in a middle entry is refused, never cut: a cut there would destroy every later key.
+    #[test]
+    fn a_damaged_middle_entry_refuses_the_open_and_cuts_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(KEY_STORE_FILE);
+        let ring = Keyring::open(&path, kek()).unwrap();
+        for stream in ["a", "b", "c"] {
+            ring.writer_key(stream).unwrap();
+        }
+        drop(ring);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let len = bytes.len();
+        // The first stream secret's entry follows the header and generation 1's entry.
+        let at = STORE_HEADER_LEN + 9 + 4 + NONCE_LEN + KEY_LEN + TAG_LEN + 12;
+        bytes[at] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Keyring::open(&path, kek()).unwrap_err();
+        assert!(err.to_string().contains("is damaged and is not the last one"), "{err}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, len, "nothing was cut");
+        assert!(Keyring::open_read_only(&path, kek()).is_err());
     }
 
     #[test]
