@@ -683,7 +683,7 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let err = Keyring::open(&path, kek()).unwrap_err();
         assert!(err.to_string().contains("is damaged and is not the last one"), "{err}");
-        assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, len, "nothing was cut");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), len as u64, "nothing was cut");
         assert!(Keyring::open_read_only(&path, kek()).is_err());
     }
 
