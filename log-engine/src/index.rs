@@ -209,6 +209,9 @@ impl Index {
             forked: life.is_some_and(|l| l.forked_from.is_some()),
             deleted_before: life.and_then(|l| l.deleted_before),
             ttl_ms: life.and_then(|l| l.metadata.ttl_ms),
+            truncate_before: life.and_then(|l| l.metadata.truncate_before),
+            max_count: life.and_then(|l| l.metadata.max_count),
+            fork_floor: life.map_or(0, |l| l.fork_floor),
             last_timestamp_ms: None,
         }
     }
@@ -220,7 +223,7 @@ impl Index {
             return self.erase(stream, *from_version, *to_version);
         }
         let entry = self.streams.entry(change.stream().to_string()).or_default();
-        if let Change::Forked { stream, source, at_version } = change {
+        if let Change::Forked { stream, source, at_version, .. } = change {
             let base = at_version + 1;
             let fresh = entry.base == 0 && entry.positions.is_empty();
             if !(fresh || entry.base == base) || entry.life().is_some_and(|l| l.forked_from.is_some()) {
@@ -247,7 +250,10 @@ impl Index {
                 life.metadata = metadata.clone();
                 life.metadata.closed = life.closed;
             }
-            Change::Forked { source, at_version, .. } => life.forked_from = Some((source.clone(), *at_version)),
+            Change::Forked { source, at_version, first_version, .. } => {
+                life.forked_from = Some((source.clone(), *at_version));
+                life.fork_floor = *first_version;
+            }
             Change::Erased { .. } => unreachable!("applied above"),
         }
         if life.closed {
@@ -408,7 +414,9 @@ impl Index {
             return Err(Error::StreamDeleted { stream: stream.to_string() });
         }
         let metadata = &life.metadata;
-        first = first.max(metadata.truncate_before.unwrap_or(0));
+        // A fork shows none of what its source hid when it was forked (its own versions, from
+        // `base` on, it shows).
+        first = first.max(metadata.truncate_before.unwrap_or(0)).max(life.fork_floor.min(entry.base));
         if let Some(count) = metadata.max_count {
             first = first.max((last + 1).saturating_sub(count));
         }

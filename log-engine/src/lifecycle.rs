@@ -205,7 +205,10 @@ pub(crate) enum Change {
     Tombstoned { stream: String, before_version: u64 },
     Closed { stream: String },
     Metadata { stream: String, metadata: StreamMetadata },
-    Forked { stream: String, source: String, at_version: u64 },
+    /// `first_version`: the source's first version a stream read could return when the fork
+    /// was made (its delete point, `truncate_before`, `max_count`, `max_age_ms`); the fork reads
+    /// no shared version below it, so nothing the source had hidden comes back through a fork.
+    Forked { stream: String, source: String, at_version: u64, first_version: u64 },
     Erased { stream: String, from_version: u64, to_version: u64, reason: String },
 }
 
@@ -236,6 +239,13 @@ struct ForkedData {
     stream: String,
     source: String,
     at_version: u64,
+    /// Absent when 0 (and in forks written before it existed, which read from version 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    first_version: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 #[derive(Serialize, Deserialize)]
@@ -279,8 +289,8 @@ impl Change {
             }
             Change::Closed { stream } => serde_json::to_vec(&ClosedData { stream }),
             Change::Metadata { stream, metadata } => serde_json::to_vec(&MetadataData { stream, metadata }),
-            Change::Forked { stream, source, at_version } => {
-                serde_json::to_vec(&ForkedData { stream, source, at_version })
+            Change::Forked { stream, source, at_version, first_version } => {
+                serde_json::to_vec(&ForkedData { stream, source, at_version, first_version })
             }
             Change::Erased { stream, from_version, to_version, reason } => {
                 serde_json::to_vec(&ErasedData { stream, from_version, to_version, reason })
@@ -310,8 +320,9 @@ impl Change {
                 Change::Metadata { stream, metadata }
             }
             EVENT_STREAM_FORKED => {
-                let ForkedData { stream, source, at_version } = serde_json::from_slice(data).map_err(bad)?;
-                Change::Forked { stream, source, at_version }
+                let ForkedData { stream, source, at_version, first_version } =
+                    serde_json::from_slice(data).map_err(bad)?;
+                Change::Forked { stream, source, at_version, first_version }
             }
             EVENT_STREAM_ERASED => {
                 let ErasedData { stream, from_version, to_version, reason } =
@@ -336,6 +347,8 @@ pub(crate) struct Life {
     pub closed: bool,
     pub metadata: StreamMetadata,
     pub forked_from: Option<(String, u64)>,
+    /// A fork's first readable shared version (`Change::Forked`'s `first_version`; 0 otherwise).
+    pub fork_floor: u64,
 }
 
 /// What the writer needs to know of a stream to check an append or a change against it, as of
@@ -348,6 +361,12 @@ pub(crate) struct StreamNow {
     pub forked: bool,
     pub deleted_before: Option<u64>,
     pub ttl_ms: Option<u64>,
+    /// The metadata's `truncate_before` and `max_count`, which a fork of the stream is clamped
+    /// to (with what the index says of `max_age_ms`).
+    pub truncate_before: Option<u64>,
+    pub max_count: Option<u64>,
+    /// A fork's first readable shared version (a fork of a fork is clamped to it too).
+    pub fork_floor: u64,
     /// Timestamp of the last event, when it is staged or in flight (else read from the index).
     pub last_timestamp_ms: Option<u64>,
 }
@@ -411,7 +430,18 @@ impl StreamNow {
                 if target.last.is_some() || target.forked {
                     return Err(Error::StreamExists { stream: to.to_string() });
                 }
-                Ok(Change::Forked { stream: to.to_string(), source: source.to_string(), at_version: *at_version })
+                // Clamped further by the writer, which knows the source's `max_age_ms` window.
+                let mut first_version =
+                    from.deleted_before.unwrap_or(0).max(from.truncate_before.unwrap_or(0)).max(from.fork_floor);
+                if let Some(count) = from.max_count {
+                    first_version = first_version.max((last + 1).saturating_sub(count));
+                }
+                Ok(Change::Forked {
+                    stream: to.to_string(),
+                    source: source.to_string(),
+                    at_version: *at_version,
+                    first_version,
+                })
             }
             LifecycleOp::Erase { stream, from, to, reason } => {
                 let state = now(stream.as_str());
@@ -455,7 +485,8 @@ mod tests {
             Change::Tombstoned { stream: "a".into(), before_version: 0 },
             Change::Closed { stream: "a".into() },
             Change::Metadata { stream: "a".into(), metadata },
-            Change::Forked { stream: "b".into(), source: "a".into(), at_version: 7 },
+            Change::Forked { stream: "b".into(), source: "a".into(), at_version: 7, first_version: 0 },
+            Change::Forked { stream: "b".into(), source: "a".into(), at_version: 7, first_version: 3 },
             Change::Erased { stream: "a".into(), from_version: 1, to_version: 2, reason: "GDPR request 7".into() },
         ] {
             assert_eq!(Change::parse(change.event_type(), &change.data()).unwrap(), change);

@@ -312,6 +312,63 @@ fn a_fork_reads_its_sources_prefix_then_its_own_events() {
     assert!(log.verify(None, |_| ()).unwrap().ok);
 }
 
+/// A fork shows nothing its source hid when it was forked: its window starts at the source's
+/// first readable version then (its delete point, `truncate_before`, `max_count`), not at 0,
+/// so a fork of a re-created stream does not bring back the deleted stream's events. Across a
+/// reopen, since the clamp is recorded in the fork's event.
+#[test]
+fn a_fork_starts_at_its_sources_first_readable_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open_small(dir.path());
+    // Deleted and written again: versions 0..=1 are the deleted stream's.
+    append_n(&log, "recreated", 2);
+    log.delete_stream("recreated", DeleteMode::Soft).unwrap();
+    append_n(&log, "recreated", 2);
+    log.fork_stream("recreated", "recreated-fork", StreamVersion(3)).unwrap();
+    append_n(&log, "truncated", 6);
+    let metadata = StreamMetadata { truncate_before: Some(4), ..StreamMetadata::default() };
+    log.set_stream_metadata("truncated", metadata).unwrap();
+    log.fork_stream("truncated", "truncated-fork", StreamVersion(5)).unwrap();
+    // Forked at a version the source hides: the fork shares nothing readable.
+    log.fork_stream("truncated", "hidden-fork", StreamVersion(2)).unwrap();
+    append_n(&log, "counted", 6);
+    let metadata = StreamMetadata { max_count: Some(2), ..StreamMetadata::default() };
+    log.set_stream_metadata("counted", metadata).unwrap();
+    log.fork_stream("counted", "counted-fork", StreamVersion(5)).unwrap();
+    // A fork of the clamped fork is clamped as far.
+    log.fork_stream("counted-fork", "counted-twig", StreamVersion(5)).unwrap();
+    // Lifting the source's limits later changes no fork's window.
+    log.set_stream_metadata("truncated", StreamMetadata::default()).unwrap();
+    log.set_stream_metadata("counted", StreamMetadata::default()).unwrap();
+    for _ in 0..2 {
+        assert_eq!(versions(&log, "recreated-fork").unwrap(), [2, 3]);
+        assert_eq!(versions(&log, "truncated-fork").unwrap(), [4, 5]);
+        assert_eq!(versions(&log, "hidden-fork").unwrap(), Vec::<u64>::new());
+        assert_eq!(versions(&log, "counted-fork").unwrap(), [4, 5]);
+        assert_eq!(versions(&log, "counted-twig").unwrap(), [4, 5]);
+        assert_eq!(backward(&log, "truncated-fork").unwrap(), [5, 4]);
+        let read = log.read_stream("recreated-fork", Some(StreamVersion(0)), 10, Direction::Forward).unwrap();
+        assert_eq!(read.iter().map(|e| e.version.0).collect::<Vec<_>>(), [2, 3]);
+        // The sources read in full again; their forks keep their own windows.
+        assert_eq!(versions(&log, "truncated").unwrap(), [0, 1, 2, 3, 4, 5]);
+        // Own appends continue after the fork point as before.
+        assert_eq!(log.stream_state("hidden-fork").unwrap().last_version, Some(StreamVersion(2)));
+        log = reopen(log, dir.path());
+    }
+    let own = log.append("hidden-fork", ExpectedVersion::Exact(StreamVersion(2)), vec![event("hidden-fork", 3)]);
+    assert_eq!(own.unwrap().first_version, StreamVersion(3));
+    assert_eq!(versions(&log, "hidden-fork").unwrap(), [3]);
+    // A fork of it shares its own version 3.
+    log.fork_stream("hidden-fork", "hidden-twig", StreamVersion(3)).unwrap();
+    assert_eq!(versions(&log, "hidden-twig").unwrap(), [3]);
+    // The fork event says where the fork starts.
+    let forked = log.read_stream(LIFECYCLE_STREAM, None, 1000, Direction::Forward).unwrap();
+    let data: Vec<serde_json::Value> =
+        forked.iter().filter(|e| e.event_type == "stream-forked").map(|e| e.data_json().unwrap()).collect();
+    assert_eq!(data[0], serde_json::json!({"stream": "recreated-fork", "source": "recreated", "at_version": 3, "first_version": 2}));
+    assert!(log.verify(None, |_| ()).unwrap().ok);
+}
+
 #[test]
 fn bad_forks_are_refused_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();

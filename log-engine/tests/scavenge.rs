@@ -254,3 +254,23 @@ fn a_snapshot_reads_the_file_it_was_listed_from_after_a_scavenge_replaced_it() {
     assert_eq!(now.file().bytes, rewritten.len() as u64);
     assert_eq!(now.bytes(), &rewritten[..], "a new listing reads the rewrite");
 }
+
+/// A fork made after a scavenge husked its source's truncated prefix reads none of those husks:
+/// its window starts where the source's did (before the clamp it read them as erased events).
+#[test]
+fn a_fork_after_a_scavenge_reads_no_husks() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_small(dir.path());
+    for n in 0..40 {
+        log.append("source", ExpectedVersion::Any, vec![big("source", n)]).unwrap();
+    }
+    let metadata = StreamMetadata { truncate_before: Some(30), ..StreamMetadata::default() };
+    log.set_stream_metadata("source", metadata).unwrap();
+    append_n(&log, "filler", 200);
+    let report = log.scavenge(&ScavengeOptions::default(), &mut |_| {}).unwrap();
+    assert!(report.events_husked >= 20, "{report:?}");
+    log.fork_stream("source", "fork", StreamVersion(35)).unwrap();
+    let read = stream(&log, "fork");
+    assert_eq!(read.iter().map(|e| e.version.0).collect::<Vec<_>>(), (30..=35).collect::<Vec<_>>());
+    assert!(read.iter().all(|e| !e.erased), "a fork reads husks");
+}

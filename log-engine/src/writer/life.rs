@@ -27,7 +27,11 @@ impl Writer {
     /// Checks and stages one change, with `metadata` (JSON object text, or empty) as its
     /// event's metadata. On error nothing is staged.
     fn stage_lifecycle(&mut self, op: &LifecycleOp, metadata: Vec<u8>) -> Result<AppendResult> {
-        let change = StreamNow::change_for(op, |stream| self.now(stream))?;
+        let mut change = StreamNow::change_for(op, |stream| self.now(stream))?;
+        if let Change::Forked { source, first_version, at_version, .. } = &mut change {
+            // Past the fork point the fork shares nothing: its own versions start there.
+            *first_version = (*first_version).max(self.published_first(source)?).min(*at_version + 1);
+        }
         let stream = StreamName::reserved(LIFECYCLE_STREAM).expect("the lifecycle stream's name is valid");
         let event =
             NewEvent { id: None, event_type: change.event_type().into(), metadata, data: Payload::Json(change.data()) };
@@ -65,6 +69,19 @@ impl Writer {
         Ok(())
     }
 
+    /// The first version of `source` a stream read may return, as published (its `max_age_ms`
+    /// window needs the events' timestamps, which only the index reads); 0 for a source not
+    /// published yet. What is staged is checked by [`StreamNow::change_for`].
+    fn published_first(&self, source: &str) -> Result<u64> {
+        let index = self.shared.index.read();
+        match index.readable(source) {
+            Ok(Some((first, _))) => Ok(first),
+            Ok(None) => Ok(index.now(source).last.map_or(0, |last| last + 1)),
+            Err(Error::StreamNotFound { .. }) => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Notes a staged change in the overlay, as `Index::apply` will once it is published.
     fn note(&mut self, change: &Change) {
         let mut now = self.now(change.stream());
@@ -78,10 +95,13 @@ impl Writer {
             Change::Metadata { metadata, .. } => {
                 now.closed |= metadata.closed;
                 now.ttl_ms = metadata.ttl_ms;
+                now.truncate_before = metadata.truncate_before;
+                now.max_count = metadata.max_count;
             }
-            Change::Forked { at_version, .. } => {
+            Change::Forked { at_version, first_version, .. } => {
                 now.forked = true;
                 now.last = Some(*at_version);
+                now.fork_floor = *first_version;
             }
             // Masks reads only: appends and later changes meet the stream as before.
             Change::Erased { .. } => return,
