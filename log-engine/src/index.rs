@@ -400,6 +400,18 @@ impl Index {
     /// [`Error::StreamTombstoned`]; a deleted (or expired) one with nothing after the delete
     /// [`Error::StreamDeleted`].
     pub(crate) fn readable(&self, stream: &str) -> Result<Option<(u64, u64)>> {
+        self.window(stream, Retention::Apply)
+    }
+
+    /// As [`Index::readable`], but with the retention limits of the stream's metadata
+    /// (`truncate_before`, `max_count`, `max_age_ms`) not applied: the versions that are gone
+    /// only once the stream is deleted, tombstoned, expired by `ttl_ms` or outside its fork
+    /// window. The scavenger keeps these for [`crate::ScavengeOptions::keep_hidden`] streams.
+    pub(crate) fn undeleted(&self, stream: &str) -> Result<Option<(u64, u64)>> {
+        self.window(stream, Retention::Ignore)
+    }
+
+    fn window(&self, stream: &str, retention: Retention) -> Result<Option<(u64, u64)>> {
         let not_found = || Error::StreamNotFound { stream: stream.to_string() };
         let entry = self.streams.get(stream).ok_or_else(not_found)?;
         let Some(life) = entry.life() else {
@@ -413,10 +425,14 @@ impl Index {
         if first > last || self.expired(stream, life, last)? {
             return Err(Error::StreamDeleted { stream: stream.to_string() });
         }
-        let metadata = &life.metadata;
         // A fork shows none of what its source hid when it was forked (its own versions, from
         // `base` on, it shows).
-        first = first.max(metadata.truncate_before.unwrap_or(0)).max(life.fork_floor.min(entry.base));
+        first = first.max(life.fork_floor.min(entry.base));
+        if retention == Retention::Ignore {
+            return Ok((first <= last).then_some((first, last)));
+        }
+        let metadata = &life.metadata;
+        first = first.max(metadata.truncate_before.unwrap_or(0));
         if let Some(count) = metadata.max_count {
             first = first.max((last + 1).saturating_sub(count));
         }
@@ -455,6 +471,13 @@ impl Index {
         let frame = committed_frame(location.map.bytes(), location.segment, location.offset, position)?;
         Ok(frame.header.timestamp_ms)
     }
+}
+
+/// Whether [`Index`]'s stream windows apply a stream's retention limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Retention {
+    Apply,
+    Ignore,
 }
 
 /// The event (or husk) frame the index says is at `offset`: CRC, kind and position checked.

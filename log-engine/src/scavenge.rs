@@ -7,6 +7,8 @@
 //! (index.rs, `Erasures`), or its stream's lifecycle state ([`Index::readable`]) hides it (before
 //! a delete point, a tombstoned stream, below `truncate_before` or `max_count`, older than
 //! `max_age_ms`, a stream past its `ttl_ms`) and no fork's readable prefix resolves to it. `$lifecycle` events are never dead: open folds them.
+//! Nor are the events of a [`ScavengeOptions::keep_hidden`] stream that only retention hides:
+//! the views fold them, and their replay must meet the same payloads.
 //! Liveness is measured on the log's clock when the scavenge starts, so what was dead then is
 //! a husk for good: a later metadata change that would show it again shows a husk.
 //!
@@ -54,7 +56,27 @@ const SCAVENGE_WRITE_CHUNK: usize = 1024 * 1024;
 /// and not yet a husk.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct ScavengeOptions {}
+pub struct ScavengeOptions {
+    /// Stream-name prefixes whose events hidden only by retention (`truncate_before`,
+    /// `max_count`, `max_age_ms`) keep their payloads: something folds them that a stream read
+    /// does not (a view keeps a key whose older versions `max_count` hides), and a replay from
+    /// the log must fold the same bytes. Deleted, tombstoned, expired (`ttl_ms`) and erased
+    /// events of these streams are still husked.
+    pub keep_hidden: Vec<String>,
+}
+
+impl ScavengeOptions {
+    /// These options with `prefixes` as [`ScavengeOptions::keep_hidden`].
+    #[must_use]
+    pub fn keeping_hidden<S: Into<String>>(mut self, prefixes: impl IntoIterator<Item = S>) -> Self {
+        self.keep_hidden = prefixes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    fn keeps_hidden(&self, stream: &str) -> bool {
+        self.keep_hidden.iter().any(|prefix| stream.starts_with(prefix.as_str()))
+    }
+}
 
 /// Progress of a scavenge, reported after each sealed segment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -90,7 +112,7 @@ struct Liveness {
 }
 
 impl Liveness {
-    fn of(index: &Index, end: u64) -> Result<Liveness> {
+    fn of(index: &Index, end: u64, options: &ScavengeOptions) -> Result<Liveness> {
         let mut live = Liveness { bits: vec![0; usize_of(end.div_ceil(64))], lifecycle_version: 0 };
         for (name, entry) in &index.streams {
             if name == LIFECYCLE_STREAM {
@@ -98,7 +120,8 @@ impl Liveness {
                 entry.positions.iter().for_each(|&p| live.set(p));
                 continue;
             }
-            match index.readable(name) {
+            let window = if options.keeps_hidden(name) { index.undeleted(name) } else { index.readable(name) };
+            match window {
                 Ok(Some((first, last))) => live.mark_window(index, name, first, last),
                 Ok(None) | Err(Error::StreamDeleted { .. } | Error::StreamTombstoned { .. }) => {}
                 // A fork that has not appended yet has no entry of its own events.
@@ -174,7 +197,6 @@ impl Log {
         options: &ScavengeOptions,
         progress: &mut dyn FnMut(&ScavengeProgress),
     ) -> Result<ScavengeReport> {
-        let ScavengeOptions {} = options;
         let shared = self.shared_arc();
         self.writable()?;
         let _one_at_a_time = shared.scavenging.lock();
@@ -186,7 +208,7 @@ impl Log {
             let end = sealed.last().map_or(0, |s| s.next_position());
             (sealed.iter().map(|s| s.id).collect::<Vec<SegmentId>>(), end)
         };
-        let mut live = Liveness::of(&shared.index.read(), sealed_end)?;
+        let mut live = Liveness::of(&shared.index.read(), sealed_end, options)?;
         let mut report = ScavengeReport::default();
         let mut state = ScavengeProgress { segments_total: targets.len() as u64, ..ScavengeProgress::default() };
         for id in targets {
@@ -233,7 +255,7 @@ impl Log {
                 }
                 drop(rewrite);
                 remove_leftover(fs.as_ref(), &log_dir);
-                live = Liveness::of(&shared.index.read(), sealed_end)?;
+                live = Liveness::of(&shared.index.read(), sealed_end, options)?;
                 if attempts >= SCAVENGE_ATTEMPTS_MAX {
                     let size = map.mapped_len();
                     break (offsets.len() as u64, size, size, 0);

@@ -274,3 +274,38 @@ fn a_fork_after_a_scavenge_reads_no_husks() {
     assert_eq!(read.iter().map(|e| e.version.0).collect::<Vec<_>>(), (30..=35).collect::<Vec<_>>());
     assert!(read.iter().all(|e| !e.erased), "a fork reads husks");
 }
+
+/// `keep_hidden`: the events of a kept stream that only retention hides (`max_count` here) keep
+/// their payloads, so something that folds them (a view) replays the same bytes; its deleted
+/// and erased events, and every hidden event of the other streams, are husked.
+#[test]
+fn keep_hidden_streams_keep_what_only_retention_hides() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_small(dir.path());
+    for n in 0..5 {
+        for name in ["kv:counted", "plain", "kv:gone", "kv:erased"] {
+            log.append(name, ExpectedVersion::Any, vec![big(name, n)]).unwrap();
+        }
+    }
+    let metadata = StreamMetadata { max_count: Some(1), ..StreamMetadata::default() };
+    log.set_stream_metadata("kv:counted", metadata.clone()).unwrap();
+    log.set_stream_metadata("plain", metadata).unwrap();
+    log.delete_stream("kv:gone", DeleteMode::Soft).unwrap();
+    log.erase("kv:erased", Some(StreamVersion(1)), Some(StreamVersion(2)), "test").unwrap();
+    append_n(&log, "filler", 200);
+    let options = ScavengeOptions::default().keeping_hidden(["kv:"]);
+    assert_eq!(options.keep_hidden, ["kv:"]);
+    let report = log.scavenge(&options, &mut |_| {}).unwrap();
+    // plain 0..=3, kv:gone 0..=4, kv:erased 1..=2.
+    assert_eq!(report.events_husked, 4 + 5 + 2, "{report:?}");
+    let husks = |name: &str| -> Vec<u64> {
+        all(&log).iter().filter(|e| e.stream == name && e.erased).map(|e| e.version.0).collect()
+    };
+    assert_eq!(husks("kv:counted"), Vec::<u64>::new());
+    assert_eq!(husks("plain"), [0, 1, 2, 3]);
+    assert_eq!(husks("kv:gone"), [0, 1, 2, 3, 4]);
+    assert_eq!(husks("kv:erased"), [1, 2]);
+    // Reads are as before: retention still hides the kept stream's older versions.
+    assert_eq!(stream(&log, "kv:counted").iter().map(|e| e.version.0).collect::<Vec<_>>(), [4]);
+    assert!(log.verify(None, |_| ()).unwrap().ok);
+}
