@@ -74,6 +74,12 @@ pub const READ_ONLY_REPLICA: Code = Code::new("read_only_replica", 421, Exit::Er
 /// A replica asked the leader for a segment the leader's log does not hold.
 pub const SEGMENT_NOT_FOUND: Code = Code::new("segment_not_found", 404, Exit::NotFound);
 
+/// A scavenge asked for while one runs (`POST /v1/admin/scavenge`; the answer names it).
+pub const SCAVENGE_RUNNING: Code = Code::new("scavenge_running", 409, Exit::Error);
+
+/// A scavenge job the server does not know (or no longer remembers).
+pub const SCAVENGE_NOT_FOUND: Code = Code::new("scavenge_not_found", 404, Exit::NotFound);
+
 /// A failure of the log.
 pub fn log(e: &log_engine::Error) -> Code {
     use log_engine::Error as E;

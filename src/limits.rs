@@ -47,6 +47,9 @@ pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// The text of that comment: the stream carries the line `: keep-alive`.
 pub const SSE_KEEP_ALIVE_COMMENT: &str = "keep-alive";
 
+/// Longest `GET /v1/admin/scavenge/{id}?wait_ms=` waits for a running job to end (a longer
+/// `wait_ms` waits this long).
+pub const SCAVENGE_WAIT_MAX: Duration = Duration::from_secs(30);
 /// Longest a replica's segment listing (`GET /v1/admin/replication/segments?after=&wait_ms=`)
 /// waits on the leader for the position the replica asked for.
 pub const REPLICATION_WAIT_MAX: Duration = Duration::from_secs(10);

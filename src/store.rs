@@ -333,6 +333,15 @@ impl Store {
     }
 }
 
+/// How this binary scavenges: the views' streams keep the payloads of what only retention
+/// hides, since the views fold those events (a key keeps the value `max_count` hides from its
+/// stream), and a replay from the log (a restore, a drill, a replica) must fold the same bytes.
+/// Deleted, tombstoned, expired and erased events of those streams are husked as elsewhere:
+/// the views forget them at the lifecycle event, live and replayed alike.
+pub fn scavenge_options() -> log_engine::ScavengeOptions {
+    log_engine::ScavengeOptions::default().keeping_hidden(projections::VIEW_FOLDED_PREFIXES)
+}
+
 /// What `cairn stats` and `GET /v1/admin/stats` report.
 #[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct StatsJson {

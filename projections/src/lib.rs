@@ -75,6 +75,6 @@ pub use crate::runner::{
 };
 pub use crate::streams::{
     view_stream_owner, AUDIT_STREAM_PREFIX, KV_STREAM_PREFIX, META_STREAM_PREFIX, SERVER_AUDIT_STREAM_PREFIX,
-    VIEW_STREAM_PREFIXES,
+    VIEW_FOLDED_PREFIXES, VIEW_STREAM_PREFIXES,
 };
 pub use crate::views::Views;

@@ -20,6 +20,12 @@ pub const META_STREAM_PREFIX: &str = "meta:";
 pub const VIEW_STREAM_PREFIXES: [(&str, &str); 3] =
     [(KV_STREAM_PREFIX, "key-value"), (AUDIT_STREAM_PREFIX, "audit"), (META_STREAM_PREFIX, "metadata")];
 
+/// The stream-name prefixes of every stream a view folds: the views' own, and the server's
+/// audit streams the audit view indexes. A scavenge keeps what only retention hides in them
+/// (log-engine's `ScavengeOptions::keep_hidden`).
+pub const VIEW_FOLDED_PREFIXES: [&str; 4] =
+    [KV_STREAM_PREFIX, AUDIT_STREAM_PREFIX, SERVER_AUDIT_STREAM_PREFIX, META_STREAM_PREFIX];
+
 /// The prefix and view that own `stream`, if a view does.
 pub fn view_stream_owner(stream: &str) -> Option<(&'static str, &'static str)> {
     VIEW_STREAM_PREFIXES.iter().copied().find(|(prefix, _)| stream.starts_with(prefix))

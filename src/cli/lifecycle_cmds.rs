@@ -1,4 +1,5 @@
-//! The stream lifecycle commands: delete (soft or tombstone), close, fork, erase, metadata.
+//! The stream lifecycle commands: delete (soft or tombstone), close, fork, erase, metadata,
+//! and scavenge, which gives back the space of what they made dead.
 //!
 //! Each change opens the data directory as its writer, asks the log engine for the change (one
 //! event on the reserved `$lifecycle` stream), and prints what the HTTP API answers for it
@@ -14,11 +15,13 @@ use crate::http::lifecycle::{
     checkpoints_before, set_metadata, EraseJson, EraseRequest, ForkJson, LifecycleJson, MetadataRequest,
     StreamStateJson,
 };
-use crate::output::{Format, Out};
+use crate::http::scavenge::{ScavengeJob, ScavengeReportJson};
+use crate::output::{self, Format, Out};
 use crate::store::open_writer;
 use crate::wire::InputError;
 
 use super::open_reader;
+use super::remote::{Remote, ServerArgs};
 
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
@@ -230,4 +233,63 @@ fn describe(s: &StreamStateJson) -> Vec<String> {
         lines.push(format!("forked_from      {} at version {}", f.stream, f.at_version));
     }
     lines
+}
+
+#[derive(Debug, Args)]
+pub struct ScavengeArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// `cairn scavenge`: through the server when one holds the directory (as `backup` does),
+/// otherwise on the directory itself, with the options the server uses
+/// ([`crate::store::scavenge_options`]).
+pub fn scavenge(dir: &Path, format: Format, args: ScavengeArgs) -> CliResult<Exit> {
+    let report = match Remote::explicit(&args.server)? {
+        Some(remote) => scavenge_remote(&remote)?,
+        None => match open_writer(dir) {
+            Ok(log) => {
+                let report = scavenge_local(&log);
+                log.close();
+                report?
+            }
+            Err(e) => scavenge_remote(&Remote::after_open_error(dir, &args.server, e.into())?)?,
+        },
+    };
+    let mut out = Out::new();
+    match format {
+        Format::Text => out.line(&format!(
+            "scavenged: {} events husked in {} rewritten segments; sealed segments {} -> {} bytes ({} bytes given back)",
+            report.events_husked,
+            report.segments_rewritten,
+            report.bytes_before,
+            report.bytes_after,
+            report.bytes_reclaimed
+        ))?,
+        Format::Json | Format::Ndjson => out.json_line(&report)?,
+    }
+    out.flush()?;
+    Ok(Exit::Ok)
+}
+
+fn scavenge_local(log: &log_engine::Log) -> CliResult<ScavengeReportJson> {
+    let bar = output::progress_bar(0, "scavenging segments");
+    let report = log.scavenge(&crate::store::scavenge_options(), &mut |p| {
+        bar.set_length(p.segments_total);
+        bar.set_position(p.segments_done);
+    });
+    bar.finish_and_clear();
+    Ok(ScavengeReportJson::from(&report.map_err(|e| CliError::Store(crate::store::StoreError::Log(e)))?))
+}
+
+fn scavenge_remote(remote: &Remote) -> CliResult<ScavengeReportJson> {
+    let bar = output::progress_bar(0, "scavenging on the server");
+    let job: CliResult<ScavengeJob> = remote.post_streamed("/v1/admin/scavenge", &serde_json::json!({}), &mut |p| {
+        let number = |k: &str| p.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+        bar.set_length(number("segments_total"));
+        bar.set_position(number("segments_done"));
+    });
+    bar.finish_and_clear();
+    let job = job?;
+    job.report.ok_or_else(|| CliError::Server(format!("the server's scavenge job {} ended without a report", job.id)))
 }

@@ -207,6 +207,23 @@ hold the payloads in their view state (the answer counts them). Exit code 2 for 
 stream does not have, 5 for an unknown stream, 1 for a tombstoned one.")]
     Erase(lifecycle_cmds::EraseArgs),
 
+    /// Give back the disk space of dead events: rewrite sealed segments with deleted, expired,
+    /// truncated and erased events as husks (header and digests kept; the chain still verifies).
+    #[command(after_help = "\
+Examples:
+  cairn scavenge
+  cairn scavenge -o json        # {\"segments_rewritten\", \"events_husked\", \"bytes_before\", \"bytes_after\", ...}
+
+An event is dead when no stream read can return it any more: before a delete point, of a
+tombstoned stream, hidden by truncate_before, max_count, max_age_ms or an expired ttl_ms, or
+erased, and no fork still reads it. It stays as a husk (its position, stream, version, type,
+timestamp and payload digests), read as \"erased\": true. In the views' streams (kv:, audit:,
+$audit:, meta:) what only retention hides keeps its payload, since the views fold it. Only sealed
+segments are rewritten, each swapped in crash-safely while appends go on. While `cairn serve`
+holds the data directory, scavenge asks the server (POST /v1/admin/scavenge), found through the
+address it records in the directory or named with --server URL [--token T].")]
+    Scavenge(lifecycle_cmds::ScavengeArgs),
+
     /// Print a stream's retention metadata and lifecycle state, or replace the metadata (--set).
     #[command(after_help = "\
 Examples:
@@ -546,6 +563,7 @@ fn run(cli: Cli) -> CliResult<Exit> {
         Command::Close(args) => lifecycle_cmds::close(&data, format, args),
         Command::Fork(args) => lifecycle_cmds::fork(&data, format, args),
         Command::Erase(args) => lifecycle_cmds::erase(&data, format, args),
+        Command::Scavenge(args) => lifecycle_cmds::scavenge(&data, format, args),
         Command::Metadata(args) => lifecycle_cmds::metadata(&data, format, args),
         Command::Head => log_cmds::head(&data, format),
         Command::Verify(args) => log_cmds::verify(&data, format, args),

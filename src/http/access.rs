@@ -63,6 +63,8 @@ const ADMIN_ACTIONS: &[(&str, &str)] = &[
     ("PUT", "/v1/streams/{stream}/metadata"),
     ("POST", "/v1/streams/{stream}/fork"),
     ("POST", "/v1/erase"),
+    // A scavenge takes payloads off the disk for good.
+    ("POST", "/v1/admin/scavenge"),
 ];
 
 /// The one query parameter the audit looks at: an append with `allow_reserved=true` writes a

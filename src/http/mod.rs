@@ -36,6 +36,7 @@ pub mod online;
 pub mod ops;
 pub mod query_check;
 pub mod replication;
+pub mod scavenge;
 pub mod subscribe;
 pub mod tls;
 pub mod views;
@@ -172,6 +173,8 @@ pub struct AppState {
     /// One backup at a time, and one drill (see [`online`]).
     pub backup_lock: tokio::sync::Mutex<()>,
     pub drill_lock: tokio::sync::Mutex<()>,
+    /// The scavenge jobs: the running one and the newest finished ones.
+    pub scavenges: scavenge::ScavengeJobs,
 }
 
 impl AppState {
@@ -240,6 +243,8 @@ fn api() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(online::backup))
         .routes(routes!(online::drill))
         .routes(routes!(online::stats))
+        .routes(routes!(scavenge::start))
+        .routes(routes!(scavenge::job))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi))
@@ -414,6 +419,7 @@ pub fn serve_blocking(dir: &Path, args: ServeArgs, mount: Mount) -> Result<(), S
         replica,
         backup_lock: tokio::sync::Mutex::new(()),
         drill_lock: tokio::sync::Mutex::new(()),
+        scavenges: scavenge::ScavengeJobs::default(),
     });
     if let Some(auth) = &state.auth {
         match admin::replay_tokens(&state.log, auth) {

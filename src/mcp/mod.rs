@@ -315,6 +315,7 @@ pub fn embedded(store: Store, dir: &Path) -> AppState {
         archiver: None,
         backup_lock: tokio::sync::Mutex::new(()),
         drill_lock: tokio::sync::Mutex::new(()),
+        scavenges: crate::http::scavenge::ScavengeJobs::default(),
     }
 }
 
