@@ -102,18 +102,19 @@ fn a_scavenge_over_http_husks_the_dead_and_the_cli_asks_the_server() {
     let events = all["events"].as_array().unwrap();
     let gone: Vec<&Value> = events.iter().filter(|e| e["stream"] == "gone").collect();
     assert_eq!(gone.len(), 200);
-    assert!(gone.iter().all(|e| e["erased"] == true && e.get("data").is_none() && e["hash"].is_string()), "{:?}", gone[0]);
+    assert!(
+        gone.iter().all(|e| e["erased"] == true && e.get("data").is_none() && e["hash"].is_string()),
+        "{:?}",
+        gone[0]
+    );
     let kept: Vec<&Value> = events.iter().filter(|e| e["stream"] == "kept").collect();
     assert!(kept.iter().all(|e| e.get("erased").is_none() && e["data"]["pad"].is_string()));
     let (_, verified) = server.post("/v1/verify", &json!({}));
     assert_eq!(verified["ok"], true, "{verified}");
 
     // As a job: 202 with where to follow it; the GET waits (bounded) for its end.
-    let answer = reqwest::blocking::Client::new()
-        .post(server.url("/v1/admin/scavenge"))
-        .bearer_auth(OPS)
-        .send()
-        .unwrap();
+    let answer =
+        reqwest::blocking::Client::new().post(server.url("/v1/admin/scavenge")).bearer_auth(OPS).send().unwrap();
     assert_eq!(answer.status().as_u16(), 202);
     let location = answer.headers()["location"].to_str().unwrap().to_string();
     let started: Value = answer.json().unwrap();
@@ -128,12 +129,8 @@ fn a_scavenge_over_http_husks_the_dead_and_the_cli_asks_the_server() {
 
     // Each POST is an admin action in the access audit, the refused one included.
     let (_, audit) = server.get("/v1/audit?category=authorization&limit=100");
-    let scavenges = audit["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e.to_string().contains("/v1/admin/scavenge"))
-        .count();
+    let scavenges =
+        audit["entries"].as_array().unwrap().iter().filter(|e| e.to_string().contains("/v1/admin/scavenge")).count();
     assert!(scavenges >= 4, "{audit}");
 
     // The command line asks the server holding the directory.

@@ -201,15 +201,36 @@ pub(crate) enum LifecycleOp {
 /// A lifecycle event's meaning: what the writer stages and the index folds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Change {
-    Deleted { stream: String, before_version: u64 },
-    Tombstoned { stream: String, before_version: u64 },
-    Closed { stream: String },
-    Metadata { stream: String, metadata: StreamMetadata },
+    Deleted {
+        stream: String,
+        before_version: u64,
+    },
+    Tombstoned {
+        stream: String,
+        before_version: u64,
+    },
+    Closed {
+        stream: String,
+    },
+    Metadata {
+        stream: String,
+        metadata: StreamMetadata,
+    },
     /// `first_version`: the source's first version a stream read could return when the fork
     /// was made (its delete point, `truncate_before`, `max_count`, `max_age_ms`); the fork reads
     /// no shared version below it, so nothing the source had hidden comes back through a fork.
-    Forked { stream: String, source: String, at_version: u64, first_version: u64 },
-    Erased { stream: String, from_version: u64, to_version: u64, reason: String },
+    Forked {
+        stream: String,
+        source: String,
+        at_version: u64,
+        first_version: u64,
+    },
+    Erased {
+        stream: String,
+        from_version: u64,
+        to_version: u64,
+        reason: String,
+    },
 }
 
 /// The JSON data of a delete or tombstone.
@@ -244,6 +265,7 @@ struct ForkedData {
     first_version: u64,
 }
 
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
 fn is_zero(value: &u64) -> bool {
     *value == 0
 }

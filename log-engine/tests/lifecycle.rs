@@ -365,7 +365,10 @@ fn a_fork_starts_at_its_sources_first_readable_version() {
     let forked = log.read_stream(LIFECYCLE_STREAM, None, 1000, Direction::Forward).unwrap();
     let data: Vec<serde_json::Value> =
         forked.iter().filter(|e| e.event_type == "stream-forked").map(|e| e.data_json().unwrap()).collect();
-    assert_eq!(data[0], serde_json::json!({"stream": "recreated-fork", "source": "recreated", "at_version": 3, "first_version": 2}));
+    assert_eq!(
+        data[0],
+        serde_json::json!({"stream": "recreated-fork", "source": "recreated", "at_version": 3, "first_version": 2})
+    );
     assert!(log.verify(None, |_| ()).unwrap().ok);
 }
 

@@ -324,7 +324,8 @@ fn appends_complete_while_a_scavenge_is_in_progress() {
         .scavenge(&ScavengeOptions::default(), &mut |p| {
             if p.segments_done < p.segments_total {
                 let appended = std::thread::scope(|scope| {
-                    scope.spawn(|| log.append("during", ExpectedVersion::Any, vec![big("during", p.segments_done)]))
+                    scope
+                        .spawn(|| log.append("during", ExpectedVersion::Any, vec![big("during", p.segments_done)]))
                         .join()
                         .unwrap()
                 });

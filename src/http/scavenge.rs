@@ -251,7 +251,13 @@ pub async fn start(
         });
         let last = match (&result, finished) {
             (Ok(r), Some(job)) => {
-                tracing::info!(job = id, husked = r.events_husked, bytes_before = r.bytes_before, bytes_after = r.bytes_after, "scavenge done");
+                tracing::info!(
+                    job = id,
+                    husked = r.events_husked,
+                    bytes_before = r.bytes_before,
+                    bytes_after = r.bytes_after,
+                    "scavenge done"
+                );
                 line(&job)
             }
             (Err(e), _) => {
