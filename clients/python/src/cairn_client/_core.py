@@ -50,6 +50,7 @@ from ._types import (
     Event,
     ExpectedVersion,
     EraseResult,
+    ScavengeJob,
     ForkResult,
     Head,
     KeyPage,
@@ -551,6 +552,26 @@ def erase(stream: str, reason: str, from_version: int | None, to_version: int | 
     # Erasing the same range again changes nothing a reader sees: safe to repeat.
     request = Request("POST", "/v1/erase", body=body, idempotent=True)
     return Call(request, _json_of(EraseResult.from_json))
+
+
+def scavenge() -> Call[ScavengeJob]:
+    # Not retried once sent: a repeated start would answer scavenge_running for one that started.
+    return Call(Request("POST", "/v1/admin/scavenge", body={}), _json_of(ScavengeJob.from_json))
+
+
+SCAVENGE_WAIT_MS_MAX = 30_000
+"""The longest the server waits in one ``GET /v1/admin/scavenge/{id}?wait_ms=`` (its
+``SCAVENGE_WAIT_MAX``)."""
+
+
+def scavenge_job(job_id: int, wait_ms: int | None = None) -> Call[ScavengeJob]:
+    if isinstance(job_id, bool) or not isinstance(job_id, int) or job_id < 0:
+        raise ValueError(f"job_id must be a scavenge job's id, not {job_id!r}")
+    params = _params(wait_ms=None if wait_ms is None else min(max(wait_ms, 0), SCAVENGE_WAIT_MS_MAX))
+    # A long poll: the request may take up to wait_ms before the server answers.
+    timeout = None if wait_ms is None else 30.0 + SCAVENGE_WAIT_MS_MAX / 1000
+    request = Request("GET", f"/v1/admin/scavenge/{job_id}", params=params, idempotent=True, timeout=timeout)
+    return Call(request, _json_of(ScavengeJob.from_json))
 
 
 def stream_metadata(stream: str) -> Call[StreamState]:

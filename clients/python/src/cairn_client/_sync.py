@@ -34,6 +34,7 @@ from ._types import (
     Event,
     ExpectedVersion,
     EraseResult,
+    ScavengeJob,
     ForkResult,
     Head,
     KeyPage,
@@ -425,6 +426,25 @@ class Client:
         erased for both. Raises :class:`EraseOutOfRange` for versions the stream does not have,
         :class:`NotFound` for an unknown stream, :class:`StreamTombstoned`."""
         return self._call(core.erase(stream, reason, from_version, to_version))
+
+    def scavenge(self, *, wait: bool = True) -> ScavengeJob:
+        """Scavenges the server's log: rewrites its sealed segments with deleted, expired,
+        truncated and erased events as husks (header and digests kept, payload gone; the chain
+        still verifies) and gives the space back. Starts the job; with ``wait`` (the default)
+        follows it until it ends and returns it ended (``state`` ``"done"`` with ``report``, or
+        ``"failed"`` with ``failure``); without, returns it running (see :meth:`scavenge_job`).
+        Needs ``admin`` on the whole log. Raises :class:`Conflict` (``scavenge_running``) while
+        another scavenge runs."""
+        job = self._call(core.scavenge())
+        while wait and job.state == "running":
+            job = self._call(core.scavenge_job(job.id, core.SCAVENGE_WAIT_MS_MAX))
+        return job
+
+    def scavenge_job(self, job_id: int, *, wait_ms: int | None = None) -> ScavengeJob:
+        """A scavenge job by its id: now, or once it has ended if that comes within ``wait_ms``
+        (the server waits at most 30 s). Raises :class:`NotFound` (``scavenge_not_found``) for a
+        job the server does not remember (it keeps the newest 16, none across a restart)."""
+        return self._call(core.scavenge_job(job_id, wait_ms))
 
     def stream_metadata(self, stream: str) -> StreamState:
         """The stream's retention limits and lifecycle state."""

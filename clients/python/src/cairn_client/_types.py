@@ -50,6 +50,8 @@ __all__ = [
     "Page",
     "Payload",
     "SchemaVersion",
+    "ScavengeJob",
+    "ScavengeReport",
     "ServiceInstance",
     "StreamAppend",
     "StreamInfo",
@@ -363,6 +365,64 @@ class EraseResult:
             hash=_field(obj, "hash", str, what),
             audit_position=_field(obj, "audit_position", int, what),
             checkpoints_before=_field(obj, "checkpoints_before", int, what),
+        )
+
+
+@dataclass(frozen=True)
+class ScavengeReport:
+    """What a finished scavenge did: sealed segments rewritten, events turned into husks, and
+    the sealed segment files' bytes before and after."""
+
+    segments_rewritten: int
+    segments_removed: int
+    events_husked: int
+    bytes_before: int
+    bytes_after: int
+    bytes_reclaimed: int
+
+    @staticmethod
+    def from_json(value: Any) -> ScavengeReport:
+        what = "scavenge report"
+        obj = _mapping(value, what)
+        return ScavengeReport(
+            segments_rewritten=_field(obj, "segments_rewritten", int, what),
+            segments_removed=_field(obj, "segments_removed", int, what),
+            events_husked=_field(obj, "events_husked", int, what),
+            bytes_before=_field(obj, "bytes_before", int, what),
+            bytes_after=_field(obj, "bytes_after", int, what),
+            bytes_reclaimed=_field(obj, "bytes_reclaimed", int, what),
+        )
+
+
+@dataclass(frozen=True)
+class ScavengeJob:
+    """A scavenge job on the server: ``state`` is ``"running"``, ``"done"`` (with ``report``) or
+    ``"failed"`` (with ``failure``: ``{"error", "message"}``); ``progress`` counts
+    ``segments_done``/``segments_total``, ``events_scanned``, ``events_husked`` and
+    ``bytes_reclaimed`` so far."""
+
+    id: int
+    state: str
+    started_ms: int
+    finished_ms: int | None
+    progress: Mapping[str, int]
+    report: ScavengeReport | None
+    failure: Mapping[str, str] | None
+
+    @staticmethod
+    def from_json(value: Any) -> ScavengeJob:
+        what = "scavenge job"
+        obj = _mapping(value, what)
+        report = obj.get("report")
+        failure = obj.get("failure")
+        return ScavengeJob(
+            id=_field(obj, "id", int, what),
+            state=_field(obj, "state", str, what),
+            started_ms=_field(obj, "started_ms", int, what),
+            finished_ms=_opt(obj, "finished_ms", int, what),
+            progress=dict(_mapping(_field(obj, "progress", dict, what), what)),
+            report=None if report is None else ScavengeReport.from_json(report),
+            failure=None if failure is None else dict(_mapping(failure, what)),
         )
 
 

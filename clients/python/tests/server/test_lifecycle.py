@@ -191,3 +191,33 @@ async def test_async_erase(aclient: cc.AsyncClient, stream: str) -> None:
     assert (erased.from_version, erased.to_version) == (0, 0)
     page = await aclient.read_stream_page(stream)
     assert page.events[0].erased and page.events[0].data is None
+
+
+def test_scavenge_runs_as_a_job_and_reports(client: cc.Client, stream: str) -> None:
+    client.append(stream, [NewEvent("E", {"i": i}) for i in range(3)])
+    client.delete_stream(stream)
+    job = client.scavenge()
+    assert job.state == "done" and job.failure is None and job.finished_ms is not None
+    report = job.report
+    assert report is not None and report.segments_removed == 0
+    assert report.bytes_reclaimed == report.bytes_before - report.bytes_after >= 0
+    assert client.scavenge_job(job.id) == job, "the server remembers the job"
+    # Without waiting: the job as started, then followed to its end.
+    started = client.scavenge(wait=False)
+    assert started.id == job.id + 1 and started.state in ("running", "done")
+    ended = client.scavenge_job(started.id, wait_ms=30_000)
+    assert ended.state == "done" and ended.report is not None
+    assert ended.progress["segments_done"] == ended.progress["segments_total"]
+    with pytest.raises(cc.NotFound) as missing:
+        client.scavenge_job(10**9)
+    assert missing.value.code == "scavenge_not_found"
+    with pytest.raises(ValueError):
+        client.scavenge_job(-1)
+    assert client.verify().ok
+
+
+@pytest.mark.anyio
+async def test_async_scavenge(aclient: cc.AsyncClient) -> None:
+    job = await aclient.scavenge()
+    assert job.state == "done" and job.report is not None
+    assert (await aclient.scavenge_job(job.id, wait_ms=0)).state == "done"
