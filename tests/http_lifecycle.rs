@@ -500,3 +500,31 @@ fn erase_needs_the_erase_permission_and_names_the_principal() {
         out.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).find(|e| e["type"] == "stream-erased").unwrap();
     assert_eq!(lifecycle["metadata"]["$principal"], "dpo", "{lifecycle}");
 }
+
+/// `GET /v1/streams?include_deleted=true` lists the deleted and tombstoned streams too, each
+/// saying which; without it they are left out, as before.
+#[test]
+fn the_listing_includes_deleted_streams_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    for stream in ["l-live", "l-soft", "l-tomb"] {
+        server.append(stream, &[("E", json!({})), ("E", json!({}))]);
+    }
+    assert_eq!(delete(&server, "/v1/streams/l-soft").0, 200);
+    assert_eq!(delete(&server, "/v1/streams/l-tomb?mode=tombstone").0, 200);
+    let (_, plain) = server.get("/v1/streams?prefix=l-");
+    assert_eq!(plain["streams"], json!([{"stream": "l-live", "last_version": 1, "events": 2}]), "{plain}");
+    let (status, all) = server.get("/v1/streams?prefix=l-&include_deleted=true");
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(
+        all["streams"],
+        json!([
+            {"stream": "l-live", "last_version": 1, "events": 2, "deleted": false, "tombstoned": false},
+            {"stream": "l-soft", "last_version": 1, "events": 0, "deleted": true, "tombstoned": false},
+            {"stream": "l-tomb", "last_version": 1, "events": 0, "deleted": true, "tombstoned": true},
+        ]),
+        "{all}"
+    );
+    let (status, bad) = server.get("/v1/streams?include_deleted=maybe");
+    assert_eq!((status, bad["error"].as_str()), (400, Some("invalid_query")), "{bad}");
+}

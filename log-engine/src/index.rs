@@ -73,12 +73,6 @@ impl StreamEntry {
         self.positions.get(i).copied()
     }
 
-    /// The own positions before `position`, as a version: where a reader that has seen the
-    /// log up to `position` continues in this stream.
-    pub(crate) fn version_at(&self, position: u64) -> u64 {
-        self.base + self.positions.partition_point(|&p| p < position) as u64
-    }
-
     pub(crate) fn life(&self) -> Option<&Life> {
         self.life.as_deref()
     }
@@ -359,7 +353,7 @@ impl Index {
     /// Versions `lo..=hi` of `stream` split by the stream that owns them, as
     /// `(owner, lo, hi)`: the stream's own versions first, then its fork source's (and that
     /// one's source's) shared prefix.
-    fn owners(&self, stream: &str, lo: u64, hi: u64) -> Vec<(&str, u64, u64)> {
+    pub(crate) fn owners(&self, stream: &str, lo: u64, hi: u64) -> Vec<(&str, u64, u64)> {
         let mut spans = Vec::new();
         let (mut name, mut hi) = (stream, hi);
         while let Some((key, entry)) = self.streams.get_key_value(name) {

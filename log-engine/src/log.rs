@@ -562,10 +562,13 @@ impl Log {
         decode_stream(picked, bytes_max, self.shared().options.keys.as_deref())
     }
 
-    /// A stream's own events (not a fork's shared prefix) at positions from `position` on, at
-    /// most `limit`, bounded by `bytes_max` as [`Log::read_stream_bounded`] is. For a
-    /// subscription, which follows the global log: lifecycle state hides nothing from it.
-    pub(crate) fn read_own_from(
+    /// A stream's events at positions from `position` on, at most `limit`, bounded by
+    /// `bytes_max` as [`Log::read_stream_bounded`] is: its own, and for a fork the shared prefix
+    /// it reads (from its first readable shared version; those events keep their source's
+    /// name, as a stream read returns them). For a subscription, which follows the global log:
+    /// lifecycle state hides nothing else from it. In position order: a fork's shared versions
+    /// were all written before the fork, its own after.
+    pub(crate) fn read_subscribed_from(
         &self,
         stream: &str,
         position: u64,
@@ -575,13 +578,25 @@ impl Log {
         let picked = {
             let index = self.shared().index.read();
             let Some(entry) = index.streams.get(stream) else { return Ok(Vec::new()) };
-            let start = entry.positions.partition_point(|&p| p < position);
-            let picked = entry.positions[start..]
-                .iter()
-                .take(limit)
-                .zip(entry.version_at(position)..)
-                .map(|(&p, v)| (stream.to_string(), v, p))
-                .collect();
+            let Some(last) = entry.last_version() else { return Ok(Vec::new()) };
+            let first = entry.life().map_or(0, |l| l.fork_floor.min(entry.base));
+            let mut picked = Vec::new();
+            for (owner, lo, hi) in index.owners(stream, first, last).into_iter().rev() {
+                let owned = &index.streams[owner];
+                let (from, to) = (usize_of(lo - owned.base), usize_of(hi - owned.base));
+                let span = owned.positions.get(from..=to).unwrap_or(&[]);
+                let start = span.partition_point(|&p| p < position);
+                picked.extend(
+                    span[start..]
+                        .iter()
+                        .zip(lo + start as u64..)
+                        .take(limit - picked.len())
+                        .map(|(&p, v)| (owner.to_string(), v, p)),
+                );
+                if picked.len() == limit {
+                    break;
+                }
+            }
             locate_all(&index, picked)
         };
         decode_stream(picked, bytes_max, self.shared().options.keys.as_deref())
@@ -723,11 +738,23 @@ impl Log {
     /// Streams whose name starts with `prefix`, sorted by name: those a stream read finds
     /// (deleted, expired and tombstoned streams are left out). `events` counts versions.
     pub fn streams(&self, prefix: &str) -> Vec<StreamInfo> {
+        self.list_streams(prefix, false)
+    }
+
+    /// As [`Log::streams`], with the deleted, expired and tombstoned streams too (each has
+    /// [`Log::stream_state`] to tell which it is).
+    pub fn streams_including_deleted(&self, prefix: &str) -> Vec<StreamInfo> {
+        self.list_streams(prefix, true)
+    }
+
+    fn list_streams(&self, prefix: &str, deleted: bool) -> Vec<StreamInfo> {
         let index = self.shared().index.read();
         let mut out: Vec<StreamInfo> = index
             .streams
             .iter()
-            .filter(|(name, entry)| name.starts_with(prefix) && (entry.life.is_none() || index.readable(name).is_ok()))
+            .filter(|(name, entry)| {
+                name.starts_with(prefix) && (deleted || entry.life.is_none() || index.readable(name).is_ok())
+            })
             .filter_map(|(name, entry)| {
                 let last = entry.last_version()?;
                 Some(StreamInfo { stream: name.clone(), last_version: StreamVersion(last), events: last + 1 })

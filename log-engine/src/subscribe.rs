@@ -39,7 +39,8 @@ pub enum StartFrom {
 /// Which events a subscription yields. Empty fields match everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
-    /// Exactly this stream.
+    /// Exactly this stream: its own events and, for a fork, the shared prefix it reads (whose
+    /// events keep their source's name, as a stream read returns them).
     pub stream: Option<String>,
     pub stream_prefix: Option<String>,
     pub type_prefix: Option<String>,
@@ -155,9 +156,9 @@ impl Subscription {
     }
 
     /// [`Subscription::fill`] for a one-stream filter: the stream's next positions from the
-    /// index, so only its own events are decoded.
+    /// index, so only its own events (and a fork's shared prefix) are decoded.
     fn fill_stream(&mut self, stream: &str, committed: u64) -> Result<()> {
-        let events = self.log.read_own_from(stream, self.next, CHUNK_EVENTS, CHUNK_BYTES)?;
+        let events = self.log.read_subscribed_from(stream, self.next, CHUNK_EVENTS, CHUNK_BYTES)?;
         self.decoded += events.len() as u64;
         match events.last() {
             // Every position before `committed` is in the index (it is published before the
@@ -165,8 +166,12 @@ impl Subscription {
             None => self.next = self.next.max(committed),
             Some(last) => self.next = last.position.0 + 1,
         }
+        // The events are the stream's (a fork's shared ones carry their source's name): the
+        // other fields of the filter still apply, the stream's name in place of theirs.
         let filter = &self.filter;
-        self.buffer.extend(events.into_iter().filter(|e| filter.matches(e)));
+        let named = filter.stream_prefix.as_ref().is_none_or(|p| stream.starts_with(p.as_str()));
+        let typed = |e: &Event| filter.type_prefix.as_ref().is_none_or(|p| e.event_type.starts_with(p.as_str()));
+        self.buffer.extend(events.into_iter().filter(|e| named && typed(e)));
         Ok(())
     }
 }

@@ -52,3 +52,41 @@ async fn from_end_skips_history_and_ends_when_the_log_closes() {
     log.clone().close();
     assert!(sub.next().await.is_none());
 }
+
+/// A subscription to a fork delivers what a read of the fork returns: the shared prefix it
+/// reads (from the source's first readable version when it was forked; those events keep the
+/// source's name), then its own events, live ones included. Before, only its own events came.
+#[tokio::test]
+async fn a_subscription_to_a_fork_delivers_its_shared_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), Options { durability: Durability::None, ..small_options() }).unwrap();
+    append_n(&log, "source", 5);
+    let truncated = log_engine::StreamMetadata { truncate_before: Some(1), ..Default::default() };
+    log.set_stream_metadata("source", truncated).unwrap();
+    log.fork_stream("source", "fork", log_engine::StreamVersion(3)).unwrap();
+    append_n(&log, "other", 2);
+    append_n(&log, "fork", 1);
+    let mut sub = log.subscribe(
+        StartFrom::Position(Position(0)),
+        Filter { stream: Some("fork".into()), type_prefix: Some("Ti".into()), ..Filter::default() },
+    );
+    let expected = [("source", 1), ("source", 2), ("source", 3), ("fork", 4), ("fork", 5)];
+    let read: Vec<(String, u64)> = log
+        .read_stream("fork", None, 100, log_engine::Direction::Forward)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.stream, e.version.0))
+        .collect();
+    let mut seen = Vec::new();
+    for i in 0..expected.len() {
+        if i == 4 {
+            // Live: appended after the subscription caught up.
+            append_n(&log, "fork", 1);
+        }
+        let event = sub.next().await.unwrap().unwrap();
+        seen.push((event.stream, event.version.0));
+    }
+    let expected: Vec<(String, u64)> = expected.iter().map(|&(s, v)| (s.to_string(), v)).collect();
+    assert_eq!(seen, expected);
+    assert_eq!(read, expected[..4], "what a read of the fork returned before the live append");
+}

@@ -395,16 +395,33 @@ pub struct StreamsQuery {
     after: Option<String>,
     /// Most rows (default and maximum 10000, `STREAMS_LIST_MAX`).
     limit: Option<usize>,
+    /// List deleted, expired and tombstoned streams too, each row then saying `deleted` and
+    /// `tombstoned` (default false: only the streams a read finds).
+    include_deleted: Option<bool>,
 }
 
 /// Most rows of one page of `GET /v1/streams`, and the page size when the request names none.
 pub const STREAMS_LIST_MAX: usize = 10_000;
 
+/// One row of `GET /v1/streams`: with `include_deleted=true` it also says whether the stream
+/// reads as deleted (`events` is then 0) or is tombstoned.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamRowJson {
+    #[serde(flatten)]
+    pub info: StreamInfoJson,
+    /// With `include_deleted=true` only: soft-deleted (or expired) with nothing appended since.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<bool>,
+    /// With `include_deleted=true` only: deleted for good.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tombstoned: Option<bool>,
+}
+
 /// One page of `GET /v1/streams`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StreamsPage {
     /// Streams sorted by name (bytewise).
-    pub streams: Vec<StreamInfoJson>,
+    pub streams: Vec<StreamRowJson>,
     /// The last name of this page when more streams follow (pass it as `after`), `null` on the
     /// last page.
     pub next: Option<String>,
@@ -432,15 +449,28 @@ pub async fn list_streams(
     let limit = q.limit.unwrap_or(STREAMS_LIST_MAX).clamp(1, STREAMS_LIST_MAX);
     let log = state.log.clone();
     let page = blocking(move || {
-        let all = log.streams(&prefix);
+        let deleted = q.include_deleted.unwrap_or(false);
+        let all = if deleted { log.streams_including_deleted(&prefix) } else { log.streams(&prefix) };
         let mut rest = all.iter().filter(|s| q.after.as_deref().is_none_or(|after| s.stream.as_str() > after));
-        let streams: Vec<StreamInfoJson> = rest
+        let streams: Vec<StreamRowJson> = rest
             .by_ref()
             .take(limit)
-            .map(|s| StreamInfoJson::of(s, log.stream_state(&s.stream).ok().as_ref()))
+            .map(|s| {
+                let state = log.stream_state(&s.stream).ok();
+                let mut info = StreamInfoJson::of(s, state.as_ref());
+                if !deleted {
+                    return StreamRowJson { info, deleted: None, tombstoned: None };
+                }
+                let gone = state.as_ref().is_some_and(crate::wire::is_deleted);
+                let tombstoned = state.as_ref().is_some_and(|s| s.tombstoned);
+                if gone || tombstoned {
+                    info.events = 0;
+                }
+                StreamRowJson { info, deleted: Some(gone), tombstoned: Some(tombstoned) }
+            })
             .collect();
         // A cursor only when a row follows: the last page says it is the last.
-        let next = if rest.next().is_some() { streams.last().map(|s| s.stream.clone()) } else { None };
+        let next = if rest.next().is_some() { streams.last().map(|s| s.info.stream.clone()) } else { None };
         StreamsPage { streams, next }
     })
     .await?;

@@ -218,7 +218,8 @@ where
     Ok(([(axum::http::header::CONTENT_TYPE, NDJSON)], Body::from_stream(body)).into_response())
 }
 
-fn line(value: &impl Serialize) -> String {
+/// One NDJSON line of `value`.
+pub(super) fn line(value: &impl Serialize) -> String {
     let mut line = serde_json::to_string(value).unwrap_or_default();
     line.push('\n');
     line

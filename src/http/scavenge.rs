@@ -30,6 +30,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{Caller, Path, Query, NDJSON};
+use super::online::line;
 use super::views::optional_body;
 use super::AppState;
 use crate::auth::Permission;
@@ -331,10 +332,4 @@ pub async fn job(
             _ = stop.wait_for(|s| *s) => return Ok(Json(job)),
         }
     }
-}
-
-fn line(value: &impl Serialize) -> String {
-    let mut line = serde_json::to_string(value).unwrap_or_default();
-    line.push('\n');
-    line
 }
