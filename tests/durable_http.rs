@@ -185,3 +185,128 @@ fn a_refused_producer_append_moves_no_state() {
         assert_eq!(body, json!([1]), "round {round}");
     }
 }
+
+/// An ETag names the content of the page it was sent with: once a message in it is erased, a
+/// read with the old ETag in `If-None-Match` is answered 200 with what remains, never 304 (the
+/// ETag was the incarnation and the offset range alone, so the erased message's page stayed
+/// "not modified" in every cache that held it).
+#[test]
+fn an_erased_message_changes_the_etag_of_its_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let c = http();
+    let url = server.url("/v1/stream/secrets");
+    assert_eq!(c.put(&url).header("content-type", "text/plain").body("a").send().unwrap().status(), 201);
+    assert_eq!(c.post(&url).header("content-type", "text/plain").body("b").send().unwrap().status(), 204);
+    let read = |etag: Option<&str>| {
+        let rb = c.get(format!("{url}?offset=-1"));
+        let r = match etag {
+            Some(e) => rb.header("if-none-match", e),
+            None => rb,
+        }
+        .send()
+        .unwrap();
+        let etag = r.headers().get("etag").map(|v| v.to_str().unwrap().to_string());
+        (r.status().as_u16(), etag, r.text().unwrap())
+    };
+    let (status, etag, body) = read(None);
+    assert_eq!((status, body.as_str()), (200, "ab"));
+    let etag = etag.expect("a catch-up read has an ETag");
+    assert_eq!(read(Some(&etag)).0, 304, "unchanged: not modified");
+
+    let (status, erased) = server
+        .post("/v1/erase", &json!({"stream": "ds:secrets", "from_version": 1, "to_version": 1, "reason": "test"}));
+    assert_eq!(status, 200, "{erased}");
+    let (status, new_etag, body) = read(Some(&etag));
+    assert_eq!((status, body.as_str()), (200, "b"), "the erased message's page is modified");
+    assert_ne!(new_etag.as_deref(), Some(etag.as_str()));
+}
+
+/// A JSON fork's `Stream-Fork-Sub-Offset` counts messages of the source; above
+/// `FORK_SUB_OFFSET_MAX` it is refused before anything is read (u64::MAX once read the whole
+/// source into memory looking for that many messages). Within the bound it still forks there.
+#[test]
+fn a_fork_sub_offset_past_its_bound_is_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let c = http();
+    let src = server.url("/v1/stream/src");
+    let put = c.put(&src).header("content-type", "application/json").body("[1,2,3]").send().unwrap();
+    assert_eq!(put.status(), 201);
+    let start = "0000000000000000_0000000000000000";
+    let fork = |name: &str, sub: &str| {
+        c.put(server.url(&format!("/v1/stream/{name}")))
+            .header("stream-forked-from", "/v1/stream/src")
+            .header("stream-fork-offset", start)
+            .header("stream-fork-sub-offset", sub)
+            .send()
+            .unwrap()
+    };
+    for (name, sub) in
+        [("huge", u64::MAX.to_string()), ("above", (cairn::http::durable::FORK_SUB_OFFSET_MAX + 1).to_string())]
+    {
+        let refused = fork(name, &sub);
+        assert_eq!(refused.status(), 400, "{sub}");
+        let body: Value = refused.json().unwrap();
+        assert_eq!(body["error"], "invalid_fork", "{body}");
+        assert!(body["message"].as_str().unwrap().contains("FORK_SUB_OFFSET_MAX"), "{body}");
+    }
+    assert_eq!(fork("two", "2").status(), 201);
+    let body: Value = c.get(server.url("/v1/stream/two")).send().unwrap().json().unwrap();
+    assert_eq!(body, json!([1, 2]), "a fork two messages in shares two");
+    assert_eq!(fork("past", "4").status(), 400, "past the source's data");
+}
+
+/// Events appended to a `ds:` stream through cairn's own API cannot give a Durable Stream a
+/// state this server could not have written: a `ds.created` beyond the bounds (a TTL whose
+/// milliseconds overflow, a content type no header carries) opens no stream, and coordination
+/// metadata beyond the producer bounds moves no producer; nothing answers 5xx.
+#[test]
+fn ds_events_written_through_cairns_api_are_validated_when_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let c = http();
+    let hostile = [
+        json!({"content_type": "text/plain", "ttl_seconds": u64::MAX}),
+        json!({"content_type": "text/plain\nx-evil: 1"}),
+        json!({"content_type": "x".repeat(10_000)}),
+        json!({"content_type": ""}),
+        json!({"content_type": "text/plain", "ttl_seconds": 5, "expires_at_ms": 1}),
+        json!({"content_type": "text/plain", "expires_at": "tomorrow", "expires_at_ms": 1}),
+        json!({"content_type": "text/plain", "forked_from": "elsewhere", "fork_offset": "x"}),
+    ];
+    for (i, created) in hostile.iter().enumerate() {
+        server.append(&format!("ds%3Ahostile{i}"), &[("ds.created", created.clone()), ("ds.data", json!(1))]);
+        let url = server.url(&format!("/v1/stream/hostile{i}"));
+        for method in [reqwest::Method::GET, reqwest::Method::HEAD, reqwest::Method::DELETE] {
+            let status = c.request(method.clone(), &url).send().unwrap().status();
+            assert_eq!(status, 404, "{created} {method}: an invalid ds.created opens no stream");
+        }
+        let post = c.post(&url).header("content-type", "text/plain").body("x").send().unwrap().status();
+        assert_eq!(post, 404, "{created}");
+    }
+
+    // Producer state beyond the bounds in an event's metadata is not a producer's state.
+    let url = server.url("/v1/stream/meta");
+    assert_eq!(c.put(&url).header("content-type", "text/plain").send().unwrap().status(), 201);
+    let (status, body) = server.post(
+        "/v1/streams/ds%3Ameta/events",
+        &json!({"events": [{"type": "ds.data", "data": 1, "metadata": {"ds": {"producer": ["p", 0, u64::MAX], "stream_seq": ""}}}]}),
+    );
+    assert_eq!(status, 200, "{body}");
+    // The server folds the stream afresh from the log after a restart.
+    assert!(server.stop().success());
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let url = server.url("/v1/stream/meta");
+    let post = c
+        .post(&url)
+        .header("content-type", "text/plain")
+        .header("producer-id", "p")
+        .header("producer-epoch", "0")
+        .header("producer-seq", "0")
+        .header("stream-seq", "a")
+        .body("x")
+        .send()
+        .unwrap();
+    assert_eq!(post.status(), 200, "seq 0 of producer p is new data");
+}

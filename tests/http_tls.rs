@@ -1,10 +1,11 @@
 //! TLS against the real binary (`cairn serve --tls-cert --tls-key`), with a real rustls client
-//! and certificates from a test CA made here with rcgen: the API answers over HTTPS; plain HTTP
-//! to the TLS port gets no HTTP answer; a client that trusts another CA refuses the server; an
-//! expired certificate or a key of another certificate stops the server at start with an error
-//! naming the file; a non-loopback address without TLS is refused unless `--insecure-no-tls`;
-//! SIGHUP makes new connections get a renewed certificate, and a bad renewal keeps the old one;
-//! `cairn mcp --server https://... --ca-file` trusts the test CA, and without it refuses.
+//! and certificates from a test CA made here with rcgen: the API answers over HTTPS (a Durable
+//! Stream's `Location` says `https://`); plain HTTP to the TLS port gets no HTTP answer; a
+//! client that trusts another CA refuses the server; an expired certificate or a key of another
+//! certificate stops the server at start with an error naming the file; a non-loopback address
+//! without TLS is refused unless `--insecure-no-tls`; SIGHUP makes new connections get a renewed
+//! certificate, and a bad renewal keeps the old one; `cairn mcp --server https://... --ca-file`
+//! trusts the test CA, and without it refuses.
 
 mod support;
 
@@ -70,6 +71,11 @@ fn addr(server: &Server) -> String {
 /// One HTTPS request trusting only `roots`: the server's leaf certificate and the raw answer,
 /// or the handshake's error.
 fn https_get(addr: &str, roots: rustls::RootCertStore, path: &str) -> Result<(Vec<u8>, String), String> {
+    https_send(addr, roots, &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"))
+}
+
+/// One raw HTTPS request (`request`: its head and body, asking `Connection: close`).
+fn https_send(addr: &str, roots: rustls::RootCertStore, request: &str) -> Result<(Vec<u8>, String), String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -81,7 +87,6 @@ fn https_get(addr: &str, roots: rustls::RootCertStore, path: &str) -> Result<(Ve
     let tcp = TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(READ_GUARD)).unwrap();
     let mut tls = rustls::StreamOwned::new(connection, tcp);
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     tls.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
     let mut answer = Vec::new();
     if let Err(e) = tls.read_to_end(&mut answer) {
@@ -107,6 +112,22 @@ fn the_api_answers_over_https_with_the_configured_certificate() {
     assert_eq!(leaf, der, "the server presents the configured certificate");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("\"position\":null"), "{answer}");
+}
+
+/// A Durable Stream created over HTTPS is given an `https://` `Location` (it was `http://`
+/// whatever the server spoke).
+#[test]
+fn a_durable_stream_created_over_https_has_an_https_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let (cert, key, _) = ca.leaf(dir.path(), "server", NOW_VALID);
+    let server = tls_server(dir.path(), &cert, &key);
+    let request = "PUT /v1/stream/runs/1 HTTP/1.1\r\nHost: localhost:7443\r\ncontent-type: text/plain\r\n\
+                   content-length: 0\r\nConnection: close\r\n\r\n";
+    let (_, answer) = https_send(&addr(&server), ca.roots(), request).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let location = answer.lines().find_map(|l| l.strip_prefix("location: ")).unwrap_or_else(|| panic!("{answer}"));
+    assert_eq!(location, "https://localhost:7443/v1/stream/runs/1");
 }
 
 #[test]

@@ -323,3 +323,25 @@ fn a_byte_flipped_by_the_leader_is_refused_by_its_crc() {
 fn a_byte_flipped_with_a_matching_crc_is_refused_by_the_chain() {
     refused_batch(true);
 }
+
+/// A Durable Stream that has expired reads as absent on a replica (404), which cannot delete it:
+/// its log takes no writes (the replica once tried the delete, and the read failed with it).
+#[test]
+fn an_expired_durable_stream_reads_as_absent_on_a_replica() {
+    let (_dir, leader, replica) = leader_and_replica();
+    // Expired since 1970; nothing on the leader has used it yet, so nothing deleted it there.
+    let created = json!({"content_type": "text/plain", "expires_at_ms": 1});
+    let appended = leader.append("ds%3Aold", &[("ds.created", created), ("ds.data", json!("x"))]);
+    let position = appended["last_position"].as_u64().unwrap_or_else(|| panic!("{appended}"));
+    wait_until("the replica holds the stream", || {
+        replica.get("/v1/head").1["position"].as_u64().is_some_and(|p| p >= position)
+    });
+    for _ in 0..2 {
+        let (status, body) = replica.get("/v1/stream/old");
+        assert_eq!(status, 404, "{body}");
+        assert_eq!(body["error"], "stream_not_found", "{body}");
+    }
+    let (status, read) = replica.get("/v1/streams/ds%3Aold/events");
+    assert_eq!(status, 200, "the replica deleted nothing: {read}");
+    assert_eq!(leader.get("/v1/stream/old").0, 404, "the leader deletes it on its next use");
+}

@@ -415,7 +415,11 @@ pub fn serve_blocking(dir: &Path, args: ServeArgs, mount: Mount) -> Result<(), S
         access_audit: access::AccessAudit::default(),
         token_lock: tokio::sync::Mutex::new(()),
         archiver,
-        durable: durable::Durable { long_poll_timeout: args.ds_long_poll_timeout, ..durable::Durable::default() },
+        durable: durable::Durable {
+            long_poll_timeout: args.ds_long_poll_timeout,
+            https: tls.is_some(),
+            ..durable::Durable::default()
+        },
         replica,
         backup_lock: tokio::sync::Mutex::new(()),
         drill_lock: tokio::sync::Mutex::new(()),

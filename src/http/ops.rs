@@ -289,7 +289,12 @@ impl Modify for CommonErrors {
             let writes = [&mut item.post, &mut item.put, &mut item.delete, &mut item.patch].map(|o| (o, true));
             for (operation, writes) in reads.into_iter().chain(writes).filter_map(|(o, w)| Some((o.as_mut()?, w))) {
                 // MCP's endpoint answers what its protocol's transport does; it lists its own.
-                if operation.tags.as_ref().is_some_and(|t| t.iter().any(|t| t == MCP_TAG)) {
+                // So do the Durable Streams routes: their bodies are the protocol's.
+                if operation
+                    .tags
+                    .as_ref()
+                    .is_some_and(|t| t.iter().any(|t| t == MCP_TAG || t == super::durable::doc::TAG))
+                {
                     continue;
                 }
                 let secured = operation.security.is_some();
@@ -370,8 +375,17 @@ impl Modify for CommonErrors {
         (name = "replication", description = "What a read replica (`cairn serve --follow`) ships from its leader: segment files up to their durable extent."),
         (name = "ops", description = "Health, metrics, this document."),
         (name = "mcp", description = "The Model Context Protocol: cairn's tools for agents (docs/mcp.md)."),
+        (name = "durable", description = "The Durable Streams protocol under /v1/stream/: create, append, read (catch-up, long-poll, SSE), metadata, delete (docs/http-api.md)."),
     ),
-    paths(mcp)
+    paths(
+        mcp,
+        super::durable::doc::create,
+        super::durable::doc::append,
+        super::durable::doc::read,
+        super::durable::doc::head,
+        super::durable::doc::delete,
+        super::durable::doc::preflight,
+    )
 )]
 #[derive(Debug)]
 pub struct ApiDoc;

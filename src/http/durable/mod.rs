@@ -29,10 +29,12 @@
 //! cross-origin` and permissive CORS headers (bearer tokens, not cookies, authenticate).
 //! Errors keep cairn's JSON error body beside the protocol's status and headers.
 //!
-//! Not done: forks at a sub-offset (`Stream-Fork-Sub-Offset`, 400 here) and reference-counted
-//! deletion of a fork's source (deleting a source here leaves its forks readable, and the
-//! source path free to re-create).
+//! Forks at a sub-offset (`Stream-Fork-Sub-Offset`: bytes into a raw message, or JSON messages
+//! past the offset, at most [`FORK_SUB_OFFSET_MAX`]) are built here; a source deleted while forks
+//! still read it is retired (`ds.deleted`, 410) until its last fork is deleted.
+//! Not done: the protocol's opt-in subscription extension (webhooks).
 
+pub mod doc;
 pub mod offset;
 pub mod read;
 pub mod state;
@@ -63,12 +65,11 @@ pub const BODY_MAX: usize = log_engine::BATCH_BYTES_MAX - 1024 * 1024;
 /// How long a long-poll read waits for data before answering 204 (`cairn serve
 /// --ds-long-poll-timeout` sets it).
 pub const LONG_POLL_TIMEOUT: Duration = Duration::from_secs(20);
-/// Largest `Producer-Epoch` and `Producer-Seq` (2^53 - 1, for JavaScript clients).
-pub const PRODUCER_NUMBER_MAX: u64 = (1 << 53) - 1;
-/// Longest `Stream-Seq` value, in bytes.
-pub const STREAM_SEQ_LEN_MAX: usize = 256;
-/// Longest `Producer-Id`, in bytes.
-pub const PRODUCER_ID_LEN_MAX: usize = 256;
+pub use self::state::{PRODUCER_ID_LEN_MAX, PRODUCER_NUMBER_MAX, STREAM_SEQ_LEN_MAX};
+/// Largest `Stream-Fork-Sub-Offset` of a JSON stream (messages past the fork offset): finding
+/// the fork point reads that many messages of the source, so it is bounded. (A raw stream's
+/// sub-offset is bounded by its message, at most `DATA_CHUNK_BYTES`.)
+pub const FORK_SUB_OFFSET_MAX: u64 = 100_000;
 
 const STREAM_NEXT_OFFSET: &str = "stream-next-offset";
 const STREAM_UP_TO_DATE: &str = "stream-up-to-date";
@@ -104,11 +105,21 @@ const CORS_EXPOSE_HEADERS: &str = "stream-next-offset, stream-up-to-date, stream
 pub struct Durable {
     pub streams: state::Registry,
     pub long_poll_timeout: Duration,
+    /// Unix ms when this server started (when this value was made): a stream loaded from the
+    /// log counts as accessed then at the latest, since reads leave no trace in the log.
+    pub started_ms: u64,
+    /// The server speaks HTTPS: a `201`'s `Location` says `https://`.
+    pub https: bool,
 }
 
 impl Default for Durable {
     fn default() -> Durable {
-        Durable { streams: state::Registry::default(), long_poll_timeout: LONG_POLL_TIMEOUT }
+        Durable {
+            streams: state::Registry::default(),
+            long_poll_timeout: LONG_POLL_TIMEOUT,
+            started_ms: state::now_ms(),
+            https: false,
+        }
     }
 }
 
@@ -355,19 +366,23 @@ fn events(
 }
 
 /// Locks stream `name`'s slot and makes sure it is loaded; an expired stream is soft-deleted
-/// first and reads as absent.
+/// first and reads as absent (on a read replica, whose log takes no writes, it only reads as
+/// absent: the leader deletes it when it is next used there).
 async fn locked(state: &Arc<AppState>, name: &str) -> Result<tokio::sync::OwnedMutexGuard<Slot>, Fail> {
     let slot = state.durable.streams.slot(name);
     let mut guard = slot.lock_owned().await;
     if matches!(*guard, Slot::Unloaded) {
         let log = state.log.clone();
         let n = name.to_string();
-        if let Some(loaded) = super::log_api::blocking(move || state::load(&log, &n)).await?? {
+        let floor = state.durable.started_ms;
+        if let Some(loaded) = super::log_api::blocking(move || state::load(&log, &n, floor)).await?? {
             *guard = Slot::Live(Box::new(loaded));
         }
     }
     if let Slot::Live(loaded) = &*guard {
-        if loaded.expired(state::now_ms()) {
+        if loaded.expired(state::now_ms()) && state.log.is_read_only() {
+            *guard = Slot::Unloaded;
+        } else if loaded.expired(state::now_ms()) {
             let log = state.log.clone();
             let n = name.to_string();
             match super::log_api::blocking(move || log.delete_stream(&n, DeleteMode::Soft)).await? {
@@ -425,6 +440,12 @@ async fn forget(state: &AppState, name: &str) {
 fn parse_config(headers: &HeaderMap) -> Result<Config, Fail> {
     let content_type =
         header_text(headers, "content-type")?.filter(|c| !c.is_empty()).unwrap_or("application/octet-stream");
+    if content_type.len() > state::CONTENT_TYPE_LEN_MAX {
+        return Err(bad(
+            "invalid_header",
+            format!("a stream's Content-Type may be at most {} bytes", state::CONTENT_TYPE_LEN_MAX),
+        ));
+    }
     let ttl = header_text(headers, STREAM_TTL)?;
     let expires = header_text(headers, STREAM_EXPIRES_AT)?;
     if ttl.is_some() && expires.is_some() {
@@ -432,10 +453,13 @@ fn parse_config(headers: &HeaderMap) -> Result<Config, Fail> {
     }
     let ttl_seconds = match ttl {
         None => None,
-        Some(t) => Some(strict_integer(t, u64::MAX / 1000).ok_or_else(|| {
+        Some(t) => Some(strict_integer(t, state::TTL_SECONDS_MAX).ok_or_else(|| {
             bad(
                 "invalid_expiry",
-                format!("Stream-TTL {t:?} is not a whole number of seconds (digits, no sign, no leading zero)"),
+                format!(
+                    "Stream-TTL {t:?} is not a whole number of seconds from 0 to {} (digits, no sign, no leading zero)",
+                    state::TTL_SECONDS_MAX
+                ),
             )
         })?),
     };
@@ -546,7 +570,7 @@ async fn create(
     let mut loaded = Loaded::new(config, result.first_position.0, state::now_ms());
     loaded.closed = close;
     let location = match header_text(headers, "host")? {
-        Some(host) => format!("http://{host}{url_path}"),
+        Some(host) => format!("{}://{host}{url_path}", if state.durable.https { "https" } else { "http" }),
         None => url_path.to_string(),
     };
     let answer = stream_headers(Answer::new(StatusCode::CREATED, Body::empty()), &loaded)
@@ -636,6 +660,15 @@ async fn fork_source(
     let log = state.log.clone();
     let n = source_name.clone();
     let json = config.is_json();
+    if let Some(units) = sub_offset.filter(|&n| json && n > FORK_SUB_OFFSET_MAX) {
+        return Err(bad(
+            "invalid_fork",
+            format!(
+                "Stream-Fork-Sub-Offset {units} is more messages than a fork may skip into its source \
+                 (FORK_SUB_OFFSET_MAX, {FORK_SUB_OFFSET_MAX})"
+            ),
+        ));
+    }
     let (at_version, cut) = super::log_api::blocking(move || -> Result<(u64, Option<Payload>), Fail> {
         let first = log.read_stream_bounded(&n, None, 1, 0, log_engine::Direction::Forward)?;
         let created = first.first().map_or(0, |e| e.version.0);
@@ -649,12 +682,14 @@ async fn fork_source(
             return Err(bad("fork_past_end", "Stream-Fork-Offset is past the end of the source"));
         }
         let Some(units) = sub_offset.filter(|&n| n > 0) else { return Ok((at - 1, None)) };
-        // The messages from the offset on: a JSON sub-offset shares that many of them, a byte
-        // one cuts the first message there.
-        let wanted = if json { usize::try_from(units).unwrap_or(usize::MAX) } else { 1 };
-        let mut found = Vec::new();
+        let overshoot =
+            || bad("invalid_fork", format!("Stream-Fork-Sub-Offset {units} is past the source's data at that offset"));
+        // The messages from the offset on, counted page by page and not kept: a JSON sub-offset
+        // shares that many of them, a byte one cuts the first message there.
+        let wanted = if json { units } else { 1 };
+        let mut counted = 0u64;
         let mut from = at;
-        while found.len() < wanted {
+        let found = 'pages: loop {
             let page = log.read_stream_bounded(
                 &n,
                 Some(StreamVersion(from)),
@@ -662,20 +697,21 @@ async fn fork_source(
                 read::READ_PAGE_BYTES,
                 log_engine::Direction::Forward,
             )?;
-            let Some(last) = page.last() else { break };
+            let Some(last) = page.last() else { return Err(overshoot()) };
             from = last.version.0 + 1;
-            found.extend(page.into_iter().filter(|e| read::is_message(&e.event_type)));
-        }
-        let overshoot =
-            || bad("invalid_fork", format!("Stream-Fork-Sub-Offset {units} is past the source's data at that offset"));
+            for event in page.into_iter().filter(|e| read::is_message(&e.event_type)) {
+                counted += 1;
+                if counted == wanted {
+                    break 'pages event;
+                }
+            }
+        };
         if json {
-            let last = found.get(wanted - 1).ok_or_else(overshoot)?;
-            Ok((last.version.0, None))
+            Ok((found.version.0, None))
         } else {
-            let message = found.first().ok_or_else(overshoot)?;
-            let bytes = message.data.as_bytes();
+            let bytes = found.data.as_bytes();
             let keep = usize::try_from(units).ok().filter(|&k| k <= bytes.len()).ok_or_else(overshoot)?;
-            Ok((message.version.0 - 1, Some(Payload::Bytes(bytes[..keep].to_vec()))))
+            Ok((found.version.0 - 1, Some(Payload::Bytes(bytes[..keep].to_vec()))))
         }
     })
     .await??;
@@ -941,10 +977,14 @@ async fn get(
         Some(_) => long_poll(state, name, &config, from, q.cursor.as_deref(), now).await,
         None => {
             let page = page(state, name, from).await?;
+            // The incarnation, the range and how many messages it holds: erasure and retention
+            // only ever remove messages from a range, so the count tells every version of the
+            // range's content apart (an erased message must not be answered 304).
             let etag = format!(
-                "\"{created_position}:{}:{}{}\"",
+                "\"{created_position}:{}:{}:{}{}\"",
                 from.unwrap_or(0),
                 page.next,
+                page.messages.len(),
                 if page.closed { ":c" } else { "" }
             );
             if !now && header_text(headers, "if-none-match")?.is_some_and(|m| m == etag) {

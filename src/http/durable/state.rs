@@ -46,8 +46,20 @@ pub const META_KEY: &str = "ds";
 pub const DATA_CHUNK_BYTES: usize = 512 * 1024;
 /// Events read per page while folding a stream's state.
 const LOAD_PAGE_EVENTS: usize = 1_000;
-/// Once the registry holds this many slots, slots nobody uses and that hold nothing are pruned.
+/// Once the registry holds this many slots, slots nobody uses and that hold nothing are pruned;
+/// the next prune waits until the registry has doubled from what the last one left, so a
+/// registry of that many live streams costs one scan per doubling, not one per request.
 pub const REGISTRY_PRUNE_AT: usize = 65_536;
+/// Longest `Stream-TTL`, in seconds: the largest whose milliseconds fit a u64.
+pub const TTL_SECONDS_MAX: u64 = u64::MAX / 1000;
+/// Longest content type, in bytes (a `ds.created` event's, as stored).
+pub const CONTENT_TYPE_LEN_MAX: usize = 256;
+/// Largest `Producer-Epoch` and `Producer-Seq` (2^53 - 1, for JavaScript clients).
+pub const PRODUCER_NUMBER_MAX: u64 = (1 << 53) - 1;
+/// Longest `Stream-Seq` value, in bytes.
+pub const STREAM_SEQ_LEN_MAX: usize = 256;
+/// Longest `Producer-Id`, in bytes.
+pub const PRODUCER_ID_LEN_MAX: usize = 256;
 
 /// The configuration a stream was created with (the data of its `ds.created` event).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -88,6 +100,21 @@ impl Config {
     /// The media type without parameters, lowercased: what two content types are compared by.
     pub fn essence(&self) -> String {
         essence(&self.content_type)
+    }
+
+    /// Whether a stored configuration is one this server could have written: a `ds.created`
+    /// event appended through cairn's own API that is not (an unbounded TTL, a content type no
+    /// header can carry, a fork source outside `/v1/stream/`) opens no incarnation.
+    pub fn valid(&self) -> bool {
+        let header_text = |s: &str| s.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b));
+        !self.content_type.is_empty()
+            && self.content_type.len() <= CONTENT_TYPE_LEN_MAX
+            && header_text(&self.content_type)
+            && self.ttl_seconds.is_none_or(|t| t <= TTL_SECONDS_MAX)
+            && !(self.ttl_seconds.is_some() && self.expires_at_ms.is_some())
+            && self.expires_at.as_deref().is_none_or(|t| parse_rfc3339(t) == self.expires_at_ms)
+            && self.forked_from.as_deref().is_none_or(|f| f.starts_with("/v1/stream/") && header_text(f))
+            && self.fork_offset.as_deref().is_none_or(|o| super::offset::parse(o).is_ok())
     }
 
     pub fn is_json(&self) -> bool {
@@ -145,6 +172,21 @@ pub struct Coordination {
     pub stream_seq: Option<String>,
 }
 
+impl Coordination {
+    /// Within the bounds a request's headers have (so it is what this server writes): metadata
+    /// appended through cairn's own API beyond them moves no state.
+    pub fn valid(&self) -> bool {
+        let producer = self.producer.as_ref().is_none_or(|(id, epoch, seq)| {
+            !id.is_empty()
+                && id.len() <= PRODUCER_ID_LEN_MAX
+                && *epoch <= PRODUCER_NUMBER_MAX
+                && *seq <= PRODUCER_NUMBER_MAX
+        });
+        let seq = self.stream_seq.as_ref().is_none_or(|s| !s.is_empty() && s.len() <= STREAM_SEQ_LEN_MAX);
+        producer && seq
+    }
+}
+
 /// A live stream's folded state.
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -159,8 +201,9 @@ pub struct Loaded {
     pub closed_by: Option<ProducerClaim>,
     pub stream_seq: Option<String>,
     pub producers: HashMap<String, Producer>,
-    /// Unix ms of the last write or read (the TTL slides from it); after a restart, the last
-    /// event's timestamp.
+    /// Unix ms of the last write or read (the TTL slides from it). Reads are not in the log:
+    /// when loaded, the later of the last event's timestamp and the server's start, so a TTL
+    /// that reads slid before a restart is not cut short by it.
     pub last_access_ms: u64,
 }
 
@@ -229,22 +272,48 @@ pub enum Slot {
 }
 
 /// Every stream's slot, by cairn stream name.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Registry {
-    slots: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Slot>>>>,
+    slots: parking_lot::Mutex<Slots>,
+}
+
+#[derive(Debug)]
+struct Slots {
+    map: HashMap<String, Arc<tokio::sync::Mutex<Slot>>>,
+    /// The size at which the next prune runs.
+    prune_at: usize,
+    /// Prunes run so far (a test's measure of the amortisation).
+    prunes: u64,
+}
+
+impl Default for Registry {
+    fn default() -> Registry {
+        Registry {
+            slots: parking_lot::Mutex::new(Slots { map: HashMap::new(), prune_at: REGISTRY_PRUNE_AT, prunes: 0 }),
+        }
+    }
 }
 
 impl Registry {
     /// The slot of `name` (created empty on first use).
     pub fn slot(&self, name: &str) -> Arc<tokio::sync::Mutex<Slot>> {
         let mut slots = self.slots.lock();
-        if slots.len() >= REGISTRY_PRUNE_AT {
+        if slots.map.len() >= slots.prune_at {
             // A slot nobody holds and that holds nothing costs a map entry only: drop those.
-            slots.retain(|_, slot| {
+            slots.map.retain(|_, slot| {
                 Arc::strong_count(slot) > 1 || slot.try_lock().map_or(true, |s| matches!(*s, Slot::Live(_)))
             });
+            // Live streams stay: the next scan waits until the map has doubled, so each scan is
+            // paid for by as many insertions as it visits.
+            slots.prune_at = REGISTRY_PRUNE_AT.max(slots.map.len().saturating_mul(2));
+            slots.prunes += 1;
         }
-        slots.entry(name.to_string()).or_default().clone()
+        slots.map.entry(name.to_string()).or_default().clone()
+    }
+
+    /// How many prunes have run.
+    pub fn prunes(&self) -> u64 {
+        self.slots.lock().prunes
     }
 }
 
@@ -254,9 +323,10 @@ pub fn now_ms() -> u64 {
 }
 
 /// Folds stream `name`'s state from the log: `None` if it does not exist as a Durable Stream
-/// (never written, deleted, or holding no `ds.created` event). Reads every readable event of
-/// the stream once.
-pub fn load(log: &Log, name: &str) -> log_engine::Result<Option<Loaded>> {
+/// (never written, deleted, or holding no valid `ds.created` event). Reads every readable event
+/// of the stream once. Its TTL runs from its last event or `accessed_floor_ms` (the server's
+/// start: reads before it slid the TTL without a trace in the log), whichever is later.
+pub fn load(log: &Log, name: &str, accessed_floor_ms: u64) -> log_engine::Result<Option<Loaded>> {
     let state = match log.stream_state(name) {
         Ok(state) => state,
         Err(log_engine::Error::StreamNotFound { .. }) => return Ok(None),
@@ -284,6 +354,9 @@ pub fn load(log: &Log, name: &str) -> log_engine::Result<Option<Loaded>> {
             break;
         }
     }
+    if let Some(loaded) = loaded.as_mut() {
+        loaded.last_access_ms = loaded.last_access_ms.max(accessed_floor_ms);
+    }
     Ok(loaded)
 }
 
@@ -291,7 +364,7 @@ pub fn load(log: &Log, name: &str) -> log_engine::Result<Option<Loaded>> {
 fn fold(loaded: &mut Option<Loaded>, event: &Event) {
     if event.event_type == EVENT_CREATED {
         let config = match &event.data {
-            Payload::Json(text) => serde_json::from_slice::<Config>(text).ok(),
+            Payload::Json(text) => serde_json::from_slice::<Config>(text).ok().filter(Config::valid),
             Payload::Bytes(_) => None,
         };
         if let Some(config) = config {
@@ -302,6 +375,7 @@ fn fold(loaded: &mut Option<Loaded>, event: &Event) {
     let Some(state) = loaded.as_mut() else { return };
     state.last_access_ms = event.timestamp_ms;
     let coordination = coordination_of(event);
+    let coordination = if coordination.valid() { coordination } else { Coordination::default() };
     if event.event_type == EVENT_DELETED {
         state.gone = true;
     }
@@ -426,5 +500,45 @@ mod tests {
         assert_eq!(s.check_producer(&claim(1, 6)), ProducerVerdict::Gap { expected: 4 });
         assert_eq!(s.check_producer(&claim(2, 1)), ProducerVerdict::EpochNeedsSeqZero);
         assert_eq!(s.check_producer(&claim(2, 0)), ProducerVerdict::Accept);
+    }
+
+    /// Reads slide a TTL without a trace in the log: a stream loaded after a restart counts as
+    /// accessed at the server's start at the latest, not at its last event (which once made the
+    /// first read after a restart delete a stream that reads had kept alive).
+    #[test]
+    fn a_loaded_ttl_runs_from_the_server_start_at_the_latest() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), log_engine::Options::default()).unwrap();
+        let config = Config { ttl_seconds: Some(1), ..Config::of("text/plain") };
+        let created = log_engine::NewEvent::json(EVENT_CREATED, &serde_json::to_value(&config).unwrap());
+        log.append("ds:t", log_engine::ExpectedVersion::Any, vec![created]).unwrap();
+        let written = log.read_stream("ds:t", None, 1, Direction::Forward).unwrap()[0].timestamp_ms;
+        // A restart a minute after the last write, the stream read until then.
+        let started = written + 60_000;
+        let loaded = load(&log, "ds:t", started).unwrap().unwrap();
+        assert!(!loaded.expired(started + 999), "the TTL runs from the start");
+        assert!(loaded.expired(started + 1_000));
+        // Loaded long after the start with no access since: its TTL ran out.
+        let loaded = load(&log, "ds:t", written).unwrap().unwrap();
+        assert!(loaded.expired(written + 1_000));
+    }
+
+    /// Past `REGISTRY_PRUNE_AT` live streams, a prune scans the whole registry and keeps them
+    /// all: the next one waits until the registry has doubled, so new streams do not each pay
+    /// a scan (they did, one O(n) scan per request).
+    #[test]
+    fn a_registry_of_live_streams_is_not_scanned_on_every_request() {
+        let registry = Registry::default();
+        for i in 0..REGISTRY_PRUNE_AT {
+            let slot = registry.slot(&format!("live{i}"));
+            *slot.try_lock().unwrap() = Slot::Live(Box::new(Loaded::new(Config::of("text/plain"), 0, 0)));
+        }
+        assert_eq!(registry.prunes(), 0);
+        for i in 0..1_000 {
+            drop(registry.slot(&format!("new{i}")));
+        }
+        assert_eq!(registry.prunes(), 1, "one scan, then none until the registry doubles");
+        let slot = registry.slot("live0");
+        assert!(matches!(*slot.try_lock().unwrap(), Slot::Live(_)), "live streams are kept");
     }
 }
