@@ -95,7 +95,7 @@ pub fn append() {}
     ),
     responses(
         (status = 200, description = "Messages: the stream's bytes in its content type (JSON mode: a JSON array), or for `live=sse` `text/event-stream`. Headers: Stream-Next-Offset, Stream-Up-To-Date, Stream-Closed, Stream-Cursor (live), ETag (catch-up), Cache-Control.", content(
-            (String = "*/*"), (String = "text/event-stream"),
+            (serde_json::Value = "*/*"), (String = "text/event-stream"),
         )),
         (status = 204, description = "A long-poll found no data before its timeout, or the end of a closed stream. Headers: Stream-Next-Offset, Stream-Up-To-Date, Stream-Cursor."),
         (status = 304, description = "Not modified (If-None-Match)."),
