@@ -28,9 +28,8 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::field::{contiguous, u32_in, u64_in, Field};
+use crate::field::{contiguous, salted_crc, u32_in, u64_in, Field};
 use crate::fs::FileSystem;
-use crate::record::salted_crc;
 use crate::types::SegmentId;
 
 /// The durable record of the newest segment, in `DIR/log/`.

@@ -2,8 +2,19 @@
 //! the one before it, so that a field's offset is never a number typed twice. Each structure's
 //! module lists its fields in docs/format.md's order (a `…_FIELDS` table), asserts at compile
 //! time that they end where the structure does, and tests the table against docs/format.md.
+//! The salted CRC every structure's checksum uses lives here too, so that the key store, the
+//! extent record and segment headers need nothing of record.rs.
 
 use std::ops::Range;
+
+/// CRC-32 of `salt` followed by `bytes`: every on-disk structure's checksum, each with its own
+/// salt so that zero-filled space, or one structure's bytes read as another's, never validates.
+pub(crate) fn salted_crc(salt: &[u8], bytes: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(salt);
+    h.update(bytes);
+    h.finalize()
+}
 
 /// A field of a fixed-layout structure: where it starts and how many bytes it takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

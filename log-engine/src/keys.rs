@@ -32,7 +32,7 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Error, Result};
-use crate::record::salted_crc;
+use crate::field::salted_crc;
 
 /// The key store's default file name, in the data directory (`DIR/keys`).
 pub const KEY_STORE_FILE: &str = "keys";

@@ -26,7 +26,7 @@ use chacha20poly1305::XNonce;
 
 use crate::cast::usize_of;
 use crate::error::{BodyDamage, CorruptionKind, Error, FrameDamage};
-use crate::field::{contiguous, u32_in, u64_in, Field};
+use crate::field::{contiguous, salted_crc, u32_in, u64_in, Field};
 use crate::keys::{self, Keyring, RecordKey, StreamKey, NONCE_LEN, TAG_LEN};
 use crate::types::{
     ChainHash, Event, EventRef, NewEvent, Position, SegmentId, StreamName, StreamVersion, EVENT_SIZE_MAX,
@@ -184,15 +184,6 @@ pub(crate) fn encode_frame(buf: &mut Vec<u8>, header: &FrameHeader, body: &[u8])
     buf.resize(start + len, 0);
     let crc = frame_crc(&buf[start + FRAME_CRC.end()..start + len]);
     buf[start + FRAME_CRC.at..start + FRAME_CRC.end()].copy_from_slice(&crc.to_le_bytes());
-}
-
-/// CRC-32 of `salt` followed by `bytes`: every on-disk structure's checksum, each with its own
-/// salt so that zero-filled space, or one structure's bytes read as another's, never validates.
-pub(crate) fn salted_crc(salt: &[u8], bytes: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    h.update(salt);
-    h.update(bytes);
-    h.finalize()
 }
 
 /// CRC-32 of [`CRC_SALT`] alone, computed at compile time: a frame's CRC continues from it, so

@@ -8,8 +8,7 @@ use super::layout::{
 };
 use crate::cast::usize_of;
 use crate::error::{CorruptionKind, HeaderDamage};
-use crate::field::{u32_in, u64_in};
-use crate::record::salted_crc;
+use crate::field::{salted_crc, u32_in, u64_in};
 use crate::types::{ChainHash, SegmentId};
 
 /// The segment header.
