@@ -26,7 +26,7 @@ use chacha20poly1305::XNonce;
 
 use crate::cast::usize_of;
 use crate::error::{BodyDamage, CorruptionKind, Error, FrameDamage};
-use crate::field::{contiguous, salted_crc, u32_in, u64_in, Field};
+use crate::field::{contiguous, u32_in, u64_in, Field};
 use crate::keys::{self, Keyring, RecordKey, StreamKey, NONCE_LEN, TAG_LEN};
 use crate::types::{
     ChainHash, Event, EventRef, NewEvent, Position, SegmentId, StreamName, StreamVersion, EVENT_SIZE_MAX,
@@ -949,6 +949,7 @@ pub(crate) fn husk_of(frame: &Frame<'_>) -> Result<Vec<u8>, BodyDamage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::field::salted_crc;
     use crate::types::Payload;
 
     #[test]
