@@ -220,7 +220,6 @@ impl Worker {
             self.load_newest(bucket)?;
         }
         let files = self.log.segment_files();
-        let mut wrote = false;
         for (i, file) in files.iter().enumerate() {
             let Some(next) = files.get(i + 1) else { break };
             if !file.sealed || self.stopping() {
@@ -228,9 +227,7 @@ impl Worker {
             }
             let name = file_name(&file.path);
             if let Some(i) = self.archived.segments.iter().position(|s| s.name == name) {
-                if self.reship_if_rewritten(bucket, i, &file.path)? {
-                    wrote = true;
-                }
+                self.reship_if_rewritten(bucket, i, &file.path)?;
                 continue;
             }
             let inode = inode_of(&file.path)?;
@@ -255,10 +252,10 @@ impl Worker {
                 status.bytes_uploaded += sent;
             }
             self.write_manifest(bucket)?;
-            wrote = true;
         }
         let covered = self.archived.head.as_ref().map(|h| h.position);
         let mut newly_covered = false;
+        let (mut uploaded, mut uploaded_bytes) = (0, 0);
         for (path, position) in self.checkpoint_files()? {
             let name = file_name(&path);
             if self.archived.checkpoints.contains_key(&name) || self.stopping() {
@@ -275,13 +272,19 @@ impl Worker {
             };
             self.archived.checkpoints.insert(name.clone(), (FileEntry { name, key, bytes, blake3: digest }, position));
             newly_covered |= covered.is_some_and(|c| position <= c);
-            let mut status = self.shared.status();
-            status.checkpoints_archived += 1;
-            status.bytes_uploaded += sent;
+            uploaded += 1;
+            uploaded_bytes += sent;
         }
-        if newly_covered && !wrote {
+        // A manifest written by this round's segments above predates these checkpoints: write
+        // it again, or the archive names them only once another segment is sealed.
+        if newly_covered {
             self.write_manifest(bucket)?;
         }
+        // Counted once the manifest names them, so a reader of /healthz that sees a checkpoint
+        // archived finds it in the archive's manifest.
+        let mut status = self.shared.status();
+        status.checkpoints_archived += uploaded;
+        status.bytes_uploaded += uploaded_bytes;
         Ok(())
     }
 

@@ -115,6 +115,19 @@ fn wait_archived(server: &Server, at: u64) {
     }
 }
 
+/// Polls `/healthz` until the archive's manifest names a checkpoint.
+fn wait_checkpoint_archived(server: &Server) {
+    let started = Instant::now();
+    loop {
+        let (_, health) = server.get("/healthz");
+        if health["archive"]["checkpoints_archived"].as_u64() >= Some(1) {
+            return;
+        }
+        assert!(started.elapsed() < ARCHIVE_GUARD, "no checkpoint was archived: {health}\n{}", server.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn a_drill_runs_from_the_bucket_and_refuses_a_tampered_archive() {
     let dir = tempfile::tempdir().unwrap();
@@ -134,6 +147,7 @@ fn a_drill_runs_from_the_bucket_and_refuses_a_tampered_archive() {
         server.append(&format!("agent-{}", b % 4), &events);
     }
     wait_archived(&server, checkpoint["position"].as_u64().unwrap());
+    wait_checkpoint_archived(&server);
     server.stop();
 
     let elsewhere = dir.path().join("no-store-here");
