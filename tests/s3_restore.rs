@@ -104,26 +104,26 @@ fn point_in_time_restores_from_the_bucket_equal_a_replay_to_that_point() {
 
 /// Polls `/healthz` until the archive holds position `at`.
 fn wait_archived(server: &Server, at: u64) {
-    let started = Instant::now();
-    loop {
-        let (_, health) = server.get("/healthz");
-        if health["archive"]["archived_position"].as_u64() >= Some(at) {
-            return;
-        }
-        assert!(started.elapsed() < ARCHIVE_GUARD, "the archive never reached {at}: {health}\n{}", server.stderr());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_health(server, &format!("the archive never reached {at}"), |archive| {
+        archive["archived_position"].as_u64() >= Some(at)
+    });
 }
 
 /// Polls `/healthz` until the archive's manifest names a checkpoint.
 fn wait_checkpoint_archived(server: &Server) {
+    wait_health(server, "no checkpoint was archived", |archive| archive["checkpoints_archived"].as_u64() >= Some(1));
+}
+
+/// Polls `/healthz` until `done` holds of its `archive` object (a condition is waited for, not
+/// a duration), bounded by [`ARCHIVE_GUARD`], a failure guard.
+fn wait_health(server: &Server, what: &str, done: impl Fn(&Value) -> bool) {
     let started = Instant::now();
     loop {
         let (_, health) = server.get("/healthz");
-        if health["archive"]["checkpoints_archived"].as_u64() >= Some(1) {
+        if done(&health["archive"]) {
             return;
         }
-        assert!(started.elapsed() < ARCHIVE_GUARD, "no checkpoint was archived: {health}\n{}", server.stderr());
+        assert!(started.elapsed() < ARCHIVE_GUARD, "{what}: {health}\n{}", server.stderr());
         std::thread::sleep(Duration::from_millis(100));
     }
 }
