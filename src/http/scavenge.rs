@@ -333,3 +333,44 @@ pub async fn job(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    async fn post_scavenge(router: &axum::Router) -> (StatusCode, serde_json::Value) {
+        let request = Request::post("/v1/admin/scavenge").body(Body::empty()).unwrap();
+        let response = router.clone().oneshot(request).await.unwrap_or_else(|never| match never {});
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    /// One scavenge at a time: a POST while a job runs is refused with the running job's id, and
+    /// once that job has ended the next POST starts one. The running job is registered directly
+    /// (as the handler does before its scavenge starts), so nothing here depends on how long a
+    /// real scavenge takes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_scavenge_while_one_runs_is_409_naming_the_running_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = crate::store::open_writer(dir.path()).unwrap();
+        let (store, _) = crate::store::Store::open(log.clone(), snapshotter::Policy::default(), &mut |_| {}).unwrap();
+        let state = Arc::new(crate::mcp::embedded(store, dir.path()));
+        let router = crate::http::api_router(state.clone());
+
+        let running = state.scavenges.start().expect("no job runs yet");
+        let (status, body) = post_scavenge(&router).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["error"], "scavenge_running", "{body}");
+        assert_eq!(body["id"], running.id, "the refusal names the running job: {body}");
+
+        state.scavenges.finish(running.id, |job| job.state = JobState::Done);
+        let (status, body) = post_scavenge(&router).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(body["id"], running.id + 1, "{body}");
+        log.close();
+    }
+}
