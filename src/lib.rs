@@ -20,6 +20,7 @@ pub mod auth;
 pub mod backup;
 pub mod cli;
 pub mod codes;
+pub mod config;
 pub mod demo;
 pub mod error;
 pub mod http;

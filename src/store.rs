@@ -171,7 +171,19 @@ fn keyring(dir: &Path, writer: bool) -> Result<Option<std::sync::Arc<log_engine:
 /// directory if it is missing. For commands that write, the server and the demo. With a key
 /// configured ([`configure_keys`]), new events are written encrypted.
 pub fn open_writer(dir: &Path) -> Result<Log, StoreError> {
-    let options = log_engine::Options { keys: keyring(dir, true)?, ..log_engine::Options::default() };
+    open_writer_with(dir, &crate::config::LogSettings::default())
+}
+
+/// [`open_writer`] with the log's settings of `cairn serve` (segment size, durability, writer
+/// queue; see [`crate::config`]).
+pub fn open_writer_with(dir: &Path, settings: &crate::config::LogSettings) -> Result<Log, StoreError> {
+    let options = log_engine::Options {
+        keys: keyring(dir, true)?,
+        segment_size: settings.segment_size,
+        durability: settings.durability,
+        writer_queue_bytes: settings.writer_queue_bytes,
+        ..log_engine::Options::default()
+    };
     Log::open(dir, options).map_err(StoreError::open(dir))
 }
 

@@ -62,12 +62,19 @@ use crate::codes::Exit;
 use crate::limits;
 use crate::store::{Store, StoreError};
 
-/// Arguments of `cairn serve`.
+/// Arguments of `cairn serve`. Every setting but `--config`, `--log-json` and
+/// `--follow-token` may also come from its environment variable and from the configuration
+/// file (see [`crate::config`]): a flag wins over its variable, which wins over the file.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
-    pub listen: SocketAddr,
+    /// The configuration file (TOML; see docs/operations.md "Configuration"). A flag or
+    /// CAIRN_* variable overrides the file's value of the same setting.
+    #[arg(long, value_name = "FILE", env = "CAIRN_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on (port 0 picks a free port) [default: 127.0.0.1:7070].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
 
     /// Auth file (TOML): bearer-token hashes and per-principal rules. Without it every client
     /// that can reach the server may do everything, so only loopback addresses are allowed.
@@ -80,11 +87,11 @@ pub struct ServeArgs {
 
     /// TLS certificate chain (PEM, leaf first). With --tls-key the server speaks only HTTPS;
     /// SIGHUP reloads both files.
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    #[arg(long, value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,
 
     /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1) of --tls-cert.
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    #[arg(long, value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
 
     /// Allow listening on a non-loopback address without TLS: bearer tokens and data then cross
@@ -97,31 +104,72 @@ pub struct ServeArgs {
     pub log_json: bool,
 
     /// Most open client connections; more are accepted and closed at once. Lowered at start to
-    /// what the file-descriptor limit allows (see docs/http-api.md).
-    #[arg(long, value_name = "N", default_value_t = limits::CONNECTIONS_MAX)]
-    pub max_connections: usize,
+    /// what the file-descriptor limit allows (see docs/http-api.md) [default: 4096].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
 
-    /// Longest wait for a request's head, on a new connection or an idle kept-alive one.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub header_timeout: Duration,
+    /// Longest wait for a request's head, on a new connection or an idle kept-alive one
+    /// [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub header_timeout: Option<Duration>,
 
-    /// Longest a request body may take to arrive once the server starts reading it.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
-    pub body_timeout: Duration,
+    /// Longest a request body may take to arrive once the server starts reading it [default:
+    /// 60s].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub body_timeout: Option<Duration>,
 
     /// Memory all requests together may hold for their bodies at once, each body byte counted
-    /// 3 times (raw and parsed); 503 overloaded beyond.
-    #[arg(long, value_name = "BYTES", default_value_t = limits::BODY_BYTES_IN_FLIGHT_MAX)]
-    pub body_budget: usize,
+    /// 3 times (raw and parsed); 503 overloaded beyond [default: 256MiB].
+    #[arg(long, value_name = "BYTES")]
+    pub body_budget: Option<crate::config::ByteSize>,
 
     /// On SIGTERM or SIGINT: how long in-flight requests may take to finish before the server
-    /// exits anyway.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub shutdown_grace: Duration,
+    /// exits anyway [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub shutdown_grace: Option<Duration>,
 
-    /// How often an idle subscription sends the comment `: keep-alive`.
-    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
-    pub sse_keep_alive: Duration,
+    /// How often an idle subscription sends the comment `: keep-alive` [default: 15s].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub sse_keep_alive: Option<Duration>,
+
+    /// Capacity of each new segment file (a multiple of 4KiB, 64KiB to 4GiB); a new log's
+    /// first segment starts at 1MiB or this, if smaller, and each next one doubles up to it
+    /// [default: 128MiB].
+    #[arg(long, value_name = "BYTES")]
+    pub segment_size: Option<crate::config::ByteSize>,
+
+    /// When an append is acknowledged: `sync` after its fdatasync (survives power loss), or
+    /// `interval`: after its write, with an fdatasync every --sync-interval (a crash loses up to
+    /// one interval of acknowledged events) [default: sync].
+    #[arg(long, value_name = "MODE")]
+    pub durability: Option<crate::config::DurabilityMode>,
+
+    /// With --durability interval: how often the log fdatasyncs (1ms to 1s) [default: 10ms].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub sync_interval: Option<Duration>,
+
+    /// Most bytes of appends waiting for the writer; beyond it appends are refused with 503
+    /// overloaded [default: 64MiB].
+    #[arg(long, value_name = "BYTES")]
+    pub writer_queue_bytes: Option<crate::config::ByteSize>,
+
+    /// Take a checkpoint after this many events (0: never by count) [default: 100000].
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every_events: Option<u64>,
+
+    /// Take a checkpoint at least this often when events arrived (0s: never by time)
+    /// [default: 5m].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub checkpoint_every: Option<Duration>,
+
+    /// After this many incremental checkpoints in a row, take a full one (0: always full)
+    /// [default: 16].
+    #[arg(long, value_name = "N")]
+    pub checkpoint_full_every: Option<u32>,
+
+    /// Full checkpoints kept, each with the incrementals after it (at least 1) [default: 2].
+    #[arg(long, value_name = "N")]
+    pub checkpoint_keep_full: Option<usize>,
 
     /// Archive every sealed segment and checkpoint, continuously, to this location
     /// (`s3://BUCKET/PREFIX` with the AWS_* settings from the environment, or a local
@@ -130,9 +178,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "URL")]
     pub archive: Option<bucket::Location>,
 
-    /// How long a Durable Streams long-poll read waits for data before answering 204.
-    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = humantime::parse_duration)]
-    pub ds_long_poll_timeout: Duration,
+    /// How long a Durable Streams long-poll read waits for data before answering 204 [default:
+    /// 20s].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub ds_long_poll_timeout: Option<Duration>,
     /// Serve a read replica of the cairn server at URL (e.g. http://10.0.0.5:7070): the data
     /// directory becomes a checked copy of the leader's log, kept current; reads, subscriptions
     /// and views are served from it, and writes are refused with 421 read_only_replica.
@@ -140,8 +189,48 @@ pub struct ServeArgs {
     pub follow: Option<String>,
 
     /// The bearer token (with `admin`) the replica presents to the leader of --follow.
-    #[arg(long, value_name = "TOKEN", env = "CAIRN_FOLLOW_TOKEN", requires = "follow", hide_env_values = true)]
+    #[arg(long, value_name = "TOKEN", env = "CAIRN_FOLLOW_TOKEN", hide_env_values = true)]
     pub follow_token: Option<String>,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    <Duration as crate::config::Setting>::parse(text)
+}
+
+impl ServeArgs {
+    /// What the flags gave, for [`crate::config::Settings::resolve`].
+    pub fn flags(&self) -> crate::config::Flags {
+        crate::config::Flags {
+            listen: self.listen,
+            auth: self.auth.clone(),
+            allow_remote: self.allow_remote,
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            insecure_no_tls: self.insecure_no_tls,
+            max_connections: self.max_connections,
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            body_budget: self.body_budget,
+            shutdown_grace: self.shutdown_grace,
+            sse_keep_alive: self.sse_keep_alive,
+            ds_long_poll_timeout: self.ds_long_poll_timeout,
+            segment_size: self.segment_size,
+            durability: self.durability,
+            sync_interval: self.sync_interval,
+            writer_queue_bytes: self.writer_queue_bytes,
+            checkpoint_every_events: self.checkpoint_every_events,
+            checkpoint_every: self.checkpoint_every,
+            checkpoint_full_every: self.checkpoint_full_every,
+            checkpoint_keep_full: self.checkpoint_keep_full,
+            archive: self.archive.clone(),
+            follow: self.follow.clone(),
+        }
+    }
+
+    /// The settings these flags, the environment and the configuration file give.
+    pub fn settings(&self) -> Result<crate::config::Settings, crate::config::ConfigError> {
+        crate::config::Settings::resolve(self.flags(), self.config.as_deref(), &|name| std::env::var(name).ok())
+    }
 }
 
 /// What every handler shares.
@@ -333,13 +422,15 @@ pub enum ServeError {
     BoundAddress(#[source] std::io::Error),
     #[error("cannot start the archiver thread: {0}")]
     Archive(#[source] std::io::Error),
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
 }
 
 impl ServeError {
     /// The command line's exit code: 2 for a refused `--listen`, the store's for a failed open.
     pub fn exit(&self) -> Exit {
         match self {
-            ServeError::NoAuthRemote(_) | ServeError::NoTlsRemote(_) => Exit::Usage,
+            ServeError::NoAuthRemote(_) | ServeError::NoTlsRemote(_) | ServeError::Config(_) => Exit::Usage,
             ServeError::Store(e) => e.code().exit,
             _ => Exit::Error,
         }
@@ -348,25 +439,29 @@ impl ServeError {
 
 /// `cairn serve`: runs until SIGINT or SIGTERM.
 pub fn serve_blocking(dir: &Path, args: ServeArgs, mount: Mount) -> Result<(), ServeError> {
-    let auth = args.auth.as_deref().map(Auth::load).transpose()?;
-    if auth.is_none() && !args.listen.ip().is_loopback() && !args.allow_remote {
-        return Err(ServeError::NoAuthRemote(args.listen));
+    let settings = args.settings()?;
+    if let Some(file) = &settings.file {
+        tracing::info!(file = %file.display(), "configuration file read");
     }
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(Arc::new(tls::Tls::load(cert, key)?)),
-        _ => None,
+    let auth = settings.auth.as_deref().map(Auth::load).transpose()?;
+    if auth.is_none() && !settings.listen.ip().is_loopback() && !settings.allow_remote {
+        return Err(ServeError::NoAuthRemote(settings.listen));
+    }
+    let tls = match &settings.tls {
+        Some((cert, key)) => Some(Arc::new(tls::Tls::load(cert, key)?)),
+        None => None,
     };
-    if tls.is_none() && !args.listen.ip().is_loopback() && !args.insecure_no_tls {
-        return Err(ServeError::NoTlsRemote(args.listen));
+    if tls.is_none() && !settings.listen.ip().is_loopback() && !settings.insecure_no_tls {
+        return Err(ServeError::NoTlsRemote(settings.listen));
     }
     // A replica's mirror holds the directory's lock; its server reads the mirror.
     let mirror =
-        args.follow.as_ref().map(|_| log_engine::Mirror::open(dir).map_err(StoreError::open(dir))).transpose()?;
+        settings.follow.as_ref().map(|_| log_engine::Mirror::open(dir).map_err(StoreError::open(dir))).transpose()?;
     let log = match &mirror {
         Some(_) => crate::store::open_reader(dir)?,
-        None => crate::store::open_writer(dir)?,
+        None => crate::store::open_writer_with(dir, &settings.log)?,
     };
-    let store = open_store(log)?;
+    let store = open_store(log, settings.checkpoints.clone())?;
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("cairn-http").build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -375,7 +470,7 @@ pub fn serve_blocking(dir: &Path, args: ServeArgs, mount: Mount) -> Result<(), S
         }
     };
     let (stop_tx, stop_rx) = watch::channel(false);
-    let follower = match (mirror, &args.follow) {
+    let follower = match (mirror, &settings.follow) {
         (Some(mirror), Some(leader)) => {
             match crate::replica::start(mirror, store.log().clone(), leader, args.follow_token.clone(), stop_rx.clone())
             {
@@ -389,7 +484,7 @@ pub fn serve_blocking(dir: &Path, args: ServeArgs, mount: Mount) -> Result<(), S
         _ => None,
     };
     let (replica, follow_thread) = follower.map_or((None, None), |(f, t)| (Some(f), Some(t)));
-    let archiver = match &args.archive {
+    let archiver = match &settings.archive {
         Some(location) => match crate::archive::Archiver::start(store.log().clone(), dir, location.clone()) {
             Ok(archiver) => {
                 tracing::info!(archive = %location, "archiving sealed segments and checkpoints");
@@ -410,13 +505,13 @@ pub fn serve_blocking(dir: &Path, args: ServeArgs, mount: Mount) -> Result<(), S
         metrics: metrics::ServerMetrics::default(),
         shutdown: stop_rx,
         verify_lock: tokio::sync::Mutex::new(()),
-        body_limits: drain::BodyLimits::new(args.body_budget, args.body_timeout),
-        sse_keep_alive: args.sse_keep_alive,
+        body_limits: drain::BodyLimits::new(settings.body_budget, settings.body_timeout),
+        sse_keep_alive: settings.sse_keep_alive,
         access_audit: access::AccessAudit::default(),
         token_lock: tokio::sync::Mutex::new(()),
         archiver,
         durable: durable::Durable {
-            long_poll_timeout: args.ds_long_poll_timeout,
+            long_poll_timeout: settings.ds_long_poll_timeout,
             https: tls.is_some(),
             ..durable::Durable::default()
         },
@@ -439,7 +534,7 @@ pub fn serve_blocking(dir: &Path, args: ServeArgs, mount: Mount) -> Result<(), S
     if let Some(follower) = &state.replica {
         let _ = state.metrics.replica.set(follower.clone());
     }
-    let result = runtime.block_on(serve(state.clone(), stop_tx, tls, &args, mount));
+    let result = runtime.block_on(serve(state.clone(), stop_tx, tls, &settings, mount));
     // Waits for blocking tasks (view writes, checkpoints) that are still running.
     drop(runtime);
     // The shutdown signal stopped the follower too; its mirror (and lock) go with it.
@@ -457,9 +552,9 @@ pub fn serve_blocking(dir: &Path, args: ServeArgs, mount: Mount) -> Result<(), S
 }
 
 /// Opens the views (restoring them from checkpoints) and says what the restore did.
-fn open_store(log: Log) -> Result<Store, StoreError> {
+fn open_store(log: Log, policy: snapshotter::Policy) -> Result<Store, StoreError> {
     let started = Instant::now();
-    let (store, restored) = Store::open(log, snapshotter::Policy::default(), &mut |_| {})?;
+    let (store, restored) = Store::open(log, policy, &mut |_| {})?;
     tracing::info!(
         checkpoint = restored.checkpoint.as_ref().map(|c| c.sequence),
         checkpoints_loaded = restored.checkpoints_loaded,
@@ -542,7 +637,7 @@ async fn serve(
     state: Arc<AppState>,
     stop_tx: watch::Sender<bool>,
     tls: Option<Arc<tls::Tls>>,
-    args: &ServeArgs,
+    args: &crate::config::Settings,
     mount: Mount,
 ) -> Result<(), ServeError> {
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -774,16 +869,20 @@ mod tests {
         args: ServeArgs,
     }
 
-    /// The flags' defaults are the documented constants (clap needs them as text).
+    /// Without flags, variables or a file, the settings are the documented constants.
     #[test]
     fn serve_defaults_are_the_named_limits() {
         let args = Serve::parse_from(["serve"]).args;
-        assert_eq!(args.max_connections, limits::CONNECTIONS_MAX);
-        assert_eq!(args.header_timeout, limits::HEADER_READ_TIMEOUT);
-        assert_eq!(args.body_timeout, limits::BODY_READ_TIMEOUT);
-        assert_eq!(args.body_budget, limits::BODY_BYTES_IN_FLIGHT_MAX);
-        assert_eq!(args.shutdown_grace, limits::SHUTDOWN_GRACE);
-        assert_eq!(args.sse_keep_alive, limits::SSE_KEEP_ALIVE);
-        assert_eq!(args.ds_long_poll_timeout, durable::LONG_POLL_TIMEOUT);
+        let settings = crate::config::Settings::resolve(args.flags(), None, &|_| None).unwrap();
+        assert_eq!(settings.listen, crate::config::LISTEN_DEFAULT);
+        assert_eq!(settings.max_connections, limits::CONNECTIONS_MAX);
+        assert_eq!(settings.header_timeout, limits::HEADER_READ_TIMEOUT);
+        assert_eq!(settings.body_timeout, limits::BODY_READ_TIMEOUT);
+        assert_eq!(settings.body_budget, limits::BODY_BYTES_IN_FLIGHT_MAX);
+        assert_eq!(settings.shutdown_grace, limits::SHUTDOWN_GRACE);
+        assert_eq!(settings.sse_keep_alive, limits::SSE_KEEP_ALIVE);
+        assert_eq!(settings.ds_long_poll_timeout, durable::LONG_POLL_TIMEOUT);
+        assert_eq!(settings.log, crate::config::LogSettings::default());
+        assert_eq!(settings.checkpoints, snapshotter::Policy::default());
     }
 }
