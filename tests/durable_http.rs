@@ -310,3 +310,64 @@ fn ds_events_written_through_cairns_api_are_validated_when_loaded() {
         .unwrap();
     assert_eq!(post.status(), 200, "seq 0 of producer p is new data");
 }
+
+/// The Durable Streams layer keeps each stream's state (closed, producers, `Stream-Seq`) in
+/// memory; a write to a `ds:` stream through cairn's own endpoints must reach that state at
+/// once. It did only after a restart: a `ds.closed` appended through `/v1/streams/...` left the
+/// stream open to protocol appends, and a producer's seq committed that way was accepted again
+/// (written twice).
+#[test]
+fn writes_through_cairns_own_endpoints_reach_a_durable_streams_state_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let c = http();
+    let post = |path: &str, producer: Option<u64>| {
+        let mut rb = c.post(server.url(path)).header("content-type", "text/plain").body("x");
+        if let Some(seq) = producer {
+            rb = rb.header("producer-id", "p").header("producer-epoch", "0").header("producer-seq", seq.to_string());
+        }
+        rb.send().unwrap()
+    };
+    for name in ["closed", "multi", "ndjson", "producer", "deleted"] {
+        let url = server.url(&format!("/v1/stream/{name}"));
+        assert_eq!(c.put(&url).header("content-type", "text/plain").send().unwrap().status(), 201);
+        // The slot is loaded and live before the outside write.
+        assert_eq!(post(&format!("/v1/stream/{name}"), None).status(), 204, "{name}");
+    }
+
+    // ds.closed through the one-stream append (JSON), the atomic append and NDJSON.
+    server.append("ds%3Aclosed", &[("ds.closed", json!({}))]);
+    let (status, body) = server.post(
+        "/v1/append",
+        &json!({"appends": [{"stream": "ds:multi", "events": [{"type": "ds.closed", "data": {}}]}]}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let ndjson = b"{\"type\":\"ds.closed\",\"data\":{}}\n".to_vec();
+    let (status, body) = server.post_raw("/v1/streams/ds%3Andjson/events", "application/x-ndjson", ndjson);
+    assert_eq!(status, 200, "{body}");
+    for name in ["closed", "multi", "ndjson"] {
+        let r = post(&format!("/v1/stream/{name}"), None);
+        assert_eq!(r.status(), 409, "{name}: closed through cairn's API");
+        assert_eq!(r.headers()["stream-closed"], "true", "{name}");
+        let head = c.head(server.url(&format!("/v1/stream/{name}"))).send().unwrap();
+        assert_eq!(head.headers().get("stream-closed").map(|v| v.to_str().unwrap()), Some("true"), "{name}");
+    }
+
+    // A producer's seq committed through cairn's API: the protocol's retry of it is a duplicate.
+    assert_eq!(post("/v1/stream/producer", Some(0)).status(), 200);
+    let (status, body) = server.post(
+        "/v1/streams/ds%3Aproducer/events",
+        &json!({"events": [{"type": "ds.data", "data": "y", "metadata": {"ds": {"producer": ["p", 0, 1]}}}]}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let retry = post("/v1/stream/producer", Some(1));
+    assert_eq!(retry.status(), 204, "seq 1 is committed: a duplicate, not new data");
+    assert_eq!(retry.headers()["producer-seq"], "1");
+    assert_eq!(read_cairn(&server, "ds:producer").iter().filter(|e| e["type"] == "ds.data").count(), 3);
+
+    // A delete through cairn's lifecycle endpoint: the protocol sees no stream.
+    let (status, body) = server.request(reqwest::Method::DELETE, "/v1/streams/ds%3Adeleted", None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(c.head(server.url("/v1/stream/deleted")).send().unwrap().status(), 404);
+    assert_eq!(post("/v1/stream/deleted", None).status(), 404);
+}

@@ -426,8 +426,9 @@ pub async fn delete_stream(
     caller.require(Permission::Delete, &stream)?;
     changeable(&stream)?;
     let mode = DeleteMode::from(q.mode.unwrap_or_default());
-    let log = state.log.clone();
-    let result = blocking(move || log.delete_stream(&stream, mode).map(|r| LifecycleJson::of(&stream, &r))).await??;
+    let (log, name) = (state.log.clone(), stream.clone());
+    let write = blocking(move || log.delete_stream(&stream, mode).map(|r| LifecycleJson::of(&stream, &r)));
+    let result = super::durable::outside_write(&state, &[&name], write).await???;
     Ok(Json(result))
 }
 
@@ -462,8 +463,9 @@ pub async fn close_stream(
             return Err(ApiError::bad_request("invalid_body", "closing a stream takes no request body (or `{}`)"));
         }
     }
-    let log = state.log.clone();
-    let result = blocking(move || log.close_stream(&stream).map(|r| LifecycleJson::of(&stream, &r))).await??;
+    let (log, name) = (state.log.clone(), stream.clone());
+    let write = blocking(move || log.close_stream(&stream).map(|r| LifecycleJson::of(&stream, &r)));
+    let result = super::durable::outside_write(&state, &[&name], write).await???;
     Ok(Json(result))
 }
 

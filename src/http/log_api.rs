@@ -27,6 +27,7 @@ use log_engine::{Direction, NewEvent, Position, StreamAppend, StreamName, Stream
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::durable;
 use super::error::{ApiError, ApiResult, ConflictBody, ErrorBody};
 use super::extract::{parse_json, Caller, Path, Query, RequestBody};
 use super::AppState;
@@ -133,17 +134,19 @@ pub async fn append(
     check_view_stream(&caller, &stream, &query)?;
     let name = stream_name(&stream)?;
     if body.is_ndjson() {
-        return Ok(Json(ndjson::append(&state, &caller, name, body).await?).into_response());
+        let (st, c) = (state.clone(), caller.clone());
+        let write = async move { ndjson::append(&st, &c, name, body).await };
+        return Ok(Json(durable::outside_write(&state, &[&stream], write).await??).into_response());
     }
     let bytes = body.read_json(true).await?;
     let request: AppendRequest<'_> = parse_json(&bytes)?;
     check_event_count(request.events.len())?;
     let events = convert_events(&caller, &stream, request.events)?;
     let count = events.len();
-    let mut results = state
-        .log
-        .append_multi_async(vec![StreamAppend { stream: name, expected: request.expected_version.0, events }])
-        .await?;
+    let log = state.log.clone();
+    let append = StreamAppend { stream: name, expected: request.expected_version.0, events };
+    let write = async move { log.append_multi_async(vec![append]).await };
+    let mut results = durable::outside_write(&state, &[&stream], write).await??;
     state.metrics.record_append(count);
     let result = results.pop().expect("one result per stream");
     Ok(Json(AppendResponse::from(&result)).into_response())
@@ -210,7 +213,11 @@ pub async fn append_multi(
         count += events.len();
         appends.push(StreamAppend { stream: name, expected: a.expected_version.0, events });
     }
-    let results = state.log.append_multi_async(appends).await?;
+    let names: Vec<String> = appends.iter().map(|a| a.stream.as_str().to_string()).collect();
+    let streams: Vec<&str> = names.iter().map(String::as_str).collect();
+    let log = state.log.clone();
+    let write = async move { log.append_multi_async(appends).await };
+    let results = durable::outside_write(&state, &streams, write).await??;
     state.metrics.record_append(count);
     Ok(Json(MultiAppendResponse { results: results.iter().map(AppendResponse::from).collect() }))
 }

@@ -432,6 +432,43 @@ async fn submit(
     })
 }
 
+/// Runs `write`, a write that reaches streams from outside this protocol (cairn's own append and
+/// lifecycle endpoints), so that the Durable Streams among `streams` learn of it: their slots
+/// are locked for the write's duration, as a protocol write would lock them, and forgotten
+/// after it (the next request folds them again from the log, this write included). A message,
+/// `ds.closed` or producer metadata appended through `/v1/streams/...` therefore counts at once,
+/// not only after a restart. The write runs in a task of its own, so a client that goes away
+/// mid-write cannot leave a slot holding state from before a write that still commits.
+/// A write that touches no `ds:` stream runs as it is, at no cost.
+pub async fn outside_write<T, W>(state: &Arc<AppState>, streams: &[&str], write: W) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    W: std::future::Future<Output = T> + Send + 'static,
+{
+    let mut names: Vec<String> =
+        streams.iter().filter(|s| s.starts_with(state::STREAM_PREFIX)).map(|s| s.to_string()).collect();
+    if names.is_empty() {
+        return Ok(write.await);
+    }
+    // One lock order (by name) for every multi-stream write; the protocol holds one slot at a
+    // time, so no two writers can wait on each other.
+    names.sort();
+    names.dedup();
+    let state = state.clone();
+    let task = tokio::spawn(async move {
+        let mut guards = Vec::with_capacity(names.len());
+        for name in &names {
+            guards.push(state.durable.streams.slot(name).lock_owned().await);
+        }
+        let out = write.await;
+        for guard in &mut guards {
+            **guard = Slot::Unloaded;
+        }
+        out
+    });
+    task.await.map_err(|e| ApiError::internal(format!("a write to a durable stream failed: {e}")))
+}
+
 /// After a failed write: forget the slot's state, so the next request reads it from the log.
 async fn forget(state: &AppState, name: &str) {
     *state.durable.streams.slot(name).lock().await = Slot::Unloaded;
