@@ -21,7 +21,8 @@
 //! held while a write is validated and handed to the log's writer (not while it is fsynced):
 //! validation and append are serialised per stream, as the protocol requires of producers,
 //! while group commit still batches many streams' appends. A slot is loaded from the log on
-//! first use and dropped (reloaded next time) whenever a write fails or the stream is deleted.
+//! first use and dropped (reloaded next time) whenever a write fails, the stream is deleted, or
+//! cairn's own endpoints write to it (`outside_write` in the parent module).
 
 use std::collections::HashMap;
 use std::sync::Arc;
