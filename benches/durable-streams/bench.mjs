@@ -12,7 +12,7 @@
 // Everything runs on loopback; both servers use scratch directories that are removed after.
 
 import { spawn } from "node:child_process"
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir, loadavg, cpus } from "node:os"
 import { join } from "node:path"
 
@@ -56,7 +56,20 @@ async function startReference(dir) {
   return startProcess(process.execPath, ["--input-type=module", "-e", script], { DATA: dir })
 }
 
-async function run(base, conns, label) {
+// CPU seconds (user + system, all threads) a process has used so far, from /proc (Linux).
+function processCpuSeconds(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+  return (Number(fields[11]) + Number(fields[12])) / 100 // utime, stime in clock ticks (USER_HZ 100)
+}
+
+// This process's CPU seconds (the load generator).
+function ownCpuSeconds() {
+  const u = process.cpuUsage()
+  return (u.user + u.system) / 1e6
+}
+
+async function run(base, conns, label, pid) {
   const streams = Array.from({ length: conns }, (_, i) => `${base}/v1/stream/bench/${label}-${conns}-${i}`)
   for (const url of streams) {
     const r = await fetch(url, { method: "PUT", headers: { "content-type": "text/plain" } })
@@ -78,14 +91,27 @@ async function run(base, conns, label) {
   await new Promise((resolve) => setTimeout(resolve, WARMUP_SECONDS * 1000))
   measuring = true
   const t0 = performance.now()
+  const [server0, client0] = [processCpuSeconds(pid), ownCpuSeconds()]
   await new Promise((resolve) => setTimeout(resolve, SECONDS * 1000))
   measuring = false
+  const [server1, client1] = [processCpuSeconds(pid), ownCpuSeconds()]
   const elapsed = (performance.now() - t0) / 1000
   stop = true
   await Promise.all(workers)
   latencies.sort((a, b) => a - b)
   const pct = (p) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))]
-  return { server: label, connections: conns, appends: latencies.length, appends_per_s: latencies.length / elapsed, p50_ms: pct(50), p99_ms: pct(99) }
+  const perAppend = (seconds) => (seconds * 1e6) / latencies.length
+  return {
+    server: label,
+    connections: conns,
+    appends: latencies.length,
+    appends_per_s: latencies.length / elapsed,
+    p50_ms: pct(50),
+    p99_ms: pct(99),
+    // CPU per append (µs): the server process's (all threads), and this load generator's.
+    server_cpu_us: perAppend(server1 - server0),
+    client_cpu_us: perAppend(client1 - client0),
+  }
 }
 
 const results = []
@@ -95,9 +121,13 @@ for (const [label, start] of [["cairn", startCairn], ["reference", startReferenc
   const { child, url } = await start(dir)
   try {
     for (const conns of CONNS) {
-      const r = await run(url, conns, label)
+      const r = await run(url, conns, label, child.pid)
       results.push(r)
-      console.log(`${label.padEnd(9)} ${String(conns).padStart(3)} conns: ${r.appends_per_s.toFixed(0).padStart(7)} appends/s  p50 ${r.p50_ms.toFixed(2)} ms  p99 ${r.p99_ms.toFixed(2)} ms  (${r.appends} appends)`)
+      console.log(
+        `${label.padEnd(9)} ${String(conns).padStart(3)} conns: ${r.appends_per_s.toFixed(0).padStart(7)} appends/s  ` +
+          `p50 ${r.p50_ms.toFixed(2)} ms  p99 ${r.p99_ms.toFixed(2)} ms  (${r.appends} appends)  ` +
+          `CPU per append: server ${r.server_cpu_us.toFixed(1)} µs, client ${r.client_cpu_us.toFixed(1)} µs`,
+      )
     }
   } finally {
     child.kill("SIGTERM")
@@ -105,11 +135,13 @@ for (const [label, start] of [["cairn", startCairn], ["reference", startReferenc
     rmSync(dir, { recursive: true, force: true })
   }
 }
-const report = { seconds: SECONDS, body_bytes: BODY.length, cpus: cpus().length, load_average_at_start: load, results }
+const loadEnd = loadavg()
+const report = { seconds: SECONDS, body_bytes: BODY.length, cpus: cpus().length, load_average_at_start: load, load_average_at_end: loadEnd, results }
 for (const conns of CONNS) {
   const c = results.find((r) => r.server === "cairn" && r.connections === conns)
   const ref = results.find((r) => r.server === "reference" && r.connections === conns)
   console.log(`${conns} conns: cairn ${(c.appends_per_s / ref.appends_per_s).toFixed(2)}x the reference's appends/s`)
 }
-console.log(`load average at start: ${load.map((l) => l.toFixed(1)).join(" ")} on ${cpus().length} cpus`)
+const loads = (l) => l.map((x) => x.toFixed(1)).join(" ")
+console.log(`load average at start: ${loads(load)}, at end: ${loads(loadEnd)} on ${cpus().length} cpus`)
 if (args.json) writeFileSync(args.json, JSON.stringify(report, null, 2) + "\n")
