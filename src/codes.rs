@@ -77,6 +77,13 @@ pub const SEGMENT_NOT_FOUND: Code = Code::new("segment_not_found", 404, Exit::No
 /// A scavenge asked for while one runs (`POST /v1/admin/scavenge`; the answer names it).
 pub const SCAVENGE_RUNNING: Code = Code::new("scavenge_running", 409, Exit::Error);
 
+/// `/readyz`: a view lags the log by more than `READY_VIEW_LAG_MAX` events.
+pub const VIEWS_CATCHING_UP: Code = Code::new("views_catching_up", 503, Exit::Error);
+
+/// `/readyz` on a read replica: it has not reached its leader yet, or lags it by more than
+/// `READY_REPLICA_LAG_MAX` events.
+pub const REPLICA_CATCHING_UP: Code = Code::new("replica_catching_up", 503, Exit::Error);
+
 /// A scavenge job the server does not know (or no longer remembers).
 pub const SCAVENGE_NOT_FOUND: Code = Code::new("scavenge_not_found", 404, Exit::NotFound);
 

@@ -18,6 +18,7 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, N
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
@@ -28,6 +29,24 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 struct RequestLabels {
     route: String,
     status: u16,
+}
+
+/// A request's route template and method: a bounded set, whatever paths clients send.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+}
+
+/// Upper bounds (seconds) of the request-latency histogram's buckets: from a cached read to a
+/// slow fdatasync under load, and the long waits of long polls and `wait_ms`.
+pub const REQUEST_SECONDS_BUCKETS: [f64; 16] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+type LatencyFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(REQUEST_SECONDS_BUCKETS)
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -41,6 +60,8 @@ struct ViewLabels {
 pub struct ServerMetrics {
     started: Instant,
     requests: Family<RequestLabels, Counter>,
+    /// Time to each request's answer head, by route template and method.
+    latency: LatencyFamily,
     append_requests: Counter,
     appended_events: Counter,
     /// Open SSE subscriptions.
@@ -67,6 +88,7 @@ impl Default for ServerMetrics {
         ServerMetrics {
             started: Instant::now(),
             requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
             append_requests: Counter::default(),
             appended_events: Counter::default(),
             subscribers: Gauge::default(),
@@ -94,8 +116,13 @@ pub struct ViewsReport {
 }
 
 impl ServerMetrics {
-    pub fn record_request(&self, route: &str, status: u16) {
+    /// Counts a request by `route` (its template, never the raw path) and status, and its
+    /// time to the answer's head.
+    pub fn record_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
         self.requests.get_or_create(&RequestLabels { route: route.to_string(), status }).inc();
+        self.latency
+            .get_or_create(&RouteLabels { method: method.to_string(), route: route.to_string() })
+            .observe(seconds);
     }
 
     pub fn record_append(&self, events: usize) {
@@ -185,6 +212,11 @@ impl ServerMetrics {
             int_gauge(self.body_limits.get().map_or(0, super::drain::BodyLimits::in_flight)),
         );
         r.register("cairn_http_requests", "HTTP requests by route and status", self.requests.clone());
+        r.register(
+            "cairn_http_request_duration_seconds",
+            "Time from a request's arrival to its answer's head, by route template and method",
+            self.latency.clone(),
+        );
         let outcomes = [
             ("verify", "verification", "damage found", &self.verify_ok),
             ("backup", "backup", "it failed", &self.backup_ok),
@@ -395,7 +427,7 @@ mod tests {
             log.append("s", log_engine::ExpectedVersion::Any, vec![log_engine::NewEvent::bytes("T", vec![1])]).unwrap();
         }
         let metrics = ServerMetrics::default();
-        metrics.record_request("/v1/head", 200);
+        metrics.record_request("GET", "/v1/head", 200, 0.003);
         metrics.record_append(3);
         let status =
             RunnerStatus { head: None, applied_through: None, views: vec![], recent_errors: vec![], stopped: None };
@@ -404,6 +436,11 @@ mod tests {
         assert!(text.contains("cairn_log_appended_events_total 3"), "{text}");
         assert!(text.contains("cairn_http_appended_events_total 3"), "{text}");
         assert!(text.contains("cairn_http_requests_total{route=\"/v1/head\",status=\"200\"} 1"), "{text}");
+        let bucket = |le: &str| {
+            format!("cairn_http_request_duration_seconds_bucket{{le=\"{le}\",method=\"GET\",route=\"/v1/head\"}}")
+        };
+        assert!(text.contains(&format!("{} 0", bucket("0.0025"))), "{text}");
+        assert!(text.contains(&format!("{} 1", bucket("0.005"))), "{text}");
         assert!(text.contains("cairn_verify_ok -1"), "{text}");
         assert!(text.contains("cairn_checkpoint_position -1"), "{text}");
         let count: u64 =

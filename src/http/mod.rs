@@ -48,6 +48,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::Router;
@@ -335,6 +336,7 @@ fn api() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(scavenge::start))
         .routes(routes!(scavenge::job))
         .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi))
 }
@@ -373,8 +375,16 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
     let response = next.run(request).await;
     let status = response.status().as_u16();
     let route = matched.as_ref().map_or("(unmatched)", MatchedPath::as_str);
-    state.metrics.record_request(route, status);
-    let micros = started.elapsed().as_micros() as u64;
+    let elapsed = started.elapsed();
+    // A client may send any method name: only the standard ones become labels.
+    let method_label = match method {
+        Method::GET | Method::HEAD | Method::POST | Method::PUT | Method::DELETE | Method::PATCH | Method::OPTIONS => {
+            method.as_str()
+        }
+        _ => "other",
+    };
+    state.metrics.record_request(method_label, route, status, elapsed.as_secs_f64());
+    let micros = elapsed.as_micros() as u64;
     if status >= 500 {
         tracing::warn!(%method, route, status, micros, "request failed");
     } else {

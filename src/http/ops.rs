@@ -17,6 +17,7 @@ use super::error::{ApiError, ApiResult, ConflictBody, ErrorBody};
 use super::extract::Caller;
 use super::{log_api, AppState};
 use crate::auth::Permission;
+use crate::codes;
 use crate::wire;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -126,6 +127,89 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> ApiResult<Json<Healt
         || replica.as_ref().is_some_and(|r| r.last_error.is_some())
         || archive.as_ref().is_some_and(|a| a.stopped || a.consecutive_failures > 0);
     Ok(Json(Health { status: if degraded { "degraded" } else { "ok" }.into(), views, replica, archive }))
+}
+
+/// Most events a view may lag behind the log for `/readyz` to answer ready: beyond it, reads
+/// that wait for a position (`min_position`) would wait long.
+pub const READY_VIEW_LAG_MAX: u64 = 10_000;
+/// Most events a read replica may lag behind its leader for `/readyz` to answer ready.
+pub const READY_REPLICA_LAG_MAX: u64 = 10_000;
+
+/// The answer of a ready server.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    /// Always `ready`.
+    pub status: String,
+}
+
+/// What readiness is decided from, read once per request.
+#[derive(Debug, Default)]
+pub struct ReadyInputs {
+    pub poisoned: Option<String>,
+    pub shutting_down: bool,
+    pub views_stopped: Option<String>,
+    /// Each view's name and lag in events.
+    pub views: Vec<(String, u64)>,
+    /// On a read replica: whether its leader ever answered, and its lag in events.
+    pub replica: Option<(bool, u64)>,
+}
+
+/// Ready, or the first reason not to send this server traffic.
+pub fn readiness(inputs: &ReadyInputs) -> Result<(), ApiError> {
+    if let Some(cause) = &inputs.poisoned {
+        return Err(ApiError::from(log_engine::Error::Poisoned { cause: cause.clone() }));
+    }
+    if inputs.shutting_down {
+        return Err(ApiError::unavailable("unavailable", "the server is shutting down"));
+    }
+    if let Some(reason) = &inputs.views_stopped {
+        return Err(ApiError::unavailable("views_stopped", format!("the views stopped following the log: {reason}")));
+    }
+    if let Some((name, lag)) = inputs.views.iter().find(|(_, lag)| *lag > READY_VIEW_LAG_MAX) {
+        return Err(ApiError::unavailable(
+            codes::VIEWS_CATCHING_UP.code,
+            format!("the {name} view is {lag} events behind the log (ready at {READY_VIEW_LAG_MAX} or fewer)"),
+        ));
+    }
+    match inputs.replica {
+        Some((false, _)) => Err(ApiError::unavailable(
+            codes::REPLICA_CATCHING_UP.code,
+            "this read replica has not reached its leader yet (see /healthz for why)",
+        )),
+        Some((true, lag)) if lag > READY_REPLICA_LAG_MAX => Err(ApiError::unavailable(
+            codes::REPLICA_CATCHING_UP.code,
+            format!("this read replica is {lag} events behind its leader (ready at {READY_REPLICA_LAG_MAX} or fewer)"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Readiness, for a load balancer or an orchestrator: 200 `ready` when this server should take
+/// traffic. The views are restored and the log replayed before the server listens, so a server
+/// that answers is past its restore; it is not ready while it shuts down, once its log is
+/// poisoned or its views stopped, while a view lags the log by more than
+/// `READY_VIEW_LAG_MAX` events, or, on a read replica, before it reached its leader or while it
+/// lags by more than `READY_REPLICA_LAG_MAX`. `/healthz` is liveness: whether to restart it.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "ops",
+    responses(
+        (status = 200, description = "Ready for traffic.", body = Ready),
+        (status = 503, description = "Not ready: `poisoned`, `unavailable` (shutting down), `views_stopped`, `views_catching_up`, `replica_catching_up`; the message says why.", body = ErrorBody),
+    )
+)]
+pub async fn readyz(State(state): State<Arc<AppState>>) -> ApiResult<Json<Ready>> {
+    let status = state.store.views().status();
+    let inputs = ReadyInputs {
+        poisoned: state.log.poisoned(),
+        shutting_down: *state.shutdown.borrow(),
+        views_stopped: status.stopped.clone(),
+        views: status.views.iter().map(|v| (v.name.to_string(), v.lag)).collect(),
+        replica: state.replica.as_ref().map(|f| (f.contact_age().is_some(), f.lag_events())),
+    };
+    readiness(&inputs)?;
+    Ok(Json(Ready { status: "ready".into() }))
 }
 
 /// Prometheus metrics.
@@ -399,4 +483,34 @@ pub fn finish_document(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::Op
         modifier.modify(&mut doc);
     }
     doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code_of(inputs: &ReadyInputs) -> Option<String> {
+        readiness(inputs).err().map(|e| e.body()["error"].as_str().unwrap().to_string())
+    }
+
+    #[test]
+    fn readiness_names_the_first_reason_not_to_take_traffic() {
+        let caught_up = ReadyInputs { views: vec![("kv".into(), READY_VIEW_LAG_MAX)], ..ReadyInputs::default() };
+        assert_eq!(code_of(&caught_up), None, "a lag at the bound is ready");
+        let behind = ReadyInputs { views: vec![("kv".into(), READY_VIEW_LAG_MAX + 1)], ..ReadyInputs::default() };
+        assert_eq!(code_of(&behind).as_deref(), Some("views_catching_up"));
+        let stopped = ReadyInputs { views_stopped: Some("apply failed".into()), ..ReadyInputs::default() };
+        assert_eq!(code_of(&stopped).as_deref(), Some("views_stopped"));
+        let closing = ReadyInputs { shutting_down: true, views_stopped: Some("x".into()), ..ReadyInputs::default() };
+        assert_eq!(code_of(&closing).as_deref(), Some("unavailable"));
+        let poisoned =
+            ReadyInputs { poisoned: Some("fdatasync failed".into()), shutting_down: true, ..ReadyInputs::default() };
+        assert_eq!(code_of(&poisoned).as_deref(), Some("poisoned"));
+        let never = ReadyInputs { replica: Some((false, 0)), ..ReadyInputs::default() };
+        assert_eq!(code_of(&never).as_deref(), Some("replica_catching_up"));
+        let far = ReadyInputs { replica: Some((true, READY_REPLICA_LAG_MAX + 1)), ..ReadyInputs::default() };
+        assert_eq!(code_of(&far).as_deref(), Some("replica_catching_up"));
+        let near = ReadyInputs { replica: Some((true, READY_REPLICA_LAG_MAX)), ..ReadyInputs::default() };
+        assert_eq!(code_of(&near), None);
+    }
 }
