@@ -127,7 +127,11 @@ fn has_segments(dir: &Path) -> bool {
 /// The key store for `dir`, opened for a writer (created if missing, for a new log only) or a
 /// reader. A writer without a key refuses a directory that has a key store: it would write
 /// events in the clear beside encrypted ones.
-fn keyring(dir: &Path, writer: bool) -> Result<Option<std::sync::Arc<log_engine::Keyring>>, StoreError> {
+fn keyring(
+    dir: &Path,
+    writer: bool,
+    fs: &std::sync::Arc<dyn log_engine::fs::FileSystem>,
+) -> Result<Option<std::sync::Arc<log_engine::Keyring>>, StoreError> {
     let refuse = |path: &Path, detail: String| {
         StoreError::open(dir)(log_engine::Error::KeyStore { path: path.to_path_buf(), detail })
     };
@@ -160,7 +164,7 @@ fn keyring(dir: &Path, writer: bool) -> Result<Option<std::sync::Arc<log_engine:
                 StoreError::open(dir)(log_engine::Error::KeyStore { path: path.clone(), detail: e.to_string() })
             })?;
         }
-        log_engine::Keyring::open(&path, config.kek.clone())
+        log_engine::Keyring::open_on(fs.clone(), &path, config.kek.clone())
     } else {
         log_engine::Keyring::open_read_only(&path, config.kek.clone())
     };
@@ -177,13 +181,13 @@ pub fn open_writer(dir: &Path) -> Result<Log, StoreError> {
 /// [`open_writer`] with the log's settings of `cairn serve` (segment size, durability, writer
 /// queue; see [`crate::config`]).
 pub fn open_writer_with(dir: &Path, settings: &crate::config::LogSettings) -> Result<Log, StoreError> {
-    let options = log_engine::Options {
-        keys: keyring(dir, true)?,
+    let mut options = log_engine::Options {
         segment_size: settings.segment_size,
         durability: settings.durability,
         writer_queue_bytes: settings.writer_queue_bytes,
         ..log_engine::Options::default()
     };
+    options.keys = keyring(dir, true, &options.fs)?;
     Log::open(dir, options).map_err(StoreError::open(dir))
 }
 
@@ -193,7 +197,8 @@ pub fn open_writer_with(dir: &Path, settings: &crate::config::LogSettings) -> Re
 /// before it are readable, and [`Log::read_stop`] (see [`describe_stop`]) says where the
 /// reader stopped.
 pub fn open_reader(dir: &Path) -> Result<Log, StoreError> {
-    let options = log_engine::Options { keys: keyring(dir, false)?, ..log_engine::Options::default() };
+    let mut options = log_engine::Options::default();
+    options.keys = keyring(dir, false, &options.fs)?;
     Log::open_read_only(dir, options).map_err(StoreError::open(dir))
 }
 

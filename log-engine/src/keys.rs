@@ -22,8 +22,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -33,6 +31,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Error, Result};
 use crate::field::salted_crc;
+use crate::fs::{FileSystem, OsFs};
 
 /// The key store's default file name, in the data directory (`DIR/keys`).
 pub const KEY_STORE_FILE: &str = "keys";
@@ -167,6 +166,9 @@ pub struct Keyring {
     path: PathBuf,
     kek: Kek,
     writable: bool,
+    /// Every byte of the store is read and written through this (the log's `Options::fs`), so
+    /// the fault and power-loss suites reach the store as they reach the segments.
+    fs: Arc<dyn FileSystem>,
     state: RwLock<State>,
     /// Serialises changes to the file (appends and rewrites).
     file: Mutex<()>,
@@ -182,8 +184,12 @@ impl Keyring {
     /// Opens the key store at `path` for a writer, creating it (with generation 1) if there is
     /// none. A store written with another KEK is refused.
     pub fn open(path: impl AsRef<Path>, kek: Kek) -> Result<Arc<Keyring>> {
-        let path = path.as_ref().to_path_buf();
-        let ring = Keyring { path, kek, writable: true, state: RwLock::new(State::default()), file: Mutex::new(()) };
+        Keyring::open_on(Arc::new(OsFs), path, kek)
+    }
+
+    /// [`Keyring::open`] through `fs`: give it the log's `Options::fs`.
+    pub fn open_on(fs: Arc<dyn FileSystem>, path: impl AsRef<Path>, kek: Kek) -> Result<Arc<Keyring>> {
+        let ring = Keyring::new(fs, path.as_ref(), kek, true);
         if ring.path.exists() {
             ring.load()?;
             if ring.state.read().generations.is_empty() {
@@ -200,10 +206,14 @@ impl Keyring {
     /// Opens an existing key store without ever writing it (a reader's). A secret created by
     /// a writer after this open is found by reading the file again.
     pub fn open_read_only(path: impl AsRef<Path>, kek: Kek) -> Result<Arc<Keyring>> {
-        let path = path.as_ref().to_path_buf();
-        let ring = Keyring { path, kek, writable: false, state: RwLock::new(State::default()), file: Mutex::new(()) };
+        let ring = Keyring::new(Arc::new(OsFs), path.as_ref(), kek, false);
         ring.load()?;
         Ok(Arc::new(ring))
+    }
+
+    fn new(fs: Arc<dyn FileSystem>, path: &Path, kek: Kek, writable: bool) -> Keyring {
+        let path = path.to_path_buf();
+        Keyring { path, kek, writable, fs, state: RwLock::new(State::default()), file: Mutex::new(()) }
     }
 
     pub fn path(&self) -> &Path {
@@ -425,9 +435,9 @@ impl Keyring {
     }
 
     fn append(&self, entry: &[u8]) -> Result<()> {
-        let mut file =
-            OpenOptions::new().append(true).open(&self.path).map_err(|e| Error::io("open key store", &self.path, e))?;
-        file.write_all(entry).map_err(|e| Error::io("append to key store", &self.path, e))?;
+        let file = self.fs.open(&self.path).map_err(|e| Error::io("open key store", &self.path, e))?;
+        let end = file.len().map_err(|e| Error::io("stat key store", &self.path, e))?;
+        file.write_all_at(entry, end).map_err(|e| Error::io("append to key store", &self.path, e))?;
         file.sync_data().map_err(|e| Error::io("fdatasync key store", &self.path, e))
     }
 
@@ -452,21 +462,26 @@ impl Keyring {
             }
         }
         let tmp = self.path.with_extension("tmp");
-        let mut file = File::create(&tmp).map_err(|e| Error::io("create key store", &tmp, e))?;
-        file.write_all(&bytes).map_err(|e| Error::io("write key store", &tmp, e))?;
-        file.sync_all().map_err(|e| Error::io("fsync key store", &tmp, e))?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| Error::io("rename key store", &self.path, e))?;
+        // A crash during an earlier rewrite may have left its temporary file.
+        match self.fs.remove(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io("remove key store leftover", &tmp, e));
+            }
+            _ => {}
+        }
+        let file = self.fs.create(&tmp).map_err(|e| Error::io("create key store", &tmp, e))?;
+        file.write_all_at(&bytes, 0).map_err(|e| Error::io("write key store", &tmp, e))?;
+        file.sync_data().map_err(|e| Error::io("fdatasync key store", &tmp, e))?;
+        drop(file);
+        self.fs.rename(&tmp, &self.path).map_err(|e| Error::io("rename key store", &self.path, e))?;
         let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("fsync directory", dir, e))
+        self.fs.sync_dir(dir).map_err(|e| Error::io("fsync directory", dir, e))
     }
 
     /// Reads the file into the state. A torn last entry (a crash while appending it, before
     /// anything used it) is ignored; a writer's next append goes after it.
     fn load(&self) -> Result<()> {
-        let mut bytes = Vec::new();
-        File::open(&self.path)
-            .and_then(|mut f| f.read_to_end(&mut bytes))
-            .map_err(|e| Error::io("read key store", &self.path, e))?;
+        let bytes = self.read_file()?;
         if bytes.len() < STORE_HEADER_LEN || bytes[..8] != STORE_MAGIC {
             return Err(self.error("not a cairn key store (bad magic)"));
         }
@@ -498,18 +513,23 @@ impl Keyring {
             if !self.writable {
                 tracing::debug!(path = %self.path.display(), at, "key store ends in a partial entry");
             } else {
-                // Cut the torn entry so that the next append follows the last whole one.
-                let file = OpenOptions::new()
-                    .write(true)
-                    .open(&self.path)
-                    .map_err(|e| Error::io("open key store", &self.path, e))?;
-                file.set_len(at as u64).map_err(|e| Error::io("truncate key store", &self.path, e))?;
-                file.sync_all().map_err(|e| Error::io("fsync key store", &self.path, e))?;
-                tracing::warn!(path = %self.path.display(), at, "key store: cut a torn last entry");
+                // Drop the torn entry (never acknowledged, so nothing used it) so that the next
+                // append follows the last whole one: the rewrite holds exactly what was read.
+                self.rewrite(&state)?;
+                tracing::warn!(path = %self.path.display(), at, "key store: dropped a torn last entry");
             }
         }
         *self.state.write() = state;
         Ok(())
+    }
+
+    fn read_file(&self) -> Result<Vec<u8>> {
+        let read = |e| Error::io("read key store", &self.path, e);
+        let file = self.fs.open_read_only(&self.path).map_err(read)?;
+        let len = file.len().map_err(read)?;
+        let mut bytes = vec![0u8; usize::try_from(len).map_err(|_| self.error("the file is too large"))?];
+        file.read_exact_at(&mut bytes, 0).map_err(read)?;
+        Ok(bytes)
     }
 
     fn apply(&self, state: &mut State, kind: u8, body: &[u8]) -> Result<()> {
@@ -607,6 +627,7 @@ pub(crate) fn cipher(key: &[u8; KEY_LEN]) -> XChaCha20Poly1305 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn kek() -> Kek {
         Kek::from_hex(&"11".repeat(32)).unwrap()
