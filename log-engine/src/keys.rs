@@ -170,8 +170,9 @@ pub struct Keyring {
     /// the fault and power-loss suites reach the store as they reach the segments.
     fs: Arc<dyn FileSystem>,
     state: RwLock<State>,
-    /// Serialises changes to the file (appends and rewrites).
-    file: Mutex<()>,
+    /// Serialises changes to the file (appends and rewrites). `true` once a failed append
+    /// could not be undone: nothing more is written until the store is opened again.
+    file: Mutex<bool>,
 }
 
 impl fmt::Debug for Keyring {
@@ -213,7 +214,7 @@ impl Keyring {
 
     fn new(fs: Arc<dyn FileSystem>, path: &Path, kek: Kek, writable: bool) -> Keyring {
         let path = path.to_path_buf();
-        Keyring { path, kek, writable, fs, state: RwLock::new(State::default()), file: Mutex::new(()) }
+        Keyring { path, kek, writable, fs, state: RwLock::new(State::default()), file: Mutex::new(false) }
     }
 
     pub fn path(&self) -> &Path {
@@ -246,13 +247,13 @@ impl Keyring {
         if !self.writable {
             return Err(self.error("a reader's key store creates no keys"));
         }
-        let _file = self.file.lock();
+        let mut broken = self.file.lock();
         if let Some(key) = Self::stream_key(&self.state.read(), stream) {
             return Ok(key);
         }
         let number = self.state.read().streams.get(stream).map_or(1, StreamSecrets::next_number);
         let secret = random_key();
-        self.append(&self.secret_entry(stream, number, &secret))?;
+        self.append(&mut broken, &self.secret_entry(stream, number, &secret))?;
         self.state.write().streams.entry(stream.to_string()).or_default().live.insert(number, secret);
         Ok(Self::stream_key(&self.state.read(), stream).expect("just added"))
     }
@@ -312,7 +313,7 @@ impl Keyring {
         if !self.writable {
             return Err(self.error("a reader's key store destroys no keys"));
         }
-        let _file = self.file.lock();
+        let mut broken = self.file.lock();
         let mut next = self.snapshot();
         let Some(secrets) = next.streams.get_mut(stream) else { return Ok(0) };
         let numbers: Vec<u32> = secrets.live.keys().copied().collect();
@@ -324,6 +325,7 @@ impl Keyring {
             return Ok(0);
         }
         self.rewrite(&next)?;
+        *broken = false;
         *self.state.write() = next;
         Ok(numbers.len())
     }
@@ -333,19 +335,14 @@ impl Keyring {
         if !self.writable {
             return Err(self.error("a reader's key store cannot rotate"));
         }
-        let _file = self.file.lock();
-        self.add_generation_locked()
+        self.add_generation()
     }
 
     fn add_generation(&self) -> Result<u32> {
-        let _file = self.file.lock();
-        self.add_generation_locked()
-    }
-
-    fn add_generation_locked(&self) -> Result<u32> {
+        let mut broken = self.file.lock();
         let generation = self.current_generation() + 1;
         let key = random_key();
-        self.append(&self.generation_entry(generation, &key))?;
+        self.append(&mut broken, &self.generation_entry(generation, &key))?;
         self.state.write().generations.insert(generation, key);
         Ok(generation)
     }
@@ -356,7 +353,7 @@ impl Keyring {
         if !self.writable {
             return Err(self.error("a reader's key store retires no keys"));
         }
-        let _file = self.file.lock();
+        let mut broken = self.file.lock();
         let mut next = self.snapshot();
         let current = next.generations.keys().next_back().copied().unwrap_or(0);
         let retired: Vec<u32> = next.generations.keys().copied().filter(|&g| g < keep_from.min(current)).collect();
@@ -365,6 +362,7 @@ impl Keyring {
         }
         next.generations.retain(|g, _| !retired.contains(g));
         self.rewrite(&next)?;
+        *broken = false;
         *self.state.write() = next;
         Ok(retired)
     }
@@ -434,11 +432,30 @@ impl Keyring {
         entry(ENTRY_SECRET, &body)
     }
 
-    fn append(&self, entry: &[u8]) -> Result<()> {
-        let file = self.fs.open(&self.path).map_err(|e| Error::io("open key store", &self.path, e))?;
-        let end = file.len().map_err(|e| Error::io("stat key store", &self.path, e))?;
-        file.write_all_at(entry, end).map_err(|e| Error::io("append to key store", &self.path, e))?;
-        file.sync_data().map_err(|e| Error::io("fdatasync key store", &self.path, e))
+    /// Appends `entry` and fdatasyncs it; `broken` is the file lock's flag. A failed write or
+    /// fdatasync leaves the store as it was (rewritten from the keys it holds): a partial or
+    /// unsynced entry must never have a later one appended after it, or the next open would
+    /// find damage before acknowledged secrets. If even that rewrite fails, the store takes no
+    /// more keys until it is reopened (the open drops what a crash left at the end).
+    fn append(&self, broken: &mut bool, entry: &[u8]) -> Result<()> {
+        if *broken {
+            return Err(self.error(
+                "an earlier write to the key store failed and could not be undone: it takes no new keys until the \
+                 log is opened again",
+            ));
+        }
+        let result = (|| {
+            let file = self.fs.open(&self.path).map_err(|e| Error::io("open key store", &self.path, e))?;
+            let end = file.len().map_err(|e| Error::io("stat key store", &self.path, e))?;
+            file.write_all_at(entry, end).map_err(|e| Error::io("append to key store", &self.path, e))?;
+            file.sync_data().map_err(|e| Error::io("fdatasync key store", &self.path, e))
+        })();
+        if let Err(e) = &result {
+            let undone = self.rewrite(&self.snapshot());
+            tracing::error!(path = %self.path.display(), error = %e, undone = undone.is_ok(), "key store append failed");
+            *broken = undone.is_err();
+        }
+        result
     }
 
     /// Writes `state` as a new file and renames it over the store: a crash leaves the old store
@@ -606,12 +623,18 @@ fn next_entry(bytes: &[u8], at: usize) -> Option<(u8, &[u8], usize)> {
     (crc == salted_crc(&STORE_SALT, covered)).then(|| (head[8], &bytes[at + 9..end], end))
 }
 
-/// Whether the bytes from `at` on are a torn last entry (a crash while appending it): too few
-/// to hold an entry's header, or an entry whose declared end runs past the file.
+/// Whether the bytes from `at` on are a torn last entry (a crash while appending it, so never
+/// acknowledged): too few to hold an entry's header; zeros (a file system that committed the
+/// new size before the data); or an entry of a plausible length whose declared end runs past
+/// the file or is followed by zeros only. Anything else is damage with bytes after it.
 fn torn_tail(bytes: &[u8], at: usize) -> bool {
+    let zeros = |from: usize| bytes.get(from..).is_none_or(|rest| rest.iter().all(|&b| b == 0));
+    if zeros(at) {
+        return true;
+    }
     let Some(head) = bytes.get(at..at + 9) else { return true };
     let len = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes")) as usize;
-    len <= ENTRY_BODY_MAX && at + 9 + len > bytes.len()
+    len <= ENTRY_BODY_MAX && zeros(at + 9 + len)
 }
 
 /// Keyed BLAKE3 of a payload: what the chain hashes for an encrypted record.
@@ -720,5 +743,51 @@ mod tests {
         let ring = Keyring::open(&path, kek()).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), len);
         assert!(matches!(ring.record_key("a", 1, 1).unwrap(), RecordKey::Key(_)));
+    }
+
+    /// A store on a fault-injecting file system, and its path.
+    fn faulty() -> (tempfile::TempDir, PathBuf, crate::faults::FaultFs, Arc<Keyring>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(KEY_STORE_FILE);
+        let fs = crate::faults::FaultFs::new();
+        let ring = Keyring::open_on(Arc::new(fs.clone()), &path, kek()).unwrap();
+        (dir, path, fs, ring)
+    }
+
+    const ENOSPC: i32 = 28;
+
+    /// A secret whose append failed halfway (a full disk) leaves no partial entry for the next
+    /// secret to follow: the store reopens, and the later stream's key is there.
+    #[test]
+    fn a_short_write_leaves_the_store_as_it_was() {
+        let (_dir, path, fs, ring) = faulty();
+        ring.writer_key("a").unwrap();
+        fs.inject_short_write(0, ENOSPC);
+        assert!(ring.writer_key("b").is_err());
+        fs.clear_injections();
+        let c = ring.writer_key("c").unwrap();
+        drop(ring);
+        let ring = Keyring::open(&path, kek()).unwrap();
+        assert!(matches!(ring.record_key("c", c.secret, c.generation).unwrap(), RecordKey::Key(k) if k == c.record_key));
+        assert!(ring.record_key("b", 1, 1).is_err(), "the failed secret was never stored");
+    }
+
+    /// A power cut during an append on a file system that commits the size before the data
+    /// leaves zeros at the end: that is a torn tail (never acknowledged), not damage.
+    #[test]
+    fn a_tail_of_zeros_is_a_torn_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(KEY_STORE_FILE);
+        let ring = Keyring::open(&path, kek()).unwrap();
+        let a = ring.writer_key("a").unwrap();
+        drop(ring);
+        let entry_len = 9 + 4 + 2 + 1 + NONCE_LEN + KEY_LEN + TAG_LEN;
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(&vec![0; entry_len]).unwrap();
+        let ring = Keyring::open(&path, kek()).unwrap();
+        assert!(matches!(ring.record_key("a", 1, 1).unwrap(), RecordKey::Key(k) if k == a.record_key));
+        let b = ring.writer_key("b").unwrap();
+        drop(ring);
+        let ring = Keyring::open_read_only(&path, kek()).unwrap();
+        assert!(matches!(ring.record_key("b", 1, 1).unwrap(), RecordKey::Key(k) if k == b.record_key));
     }
 }
