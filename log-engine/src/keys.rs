@@ -235,6 +235,11 @@ impl Keyring {
         Error::KeyStore { path: self.path.clone(), detail: detail.into() }
     }
 
+    /// Whether `stream` has a live secret, so that [`Keyring::writer_key`] writes nothing.
+    pub(crate) fn has_writer_key(&self, stream: &str) -> bool {
+        self.state.read().streams.get(stream).is_some_and(|s| !s.live.is_empty())
+    }
+
     /// The key a writer seals `stream`'s new records with, creating the stream's secret (durably,
     /// before any record uses it) if it has none.
     pub(crate) fn writer_key(&self, stream: &str) -> Result<StreamKey> {

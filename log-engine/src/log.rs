@@ -319,10 +319,36 @@ impl Log {
         Ok(results.pop().expect("one result per stream"))
     }
 
-    /// [`Log::append_multi`] for async callers.
+    /// [`Log::append_multi`] for async callers. A stream's first encrypted append creates its
+    /// secret (an fdatasync of the key store) on a thread of its own, never on the runtime's.
     pub async fn append_multi_async(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>> {
+        self.create_stream_keys_off_thread(&appends).await?;
         let (tx, rx) = oneshot::channel();
         self.submit(appends, Reply::Async(tx))?;
+        rx.await.map_err(|_| self.closed_error())?
+    }
+
+    /// Creates the secrets `appends`' streams lack, on a short-lived thread, and waits for
+    /// them: each is durable before any record is sealed with it ([`prepare`] then finds it).
+    async fn create_stream_keys_off_thread(&self, appends: &[StreamAppend]) -> Result<()> {
+        let Some(keys) = self.shared().options.keys.clone() else { return Ok(()) };
+        let missing: Vec<String> = appends
+            .iter()
+            .filter(|a| !keys.has_writer_key(a.stream.as_str()))
+            .map(|a| a.stream.as_str().to_string())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        self.writable()?;
+        let (tx, rx) = oneshot::channel();
+        let ring = keys.clone();
+        std::thread::Builder::new()
+            .name("cairn-key-store".into())
+            .spawn(move || {
+                let _ = tx.send(missing.iter().try_for_each(|stream| ring.writer_key(stream).map(drop)));
+            })
+            .map_err(|e| Error::io("spawn key store thread", keys.path(), e))?;
         rx.await.map_err(|_| self.closed_error())?
     }
 

@@ -185,3 +185,58 @@ fn retries_scavenging_and_shredding_work_on_encrypted_events() {
     assert!(log.read_stream("gone", None, 1, Direction::Forward).unwrap()[0].erased);
     assert!(log.verify(None, |_| {}).unwrap().ok);
 }
+
+/// The real file system, noting which thread opens the key store (every key-store write opens
+/// it first).
+#[derive(Debug, Default)]
+struct KeyStoreWatch {
+    threads: std::sync::Mutex<Vec<std::thread::ThreadId>>,
+}
+
+impl log_engine::fs::FileSystem for KeyStoreWatch {
+    fn open_dir(&self, path: &Path) -> std::io::Result<Box<dyn log_engine::fs::DirHandle>> {
+        log_engine::fs::OsFs.open_dir(path)
+    }
+    fn create(&self, path: &Path) -> std::io::Result<Box<dyn log_engine::fs::StorageFile>> {
+        log_engine::fs::OsFs.create(path)
+    }
+    fn open(&self, path: &Path) -> std::io::Result<Box<dyn log_engine::fs::StorageFile>> {
+        if path.ends_with(KEY_STORE_FILE) {
+            self.threads.lock().unwrap().push(std::thread::current().id());
+        }
+        log_engine::fs::OsFs.open(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        log_engine::fs::OsFs.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> std::io::Result<()> {
+        log_engine::fs::OsFs.remove(path)
+    }
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        log_engine::fs::OsFs.sync_dir(path)
+    }
+    fn list(&self, path: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+        log_engine::fs::OsFs.list(path)
+    }
+}
+
+/// A stream's first encrypted append creates its secret with an fdatasync of the key store:
+/// an async caller must not do that on its runtime's thread (every other request on it would
+/// wait), yet the secret is durable before the append is acknowledged.
+#[test]
+fn an_async_first_append_writes_the_key_store_off_the_runtime_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let watch = Arc::new(KeyStoreWatch::default());
+    let keys = Keyring::open_on(watch.clone(), dir.path().join(KEY_STORE_FILE), kek()).unwrap();
+    let log = Log::open(dir.path(), Options { keys: Some(keys), fs: watch.clone(), ..common::small_options() }).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    for stream in ["a", "b", "a"] {
+        runtime.block_on(log.append_async(stream, ExpectedVersion::Any, vec![marked(1)])).unwrap();
+    }
+    let threads = watch.threads.lock().unwrap().clone();
+    assert_eq!(threads.len(), 2, "one key-store write per new stream");
+    assert!(!threads.contains(&std::thread::current().id()), "the runtime's thread wrote the key store");
+    drop(log);
+    let log = Log::open(dir.path(), keyed(dir.path())).unwrap();
+    assert_eq!(log.read_stream("b", None, 10, Direction::Forward).unwrap()[0].data.as_bytes(), marked(1).data.as_bytes());
+}
