@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use log_engine::faults::{FaultFs, Op};
 use log_engine::{Log, Options, Sabotage};
-use reliability::power::{run_seed, Totals};
+use reliability::power::{run_seed, run_seed_encrypted, Totals};
 use reliability::*;
 
 /// Scenarios in a default run: a debug build (`cargo test`) runs a few, the optimised build
@@ -47,6 +47,30 @@ fn acknowledged_events_survive_power_loss_at_any_operation() {
     eprintln!("power_loss: {}", totals.line());
     assert!(totals.crashes >= scenarios, "every scenario must crash at least once: {}", totals.line());
     assert!(totals.loss.sectors_lost > 0, "the simulation lost no sector: it is not exercising anything");
+    assert!(
+        totals.failures.is_empty(),
+        "{} of {scenarios} scenarios failed; first (replay with CAIRN_SEED={} CAIRN_POWER_LOSS_SCENARIOS=1): {}",
+        totals.failures.len(),
+        totals.failures[0].0,
+        totals.failures[0].1
+    );
+}
+
+/// The same scenarios with encryption at rest: the key store is on the fault layer too, so a
+/// crash lands in a new stream's secret append and fdatasync as well, and every acknowledged
+/// event still decrypts after the power loss.
+#[test]
+fn encrypted_acknowledged_events_survive_power_loss_at_any_operation() {
+    let base = suite_seed("power_loss_encrypted");
+    let scenarios = env_count("CAIRN_POWER_LOSS_SCENARIOS", SCENARIOS_DEFAULT);
+    let mut totals = Totals::default();
+    for i in 0..scenarios {
+        let seed = base.wrapping_add(i);
+        let outcome = run_seed_encrypted(seed);
+        totals.add(seed, &outcome);
+    }
+    eprintln!("power_loss_encrypted: {}", totals.line());
+    assert!(totals.crashes >= scenarios, "every scenario must crash at least once: {}", totals.line());
     assert!(
         totals.failures.is_empty(),
         "{} of {scenarios} scenarios failed; first (replay with CAIRN_SEED={} CAIRN_POWER_LOSS_SCENARIOS=1): {}",

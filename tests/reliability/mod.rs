@@ -37,6 +37,27 @@ pub fn options() -> Options {
     Options { segment_size: SEGMENT, ..Options::default() }
 }
 
+/// The key-encryption key of the suites' encrypted runs.
+pub fn suite_kek() -> log_engine::Kek {
+    log_engine::Kek::from_hex(&"c3".repeat(32)).expect("64 hex digits")
+}
+
+/// [`options`] with encryption at rest: the key store `dir/keys`, read and written through `fs`
+/// like the segments, so that a crash or a power loss reaches it too.
+pub fn keyed_options(dir: &Path, fs: std::sync::Arc<dyn log_engine::fs::FileSystem>) -> log_engine::Result<Options> {
+    let keys = log_engine::Keyring::open_on(fs.clone(), dir.join(log_engine::KEY_STORE_FILE), suite_kek())?;
+    Ok(Options { keys: Some(keys), fs, ..options() })
+}
+
+/// The options a checker reopens `dir` with: plain, or keyed on the real file system.
+pub fn reopen_options(dir: &Path, encrypted: bool) -> log_engine::Result<Options> {
+    if encrypted {
+        keyed_options(dir, std::sync::Arc::new(log_engine::fs::OsFs))
+    } else {
+        Ok(options())
+    }
+}
+
 /// A scratch directory on a memory file system when there is one: the crash suites simulate
 /// durability themselves, so real fdatasyncs would only cost time.
 pub fn scratch_dir() -> tempfile::TempDir {
@@ -241,8 +262,13 @@ fn tag_of(event: &Event) -> Option<(Tag, u64, u64)> {
 
 /// Reopens the log in `dir` with plain options and checks it against the acknowledgements.
 pub fn check(dir: &Path, seed: u64, acks: &[Ack]) -> Report {
+    check_with(dir, seed, acks, false)
+}
+
+/// [`check`], reopening with the suites' key when `encrypted`.
+pub fn check_with(dir: &Path, seed: u64, acks: &[Ack], encrypted: bool) -> Report {
     let mut report = Report { acknowledged: acks.iter().map(Ack::events).sum(), ..Report::default() };
-    let log = match Log::open(dir, options()) {
+    let log = match reopen_options(dir, encrypted).and_then(|options| Log::open(dir, options)) {
         Ok(log) => log,
         Err(e) => {
             report.violations.push(format!("reopen failed: {e}"));

@@ -48,6 +48,16 @@ fn add(total: &mut PowerLossReport, r: PowerLossReport) {
 
 /// Runs the scenario of `seed`, with the writer sabotaged as given.
 pub fn run_seed(seed: u64, sabotage: Sabotage) -> Outcome {
+    run(seed, sabotage, false)
+}
+
+/// Runs the scenario of `seed` with encryption at rest: the key store (a new stream's secret
+/// is appended and fdatasynced before its first record) crashes and loses power with the rest.
+pub fn run_seed_encrypted(seed: u64) -> Outcome {
+    run(seed, Sabotage::Off, true)
+}
+
+fn run(seed: u64, sabotage: Sabotage, encrypted: bool) -> Outcome {
     let dir = scratch_dir();
     let mut rng = SplitMix(seed);
     let mut out = Outcome::default();
@@ -58,8 +68,12 @@ pub fn run_seed(seed: u64, sabotage: Sabotage) -> Outcome {
         // A quarter of the crashes land early: in open, recovery, or the first appends.
         let budget = if rng.below(4) == 0 { rng.below(24) } else { rng.below(OPS_MAX) };
         fs.crash_after(budget);
-        let options = Options { fs: Arc::new(fs.clone()), sabotage, ..options() };
-        if let Ok(log) = Log::open(dir.path(), options) {
+        let options = if encrypted {
+            keyed_options(dir.path(), Arc::new(fs.clone())).map(|o| Options { sabotage, ..o })
+        } else {
+            Ok(Options { fs: Arc::new(fs.clone()), sabotage, ..options() })
+        };
+        if let Ok(log) = options.and_then(|options| Log::open(dir.path(), options)) {
             if rng.below(2) == 0 {
                 let (mut a, _) = append_batches(&log, seed, round, 0, BATCHES_MAX);
                 acks.append(&mut a);
@@ -85,10 +99,10 @@ pub fn run_seed(seed: u64, sabotage: Sabotage) -> Outcome {
         add(&mut out.loss, loss);
         out.trace = fs.trace();
     }
-    out.report = check(dir.path(), seed, &acks);
+    out.report = check_with(dir.path(), seed, &acks, encrypted);
     if out.report.ok() {
         // Recovery may leave damage that only shows once more is written: write, reopen, check.
-        match Log::open(dir.path(), options()) {
+        match reopen_options(dir.path(), encrypted).and_then(|options| Log::open(dir.path(), options)) {
             Ok(log) => {
                 let (mut more, err) = append_batches(&log, seed, rounds, 0, CONTINUE_BATCHES);
                 if let Some(e) = err {
@@ -96,7 +110,7 @@ pub fn run_seed(seed: u64, sabotage: Sabotage) -> Outcome {
                 }
                 acks.append(&mut more);
                 drop(log);
-                out.report = check(dir.path(), seed, &acks);
+                out.report = check_with(dir.path(), seed, &acks, encrypted);
             }
             Err(e) => out.report.violations.push(format!("second reopen failed: {e}")),
         }
