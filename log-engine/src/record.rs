@@ -803,6 +803,21 @@ fn open_cipher(frame: &Frame<'_>, clear_len: usize, key: &[u8; 32]) -> Result<(V
     Ok((inner.metadata, inner.data))
 }
 
+/// Checks an encrypted event's tag with its key (verify's path with a key): a ciphertext
+/// replaced in place keeps every chain hash, since the chain covers the clear digests. Other
+/// kinds, and a shredded stream's records (nothing can open them), pass.
+pub(crate) fn authenticate(frame: &Frame<'_>, keys: &Keyring) -> Result<(), DecodeError> {
+    if frame.header.kind != KIND_CIPHER {
+        return Ok(());
+    }
+    let fields = cipher_fields(frame.body)?;
+    let Content::Cipher { generation, secret, clear_len, .. } = fields.content else { return Ok(()) };
+    match keys.record_key(&fields.stream, secret, generation).map_err(DecodeError::Key)? {
+        RecordKey::Shredded => Ok(()),
+        RecordKey::Key(key) => decrypt(frame, clear_len, &key).map(drop).map_err(DecodeError::Body),
+    }
+}
+
 /// Just the stream name and id of an event or husk frame: what the index needs, without
 /// copying the payload.
 pub(crate) fn decode_index_fields(frame: &Frame<'_>) -> Result<(String, Uuid), BodyDamage> {

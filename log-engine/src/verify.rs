@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::cast::usize_of;
 use crate::error::{CorruptionKind, Error, FooterDamage, FrameDamage, HeaderDamage, Result};
+use crate::keys::Keyring;
 use crate::log::{committed_frame, Log};
 use crate::mmap::Mapping;
 use crate::record::{self, KIND_CIPHER, KIND_HUSK};
@@ -79,6 +80,7 @@ impl Log {
                 map,
                 offsets,
                 sealed,
+                keys: shared.options.keys.clone(),
             })
             .collect();
         let next = AtomicUsize::new(0);
@@ -176,6 +178,8 @@ pub(crate) struct Span {
     pub from: u64,
     /// The hash before `from`, when known (the first span); otherwise the header's is used.
     pub given: Option<ChainHash>,
+    /// With the log's key store, every encrypted record's tag is checked too.
+    pub keys: Option<Arc<Keyring>>,
 }
 
 /// What checking one span found.
@@ -257,7 +261,10 @@ pub(crate) fn check_span(span: &Span, progress: &std::sync::mpsc::Sender<u64>) -
                         CorruptionKind::ChainMismatch { stored: Box::new(frame.header.hash), computed: Box::new(hash) },
                     )),
                     Ok(hash) => match listed {
-                        Ok(()) => Ok((hash, frame.len)),
+                        Ok(()) => match span.keys.as_deref().map(|keys| record::authenticate(&frame, keys)) {
+                            Some(Err(e)) => Err(e.at(segment, offset, position)),
+                            _ => Ok((hash, frame.len)),
+                        },
                         Err(damage) => Err(corrupt(offset, CorruptionKind::footer(damage))),
                     },
                     Err(damage) => Err(corrupt(offset, CorruptionKind::RecordBody(damage))),
