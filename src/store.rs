@@ -158,6 +158,14 @@ fn keyring(
                 .into(),
         ));
     }
+    if !writer && !path.exists() {
+        return Err(refuse(
+            &path,
+            "there is no key store here: a copy of an encrypted log (a restore, a backup) does not carry one; \
+             give the log's own store with --key-store (or CAIRN_KEY_STORE)"
+                .into(),
+        ));
+    }
     let ring = if writer {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| {
@@ -199,6 +207,21 @@ pub fn open_writer_with(dir: &Path, settings: &crate::config::LogSettings) -> Re
 pub fn open_reader(dir: &Path) -> Result<Log, StoreError> {
     let mut options = log_engine::Options::default();
     options.keys = keyring(dir, false, &options.fs)?;
+    Log::open_read_only(dir, options).map_err(StoreError::open(dir))
+}
+
+/// Opens a copy of a log (a fetched backup, a restore's result) read-only, to cut, copy or
+/// verify it: with the key store when the process has a key and the store is there (verify then
+/// authenticates every sealed payload), keyless otherwise (the chain, the headers and the
+/// timestamps need no key). Never creates or writes a key store.
+pub fn open_copy(dir: &Path) -> Result<Log, StoreError> {
+    let mut options = log_engine::Options::default();
+    if let Some(config) = KEYS.get() {
+        let path = config.store.clone().unwrap_or_else(|| dir.join(log_engine::KEY_STORE_FILE));
+        if path.exists() {
+            options.keys = Some(log_engine::Keyring::open_read_only(&path, config.kek.clone()).map_err(StoreError::open(dir))?);
+        }
+    }
     Log::open_read_only(dir, options).map_err(StoreError::open(dir))
 }
 

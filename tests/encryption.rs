@@ -123,3 +123,50 @@ fn nothing_written_through_the_api_is_readable_on_disk_or_in_a_backup() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains(&format!("{MARKER} 1")), "{stdout}");
 }
+
+/// Copies of an encrypted log: a point-in-time restore from a backup needs no key (it reads
+/// only timestamps), `drill --from` reads the fetched copy with the log's own store (and says
+/// so when it is not given), and `restore --force` onto the encrypted directory keeps its key
+/// store, the only copy of its secrets.
+#[test]
+fn copies_of_an_encrypted_log_restore_drill_and_replace_with_its_key_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let key = key_file(tmp.path());
+    let key_arg = key.to_str().unwrap();
+    let server = Server::start(&data, &["--key-file", key_arg]);
+    for n in 0..10 {
+        server.append(&format!("agent-{}", n % 2), &[("Said", json!({"text": format!("{MARKER} {n}")}))]);
+    }
+    let backup = tmp.path().join("backup");
+    let (status, body) = server.post("/v1/admin/backup", &json!({"to": backup.to_str().unwrap()}));
+    assert_eq!(status, 200, "{body}");
+    assert!(server.stop().success());
+    let store = data.join("keys");
+    let store_bytes = std::fs::read(&store).unwrap();
+
+    // Point in time, without the key: the search reads record headers only.
+    let pitr = tmp.path().join("pitr");
+    let args = ["restore", "--from", backup.to_str().unwrap(), "--to", pitr.to_str().unwrap()];
+    let (code, stdout, stderr) = cairn(tmp.path(), &[&args[..], &["--at-time", "2099-01-01T00:00:00Z"]].concat());
+    assert_eq!(code, 0, "{stdout} {stderr}");
+    let (code, stdout, stderr) = cairn(&pitr, &["verify"]);
+    assert_eq!(code, 0, "{stdout} {stderr}");
+
+    // drill --from: the fetched copy carries no key store.
+    let (code, _, stderr) = cairn(tmp.path(), &["--key-file", key_arg, "drill", "--from", backup.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("--key-store"), "{stderr}");
+    let args = ["--key-file", key_arg, "--key-store", store.to_str().unwrap(), "drill", "--from", backup.to_str().unwrap()];
+    let (code, stdout, stderr) = cairn(tmp.path(), &[&args[..], &["-o", "json"]].concat());
+    assert_eq!(code, 0, "{stdout} {stderr}");
+    assert_eq!(std::fs::read(&store).unwrap(), store_bytes, "the drill wrote the log's key store");
+
+    // restore --force onto the encrypted directory: its key store stays, and its events read.
+    let (code, stdout, stderr) = cairn(&pitr, &["restore", "--to", data.to_str().unwrap(), "--force"]);
+    assert_eq!(code, 0, "{stdout} {stderr}");
+    assert_eq!(std::fs::read(&store).unwrap(), store_bytes, "the key store was not kept");
+    let (code, stdout, stderr) = cairn(&data, &["--key-file", key_arg, "read", "agent-1", "-o", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(&format!("{MARKER} 1")), "{stdout}");
+}

@@ -532,9 +532,23 @@ impl Log {
         Ok(event)
     }
 
-    /// The chain hash at `position`.
+    /// The chain hash at `position`, from the record's header: no payload is decoded (an
+    /// encrypted log's needs no key).
     pub fn hash_at(&self, position: Position) -> Result<ChainHash> {
-        Ok(self.read_event(position)?.hash)
+        Ok(self.frame_header_at(position)?.hash)
+    }
+
+    /// The writer's clock (unix milliseconds) when the event at `position` was committed, from
+    /// the record's header: no payload is decoded, so a copy of an encrypted log answers it
+    /// without the key (a point-in-time restore's search needs nothing else).
+    pub fn timestamp_at(&self, position: Position) -> Result<u64> {
+        Ok(self.frame_header_at(position)?.timestamp_ms)
+    }
+
+    fn frame_header_at(&self, position: Position) -> Result<record::FrameHeader> {
+        let location = self.shared().index.read().locate(position.0).ok_or(Error::PositionNotFound { position })?;
+        let frame = committed_frame(location.map.bytes(), location.segment, location.offset, position.0)?;
+        Ok(frame.header)
     }
 
     /// Events of one stream from version `from` (default: the first, or the last when

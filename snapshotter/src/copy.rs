@@ -36,7 +36,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use log_engine::fs::{DIR_MODE, FILE_MODE};
-use log_engine::{DirLock, Head, Log, Position, LOCK_FILE, LOG_DIR, TORN_DIR};
+use log_engine::{DirLock, Head, Log, Position, KEY_STORE_FILE, LOCK_FILE, LOG_DIR, TORN_DIR};
 
 use crate::error::{Error, Result};
 use crate::format;
@@ -49,9 +49,10 @@ pub const COPY_CHUNK: usize = 1 << 20;
 /// clean stop), so that commands run beside it find it. Never copied.
 pub const SERVER_FILE: &str = "server.json";
 /// The names a cairn data directory holds at its top level: the log's ([`log_engine::LOG_ENTRIES`]),
-/// the checkpoints' and a running server's address. `--force` replaces only a directory holding
-/// `log/` and nothing outside this list.
-pub const DATA_DIR_ENTRIES: [&str; 5] = [LOCK_FILE, LOG_DIR, CHECKPOINTS_DIR, TORN_DIR, SERVER_FILE];
+/// the checkpoints', a running server's address and an encrypted log's key store (which a
+/// replacement keeps: see [`install`]). `--force` replaces only a directory holding `log/` and
+/// nothing outside this list.
+pub const DATA_DIR_ENTRIES: [&str; 6] = [LOCK_FILE, LOG_DIR, CHECKPOINTS_DIR, TORN_DIR, SERVER_FILE, KEY_STORE_FILE];
 /// The staging directory beside the target is `.NAME` followed by this suffix.
 pub const STAGING_SUFFIX: &str = ".restore-partial";
 /// A replaced target waits under `.NAME` followed by this suffix until the new copy has its name.
@@ -164,6 +165,9 @@ pub fn install<T, E: From<Error>>(
     match existing {
         Existing::Absent | Existing::Empty => rename(staging.path(), &target)?,
         Existing::DataDir => {
+            // The replaced directory's key store is the only copy of its secrets (backups never
+            // carry one): the new copy keeps it, unless it brought one of its own.
+            carry_key_store(&target, staging.path())?;
             let old = parent.join(hidden(&name, REPLACED_SUFFIX));
             if old.exists() {
                 std::fs::remove_dir_all(&old).map_err(|e| Error::io("remove an earlier replaced copy", &old, e))?;
@@ -177,6 +181,17 @@ pub fn install<T, E: From<Error>>(
     sync_dir(&parent)?;
     staging.committed();
     Ok(built)
+}
+
+/// Copies `from/keys` into `to` (durably) when there is one and `to` has none.
+fn carry_key_store(from: &Path, to: &Path) -> Result<()> {
+    let (source, dest) = (from.join(KEY_STORE_FILE), to.join(KEY_STORE_FILE));
+    if !source.exists() || dest.exists() {
+        return Ok(());
+    }
+    std::fs::copy(&source, &dest).map_err(|e| Error::io("keep the replaced directory's key store", &source, e))?;
+    File::open(&dest).and_then(|f| f.sync_all()).map_err(|e| Error::io("fsync key store", &dest, e))?;
+    sync_dir(to)
 }
 
 /// What [`inspect_target`] found at the target.

@@ -26,7 +26,7 @@ use crate::error::Result;
 /// ```
 pub fn position_at_time(log: &Log, at_ms: u64) -> Result<Option<Position>> {
     let Some(head) = log.head() else { return Ok(None) };
-    let stamped = |p: u64| -> Result<u64> { Ok(log.read_event(Position(p))?.timestamp_ms) };
+    let stamped = |p: u64| -> Result<u64> { Ok(log.timestamp_at(Position(p))?) };
     if stamped(0)? > at_ms {
         return Ok(None);
     }

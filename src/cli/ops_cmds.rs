@@ -17,7 +17,7 @@ use serde_json::json;
 use snapshotter::{CheckpointKind, Overwrite, Progress, Stage};
 
 use super::remote::{Remote, ServerArgs};
-use super::view_cmds::open_store;
+use super::view_cmds::{open_store, open_store_read_only};
 use crate::error::{CliError, CliResult, Exit};
 use crate::interrupt::Interrupt;
 use crate::output::{self, Format, Out};
@@ -247,7 +247,7 @@ fn restore_from_at(from: &str, format: Format, args: RestoreArgs) -> CliResult<E
     let whole = parent.join(format!(".{name}.pitr-source-{}", std::process::id()));
     let fetched = restore_backup(from, &whole, Overwrite::Refuse);
     let result = fetched.and_then(|(location, _)| {
-        let log = crate::store::open_writer(&whole)?;
+        let log = crate::store::open_copy(&whole)?;
         restore_log(log, &format!("the backup at {}", location.url), format, args, Some(whole.clone()))
     });
     if whole.exists() {
@@ -311,8 +311,9 @@ fn restore_log(
             return Err(e.into());
         }
     };
-    // Prove the copy: it must open on its own and verify.
-    let copy = crate::store::open_writer(&copied.dir)?;
+    // Prove the copy: it must open on its own and verify (read-only: an encrypted copy has no
+    // key store of its own, and verify needs none).
+    let copy = crate::store::open_copy(&copied.dir)?;
     let report = copy.verify(None, |p| {
         progress(Progress { stage: Stage::VerifyLog, done: p.checked, total: p.total });
     });
@@ -371,7 +372,10 @@ fn drill_from(from: &str, format: Format, scratch: Option<PathBuf>) -> CliResult
     std::fs::create_dir(&root).map_err(|e| CliError::io("create the drill's temporary directory", &root, e))?;
     let store_dir = root.join("store");
     let started = std::time::Instant::now();
-    let opened = restore_backup(from, &store_dir, Overwrite::Refuse).and_then(|r| Ok((r, open_store(&store_dir)?)));
+    // The fetched copy is only read: its views are rebuilt on a reader (an encrypted backup's
+    // copy is read with the log's own key store, --key-store, and never writes it).
+    let opened =
+        restore_backup(from, &store_dir, Overwrite::Refuse).and_then(|r| Ok((r, open_store_read_only(&store_dir)?)));
     let ((location, restored), store) = match opened {
         Ok(opened) => opened,
         Err(e) => {

@@ -31,6 +31,11 @@ pub(crate) fn open_store(dir: &Path) -> CliResult<Store> {
     open_store_as(dir, true)
 }
 
+/// [`open_store`] on a reader's log: no lock, nothing written.
+pub(crate) fn open_store_read_only(dir: &Path) -> CliResult<Store> {
+    open_store_as(dir, false)
+}
+
 /// Opens the store with a progress bar for the restore: as its writer (`write`), or on a
 /// reader's log that takes no lock and writes nothing (not even a checkpoint directory).
 fn open_store_as(dir: &Path, write: bool) -> CliResult<Store> {
