@@ -219,7 +219,8 @@ pub fn open_copy(dir: &Path) -> Result<Log, StoreError> {
     if let Some(config) = KEYS.get() {
         let path = config.store.clone().unwrap_or_else(|| dir.join(log_engine::KEY_STORE_FILE));
         if path.exists() {
-            options.keys = Some(log_engine::Keyring::open_read_only(&path, config.kek.clone()).map_err(StoreError::open(dir))?);
+            options.keys =
+                Some(log_engine::Keyring::open_read_only(&path, config.kek.clone()).map_err(StoreError::open(dir))?);
         }
     }
     Log::open_read_only(dir, options).map_err(StoreError::open(dir))

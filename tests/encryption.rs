@@ -157,7 +157,8 @@ fn copies_of_an_encrypted_log_restore_drill_and_replace_with_its_key_store() {
     let (code, _, stderr) = cairn(tmp.path(), &["--key-file", key_arg, "drill", "--from", backup.to_str().unwrap()]);
     assert_ne!(code, 0);
     assert!(stderr.contains("--key-store"), "{stderr}");
-    let args = ["--key-file", key_arg, "--key-store", store.to_str().unwrap(), "drill", "--from", backup.to_str().unwrap()];
+    let args =
+        ["--key-file", key_arg, "--key-store", store.to_str().unwrap(), "drill", "--from", backup.to_str().unwrap()];
     let (code, stdout, stderr) = cairn(tmp.path(), &[&args[..], &["-o", "json"]].concat());
     assert_eq!(code, 0, "{stdout} {stderr}");
     assert_eq!(std::fs::read(&store).unwrap(), store_bytes, "the drill wrote the log's key store");

@@ -536,13 +536,32 @@ impl Keyring {
                 tracing::debug!(path = %self.path.display(), at, "key store ends in a partial entry");
             } else {
                 // Drop the torn entry (never acknowledged, so nothing used it) so that the next
-                // append follows the last whole one: the rewrite holds exactly what was read.
+                // append follows the last whole one: the rewrite holds exactly what was read. A
+                // damaged last entry cannot always be told from a torn one, so the store as found
+                // is kept aside first: nothing is destroyed.
+                let aside = self.keep_aside(&bytes)?;
                 self.rewrite(&state)?;
-                tracing::warn!(path = %self.path.display(), at, "key store: dropped a torn last entry");
+                tracing::warn!(
+                    path = %self.path.display(), at, aside = %aside.display(),
+                    "key store: dropped a torn last entry; the store as found is kept aside"
+                );
             }
         }
         *self.state.write() = state;
         Ok(())
+    }
+
+    /// Writes `bytes` (the store as found) durably beside the store, as `keys.torn-<unix ms>`.
+    fn keep_aside(&self, bytes: &[u8]) -> Result<PathBuf> {
+        let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let name = format!("{}.torn-{ms}", self.path.file_name().and_then(|n| n.to_str()).unwrap_or(KEY_STORE_FILE));
+        let aside = self.path.with_file_name(name);
+        let file = self.fs.create(&aside).map_err(|e| Error::io("keep the key store aside", &aside, e))?;
+        file.write_all_at(bytes, 0).map_err(|e| Error::io("keep the key store aside", &aside, e))?;
+        file.sync_data().map_err(|e| Error::io("fdatasync key store copy", &aside, e))?;
+        let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        self.fs.sync_dir(dir).map_err(|e| Error::io("fsync directory", dir, e))?;
+        Ok(aside)
     }
 
     fn read_file(&self) -> Result<Vec<u8>> {
@@ -629,17 +648,11 @@ fn next_entry(bytes: &[u8], at: usize) -> Option<(u8, &[u8], usize)> {
 }
 
 /// Whether the bytes from `at` on are a torn last entry (a crash while appending it, so never
-/// acknowledged): too few to hold an entry's header; zeros (a file system that committed the
-/// new size before the data); or an entry of a plausible length whose declared end runs past
-/// the file or is followed by zeros only. Anything else is damage with bytes after it.
+/// acknowledged): no whole, CRC-valid entry starts anywhere after `at` (a torn entry's bytes,
+/// or the zeros of a file system that committed the new size before the data). Damage with a
+/// whole entry after it is not torn: dropping it would destroy acknowledged secrets.
 fn torn_tail(bytes: &[u8], at: usize) -> bool {
-    let zeros = |from: usize| bytes.get(from..).is_none_or(|rest| rest.iter().all(|&b| b == 0));
-    if zeros(at) {
-        return true;
-    }
-    let Some(head) = bytes.get(at..at + 9) else { return true };
-    let len = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes")) as usize;
-    len <= ENTRY_BODY_MAX && zeros(at + 9 + len)
+    !(at + 1..bytes.len()).any(|from| next_entry(bytes, from).is_some())
 }
 
 /// Keyed BLAKE3 of a payload: what the chain hashes for an encrypted record.
@@ -773,7 +786,9 @@ mod tests {
         let c = ring.writer_key("c").unwrap();
         drop(ring);
         let ring = Keyring::open(&path, kek()).unwrap();
-        assert!(matches!(ring.record_key("c", c.secret, c.generation).unwrap(), RecordKey::Key(k) if k == c.record_key));
+        assert!(
+            matches!(ring.record_key("c", c.secret, c.generation).unwrap(), RecordKey::Key(k) if k == c.record_key)
+        );
         assert!(ring.record_key("b", 1, 1).is_err(), "the failed secret was never stored");
     }
 
@@ -794,5 +809,49 @@ mod tests {
         drop(ring);
         let ring = Keyring::open_read_only(&path, kek()).unwrap();
         assert!(matches!(ring.record_key("b", 1, 1).unwrap(), RecordKey::Key(k) if k == b.record_key));
+    }
+
+    /// A flipped bit in the length of an entry that is not the last makes its declared end run
+    /// past the file: still damage before whole entries, refused, never cut.
+    #[test]
+    fn a_flipped_length_in_a_middle_entry_is_refused_not_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(KEY_STORE_FILE);
+        let ring = Keyring::open(&path, kek()).unwrap();
+        ring.writer_key("a").unwrap();
+        let b_at = std::fs::metadata(&path).unwrap().len() as usize;
+        ring.writer_key("b").unwrap();
+        ring.writer_key("c").unwrap();
+        drop(ring);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[b_at + 5] ^= 1; // b's length + 256: its end is past the file
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Keyring::open(&path, kek()).unwrap_err();
+        assert!(err.to_string().contains("is not the last one"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was cut");
+    }
+
+    /// A dropped tail (torn, or a damaged last entry: the two cannot always be told apart) is
+    /// kept aside, never destroyed.
+    #[test]
+    fn a_dropped_last_entry_is_kept_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(KEY_STORE_FILE);
+        let ring = Keyring::open(&path, kek()).unwrap();
+        ring.writer_key("a").unwrap();
+        ring.writer_key("c").unwrap();
+        drop(ring);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let n = bytes.len();
+        bytes[n - 20] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        drop(Keyring::open(&path, kek()).unwrap());
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("keys.torn-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "the store as found is kept aside");
+        assert_eq!(std::fs::read(&aside[0]).unwrap(), bytes);
     }
 }

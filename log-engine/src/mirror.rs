@@ -331,7 +331,15 @@ impl Mirror {
         })?;
         let offsets = sealed.footer.offsets.clone();
         let count = offsets.len() as u64;
-        let span = Span { segment: staged.id, map: map.clone(), offsets, sealed: true, from: staged.id.0, given: None, keys: None };
+        let span = Span {
+            segment: staged.id,
+            map: map.clone(),
+            offsets,
+            sealed: true,
+            from: staged.id.0,
+            given: None,
+            keys: None,
+        };
         let (progress, _) = std::sync::mpsc::channel();
         let outcome = check_span(&span, &progress);
         if let Some((_, e)) = outcome.error {

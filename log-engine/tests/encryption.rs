@@ -228,7 +228,8 @@ fn an_async_first_append_writes_the_key_store_off_the_runtime_thread() {
     let dir = tempfile::tempdir().unwrap();
     let watch = Arc::new(KeyStoreWatch::default());
     let keys = Keyring::open_on(watch.clone(), dir.path().join(KEY_STORE_FILE), kek()).unwrap();
-    let log = Log::open(dir.path(), Options { keys: Some(keys), fs: watch.clone(), ..common::small_options() }).unwrap();
+    let log =
+        Log::open(dir.path(), Options { keys: Some(keys), fs: watch.clone(), ..common::small_options() }).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     for stream in ["a", "b", "a"] {
         runtime.block_on(log.append_async(stream, ExpectedVersion::Any, vec![marked(1)])).unwrap();
@@ -238,7 +239,10 @@ fn an_async_first_append_writes_the_key_store_off_the_runtime_thread() {
     assert!(!threads.contains(&std::thread::current().id()), "the runtime's thread wrote the key store");
     drop(log);
     let log = Log::open(dir.path(), keyed(dir.path())).unwrap();
-    assert_eq!(log.read_stream("b", None, 10, Direction::Forward).unwrap()[0].data.as_bytes(), marked(1).data.as_bytes());
+    assert_eq!(
+        log.read_stream("b", None, 10, Direction::Forward).unwrap()[0].data.as_bytes(),
+        marked(1).data.as_bytes()
+    );
 }
 
 /// A ciphertext replaced in place, its CRC made good, keeps every chain hash (the chain covers
