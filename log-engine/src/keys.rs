@@ -819,7 +819,7 @@ mod tests {
         let path = dir.path().join(KEY_STORE_FILE);
         let ring = Keyring::open(&path, kek()).unwrap();
         ring.writer_key("a").unwrap();
-        let b_at = std::fs::metadata(&path).unwrap().len() as usize;
+        let b_at = std::fs::read(&path).unwrap().len();
         ring.writer_key("b").unwrap();
         ring.writer_key("c").unwrap();
         drop(ring);
