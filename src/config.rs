@@ -460,7 +460,11 @@ impl Layers<'_> {
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
             other => {
-                return Err(refuse(at, other.to_string(), "it must be a string, a number or true/false.".into()));
+                return Err(refuse(
+                    at,
+                    other.to_string(),
+                    "it must be a string, a whole number or true/false (a size like \"64MiB\", a duration like \"30s\").".into(),
+                ));
             }
         };
         let value = T::parse(&raw).map_err(|p| refuse(at.clone(), raw.clone(), p))?;
@@ -752,7 +756,10 @@ mod tests {
         assert!(e.contains("server.header_timeout (line 2") && e.contains("not a duration"), "{e}");
         let path = write(dir.path(), "[server]\nlisten = [1]\n");
         let e = Settings::resolve(Flags::default(), Some(&path), &|_| None).unwrap_err().to_string();
-        assert!(e.contains("server.listen (line 2") && e.contains("a string, a number or true/false"), "{e}");
+        assert!(e.contains("server.listen (line 2") && e.contains("a whole number"), "{e}");
+        let path = write(dir.path(), "[log]\nsegment_size = 1.5\n");
+        let e = Settings::resolve(Flags::default(), Some(&path), &|_| None).unwrap_err().to_string();
+        assert!(e.contains("log.segment_size (line 2") && e.contains("a whole number"), "{e}");
     }
 
     #[test]

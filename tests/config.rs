@@ -78,3 +78,25 @@ fn a_misspelt_key_or_a_bad_value_refuses_the_start_naming_it() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("checkpoints.keep_full (line 2 of ") && stderr.contains("between 1 and"), "{stderr}");
 }
+
+#[test]
+fn interval_durability_is_said_at_start_and_in_healthz() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cairn.toml");
+    std::fs::write(&config, "[log]\ndurability = \"interval\"\nsync_interval = \"5ms\"\n").unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--config", config.to_str().unwrap()]);
+    let (code, health) = server.get("/healthz");
+    assert_eq!(code, 200);
+    assert_eq!(
+        (&health["durability"], &health["sync_interval_ms"]),
+        (&serde_json::json!("interval"), &serde_json::json!(5))
+    );
+    assert!(server.stderr().contains("acknowledged BEFORE their fdatasync"), "{}", server.stderr());
+    assert!(server.stop().success());
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let (_, health) = server.get("/healthz");
+    assert_eq!(health["durability"], "sync");
+    assert!(health.get("sync_interval_ms").is_none(), "{health}");
+    assert!(!server.stderr().contains("BEFORE their fdatasync"));
+    assert!(server.stop().success());
+}

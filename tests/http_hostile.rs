@@ -266,3 +266,23 @@ fn bodies_beyond_the_in_flight_budget_get_503_overloaded_and_succeed_later() {
         retry.request("POST", "/v1/streams/b/events", Some(&serde_json::from_slice(&event_body(500_000)).unwrap()));
     assert_eq!(retried.status, 200, "{:?}", retried.body);
 }
+
+/// A body that alone needs more than the whole in-flight budget can never be read, so it is
+/// 413 `body_too_large` naming the setting, not 503 `overloaded` with a `Retry-After` that a
+/// client would obey forever (which it was, on an idle server, before).
+#[test]
+fn a_body_beyond_the_whole_budget_is_too_large_not_overloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    // 1 MiB of budget holds a body of at most 349525 bytes (3 budget bytes per body byte).
+    let server = Server::start(&dir.path().join("data"), &["--body-budget", "1MiB"]);
+    let mut conn = Conn::open(&server);
+    let refused =
+        conn.request("POST", "/v1/streams/a/events", Some(&serde_json::from_slice(&event_body(400_000)).unwrap()));
+    assert_eq!((refused.status, refused.body["error"].as_str()), (413, Some("body_too_large")), "{:?}", refused.body);
+    assert!(refused.body["message"].as_str().unwrap().contains("server.body_budget"), "{:?}", refused.body);
+    assert_eq!(refused.header("retry-after"), None, "nothing to retry");
+    let mut again = Conn::open(&server);
+    let fits =
+        again.request("POST", "/v1/streams/a/events", Some(&serde_json::from_slice(&event_body(300_000)).unwrap()));
+    assert_eq!(fits.status, 200, "{:?}", fits.body);
+}

@@ -83,10 +83,17 @@ impl BodyLimits {
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
     #[error(
-        "the server already holds its budget of {budget} bytes for request bodies (BODY_BYTES_IN_FLIGHT_MAX); \
-         retry after the Retry-After delay"
+        "the server already holds its budget of {budget} bytes for request bodies (server.body_budget, \
+         --body-budget; BODY_BYTES_IN_FLIGHT_MAX by default); retry after the Retry-After delay"
     )]
     Overloaded { budget: usize },
+    /// This body alone needs more than the whole budget: no retry can succeed.
+    #[error(
+        "the request body needs more than the server's whole budget of {budget} bytes for request bodies \
+         (each body byte counts {factor}); send a smaller body, or raise server.body_budget (--body-budget)",
+        factor = crate::limits::BODY_MEMORY_FACTOR
+    )]
+    BeyondBudget { budget: usize },
     #[error("the request body did not arrive within {} s (BODY_READ_TIMEOUT)", .after.as_secs_f64())]
     Timeout { after: Duration },
 }
@@ -155,7 +162,13 @@ impl Unread {
                     Err(_) => {
                         (self.ended, self.cut) = (true, true);
                         let budget = self.limits.budget_bytes;
-                        Poll::Ready(Some(Err(axum::Error::new(BodyError::Overloaded { budget }))))
+                        let held = self.held.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
+                        let error = if held.saturating_add(charge) > budget {
+                            BodyError::BeyondBudget { budget }
+                        } else {
+                            BodyError::Overloaded { budget }
+                        };
+                        Poll::Ready(Some(Err(axum::Error::new(error))))
                     }
                 }
             }

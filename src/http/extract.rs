@@ -286,6 +286,7 @@ pub fn body_read_error(e: &axum::Error, size: &dyn std::fmt::Display) -> ApiErro
             ApiError::overloaded(cut.to_string(), crate::limits::OVERLOADED_RETRY_AFTER_SECS)
         }
         Some(cut @ BodyError::Timeout { .. }) => ApiError::body_timeout(cut.to_string()),
+        Some(cut @ BodyError::BeyondBudget { .. }) => ApiError::too_large("body_too_large", cut.to_string()),
         None => ApiError::bad_request("invalid_body", format!("reading the request body failed: {e}")),
     }
 }

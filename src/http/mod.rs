@@ -265,6 +265,8 @@ pub struct AppState {
     pub drill_lock: tokio::sync::Mutex<()>,
     /// The scavenge jobs: the running one and the newest finished ones.
     pub scavenges: scavenge::ScavengeJobs,
+    /// When the log acknowledges an append (`log.durability`), for `/healthz`.
+    pub durability: log_engine::Durability,
 }
 
 impl AppState {
@@ -453,6 +455,13 @@ pub fn serve_blocking(dir: &Path, args: ServeArgs, mount: Mount) -> Result<(), S
     if let Some(file) = &settings.file {
         tracing::info!(file = %file.display(), "configuration file read");
     }
+    if let log_engine::Durability::Interval(every) = settings.log.durability {
+        tracing::warn!(
+            sync_interval = ?every,
+            "durability is \"interval\": appends are acknowledged BEFORE their fdatasync, and a crash or power \
+             loss can lose up to one sync interval of acknowledged events; use \"sync\" unless that loss is acceptable"
+        );
+    }
     let auth = settings.auth.as_deref().map(Auth::load).transpose()?;
     if auth.is_none() && !settings.listen.ip().is_loopback() && !settings.allow_remote {
         return Err(ServeError::NoAuthRemote(settings.listen));
@@ -529,6 +538,7 @@ pub fn serve_blocking(dir: &Path, args: ServeArgs, mount: Mount) -> Result<(), S
         backup_lock: tokio::sync::Mutex::new(()),
         drill_lock: tokio::sync::Mutex::new(()),
         scavenges: scavenge::ScavengeJobs::default(),
+        durability: settings.log.durability,
     });
     if let Some(auth) = &state.auth {
         match admin::replay_tokens(&state.log, auth) {

@@ -25,6 +25,12 @@ pub struct Health {
     /// `ok`, or `degraded` when a view has skipped events it could not apply (its answers miss
     /// what those events wrote; see `views[].last_error`).
     pub status: String,
+    /// When an append is acknowledged: `sync` (after its fdatasync: it survives power loss) or
+    /// `interval` (before it: a crash can lose up to `sync_interval_ms` of acknowledged events).
+    pub durability: String,
+    /// With `interval`: how often the log fdatasyncs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_interval_ms: Option<u64>,
     /// Each view's progress.
     pub views: Vec<ViewHealth>,
     /// With `serve --archive`: the archive's progress and lag (`status` is `degraded` while
@@ -126,7 +132,19 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> ApiResult<Json<Healt
     let degraded = views.iter().any(|v| v.errors > 0)
         || replica.as_ref().is_some_and(|r| r.last_error.is_some())
         || archive.as_ref().is_some_and(|a| a.stopped || a.consecutive_failures > 0);
-    Ok(Json(Health { status: if degraded { "degraded" } else { "ok" }.into(), views, replica, archive }))
+    let (durability, sync_interval_ms) = match state.durability {
+        log_engine::Durability::Sync => ("sync", None),
+        log_engine::Durability::Interval(every) => ("interval", Some(every.as_millis() as u64)),
+        log_engine::Durability::None => ("none", None),
+    };
+    Ok(Json(Health {
+        status: if degraded { "degraded" } else { "ok" }.into(),
+        durability: durability.into(),
+        sync_interval_ms,
+        views,
+        replica,
+        archive,
+    }))
 }
 
 /// Most events a view may lag behind the log for `/readyz` to answer ready: beyond it, reads

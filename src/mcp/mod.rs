@@ -316,6 +316,7 @@ pub fn embedded(store: Store, dir: &Path) -> AppState {
         backup_lock: tokio::sync::Mutex::new(()),
         drill_lock: tokio::sync::Mutex::new(()),
         scavenges: crate::http::scavenge::ScavengeJobs::default(),
+        durability: log_engine::Durability::Sync,
     }
 }
 
