@@ -5,7 +5,8 @@
 //! the active segment is never in it. `/healthz` and `/metrics` report the archive's lag.
 //! A segment a scavenge rewrote after it was archived (an erased stream's payloads turned into
 //! husks) is shipped again and the superseded object deleted: the erased payload leaves the
-//! bucket, and a restore from the archive gives the scavenged log.
+//! bucket, and a restore from the archive gives the scavenged log. So is a rewrite that kept
+//! the archived size, made while no archiver ran, once the next archiver starts.
 
 mod support;
 
@@ -191,4 +192,56 @@ fn a_segment_a_scavenge_rewrote_is_shipped_again_and_the_erased_payload_leaves_t
     let (code, out, err) = cairn(&restored, &["read-all", "--from", &head.to_string(), "--limit", "1", "-o", "ndjson"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(serde_json::from_str::<Value>(out.lines().next().unwrap()).unwrap()["position"], head);
+}
+
+/// After a restart the archiver cannot tell a rewrite by its size: a scavenge's rewrite is
+/// rounded up to whole pages, so husking a few hundred bytes in a segment whose records end in
+/// its last page keeps the file's size. A segment rewritten while no archiver ran (erase and
+/// scavenge on a stopped server) is shipped again by the next archiver's first round all the
+/// same. Before ef5a0ff, a segment of the archived size was taken as archived, and the erased
+/// payload stayed in the bucket for good.
+#[test]
+fn a_rewrite_of_the_same_size_made_while_no_archiver_ran_is_shipped_again_after_a_restart() {
+    use log_engine::{ExpectedVersion, Log, NewEvent, Options, ScavengeOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let archive = dir.path().join("archive");
+    let log = Log::open(&data, Options { segment_size: 64 * 1024, ..Options::default() }).unwrap();
+    let secret = "the-secret-payload-".repeat(20);
+    for n in 0..400u64 {
+        let pad = "k".repeat(300);
+        log.append("keep", ExpectedVersion::Any, vec![NewEvent::json("Step", &json!({"n": n, "pad": pad}))]).unwrap();
+        if n == 10 {
+            let said = NewEvent::json("Said", &json!({"text": secret}));
+            log.append("private", ExpectedVersion::Any, vec![said]).unwrap();
+        }
+    }
+    let sealed = log.segment_files().iter().filter(|f| f.sealed).count() as u64;
+    let archiver = cairn::archive::Archiver::start(log.clone(), &data, bucket::Location::local(&archive)).unwrap();
+    until("every sealed segment archived", || archiver.status_of(&log).segments_archived == sealed);
+    archiver.stop();
+    assert!(archive_holds(&archive, secret.as_bytes()), "the archive holds the payload before the erasure");
+
+    // The server is down: the erasure and the scavenge happen with no archiver watching.
+    log.erase("private", None, None, "the user asked").unwrap();
+    let report = log.scavenge(&ScavengeOptions::default(), &mut |_| {}).unwrap();
+    assert!(report.segments_rewritten >= 1, "{report:?}");
+    let manifest = newest_manifest(&archive);
+    let first = &manifest["segments"][0];
+    let rewritten = std::fs::metadata(data.join("log").join(first["name"].as_str().unwrap())).unwrap().len();
+    assert_eq!(rewritten, first["bytes"].as_u64().unwrap(), "the case under test: the rewrite kept the archived size");
+
+    // The restart: a new archiver's first round.
+    let archiver = cairn::archive::Archiver::start(log.clone(), &data, bucket::Location::local(&archive)).unwrap();
+    until("a first round done", || archiver.status_of(&log).last_success_ms.is_some());
+    archiver.stop();
+    let status = archiver.status_of(&log);
+    assert!(status.segments_reshipped >= 1, "the same-size rewrite was not shipped again: {status:?}");
+    assert!(!archive_holds(&archive, secret.as_bytes()), "the erased payload is still in the archive");
+    let manifest = newest_manifest(&archive);
+    for s in manifest["segments"].as_array().unwrap() {
+        let local = std::fs::read(data.join("log").join(s["name"].as_str().unwrap())).unwrap();
+        assert_eq!(s["blake3"].as_str().unwrap(), blake3::hash(&local).to_hex().as_str(), "{s}");
+    }
+    log.close();
 }

@@ -5,7 +5,8 @@
 //! Scenarios: the `bucket` crate's uploads (one request and multipart) and downloads round-trip
 //! with their digests; `serve --archive s3://…` under load, the server killed with SIGKILL, and
 //! the bucket holding every archived sealed segment byte for byte under a manifest that ends at
-//! the log's own chain hash; the bucket unreachable (a proxy in front of it closed) while
+//! the log's own chain hash, and `restore --from` giving back every event up to that head, a log
+//! that verifies; the bucket unreachable (a proxy in front of it closed) while
 //! appends go on, and archiving catching up once it is back.
 
 mod support;
@@ -95,7 +96,7 @@ fn uploads_and_downloads_round_trip_in_one_request_and_in_parts() {
 }
 
 #[test]
-fn archive_under_load_killed_holds_every_archived_segment_byte_for_byte() {
+fn archive_under_load_killed_holds_every_archived_segment_byte_for_byte_and_restores() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let url = archive_url("kill");
@@ -121,6 +122,18 @@ fn archive_under_load_killed_holds_every_archived_segment_byte_for_byte() {
     let source = events(&data);
     assert!((head as usize) + 1 < source.len(), "the active segment is not archived");
     assert_eq!(source[head as usize]["hash"], manifest["head"]["hash"], "the head is the log's chain hash there");
+
+    // Onto an empty machine: everything acknowledged and archived comes back from the bucket
+    // alone, event for event, and the restored log verifies.
+    let restored = dir.path().join("restored");
+    let (code, _, err) =
+        cairn(&dir.path().join("unused"), &["restore", "--from", &url, "--to", restored.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let back = events(&restored);
+    assert_eq!(back.len() as u64, head + 1, "the restore ends at the manifest's head");
+    assert!(back[..] == source[..=head as usize], "the restored events differ from the killed server's");
+    let (code, out, err) = cairn(&restored, &["verify", "-o", "json"]);
+    assert_eq!(code, 0, "{err}\n{out}");
 }
 
 #[test]

@@ -7,7 +7,8 @@
 //! time (`restore --from URL --at P | --at-time T`) holds exactly the events a replay of the
 //! source up to that point gives, and verifies; `drill --from s3://…` on a continuous archive
 //! restores it and drills it; a tampered object in the bucket fails the drill with nothing
-//! restored.
+//! restored; a segment object cut short or with one byte changed is refused by `restore --from`
+//! with an error naming its key, and nothing is restored.
 
 mod support;
 
@@ -171,4 +172,39 @@ fn a_drill_runs_from_the_bucket_and_refuses_a_tampered_archive() {
     let (code, _, err) = cairn(&elsewhere, &["drill", "--from", &url]);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("cannot be trusted") && err.contains("BLAKE3"), "{err}");
+}
+
+#[test]
+fn a_cut_or_altered_segment_object_is_refused_by_restore_naming_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = bucket_url("refused");
+    let server = server_with_events(&data, 30, &[]);
+    let (code, _, err) = cairn(&data, &["backup", "--to", &url]);
+    assert_eq!(code, 0, "{err}");
+    assert!(server.stop().success());
+
+    let bucket = bucket::Location::parse(&url).unwrap().open_blocking().unwrap();
+    let newest = bucket.list("manifests").unwrap().into_iter().map(|o| o.name).max().unwrap();
+    let manifest: Value = serde_json::from_slice(&bucket.get(&newest, 1 << 20).unwrap()).unwrap();
+    let key = manifest["segments"][0]["key"].as_str().unwrap().to_string();
+    let original = bucket.get(&key, u64::MAX).unwrap();
+    let mut altered = original.to_vec();
+    altered[200] ^= 1;
+    let cut = original.slice(..original.len() / 2);
+    for (what, bytes) in [("cut short", cut), ("altered", altered.into())] {
+        bucket.put(&key, bytes).unwrap();
+        let target = dir.path().join("restored");
+        let (code, _, err) =
+            cairn(&dir.path().join("unused"), &["restore", "--from", &url, "--to", target.to_str().unwrap()]);
+        assert_eq!(code, 3, "{what}: {err}");
+        assert!(err.contains(&key) && err.contains("cannot be trusted"), "{what}: the error names the object: {err}");
+        assert!(!target.exists(), "{what}: nothing was restored");
+    }
+    bucket.put(&key, original).unwrap();
+    let target = dir.path().join("restored");
+    let (code, _, err) =
+        cairn(&dir.path().join("unused"), &["restore", "--from", &url, "--to", target.to_str().unwrap()]);
+    assert_eq!(code, 0, "the object put back restores: {err}");
+    assert_eq!(events(&target), events(&data));
 }
