@@ -113,6 +113,7 @@ pub fn log(e: &log_engine::Error) -> Code {
         E::StreamDeleted { .. } => Code::new("stream_deleted", 404, Exit::NotFound),
         E::StreamTombstoned { .. } => Code::new("stream_tombstoned", 410, Exit::Error),
         E::StreamClosed { .. } => Code::new("stream_closed", 409, Exit::Error),
+        E::StreamShredded { .. } => Code::new("stream_shredded", 409, Exit::Error),
         E::StreamExists { .. } => Code::new("stream_exists", 409, Exit::Error),
         E::ForkPastEnd { .. } => Code::new("fork_past_end", 400, Exit::Usage),
         E::EraseOutOfRange { .. } => Code::new("erase_out_of_range", 400, Exit::Usage),
@@ -223,6 +224,7 @@ mod tests {
             (log_engine::Error::StreamDeleted { stream: s() }, ("stream_deleted", 404, Exit::NotFound)),
             (log_engine::Error::StreamTombstoned { stream: s() }, ("stream_tombstoned", 410, Exit::Error)),
             (log_engine::Error::StreamClosed { stream: s() }, ("stream_closed", 409, Exit::Error)),
+            (log_engine::Error::StreamShredded { stream: s() }, ("stream_shredded", 409, Exit::Error)),
             (log_engine::Error::StreamExists { stream: s() }, ("stream_exists", 409, Exit::Error)),
         ];
         for (e, (code, status, exit)) in cases {

@@ -85,6 +85,15 @@ pub enum Error {
     #[error("stream {stream} is closed: it takes no more appends")]
     StreamClosed { stream: String },
 
+    /// An append prepared with an encrypted stream's key that an erasure of the whole stream
+    /// destroyed before the append was staged: nothing was written; appending again gets a
+    /// new key.
+    #[error(
+        "stream {stream} was erased while this append was in flight, and its key destroyed: nothing was written; \
+         append again (the stream gets a new key)"
+    )]
+    StreamShredded { stream: String },
+
     #[error("cannot fork stream {stream} at version {at_version}: its last version is {last_version}")]
     ForkPastEnd { stream: String, at_version: StreamVersion, last_version: StreamVersion },
 

@@ -235,6 +235,16 @@ impl Keyring {
         Error::KeyStore { path: self.path.clone(), detail: detail.into() }
     }
 
+    /// Whether every secret `stream` ever had was destroyed (and it has no new one yet).
+    pub fn stream_shredded(&self, stream: &str) -> bool {
+        self.state.read().streams.get(stream).is_some_and(|s| s.live.is_empty() && !s.shredded.is_empty())
+    }
+
+    /// Whether secret `number` of `stream` is still live (not destroyed).
+    pub(crate) fn secret_live(&self, stream: &str, number: u32) -> bool {
+        self.state.read().streams.get(stream).is_some_and(|s| s.live.contains_key(&number))
+    }
+
     /// Whether `stream` has a live secret, so that [`Keyring::writer_key`] writes nothing.
     pub(crate) fn has_writer_key(&self, stream: &str) -> bool {
         self.state.read().streams.get(stream).is_some_and(|s| !s.live.is_empty())

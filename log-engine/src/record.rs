@@ -471,6 +471,11 @@ impl PreparedEvent {
     }
 
     /// The record kind this event is written as.
+    /// The number of the stream secret an encrypted event is sealed with.
+    pub(crate) fn secret(&self) -> Option<u32> {
+        self.cipher.as_ref().map(|_| u32::from_le_bytes(self.body[CIPHER_SECRET].try_into().expect("4 bytes")))
+    }
+
     pub(crate) fn kind(&self) -> u8 {
         if self.cipher.is_some() {
             KIND_CIPHER

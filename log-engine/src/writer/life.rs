@@ -28,6 +28,13 @@ impl Writer {
     /// event's metadata. On error nothing is staged.
     fn stage_lifecycle(&mut self, op: &LifecycleOp, metadata: Vec<u8>) -> Result<AppendResult> {
         let mut change = StreamNow::change_for(op, |stream| self.now(stream))?;
+        // An erasure of every version of an encrypted stream destroys its secrets too.
+        let shred = match &change {
+            Change::Erased { stream, from_version: 0, to_version, .. } if self.now(stream).last == Some(*to_version) => {
+                self.shared.options.keys.clone().map(|keys| (keys, stream.clone()))
+            }
+            _ => None,
+        };
         if let Change::Forked { source, first_version, at_version, .. } = &mut change {
             // Past the fork point the fork shares nothing: its own versions start there.
             *first_version = (*first_version).max(self.published_first(source)?).min(*at_version + 1);
@@ -42,6 +49,16 @@ impl Writer {
         debug_assert_eq!(&*staged.stream, LIFECYCLE_STREAM);
         staged.life = Some(Arc::new(change.clone()));
         self.note(&change);
+        if let Some((keys, stream)) = shred {
+            // Here, in the writer, after the erasure is staged: every record sealed with the
+            // secret is staged before it (and is erased by it), and an append prepared with the
+            // secret and staged after it is refused (stage.rs check_secret_live). A failure
+            // leaves the erasure standing (reads hide the payloads) and the key in place.
+            match keys.shred(&stream) {
+                Ok(n) => tracing::info!(stream = %stream, secrets = n, "erasure of the whole stream destroyed its key"),
+                Err(e) => tracing::error!(stream = %stream, error = %e, "erased, but the stream's key was not destroyed"),
+            }
+        }
         Ok(results.pop().expect("one result"))
     }
 
@@ -153,5 +170,42 @@ mod tests {
         assert_eq!(closed[0].first_position.0, staged_before[0].first_position.0 + 1);
         assert_eq!(log.stream_version("run").map(|v| v.0), Some(1));
         assert!(log.stream_state("run").unwrap().closed);
+    }
+
+    /// Appends racing the erasure of a whole encrypted stream, all taken up in one group: the
+    /// one staged before the erasure is erased with it (its secret is destroyed); the one
+    /// prepared with the old secret but staged after the erasure is refused, never acknowledged
+    /// to read back erased; the next append gets a new secret and reads back.
+    #[test]
+    fn appends_racing_a_shredding_erasure_in_one_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = crate::Keyring::open(dir.path().join(crate::KEY_STORE_FILE), crate::Kek::generate()).unwrap();
+        let options = Options { durability: Durability::None, keys: Some(keys.clone()), ..Default::default() };
+        let log = Log::open(dir.path(), options).unwrap();
+        log.append("run", ExpectedVersion::Any, vec![NewEvent::json("Step", &serde_json::json!({}))]).unwrap();
+        let shared = log.shared_arc();
+        let stall = shared.index.write();
+        let (first, before, erase, after) =
+            (oneshot::channel(), oneshot::channel(), oneshot::channel(), oneshot::channel());
+        log.submit(append("other"), Reply::Async(first.0)).unwrap();
+        log.submit(append("run"), Reply::Async(before.0)).unwrap();
+        let op = LifecycleOp::Erase { stream: StreamName::new("run").unwrap(), from: None, to: None, reason: "r".into() };
+        log.send(Command::Lifecycle { op, metadata: Vec::new(), reply: Reply::Async(erase.0) }).unwrap();
+        log.submit(append("run"), Reply::Async(after.0)).unwrap();
+        drop(stall);
+        first.1.blocking_recv().unwrap().unwrap();
+        let staged_before = before.1.blocking_recv().unwrap().unwrap();
+        erase.1.blocking_recv().unwrap().unwrap();
+        let refused = after.1.blocking_recv().unwrap();
+        assert!(matches!(refused, Err(Error::StreamShredded { ref stream }) if stream == "run"), "{refused:?}");
+        let read = log.read_stream("run", None, 10, crate::Direction::Forward).unwrap();
+        assert_eq!(read.len(), 2);
+        assert!(read.iter().all(|e| e.erased), "everything up to the erasure is erased");
+        assert_eq!(read[1].position, staged_before[0].first_position);
+        assert!(keys.stream_shredded("run"), "the whole stream's erasure destroyed its secret");
+        let again = log.append("run", ExpectedVersion::Any, vec![NewEvent::json("Step", &serde_json::json!({"n": 3}))]);
+        let again = again.unwrap();
+        let event = log.read_event(again.first_position).unwrap();
+        assert!(!event.erased && event.data.as_bytes() == br#"{"n":3}"#, "a later append reads back");
     }
 }

@@ -121,11 +121,28 @@ impl Writer {
                 return Err(Error::StreamClosed { stream: name.to_string() });
             }
             check_expected(append, current)?;
+            self.check_secret_live(append)?;
             let first_version = current.map_or(0, |v| v + 1);
             local.insert(name, Some(first_version + append.events.len() as u64 - 1));
             plans.push(Plan::Write { first_version });
         }
         Ok(plans)
+    }
+
+    /// Refuses an encrypted append whose stream secret an erasure of the whole stream destroyed
+    /// after the append was prepared (on the caller's thread) and before it got here: sealed
+    /// now, it would be acknowledged behind the erasure and read back erased.
+    fn check_secret_live(&self, append: &PreparedAppend) -> Result<()> {
+        let (Some(keys), Some(secret)) =
+            (self.shared.options.keys.as_deref(), append.events.first().and_then(record::PreparedEvent::secret))
+        else {
+            return Ok(());
+        };
+        if keys.secret_live(append.stream.as_str(), secret) {
+            Ok(())
+        } else {
+            Err(Error::StreamShredded { stream: append.stream.as_str().to_string() })
+        }
     }
 
     /// Makes room for the request's records in the active segment, with space left for its
