@@ -322,7 +322,8 @@ impl Keyring {
     }
 
     /// Destroys every secret of `stream`: its records written so far can no longer be
-    /// decrypted nor their digests confirmed, by anyone, from any copy of the log. Returns how
+    /// decrypted nor their digests confirmed from any copy of the log read with this store (an
+    /// older copy of the store still holds them: docs/security.md). Returns how
     /// many secrets were destroyed. Records written after this get a new secret.
     pub fn shred(&self, stream: &str) -> Result<usize> {
         if !self.writable {

@@ -164,6 +164,9 @@ pub fn erase(dir: &Path, format: Format, args: EraseArgs) -> CliResult<Exit> {
         "erased versions {} to {} of stream {} at position {}: they read as erased from now on",
         answer.from_version, answer.to_version, answer.stream, answer.position
     );
+    if answer.key_destroyed {
+        sentence.push_str("\nthe stream's key was destroyed: its payloads are unreadable in every copy of the log");
+    }
     if answer.checkpoints_before > 0 {
         sentence.push_str(&format!(
             "\nnote: {} checkpoint(s) taken before the erasure may still hold the payloads in their view state",

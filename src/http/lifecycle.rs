@@ -277,6 +277,11 @@ pub struct EraseJson {
     /// Checkpoints taken before the erasure: their view state (a key-value value, say) may
     /// still hold the erased payloads until they are superseded and removed.
     pub checkpoints_before: u64,
+    /// `true` when the log is encrypted and the erasure covered every version of the stream:
+    /// its key was destroyed (crypto-shredding), so the payloads are unreadable in every copy
+    /// of the log, backups and archives included, read with this key store. A later append to
+    /// the stream gets a new key.
+    pub key_destroyed: bool,
 }
 
 /// Erases a range of `stream` for `principal` (`None`: a server without `--auth`, or the command
@@ -291,6 +296,7 @@ pub fn erase(log: &log_engine::Log, request: EraseRequest, principal: Option<&st
         reason: request.reason.clone(),
     };
     let written = log.change_stream(change, stamp.as_ref())?;
+    let key_destroyed = log.keys().is_some_and(|keys| keys.stream_shredded(&request.stream));
     // The engine resolved the defaults: its event says which range it erased.
     let data = log.read_event(written.position)?.data_json().unwrap_or_default();
     let version = |field: &str| data.get(field).and_then(serde_json::Value::as_u64).unwrap_or_default();
@@ -308,6 +314,7 @@ pub fn erase(log: &log_engine::Log, request: EraseRequest, principal: Option<&st
             "to_version": to_version,
             "reason": request.reason,
             "position": written.position.0,
+            "key_destroyed": key_destroyed,
         },
         "source": {"component": "cairn"},
     });
@@ -327,6 +334,7 @@ pub fn erase(log: &log_engine::Log, request: EraseRequest, principal: Option<&st
         hash: written.hash.to_hex(),
         audit_position: audit[0].last_position.0,
         checkpoints_before: 0,
+        key_destroyed,
     })
 }
 

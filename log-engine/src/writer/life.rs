@@ -30,7 +30,9 @@ impl Writer {
         let mut change = StreamNow::change_for(op, |stream| self.now(stream))?;
         // An erasure of every version of an encrypted stream destroys its secrets too.
         let shred = match &change {
-            Change::Erased { stream, from_version: 0, to_version, .. } if self.now(stream).last == Some(*to_version) => {
+            Change::Erased { stream, from_version: 0, to_version, .. }
+                if self.now(stream).last == Some(*to_version) =>
+            {
                 self.shared.options.keys.clone().map(|keys| (keys, stream.clone()))
             }
             _ => None,
@@ -56,7 +58,9 @@ impl Writer {
             // leaves the erasure standing (reads hide the payloads) and the key in place.
             match keys.shred(&stream) {
                 Ok(n) => tracing::info!(stream = %stream, secrets = n, "erasure of the whole stream destroyed its key"),
-                Err(e) => tracing::error!(stream = %stream, error = %e, "erased, but the stream's key was not destroyed"),
+                Err(e) => {
+                    tracing::error!(stream = %stream, error = %e, "erased, but the stream's key was not destroyed")
+                }
             }
         }
         Ok(results.pop().expect("one result"))
@@ -189,7 +193,8 @@ mod tests {
             (oneshot::channel(), oneshot::channel(), oneshot::channel(), oneshot::channel());
         log.submit(append("other"), Reply::Async(first.0)).unwrap();
         log.submit(append("run"), Reply::Async(before.0)).unwrap();
-        let op = LifecycleOp::Erase { stream: StreamName::new("run").unwrap(), from: None, to: None, reason: "r".into() };
+        let op =
+            LifecycleOp::Erase { stream: StreamName::new("run").unwrap(), from: None, to: None, reason: "r".into() };
         log.send(Command::Lifecycle { op, metadata: Vec::new(), reply: Reply::Async(erase.0) }).unwrap();
         log.submit(append("run"), Reply::Async(after.0)).unwrap();
         drop(stall);

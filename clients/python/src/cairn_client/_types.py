@@ -342,8 +342,10 @@ class LifecycleResult:
 @dataclass(frozen=True)
 class EraseResult:
     """What an erasure answers: the ``stream`` and the versions erased, the position and chain
-    hash of the ``stream-erased`` event, the position of its audit entry, and how many
-    checkpoints taken before it may still hold the payloads in their view state."""
+    hash of the ``stream-erased`` event, the position of its audit entry, how many
+    checkpoints taken before it may still hold the payloads in their view state, and whether
+    the stream's key was destroyed (an encrypted log, every version erased: the payloads are
+    unreadable in every copy, backups included)."""
 
     stream: str
     from_version: int
@@ -352,6 +354,7 @@ class EraseResult:
     hash: str
     audit_position: int
     checkpoints_before: int
+    key_destroyed: bool = False
 
     @staticmethod
     def from_json(value: Any) -> EraseResult:
@@ -365,6 +368,7 @@ class EraseResult:
             hash=_field(obj, "hash", str, what),
             audit_position=_field(obj, "audit_position", int, what),
             checkpoints_before=_field(obj, "checkpoints_before", int, what),
+            key_destroyed=_field(obj, "key_destroyed", bool, what) if "key_destroyed" in obj else False,
         )
 
 
