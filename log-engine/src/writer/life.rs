@@ -59,7 +59,7 @@ impl Writer {
             match keys.shred(&stream) {
                 Ok(n) => tracing::info!(stream = %stream, secrets = n, "erasure of the whole stream destroyed its key"),
                 Err(e) => {
-                    tracing::error!(stream = %stream, error = %e, "erased, but the stream's key was not destroyed")
+                    tracing::error!(stream = %stream, error = %e, "erased, but the stream's key was not destroyed");
                 }
             }
         }
