@@ -162,6 +162,22 @@ pub enum Error {
     /// record needs.
     #[error("key store {}: {detail}", path.display())]
     KeyStore { path: PathBuf, detail: String },
+
+    /// A read of an evicted segment's events by a log opened without [`crate::Tiering`].
+    #[error(
+        "segment {segment} is evicted to the archive and this log was opened without one to read it from; \
+         open it with the archive configured (cairn serve --archive with tiering)"
+    )]
+    Evicted { segment: SegmentId },
+
+    /// An evicted segment could not be fetched back (the cold store unreachable or failing).
+    #[error("segment {segment} is evicted and fetching it from {object} failed: {detail}")]
+    ColdUnavailable { segment: SegmentId, object: String, detail: String },
+
+    /// A fetched copy of an evicted segment is not the segment its stub describes: it is
+    /// refused, never read.
+    #[error("segment {segment} is evicted and its archived copy {object} is not the segment evicted ({detail}); it was refused")]
+    ColdTampered { segment: SegmentId, object: String, detail: String },
 }
 
 fn describe_end(next_position: u64) -> String {
@@ -654,7 +670,14 @@ impl Error {
                 | Error::MissingSegment { .. }
                 | Error::MissingSegments { .. }
                 | Error::BadSideFile { .. }
+                | Error::ColdTampered { .. }
         )
+    }
+
+    /// Whether this is an evicted segment that could not be read back (no archive, or the
+    /// archive unreachable): no verdict on the log's integrity.
+    pub fn is_cold_unavailable(&self) -> bool {
+        matches!(self, Error::Evicted { .. } | Error::ColdUnavailable { .. })
     }
 }
 

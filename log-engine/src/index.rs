@@ -25,6 +25,7 @@ use crate::error::{BodyDamage, CorruptionKind, Error, FooterDamage, FrameDamage,
 use crate::lifecycle::{Change, Life, StreamNow, LIFECYCLE_STREAM};
 use crate::mmap::Mapping;
 use crate::record::{self, Frame, KIND_CIPHER, KIND_EVENT, KIND_HUSK};
+use crate::tier::ColdSegment;
 use crate::types::{ChainHash, Event, EventRef, Payload, Position, SegmentId};
 
 /// One segment as readers see it.
@@ -32,7 +33,11 @@ use crate::types::{ChainHash, Event, EventRef, Payload, Position, SegmentId};
 pub(crate) struct SegmentState {
     pub id: SegmentId,
     pub path: PathBuf,
+    /// The file's map; for an evicted segment, its stub's (header, `$lifecycle` records,
+    /// footer and trailer, zeros elsewhere: tier.rs), and `cold` reads the rest.
     pub map: Arc<Mapping>,
+    /// Set when the segment is evicted to the archive (only a sealed one is).
+    pub cold: Option<Arc<ColdSegment>>,
     /// Byte offset of each committed record, by position − id.
     pub offsets: Vec<u32>,
     /// End of the last committed record.
@@ -156,8 +161,51 @@ impl Erasures {
 #[derive(Debug, Clone)]
 pub(crate) struct Location {
     pub segment: SegmentId,
-    pub map: Arc<Mapping>,
+    /// The segment's map as the index held it (an evicted segment's stub map): read it through
+    /// [`Location::map`].
+    held: Arc<Mapping>,
+    cold: Option<Arc<ColdSegment>>,
     pub offset: u64,
+}
+
+impl Location {
+    /// The map holding the record: the segment's, or for an evicted segment the stub's (for a
+    /// record the stub keeps) or a fetched copy's. Call it without the index's lock held: a
+    /// fetch waits on the cold store.
+    pub(crate) fn map(&self) -> Result<Arc<Mapping>> {
+        match &self.cold {
+            Some(cold) if !cold.keeps(self.offset) => cold.map(),
+            _ => Ok(self.held.clone()),
+        }
+    }
+}
+
+/// A segment's map as the index holds it, with what reads an evicted segment's records:
+/// copied out under the lock, read ([`Held::readable`]) without it.
+#[derive(Clone)]
+pub(crate) struct Held {
+    pub map: Arc<Mapping>,
+    pub cold: Option<Arc<ColdSegment>>,
+}
+
+impl Held {
+    pub(crate) fn readable(&self) -> Result<Arc<Mapping>> {
+        SegmentState::readable_map(&self.map, self.cold.as_ref())
+    }
+}
+
+impl SegmentState {
+    pub(crate) fn held(&self) -> Held {
+        Held { map: self.map.clone(), cold: self.cold.clone() }
+    }
+
+    /// The map to read records from: [`Location::map`]'s rule for a whole segment.
+    pub(crate) fn readable_map(map: &Arc<Mapping>, cold: Option<&Arc<ColdSegment>>) -> Result<Arc<Mapping>> {
+        match cold {
+            Some(cold) => cold.map(),
+            None => Ok(map.clone()),
+        }
+    }
 }
 
 impl Index {
@@ -174,7 +222,7 @@ impl Index {
     pub(crate) fn locate(&self, position: u64) -> Option<Location> {
         let segment = self.segment_of(position)?;
         let offset = u64::from(segment.offsets[usize_of(position - segment.id.0)]);
-        Some(Location { segment: segment.id, map: segment.map.clone(), offset })
+        Some(Location { segment: segment.id, held: segment.map.clone(), cold: segment.cold.clone(), offset })
     }
 
     pub(crate) fn head(&self) -> Option<(Position, ChainHash)> {
@@ -287,7 +335,8 @@ impl Index {
                 position: Some(Position(position)),
                 kind,
             };
-            let frame = committed_frame(location.map.bytes(), location.segment, location.offset, position)?;
+            let map = location.map()?;
+            let frame = committed_frame(map.bytes(), location.segment, location.offset, position)?;
             // `$lifecycle` events are never encrypted: the index folds them without a key.
             let event =
                 record::decode_event(&frame, None).map_err(|d| d.at(location.segment, location.offset, position))?;
@@ -462,7 +511,10 @@ impl Index {
     /// Timestamp of the committed event at `position`, from its frame (CRC checked).
     pub(crate) fn timestamp_at(&self, position: u64) -> Result<u64> {
         let location = self.locate(position).ok_or(Error::PositionNotFound { position: Position(position) })?;
-        let frame = committed_frame(location.map.bytes(), location.segment, location.offset, position)?;
+        // In an evicted segment this fetches under the index's lock (a retention window's
+        // edge, found by timestamps): bounded by the cold store's own timeouts.
+        let map = location.map()?;
+        let frame = committed_frame(map.bytes(), location.segment, location.offset, position)?;
         Ok(frame.header.timestamp_ms)
     }
 }

@@ -26,7 +26,7 @@ use crate::cast::usize_of;
 use crate::dir::{self, DirLock};
 use crate::error::{CorruptionKind, Error, FooterDamage, FrameDamage, IndexMismatch, LimitKind, Result};
 pub(crate) use crate::index::committed_frame;
-use crate::index::{Erasures, Index, Location, Resolved, SegmentState, StreamEntry};
+use crate::index::{Erasures, Held, Index, Location, Resolved, SegmentState, StreamEntry};
 use crate::keys::Keyring;
 use crate::lifecycle::{
     DeleteMode, LifecycleResult, StreamChange, StreamMetadata, StreamState, LIFECYCLE_METADATA_MAX, LIFECYCLE_STREAM,
@@ -39,6 +39,7 @@ use crate::record::{self, FLAG_BATCH_END};
 use crate::segment::recover::ReadStop;
 use crate::segment::HEADER_LEN;
 use crate::shared::{cores, Access, Fingerprint, Shared};
+use crate::tier::ColdSegment;
 use crate::types::*;
 use crate::writer::{self, Command, PreparedAppend, Reply, Writer};
 
@@ -121,11 +122,16 @@ impl SegmentFile {
 /// mix the listing's byte counts (or a cut offset) with the other file's bytes. The snapshot
 /// keeps the mapping it was listed from, whose bytes never change (the old inode stays valid
 /// while mapped), so whatever is copied from it is the file the listing describes, whole.
+///
+/// An evicted segment's snapshot fetches the segment's bytes when they are first asked for
+/// ([`SegmentSnapshot::bytes`]), and then holds them as it holds a local file's.
 #[derive(Debug, Clone)]
 pub struct SegmentSnapshot {
     id: SegmentId,
     file: SegmentFile,
     map: Arc<Mapping>,
+    cold: Option<Arc<ColdSegment>>,
+    fetched: std::sync::OnceLock<Arc<Mapping>>,
 }
 
 impl SegmentSnapshot {
@@ -139,10 +145,26 @@ impl SegmentSnapshot {
         self.id
     }
 
+    /// Whether the segment is evicted to the archive (its file is not on the local disk).
+    pub fn is_evicted(&self) -> bool {
+        self.cold.is_some()
+    }
+
     /// The file's final bytes: `file().bytes` of them, from the mapping the listing was taken
-    /// from.
-    pub fn bytes(&self) -> &[u8] {
-        &self.map.bytes()[..usize_of(self.file.bytes)]
+    /// from, or for an evicted segment from its fetched copy (the first call fetches it:
+    /// [`Error::Evicted`], [`Error::ColdUnavailable`] or [`Error::ColdTampered`] when that fails).
+    pub fn bytes(&self) -> Result<&[u8]> {
+        let map = match &self.cold {
+            None => &self.map,
+            Some(cold) => match self.fetched.get() {
+                Some(map) => map,
+                None => {
+                    let map = cold.map()?;
+                    self.fetched.get_or_init(|| map)
+                }
+            },
+        };
+        Ok(&map.bytes()[..usize_of(self.file.bytes)])
     }
 
     fn of(s: &SegmentState, bytes: u64, sealed: bool) -> SegmentSnapshot {
@@ -152,7 +174,13 @@ impl SegmentSnapshot {
             s.id,
             s.map.published_len()
         );
-        SegmentSnapshot { file: SegmentFile { bytes, sealed, ..SegmentFile::of(s) }, map: s.map.clone(), id: s.id }
+        SegmentSnapshot {
+            file: SegmentFile { bytes, sealed, ..SegmentFile::of(s) },
+            map: s.map.clone(),
+            cold: s.cold.clone(),
+            fetched: std::sync::OnceLock::new(),
+            id: s.id,
+        }
     }
 }
 
@@ -486,19 +514,21 @@ impl Log {
         let keys = self.shared().options.keys.clone();
         let (erasures, spans) = {
             let index = self.shared().index.read();
-            let mut spans: Vec<(SegmentId, Arc<Mapping>, u64, u64)> = Vec::new();
+            let mut spans: Vec<(SegmentId, Held, u64, u64)> = Vec::new();
             let mut p = position;
             let end = index.next_position.min(position.saturating_add(limit));
             while p < end {
                 let Some(seg) = index.segment_of(p) else { break };
                 let count = usize_of(seg.next_position().min(end) - p);
                 let offset = u64::from(seg.offsets[usize_of(p - seg.id.0)]);
-                spans.push((seg.id, seg.map.clone(), offset, count as u64));
+                spans.push((seg.id, seg.held(), offset, count as u64));
                 p += count as u64;
             }
             (index.erasures.clone(), spans)
         };
-        for (segment, map, mut offset, count) in spans {
+        for (segment, held, mut offset, count) in spans {
+            // An evicted segment is fetched here, with no lock held, when the scan reaches it.
+            let map = held.readable()?;
             let bytes = map.bytes();
             for _ in 0..count {
                 if left == 0 {
@@ -527,7 +557,8 @@ impl Log {
             (index.locate(position.0).ok_or(Error::PositionNotFound { position })?, index.erasures.clone())
         };
         let keys = self.shared().options.keys.as_deref();
-        let mut event = decode_committed(location.map.bytes(), location.segment, location.offset, position.0, keys)?;
+        let map = location.map()?;
+        let mut event = decode_committed(map.bytes(), location.segment, location.offset, position.0, keys)?;
         erasures.mask(&mut event);
         Ok(event)
     }
@@ -863,7 +894,10 @@ impl Log {
     pub fn segment_snapshots_through(&self, through: Position) -> Result<(Vec<SegmentSnapshot>, Position)> {
         let index = self.shared().index.read();
         let segment = index.segment_of(through.0).ok_or(Error::PositionNotFound { position: through })?;
-        let bytes = segment.map.bytes();
+        // The cut's segment is the newest for a writer, which never evicts a segment the
+        // idempotency window reaches; a reader of an older copy may fetch it here.
+        let map = SegmentState::readable_map(&segment.map, segment.cold.as_ref())?;
+        let bytes = map.bytes();
         let mut position = through.0;
         let mut offset = u64::from(segment.offsets[usize_of(position - segment.id.0)]);
         let end = loop {
@@ -921,7 +955,8 @@ fn decode_stream(located: Located, bytes_max: usize, keys: Option<&Keyring>) -> 
     let mut out = Vec::new();
     let mut bytes = 0usize;
     for (owner, version, p, loc) in located.picked {
-        let mut event = decode_committed(loc.map.bytes(), loc.segment, loc.offset, p, keys)?;
+        let map = loc.map()?;
+        let mut event = decode_committed(map.bytes(), loc.segment, loc.offset, p, keys)?;
         if event.stream != owner || event.version.0 != version {
             let kind = CorruptionKind::footer(FooterDamage::IndexMismatch(Box::new(IndexMismatch {
                 position: p,

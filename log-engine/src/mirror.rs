@@ -334,6 +334,7 @@ impl Mirror {
         let span = Span {
             segment: staged.id,
             map: map.clone(),
+            cold: None,
             offsets,
             sealed: true,
             from: staged.id.0,

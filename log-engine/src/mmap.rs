@@ -22,8 +22,10 @@
 //!    is written whole and fdatasynced before it is mapped, and never written again.
 //! 3. **Nothing is truncated while mapped.** Segment files are preallocated to their full
 //!    capacity before they are mapped and are never shrunk; a file is removed (unlinked) only by
-//!    operator tools on a closed log, or by a scavenge renaming a sealed segment's rewrite over
-//!    it (the old file's inode lives on while mapped), and an unlinked file's pages stay valid
+//!    operator tools on a closed log, by a scavenge renaming a sealed segment's rewrite over
+//!    it (the old file's inode lives on while mapped), by an eviction (evict.rs) unlinking a
+//!    sealed segment once its stub took its place, or by the tier cache (tier.rs) unlinking a
+//!    fetched copy it has mapped, and an unlinked file's pages stay valid
 //!    while mapped. A
 //!    reader's refresh maps files afresh and never shrinks a map it has handed out.
 //! 4. **The map outlives every slice.** Slices borrow the `Mapping`, which owns the map; readers
@@ -39,7 +41,7 @@ use std::fs::File;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use memmap2::{Advice, MmapOptions, MmapRaw};
+use memmap2::{Advice, MmapMut, MmapOptions, MmapRaw};
 
 use crate::cast::usize_of;
 
@@ -56,6 +58,22 @@ impl Mapping {
         let raw = MmapOptions::new().map_raw_read_only(file)?;
         assert!(published <= raw.len() as u64, "published {published} > mapped {}", raw.len());
         Ok(Mapping { raw, published: AtomicU64::new(published) })
+    }
+
+    /// A read-only anonymous map of `len` bytes, zero but for `ranges` ((offset, bytes), each
+    /// inside `len`), all published: an evicted segment as its stub rebuilds it (tier.rs). It is
+    /// written before it is made read-only and never again (point 2); nothing backs it on disk.
+    pub(crate) fn of_ranges(len: u64, ranges: &[(u64, Vec<u8>)]) -> io::Result<Mapping> {
+        let mut map = MmapMut::map_anon(usize_of(len))?;
+        for (at, bytes) in ranges {
+            let at = usize_of(*at);
+            let slot = map.get_mut(at..at + bytes.len()).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("a range at {at} leaves the {len}-byte map"))
+            })?;
+            slot.copy_from_slice(bytes);
+        }
+        let raw = MmapRaw::from(map.make_read_only()?);
+        Ok(Mapping { raw, published: AtomicU64::new(len) })
     }
 
     /// Makes bytes up to `len` readable. The caller has written them and will never write

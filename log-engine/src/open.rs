@@ -33,6 +33,8 @@ use crate::segment::recover::ReadStop;
 use crate::segment::{self, Footer, SegmentHeader, HEADER_LEN, SEGMENT_FILE_MIN, SEGMENT_SIZE_MAX};
 use crate::segment::{Active, FooterBuilder};
 use crate::shared::{cores, Access, Fingerprint, Shared};
+use crate::stub;
+use crate::tier;
 use crate::types::*;
 use crate::writer::{self, WriterState};
 
@@ -124,10 +126,13 @@ pub(crate) fn refresh(shared: &Shared) -> Result<bool> {
     Ok(true)
 }
 
-/// The segment files in `log_dir`, sorted. A writer (`remove_temps`) deletes `.tmp` files: a
-/// segment or extent record being prepared when the process stopped, holding no records.
-fn list_segments(fs: &dyn FileSystem, log_dir: &Path, remove_temps: bool) -> Result<Vec<SegmentId>> {
-    let mut ids = Vec::new();
+/// The segments in `log_dir`, sorted: each id, and whether it is evicted (only its stub is
+/// here: tier.rs). A writer (`remove_temps`) deletes `.tmp` files (a segment, extent record or
+/// stub being prepared when the process stopped, holding no records) and a stub whose segment
+/// file is still there (an eviction stopped before the unlink: the segment is whole).
+fn list_segments(fs: &dyn FileSystem, log_dir: &Path, remove_temps: bool) -> Result<Vec<(SegmentId, bool)>> {
+    let mut files = Vec::new();
+    let mut stubs = Vec::new();
     for path in fs.list(log_dir).map_err(|e| Error::io("list", log_dir, e))? {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
         if name.ends_with(".tmp") {
@@ -135,19 +140,30 @@ fn list_segments(fs: &dyn FileSystem, log_dir: &Path, remove_temps: bool) -> Res
                 fs.remove(&path).map_err(|e| Error::io("remove", &path, e))?;
             }
         } else if let Some(id) = segment::parse_file_name(&name) {
-            ids.push(id);
+            files.push(id);
+        } else if let Some(id) = stub::parse_stub_name(&name) {
+            stubs.push((id, path));
         } else if name != extent::EXTENT_FILE && name != extent::LIVE_FILE {
             tracing::warn!(file = %path.display(), "ignoring a file that is not a segment");
         }
     }
-    ids.sort();
+    files.sort_unstable();
+    let mut ids: Vec<(SegmentId, bool)> = files.iter().map(|id| (*id, false)).collect();
+    for (id, path) in stubs {
+        if files.binary_search(&id).is_err() {
+            ids.push((id, true));
+        } else if remove_temps {
+            fs.remove(&path).map_err(|e| Error::io("remove", &path, e))?;
+        }
+    }
+    ids.sort_unstable();
     Ok(ids)
 }
 
 /// What a reader's [`Log::refresh`] compares to know whether anything changed.
 pub(crate) fn fingerprint(dir: &Path, fs: &dyn FileSystem) -> Result<Fingerprint> {
     let log_dir = dir::log_dir(dir);
-    let segments = list_segments(fs, &log_dir, false)?;
+    let segments: Vec<SegmentId> = list_segments(fs, &log_dir, false)?.into_iter().map(|(id, _)| id).collect();
     let newest = segments.last().and_then(|id| {
         let meta = std::fs::metadata(log_dir.join(segment::file_name(*id))).ok()?;
         Some((meta.len(), meta.modified().ok()))
@@ -270,7 +286,8 @@ pub(crate) fn recover(
     let fs = &options.fs;
     let log_dir = dir::log_dir(dir);
     let writer = access == Access::Write;
-    let ids = list_segments(fs.as_ref(), &log_dir, writer)?;
+    let listed = list_segments(fs.as_ref(), &log_dir, writer)?;
+    let ids: Vec<SegmentId> = listed.iter().map(|(id, _)| *id).collect();
     let recorded = extent::read_extent(&log_dir)?;
     let mut stop = None;
 
@@ -290,13 +307,13 @@ pub(crate) fn recover(
     // The idempotency window is the last IDEMPOTENCY_WINDOW positions: a sealed segment whose last
     // position lies that far before the newest segment's first cannot hold any of them.
     let window_from = ids.last().map_or(0, |newest| newest.0.saturating_sub(IDEMPOTENCY_WINDOW as u64));
-    let probes = probe_segments(&log_dir, fs.as_ref(), &ids, access);
+    let probes = probe_segments(&log_dir, options, &listed, access);
     // In a closure so that, whatever fails, the footers read before it are checked first: the
     // earliest damage is the one reported.
     let read_segments = || -> Result<()> {
         for (i, probe) in probes.into_iter().enumerate() {
             let newest = i + 1 == ids.len();
-            let Probe { id, path, file, len, header, sealed } = probe?;
+            let Probe { id, path, file, len, header, sealed, cold } = probe?;
             let corrupt = |offset, kind| Error::Corrupt { segment: id, offset, position: None, kind };
             if id.0 != index.next_position || header.prev_hash != index.head_hash {
                 let kind = CorruptionKind::SegmentGap {
@@ -339,10 +356,15 @@ pub(crate) fn recover(
                         id,
                         path,
                         map: Arc::new(map),
+                        cold,
                         offsets,
                         data_end: footer_offset,
                         sealed: true,
                     });
+                }
+                None if cold.is_some() => {
+                    // A stub is only ever written for a sealed segment, so this is damage.
+                    return Err(corrupt(len - segment::TRAILER_LEN, CorruptionKind::footer(FooterDamage::NotSealed)));
                 }
                 None if !newest => {
                     return Err(corrupt(len - segment::TRAILER_LEN, CorruptionKind::footer(FooterDamage::NotSealed)));
@@ -384,6 +406,7 @@ pub(crate) fn recover(
                         id,
                         path,
                         map: map.clone(),
+                        cold: None,
                         offsets: footer.offsets.clone(),
                         data_end: scan.end,
                         sealed: false,
@@ -615,12 +638,18 @@ struct Probe {
     /// The segment's footer (without ids) and its mapping if it is sealed; damage found there is
     /// reported only after the segment's header has been found to join its predecessor.
     sealed: Result<Option<(Mapping, segment::Sealed)>>,
+    /// Set for an evicted segment (probed from its stub).
+    cold: Option<Arc<tier::ColdSegment>>,
 }
+
+/// The largest stub open reads: a segment's header, footer and id record are far smaller than
+/// its capacity, and so are its `$lifecycle` records; a larger file is damage.
+const STUB_FILE_MAX: u64 = SEGMENT_SIZE_MAX;
 
 /// Opens every segment, checks its header and reads its footer if it is sealed, on as many
 /// threads as there are cores: decoding footers is most of the time open spends on a large log.
 /// Results are in `ids` order, so the caller reports the earliest damage first.
-fn probe_segments(log_dir: &Path, fs: &dyn FileSystem, ids: &[SegmentId], access: Access) -> Vec<Result<Probe>> {
+fn probe_segments(log_dir: &Path, options: &Options, ids: &[(SegmentId, bool)], access: Access) -> Vec<Result<Probe>> {
     let workers = cores().min(ids.len()).max(1);
     let mut results: Vec<(usize, Result<Probe>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
@@ -628,7 +657,15 @@ fn probe_segments(log_dir: &Path, fs: &dyn FileSystem, ids: &[SegmentId], access
                 scope.spawn(move || {
                     (w..ids.len())
                         .step_by(workers)
-                        .map(|i| (i, probe_segment(log_dir, fs, ids[i], access)))
+                        .map(|i| {
+                            let (id, evicted) = ids[i];
+                            let probe = if evicted {
+                                probe_stub(log_dir, options, id)
+                            } else {
+                                probe_segment(log_dir, options.fs.as_ref(), id, access)
+                            };
+                            (i, probe)
+                        })
                         .collect::<Vec<_>>()
                 })
             })
@@ -637,6 +674,48 @@ fn probe_segments(log_dir: &Path, fs: &dyn FileSystem, ids: &[SegmentId], access
     });
     results.sort_unstable_by_key(|(i, _)| *i);
     results.into_iter().map(|(_, probe)| probe).collect()
+}
+
+/// An evicted segment's probe: its stub read and checked, and the map rebuilt from it holding
+/// the header, footer and kept records at their offsets (tier.rs). The bucket is not asked.
+fn probe_stub(log_dir: &Path, options: &Options, id: SegmentId) -> Result<Probe> {
+    let fs = options.fs.as_ref();
+    let stub_path = log_dir.join(stub::stub_name(id));
+    let file = fs.open_read_only(&stub_path).map_err(|e| Error::io("open stub", &stub_path, e))?;
+    let len = file.len().map_err(|e| Error::io("stat stub", &stub_path, e))?;
+    if len > STUB_FILE_MAX {
+        let detail = format!("{len} bytes is larger than a stub may be ({STUB_FILE_MAX})");
+        return Err(Error::BadSideFile { path: stub_path, detail });
+    }
+    let mut bytes = vec![0; usize_of(len)];
+    file.read_exact_at(&mut bytes, 0).map_err(|e| Error::io("read stub", &stub_path, e))?;
+    let stub = stub::Stub::decode(&bytes, id).map_err(|detail| Error::BadSideFile {
+        path: stub_path.clone(),
+        detail: format!("not a valid stub: {detail}"),
+    })?;
+    if !(SEGMENT_FILE_MIN..=SEGMENT_SIZE_MAX).contains(&stub.capacity) || stub.ranges.len() < 3 {
+        let detail = format!("not a valid stub: capacity {} and {} ranges", stub.capacity, stub.ranges.len());
+        return Err(Error::BadSideFile { path: stub_path, detail });
+    }
+    let corrupt = |offset, kind| Error::Corrupt { segment: id, offset, position: None, kind };
+    let map = stub.to_map().map_err(|e| Error::io("map stub", &stub_path, e))?;
+    let header = SegmentHeader::decode(&map.bytes()[..segment::HEADER_USED]).map_err(|k| corrupt(0, k))?;
+    if header.id != id || header.capacity != stub.capacity {
+        let damage =
+            HeaderDamage::Mismatch { id: header.id, capacity: header.capacity, file_id: id, file_len: stub.capacity };
+        return Err(corrupt(0, CorruptionKind::SegmentHeader(Box::new(damage))));
+    }
+    let sealed = match segment::read_sealed(map.bytes(), false) {
+        Ok(Some(sealed)) => Ok(Some((map, sealed))),
+        Ok(None) => Ok(None),
+        Err((offset, kind)) => Err(corrupt(offset, kind)),
+    };
+    // The ranges between the header and the footer are the records kept (`$lifecycle`'s).
+    let kept = stub.ranges[1..stub.ranges.len() - 2].iter().map(|(at, _)| *at).collect();
+    let cold =
+        tier::ColdSegment { id, capacity: stub.capacity, digest: stub.digest, kept, tiering: options.tiering.clone() };
+    let path = log_dir.join(segment::file_name(id));
+    Ok(Probe { id, path, file: None, len: stub.capacity, header, sealed, cold: Some(Arc::new(cold)) })
 }
 
 fn probe_segment(log_dir: &Path, fs: &dyn FileSystem, id: SegmentId, access: Access) -> Result<Probe> {
@@ -679,7 +758,7 @@ fn probe_segment(log_dir: &Path, fs: &dyn FileSystem, id: SegmentId, access: Acc
         Ok(Some(_)) => None,
         _ => Some(file),
     };
-    Ok(Probe { id, path, file, len, header, sealed })
+    Ok(Probe { id, path, file, len, header, sealed, cold: None })
 }
 
 /// Starts a new active segment after the newest sealed one (or the first of an empty log).

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::fs::{FileSystem, OsFs};
 use crate::keys::Keyring;
 use crate::segment::{SEGMENT_SIZE_DEFAULT, SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN};
+use crate::tier::Tiering;
 use crate::types::{Durability, Recovery, WRITER_QUEUE_BYTES_MAX};
 
 /// How to open a log.
@@ -26,6 +27,10 @@ pub struct Options {
     /// encrypted, and encrypted events can be read. Without one, encrypted events read as
     /// [`crate::Error::KeyRequired`] (verify needs no key).
     pub keys: Option<Arc<Keyring>>,
+    /// Reading evicted segments back (tier.rs): without it, a log with evicted segments opens
+    /// and reads everything still local, and a read of an evicted segment's events fails with
+    /// [`crate::Error::Evicted`].
+    pub tiering: Option<Tiering>,
     /// Deliberate faults, for proving the reliability suites catch a broken build.
     #[cfg(feature = "faults")]
     pub sabotage: Sabotage,
@@ -58,6 +63,7 @@ impl Default for Options {
             writer_queue_bytes: WRITER_QUEUE_BYTES_MAX,
             fs: Arc::new(OsFs),
             keys: None,
+            tiering: None,
             #[cfg(feature = "faults")]
             sabotage: Sabotage::Off,
         }

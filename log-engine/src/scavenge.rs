@@ -208,7 +208,9 @@ impl Log {
             let index = shared.index.read();
             let sealed: Vec<&SegmentState> = index.segments.iter().filter(|s| s.sealed).collect();
             let end = sealed.last().map_or(0, |s| s.next_position());
-            (sealed.iter().map(|s| s.id).collect::<Vec<SegmentId>>(), end)
+            // An evicted segment is not rewritten here: its file is in the archive only.
+            let local = sealed.iter().filter(|s| s.cold.is_none());
+            (local.map(|s| s.id).collect::<Vec<SegmentId>>(), end)
         };
         let mut live = Liveness::of(&shared.index.read(), sealed_end, options)?;
         let mut report = ScavengeReport::default();

@@ -7,11 +7,13 @@ use std::sync::Arc;
 
 use crate::cast::usize_of;
 use crate::error::{CorruptionKind, Error, FooterDamage, FrameDamage, HeaderDamage, Result};
+use crate::index::{Held, SegmentState};
 use crate::keys::Keyring;
 use crate::log::{committed_frame, Log};
 use crate::mmap::Mapping;
 use crate::record::{self, KIND_CIPHER, KIND_HUSK};
 use crate::segment::{self, FooterStream, SegmentHeader};
+use crate::tier::ColdSegment;
 use crate::types::{ChainHash, Head, Position, SegmentId};
 
 /// What [`Log::verify`] found.
@@ -44,8 +46,8 @@ impl Log {
         let shared = self.shared_arc();
         let (spans, head) = {
             let index = shared.index.read();
-            let spans: Vec<(SegmentId, Arc<Mapping>, Vec<u32>, bool)> =
-                index.segments.iter().map(|s| (s.id, s.map.clone(), s.offsets.clone(), s.sealed)).collect();
+            let spans: Vec<(SegmentId, Held, Vec<u32>, bool)> =
+                index.segments.iter().map(|s| (s.id, s.held(), s.offsets.clone(), s.sealed)).collect();
             (spans, index.head().map(|(position, hash)| Head { position, hash }))
         };
         let total = head.map_or(0, |h| h.position.0 + 1);
@@ -72,7 +74,8 @@ impl Log {
             .into_iter()
             .filter(|(segment, _, offsets, _)| !offsets.is_empty() && segment.0 + offsets.len() as u64 > start)
             .enumerate()
-            .map(|(i, (segment, map, offsets, sealed))| Span {
+            .map(|(i, (segment, Held { map, cold }, offsets, sealed))| Span {
+                cold,
                 from: start.max(segment.0),
                 // Only the first span may start from a hash not in its header (mid-segment).
                 given: (i == 0).then_some(first_prev),
@@ -152,6 +155,10 @@ impl Log {
             }
             report.events += outcome.events;
             if let Some((position, e)) = outcome.error {
+                // An evicted segment that could not be fetched is no verdict on the log.
+                if e.is_cold_unavailable() {
+                    return Err(e);
+                }
                 report.ok = false;
                 report.first_bad_position = Some(Position(position));
                 report.detail = Some(e.to_string());
@@ -172,6 +179,9 @@ impl Log {
 pub(crate) struct Span {
     pub segment: SegmentId,
     pub map: Arc<Mapping>,
+    /// Set for an evicted segment: its records are read from a fetched copy, checked against
+    /// the stub's digest before anything here reads it (tier.rs).
+    pub cold: Option<Arc<ColdSegment>>,
     pub offsets: Vec<u32>,
     pub sealed: bool,
     /// First position to check.
@@ -200,7 +210,18 @@ pub(crate) fn check_span(span: &Span, progress: &std::sync::mpsc::Sender<u64>) -
     let segment = span.segment;
     let first = segment.0;
     let end = first + span.offsets.len() as u64;
-    let bytes = span.map.bytes();
+    let map = match SegmentState::readable_map(&span.map, span.cold.as_ref()) {
+        Ok(map) => map,
+        Err(error) => {
+            return Outcome {
+                header_prev: None,
+                events: 0,
+                last: ChainHash::genesis(),
+                error: Some((span.from, error)),
+            }
+        }
+    };
+    let bytes = map.bytes();
     let header = SegmentHeader::decode(bytes);
     // Husks exist from format version 3 on. (A span starting mid-segment from a trusted hash
     // does not check the header; its records are then taken as the current version's.)

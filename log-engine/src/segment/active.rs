@@ -129,6 +129,7 @@ pub(crate) fn install(
     crate::extent::write_extent(fs, log_dir, id, sync_dir)?;
     let map = Arc::new(map);
     let state = SegmentState {
+        cold: None,
         id,
         path: final_path,
         map: map.clone(),

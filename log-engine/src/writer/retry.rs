@@ -115,7 +115,9 @@ impl Writer {
             return Some((s.stream.clone(), s.id));
         }
         let location = self.shared.index.read().locate(position)?;
-        let bytes = location.map.bytes();
+        // Never a fetch: a segment the idempotency window reaches is not evicted (tier.rs).
+        let map = location.map().ok()?;
+        let bytes = map.bytes();
         let frame = record::decode_frame(&bytes[usize_of(location.offset)..], record::EVENT_BODY_MAX).ok()?;
         let (stream, id) = record::decode_index_fields(&frame).ok()?;
         Some((Arc::from(stream), id))
@@ -156,7 +158,9 @@ impl Writer {
             return Some((record::same_content(&frame, stream, event), s.version, frame.header.hash));
         }
         let location = self.shared.index.read().locate(position)?;
-        let bytes = location.map.bytes();
+        // Never a fetch: a segment the idempotency window reaches is not evicted (tier.rs).
+        let map = location.map().ok()?;
+        let bytes = map.bytes();
         let frame = record::decode_frame(&bytes[usize_of(location.offset)..], record::EVENT_BODY_MAX).ok()?;
         Some((record::same_content(&frame, stream, event), frame.header.version, frame.header.hash))
     }
