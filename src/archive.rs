@@ -40,6 +40,7 @@ use crate::backup::manifest::{
     self, FileEntry, Manifest, ManifestHead, SegmentEntry, CHECKPOINTS, MANIFESTS, MANIFEST_BYTES_MAX, MANIFEST_FORMAT,
     SEGMENTS,
 };
+use crate::tier::TierPolicy;
 
 /// How often the archiver looks for newly sealed segments and new checkpoints.
 pub const ARCHIVE_POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -74,6 +75,29 @@ pub struct ArchiveStatus {
     pub last_success_ms: Option<u64>,
     /// True once archiving stopped for good (the archive holds another log); `last_error` says why.
     pub stopped: bool,
+    /// Sealed segments evicted locally since the server started (tiering: `--evict-after`,
+    /// `--local-budget`).
+    pub segments_evicted: u64,
+    /// Where the log's sealed segments are: local or evicted to the archive, and the cache of
+    /// fetched copies.
+    pub tiering: TieringStatus,
+}
+
+/// The log's tiers, for `/healthz` and `/metrics`.
+#[derive(Clone, Debug, Default, Serialize, ToSchema)]
+pub struct TieringStatus {
+    /// Sealed segments whose file is on the local disk.
+    pub segments_local: u64,
+    /// Sealed segments evicted to the archive (a stub is left locally).
+    pub segments_evicted: u64,
+    /// Reads of an evicted segment served from the cache, and those that fetched it.
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    /// Fetched copies held in the cache, and their bytes.
+    pub cache_segments: u64,
+    pub cache_bytes: u64,
+    /// Bytes fetched from the archive since the server started.
+    pub fetched_bytes: u64,
 }
 
 /// The running archiver; [`Archiver::stop`] ends it.
@@ -97,12 +121,19 @@ impl Shared {
 }
 
 impl Archiver {
-    /// Starts archiving `log` (whose data directory is `dir`) to `location`.
-    pub fn start(log: Log, dir: &Path, location: Location) -> std::io::Result<Archiver> {
+    /// Starts archiving `log` (whose data directory is `dir`) to `location`, evicting archived
+    /// segments as `policy` says.
+    pub fn start(log: Log, dir: &Path, location: Location, policy: TierPolicy) -> std::io::Result<Archiver> {
         let shared = Arc::new(Shared::default());
         shared.status.lock().expect("status lock").url = location.to_string();
-        let worker =
-            Worker { log, dir: dir.to_path_buf(), location, shared: shared.clone(), archived: Archived::default() };
+        let worker = Worker {
+            log,
+            dir: dir.to_path_buf(),
+            location,
+            shared: shared.clone(),
+            archived: Archived::default(),
+            policy,
+        };
         let thread = std::thread::Builder::new().name("cairn-archiver".into()).spawn(move || worker.run())?;
         Ok(Archiver { shared, thread: Mutex::new(Some(thread)) })
     }
@@ -111,6 +142,16 @@ impl Archiver {
     pub fn status_of(&self, log: &Log) -> ArchiveStatus {
         let mut status = self.shared.status().clone();
         let events = log.head().map_or(0, |h| h.position.0 + 1);
+        let t = log.tier_stats();
+        status.tiering = TieringStatus {
+            segments_local: t.segments_local,
+            segments_evicted: t.segments_evicted,
+            cache_hits: t.cache_hits,
+            cache_misses: t.cache_misses,
+            cache_segments: t.cache_segments,
+            cache_bytes: t.cache_bytes,
+            fetched_bytes: t.fetched_bytes,
+        };
         status.lag_events = events - status.archived_position.map_or(0, |p| p + 1).min(events);
         status
     }
@@ -152,6 +193,7 @@ struct Worker {
     location: Location,
     shared: Arc<Shared>,
     archived: Archived,
+    policy: TierPolicy,
 }
 
 /// Why a round failed: worth retrying, or a reason to stop archiving.
@@ -282,9 +324,69 @@ impl Worker {
         }
         // Counted once the manifest names them, so a reader of /healthz that sees a checkpoint
         // archived finds it in the archive's manifest.
-        let mut status = self.shared.status();
-        status.checkpoints_archived += uploaded;
-        status.bytes_uploaded += uploaded_bytes;
+        {
+            let mut status = self.shared.status();
+            status.checkpoints_archived += uploaded;
+            status.bytes_uploaded += uploaded_bytes;
+        }
+        if self.policy.evicts() {
+            self.evict(bucket)?;
+        }
+        Ok(())
+    }
+
+    /// Evicts the archived segments the policy lets go, oldest first: a segment whose local
+    /// file is the one confirmed as archived this run (same inode, digest checked), and whose
+    /// object in the bucket is downloaded and found to have that digest, is handed to
+    /// [`Log::evict`], which checks the file's own digest again and leaves a stub.
+    fn evict(&mut self, bucket: &BlockingBucket) -> Result<(), RoundError> {
+        let local: Vec<_> = self.log.segment_files().into_iter().filter(|f| f.sealed && f.path.exists()).collect();
+        let mut local_bytes: u64 = local.iter().map(|f| f.capacity).sum();
+        for file in local {
+            if self.stopping() {
+                break;
+            }
+            let over_budget = self.policy.local_budget.is_some_and(|budget| local_bytes > budget);
+            let old = self.policy.evict_after.is_some_and(|age| {
+                std::fs::metadata(&file.path)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|sealed| sealed.elapsed().is_ok_and(|elapsed| elapsed > age))
+            });
+            if !over_budget && !old {
+                continue;
+            }
+            let name = file_name(&file.path);
+            let Some(entry) = self.archived.segments.iter().find(|s| s.name == name).cloned() else { continue };
+            let (Some(first), Ok(inode)) = (first_position(&file.path), inode_of(&file.path)) else { continue };
+            if self.archived.confirmed.get(&name) != Some(&inode) {
+                // Not confirmed as the archived bytes yet (a rewrite): the next round ships it.
+                continue;
+            }
+            let digest = blake3::Hash::from_hex(&entry.blake3)
+                .map_err(|_| RoundError::Stop(format!("the archive's digest of {name} is not 64 hex digits")))?;
+            let check = self.dir.join(crate::tier::TIER_CACHE_DIR).join(format!("{name}.confirm.tmp"));
+            std::fs::create_dir_all(check.parent().expect("a file in a directory"))
+                .map_err(|e| RoundError::Retry(format!("cannot create the tier cache directory: {e}")))?;
+            let _ = std::fs::remove_file(&check);
+            let fetched = bucket.get_to_file(&entry.key, &check, entry.bytes);
+            let _ = std::fs::remove_file(&check);
+            let fetched = fetched?;
+            if fetched.digest != digest || fetched.bytes != entry.bytes {
+                return Err(RoundError::Retry(format!(
+                    "the archived object {} is not the segment it names (BLAKE3 {}, {} bytes; the manifest says {}, \
+                     {} bytes): {name} is kept locally",
+                    entry.key, fetched.digest, fetched.bytes, entry.blake3, entry.bytes
+                )));
+            }
+            match self.log.evict(log_engine::SegmentId(first), &digest) {
+                Ok(true) => {
+                    local_bytes -= file.capacity;
+                    self.shared.status().segments_evicted += 1;
+                }
+                Ok(false) => {}
+                Err(e) => return Err(RoundError::Retry(format!("evicting {name} failed: {e}"))),
+            }
+        }
         Ok(())
     }
 

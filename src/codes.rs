@@ -135,6 +135,10 @@ pub fn log(e: &log_engine::Error) -> Code {
         // An encrypted payload read by a process started without the key.
         E::KeyRequired { .. } => Code::new("key_required", 403, Exit::Error),
         E::KeyStore { .. } => Code::new("key_store", 500, Exit::Error),
+        // An evicted segment (tiering) that cannot be read back now: no archive configured, or
+        // the archive unreachable; hot reads go on.
+        E::Evicted { .. } => Code::new("segment_evicted", 503, Exit::Error),
+        E::ColdUnavailable { .. } => Code::new("archive_unavailable", 503, Exit::Error),
         e if e.is_corruption() => Code::CORRUPTION,
         _ => Code::INTERNAL,
     }

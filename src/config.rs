@@ -58,6 +58,11 @@ pub const CHECKPOINT_EVERY_MAX: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Most incrementals between full checkpoints, and most full checkpoints kept.
 pub const CHECKPOINT_FULL_EVERY_LIMIT: u32 = 10_000;
 pub const CHECKPOINT_KEEP_FULL_LIMIT: usize = 10_000;
+/// Longest `tiering.evict_after` (0s: evict as soon as archived).
+pub const EVICT_AFTER_MAX: Duration = Duration::from_secs(3650 * 24 * 3600);
+/// Largest `tiering.local_budget` and `tiering.cache_size` (0 is allowed: evict everything
+/// archived; keep only the segment being read).
+pub const TIER_BYTES_LIMIT: u64 = 1 << 50;
 
 /// Why the settings were refused. Every message is a sentence naming the setting.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +123,9 @@ keys! {
     CHECKPOINT_FULL_EVERY = "checkpoints.full_every", "--checkpoint-full-every", "CAIRN_CHECKPOINT_FULL_EVERY";
     CHECKPOINT_KEEP_FULL = "checkpoints.keep_full", "--checkpoint-keep-full", "CAIRN_CHECKPOINT_KEEP_FULL";
     ARCHIVE = "archive.url", "--archive", "CAIRN_ARCHIVE";
+    EVICT_AFTER = "tiering.evict_after", "--evict-after", "CAIRN_EVICT_AFTER";
+    LOCAL_BUDGET = "tiering.local_budget", "--local-budget", "CAIRN_LOCAL_BUDGET";
+    TIER_CACHE = "tiering.cache_size", "--tier-cache", "CAIRN_TIER_CACHE";
     FOLLOW = "replica.follow", "--follow", "CAIRN_FOLLOW";
 }
 
@@ -131,6 +139,7 @@ pub struct File {
     log: LogSection,
     checkpoints: CheckpointSection,
     archive: ArchiveSection,
+    tiering: TieringSection,
     replica: ReplicaSection,
 }
 
@@ -174,6 +183,14 @@ struct CheckpointSection {
 #[serde(default, deny_unknown_fields)]
 struct ArchiveSection {
     url: Entry,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct TieringSection {
+    evict_after: Entry,
+    local_budget: Entry,
+    cache_size: Entry,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -378,6 +395,9 @@ pub struct Flags {
     pub checkpoint_full_every: Option<u32>,
     pub checkpoint_keep_full: Option<usize>,
     pub archive: Option<bucket::Location>,
+    pub evict_after: Option<Duration>,
+    pub local_budget: Option<ByteSize>,
+    pub tier_cache: Option<ByteSize>,
     pub follow: Option<String>,
 }
 
@@ -420,6 +440,10 @@ pub struct Settings {
     pub log: LogSettings,
     pub checkpoints: snapshotter::Policy,
     pub archive: Option<bucket::Location>,
+    /// When the archiver evicts archived segments locally (tiering; needs `archive`).
+    pub tiering: crate::tier::TierPolicy,
+    /// Bytes of evicted segments fetched back that the server keeps.
+    pub tier_cache: u64,
     pub follow: Option<String>,
 }
 
@@ -609,6 +633,27 @@ impl Settings {
                 )?
                 .unwrap_or(policy.keep_full),
         };
+        let t = &doc.tiering;
+        let tier_bytes = || within(ByteSize(0), ByteSize(TIER_BYTES_LIMIT));
+        let archive = layers.get(&ARCHIVE, flags.archive, &doc.archive.url, no_bounds)?;
+        let tiering = crate::tier::TierPolicy {
+            evict_after: layers.get(
+                &EVICT_AFTER,
+                flags.evict_after,
+                &t.evict_after,
+                within(Duration::ZERO, EVICT_AFTER_MAX),
+            )?,
+            local_budget: layers.get(&LOCAL_BUDGET, flags.local_budget, &t.local_budget, tier_bytes())?.map(|b| b.0),
+        };
+        if tiering.evicts() && archive.is_none() {
+            return Err(ConfigError::Conflict(
+                "tiering (evict_after, local_budget) evicts only what an archive holds: give archive.url (--archive) too."
+                    .into(),
+            ));
+        }
+        let tier_cache = layers
+            .get(&TIER_CACHE, flags.tier_cache, &t.cache_size, tier_bytes())?
+            .map_or(crate::tier::TIER_CACHE_DEFAULT, |b| b.0);
         Ok(Settings {
             file: file.map(Path::to_path_buf),
             listen: layers.get(&LISTEN, flags.listen, &s.listen, no_bounds)?.unwrap_or(LISTEN_DEFAULT),
@@ -656,7 +701,9 @@ impl Settings {
                 .unwrap_or(crate::http::durable::LONG_POLL_TIMEOUT),
             log,
             checkpoints,
-            archive: layers.get(&ARCHIVE, flags.archive, &doc.archive.url, no_bounds)?,
+            archive,
+            tiering,
+            tier_cache,
             follow: layers.get(&FOLLOW, flags.follow, &doc.replica.follow, no_bounds)?,
         })
     }

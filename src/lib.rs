@@ -31,4 +31,5 @@ pub mod output;
 pub mod replica;
 pub mod server_file;
 pub mod store;
+pub mod tier;
 pub mod wire;

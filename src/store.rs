@@ -183,16 +183,22 @@ fn keyring(
 /// directory if it is missing. For commands that write, the server and the demo. With a key
 /// configured ([`configure_keys`]), new events are written encrypted.
 pub fn open_writer(dir: &Path) -> Result<Log, StoreError> {
-    open_writer_with(dir, &crate::config::LogSettings::default())
+    open_writer_with(dir, &crate::config::LogSettings::default(), None)
 }
 
 /// [`open_writer`] with the log's settings of `cairn serve` (segment size, durability, writer
-/// queue; see [`crate::config`]).
-pub fn open_writer_with(dir: &Path, settings: &crate::config::LogSettings) -> Result<Log, StoreError> {
+/// queue; see [`crate::config`]), reading evicted segments back through `tiering` (the server
+/// with `--archive`).
+pub fn open_writer_with(
+    dir: &Path,
+    settings: &crate::config::LogSettings,
+    tiering: Option<log_engine::Tiering>,
+) -> Result<Log, StoreError> {
     let mut options = log_engine::Options {
         segment_size: settings.segment_size,
         durability: settings.durability,
         writer_queue_bytes: settings.writer_queue_bytes,
+        tiering,
         ..log_engine::Options::default()
     };
     options.keys = keyring(dir, true, &options.fs)?;

@@ -159,7 +159,13 @@ fn a_segment_a_scavenge_rewrote_is_shipped_again_and_the_erased_payload_leaves_t
     }
     let sealed = log.segment_files().iter().filter(|f| f.sealed).count() as u64;
     assert!(sealed >= 2, "the test needs sealed segments");
-    let archiver = cairn::archive::Archiver::start(log.clone(), &data, bucket::Location::local(&archive)).unwrap();
+    let archiver = cairn::archive::Archiver::start(
+        log.clone(),
+        &data,
+        bucket::Location::local(&archive),
+        cairn::tier::TierPolicy::default(),
+    )
+    .unwrap();
     until("every sealed segment archived", || archiver.status_of(&log).segments_archived == sealed);
     assert!(archive_holds(&archive, secret.as_bytes()), "the archived segments hold the payload before the erasure");
 

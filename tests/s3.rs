@@ -7,7 +7,10 @@
 //! the bucket holding every archived sealed segment byte for byte under a manifest that ends at
 //! the log's own chain hash, and `restore --from` giving back every event up to that head, a log
 //! that verifies; the bucket unreachable (a proxy in front of it closed) while
-//! appends go on, and archiving catching up once it is back.
+//! appends go on, and archiving catching up once it is back. Tiering: segments evicted under a
+//! tiny local budget read back from the bucket (every event, verify from genesis, the drill,
+//! after a restart), a tampered object refused naming its key, and a cold read failing with
+//! `archive_unavailable` while the bucket is away as hot reads and appends go on.
 
 mod support;
 
@@ -163,6 +166,141 @@ fn appends_go_on_while_the_bucket_is_unreachable_and_archiving_catches_up() {
     assert!(metrics.contains("cairn_archive_failures_total"), "{metrics}");
     server.stop();
     assert_eq!(newest_manifest(&url)["head"]["position"], back["archive"]["archived_position"]);
+}
+
+/// Events past the idempotency window (262,144 positions), the segments before which tiering
+/// may evict: 33 requests of 10,000 small events (the most one request takes).
+const TIER_EVENTS: u64 = 330_000;
+
+/// Appends [`TIER_EVENTS`] events `{"n": i}` on four streams, in requests as large as allowed.
+fn load_past_window(server: &Server) {
+    let mut n = 0;
+    while n < TIER_EVENTS {
+        let events: Vec<(&str, Value)> = (n..n + 10_000).map(|i| ("Tick", json!({ "n": i }))).collect();
+        server.append(&format!("tier-{}", n / 10_000 % 4), &events);
+        n += 10_000;
+    }
+}
+
+/// Every event through `GET /v1/events`, page by page: its position and `n`.
+fn read_all_http(server: &Server) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    loop {
+        let (status, page) = server.get(&format!("/v1/events?from={from}&limit=10000"));
+        assert_eq!(status, 200, "read from {from}: {page}");
+        for e in page["events"].as_array().unwrap() {
+            out.push((e["position"].as_u64().unwrap(), e["data"]["n"].as_u64().unwrap()));
+        }
+        match page["next"].as_u64() {
+            Some(next) => from = next,
+            None => return out,
+        }
+    }
+}
+
+/// The segment files (`.seg`) and stubs (`.stub`) in the data directory's log.
+fn local_files(data: &Path, extension: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(data.join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(extension))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn evicted_segments_read_back_from_the_bucket_verify_drill_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = archive_url("tier");
+    // A budget of one byte: every archived segment outside the idempotency window is evicted;
+    // a cache of one byte keeps only the segment being read.
+    let server = Server::start(&data, &["--archive", &url, "--local-budget", "1", "--tier-cache", "1"]);
+    load_past_window(&server);
+    let health = wait_archive(&server, "evicted a segment", |a| a["tiering"]["segments_evicted"].as_u64() >= Some(2));
+    let evicted = health["archive"]["tiering"]["segments_evicted"].as_u64().unwrap();
+    let stubs = local_files(&data, ".stub");
+    assert_eq!(stubs.len() as u64, evicted, "{stubs:?}");
+    for stub in &stubs {
+        let segment = stub.replace(".stub", ".seg");
+        assert!(!local_files(&data, ".seg").contains(&segment), "{segment} is evicted: no local file");
+    }
+
+    let expected: Vec<(u64, u64)> = (0..TIER_EVENTS).map(|i| (i, i)).collect();
+    assert_eq!(read_all_http(&server), expected, "every event reads back across tiers");
+    let (status, verify) = server.post("/v1/verify", &json!({}));
+    assert_eq!(
+        (status, verify["ok"].as_bool(), verify["events"].as_u64()),
+        (200, Some(true), Some(TIER_EVENTS)),
+        "{verify}"
+    );
+    let (status, drill) = server.post("/v1/admin/drill", &json!({}));
+    assert_eq!((status, drill["ok"].as_bool()), (200, Some(true)), "{drill}");
+    let (_, health) = server.get("/healthz");
+    let tiering = &health["archive"]["tiering"];
+    assert!(tiering["cache_misses"].as_u64() >= Some(evicted), "{tiering}");
+    assert!(tiering["cache_segments"].as_u64() <= Some(1), "the cache keeps its bound: {tiering}");
+    let (_, metrics) = server.get_text("/metrics");
+    assert!(metrics.contains(&format!("cairn_tier_segments_evicted {evicted}")), "{metrics}");
+
+    // A tampered object is refused, naming its key; the event is never returned. (The cache
+    // holds only the segment read last, the newest evicted one: segment 0 is fetched again.)
+    let manifest = newest_manifest(&url);
+    let segment_0 = stubs[0].replace(".stub", ".seg");
+    let entry = manifest["segments"].as_array().unwrap().iter().find(|s| s["name"] == segment_0.as_str()).unwrap();
+    let key = entry["key"].as_str().unwrap();
+    let bucket = bucket_of(&url);
+    let original = bucket.get(key, u64::MAX).unwrap();
+    let mut tampered = original.to_vec();
+    tampered[5000] ^= 1;
+    bucket.put(key, tampered.into()).unwrap();
+    let (status, refused) = server.get("/v1/events?from=0&limit=10");
+    assert_eq!((status, refused["error"].as_str()), (500, Some("corruption")), "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains(key), "the error names the object: {refused}");
+    bucket.put(key, original).unwrap();
+    let (status, _) = server.get("/v1/events?from=0&limit=10");
+    assert_eq!(status, 200, "the right object back, the read works");
+    server.stop();
+
+    // Restarted (archive still configured, no eviction): open reads the stubs, reads fetch.
+    let server = Server::start(&data, &["--archive", &url]);
+    assert_eq!(local_files(&data, ".stub"), stubs);
+    assert_eq!(read_all_http(&server), expected, "every event reads back after a restart");
+    let (status, verify) = server.post("/v1/verify", &json!({}));
+    assert_eq!((status, verify["ok"].as_bool()), (200, Some(true)), "{verify}");
+    server.stop();
+}
+
+#[test]
+fn a_cold_read_fails_clearly_while_the_bucket_is_unreachable_and_hot_reads_and_appends_go_on() {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("run through .ci/s3");
+    let proxy = Proxy::start(endpoint.trim_start_matches("http://"));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = archive_url("tier-away");
+    let through_proxy = format!("http://127.0.0.1:{}", proxy.port);
+    let server = Server::start_with_env(
+        &data,
+        &["--archive", &url, "--local-budget", "1", "--tier-cache", "1"],
+        &[("AWS_ENDPOINT_URL", &through_proxy)],
+    );
+    load_past_window(&server);
+    wait_archive(&server, "evicted a segment", |a| a["tiering"]["segments_evicted"].as_u64() >= Some(1));
+
+    proxy.set_up(false);
+    let (status, cold) = server.get("/v1/events?from=0&limit=10");
+    assert_eq!((status, cold["error"].as_str()), (503, Some("archive_unavailable")), "{cold}");
+    assert!(cold["message"].as_str().unwrap().contains("is evicted and fetching it from"), "{cold}");
+    let (status, hot) = server.get(&format!("/v1/events?from={}&limit=10", TIER_EVENTS - 10));
+    assert_eq!((status, hot["events"].as_array().map(Vec::len)), (200, Some(10)), "{hot}");
+    server.append("after", &[("StillWrites", json!({}))]);
+
+    proxy.set_up(true);
+    let (status, back) = server.get("/v1/events?from=0&limit=10");
+    assert_eq!((status, back["events"][0]["data"]["n"].as_u64()), (200, Some(0)), "{back}");
+    server.stop();
 }
 
 /// A TCP proxy on loopback in front of the S3 endpoint, which refuses connections (and cuts

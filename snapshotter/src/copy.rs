@@ -393,7 +393,8 @@ fn copy_into(
         let name = segment.path.file_name().expect("segment files have names");
         // The log's rule for a copied segment (`log_engine::SegmentFile`): its final bytes, then
         // zeros up to its capacity.
-        let mut input = snapshot.bytes();
+        // An evicted segment is fetched from the archive here (checked against its digest).
+        let mut input = snapshot.bytes()?;
         copy_prefix(
             &mut input,
             &segment.path,

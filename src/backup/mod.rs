@@ -186,7 +186,7 @@ pub fn take(
         // fall in a sealed segment too) is an offset of the file listed.
         let file = snapshot.file();
         let name = file_name(&file.path);
-        let mut source = std::io::Cursor::new(snapshot.bytes());
+        let mut source = std::io::Cursor::new(snapshot.bytes()?);
         let (bytes, capacity) = (file.bytes, file.capacity);
         let (key, digest, written) =
             put_file(at, rt, SEGMENTS, &name, &mut source, &file.path, bytes, options, &mut report)?;

@@ -308,6 +308,38 @@ fn register_archive(r: &mut Registry, a: &crate::archive::ArchiveStatus) {
         "1 once archiving stopped for good (see /healthz)",
         ConstGauge::new(i64::from(a.stopped)),
     );
+    let t = &a.tiering;
+    r.register(
+        "cairn_tier_segments_local",
+        "Sealed segments whose file is on the local disk",
+        int_gauge(t.segments_local),
+    );
+    r.register(
+        "cairn_tier_segments_evicted",
+        "Sealed segments evicted to the archive (a stub left locally)",
+        int_gauge(t.segments_evicted),
+    );
+    r.register(
+        "cairn_tier_evictions",
+        "Segments the archiver evicted since the server started",
+        ConstCounter::new(a.segments_evicted),
+    );
+    r.register(
+        "cairn_tier_cache_hits",
+        "Reads of an evicted segment served from the cache",
+        ConstCounter::new(t.cache_hits),
+    );
+    r.register(
+        "cairn_tier_cache_misses",
+        "Reads of an evicted segment that fetched it from the archive",
+        ConstCounter::new(t.cache_misses),
+    );
+    r.register("cairn_tier_cache_bytes", "Bytes of fetched segments held in the cache", int_gauge(t.cache_bytes));
+    r.register(
+        "cairn_tier_fetched_bytes",
+        "Bytes of evicted segments fetched from the archive",
+        ConstCounter::new(t.fetched_bytes),
+    );
 }
 
 /// The views' lag and apply errors, the runner's state, and the newest checkpoint.

@@ -179,6 +179,21 @@ pub struct ServeArgs {
     #[arg(long, value_name = "URL")]
     pub archive: Option<bucket::Location>,
 
+    /// Tiering: evict a sealed segment locally once it is archived and older than this (since
+    /// it was sealed); it is read back from the archive when needed. Needs --archive.
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub evict_after: Option<Duration>,
+
+    /// Tiering: evict archived sealed segments locally, oldest first, while the local ones take
+    /// more than this many bytes. Needs --archive.
+    #[arg(long, value_name = "BYTES")]
+    pub local_budget: Option<crate::config::ByteSize>,
+
+    /// Tiering: bytes of evicted segments fetched back from the archive that the server keeps
+    /// (least recently read dropped first; at least the one being read) [default: 1 GiB].
+    #[arg(long, value_name = "BYTES")]
+    pub tier_cache: Option<crate::config::ByteSize>,
+
     /// How long a Durable Streams long-poll read waits for data before answering 204 [default:
     /// 20s].
     #[arg(long, value_name = "DURATION", value_parser = duration)]
@@ -224,6 +239,9 @@ impl ServeArgs {
             checkpoint_full_every: self.checkpoint_full_every,
             checkpoint_keep_full: self.checkpoint_keep_full,
             archive: self.archive.clone(),
+            evict_after: self.evict_after,
+            local_budget: self.local_budget,
+            tier_cache: self.tier_cache,
             follow: self.follow.clone(),
         }
     }
@@ -476,9 +494,14 @@ pub fn serve_blocking(dir: &Path, args: ServeArgs, mount: Mount) -> Result<(), S
     // A replica's mirror holds the directory's lock; its server reads the mirror.
     let mirror =
         settings.follow.as_ref().map(|_| log_engine::Mirror::open(dir).map_err(StoreError::open(dir))).transpose()?;
+    // With an archive, evicted segments (tiering) are read back from it.
+    let tiering = match &settings.archive {
+        Some(location) => Some(crate::tier::tiering(dir, location, settings.tier_cache).map_err(ServeError::Archive)?),
+        None => None,
+    };
     let log = match &mirror {
         Some(_) => crate::store::open_reader(dir)?,
-        None => crate::store::open_writer_with(dir, &settings.log)?,
+        None => crate::store::open_writer_with(dir, &settings.log, tiering)?,
     };
     let store = open_store(log, settings.checkpoints.clone())?;
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("cairn-http").build() {
@@ -504,16 +527,18 @@ pub fn serve_blocking(dir: &Path, args: ServeArgs, mount: Mount) -> Result<(), S
     };
     let (replica, follow_thread) = follower.map_or((None, None), |(f, t)| (Some(f), Some(t)));
     let archiver = match &settings.archive {
-        Some(location) => match crate::archive::Archiver::start(store.log().clone(), dir, location.clone()) {
-            Ok(archiver) => {
-                tracing::info!(archive = %location, "archiving sealed segments and checkpoints");
-                Some(archiver)
+        Some(location) => {
+            match crate::archive::Archiver::start(store.log().clone(), dir, location.clone(), settings.tiering) {
+                Ok(archiver) => {
+                    tracing::info!(archive = %location, "archiving sealed segments and checkpoints");
+                    Some(archiver)
+                }
+                Err(e) => {
+                    store.close();
+                    return Err(ServeError::Archive(e));
+                }
             }
-            Err(e) => {
-                store.close();
-                return Err(ServeError::Archive(e));
-            }
-        },
+        }
         None => None,
     };
     let state = Arc::new(AppState {

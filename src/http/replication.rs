@@ -142,9 +142,9 @@ pub async fn fetch(
     let bytes = blocking(move || {
         let (from, len) = (usize::try_from(from), usize::try_from(len));
         let (from, len) = (from.expect("an offset below a mapped length"), len.expect("a chunk fits in memory"));
-        snapshot.bytes()[from..from + len].to_vec()
+        snapshot.bytes().map(|b| b[from..from + len].to_vec())
     })
-    .await?;
+    .await??;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], Body::from(bytes)).into_response())
 }
 
