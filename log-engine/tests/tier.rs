@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use log_engine::faults::FaultFs;
 use log_engine::{
     ColdStore, Error, Event, ExpectedVersion, Log, NewEvent, Options, Position, SegmentId, StreamChange, Tiering,
     EVENT_STREAM_CLOSED, IDEMPOTENCY_WINDOW, LIFECYCLE_STREAM, LOG_DIR,
@@ -282,4 +283,65 @@ fn a_damaged_stub_fails_the_open_naming_it() {
     let err = Log::open(&f.data, f.options(u64::MAX)).unwrap_err();
     assert!(err.to_string().contains(&stub.display().to_string()), "{err}");
     assert!(err.is_corruption());
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A power cut at every step of an eviction (each followed by power losses that keep, drop or
+/// tear what was not durable: faults.rs) leaves the segment local or evicted, never neither,
+/// and every event readable and verified.
+#[test]
+fn a_power_cut_at_any_step_of_an_eviction_leaves_the_segment_or_its_stub() {
+    let f = Fixture::new();
+    let log = Log::open(&f.data, f.options(u64::MAX)).unwrap();
+    fill(&log);
+    let digest = f.archive(&log, SegmentId(0));
+    let first_segment_events = log.segment_snapshots()[1].id().0;
+    let read_first = |log: &Log| -> Vec<Event> {
+        (0..first_segment_events).map(|p| log.read_event(Position(p)).unwrap()).collect()
+    };
+    let before = read_first(&log);
+    let head = log.head().unwrap();
+    drop(log);
+    let mut outcomes = [0u32; 2];
+    for crash_after in 0..10 {
+        for seed in 0..2 {
+            let copy = f._tmp.path().join(format!("crash-{crash_after}-{seed}"));
+            copy_dir(&f.data, &copy);
+            let fs = FaultFs::new();
+            let tiering = Tiering::new(f.store.clone(), copy.join("cold-cache"), u64::MAX);
+            let options = Options { fs: Arc::new(fs.clone()), tiering: Some(tiering.clone()), ..f.options(u64::MAX) };
+            let log = Log::open(&copy, options).unwrap();
+            fs.crash_after(crash_after);
+            // Fails once the power is off (the machine stays off), or completes.
+            let _ = log.evict(SegmentId(0), &digest);
+            drop(log);
+            fs.power_loss(crash_after * 10 + seed).unwrap();
+
+            let what = format!("power cut after {crash_after} operations, loss seed {seed}");
+            let options = Options { tiering: Some(tiering), ..f.options(u64::MAX) };
+            let log = Log::open(&copy, options).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let stats = log.tier_stats();
+            let local = copy.join(LOG_DIR).join(name(SegmentId(0))).exists();
+            assert_eq!(stats.segments_evicted == 0, local, "{what}: {stats:?}");
+            outcomes[usize::from(!local)] += 1;
+            assert_eq!(read_first(&log), before, "{what}");
+            assert_eq!(log.head(), Some(head), "{what}");
+            assert!(log.verify(None, |_| {}).unwrap().ok, "{what}");
+            drop(log);
+            std::fs::remove_dir_all(&copy).unwrap();
+        }
+    }
+    assert!(outcomes[0] > 0 && outcomes[1] > 0, "both the local and the evicted outcome are reached: {outcomes:?}");
 }
