@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use log_engine::faults::FaultFs;
+use log_engine::faults::{FaultFs, Op};
 use log_engine::{
     ColdStore, Error, Event, ExpectedVersion, Log, NewEvent, Options, Position, SegmentId, StreamChange, Tiering,
     EVENT_STREAM_CLOSED, IDEMPOTENCY_WINDOW, LIFECYCLE_STREAM, LOG_DIR,
@@ -315,21 +315,37 @@ fn a_power_cut_at_any_step_of_an_eviction_leaves_the_segment_or_its_stub() {
     let head = log.head().unwrap();
     drop(log);
     let mut outcomes = [0u32; 2];
-    for crash_after in 0..10 {
+    // Each step of the eviction, counted on its own file (immune to the writer's background
+    // work), then no cut at all.
+    let segment = name(SegmentId(0));
+    let steps: Vec<Option<(Op, &str, u64)>> = vec![
+        Some((Op::Create, "evict.tmp", 0)),
+        Some((Op::Write, "evict.tmp", 0)),
+        Some((Op::Sync, "evict.tmp", 0)),
+        Some((Op::Rename, ".stub", 0)),
+        Some((Op::SyncDir, LOG_DIR, 0)),
+        Some((Op::Remove, &segment, 0)),
+        Some((Op::SyncDir, LOG_DIR, 1)),
+        None,
+    ];
+    for (step, cut) in steps.iter().enumerate() {
         for seed in 0..2 {
-            let copy = f._tmp.path().join(format!("crash-{crash_after}-{seed}"));
+            let copy = f._tmp.path().join(format!("crash-{step}-{seed}"));
             copy_dir(&f.data, &copy);
             let fs = FaultFs::new();
             let tiering = Tiering::new(f.store.clone(), copy.join("cold-cache"), u64::MAX);
             let options = Options { fs: Arc::new(fs.clone()), tiering: Some(tiering.clone()), ..f.options(u64::MAX) };
             let log = Log::open(&copy, options).unwrap();
-            fs.crash_after(crash_after);
+            if let Some((op, path, skip)) = cut {
+                fs.crash_at(*op, path, *skip);
+            }
             // Fails once the power is off (the machine stays off), or completes.
-            let _ = log.evict(SegmentId(0), &digest);
+            let evicted = log.evict(SegmentId(0), &digest);
+            assert_eq!(evicted.is_ok(), cut.is_none(), "step {step}: {evicted:?}");
             drop(log);
-            fs.power_loss(crash_after * 10 + seed).unwrap();
+            fs.power_loss(step as u64 * 10 + seed).unwrap();
 
-            let what = format!("power cut after {crash_after} operations, loss seed {seed}");
+            let what = format!("power cut at step {step} ({cut:?}), loss seed {seed}");
             let options = Options { tiering: Some(tiering), ..f.options(u64::MAX) };
             let log = Log::open(&copy, options).unwrap_or_else(|e| panic!("{what}: {e}"));
             let stats = log.tier_stats();
