@@ -308,9 +308,8 @@ fn a_power_cut_at_any_step_of_an_eviction_leaves_the_segment_or_its_stub() {
     fill(&log);
     let digest = f.archive(&log, SegmentId(0));
     let first_segment_events = log.segment_snapshots()[1].id().0;
-    let read_first = |log: &Log| -> Vec<Event> {
-        (0..first_segment_events).map(|p| log.read_event(Position(p)).unwrap()).collect()
-    };
+    let read_first =
+        |log: &Log| -> Vec<Event> { (0..first_segment_events).map(|p| log.read_event(Position(p)).unwrap()).collect() };
     let before = read_first(&log);
     let head = log.head().unwrap();
     drop(log);
