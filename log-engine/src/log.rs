@@ -578,7 +578,8 @@ impl Log {
 
     fn frame_header_at(&self, position: Position) -> Result<record::FrameHeader> {
         let location = self.shared().index.read().locate(position.0).ok_or(Error::PositionNotFound { position })?;
-        let frame = committed_frame(location.map.bytes(), location.segment, location.offset, position.0)?;
+        let map = location.map()?;
+        let frame = committed_frame(map.bytes(), location.segment, location.offset, position.0)?;
         Ok(frame.header)
     }
 
