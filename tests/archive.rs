@@ -223,7 +223,13 @@ fn a_rewrite_of_the_same_size_made_while_no_archiver_ran_is_shipped_again_after_
         }
     }
     let sealed = log.segment_files().iter().filter(|f| f.sealed).count() as u64;
-    let archiver = cairn::archive::Archiver::start(log.clone(), &data, bucket::Location::local(&archive)).unwrap();
+    let archiver = cairn::archive::Archiver::start(
+        log.clone(),
+        &data,
+        bucket::Location::local(&archive),
+        cairn::tier::TierPolicy::default(),
+    )
+    .unwrap();
     until("every sealed segment archived", || archiver.status_of(&log).segments_archived == sealed);
     archiver.stop();
     assert!(archive_holds(&archive, secret.as_bytes()), "the archive holds the payload before the erasure");
@@ -238,7 +244,13 @@ fn a_rewrite_of_the_same_size_made_while_no_archiver_ran_is_shipped_again_after_
     assert_eq!(rewritten, first["bytes"].as_u64().unwrap(), "the case under test: the rewrite kept the archived size");
 
     // The restart: a new archiver's first round.
-    let archiver = cairn::archive::Archiver::start(log.clone(), &data, bucket::Location::local(&archive)).unwrap();
+    let archiver = cairn::archive::Archiver::start(
+        log.clone(),
+        &data,
+        bucket::Location::local(&archive),
+        cairn::tier::TierPolicy::default(),
+    )
+    .unwrap();
     until("a first round done", || archiver.status_of(&log).last_success_ms.is_some());
     archiver.stop();
     let status = archiver.status_of(&log);
