@@ -221,32 +221,21 @@ impl Setting for Duration {
     }
 }
 
-impl Setting for usize {
-    fn parse(text: &str) -> Result<usize, String> {
-        text.trim().parse().map_err(|_| "that is not a whole number.".to_string())
-    }
-    fn show(&self) -> String {
-        self.to_string()
-    }
+/// Whole numbers, written as digits.
+macro_rules! whole_number_setting {
+    ($($t:ty),*) => {$(
+        impl Setting for $t {
+            fn parse(text: &str) -> Result<$t, String> {
+                text.trim().parse().map_err(|_| format!("that is not a whole number from 0 to {}.", <$t>::MAX))
+            }
+            fn show(&self) -> String {
+                self.to_string()
+            }
+        }
+    )*};
 }
 
-impl Setting for u32 {
-    fn parse(text: &str) -> Result<u32, String> {
-        text.trim().parse().map_err(|_| "that is not a whole number (at most 4294967295).".to_string())
-    }
-    fn show(&self) -> String {
-        self.to_string()
-    }
-}
-
-impl Setting for u64 {
-    fn parse(text: &str) -> Result<u64, String> {
-        text.trim().parse().map_err(|_| "that is not a whole number.".to_string())
-    }
-    fn show(&self) -> String {
-        self.to_string()
-    }
-}
+whole_number_setting!(usize, u32, u64);
 
 impl Setting for bool {
     fn parse(text: &str) -> Result<bool, String> {
