@@ -358,6 +358,11 @@ impl Worker {
             let name = file_name(&file.path);
             let Some(entry) = self.archived.segments.iter().find(|s| s.name == name).cloned() else { continue };
             let (Some(first), Ok(inode)) = (first_position(&file.path), inode_of(&file.path)) else { continue };
+            // Asked before anything is downloaded: a segment the idempotency window reaches
+            // stays, and would otherwise be confirmed again every round.
+            if !self.log.evictable(log_engine::SegmentId(first)) {
+                continue;
+            }
             if self.archived.confirmed.get(&name) != Some(&inode) {
                 // Not confirmed as the archived bytes yet (a rewrite): the next round ships it.
                 continue;
@@ -378,7 +383,8 @@ impl Worker {
                     entry.key, fetched.digest, fetched.bytes, entry.blake3, entry.bytes
                 )));
             }
-            match self.log.evict(log_engine::SegmentId(first), &digest) {
+            // The token stream is replayed at every start: it stays readable without the bucket.
+            match self.log.evict(log_engine::SegmentId(first), &digest, &[crate::auth::TOKEN_STREAM]) {
                 Ok(true) => {
                     local_bytes -= file.capacity;
                     self.shared.status().segments_evicted += 1;

@@ -20,24 +20,31 @@ impl Log {
     /// not one to evict: unknown, evicted already, the active one, or one the idempotency
     /// window still reaches (the writer reads those records and must never wait on a bucket).
     /// Only a writer evicts; readers holding the segment's old map keep reading it.
-    pub fn evict(&self, id: SegmentId, digest: &blake3::Hash) -> Result<bool> {
+    ///
+    /// The records of `$lifecycle` (open folds them) and of the streams named in `keep` (what
+    /// the caller reads at every start, e.g. the server's `$auth:tokens`) stay in the stub, so
+    /// reading them never needs the archive.
+    pub fn evict(&self, id: SegmentId, digest: &blake3::Hash, keep: &[&str]) -> Result<bool> {
         self.writable()?;
         let shared = self.shared_arc();
         // A scavenge renames rewrites over sealed segments: one or the other at a time.
         let _no_scavenge = shared.scavenging.lock();
         let (map, path, kept) = {
             let index = shared.index.read();
-            let Some(s) = index.segments.iter().find(|s| s.id == id) else { return Ok(false) };
-            let window_from = index.next_position.saturating_sub(IDEMPOTENCY_WINDOW as u64);
-            if !s.sealed || s.cold.is_some() || s.next_position() > window_from {
+            if !evictable(&index, id) {
                 return Ok(false);
             }
-            // The `$lifecycle` records stay in the stub: open folds them without the archive.
-            let kept: Vec<u64> = index.streams.get(LIFECYCLE_STREAM).map_or_else(Vec::new, |entry| {
-                let from = entry.positions.partition_point(|&p| p < id.0);
-                let to = entry.positions.partition_point(|&p| p < s.next_position());
-                entry.positions[from..to].iter().map(|&p| u64::from(s.offsets[usize_of(p - id.0)])).collect()
-            });
+            let s = index.segments.iter().find(|s| s.id == id).expect("checked above");
+            let mut kept: Vec<u64> = Vec::new();
+            for stream in std::iter::once(LIFECYCLE_STREAM).chain(keep.iter().copied()) {
+                if let Some(entry) = index.streams.get(stream) {
+                    let from = entry.positions.partition_point(|&p| p < id.0);
+                    let to = entry.positions.partition_point(|&p| p < s.next_position());
+                    kept.extend(entry.positions[from..to].iter().map(|&p| u64::from(s.offsets[usize_of(p - id.0)])));
+                }
+            }
+            kept.sort_unstable();
+            kept.dedup();
             (s.map.clone(), s.path.clone(), kept)
         };
         let bytes = &map.bytes()[..usize_of(map.mapped_len())];
@@ -76,6 +83,12 @@ impl Log {
         Ok(true)
     }
 
+    /// Whether [`Log::evict`] would evict segment `id` now (sealed, local, outside the
+    /// idempotency window): a caller asks before it spends anything confirming the archive.
+    pub fn evictable(&self, id: SegmentId) -> bool {
+        !self.is_read_only() && evictable(&self.shared_arc().index.read(), id)
+    }
+
     /// How many sealed segments are local and evicted, and the cache's figures.
     pub fn tier_stats(&self) -> TierStats {
         let shared = self.shared_arc();
@@ -90,4 +103,17 @@ impl Log {
         }
         stats
     }
+}
+
+/// A sealed, local segment the idempotency window no longer reaches.
+fn evictable(index: &crate::index::Index, id: SegmentId) -> bool {
+    // As open reckons it (from the newest segment's first position), so that open never
+    // needs the id record of an evicted segment either.
+    let newest = index.segments.last().map_or(0, |s| s.id.0);
+    let window_from = newest.saturating_sub(IDEMPOTENCY_WINDOW as u64);
+    index
+        .segments
+        .iter()
+        .find(|s| s.id == id)
+        .is_some_and(|s| s.sealed && s.cold.is_none() && s.next_position() <= window_from)
 }

@@ -337,7 +337,9 @@ pub(crate) fn recover(
                             }),
                         ));
                     }
-                    if sealed.seal.position >= window_from {
+                    // An evicted segment's stub has no id record: eviction leaves the window's
+                    // segments alone (evict.rs).
+                    if sealed.seal.position >= window_from && cold.is_none() {
                         // Read here, in segment order, so that damage in the id record is reported
                         // before anything is done to the newest segment.
                         sealed.read_ids(map.bytes()).map_err(|(offset, kind)| corrupt(offset, kind))?;

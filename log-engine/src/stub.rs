@@ -49,7 +49,7 @@ pub(crate) struct Stub {
 
 impl Stub {
     /// The stub of sealed segment `id` whose whole file is `bytes`, keeping the records at
-    /// `kept` (sorted offsets) besides the header, footer, id record and trailer.
+    /// `kept` (sorted offsets) besides the header, footer and trailer.
     pub(crate) fn of(id: SegmentId, bytes: &[u8], kept: &[u64]) -> std::result::Result<Stub, String> {
         let cap = bytes.len() as u64;
         let trailer_at = cap - TRAILER_LEN;
@@ -60,7 +60,9 @@ impl Stub {
             let len = record::frame_len(record::body_len_at(bytes, at)) as u64;
             ranges.push((at, bytes[usize_of(at)..usize_of(at + len)].to_vec()));
         }
-        let tail = trailer.footer_offset..trailer.footer_offset + trailer.footer_len + trailer.ids_len;
+        // The footer, not the id record: only segments the idempotency window reaches have
+        // their ids read, and those are never evicted.
+        let tail = trailer.footer_offset..trailer.footer_offset + trailer.footer_len;
         ranges.push((tail.start, bytes[usize_of(tail.start)..usize_of(tail.end)].to_vec()));
         ranges.push((trailer_at, bytes[usize_of(trailer_at)..].to_vec()));
         Ok(Stub { id, capacity: cap, digest: blake3::hash(bytes), ranges })

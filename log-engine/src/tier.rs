@@ -3,7 +3,8 @@
 //!
 //! An evicted segment leaves a *stub* (stub.rs; `log/<first position>.stub`, docs/format.md
 //! "Stub files"): the segment's digest and the byte ranges open needs without the records' bodies:
-//! the header, every `$lifecycle` record (open folds them), the footer with its id record, and
+//! the header, every `$lifecycle` record (open folds them) and those of the streams the caller
+//! keeps (the server's `$auth:tokens`, replayed at every start), the footer, and
 //! the trailer. Open rebuilds from a stub a read-only anonymous map of the segment's capacity
 //! holding those ranges at their own offsets (zeros elsewhere), so the header, footer and
 //! lifecycle code reads a stub exactly as it reads the file, and open never needs the bucket.

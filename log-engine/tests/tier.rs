@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use log_engine::faults::{FaultFs, Op};
 use log_engine::{
-    ColdStore, Error, Event, ExpectedVersion, Log, NewEvent, Options, Position, SegmentId, StreamChange, Tiering,
-    EVENT_STREAM_CLOSED, IDEMPOTENCY_WINDOW, LIFECYCLE_STREAM, LOG_DIR,
+    ColdStore, Direction, Error, Event, ExpectedVersion, Log, NewEvent, Options, Position, SegmentId, StreamChange,
+    Tiering, EVENT_STREAM_CLOSED, IDEMPOTENCY_WINDOW, LIFECYCLE_STREAM, LOG_DIR,
 };
 
 /// The archive of these tests: a directory of whole segment files, which can be made
@@ -111,7 +111,8 @@ fn evict_all(f: &Fixture, log: &Log) -> Vec<SegmentId> {
             continue;
         }
         let digest = f.archive(log, snapshot.id());
-        if log.evict(snapshot.id(), &digest).unwrap() {
+        // The stream "closed" is kept in the stubs, as the server keeps `$auth:tokens`.
+        if log.evict(snapshot.id(), &digest, &["closed"]).unwrap() {
             evicted.push(snapshot.id());
         }
     }
@@ -166,6 +167,8 @@ fn evicted_segments_read_back_verify_and_reopen_from_their_stubs() {
         (LIFECYCLE_STREAM, EVENT_STREAM_CLOSED),
         "read from the stub"
     );
+    let events = log.read_stream("closed", None, 10, Direction::Forward).unwrap();
+    assert_eq!(events[0].event_type, "Opened", "a stream the caller keeps reads from the stub");
     let cold = log.read_event(Position(5)).unwrap_err();
     match &cold {
         Error::ColdUnavailable { segment, object, detail } => {
@@ -230,14 +233,16 @@ fn the_cache_keeps_its_bound_and_evict_refuses_what_it_must_not_touch() {
     let active = segments.last().unwrap().id();
     let newest_sealed = segments[segments.len() - 2].id();
     let digest = f.archive(&log, newest_sealed);
-    assert!(!log.evict(newest_sealed, &digest).unwrap(), "the idempotency window reaches it");
-    assert!(!log.evict(active, &blake3::hash(b"")).unwrap(), "never the active segment");
-    let wrong = log.evict(SegmentId(0), &blake3::hash(b"another file")).unwrap_err();
+    assert!(!log.evictable(newest_sealed));
+    assert!(!log.evict(newest_sealed, &digest, &[]).unwrap(), "the idempotency window reaches it");
+    assert!(log.evictable(SegmentId(0)));
+    assert!(!log.evict(active, &blake3::hash(b""), &[]).unwrap(), "never the active segment");
+    let wrong = log.evict(SegmentId(0), &blake3::hash(b"another file"), &[]).unwrap_err();
     assert!(wrong.to_string().contains("not the archived copy's"), "{wrong}");
     assert!(f.log_dir().join(name(SegmentId(0))).exists(), "a refused eviction changes nothing");
 
     let evicted = evict_all(&f, &log);
-    assert!(!log.evict(evicted[0], &f.archive(&log, evicted[0])).unwrap(), "evicted already");
+    assert!(!log.evict(evicted[0], &f.archive(&log, evicted[0]), &[]).unwrap(), "evicted already");
     assert_eq!(all(&log), before);
     let stats = log.tier_stats();
     assert_eq!(stats.cache_segments, 1, "a 1-byte bound keeps only the copy being read");
@@ -255,7 +260,7 @@ fn an_eviction_stopped_before_the_unlink_reopens_with_the_segment_local() {
     let before = all(&log);
     let digest = f.archive(&log, SegmentId(0));
     let file = std::fs::read(f.log_dir().join(name(SegmentId(0)))).unwrap();
-    assert!(log.evict(SegmentId(0), &digest).unwrap());
+    assert!(log.evict(SegmentId(0), &digest, &[]).unwrap());
     drop(log);
     // The crash: the stub durable, the segment file not yet unlinked; and a stub being written.
     std::fs::write(f.log_dir().join(name(SegmentId(0))), &file).unwrap();
@@ -339,7 +344,7 @@ fn a_power_cut_at_any_step_of_an_eviction_leaves_the_segment_or_its_stub() {
                 fs.crash_at(*op, path, *skip);
             }
             // Fails once the power is off (the machine stays off), or completes.
-            let evicted = log.evict(SegmentId(0), &digest);
+            let evicted = log.evict(SegmentId(0), &digest, &[]);
             assert_eq!(evicted.is_ok(), cut.is_none(), "step {step}: {evicted:?}");
             drop(log);
             fs.power_loss(step as u64 * 10 + seed).unwrap();
