@@ -159,13 +159,7 @@ fn a_segment_a_scavenge_rewrote_is_shipped_again_and_the_erased_payload_leaves_t
     }
     let sealed = log.segment_files().iter().filter(|f| f.sealed).count() as u64;
     assert!(sealed >= 2, "the test needs sealed segments");
-    let archiver = cairn::archive::Archiver::start(
-        log.clone(),
-        &data,
-        bucket::Location::local(&archive),
-        cairn::tier::TierPolicy::default(),
-    )
-    .unwrap();
+    let archiver = start_archiver(&log, &data, &archive);
     until("every sealed segment archived", || archiver.status_of(&log).segments_archived == sealed);
     assert!(archive_holds(&archive, secret.as_bytes()), "the archived segments hold the payload before the erasure");
 
@@ -223,13 +217,7 @@ fn a_rewrite_of_the_same_size_made_while_no_archiver_ran_is_shipped_again_after_
         }
     }
     let sealed = log.segment_files().iter().filter(|f| f.sealed).count() as u64;
-    let archiver = cairn::archive::Archiver::start(
-        log.clone(),
-        &data,
-        bucket::Location::local(&archive),
-        cairn::tier::TierPolicy::default(),
-    )
-    .unwrap();
+    let archiver = start_archiver(&log, &data, &archive);
     until("every sealed segment archived", || archiver.status_of(&log).segments_archived == sealed);
     archiver.stop();
     assert!(archive_holds(&archive, secret.as_bytes()), "the archive holds the payload before the erasure");
@@ -244,13 +232,7 @@ fn a_rewrite_of_the_same_size_made_while_no_archiver_ran_is_shipped_again_after_
     assert_eq!(rewritten, first["bytes"].as_u64().unwrap(), "the case under test: the rewrite kept the archived size");
 
     // The restart: a new archiver's first round.
-    let archiver = cairn::archive::Archiver::start(
-        log.clone(),
-        &data,
-        bucket::Location::local(&archive),
-        cairn::tier::TierPolicy::default(),
-    )
-    .unwrap();
+    let archiver = start_archiver(&log, &data, &archive);
     until("a first round done", || archiver.status_of(&log).last_success_ms.is_some());
     archiver.stop();
     let status = archiver.status_of(&log);
@@ -262,4 +244,14 @@ fn a_rewrite_of_the_same_size_made_while_no_archiver_ran_is_shipped_again_after_
         assert_eq!(s["blake3"].as_str().unwrap(), blake3::hash(&local).to_hex().as_str(), "{s}");
     }
     log.close();
+}
+
+/// An archiver of `log` (in `data`) to the local directory `archive`, evicting nothing.
+fn start_archiver(
+    log: &log_engine::Log,
+    data: &std::path::Path,
+    archive: &std::path::Path,
+) -> cairn::archive::Archiver {
+    let location = bucket::Location::local(archive);
+    cairn::archive::Archiver::start(log.clone(), data, location, cairn::tier::TierPolicy::default()).unwrap()
 }
