@@ -168,8 +168,9 @@ fn appends_go_on_while_the_bucket_is_unreachable_and_archiving_catches_up() {
     assert_eq!(newest_manifest(&url)["head"]["position"], back["archive"]["archived_position"]);
 }
 
-/// Events past the idempotency window (262,144 positions), the segments before which tiering
-/// may evict: 33 requests of 10,000 small events (the most one request takes).
+/// Events past the idempotency window (262,144 positions before the newest segment's first),
+/// the segments before which tiering may evict: 33 requests of 10,000 small events (the most
+/// one request takes), in 1 MiB segments (about 6,000 events each), so about ten are evicted.
 const TIER_EVENTS: u64 = 330_000;
 
 /// Appends [`TIER_EVENTS`] events `{"n": i}` on four streams, in requests as large as allowed.
@@ -217,7 +218,10 @@ fn evicted_segments_read_back_from_the_bucket_verify_drill_and_survive_a_restart
     let url = archive_url("tier");
     // A budget of one byte: every archived segment outside the idempotency window is evicted;
     // a cache of one byte keeps only the segment being read.
-    let server = Server::start(&data, &["--archive", &url, "--local-budget", "1", "--tier-cache", "1"]);
+    let server = Server::start(
+        &data,
+        &["--archive", &url, "--local-budget", "1", "--tier-cache", "1", "--segment-size", "1MiB"],
+    );
     load_past_window(&server);
     let health = wait_archive(&server, "evicted a segment", |a| a["tiering"]["segments_evicted"].as_u64() >= Some(2));
     let evicted = health["archive"]["tiering"]["segments_evicted"].as_u64().unwrap();
@@ -283,7 +287,7 @@ fn a_cold_read_fails_clearly_while_the_bucket_is_unreachable_and_hot_reads_and_a
     let through_proxy = format!("http://127.0.0.1:{}", proxy.port);
     let server = Server::start_with_env(
         &data,
-        &["--archive", &url, "--local-budget", "1", "--tier-cache", "1"],
+        &["--archive", &url, "--local-budget", "1", "--tier-cache", "1", "--segment-size", "1MiB"],
         &[("AWS_ENDPOINT_URL", &through_proxy)],
     );
     load_past_window(&server);
