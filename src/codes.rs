@@ -76,6 +76,8 @@ pub const SEGMENT_NOT_FOUND: Code = Code::new("segment_not_found", 404, Exit::No
 
 /// A scavenge asked for while one runs (`POST /v1/admin/scavenge`; the answer names it).
 pub const SCAVENGE_RUNNING: Code = Code::new("scavenge_running", 409, Exit::Error);
+/// A key rotation asked of a log without a key.
+pub const NOT_ENCRYPTED: Code = Code::new("not_encrypted", 409, Exit::Error);
 
 /// `/readyz`: a view lags the log by more than `READY_VIEW_LAG_MAX` events.
 pub const VIEWS_CATCHING_UP: Code = Code::new("views_catching_up", 503, Exit::Error);

@@ -224,6 +224,21 @@ holds the data directory, scavenge asks the server (POST /v1/admin/scavenge), fo
 address it records in the directory or named with --server URL [--token T].")]
     Scavenge(lifecycle_cmds::ScavengeArgs),
 
+    /// Manage the encryption key: `cairn keys rotate` adds a key generation.
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  cairn --key-file /etc/cairn/cairn.key keys rotate        # new events use a new key generation
+  cairn keys rotate --server https://cairn:7443 --token T   # through a running server
+
+Events sealed before a rotation stay readable with their own generation (each record names it).
+While `cairn serve` holds the data directory, the command asks the server (POST
+/v1/admin/keys/rotate), found through the address it records in the directory or named with
+--server URL [--token T]."
+    )]
+    Keys(ops_cmds::KeysCommand),
+
     /// Print a stream's retention metadata and lifecycle state, or replace the metadata (--set).
     #[command(after_help = "\
 Examples:
@@ -564,6 +579,7 @@ fn run(cli: Cli) -> CliResult<Exit> {
         Command::Fork(args) => lifecycle_cmds::fork(&data, format, args),
         Command::Erase(args) => lifecycle_cmds::erase(&data, format, args),
         Command::Scavenge(args) => lifecycle_cmds::scavenge(&data, format, args),
+        Command::Keys(command) => ops_cmds::keys(&data, format, command),
         Command::Metadata(args) => lifecycle_cmds::metadata(&data, format, args),
         Command::Head => log_cmds::head(&data, format),
         Command::Verify(args) => log_cmds::verify(&data, format, args),

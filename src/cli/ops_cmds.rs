@@ -615,3 +615,56 @@ fn restore_from(from: &str, format: Format, args: &RestoreArgs) -> CliResult<Exi
     out.flush()?;
     Ok(Exit::Ok)
 }
+
+#[derive(Debug, clap::Subcommand)]
+pub enum KeysCommand {
+    /// Add a key generation: every event appended from now on is sealed with it; events
+    /// sealed before stay readable with theirs. Needs the key (--key-file, CAIRN_KEY_FILE or
+    /// CAIRN_KEY).
+    Rotate(KeysRotateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeysRotateArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// `cairn keys rotate`: through the server when one holds the directory (as `scavenge` does),
+/// otherwise on the directory's key store itself.
+pub fn keys(dir: &Path, format: Format, command: KeysCommand) -> CliResult<Exit> {
+    let KeysCommand::Rotate(args) = command;
+    let remote_rotate = |remote: &Remote| remote.post::<crate::http::keys::RotateJson>("/v1/admin/keys/rotate");
+    let remote = match Remote::explicit(&args.server)? {
+        Some(remote) => Some(remote),
+        None => Remote::running_in(dir, &args.server)?,
+    };
+    let rotated = match remote {
+        Some(remote) => remote_rotate(&remote)?,
+        None => match crate::store::open_writer(dir) {
+            Ok(log) => {
+                let rotated = crate::http::keys::rotate(&log);
+                log.close();
+                rotated.map_err(|e| match e {
+                    crate::http::keys::RotateError::NotEncrypted => CliError::from(InputError(
+                        "the log is not encrypted, or no key was given: pass --key-file FILE (or CAIRN_KEY_FILE, \
+                         CAIRN_KEY) to rotate its key"
+                            .into(),
+                    )),
+                    crate::http::keys::RotateError::Log(e) => CliError::log(dir, e),
+                })?
+            }
+            Err(e) => remote_rotate(&Remote::after_open_error(dir, &args.server, e.into())?)?,
+        },
+    };
+    let mut out = Out::new();
+    match format {
+        Format::Text => out.line(&format!(
+            "rotated: new events are sealed with key generation {}; the key store holds generations {:?}",
+            rotated.generation, rotated.generations
+        ))?,
+        Format::Json | Format::Ndjson => out.json_line(&rotated)?,
+    }
+    out.flush()?;
+    Ok(Exit::Ok)
+}

@@ -74,6 +74,19 @@ impl Remote {
         }
     }
 
+    /// The server that records its address in `dir` (a running `cairn serve`), if any: for a
+    /// command that must not even try to open a directory a server holds (a keyless open of an
+    /// encrypted directory is refused before its lock is looked at).
+    pub fn running_in(dir: &Path, args: &ServerArgs) -> CliResult<Option<Remote>> {
+        match crate::server_file::discover(dir) {
+            Ok(Some(record)) => {
+                eprintln!("note: {} is held by the cairn server at {}; asking it", dir.display(), record.url);
+                Remote::connect(&record.url, args).map(Some)
+            }
+            Ok(None) | Err(_) => Ok(None),
+        }
+    }
+
     fn connect(url: &str, args: &ServerArgs) -> CliResult<Remote> {
         let base = url.trim_end_matches('/');
         if !(base.starts_with("http://") || base.starts_with("https://")) {
@@ -110,6 +123,20 @@ impl Remote {
         self.rt.block_on(async {
             let answer =
                 self.request(reqwest::Method::GET, path).send().await.map_err(|e| self.unreachable(path, &e))?;
+            let status = answer.status();
+            let bytes = answer.bytes().await.map_err(|e| self.unreachable(path, &e))?;
+            if !status.is_success() {
+                return Err(self.refused(path, &bytes));
+            }
+            self.decode(path, &bytes)
+        })
+    }
+
+    /// `POST path` without a body, answered with JSON.
+    pub fn post<T: DeserializeOwned>(&self, path: &str) -> CliResult<T> {
+        self.rt.block_on(async {
+            let answer =
+                self.request(reqwest::Method::POST, path).send().await.map_err(|e| self.unreachable(path, &e))?;
             let status = answer.status();
             let bytes = answer.bytes().await.map_err(|e| self.unreachable(path, &e))?;
             if !status.is_success() {

@@ -65,6 +65,8 @@ const ADMIN_ACTIONS: &[(&str, &str)] = &[
     ("POST", "/v1/erase"),
     // A scavenge takes payloads off the disk for good.
     ("POST", "/v1/admin/scavenge"),
+    // A key rotation changes what every later record is sealed with.
+    ("POST", "/v1/admin/keys/rotate"),
 ];
 
 /// The one query parameter the audit looks at: an append with `allow_reserved=true` writes a

@@ -26,6 +26,7 @@ pub mod drain;
 pub mod durable;
 pub mod error;
 pub mod extract;
+pub mod keys;
 pub mod kv;
 pub mod lifecycle;
 pub mod log_api;
@@ -355,6 +356,7 @@ fn api() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(online::stats))
         .routes(routes!(scavenge::start))
         .routes(routes!(scavenge::job))
+        .routes(routes!(keys::rotate_key))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
