@@ -29,12 +29,29 @@ const ROLL_MARGIN: u64 = 4;
 
 #[test]
 fn acknowledged_events_survive_power_loss_at_any_operation() {
-    let base = suite_seed("power_loss");
+    let (scenarios, totals) = run_scenarios("power_loss", |seed| run_seed(seed, Sabotage::Off));
+    assert!(totals.loss.sectors_lost > 0, "the simulation lost no sector: it is not exercising anything");
+    assert_no_failures(scenarios, &totals);
+}
+
+/// The same scenarios with encryption at rest: the key store is on the fault layer too, so a
+/// crash lands in a new stream's secret append and fdatasync as well, and every acknowledged
+/// event still decrypts after the power loss.
+#[test]
+fn encrypted_acknowledged_events_survive_power_loss_at_any_operation() {
+    let (scenarios, totals) = run_scenarios("power_loss_encrypted", run_seed_encrypted);
+    assert_no_failures(scenarios, &totals);
+}
+
+/// Runs the suite's scenarios (seeded from `suite`'s seed) with `run`, printing each failing
+/// one; every scenario must crash at least once. Returns how many ran and their totals.
+fn run_scenarios(suite: &str, run: impl Fn(u64) -> reliability::power::Outcome) -> (u64, Totals) {
+    let base = suite_seed(suite);
     let scenarios = env_count("CAIRN_POWER_LOSS_SCENARIOS", SCENARIOS_DEFAULT);
     let mut totals = Totals::default();
     for i in 0..scenarios {
         let seed = base.wrapping_add(i);
-        let outcome = run_seed(seed, Sabotage::Off);
+        let outcome = run(seed);
         if !outcome.report.ok() {
             eprintln!(
                 "scenario seed {seed} failed: {}\nlast operations:\n  {}",
@@ -44,33 +61,12 @@ fn acknowledged_events_survive_power_loss_at_any_operation() {
         }
         totals.add(seed, &outcome);
     }
-    eprintln!("power_loss: {}", totals.line());
+    eprintln!("{suite}: {}", totals.line());
     assert!(totals.crashes >= scenarios, "every scenario must crash at least once: {}", totals.line());
-    assert!(totals.loss.sectors_lost > 0, "the simulation lost no sector: it is not exercising anything");
-    assert!(
-        totals.failures.is_empty(),
-        "{} of {scenarios} scenarios failed; first (replay with CAIRN_SEED={} CAIRN_POWER_LOSS_SCENARIOS=1): {}",
-        totals.failures.len(),
-        totals.failures[0].0,
-        totals.failures[0].1
-    );
+    (scenarios, totals)
 }
 
-/// The same scenarios with encryption at rest: the key store is on the fault layer too, so a
-/// crash lands in a new stream's secret append and fdatasync as well, and every acknowledged
-/// event still decrypts after the power loss.
-#[test]
-fn encrypted_acknowledged_events_survive_power_loss_at_any_operation() {
-    let base = suite_seed("power_loss_encrypted");
-    let scenarios = env_count("CAIRN_POWER_LOSS_SCENARIOS", SCENARIOS_DEFAULT);
-    let mut totals = Totals::default();
-    for i in 0..scenarios {
-        let seed = base.wrapping_add(i);
-        let outcome = run_seed_encrypted(seed);
-        totals.add(seed, &outcome);
-    }
-    eprintln!("power_loss_encrypted: {}", totals.line());
-    assert!(totals.crashes >= scenarios, "every scenario must crash at least once: {}", totals.line());
+fn assert_no_failures(scenarios: u64, totals: &Totals) {
     assert!(
         totals.failures.is_empty(),
         "{} of {scenarios} scenarios failed; first (replay with CAIRN_SEED={} CAIRN_POWER_LOSS_SCENARIOS=1): {}",

@@ -120,23 +120,17 @@ impl Remote {
 
     /// `GET path`, answered with JSON.
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> CliResult<T> {
-        self.rt.block_on(async {
-            let answer =
-                self.request(reqwest::Method::GET, path).send().await.map_err(|e| self.unreachable(path, &e))?;
-            let status = answer.status();
-            let bytes = answer.bytes().await.map_err(|e| self.unreachable(path, &e))?;
-            if !status.is_success() {
-                return Err(self.refused(path, &bytes));
-            }
-            self.decode(path, &bytes)
-        })
+        self.call(reqwest::Method::GET, path)
     }
 
     /// `POST path` without a body, answered with JSON.
     pub fn post<T: DeserializeOwned>(&self, path: &str) -> CliResult<T> {
+        self.call(reqwest::Method::POST, path)
+    }
+
+    fn call<T: DeserializeOwned>(&self, method: reqwest::Method, path: &str) -> CliResult<T> {
         self.rt.block_on(async {
-            let answer =
-                self.request(reqwest::Method::POST, path).send().await.map_err(|e| self.unreachable(path, &e))?;
+            let answer = self.request(method, path).send().await.map_err(|e| self.unreachable(path, &e))?;
             let status = answer.status();
             let bytes = answer.bytes().await.map_err(|e| self.unreachable(path, &e))?;
             if !status.is_success() {
