@@ -169,17 +169,17 @@ fn appends_go_on_while_the_bucket_is_unreachable_and_archiving_catches_up() {
 }
 
 /// Events past the idempotency window (262,144 positions before the newest segment's first),
-/// the segments before which tiering may evict: 33 requests of 10,000 small events (the most
-/// one request takes), in 1 MiB segments (about 6,000 events each), so about ten are evicted.
+/// the segments before which tiering may evict: 66 requests of 5,000 small events (a batch must
+/// fit in one segment), in 1 MiB segments (about 6,000 events each), so about ten are evicted.
 const TIER_EVENTS: u64 = 330_000;
 
 /// Appends [`TIER_EVENTS`] events `{"n": i}` on four streams, in requests as large as allowed.
 fn load_past_window(server: &Server) {
     let mut n = 0;
     while n < TIER_EVENTS {
-        let events: Vec<(&str, Value)> = (n..n + 10_000).map(|i| ("Tick", json!({ "n": i }))).collect();
-        server.append(&format!("tier-{}", n / 10_000 % 4), &events);
-        n += 10_000;
+        let events: Vec<(&str, Value)> = (n..n + 5_000).map(|i| ("Tick", json!({ "n": i }))).collect();
+        server.append(&format!("tier-{}", n / 5_000 % 4), &events);
+        n += 5_000;
     }
 }
 
