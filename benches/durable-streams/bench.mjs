@@ -8,7 +8,10 @@
 // every append too, concurrent appends to one file sharing one in-flight fdatasync).
 //
 // Usage (from this directory, after `npm ci`):
-//   node bench.mjs --cairn ../../target/release/cairn [--seconds 5] [--conns 1,64] [--json out.json]
+//   node bench.mjs --cairn ../../target/release/cairn [--seconds 5] [--conns 1,64] [--client node|wrk] [--json out.json]
+// Each row also reports CPU per append: the server process's (all threads, from /proc) and the
+// load generator's. With --client wrk the appends are sent by wrk (which must be installed)
+// instead of this process's fetch, whose own CPU per request otherwise bounds both servers.
 // Everything runs on loopback; both servers use scratch directories that are removed after.
 
 import { spawn } from "node:child_process"
@@ -25,6 +28,8 @@ const SECONDS = Number(args.seconds ?? 5)
 const WARMUP_SECONDS = 1
 const CONNS = (args.conns ?? "1,64").split(",").map(Number)
 const BODY = "x".repeat(100)
+// The load generator: "node" (this process's fetch, the default) or "wrk" (see runWrk).
+const CLIENT = args.client ?? "node"
 
 // Node's fetch keeps connections alive, with no bound on connections per origin: each
 // worker below holds one.
@@ -69,12 +74,76 @@ function ownCpuSeconds() {
   return (u.user + u.system) / 1e6
 }
 
-async function run(base, conns, label, pid) {
+// CPU seconds used by this process's waited-for children (the wrk load generator).
+function childrenCpuSeconds() {
+  const stat = readFileSync("/proc/self/stat", "utf8")
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+  return (Number(fields[13]) + Number(fields[14])) / 100 // cutime, cstime
+}
+
+async function createStreams(base, conns, label) {
   const streams = Array.from({ length: conns }, (_, i) => `${base}/v1/stream/bench/${label}-${conns}-${i}`)
   for (const url of streams) {
     const r = await fetch(url, { method: "PUT", headers: { "content-type": "text/plain" } })
     if (r.status !== 201) throw new Error(`PUT ${url}: ${r.status}`)
   }
+  return streams
+}
+
+// --client wrk: the same appends sent by wrk (C, far cheaper per request than Node's fetch), `conns`
+// connections on 2 threads, each request to the next of the `conns` streams in turn; a short
+// warm-up run first. Latencies are wrk's (its p50 and p99 over the run).
+async function runWrk(base, conns, label, pid) {
+  const streams = await createStreams(base, conns, label)
+  const dir = mkdtempSync(join(tmpdir(), "ds-bench-wrk-"))
+  const script = join(dir, "append.lua")
+  const paths = streams.map((u) => JSON.stringify(new URL(u).pathname)).join(", ")
+  writeFileSync(
+    script,
+    `local paths = { ${paths} }\nlocal n = 0\nlocal body = string.rep("x", ${BODY.length})\n` +
+      `request = function()\n  n = n + 1\n  return wrk.format("POST", paths[(n % #paths) + 1], {["content-type"] = "text/plain"}, body)\nend\n` +
+      `response = function(status)\n  if status ~= 200 and status ~= 204 then error("POST answered " .. status) end\nend\n`,
+  )
+  const wrk = (seconds) =>
+    new Promise((resolve, reject) => {
+      const threads = String(Math.min(conns, 2))
+      const child = spawn("wrk", ["-t", threads, "-c", String(conns), "-d", `${seconds}s`, "--latency", "-s", script, base], {
+        stdio: ["ignore", "pipe", "inherit"],
+      })
+      let out = ""
+      child.stdout.on("data", (chunk) => (out += chunk))
+      child.on("exit", (code) => (code === 0 ? resolve(out) : reject(new Error(`wrk exited (${code})`))))
+    })
+  try {
+    await wrk(WARMUP_SECONDS)
+    const [server0, client0] = [processCpuSeconds(pid), childrenCpuSeconds()]
+    const out = await wrk(SECONDS)
+    const [server1, client1] = [processCpuSeconds(pid), childrenCpuSeconds()]
+    const appends = Number(out.match(/(\d+) requests in/)[1])
+    if (/Non-2xx/.test(out)) throw new Error(`wrk saw failed appends:\n${out}`)
+    const ms = (p) => {
+      const m = out.match(new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s)`, "m"))
+      return Number(m[1]) * { us: 0.001, ms: 1, s: 1000 }[m[2]]
+    }
+    return {
+      server: label,
+      connections: conns,
+      client: "wrk",
+      appends,
+      appends_per_s: Number(out.match(/Requests\/sec:\s+([\d.]+)/)[1]),
+      p50_ms: ms(50),
+      p99_ms: ms(99),
+      server_cpu_us: ((server1 - server0) * 1e6) / appends,
+      client_cpu_us: ((client1 - client0) * 1e6) / appends,
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+async function run(base, conns, label, pid) {
+  if (CLIENT === "wrk") return runWrk(base, conns, label, pid)
+  const streams = await createStreams(base, conns, label)
   const latencies = []
   let measuring = false
   let stop = false
@@ -104,6 +173,7 @@ async function run(base, conns, label, pid) {
   return {
     server: label,
     connections: conns,
+    client: "node",
     appends: latencies.length,
     appends_per_s: latencies.length / elapsed,
     p50_ms: pct(50),
@@ -136,7 +206,7 @@ for (const [label, start] of [["cairn", startCairn], ["reference", startReferenc
   }
 }
 const loadEnd = loadavg()
-const report = { seconds: SECONDS, body_bytes: BODY.length, cpus: cpus().length, load_average_at_start: load, load_average_at_end: loadEnd, results }
+const report = { client: CLIENT, seconds: SECONDS, body_bytes: BODY.length, cpus: cpus().length, load_average_at_start: load, load_average_at_end: loadEnd, results }
 for (const conns of CONNS) {
   const c = results.find((r) => r.server === "cairn" && r.connections === conns)
   const ref = results.find((r) => r.server === "reference" && r.connections === conns)
