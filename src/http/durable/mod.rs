@@ -807,7 +807,7 @@ async fn append(
     }
     let tail_offset = || Offset(read::tail(&state.log, name));
     if let Some(ct) = &content_type {
-        if !body.is_empty() && state::essence(ct) != loaded.config.essence() {
+        if !body.is_empty() && !loaded.config.same_essence(ct) {
             return Err(conflict(
                 "content_type_mismatch",
                 format!("the stream's content type is {}, not {ct}", loaded.config.content_type),

@@ -103,6 +103,12 @@ impl Config {
         essence(&self.content_type)
     }
 
+    /// Whether `content_type` has this stream's essence (compared without allocating: this
+    /// runs on every append).
+    pub fn same_essence(&self, content_type: &str) -> bool {
+        raw_essence(&self.content_type).eq_ignore_ascii_case(raw_essence(content_type))
+    }
+
     /// Whether a stored configuration is one this server could have written: a `ds.created`
     /// event appended through cairn's own API that is not (an unbounded TTL, a content type no
     /// header can carry, a fork source outside `/v1/stream/`) opens no incarnation.
@@ -119,7 +125,7 @@ impl Config {
     }
 
     pub fn is_json(&self) -> bool {
-        self.essence() == "application/json"
+        raw_essence(&self.content_type).eq_ignore_ascii_case("application/json")
     }
 
     /// Whether SSE carries this stream's bytes as text (otherwise base64).
@@ -131,7 +137,12 @@ impl Config {
 
 /// A media type's essence: before any `;`, trimmed, lowercased.
 pub fn essence(content_type: &str) -> String {
-    content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+    raw_essence(content_type).to_ascii_lowercase()
+}
+
+/// [`essence`] before lowercasing.
+fn raw_essence(content_type: &str) -> &str {
+    content_type.split(';').next().unwrap_or("").trim()
 }
 
 /// One idempotent producer's committed state.
@@ -308,6 +319,11 @@ impl Registry {
             // paid for by as many insertions as it visits.
             slots.prune_at = REGISTRY_PRUNE_AT.max(slots.map.len().saturating_mul(2));
             slots.prunes += 1;
+        }
+        // Looked up by the borrowed name first: a stream's every request after its first
+        // allocates nothing here.
+        if let Some(slot) = slots.map.get(name) {
+            return slot.clone();
         }
         slots.map.entry(name.to_string()).or_default().clone()
     }
