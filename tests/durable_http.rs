@@ -328,7 +328,7 @@ fn writes_through_cairns_own_endpoints_reach_a_durable_streams_state_at_once() {
         }
         rb.send().unwrap()
     };
-    for name in ["closed", "multi", "ndjson", "producer", "deleted"] {
+    for name in ["closed", "multi", "ndjson", "cairnclosed", "metaclosed", "producer", "deleted"] {
         let url = server.url(&format!("/v1/stream/{name}"));
         assert_eq!(c.put(&url).header("content-type", "text/plain").send().unwrap().status(), 201);
         // The slot is loaded and live before the outside write.
@@ -345,7 +345,16 @@ fn writes_through_cairns_own_endpoints_reach_a_durable_streams_state_at_once() {
     let ndjson = b"{\"type\":\"ds.closed\",\"data\":{}}\n".to_vec();
     let (status, body) = server.post_raw("/v1/streams/ds%3Andjson/events", "application/x-ndjson", ndjson);
     assert_eq!(status, 200, "{body}");
-    for name in ["closed", "multi", "ndjson"] {
+    // cairn's own close, through its endpoint and through the stream's metadata.
+    let (status, body) = server.post("/v1/streams/ds%3Acairnclosed/close", &json!({}));
+    assert_eq!(status, 200, "{body}");
+    let closed = json!({"closed": true});
+    let (status, body) = server.request(reqwest::Method::PUT, "/v1/streams/ds%3Ametaclosed/metadata", Some(&closed));
+    assert_eq!(status, 200, "{body}");
+    for name in ["closed", "multi", "ndjson", "cairnclosed", "metaclosed"] {
+        let read = c.get(server.url(&format!("/v1/stream/{name}?offset=-1"))).send().unwrap();
+        assert_eq!(read.status(), 200, "{name}");
+        assert_eq!(read.headers().get("stream-closed").map(|v| v.to_str().unwrap()), Some("true"), "{name}: read");
         let r = post(&format!("/v1/stream/{name}"), None);
         assert_eq!(r.status(), 409, "{name}: closed through cairn's API");
         assert_eq!(r.headers()["stream-closed"], "true", "{name}");

@@ -526,9 +526,9 @@ pub async fn put_metadata(
     caller.require(Permission::Delete, &stream)?;
     changeable(&stream)?;
     let request: MetadataRequest = read_body(&headers, body).await?;
-    let log = state.log.clone();
-    let result =
-        blocking(move || set_metadata(&log, &stream, request).map(|r| LifecycleJson::of(&stream, &r))).await??;
+    let (log, name) = (state.log.clone(), stream.clone());
+    let write = blocking(move || set_metadata(&log, &stream, request).map(|r| LifecycleJson::of(&stream, &r)));
+    let result = super::durable::outside_write(&state, &[&name], write).await???;
     Ok(Json(result))
 }
 

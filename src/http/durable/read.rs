@@ -75,6 +75,9 @@ pub fn read_page(log: &Log, name: &str, from: Option<u64>) -> log_engine::Result
                 .is_some_and(|e| e.event_type == EVENT_CLOSED),
             (None, None) => false,
         };
+    // A stream closed through cairn's own lifecycle endpoint has no `ds.closed` event, and takes
+    // no appends either: up to date, it is closed.
+    let closed = closed || (up_to_date && log.stream_state(name).is_ok_and(|s| s.closed));
     Ok(Page { messages, next, up_to_date, closed })
 }
 

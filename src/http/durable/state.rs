@@ -373,6 +373,9 @@ pub fn load(log: &Log, name: &str, accessed_floor_ms: u64) -> log_engine::Result
     }
     if let Some(loaded) = loaded.as_mut() {
         loaded.last_access_ms = loaded.last_access_ms.max(accessed_floor_ms);
+        // Closed through cairn's own lifecycle endpoint (or its metadata): the log refuses
+        // appends, so the protocol says closed too.
+        loaded.closed |= state.closed;
     }
     Ok(loaded)
 }
