@@ -343,7 +343,27 @@ impl Keyring {
         self.rewrite(&next)?;
         *broken = false;
         *self.state.write() = next;
+        self.remove_torn_tails()?;
         Ok(numbers.len())
+    }
+
+    /// Removes every `keys.torn-*` beside the store: a dropped tail may be an entry holding the
+    /// secret a shred destroys, and a shred leaves that secret in no file of the directory.
+    fn remove_torn_tails(&self) -> Result<()> {
+        let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let prefix = format!("{}.torn-", self.path.file_name().and_then(|n| n.to_str()).unwrap_or(KEY_STORE_FILE));
+        let files = self.fs.list(dir).map_err(|e| Error::io("list the key store's directory", dir, e))?;
+        let torn: Vec<&PathBuf> = files
+            .iter()
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix)))
+            .collect();
+        for file in &torn {
+            self.fs.remove(file).map_err(|e| Error::io("remove a kept-aside key store tail", file, e))?;
+        }
+        if !torn.is_empty() {
+            self.fs.sync_dir(dir).map_err(|e| Error::io("fsync directory", dir, e))?;
+        }
+        Ok(())
     }
 
     /// Adds a generation: records written from now on are sealed with it. Returns its number.
@@ -548,13 +568,14 @@ impl Keyring {
             } else {
                 // Drop the torn entry (never acknowledged, so nothing used it) so that the next
                 // append follows the last whole one: the rewrite holds exactly what was read. A
-                // damaged last entry cannot always be told from a torn one, so the store as found
-                // is kept aside first: nothing is destroyed.
-                let aside = self.keep_aside(&bytes)?;
+                // damaged last entry cannot always be told from a torn one, so the dropped bytes
+                // are kept aside first: nothing is destroyed. Only those bytes: a copy of the
+                // whole store would keep every secret a later shred destroys.
+                let aside = self.keep_aside(&bytes[at..])?;
                 self.rewrite(&state)?;
                 tracing::warn!(
                     path = %self.path.display(), at, aside = %aside.display(),
-                    "key store: dropped a torn last entry; the store as found is kept aside"
+                    "key store: dropped a torn last entry; its bytes are kept aside"
                 );
             }
         }
@@ -562,7 +583,8 @@ impl Keyring {
         Ok(())
     }
 
-    /// Writes `bytes` (the store as found) durably beside the store, as `keys.torn-<unix ms>`.
+    /// Writes `bytes` (the dropped tail of the store) durably beside the store, as
+    /// `keys.torn-<unix ms>`.
     fn keep_aside(&self, bytes: &[u8]) -> Result<PathBuf> {
         let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
         let name = format!("{}.torn-{ms}", self.path.file_name().and_then(|n| n.to_str()).unwrap_or(KEY_STORE_FILE));
@@ -862,7 +884,39 @@ mod tests {
             .map(|e| e.unwrap().path())
             .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("keys.torn-"))
             .collect();
-        assert_eq!(aside.len(), 1, "the store as found is kept aside");
-        assert_eq!(std::fs::read(&aside[0]).unwrap(), bytes);
+        assert_eq!(aside.len(), 1, "the dropped tail is kept aside");
+        let kept = std::fs::read(&aside[0]).unwrap();
+        assert!(!kept.is_empty() && bytes.ends_with(&kept) && kept.len() < n - STORE_HEADER_LEN, "only the tail");
+    }
+
+    /// A shred leaves the destroyed secret in no file of the directory: not in the store, and
+    /// not in a tail an earlier open kept aside (before the fix, that copy was the whole store).
+    #[test]
+    fn a_shredded_secret_opens_from_no_file_after_a_torn_tail_was_kept_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(KEY_STORE_FILE);
+        let ring = Keyring::open(&path, kek()).unwrap();
+        let a = ring.writer_key("a").unwrap();
+        ring.writer_key("c").unwrap();
+        drop(ring);
+        // A damaged last entry ("c"'s), kept aside by the next writer's open.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let n = bytes.len();
+        bytes[n - 20] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let ring = Keyring::open(&path, kek()).unwrap();
+        assert_eq!(ring.shred("a").unwrap(), 1);
+        drop(ring);
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let file = entry.unwrap().path();
+            assert!(!file.file_name().unwrap().to_str().unwrap().contains(".torn-"), "{} is left", file.display());
+            if let Ok(copy) = Keyring::open_read_only(&file, kek()) {
+                assert!(
+                    !matches!(copy.record_key("a", a.secret, a.generation), Ok(RecordKey::Key(k)) if k == a.record_key),
+                    "the shredded secret of a still opens from {}",
+                    file.display()
+                );
+            }
+        }
     }
 }
