@@ -225,8 +225,9 @@ fn evicted_segments_read_back_from_the_bucket_verify_drill_and_survive_a_restart
     load_past_window(&server);
     let health = wait_archive(&server, "evicted a segment", |a| a["tiering"]["segments_evicted"].as_u64() >= Some(2));
     let evicted = health["archive"]["tiering"]["segments_evicted"].as_u64().unwrap();
+    // The archiver may evict more in its next rounds: at least as many stubs as counted.
     let stubs = local_files(&data, ".stub");
-    assert_eq!(stubs.len() as u64, evicted, "{stubs:?}");
+    assert!(stubs.len() as u64 >= evicted, "{stubs:?}");
     for stub in &stubs {
         let segment = stub.replace(".stub", ".seg");
         assert!(!local_files(&data, ".seg").contains(&segment), "{segment} is evicted: no local file");
@@ -242,12 +243,16 @@ fn evicted_segments_read_back_from_the_bucket_verify_drill_and_survive_a_restart
     );
     let (status, drill) = server.post("/v1/admin/drill", &json!({}));
     assert_eq!((status, drill["ok"].as_bool()), (200, Some(true)), "{drill}");
+    // No appends since: every evictable segment is evicted by now, and the counts hold still.
     let (_, health) = server.get("/healthz");
     let tiering = &health["archive"]["tiering"];
+    let evicted = tiering["segments_evicted"].as_u64().unwrap();
+    assert_eq!(local_files(&data, ".stub").len() as u64, evicted, "{tiering}");
     assert!(tiering["cache_misses"].as_u64() >= Some(evicted), "{tiering}");
     assert!(tiering["cache_segments"].as_u64() <= Some(1), "the cache keeps its bound: {tiering}");
     let (_, metrics) = server.get_text("/metrics");
     assert!(metrics.contains(&format!("cairn_tier_segments_evicted {evicted}")), "{metrics}");
+    let stubs = local_files(&data, ".stub");
 
     // A tampered object is refused, naming its key; the event is never returned. (The cache
     // holds only the segment read last, the newest evicted one: segment 0 is fetched again.)
