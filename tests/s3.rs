@@ -243,15 +243,23 @@ fn evicted_segments_read_back_from_the_bucket_verify_drill_and_survive_a_restart
     );
     let (status, drill) = server.post("/v1/admin/drill", &json!({}));
     assert_eq!((status, drill["ok"].as_bool()), (200, Some(true)), "{drill}");
-    // No appends since: every evictable segment is evicted by now, and the counts hold still.
+    // The archiver may still be evicting, so every comparison below holds whenever it runs:
+    // a stub is written before the count moves, and the reads above fetched at least the
+    // segments evicted before them.
     let (_, health) = server.get("/healthz");
     let tiering = &health["archive"]["tiering"];
-    let evicted = tiering["segments_evicted"].as_u64().unwrap();
-    assert_eq!(local_files(&data, ".stub").len() as u64, evicted, "{tiering}");
+    let evicted_now = tiering["segments_evicted"].as_u64().unwrap();
+    assert!(evicted_now >= evicted, "{tiering}");
+    assert!(local_files(&data, ".stub").len() as u64 >= evicted_now, "{tiering}");
     assert!(tiering["cache_misses"].as_u64() >= Some(evicted), "{tiering}");
     assert!(tiering["cache_segments"].as_u64() <= Some(1), "the cache keeps its bound: {tiering}");
     let (_, metrics) = server.get_text("/metrics");
-    assert!(metrics.contains(&format!("cairn_tier_segments_evicted {evicted}")), "{metrics}");
+    let counted: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cairn_tier_segments_evicted "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no cairn_tier_segments_evicted in /metrics: {metrics}"));
+    assert!(counted >= evicted_now, "{metrics}");
     let stubs = local_files(&data, ".stub");
 
     // A tampered object is refused, naming its key; the event is never returned. (The cache
