@@ -864,20 +864,28 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was cut");
     }
 
-    /// A dropped tail (torn, or a damaged last entry: the two cannot always be told apart) is
-    /// kept aside, never destroyed.
-    #[test]
-    fn a_dropped_last_entry_is_kept_aside() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(KEY_STORE_FILE);
+    /// A store in `dir` with secrets for "a" and then "c", and a bit flipped in "c"'s entry (the
+    /// last): its path, "a"'s key, and the store's bytes as damaged.
+    fn damaged_last_entry(dir: &Path) -> (PathBuf, StreamKey, Vec<u8>) {
+        let path = dir.join(KEY_STORE_FILE);
         let ring = Keyring::open(&path, kek()).unwrap();
-        ring.writer_key("a").unwrap();
+        let a = ring.writer_key("a").unwrap();
         ring.writer_key("c").unwrap();
         drop(ring);
         let mut bytes = std::fs::read(&path).unwrap();
         let n = bytes.len();
         bytes[n - 20] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
+        (path, a, bytes)
+    }
+
+    /// A dropped tail (torn, or a damaged last entry: the two cannot always be told apart) is
+    /// kept aside, never destroyed.
+    #[test]
+    fn a_dropped_last_entry_is_kept_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _, bytes) = damaged_last_entry(dir.path());
+        let n = bytes.len();
         drop(Keyring::open(&path, kek()).unwrap());
         let aside: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
@@ -894,16 +902,8 @@ mod tests {
     #[test]
     fn a_shredded_secret_opens_from_no_file_after_a_torn_tail_was_kept_aside() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(KEY_STORE_FILE);
-        let ring = Keyring::open(&path, kek()).unwrap();
-        let a = ring.writer_key("a").unwrap();
-        ring.writer_key("c").unwrap();
-        drop(ring);
-        // A damaged last entry ("c"'s), kept aside by the next writer's open.
-        let mut bytes = std::fs::read(&path).unwrap();
-        let n = bytes.len();
-        bytes[n - 20] ^= 1;
-        std::fs::write(&path, &bytes).unwrap();
+        let (path, a, _) = damaged_last_entry(dir.path());
+        // The next writer's open keeps the damaged entry aside.
         let ring = Keyring::open(&path, kek()).unwrap();
         assert_eq!(ring.shred("a").unwrap(), 1);
         drop(ring);
