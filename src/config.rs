@@ -687,7 +687,7 @@ impl Settings {
                 .unwrap_or(limits::SSE_KEEP_ALIVE),
             ds_long_poll_timeout: layers
                 .get(&DS_LONG_POLL_TIMEOUT, flags.ds_long_poll_timeout, &s.ds_long_poll_timeout, timeout())?
-                .unwrap_or(crate::http::durable::LONG_POLL_TIMEOUT),
+                .unwrap_or(limits::LONG_POLL_TIMEOUT),
             log,
             checkpoints,
             archive,

@@ -47,6 +47,11 @@ pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// The text of that comment: the stream carries the line `: keep-alive`.
 pub const SSE_KEEP_ALIVE_COMMENT: &str = "keep-alive";
 
+/// How long a Durable Streams long-poll read waits for data before answering 204 (`cairn serve
+/// --ds-long-poll-timeout` sets it). Here rather than in `http::durable` so that the
+/// configuration (config.rs) needs nothing of the HTTP layer.
+pub const LONG_POLL_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Longest `GET /v1/admin/scavenge/{id}?wait_ms=` waits for a running job to end (a longer
 /// `wait_ms` waits this long).
 pub const SCAVENGE_WAIT_MAX: Duration = Duration::from_secs(30);

@@ -62,10 +62,8 @@ pub const ROUTE: &str = "/v1/stream/{*path}";
 /// Largest request body of a create or an append: what fits one atomic append of the log
 /// (`BATCH_BYTES_MAX`) with room for its events' names, types and metadata.
 pub const BODY_MAX: usize = log_engine::BATCH_BYTES_MAX - 1024 * 1024;
-/// How long a long-poll read waits for data before answering 204 (`cairn serve
-/// --ds-long-poll-timeout` sets it).
-pub const LONG_POLL_TIMEOUT: Duration = Duration::from_secs(20);
 pub use self::state::{PRODUCER_ID_LEN_MAX, PRODUCER_NUMBER_MAX, STREAM_SEQ_LEN_MAX};
+pub use crate::limits::LONG_POLL_TIMEOUT;
 /// Largest `Stream-Fork-Sub-Offset` of a JSON stream (messages past the fork offset): finding
 /// the fork point reads that many messages of the source, so it is bounded. (A raw stream's
 /// sub-offset is bounded by its message, at most `DATA_CHUNK_BYTES`.)
