@@ -78,8 +78,5 @@ pub fn rotate(log: &log_engine::Log) -> Result<RotateJson, RotateError> {
 pub async fn rotate_key(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResult<Json<RotateJson>> {
     caller.require(Permission::Admin, "")?;
     let log = state.log.clone();
-    let rotated = tokio::task::spawn_blocking(move || rotate(&log)).await.map_err(|e| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("key rotation failed: {e}"))
-    })?;
-    Ok(Json(rotated?))
+    Ok(Json(super::log_api::blocking(move || rotate(&log)).await??))
 }

@@ -615,9 +615,10 @@ fn ndjson_line(value: &impl Serialize) -> String {
     line
 }
 
-/// Runs `f` on the blocking pool: segment reads may fault pages in from disk.
+/// Runs `f` on the blocking pool: segment reads may fault pages in from disk, and a key-store
+/// change fdatasyncs.
 pub(super) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(format!("a read task failed: {e}")))
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(format!("a blocking task failed: {e}")))
 }
 
 #[cfg(test)]

@@ -102,7 +102,7 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> ApiResult<Json<Healt
     }
     let status = state.store.views().status();
     if let Some(reason) = &status.stopped {
-        return Err(ApiError::unavailable("views_stopped", format!("the views stopped following the log: {reason}")));
+        return Err(views_stopped(reason));
     }
     let views: Vec<ViewHealth> = status
         .views
@@ -147,6 +147,11 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> ApiResult<Json<Healt
     }))
 }
 
+/// The answer of `/healthz` and `/readyz` once the views stopped following the log.
+fn views_stopped(reason: &str) -> ApiError {
+    ApiError::unavailable("views_stopped", format!("the views stopped following the log: {reason}"))
+}
+
 /// Most events a view may lag behind the log for `/readyz` to answer ready: beyond it, reads
 /// that wait for a position (`min_position`) would wait long.
 pub const READY_VIEW_LAG_MAX: u64 = 10_000;
@@ -181,7 +186,7 @@ pub fn readiness(inputs: &ReadyInputs) -> Result<(), ApiError> {
         return Err(ApiError::unavailable("unavailable", "the server is shutting down"));
     }
     if let Some(reason) = &inputs.views_stopped {
-        return Err(ApiError::unavailable("views_stopped", format!("the views stopped following the log: {reason}")));
+        return Err(views_stopped(reason));
     }
     if let Some((name, lag)) = inputs.views.iter().find(|(_, lag)| *lag > READY_VIEW_LAG_MAX) {
         return Err(ApiError::unavailable(
