@@ -723,6 +723,11 @@ mod tests {
         path
     }
 
+    /// Why the file at `path`, alone, is refused.
+    fn refused(path: &Path) -> String {
+        Settings::resolve(Flags::default(), Some(path), &|_| None).unwrap_err().to_string()
+    }
+
     fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |name| map.get(name).cloned()
@@ -766,10 +771,10 @@ mod tests {
     fn an_unknown_key_is_refused_naming_it_and_its_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), "[server]\nlisten = \"127.0.0.1:1\"\n\n[log]\nsegment_sise = \"1MiB\"\n");
-        let e = Settings::resolve(Flags::default(), Some(&path), &|_| None).unwrap_err().to_string();
+        let e = refused(&path);
         assert!(e.contains("segment_sise") && e.contains("line 5"), "{e}");
         let path = write(dir.path(), "[tiring]\nage = \"1d\"\n");
-        let e = Settings::resolve(Flags::default(), Some(&path), &|_| None).unwrap_err().to_string();
+        let e = refused(&path);
         assert!(e.contains("tiring") && e.contains("line 1"), "{e}");
     }
 
@@ -777,7 +782,7 @@ mod tests {
     fn a_value_out_of_bounds_is_refused_naming_where_it_came_from() {
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), "[log]\ndurability = \"sync\"\nsegment_size = \"1000\"\n");
-        let e = Settings::resolve(Flags::default(), Some(&path), &|_| None).unwrap_err().to_string();
+        let e = refused(&path);
         assert!(e.starts_with("log.segment_size (line 3 of "), "{e}");
         assert!(e.contains("multiple of 4096"), "{e}");
         let e = Settings::resolve(Flags::default(), None, &env_of(&[("CAIRN_CHECKPOINT_KEEP_FULL", "0")]))
@@ -788,13 +793,13 @@ mod tests {
         let e = Settings::resolve(flags, None, &|_| None).unwrap_err().to_string();
         assert_eq!(e, "--max-connections is \"0\": it must be between 1 and 1048576.");
         let path = write(dir.path(), "[server]\nheader_timeout = 30\n");
-        let e = Settings::resolve(Flags::default(), Some(&path), &|_| None).unwrap_err().to_string();
+        let e = refused(&path);
         assert!(e.contains("server.header_timeout (line 2") && e.contains("not a duration"), "{e}");
         let path = write(dir.path(), "[server]\nlisten = [1]\n");
-        let e = Settings::resolve(Flags::default(), Some(&path), &|_| None).unwrap_err().to_string();
+        let e = refused(&path);
         assert!(e.contains("server.listen (line 2") && e.contains("a whole number"), "{e}");
         let path = write(dir.path(), "[log]\nsegment_size = 1.5\n");
-        let e = Settings::resolve(Flags::default(), Some(&path), &|_| None).unwrap_err().to_string();
+        let e = refused(&path);
         assert!(e.contains("log.segment_size (line 2") && e.contains("a whole number"), "{e}");
     }
 
