@@ -201,6 +201,23 @@ struct MStream {
     closed: bool,
     metadata: StreamMetadata,
     forked_from: Option<(String, u64)>,
+    /// A fork's first readable version: its source's first readable version when it was
+    /// forked, or its own first version if the source showed none of the shared ones.
+    fork_floor: u64,
+}
+
+impl MStream {
+    /// The first version a stream read may return (past the last when it returns none): after
+    /// the delete point, `truncate_before`, `max_count` and a fork's floor.
+    fn first_readable(&self) -> u64 {
+        let len = self.versions.len() as u64;
+        let mut first = self.deleted_before.unwrap_or(0).max(self.fork_floor);
+        first = first.max(self.metadata.truncate_before.unwrap_or(0));
+        if let Some(count) = self.metadata.max_count {
+            first = first.max(len.saturating_sub(count));
+        }
+        first
+    }
 }
 
 /// Why the model refuses a request (the log must refuse it with the matching error).
@@ -329,11 +346,18 @@ impl Model {
         if !target.versions.is_empty() || target.forked_from.is_some() {
             return Err(Refused::Exists);
         }
-        let data = serde_json::json!({"stream": to, "source": source, "at_version": at});
+        // The fork shows none of what its source hid: it starts at the source's first readable
+        // version, or past the fork point when that is later (recorded when not 0).
+        let first_version = from.first_readable().min(at + 1);
+        let mut data = serde_json::json!({"stream": to, "source": source, "at_version": at});
+        if first_version > 0 {
+            data["first_version"] = first_version.into();
+        }
         let prefix = from.versions[..=at as usize].to_vec();
         self.lifecycle("stream-forked", data, to, |s| {
             s.versions = prefix;
             s.forked_from = Some((source.to_string(), at));
+            s.fork_floor = first_version;
         });
         Ok(())
     }
@@ -368,14 +392,10 @@ impl Model {
             return Err(Refused::Tombstoned);
         }
         let last = (s.versions.len() as u64).checked_sub(1).ok_or(Refused::NotFound)?;
-        let mut first = s.deleted_before.unwrap_or(0);
-        if first > last {
+        if s.deleted_before.is_some_and(|d| d > last) {
             return Err(Refused::Deleted);
         }
-        first = first.max(s.metadata.truncate_before.unwrap_or(0));
-        if let Some(count) = s.metadata.max_count {
-            first = first.max((last + 1).saturating_sub(count));
-        }
+        let first = s.first_readable();
         Ok((first <= last).then_some((first, last)))
     }
 
