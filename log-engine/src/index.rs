@@ -20,6 +20,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use parking_lot::RwLock;
+
 use crate::cast::usize_of;
 use crate::error::{BodyDamage, CorruptionKind, Error, FooterDamage, FrameDamage, IndexMismatch, Result, VersionGap};
 use crate::lifecycle::{Change, Life, StreamNow, LIFECYCLE_STREAM};
@@ -180,6 +182,83 @@ impl Location {
     }
 }
 
+impl Location {
+    /// [`Location::map`] for a computation under the index's lock: never fetches. An evicted
+    /// segment's record comes from the stub, the copies `fetched` holds or the cache; otherwise
+    /// [`Stop::Cold`] names the segment to fetch once the lock is released ([`with_fetched`]).
+    fn map_held(&self, fetched: &Fetched) -> std::result::Result<Arc<Mapping>, Stop> {
+        match &self.cold {
+            Some(cold) if !cold.keeps(self.offset) => fetched_or_stop(cold, fetched),
+            _ => Ok(self.held.clone()),
+        }
+    }
+}
+
+/// An evicted segment's whole file from `fetched` or the cache, or the stop that fetches it.
+fn fetched_or_stop(cold: &Arc<ColdSegment>, fetched: &Fetched) -> std::result::Result<Arc<Mapping>, Stop> {
+    match fetched.get(cold.id) {
+        Some(map) => Ok(map),
+        None if fetched.offline => Err(Stop::Failed(Error::Evicted { segment: cold.id })),
+        None => cold.cached().ok_or_else(|| Stop::Cold(cold.clone())),
+    }
+}
+
+/// Why a computation under the index's read lock stopped: an error, or an evicted segment whose
+/// records it needs and has not at hand. It never fetches under the lock: the writer publishes
+/// under the write lock, so every append would wait on the bucket (up to its timeout).
+#[derive(Debug)]
+pub(crate) enum Stop {
+    Failed(Error),
+    Cold(Arc<ColdSegment>),
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Stop {
+        Stop::Failed(e)
+    }
+}
+
+/// Copies of evicted segments fetched, without the lock, for one computation under it.
+#[derive(Debug, Default)]
+pub(crate) struct Fetched {
+    maps: Vec<(SegmentId, Arc<Mapping>)>,
+    /// Fetch nothing: a record only the archive holds is [`Error::Evicted`].
+    offline: bool,
+}
+
+impl Fetched {
+    /// Nothing fetched, and nothing to fetch: for an answer that must not wait on the archive.
+    pub(crate) fn offline() -> Fetched {
+        Fetched { maps: Vec::new(), offline: true }
+    }
+
+    fn get(&self, id: SegmentId) -> Option<Arc<Mapping>> {
+        self.maps.iter().find(|(s, _)| *s == id).map(|(_, m)| m.clone())
+    }
+}
+
+/// Runs `f` under `index`'s read lock; when it stops for an evicted segment, releases the lock,
+/// fetches that segment (into the cache, and kept at hand for `f`) and runs `f` again. Every
+/// round adds a segment the previous ones lacked, so it ends within the log's segment count.
+pub(crate) fn with_fetched<T>(
+    index: &RwLock<Index>,
+    mut f: impl FnMut(&Index, &Fetched) -> std::result::Result<T, Stop>,
+) -> Result<T> {
+    let mut fetched = Fetched::default();
+    loop {
+        let outcome = f(&index.read(), &fetched);
+        match outcome {
+            Ok(value) => return Ok(value),
+            Err(Stop::Failed(e)) => return Err(e),
+            Err(Stop::Cold(cold)) => {
+                assert!(fetched.get(cold.id).is_none(), "segment {} was fetched for this computation already", cold.id);
+                let map = cold.map()?;
+                fetched.maps.push((cold.id, map));
+            }
+        }
+    }
+}
+
 /// A segment's map as the index holds it, with what reads an evicted segment's records:
 /// copied out under the lock, read ([`Held::readable`]) without it.
 #[derive(Clone)]
@@ -197,6 +276,14 @@ impl Held {
 impl SegmentState {
     pub(crate) fn held(&self) -> Held {
         Held { map: self.map.clone(), cold: self.cold.clone() }
+    }
+
+    /// [`SegmentState::readable_map`] under the index's lock: never fetches ([`Stop`]).
+    pub(crate) fn map_held(&self, fetched: &Fetched) -> std::result::Result<Arc<Mapping>, Stop> {
+        match &self.cold {
+            Some(cold) => fetched_or_stop(cold, fetched),
+            None => Ok(self.map.clone()),
+        }
     }
 
     /// The map to read records from: [`Location::map`]'s rule for a whole segment.
@@ -442,31 +529,38 @@ impl Index {
     /// never-written stream is [`Error::StreamNotFound`]; a tombstoned one
     /// [`Error::StreamTombstoned`]; a deleted (or expired) one with nothing after the delete
     /// [`Error::StreamDeleted`].
-    pub(crate) fn readable(&self, stream: &str) -> Result<Option<(u64, u64)>> {
-        self.window(stream, Retention::Apply)
+    ///
+    /// Reads event timestamps (for `max_age_ms` and `ttl_ms`) without fetching: see [`Stop`].
+    pub(crate) fn readable(&self, stream: &str, fetched: &Fetched) -> std::result::Result<Option<(u64, u64)>, Stop> {
+        self.window(stream, Retention::Apply, fetched)
     }
 
     /// As [`Index::readable`], but with the retention limits of the stream's metadata
     /// (`truncate_before`, `max_count`, `max_age_ms`) not applied: the versions that are gone
     /// only once the stream is deleted, tombstoned, expired by `ttl_ms` or outside its fork
     /// window. The scavenger keeps these for [`crate::ScavengeOptions::keep_hidden`] streams.
-    pub(crate) fn undeleted(&self, stream: &str) -> Result<Option<(u64, u64)>> {
-        self.window(stream, Retention::Ignore)
+    pub(crate) fn undeleted(&self, stream: &str, fetched: &Fetched) -> std::result::Result<Option<(u64, u64)>, Stop> {
+        self.window(stream, Retention::Ignore, fetched)
     }
 
-    fn window(&self, stream: &str, retention: Retention) -> Result<Option<(u64, u64)>> {
+    fn window(
+        &self,
+        stream: &str,
+        retention: Retention,
+        fetched: &Fetched,
+    ) -> std::result::Result<Option<(u64, u64)>, Stop> {
         let not_found = || Error::StreamNotFound { stream: stream.to_string() };
         let entry = self.streams.get(stream).ok_or_else(not_found)?;
         let Some(life) = entry.life() else {
             return Ok(entry.last_version().map(|last| (0, last)));
         };
         if life.tombstoned {
-            return Err(Error::StreamTombstoned { stream: stream.to_string() });
+            return Err(Error::StreamTombstoned { stream: stream.to_string() }.into());
         }
         let last = entry.last_version().ok_or_else(not_found)?;
         let mut first = life.deleted_before.unwrap_or(0);
-        if first > last || self.expired(stream, life, last)? {
-            return Err(Error::StreamDeleted { stream: stream.to_string() });
+        if first > last || self.expired(stream, life, last, fetched)? {
+            return Err(Error::StreamDeleted { stream: stream.to_string() }.into());
         }
         // A fork shows none of what its source hid when it was forked (its own versions, from
         // `base` on, it shows).
@@ -486,7 +580,7 @@ impl Index {
             let (mut lo, mut hi) = (first, last + 1);
             while lo < hi {
                 let mid = lo + (hi - lo) / 2;
-                if self.version_timestamp(stream, mid)? < oldest {
+                if self.version_timestamp(stream, mid, fetched)? < oldest {
                     lo = mid + 1;
                 } else {
                     hi = mid;
@@ -498,22 +592,32 @@ impl Index {
     }
 
     /// Whether `stream`'s `ttl_ms` has passed since its last event, by the log's clock.
-    pub(crate) fn expired(&self, stream: &str, life: &Life, last: u64) -> Result<bool> {
+    pub(crate) fn expired(
+        &self,
+        stream: &str,
+        life: &Life,
+        last: u64,
+        fetched: &Fetched,
+    ) -> std::result::Result<bool, Stop> {
         let Some(ttl) = life.metadata.ttl_ms else { return Ok(false) };
-        Ok(self.clock_ms.saturating_sub(self.version_timestamp(stream, last)?) > ttl)
+        Ok(self.clock_ms.saturating_sub(self.version_timestamp(stream, last, fetched)?) > ttl)
     }
 
-    pub(crate) fn version_timestamp(&self, stream: &str, version: u64) -> Result<u64> {
+    pub(crate) fn version_timestamp(
+        &self,
+        stream: &str,
+        version: u64,
+        fetched: &Fetched,
+    ) -> std::result::Result<u64, Stop> {
         let position = self.position_of(stream, version).expect("a stream's versions up to its last are indexed");
-        self.timestamp_at(position)
+        self.timestamp_at(position, fetched)
     }
 
-    /// Timestamp of the committed event at `position`, from its frame (CRC checked).
-    pub(crate) fn timestamp_at(&self, position: u64) -> Result<u64> {
+    /// Timestamp of the committed event at `position`, from its frame (CRC checked). In an
+    /// evicted segment it stops for a fetch rather than wait on the archive under the lock.
+    fn timestamp_at(&self, position: u64, fetched: &Fetched) -> std::result::Result<u64, Stop> {
         let location = self.locate(position).ok_or(Error::PositionNotFound { position: Position(position) })?;
-        // In an evicted segment this fetches under the index's lock (a retention window's
-        // edge, found by timestamps): bounded by the cold store's own timeouts.
-        let map = location.map()?;
+        let map = location.map_held(fetched)?;
         let frame = committed_frame(map.bytes(), location.segment, location.offset, position)?;
         Ok(frame.header.timestamp_ms)
     }

@@ -26,7 +26,7 @@ use crate::cast::usize_of;
 use crate::dir::{self, DirLock};
 use crate::error::{CorruptionKind, Error, FooterDamage, FrameDamage, IndexMismatch, LimitKind, Result};
 pub(crate) use crate::index::committed_frame;
-use crate::index::{Erasures, Held, Index, Location, Resolved, SegmentState, StreamEntry};
+use crate::index::{self as idx, Erasures, Fetched, Held, Index, Location, Resolved, SegmentState, StreamEntry};
 use crate::keys::Keyring;
 use crate::lifecycle::{
     DeleteMode, LifecycleResult, StreamChange, StreamMetadata, StreamState, LIFECYCLE_METADATA_MAX, LIFECYCLE_STREAM,
@@ -608,9 +608,9 @@ impl Log {
         bytes_max: usize,
         direction: Direction,
     ) -> Result<Vec<Event>> {
-        let picked = {
-            let index = self.shared().index.read();
-            let Some((first, last)) = index.readable(stream)? else { return Ok(Vec::new()) };
+        // The window's edge may need an evicted segment's timestamps: fetched outside the lock.
+        let picked = idx::with_fetched(&self.shared().index, |index, fetched| {
+            let Some((first, last)) = index.readable(stream, fetched)? else { return Ok(None) };
             let span = (limit as u64).saturating_sub(1);
             let (lo, hi) = match direction {
                 Direction::Forward => {
@@ -623,14 +623,15 @@ impl Log {
                 }
             };
             if limit == 0 || lo > hi {
-                return Ok(Vec::new());
+                return Ok(None);
             }
             let mut picked = index.resolve(stream, lo, hi);
             if direction == Direction::Backward {
                 picked.reverse();
             }
-            locate_all(&index, picked)
-        };
+            Ok(Some(locate_all(index, picked)))
+        })?;
+        let Some(picked) = picked else { return Ok(Vec::new()) };
         decode_stream(picked, bytes_max, self.shared().options.keys.as_deref())
     }
 
@@ -679,15 +680,20 @@ impl Log {
     /// (no event, no fork, no lifecycle change).
     pub fn stream_state(&self, stream: &str) -> Result<StreamState> {
         let name = StreamName::reserved(stream)?;
-        let index = self.shared().index.read();
-        let entry = index.streams.get(stream).ok_or_else(|| Error::StreamNotFound { stream: stream.to_string() })?;
-        let last = entry.last_version();
-        let life = entry.life().cloned().unwrap_or_default();
+        let (last, life, expired) = idx::with_fetched(&self.shared().index, |index, fetched| {
+            let not_found = || Error::StreamNotFound { stream: stream.to_string() };
+            let entry = index.streams.get(stream).ok_or_else(not_found)?;
+            let last = entry.last_version();
+            let life = entry.life().cloned().unwrap_or_default();
+            let expired = match last {
+                Some(last) if !life.tombstoned => index.expired(stream, &life, last, fetched)?,
+                _ => false,
+            };
+            Ok((last, life, expired))
+        })?;
         let mut deleted_before = life.deleted_before;
-        if let Some(last) = last {
-            if !life.tombstoned && index.expired(stream, &life, last)? {
-                deleted_before = Some(last + 1);
-            }
+        if let (Some(last), true) = (last, expired) {
+            deleted_before = Some(last + 1);
         }
         let forked_from = match life.forked_from {
             Some((source, at)) => Some((StreamName::reserved(source)?, StreamVersion(at))),
@@ -820,18 +826,29 @@ impl Log {
     }
 
     fn list_streams(&self, prefix: &str, deleted: bool) -> Vec<StreamInfo> {
-        let index = self.shared().index.read();
-        let mut out: Vec<StreamInfo> = index
-            .streams
-            .iter()
-            .filter(|(name, entry)| {
-                name.starts_with(prefix) && (deleted || entry.life.is_none() || index.readable(name).is_ok())
-            })
-            .filter_map(|(name, entry)| {
-                let last = entry.last_version()?;
-                Some(StreamInfo { stream: name.clone(), last_version: StreamVersion(last), events: last + 1 })
-            })
-            .collect();
+        let listed = |index: &Index, fetched: &Fetched| -> std::result::Result<Vec<StreamInfo>, idx::Stop> {
+            let mut out = Vec::new();
+            for (name, entry) in index.streams.iter().filter(|(name, _)| name.starts_with(prefix)) {
+                let Some(last) = entry.last_version() else { continue };
+                let shown = deleted
+                    || entry.life.is_none()
+                    || match index.readable(name, fetched) {
+                        Ok(_) => true,
+                        Err(idx::Stop::Failed(_)) => false,
+                        Err(cold @ idx::Stop::Cold(_)) => return Err(cold),
+                    };
+                if shown {
+                    out.push(StreamInfo { stream: name.clone(), last_version: StreamVersion(last), events: last + 1 });
+                }
+            }
+            Ok(out)
+        };
+        // A stream whose expiry the archive must answer, and cannot, is left out (as one that
+        // cannot be read).
+        let mut out = idx::with_fetched(&self.shared().index, listed).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "listing streams without the archive: streams it must judge are left out");
+            listed(&self.shared().index.read(), &Fetched::offline()).unwrap_or_default()
+        });
         out.sort_by(|a, b| a.stream.cmp(&b.stream));
         out
     }
@@ -893,11 +910,19 @@ impl Log {
     /// [`Log::segment_files_through`] with each file's bytes held as listed: the cut offset in
     /// the last one is an offset of the mapping it was computed from ([`SegmentSnapshot`]).
     pub fn segment_snapshots_through(&self, through: Position) -> Result<(Vec<SegmentSnapshot>, Position)> {
-        let index = self.shared().index.read();
+        idx::with_fetched(&self.shared().index, |index, fetched| self.snapshots_through(index, fetched, through))
+    }
+
+    fn snapshots_through(
+        &self,
+        index: &Index,
+        fetched: &Fetched,
+        through: Position,
+    ) -> std::result::Result<(Vec<SegmentSnapshot>, Position), idx::Stop> {
         let segment = index.segment_of(through.0).ok_or(Error::PositionNotFound { position: through })?;
         // The cut's segment is the newest for a writer, which never evicts a segment the
-        // idempotency window reaches; a reader of an older copy may fetch it here.
-        let map = SegmentState::readable_map(&segment.map, segment.cold.as_ref())?;
+        // idempotency window reaches; a reader of an older copy may need it fetched.
+        let map = segment.map_held(fetched)?;
         let bytes = map.bytes();
         let mut position = through.0;
         let mut offset = u64::from(segment.offsets[usize_of(position - segment.id.0)]);
@@ -912,7 +937,7 @@ impl Log {
             }
             position += 1;
             if position >= segment.next_position() {
-                return Err(corrupt(CorruptionKind::RecordFrame(FrameDamage::SegmentEndsInBatch)));
+                return Err(corrupt(CorruptionKind::RecordFrame(FrameDamage::SegmentEndsInBatch)).into());
             }
         };
         let mut files: Vec<SegmentSnapshot> = index

@@ -29,9 +29,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use parking_lot::RwLock;
+
 use crate::cast::usize_of;
 use crate::error::{CorruptionKind, Error, FooterDamage, Result};
-use crate::index::{committed_frame, Index, SegmentState};
+use crate::index::{committed_frame, with_fetched, Fetched, Index, SegmentState, Stop};
 use crate::lifecycle::LIFECYCLE_STREAM;
 use crate::log::Log;
 use crate::mmap::Mapping;
@@ -114,7 +116,18 @@ struct Liveness {
 }
 
 impl Liveness {
-    fn of(index: &Index, end: u64, options: &ScavengeOptions) -> Result<Liveness> {
+    /// Computed under the index's read lock; a stream window that needs an evicted segment's
+    /// timestamps starts it again with that segment fetched outside the lock.
+    fn of(index: &RwLock<Index>, end: u64, options: &ScavengeOptions) -> Result<Liveness> {
+        with_fetched(index, |index, fetched| Liveness::under_lock(index, fetched, end, options))
+    }
+
+    fn under_lock(
+        index: &Index,
+        fetched: &Fetched,
+        end: u64,
+        options: &ScavengeOptions,
+    ) -> std::result::Result<Liveness, Stop> {
         let mut live = Liveness { bits: vec![0; usize_of(end.div_ceil(64))], lifecycle_version: 0 };
         for (name, entry) in &index.streams {
             if name == LIFECYCLE_STREAM {
@@ -122,12 +135,13 @@ impl Liveness {
                 entry.positions.iter().for_each(|&p| live.set(p));
                 continue;
             }
-            let window = if options.keeps_hidden(name) { index.undeleted(name) } else { index.readable(name) };
+            let window =
+                if options.keeps_hidden(name) { index.undeleted(name, fetched) } else { index.readable(name, fetched) };
             match window {
                 Ok(Some((first, last))) => live.mark_window(index, name, first, last),
-                Ok(None) | Err(Error::StreamDeleted { .. } | Error::StreamTombstoned { .. }) => {}
+                Ok(None) | Err(Stop::Failed(Error::StreamDeleted { .. } | Error::StreamTombstoned { .. })) => {}
                 // A fork that has not appended yet has no entry of its own events.
-                Err(Error::StreamNotFound { .. }) => {}
+                Err(Stop::Failed(Error::StreamNotFound { .. })) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -212,7 +226,7 @@ impl Log {
             let local = sealed.iter().filter(|s| s.cold.is_none());
             (local.map(|s| s.id).collect::<Vec<SegmentId>>(), end)
         };
-        let mut live = Liveness::of(&shared.index.read(), sealed_end, options)?;
+        let mut live = Liveness::of(&shared.index, sealed_end, options)?;
         let mut report = ScavengeReport::default();
         let mut state = ScavengeProgress { segments_total: targets.len() as u64, ..ScavengeProgress::default() };
         for id in targets {
@@ -259,7 +273,7 @@ impl Log {
                 }
                 drop(rewrite);
                 remove_leftover(fs.as_ref(), &log_dir);
-                live = Liveness::of(&shared.index.read(), sealed_end, options)?;
+                live = Liveness::of(&shared.index, sealed_end, options)?;
                 if attempts >= SCAVENGE_ATTEMPTS_MAX {
                     let size = map.mapped_len();
                     break (offsets.len() as u64, size, size, 0);

@@ -127,6 +127,13 @@ impl Tiering {
         Some(map)
     }
 
+    /// Segment `cold`'s whole file if the cache holds it: never waits on the store.
+    fn map_cached(&self, cold: &ColdSegment) -> Option<Arc<Mapping>> {
+        let map = self.cached(cold.id)?;
+        self.inner.hits.fetch_add(1, Ordering::Relaxed);
+        Some(map)
+    }
+
     /// Segment `cold`'s whole file, from the cache or fetched.
     fn map(&self, cold: &ColdSegment) -> Result<Arc<Mapping>> {
         if let Some(map) = self.cached(cold.id) {
@@ -201,6 +208,12 @@ impl ColdSegment {
     /// Whether the record at `offset` is in the stub itself.
     pub(crate) fn keeps(&self, offset: u64) -> bool {
         self.kept.binary_search(&offset).is_ok()
+    }
+
+    /// The segment's whole file if the log's cache holds it (never fetches: what the index
+    /// reads under its lock).
+    pub(crate) fn cached(&self) -> Option<Arc<Mapping>> {
+        self.tiering.as_ref()?.map_cached(self)
     }
 
     /// The segment's whole file, fetched through the log's [`Tiering`].

@@ -2,19 +2,21 @@
 //! read back through a cold store kept in a local directory (the binary's is the archive's
 //! bucket: tests/s3_tier.rs). Every event reads back, verify passes from genesis across tiers,
 //! open needs only the stubs, a tampered copy is refused, an unreachable store fails a cold read
-//! with an error while hot reads and appends go on, and an eviction stopped between the stub
-//! and the unlink reopens whole.
+//! with an error while hot reads and appends go on, a fetch for a retention window waits on the
+//! archive without holding what appends need, and an eviction stopped between the stub and the
+//! unlink reopens whole.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use log_engine::faults::{FaultFs, Op};
 use log_engine::{
     ColdStore, Direction, Error, Event, ExpectedVersion, Log, NewEvent, Options, Position, SegmentId, StreamChange,
-    Tiering, EVENT_STREAM_CLOSED, IDEMPOTENCY_WINDOW, LIFECYCLE_STREAM, LOG_DIR,
+    StreamMetadata, Tiering, EVENT_STREAM_CLOSED, IDEMPOTENCY_WINDOW, LIFECYCLE_STREAM, LOG_DIR,
 };
 
 /// The archive of these tests: a directory of whole segment files, which can be made
@@ -23,10 +25,63 @@ use log_engine::{
 struct DirStore {
     dir: PathBuf,
     down: AtomicBool,
+    gate: Gate,
+}
+
+/// Holds fetches while closed: a bucket that answers slowly, for as long as a test needs.
+#[derive(Debug, Default)]
+struct Gate {
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    closed: bool,
+    /// A fetch is waiting at the gate.
+    waiting: bool,
+    /// A fetch gave up waiting (the bound below) before the test opened the gate.
+    outwaited: bool,
+}
+
+/// How long a held fetch waits for the test before it goes on regardless: not a timing under
+/// test, only a bound so that a test whose opening never comes fails instead of hanging.
+const GATE_BOUND: Duration = Duration::from_secs(20);
+
+impl Gate {
+    fn close(&self) {
+        self.state.lock().unwrap().closed = true;
+    }
+
+    /// Called by a fetch: waits while the gate is closed.
+    fn pass(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.waiting = true;
+        self.changed.notify_all();
+        let (mut state, wait) = self.changed.wait_timeout_while(state, GATE_BOUND, |s| s.closed).unwrap();
+        state.outwaited |= wait.timed_out();
+        state.waiting = false;
+    }
+
+    /// Waits (bounded) until a fetch is held at the gate.
+    fn held(&self) {
+        let state = self.state.lock().unwrap();
+        let (state, _) = self.changed.wait_timeout_while(state, GATE_BOUND, |s| !s.waiting).unwrap();
+        assert!(state.waiting, "no fetch reached the gate");
+    }
+
+    /// Opens the gate; returns whether a fetch had given up waiting for it.
+    fn open(&self) -> bool {
+        let mut state = self.state.lock().unwrap();
+        state.closed = false;
+        self.changed.notify_all();
+        state.outwaited
+    }
 }
 
 impl ColdStore for DirStore {
     fn fetch(&self, id: SegmentId, _digest: &blake3::Hash, to: &Path) -> Result<(), String> {
+        self.gate.pass();
         if self.down.load(Ordering::SeqCst) {
             return Err("the archive is unreachable".into());
         }
@@ -54,7 +109,7 @@ impl Fixture {
         let data = tmp.path().join("data");
         let archive = tmp.path().join("archive");
         std::fs::create_dir_all(&archive).unwrap();
-        let store = Arc::new(DirStore { dir: archive, down: AtomicBool::new(false) });
+        let store = Arc::new(DirStore { dir: archive, down: AtomicBool::new(false), gate: Gate::default() });
         Fixture { _tmp: tmp, data, store }
     }
 
@@ -194,6 +249,72 @@ fn evicted_segments_read_back_verify_and_reopen_from_their_stubs() {
     drop(log);
     let read_only = Log::open_read_only(&f.data, f.options(u64::MAX)).unwrap();
     assert_eq!(read_only.read_event(Position(5)).unwrap(), before[5], "a reader reads across tiers too");
+}
+
+/// A stream read whose `max_age_ms` window reaches into an evicted segment (its edge is found by
+/// the events' timestamps) fetches that segment without holding the index's lock: while the
+/// fetch waits on the archive, an append completes (its publish takes that lock for writing).
+/// The same for a `ttl_ms` stream's state, whose last event is evicted, and for a copy's cut
+/// inside an evicted segment. Failed before: these read the evicted records under the read
+/// lock, so the append waited for the fetch.
+#[test]
+fn a_cold_fetch_for_a_retention_window_never_holds_up_appends() {
+    let f = Fixture::new();
+    let log = Log::open(&f.data, f.options(u64::MAX)).unwrap();
+    log.append("expiring", ExpectedVersion::Any, vec![NewEvent::json("Once", &serde_json::json!({}))]).unwrap();
+    fill(&log);
+    let day = Some(86_400_000);
+    for (stream, metadata) in [
+        ("s0", StreamMetadata { max_age_ms: day, ..StreamMetadata::default() }),
+        ("expiring", StreamMetadata { ttl_ms: day, ..StreamMetadata::default() }),
+    ] {
+        log.change_stream(StreamChange::SetMetadata { stream: stream.into(), metadata }, None).unwrap();
+    }
+    let evicted = evict_all(&f, &log);
+    assert_eq!(evicted[0], SegmentId(0));
+    drop(log);
+
+    type Probe = Box<dyn Fn(&Log) + Send>;
+    let probes: [(&str, Probe); 3] = [
+        (
+            "a max_age_ms read",
+            Box::new(|log: &Log| {
+                let events = log.read_stream("s0", None, 3, Direction::Forward).unwrap();
+                assert_eq!(events[0].version.0, 0, "a day old at most: every event is readable");
+            }),
+        ),
+        (
+            "a ttl_ms stream's state",
+            Box::new(|log: &Log| {
+                let state = log.stream_state("expiring").unwrap();
+                assert_eq!(state.deleted_before, None, "not expired");
+            }),
+        ),
+        (
+            "a copy cut inside an evicted segment",
+            Box::new(|log: &Log| {
+                let (files, cut) = log.segment_snapshots_through(Position(5)).unwrap();
+                assert_eq!((files.len(), files[0].id()), (1, SegmentId(0)));
+                assert!(cut >= Position(5), "cut at a batch end: {cut:?}");
+            }),
+        ),
+    ];
+    for (i, (what, probe)) in probes.into_iter().enumerate() {
+        // Opened afresh: an empty cache, so the probe fetches.
+        let log = Arc::new(Log::open(&f.data, f.options(u64::MAX)).unwrap());
+        f.store.gate.close();
+        let reader = {
+            let log = log.clone();
+            std::thread::spawn(move || probe(&log))
+        };
+        f.store.gate.held();
+        log.append("hot", ExpectedVersion::Any, vec![NewEvent::json("WhileFetching", &serde_json::json!({ "i": i }))])
+            .unwrap();
+        let outwaited = f.store.gate.open();
+        reader.join().unwrap();
+        assert!(!outwaited, "{what}: the append waited for the cold fetch to end");
+        assert_eq!(log.tier_stats().cache_misses, 1, "{what}: one fetch");
+    }
 }
 
 #[test]

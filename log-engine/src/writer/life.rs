@@ -80,7 +80,9 @@ impl Writer {
             }
             let at = match now.last_timestamp_ms {
                 Some(at) => at,
-                None => self.shared.index.read().version_timestamp(stream.as_str(), last)?,
+                None => crate::index::with_fetched(&self.shared.index, |index, fetched| {
+                    index.version_timestamp(stream.as_str(), last, fetched)
+                })?,
             };
             if clock.saturating_sub(at) > ttl {
                 let op = LifecycleOp::Delete { stream: stream.clone(), mode: DeleteMode::Soft };
@@ -94,13 +96,12 @@ impl Writer {
     /// window needs the events' timestamps, which only the index reads); 0 for a source not
     /// published yet. What is staged is checked by [`StreamNow::change_for`].
     fn published_first(&self, source: &str) -> Result<u64> {
-        let index = self.shared.index.read();
-        match index.readable(source) {
+        crate::index::with_fetched(&self.shared.index, |index, fetched| match index.readable(source, fetched) {
             Ok(Some((first, _))) => Ok(first),
             Ok(None) => Ok(index.now(source).last.map_or(0, |last| last + 1)),
-            Err(Error::StreamNotFound { .. }) => Ok(0),
+            Err(crate::index::Stop::Failed(Error::StreamNotFound { .. })) => Ok(0),
             Err(e) => Err(e),
-        }
+        })
     }
 
     /// Notes a staged change in the overlay, as `Index::apply` will once it is published.
