@@ -12,6 +12,12 @@
 //! $P open DIR [TIMES]       # times Log::open (drop the page cache first for a cold open)
 //! $P w3 DIR BATCHES [SEG]   # 1 appender, durable 1000-event batches; optional segment size
 //! $P w3c DIR SECONDS N      # N appenders (threads), durable 1000-event batches each
+//! $P grow DIR               # a pre-grown log: 1000-event batches (no fdatasync) until the
+//!                           # active segment has the configured size, then closed
+//! $P w3t DIR SECONDS        # 1 appender, durable 1000-event batches for SECONDS (the harness's
+//!                           # W3 x1000) on DIR as it is (fresh, or made by `grow`): events/s,
+//!                           # batch latencies, the time batches spent stalled beyond 2x the
+//!                           # p50, the segments rolled into, fdatasyncs, process CPU per event
 //! $P w2 DIR SECONDS         # 64 async appenders, 1 durable event each
 //! $P scavenge DIR EVENTS PAYLOAD SECONDS
 //!                           # loads EVENTS events of PAYLOAD data bytes (1000 streams, no
@@ -201,6 +207,8 @@ fn main() {
             );
             log.close();
         }
+        "grow" => grow(dir),
+        "w3t" => w3_timed(dir, args[3].parse().unwrap()),
         "replay" => {
             let times: usize = args.get(3).map_or(1, |s| s.parse().unwrap());
             let log = Log::open(dir, Options::default()).unwrap();
@@ -226,8 +234,76 @@ fn main() {
         }
         "scavenge" => scavenge_probe(dir, &args[3..]),
         "fork" => fork_probe(dir, args[3].parse().unwrap()),
-        other => panic!("unknown probe {other:?}: load, loadkv, open, w1, w2, w3, w3c, replay, scavenge or fork"),
+        other => {
+            panic!("unknown probe {other:?}: load, loadkv, open, w1, w2, w3, w3c, grow, w3t, replay, scavenge or fork")
+        }
     }
+}
+
+/// 1000 events of 256 bytes, varied by `seed`.
+fn batch_of_1000(seed: usize) -> Vec<NewEvent> {
+    (0..1000).map(|e| NewEvent::bytes("bench.event", vec![(seed + e) as u8; 256])).collect()
+}
+
+fn grow(dir: &str) {
+    let log = Log::open(dir, Options { durability: Durability::None, ..Default::default() }).unwrap();
+    let t = Instant::now();
+    let mut b = 0;
+    while log.segment_files().last().unwrap().capacity < SEGMENT_SIZE_DEFAULT {
+        log.append("grow", ExpectedVersion::Any, batch_of_1000(b)).unwrap();
+        b += 1;
+    }
+    let files = log.segment_files();
+    eprintln!("grown: {} events, {} segments, in {:?}", log.stats().events, files.len(), t.elapsed());
+    log.close();
+}
+
+/// The process's user + system CPU time in seconds (clock ticks of 10 ms).
+fn process_cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the command name (which ends with the last ')'): utime and stime are the
+    // 12th and 13th.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    (fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()) as f64 / 100.0
+}
+
+fn w3_timed(dir: &str, secs: f64) {
+    let log = Log::open(dir, Options::default()).unwrap();
+    let segments_before = log.segment_files().len();
+    let m0 = log.metrics();
+    let cpu0 = process_cpu_s();
+    let mut lat = Vec::new();
+    let t = Instant::now();
+    while t.elapsed().as_secs_f64() < secs {
+        let events = batch_of_1000(lat.len());
+        let s = Instant::now();
+        log.append("w3-stream", ExpectedVersion::Any, events).unwrap();
+        lat.push(s.elapsed().as_secs_f64() * 1e3);
+    }
+    let el = t.elapsed().as_secs_f64();
+    let cpu = process_cpu_s() - cpu0;
+    let m = log.metrics();
+    let files = log.segment_files();
+    lat.sort_by(f64::total_cmp);
+    let p50 = lat[lat.len() / 2];
+    let stalled: f64 = lat.iter().filter(|&&l| l > 2.0 * p50).map(|l| l - p50).sum();
+    let fsyncs = m.fsyncs - m0.fsyncs;
+    let buckets: Vec<u64> = m.fsync_buckets.iter().zip(&m0.fsync_buckets).map(|(a, b)| a - b).collect();
+    eprintln!(
+        "w3t: {:.0} events/s; batches p50 {p50:.2} ms, p99 {:.2} ms, max {:.1} ms; stalled {stalled:.0} ms of {:.0} ms; \
+         rolled into {} segments (now {} x {} MiB active); {fsyncs} fsyncs, {:.0} us each; {:.2} us CPU per event",
+        (lat.len() * 1000) as f64 / el,
+        lat[lat.len() * 99 / 100],
+        lat[lat.len() - 1],
+        el * 1e3,
+        files.len() - segments_before,
+        files.len(),
+        files.last().unwrap().capacity >> 20,
+        (m.fsync_seconds_total.get() - m0.fsync_seconds_total.get()) * 1e6 / fsyncs.max(1) as f64,
+        cpu * 1e6 / (lat.len() * 1000) as f64,
+    );
+    eprintln!("fsync buckets (us) {:?}: {buckets:?}", log_engine::FSYNC_BUCKETS_US);
+    log.close();
 }
 
 /// Appends `events` events of `payload` bytes to streams `agent-00000`.. (`streams` of them):
