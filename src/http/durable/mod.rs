@@ -20,7 +20,8 @@
 //!   with a final append, and cairn's close is a separate lifecycle event. TTL and
 //!   `Stream-Expires-At` are enforced here, not by cairn's `ttl_ms`: the protocol's TTL slides
 //!   on reads as well as writes (cairn's only on appends); an expired stream is soft-deleted on
-//!   its next access and answers 404.
+//!   its next access and answers 404. Reads are remembered across a restart to within half a
+//!   TTL by access markers on a reserved stream beside it (see [`state`]).
 //! - Auth: the same bearer tokens and prefix rules as the rest of the API, applied to the cairn
 //!   name `ds:P`: reads need `read`, PUT and POST `append` (a fork also `read` on its source),
 //!   DELETE `delete`.
@@ -39,6 +40,10 @@ pub mod offset;
 pub mod read;
 pub mod state;
 
+#[cfg(test)]
+mod in_process;
+
+use std::future::Future as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,9 +108,8 @@ const CORS_EXPOSE_HEADERS: &str = "stream-next-offset, stream-up-to-date, stream
 pub struct Durable {
     pub streams: state::Registry,
     pub long_poll_timeout: Duration,
-    /// Unix ms when this server started (when this value was made): a stream loaded from the
-    /// log counts as accessed then at the latest, since reads leave no trace in the log.
-    pub started_ms: u64,
+    /// The time TTLs are measured by.
+    pub clock: state::Clock,
     /// The server speaks HTTPS: a `201`'s `Location` says `https://`.
     pub https: bool,
 }
@@ -115,7 +119,7 @@ impl Default for Durable {
         Durable {
             streams: state::Registry::default(),
             long_poll_timeout: LONG_POLL_TIMEOUT,
-            started_ms: state::now_ms(),
+            clock: state::Clock::default(),
             https: false,
         }
     }
@@ -369,18 +373,30 @@ fn events(
 async fn locked(state: &Arc<AppState>, name: &str) -> Result<tokio::sync::OwnedMutexGuard<Slot>, Fail> {
     let slot = state.durable.streams.slot(name);
     let mut guard = slot.lock_owned().await;
-    if matches!(*guard, Slot::Unloaded) {
+    let known_access = match &*guard {
+        Slot::Live(_) => None,
+        Slot::Stale { last_access_ms } => Some(Some(*last_access_ms)),
+        Slot::Unloaded => Some(None),
+    };
+    if let Some(known_access) = known_access {
         let log = state.log.clone();
         let n = name.to_string();
-        let floor = state.durable.started_ms;
-        if let Some(loaded) = super::log_api::blocking(move || state::load(&log, &n, floor)).await?? {
-            *guard = Slot::Live(Box::new(loaded));
-        }
+        *guard = match super::log_api::blocking(move || state::load(&log, &n)).await?? {
+            Some(mut loaded) => {
+                // This server saw the last access: no need to bound it from the log.
+                if let Some(at) = known_access {
+                    loaded.last_access_ms = at.max(loaded.persisted_ms);
+                }
+                Slot::Live(Box::new(loaded))
+            }
+            None => Slot::Unloaded,
+        };
     }
+    let now = state.durable.clock.now_ms();
     if let Slot::Live(loaded) = &*guard {
-        if loaded.expired(state::now_ms()) && state.log.is_read_only() {
+        if loaded.expired(now) && state.log.is_read_only() {
             *guard = Slot::Unloaded;
-        } else if loaded.expired(state::now_ms()) {
+        } else if loaded.expired(now) {
             let log = state.log.clone();
             let n = name.to_string();
             match super::log_api::blocking(move || log.delete_stream(&n, DeleteMode::Soft)).await? {
@@ -396,7 +412,7 @@ async fn locked(state: &Arc<AppState>, name: &str) -> Result<tokio::sync::OwnedM
 fn live(guard: &mut Slot) -> Option<&mut Loaded> {
     match guard {
         Slot::Live(l) => Some(l),
-        Slot::Unloaded => None,
+        Slot::Unloaded | Slot::Stale { .. } => None,
     }
 }
 
@@ -460,7 +476,7 @@ where
         }
         let out = write.await;
         for guard in &mut guards {
-            **guard = Slot::Unloaded;
+            guard.forget();
         }
         out
     });
@@ -469,7 +485,56 @@ where
 
 /// After a failed write: forget the slot's state, so the next request reads it from the log.
 async fn forget(state: &AppState, name: &str) {
-    *state.durable.streams.slot(name).lock().await = Slot::Unloaded;
+    state.durable.streams.slot(name).lock().await.forget();
+}
+
+/// Hands an access marker (see [`state::AccessMarker`]) to the log without waiting for it to
+/// be durable; `false` if the log refused it at once. A marker the log fails later leaves the
+/// slot to be read again from the log, which then bounds the last access by what it holds. A
+/// read replica writes none (it deletes nothing either).
+fn mark_access(state: &Arc<AppState>, marker: state::AccessMarker) -> bool {
+    if state.log.is_read_only() {
+        return true;
+    }
+    let access = state::access_stream(&marker.stream);
+    let name = marker.stream.clone();
+    let event = NewEvent::json(state::EVENT_ACCESSED, &serde_json::to_value(&marker).expect("a marker serializes"));
+    let refused = match StreamName::reserved(access) {
+        Ok(stream) => {
+            let log = state.log.clone();
+            let mut commit = Box::pin(async move {
+                log.append_multi_async(vec![StreamAppend {
+                    stream,
+                    expected: ExpectedVersion::Any,
+                    events: vec![event],
+                }])
+                .await
+            });
+            // The first poll hands the marker to the writer; its commit is awaited elsewhere.
+            let waker = futures_util::task::noop_waker();
+            match commit.as_mut().poll(&mut std::task::Context::from_waker(&waker)) {
+                std::task::Poll::Ready(result) => result.err(),
+                std::task::Poll::Pending => {
+                    let (state, name) = (state.clone(), name.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = commit.await {
+                            tracing::warn!(stream = %name, error = %e, "a durable stream's access marker was not written");
+                            state.durable.streams.slot(&name).lock().await.forget();
+                        }
+                    });
+                    None
+                }
+            }
+        }
+        Err(e) => Some(e),
+    };
+    match refused {
+        None => true,
+        Some(e) => {
+            tracing::warn!(stream = %name, error = %e, "a durable stream's access marker was not written");
+            false
+        }
+    }
 }
 
 fn parse_config(headers: &HeaderMap) -> Result<Config, Fail> {
@@ -602,7 +667,7 @@ async fn create(
             return Err(e.into());
         }
     };
-    let mut loaded = Loaded::new(config, result.first_position.0, state::now_ms());
+    let mut loaded = Loaded::new(config, result.first_position.0, state.durable.clock.now_ms());
     loaded.closed = close;
     let location = match header_text(headers, "host")? {
         Some(host) => format!("{}://{host}{url_path}", if state.durable.https { "https" } else { "http" }),
@@ -892,7 +957,7 @@ async fn append(
         match commit.await {
             Ok(mut r) => {
                 loaded.apply(&coordination);
-                loaded.last_access_ms = state::now_ms();
+                loaded.wrote(state.durable.clock.now_ms());
                 if close {
                     loaded.closed = true;
                     loaded.closed_by.clone_from(&claim);
@@ -901,12 +966,12 @@ async fn append(
                 r.pop().expect("one result per stream")
             }
             Err(e) => {
-                *guard = Slot::Unloaded;
+                guard.forget();
                 return Err(e.into());
             }
         }
     } else {
-        loaded.last_access_ms = state::now_ms();
+        loaded.wrote(state.durable.clock.now_ms());
         drop(guard);
         match commit.await {
             Ok(mut r) => r.pop().expect("one result per stream"),
@@ -985,9 +1050,22 @@ async fn get(
     if loaded.gone {
         return Err(gone(url_path));
     }
-    loaded.last_access_ms = state::now_ms();
+    let now_ms = state.durable.clock.now_ms();
+    let persisted_ms = loaded.persisted_ms;
+    let marker = loaded.slide(now_ms).then(|| state::AccessMarker {
+        stream: name.to_string(),
+        created_position: loaded.created_position,
+        at_ms: now_ms,
+    });
     let config = loaded.config.clone();
     let created_position = loaded.created_position;
+    // Handed to the log while the slot is locked (so markers keep the order of the reads), but
+    // the read does not wait for its fdatasync.
+    if let Some(marker) = marker {
+        if !mark_access(state, marker) {
+            loaded.persisted_ms = persisted_ms;
+        }
+    }
     drop(guard);
     let tail_now = || read::tail(&state.log, name);
     let from = match start.unwrap_or(Start::Beginning) {

@@ -10,6 +10,13 @@
 //! - `ds.closed`: the stream takes no more messages. It is written in the same atomic append as
 //!   a final message, so a reader never sees the close without that message.
 //!
+//! A stream with a TTL also has an access stream, `$ds-ttl:` and the first 32 hex digits of
+//! BLAKE3 of the cairn name ([`access_stream`]): a read that slides the TTL while the stream's
+//! last persisted activity is [`Loaded::marker_due`] old writes a `ds.accessed` marker there
+//! (JSON data [`AccessMarker`]), so that a restart knows about reads to within half a TTL
+//! without a message offset ever moving for a read. [`load`] reads that stream's last event
+//! only: finding it costs one indexed read, never a scan.
+//!
 //! The last event of each append carries the writer's coordination state in its metadata under
 //! [`META_KEY`]: `{"producer": [id, epoch, seq], "stream_seq": S}` (each part only when the
 //! request sent it). Producer state and `Stream-Seq` are therefore committed atomically with
@@ -41,6 +48,10 @@ pub const EVENT_DATA: &str = "ds.data";
 pub const EVENT_CLOSED: &str = "ds.closed";
 /// Event type that retires a deleted stream whose forks still read it.
 pub const EVENT_DELETED: &str = "ds.deleted";
+/// Event type of an access marker, on a stream's access stream ([`access_stream`]).
+pub const EVENT_ACCESSED: &str = "ds.accessed";
+/// The access streams' names start with this (reserved: only the server writes them).
+pub const ACCESS_STREAM_PREFIX: &str = "$ds-ttl:";
 /// Metadata key of the coordination state on an append's last event.
 pub const META_KEY: &str = "ds";
 /// Largest binary payload of one `ds.data` event; a larger body is split (one atomic append).
@@ -213,10 +224,14 @@ pub struct Loaded {
     pub closed_by: Option<ProducerClaim>,
     pub stream_seq: Option<String>,
     pub producers: HashMap<String, Producer>,
-    /// Unix ms of the last write or read (the TTL slides from it). Reads are not in the log:
-    /// when loaded, the later of the last event's timestamp and the server's start, so a TTL
-    /// that reads slid before a restart is not cut short by it.
+    /// Unix ms of the last write or read (the TTL slides from it). When loaded from the log
+    /// with nothing known in memory: [`Loaded::persisted_ms`] plus half the TTL, the latest the
+    /// last read can have been (see [`Loaded::slide`]).
     pub last_access_ms: u64,
+    /// Unix ms of the stream's last persisted activity: its last event, or its last access
+    /// marker, whichever is later (as far as this server knows: a marker handed to the log
+    /// counts).
+    pub persisted_ms: u64,
 }
 
 impl Loaded {
@@ -230,7 +245,37 @@ impl Loaded {
             stream_seq: None,
             producers: HashMap::new(),
             last_access_ms: now_ms,
+            persisted_ms: now_ms,
         }
+    }
+
+    fn ttl_ms(&self) -> Option<u64> {
+        self.config.ttl_seconds.map(|t| t.saturating_mul(1000))
+    }
+
+    /// A read at `now_ms` slides the TTL; answers whether it must also be persisted (an access
+    /// marker at `now_ms`): when the last persisted activity is half a TTL old or older. So
+    /// the last read is never more than half a TTL after the last persisted activity, which
+    /// makes `persisted_ms + TTL/2` a bound on it after a restart, at the cost of at most two
+    /// markers per TTL of a stream that is read and not written.
+    pub fn slide(&mut self, now_ms: u64) -> bool {
+        self.last_access_ms = self.last_access_ms.max(now_ms);
+        let due = self.marker_due(now_ms);
+        if due {
+            self.persisted_ms = now_ms;
+        }
+        due
+    }
+
+    /// Whether a read at `now_ms` must write an access marker (see [`Loaded::slide`]).
+    pub fn marker_due(&self, now_ms: u64) -> bool {
+        self.ttl_ms().is_some_and(|ttl| ttl > 0 && now_ms.saturating_sub(self.persisted_ms) >= ttl / 2)
+    }
+
+    /// A write at `now_ms`: it is activity, and persisted.
+    pub fn wrote(&mut self, now_ms: u64) {
+        self.last_access_ms = self.last_access_ms.max(now_ms);
+        self.persisted_ms = self.persisted_ms.max(now_ms);
     }
 
     /// Whether the stream has expired at `now_ms` (absolute expiry, or its TTL since the last
@@ -275,12 +320,27 @@ impl Loaded {
     }
 }
 
-/// A stream's slot: not yet read from the log, or its folded state.
+/// A stream's slot: not yet read from the log, to be read again, or its folded state.
 #[derive(Debug, Default)]
 pub enum Slot {
     #[default]
     Unloaded,
+    /// Folded state a write may have changed: read again from the log on next use, keeping the
+    /// time of the last access, which the log holds only to within half a TTL.
+    Stale {
+        last_access_ms: u64,
+    },
     Live(Box<Loaded>),
+}
+
+impl Slot {
+    /// Drops the folded state (the next request reads it from the log again), keeping the
+    /// time of the last access.
+    pub fn forget(&mut self) {
+        if let Slot::Live(loaded) = self {
+            *self = Slot::Stale { last_access_ms: loaded.last_access_ms };
+        }
+    }
 }
 
 /// Every stream's slot, by cairn stream name.
@@ -311,9 +371,10 @@ impl Registry {
     pub fn slot(&self, name: &str) -> Arc<tokio::sync::Mutex<Slot>> {
         let mut slots = self.slots.lock();
         if slots.map.len() >= slots.prune_at {
-            // A slot nobody holds and that holds nothing costs a map entry only: drop those.
+            // A slot nobody holds and that holds nothing costs a map entry only: drop those (a
+            // stale one holds the time of a read the log may not have).
             slots.map.retain(|_, slot| {
-                Arc::strong_count(slot) > 1 || slot.try_lock().map_or(true, |s| matches!(*s, Slot::Live(_)))
+                Arc::strong_count(slot) > 1 || slot.try_lock().map_or(true, |s| !matches!(*s, Slot::Unloaded))
             });
             // Live streams stay: the next scan waits until the map has doubled, so each scan is
             // paid for by as many insertions as it visits.
@@ -334,6 +395,30 @@ impl Registry {
     }
 }
 
+/// The clock Durable Streams measure TTLs and expiry by: the system's, which tests can move
+/// ahead.
+#[derive(Debug, Default)]
+pub struct Clock {
+    #[cfg(test)]
+    ahead_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Clock {
+    /// Unix milliseconds now.
+    pub fn now_ms(&self) -> u64 {
+        #[cfg(test)]
+        return now_ms().saturating_add(self.ahead_ms.load(std::sync::atomic::Ordering::Relaxed));
+        #[cfg(not(test))]
+        now_ms()
+    }
+
+    /// Moves this clock `ms` ahead of the system's.
+    #[cfg(test)]
+    pub fn advance(&self, ms: u64) {
+        self.ahead_ms.fetch_add(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Unix milliseconds now.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -341,9 +426,10 @@ pub fn now_ms() -> u64 {
 
 /// Folds stream `name`'s state from the log: `None` if it does not exist as a Durable Stream
 /// (never written, deleted, or holding no valid `ds.created` event). Reads every readable event
-/// of the stream once. Its TTL runs from its last event or `accessed_floor_ms` (the server's
-/// start: reads before it slid the TTL without a trace in the log), whichever is later.
-pub fn load(log: &Log, name: &str, accessed_floor_ms: u64) -> log_engine::Result<Option<Loaded>> {
+/// of the stream once, and the last event of its access stream. Its last access is taken to be
+/// half a TTL after its last persisted activity (its last event or access marker): the latest
+/// it can have been, so a TTL never ends early, and at most half a TTL late, across a restart.
+pub fn load(log: &Log, name: &str) -> log_engine::Result<Option<Loaded>> {
     let state = match log.stream_state(name) {
         Ok(state) => state,
         Err(log_engine::Error::StreamNotFound { .. }) => return Ok(None),
@@ -372,7 +458,12 @@ pub fn load(log: &Log, name: &str, accessed_floor_ms: u64) -> log_engine::Result
         }
     }
     if let Some(loaded) = loaded.as_mut() {
-        loaded.last_access_ms = loaded.last_access_ms.max(accessed_floor_ms);
+        if loaded.config.ttl_seconds.is_some() {
+            if let Some(at_ms) = last_access_marker(log, name, loaded.created_position)? {
+                loaded.persisted_ms = loaded.persisted_ms.max(at_ms);
+            }
+        }
+        loaded.last_access_ms = loaded.persisted_ms.saturating_add(loaded.ttl_ms().unwrap_or(0) / 2);
         // Closed through cairn's own lifecycle endpoint (or its metadata): the log refuses
         // appends, so the protocol says closed too.
         loaded.closed |= state.closed;
@@ -393,7 +484,7 @@ fn fold(loaded: &mut Option<Loaded>, event: &Event) {
         return;
     }
     let Some(state) = loaded.as_mut() else { return };
-    state.last_access_ms = event.timestamp_ms;
+    state.persisted_ms = event.timestamp_ms;
     let coordination = coordination_of(event);
     let coordination = if coordination.valid() { coordination } else { Coordination::default() };
     if event.event_type == EVENT_DELETED {
@@ -408,6 +499,43 @@ fn fold(loaded: &mut Option<Loaded>, event: &Event) {
         });
     }
     state.apply(&coordination);
+}
+
+/// The data of a `ds.accessed` marker.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AccessMarker {
+    /// The cairn name of the stream read.
+    pub stream: String,
+    /// Its incarnation (the position of its `ds.created` event): a marker of an earlier one
+    /// counts for nothing.
+    pub created_position: u64,
+    /// When the read was (unix ms, the server's clock).
+    pub at_ms: u64,
+}
+
+/// The name of stream `name`'s access stream: [`ACCESS_STREAM_PREFIX`] and the first 32 hex
+/// digits of BLAKE3 of `name` (a fixed length, so it fits the stream name bound whatever the
+/// path; a marker names its stream, so a collision would only be ignored).
+pub fn access_stream(name: &str) -> String {
+    let hash = blake3::hash(name.as_bytes()).to_hex();
+    format!("{ACCESS_STREAM_PREFIX}{}", &hash.as_str()[..32])
+}
+
+/// The time of the last access marker of `name`'s incarnation `created_position`, if its
+/// access stream's last event is one.
+fn last_access_marker(log: &Log, name: &str, created_position: u64) -> log_engine::Result<Option<u64>> {
+    let last = match log.read_stream_bounded(&access_stream(name), None, 1, 0, Direction::Backward) {
+        Ok(events) => events,
+        Err(log_engine::Error::StreamNotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(last
+        .first()
+        .filter(|e| e.event_type == EVENT_ACCESSED)
+        .and_then(Event::data_json)
+        .and_then(|data| serde_json::from_value::<AccessMarker>(data).ok())
+        .filter(|m| m.stream == name && m.created_position == created_position)
+        .map(|m| m.at_ms))
 }
 
 /// The coordination state in an event's metadata (none if absent or unreadable).
@@ -522,25 +650,26 @@ mod tests {
         assert_eq!(s.check_producer(&claim(2, 0)), ProducerVerdict::Accept);
     }
 
-    /// Reads slide a TTL without a trace in the log: a stream loaded after a restart counts as
-    /// accessed at the server's start at the latest, not at its last event (which once made the
-    /// first read after a restart delete a stream that reads had kept alive).
+    /// The TTL bound after a restart: the last access is taken to be half a TTL after the last
+    /// persisted activity, so a stream expires at most half a TTL late, and never early as
+    /// long as reads write a marker once the last one is half a TTL old.
     #[test]
-    fn a_loaded_ttl_runs_from_the_server_start_at_the_latest() {
+    fn a_loaded_ttl_runs_half_a_ttl_past_the_last_persisted_activity() {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::open(dir.path(), log_engine::Options::default()).unwrap();
-        let config = Config { ttl_seconds: Some(1), ..Config::of("text/plain") };
+        let config = Config { ttl_seconds: Some(10), ..Config::of("text/plain") };
         let created = log_engine::NewEvent::json(EVENT_CREATED, &serde_json::to_value(&config).unwrap());
         log.append("ds:t", log_engine::ExpectedVersion::Any, vec![created]).unwrap();
         let written = log.read_stream("ds:t", None, 1, Direction::Forward).unwrap()[0].timestamp_ms;
-        // A restart a minute after the last write, the stream read until then.
-        let started = written + 60_000;
-        let loaded = load(&log, "ds:t", started).unwrap().unwrap();
-        assert!(!loaded.expired(started + 999), "the TTL runs from the start");
-        assert!(loaded.expired(started + 1_000));
-        // Loaded long after the start with no access since: its TTL ran out.
-        let loaded = load(&log, "ds:t", written).unwrap().unwrap();
-        assert!(loaded.expired(written + 1_000));
+        let mut loaded = load(&log, "ds:t").unwrap().unwrap();
+        assert_eq!(loaded.persisted_ms, written);
+        assert!(!loaded.expired(written + 14_999));
+        assert!(loaded.expired(written + 15_000), "at most half a TTL late");
+        // Reads persist a marker only once the last persisted activity is half a TTL old.
+        assert!(!loaded.slide(written + 4_999));
+        assert!(loaded.slide(written + 5_000));
+        assert!(!loaded.slide(written + 9_999));
+        assert!(loaded.slide(written + 10_000));
     }
 
     /// Past `REGISTRY_PRUNE_AT` live streams, a prune scans the whole registry and keeps them

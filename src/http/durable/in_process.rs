@@ -1,0 +1,169 @@
+//! The protocol served in process, over a log that is closed and reopened to restart it, and a
+//! clock the test moves ahead (`state::Clock::advance`): what depends on time passing across a
+//! restart, without waiting for it.
+//!
+//! - TTL across a restart: a stream nobody used for longer than its TTL stays expired after a
+//!   restart (404), and one that reads alone kept alive is not expired early by one; the reads
+//!   leave access markers on the stream's access stream, never an offset of its own.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use tower::ServiceExt as _;
+
+use super::state;
+use crate::http::AppState;
+
+/// A TTL long enough that the real time a test takes is nothing beside it.
+const TTL_S: u64 = 100;
+const TTL_MS: u64 = TTL_S * 1000;
+
+/// A server on `dir`'s log, its clock `ahead_ms` ahead of the system's.
+struct Server {
+    state: Arc<AppState>,
+    router: axum::Router,
+}
+
+impl Server {
+    fn start(dir: &Path, ahead_ms: u64) -> Server {
+        let log = crate::store::open_writer(dir).unwrap();
+        let (store, _) = crate::store::Store::open(log, snapshotter::Policy::default(), &mut |_| {}).unwrap();
+        let state = Arc::new(crate::mcp::embedded(store, dir));
+        state.durable.clock.advance(ahead_ms);
+        let router = crate::http::api_router(state.clone());
+        Server { state, router }
+    }
+
+    /// Closes the log (it syncs what was handed to it): the next `start` reads everything back.
+    fn stop(self) {
+        self.state.store.close();
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (StatusCode, HeaderMap, String) {
+        let mut request = Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Body::from(body.to_string())).unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap_or_else(|never| match never {});
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+        (parts.status, parts.headers, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    async fn status(&self, method: Method, path: &str) -> StatusCode {
+        self.call(method, path, &[], "").await.0
+    }
+
+    async fn create_ttl_stream(&self, path: &str) {
+        let ttl = TTL_S.to_string();
+        let headers = [("content-type", "text/plain"), ("stream-ttl", ttl.as_str())];
+        let (status, _, body) = self.call(Method::PUT, path, &headers, "m").await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    /// The events of cairn stream `name`.
+    fn events(&self, name: &str) -> Vec<log_engine::Event> {
+        match self.state.log.read_stream(name, None, 100, log_engine::Direction::Forward) {
+            Ok(events) => events,
+            Err(log_engine::Error::StreamNotFound { .. }) => Vec::new(),
+            Err(e) => panic!("reading {name}: {e}"),
+        }
+    }
+}
+
+/// Failed before: a restart counted every stream as accessed at the server's start, so a stream
+/// that had expired (unused for longer than its TTL) answered again after it. Now its TTL runs
+/// from its last persisted activity, plus half a TTL for reads that left no marker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_expired_before_a_restart_stays_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), 0);
+    server.create_ttl_stream("/v1/stream/idle").await;
+    server.create_ttl_stream("/v1/stream/later").await;
+    server.stop();
+
+    // Unused for 1.4 TTL: within the half TTL a restart may add (reads may have left no marker).
+    let server = Server::start(dir.path(), TTL_MS * 14 / 10);
+    assert_eq!(server.status(Method::HEAD, "/v1/stream/later").await, StatusCode::OK);
+    server.stop();
+    // Unused for 1.6 TTL: expired, whenever the server restarted.
+    let server = Server::start(dir.path(), TTL_MS * 16 / 10);
+    assert_eq!(server.status(Method::GET, "/v1/stream/idle").await, StatusCode::NOT_FOUND);
+    assert_eq!(server.status(Method::HEAD, "/v1/stream/later").await, StatusCode::NOT_FOUND);
+    server.stop();
+}
+
+/// A stream that only reads kept alive is not expired early by a restart, and a read moves no
+/// offset or ETag: its access marker goes to the stream's access stream. Reads without the
+/// markers (or with a marker in `ds:P`) fail it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_keep_a_stream_alive_across_a_restart_without_moving_its_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), 0);
+    server.create_ttl_stream("/v1/stream/read").await;
+    let (_, before, _) = server.call(Method::GET, "/v1/stream/read", &[], "").await;
+    server.stop();
+
+    // 0.6 TTL after the create, a read: the last persisted activity is more than half a TTL
+    // old, so the read leaves a marker.
+    let server = Server::start(dir.path(), TTL_MS * 6 / 10);
+    let (status, after, body) = server.call(Method::GET, "/v1/stream/read", &[], "").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "m"));
+    assert_eq!(after["stream-next-offset"], before["stream-next-offset"], "a read moves no offset");
+    assert_eq!(after["etag"], before["etag"], "a read changes no ETag");
+    // A second read soon after leaves none.
+    assert_eq!(server.status(Method::GET, "/v1/stream/read").await, StatusCode::OK);
+    server.stop();
+
+    // 1.5 TTL after the create, 0.9 TTL after the read: alive, and read again (a marker).
+    let server = Server::start(dir.path(), TTL_MS * 15 / 10);
+    let markers = server.events(&state::access_stream("ds:read"));
+    assert_eq!(markers.len(), 1, "one marker per half TTL: {markers:?}");
+    assert_eq!(markers[0].event_type, state::EVENT_ACCESSED);
+    assert_eq!(markers[0].data_json().unwrap()["stream"], "ds:read");
+    assert_eq!(server.events("ds:read").len(), 2, "ds:read holds its created event and message only");
+    assert_eq!(server.status(Method::GET, "/v1/stream/read").await, StatusCode::OK);
+    server.stop();
+    // 1.4 TTL after that read: alive (within the half TTL a restart may add), not read.
+    let server = Server::start(dir.path(), TTL_MS * 29 / 10);
+    assert_eq!(server.status(Method::HEAD, "/v1/stream/read").await, StatusCode::OK);
+    server.stop();
+    // 1.6 TTL after it: expired.
+    let server = Server::start(dir.path(), TTL_MS * 31 / 10);
+    assert_eq!(server.status(Method::HEAD, "/v1/stream/read").await, StatusCode::NOT_FOUND);
+    server.stop();
+}
+
+/// Without a restart the TTL is exact: the server knows its reads, and keeps knowing them
+/// when a write through cairn's own API makes it fold the stream again from the log (folded
+/// afresh with nothing kept, the stream would live until half a TTL past its last event).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_restart_the_ttl_runs_from_the_last_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), 0);
+    server.create_ttl_stream("/v1/stream/exact").await;
+    server.state.durable.clock.advance(TTL_MS / 10);
+    assert_eq!(server.status(Method::GET, "/v1/stream/exact").await, StatusCode::OK);
+    // An append through cairn's API makes the server fold the stream again.
+    let append = r#"{"events":[{"type":"ds.data","data":"x"}]}"#;
+    let (status, _, body) = server
+        .call(Method::POST, "/v1/streams/ds%3Aexact/events", &[("content-type", "application/json")], append)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    server.state.durable.clock.advance(TTL_MS * 11 / 10);
+    assert_eq!(
+        server.status(Method::HEAD, "/v1/stream/exact").await,
+        StatusCode::NOT_FOUND,
+        "1.1 TTL after the last read"
+    );
+    server.stop();
+}
