@@ -117,6 +117,30 @@ pub fn configure_keys(config: KeyConfig) {
     let _ = KEYS.set(config);
 }
 
+static ARCHIVE: std::sync::OnceLock<bucket::Location> = std::sync::OnceLock::new();
+
+/// Sets the process's archive (from `--archive` or `CAIRN_ARCHIVE`): every log this process
+/// opens afterwards reads its evicted segments back from it. Set once, at start.
+pub fn configure_archive(location: bucket::Location) {
+    let _ = ARCHIVE.set(location);
+}
+
+/// Reading evicted segments from the process's archive, if one is set: fetched into
+/// `cache_dir` (each copy unlinked once mapped), at most [`crate::tier::TIER_CACHE_DEFAULT`] kept.
+fn archive_tiering(dir: &Path, cache_dir: &Path) -> Result<Option<log_engine::Tiering>, StoreError> {
+    let Some(location) = ARCHIVE.get() else { return Ok(None) };
+    let tiering = crate::tier::tiering_in(cache_dir, location, crate::tier::TIER_CACHE_DEFAULT).map_err(|e| {
+        StoreError::open(dir)(log_engine::Error::Invalid { what: format!("reading the archive {location}: {e}") })
+    })?;
+    Ok(Some(tiering))
+}
+
+/// A reader's [`archive_tiering`]: fetched copies go to the system's temporary directory, so a
+/// reader writes nothing in the data directory.
+pub fn reader_tiering(dir: &Path) -> Result<Option<log_engine::Tiering>, StoreError> {
+    archive_tiering(dir, &std::env::temp_dir())
+}
+
 /// Whether `dir` holds a log with at least one segment.
 fn has_segments(dir: &Path) -> bool {
     std::fs::read_dir(dir.join(log_engine::LOG_DIR))
@@ -183,7 +207,8 @@ fn keyring(
 /// directory if it is missing. For commands that write, the server and the demo. With a key
 /// configured ([`configure_keys`]), new events are written encrypted.
 pub fn open_writer(dir: &Path) -> Result<Log, StoreError> {
-    open_writer_with(dir, &crate::config::LogSettings::default(), None)
+    let tiering = archive_tiering(dir, &dir.join(crate::tier::TIER_CACHE_DIR))?;
+    open_writer_with(dir, &crate::config::LogSettings::default(), tiering)
 }
 
 /// [`open_writer`] with the log's settings of `cairn serve` (segment size, durability, writer
@@ -210,9 +235,13 @@ pub fn open_writer_with(
 /// Damage or a torn batch at the end of the newest segment does not fail the open: the events
 /// before it are readable, and [`Log::read_stop`] (see [`describe_stop`]) says where the
 /// reader stopped.
+///
+/// With an archive set ([`configure_archive`]) evicted segments are fetched into the system's
+/// temporary directory (a reader writes nothing in the data directory) and unlinked once mapped.
 pub fn open_reader(dir: &Path) -> Result<Log, StoreError> {
     let mut options = log_engine::Options::default();
     options.keys = keyring(dir, false, &options.fs)?;
+    options.tiering = reader_tiering(dir)?;
     Log::open_read_only(dir, options).map_err(StoreError::open(dir))
 }
 

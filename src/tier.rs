@@ -45,8 +45,13 @@ impl TierPolicy {
 /// The engine's reading side of tiering for a log in `dir` archived at `location`, with
 /// `cache_bytes` of fetched copies kept.
 pub fn tiering(dir: &Path, location: &Location, cache_bytes: u64) -> std::io::Result<Tiering> {
+    tiering_in(&dir.join(TIER_CACHE_DIR), location, cache_bytes)
+}
+
+/// [`tiering`] fetching into `cache_dir` itself.
+pub fn tiering_in(cache_dir: &Path, location: &Location, cache_bytes: u64) -> std::io::Result<Tiering> {
     let store = BucketStore::start(location.clone())?;
-    Ok(Tiering::new(Arc::new(store), dir.join(TIER_CACHE_DIR), cache_bytes))
+    Ok(Tiering::new(Arc::new(store), cache_dir.to_path_buf(), cache_bytes))
 }
 
 /// One fetch for the fetching thread: the object, the file to write, where to answer.

@@ -9,7 +9,7 @@
 //! that verifies; the bucket unreachable (a proxy in front of it closed) while
 //! appends go on, and archiving catching up once it is back. Tiering: segments evicted under a
 //! tiny local budget read back from the bucket (every event, verify from genesis, the drill,
-//! after a restart), a tampered object refused naming its key, and a cold read failing with
+//! after a restart, and offline through `cairn --archive URL`), a tampered object refused naming its key, and a cold read failing with
 //! `archive_unavailable` while the bucket is away as hot reads and appends go on.
 
 mod support;
@@ -288,6 +288,26 @@ fn evicted_segments_read_back_from_the_bucket_verify_drill_and_survive_a_restart
     let (status, verify) = server.post("/v1/verify", &json!({}));
     assert_eq!((status, verify["ok"].as_bool()), (200, Some(true)), "{verify}");
     server.stop();
+
+    // No server: the commands that open the directory themselves read through the archive
+    // given to them (`--archive`), and without it fail naming the stub and how to read it.
+    let limit = (TIER_EVENTS + 10).to_string();
+    let read_all = ["read-all", "-o", "ndjson", "--limit", limit.as_str()];
+    let (code, _, err) = cairn(&data, &read_all);
+    assert_ne!(code, 0);
+    assert!(err.contains(&format!("log/{}", stubs[0])) && err.contains("--archive URL"), "{err}");
+    let (code, out, err) = cairn(&data, &[&["--archive", url.as_str()][..], &read_all].concat());
+    assert_eq!(code, 0, "{err}");
+    let offline: Vec<(u64, u64)> = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["type"] == "Tick")
+        .map(|e| (e["position"].as_u64().unwrap(), e["data"]["n"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(offline, expected, "every event read offline across tiers");
+    let (code, out, err) = cairn(&data, &["--archive", &url, "verify", "-o", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["ok"], true, "{out}");
 }
 
 #[test]

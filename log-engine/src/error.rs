@@ -165,8 +165,10 @@ pub enum Error {
 
     /// A read of an evicted segment's events by a log opened without [`crate::Tiering`].
     #[error(
-        "segment {segment} is evicted to the archive and this log was opened without one to read it from; \
-         open it with the archive configured (cairn serve --archive with tiering)"
+        "segment {segment} is evicted to the archive (its stub is log/{:020}.stub) and this log was opened \
+         without the archive to read it from: give the archive (cairn --archive URL, or CAIRN_ARCHIVE), or read \
+         through the server that runs with it",
+        segment.0
     )]
     Evicted { segment: SegmentId },
 

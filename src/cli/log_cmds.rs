@@ -517,7 +517,8 @@ pub fn verify(dir: &Path, format: Format, args: VerifyArgs) -> CliResult<Exit> {
         return print_verify(format, &report?);
     }
     // A reader: verify runs beside a writer and on read-only copies, and changes nothing.
-    let report = match log_engine::Log::open_read_only(dir, log_engine::Options::default()) {
+    let options = log_engine::Options { tiering: crate::store::reader_tiering(dir)?, ..Default::default() };
+    let report = match log_engine::Log::open_read_only(dir, options) {
         Ok(log) => {
             let result = verify_open(&log, dir, args.from);
             let stop = log.read_stop();

@@ -62,6 +62,13 @@ pub struct Cli {
     #[arg(long, global = true, env = "CAIRN_KEY_STORE", value_name = "FILE")]
     pub key_store: Option<PathBuf>,
 
+    /// The archive (`cairn serve --archive URL`'s: `s3://BUCKET/PREFIX` with the AWS_* settings
+    /// from the environment, or a local directory). The commands that open the data directory
+    /// themselves read the segments tiering evicted from it (`CAIRN_ARCHIVE` is read too);
+    /// without it such a read fails naming the segment's stub.
+    #[arg(long, global = true, value_name = "URL")]
+    pub archive: Option<bucket::Location>,
+
     /// Output format: text for people, json for one document, ndjson for one object per line.
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Text)]
     pub output: Format,
@@ -498,7 +505,8 @@ release; write `--payload JSON` instead (in a later release `--data` will mean t
 it does before the command and after every other command)";
 
 /// The global options that take a value, as they may appear before the command.
-const GLOBAL_OPTIONS_WITH_VALUE: [&str; 6] = ["--data", "--data-dir", "-o", "--output", "--key-file", "--key-store"];
+const GLOBAL_OPTIONS_WITH_VALUE: [&str; 7] =
+    ["--data", "--data-dir", "-o", "--output", "--key-file", "--key-store", "--archive"];
 
 /// `--data` names the data directory everywhere except after `append`, where it has always
 /// been the event's data: rewrites those (`--data X`, `--data=X`, up to a `--`) to the
@@ -566,7 +574,13 @@ fn run(cli: Cli) -> CliResult<Exit> {
     let data = cli.data.unwrap_or_else(|| PathBuf::from(default));
     let format = cli.output;
     configure_keys(cli.key_file.as_deref(), cli.key_store)?;
-    match cli.command {
+    let mut command = cli.command;
+    match &mut command {
+        // The server resolves its archive with its other settings (flag, CAIRN_ARCHIVE, file).
+        Command::Serve(args) => args.archive = cli.archive,
+        _ => configure_archive(cli.archive)?,
+    }
+    match command {
         Command::Append(args) => log_cmds::append(&data, format, args),
         Command::Read(args) => log_cmds::read(&data, format, args),
         Command::ReadAll(args) => log_cmds::read_all(&data, format, args),
@@ -623,6 +637,23 @@ fn configure_keys(file: Option<&Path>, store: Option<PathBuf>) -> CliResult<()> 
         }
     };
     crate::store::configure_keys(crate::store::KeyConfig { kek, store });
+    Ok(())
+}
+
+/// The variable that names the archive when `--archive` does not (as for `cairn serve`).
+pub const ARCHIVE_ENV: &str = "CAIRN_ARCHIVE";
+
+/// Sets the archive evicted segments are read back from (`--archive`, else `CAIRN_ARCHIVE`)
+/// for every log this process opens.
+fn configure_archive(flag: Option<bucket::Location>) -> CliResult<()> {
+    let location = match (flag, std::env::var(ARCHIVE_ENV)) {
+        (Some(location), _) => location,
+        (None, Ok(text)) => bucket::Location::parse(&text).map_err(|e| {
+            crate::store::StoreError::from(log_engine::Error::Invalid { what: format!("{ARCHIVE_ENV}: {e}") })
+        })?,
+        (None, Err(_)) => return Ok(()),
+    };
+    crate::store::configure_archive(location);
     Ok(())
 }
 

@@ -176,8 +176,8 @@ pub struct ServeArgs {
     /// Archive every sealed segment and checkpoint, continuously, to this location
     /// (`s3://BUCKET/PREFIX` with the AWS_* settings from the environment, or a local
     /// directory): `cairn restore --from` and `cairn drill --from` read it. Appends never wait on
-    /// it; its lag is in /metrics and /healthz.
-    #[arg(long, value_name = "URL")]
+    /// it; its lag is in /metrics and /healthz. (The global `--archive`, given to `serve`.)
+    #[arg(skip)]
     pub archive: Option<bucket::Location>,
 
     /// Tiering: evict a sealed segment locally once it is archived and older than this (since
