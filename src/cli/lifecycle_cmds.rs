@@ -125,12 +125,8 @@ pub fn close(dir: &Path, format: Format, args: CloseArgs) -> CliResult<Exit> {
 }
 
 pub fn fork(dir: &Path, format: Format, args: ForkArgs) -> CliResult<Exit> {
-    if let Some((prefix, view)) = projections::view_stream_owner(&args.to) {
-        return Err(CliError::Input(InputError(format!(
-            "stream {} belongs to the {view} view (streams starting with {prefix:?}), which does not follow forks; \
-             fork into a stream outside the views",
-            args.to
-        ))));
+    if let Some(why) = crate::http::lifecycle::fork_refused(&args.to) {
+        return Err(CliError::Input(InputError(why)));
     }
     let log = open_writer(dir)?;
     let result =

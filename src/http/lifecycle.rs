@@ -16,7 +16,11 @@
 //! - Streams of the audit and metadata views cannot be changed (`403 reserved_stream`): those
 //!   views do not fold the lifecycle, so their answers and the stream reads would disagree.
 //!   The key-value view folds it: a deleted `kv:` stream is an absent key. No fork may land
-//!   in a view's stream (its shared events keep their source's name).
+//!   in a view's stream (its shared events keep their source's name), nor in a Durable
+//!   Stream (`ds:`, forked through the protocol).
+//! - Changes of a Durable Stream (`ds:`) run through `durable::outside_write`, so the
+//!   protocol's state learns of them at once; an erasure of one first appends its protocol
+//!   state (`ds.state`), which the erasure would otherwise take with the payloads.
 //! - The changes run on the blocking pool: each waits for its lifecycle event's fdatasync.
 //! - An erasure needs `erase` on the stream (`admin` implies it) and is audited twice over: its
 //!   `stream-erased` event carries the caller's `$principal`, and an audit entry (who, why,
@@ -289,10 +293,14 @@ pub struct EraseJson {
 /// The command line uses it too.
 pub fn erase(log: &log_engine::Log, request: EraseRequest, principal: Option<&str>) -> log_engine::Result<EraseJson> {
     let stamp = principal.map(|p| serde_json::json!({ super::access::PRINCIPAL_KEY: p }));
+    let mut to_version = request.to_version;
+    if request.stream.starts_with(super::durable::state::STREAM_PREFIX) {
+        to_version = keep_durable_state(log, &request, stamp.as_ref())?;
+    }
     let change = StreamChange::Erase {
         stream: request.stream.clone(),
         from_version: request.from_version.map(StreamVersion),
-        to_version: request.to_version.map(StreamVersion),
+        to_version: to_version.map(StreamVersion),
         reason: request.reason.clone(),
     };
     let written = log.change_stream(change, stamp.as_ref())?;
@@ -338,6 +346,60 @@ pub fn erase(log: &log_engine::Log, request: EraseRequest, principal: Option<&st
     })
 }
 
+/// The streams whose records an erasure of `stream`'s versions `from..=to` masks: the stream,
+/// and for a fork whose shared versions the range reaches, its source (and so on up), each
+/// with the last version erased there.
+pub fn erased_streams(log: &log_engine::Log, stream: &str, from: u64, to: u64) -> Vec<(String, u64)> {
+    let mut out = vec![(stream.to_string(), to)];
+    let mut to = to;
+    while let Some(Ok(state)) = out.last().map(|(s, _)| log.stream_state(s)) {
+        match state.forked_from {
+            Some((source, at)) if from <= at.0 => {
+                to = to.min(at.0);
+                out.push((source.as_str().to_string(), to));
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
+/// Before an erasure of a Durable Stream (`ds:P`, or a fork whose shared versions reach a
+/// Durable Stream): appends each such stream's protocol state as a `ds.state` event at its
+/// tail, past the range (durable/state.rs), so that what the erasure removes (the
+/// configuration in `ds.created`, producer state in messages' metadata) is still folded after
+/// it. Answers the range's last version, resolved before those appends (a default range stops
+/// where the stream did). An erasure the engine will refuse (a range past the stream's end, or
+/// backwards) writes nothing here either.
+fn keep_durable_state(
+    log: &log_engine::Log,
+    request: &EraseRequest,
+    stamp: Option<&serde_json::Value>,
+) -> log_engine::Result<Option<u64>> {
+    let Some(last) = log.stream_version(&request.stream).map(|v| v.0) else { return Ok(request.to_version) };
+    let to = request.to_version.unwrap_or(last);
+    let from = request.from_version.unwrap_or(0);
+    if to > last || from > to {
+        return Ok(request.to_version);
+    }
+    for (name, _) in erased_streams(log, &request.stream, from, to) {
+        if !name.starts_with(super::durable::state::STREAM_PREFIX) {
+            continue;
+        }
+        let Some(mut event) = super::durable::state::snapshot_event(log, &name)? else { continue };
+        let Some(tail) = log.stream_version(&name) else { continue };
+        if let Some(stamp) = stamp {
+            event = event.with_metadata(stamp);
+        }
+        log.append_multi(vec![log_engine::StreamAppend {
+            stream: StreamName::new(name.as_str())?,
+            expected: log_engine::ExpectedVersion::Exact(tail),
+            events: vec![event],
+        }])?;
+    }
+    Ok(Some(to))
+}
+
 /// Checkpoints listed in `rows` taken before log position `position`.
 pub fn checkpoints_before(rows: &[snapshotter::CheckpointStatus], position: u64) -> u64 {
     rows.iter().filter(|r| r.info.as_ref().is_some_and(|i| i.position.0 < position)).count() as u64
@@ -355,7 +417,9 @@ pub fn checkpoints_before(rows: &[snapshotter::CheckpointStatus], position: u64)
         (status = 400, description = "`erase_out_of_range` (a version past the stream's last), `invalid_input` (`from_version` after `to_version`, an empty or overlong reason), `invalid_stream_name`, `invalid_body`.", body = ErrorBody),
         (status = 403, description = "The token lacks `erase` on this stream, or `reserved_stream`: the stream belongs to the audit or metadata view.", body = ErrorBody),
         (status = 404, description = "`stream_not_found`: the stream never had an event.", body = ErrorBody),
+        (status = 409, description = "`wrong_expected_version`: an erasure of a Durable Stream (`ds:`) raced another write to it; nothing was erased.", body = ErrorBody),
         (status = 410, description = "`stream_tombstoned`.", body = ErrorBody),
+        (status = 413, description = "`event_too_large`: a Durable Stream's protocol state, written before its erasure (`ds.state`), does not fit one event; nothing was erased.", body = ErrorBody),
         (status = 503, description = "The log is poisoned or shutting down.", body = ErrorBody),
     ),
     security(("bearer" = []), ())
@@ -375,14 +439,20 @@ pub async fn erase_range(
         Caller::Open => None,
         Caller::Principal(p) => Some(p.name.clone()),
     };
+    // The Durable Streams among the streams the erasure masks: their protocol requests wait,
+    // and fold them again after it.
+    let (log, stream) = (state.log.clone(), request.stream.clone());
+    let (from, to) = (request.from_version.unwrap_or(0), request.to_version.unwrap_or(u64::MAX));
+    let names = blocking(move || Ok::<_, ApiError>(erased_streams(&log, &stream, from, to))).await??;
+    let names: Vec<&str> = names.iter().map(|(name, _)| name.as_str()).collect();
     let state2 = state.clone();
-    let answer = blocking(move || -> ApiResult<EraseJson> {
+    let write = blocking(move || -> ApiResult<EraseJson> {
         let mut answer = erase(&state2.log, request, principal.as_deref())?;
         let rows = state2.store.checkpoints(&mut |_| {})?;
         answer.checkpoints_before = checkpoints_before(&rows, answer.position);
         Ok(answer)
-    })
-    .await??;
+    });
+    let answer = super::durable::outside_write(&state, &names, write).await???;
     Ok(Json(answer))
 }
 
@@ -398,6 +468,26 @@ pub fn view_refuses_changes(stream: &str) -> Option<String> {
              can be changed"
         )
     })
+}
+
+/// Why a fork into `to` is refused, if it is: into a view's stream (the views do not follow
+/// forks: a fork's shared events keep their source's name, so the view would never see them as
+/// the new key's or entry's), or into a Durable Stream (`ds:`), which is forked through the
+/// protocol, as a new incarnation with its own configuration and producers. The CLI applies it
+/// too.
+pub fn fork_refused(to: &str) -> Option<String> {
+    if let Some((prefix, view)) = projections::view_stream_owner(to) {
+        return Some(format!(
+            "stream {to} belongs to the {view} view (streams starting with {prefix:?}), which does not follow forks; \
+             fork into a stream outside the views"
+        ));
+    }
+    let path = to.strip_prefix(super::durable::state::STREAM_PREFIX)?;
+    Some(format!(
+        "stream {to} is a Durable Stream (streams starting with {:?}); fork it through the protocol: \
+         PUT /v1/stream/{path} with Stream-Forked-From (a fork from one into another stream is allowed)",
+        super::durable::state::STREAM_PREFIX
+    ))
 }
 
 /// A stream a change names: a valid, unreserved name that no view refuses changes of.
@@ -543,7 +633,7 @@ pub async fn put_metadata(
     responses(
         (status = 200, description = "Forked; the `stream-forked` event's position and hash.", body = ForkJson),
         (status = 400, description = "`fork_past_end` (`at_version` beyond the source's last version), `invalid_stream_name`, `invalid_body`.", body = ErrorBody),
-        (status = 403, description = "The token lacks `read` on the source or `delete` on `to`, or `reserved_stream`: `to` belongs to a view (`kv:`, `audit:`, `meta:`), which does not follow forks.", body = ErrorBody),
+        (status = 403, description = "The token lacks `read` on the source or `delete` on `to`, or `reserved_stream`: `to` belongs to a view (`kv:`, `audit:`, `meta:`), which does not follow forks, or is a Durable Stream (`ds:`), forked through the protocol.", body = ErrorBody),
         (status = 404, description = "`stream_not_found`: the source does not exist.", body = ErrorBody),
         (status = 409, description = "`stream_exists`: `to` has events already.", body = ErrorBody),
         (status = 410, description = "`stream_tombstoned`: `to` was deleted for good.", body = ErrorBody),
@@ -564,17 +654,8 @@ pub async fn fork_stream(
     caller.require(Permission::Delete, &request.to)?;
     StreamName::new(&source).map_err(ApiError::from)?;
     StreamName::new(&request.to).map_err(ApiError::from)?;
-    if let Some((prefix, view)) = projections::view_stream_owner(&request.to) {
-        // A fork's shared events keep their source's name: the view would never see them as
-        // the new key's (or entry's) events.
-        return Err(ApiError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "reserved_stream",
-            format!(
-                "stream {} belongs to the {view} view (streams starting with {prefix:?}), which does not follow forks;                  fork into a stream outside the views",
-                request.to
-            ),
-        ));
+    if let Some(why) = fork_refused(&request.to) {
+        return Err(ApiError::new(axum::http::StatusCode::FORBIDDEN, "reserved_stream", why));
     }
     let log = state.log.clone();
     let result = blocking(move || {

@@ -167,3 +167,107 @@ async fn without_a_restart_the_ttl_runs_from_the_last_read() {
     );
     server.stop();
 }
+
+/// A producer's append to `path`: its status.
+async fn produce(server: &Server, path: &str, seq: u64, body: &str, extra: &[(&str, &str)]) -> StatusCode {
+    let seq = seq.to_string();
+    let mut headers = vec![
+        ("content-type", "application/json"),
+        ("producer-id", "p"),
+        ("producer-epoch", "0"),
+        ("producer-seq", &seq),
+    ];
+    headers.extend_from_slice(extra);
+    let (status, _, text) = server.call(Method::POST, path, &headers, body).await;
+    assert!(status.is_success() || status.is_client_error(), "{status} {text}");
+    status
+}
+
+async fn erase(server: &Server, stream: &str) {
+    let body = serde_json::json!({"stream": stream, "reason": "a test"}).to_string();
+    let (status, _, text) =
+        server.call(Method::POST, "/v1/erase", &[("content-type", "application/json")], &body).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+}
+
+/// Failed before: an erasure through `POST /v1/erase` took the protocol's state with the
+/// payloads (the configuration in `ds.created`, the producer state in the messages' metadata),
+/// so after a restart the stream answered 404 and a producer's retry could be written again.
+/// Now the erasure first appends the state (`ds.state`): the erased messages are skipped, the
+/// stream, its content type, closed state, producers and Stream-Seq stay, before and after a
+/// restart; also for a source whose shared versions a fork's erasure reaches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_keeps_the_protocol_state_and_skips_the_erased_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), 0);
+    let json = [("content-type", "application/json")];
+    for path in ["/v1/stream/e", "/v1/stream/closed", "/v1/stream/src"] {
+        assert_eq!(server.call(Method::PUT, path, &json, "").await.0, StatusCode::CREATED);
+    }
+    assert_eq!(produce(&server, "/v1/stream/e", 0, r#"[{"a":1}]"#, &[]).await, StatusCode::OK);
+    assert_eq!(produce(&server, "/v1/stream/e", 1, r#"{"b":2}"#, &[("stream-seq", "s1")]).await, StatusCode::OK);
+    let close = [("stream-closed", "true")];
+    assert_eq!(produce(&server, "/v1/stream/closed", 0, r#"{"c":3}"#, &close).await, StatusCode::OK);
+    assert_eq!(produce(&server, "/v1/stream/src", 0, r#"{"s":1}"#, &[]).await, StatusCode::OK);
+    let fork = [("content-type", "application/json"), ("stream-forked-from", "/v1/stream/src")];
+    assert_eq!(server.call(Method::PUT, "/v1/stream/fork", &fork, "").await.0, StatusCode::CREATED);
+
+    erase(&server, "ds:e").await;
+    erase(&server, "ds:closed").await;
+    // The fork's shared versions are the source's: erasing them erases the source's.
+    erase(&server, "ds:fork").await;
+    check_after_erasure(&server, "before a restart").await;
+    server.stop();
+    let server = Server::start(dir.path(), 0);
+    check_after_erasure(&server, "after a restart").await;
+    // The state holds for what comes next too.
+    assert_eq!(produce(&server, "/v1/stream/e", 2, r#"{"n":3}"#, &[]).await, StatusCode::OK);
+    assert_eq!(produce(&server, "/v1/stream/e", 3, r#"{"n":4}"#, &[("stream-seq", "s1")]).await, StatusCode::CONFLICT);
+    assert_eq!(server.call(Method::GET, "/v1/stream/e", &[], "").await.2, r#"[{"n":3}]"#);
+    server.stop();
+}
+
+async fn check_after_erasure(server: &Server, when: &str) {
+    let (status, headers, body) = server.call(Method::GET, "/v1/stream/e", &[], "").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "[]"), "{when}: the erased messages are skipped");
+    assert_eq!(headers["content-type"], "application/json", "{when}");
+    assert_eq!(produce(server, "/v1/stream/e", 1, r#"{"b":2}"#, &[]).await, StatusCode::NO_CONTENT, "{when}: a retry");
+    let (status, headers, _) = server.call(Method::HEAD, "/v1/stream/closed", &[], "").await;
+    assert_eq!(
+        (status, headers.get("stream-closed").map(|v| v.to_str().unwrap())),
+        (StatusCode::OK, Some("true")),
+        "{when}"
+    );
+    let (_, headers, body) = server.call(Method::GET, "/v1/stream/closed", &[], "").await;
+    assert_eq!((body.as_str(), headers.get("stream-closed").is_some()), ("[]", true), "{when}: closed at its end");
+    let retry = produce(server, "/v1/stream/closed", 0, r#"{"c":3}"#, &[("stream-closed", "true")]).await;
+    assert_eq!(retry, StatusCode::NO_CONTENT, "{when}: the closing producer's retry is a duplicate");
+    assert_eq!(server.call(Method::GET, "/v1/stream/src", &[], "").await.2, "[]", "{when}: erased through the fork");
+    assert_eq!(produce(server, "/v1/stream/src", 0, r#"{"s":1}"#, &[]).await, StatusCode::NO_CONTENT, "{when}");
+    assert_eq!(server.status(Method::HEAD, "/v1/stream/fork").await, StatusCode::OK, "{when}");
+}
+
+/// A fork made through cairn's own API cannot land in a Durable Stream (its configuration,
+/// producers and closed state would be the source's, half a protocol fork): `403
+/// reserved_stream`, pointing at the protocol's fork. A fork from one into another stream is an
+/// ordinary stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_through_cairns_api_into_a_durable_stream_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), 0);
+    let json = [("content-type", "application/json")];
+    assert_eq!(server.call(Method::PUT, "/v1/stream/a", &json, "[1]").await.0, StatusCode::CREATED);
+    for to in ["ds:b", "ds:a/b"] {
+        let body = serde_json::json!({"to": to, "at_version": 1}).to_string();
+        let (status, _, text) = server.call(Method::POST, "/v1/streams/ds%3Aa/fork", &json, &body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+        assert!(text.contains("reserved_stream") && text.contains("Stream-Forked-From"), "{text}");
+    }
+    let body = serde_json::json!({"to": "ds:b", "at_version": 0}).to_string();
+    assert_eq!(server.call(Method::POST, "/v1/streams/plain/fork", &json, &body).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(server.status(Method::HEAD, "/v1/stream/b").await, StatusCode::NOT_FOUND, "nothing was written");
+    let body = serde_json::json!({"to": "copy", "at_version": 1}).to_string();
+    let (status, _, text) = server.call(Method::POST, "/v1/streams/ds%3Aa/fork", &json, &body).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    server.stop();
+}

@@ -13,7 +13,7 @@ use log_engine::{Direction, Filter, Log, Payload, StartFrom, StreamVersion, Subs
 use tokio::time::Instant;
 
 use super::offset::Offset;
-use super::state::{Config, EVENT_CLOSED, EVENT_CREATED, EVENT_DELETED};
+use super::state::{Config, EVENT_CLOSED, EVENT_CREATED, EVENT_DELETED, EVENT_STATE};
 use crate::http::AppState;
 
 /// Most messages one read answers.
@@ -52,27 +52,28 @@ pub fn read_page(log: &Log, name: &str, from: Option<u64>) -> log_engine::Result
         log.read_stream_bounded(name, from.map(StreamVersion), READ_PAGE_EVENTS, READ_PAGE_BYTES, Direction::Forward)?;
     let mut next = from.unwrap_or(0);
     let mut messages = Vec::with_capacity(events.len());
-    let mut last_type = None;
+    // Whether the last event read closes the stream (`None`: it is a message).
+    let mut last_closes = None;
     for event in events {
         next = event.version.0 + 1;
         // An erased message's payload is gone: it is skipped (its offset still passes).
         if is_message(&event.event_type) && !event.erased {
             messages.push(event.data);
-            last_type = None;
+            last_closes = None;
         } else {
-            last_type = Some(event.event_type);
+            last_closes = Some(closes(&event));
         }
     }
     let up_to_date = last.is_none_or(|last| next > last);
     let closed = up_to_date
-        && match (&last_type, last) {
-            (Some(t), _) => t == EVENT_CLOSED,
+        && match (last_closes, last) {
+            (Some(closes), _) => closes,
             (None, _) if !messages.is_empty() => false,
             // Nothing read: the stream's last event says whether it is closed.
             (None, Some(last)) => log
                 .read_stream_bounded(name, Some(StreamVersion(last)), 1, 0, Direction::Forward)?
                 .first()
-                .is_some_and(|e| e.event_type == EVENT_CLOSED),
+                .is_some_and(closes),
             (None, None) => false,
         };
     // A stream closed through cairn's own lifecycle endpoint has no `ds.closed` event, and takes
@@ -81,9 +82,20 @@ pub fn read_page(log: &Log, name: &str, from: Option<u64>) -> log_engine::Result
     Ok(Page { messages, next, up_to_date, closed })
 }
 
-/// Whether an event of this type is a message (the `ds.*` lifecycle events are not).
+/// Whether `event`, the last of a stream, leaves it closed: `ds.closed`, or a snapshot of a
+/// closed stream (written after its `ds.closed`, by an erasure).
+fn closes(event: &log_engine::Event) -> bool {
+    event.event_type == EVENT_CLOSED
+        || (event.event_type == EVENT_STATE
+            && event.data_json().is_some_and(|d| d.get("closed") == Some(&serde_json::Value::Bool(true))))
+}
+
+/// Whether an event of this type is a message (the `ds.*` lifecycle and state events are not).
 pub fn is_message(event_type: &str) -> bool {
-    event_type != EVENT_CREATED && event_type != EVENT_CLOSED && event_type != EVENT_DELETED
+    event_type != EVENT_CREATED
+        && event_type != EVENT_CLOSED
+        && event_type != EVENT_DELETED
+        && event_type != EVENT_STATE
 }
 
 /// The version after the stream's last event: where `offset=now` reads from.

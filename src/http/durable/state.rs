@@ -10,6 +10,12 @@
 //! - `ds.closed`: the stream takes no more messages. It is written in the same atomic append as
 //!   a final message, so a reader never sees the close without that message.
 //!
+//! - `ds.state`: the stream's protocol state as a whole ([`Snapshot`]: configuration,
+//!   incarnation, closed, producers, `Stream-Seq`), written before an erasure of the stream
+//!   (`POST /v1/erase`, `cairn erase`), which removes payloads and metadata: the configuration
+//!   of an erased `ds.created` and the producer state on erased messages would be lost with
+//!   them. Folding it replaces the state folded so far.
+//!
 //! A stream with a TTL also has an access stream, `$ds-ttl:` and the first 32 hex digits of
 //! BLAKE3 of the cairn name ([`access_stream`]): a read that slides the TTL while the stream's
 //! last persisted activity is [`Loaded::marker_due`] old writes a `ds.accessed` marker there
@@ -48,6 +54,8 @@ pub const EVENT_DATA: &str = "ds.data";
 pub const EVENT_CLOSED: &str = "ds.closed";
 /// Event type that retires a deleted stream whose forks still read it.
 pub const EVENT_DELETED: &str = "ds.deleted";
+/// Event type of a snapshot of a stream's protocol state ([`Snapshot`]).
+pub const EVENT_STATE: &str = "ds.state";
 /// Event type of an access marker, on a stream's access stream ([`access_stream`]).
 pub const EVENT_ACCESSED: &str = "ds.accessed";
 /// The access streams' names start with this (reserved: only the server writes them).
@@ -473,6 +481,26 @@ pub fn load(log: &Log, name: &str) -> log_engine::Result<Option<Loaded>> {
 
 /// One event's effect on a stream's state.
 fn fold(loaded: &mut Option<Loaded>, event: &Event) {
+    if event.event_type == EVENT_CREATED && event.erased {
+        // An incarnation whose configuration was erased: nothing to serve until a snapshot
+        // (written before the erasure) restores it.
+        *loaded = None;
+        return;
+    }
+    if event.event_type == EVENT_STATE {
+        let snapshot = match &event.data {
+            Payload::Json(text) => serde_json::from_slice::<Snapshot>(text).ok().filter(Snapshot::valid),
+            Payload::Bytes(_) => None,
+        };
+        if let Some(snapshot) = snapshot {
+            let persisted_ms =
+                loaded.as_ref().map_or(snapshot.persisted_ms, |l| l.persisted_ms.max(snapshot.persisted_ms));
+            let mut restored = snapshot.into_loaded();
+            restored.persisted_ms = persisted_ms;
+            *loaded = Some(restored);
+        }
+        return;
+    }
     if event.event_type == EVENT_CREATED {
         let config = match &event.data {
             Payload::Json(text) => serde_json::from_slice::<Config>(text).ok().filter(Config::valid),
@@ -499,6 +527,77 @@ fn fold(loaded: &mut Option<Loaded>, event: &Event) {
         });
     }
     state.apply(&coordination);
+}
+
+/// The data of a `ds.state` event: a stream's whole protocol state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub config: Config,
+    /// The incarnation: the position of its `ds.created` event (ETags name it).
+    pub created_position: u64,
+    #[serde(default)]
+    pub closed: bool,
+    #[serde(default)]
+    pub gone: bool,
+    /// The producer tuple of the request that closed the stream, if it sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_by: Option<(String, u64, u64)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_seq: Option<String>,
+    /// Each producer's (epoch, seq), by id.
+    #[serde(default)]
+    pub producers: std::collections::BTreeMap<String, (u64, u64)>,
+    /// The last persisted activity then (unix ms): a snapshot is not an access.
+    pub persisted_ms: u64,
+}
+
+impl Snapshot {
+    /// Stream `loaded`'s state.
+    pub fn of(loaded: &Loaded) -> Snapshot {
+        Snapshot {
+            config: loaded.config.clone(),
+            created_position: loaded.created_position,
+            closed: loaded.closed,
+            gone: loaded.gone,
+            closed_by: loaded.closed_by.as_ref().map(|c| (c.id.clone(), c.epoch, c.seq)),
+            stream_seq: loaded.stream_seq.clone(),
+            producers: loaded.producers.iter().map(|(id, p)| (id.clone(), (p.epoch, p.seq))).collect(),
+            persisted_ms: loaded.persisted_ms,
+        }
+    }
+
+    /// Within the bounds this server writes (as [`Config::valid`] and [`Coordination::valid`]).
+    pub fn valid(&self) -> bool {
+        let coordination = |producer: Option<(String, u64, u64)>, stream_seq: Option<String>| {
+            Coordination { producer, stream_seq }.valid()
+        };
+        self.config.valid()
+            && coordination(self.closed_by.clone(), self.stream_seq.clone())
+            && self.producers.iter().all(|(id, &(epoch, seq))| coordination(Some((id.clone(), epoch, seq)), None))
+    }
+
+    fn into_loaded(self) -> Loaded {
+        let mut loaded = Loaded::new(self.config, self.created_position, self.persisted_ms);
+        loaded.closed = self.closed;
+        loaded.gone = self.gone;
+        loaded.closed_by = self.closed_by.map(|(id, epoch, seq)| ProducerClaim { id, epoch, seq });
+        loaded.stream_seq = self.stream_seq;
+        loaded.producers = self.producers.into_iter().map(|(id, (epoch, seq))| (id, Producer { epoch, seq })).collect();
+        loaded
+    }
+}
+
+/// The `ds.state` event that keeps stream `name`'s protocol state through an erasure of
+/// versions up to its current last one, if it is a Durable Stream: appended before the
+/// erasure, it is past the erased range, and folding it restores what the erasure takes (an
+/// erased `ds.created`'s configuration, the producer state on erased messages).
+pub fn snapshot_event(log: &Log, name: &str) -> log_engine::Result<Option<log_engine::NewEvent>> {
+    Ok(load(log, name)?.map(|loaded| {
+        log_engine::NewEvent::json(
+            EVENT_STATE,
+            &serde_json::to_value(Snapshot::of(&loaded)).expect("a snapshot serializes"),
+        )
+    }))
 }
 
 /// The data of a `ds.accessed` marker.
