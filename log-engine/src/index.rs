@@ -103,6 +103,9 @@ pub(crate) struct Index {
     /// Erased version ranges; replaced (copy on write) by each erasure, so a reader's snapshot
     /// is one reference count.
     pub erasures: Arc<Erasures>,
+    /// Per stream, the newest secret an erasure of the whole stream destroys
+    /// (`Change::Erased::shred_through`): a writer's open destroys any still in the key store.
+    pub shreds: HashMap<String, u32, foldhash::quality::RandomState>,
 }
 
 /// Erased versions, by the stream that owns the records: sorted, disjoint, non-adjacent
@@ -348,8 +351,13 @@ impl Index {
     /// Applies one lifecycle change. `Err` describes a change that cannot follow the index as
     /// it stands (only a damaged log has one: the writer checked it before writing it).
     pub(crate) fn apply(&mut self, change: &Change) -> std::result::Result<(), String> {
-        if let Change::Erased { stream, from_version, to_version, .. } = change {
-            return self.erase(stream, *from_version, *to_version);
+        if let Change::Erased { stream, from_version, to_version, shred_through, .. } = change {
+            self.erase(stream, *from_version, *to_version)?;
+            if let Some(through) = *shred_through {
+                let newest = self.shreds.entry(stream.clone()).or_insert(through);
+                *newest = (*newest).max(through);
+            }
+            return Ok(());
         }
         let entry = self.streams.entry(change.stream().to_string()).or_default();
         if let Change::Forked { stream, source, at_version, .. } = change {

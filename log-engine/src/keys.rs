@@ -326,25 +326,41 @@ impl Keyring {
     /// older copy of the store still holds them: docs/security.md). Returns how
     /// many secrets were destroyed. Records written after this get a new secret.
     pub fn shred(&self, stream: &str) -> Result<usize> {
+        self.shred_through(stream, u32::MAX)
+    }
+
+    /// Destroys the secrets of `stream` numbered up to `through` (a later one, made after
+    /// them, stays). Returns how many were destroyed: 0 when none was live.
+    pub fn shred_through(&self, stream: &str, through: u32) -> Result<usize> {
         if !self.writable {
             return Err(self.error("a reader's key store destroys no keys"));
         }
         let mut broken = self.file.lock();
+        let doomed = |state: &State| -> Vec<u32> {
+            state.streams.get(stream).map_or_else(Vec::new, |s| s.live.range(..=through).map(|(&n, _)| n).collect())
+        };
+        // Checked before the whole state is copied: an open asks this of every erased stream.
+        let numbers = doomed(&self.state.read());
+        if numbers.is_empty() {
+            return Ok(0);
+        }
         let mut next = self.snapshot();
-        let Some(secrets) = next.streams.get_mut(stream) else { return Ok(0) };
-        let numbers: Vec<u32> = secrets.live.keys().copied().collect();
+        let secrets = next.streams.get_mut(stream).expect("a stream with live secrets has an entry");
         for n in &numbers {
             secrets.live.remove(n);
             secrets.shredded.insert(*n);
-        }
-        if numbers.is_empty() {
-            return Ok(0);
         }
         self.rewrite(&next)?;
         *broken = false;
         *self.state.write() = next;
         self.remove_torn_tails()?;
         Ok(numbers.len())
+    }
+
+    /// The number of `stream`'s newest live secret: every record of it sealed so far used
+    /// this one or an older one.
+    pub(crate) fn newest_secret(&self, stream: &str) -> Option<u32> {
+        self.state.read().streams.get(stream)?.live.keys().next_back().copied()
     }
 
     /// Removes every `keys.torn-*` beside the store: a dropped tail may be an entry holding the

@@ -225,11 +225,15 @@ pub(crate) enum Change {
         at_version: u64,
         first_version: u64,
     },
+    /// `shred_through`: on an encrypted log, an erasure of every version the stream had
+    /// destroys its secrets numbered up to this one (those its erased records were sealed with),
+    /// once the erasure is durable; an open finishes a destruction a crash cut short.
     Erased {
         stream: String,
         from_version: u64,
         to_version: u64,
         reason: String,
+        shred_through: Option<u32>,
     },
 }
 
@@ -277,6 +281,10 @@ struct ErasedData {
     from_version: u64,
     to_version: u64,
     reason: String,
+    /// Absent when nothing is shredded (and in erasures written before it existed, which
+    /// destroyed their keys when they were staged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shred_through: Option<u32>,
 }
 
 impl Change {
@@ -314,8 +322,8 @@ impl Change {
             Change::Forked { stream, source, at_version, first_version } => {
                 serde_json::to_vec(&ForkedData { stream, source, at_version, first_version })
             }
-            Change::Erased { stream, from_version, to_version, reason } => {
-                serde_json::to_vec(&ErasedData { stream, from_version, to_version, reason })
+            Change::Erased { stream, from_version, to_version, reason, shred_through } => {
+                serde_json::to_vec(&ErasedData { stream, from_version, to_version, reason, shred_through })
             }
         };
         json.expect("lifecycle data always serializes")
@@ -347,14 +355,14 @@ impl Change {
                 Change::Forked { stream, source, at_version, first_version }
             }
             EVENT_STREAM_ERASED => {
-                let ErasedData { stream, from_version, to_version, reason } =
+                let ErasedData { stream, from_version, to_version, reason, shred_through } =
                     serde_json::from_slice(data).map_err(bad)?;
                 if from_version > to_version {
                     return Err(format!(
                         "a {event_type} event on {LIFECYCLE_STREAM} erases versions {from_version} to {to_version}"
                     ));
                 }
-                Change::Erased { stream, from_version, to_version, reason }
+                Change::Erased { stream, from_version, to_version, reason, shred_through }
             }
             other => return Err(format!("an event of unknown type {other:?} on {LIFECYCLE_STREAM}")),
         })
@@ -482,7 +490,13 @@ impl StreamNow {
                         last_version: StreamVersion(last),
                     });
                 }
-                Ok(Change::Erased { stream: stream.to_string(), from_version, to_version, reason: reason.clone() })
+                Ok(Change::Erased {
+                    stream: stream.to_string(),
+                    from_version,
+                    to_version,
+                    reason: reason.clone(),
+                    shred_through: None,
+                })
             }
         }
     }
@@ -509,7 +523,20 @@ mod tests {
             Change::Metadata { stream: "a".into(), metadata },
             Change::Forked { stream: "b".into(), source: "a".into(), at_version: 7, first_version: 0 },
             Change::Forked { stream: "b".into(), source: "a".into(), at_version: 7, first_version: 3 },
-            Change::Erased { stream: "a".into(), from_version: 1, to_version: 2, reason: "GDPR request 7".into() },
+            Change::Erased {
+                stream: "a".into(),
+                from_version: 1,
+                to_version: 2,
+                reason: "GDPR request 7".into(),
+                shred_through: None,
+            },
+            Change::Erased {
+                stream: "a".into(),
+                from_version: 0,
+                to_version: 2,
+                reason: "r".into(),
+                shred_through: Some(3),
+            },
         ] {
             assert_eq!(Change::parse(change.event_type(), &change.data()).unwrap(), change);
         }

@@ -212,6 +212,16 @@ impl Log {
         let dir = dir.as_ref().to_path_buf();
         let opened = open::open_writer(&dir, &options)?;
         let (lock, index, state, live) = (opened.lock, opened.index, opened.state, opened.live);
+        if let Some(keys) = options.keys.as_deref() {
+            // An erasure made durable before a crash cut short the destruction of its key:
+            // finish it before anything is read or written.
+            for (stream, &through) in &index.shreds {
+                let destroyed = keys.shred_through(stream, through)?;
+                if destroyed > 0 {
+                    tracing::warn!(stream = %stream, secrets = destroyed, "destroyed the key of a stream erased before the last stop");
+                }
+            }
+        }
         let log_dir = dir::log_dir(&dir);
         let shared =
             Arc::new(Shared::new(dir, options, Access::Write, Some(live), (None, Fingerprint::default()), index));

@@ -298,6 +298,7 @@ pub(crate) fn recover(
         head_hash: ChainHash::genesis(),
         clock_ms: 0,
         erasures: Default::default(),
+        shreds: HashMap::default(),
     };
     let mut recent_ids: Vec<(u64, Uuid)> = Vec::new();
     let mut last_ts = 0u64;

@@ -277,3 +277,79 @@ fn verify_with_the_key_authenticates_every_sealed_payload() {
     let keyless = Log::open_read_only(dir.path(), common::small_options()).unwrap();
     assert!(keyless.verify(None, |_| {}).unwrap().ok, "without the key verify checks the chain only");
 }
+
+/// What a reopened log shows of an erasure of the whole stream `run` cut short by a power
+/// loss: whether the erasure is in the log, and whether `run`'s secret is destroyed. Asserts
+/// that the two go together, and that without the erasure every payload reads back.
+fn erasure_and_key_after_power_loss(dir: &Path, events: u64) -> bool {
+    let keys = Keyring::open(dir.join(KEY_STORE_FILE), kek()).unwrap();
+    let log = Log::open(dir, Options { keys: Some(keys.clone()), ..common::small_options() }).unwrap();
+    let erased = log
+        .read_all(Position(0), 1000)
+        .unwrap()
+        .iter()
+        .any(|e| e.stream == log_engine::LIFECYCLE_STREAM && e.event_type == "stream-erased");
+    let shredded = keys.stream_shredded("run");
+    assert_eq!(erased, shredded, "the erasure is in the log: {erased}; the stream's key is destroyed: {shredded}");
+    let read = log.read_stream("run", None, 100, Direction::Forward).unwrap();
+    assert_eq!(read.len() as u64, events);
+    if !erased {
+        for e in &read {
+            assert!(!e.erased && String::from_utf8_lossy(e.data.as_bytes()).contains(MARKER), "{e:?} was lost");
+        }
+    }
+    assert!(log.verify(None, |_| {}).unwrap().ok);
+    erased
+}
+
+/// A log on the fault layer, its key store too, with three events on `run`.
+fn faulty_log(dir: &Path) -> (log_engine::faults::FaultFs, Log) {
+    let fs = log_engine::faults::FaultFs::new();
+    let keys = Keyring::open_on(Arc::new(fs.clone()), dir.join(KEY_STORE_FILE), kek()).unwrap();
+    let options = Options { fs: Arc::new(fs.clone()), keys: Some(keys), ..common::small_options() };
+    let log = Log::open(dir, options).unwrap();
+    for n in 0..3 {
+        log.append("run", ExpectedVersion::Any, vec![marked(n)]).unwrap();
+    }
+    (fs, log)
+}
+
+/// The power goes at the fdatasync of an erasure of a whole encrypted stream: whatever of it
+/// lands, the reopened log either holds the erasure and no key, or neither (every payload reads
+/// back). Failed before: the key was destroyed when the erasure was staged, so a lost erasure
+/// left payloads no client was told were erased unreadable.
+#[test]
+fn power_lost_at_a_shredding_erasure_keeps_erasure_and_key_together() {
+    let mut outcomes = std::collections::BTreeSet::new();
+    for seed in 0..16 {
+        let dir = tempfile::tempdir().unwrap();
+        let (fs, log) = faulty_log(dir.path());
+        fs.crash_at(log_engine::faults::Op::Sync, ".seg", 0);
+        let err = log.erase("run", None, None, "request 7").unwrap_err();
+        assert!(matches!(err, Error::Poisoned { .. }), "{err}");
+        drop(log);
+        fs.power_loss(seed).unwrap();
+        outcomes.insert(erasure_and_key_after_power_loss(dir.path(), 3));
+    }
+    assert_eq!(outcomes.len(), 2, "the seeds kept the erasure in some runs and lost it in others");
+}
+
+/// The power goes after the erasure is durable, before its key is destroyed: the next open
+/// destroys it. Failed before: the key went (or failed to go) before the erasure was durable.
+#[test]
+fn a_key_whose_erasure_is_durable_is_destroyed_by_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fs, log) = faulty_log(dir.path());
+    fs.crash_at(log_engine::faults::Op::Create, "keys.tmp", 0);
+    // Acknowledged: the erasure is durable; the key store's rewrite failed (logged).
+    log.erase("run", None, None, "request 7").unwrap();
+    drop(log);
+    fs.power_loss(7).unwrap();
+    assert!(erasure_and_key_after_power_loss(dir.path(), 3), "the acknowledged erasure holds");
+    // Written again: a new secret, readable.
+    let keys = Keyring::open(dir.path().join(KEY_STORE_FILE), kek()).unwrap();
+    let log = Log::open(dir.path(), Options { keys: Some(keys), ..common::small_options() }).unwrap();
+    let again = log.append("run", ExpectedVersion::Any, vec![marked(9)]).unwrap();
+    let event = log.read_event(again.first_position).unwrap();
+    assert!(!event.erased && String::from_utf8_lossy(event.data.as_bytes()).contains(MARKER));
+}

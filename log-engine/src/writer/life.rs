@@ -28,15 +28,15 @@ impl Writer {
     /// event's metadata. On error nothing is staged.
     fn stage_lifecycle(&mut self, op: &LifecycleOp, metadata: Vec<u8>) -> Result<AppendResult> {
         let mut change = StreamNow::change_for(op, |stream| self.now(stream))?;
-        // An erasure of every version of an encrypted stream destroys its secrets too.
-        let shred = match &change {
-            Change::Erased { stream, from_version: 0, to_version, .. }
-                if self.now(stream).last == Some(*to_version) =>
-            {
-                self.shared.options.keys.clone().map(|keys| (keys, stream.clone()))
+        let last = self.now(change.stream()).last;
+        if let Change::Erased { stream, from_version: 0, to_version, shred_through, .. } = &mut change {
+            // An erasure of every version of an encrypted stream destroys its secrets too: the
+            // syncer destroys them once the erasure is durable (a crash before that loses the
+            // erasure and keeps the key, or keeps both and the next open destroys it).
+            if last == Some(*to_version) {
+                *shred_through = self.shared.options.keys.as_deref().and_then(|keys| keys.newest_secret(stream));
             }
-            _ => None,
-        };
+        }
         if let Change::Forked { source, first_version, at_version, .. } = &mut change {
             // Past the fork point the fork shares nothing: its own versions start there.
             *first_version = (*first_version).max(self.published_first(source)?).min(*at_version + 1);
@@ -49,19 +49,14 @@ impl Writer {
         let mut results = self.stage(&[PreparedAppend { stream, expected: ExpectedVersion::Any, events }])?;
         let staged = self.staged.last_mut().expect("the change's record was staged");
         debug_assert_eq!(&*staged.stream, LIFECYCLE_STREAM);
+        let position = staged.position;
         staged.life = Some(Arc::new(change.clone()));
         self.note(&change);
-        if let Some((keys, stream)) = shred {
-            // Here, in the writer, after the erasure is staged: every record sealed with the
-            // secret is staged before it (and is erased by it), and an append prepared with the
-            // secret and staged after it is refused (stage.rs check_secret_live). A failure
-            // leaves the erasure standing (reads hide the payloads) and the key in place.
-            match keys.shred(&stream) {
-                Ok(n) => tracing::info!(stream = %stream, secrets = n, "erasure of the whole stream destroyed its key"),
-                Err(e) => {
-                    tracing::error!(stream = %stream, error = %e, "erased, but the stream's key was not destroyed");
-                }
-            }
+        if let Change::Erased { stream, shred_through: Some(through), .. } = &change {
+            // Until the syncer has destroyed them, the secrets are live, yet every record
+            // sealed with them and staged after the erasure would be acknowledged and then
+            // read back as destroyed: stage.rs check_secret_live refuses those.
+            self.shredding.insert(stream.clone(), (*through, position));
         }
         Ok(results.pop().expect("one result"))
     }

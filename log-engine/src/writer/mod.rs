@@ -139,6 +139,13 @@ struct Staged {
     life: Option<Arc<Change>>,
 }
 
+impl Staged {
+    /// Whether this is an erasure that destroys secrets once it is durable.
+    fn shreds(&self) -> bool {
+        matches!(self.life.as_deref(), Some(Change::Erased { shred_through: Some(_), .. }))
+    }
+}
+
 /// The writer's state, shared by the writer thread and blocking appenders committing directly;
 /// `None` once a panic while committing took it down (the log is poisoned then).
 pub(crate) type Core = Mutex<Option<Writer>>;
@@ -175,6 +182,10 @@ pub(crate) struct Writer {
     last_sync: Instant,
     unsynced: bool,
     poisoned: Option<String>,
+    /// Streams whose whole erasure is staged or in flight, with the newest secret it destroys
+    /// once durable and the erasure's position: appends sealed with those secrets are refused
+    /// meanwhile (stage.rs `check_secret_live`).
+    shredding: HashMap<String, (u32, u64), foldhash::fast::RandomState>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -215,6 +226,7 @@ impl Writer {
             last_sync: Instant::now(),
             unsynced: false,
             poisoned: None,
+            shredding: HashMap::default(),
         };
         writer.maybe_start_spare();
         Ok(writer)
@@ -336,6 +348,10 @@ impl Writer {
         if self.finished_through == self.sent_through && self.staged.is_empty() {
             self.overlay.clear();
         }
+        // A finished erasure has destroyed its secrets (or poisoned the log): the key store
+        // itself refuses them now.
+        let finished = self.finished_through;
+        self.shredding.retain(|_, (_, position)| *position >= finished);
     }
 
     /// Takes in a poisoning found by the syncer (or a panicking thread) since the last look.
@@ -416,11 +432,15 @@ impl Writer {
             ));
             return;
         }
-        let sync = match self.shared.options.durability {
-            Durability::Sync => true,
-            Durability::Interval(every) => self.last_sync.elapsed() >= every,
-            Durability::None => false,
-        };
+        // A group that destroys a key is made durable whatever the mode: the key goes only
+        // once the erasure can no longer be lost.
+        let shreds = self.staged.iter().any(Staged::shreds);
+        let sync = shreds
+            || match self.shared.options.durability {
+                Durability::Sync => true,
+                Durability::Interval(every) => self.last_sync.elapsed() >= every,
+                Durability::None => false,
+            };
         #[cfg(feature = "faults")]
         let sync = sync && self.shared.options.sabotage != Sabotage::SkipSync;
         if sync {

@@ -130,15 +130,18 @@ impl Writer {
     }
 
     /// Refuses an encrypted append whose stream secret an erasure of the whole stream destroyed
-    /// after the append was prepared (on the caller's thread) and before it got here: sealed
-    /// now, it would be acknowledged behind the erasure and read back erased.
+    /// after the append was prepared (on the caller's thread) and before it got here, or will
+    /// destroy once it is durable (staged or in flight before this append): sealed now, it would
+    /// be acknowledged behind the erasure and read back erased.
     fn check_secret_live(&self, append: &PreparedAppend) -> Result<()> {
         let (Some(keys), Some(secret)) =
             (self.shared.options.keys.as_deref(), append.events.first().and_then(record::PreparedEvent::secret))
         else {
             return Ok(());
         };
-        if keys.secret_live(append.stream.as_str(), secret) {
+        let name = append.stream.as_str();
+        let doomed = self.shredding.get(name).is_some_and(|&(through, _)| secret <= through);
+        if !doomed && keys.secret_live(name, secret) {
             Ok(())
         } else {
             Err(Error::StreamShredded { stream: append.stream.as_str().to_string() })
