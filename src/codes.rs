@@ -135,7 +135,7 @@ pub fn log(e: &log_engine::Error) -> Code {
         }
         E::Closed => Code::UNAVAILABLE,
         // An encrypted payload read by a process started without the key.
-        E::KeyRequired { .. } => Code::new("key_required", 403, Exit::Error),
+        E::KeyRequired { .. } | E::AppendNeedsKey { .. } => Code::new("key_required", 403, Exit::Error),
         E::KeyStore { .. } => Code::new("key_store", 500, Exit::Error),
         // An evicted segment (tiering) that cannot be read back now: no archive configured, or
         // the archive unreachable; hot reads go on.

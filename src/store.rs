@@ -227,6 +227,22 @@ pub fn open_writer_with(
         ..log_engine::Options::default()
     };
     options.keys = keyring(dir, true, &options.fs)?;
+    let log = Log::open(dir, options).map_err(StoreError::open(dir))?;
+    if log.append_needs_key() {
+        // The store lives outside DIR (`--key-store`), so `keyring` found none here; the
+        // log's newest segment says it is encrypted.
+        log.close();
+        return Err(StoreError::open(dir)(log_engine::Error::AppendNeedsKey { dir: dir.to_path_buf() }));
+    }
+    Ok(log)
+}
+
+/// [`open_writer`] for a command that copies the log and appends nothing (a backup, a
+/// restore's source): an encrypted log whose key store is elsewhere opens without the key,
+/// and the engine refuses any append to it ([`log_engine::Error::AppendNeedsKey`]).
+pub fn open_writer_to_copy(dir: &Path) -> Result<Log, StoreError> {
+    let mut options = log_engine::Options::default();
+    options.keys = keyring(dir, true, &options.fs)?;
     Log::open(dir, options).map_err(StoreError::open(dir))
 }
 

@@ -300,3 +300,29 @@ fn rotation_under_load_loses_nothing() {
     assert_eq!((status, body["error"].as_str()), (409, Some("not_encrypted")), "{body}");
     assert!(server.stop().success());
 }
+
+/// The key store outside the data directory (`--key-store`): nothing in the directory but the
+/// segments says the log is encrypted, and a writer without the key refuses it all the same
+/// (the segment headers say so), writing nothing. Failed before: the event was appended in the
+/// clear beside the encrypted ones.
+#[test]
+fn a_keyless_writer_refuses_an_encrypted_log_whose_store_is_elsewhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let key = key_file(tmp.path());
+    let store = tmp.path().join("store").join("keys");
+    let keyed = ["--key-file", key.to_str().unwrap(), "--key-store", store.to_str().unwrap()];
+    let payload = format!("{{\"t\": \"{MARKER} 0\"}}");
+    let (code, _, stderr) =
+        cairn(&data, &[&keyed[..], &["append", "agent-0", "--type", "Said", "--data", &payload]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(store.exists() && !data.join("keys").exists());
+    let payload = format!("{{\"t\": \"{MARKER} 1\"}}");
+    let (code, _, stderr) = cairn(&data, &["append", "agent-0", "--type", "Said", "--data", &payload]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("is encrypted") && stderr.contains("--key-file"), "{stderr}");
+    assert_no_marker(&data);
+    let (code, stdout, stderr) = cairn(&data, &[&keyed[..], &["read", "agent-0", "-o", "json"]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(&format!("{MARKER} 0")) && !stdout.contains(&format!("{MARKER} 1")), "{stdout}");
+}

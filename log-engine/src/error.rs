@@ -158,6 +158,16 @@ pub enum Error {
     )]
     KeyRequired { position: Position },
 
+    /// An append to an encrypted log (its newest segment says so) by a writer opened without
+    /// its key: the events would be written in the clear.
+    #[error(
+        "the log in {} is encrypted: appending needs its key (--key-file FILE, CAIRN_KEY_FILE or CAIRN_KEY) and \
+         its key store (--key-store FILE when it is not DIR/keys); without them, events would be written in the \
+         clear",
+        dir.display()
+    )]
+    AppendNeedsKey { dir: PathBuf },
+
     /// The key store cannot be read or written, was written with another key, or lacks a key a
     /// record needs.
     #[error("key store {}: {detail}", path.display())]
@@ -569,6 +579,8 @@ pub enum HeaderDamage {
     Mismatch { id: SegmentId, capacity: u64, file_id: SegmentId, file_len: u64 },
     /// The header's previous-segment hash is not the chain hash before its first record.
     PrevHash { stored: Box<ChainHash>, chain: Box<ChainHash> },
+    /// The header sets a flag this build does not know.
+    Flags { flags: u32 },
 }
 
 impl fmt::Display for HeaderDamage {
@@ -591,6 +603,7 @@ impl fmt::Display for HeaderDamage {
             HeaderDamage::PrevHash { stored, chain } => {
                 write!(f, "its previous-segment hash {stored} is not the chain hash before its first record ({chain})")
             }
+            HeaderDamage::Flags { flags } => write!(f, "header flags {flags:#x} set a flag this build does not know"),
         }
     }
 }

@@ -106,6 +106,8 @@ pub(crate) struct Index {
     /// Per stream, the newest secret an erasure of the whole stream destroys
     /// (`Change::Erased::shred_through`): a writer's open destroys any still in the key store.
     pub shreds: HashMap<String, u32, foldhash::quality::RandomState>,
+    /// Whether the newest segment at open says the log is encrypted (its header's flag).
+    pub newest_encrypted: bool,
 }
 
 /// Erased versions, by the stream that owns the records: sorted, disjoint, non-adjacent

@@ -400,6 +400,9 @@ impl Log {
     /// Validates and prepares a request on the caller's thread, then queues it for the writer.
     pub(crate) fn submit(&self, appends: Vec<StreamAppend>, reply: Reply) -> Result<()> {
         self.writable()?;
+        if self.append_needs_key() {
+            return Err(Error::AppendNeedsKey { dir: self.dir().to_path_buf() });
+        }
         if appends.is_empty() {
             return Err(Error::Invalid { what: "an append needs at least one stream".into() });
         }
@@ -877,6 +880,13 @@ impl Log {
     /// Whether the log was opened with a key store: new events are written encrypted.
     pub fn encrypted(&self) -> bool {
         self.shared().options.keys.is_some()
+    }
+
+    /// Whether the log is encrypted (its newest segment said so at open) but was opened
+    /// without a key store: it refuses appends ([`Error::AppendNeedsKey`]); lifecycle changes,
+    /// which are never encrypted, and reads of clear fields work.
+    pub fn append_needs_key(&self) -> bool {
+        self.shared().encrypted && self.shared().options.keys.is_none()
     }
 
     /// The key store the log was opened with.

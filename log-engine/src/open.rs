@@ -299,6 +299,7 @@ pub(crate) fn recover(
         clock_ms: 0,
         erasures: Default::default(),
         shreds: HashMap::default(),
+        newest_encrypted: false,
     };
     let mut recent_ids: Vec<(u64, Uuid)> = Vec::new();
     let mut last_ts = 0u64;
@@ -315,6 +316,7 @@ pub(crate) fn recover(
         for (i, probe) in probes.into_iter().enumerate() {
             let newest = i + 1 == ids.len();
             let Probe { id, path, file, len, header, sealed, cold } = probe?;
+            index.newest_encrypted = header.encrypted();
             let corrupt = |offset, kind| Error::Corrupt { segment: id, offset, position: None, kind };
             if id.0 != index.next_position || header.prev_hash != index.head_hash {
                 let kind = CorruptionKind::SegmentGap {
@@ -778,6 +780,7 @@ fn create_first_active(dir: &Path, options: &Options, index: &mut Index) -> Resu
         capacity,
         prev_hash: index.head_hash,
         created_ms: writer::now_ms(),
+        flags: SegmentHeader::flags_for(options.keys.is_some() || index.newest_encrypted),
     };
     let file = segment::prepare(fs.as_ref(), &tmp, capacity).map_err(|e| Error::io("prepare segment", &tmp, e))?;
     let (active, state) = segment::install(fs.as_ref(), &log_dir, &|| fs.sync_dir(&log_dir), file, &header)

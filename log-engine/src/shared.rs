@@ -55,6 +55,9 @@ pub(crate) struct Shared {
     pub metrics: MetricsInner,
     /// Held by a running scavenge: one at a time rewrites segments.
     pub scavenging: Mutex<()>,
+    /// Whether the log is encrypted: opened with a key store, or its newest segment says so
+    /// (then a writer without a key appends nothing). Every segment the writer creates says so.
+    pub encrypted: bool,
 }
 
 impl Shared {
@@ -67,7 +70,9 @@ impl Shared {
         index: Index,
     ) -> Shared {
         let (head_tx, _) = watch::channel(index.next_position);
+        let encrypted = options.keys.is_some() || index.newest_encrypted;
         Shared {
+            encrypted,
             dir,
             options,
             access,

@@ -353,3 +353,47 @@ fn a_key_whose_erasure_is_durable_is_destroyed_by_the_next_open() {
     let event = log.read_event(again.first_position).unwrap();
     assert!(!event.erased && String::from_utf8_lossy(event.data.as_bytes()).contains(MARKER));
 }
+
+/// A writer without a key on an encrypted log whose key store lives outside the directory
+/// (`--key-store`), so that nothing beside the segments says the log is encrypted: the newest
+/// segment's header does, and the writer appends nothing (sync or async), naming the
+/// directory, while lifecycle changes (never encrypted) still work. The segments it creates say
+/// so too. Failed before: the events were written in the clear beside the encrypted ones.
+#[test]
+fn a_keyless_writer_appends_nothing_to_an_encrypted_log_whose_store_is_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let store = elsewhere.path().join(KEY_STORE_FILE);
+    let keyed = || Options { keys: Some(Keyring::open(&store, kek()).unwrap()), ..common::small_options() };
+    let log = Log::open(dir.path(), keyed()).unwrap();
+    log.append("run", ExpectedVersion::Any, vec![marked(0)]).unwrap();
+    assert!(!log.append_needs_key());
+    drop(log);
+
+    let log = Log::open(dir.path(), common::small_options()).unwrap();
+    assert!(log.append_needs_key());
+    let err = log.append("run", ExpectedVersion::Any, vec![marked(1)]).unwrap_err();
+    assert!(matches!(err, Error::AppendNeedsKey { .. }), "{err}");
+    assert!(err.to_string().contains(&dir.path().display().to_string()), "{err}");
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let err = runtime.block_on(log.append_async("run", ExpectedVersion::Any, vec![marked(2)])).unwrap_err();
+    assert!(matches!(err, Error::AppendNeedsKey { .. }), "{err}");
+    // Lifecycle changes roll the log over into new segments, which keep the flag.
+    let segments = log.segment_files().len();
+    for n in 0..600u64 {
+        let metadata = StreamMetadata { max_count: Some(n + 1), ..StreamMetadata::default() };
+        log.set_stream_metadata("run", metadata).unwrap();
+    }
+    assert!(log.segment_files().len() > segments, "the changes filled a segment");
+    drop(log);
+    assert_no_marker(dir.path());
+
+    let log = Log::open(dir.path(), common::small_options()).unwrap();
+    assert!(log.append_needs_key(), "a segment made by a keyless writer of an encrypted log says it is encrypted");
+    drop(log);
+    let log = Log::open(dir.path(), keyed()).unwrap();
+    let read = log.read_stream("run", None, 10, Direction::Forward).unwrap();
+    assert_eq!(read.len(), 1);
+    assert!(String::from_utf8_lossy(read[0].data.as_bytes()).contains(&format!("{MARKER} 0")));
+    assert!(log.verify(None, |_| {}).unwrap().ok);
+}

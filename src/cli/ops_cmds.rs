@@ -221,7 +221,7 @@ pub fn restore(dir: &Path, format: Format, args: RestoreArgs) -> CliResult<Exit>
         Some(from) if args.at.is_none() && args.at_time.is_none() => restore_from(&from, format, &args),
         Some(from) => restore_from_at(&from, format, args),
         None => {
-            let log = match crate::store::open_writer(dir) {
+            let log = match crate::store::open_writer_to_copy(dir) {
                 Ok(log) => log,
                 // A server (or another writer) holds the directory: copy what is durable
                 // through a reader, which takes no lock.
@@ -515,7 +515,7 @@ fn print_drill(format: Format, report: &snapshotter::DrillReport, kept: bool) ->
 pub fn backup(dir: &Path, format: Format, args: BackupArgs) -> CliResult<Exit> {
     let report = match Remote::explicit(&args.server)? {
         Some(remote) => backup_remote(&remote, &args)?,
-        None => match crate::store::open_writer(dir) {
+        None => match crate::store::open_writer_to_copy(dir) {
             Ok(log) => {
                 let report = backup_local(&log, &args);
                 log.close();

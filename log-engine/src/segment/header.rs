@@ -2,9 +2,10 @@
 //! segment): pure encode and decode.
 
 use super::layout::{
-    FORMAT_VERSION, FORMAT_VERSION_OLDEST, HEADER_CAPACITY, HEADER_CRC, HEADER_CREATED, HEADER_ID, HEADER_MAGIC,
-    HEADER_PREV_HASH, HEADER_SALT, HEADER_USED, HEADER_VERSION, MAGIC, TRAILER_CRC, TRAILER_FOOTER_LEN,
-    TRAILER_FOOTER_OFFSET, TRAILER_IDS_LEN, TRAILER_LEN, TRAILER_MAGIC, TRAILER_MAGIC_FIELD, TRAILER_SALT,
+    FORMAT_VERSION, FORMAT_VERSION_FLAGS, FORMAT_VERSION_OLDEST, HEADER_CAPACITY, HEADER_CRC, HEADER_CREATED,
+    HEADER_FLAGS, HEADER_FLAGS_KNOWN, HEADER_FLAG_ENCRYPTED, HEADER_ID, HEADER_MAGIC, HEADER_PREV_HASH, HEADER_SALT,
+    HEADER_USED, HEADER_VERSION, MAGIC, TRAILER_CRC, TRAILER_FOOTER_LEN, TRAILER_FOOTER_OFFSET, TRAILER_IDS_LEN,
+    TRAILER_LEN, TRAILER_MAGIC, TRAILER_MAGIC_FIELD, TRAILER_SALT,
 };
 use crate::cast::usize_of;
 use crate::error::{CorruptionKind, HeaderDamage};
@@ -22,6 +23,8 @@ pub(crate) struct SegmentHeader {
     /// Chain hash at `id - 1` (the genesis hash for the first segment).
     pub prev_hash: ChainHash,
     pub created_ms: u64,
+    /// Header flags ([`HEADER_FLAGS_KNOWN`]); 0 in a segment older than version 5.
+    pub flags: u32,
 }
 
 impl SegmentHeader {
@@ -29,6 +32,13 @@ impl SegmentHeader {
         let mut b = [0u8; HEADER_USED];
         b[HEADER_MAGIC.range()].copy_from_slice(&MAGIC);
         b[HEADER_VERSION.range()].copy_from_slice(&self.version.to_le_bytes());
+        assert!(
+            self.flags & !HEADER_FLAGS_KNOWN == 0 && (self.flags == 0 || self.version >= FORMAT_VERSION_FLAGS),
+            "header flags {:#x} in a version {} segment",
+            self.flags,
+            self.version
+        );
+        b[HEADER_FLAGS.range()].copy_from_slice(&self.flags.to_le_bytes());
         b[HEADER_ID.range()].copy_from_slice(&self.id.0.to_le_bytes());
         b[HEADER_CAPACITY.range()].copy_from_slice(&self.capacity.to_le_bytes());
         b[HEADER_PREV_HASH.range()].copy_from_slice(&self.prev_hash.0);
@@ -58,6 +68,11 @@ impl SegmentHeader {
                 supported: FORMAT_VERSION,
             }));
         }
+        // Before version 5 the field was reserved (written as zero, never read).
+        let flags = if version >= FORMAT_VERSION_FLAGS { u32_in(b, HEADER_FLAGS) } else { 0 };
+        if flags & !HEADER_FLAGS_KNOWN != 0 {
+            return Err(bad(HeaderDamage::Flags { flags }));
+        }
         let mut prev = [0u8; 32];
         prev.copy_from_slice(&b[HEADER_PREV_HASH.range()]);
         Ok(SegmentHeader {
@@ -66,7 +81,22 @@ impl SegmentHeader {
             capacity: u64_in(b, HEADER_CAPACITY),
             prev_hash: ChainHash(prev),
             created_ms: u64_in(b, HEADER_CREATED),
+            flags,
         })
+    }
+
+    /// Whether the segment was written to an encrypted log ([`HEADER_FLAG_ENCRYPTED`]).
+    pub(crate) fn encrypted(&self) -> bool {
+        self.flags & HEADER_FLAG_ENCRYPTED != 0
+    }
+
+    /// The flags of a new segment: encrypted when the log is.
+    pub(crate) fn flags_for(encrypted: bool) -> u32 {
+        if encrypted {
+            HEADER_FLAG_ENCRYPTED
+        } else {
+            0
+        }
     }
 }
 
@@ -119,6 +149,7 @@ mod tests {
             capacity: 1 << 20,
             prev_hash: ChainHash::genesis(),
             created_ms: 7,
+            flags: HEADER_FLAG_ENCRYPTED,
         };
         let b = h.encode();
         assert_eq!(SegmentHeader::decode(&b).unwrap(), h);
@@ -127,6 +158,30 @@ mod tests {
             d[bit / 8] ^= 1 << (bit % 8);
             assert!(SegmentHeader::decode(&d).is_err(), "bit {bit}");
         }
+    }
+
+    /// An unknown flag is refused even under a valid CRC; a version 4 header's reserved bytes
+    /// are not read as flags.
+    #[test]
+    fn unknown_flags_are_refused_and_old_headers_have_none() {
+        let h = SegmentHeader {
+            version: FORMAT_VERSION,
+            id: SegmentId(0),
+            capacity: 1 << 20,
+            prev_hash: ChainHash::genesis(),
+            created_ms: 7,
+            flags: 0,
+        };
+        let mut b = h.encode();
+        b[HEADER_FLAGS.range()].copy_from_slice(&2u32.to_le_bytes());
+        let crc = salted_crc(&HEADER_SALT, &b[..HEADER_CRC.at]);
+        b[HEADER_CRC.range()].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(
+            SegmentHeader::decode(&b),
+            Err(CorruptionKind::SegmentHeader(d)) if matches!(*d, HeaderDamage::Flags { flags: 2 })
+        ));
+        let old = SegmentHeader { version: 4, ..h }.encode();
+        assert_eq!(SegmentHeader::decode(&old).unwrap().flags, 0);
     }
 
     #[test]

@@ -12,8 +12,9 @@ pub(crate) const HEADER_LEN: u64 = 4096;
 // The header's fields, in docs/format.md's order ("### Header").
 pub(crate) const HEADER_MAGIC: Field = Field::first(8);
 pub(crate) const HEADER_VERSION: Field = HEADER_MAGIC.then(4);
-const HEADER_RESERVED_1: Field = HEADER_VERSION.then(4);
-pub(crate) const HEADER_ID: Field = HEADER_RESERVED_1.then(8);
+/// Flags (format version 5; reserved, zero, before): [`HEADER_FLAG_ENCRYPTED`].
+pub(crate) const HEADER_FLAGS: Field = HEADER_VERSION.then(4);
+pub(crate) const HEADER_ID: Field = HEADER_FLAGS.then(8);
 pub(crate) const HEADER_CAPACITY: Field = HEADER_ID.then(8);
 pub(crate) const HEADER_PREV_HASH: Field = HEADER_CAPACITY.then(32);
 pub(crate) const HEADER_CREATED: Field = HEADER_PREV_HASH.then(8);
@@ -23,7 +24,7 @@ pub(crate) const HEADER_CRC: Field = HEADER_RESERVED_2.then(4);
 pub(crate) const HEADER_FIELDS: [Field; 9] = [
     HEADER_MAGIC,
     HEADER_VERSION,
-    HEADER_RESERVED_1,
+    HEADER_FLAGS,
     HEADER_ID,
     HEADER_CAPACITY,
     HEADER_PREV_HASH,
@@ -48,11 +49,12 @@ pub(crate) const TRAILER_FIELDS: [Field; 6] =
 pub(crate) const TRAILER_LEN: u64 = TRAILER_CRC.end() as u64;
 pub(crate) const MAGIC: [u8; 8] = *b"CAIRNSEG";
 pub(crate) const TRAILER_MAGIC: [u8; 8] = *b"CAIRNEND";
-/// The version this build writes. 4: encrypted event records (kind 5), written when the log
+/// The version this build writes. 5: the header's flags (a segment written with a key says
+/// so, and so does every later segment of its log). 4: encrypted event records (kind 5), written when the log
 /// has a key store. 3: husk records (kind 4), written only by a scavenge's
 /// rewrite of a sealed segment. 2: a sealed segment's event ids moved out of the footer into
 /// their own record.
-pub(crate) const FORMAT_VERSION: u32 = 4;
+pub(crate) const FORMAT_VERSION: u32 = 5;
 /// The oldest version this build reads: a version 2 segment is a version 3 segment without
 /// husks, so it is read as it is, never rewritten on open.
 pub(crate) const FORMAT_VERSION_OLDEST: u32 = 2;
@@ -61,6 +63,14 @@ pub(crate) const FORMAT_VERSION_OLDEST: u32 = 2;
 pub(crate) const FORMAT_VERSION_HUSKS: u32 = 3;
 /// The first version whose segments may hold encrypted events.
 pub(crate) const FORMAT_VERSION_CIPHER: u32 = 4;
+/// The first version whose header holds flags.
+pub(crate) const FORMAT_VERSION_FLAGS: u32 = 5;
+/// Header flag: the log is encrypted. Set on every segment created by a writer with a key
+/// store, and by any writer on a log whose newest segment has it: a writer without a key
+/// appends nothing to such a log (its events would be written in the clear).
+pub(crate) const HEADER_FLAG_ENCRYPTED: u32 = 1;
+/// Every flag this build knows; a header with another one set is refused.
+pub(crate) const HEADER_FLAGS_KNOWN: u32 = HEADER_FLAG_ENCRYPTED;
 pub(crate) const HEADER_SALT: [u8; 8] = *b"cairnHDR";
 pub(crate) const TRAILER_SALT: [u8; 8] = *b"cairnTRL";
 

@@ -107,6 +107,7 @@ impl Writer {
             capacity,
             prev_hash: self.state.last_hash,
             created_ms: now_ms(),
+            flags: SegmentHeader::flags_for(self.shared.encrypted),
         };
         let fs = self.shared.options.fs.as_ref();
         let (active, new) = segment::install(fs, &self.log_dir, &|| self.dir.sync(), file, &header)?;
