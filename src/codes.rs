@@ -64,8 +64,6 @@ impl Code {
 
 /// A checkpoint asked of a log with no events.
 pub const EMPTY_LOG: Code = Code::new("empty_log", 409, Exit::Error);
-/// A checkpoint asked of an encrypted log: checkpoint contents are not encrypted yet.
-pub const CHECKPOINT_NOT_ENCRYPTED: Code = Code::new("checkpoint_not_encrypted", 409, Exit::Error);
 
 /// A write sent to a read replica (`cairn serve --follow`): 421 Misdirected Request, the answer
 /// naming the leader that takes writes.

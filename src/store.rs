@@ -49,12 +49,6 @@ pub enum StoreError {
     Checkpoint(#[from] snapshotter::Error),
     #[error("there is nothing to checkpoint: the log in {} is empty", dir.display())]
     Empty { dir: PathBuf },
-    #[error(
-        "the log in {} is encrypted, and checkpoint contents are not encrypted yet: no checkpoint is written \
-         (the views are rebuilt from the log at start instead)",
-        dir.display()
-    )]
-    CheckpointNotEncrypted { dir: PathBuf },
 }
 
 /// How long a checkpoint waits for the views to apply what was committed before it.
@@ -91,7 +85,6 @@ impl StoreError {
             StoreError::Views(e) => codes::views(e),
             StoreError::Checkpoint(e) => codes::checkpoint(e),
             StoreError::Empty { .. } => codes::EMPTY_LOG,
-            StoreError::CheckpointNotEncrypted { .. } => codes::CHECKPOINT_NOT_ENCRYPTED,
         }
     }
 
@@ -355,9 +348,6 @@ impl Store {
     /// incremental, every entry of a full one); encoding, the fsyncs and retention run after
     /// the views go on.
     pub fn checkpoint(&self, kind: Option<CheckpointKind>) -> Result<CheckpointInfo, StoreError> {
-        if self.log.encrypted() {
-            return Err(StoreError::CheckpointNotEncrypted { dir: self.log.dir().to_path_buf() });
-        }
         // "Now" means everything committed before the call: let the views apply it first.
         self.catch_up(CHECKPOINT_CATCH_UP_WAIT)?;
         let mut snapshotter = self.snapshotter.lock();
@@ -374,10 +364,6 @@ impl Store {
     /// Takes a checkpoint if the policy says one is due. `Ok(None)`: none was due.
     pub fn checkpoint_if_due(&self) -> Result<Option<CheckpointInfo>, StoreError> {
         let Some(applied) = self.views.runner().applied_through() else { return Ok(None) };
-        if self.log.encrypted() {
-            // Checkpoint contents are not encrypted yet: none is written (see `checkpoint`).
-            return Ok(None);
-        }
         let due = self.snapshotter.lock().due(applied);
         match due {
             Some(kind) => self.checkpoint(Some(kind)).map(Some),

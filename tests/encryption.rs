@@ -59,9 +59,13 @@ fn nothing_written_through_the_api_is_readable_on_disk_or_in_a_backup() {
     assert_eq!(status, 200, "{got}");
     assert_eq!(got["events"].as_array().unwrap().len(), 25);
     assert_eq!(got["events"][0]["data"]["text"], format!("{MARKER} 1"));
-    // Checkpoint contents are not encrypted yet: an encrypted log takes none.
+    // Checkpoints are encrypted too (version 2): the grep below covers them, here and in the
+    // backup, which copies them.
     let (status, body) = server.post("/v1/checkpoints", &json!({}));
-    assert_eq!((status, body["error"].as_str()), (409, Some("checkpoint_not_encrypted")), "{body}");
+    assert_eq!(status, 200, "{body}");
+    let name = std::path::PathBuf::from(body["file"].as_str().unwrap());
+    let bytes = std::fs::read(data.join("checkpoints").join(name.file_name().unwrap())).unwrap();
+    assert_eq!(&bytes[8..12], &2u32.to_le_bytes(), "an encrypted log's checkpoint is format version 2");
     let backup = tmp.path().join("backup");
     let (status, body) = server.post("/v1/admin/backup", &json!({"to": backup.to_str().unwrap()}));
     assert_eq!(status, 200, "{body}");
@@ -88,6 +92,12 @@ fn nothing_written_through_the_api_is_readable_on_disk_or_in_a_backup() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let value: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(value["value"]["note"], format!("{MARKER} in a key"));
+    // The checkpoint verifies with the key; without it, it is listed as needing the key.
+    let (code, stdout, stderr) = cairn(&data, &["--key-file", key_arg, "checkpoints", "-o", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("\"valid\"") && !stdout.contains("damaged"), "{stdout}");
+    let (_, stdout, stderr) = cairn(&data, &["checkpoints", "-o", "json"]);
+    assert!(stdout.contains("needs the log's key"), "{stdout} {stderr}");
     // A writer without the key refuses the encrypted directory (nothing in the clear beside
     // the encrypted events); one with the key but without the log's store refuses too.
     let (code, _, stderr) =

@@ -56,6 +56,7 @@ const ENTRY_SHREDDED: u8 = 3;
 const CONTEXT_CHECK: &str = "cairn 2026-12-07 key store check v1";
 const CONTEXT_RECORD: &str = "cairn 2026-12-07 record key v4";
 const CONTEXT_DIGEST: &str = "cairn 2026-12-07 payload digest key v4";
+const CONTEXT_CHECKPOINT: &str = "cairn 2026-12-07 checkpoint key v2";
 
 /// The key-encryption key. Never printed: its `Debug` says only that it is there.
 #[derive(Clone)]
@@ -121,6 +122,14 @@ pub(crate) fn random_nonce() -> [u8; NONCE_LEN] {
     let mut nonce = [0u8; NONCE_LEN];
     getrandom_fill(&mut nonce);
     nonce
+}
+
+/// How a checkpoint's content was sealed ([`Keyring::seal_checkpoint`]): the generation whose
+/// key (derived for checkpoints) sealed it, and its random nonce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointSeal {
+    pub generation: u32,
+    pub nonce: [u8; NONCE_LEN],
 }
 
 /// What a writer seals a stream's new records with.
@@ -417,6 +426,63 @@ impl Keyring {
         *broken = false;
         *self.state.write() = next;
         Ok(retired)
+    }
+
+    // ---- checkpoints ----
+
+    /// Seals a checkpoint's content in place with the newest generation: XChaCha20-Poly1305
+    /// under a key derived from the generation's key, a fresh random nonce, and `associated`
+    /// (what binds the content to its checkpoint: snapshotter's format). The tag is appended.
+    pub fn seal_checkpoint(&self, associated: &[u8], content: &mut Vec<u8>) -> Result<CheckpointSeal> {
+        let (generation, key) = {
+            let state = self.state.read();
+            let (&generation, key) =
+                state.generations.iter().next_back().ok_or_else(|| self.error("the store holds no generation"))?;
+            (generation, blake3::derive_key(CONTEXT_CHECKPOINT, key))
+        };
+        let nonce = random_nonce();
+        let tag = cipher(&key)
+            .encrypt_in_place_detached(XNonce::from_slice(&nonce), associated, content)
+            .map_err(|_| self.error("a checkpoint's content could not be sealed (too large for the cipher)"))?;
+        content.extend_from_slice(&tag);
+        Ok(CheckpointSeal { generation, nonce })
+    }
+
+    /// Opens content sealed by [`Keyring::seal_checkpoint`] in place (the tag is removed).
+    /// `Err` names why: a generation the store no longer holds, or content that does not
+    /// authenticate (damaged, or moved from another checkpoint).
+    pub fn open_checkpoint(
+        &self,
+        seal: &CheckpointSeal,
+        associated: &[u8],
+        content: &mut Vec<u8>,
+    ) -> std::result::Result<(), String> {
+        let key = {
+            let state = self.state.read();
+            let key = state.generations.get(&seal.generation).ok_or_else(|| {
+                format!(
+                    "key generation {} sealed it and is not in the key store {} (it holds {:?}): was it retired?",
+                    seal.generation,
+                    self.path.display(),
+                    state.generations.keys().collect::<Vec<_>>()
+                )
+            })?;
+            blake3::derive_key(CONTEXT_CHECKPOINT, key)
+        };
+        let Some(tag_at) = content.len().checked_sub(TAG_LEN) else {
+            return Err("a sealed content is shorter than its tag".to_string());
+        };
+        let tag = chacha20poly1305::Tag::clone_from_slice(&content[tag_at..]);
+        content.truncate(tag_at);
+        cipher(&key).decrypt_in_place_detached(XNonce::from_slice(&seal.nonce), associated, content, &tag).map_err(
+            |_| {
+                format!(
+                    "it does not decrypt with key generation {}: it is damaged, or it was moved from another \
+                     checkpoint",
+                    seal.generation
+                )
+            },
+        )
     }
 
     fn snapshot(&self) -> State {

@@ -75,7 +75,7 @@ pub use crate::error::{
     LimitKind, Result, SealRecord, VersionGap,
 };
 pub use crate::idwindow::IDEMPOTENCY_WINDOW;
-pub use crate::keys::{Kek, Keyring, KEY_LEN, KEY_STORE_FILE};
+pub use crate::keys::{CheckpointSeal, Kek, Keyring, KEY_LEN, KEY_STORE_FILE};
 pub use crate::lifecycle::{
     DeleteMode, LifecycleResult, StreamChange, StreamMetadata, StreamState, ERASE_REASON_LEN_MAX, EVENT_STREAM_CLOSED,
     EVENT_STREAM_DELETED, EVENT_STREAM_ERASED, EVENT_STREAM_FORKED, EVENT_STREAM_METADATA, EVENT_STREAM_TOMBSTONED,

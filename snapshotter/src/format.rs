@@ -6,11 +6,11 @@
 //! | offset | size | field |
 //! |-------:|-----:|-------|
 //! | 0 | 8 | magic `CAIRNCKP` |
-//! | 8 | 4 | format version (1) |
+//! | 8 | 4 | format version: 1, or 2 for a checkpoint of an encrypted log |
 //! | 12 | 4 | manifest length `m` (at most [`MANIFEST_LEN_MAX`]) |
 //! | 16 | 32 | checkpoint hash = BLAKE3(manifest bytes) |
 //! | 48 | m | manifest: MessagePack ([`Manifest`]) |
-//! | 48 + m | c | content: snappy (raw block) of MessagePack ([`ProjectionContent`] list) |
+//! | 48 + m | c | content: snappy (raw block) of MessagePack ([`ProjectionContent`] list); in version 2 sealed with XChaCha20-Poly1305 (tag last) |
 //!
 //! Invariants the decoder enforces, so that every byte of a file is covered by a check: the
 //! magic and version are exact; the stored hash equals BLAKE3 of exactly `m` manifest bytes;
@@ -19,18 +19,33 @@
 //! read from the snappy preamble and bounded by [`CONTENT_RAW_MAX`] before anything is
 //! allocated, equals `raw_len`; and the decoded content names the manifest's projections in
 //! the same order with the same counts. Hashes are checked before bytes are decoded, so the
-//! MessagePack decoder only ever sees bytes this crate wrote.
+//! MessagePack decoder only ever sees bytes this crate wrote. A version 2 content is opened
+//! (authenticated and decrypted with the log's key store) after its digest is checked and
+//! before anything is decompressed; its associated data ([`associated_data`]) binds it to the
+//! checkpoint's sequence, kind, position, log chain hash and parent, so content moved into
+//! another checkpoint fails to open even when the manifest around it is rewritten.
 //!
 //! This module does not read files, check the chain between checkpoints, or compare against
 //! the log: store.rs and restore.rs do.
 
+use log_engine::{CheckpointSeal, Keyring};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 /// First bytes of every checkpoint file.
 pub const MAGIC: [u8; 8] = *b"CAIRNCKP";
-/// The format this build writes and reads.
+/// The format of a checkpoint of an unencrypted log (this build writes it byte for byte as
+/// builds before encryption did).
 pub const FORMAT_VERSION: u32 = 1;
+/// The format of a checkpoint of an encrypted log: the manifest gains `sealed`, the content is
+/// sealed with the log's key store.
+pub const FORMAT_VERSION_SEALED: u32 = 2;
+/// Bytes of the nonce a sealed content names.
+pub const NONCE_LEN: usize = 24;
+/// Bytes the seal adds to a content (the AEAD tag).
+pub const SEAL_TAG_LEN: u64 = 16;
+/// What a sealed content's associated data starts with.
+const SEALED_CONTEXT: &[u8] = b"cairn checkpoint content v2";
 
 const MAGIC_AT: usize = 0;
 const VERSION_AT: usize = MAGIC_AT + MAGIC.len();
@@ -48,8 +63,8 @@ pub const CONTENT_RAW_MAX: u64 = 1 << 31;
 /// 64 bytes (ratio 21⅓). A preamble announcing more than `compressed length × this` is a lie,
 /// refused before the decoder allocates for it.
 pub const SNAPPY_EXPANSION_MAX: u64 = 22;
-/// Largest compressed content: snappy's worst case for [`CONTENT_RAW_MAX`].
-pub const CONTENT_COMPRESSED_MAX: u64 = 32 + CONTENT_RAW_MAX + CONTENT_RAW_MAX / 6;
+/// Largest compressed content: snappy's worst case for [`CONTENT_RAW_MAX`], and a seal's tag.
+pub const CONTENT_COMPRESSED_MAX: u64 = 32 + CONTENT_RAW_MAX + CONTENT_RAW_MAX / 6 + SEAL_TAG_LEN;
 /// Largest checkpoint file.
 pub const FILE_LEN_MAX: u64 = HEADER_LEN as u64 + MANIFEST_LEN_MAX as u64 + CONTENT_COMPRESSED_MAX;
 /// Most projections in one checkpoint.
@@ -91,6 +106,18 @@ pub(crate) struct Manifest {
     pub content_digest: [u8; 32],
     pub raw_len: u64,
     pub compressed_len: u64,
+    /// How the content is sealed: present exactly in format version 2 (absent, the manifest is
+    /// version 1's 11 fields).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<Sealed>,
+}
+
+/// A sealed content's key generation and nonce (manifest field 11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Sealed {
+    pub generation: u32,
+    #[serde(with = "serde_bytes")]
+    pub nonce: [u8; NONCE_LEN],
 }
 
 /// One projection's line in the manifest.
@@ -124,8 +151,14 @@ pub enum FormatError {
     ShortHeader { len: u64 },
     #[error("bad magic (not a cairn checkpoint file)")]
     Magic,
-    #[error("format version {found}; this build reads version {FORMAT_VERSION}")]
+    #[error("format version {found}; this build reads versions {FORMAT_VERSION} and {FORMAT_VERSION_SEALED}")]
     Version { found: u32 },
+    #[error(
+        "the checkpoint is encrypted: reading its content needs the log's key (--key-file, CAIRN_KEY_FILE or CAIRN_KEY) and key store"
+    )]
+    KeyRequired,
+    #[error("content does not open: {0}")]
+    Seal(String),
     #[error("manifest length {len} exceeds the maximum {MANIFEST_LEN_MAX}")]
     ManifestTooLong { len: u64 },
     #[error("the file is {len} bytes, too short for its {manifest_len}-byte manifest")]
@@ -163,6 +196,7 @@ pub enum FormatError {
 /// The fixed header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Header {
+    pub version: u32,
     pub manifest_len: usize,
     pub hash: [u8; 32],
 }
@@ -178,7 +212,12 @@ pub(crate) struct Encoded {
 /// Encodes a checkpoint. `manifest`'s `content_digest`, `raw_len` and `compressed_len` are
 /// filled in here; its projections must line up with `content` (asserted: a mismatch is a bug
 /// in the caller, not bad input).
-pub(crate) fn encode(mut manifest: Manifest, content: &[ProjectionContent]) -> Result<Encoded, FormatError> {
+/// With `keys` (an encrypted log's key store) the content is sealed and the file is version 2.
+pub(crate) fn encode(
+    mut manifest: Manifest,
+    content: &[ProjectionContent],
+    keys: Option<&Keyring>,
+) -> Result<Encoded, FormatError> {
     assert_eq!(manifest.projections.len(), content.len(), "one manifest line per projection");
     for (m, c) in manifest.projections.iter().zip(content) {
         assert_eq!(m.name, c.name, "manifest and content list projections in the same order");
@@ -188,9 +227,16 @@ pub(crate) fn encode(mut manifest: Manifest, content: &[ProjectionContent]) -> R
     if raw.len() as u64 > CONTENT_RAW_MAX {
         return Err(FormatError::ContentTooLarge { len: raw.len() as u64 });
     }
-    let compressed = snap::raw::Encoder::new().compress_vec(&raw).expect("length checked against CONTENT_RAW_MAX");
-    manifest.content_digest = *blake3::hash(&compressed).as_bytes();
+    let mut compressed = snap::raw::Encoder::new().compress_vec(&raw).expect("length checked against CONTENT_RAW_MAX");
     manifest.raw_len = raw.len() as u64;
+    manifest.sealed = None;
+    if let Some(keys) = keys {
+        let seal = keys
+            .seal_checkpoint(&associated_data(&manifest), &mut compressed)
+            .map_err(|e| FormatError::Seal(e.to_string()))?;
+        manifest.sealed = Some(Sealed { generation: seal.generation, nonce: seal.nonce });
+    }
+    manifest.content_digest = *blake3::hash(&compressed).as_bytes();
     manifest.compressed_len = compressed.len() as u64;
     validate_manifest(&manifest).map_err(FormatError::ManifestInvalid)?;
     let manifest_bytes = rmp_serde::to_vec(&manifest).expect("a manifest always serializes");
@@ -201,7 +247,8 @@ pub(crate) fn encode(mut manifest: Manifest, content: &[ProjectionContent]) -> R
     let hash = *blake3::hash(&manifest_bytes).as_bytes();
     let mut bytes = Vec::with_capacity(HEADER_LEN + manifest_bytes.len() + compressed.len());
     bytes.extend_from_slice(&MAGIC);
-    bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    let version = if manifest.sealed.is_some() { FORMAT_VERSION_SEALED } else { FORMAT_VERSION };
+    bytes.extend_from_slice(&version.to_le_bytes());
     bytes.extend_from_slice(&manifest_len.to_le_bytes());
     bytes.extend_from_slice(&hash);
     debug_assert_eq!(bytes.len(), HEADER_LEN);
@@ -219,7 +266,7 @@ pub(crate) fn decode_header(bytes: &[u8], file_len: u64) -> Result<Header, Forma
         return Err(FormatError::Magic);
     }
     let version = u32::from_le_bytes(bytes[VERSION_AT..MANIFEST_LEN_AT].try_into().expect("4 bytes"));
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != FORMAT_VERSION_SEALED {
         return Err(FormatError::Version { found: version });
     }
     if file_len > FILE_LEN_MAX {
@@ -235,7 +282,7 @@ pub(crate) fn decode_header(bytes: &[u8], file_len: u64) -> Result<Header, Forma
     let mut hash = [0u8; 32];
     hash.copy_from_slice(&bytes[HASH_AT..HEADER_LEN]);
     let manifest_len = usize::try_from(manifest_len).map_err(|_| FormatError::ManifestTooLong { len: manifest_len })?;
-    Ok(Header { manifest_len, hash })
+    Ok(Header { version, manifest_len, hash })
 }
 
 /// Checks the manifest bytes against the header's hash, decodes and validates them, and
@@ -248,6 +295,13 @@ pub(crate) fn decode_manifest(header: &Header, manifest_bytes: &[u8], file_len: 
     let manifest: Manifest =
         rmp_serde::from_slice(manifest_bytes).map_err(|e| FormatError::ManifestDecode(e.to_string()))?;
     validate_manifest(&manifest).map_err(FormatError::ManifestInvalid)?;
+    if (header.version == FORMAT_VERSION_SEALED) != manifest.sealed.is_some() {
+        return Err(FormatError::ManifestInvalid(format!(
+            "a version {} manifest {} a seal",
+            header.version,
+            if manifest.sealed.is_some() { "has" } else { "lacks" }
+        )));
+    }
     let actual = file_len - (HEADER_LEN + header.manifest_len) as u64;
     if actual != manifest.compressed_len {
         return Err(FormatError::ContentLength { expected: manifest.compressed_len, actual });
@@ -255,14 +309,31 @@ pub(crate) fn decode_manifest(header: &Header, manifest_bytes: &[u8], file_len: 
     Ok(manifest)
 }
 
-/// Checks and decodes the content bytes (everything after the manifest).
-pub(crate) fn decode_content(manifest: &Manifest, compressed: &[u8]) -> Result<Vec<ProjectionContent>, FormatError> {
-    if compressed.len() as u64 != manifest.compressed_len {
-        return Err(FormatError::ContentLength { expected: manifest.compressed_len, actual: compressed.len() as u64 });
+/// Checks and decodes the content bytes (everything after the manifest); a sealed content is
+/// opened with `keys` once its digest is checked.
+pub(crate) fn decode_content(
+    manifest: &Manifest,
+    stored: &[u8],
+    keys: Option<&Keyring>,
+) -> Result<Vec<ProjectionContent>, FormatError> {
+    if stored.len() as u64 != manifest.compressed_len {
+        return Err(FormatError::ContentLength { expected: manifest.compressed_len, actual: stored.len() as u64 });
     }
-    if *blake3::hash(compressed).as_bytes() != manifest.content_digest {
+    if *blake3::hash(stored).as_bytes() != manifest.content_digest {
         return Err(FormatError::ContentDigest);
     }
+    let opened;
+    let compressed = match &manifest.sealed {
+        None => stored,
+        Some(sealed) => {
+            let keys = keys.ok_or(FormatError::KeyRequired)?;
+            let mut content = stored.to_vec();
+            let seal = CheckpointSeal { generation: sealed.generation, nonce: sealed.nonce };
+            keys.open_checkpoint(&seal, &associated_data(manifest), &mut content).map_err(FormatError::Seal)?;
+            opened = content;
+            opened.as_slice()
+        }
+    };
     // The preamble states the decompressed size; bound it before allocating for it.
     let raw_len = snap::raw::decompress_len(compressed).map_err(|e| FormatError::Decompress(e.to_string()))? as u64;
     if raw_len != manifest.raw_len || raw_len > CONTENT_RAW_MAX {
@@ -314,9 +385,25 @@ pub fn decode_file_for_fuzzing(bytes: &[u8]) -> Result<(usize, usize), FormatErr
     let header = decode_header(bytes, len)?;
     let manifest_end = HEADER_LEN + header.manifest_len;
     let manifest = decode_manifest(&header, &bytes[HEADER_LEN..manifest_end], len)?;
-    let content = decode_content(&manifest, &bytes[manifest_end..])?;
+    let content = decode_content(&manifest, &bytes[manifest_end..], None)?;
     let keys = content.iter().map(|c| c.upserts.len() + c.removals.len()).sum();
     Ok((content.len(), keys))
+}
+
+/// What a sealed content is bound to: its checkpoint's sequence, kind and position, the log's
+/// chain hash there, its parent and the parent's hash, and its decompressed length. Content
+/// moved into another checkpoint (or a manifest rewritten around it) does not open.
+pub(crate) fn associated_data(m: &Manifest) -> Vec<u8> {
+    let mut ad = Vec::with_capacity(SEALED_CONTEXT.len() + 8 + 1 + 8 + 32 + 8 + 32 + 8);
+    ad.extend_from_slice(SEALED_CONTEXT);
+    ad.extend_from_slice(&m.sequence.to_le_bytes());
+    ad.push(m.kind);
+    ad.extend_from_slice(&m.position.to_le_bytes());
+    ad.extend_from_slice(&m.log_hash);
+    ad.extend_from_slice(&m.parent.unwrap_or(u64::MAX).to_le_bytes());
+    ad.extend_from_slice(&m.parent_hash);
+    ad.extend_from_slice(&m.raw_len.to_le_bytes());
+    ad
 }
 
 /// Keys in strictly increasing order (sorted, no duplicates).
@@ -414,6 +501,7 @@ mod tests {
             content_digest: [0; 32],
             raw_len: 0,
             compressed_len: 0,
+            sealed: None,
         };
         (manifest, content)
     }
@@ -423,14 +511,14 @@ mod tests {
         let header = decode_header(bytes, len)?;
         let m_end = HEADER_LEN + header.manifest_len;
         let manifest = decode_manifest(&header, &bytes[HEADER_LEN..m_end], len)?;
-        let content = decode_content(&manifest, &bytes[m_end..])?;
+        let content = decode_content(&manifest, &bytes[m_end..], None)?;
         Ok((manifest, content))
     }
 
     #[test]
     fn round_trip() {
         let (manifest, content) = sample();
-        let encoded = encode(manifest, &content).unwrap();
+        let encoded = encode(manifest, &content, None).unwrap();
         let (m, c) = decode_all(&encoded.bytes).unwrap();
         assert_eq!(m, encoded.manifest);
         assert_eq!(c, content);
@@ -440,7 +528,7 @@ mod tests {
     #[test]
     fn every_flipped_bit_is_rejected() {
         let (manifest, content) = sample();
-        let encoded = encode(manifest, &content).unwrap();
+        let encoded = encode(manifest, &content, None).unwrap();
         for i in 0..encoded.bytes.len() {
             for bit in 0..8 {
                 let mut b = encoded.bytes.clone();
@@ -453,7 +541,7 @@ mod tests {
     #[test]
     fn truncations_and_extensions_are_rejected() {
         let (manifest, content) = sample();
-        let encoded = encode(manifest, &content).unwrap();
+        let encoded = encode(manifest, &content, None).unwrap();
         for len in 0..encoded.bytes.len() {
             assert!(decode_all(&encoded.bytes[..len]).is_err(), "truncation to {len} bytes went unnoticed");
         }
@@ -465,7 +553,7 @@ mod tests {
     #[test]
     fn a_huge_manifest_length_is_refused_before_reading() {
         let (manifest, content) = sample();
-        let mut bytes = encode(manifest, &content).unwrap().bytes;
+        let mut bytes = encode(manifest, &content, None).unwrap().bytes;
         bytes[MANIFEST_LEN_AT..HASH_AT].copy_from_slice(&u32::MAX.to_le_bytes());
         let err = decode_header(&bytes, bytes.len() as u64).unwrap_err();
         assert_eq!(err, FormatError::ManifestTooLong { len: u64::from(u32::MAX) });
@@ -485,7 +573,7 @@ mod tests {
         compressed.push(n.to_le_bytes()[0]);
         manifest.compressed_len = compressed.len() as u64;
         manifest.content_digest = *blake3::hash(&compressed).as_bytes();
-        let err = decode_content(&manifest, &compressed).unwrap_err();
+        let err = decode_content(&manifest, &compressed, None).unwrap_err();
         assert!(matches!(err, FormatError::RawLength { actual, .. } if actual == 3 << 30), "{err}");
     }
 
@@ -500,7 +588,7 @@ mod tests {
         manifest.raw_len = 1 << 30;
         manifest.compressed_len = compressed.len() as u64;
         manifest.content_digest = *blake3::hash(&compressed).as_bytes();
-        let err = decode_content(&manifest, &compressed).unwrap_err();
+        let err = decode_content(&manifest, &compressed, None).unwrap_err();
         assert_eq!(err, FormatError::Expansion { raw_len: 1 << 30, compressed_len: 5 });
         // The densest real content still decodes: 1 MiB of one repeated byte.
         let raw = vec![7u8; 1 << 20];
@@ -511,7 +599,7 @@ mod tests {
     #[test]
     fn the_fuzzing_entry_point_decodes_what_encode_wrote() {
         let (manifest, content) = sample();
-        let encoded = encode(manifest, &content).unwrap();
+        let encoded = encode(manifest, &content, None).unwrap();
         assert_eq!(decode_file_for_fuzzing(&encoded.bytes), Ok((2, 2)));
         assert_eq!(decode_file_for_fuzzing(&encoded.bytes[..47]), Err(FormatError::ShortHeader { len: 47 }));
     }
@@ -523,7 +611,7 @@ mod tests {
     #[test]
     fn version_1_fixture_is_stable() {
         let (manifest, content) = sample();
-        let encoded = encode(manifest, &content).unwrap();
+        let encoded = encode(manifest, &content, None).unwrap();
         if std::env::var_os("SNAPSHOTTER_WRITE_FIXTURE").is_some() {
             std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v1/sample.ckpt"), &encoded.bytes)
                 .unwrap();
@@ -538,7 +626,7 @@ mod tests {
     #[test]
     fn limits_fit_snappy() {
         assert_eq!(
-            snap::raw::max_compress_len(usize::try_from(CONTENT_RAW_MAX).unwrap()) as u64,
+            snap::raw::max_compress_len(usize::try_from(CONTENT_RAW_MAX).unwrap()) as u64 + SEAL_TAG_LEN,
             CONTENT_COMPRESSED_MAX
         );
     }
@@ -551,10 +639,71 @@ mod tests {
         assert_eq!(parse_file_name("00000000000000000042.ckpt.tmp"), None);
     }
 
+    fn keyring() -> (tempfile::TempDir, std::sync::Arc<Keyring>) {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keyring::open(dir.path().join(log_engine::KEY_STORE_FILE), log_engine::Kek::generate()).unwrap();
+        (dir, keys)
+    }
+
+    /// Split a file into its manifest and its stored content.
+    fn parts(bytes: &[u8]) -> (Manifest, &[u8]) {
+        let header = decode_header(bytes, bytes.len() as u64).unwrap();
+        let end = HEADER_LEN + header.manifest_len;
+        (decode_manifest(&header, &bytes[HEADER_LEN..end], bytes.len() as u64).unwrap(), &bytes[end..])
+    }
+
+    /// A checkpoint of an encrypted log is version 2 with a 12-field manifest; its content holds
+    /// none of the plain content's bytes, opens with the key store, and without it says so.
+    #[test]
+    fn a_sealed_checkpoint_round_trips_with_its_key_only() {
+        let (_dir, keys) = keyring();
+        let (manifest, content) = sample();
+        let plain = encode(manifest.clone(), &content, None).unwrap();
+        let sealed = encode(manifest, &content, Some(&keys)).unwrap();
+        assert_eq!(sealed.bytes[VERSION_AT..MANIFEST_LEN_AT], FORMAT_VERSION_SEALED.to_le_bytes());
+        assert_eq!(sealed.bytes[HEADER_LEN], 0x9c, "the manifest is a MessagePack array of 12 fields");
+        let (_, plain_content) = parts(&plain.bytes);
+        let (m, stored) = parts(&sealed.bytes);
+        assert_eq!(m, sealed.manifest);
+        assert_eq!(stored.len() as u64, plain_content.len() as u64 + SEAL_TAG_LEN);
+        assert!(!sealed.bytes.windows(plain_content.len()).any(|w| w == plain_content));
+        assert_eq!(decode_content(&m, stored, Some(&keys)).unwrap(), content);
+        assert_eq!(decode_content(&m, stored, None), Err(FormatError::KeyRequired));
+        assert!(matches!(decode_file_for_fuzzing(&sealed.bytes), Err(FormatError::KeyRequired)));
+    }
+
+    /// Content moved into another checkpoint does not open, even with the manifest around it
+    /// rewritten to match it (its hash is no secret): the associated data binds the content to
+    /// its own checkpoint's sequence, position, log hash and parent.
+    #[test]
+    fn sealed_content_moved_to_another_checkpoint_does_not_open() {
+        let (_dir, keys) = keyring();
+        let (manifest, content) = sample();
+        let a = encode(manifest.clone(), &content, Some(&keys)).unwrap();
+        let (a_manifest, a_stored) = parts(&a.bytes);
+        for change in [
+            |m: &mut Manifest| m.position += 1,
+            |m: &mut Manifest| m.sequence += 1,
+            |m: &mut Manifest| m.log_hash[0] ^= 1,
+            |m: &mut Manifest| m.parent_hash[0] ^= 1,
+            |m: &mut Manifest| m.parent = None,
+        ] {
+            let mut forged = a_manifest.clone();
+            change(&mut forged);
+            let err = decode_content(&forged, a_stored, Some(&keys)).unwrap_err();
+            assert!(matches!(&err, FormatError::Seal(detail) if detail.contains("moved")), "{err}");
+        }
+        let mut damaged = a_stored.to_vec();
+        damaged[3] ^= 1;
+        let mut m = a_manifest.clone();
+        m.content_digest = *blake3::hash(&damaged).as_bytes();
+        assert!(matches!(decode_content(&m, &damaged, Some(&keys)), Err(FormatError::Seal(_))));
+    }
+
     #[test]
     fn zero_kind_is_not_a_checkpoint() {
         let (mut manifest, content) = sample();
         manifest.kind = 0;
-        assert!(matches!(encode(manifest, &content), Err(FormatError::ManifestInvalid(_))));
+        assert!(matches!(encode(manifest, &content, None), Err(FormatError::ManifestInvalid(_))));
     }
 }

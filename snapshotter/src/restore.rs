@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use log_engine::{Log, Position};
+use log_engine::{Keyring, Log, Position};
 use projections::{Changes, Projection, ProjectionError};
 use serde::Serialize;
 
@@ -211,7 +211,7 @@ impl Snapshotter {
                     continue;
                 }
             };
-            match load_chain(&catalog, &chain, views, &order, progress) {
+            match load_chain(&catalog, &chain, views, &order, log.keys().map(|k| &**k), progress) {
                 Ok(()) => {
                     found = Some((tip, chain.len()));
                     break;
@@ -288,12 +288,13 @@ fn load_chain(
     chain: &[u64],
     views: &mut [Box<dyn Projection>],
     order: &[usize],
+    keys: Option<&Keyring>,
     progress: &mut dyn FnMut(Progress),
 ) -> std::result::Result<(), (usize, Box<Error>)> {
     for (index, &sequence) in chain.iter().enumerate() {
         let file = catalog.file(sequence);
         let loaded = catalog.loaded(sequence).expect("chain members are verified");
-        let content = read_content(&file, loaded).map_err(|e| (index, Box::new(e)))?;
+        let content = read_content(&file, loaded, keys).map_err(|e| (index, Box::new(e)))?;
         let names: Vec<&str> = content.iter().map(|c| c.name.as_str()).collect();
         let view_names: Vec<&str> = order.iter().map(|&i| views[i].name()).collect();
         if names != view_names {

@@ -34,7 +34,9 @@ impl Snapshotter {
             if loaded.kind() != CheckpointKind::Full {
                 continue;
             }
-            if read_content(&entry.file, loaded).is_err() || check_log(log, &entry.file, loaded).is_err() {
+            if read_content(&entry.file, loaded, log.keys().map(|k| &**k)).is_err()
+                || check_log(log, &entry.file, loaded).is_err()
+            {
                 continue;
             }
             kept_full += 1;
@@ -99,7 +101,7 @@ impl Snapshotter {
         for (i, &sequence) in chain.iter().enumerate() {
             let file = catalog.file(sequence);
             let loaded = catalog.loaded(sequence).expect("chain members verified");
-            let content = read_content(&file, loaded)?;
+            let content = read_content(&file, loaded, log.keys().map(|k| &**k))?;
             let names_match = if i == 0 {
                 true
             } else {
@@ -169,6 +171,7 @@ impl Snapshotter {
             content_digest: [0; 32],
             raw_len: 0,
             compressed_len: 0,
+            sealed: None,
         };
         debug_assert_eq!(log.hash_at(Position(manifest.position)).ok(), Some(ChainHash(manifest.log_hash)));
         let info = self.write(manifest, content)?;

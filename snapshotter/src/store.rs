@@ -21,11 +21,12 @@ use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 // Checkpoints hold the views' state, the users' data: owner-only, like the log's files.
 use log_engine::fs::{DIR_MODE, FILE_MODE};
-use log_engine::{Log, Position};
+use log_engine::{Keyring, Log, Position};
 use projections::{digest_entries, Projection};
 use serde::Serialize;
 use serde_bytes::ByteBuf;
@@ -89,6 +90,8 @@ pub struct Snapshotter {
     /// Position of the newest checkpoint written or loaded, for the event-count policy.
     pub(crate) last_position: Option<Position>,
     pub(crate) last_at: Instant,
+    /// The log's key store, when it is encrypted: checkpoints are sealed with it.
+    pub(crate) keys: Option<Arc<Keyring>>,
 }
 
 /// A checkpoint's verified header and manifest.
@@ -241,8 +244,9 @@ pub(crate) fn read_manifest(path: &Path, sequence: u64) -> Result<Loaded> {
     Ok(Loaded { manifest, hash: header.hash, file_len, content_offset: (HEADER_LEN + header.manifest_len) as u64 })
 }
 
-/// Reads and verifies a checkpoint's content (digest, sizes, decoding).
-pub(crate) fn read_content(path: &Path, loaded: &Loaded) -> Result<Vec<ProjectionContent>> {
+/// Reads and verifies a checkpoint's content (digest, sizes, decoding), opening a sealed one
+/// with `keys` (the log's: [`Log::keys`]).
+pub(crate) fn read_content(path: &Path, loaded: &Loaded, keys: Option<&Keyring>) -> Result<Vec<ProjectionContent>> {
     let sequence = loaded.manifest.sequence;
     let mut file = File::open(path).map_err(|e| Error::io("open checkpoint", path, e))?;
     let file_len = file.metadata().map_err(|e| Error::io("stat checkpoint", path, e))?.len();
@@ -268,7 +272,7 @@ pub(crate) fn read_content(path: &Path, loaded: &Loaded) -> Result<Vec<Projectio
     })?;
     let mut compressed = vec![0u8; compressed_len];
     file.read_exact(&mut compressed).map_err(|e| Error::io("read checkpoint content", path, e))?;
-    format::decode_content(&loaded.manifest, &compressed).map_err(|check| Error::Corrupt {
+    format::decode_content(&loaded.manifest, &compressed, keys).map_err(|check| Error::Corrupt {
         file: path.to_path_buf(),
         sequence,
         check,
@@ -441,6 +445,7 @@ impl Snapshotter {
             incrementals_since_full: 0,
             last_position,
             last_at: Instant::now(),
+            keys: log.keys().cloned(),
         })
     }
 
@@ -564,6 +569,7 @@ impl Snapshotter {
             content_digest: [0; 32],
             raw_len: 0,
             compressed_len: 0,
+            sealed: None,
         };
         Ok(Captured { manifest, content: captured, kind, applied_through })
     }
@@ -634,7 +640,8 @@ impl Snapshotter {
         let sequence = manifest.sequence;
         assert_eq!(sequence, self.next_sequence, "checkpoints are written in sequence order");
         let kind = CheckpointKind::of(&manifest);
-        let encoded = format::encode(manifest, &content).map_err(|check| Error::Encode { sequence, check })?;
+        let encoded = format::encode(manifest, &content, self.keys.as_deref())
+            .map_err(|check| Error::Encode { sequence, check })?;
         drop(content);
         self.check_encoded(&encoded);
         let name = format::file_name(sequence);
@@ -657,7 +664,8 @@ impl Snapshotter {
             .expect("a fresh checkpoint manifest decodes");
         assert_eq!(manifest, encoded.manifest, "manifest round trip");
         if cfg!(debug_assertions) {
-            format::decode_content(&manifest, &encoded.bytes[end..]).expect("a fresh checkpoint's content decodes");
+            format::decode_content(&manifest, &encoded.bytes[end..], self.keys.as_deref())
+                .expect("a fresh checkpoint's content decodes");
         }
     }
 
@@ -691,7 +699,7 @@ pub(crate) fn list_dir(dir: &Path, log: &Log, progress: &mut dyn FnMut(Progress)
             .map(|l| CheckpointInfo::new(&l.manifest, l.hash, entry.file.clone(), l.file_len));
         let status = match &entry.loaded {
             Err(e) => ChainStatus::Damaged(e.to_string()),
-            Ok(loaded) => match read_content(&entry.file, loaded) {
+            Ok(loaded) => match read_content(&entry.file, loaded, log.keys().map(|k| &**k)) {
                 Err(e) => ChainStatus::Damaged(e.to_string()),
                 Ok(_) => match check_log(log, &entry.file, loaded) {
                     Err(e) => ChainStatus::LogMismatch(e.to_string()),
