@@ -623,6 +623,31 @@ mod tests {
         assert_eq!(FIXTURE_V1[HEADER_LEN], 0x9b, "the manifest is a MessagePack array of 11 fields");
     }
 
+    /// `sample()` sealed as format version 2 writes it, with the key store beside it (opened
+    /// with [`FIXTURE_V2_KEK`]). Nonces are random, so only reading is checked: a change that
+    /// stops this build opening it is a format change.
+    const FIXTURE_V2: &[u8] = include_bytes!("../tests/fixtures/v2/sample.ckpt");
+    const FIXTURE_V2_KEK: &str = "6b6579206f6620746865206669787475726520666f722076657273696f6e2032";
+
+    #[test]
+    fn version_2_fixture_opens() {
+        let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v2"));
+        let kek = || log_engine::Kek::from_hex(FIXTURE_V2_KEK).unwrap();
+        let (manifest, content) = sample();
+        if std::env::var_os("SNAPSHOTTER_WRITE_FIXTURE").is_some() {
+            let _ = std::fs::remove_file(dir.join("keys"));
+            let keys = Keyring::open(dir.join("keys"), kek()).unwrap();
+            std::fs::write(dir.join("sample.ckpt"), encode(manifest.clone(), &content, Some(&keys)).unwrap().bytes)
+                .unwrap();
+        }
+        let keys = Keyring::open_read_only(dir.join("keys"), kek()).unwrap();
+        assert_eq!(FIXTURE_V2[VERSION_AT..MANIFEST_LEN_AT], FORMAT_VERSION_SEALED.to_le_bytes());
+        let (m, stored) = parts(FIXTURE_V2);
+        assert_eq!(m.sealed.map(|s| s.generation), Some(1));
+        assert_eq!((m.sequence, m.position, m.parent), (manifest.sequence, manifest.position, manifest.parent));
+        assert_eq!(decode_content(&m, stored, Some(&keys)).unwrap(), content);
+    }
+
     #[test]
     fn limits_fit_snappy() {
         assert_eq!(
