@@ -212,9 +212,14 @@ impl Log {
         let dir = dir.as_ref().to_path_buf();
         let opened = open::open_writer(&dir, &options)?;
         let (lock, index, state, live) = (opened.lock, opened.index, opened.state, opened.live);
-        if let Some(keys) = options.keys.as_deref() {
+        if let (Some(keys), false) = (options.keys.as_deref(), index.shreds.is_empty()) {
             // An erasure made durable before a crash cut short the destruction of its key:
-            // finish it before anything is read or written.
+            // finish it before anything is read or written. Recovery found the erasure in the
+            // segment's bytes, which a kill -9 leaves in the page cache only: make them durable
+            // first, so that a power cut now cannot take the erasure and leave the key gone.
+            let active = &state.active;
+            let path = dir::log_dir(&dir).join(crate::segment::file_name(active.id));
+            active.file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
             for (stream, &through) in &index.shreds {
                 let destroyed = keys.shred_through(stream, through)?;
                 if destroyed > 0 {

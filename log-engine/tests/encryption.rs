@@ -340,9 +340,14 @@ fn power_lost_at_a_shredding_erasure_keeps_erasure_and_key_together() {
 fn a_key_whose_erasure_is_durable_is_destroyed_by_the_next_open() {
     let dir = tempfile::tempdir().unwrap();
     let (fs, log) = faulty_log(dir.path());
-    fs.crash_at(log_engine::faults::Op::Create, "keys.tmp", 0);
-    // Acknowledged: the erasure is durable; the key store's rewrite failed (logged).
+    fs.inject_at(log_engine::faults::Op::Create, "keys.tmp", 0, 28);
+    // Acknowledged: the erasure is durable; the key store's rewrite failed (ENOSPC).
     log.erase("run", None, None, "request 7").unwrap();
+    // The key is still live, and the next open destroys it: an append sealed with it now would
+    // be acknowledged and then lost, so nothing more is acknowledged until that open. Failed
+    // before: the append was acknowledged, and unreadable after the reopen.
+    let err = log.append("run", ExpectedVersion::Any, vec![marked(8)]).unwrap_err();
+    assert!(matches!(err, Error::Poisoned { .. }), "{err}");
     drop(log);
     fs.power_loss(7).unwrap();
     assert!(erasure_and_key_after_power_loss(dir.path(), 3), "the acknowledged erasure holds");

@@ -126,11 +126,19 @@ pub(super) fn complete(shared: &Shared, jobs: Vec<SyncJob>, poisoned: &mut Optio
                 }
             }
             None => {
-                destroy_erased_keys(shared, &job);
+                let failed = destroy_erased_keys(shared, &job);
                 publish(shared, &job);
                 shared.metrics.record_commit(job.staged.len() as u64, job.bytes);
                 for (reply, result) in job.replies {
                     reply.send(result);
+                }
+                if let Err(cause) = failed {
+                    // The erasure stands, but its key is live: an append sealed with it now
+                    // would be acknowledged and then lost to the next open's destruction. No
+                    // more appends until that open has destroyed it.
+                    tracing::error!(%cause, "log poisoned");
+                    *shared.poison.lock() = Some(cause.clone());
+                    *poisoned = Some(cause);
                 }
             }
         }
@@ -141,19 +149,19 @@ pub(super) fn complete(shared: &Shared, jobs: Vec<SyncJob>, poisoned: &mut Optio
 /// Destroys the secrets that the group's erasures of whole encrypted streams name, now that the
 /// erasures are durable (the writer syncs every group that holds one), before anyone is told
 /// of them. A failure leaves the erasure standing (reads hide the payloads) and the key in place
-/// until the next open destroys it (`Log::open`).
-fn destroy_erased_keys(shared: &Shared, job: &SyncJob) {
-    let Some(keys) = shared.options.keys.as_deref() else { return };
+/// until the next open destroys it (`Log::open`); its cause poisons the log (`complete`).
+fn destroy_erased_keys(shared: &Shared, job: &SyncJob) -> std::result::Result<(), String> {
+    let Some(keys) = shared.options.keys.as_deref() else { return Ok(()) };
+    let mut failed = Ok(());
     for change in job.staged.iter().filter_map(|s| s.life.as_deref()) {
         if let Change::Erased { stream, shred_through: Some(through), .. } = change {
             match keys.shred_through(stream, *through) {
                 Ok(n) => tracing::info!(stream = %stream, secrets = n, "erasure of the whole stream destroyed its key"),
-                Err(e) => {
-                    tracing::error!(stream = %stream, error = %e, "erased, but the stream's key was not destroyed yet");
-                }
+                Err(e) => failed = Err(format!("stream {stream} was erased, but its key was not destroyed: {e}")),
             }
         }
     }
+    failed
 }
 
 /// Makes a group visible: the bytes first, then the index, then wake subscribers. Everything is
