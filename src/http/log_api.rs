@@ -134,9 +134,8 @@ pub async fn append(
     check_view_stream(&caller, &stream, &query)?;
     let name = stream_name(&stream)?;
     if body.is_ndjson() {
-        let (st, c) = (state.clone(), caller.clone());
-        let write = async move { ndjson::append(&st, &c, name, body).await };
-        return Ok(Json(durable::outside_write(&state, &[&stream], write).await??).into_response());
+        // A Durable Stream's slot is taken per batch (see ndjson.rs), not for the whole body.
+        return Ok(Json(ndjson::append(&state, &caller, name, body).await?).into_response());
     }
     let bytes = body.read_json(true).await?;
     let request: AppendRequest<'_> = parse_json(&bytes)?;

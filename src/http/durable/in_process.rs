@@ -1,10 +1,13 @@
 //! The protocol served in process, over a log that is closed and reopened to restart it, and a
-//! clock the test moves ahead (`state::Clock::advance`): what depends on time passing across a
-//! restart, without waiting for it.
+//! clock the test moves ahead (`state::Clock::advance`): what depends on time passing or on a
+//! restart, without waiting for either.
 //!
 //! - TTL across a restart: a stream nobody used for longer than its TTL stays expired after a
 //!   restart (404), and one that reads alone kept alive is not expired early by one; the reads
 //!   leave access markers on the stream's access stream, never an offset of its own.
+//! - Erasure through cairn's API keeps the protocol's state (before and after a restart), and
+//!   a fork through cairn's API cannot land in a Durable Stream.
+//! - An NDJSON body to a Durable Stream holds its slot per batch, not for the whole body.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -269,5 +272,62 @@ async fn a_fork_through_cairns_api_into_a_durable_stream_is_refused() {
     let body = serde_json::json!({"to": "copy", "at_version": 1}).to_string();
     let (status, _, text) = server.call(Method::POST, "/v1/streams/ds%3Aa/fork", &json, &body).await;
     assert_eq!(status, StatusCode::OK, "{text}");
+    server.stop();
+}
+
+/// Failed before: an NDJSON append to `ds:P` held the stream's protocol slot until its whole
+/// body had arrived, so one slow client blocked every protocol request to the stream. Now the
+/// slot is taken per batch: with the body still open, a protocol read answers, and shows the
+/// batches already durable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_ndjson_body_does_not_hold_a_durable_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), 0);
+    let json = [("content-type", "application/json")];
+    assert_eq!(server.call(Method::PUT, "/v1/stream/slow", &json, "").await.0, StatusCode::CREATED);
+
+    let (tx, rx) = tokio::sync::mpsc::channel::<axum::body::Bytes>(4);
+    let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (Ok::<_, std::io::Error>(chunk), rx))
+    });
+    let request = Request::post("/v1/streams/ds%3Aslow/events")
+        .header("content-type", "application/x-ndjson")
+        .body(Body::from_stream(chunks))
+        .unwrap();
+    let append = tokio::spawn(server.router.clone().oneshot(request));
+    // One full batch, and the start of the next; the body stays open.
+    let line = |n: usize| format!("{{\"type\":\"ds.data\",\"data\":{n}}}\n");
+    let batch: String = (0..crate::limits::NDJSON_BATCH_EVENTS).map(line).collect();
+    tx.send(batch.into()).await.unwrap();
+    tx.send(line(1_000_000).into()).await.unwrap();
+
+    // Before, this waited for the whole body: the bound turns that hang into a failure.
+    let want = crate::limits::NDJSON_BATCH_EVENTS;
+    let read = async {
+        loop {
+            let (status, _, body) = server.call(Method::GET, "/v1/stream/slow", &[], "").await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let messages: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+            if messages.len() == want {
+                break;
+            }
+            // The first batch is handed over, not yet durable: wait for it as a reader would.
+            let (status, _, _) = server.call(Method::GET, "/v1/stream/slow?offset=-1&live=long-poll", &[], "").await;
+            assert!(status.is_success());
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), read)
+        .await
+        .expect("a protocol read waited for the NDJSON body to end");
+    drop(tx);
+    let response = append.await.unwrap().unwrap_or_else(|never| match never {});
+    let status = response.status();
+    let summary = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&summary));
+    let summary: serde_json::Value = serde_json::from_slice(&summary).unwrap();
+    assert_eq!((summary["count"].as_u64(), summary["batches"].as_u64()), (Some(want as u64 + 1), Some(2)));
+    let (_, _, body) = server.call(Method::GET, "/v1/stream/slow", &[], "").await;
+    let messages: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(messages.len(), want + 1, "the last batch counts at once");
     server.stop();
 }

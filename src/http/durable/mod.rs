@@ -446,39 +446,62 @@ async fn submit(
     })
 }
 
-/// Runs `write`, a write that reaches streams from outside this protocol (cairn's own append and
-/// lifecycle endpoints), so that the Durable Streams among `streams` learn of it: their slots
-/// are locked for the write's duration, as a protocol write would lock them, and forgotten
-/// after it (the next request folds them again from the log, this write included). A message,
-/// `ds.closed` or producer metadata appended through `/v1/streams/...` therefore counts at once,
-/// not only after a restart. The write runs in a task of its own, so a client that goes away
-/// mid-write cannot leave a slot holding state from before a write that still commits.
+/// The slots of the Durable Streams among some streams, locked for a write that reaches them
+/// from outside this protocol (cairn's own append and lifecycle endpoints), as a protocol
+/// write would lock them. Dropping it forgets their state (keeping their last access): the
+/// next request folds them again from the log, the write included. So a message, `ds.closed`
+/// or producer metadata appended through `/v1/streams/...` counts at once, not only after a
+/// restart. Drop it only once the write has committed or failed.
+#[derive(Debug)]
+pub struct OutsideLock(Vec<tokio::sync::OwnedMutexGuard<Slot>>);
+
+impl Drop for OutsideLock {
+    fn drop(&mut self) {
+        for guard in &mut self.0 {
+            guard.forget();
+        }
+    }
+}
+
+impl OutsideLock {
+    /// Whether it holds no slot (the write touches no Durable Stream).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Locks the slots of the Durable Streams among `streams` (none: at no cost).
+pub async fn lock_outside(state: &AppState, streams: &[&str]) -> OutsideLock {
+    let mut names: Vec<&str> = streams.iter().copied().filter(|s| s.starts_with(state::STREAM_PREFIX)).collect();
+    // One lock order (by name) for every multi-stream write; the protocol holds one slot at a
+    // time, so no two writers can wait on each other.
+    names.sort_unstable();
+    names.dedup();
+    let mut guards = Vec::with_capacity(names.len());
+    for name in names {
+        guards.push(state.durable.streams.slot(name).lock_owned().await);
+    }
+    OutsideLock(guards)
+}
+
+/// Runs `write`, a write that reaches `streams` from outside this protocol, holding an
+/// [`OutsideLock`] for its duration. The write runs in a task of its own, so a client that goes
+/// away mid-write cannot leave a slot holding state from before a write that still commits.
 /// A write that touches no `ds:` stream runs as it is, at no cost.
 pub async fn outside_write<T, W>(state: &Arc<AppState>, streams: &[&str], write: W) -> Result<T, ApiError>
 where
     T: Send + 'static,
     W: std::future::Future<Output = T> + Send + 'static,
 {
-    let mut names: Vec<String> =
-        streams.iter().filter(|s| s.starts_with(state::STREAM_PREFIX)).map(|s| s.to_string()).collect();
-    if names.is_empty() {
+    if !streams.iter().any(|s| s.starts_with(state::STREAM_PREFIX)) {
         return Ok(write.await);
     }
-    // One lock order (by name) for every multi-stream write; the protocol holds one slot at a
-    // time, so no two writers can wait on each other.
-    names.sort();
-    names.dedup();
+    let names: Vec<String> = streams.iter().map(|s| s.to_string()).collect();
     let state = state.clone();
     let task = tokio::spawn(async move {
-        let mut guards = Vec::with_capacity(names.len());
-        for name in &names {
-            guards.push(state.durable.streams.slot(name).lock_owned().await);
-        }
-        let out = write.await;
-        for guard in &mut guards {
-            guard.forget();
-        }
-        out
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let _lock = lock_outside(&state, &names).await;
+        write.await
     });
     task.await.map_err(|e| ApiError::internal(format!("a write to a durable stream failed: {e}")))
 }

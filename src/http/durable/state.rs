@@ -35,7 +35,7 @@
 //! validation and append are serialised per stream, as the protocol requires of producers,
 //! while group commit still batches many streams' appends. A slot is loaded from the log on
 //! first use and dropped (reloaded next time) whenever a write fails, the stream is deleted, or
-//! cairn's own endpoints write to it (`outside_write` in the parent module).
+//! cairn's own endpoints write to it (`outside_write` and `lock_outside` in the parent module).
 
 use std::collections::HashMap;
 use std::sync::Arc;

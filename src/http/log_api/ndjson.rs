@@ -17,6 +17,10 @@
 //! - While one batch commits, the next is read and parsed: one batch in flight, so the server
 //!   holds about two batches of a body however long it is; the body's share of the in-flight
 //!   budget is given back as each batch becomes durable.
+//! - A body to a Durable Stream (`ds:`) takes the stream's protocol slot per batch, from its
+//!   hand-over until it is durable (`durable::lock_outside`), never while the body is read: a
+//!   slow client delays the protocol's requests to the stream by one commit at most, and each
+//!   batch counts for them as soon as it is durable.
 //!
 //! Bounds: [`NDJSON_LINE_MAX`] bytes per line, [`NDJSON_EVENTS_MAX`] events and
 //! [`NDJSON_BODY_MAX`] bytes per request; the body timeout (`--body-timeout`) bounds the whole
@@ -31,6 +35,7 @@ use log_engine::{AppendResult, ExpectedVersion, NewEvent, StreamAppend, StreamNa
 
 use super::convert_event;
 use crate::http::drain::BodyBudget;
+use crate::http::durable;
 use crate::http::error::ApiError;
 use crate::http::extract::{Caller, RequestBody};
 use crate::http::AppState;
@@ -71,7 +76,7 @@ pub(super) async fn append(
 }
 
 /// The append of one batch, handed to the log and not yet answered.
-type Commit<'a> = Pin<Box<dyn Future<Output = Result<Vec<AppendResult>, log_engine::Error>> + Send + 'a>>;
+type Commit<'a> = Pin<Box<dyn Future<Output = Result<Vec<AppendResult>, ApiError>> + Send + 'a>>;
 
 /// Lines parsed and not yet handed to the log.
 #[derive(Default)]
@@ -197,7 +202,25 @@ impl<'a> Run<'a> {
         let batch = std::mem::take(&mut self.batch);
         let count = batch.events.len() as u64;
         let append = StreamAppend { stream: self.stream.clone(), expected: ExpectedVersion::Any, events: batch.events };
-        let mut commit: Commit<'a> = Box::pin(self.state.log.append_multi_async(vec![append]));
+        let lock = durable::lock_outside(self.state, &[self.stream.as_str()]).await;
+        let state = self.state;
+        let mut commit: Commit<'a> = if lock.is_empty() {
+            Box::pin(async move { state.log.append_multi_async(vec![append]).await.map_err(ApiError::from) })
+        } else {
+            // The commit holds the Durable Stream's slot, in a task of its own: a client that
+            // goes away cannot release the slot before the batch has committed or failed.
+            let log = state.log.clone();
+            let task = tokio::spawn(async move {
+                let result = log.append_multi_async(vec![append]).await;
+                drop(lock);
+                result
+            });
+            Box::pin(async move {
+                task.await
+                    .map_err(|e| ApiError::internal(format!("an NDJSON batch to a durable stream failed: {e}")))?
+                    .map_err(ApiError::from)
+            })
+        };
         // The first poll hands the batch to the writer (or refuses it at once).
         match std::future::poll_fn(|cx| Poll::Ready(commit.as_mut().poll(cx))).await {
             Poll::Ready(result) => self.record(result, count, batch.first_line, budget),
@@ -222,14 +245,14 @@ impl<'a> Run<'a> {
     /// Counts a batch the log answered; a refusal stops the request.
     fn record(
         &mut self,
-        result: Result<Vec<AppendResult>, log_engine::Error>,
+        result: Result<Vec<AppendResult>, ApiError>,
         count: u64,
         first_line: u64,
         budget: &BodyBudget,
     ) -> Result<(), Failure> {
         let batch = match result {
             Ok(mut results) => results.pop().expect("one result per stream"),
-            Err(e) => return Err(Failure { error: Box::new(e.into()), line: first_line }),
+            Err(e) => return Err(Failure { error: Box::new(e), line: first_line }),
         };
         match &mut self.written {
             None => self.written = Some(NdjsonAppendResponse::first(&batch, count)),
@@ -270,7 +293,7 @@ impl<'a> Run<'a> {
                     self.state.metrics.record_append(flight.count as usize);
                     failure
                 }
-                Err(e) => Failure { error: Box::new(e.into()), line: flight.first_line },
+                Err(e) => Failure { error: Box::new(e), line: flight.first_line },
             },
             None => failure,
         };
