@@ -40,8 +40,21 @@ impl Server {
     }
 
     /// Closes the log (it syncs what was handed to it): the next `start` reads everything back.
-    fn stop(self) {
+    /// Tasks the requests left behind (an access marker's commit) hold the log, and with it the
+    /// directory's lock, until they end: this waits for them to let go of the state.
+    async fn stop(self) {
         self.state.store.close();
+        let Server { mut state, router } = self;
+        drop(router);
+        loop {
+            match Arc::try_unwrap(state) {
+                Ok(state) => break drop(state),
+                Err(shared) => {
+                    state = shared;
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
     }
 
     async fn call(
@@ -92,17 +105,17 @@ async fn a_stream_that_expired_before_a_restart_stays_expired() {
     let server = Server::start(dir.path(), 0);
     server.create_ttl_stream("/v1/stream/idle").await;
     server.create_ttl_stream("/v1/stream/later").await;
-    server.stop();
+    server.stop().await;
 
     // Unused for 1.4 TTL: within the half TTL a restart may add (reads may have left no marker).
     let server = Server::start(dir.path(), TTL_MS * 14 / 10);
     assert_eq!(server.status(Method::HEAD, "/v1/stream/later").await, StatusCode::OK);
-    server.stop();
+    server.stop().await;
     // Unused for 1.6 TTL: expired, whenever the server restarted.
     let server = Server::start(dir.path(), TTL_MS * 16 / 10);
     assert_eq!(server.status(Method::GET, "/v1/stream/idle").await, StatusCode::NOT_FOUND);
     assert_eq!(server.status(Method::HEAD, "/v1/stream/later").await, StatusCode::NOT_FOUND);
-    server.stop();
+    server.stop().await;
 }
 
 /// A stream that only reads kept alive is not expired early by a restart, and a read moves no
@@ -114,7 +127,7 @@ async fn reads_keep_a_stream_alive_across_a_restart_without_moving_its_offsets()
     let server = Server::start(dir.path(), 0);
     server.create_ttl_stream("/v1/stream/read").await;
     let (_, before, _) = server.call(Method::GET, "/v1/stream/read", &[], "").await;
-    server.stop();
+    server.stop().await;
 
     // 0.6 TTL after the create, a read: the last persisted activity is more than half a TTL
     // old, so the read leaves a marker.
@@ -125,7 +138,7 @@ async fn reads_keep_a_stream_alive_across_a_restart_without_moving_its_offsets()
     assert_eq!(after["etag"], before["etag"], "a read changes no ETag");
     // A second read soon after leaves none.
     assert_eq!(server.status(Method::GET, "/v1/stream/read").await, StatusCode::OK);
-    server.stop();
+    server.stop().await;
 
     // 1.5 TTL after the create, 0.9 TTL after the read: alive, and read again (a marker).
     let server = Server::start(dir.path(), TTL_MS * 15 / 10);
@@ -135,15 +148,15 @@ async fn reads_keep_a_stream_alive_across_a_restart_without_moving_its_offsets()
     assert_eq!(markers[0].data_json().unwrap()["stream"], "ds:read");
     assert_eq!(server.events("ds:read").len(), 2, "ds:read holds its created event and message only");
     assert_eq!(server.status(Method::GET, "/v1/stream/read").await, StatusCode::OK);
-    server.stop();
+    server.stop().await;
     // 1.4 TTL after that read: alive (within the half TTL a restart may add), not read.
     let server = Server::start(dir.path(), TTL_MS * 29 / 10);
     assert_eq!(server.status(Method::HEAD, "/v1/stream/read").await, StatusCode::OK);
-    server.stop();
+    server.stop().await;
     // 1.6 TTL after it: expired.
     let server = Server::start(dir.path(), TTL_MS * 31 / 10);
     assert_eq!(server.status(Method::HEAD, "/v1/stream/read").await, StatusCode::NOT_FOUND);
-    server.stop();
+    server.stop().await;
 }
 
 /// Without a restart the TTL is exact: the server knows its reads, and keeps knowing them
@@ -168,7 +181,7 @@ async fn without_a_restart_the_ttl_runs_from_the_last_read() {
         StatusCode::NOT_FOUND,
         "1.1 TTL after the last read"
     );
-    server.stop();
+    server.stop().await;
 }
 
 /// A producer's append to `path`: its status.
@@ -220,14 +233,14 @@ async fn an_erasure_keeps_the_protocol_state_and_skips_the_erased_messages() {
     // The fork's shared versions are the source's: erasing them erases the source's.
     erase(&server, "ds:fork").await;
     check_after_erasure(&server, "before a restart").await;
-    server.stop();
+    server.stop().await;
     let server = Server::start(dir.path(), 0);
     check_after_erasure(&server, "after a restart").await;
     // The state holds for what comes next too.
     assert_eq!(produce(&server, "/v1/stream/e", 2, r#"{"n":3}"#, &[]).await, StatusCode::OK);
     assert_eq!(produce(&server, "/v1/stream/e", 3, r#"{"n":4}"#, &[("stream-seq", "s1")]).await, StatusCode::CONFLICT);
     assert_eq!(server.call(Method::GET, "/v1/stream/e", &[], "").await.2, r#"[{"n":3}]"#);
-    server.stop();
+    server.stop().await;
 }
 
 async fn check_after_erasure(server: &Server, when: &str) {
@@ -272,7 +285,7 @@ async fn a_fork_through_cairns_api_into_a_durable_stream_is_refused() {
     let body = serde_json::json!({"to": "copy", "at_version": 1}).to_string();
     let (status, _, text) = server.call(Method::POST, "/v1/streams/ds%3Aa/fork", &json, &body).await;
     assert_eq!(status, StatusCode::OK, "{text}");
-    server.stop();
+    server.stop().await;
 }
 
 /// Failed before: an NDJSON append to `ds:P` held the stream's protocol slot until its whole
@@ -329,5 +342,5 @@ async fn a_slow_ndjson_body_does_not_hold_a_durable_stream() {
     let (_, _, body) = server.call(Method::GET, "/v1/stream/slow", &[], "").await;
     let messages: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
     assert_eq!(messages.len(), want + 1, "the last batch counts at once");
-    server.stop();
+    server.stop().await;
 }
