@@ -57,7 +57,7 @@ impl Log {
                 ),
             });
         }
-        let stub_map = Arc::new(stub.to_map().map_err(|e| Error::io("map stub", &path, e))?);
+        let stub_map = Arc::new(stub.resident_map().map_err(|e| Error::io("map stub", &path, e))?);
         let fs = shared.options.fs.clone();
         let log_dir = shared.log_dir();
         stub::write_stub(fs.as_ref(), &log_dir, &stub)?;

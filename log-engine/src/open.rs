@@ -711,7 +711,11 @@ fn probe_stub(log_dir: &Path, options: &Options, id: SegmentId) -> Result<Probe>
         return Err(corrupt(0, CorruptionKind::SegmentHeader(Box::new(damage))));
     }
     let sealed = match segment::read_sealed(map.bytes(), false) {
-        Ok(Some(sealed)) => Ok(Some((map, sealed))),
+        Ok(Some(sealed)) => {
+            // Decoded: the index keeps the footer from here on, the map kept does not.
+            drop(map);
+            Ok(Some((stub.resident_map().map_err(|e| Error::io("map stub", &stub_path, e))?, sealed)))
+        }
         Ok(None) => Ok(None),
         Err((offset, kind)) => Err(corrupt(offset, kind)),
     };

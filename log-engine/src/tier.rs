@@ -7,7 +7,8 @@
 //! keeps (the server's `$auth:tokens`, replayed at every start), the footer, and
 //! the trailer. Open rebuilds from a stub a read-only anonymous map of the segment's capacity
 //! holding those ranges at their own offsets (zeros elsewhere), so the header, footer and
-//! lifecycle code reads a stub exactly as it reads the file, and open never needs the bucket.
+//! lifecycle code reads a stub exactly as it reads the file, and open never needs the bucket;
+//! the map it keeps afterwards leaves the footer out (the index holds it decoded).
 //! Every other record of an evicted segment is read from a fetched copy: the log's [`Tiering`]
 //! fetches the whole file through its [`ColdStore`] into its cache directory, checks its
 //! BLAKE3 against the stub's digest before anything reads it (a tampered or truncated copy is
