@@ -233,9 +233,12 @@ pub fn open_writer_with(
 /// [`open_writer`] for a command that copies the log and appends nothing (a backup, a
 /// restore's source): an encrypted log whose key store is elsewhere opens without the key,
 /// and the engine refuses any append to it ([`log_engine::Error::AppendNeedsKey`]).
+///
+/// Evicted segments are read back from the process's archive, as [`open_writer`] does.
 pub fn open_writer_to_copy(dir: &Path) -> Result<Log, StoreError> {
     let mut options = log_engine::Options::default();
     options.keys = keyring(dir, true, &options.fs)?;
+    options.tiering = archive_tiering(dir, &dir.join(crate::tier::TIER_CACHE_DIR))?;
     Log::open(dir, options).map_err(StoreError::open(dir))
 }
 

@@ -2,8 +2,8 @@
 //! tiering evicted to the archive (a `file://` archive here; tests/s3.rs does the same against a
 //! real S3 server). Without the archive, a read that reaches an evicted segment fails naming the
 //! segment's stub and how to read it; with `--archive URL` (or `CAIRN_ARCHIVE`) `read-all`,
-//! `read`, `export`, `verify` and `kv get` read across tiers, and the data directory gains no
-//! file from a reader.
+//! `read`, `export`, `verify` and `kv get` read across tiers, the data directory gains no file
+//! from a reader, and a backup holds the evicted segments (its restore reads every event).
 
 mod support;
 
@@ -120,4 +120,23 @@ fn offline_commands_read_evicted_segments_through_the_archive_or_say_how() {
     let (code, out, err) = cairn_with_env(&t.data, &t.url, &["kv", "get", "session/1", "-o", "json"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("cold"), "{out}");
+
+    // A backup copies the evicted segments from the archive: restored, it holds every event.
+    let backup = format!("file://{}", t.data.with_file_name("backup").display());
+    let (code, _, err) = cairn(&t.data, &["backup", "--to", backup.as_str()]);
+    assert_ne!(code, 0, "a backup without the archive fails");
+    assert!(err.contains(&stub), "{err}");
+    let (code, out, err) = cairn_with_env(&t.data, &t.url, &["backup", "--to", backup.as_str()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let restored = t.data.with_file_name("restored");
+    let restored_arg = restored.display().to_string();
+    let (code, out, err) = cairn(&t.data, &["restore", "--from", backup.as_str(), "--to", restored_arg.as_str()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = cairn(&restored, &read_all);
+    assert_eq!(code, 0, "{err}");
+    let positions: Vec<u64> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(positions, (0..t.events).collect::<Vec<u64>>(), "the restored copy holds every event");
 }
