@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use rustix::process::{kill_process, Pid, Signal};
-use support::cairn;
+use support::{cairn, dir_names};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cairn");
 /// Attempts at catching a copy in the middle before the test gives up.
@@ -91,13 +91,6 @@ fn signal_during_copy(
     }
 }
 
-fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    names.sort();
-    names
-}
-
 /// Issue 23 item 9: an interrupted restore left a partial copy that `verify` called corrupt.
 #[test]
 fn an_interrupted_restore_leaves_no_target_and_no_partial_copy() {
@@ -123,7 +116,7 @@ fn an_interrupted_restore_leaves_no_target_and_no_partial_copy() {
         // Either the signal landed before the copy was complete (exit 130, nothing left) or
         // just after it was renamed into place (a complete copy that verifies).
         if status.code() == Some(130) && !target.exists() {
-            assert!(names(&out).is_empty(), "nothing partial is left: {:?}", names(&out));
+            assert!(dir_names(&out).is_empty(), "nothing partial is left: {:?}", dir_names(&out));
             return;
         }
         let (code, report, err) = cairn(&target, &["verify"]);
@@ -160,7 +153,7 @@ fn a_killed_restore_leaves_no_target_and_the_next_one_cleans_up() {
         }
         let (code, _, err) = cairn(&data, &["restore", "--to", target.to_str().unwrap()]);
         assert_eq!(code, 0, "a restore after a killed one works: {err}");
-        assert_eq!(names(&out), vec!["copy".to_string()], "the killed restore's staging directory is gone");
+        assert_eq!(dir_names(&out), vec!["copy".to_string()], "the killed restore's staging directory is gone");
         assert_eq!(cairn(&target, &["verify"]).0, 0);
         return;
     }
@@ -184,7 +177,7 @@ fn an_interrupted_drill_removes_its_scratch_directory() {
             .spawn()
             .unwrap();
         let (status, during) = signal_during_copy(child, &tmp, &data, Signal::INT);
-        assert!(names(&tmp).is_empty(), "the drill left {:?} in the temporary directory", names(&tmp));
+        assert!(dir_names(&tmp).is_empty(), "the drill left {:?} in the temporary directory", dir_names(&tmp));
         if during {
             assert_eq!(status.code(), Some(130), "an interrupted drill exits 130");
             // The source is untouched and still opens.

@@ -8,11 +8,10 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use log_engine::{ExpectedVersion, Log, NewEvent, Options, IDEMPOTENCY_WINDOW};
-use support::{cairn, BIN};
+use support::{cairn, dir_names};
 
 /// A failure guard for the archiver's rounds (not a measurement).
 const ARCHIVE_GUARD: Duration = Duration::from_secs(120);
@@ -63,16 +62,8 @@ fn tiered() -> Tiered {
 }
 
 /// `cairn --data DIR ARGS` with `CAIRN_ARCHIVE` set to `archive`.
-fn cairn_with_env(data: &Path, archive: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN).arg("--data").arg(data).args(args).env("CAIRN_ARCHIVE", archive).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
-}
-
-fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    names.sort();
-    names
+fn cairn_archived(data: &Path, archive: &str, args: &[&str]) -> (i32, String, String) {
+    support::cairn_with_env(data, &[("CAIRN_ARCHIVE", archive)], args)
 }
 
 #[test]
@@ -90,7 +81,7 @@ fn offline_commands_read_evicted_segments_through_the_archive_or_say_how() {
     }
 
     // With it: every event, in order, across tiers.
-    let before = names(&t.data);
+    let before = dir_names(&t.data);
     let (code, out, err) = cairn(&t.data, &[&["--archive", t.url.as_str()][..], &read_all].concat());
     assert_eq!(code, 0, "{err}");
     let positions: Vec<u64> = out
@@ -98,26 +89,26 @@ fn offline_commands_read_evicted_segments_through_the_archive_or_say_how() {
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["position"].as_u64().unwrap())
         .collect();
     assert_eq!(positions, (0..t.events).collect::<Vec<u64>>(), "every event, in order");
-    assert_eq!(names(&t.data), before, "a reader writes nothing in the data directory");
+    assert_eq!(dir_names(&t.data), before, "a reader writes nothing in the data directory");
 
     // The variable instead of the flag; a stream read; an export; verify; a key-value read whose
     // replay starts in an evicted segment.
-    let (code, out, err) = cairn_with_env(&t.data, &t.url, &["read", "tier-0", "-o", "ndjson", "--limit", "3"]);
+    let (code, out, err) = cairn_archived(&t.data, &t.url, &["read", "tier-0", "-o", "ndjson", "--limit", "3"]);
     assert_eq!(code, 0, "{err}");
     let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert_eq!((first["version"].as_u64(), first["data"]["n"].as_u64()), (Some(0), Some(0)), "{first}");
-    let (code, out, err) = cairn_with_env(&t.data, &t.url, &["export", "tier-0"]);
+    let (code, out, err) = cairn_archived(&t.data, &t.url, &["export", "tier-0"]);
     assert_eq!(code, 0, "{err}");
     let batches = EVENTS.div_ceil(5_000);
     let tier_0 = (0..batches).filter(|b| b % 4 == 0).count() as u64 * 5_000;
     assert_eq!(out.lines().count() as u64, tier_0, "export holds every event of the stream");
-    assert_eq!(names(&t.data), before, "nor does export");
-    let (code, out, err) = cairn_with_env(&t.data, &t.url, &["verify", "-o", "json"]);
+    assert_eq!(dir_names(&t.data), before, "nor does export");
+    let (code, out, err) = cairn_archived(&t.data, &t.url, &["verify", "-o", "json"]);
     assert_eq!(code, 0, "{out}{err}");
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!((report["ok"].as_bool(), report["events"].as_u64()), (Some(true), Some(t.events)), "{report}");
-    assert_eq!(names(&t.data), before, "nor does verify, a reader too");
-    let (code, out, err) = cairn_with_env(&t.data, &t.url, &["kv", "get", "session/1", "-o", "json"]);
+    assert_eq!(dir_names(&t.data), before, "nor does verify, a reader too");
+    let (code, out, err) = cairn_archived(&t.data, &t.url, &["kv", "get", "session/1", "-o", "json"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("cold"), "{out}");
 
@@ -126,7 +117,7 @@ fn offline_commands_read_evicted_segments_through_the_archive_or_say_how() {
     let (code, _, err) = cairn(&t.data, &["backup", "--to", backup.as_str()]);
     assert_ne!(code, 0, "a backup without the archive fails");
     assert!(err.contains(&stub), "{err}");
-    let (code, out, err) = cairn_with_env(&t.data, &t.url, &["backup", "--to", backup.as_str()]);
+    let (code, out, err) = cairn_archived(&t.data, &t.url, &["backup", "--to", backup.as_str()]);
     assert_eq!(code, 0, "{out}{err}");
     let restored = t.data.with_file_name("restored");
     let restored_arg = restored.display().to_string();

@@ -300,8 +300,21 @@ pub fn wait_for_log(server: &Server, needle: &str, count: usize) {
 
 /// Runs the binary with `args` and the data directory, returning (exit code, stdout, stderr).
 pub fn cairn(data: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN).arg("--data").arg(data).args(args).output().unwrap();
+    cairn_with_env(data, &[], args)
+}
+
+/// [`cairn`] with environment variables `env` set.
+pub fn cairn_with_env(data: &Path, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).arg("--data").arg(data).args(args).envs(env.iter().copied()).output().unwrap();
     (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+/// The names of the entries of `dir`, sorted.
+pub fn dir_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
 }
 
 /// `cairn token --hash TOKEN`: the auth file's line for a token.
