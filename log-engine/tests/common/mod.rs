@@ -1,6 +1,8 @@
 //! Helpers shared by the log-engine integration tests.
 #![allow(dead_code)]
 
+pub mod golden_encrypted;
+
 use log_engine::{ExpectedVersion, Log, NewEvent, Options};
 use std::path::Path;
 
